@@ -1,0 +1,33 @@
+"""ai-data-agent: run untrusted Python for AI data agents in throwaway, locked-down containers.
+
+    from ai_data_agent import Executor, RunRequest, Settings
+
+    result = Executor(Settings()).run(RunRequest(code="print(1 + 1)"))
+    assert result.status == "succeeded" and result.stdout == "2\\n"
+"""
+
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    ConfigurationError,
+    DockerUnavailable,
+    ExecutorError,
+    RequestRejected,
+)
+from ai_data_agent.executor import Executor, RunEvent
+from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.settings import Settings
+
+__all__ = [
+    "AiDataAgentError",
+    "ConfigurationError",
+    "DockerUnavailable",
+    "Executor",
+    "ExecutorError",
+    "RequestRejected",
+    "RunEvent",
+    "RunRequest",
+    "RunResult",
+    "RunStatus",
+    "Settings",
+]
+__version__ = "0.1.0"

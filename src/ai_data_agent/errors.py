@@ -1,0 +1,76 @@
+"""One exception tree for the whole package.
+
+Bad user code is never an exception: it is a `RunResult` with a status. These
+classes are for input the server refuses and for host or Docker failures::
+
+    AiDataAgentError
+    ├── RequestRejected        a request breaks a server policy (field, reason)
+    ├── ConfigurationError     settings that cannot work (missing image, CA file, ...)
+    └── ExecutorError          host or Docker failure during a run (run_id, container_id, step)
+        └── DockerUnavailable  the engine cannot be reached at all
+
+Docker and requests exceptions are translated where they are raised (the
+executor's Docker backend), always ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AiDataAgentError",
+    "ConfigurationError",
+    "DockerUnavailable",
+    "ExecutorError",
+    "RequestRejected",
+]
+
+
+class AiDataAgentError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class RequestRejected(AiDataAgentError):
+    """A run request that breaks a server policy; nothing was started."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class ConfigurationError(AiDataAgentError):
+    """Settings or host state that make runs impossible; the message names the fix."""
+
+
+class ExecutorError(AiDataAgentError):
+    """A host or Docker failure during a run.
+
+    Attributes:
+        run_id: the run this happened in.
+        container_id: the container, when one existed.
+        step: what the executor was doing (``image``, ``create``, ``start``,
+            ``attach``, ``install``, ``network``, ``execute``, ``collect``, ``remove``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        container_id: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        context = ", ".join(
+            f"{k}={v}"
+            for k, v in (("run", run_id), ("container", container_id and container_id[:12]),
+                         ("step", step))
+            if v
+        )
+        super().__init__(f"{message} ({context})" if context else message)
+        self.message = message
+        self.run_id = run_id
+        self.container_id = container_id
+        self.step = step
+
+
+class DockerUnavailable(ExecutorError):
+    """The Docker engine cannot be reached (not running, no permission, wrong host)."""

@@ -1,0 +1,373 @@
+"""The executor: one request in, one fresh container, one `RunResult` out.
+
+    executor = Executor(Settings())
+    result = executor.run(RunRequest(code="print('hi')"))
+
+`Executor.run` validates the request, starts a sandbox through the backend,
+speaks the runner protocol with it under the controller's own deadlines, and
+removes the container in every path (success, failure, timeout, Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from ai_data_agent.errors import ExecutorError
+from ai_data_agent.executor.backend import STDERR, STDOUT, Backend, ExitState, Session
+from ai_data_agent.executor.protocol import FrameReader, encode_job, new_token
+from ai_data_agent.executor.spec import build_spec
+from ai_data_agent.models import (
+    EnvironmentInfo,
+    InstallReport,
+    Limits,
+    PackageInfo,
+    RunRequest,
+    RunResult,
+    RunStatus,
+    Timings,
+)
+from ai_data_agent.settings import Settings
+
+__all__ = ["Executor", "RunEvent"]
+
+# The runner's verify step gets this long between "ready" and "running".
+VERIFY_BUDGET_S = 60.0
+# Bytes kept of the container's own stderr (the runner's crash output, if any).
+RUNNER_STDERR_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """Progress of a run: ``phase`` (installing, ready, running) or ``stdout``/``stderr`` text."""
+
+    run_id: str
+    kind: str
+    data: str
+
+
+EventHandler = Callable[[RunEvent], None]
+
+
+@dataclass
+class _Transcript:
+    """What the controller collected from one sandbox, bounded at every step."""
+
+    stdout_limit: int
+    stderr_limit: int
+    phase: str = "starting"
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    stdout_size: int = 0
+    stderr_size: int = 0
+    stdout_cut: bool = False
+    stderr_cut: bool = False
+    result: dict[str, Any] | None = None
+    runner_stderr: bytearray = field(default_factory=bytearray)
+    deadline_hit: str | None = None  # the phase in which the controller killed it
+
+    def add_output(self, stream: str, text: str) -> str:
+        """Append within the cap (UTF-8 bytes; one raw byte decodes to <= 3); return what was kept."""
+        size = len(text.encode())
+        if stream == "stdout":
+            room = self.stdout_limit * 3 - self.stdout_size
+            kept = text if size <= room else text.encode()[: max(room, 0)].decode("utf-8", "ignore")
+            self.stdout.append(kept)
+            self.stdout_size += len(kept.encode())
+            self.stdout_cut |= kept != text
+        else:
+            room = self.stderr_limit * 3 - self.stderr_size
+            kept = text if size <= room else text.encode()[: max(room, 0)].decode("utf-8", "ignore")
+            self.stderr.append(kept)
+            self.stderr_size += len(kept.encode())
+            self.stderr_cut |= kept != text
+        return kept
+
+
+class Executor:
+    """Runs requests in fresh sandbox containers. Thread-safe; one per process is enough."""
+
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+        self.settings = settings
+        if backend is None:
+            from ai_data_agent.executor.docker_backend import DockerBackend
+
+            backend = DockerBackend(settings)
+        self.backend = backend
+        self.controller_id = uuid.uuid4().hex[:12]
+
+    # -- public -------------------------------------------------------------------
+    def run(
+        self,
+        request: RunRequest,
+        *,
+        run_id: str | None = None,
+        on_event: EventHandler | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        """Run ``request`` in a fresh container and return its result.
+
+        ``on_event`` sees phases and output as they happen (on this thread);
+        setting ``cancel`` kills the container and gives status ``cancelled``.
+
+        Raises:
+            RequestRejected: the request breaks a server limit (nothing started).
+            ConfigurationError: the sandbox image cannot be had.
+            ExecutorError: Docker or the host failed; the container is gone anyway.
+        """
+        limits = request.resolve(self.settings)
+        run_id = run_id or uuid.uuid4().hex
+        log = logger.bind(run_id=run_id)
+        started = time.monotonic()
+        image = self.backend.resolve_image()
+        spec = build_spec(
+            self.settings, limits, image=image, run_id=run_id, controller_id=self.controller_id,
+            needs_install=bool(request.requirements),
+        )  # fmt: skip
+        token = new_token()
+        transcript = _Transcript(self.settings.stdout_limit_bytes, self.settings.stderr_limit_bytes)
+        session = self.backend.start(spec, run_id)
+        log.debug("container {} started from {}", session.container_id[:12], image)
+        try:
+            session.send(encode_job(self._job(request, limits, token)))
+            exit_state = self._converse(session, spec.detach_network_before_code, limits, token,
+                                        transcript, run_id, on_event, cancel)  # fmt: skip
+        finally:
+            try:
+                session.remove()
+            except ExecutorError as exc:
+                # Never mask the first error; the sweep will find it by label.
+                log.warning("cleanup failed: {}", exc)
+        result = self._result(run_id, image, request, transcript, exit_state)
+        result.timings.total_s = round(time.monotonic() - started, 4)
+        log.info(
+            "run finished: status={} exit_code={} install_s={:.2f} execute_s={:.2f} total_s={:.2f}",
+            result.status, result.exit_code, result.timings.install_s, result.timings.execute_s,
+            result.timings.total_s,
+        )  # fmt: skip
+        return result
+
+    # -- protocol -----------------------------------------------------------------
+    def _job(self, request: RunRequest, limits: Limits, token: str) -> dict[str, Any]:
+        from packaging.requirements import Requirement
+
+        s = self.settings
+        return {
+            "token": token,
+            "code": request.code,
+            "requirements": [
+                {"line": line, "name": Requirement(line).name} for line in request.requirements
+            ],
+            "timeout_s": limits.timeout_s,
+            "network": limits.network,
+            "exec_env": request.env,
+            "stdout_limit": s.stdout_limit_bytes,
+            "stderr_limit": s.stderr_limit_bytes,
+            "output_policy": s.output_policy,
+            "install_timeout_s": s.install_timeout_s,
+            "install_log_limit": s.install_log_limit_bytes,
+            "index_url": s.pip_index_url,
+        }
+
+    def _converse(
+        self,
+        session: Session,
+        detach_network: bool,
+        limits: Limits,
+        token: str,
+        transcript: _Transcript,
+        run_id: str,
+        on_event: EventHandler | None,
+        cancel: threading.Event | None,
+    ) -> ExitState:
+        """Read frames until the runner is done or a deadline passes."""
+        s = self.settings
+        log = logger.bind(run_id=run_id)
+        reader = FrameReader(token)
+        # Worst case of the runner's framing: JSON-escaped output (<= 6x) plus logs.
+        stream_budget = 8 * (s.stdout_limit_bytes + s.stderr_limit_bytes + s.install_log_limit_bytes)
+        stream_budget += 4 * 1024 * 1024
+        received = 0
+        deadline = time.monotonic() + s.install_timeout_s + s.stop_grace_s + 30
+
+        def emit(kind: str, data: str) -> None:
+            if on_event is not None:
+                on_event(RunEvent(run_id, kind, data))
+
+        while transcript.result is None:
+            if cancel is not None and cancel.is_set():
+                transcript.deadline_hit = "cancelled"
+                log.info("cancelled in phase {}; killing the sandbox", transcript.phase)
+                session.kill()
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                transcript.deadline_hit = transcript.phase
+                log.info("deadline passed in phase {}; killing the sandbox", transcript.phase)
+                session.kill()
+                break
+            chunk = session.read(min(remaining, 0.25))
+            if chunk is None:
+                continue
+            stream, data = chunk
+            if not data:
+                break  # end of stream: the container exited
+            received += len(data)
+            if received > stream_budget:
+                log.warning("sandbox sent more than {} bytes; killing it", stream_budget)
+                transcript.deadline_hit = "stream"
+                session.kill()
+                break
+            if stream == STDERR:
+                room = RUNNER_STDERR_LIMIT - len(transcript.runner_stderr)
+                transcript.runner_stderr += data[: max(room, 0)]
+                continue
+            if stream != STDOUT:
+                continue
+            for frame in reader.feed(data):
+                kind = frame["k"]
+                if kind == "out" and frame.get("s") in ("stdout", "stderr"):
+                    text = frame.get("d")
+                    if isinstance(text, str):
+                        kept = transcript.add_output(frame["s"], text)
+                        if kept:
+                            emit(frame["s"], kept)
+                elif kind == "log":
+                    level = str(frame.get("level", "INFO")).upper()
+                    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                        level = "INFO"
+                    log.log(level, "sandbox: {}", str(frame.get("msg", ""))[:2000])
+                elif kind == "phase":
+                    phase = str(frame.get("phase", ""))[:32]
+                    transcript.phase = phase
+                    emit("phase", phase)
+                    if phase == "ready":
+                        if detach_network:
+                            session.detach_network()
+                            log.debug("install network detached")
+                        session.send(b"go\n")
+                        session.close_stdin()
+                        deadline = time.monotonic() + VERIFY_BUDGET_S + s.stop_grace_s
+                    elif phase == "running":
+                        deadline = time.monotonic() + limits.timeout_s + s.stop_grace_s
+                elif kind == "result":
+                    transcript.result = frame
+        if reader.noise_lines or reader.bad_frames:
+            log.warning(
+                "ignored {} unauthenticated line(s) and {} malformed frame(s) from the sandbox",
+                reader.noise_lines, reader.bad_frames,
+            )  # fmt: skip
+        return session.exit_state(timeout_s=10.0)
+
+    # -- result -------------------------------------------------------------------
+    def _result(
+        self,
+        run_id: str,
+        image: str,
+        request: RunRequest,
+        transcript: _Transcript,
+        exit_state: ExitState,
+    ) -> RunResult:
+        frame = transcript.result or {}
+        install = _dict(frame.get("install"))
+        verify = _dict(frame.get("verify"))
+        execute = _dict(frame.get("execute"))
+        env = _dict(frame.get("environment"))
+        status, error = classify(transcript, exit_state)
+        packages = [
+            PackageInfo(name=str(p["name"]), version=str(p["version"]))
+            for p in verify.get("packages") or []
+            if isinstance(p, dict) and "name" in p and "version" in p
+        ]
+        exit_code = execute.get("exit_code")
+        if exit_code is None and isinstance(execute.get("signal"), int):
+            exit_code = -execute["signal"]
+        return RunResult(
+            id=run_id,
+            status=status,
+            exit_code=exit_code if isinstance(exit_code, int) else None,
+            stdout="".join(transcript.stdout),
+            stderr="".join(transcript.stderr),
+            stdout_truncated=bool(execute.get("stdout_truncated")) or transcript.stdout_cut,
+            stderr_truncated=bool(execute.get("stderr_truncated")) or transcript.stderr_cut,
+            timings=Timings(
+                install_s=round(_float(install.get("duration_s")), 4),
+                execute_s=round(_float(execute.get("duration_s")), 4),
+            ),
+            install=InstallReport(
+                requirements=list(request.requirements),
+                packages=packages,
+                installer=str(install.get("installer", "pip")),
+                fallback_triggered=bool(install.get("fallback_triggered")),
+                log_tail=str(install.get("log_tail", ""))[-self.settings.install_log_limit_bytes :],
+            ),
+            environment=EnvironmentInfo(
+                platform=str(env.get("platform", "")),
+                python_version=str(env.get("python_version", "")),
+                path_separator=str(env.get("path_separator", "")),
+                pythonpath=str(env.get("pythonpath", "")),
+                home=str(env.get("home", "")),
+                sandbox_dir=str(env.get("sandbox_dir", "")),
+                uid=env.get("uid") if isinstance(env.get("uid"), int) else None,
+                sandbox_removed=frame.get("sandbox_removed")
+                if isinstance(frame.get("sandbox_removed"), bool)
+                else None,
+                mismatches=[str(m) for m in frame.get("mismatch") or []][:20],
+            ),
+            image=image,
+            error=error,
+        )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and value >= 0 else 0.0
+
+
+def classify(transcript: _Transcript, exit_state: ExitState) -> tuple[RunStatus, str | None]:
+    """Decide the status of a run from what the runner said and how the container ended."""
+    frame = transcript.result
+    execute = _dict(frame.get("execute")) if frame else {}
+    install = _dict(frame.get("install")) if frame else {}
+    verify = _dict(frame.get("verify")) if frame else {}
+    oom_in_runner = bool(frame and isinstance(frame.get("oom_kills"), int) and frame["oom_kills"] > 0)
+    if transcript.deadline_hit == "cancelled":
+        return RunStatus.CANCELLED, "cancelled by request"
+    if transcript.deadline_hit == "stream":
+        return RunStatus.OUTPUT_EXCEEDED, "the sandbox's output stream exceeded its budget"
+    if transcript.deadline_hit in ("starting", "installing"):
+        return RunStatus.INSTALL_FAILED, "requirements did not install within the install timeout"
+    if transcript.deadline_hit is not None:
+        return RunStatus.TIMED_OUT, f"killed at the deadline (phase {transcript.deadline_hit})"
+    if exit_state.oom_killed or (oom_in_runner and execute.get("signal") == 9):
+        return RunStatus.MEMORY_EXCEEDED, "the memory limit was reached"
+    if frame is None:
+        tail = transcript.runner_stderr[-2000:].decode("utf-8", "replace").strip()
+        return RunStatus.ERROR, (
+            f"the sandbox ended without a result (container exit code {exit_state.exit_code})"
+            + (f": {tail}" if tail else "")
+        )
+    if frame.get("error"):
+        return RunStatus.ERROR, str(frame["error"])[:2000]
+    if not install.get("ok", False):
+        reason = "install timed out" if install.get("timed_out") else "pip install failed"
+        return RunStatus.INSTALL_FAILED, reason
+    if verify and not verify.get("ok", False):
+        missing = ", ".join(str(m) for m in verify.get("missing") or [])
+        return RunStatus.INSTALL_FAILED, f"installed but not found in the run's environment: {missing}"
+    if execute.get("timed_out"):
+        return RunStatus.TIMED_OUT, "the code ran past its timeout"
+    if execute.get("output_exceeded"):
+        return RunStatus.OUTPUT_EXCEEDED, "output passed its cap"
+    if execute.get("exit_code") == 0:
+        return RunStatus.SUCCEEDED, None
+    return RunStatus.FAILED, None

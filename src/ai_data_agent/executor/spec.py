@@ -1,0 +1,129 @@
+"""What a sandbox container looks like, as plain data (`ContainerSpec`).
+
+`build_spec` turns settings, resolved limits and a run id into the full list of
+container settings. It does no I/O, so unit tests pin every hardening choice;
+the Docker backend only translates the spec into API calls.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ai_data_agent.models import Limits
+from ai_data_agent.settings import Settings
+
+__all__ = [
+    "CA_BUNDLE_PATH",
+    "LABEL_CONTROLLER",
+    "LABEL_DEADLINE",
+    "LABEL_MANAGED",
+    "LABEL_PREFIX",
+    "LABEL_RUN_ID",
+    "SANDBOX_USER",
+    "ContainerSpec",
+    "build_spec",
+    "runner_source",
+]
+
+LABEL_PREFIX = "ai-data-agent."
+LABEL_MANAGED = LABEL_PREFIX + "managed"
+LABEL_RUN_ID = LABEL_PREFIX + "run-id"
+LABEL_CONTROLLER = LABEL_PREFIX + "controller"
+LABEL_DEADLINE = LABEL_PREFIX + "deadline"
+SANDBOX_USER = "1000:1000"
+CA_BUNDLE_PATH = "/etc/ai-data-agent/ca-bundle.crt"
+# Extra time a sandbox may live beyond install + timeout before a sweep may
+# remove it as abandoned.
+SWEEP_SLACK_S = 120
+
+
+def runner_source() -> str:
+    """Source of the in-container runner, shipped as ``python3 -I -c <source>``."""
+    return resources.files("ai_data_agent.sandbox").joinpath("runner.py").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything the backend needs to create one sandbox container."""
+
+    image: str
+    command: list[str]
+    user: str
+    environment: dict[str, str]
+    labels: dict[str, str]
+    memory_bytes: int
+    memory_reservation_bytes: int
+    nano_cpus: int
+    pids_limit: int
+    tmpfs: dict[str, str]
+    runtime: str
+    # The network attached at start (None: no network at all), and whether it
+    # must be detached before user code runs.
+    network: str | None
+    detach_network_before_code: bool
+    ca_bundle: Path | None = None
+    read_only: bool = True
+    cap_drop: tuple[str, ...] = ("ALL",)
+    security_opt: tuple[str, ...] = ("no-new-privileges:true",)
+
+
+def sandbox_environment(settings: Settings) -> dict[str, str]:
+    """The documented variables every sandbox gets on top of its image's own."""
+    env = {
+        "PYTHONUNBUFFERED": "1",  # live output
+        "PYTHONDONTWRITEBYTECODE": "1",  # nothing to cache in a throwaway container
+        "PIP_NO_INPUT": "1",
+        "MPLBACKEND": "Agg",  # no display in a sandbox
+    }
+    if settings.ca_bundle is not None:
+        for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+            env[name] = CA_BUNDLE_PATH
+    env.update(settings.passthrough_env())
+    return env
+
+
+def build_spec(
+    settings: Settings,
+    limits: Limits,
+    *,
+    image: str,
+    run_id: str,
+    controller_id: str,
+    needs_install: bool,
+    now: float | None = None,
+) -> ContainerSpec:
+    """The container for one run.
+
+    The install network is attached only when there is something to install
+    (or the request may use the network); it is detached before user code
+    unless the request has network access.
+    """
+    started = time.time() if now is None else now
+    deadline = started + settings.install_timeout_s + limits.timeout_s + SWEEP_SLACK_S
+    memory = limits.memory_mb * 1024 * 1024
+    network = settings.install_network if (needs_install or limits.network) else None
+    return ContainerSpec(
+        image=image,
+        command=["python3", "-I", "-c", runner_source()],
+        user=SANDBOX_USER,
+        environment=sandbox_environment(settings),
+        labels={
+            LABEL_MANAGED: "true",
+            LABEL_RUN_ID: run_id,
+            LABEL_CONTROLLER: controller_id,
+            LABEL_DEADLINE: str(int(deadline)),
+        },
+        memory_bytes=memory,
+        memory_reservation_bytes=min(settings.memory_reservation_mb * 1024 * 1024, memory),
+        nano_cpus=int(limits.cpus * 1e9),
+        pids_limit=settings.pids_limit,
+        # exec: C extensions installed into the sandbox dir must load from /tmp.
+        tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={settings.tmpfs_mb}m,mode=1777"},
+        runtime=settings.runtime,
+        network=network,
+        detach_network_before_code=network is not None and not limits.network,
+        ca_bundle=settings.ca_bundle,
+    )

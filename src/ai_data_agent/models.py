@@ -1,0 +1,244 @@
+"""The contract: what a run asks for (`RunRequest`) and what it gives back (`RunResult`).
+
+Both are pydantic models and JSON-serialisable::
+
+    request = RunRequest(code="import six; print(six.__version__)", requirements=["six"])
+    result = Executor(settings).run(request)
+    print(result.status, result.stdout)
+
+`RunRequest` checks what it can alone (syntax of requirements and env names,
+sizes that are always wrong); limits against the server's caps are checked by
+`RunRequest.resolve` with the settings in hand.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ai_data_agent.errors import RequestRejected
+from ai_data_agent.settings import Settings
+
+__all__ = [
+    "EnvironmentInfo",
+    "InstallReport",
+    "Limits",
+    "PackageInfo",
+    "RunRequest",
+    "RunResult",
+    "RunStatus",
+    "Timings",
+    "parse_requirements_text",
+]
+
+MAX_REQUIREMENT_LENGTH = 200
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# The sandbox owns these: a request must not steer the interpreter, the
+# installer, the loader, trust or proxies.
+RESERVED_ENV_EXACT = frozenset(
+    {"PATH", "HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "MPLBACKEND"}
+)  # fmt: skip
+RESERVED_ENV_PREFIXES = ("PYTHON", "PIP_", "UV_", "LD_", "AI_DATA_AGENT_")
+
+
+class RunStatus(StrEnum):
+    """How a run ended. Only `error` points at the service rather than the code."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    MEMORY_EXCEEDED = "memory_exceeded"
+    INSTALL_FAILED = "install_failed"
+    OUTPUT_EXCEEDED = "output_exceeded"
+    CANCELLED = "cancelled"  # a client asked to stop it
+    INTERRUPTED = "interrupted"  # the controller stopped (or died) while it was in flight
+    ERROR = "error"
+
+
+def _check_requirement(line: str) -> str:
+    """One PEP 508 requirement from the index: no options, URLs or paths."""
+    text = line.strip()
+    if not text:
+        raise ValueError("empty requirement")
+    if len(text) > MAX_REQUIREMENT_LENGTH:
+        raise ValueError(f"requirement longer than {MAX_REQUIREMENT_LENGTH} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValueError(f"requirement {text[:40]!r} contains control characters")
+    if text.startswith("-"):
+        raise ValueError(f"{text!r}: pip options are not accepted, only requirements")
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        raise ValueError(f"{text!r} is not a PEP 508 requirement: {exc}") from exc
+    if req.url:
+        raise ValueError(f"{text!r}: direct URL references are not accepted")
+    return text
+
+
+def parse_requirements_text(text: str) -> list[str]:
+    """Requirement lines of a requirements.txt text: comments and blank lines dropped.
+
+    Raises:
+        ValueError: on any line that is not a plain PEP 508 requirement (options
+            such as ``-r`` or ``--index-url`` included), naming the line number.
+    """
+    out = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            out.append(_check_requirement(line))
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from exc
+    return out
+
+
+class Limits(BaseModel):
+    """Resolved limits of one run (request values bounded by settings)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    timeout_s: float
+    memory_mb: int
+    cpus: float
+    network: bool
+
+
+class RunRequest(BaseModel):
+    """What to run. Limits left unset take the server's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Python source, run as the main module.")
+    requirements: list[Annotated[str, Field(max_length=MAX_REQUIREMENT_LENGTH)]] = Field(
+        default_factory=list, description="PEP 508 requirements from the configured index."
+    )
+    timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of the code.")
+    memory_mb: int | None = Field(None, ge=64, description="Memory limit (swap equal).")
+    cpus: float | None = Field(None, gt=0, le=64)
+    network: bool = Field(False, description="Network for user code (if the server allows).")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: list[str]) -> list[str]:
+        checked = []
+        for index, line in enumerate(value):
+            try:
+                checked.append(_check_requirement(line))
+            except ValueError as exc:
+                raise ValueError(f"requirement {index}: {exc}") from exc
+        return checked
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, val in value.items():
+            if not ENV_NAME.match(name):
+                raise ValueError(f"env name {name[:40]!r} is not a valid variable name")
+            if name.upper() in RESERVED_ENV_EXACT or name.upper().startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"env name {name!r} is reserved for the sandbox")
+            if "\x00" in val:
+                raise ValueError(f"env {name!r} contains a NUL byte")
+        return value
+
+    def resolve(self, settings: Settings) -> Limits:
+        """Check this request against the server's caps and fill in defaults.
+
+        Raises:
+            RequestRejected: a limit above its cap, code or env too large, too
+                many requirements, or network asked for where it is not allowed.
+        """
+        if len(self.code.encode()) > settings.max_code_bytes:
+            raise RequestRejected("code", f"larger than {settings.max_code_bytes} bytes")
+        if "\x00" in self.code:
+            raise RequestRejected("code", "contains a NUL byte")
+        if len(self.requirements) > settings.max_requirements:
+            raise RequestRejected(
+                "requirements", f"{len(self.requirements)} given, at most {settings.max_requirements}"
+            )
+        if len(self.env) > settings.max_env_vars:
+            raise RequestRejected("env", f"{len(self.env)} variables, at most {settings.max_env_vars}")
+        for name, val in self.env.items():
+            if len(val.encode()) > settings.max_env_value_bytes:
+                raise RequestRejected(
+                    f"env.{name}", f"value larger than {settings.max_env_value_bytes} bytes"
+                )
+        if self.network and not settings.allow_network:
+            raise RequestRejected("network", "network for user code is disabled on this server")
+
+        def capped(field: str, value: float | None, default: float, cap: float) -> float:
+            if value is None:
+                return min(default, cap)
+            if value > cap:
+                raise RequestRejected(field, f"{value:g} is above the server cap {cap:g}")
+            return value
+
+        return Limits(
+            timeout_s=capped("timeout_s", self.timeout_s, settings.default_timeout_s,
+                             settings.max_timeout_s),
+            memory_mb=int(capped("memory_mb", self.memory_mb, settings.default_memory_mb,
+                                 settings.max_memory_mb)),
+            cpus=capped("cpus", self.cpus, settings.default_cpus, settings.max_cpus),
+            network=self.network,
+        )  # fmt: skip
+
+
+class PackageInfo(BaseModel):
+    name: str
+    version: str
+
+
+class InstallReport(BaseModel):
+    requirements: list[str] = Field(default_factory=list)
+    packages: list[PackageInfo] = Field(
+        default_factory=list, description="Every distribution installed into the sandbox dir."
+    )
+    installer: str = "pip"
+    fallback_triggered: bool = False
+    log_tail: str = Field("", description="The end of the installer's output.")
+
+
+class Timings(BaseModel):
+    install_s: float = 0.0
+    execute_s: float = 0.0
+    total_s: float = 0.0
+
+
+class EnvironmentInfo(BaseModel):
+    platform: str = ""
+    python_version: str = ""
+    path_separator: str = ""
+    pythonpath: str = ""
+    home: str = ""
+    sandbox_dir: str = ""
+    uid: int | None = None
+    sandbox_removed: bool | None = Field(
+        None, description="Whether the runner removed its sandbox dir at the end."
+    )
+    mismatches: list[str] = Field(
+        default_factory=list, description="Differences between install, verify and execute envs."
+    )
+
+
+class RunResult(BaseModel):
+    """The outcome of one run. Bad code gives a status here, never an exception."""
+
+    id: str
+    status: RunStatus
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    timings: Timings = Field(default_factory=Timings)
+    install: InstallReport = Field(default_factory=InstallReport)
+    environment: EnvironmentInfo = Field(default_factory=EnvironmentInfo)
+    image: str = ""
+    error: str | None = Field(None, description="What went wrong, for `error` and kills.")

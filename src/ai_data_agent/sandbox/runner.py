@@ -1,0 +1,541 @@
+"""The in-container env/pip flow: sandbox dir, install, env, verify, execute, clean up.
+
+Standard library only, Python >= 3.9. The controller runs this file's source as
+``python3 -I -c <source>`` in a fresh container and talks to it over the
+container's stdin and stdout:
+
+* stdin: one line with the byte length of a JSON job, then the job itself; later
+  a single ``go`` line once the controller has taken the install network away.
+* stdout: frames, one per line, ``<token> <json>``. The token is a per-run secret
+  from the job, so bytes that user code injects into the container's stdout
+  (for instance through ``/proc/1/fd/1``) are not mistaken for frames.
+
+The flow, step by step (each step is a function, unit-tested on the host):
+
+1. ``make_sandbox_dir`` creates ``/tmp/ai_data_agent_XXXXXX``;
+2. ``pip_install_command`` installs the requirements with ``--target`` into it;
+3. ``build_env`` puts it first on ``PYTHONPATH`` (joined with ``os.pathsep``)
+   and makes it ``HOME``;
+4. ``verify`` reads the installed metadata in that same env;
+5. ``execute`` runs the code with that env, cwd ``<sandbox>/work``;
+6. ``remove_tree`` cleans up.
+
+Example (on the host, as the unit tests do)::
+
+    env = build_env({"PYTHONPATH": "/opt/lib"}, "/tmp/ai_data_agent_x", pathsep=":")
+    assert env["PYTHONPATH"] == "/tmp/ai_data_agent_x:/opt/lib"
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import platform
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+
+PROTOCOL_VERSION = 1
+SANDBOX_PREFIX = "ai_data_agent_"
+WORK_SUBDIR = "work"
+MAIN_FILE = "main.py"
+GO_LINE = b"go\n"
+GO_WAIT_S = 120.0
+READ_CHUNK = 65536
+# After the main process exits, a background child may still hold the pipes
+# open; read what is already there, briefly, then stop.
+DRAIN_AFTER_EXIT_S = 0.2
+
+Job = Dict[str, Any]
+Emit = Callable[[Dict[str, Any]], None]
+
+
+# ----------------------------------------------------------------------------
+# Pure steps (unit-tested on the host)
+# ----------------------------------------------------------------------------
+
+
+def make_sandbox_dir(base: Optional[str] = None) -> str:
+    """Create the private sandbox dir ``<tmp>/ai_data_agent_XXXXXX`` (mode 0700)."""
+    return tempfile.mkdtemp(prefix=SANDBOX_PREFIX, dir=base)
+
+
+def build_env(
+    base_env: Mapping[str, str], sandbox_dir: str, pathsep: str = os.pathsep
+) -> Dict[str, str]:
+    """Return the env shared by install, verify and execute.
+
+    ``PYTHONPATH`` is the sandbox dir first, then the original entries (empty
+    ones dropped), joined with ``pathsep``; ``HOME`` is the sandbox dir; every
+    other variable of ``base_env`` is kept as it is.
+    """
+    env = dict(base_env)
+    original = [p for p in base_env.get("PYTHONPATH", "").split(pathsep) if p]
+    env["PYTHONPATH"] = pathsep.join([sandbox_dir, *[p for p in original if p != sandbox_dir]])
+    env["HOME"] = sandbox_dir
+    return env
+
+
+def pip_install_command(
+    python: str,
+    requirements_file: str,
+    target: str,
+    index_url: Optional[str] = None,
+    extra_args: Optional[List[str]] = None,
+) -> List[str]:
+    """The seed's pip invocation: a per-run, forced install into ``target``."""
+    cmd = [
+        python, "-m", "pip", "install",
+        "-r", requirements_file,
+        "--target", target,
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--upgrade",
+        "--force-reinstall",
+        "--no-input",
+        "--progress-bar", "off",
+    ]  # fmt: skip
+    if index_url:
+        cmd += ["--index-url", index_url]
+    return cmd + list(extra_args or [])
+
+
+def env_mismatches(expected: Mapping[str, str], observed: Mapping[str, Any]) -> List[str]:
+    """Compare what a step saw (PYTHONPATH, HOME, executable) with what it was given."""
+    problems = []
+    for key in ("PYTHONPATH", "HOME", "executable"):
+        if key in observed and observed[key] != expected.get(key):
+            problems.append(f"{key}: expected {expected.get(key)!r}, saw {observed[key]!r}")
+    return problems
+
+
+def normalise_name(name: str) -> str:
+    """PEP 503 normalisation, as the index and the metadata compare names."""
+    out = []
+    prev_sep = False
+    for ch in name.lower():
+        if ch in "-_.":
+            if not prev_sep:
+                out.append("-")
+            prev_sep = True
+        else:
+            out.append(ch)
+            prev_sep = False
+    return "".join(out)
+
+
+def tail(text: str, limit: int) -> str:
+    """The last ``limit`` characters, marked when cut."""
+    if len(text) <= limit:
+        return text
+    return "[...]\n" + text[-limit:]
+
+
+def cgroup_oom_kills() -> Optional[int]:
+    """OOM kills in this container's memory cgroup so far (v1 or v2), if readable."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def network_interfaces() -> List[str]:
+    """Names of the network interfaces this container has."""
+    try:
+        return sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        return []
+
+
+def remove_tree(path: str) -> bool:
+    """Remove ``path`` even where user code took away write bits; True when gone."""
+
+    def make_writable_and_retry(func: Callable[..., Any], target: str, _exc: Any) -> None:
+        try:
+            os.chmod(os.path.dirname(target), stat.S_IRWXU)
+            if os.path.isdir(target) and not os.path.islink(target):
+                os.chmod(target, stat.S_IRWXU)
+            func(target)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)
+    return not os.path.lexists(path)
+
+
+# Runs in the same env as the user code: what does that interpreter see?
+VERIFY_SNIPPET = r"""
+import importlib.metadata as md, json, os, re, sys
+wanted = json.loads(sys.argv[1]); sandbox = sys.argv[2]
+def norm(n): return re.sub(r"[-_.]+", "-", n).lower()
+found, in_sandbox = {}, []
+for dist in md.distributions():
+    name = dist.metadata["Name"]
+    if not name:
+        continue
+    loc = os.path.realpath(str(dist.locate_file("")))
+    found.setdefault(norm(name), {"name": name, "version": dist.version, "location": loc})
+for dist in md.distributions(path=[sandbox]):
+    if dist.metadata["Name"]:
+        in_sandbox.append({"name": dist.metadata["Name"], "version": dist.version})
+print(json.dumps({
+    "found": {n: found.get(norm(n)) for n in wanted},
+    "packages": sorted(in_sandbox, key=lambda p: norm(p["name"])),
+    "observed": {"PYTHONPATH": os.environ.get("PYTHONPATH"), "HOME": os.environ.get("HOME"),
+                 "executable": sys.executable},
+    "sys_path_head": sys.path[:3],
+}))
+"""
+
+
+# ----------------------------------------------------------------------------
+# Process plumbing
+# ----------------------------------------------------------------------------
+
+
+class OutputPump:
+    """Reads a child's stdout/stderr, forwards capped text as frames, enforces a deadline."""
+
+    def __init__(self, emit: Emit, limits: Mapping[str, int], kill_on_cap: bool) -> None:
+        self.emit = emit
+        self.limits = dict(limits)
+        self.kill_on_cap = kill_on_cap
+        self.seen = {"stdout": 0, "stderr": 0}
+        self.truncated = {"stdout": False, "stderr": False}
+        self.decoders = {
+            name: codecs.getincrementaldecoder("utf-8")(errors="replace") for name in self.seen
+        }
+        self.output_exceeded = False
+
+    def feed(self, stream: str, data: bytes, final: bool = False) -> None:
+        room = self.limits[stream] - self.seen[stream]
+        if len(data) > room:
+            data = data[: max(room, 0)]
+            self.truncated[stream] = True
+        self.seen[stream] += len(data)
+        text = self.decoders[stream].decode(data, final)
+        if text:
+            self.emit({"k": "out", "s": stream, "d": text})
+
+    def run(self, proc: "subprocess.Popen[bytes]", timeout_s: float) -> Dict[str, Any]:
+        """Pump until the process exits (or times out); return what happened."""
+        deadline = time.monotonic() + timeout_s
+        sel = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            os.set_blocking(pipe.fileno(), False)
+            sel.register(pipe, selectors.EVENT_READ, name)
+        timed_out = False
+        exited_at: Optional[float] = None
+        while sel.get_map():
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT_S:
+                break
+            if exited_at is None and now >= deadline:
+                timed_out = True
+                kill_group(proc)
+                exited_at = time.monotonic()
+                continue
+            wait = min(deadline - now, 0.05 if exited_at is not None else 0.5)
+            for key, _ in sel.select(timeout=max(wait, 0.0)):
+                name = key.data
+                try:
+                    data = os.read(key.fileobj.fileno(), READ_CHUNK)  # type: ignore[union-attr]
+                except BlockingIOError:
+                    continue
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                self.feed(name, data)
+                if self.truncated[name] and self.kill_on_cap and not self.output_exceeded:
+                    self.output_exceeded = True
+                    kill_group(proc)
+        sel.close()
+        for name in self.seen:
+            self.feed(name, b"", final=True)
+        kill_group(proc)  # whatever the main process left behind in its group
+        code = proc.wait()
+        return {
+            "exit_code": code if code >= 0 else None,
+            "signal": -code if code < 0 else None,
+            "timed_out": timed_out,
+            "output_exceeded": self.output_exceeded,
+            "stdout_truncated": self.truncated["stdout"],
+            "stderr_truncated": self.truncated["stderr"],
+        }
+
+
+def kill_group(proc: "subprocess.Popen[bytes]") -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def run_captured(
+    cmd: List[str], env: Mapping[str, str], cwd: str, timeout_s: float
+) -> "subprocess.CompletedProcess[str]":
+    """Run a helper command (pip, verify) with merged, decoded output."""
+    return subprocess.run(
+        cmd,
+        env=dict(env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout_s,
+        check=False,
+        text=True,
+        errors="replace",
+    )
+
+
+def make_undumpable() -> None:
+    """Keep user code (same uid) out of this process's /proc entries and memory.
+
+    Without this, code could open /proc/<runner>/fd/1 and write there, or read
+    the frame token from /proc/<runner>/mem.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError, ImportError):
+        pass
+
+
+# ----------------------------------------------------------------------------
+# The flow
+# ----------------------------------------------------------------------------
+
+
+class Runner:
+    """One job, start to finish. ``out`` receives frames; ``stdin`` the controller's go."""
+
+    def __init__(self, job: Job, out: IO[bytes], stdin: IO[bytes]) -> None:
+        self.job = job
+        self.out = out
+        self.stdin = stdin
+        self.token = str(job["token"]).encode()
+
+    # -- framing --------------------------------------------------------------
+    def emit(self, frame: Dict[str, Any]) -> None:
+        line = self.token + b" " + json.dumps(frame, ensure_ascii=True).encode() + b"\n"
+        self.out.write(line)
+        self.out.flush()
+
+    def log(self, level: str, msg: str) -> None:
+        self.emit({"k": "log", "level": level, "msg": msg})
+
+    def phase(self, name: str) -> None:
+        self.emit({"k": "phase", "phase": name})
+
+    def wait_for_go(self) -> bool:
+        sel = selectors.DefaultSelector()
+        sel.register(self.stdin, selectors.EVENT_READ)
+        ready = sel.select(timeout=GO_WAIT_S)
+        sel.close()
+        return bool(ready) and self.stdin.readline() == GO_LINE
+
+    # -- steps ------------------------------------------------------------------
+    def install(self, sandbox: str, env: Mapping[str, str]) -> Dict[str, Any]:
+        reqs = self.job.get("requirements") or []
+        report: Dict[str, Any] = {
+            "installer": "pip",
+            "fallback_triggered": False,
+            "exit_code": None,
+            "log_tail": "",
+            "duration_s": 0.0,
+            "observed": {
+                "PYTHONPATH": env.get("PYTHONPATH"),
+                "HOME": env.get("HOME"),
+                "executable": sys.executable,
+            },
+        }
+        if not reqs:
+            report["ok"] = True
+            return report
+        req_file = os.path.join(sandbox, ".requirements.txt")
+        with open(req_file, "w") as fh:
+            fh.write("".join(r["line"] + "\n" for r in reqs))
+        cmd = pip_install_command(
+            sys.executable, req_file, sandbox, self.job.get("index_url"), self.job.get("pip_args")
+        )
+        self.phase("installing")
+        self.log("INFO", "installing {} requirement(s) with pip --target".format(len(reqs)))
+        started = time.monotonic()
+        limit = int(self.job.get("install_log_limit", 16384))
+        try:
+            proc = run_captured(cmd, env, sandbox, float(self.job.get("install_timeout_s", 300)))
+            report["exit_code"] = proc.returncode
+            report["log_tail"] = tail(proc.stdout, limit)
+            report["ok"] = proc.returncode == 0
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout or ""
+            out = out.decode(errors="replace") if isinstance(out, bytes) else out
+            report["log_tail"] = tail(out + "\n[install timed out]", limit)
+            report["ok"] = False
+            report["timed_out"] = True
+        except OSError as exc:
+            report["log_tail"] = "cannot start pip: {}".format(exc)
+            report["ok"] = False
+        report["duration_s"] = time.monotonic() - started
+        os.unlink(req_file)
+        return report
+
+    def verify(self, sandbox: str, work: str, env: Mapping[str, str]) -> Dict[str, Any]:
+        names = [r["name"] for r in self.job.get("requirements") or []]
+        cmd = [sys.executable, "-c", VERIFY_SNIPPET, json.dumps(names), sandbox]
+        try:
+            proc = run_captured(cmd, env, work, 60.0)
+            data = json.loads(proc.stdout)
+        except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
+            return {"ok": False, "missing": names, "packages": [], "error": str(exc)}
+        missing = [n for n, dist in data["found"].items() if dist is None]
+        return {
+            "ok": not missing,
+            "missing": missing,
+            "found": data["found"],
+            "packages": data["packages"],
+            "observed": data["observed"],
+            "sys_path_head": data["sys_path_head"],
+        }
+
+    def execute(self, work: str, env: Mapping[str, str]) -> Dict[str, Any]:
+        main = os.path.join(work, MAIN_FILE)
+        with open(main, "w", encoding="utf-8") as fh:
+            fh.write(self.job["code"])
+        limits = {"stdout": int(self.job["stdout_limit"]), "stderr": int(self.job["stderr_limit"])}
+        pump = OutputPump(self.emit, limits, kill_on_cap=self.job.get("output_policy") == "kill")
+        self.phase("running")
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, MAIN_FILE],
+            cwd=work,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        report = pump.run(proc, float(self.job["timeout_s"]))
+        report["duration_s"] = time.monotonic() - started
+        report["started"] = True
+        report["observed"] = {
+            "PYTHONPATH": env.get("PYTHONPATH"),
+            "HOME": env.get("HOME"),
+            "executable": sys.executable,
+        }
+        return report
+
+    # -- orchestration ----------------------------------------------------------
+    def run(self, base_env: Mapping[str, str]) -> Dict[str, Any]:
+        result: Dict[str, Any] = {"k": "result", "protocol": PROTOCOL_VERSION}
+        sandbox = make_sandbox_dir()
+        work = os.path.join(sandbox, WORK_SUBDIR)
+        os.mkdir(work, 0o700)
+        env = build_env(base_env, sandbox)
+        env.update(self.job.get("exec_env") or {})
+        result["environment"] = {
+            "platform": platform.platform(),
+            "python_version": platform.python_version(),
+            "python_executable": sys.executable,
+            "path_separator": os.pathsep,
+            "pythonpath": env["PYTHONPATH"],
+            "home": env["HOME"],
+            "sandbox_dir": sandbox,
+            "workdir": work,
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+        }
+        self.log(
+            "DEBUG",
+            "platform={} python={} executable={} PYTHONPATH={} pathsep={!r}".format(
+                platform.platform(), platform.python_version(), sys.executable,
+                env["PYTHONPATH"], os.pathsep,
+            ),
+        )  # fmt: skip
+        oom_before = cgroup_oom_kills()
+        try:
+            install = self.install(sandbox, env)
+            result["install"] = install
+            self.phase("ready")
+            if not self.wait_for_go():
+                result["error"] = "controller did not release the run"
+                return result
+            if not install["ok"]:
+                return result
+            ifaces = [i for i in network_interfaces() if i != "lo"]
+            result["interfaces"] = ifaces
+            if ifaces and not self.job.get("network"):
+                result["error"] = "network interfaces {} still attached".format(ifaces)
+                return result
+            verify = self.verify(sandbox, work, env)
+            result["verify"] = verify
+            expected = dict(env, executable=sys.executable)
+            mismatch = env_mismatches(expected, install["observed"])
+            mismatch += env_mismatches(expected, verify.get("observed", {}))
+            result["mismatch"] = mismatch
+            if mismatch:
+                self.log("WARNING", "Environment mismatch: {}".format("; ".join(mismatch)))
+            if verify["packages"]:
+                self.log(
+                    "INFO",
+                    "Successfully installed {}".format(
+                        " ".join("{}=={}".format(p["name"], p["version"]) for p in verify["packages"])
+                    ),
+                )
+            result["execute"] = self.execute(work, env)
+        except Exception as exc:  # report, never die silently: the result frame must go out
+            result["error"] = "{}: {}".format(type(exc).__name__, exc)
+        finally:
+            oom_after = cgroup_oom_kills()
+            if oom_before is not None and oom_after is not None:
+                result["oom_kills"] = oom_after - oom_before
+            result["sandbox_removed"] = remove_tree(sandbox)
+        return result
+
+
+def read_job(stdin: IO[bytes]) -> Job:
+    header = stdin.readline(32)
+    size = int(header.strip())
+    data = b""
+    while len(data) < size:
+        chunk = stdin.read(size - len(data))
+        if not chunk:
+            raise EOFError("job truncated: {} of {} bytes".format(len(data), size))
+        data += chunk
+    job: Job = json.loads(data)
+    return job
+
+
+def main() -> int:
+    make_undumpable()
+    stdin = sys.stdin.buffer
+    out = sys.stdout.buffer
+    job = read_job(stdin)
+    runner = Runner(job, out, stdin)
+    # The runner itself runs with -I; its children get the computed env instead.
+    result = runner.run(dict(os.environ))
+    runner.emit(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
