@@ -14,8 +14,9 @@ sizes that are always wrong); limits against the server's caps are checked by
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,13 +25,20 @@ from ai_data_agent.errors import RequestRejected
 from ai_data_agent.settings import Settings
 
 __all__ = [
+    "ActiveStatus",
     "EnvironmentInfo",
+    "ErrorBody",
+    "ErrorDetail",
     "InstallReport",
     "Limits",
     "PackageInfo",
     "RunRequest",
+    "RunAccepted",
+    "RunPage",
+    "RunRecord",
     "RunResult",
     "RunStatus",
+    "RunSubmission",
     "Timings",
     "parse_requirements_text",
 ]
@@ -242,3 +250,57 @@ class RunResult(BaseModel):
     environment: EnvironmentInfo = Field(default_factory=EnvironmentInfo)
     image: str = ""
     error: str | None = Field(None, description="What went wrong, for `error` and kills.")
+
+
+# -- The HTTP API's shapes (service and client) ----------------------------------
+
+ActiveStatus = Literal["queued", "running"]
+
+
+class RunSubmission(RunRequest):
+    """`POST /v1/runs` body: a `RunRequest`, and whether to wait for the result."""
+
+    wait: bool = Field(True, description="Answer with the result (200) or at once (202).")
+
+    def to_request(self) -> RunRequest:
+        return RunRequest.model_validate(self.model_dump(exclude={"wait"}))
+
+
+class RunRecord(BaseModel):
+    """A run as the daemon stores it: written before its container exists."""
+
+    id: str
+    status: ActiveStatus | RunStatus
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    request: RunRequest
+    result: RunResult | None = None
+    error: str | None = Field(None, description="Why it was interrupted, cancelled or failed.")
+
+
+class RunAccepted(BaseModel):
+    """`202` answer to `POST /v1/runs` with ``wait: false``."""
+
+    id: str
+    status: ActiveStatus | RunStatus
+
+
+class RunPage(BaseModel):
+    """`GET /v1/runs`: newest first."""
+
+    items: list[RunRecord]
+    total: int
+    limit: int
+    offset: int
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable: invalid_request, unauthorized, ...")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every HTTP error: ``{"error": {"code": ..., "message": ...}}``."""
+
+    error: ErrorDetail

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_FALLBACK_IMAGE", "DEFAULT_SANDBOX_IMAGE", "Settings"]
 
@@ -95,9 +95,39 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "INFO", validation_alias=AliasChoices("AI_DATA_AGENT_LOG_LEVEL", "LOG_LEVEL", "log_level")
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", validation_alias=AliasChoices("AI_DATA_AGENT_LOG_FORMAT", "LOG_FORMAT", "log_format")
+    )
     stop_grace_s: float = Field(
         2.0, ge=0, description="Slack on top of a run's timeout before the controller kills it."
     )
+
+    # Daemon ------------------------------------------------------------------
+    data_dir: Path = Field(Path("data"), description="Run records (SQLite) and stored results.")
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Accepted bearer tokens, comma-separated."
+    )
+    api_token_file: Path | None = Field(None, description="File with one accepted token a line.")
+    max_concurrent_runs: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="Containers at once."
+    )
+    max_queued_runs: int = Field(32, ge=0, description="Runs waiting beyond that; then 429.")
+    max_body_bytes: int = Field(16 * MiB, ge=1024, description="Largest request body accepted.")
+    retention_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Records kept this long.")
+    retention_max_runs: int = Field(10_000, ge=1, description="At most this many records kept.")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")
+    reaper_interval_s: float = Field(30.0, gt=0, description="How often expired sandboxes are swept.")
+
+    # Client ------------------------------------------------------------------
+    server: str | None = Field(None, description="Daemon URL: the CLI sends runs there.")
+    token: SecretStr | None = Field(None, description="Bearer token the client sends.")
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
 
     @field_validator("ca_bundle")
     @classmethod
@@ -123,6 +153,14 @@ class Settings(BaseSettings):
     def image_is_explicit(self) -> bool:
         """True when the operator chose the sandbox image (no silent fallback then)."""
         return "sandbox_image" in self.model_fields_set
+
+    def accepted_tokens(self) -> set[str]:
+        """Tokens from the setting and the token file (read now, so rotation needs no restart)."""
+        tokens = {t.get_secret_value() for t in self.api_tokens}
+        if self.api_token_file is not None:
+            text = self.api_token_file.read_text(encoding="utf-8")
+            tokens |= {line.strip() for line in text.splitlines() if line.strip()}
+        return tokens
 
     def passthrough_env(self) -> dict[str, str]:
         """The controller variables the operator listed, as they are now."""

@@ -1,0 +1,69 @@
+# ai-data-agent: the single entry point. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BASE_IMAGE ?= ai-data-agent/base:bookworm
+SANDBOX_IMAGE ?= python:3.12-slim
+
+# Behind a TLS-intercepting proxy, sandboxes must trust the host's CA bundle to
+# install packages. Where the host has the usual Debian bundle, use it.
+export AI_DATA_AGENT_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+# No registry may be reachable: never let testcontainers pull its reaper.
+export TESTCONTAINERS_RYUK_DISABLED := true
+
+.PHONY: help setup images test test-quick test-integration lint typecheck format run-sample doctor sweep clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## create .venv with the project and its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+images: ## make a sandbox image available (pull, else build the local Debian base)
+	@if docker image inspect $(SANDBOX_IMAGE) >/dev/null 2>&1; then \
+	  echo "images: $(SANDBOX_IMAGE) present"; \
+	elif docker pull -q $(SANDBOX_IMAGE) >/dev/null 2>&1; then \
+	  echo "images: pulled $(SANDBOX_IMAGE)"; \
+	else \
+	  echo "images: $(SANDBOX_IMAGE) cannot be pulled; using the local base $(BASE_IMAGE)"; \
+	  images/base/build.sh $(BASE_IMAGE); \
+	fi
+
+test: setup images ## the whole suite: unit, then integration against the real engine
+	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/integration -q -m "integration and not slow"
+
+test-quick: setup ## unit tests only (no Docker)
+	$(BIN)/pytest tests/unit -q
+
+lint: setup ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+typecheck: setup ## mypy, strict, on src/
+	$(BIN)/mypy
+
+format: setup ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+run-sample: setup images ## run the sample data analysis in a sandbox
+	$(BIN)/ai-data-agent run samples/analysis.py -r samples/requirements.txt
+
+doctor: setup images ## check this machine end to end
+	$(BIN)/ai-data-agent doctor
+
+sweep: setup ## remove sandbox containers left by dead controllers
+	$(BIN)/ai-data-agent sweep
+
+clean: ## remove the venv and caches (images stay)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info

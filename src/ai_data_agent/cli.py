@@ -1,0 +1,221 @@
+"""The ``ai-data-agent`` command.
+
+    ai-data-agent run analysis.py -p pandas --timeout 30
+    echo 'print(1)' | ai-data-agent run - --json
+    ai-data-agent doctor
+    ai-data-agent sweep
+
+Without ``--json``, ``run`` prints the program's stdout and stderr as they come
+and exits with the program's exit code, or one of the codes below for outcomes
+that are not the program's own. With ``--json`` it prints exactly one
+`RunResult` document on stdout. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from ai_data_agent.errors import AiDataAgentError, RequestRejected
+from ai_data_agent.executor import Executor, RunEvent
+from ai_data_agent.logs import configure_logging
+from ai_data_agent.models import RunRequest, RunResult, RunStatus, parse_requirements_text
+from ai_data_agent.settings import Settings
+
+__all__ = ["EXIT_CODES", "app", "main"]
+
+# Exit codes of `run` for outcomes that are not the program's own exit code.
+EXIT_USAGE = 2  # bad arguments or a request the server refuses
+EXIT_CODES: dict[RunStatus, int] = {
+    RunStatus.INSTALL_FAILED: 122,
+    RunStatus.OUTPUT_EXCEEDED: 123,
+    RunStatus.TIMED_OUT: 124,
+    RunStatus.ERROR: 125,  # infrastructure failure (as `docker run` uses 125)
+    RunStatus.CANCELLED: 130,
+    RunStatus.INTERRUPTED: 130,
+    RunStatus.MEMORY_EXCEEDED: 137,
+}
+EXIT_INFRASTRUCTURE = EXIT_CODES[RunStatus.ERROR]
+
+app = typer.Typer(
+    help="Run untrusted Python for AI data agents in throwaway, locked-down containers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err_console.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(EXIT_INFRASTRUCTURE) from exc
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _read_code(file: str) -> str:
+    if file == "-":
+        return sys.stdin.read()
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {file}: {exc}", EXIT_USAGE) from exc
+
+
+def _requirements(requirements_file: Path | None, specs: list[str]) -> list[str]:
+    reqs: list[str] = []
+    if requirements_file is not None:
+        try:
+            reqs += parse_requirements_text(requirements_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise _fail(f"{requirements_file}: {exc}", EXIT_USAGE) from exc
+    return reqs + specs
+
+
+def _env_pairs(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise _fail(f"--env {pair!r}: expected NAME=VALUE", EXIT_USAGE)
+        env[name] = value
+    return env
+
+
+def exit_code_for(result: RunResult) -> int:
+    """The process exit code `run` uses for ``result`` (documented above)."""
+    if result.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        code = result.exit_code if result.exit_code is not None else 1
+        return 128 - code if code < 0 else min(code, 255)  # killed by signal N: 128 + N
+    return EXIT_CODES[result.status]
+
+
+class _Progress:
+    """Spinner on a terminal until the code runs, then the program's output, live."""
+
+    def __init__(self, live_output: bool) -> None:
+        self.live_output = live_output
+        self.status = err_console.status("starting sandbox") if err_console.is_terminal else None
+        if self.status is not None:
+            self.status.start()
+
+    def __call__(self, event: RunEvent) -> None:
+        if event.kind == "phase":
+            label = {"installing": "installing packages", "ready": "verifying environment"}
+            if event.data == "running":
+                self.stop()
+            elif self.status is not None and event.data in label:
+                self.status.update(label[event.data])
+        elif self.live_output:
+            self.stop()
+            stream = sys.stdout if event.kind == "stdout" else sys.stderr
+            stream.write(event.data)
+            stream.flush()
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+@app.command()
+def run(
+    file: Annotated[str, typer.Argument(help="Python file to run, or - for stdin.")] = "-",
+    requirements_file: Annotated[
+        Path | None, typer.Option("-r", "--requirements", help="A requirements.txt file.")
+    ] = None,
+    package: Annotated[
+        list[str] | None, typer.Option("-p", "--package", help="A requirement (repeatable).")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds the code may run.")] = None,
+    memory: Annotated[int | None, typer.Option(help="Memory limit in MiB.")] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPU limit (cores).")] = None,
+    network: Annotated[bool, typer.Option(help="Network for the code (if allowed).")] = False,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE for the code (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one RunResult JSON document.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log at the configured level.")] = False,
+) -> None:
+    """Run Python code in a fresh sandbox container."""
+    settings = _settings()
+    configure_logging(settings.log_level if verbose else "WARNING")
+    try:
+        request = RunRequest(
+            code=_read_code(file),
+            requirements=_requirements(requirements_file, package or []),
+            timeout_s=timeout,
+            memory_mb=memory,
+            cpus=cpus,
+            network=network,
+            env=_env_pairs(env or []),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise _fail(problems, EXIT_USAGE) from exc
+    progress = _Progress(live_output=not as_json)
+    try:
+        result = Executor(settings).run(request, on_event=progress)
+    except RequestRejected as exc:
+        raise _fail(str(exc), EXIT_USAGE) from exc
+    except AiDataAgentError as exc:
+        raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
+    finally:
+        progress.stop()
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        if result.stdout_truncated or result.stderr_truncated:
+            err_console.print("[yellow]output truncated at the cap[/yellow]")
+        if result.status == RunStatus.INSTALL_FAILED:
+            sys.stderr.write(result.install.log_tail)
+        if result.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+            err_console.print(f"[red]{result.status.value}[/red]: {result.error or ''}", highlight=False)
+    raise typer.Exit(exit_code_for(result))
+
+
+@app.command()
+def doctor() -> None:
+    """Check this machine end to end; exit non-zero on any FAIL."""
+    from ai_data_agent.doctor import print_report, run_checks
+
+    settings = _settings()
+    configure_logging("WARNING")
+    checks = run_checks(settings)
+    print_report(checks, Console())
+    raise typer.Exit(0 if all(c.ok for c in checks) else 1)
+
+
+@app.command()
+def sweep(
+    all_controllers: Annotated[
+        bool, typer.Option("--all", help="Remove every sandbox container, not only expired ones.")
+    ] = False,
+) -> None:
+    """Remove sandbox containers left behind by dead controllers."""
+    from ai_data_agent.executor.docker_backend import DockerBackend
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    try:
+        removed = DockerBackend(settings).sweep(all_controllers=all_controllers)
+    except AiDataAgentError as exc:
+        raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
+    typer.echo(json.dumps({"removed": removed}))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
