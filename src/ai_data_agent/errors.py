@@ -5,6 +5,7 @@ classes are for input the server refuses and for host or Docker failures::
 
     AiDataAgentError
     ├── RequestRejected        a request breaks a server policy (field, reason)
+    │   └── RequestTooLarge    ... by its size: files, counts (HTTP 413)
     ├── ConfigurationError     settings that cannot work (missing image, CA file, ...)
     └── ExecutorError          host or Docker failure during a run (run_id, container_id, step)
         └── DockerUnavailable  the engine cannot be reached at all
@@ -21,6 +22,7 @@ __all__ = [
     "DockerUnavailable",
     "ExecutorError",
     "RequestRejected",
+    "RequestTooLarge",
 ]
 
 
@@ -35,6 +37,10 @@ class RequestRejected(AiDataAgentError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class RequestTooLarge(RequestRejected):
+    """A request over a size or count cap (input files and the like)."""
 
 
 class ConfigurationError(AiDataAgentError):

@@ -13,22 +13,27 @@ sizes that are always wrong); limits against the server's caps are checked by
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from ai_data_agent.errors import RequestRejected
+from ai_data_agent.errors import RequestRejected, RequestTooLarge
+from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.settings import Settings
 
 __all__ = [
     "ActiveStatus",
+    "Artifact",
     "EnvironmentInfo",
     "ErrorBody",
     "ErrorDetail",
+    "InputFile",
     "InstallReport",
     "Limits",
     "PackageInfo",
@@ -39,6 +44,7 @@ __all__ = [
     "RunResult",
     "RunStatus",
     "RunSubmission",
+    "SkippedArtifact",
     "Timings",
     "parse_requirements_text",
 ]
@@ -107,6 +113,48 @@ def parse_requirements_text(text: str) -> list[str]:
     return out
 
 
+# Names the runner itself uses in the working directory.
+RESERVED_INPUT_PATHS = frozenset({"main.py"})
+
+
+class InputFile(BaseModel):
+    """A file placed under the run's working directory before the code starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="Relative POSIX path, e.g. data/sales.csv.")
+    content_b64: str = Field(description="The file's bytes, base64 (standard alphabet).")
+    _data: bytes = PrivateAttr(default=b"")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        path = normalise_relative_path(value)
+        if path in RESERVED_INPUT_PATHS:
+            raise ValueError(f"{path!r} is reserved for the code itself")
+        return path
+
+    @field_validator("content_b64")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"content_b64 is not valid base64: {exc}") from exc
+        return value
+
+    def model_post_init(self, _context: object) -> None:
+        self._data = base64.b64decode(self.content_b64)
+
+    @classmethod
+    def from_bytes(cls, path: str, data: bytes) -> InputFile:
+        return cls(path=path, content_b64=base64.b64encode(data).decode())
+
+    @property
+    def data(self) -> bytes:
+        return self._data
+
+
 class Limits(BaseModel):
     """Resolved limits of one run (request values bounded by settings)."""
 
@@ -132,6 +180,25 @@ class RunRequest(BaseModel):
     cpus: float | None = Field(None, gt=0, le=64)
     network: bool = Field(False, description="Network for user code (if the server allows).")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    files: list[InputFile] = Field(
+        default_factory=list, description="Input files, placed under the working directory."
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _unique_files(cls, value: list[InputFile]) -> list[InputFile]:
+        seen: set[str] = set()
+        for item in value:
+            if item.path in seen:
+                raise ValueError(f"input path {item.path!r} given twice")
+            seen.add(item.path)
+        # A file and a directory of the same name cannot both exist.
+        for item in value:
+            parts = item.path.split("/")
+            for i in range(1, len(parts)):
+                if "/".join(parts[:i]) in seen:
+                    raise ValueError(f"input path {item.path!r} lies under the file {parts[0]!r}")
+        return value
 
     @field_validator("requirements")
     @classmethod
@@ -178,6 +245,17 @@ class RunRequest(BaseModel):
                 raise RequestRejected(
                     f"env.{name}", f"value larger than {settings.max_env_value_bytes} bytes"
                 )
+        if len(self.files) > settings.max_input_files:
+            raise RequestTooLarge("files", f"{len(self.files)} files, at most {settings.max_input_files}")
+        total = 0
+        for item in self.files:
+            if len(item.data) > settings.max_input_file_bytes:
+                raise RequestTooLarge(
+                    f"files.{item.path}", f"larger than {settings.max_input_file_bytes} bytes"
+                )
+            total += len(item.data)
+        if total > settings.max_input_total_bytes:
+            raise RequestTooLarge("files", f"{total} bytes in all, at most {settings.max_input_total_bytes}")
         if self.network and not settings.allow_network:
             raise RequestRejected("network", "network for user code is disabled on this server")
 
@@ -235,6 +313,20 @@ class EnvironmentInfo(BaseModel):
     )
 
 
+class Artifact(BaseModel):
+    """A file the code left under ``outputs/``, checked by the controller (size, sha256)."""
+
+    path: str = Field(description="Relative to outputs/.")
+    size: int
+    sha256: str
+    media_type: str
+
+
+class SkippedArtifact(BaseModel):
+    path: str
+    reason: str
+
+
 class RunResult(BaseModel):
     """The outcome of one run. Bad code gives a status here, never an exception."""
 
@@ -248,6 +340,11 @@ class RunResult(BaseModel):
     timings: Timings = Field(default_factory=Timings)
     install: InstallReport = Field(default_factory=InstallReport)
     environment: EnvironmentInfo = Field(default_factory=EnvironmentInfo)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    artifacts_skipped: list[SkippedArtifact] = Field(
+        default_factory=list, description="Files under outputs/ not returned, and why (first 100)."
+    )
+    artifacts_truncated: bool = Field(False, description="A count or size cap was hit.")
     image: str = ""
     error: str | None = Field(None, description="What went wrong, for `error` and kills.")
 

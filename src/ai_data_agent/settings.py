@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     )
     install_log_limit_bytes: int = Field(16 * 1024, ge=1024)
 
+    # Files in and out ------------------------------------------------------------
+    max_input_files: int = Field(100, ge=0)
+    max_input_file_bytes: int = Field(32 * MiB, ge=0)
+    max_input_total_bytes: int = Field(64 * MiB, ge=0)
+    max_artifacts: int = Field(100, ge=0, description="Files returned from outputs/ per run.")
+    max_artifact_total_bytes: int = Field(64 * MiB, ge=0, description="Their total size.")
+
     # Request validation ------------------------------------------------------
     max_code_bytes: int = Field(1 * MiB, ge=1)
     max_requirements: int = Field(100, ge=0)

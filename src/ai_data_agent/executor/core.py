@@ -15,11 +15,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from ai_data_agent.errors import ExecutorError
+from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.backend import STDERR, STDOUT, Backend, ExitState, Session
 from ai_data_agent.executor.protocol import FrameReader, encode_job, new_token
 from ai_data_agent.executor.spec import build_spec
@@ -37,8 +39,10 @@ from ai_data_agent.settings import Settings
 
 __all__ = ["Executor", "RunEvent"]
 
-# The runner's verify step gets this long between "ready" and "running".
+# The runner's verify step gets this long between "ready" and "running", and
+# artifact collection as long after the code ends.
 VERIFY_BUDGET_S = 60.0
+COLLECT_BUDGET_S = 60.0
 # Bytes kept of the container's own stderr (the runner's crash output, if any).
 RUNNER_STDERR_LIMIT = 64 * 1024
 
@@ -69,6 +73,7 @@ class _Transcript:
     stdout_cut: bool = False
     stderr_cut: bool = False
     result: dict[str, Any] | None = None
+    artifacts: ArtifactCollector | None = None
     runner_stderr: bytearray = field(default_factory=bytearray)
     deadline_hit: str | None = None  # the phase in which the controller killed it
 
@@ -110,11 +115,14 @@ class Executor:
         run_id: str | None = None,
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
+        artifacts_dir: Path | None = None,
     ) -> RunResult:
         """Run ``request`` in a fresh container and return its result.
 
         ``on_event`` sees phases and output as they happen (on this thread);
         setting ``cancel`` kills the container and gives status ``cancelled``.
+        Files the code leaves under ``outputs/`` are listed in the result and,
+        when ``artifacts_dir`` is given, written there (checked, never followed).
 
         Raises:
             RequestRejected: the request breaks a server limit (nothing started).
@@ -132,13 +140,19 @@ class Executor:
         )  # fmt: skip
         token = new_token()
         transcript = _Transcript(self.settings.stdout_limit_bytes, self.settings.stderr_limit_bytes)
+        transcript.artifacts = ArtifactCollector(
+            artifacts_dir, self.settings.max_artifacts, self.settings.max_artifact_total_bytes
+        )
         session = self.backend.start(spec, run_id)
         log.debug("container {} started from {}", session.container_id[:12], image)
         try:
             session.send(encode_job(self._job(request, limits, token)))
+            for item in request.files:
+                session.send(item.data)
             exit_state = self._converse(session, spec.detach_network_before_code, limits, token,
                                         transcript, run_id, on_event, cancel)  # fmt: skip
         finally:
+            transcript.artifacts.close()
             try:
                 session.remove()
             except ExecutorError as exc:
@@ -173,6 +187,8 @@ class Executor:
             "install_timeout_s": s.install_timeout_s,
             "install_log_limit": s.install_log_limit_bytes,
             "index_url": s.pip_index_url,
+            "files": [{"path": f.path, "size": len(f.data)} for f in request.files],
+            "artifacts": {"max_count": s.max_artifacts, "max_total_bytes": s.max_artifact_total_bytes},
         }
 
     def _converse(
@@ -192,7 +208,7 @@ class Executor:
         reader = FrameReader(token)
         # Worst case of the runner's framing: JSON-escaped output (<= 6x) plus logs.
         stream_budget = 8 * (s.stdout_limit_bytes + s.stderr_limit_bytes + s.install_log_limit_bytes)
-        stream_budget += 4 * 1024 * 1024
+        stream_budget += s.max_artifact_total_bytes * 4 // 3 + 4 * 1024 * 1024
         received = 0
         deadline = time.monotonic() + s.install_timeout_s + s.stop_grace_s + 30
 
@@ -256,6 +272,10 @@ class Executor:
                         deadline = time.monotonic() + VERIFY_BUDGET_S + s.stop_grace_s
                     elif phase == "running":
                         deadline = time.monotonic() + limits.timeout_s + s.stop_grace_s
+                    elif phase == "collecting":
+                        deadline = time.monotonic() + COLLECT_BUDGET_S + s.stop_grace_s
+                elif kind.startswith("artifact_") and transcript.artifacts is not None:
+                    transcript.artifacts.handle(frame)
                 elif kind == "result":
                     transcript.result = frame
         if reader.noise_lines or reader.bad_frames:
@@ -280,6 +300,9 @@ class Executor:
         execute = _dict(frame.get("execute"))
         env = _dict(frame.get("environment"))
         status, error = classify(transcript, exit_state)
+        collector = transcript.artifacts
+        assert collector is not None
+        collector.finish(_dict(frame.get("artifacts")))
         packages = [
             PackageInfo(name=str(p["name"]), version=str(p["version"]))
             for p in verify.get("packages") or []
@@ -320,6 +343,9 @@ class Executor:
                 else None,
                 mismatches=[str(m) for m in frame.get("mismatch") or []][:20],
             ),
+            artifacts=collector.artifacts,
+            artifacts_skipped=collector.skipped,
+            artifacts_truncated=collector.truncated,
             image=image,
             error=error,
         )

@@ -28,7 +28,9 @@ Example (on the host, as the unit tests do)::
 
 from __future__ import annotations
 
+import base64
 import codecs
+import hashlib
 import json
 import os
 import platform
@@ -45,7 +47,9 @@ from typing import IO, Any, Callable, Dict, List, Mapping, Optional
 PROTOCOL_VERSION = 1
 SANDBOX_PREFIX = "ai_data_agent_"
 WORK_SUBDIR = "work"
+OUTPUTS_SUBDIR = "outputs"
 MAIN_FILE = "main.py"
+ARTIFACT_CHUNK = 48 * 1024  # 64 KiB of base64 per frame
 GO_LINE = b"go\n"
 GO_WAIT_S = 120.0
 READ_CHUNK = 65536
@@ -174,6 +178,125 @@ def remove_tree(path: str) -> bool:
 
     shutil.rmtree(path, onerror=make_writable_and_retry)
     return not os.path.lexists(path)
+
+
+# Imported at interpreter start (the sandbox dir is first on PYTHONPATH): saves
+# matplotlib figures still open at exit, so `plt.show()` under Agg gives PNGs.
+# pyplot registers its own atexit handler that closes every figure; atexit runs
+# handlers last-in first-out, so ours is registered right after pyplot loads.
+FIGURE_HOOK = r"""
+import atexit, importlib.util, os, sys
+
+def _ai_data_agent_save_figures():
+    plt = sys.modules.get("matplotlib.pyplot")
+    out = os.environ.get("AI_DATA_AGENT_OUTPUTS")
+    if plt is None or not out or os.getpid() != _main_pid:
+        return
+    try:
+        nums = plt.get_fignums()
+        if nums:
+            os.makedirs(out, exist_ok=True)
+        for num in nums:
+            name = "figure_%d.png" % num
+            n = 1
+            while os.path.lexists(os.path.join(out, name)):
+                n += 1
+                name = "figure_%d_%d.png" % (num, n)
+            plt.figure(num).savefig(os.path.join(out, name), format="png")
+    except Exception as exc:
+        sys.stderr.write("ai-data-agent: could not save figures: %r\n" % (exc,))
+
+
+class _AfterPyplot:
+    def find_spec(self, name, path=None, target=None):
+        if name != "matplotlib.pyplot":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            atexit.register(_ai_data_agent_save_figures)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+_main_pid = os.getpid()
+sys.meta_path.insert(0, _AfterPyplot())
+"""
+
+
+def install_figure_hook(sandbox: str) -> None:
+    with open(os.path.join(sandbox, "sitecustomize.py"), "w") as fh:
+        fh.write(FIGURE_HOOK)
+
+
+def receive_files(stdin: IO[bytes], work: str, manifest: List[Dict[str, Any]]) -> int:
+    """Write the input files that follow the job on stdin under ``work``; return bytes written.
+
+    Paths were checked by the controller; here they are created exclusively and
+    without following links, so nothing outside ``work`` can be touched.
+    """
+    total = 0
+    for entry in manifest:
+        rel = str(entry["path"])
+        size = int(entry["size"])
+        if rel.startswith("/") or ".." in rel.split("/") or "\x00" in rel:
+            raise ValueError("unsafe input path {!r}".format(rel))
+        target = os.path.join(work, rel)
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(target, flags, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            left = size
+            while left:
+                chunk = stdin.read(min(left, READ_CHUNK))
+                if not chunk:
+                    raise EOFError("input {!r} truncated".format(rel))
+                fh.write(chunk)
+                left -= len(chunk)
+        total += size
+    return total
+
+
+def scan_outputs(
+    outputs: str, max_count: int, max_total: int
+) -> "tuple[List[tuple[str, str, int]], List[Dict[str, str]]]":
+    """Regular files under ``outputs`` as (relative path, path, size), within the caps.
+
+    Links are never followed (not even to directories); FIFOs, sockets and
+    devices are skipped; a file over the remaining budget is skipped by its
+    size, without reading it (a sparse 10 GB file costs nothing).
+    """
+    found: List[tuple[str, str, int]] = []
+    skipped: List[Dict[str, str]] = []
+    budget = max_total
+    if not os.path.isdir(outputs) or os.path.islink(outputs):
+        return found, skipped
+    for root, dirs, files in os.walk(outputs, followlinks=False):
+        dirs.sort()
+        for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, outputs).replace(os.sep, "/")
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                kind = "symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+                skipped.append({"path": rel, "reason": kind})
+            elif len(found) >= max_count:
+                skipped.append({"path": rel, "reason": "artifact count cap reached"})
+            elif st.st_size > budget:
+                skipped.append({"path": rel, "reason": "artifact size cap reached"})
+            else:
+                found.append((rel, path, st.st_size))
+                budget -= st.st_size
+    return found, skipped
 
 
 # Runs in the same env as the user code: what does that interpreter see?
@@ -444,14 +567,50 @@ class Runner:
         }
         return report
 
+    def send_artifacts(self, outputs: str) -> Dict[str, Any]:
+        """Stream the files under ``outputs`` to the controller as framed chunks."""
+        limits = self.job.get("artifacts") or {}
+        found, skipped = scan_outputs(
+            outputs, int(limits.get("max_count", 0)), int(limits.get("max_total_bytes", 0))
+        )
+        sent = 0
+        for rel, path, size in found:
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+            except OSError as exc:
+                skipped.append({"path": rel, "reason": "cannot open: {}".format(exc.strerror)})
+                continue
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the scan
+                    skipped.append({"path": rel, "reason": "not a regular file"})
+                    continue
+                self.emit({"k": "artifact_begin", "path": rel, "size": size})
+                digest = hashlib.sha256()
+                length = 0
+                while length < size:  # never more than the size scanned: files may grow
+                    chunk = fh.read(min(ARTIFACT_CHUNK, size - length))
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    length += len(chunk)
+                    self.emit({"k": "artifact_data", "d": base64.b64encode(chunk).decode()})
+                self.emit({"k": "artifact_end", "size": length, "sha256": digest.hexdigest()})
+                sent += 1
+        return {"sent": sent, "skipped": skipped[:100], "skipped_count": len(skipped)}
+
     # -- orchestration ----------------------------------------------------------
     def run(self, base_env: Mapping[str, str]) -> Dict[str, Any]:
         result: Dict[str, Any] = {"k": "result", "protocol": PROTOCOL_VERSION}
         sandbox = make_sandbox_dir()
         work = os.path.join(sandbox, WORK_SUBDIR)
+        outputs = os.path.join(work, OUTPUTS_SUBDIR)
         os.mkdir(work, 0o700)
+        os.mkdir(outputs, 0o700)
+        receive_files(self.stdin, work, self.job.get("files") or [])
+        install_figure_hook(sandbox)
         env = build_env(base_env, sandbox)
         env.update(self.job.get("exec_env") or {})
+        env["AI_DATA_AGENT_OUTPUTS"] = outputs
         result["environment"] = {
             "platform": platform.platform(),
             "python_version": platform.python_version(),
@@ -502,6 +661,8 @@ class Runner:
                     ),
                 )
             result["execute"] = self.execute(work, env)
+            self.phase("collecting")
+            result["artifacts"] = self.send_artifacts(outputs)
         except Exception as exc:  # report, never die silently: the result frame must go out
             result["error"] = "{}: {}".format(type(exc).__name__, exc)
         finally:
