@@ -80,7 +80,7 @@ def run_checks(settings: Settings) -> list[Check]:
         filter=lambda record: "platform=" in record["message"],
     )
     try:
-        probe = executor.run(RunRequest(code=PROBE_CODE, requirements=["six"]))
+        probe = executor.run(RunRequest(code=PROBE_CODE, requirements=["six"], install_mode="per_run"))
         failing = executor.run(RunRequest(code=ERROR_CODE))
     except AiDataAgentError as exc:
         return [*checks, Check("Probe run", False, str(exc))]

@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 MAX_REQUIREMENT_LENGTH = 200
+INLINE_COMMENT = re.compile(r"\s#")  # as pip reads requirements files
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # The sandbox owns these: a request must not steer the interpreter, the
 # installer, the loader, trust or proxies.
@@ -103,7 +104,7 @@ def parse_requirements_text(text: str) -> list[str]:
     """
     out = []
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split(" #", 1)[0].strip()
+        line = INLINE_COMMENT.split(raw, maxsplit=1)[0].strip()
         if not line or line.startswith("#"):
             continue
         try:
@@ -182,6 +183,9 @@ class RunRequest(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     files: list[InputFile] = Field(
         default_factory=list, description="Input files, placed under the working directory."
+    )
+    install_mode: Literal["cache", "per_run"] | None = Field(
+        None, description="Override the server's install mode (per_run: the seed's pip install)."
     )
 
     @field_validator("files")
@@ -288,6 +292,8 @@ class InstallReport(BaseModel):
     )
     installer: str = "pip"
     fallback_triggered: bool = False
+    cache_hit: bool = Field(False, description="The environment came from the cache.")
+    mode: str = Field("", description="cache or per_run; empty when nothing was installed.")
     log_tail: str = Field("", description="The end of the installer's output.")
 
 

@@ -10,6 +10,7 @@ in the package reads the environment on its own::
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -39,7 +40,6 @@ class Settings(BaseSettings):
         "present nor pullable. Not used when sandbox_image is set explicitly.",
     )
     pull_missing_image: bool = Field(True, description="Try `docker pull` for a missing image.")
-    pull_timeout_s: float = Field(120.0, gt=0)
     runtime: str = Field("runc", description="OCI runtime: runc, or runsc for gVisor.")
 
     # Limits: defaults and caps ---------------------------------------------
@@ -61,6 +61,42 @@ class Settings(BaseSettings):
         "or stop the run with status output_exceeded (kill).",
     )
     install_log_limit_bytes: int = Field(16 * 1024, ge=1024)
+
+    # Installs, the environment cache and the warm pool -------------------------
+    install_mode: Literal["cache", "per_run"] = Field(
+        "cache",
+        description="cache: each requirement set is installed once into a shared read-only "
+        "environment; per_run: the seed's pip install into every run's sandbox dir.",
+    )
+    installer: Literal["uv", "pip"] = Field(
+        "uv", description="uv (pip is the fallback when uv is missing or fails), or pip alone."
+    )
+    uv_binary: Path | None = Field(
+        None,
+        description="The uv executable shipped into install sandboxes; default: the uv "
+        "package installed with ai-data-agent, else uv on PATH.",
+    )
+    uv_shared_cache: bool = Field(
+        True,
+        description="One uv download cache for all installs (wheels only unless "
+        "allow_sdists, so no package code runs while it is writable).",
+    )
+    allow_sdists: bool = Field(
+        False, description="Allow source distributions (their build code runs at install time)."
+    )
+    env_cache_index: Path | None = Field(
+        None,
+        description="SQLite index of cached environments; default <data_dir>/envcache.sqlite3 "
+        "when data_dir is set, else ~/.cache/ai-data-agent/envcache.sqlite3.",
+    )
+    env_cache_max_bytes: int = Field(20 * 1024 * MiB, ge=0, description="LRU bound of the cache.")
+    env_cache_max_age_s: float = Field(
+        30 * 24 * 3600.0, gt=0, description="Unused this long: evicted."
+    )
+    pool_size: int = Field(0, ge=0, description="Warm containers per profile; 0 disables the pool.")
+    pool_ttl_s: float = Field(
+        300.0, gt=0, description="A pooled container older than this is recycled."
+    )
 
     # Files in and out ------------------------------------------------------------
     max_input_files: int = Field(100, ge=0)
@@ -168,6 +204,27 @@ class Settings(BaseSettings):
             text = self.api_token_file.read_text(encoding="utf-8")
             tokens |= {line.strip() for line in text.splitlines() if line.strip()}
         return tokens
+
+    def env_cache_index_path(self) -> Path:
+        """The cache index: explicit, else under an explicit data dir, else the user's cache dir."""
+        if self.env_cache_index is not None:
+            return self.env_cache_index
+        if "data_dir" in self.model_fields_set:
+            return self.data_dir / "envcache.sqlite3"
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "ai-data-agent" / "envcache.sqlite3"
+
+    def uv_path(self) -> Path | None:
+        """The uv executable to ship into install sandboxes, if there is one."""
+        if self.uv_binary is not None:
+            return self.uv_binary if self.uv_binary.is_file() else None
+        try:
+            import uv
+
+            return Path(uv.find_uv_bin())
+        except (ImportError, FileNotFoundError):
+            found = shutil.which("uv")
+            return Path(found) if found else None
 
     def passthrough_env(self) -> dict[str, str]:
         """The controller variables the operator listed, as they are now."""

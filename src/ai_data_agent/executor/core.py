@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.backend import STDERR, STDOUT, Backend, ExitState, Session
 from ai_data_agent.executor.protocol import FrameReader, encode_job, new_token
-from ai_data_agent.executor.spec import build_spec
+from ai_data_agent.executor.envcache import CachedEnv, DriveOutcome, EnvCache, InstallFailed
+from ai_data_agent.executor.pool import WarmPool
+from ai_data_agent.executor.spec import ContainerSpec, VolumeMount, build_spec
 from ai_data_agent.models import (
     EnvironmentInfo,
     InstallReport,
@@ -43,6 +46,8 @@ __all__ = ["Executor", "RunEvent"]
 # artifact collection as long after the code ends.
 VERIFY_BUDGET_S = 60.0
 COLLECT_BUDGET_S = 60.0
+# How long the runner gets to exit after its result before it is killed.
+EXIT_WAIT_S = 1.0
 # Bytes kept of the container's own stderr (the runner's crash output, if any).
 RUNNER_STDERR_LIMIT = 64 * 1024
 
@@ -96,16 +101,72 @@ class _Transcript:
 
 
 class Executor:
-    """Runs requests in fresh sandbox containers. Thread-safe; one per process is enough."""
+    """Runs requests in fresh sandbox containers. Thread-safe; one per process is enough.
 
-    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+    With the default Docker backend it also keeps the environment cache (see
+    `envcache`) and, when ``settings.pool_size`` > 0, a warm pool (see `pool`).
+    Call `close` (or use it as a context manager) to drain the pool.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend | None = None,
+        *,
+        env_cache: EnvCache | None = None,
+    ) -> None:
         self.settings = settings
+        self.controller_id = uuid.uuid4().hex[:12]
         if backend is None:
             from ai_data_agent.executor.docker_backend import DockerBackend
 
-            backend = DockerBackend(settings)
+            docker_backend = DockerBackend(settings)
+            backend = docker_backend
+            if env_cache is None and settings.install_mode == "cache":
+                env_cache = EnvCache(settings, docker_backend, self._drive_job, self.controller_id)
         self.backend = backend
-        self.controller_id = uuid.uuid4().hex[:12]
+        self.env_cache = env_cache
+        self.pool = (
+            WarmPool(backend, size=settings.pool_size, ttl_s=settings.pool_ttl_s)
+            if settings.pool_size > 0
+            else None
+        )
+        self._pool_started = False
+        self._pool_lock = threading.Lock()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drain the warm pool (nothing left behind). Idempotent."""
+        if self.pool is not None:
+            self.pool.close()
+
+    def start_pool(self) -> None:
+        """Fill the warm pool now rather than at the first run (a daemon does this at start)."""
+        if self.pool is None:
+            return
+        with self._pool_lock:
+            if self._pool_started:
+                return
+            self._pool_started = True
+        image = self.backend.resolve_image()
+        if self.env_cache is not None:
+            self.env_cache.prepare()
+        defaults = RunRequest(code="").resolve(self.settings)
+        mounts = self.env_cache.run_mounts() if self.env_cache is not None else ()
+
+        def make_spec(pool_id: str) -> ContainerSpec:
+            return build_spec(
+                self.settings, defaults, image=image, run_id=pool_id,
+                controller_id=self.controller_id, needs_install=False, mounts=mounts,
+                extra_lifetime_s=self.settings.pool_ttl_s + self.settings.max_timeout_s,
+            )  # fmt: skip
+
+        self.pool.add_profile(make_spec)
 
     # -- public -------------------------------------------------------------------
     def run(
@@ -134,21 +195,94 @@ class Executor:
         log = logger.bind(run_id=run_id)
         started = time.monotonic()
         image = self.backend.resolve_image()
+        if self.pool is not None:
+            self.start_pool()
+        mode = request.install_mode or self.settings.install_mode
+        cache = self.env_cache if mode == "cache" else None
+        cached: CachedEnv | None = None
+        cache_hit = False
+        if request.requirements and cache is not None:
+            if on_event is not None:
+                on_event(RunEvent(run_id, "phase", "installing"))
+            try:
+                cached, cache_hit = cache.get_or_install(list(request.requirements), image, run_id)
+            except InstallFailed as failed:
+                result = self._install_failed(run_id, image, request, failed)
+                result.timings.total_s = round(time.monotonic() - started, 4)
+                log.info("run finished: status={} ({})", result.status, failed.reason)
+                return result
+        mounts = cache.run_mounts() if cache is not None else ()
+        if cache is None and self.env_cache is not None:
+            mounts = self.env_cache.run_mounts()  # same profile as pooled sandboxes
         spec = build_spec(
             self.settings, limits, image=image, run_id=run_id, controller_id=self.controller_id,
-            needs_install=bool(request.requirements),
+            needs_install=bool(request.requirements) and cached is None, mounts=mounts,
         )  # fmt: skip
+        job = self._job(request, limits, cached, mode)
+        blobs = [item.data for item in request.files]
+        with cache.using(cached.key) if cached is not None and cache is not None else nullcontext():
+            transcript, exit_state = self._drive(
+                spec, job, blobs, limits, run_id, on_event, cancel, artifacts_dir, uv=False
+            )
+        result = self._result(run_id, image, request, transcript, exit_state)
+        if cached is not None:
+            result.install.cache_hit = cache_hit
+            result.install.mode = "cache"
+            result.install.packages = list(cached.packages)
+            result.install.installer = cached.installer
+            result.install.fallback_triggered = cached.fallback_triggered and not cache_hit
+            result.install.log_tail = "" if cache_hit else cached.log_tail
+            result.timings.install_s = 0.0 if cache_hit else round(cached.install_s, 4)
+        elif request.requirements:
+            result.install.mode = "per_run"
+        result.timings.total_s = round(time.monotonic() - started, 4)
+        log.info(
+            "run finished: status={} exit_code={} install_s={:.2f} execute_s={:.2f} total_s={:.2f}"
+            " cache_hit={}",
+            result.status, result.exit_code, result.timings.install_s, result.timings.execute_s,
+            result.timings.total_s, result.install.cache_hit,
+        )  # fmt: skip
+        return result
+
+    # -- containers ---------------------------------------------------------------
+    def _drive(
+        self,
+        spec: ContainerSpec,
+        job: dict[str, Any],
+        blobs: list[bytes],
+        limits: Limits,
+        run_id: str,
+        on_event: EventHandler | None,
+        cancel: threading.Event | None,
+        artifacts_dir: Path | None,
+        *,
+        uv: bool,
+    ) -> tuple[_Transcript, ExitState]:
+        """One sandbox, start to removal: job in, frames out, deadlines enforced."""
+        log = logger.bind(run_id=run_id)
         token = new_token()
+        job = dict(job, token=token)
+        uv_path = self.settings.uv_path() if uv else None
+        if uv_path is not None:
+            job["install"] = dict(job.get("install") or {}, uv_size=uv_path.stat().st_size)
         transcript = _Transcript(self.settings.stdout_limit_bytes, self.settings.stderr_limit_bytes)
         transcript.artifacts = ArtifactCollector(
             artifacts_dir, self.settings.max_artifacts, self.settings.max_artifact_total_bytes
         )
-        session = self.backend.start(spec, run_id)
-        log.debug("container {} started from {}", session.container_id[:12], image)
+        session = self.pool.take(spec) if self.pool is not None else None
+        if session is None:
+            session = self.backend.start(spec, run_id)
+            log.debug("container {} started from {}", session.container_id[:12], spec.image)
+        else:
+            log.debug("container {} taken from the warm pool", session.container_id[:12])
         try:
-            session.send(encode_job(self._job(request, limits, token)))
-            for item in request.files:
-                session.send(item.data)
+            session.send(encode_job(job))
+            for blob in blobs:
+                session.send(blob)
+            if uv_path is not None:
+                with uv_path.open("rb") as fh:
+                    while chunk := fh.read(1024 * 1024):
+                        session.send(chunk)
             exit_state = self._converse(session, spec.detach_network_before_code, limits, token,
                                         transcript, run_id, on_event, cancel)  # fmt: skip
         finally:
@@ -158,26 +292,54 @@ class Executor:
             except ExecutorError as exc:
                 # Never mask the first error; the sweep will find it by label.
                 log.warning("cleanup failed: {}", exc)
-        result = self._result(run_id, image, request, transcript, exit_state)
-        result.timings.total_s = round(time.monotonic() - started, 4)
-        log.info(
-            "run finished: status={} exit_code={} install_s={:.2f} execute_s={:.2f} total_s={:.2f}",
-            result.status, result.exit_code, result.timings.install_s, result.timings.execute_s,
-            result.timings.total_s,
+        return transcript, exit_state
+
+    def _drive_job(
+        self,
+        job: dict[str, Any],
+        *,
+        mounts: tuple[VolumeMount, ...],
+        needs_network: bool,
+        run_id: str,
+        uv: bool = False,
+    ) -> DriveOutcome:
+        """An internal job (install, publish, prune, probe) in its own locked-down sandbox."""
+        limits = RunRequest(code="").resolve(self.settings)
+        spec = build_spec(
+            self.settings, limits, image=self.backend.resolve_image(), run_id=run_id,
+            controller_id=self.controller_id, needs_install=needs_network, mounts=mounts,
         )  # fmt: skip
-        return result
+        full = self._job(RunRequest(code=str(job.get("code", ""))), limits, None, "per_run")
+        full.update(job)
+        if "requirements" in job:
+            full["requirements"] = _requirement_entries(job["requirements"])
+        transcript, exit_state = self._drive(
+            spec, full, [], limits, run_id, None, None, None, uv=uv
+        )
+        status, error = classify(transcript, exit_state)
+        frame = transcript.result
+        failed = frame is None or status in (RunStatus.ERROR, RunStatus.TIMED_OUT,
+                                             RunStatus.MEMORY_EXCEEDED)  # fmt: skip
+        return DriveOutcome(
+            frame=frame, stdout="".join(transcript.stdout), error=error if failed else None
+        )
 
     # -- protocol -----------------------------------------------------------------
-    def _job(self, request: RunRequest, limits: Limits, token: str) -> dict[str, Any]:
-        from packaging.requirements import Requirement
-
+    def _job(
+        self, request: RunRequest, limits: Limits, cached: CachedEnv | None, mode: str
+    ) -> dict[str, Any]:
         s = self.settings
+        if cached is not None:
+            install: dict[str, Any] = {"skip": True}
+        else:
+            # The seed's per-run install: pip into the sandbox dir.
+            install = {"installer": "pip", "only_binary": not s.allow_sdists}
         return {
-            "token": token,
+            "mode": "run",
             "code": request.code,
-            "requirements": [
-                {"line": line, "name": Requirement(line).name} for line in request.requirements
-            ],
+            "requirements": _requirement_entries(request.requirements),
+            "install": install,
+            "env_paths": [cached.path] if cached is not None else [],
             "timeout_s": limits.timeout_s,
             "network": limits.network,
             "exec_env": request.env,
@@ -190,6 +352,25 @@ class Executor:
             "files": [{"path": f.path, "size": len(f.data)} for f in request.files],
             "artifacts": {"max_count": s.max_artifacts, "max_total_bytes": s.max_artifact_total_bytes},
         }
+
+    def _install_failed(
+        self, run_id: str, image: str, request: RunRequest, failed: InstallFailed
+    ) -> RunResult:
+        report = failed.report
+        return RunResult(
+            id=run_id,
+            status=RunStatus.INSTALL_FAILED,
+            install=InstallReport(
+                requirements=list(request.requirements),
+                installer=str(report.get("installer", "pip")),
+                fallback_triggered=bool(report.get("fallback_triggered")),
+                log_tail=str(report.get("log_tail", ""))[-self.settings.install_log_limit_bytes :],
+                mode="cache",
+            ),
+            timings=Timings(install_s=round(_float(report.get("duration_s")), 4)),
+            image=image,
+            error=failed.reason[:2000],
+        )
 
     def _converse(
         self,
@@ -283,6 +464,18 @@ class Executor:
                 "ignored {} unauthenticated line(s) and {} malformed frame(s) from the sandbox",
                 reader.noise_lines, reader.bad_frames,
             )  # fmt: skip
+        result = transcript.result
+        if result is not None and isinstance(result.get("oom_kills"), int):
+            # The runner read the cgroup's OOM counter itself, and exits right
+            # after its result: the end of the stream means the container has
+            # stopped, and removing a stopped container is much cheaper than
+            # killing a running one.
+            end = time.monotonic() + EXIT_WAIT_S
+            while (left := end - time.monotonic()) > 0:
+                chunk = session.read(left)
+                if chunk is not None and not chunk[1]:
+                    break
+            return ExitState(exit_code=None, oom_killed=False)
         return session.exit_state(timeout_s=10.0)
 
     # -- result -------------------------------------------------------------------
@@ -349,6 +542,17 @@ class Executor:
             image=image,
             error=error,
         )
+
+
+def _requirement_entries(requirements: list[str]) -> list[dict[str, str]]:
+    """What the runner needs of each requirement: the line, and the name to verify."""
+    from packaging.requirements import Requirement
+
+    entries = []
+    for line in requirements:
+        req = Requirement(line)
+        entries.append({"line": line, "name": req.name, "optional": req.marker is not None})
+    return entries
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
-from docker.types import LogConfig
+from docker.types import LogConfig, Mount
 from loguru import logger
 
 from ai_data_agent.errors import ConfigurationError, DockerUnavailable, ExecutorError
@@ -25,6 +25,7 @@ from ai_data_agent.executor.spec import (
     LABEL_CONTROLLER,
     LABEL_DEADLINE,
     LABEL_MANAGED,
+    SANDBOX_USER,
     ContainerSpec,
 )
 from ai_data_agent.settings import Settings
@@ -33,6 +34,7 @@ __all__ = ["DockerBackend", "DockerSession", "connect"]
 
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 HEADER_SIZE = 8
+SANDBOX_UID = int(SANDBOX_USER.split(":")[0])
 
 
 def connect(settings: Settings) -> docker.DockerClient:
@@ -268,6 +270,10 @@ class DockerBackend:
             log_config=LogConfig(type="none"),
             network_mode=spec.network or "none",
             runtime=spec.runtime,
+            mounts=[
+                Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts
+            ]
+            or None,
         )
         return result
 
@@ -309,7 +315,80 @@ class DockerBackend:
             ) from exc  # fmt: skip
         return DockerSession(self.client, container_id, sock, spec, run_id)
 
-    def sweep(self, *, keep_controller: str | None = None, all_controllers: bool = False) -> list[str]:
+    # -- volumes ----------------------------------------------------------------
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create the named volume if needed, owned by the sandbox user.
+
+        A new volume's root belongs to root; a one-shot container (our code
+        only: root with CAP_CHOWN alone, no network, read-only) hands it over.
+        """
+        api = self.client.api
+        try:
+            api.inspect_volume(name)
+            return
+        except docker.errors.NotFound:
+            pass
+        except DOCKER_ERRORS as exc:
+            raise ExecutorError(f"cannot inspect volume {name}: {exc}", step="volume") from exc
+        container_id = None
+        try:
+            api.create_volume(name, labels=labels)
+            host_config = api.create_host_config(
+                mounts=[Mount("/v", name, type="volume")],
+                network_mode="none",
+                read_only=True,
+                cap_drop=["ALL"],
+                cap_add=["CHOWN"],
+                security_opt=["no-new-privileges:true"],
+                log_config=LogConfig(type="none"),
+                pids_limit=16,
+                mem_limit=64 * 1024 * 1024,
+                runtime=self.settings.runtime,
+            )
+            chown = f"import os; os.chown('/v', {SANDBOX_UID}, {SANDBOX_UID})"
+            container_id = api.create_container(
+                self.resolve_image(), command=["python3", "-I", "-c", chown], user="0:0",
+                host_config=host_config, labels={LABEL_MANAGED: "true",
+                LABEL_DEADLINE: str(int(time.time()) + 300)}, use_config_proxy=False,
+            )["Id"]  # fmt: skip
+            api.start(container_id)
+            status = api.wait(container_id, timeout=60).get("StatusCode")
+            if status != 0:
+                raise ExecutorError(f"cannot prepare volume {name}: chown exited {status}",
+                                    step="volume")  # fmt: skip
+        except (*DOCKER_ERRORS, ExecutorError) as exc:
+            # A volume left root-owned would look ready next time: take it away.
+            try:
+                api.remove_volume(name, force=True)
+            except DOCKER_ERRORS:
+                pass
+            if isinstance(exc, ExecutorError):
+                raise
+            raise ExecutorError(f"cannot prepare volume {name}: {exc}", step="volume") from exc
+        finally:
+            if container_id is not None:
+                try:
+                    api.remove_container(container_id, force=True)
+                except DOCKER_ERRORS as exc:
+                    logger.warning("cannot remove volume helper {}: {}", container_id[:12], exc)
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.client.api.remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            pass
+        except DOCKER_ERRORS as exc:
+            raise ExecutorError(f"cannot remove volume {name}: {exc}", step="volume") from exc
+
+    def image_id(self, image: str) -> str:
+        try:
+            return str(self.client.api.inspect_image(image)["Id"])
+        except DOCKER_ERRORS as exc:
+            raise ExecutorError(f"cannot inspect image {image}: {exc}", step="image") from exc
+
+    def sweep(
+        self, *, keep_controller: str | None = None, all_controllers: bool = False
+    ) -> list[str]:
         """Remove leftover sandboxes; return their ids.
 
         By default only containers past their deadline label go. With
@@ -339,6 +418,34 @@ class DockerBackend:
                 pass
             except DOCKER_ERRORS as exc:
                 logger.warning("sweep: cannot remove {}: {}", info["Id"][:12], exc)
+        removed += self._sweep_volumes(keep_controller, all_controllers, now)
         if removed:
-            logger.info("sweep removed {} leftover sandbox container(s)", len(removed))
+            logger.info(
+                "sweep removed {} leftover sandbox container(s) and volume(s)", len(removed)
+            )
+        return removed
+
+    def _sweep_volumes(
+        self, keep_controller: str | None, all_controllers: bool, now: float
+    ) -> list[str]:
+        """Staging volumes of installs that never finished (the cache itself is not managed)."""
+        try:
+            volumes = self.client.api.volumes(filters={"label": LABEL_MANAGED}).get("Volumes") or []
+        except DOCKER_ERRORS as exc:
+            raise ExecutorError(f"cannot list sandbox volumes: {exc}", step="sweep") from exc
+        removed = []
+        for info in volumes:
+            labels = info.get("Labels") or {}
+            if keep_controller and labels.get(LABEL_CONTROLLER) == keep_controller:
+                continue
+            try:
+                expired = float(labels.get(LABEL_DEADLINE, "0")) < now
+            except ValueError:
+                expired = True
+            if expired or all_controllers:
+                try:
+                    self.client.api.remove_volume(info["Name"], force=True)
+                    removed.append(info["Name"])
+                except DOCKER_ERRORS as exc:  # in use, or gone already
+                    logger.debug("sweep: volume {} stays: {}", info["Name"], exc)
         return removed

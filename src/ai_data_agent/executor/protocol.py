@@ -61,6 +61,9 @@ class FrameReader:
             if self._skipping:
                 self._skipping = False
                 continue
+            if len(line) > self.max_frame_bytes:
+                self.bad_frames += 1
+                continue
             frame = self._parse(line)
             if frame is not None:
                 frames.append(frame)

@@ -17,6 +17,7 @@ from ai_data_agent.settings import Settings
 
 __all__ = [
     "CA_BUNDLE_PATH",
+    "ENVS_MOUNT",
     "LABEL_CONTROLLER",
     "LABEL_DEADLINE",
     "LABEL_MANAGED",
@@ -24,6 +25,7 @@ __all__ = [
     "LABEL_RUN_ID",
     "SANDBOX_USER",
     "ContainerSpec",
+    "VolumeMount",
     "build_spec",
     "runner_source",
 ]
@@ -35,6 +37,7 @@ LABEL_CONTROLLER = LABEL_PREFIX + "controller"
 LABEL_DEADLINE = LABEL_PREFIX + "deadline"
 SANDBOX_USER = "1000:1000"
 CA_BUNDLE_PATH = "/etc/ai-data-agent/ca-bundle.crt"
+ENVS_MOUNT = "/opt/ai-data-agent/envs"  # the shared, read-only environment cache
 # Extra time a sandbox may live beyond install + timeout before a sweep may
 # remove it as abandoned.
 SWEEP_SLACK_S = 120
@@ -43,6 +46,15 @@ SWEEP_SLACK_S = 120
 def runner_source() -> str:
     """Source of the in-container runner, shipped as ``python3 -I -c <source>``."""
     return resources.files("ai_data_agent.sandbox").joinpath("runner.py").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """A Docker named volume (never a host path) mounted into a sandbox."""
+
+    volume: str
+    target: str
+    read_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,9 +77,18 @@ class ContainerSpec:
     network: str | None
     detach_network_before_code: bool
     ca_bundle: Path | None = None
+    mounts: tuple[VolumeMount, ...] = ()
     read_only: bool = True
     cap_drop: tuple[str, ...] = ("ALL",)
     security_opt: tuple[str, ...] = ("no-new-privileges:true",)
+
+    def profile(self) -> tuple[object, ...]:
+        """Everything but the labels: two specs with one profile make the same sandbox."""
+        return tuple(
+            tuple(sorted(value.items())) if isinstance(value, dict) else
+            tuple(value) if isinstance(value, list) else value
+            for name, value in vars(self).items() if name != "labels"
+        )  # fmt: skip
 
 
 def sandbox_environment(settings: Settings) -> dict[str, str]:
@@ -93,6 +114,8 @@ def build_spec(
     run_id: str,
     controller_id: str,
     needs_install: bool,
+    mounts: tuple[VolumeMount, ...] = (),
+    extra_lifetime_s: float = 0.0,
     now: float | None = None,
 ) -> ContainerSpec:
     """The container for one run.
@@ -102,7 +125,9 @@ def build_spec(
     unless the request has network access.
     """
     started = time.time() if now is None else now
-    deadline = started + settings.install_timeout_s + limits.timeout_s + SWEEP_SLACK_S
+    deadline = (
+        started + settings.install_timeout_s + limits.timeout_s + SWEEP_SLACK_S + extra_lifetime_s
+    )
     memory = limits.memory_mb * 1024 * 1024
     network = settings.install_network if (needs_install or limits.network) else None
     return ContainerSpec(
@@ -126,4 +151,5 @@ def build_spec(
         network=network,
         detach_network_before_code=network is not None and not limits.network,
         ca_bundle=settings.ca_bundle,
+        mounts=mounts,
     )

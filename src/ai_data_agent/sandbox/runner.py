@@ -72,17 +72,22 @@ def make_sandbox_dir(base: Optional[str] = None) -> str:
 
 
 def build_env(
-    base_env: Mapping[str, str], sandbox_dir: str, pathsep: str = os.pathsep
+    base_env: Mapping[str, str],
+    sandbox_dir: str,
+    pathsep: str = os.pathsep,
+    extra_paths: "tuple[str, ...] | List[str]" = (),
 ) -> Dict[str, str]:
     """Return the env shared by install, verify and execute.
 
-    ``PYTHONPATH`` is the sandbox dir first, then the original entries (empty
-    ones dropped), joined with ``pathsep``; ``HOME`` is the sandbox dir; every
-    other variable of ``base_env`` is kept as it is.
+    ``PYTHONPATH`` is the sandbox dir first, then ``extra_paths`` (cached,
+    read-only environments), then the original entries (empty ones dropped),
+    joined with ``pathsep``; ``HOME`` is the sandbox dir; every other variable
+    of ``base_env`` is kept as it is.
     """
     env = dict(base_env)
-    original = [p for p in base_env.get("PYTHONPATH", "").split(pathsep) if p]
-    env["PYTHONPATH"] = pathsep.join([sandbox_dir, *[p for p in original if p != sandbox_dir]])
+    head = [sandbox_dir, *extra_paths]
+    original = [p for p in base_env.get("PYTHONPATH", "").split(pathsep) if p and p not in head]
+    env["PYTHONPATH"] = pathsep.join(head + original)
     env["HOME"] = sandbox_dir
     return env
 
@@ -109,6 +114,90 @@ def pip_install_command(
     if index_url:
         cmd += ["--index-url", index_url]
     return cmd + list(extra_args or [])
+
+
+def uv_install_command(
+    uv: str,
+    python: str,
+    requirements_file: str,
+    target: str,
+    index_url: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    compile_bytecode: bool = True,
+    only_binary: bool = False,
+) -> List[str]:
+    """uv's equivalent of the pip install, into ``target`` for ``python``."""
+    cmd = [
+        uv, "pip", "install",
+        "--target", target,
+        "--python", python,
+        "-r", requirements_file,
+        "--no-progress",
+        "--link-mode", "copy",  # the cache and the target are different file systems
+    ]  # fmt: skip
+    cmd += ["--cache-dir", cache_dir] if cache_dir else ["--no-cache"]
+    if compile_bytecode:
+        cmd.append("--compile-bytecode")
+    if index_url:
+        cmd += ["--default-index", index_url]
+    if only_binary:
+        cmd += ["--only-binary", ":all:"]
+    return cmd
+
+
+def tree_size(path: str) -> int:
+    """Bytes of the regular files under ``path`` (links not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def publish_env(src: str, envs_dir: str, key: str) -> Dict[str, Any]:
+    """Copy a finished install into the shared cache under ``key``, atomically.
+
+    The copy goes to a hidden name first and is renamed into place, so a
+    half-copied environment is never visible; if ``key`` exists already
+    (another controller was first) the copy is dropped.
+    """
+    final = os.path.join(envs_dir, key)
+    if os.path.isdir(final):
+        return {"published": False, "exists": True, "size": tree_size(final)}
+    tmp = os.path.join(envs_dir, ".tmp-{}-{}".format(key, os.getpid()))
+    shutil.copytree(src, tmp, symlinks=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        remove_tree(tmp)
+        return {"published": False, "exists": True, "size": tree_size(final)}
+    return {"published": True, "exists": True, "size": tree_size(final)}
+
+
+def prune_envs(envs_dir: str, keys: List[str]) -> Dict[str, Any]:
+    """Remove cached environments: renamed away first, so no run sees half of one."""
+    removed = []
+    for key in keys:
+        if "/" in key or key.startswith("."):
+            continue
+        path = os.path.join(envs_dir, key)
+        trash = os.path.join(envs_dir, ".trash-{}-{}".format(key, os.getpid()))
+        try:
+            os.rename(path, trash)
+        except OSError:
+            continue
+        remove_tree(trash)
+        removed.append(key)
+    # Leftovers of interrupted copies and removals.
+    for name in os.listdir(envs_dir):
+        if name.startswith((".tmp-", ".trash-")):
+            remove_tree(os.path.join(envs_dir, name))
+    return {"removed": removed}
 
 
 def env_mismatches(expected: Mapping[str, str], observed: Mapping[str, Any]) -> List[str]:
@@ -165,18 +254,34 @@ def network_interfaces() -> List[str]:
 
 
 def remove_tree(path: str) -> bool:
-    """Remove ``path`` even where user code took away write bits; True when gone."""
+    """Remove ``path`` even where user code took away read or write bits; True when gone."""
+    seen = set()
 
-    def make_writable_and_retry(func: Callable[..., Any], target: str, _exc: Any) -> None:
+    def make_writable_and_retry(_func: Callable[..., Any], target: str, _exc: Any) -> None:
+        if target in seen:  # chmod did not help: give up on this one
+            return
+        seen.add(target)
+        for item in (os.path.dirname(target), target):
+            try:
+                if not os.path.islink(item):
+                    os.chmod(item, stat.S_IRWXU)
+            except OSError:
+                pass
         try:
-            os.chmod(os.path.dirname(target), stat.S_IRWXU)
             if os.path.isdir(target) and not os.path.islink(target):
-                os.chmod(target, stat.S_IRWXU)
-            func(target)
+                rmtree(target)
+            else:
+                os.unlink(target)
         except OSError:
             pass
 
-    shutil.rmtree(path, onerror=make_writable_and_retry)
+    def rmtree(target: str) -> None:
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(target, onexc=make_writable_and_retry)
+        else:
+            shutil.rmtree(target, onerror=make_writable_and_retry)
+
+    rmtree(path)
     return not os.path.lexists(path)
 
 
@@ -456,6 +561,7 @@ class Runner:
         self.out = out
         self.stdin = stdin
         self.token = str(job["token"]).encode()
+        self.uv_path: Optional[str] = None
 
     # -- framing --------------------------------------------------------------
     def emit(self, frame: Dict[str, Any]) -> None:
@@ -478,59 +584,96 @@ class Runner:
 
     # -- steps ------------------------------------------------------------------
     def install(self, sandbox: str, env: Mapping[str, str]) -> Dict[str, Any]:
+        """Install the requirements with uv (pip as the fallback) or pip alone."""
         reqs = self.job.get("requirements") or []
+        spec = self.job.get("install") or {}
+        target = spec.get("target") or sandbox
         report: Dict[str, Any] = {
-            "installer": "pip",
+            "installer": spec.get("installer", "pip"),
             "fallback_triggered": False,
             "exit_code": None,
             "log_tail": "",
             "duration_s": 0.0,
+            "target": target,
             "observed": {
                 "PYTHONPATH": env.get("PYTHONPATH"),
                 "HOME": env.get("HOME"),
                 "executable": sys.executable,
             },
         }
-        if not reqs:
+        if not reqs or spec.get("skip"):
             report["ok"] = True
             return report
+        os.makedirs(target, exist_ok=True)
         req_file = os.path.join(sandbox, ".requirements.txt")
         with open(req_file, "w") as fh:
             fh.write("".join(r["line"] + "\n" for r in reqs))
-        cmd = pip_install_command(
-            sys.executable, req_file, sandbox, self.job.get("index_url"), self.job.get("pip_args")
-        )
         self.phase("installing")
-        self.log("INFO", "installing {} requirement(s) with pip --target".format(len(reqs)))
         started = time.monotonic()
-        limit = int(self.job.get("install_log_limit", 16384))
-        try:
-            proc = run_captured(cmd, env, sandbox, float(self.job.get("install_timeout_s", 300)))
-            report["exit_code"] = proc.returncode
-            report["log_tail"] = tail(proc.stdout, limit)
-            report["ok"] = proc.returncode == 0
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout or ""
-            out = out.decode(errors="replace") if isinstance(out, bytes) else out
-            report["log_tail"] = tail(out + "\n[install timed out]", limit)
-            report["ok"] = False
-            report["timed_out"] = True
-        except OSError as exc:
-            report["log_tail"] = "cannot start pip: {}".format(exc)
-            report["ok"] = False
+        index_url = self.job.get("index_url")
+        only_binary = bool(spec.get("only_binary"))
+        ok = False
+        if report["installer"] == "uv":
+            if self.uv_path is None:
+                reason = "uv binary not available"
+            else:
+                cmd = uv_install_command(
+                    self.uv_path, sys.executable, req_file, target, index_url,
+                    spec.get("uv_cache"), bool(spec.get("compile", True)), only_binary,
+                )  # fmt: skip
+                ok, reason = self._run_installer("uv", cmd, sandbox, env, report)
+            if not ok:
+                self.log("WARNING", "fallback_triggered: {}; installing with pip".format(reason))
+                report["fallback_triggered"] = True
+                report["installer"] = "pip"
+        if not ok:
+            pip_args = ["--only-binary", ":all:"] if only_binary else []
+            cmd = pip_install_command(sys.executable, req_file, target, index_url, pip_args)
+            ok, _ = self._run_installer("pip", cmd, sandbox, env, report)
+        report["ok"] = ok
         report["duration_s"] = time.monotonic() - started
         os.unlink(req_file)
         return report
 
-    def verify(self, sandbox: str, work: str, env: Mapping[str, str]) -> Dict[str, Any]:
+    def _run_installer(
+        self, name: str, cmd: List[str], cwd: str, env: Mapping[str, str], report: Dict[str, Any]
+    ) -> "tuple[bool, str]":
+        """Run one installer; keep its log tail in ``report``; return (ok, why not)."""
+        self.log("INFO", "installing {} requirement(s) with {} --target".format(
+            len(self.job.get("requirements") or []), name))  # fmt: skip
+        limit = int(self.job.get("install_log_limit", 16384))
+        try:
+            proc = run_captured(cmd, env, cwd, float(self.job.get("install_timeout_s", 300)))
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout or ""
+            out = out.decode(errors="replace") if isinstance(out, bytes) else out
+            report["log_tail"] = tail(out + "\n[install timed out]", limit)
+            report["timed_out"] = True
+            return False, "{} timed out".format(name)
+        except OSError as exc:
+            report["log_tail"] = "cannot start {}: {}".format(name, exc)
+            return False, "cannot start {}: {}".format(name, exc)
+        report["exit_code"] = proc.returncode
+        report["log_tail"] = tail(proc.stdout, limit)
+        if proc.returncode != 0:
+            return False, "{} exited with {}: {}".format(
+                name, proc.returncode, tail(proc.stdout, 300)
+            )
+        return True, ""
+
+    def verify(self, where: str, work: str, env: Mapping[str, str]) -> Dict[str, Any]:
+        """What the run's interpreter sees: each requirement's metadata, packages in ``where``."""
         names = [r["name"] for r in self.job.get("requirements") or []]
-        cmd = [sys.executable, "-c", VERIFY_SNIPPET, json.dumps(names), sandbox]
+        cmd = [sys.executable, "-c", VERIFY_SNIPPET, json.dumps(names), where]
         try:
             proc = run_captured(cmd, env, work, 60.0)
             data = json.loads(proc.stdout)
         except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
             return {"ok": False, "missing": names, "packages": [], "error": str(exc)}
-        missing = [n for n, dist in data["found"].items() if dist is None]
+        # A requirement with an environment marker may rightly be skipped by the
+        # installer (e.g. `tomli; python_version < "3.11"`): absent is fine then.
+        optional = {r["name"] for r in self.job.get("requirements") or [] if r.get("optional")}
+        missing = [n for n, dist in data["found"].items() if dist is None and n not in optional]
         return {
             "ok": not missing,
             "missing": missing,
@@ -598,8 +741,31 @@ class Runner:
                 sent += 1
         return {"sent": sent, "skipped": skipped[:100], "skipped_count": len(skipped)}
 
+    def receive_uv(self, sandbox: str) -> None:
+        """The uv binary, when the controller sends one after the input files."""
+        size = int((self.job.get("install") or {}).get("uv_size") or 0)
+        if not size:
+            return
+        folder = os.path.join(sandbox, ".bin")
+        os.mkdir(folder, 0o700)
+        receive_files(self.stdin, folder, [{"path": "uv", "size": size}])
+        path = os.path.join(folder, "uv")
+        os.chmod(path, 0o700)
+        self.uv_path = path
+
     # -- orchestration ----------------------------------------------------------
     def run(self, base_env: Mapping[str, str]) -> Dict[str, Any]:
+        mode = self.job.get("mode", "run")
+        if mode in ("publish", "prune"):
+            spec = self.job[mode]
+            try:
+                if mode == "publish":
+                    done = publish_env(spec["src"], spec["envs"], spec["key"])
+                else:
+                    done = prune_envs(spec["envs"], list(spec["keys"]))
+            except (OSError, KeyError, ValueError) as exc:
+                return {"k": "result", "error": "{}: {}".format(type(exc).__name__, exc)}
+            return dict(done, k="result")
         result: Dict[str, Any] = {"k": "result", "protocol": PROTOCOL_VERSION}
         sandbox = make_sandbox_dir()
         work = os.path.join(sandbox, WORK_SUBDIR)
@@ -607,12 +773,16 @@ class Runner:
         os.mkdir(work, 0o700)
         os.mkdir(outputs, 0o700)
         receive_files(self.stdin, work, self.job.get("files") or [])
+        self.receive_uv(sandbox)
         install_figure_hook(sandbox)
-        env = build_env(base_env, sandbox)
+        target = (self.job.get("install") or {}).get("target")
+        extra = list(self.job.get("env_paths") or []) + ([target] if target else [])
+        env = build_env(base_env, sandbox, extra_paths=extra)
         env.update(self.job.get("exec_env") or {})
         env["AI_DATA_AGENT_OUTPUTS"] = outputs
+        platform_name = platform.platform()
         result["environment"] = {
-            "platform": platform.platform(),
+            "platform": platform_name,
             "python_version": platform.python_version(),
             "python_executable": sys.executable,
             "path_separator": os.pathsep,
@@ -626,7 +796,7 @@ class Runner:
         self.log(
             "DEBUG",
             "platform={} python={} executable={} PYTHONPATH={} pathsep={!r}".format(
-                platform.platform(), platform.python_version(), sys.executable,
+                platform_name, platform.python_version(), sys.executable,
                 env["PYTHONPATH"], os.pathsep,
             ),
         )  # fmt: skip
@@ -645,21 +815,29 @@ class Runner:
             if ifaces and not self.job.get("network"):
                 result["error"] = "network interfaces {} still attached".format(ifaces)
                 return result
-            verify = self.verify(sandbox, work, env)
-            result["verify"] = verify
             expected = dict(env, executable=sys.executable)
             mismatch = env_mismatches(expected, install["observed"])
-            mismatch += env_mismatches(expected, verify.get("observed", {}))
+            if self.job.get("requirements"):
+                where = install["target"] if target else sandbox
+                env_dirs = list(self.job.get("env_paths") or [])
+                verify = self.verify(env_dirs[0] if env_dirs else where, work, env)
+                result["verify"] = verify
+                mismatch += env_mismatches(expected, verify.get("observed", {}))
+                if verify["packages"]:
+                    self.log(
+                        "INFO",
+                        "Successfully installed {}".format(
+                            " ".join(
+                                "{}=={}".format(p["name"], p["version"]) for p in verify["packages"]
+                            )
+                        ),
+                    )
             result["mismatch"] = mismatch
             if mismatch:
                 self.log("WARNING", "Environment mismatch: {}".format("; ".join(mismatch)))
-            if verify["packages"]:
-                self.log(
-                    "INFO",
-                    "Successfully installed {}".format(
-                        " ".join("{}=={}".format(p["name"], p["version"]) for p in verify["packages"])
-                    ),
-                )
+            if mode == "install":
+                result["size"] = tree_size(target) if target else 0
+                return result
             result["execute"] = self.execute(work, env)
             self.phase("collecting")
             result["artifacts"] = self.send_artifacts(outputs)
