@@ -1,30 +1,33 @@
 """Sample data analysis, run inside the sandbox by `make run-sample`.
 
-Builds a small, seeded sales table, summarises revenue by region with the
-standard library, and prints it with `tabulate` (installed per run).
+Reads the uploaded sales CSV with pandas, writes a summary table to
+outputs/summary.csv and a monthly revenue chart to outputs/revenue.png
+(ai-data-agent returns both as artifacts), and prints the table.
 """
 
-import random
-import statistics
-from collections import defaultdict
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from tabulate import tabulate
+sales = pd.read_csv("data/sales.csv", parse_dates=["date"])
+sales["revenue"] = sales["units"] * sales["unit_price"]
 
-rng = random.Random(42)
-regions = ["north", "south", "east", "west"]
-sales = [
-    {"region": rng.choice(regions), "units": rng.randint(1, 20), "price": round(rng.uniform(5, 50), 2)}
-    for _ in range(500)
-]
+summary = (
+    sales.groupby("region")
+    .agg(orders=("revenue", "size"), units=("units", "sum"), revenue=("revenue", "sum"))
+    .sort_values("revenue", ascending=False)
+    .round(2)
+)
+summary.to_csv("outputs/summary.csv")
 
-by_region = defaultdict(list)
-for row in sales:
-    by_region[row["region"]].append(row["units"] * row["price"])
+monthly = (
+    sales.set_index("date").groupby([pd.Grouper(freq="MS"), "region"])["revenue"].sum().unstack()
+)
+monthly.index = monthly.index.strftime("%b %Y")
+ax = monthly.plot(kind="bar", figsize=(8, 4.5), title="Revenue by month", rot=0)
+ax.set_xlabel("")
+ax.set_ylabel("revenue")
+plt.tight_layout()
+plt.savefig("outputs/revenue.png", dpi=100)
 
-table = [
-    (region, len(values), round(sum(values), 2), round(statistics.mean(values), 2),
-     round(statistics.median(values), 2))
-    for region, values in sorted(by_region.items())
-]
-print(f"{len(sales)} orders, total revenue {sum(sum(v) for v in by_region.values()):,.2f}")
-print(tabulate(table, headers=["region", "orders", "revenue", "mean", "median"], floatfmt=".2f"))
+print(f"{len(sales)} orders, revenue {sales['revenue'].sum():,.2f}")
+print(summary.to_string())

@@ -80,7 +80,9 @@ def run_checks(settings: Settings) -> list[Check]:
         filter=lambda record: "platform=" in record["message"],
     )
     try:
-        probe = executor.run(RunRequest(code=PROBE_CODE, requirements=["six"], install_mode="per_run"))
+        probe = executor.run(
+            RunRequest(code=PROBE_CODE, requirements=["six"], install_mode="per_run")
+        )
         failing = executor.run(RunRequest(code=ERROR_CODE))
     except AiDataAgentError as exc:
         return [*checks, Check("Probe run", False, str(exc))]
@@ -97,7 +99,8 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.append(
         Check(
             "Path separator",
-            seen["pathsep"] == env.path_separator and env.pythonpath.split(seen["pathsep"])[0] == sandbox,
+            seen["pathsep"] == env.path_separator
+            and env.pythonpath.split(seen["pathsep"])[0] == sandbox,
             f"container uses {seen['pathsep']!r}; PYTHONPATH splits into "
             f"{len(env.pythonpath.split(seen['pathsep']))} part(s)",
         )
@@ -110,7 +113,9 @@ def run_checks(settings: Settings) -> list[Check]:
             f"six {installed.get('six', 'missing')} imported from {seen['six_file']}",
         )
     )
-    consistent = not env.mismatches and seen["pythonpath"] == env.pythonpath and seen["home"] == env.home
+    consistent = (
+        not env.mismatches and seen["pythonpath"] == env.pythonpath and seen["home"] == env.home
+    )
     checks.append(
         Check(
             "Env consistent across install/verify/execute",
@@ -163,5 +168,7 @@ def print_report(checks: list[Check], console: Console) -> None:
     table.add_column("result")
     table.add_column("reason", overflow="fold")
     for check in checks:
-        table.add_row(check.name, "[green]PASS[/green]" if check.ok else "[red]FAIL[/red]", check.reason)
+        table.add_row(
+            check.name, "[green]PASS[/green]" if check.ok else "[red]FAIL[/red]", check.reason
+        )
     console.print(table)

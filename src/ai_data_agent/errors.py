@@ -67,8 +67,11 @@ class ExecutorError(AiDataAgentError):
     ) -> None:
         context = ", ".join(
             f"{k}={v}"
-            for k, v in (("run", run_id), ("container", container_id and container_id[:12]),
-                         ("step", step))
+            for k, v in (
+                ("run", run_id),
+                ("container", container_id and container_id[:12]),
+                ("step", step),
+            )
             if v
         )
         super().__init__(f"{message} ({context})" if context else message)

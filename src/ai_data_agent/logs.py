@@ -1,7 +1,7 @@
 """Log sinks for the entry points (CLI, daemon). Library modules only ``bind`` and log.
 
-    configure_logging("INFO")                # human-readable lines on stderr
-    configure_logging("INFO", json=True)     # JSON lines, for log shippers
+configure_logging("INFO")                # human-readable lines on stderr
+configure_logging("INFO", json=True)     # JSON lines, for log shippers
 """
 
 from __future__ import annotations

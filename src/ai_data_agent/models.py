@@ -37,10 +37,10 @@ __all__ = [
     "InstallReport",
     "Limits",
     "PackageInfo",
-    "RunRequest",
     "RunAccepted",
     "RunPage",
     "RunRecord",
+    "RunRequest",
     "RunResult",
     "RunStatus",
     "RunSubmission",
@@ -240,17 +240,22 @@ class RunRequest(BaseModel):
             raise RequestRejected("code", "contains a NUL byte")
         if len(self.requirements) > settings.max_requirements:
             raise RequestRejected(
-                "requirements", f"{len(self.requirements)} given, at most {settings.max_requirements}"
+                "requirements",
+                f"{len(self.requirements)} given, at most {settings.max_requirements}",
             )
         if len(self.env) > settings.max_env_vars:
-            raise RequestRejected("env", f"{len(self.env)} variables, at most {settings.max_env_vars}")
+            raise RequestRejected(
+                "env", f"{len(self.env)} variables, at most {settings.max_env_vars}"
+            )
         for name, val in self.env.items():
             if len(val.encode()) > settings.max_env_value_bytes:
                 raise RequestRejected(
                     f"env.{name}", f"value larger than {settings.max_env_value_bytes} bytes"
                 )
         if len(self.files) > settings.max_input_files:
-            raise RequestTooLarge("files", f"{len(self.files)} files, at most {settings.max_input_files}")
+            raise RequestTooLarge(
+                "files", f"{len(self.files)} files, at most {settings.max_input_files}"
+            )
         total = 0
         for item in self.files:
             if len(item.data) > settings.max_input_file_bytes:
@@ -259,7 +264,9 @@ class RunRequest(BaseModel):
                 )
             total += len(item.data)
         if total > settings.max_input_total_bytes:
-            raise RequestTooLarge("files", f"{total} bytes in all, at most {settings.max_input_total_bytes}")
+            raise RequestTooLarge(
+                "files", f"{total} bytes in all, at most {settings.max_input_total_bytes}"
+            )
         if self.network and not settings.allow_network:
             raise RequestRejected("network", "network for user code is disabled on this server")
 

@@ -43,24 +43,36 @@ class Settings(BaseSettings):
     runtime: str = Field("runc", description="OCI runtime: runc, or runsc for gVisor.")
 
     # Limits: defaults and caps ---------------------------------------------
-    default_timeout_s: float = Field(60.0, gt=0)
-    max_timeout_s: float = Field(600.0, gt=0)
-    default_memory_mb: int = Field(2048, ge=64)
-    max_memory_mb: int = Field(2048, ge=64)
-    memory_reservation_mb: int = Field(512, ge=0)
-    default_cpus: float = Field(1.0, gt=0)
-    max_cpus: float = Field(1.0, gt=0)
-    pids_limit: int = Field(256, ge=16)
+    default_timeout_s: float = Field(
+        60.0, gt=0, description="Wall-clock limit of the code when a request sets none."
+    )
+    max_timeout_s: float = Field(600.0, gt=0, description="Highest timeout a request may ask for.")
+    default_memory_mb: int = Field(
+        2048, ge=64, description="Memory limit (MiB, swap equal) by default."
+    )
+    max_memory_mb: int = Field(
+        2048, ge=64, description="Highest memory limit a request may ask for."
+    )
+    memory_reservation_mb: int = Field(
+        512, ge=0, description="Soft memory reservation of a sandbox."
+    )
+    default_cpus: float = Field(1.0, gt=0, description="CPU limit (cores) by default.")
+    max_cpus: float = Field(1.0, gt=0, description="Highest CPU limit a request may ask for.")
+    pids_limit: int = Field(256, ge=16, description="Processes and threads per sandbox.")
     tmpfs_mb: int = Field(1024, ge=16, description="Size of the sandbox's /tmp (counts as memory).")
-    install_timeout_s: float = Field(300.0, gt=0)
-    stdout_limit_bytes: int = Field(1 * MiB, ge=1024)
-    stderr_limit_bytes: int = Field(1 * MiB, ge=1024)
+    install_timeout_s: float = Field(
+        300.0, gt=0, description="Time an install of requirements may take."
+    )
+    stdout_limit_bytes: int = Field(1 * MiB, ge=1024, description="Output kept of stdout.")
+    stderr_limit_bytes: int = Field(1 * MiB, ge=1024, description="Output kept of stderr.")
     output_policy: Literal["truncate", "kill"] = Field(
         "truncate",
         description="At the output cap: keep running and drop the rest (truncate), "
         "or stop the run with status output_exceeded (kill).",
     )
-    install_log_limit_bytes: int = Field(16 * 1024, ge=1024)
+    install_log_limit_bytes: int = Field(
+        16 * 1024, ge=1024, description="Tail of the installer log kept."
+    )
 
     # Installs, the environment cache and the warm pool -------------------------
     install_mode: Literal["cache", "per_run"] = Field(
@@ -99,17 +111,17 @@ class Settings(BaseSettings):
     )
 
     # Files in and out ------------------------------------------------------------
-    max_input_files: int = Field(100, ge=0)
-    max_input_file_bytes: int = Field(32 * MiB, ge=0)
-    max_input_total_bytes: int = Field(64 * MiB, ge=0)
+    max_input_files: int = Field(100, ge=0, description="Most input files in one request.")
+    max_input_file_bytes: int = Field(32 * MiB, ge=0, description="Largest input file.")
+    max_input_total_bytes: int = Field(64 * MiB, ge=0, description="Input files in all.")
     max_artifacts: int = Field(100, ge=0, description="Files returned from outputs/ per run.")
     max_artifact_total_bytes: int = Field(64 * MiB, ge=0, description="Their total size.")
 
     # Request validation ------------------------------------------------------
-    max_code_bytes: int = Field(1 * MiB, ge=1)
-    max_requirements: int = Field(100, ge=0)
-    max_env_vars: int = Field(64, ge=0)
-    max_env_value_bytes: int = Field(32 * 1024, ge=1)
+    max_code_bytes: int = Field(1 * MiB, ge=1, description="Largest code accepted.")
+    max_requirements: int = Field(100, ge=0, description="Most requirements in one request.")
+    max_env_vars: int = Field(64, ge=0, description="Most environment variables in one request.")
+    max_env_value_bytes: int = Field(32 * 1024, ge=1, description="Largest value of one variable.")
 
     # Network and packages ----------------------------------------------------
     allow_network: bool = Field(
@@ -136,10 +148,14 @@ class Settings(BaseSettings):
     )
     docker_timeout_s: float = Field(60.0, gt=0, description="Timeout of one Docker API call.")
     log_level: str = Field(
-        "INFO", validation_alias=AliasChoices("AI_DATA_AGENT_LOG_LEVEL", "LOG_LEVEL", "log_level")
+        "INFO",
+        description="Log level (also LOG_LEVEL).",
+        validation_alias=AliasChoices("AI_DATA_AGENT_LOG_LEVEL", "LOG_LEVEL", "log_level"),
     )
     log_format: Literal["text", "json"] = Field(
-        "text", validation_alias=AliasChoices("AI_DATA_AGENT_LOG_FORMAT", "LOG_FORMAT", "log_format")
+        "text",
+        description="text, or json lines for log shippers (also LOG_FORMAT).",
+        validation_alias=AliasChoices("AI_DATA_AGENT_LOG_FORMAT", "LOG_FORMAT", "log_format"),
     )
     stop_grace_s: float = Field(
         2.0, ge=0, description="Slack on top of a run's timeout before the controller kills it."
@@ -159,7 +175,9 @@ class Settings(BaseSettings):
     retention_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Records kept this long.")
     retention_max_runs: int = Field(10_000, ge=1, description="At most this many records kept.")
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")
-    reaper_interval_s: float = Field(30.0, gt=0, description="How often expired sandboxes are swept.")
+    reaper_interval_s: float = Field(
+        30.0, gt=0, description="How often expired sandboxes are swept."
+    )
 
     # Client ------------------------------------------------------------------
     server: str | None = Field(None, description="Daemon URL: the CLI sends runs there.")

@@ -24,9 +24,9 @@ from loguru import logger
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.backend import STDERR, STDOUT, Backend, ExitState, Session
-from ai_data_agent.executor.protocol import FrameReader, encode_job, new_token
 from ai_data_agent.executor.envcache import CachedEnv, DriveOutcome, EnvCache, InstallFailed
 from ai_data_agent.executor.pool import WarmPool
+from ai_data_agent.executor.protocol import FrameReader, encode_job, new_token
 from ai_data_agent.executor.spec import ContainerSpec, VolumeMount, build_spec
 from ai_data_agent.models import (
     EnvironmentInfo,
@@ -350,7 +350,10 @@ class Executor:
             "install_log_limit": s.install_log_limit_bytes,
             "index_url": s.pip_index_url,
             "files": [{"path": f.path, "size": len(f.data)} for f in request.files],
-            "artifacts": {"max_count": s.max_artifacts, "max_total_bytes": s.max_artifact_total_bytes},
+            "artifacts": {
+                "max_count": s.max_artifacts,
+                "max_total_bytes": s.max_artifact_total_bytes,
+            },
         }
 
     def _install_failed(
@@ -388,7 +391,9 @@ class Executor:
         log = logger.bind(run_id=run_id)
         reader = FrameReader(token)
         # Worst case of the runner's framing: JSON-escaped output (<= 6x) plus logs.
-        stream_budget = 8 * (s.stdout_limit_bytes + s.stderr_limit_bytes + s.install_log_limit_bytes)
+        stream_budget = 8 * (
+            s.stdout_limit_bytes + s.stderr_limit_bytes + s.install_log_limit_bytes
+        )
         stream_budget += s.max_artifact_total_bytes * 4 // 3 + 4 * 1024 * 1024
         received = 0
         deadline = time.monotonic() + s.install_timeout_s + s.stop_grace_s + 30
@@ -544,7 +549,7 @@ class Executor:
         )
 
 
-def _requirement_entries(requirements: list[str]) -> list[dict[str, str]]:
+def _requirement_entries(requirements: list[str]) -> list[dict[str, object]]:
     """What the runner needs of each requirement: the line, and the name to verify."""
     from packaging.requirements import Requirement
 
@@ -569,7 +574,9 @@ def classify(transcript: _Transcript, exit_state: ExitState) -> tuple[RunStatus,
     execute = _dict(frame.get("execute")) if frame else {}
     install = _dict(frame.get("install")) if frame else {}
     verify = _dict(frame.get("verify")) if frame else {}
-    oom_in_runner = bool(frame and isinstance(frame.get("oom_kills"), int) and frame["oom_kills"] > 0)
+    oom_in_runner = bool(
+        frame and isinstance(frame.get("oom_kills"), int) and frame["oom_kills"] > 0
+    )
     if transcript.deadline_hit == "cancelled":
         return RunStatus.CANCELLED, "cancelled by request"
     if transcript.deadline_hit == "stream":
@@ -578,7 +585,7 @@ def classify(transcript: _Transcript, exit_state: ExitState) -> tuple[RunStatus,
         return RunStatus.INSTALL_FAILED, "requirements did not install within the install timeout"
     if transcript.deadline_hit is not None:
         return RunStatus.TIMED_OUT, f"killed at the deadline (phase {transcript.deadline_hit})"
-    if exit_state.oom_killed or (oom_in_runner and execute.get("signal") == 9):
+    if exit_state.oom_killed or oom_in_runner:  # the main process or any child
         return RunStatus.MEMORY_EXCEEDED, "the memory limit was reached"
     if frame is None:
         tail = transcript.runner_stderr[-2000:].decode("utf-8", "replace").strip()
@@ -593,7 +600,10 @@ def classify(transcript: _Transcript, exit_state: ExitState) -> tuple[RunStatus,
         return RunStatus.INSTALL_FAILED, reason
     if verify and not verify.get("ok", False):
         missing = ", ".join(str(m) for m in verify.get("missing") or [])
-        return RunStatus.INSTALL_FAILED, f"installed but not found in the run's environment: {missing}"
+        return (
+            RunStatus.INSTALL_FAILED,
+            f"installed but not found in the run's environment: {missing}",
+        )
     if execute.get("timed_out"):
         return RunStatus.TIMED_OUT, "the code ran past its timeout"
     if execute.get("output_exceeded"):

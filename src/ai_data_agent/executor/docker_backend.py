@@ -121,7 +121,7 @@ class DockerSession:
             try:
                 self._sock.settimeout(max(timeout_s, 0.001))
                 chunk = self._sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 return None
             except OSError as exc:
                 raise self._error("lost the sandbox's output stream", "execute", exc) from exc
@@ -165,14 +165,19 @@ class DockerSession:
     def remove(self) -> None:
         if self._removed:
             return
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        for closable in (self._sock, self._response_holder):
+            try:
+                closable.close()
+            except OSError:
+                pass
         try:
             self._api.remove_container(self._id, force=True, v=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:
+            # Someone else (a sweep) is removing it already: the goal is reached.
+            if exc.status_code != 409 or "already in progress" not in str(exc):
+                raise self._error("cannot remove the sandbox", "remove", exc) from exc
         except DOCKER_ERRORS as exc:
             raise self._error("cannot remove the sandbox", "remove", exc) from exc
         self._removed = True
@@ -300,7 +305,7 @@ class DockerBackend:
             )
             step = "start"
             api.start(container_id)
-        except DOCKER_ERRORS as exc:
+        except BaseException as exc:  # Ctrl-C included: never leave a half-started container
             if container_id is not None:
                 try:
                     api.remove_container(container_id, force=True, v=True)
@@ -309,6 +314,8 @@ class DockerBackend:
                         "cannot remove half-started container {}: {}", container_id[:12],
                         cleanup_exc,
                     )  # fmt: skip
+            if not isinstance(exc, DOCKER_ERRORS):
+                raise
             raise ExecutorError(
                 f"cannot {step} the sandbox container: {type(exc).__name__}: {exc}",
                 run_id=run_id, container_id=container_id, step=step,

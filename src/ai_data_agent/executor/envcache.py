@@ -301,7 +301,12 @@ class EnvCache:
                 return env, True
             env = self._install(key, requirements, run_id)
             self.index.put(env)
-            return env, False
+        with self.using(key):  # the new environment is not evicted by its own install
+            try:
+                self.prune_to_bounds()
+            except ExecutorError as exc:
+                logger.bind(run_id=run_id).warning("cache eviction failed: {}", exc)
+        return env, False
 
     def _install(self, key: str, requirements: list[str], run_id: str) -> CachedEnv:
         log = logger.bind(run_id=run_id)

@@ -146,7 +146,7 @@ def build_spec(
         nano_cpus=int(limits.cpus * 1e9),
         pids_limit=settings.pids_limit,
         # exec: C extensions installed into the sandbox dir must load from /tmp.
-        tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={settings.tmpfs_mb}m,mode=1777"},
+        tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={settings.tmpfs_mb}m,mode=1777"},  # noqa: S108 (the container's mount point)
         runtime=settings.runtime,
         network=network,
         detach_network_before_code=network is not None and not limits.network,

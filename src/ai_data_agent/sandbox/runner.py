@@ -42,7 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 PROTOCOL_VERSION = 1
 SANDBOX_PREFIX = "ai_data_agent_"
@@ -50,6 +51,7 @@ WORK_SUBDIR = "work"
 OUTPUTS_SUBDIR = "outputs"
 MAIN_FILE = "main.py"
 ARTIFACT_CHUNK = 48 * 1024  # 64 KiB of base64 per frame
+STALE_TEMP_S = 3600.0  # a half-published environment this old was abandoned
 GO_LINE = b"go\n"
 GO_WAIT_S = 120.0
 READ_CHUNK = 65536
@@ -57,8 +59,8 @@ READ_CHUNK = 65536
 # open; read what is already there, briefly, then stop.
 DRAIN_AFTER_EXIT_S = 0.2
 
-Job = Dict[str, Any]
-Emit = Callable[[Dict[str, Any]], None]
+Job = dict[str, Any]
+Emit = Callable[[dict[str, Any]], None]
 
 
 # ----------------------------------------------------------------------------
@@ -66,7 +68,7 @@ Emit = Callable[[Dict[str, Any]], None]
 # ----------------------------------------------------------------------------
 
 
-def make_sandbox_dir(base: Optional[str] = None) -> str:
+def make_sandbox_dir(base: str | None = None) -> str:
     """Create the private sandbox dir ``<tmp>/ai_data_agent_XXXXXX`` (mode 0700)."""
     return tempfile.mkdtemp(prefix=SANDBOX_PREFIX, dir=base)
 
@@ -75,8 +77,8 @@ def build_env(
     base_env: Mapping[str, str],
     sandbox_dir: str,
     pathsep: str = os.pathsep,
-    extra_paths: "tuple[str, ...] | List[str]" = (),
-) -> Dict[str, str]:
+    extra_paths: tuple[str, ...] | list[str] = (),
+) -> dict[str, str]:
     """Return the env shared by install, verify and execute.
 
     ``PYTHONPATH`` is the sandbox dir first, then ``extra_paths`` (cached,
@@ -96,9 +98,9 @@ def pip_install_command(
     python: str,
     requirements_file: str,
     target: str,
-    index_url: Optional[str] = None,
-    extra_args: Optional[List[str]] = None,
-) -> List[str]:
+    index_url: str | None = None,
+    extra_args: list[str] | None = None,
+) -> list[str]:
     """The seed's pip invocation: a per-run, forced install into ``target``."""
     cmd = [
         python, "-m", "pip", "install",
@@ -121,11 +123,11 @@ def uv_install_command(
     python: str,
     requirements_file: str,
     target: str,
-    index_url: Optional[str] = None,
-    cache_dir: Optional[str] = None,
+    index_url: str | None = None,
+    cache_dir: str | None = None,
     compile_bytecode: bool = True,
     only_binary: bool = False,
-) -> List[str]:
+) -> list[str]:
     """uv's equivalent of the pip install, into ``target`` for ``python``."""
     cmd = [
         uv, "pip", "install",
@@ -159,7 +161,7 @@ def tree_size(path: str) -> int:
     return total
 
 
-def publish_env(src: str, envs_dir: str, key: str) -> Dict[str, Any]:
+def publish_env(src: str, envs_dir: str, key: str) -> dict[str, Any]:
     """Copy a finished install into the shared cache under ``key``, atomically.
 
     The copy goes to a hidden name first and is renamed into place, so a
@@ -169,7 +171,7 @@ def publish_env(src: str, envs_dir: str, key: str) -> Dict[str, Any]:
     final = os.path.join(envs_dir, key)
     if os.path.isdir(final):
         return {"published": False, "exists": True, "size": tree_size(final)}
-    tmp = os.path.join(envs_dir, ".tmp-{}-{}".format(key, os.getpid()))
+    tmp = os.path.join(envs_dir, f".tmp-{key}-{os.urandom(6).hex()}")
     shutil.copytree(src, tmp, symlinks=True)
     try:
         os.rename(tmp, final)
@@ -179,28 +181,33 @@ def publish_env(src: str, envs_dir: str, key: str) -> Dict[str, Any]:
     return {"published": True, "exists": True, "size": tree_size(final)}
 
 
-def prune_envs(envs_dir: str, keys: List[str]) -> Dict[str, Any]:
+def prune_envs(envs_dir: str, keys: list[str]) -> dict[str, Any]:
     """Remove cached environments: renamed away first, so no run sees half of one."""
     removed = []
     for key in keys:
         if "/" in key or key.startswith("."):
             continue
         path = os.path.join(envs_dir, key)
-        trash = os.path.join(envs_dir, ".trash-{}-{}".format(key, os.getpid()))
+        trash = os.path.join(envs_dir, f".trash-{key}-{os.urandom(6).hex()}")
         try:
             os.rename(path, trash)
         except OSError:
             continue
         remove_tree(trash)
         removed.append(key)
-    # Leftovers of interrupted copies and removals.
+    # Leftovers of interrupted copies and removals (old enough not to be in progress).
     for name in os.listdir(envs_dir):
-        if name.startswith((".tmp-", ".trash-")):
-            remove_tree(os.path.join(envs_dir, name))
+        path = os.path.join(envs_dir, name)
+        try:
+            stale = time.time() - os.lstat(path).st_mtime > STALE_TEMP_S
+        except OSError:
+            continue
+        if name.startswith((".tmp-", ".trash-")) and stale:
+            remove_tree(path)
     return {"removed": removed}
 
 
-def env_mismatches(expected: Mapping[str, str], observed: Mapping[str, Any]) -> List[str]:
+def env_mismatches(expected: Mapping[str, str], observed: Mapping[str, Any]) -> list[str]:
     """Compare what a step saw (PYTHONPATH, HOME, executable) with what it was given."""
     problems = []
     for key in ("PYTHONPATH", "HOME", "executable"):
@@ -231,7 +238,7 @@ def tail(text: str, limit: int) -> str:
     return "[...]\n" + text[-limit:]
 
 
-def cgroup_oom_kills() -> Optional[int]:
+def cgroup_oom_kills() -> int | None:
     """OOM kills in this container's memory cgroup so far (v1 or v2), if readable."""
     for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
         try:
@@ -245,7 +252,7 @@ def cgroup_oom_kills() -> Optional[int]:
     return None
 
 
-def network_interfaces() -> List[str]:
+def network_interfaces() -> list[str]:
     """Names of the network interfaces this container has."""
     try:
         return sorted(os.listdir("/sys/class/net"))
@@ -302,6 +309,8 @@ def _ai_data_agent_save_figures():
         if nums:
             os.makedirs(out, exist_ok=True)
         for num in nums:
+            if getattr(plt.figure(num), "_ai_data_agent_saved", False):
+                continue  # the code saved it itself
             name = "figure_%d.png" % num
             n = 1
             while os.path.lexists(os.path.join(out, name)):
@@ -325,6 +334,14 @@ class _AfterPyplot:
         def exec_module(module):
             run(module)
             atexit.register(_ai_data_agent_save_figures)
+            figure = sys.modules["matplotlib.figure"].Figure
+            savefig = figure.savefig
+
+            def savefig_and_mark(self, *args, **kwargs):
+                self._ai_data_agent_saved = True
+                return savefig(self, *args, **kwargs)
+
+            figure.savefig = savefig_and_mark
 
         spec.loader.exec_module = exec_module
         return spec
@@ -340,7 +357,7 @@ def install_figure_hook(sandbox: str) -> None:
         fh.write(FIGURE_HOOK)
 
 
-def receive_files(stdin: IO[bytes], work: str, manifest: List[Dict[str, Any]]) -> int:
+def receive_files(stdin: IO[bytes], work: str, manifest: list[dict[str, Any]]) -> int:
     """Write the input files that follow the job on stdin under ``work``; return bytes written.
 
     Paths were checked by the controller; here they are created exclusively and
@@ -351,7 +368,7 @@ def receive_files(stdin: IO[bytes], work: str, manifest: List[Dict[str, Any]]) -
         rel = str(entry["path"])
         size = int(entry["size"])
         if rel.startswith("/") or ".." in rel.split("/") or "\x00" in rel:
-            raise ValueError("unsafe input path {!r}".format(rel))
+            raise ValueError(f"unsafe input path {rel!r}")
         target = os.path.join(work, rel)
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -361,7 +378,7 @@ def receive_files(stdin: IO[bytes], work: str, manifest: List[Dict[str, Any]]) -
             while left:
                 chunk = stdin.read(min(left, READ_CHUNK))
                 if not chunk:
-                    raise EOFError("input {!r} truncated".format(rel))
+                    raise EOFError(f"input {rel!r} truncated")
                 fh.write(chunk)
                 left -= len(chunk)
         total += size
@@ -370,15 +387,15 @@ def receive_files(stdin: IO[bytes], work: str, manifest: List[Dict[str, Any]]) -
 
 def scan_outputs(
     outputs: str, max_count: int, max_total: int
-) -> "tuple[List[tuple[str, str, int]], List[Dict[str, str]]]":
+) -> tuple[list[tuple[str, str, int]], list[dict[str, str]]]:
     """Regular files under ``outputs`` as (relative path, path, size), within the caps.
 
     Links are never followed (not even to directories); FIFOs, sockets and
     devices are skipped; a file over the remaining budget is skipped by its
     size, without reading it (a sparse 10 GB file costs nothing).
     """
-    found: List[tuple[str, str, int]] = []
-    skipped: List[Dict[str, str]] = []
+    found: list[tuple[str, str, int]] = []
+    skipped: list[dict[str, str]] = []
     budget = max_total
     if not os.path.isdir(outputs) or os.path.islink(outputs):
         return found, skipped
@@ -458,7 +475,7 @@ class OutputPump:
         if text:
             self.emit({"k": "out", "s": stream, "d": text})
 
-    def run(self, proc: "subprocess.Popen[bytes]", timeout_s: float) -> Dict[str, Any]:
+    def run(self, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
         """Pump until the process exits (or times out); return what happened."""
         deadline = time.monotonic() + timeout_s
         sel = selectors.DefaultSelector()
@@ -467,7 +484,7 @@ class OutputPump:
             os.set_blocking(pipe.fileno(), False)
             sel.register(pipe, selectors.EVENT_READ, name)
         timed_out = False
-        exited_at: Optional[float] = None
+        exited_at: float | None = None
         while sel.get_map():
             now = time.monotonic()
             if exited_at is None and proc.poll() is not None:
@@ -494,6 +511,13 @@ class OutputPump:
                     self.output_exceeded = True
                     kill_group(proc)
         sel.close()
+        if exited_at is None:
+            # Both pipes closed (the code may have pointed its fds elsewhere)
+            # while the process runs on: wait for it, up to the deadline.
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                timed_out = True
         for name in self.seen:
             self.feed(name, b"", final=True)
         kill_group(proc)  # whatever the main process left behind in its group
@@ -508,7 +532,7 @@ class OutputPump:
         }
 
 
-def kill_group(proc: "subprocess.Popen[bytes]") -> None:
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
@@ -516,8 +540,8 @@ def kill_group(proc: "subprocess.Popen[bytes]") -> None:
 
 
 def run_captured(
-    cmd: List[str], env: Mapping[str, str], cwd: str, timeout_s: float
-) -> "subprocess.CompletedProcess[str]":
+    cmd: list[str], env: Mapping[str, str], cwd: str, timeout_s: float
+) -> subprocess.CompletedProcess[str]:
     """Run a helper command (pip, verify) with merged, decoded output."""
     return subprocess.run(
         cmd,
@@ -561,10 +585,10 @@ class Runner:
         self.out = out
         self.stdin = stdin
         self.token = str(job["token"]).encode()
-        self.uv_path: Optional[str] = None
+        self.uv_path: str | None = None
 
     # -- framing --------------------------------------------------------------
-    def emit(self, frame: Dict[str, Any]) -> None:
+    def emit(self, frame: dict[str, Any]) -> None:
         line = self.token + b" " + json.dumps(frame, ensure_ascii=True).encode() + b"\n"
         self.out.write(line)
         self.out.flush()
@@ -583,12 +607,12 @@ class Runner:
         return bool(ready) and self.stdin.readline() == GO_LINE
 
     # -- steps ------------------------------------------------------------------
-    def install(self, sandbox: str, env: Mapping[str, str]) -> Dict[str, Any]:
+    def install(self, sandbox: str, env: Mapping[str, str]) -> dict[str, Any]:
         """Install the requirements with uv (pip as the fallback) or pip alone."""
         reqs = self.job.get("requirements") or []
         spec = self.job.get("install") or {}
         target = spec.get("target") or sandbox
-        report: Dict[str, Any] = {
+        report: dict[str, Any] = {
             "installer": spec.get("installer", "pip"),
             "fallback_triggered": False,
             "exit_code": None,
@@ -623,7 +647,7 @@ class Runner:
                 )  # fmt: skip
                 ok, reason = self._run_installer("uv", cmd, sandbox, env, report)
             if not ok:
-                self.log("WARNING", "fallback_triggered: {}; installing with pip".format(reason))
+                self.log("WARNING", f"fallback_triggered: {reason}; installing with pip")
                 report["fallback_triggered"] = True
                 report["installer"] = "pip"
         if not ok:
@@ -636,8 +660,8 @@ class Runner:
         return report
 
     def _run_installer(
-        self, name: str, cmd: List[str], cwd: str, env: Mapping[str, str], report: Dict[str, Any]
-    ) -> "tuple[bool, str]":
+        self, name: str, cmd: list[str], cwd: str, env: Mapping[str, str], report: dict[str, Any]
+    ) -> tuple[bool, str]:
         """Run one installer; keep its log tail in ``report``; return (ok, why not)."""
         self.log("INFO", "installing {} requirement(s) with {} --target".format(
             len(self.job.get("requirements") or []), name))  # fmt: skip
@@ -649,19 +673,17 @@ class Runner:
             out = out.decode(errors="replace") if isinstance(out, bytes) else out
             report["log_tail"] = tail(out + "\n[install timed out]", limit)
             report["timed_out"] = True
-            return False, "{} timed out".format(name)
+            return False, f"{name} timed out"
         except OSError as exc:
-            report["log_tail"] = "cannot start {}: {}".format(name, exc)
-            return False, "cannot start {}: {}".format(name, exc)
+            report["log_tail"] = f"cannot start {name}: {exc}"
+            return False, f"cannot start {name}: {exc}"
         report["exit_code"] = proc.returncode
         report["log_tail"] = tail(proc.stdout, limit)
         if proc.returncode != 0:
-            return False, "{} exited with {}: {}".format(
-                name, proc.returncode, tail(proc.stdout, 300)
-            )
+            return False, f"{name} exited with {proc.returncode}: {tail(proc.stdout, 300)}"
         return True, ""
 
-    def verify(self, where: str, work: str, env: Mapping[str, str]) -> Dict[str, Any]:
+    def verify(self, where: str, work: str, env: Mapping[str, str]) -> dict[str, Any]:
         """What the run's interpreter sees: each requirement's metadata, packages in ``where``."""
         names = [r["name"] for r in self.job.get("requirements") or []]
         cmd = [sys.executable, "-c", VERIFY_SNIPPET, json.dumps(names), where]
@@ -683,7 +705,7 @@ class Runner:
             "sys_path_head": data["sys_path_head"],
         }
 
-    def execute(self, work: str, env: Mapping[str, str]) -> Dict[str, Any]:
+    def execute(self, work: str, env: Mapping[str, str]) -> dict[str, Any]:
         main = os.path.join(work, MAIN_FILE)
         with open(main, "w", encoding="utf-8") as fh:
             fh.write(self.job["code"])
@@ -710,7 +732,7 @@ class Runner:
         }
         return report
 
-    def send_artifacts(self, outputs: str) -> Dict[str, Any]:
+    def send_artifacts(self, outputs: str) -> dict[str, Any]:
         """Stream the files under ``outputs`` to the controller as framed chunks."""
         limits = self.job.get("artifacts") or {}
         found, skipped = scan_outputs(
@@ -721,7 +743,7 @@ class Runner:
             try:
                 fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
             except OSError as exc:
-                skipped.append({"path": rel, "reason": "cannot open: {}".format(exc.strerror)})
+                skipped.append({"path": rel, "reason": f"cannot open: {exc.strerror}"})
                 continue
             with os.fdopen(fd, "rb") as fh:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the scan
@@ -754,7 +776,7 @@ class Runner:
         self.uv_path = path
 
     # -- orchestration ----------------------------------------------------------
-    def run(self, base_env: Mapping[str, str]) -> Dict[str, Any]:
+    def run(self, base_env: Mapping[str, str]) -> dict[str, Any]:
         mode = self.job.get("mode", "run")
         if mode in ("publish", "prune"):
             spec = self.job[mode]
@@ -764,9 +786,9 @@ class Runner:
                 else:
                     done = prune_envs(spec["envs"], list(spec["keys"]))
             except (OSError, KeyError, ValueError) as exc:
-                return {"k": "result", "error": "{}: {}".format(type(exc).__name__, exc)}
+                return {"k": "result", "error": f"{type(exc).__name__}: {exc}"}
             return dict(done, k="result")
-        result: Dict[str, Any] = {"k": "result", "protocol": PROTOCOL_VERSION}
+        result: dict[str, Any] = {"k": "result", "protocol": PROTOCOL_VERSION}
         sandbox = make_sandbox_dir()
         work = os.path.join(sandbox, WORK_SUBDIR)
         outputs = os.path.join(work, OUTPUTS_SUBDIR)
@@ -813,7 +835,7 @@ class Runner:
             ifaces = [i for i in network_interfaces() if i != "lo"]
             result["interfaces"] = ifaces
             if ifaces and not self.job.get("network"):
-                result["error"] = "network interfaces {} still attached".format(ifaces)
+                result["error"] = f"network interfaces {ifaces} still attached"
                 return result
             expected = dict(env, executable=sys.executable)
             mismatch = env_mismatches(expected, install["observed"])
@@ -842,7 +864,7 @@ class Runner:
             self.phase("collecting")
             result["artifacts"] = self.send_artifacts(outputs)
         except Exception as exc:  # report, never die silently: the result frame must go out
-            result["error"] = "{}: {}".format(type(exc).__name__, exc)
+            result["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             oom_after = cgroup_oom_kills()
             if oom_before is not None and oom_after is not None:
@@ -858,7 +880,7 @@ def read_job(stdin: IO[bytes]) -> Job:
     while len(data) < size:
         chunk = stdin.read(size - len(data))
         if not chunk:
-            raise EOFError("job truncated: {} of {} bytes".format(len(data), size))
+            raise EOFError(f"job truncated: {len(data)} of {size} bytes")
         data += chunk
     job: Job = json.loads(data)
     return job

@@ -1,0 +1,244 @@
+"""Fixtures for the integration suite: real Docker engine, real sandbox image.
+
+Docker must be reachable: when it is not, every test here fails (CI guarantees an
+engine, so a silent skip would hide a broken pipeline). Nothing is ever pulled;
+the sandbox image is ``AI_DATA_AGENT_SANDBOX_IMAGE`` when set, else whatever the
+default resolves to (locally: the fallback ``ai-data-agent/base:bookworm``).
+
+After each test an autouse check asserts that no container labelled
+``ai-data-agent.managed`` (by one of this session's executors) is left, and
+removes any it finds so that one leak does not fail every later test too.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+# Before testcontainers is imported anywhere: no Ryuk reaper container (it would
+# have to be pulled, and the leak check below does its job).
+os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+
+import docker
+import docker.errors
+import pytest
+from loguru import logger
+
+from ai_data_agent import Executor, RunRequest, RunResult, Settings
+from ai_data_agent.executor.docker_backend import DockerBackend
+from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_MANAGED, LABEL_RUN_ID
+
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# Read at import: the root conftest clears AI_DATA_AGENT_* before every test.
+ENV_SANDBOX_IMAGE = os.environ.get("AI_DATA_AGENT_SANDBOX_IMAGE") or None
+ENV_CA_BUNDLE = os.environ.get("AI_DATA_AGENT_CA_BUNDLE") or None
+SETTINGS_ENV_ALIASES = ("LOG_LEVEL", "LOG_FORMAT")
+
+# Small limits keep runs fast; tests that need other values build their own
+# Settings with `make_settings`.
+BASE_SETTINGS: dict[str, Any] = {
+    "pull_missing_image": False,  # never pull: no registry here, and CI must not depend on one
+    "default_timeout_s": 30.0,
+    "max_timeout_s": 60.0,
+    "default_memory_mb": 512,
+    "max_memory_mb": 1024,
+    "memory_reservation_mb": 128,
+    "default_cpus": 1.0,
+    "max_cpus": 1.0,
+    "pids_limit": 128,
+    "tmpfs_mb": 512,
+    "install_timeout_s": 120.0,
+    "stdout_limit_bytes": 256 * 1024,
+    "stderr_limit_bytes": 256 * 1024,
+    "stop_grace_s": 2.0,
+}
+
+# This suite pins the executor core's own install flow: pip --target into each
+# run's sandbox dir. Later install modes (shared environment cache, uv) are
+# switched off where this version of Settings has them; they need tests of their own.
+PER_RUN_PIP_INSTALLS = {"install_mode": "per_run", "installer": "pip"}
+
+
+def _ca_bundle() -> Path | None:
+    if ENV_CA_BUNDLE:
+        return Path(ENV_CA_BUNDLE)
+    return HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """The engine the executor talks to; a failure (not a skip) when it is missing."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    else:
+        problem = None
+    if problem is not None:  # outside the except: the message, not a chain of tracebacks
+        pytest.fail(f"integration tests need a reachable Docker engine: {problem}", pytrace=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def settings_kwargs() -> dict[str, Any]:
+    """The keyword arguments of the suite's `Settings` (copy before changing)."""
+    kwargs = dict(BASE_SETTINGS, ca_bundle=_ca_bundle())
+    kwargs.update({k: v for k, v in PER_RUN_PIP_INSTALLS.items() if k in Settings.model_fields})
+    if ENV_SANDBOX_IMAGE:
+        kwargs["sandbox_image"] = ENV_SANDBOX_IMAGE
+    return kwargs
+
+
+@pytest.fixture(scope="session")
+def make_settings(settings_kwargs: dict[str, Any]) -> Callable[..., Settings]:
+    """Build `Settings` from the suite's kwargs plus overrides, ignoring the environment.
+
+    ``without`` names keyword arguments to leave out (so the field keeps its
+    default and does not count as set explicitly).
+    """
+
+    def build(*, without: tuple[str, ...] = (), **overrides: Any) -> Settings:
+        kwargs = {k: v for k, v in {**settings_kwargs, **overrides}.items() if k not in without}
+        with pytest.MonkeyPatch.context() as mp:
+            for name in list(os.environ):
+                upper = name.upper()
+                if upper.startswith("AI_DATA_AGENT_") or upper in SETTINGS_ENV_ALIASES:
+                    mp.delenv(name)
+            return Settings(**kwargs)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+def _close(executor: Executor) -> None:
+    # Nothing in Executor closes its Docker client; left open, the connection is
+    # closed by the garbage collector, as a ResourceWarning in some later test.
+    if isinstance(executor.backend, DockerBackend):
+        executor.backend.client.close()
+
+
+@pytest.fixture(scope="session")
+def our_controllers() -> set[str]:
+    """Controller ids of every executor this session made (the leak check's scope)."""
+    return set()
+
+
+@pytest.fixture(scope="session")
+def executor(
+    settings: Settings, docker_client: docker.DockerClient, our_controllers: set[str]
+) -> Iterator[Executor]:
+    executor = Executor(settings)
+    our_controllers.add(executor.controller_id)
+    yield executor
+    _close(executor)
+
+
+@pytest.fixture
+def make_executor(
+    docker_client: docker.DockerClient, our_controllers: set[str]
+) -> Iterator[Callable[..., Executor]]:
+    """Executors for one test (settings, optionally a backend of its own); closed after it."""
+    made: list[Executor] = []
+
+    def build(settings: Settings, backend: DockerBackend | None = None) -> Executor:
+        made.append(Executor(settings, backend=backend))
+        our_controllers.add(made[-1].controller_id)
+        return made[-1]
+
+    yield build
+    for executor in made:
+        _close(executor)
+
+
+def _labels(container: Any) -> dict[str, str]:
+    return container.attrs.get("Labels") or {}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_sandboxes(
+    docker_client: docker.DockerClient, our_controllers: set[str]
+) -> Iterator[None]:
+    """After each test: no sandbox of this session's executors may be left.
+
+    Containers of other controllers on the same engine (a developer's daemon,
+    a parallel session) are neither counted nor touched: they are not ours to
+    remove. In CI the engine runs nothing else.
+    """
+    yield
+    gc.collect()  # leaked sockets warn now, inside this test, not in an unrelated one
+    # sparse: no inspect per container, so one that goes away meanwhile is no error.
+    managed = docker_client.containers.list(all=True, filters={"label": LABEL_MANAGED}, sparse=True)
+    leaked = [c for c in managed if _labels(c).get(LABEL_CONTROLLER) in our_controllers]
+    described = [
+        f"{c.short_id} ({c.attrs.get('State')}, run {_labels(c).get(LABEL_RUN_ID)})" for c in leaked
+    ]
+    for container in leaked:
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+    assert not leaked, f"sandbox containers left behind: {described}"
+
+
+@pytest.fixture
+def log_messages() -> Iterator[list[tuple[str, str]]]:
+    """(level, message) of every loguru record emitted during the test."""
+    records: list[tuple[str, str]] = []
+    handler_id = logger.add(
+        lambda message: records.append((message.record["level"].name, message.record["message"])),
+        level="DEBUG",
+        format="{message}",
+    )
+    yield records
+    logger.remove(handler_id)
+
+
+@pytest.fixture
+def probe(executor: Executor) -> Callable[..., tuple[RunResult, dict[str, Any]]]:
+    """Run code whose last stdout line is a JSON object; return the result and that object.
+
+    Fails with the run's stderr and error when the run did not succeed.
+    """
+
+    def run(
+        code: str, *, using: Executor | None = None, **request: Any
+    ) -> tuple[RunResult, dict[str, Any]]:
+        result = (using or executor).run(RunRequest(code=code, **request))
+        assert result.status == "succeeded", (
+            f"probe run {result.status}: error={result.error!r}\n"
+            f"stderr:\n{result.stderr[-3000:]}\ninstall log:\n{result.install.log_tail[-2000:]}"
+        )
+        lines = result.stdout.strip().splitlines()
+        assert lines, "the probe printed nothing"
+        facts = json.loads(lines[-1])
+        assert isinstance(facts, dict)
+        return result, facts
+
+    return run
+
+
+@pytest.fixture
+def container_events(docker_client: docker.DockerClient) -> Callable[[str, float], list[str]]:
+    """Actions (create, start, die, destroy, ...) of containers of one run since a time."""
+
+    def events(run_id: str, since: float) -> list[str]:
+        stream = docker_client.api.events(
+            since=f"{since - 1:.9f}",
+            until=f"{time.time():.9f}",
+            filters={"type": "container", "label": f"{LABEL_RUN_ID}={run_id}"},
+            decode=True,
+        )
+        return [str(event.get("Action") or event.get("status")) for event in stream]
+
+    return events

@@ -1,0 +1,115 @@
+"""The shipped runner imports and works in the unmodified sandbox image.
+
+A plain, long-lived container (testcontainers, no executor involved) runs the
+runner's source without its ``__main__`` call and exercises its pure steps as
+uid 1000 with ``python3 -I``: only the standard library and the image are used.
+"""
+
+from __future__ import annotations
+
+import json
+
+import docker
+import pytest
+from testcontainers.core.container import DockerContainer
+
+from ai_data_agent import Executor
+from ai_data_agent.executor.spec import LABEL_MANAGED, SANDBOX_USER, runner_source
+
+pytestmark = pytest.mark.integration
+
+MAIN_GUARD = '\nif __name__ == "__main__":'
+
+# Appended to the runner's source; prints one JSON line.
+EXERCISE = r"""
+
+def _exercise():
+    facts = {"uid": os.getuid(), "isolated": sys.flags.isolated, "pathsep": os.pathsep}
+    sandbox = make_sandbox_dir()
+    facts["sandbox"] = sandbox
+    facts["sandbox_mode"] = oct(stat.S_IMODE(os.stat(sandbox).st_mode))
+    env = build_env({"PYTHONPATH": "/opt/lib::", "KEEP": "1"}, sandbox)
+    facts["env"] = {k: env[k] for k in ("PYTHONPATH", "HOME", "KEEP")}
+    facts["pip_cmd"] = pip_install_command(sys.executable, "reqs.txt", sandbox)
+    facts["normalised"] = normalise_name("Foo_Bar..baz")
+    facts["tail"] = tail("abcdef", 3)
+    facts["interfaces"] = network_interfaces()
+    facts["oom_kills"] = cgroup_oom_kills()
+    # The verify snippet, in the env the runner builds, as the runner runs it.
+    verify = run_captured(
+        [sys.executable, "-c", VERIFY_SNIPPET, json.dumps([]), sandbox], env, sandbox, 60.0
+    )
+    observed = json.loads(verify.stdout)["observed"]
+    facts["verify_mismatches"] = env_mismatches(dict(env, executable=sys.executable), observed)
+    locked = os.path.join(sandbox, "locked")
+    os.mkdir(locked)
+    open(os.path.join(locked, "file"), "w").close()
+    os.chmod(locked, 0o500)
+    facts["removed"] = remove_tree(sandbox)
+    facts["modules"] = sorted(sys.modules)
+    facts["stdlib_module_names"] = sorted(sys.stdlib_module_names)
+    print(json.dumps(facts))
+
+_exercise()
+"""
+
+BASELINE = "import json, sys; print(json.dumps(sorted(sys.modules)))"
+
+
+def test_runner_steps_work_in_the_unmodified_image(
+    executor: Executor, docker_client: docker.DockerClient
+) -> None:
+    image = executor.backend.resolve_image()  # present locally: nothing is pulled
+    source = runner_source()
+    assert source.count(MAIN_GUARD) == 1
+    script = source.split(MAIN_GUARD)[0] + EXERCISE
+    sandbox_like = (
+        DockerContainer(image)
+        .with_command(["python3", "-c", "import time; time.sleep(600)"])
+        # testcontainers passes this string to Docker as the mount's options.
+        .with_tmpfs_mount("/tmp", "size=64m,mode=1777")
+        .with_kwargs(
+            user=SANDBOX_USER,
+            network="none",
+            read_only=True,
+            labels={"ai-data-agent-tests.role": "runner-in-image"},
+        )
+    )
+
+    with sandbox_like:
+        container_id = sandbox_like.get_container_id()
+        labels = sandbox_like.get_wrapped_container().labels
+        exit_code, output = sandbox_like.exec(["python3", "-I", "-c", script])
+        # What the bare interpreter loads at startup (site, the distro's sitecustomize, ...).
+        baseline_code, baseline = sandbox_like.exec(["python3", "-I", "-c", BASELINE])
+
+    assert LABEL_MANAGED not in labels
+    assert docker_client.containers.list(all=True, filters={"id": container_id}) == []
+    text = output.decode(errors="replace")
+    assert exit_code == 0, text
+    facts = json.loads(text.strip().splitlines()[-1])
+    sandbox = facts["sandbox"]
+    assert facts["uid"] == 1000
+    assert facts["isolated"] == 1
+    assert facts["pathsep"] == ":"
+    assert sandbox.startswith("/tmp/ai_data_agent_")
+    assert facts["sandbox_mode"] == "0o700"
+    assert facts["env"] == {
+        "PYTHONPATH": f"{sandbox}:/opt/lib",
+        "HOME": sandbox,
+        "KEEP": "1",
+    }
+    pip_cmd = facts["pip_cmd"]
+    assert pip_cmd[1:4] == ["-m", "pip", "install"]
+    assert pip_cmd[pip_cmd.index("--target") + 1] == sandbox
+    assert facts["normalised"] == "foo-bar-baz"
+    assert facts["tail"] == "[...]\ndef"
+    assert facts["interfaces"] == ["lo"]
+    assert facts["oom_kills"] == 0
+    assert facts["verify_mismatches"] == []
+    assert facts["removed"] is True
+    assert baseline_code == 0, baseline
+    stdlib = set(facts["stdlib_module_names"])
+    startup = set(json.loads(baseline.decode().strip().splitlines()[-1]))
+    added = [m for m in facts["modules"] if m not in startup and m.partition(".")[0] not in stdlib]
+    assert added == [], "the runner imported modules outside the standard library"

@@ -1,0 +1,191 @@
+"""Environment cache, uv with pip fallback, and the warm pool, against the real engine.
+
+Behaviour only: speed is measured by `make bench`, never here.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from loguru import logger
+
+from ai_data_agent import Executor, RunRequest, RunStatus, Settings
+from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_MANAGED
+
+pytestmark = pytest.mark.integration
+
+HOSTNAME_CODE = "import socket; print(socket.gethostname())"
+
+
+def _settings(tmp_path: Path, **overrides: object) -> Settings:
+    ca = os.environ.get("AI_DATA_AGENT_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
+    values: dict[str, object] = {
+        "ca_bundle": ca if Path(ca).is_file() else None,
+        "env_cache_index": tmp_path / "envcache.sqlite3",
+        "default_timeout_s": 60,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="DEBUG")
+    yield lines
+    logger.remove(sink)
+
+
+def _managed_containers() -> list[str]:
+    client = docker.from_env()
+    return [c.id for c in client.containers.list(all=True, filters={"label": LABEL_MANAGED})]
+
+
+def test_second_run_of_a_set_is_a_cache_hit_from_a_read_only_env(tmp_path: Path) -> None:
+    executor = Executor(_settings(tmp_path))
+    code = (
+        "import os, six\n"
+        "print(six.__file__)\n"
+        "try:\n"
+        "    open(os.path.join(os.path.dirname(six.__file__), 'poison.py'), 'w')\n"
+        "except OSError as exc:\n"
+        "    print('write refused', exc.errno)\n"
+        "print(sorted(os.listdir('/sys/class/net')))\n"
+    )
+    first = executor.run(RunRequest(code=code, requirements=["six"]))
+    second = executor.run(RunRequest(code=code, requirements=["six"]))
+
+    assert first.status == RunStatus.SUCCEEDED, first.error
+    assert second.status == RunStatus.SUCCEEDED, second.error
+    assert (first.install.cache_hit, second.install.cache_hit) == (False, True)
+    assert first.install.mode == second.install.mode == "cache"
+    assert first.install.installer == "uv" and not first.install.fallback_triggered
+    assert [p.name for p in second.install.packages] == ["six"]
+    assert second.timings.install_s == 0.0
+    path, refused, interfaces = second.stdout.splitlines()
+    assert path.startswith(ENVS_MOUNT + "/")
+    assert refused.startswith("write refused")  # read-only: no run can poison the cache
+    assert interfaces == "['lo']"
+
+
+def test_concurrent_requests_for_one_set_install_it_once(tmp_path: Path) -> None:
+    executor = Executor(_settings(tmp_path))
+    results = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        result = executor.run(RunRequest(code="import six", requirements=["six==1.16.0"]))
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+
+    assert [r.status for r in results] == [RunStatus.SUCCEEDED] * 3, [r.error for r in results]
+    assert sorted(r.install.cache_hit for r in results) == [False, True, True]
+    assert executor.env_cache is not None
+    assert len(executor.env_cache.index.all()) == 1
+
+
+def test_uv_failure_falls_back_to_pip(tmp_path: Path, log_lines: list[str]) -> None:
+    broken_uv = tmp_path / "uv"
+    broken_uv.write_text("#!/bin/sh\necho 'uv: simulated failure' >&2\nexit 3\n")
+    broken_uv.chmod(broken_uv.stat().st_mode | stat.S_IXUSR)
+    executor = Executor(_settings(tmp_path, uv_binary=broken_uv))
+
+    result = executor.run(RunRequest(code="import six; print('ok')", requirements=["six"]))
+
+    assert result.status == RunStatus.SUCCEEDED, result.error
+    assert result.install.fallback_triggered is True
+    assert result.install.installer == "pip"
+    assert any(
+        line.startswith("sandbox: fallback_triggered: uv exited with 3") for line in log_lines
+    )
+
+
+def test_install_failure_in_the_cache_path_is_install_failed(tmp_path: Path) -> None:
+    executor = Executor(_settings(tmp_path))
+
+    result = executor.run(RunRequest(code="pass", requirements=["no-such-package-ai-data-agent-x"]))
+
+    assert result.status == RunStatus.INSTALL_FAILED
+    assert "No matching distribution" in result.install.log_tail
+    assert executor.env_cache is not None and executor.env_cache.index.all() == []
+
+
+def test_pruned_environment_is_installed_again(tmp_path: Path) -> None:
+    executor = Executor(_settings(tmp_path))
+    first = executor.run(RunRequest(code="import six", requirements=["six"]))
+    assert executor.env_cache is not None
+    keys = [env.key for env in executor.env_cache.index.all()]
+
+    assert executor.env_cache.prune(keys=keys) == keys
+    again = executor.run(RunRequest(code="import six", requirements=["six"]))
+
+    assert first.status == again.status == RunStatus.SUCCEEDED
+    assert again.install.cache_hit is False
+
+
+def test_per_run_mode_installs_into_the_sandbox_dir(tmp_path: Path) -> None:
+    executor = Executor(_settings(tmp_path))
+
+    result = executor.run(
+        RunRequest(
+            code="import six; print(six.__file__)", requirements=["six"], install_mode="per_run"
+        )
+    )
+
+    assert result.status == RunStatus.SUCCEEDED, result.error
+    assert result.install.mode == "per_run" and result.install.cache_hit is False
+    assert result.stdout.startswith(result.environment.sandbox_dir + "/six.py")
+
+
+def _wait_for_idle(executor: Executor, count: int) -> None:
+    assert executor.pool is not None
+    deadline = time.monotonic() + 60
+    while executor.pool.idle_count() < count:
+        assert time.monotonic() < deadline, f"pool still has {executor.pool.idle_count()} idle"
+        time.sleep(0.05)
+
+
+def test_pool_gives_each_run_its_own_never_reused_container(tmp_path: Path) -> None:
+    with Executor(_settings(tmp_path, pool_size=1)) as executor:
+        executor.start_pool()
+        hosts = []
+        for _ in range(3):
+            _wait_for_idle(executor, 1)
+            result = executor.run(RunRequest(code=HOSTNAME_CODE))
+            assert result.status == RunStatus.SUCCEEDED, result.error
+            hosts.append(result.stdout.strip())
+            # The container that ran the code is gone once run() returns.
+            assert not [c for c in _managed_containers() if c.startswith(hosts[-1])]
+        assert executor.pool is not None and executor.pool.taken == 3
+        assert len(set(hosts)) == 3
+    assert _managed_containers() == []  # drained on close
+
+
+def test_pool_serves_cached_environments_and_other_limits_start_fresh(tmp_path: Path) -> None:
+    with Executor(_settings(tmp_path, pool_size=1)) as executor:
+        executor.start_pool()
+        warm = executor.run(RunRequest(code="import six", requirements=["six"]))  # installs
+        _wait_for_idle(executor, 1)
+        assert executor.pool is not None
+        taken = executor.pool.taken
+        hit = executor.run(RunRequest(code="import six; print('ok')", requirements=["six"]))
+        assert executor.pool.taken == taken + 1  # a cache hit runs in a pooled sandbox
+        other = executor.run(RunRequest(code="print('ok')", memory_mb=512))
+        assert executor.pool.taken == taken + 1  # another profile: a fresh container
+
+    assert warm.status == hit.status == other.status == RunStatus.SUCCEEDED
+    assert hit.install.cache_hit and hit.stdout == "ok\n"
+    assert _managed_containers() == []
