@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from ai_data_agent.executor.docker_backend import DockerBackend
+from ai_data_agent.executor.owner import owner_is_dead, owner_label
 from ai_data_agent.executor.spec import (
     CA_BUNDLE_PATH,
     LABEL_CONTROLLER,
     LABEL_DEADLINE,
     LABEL_MANAGED,
+    LABEL_OWNER,
     LABEL_RUN_ID,
     SWEEP_SLACK_S,
     ContainerSpec,
@@ -103,6 +105,7 @@ def test_labels_name_the_run_controller_and_deadline() -> None:
         LABEL_MANAGED: "true",
         LABEL_RUN_ID: "run-123",
         LABEL_CONTROLLER: "ctl-9",
+        LABEL_OWNER: owner_label(),
         LABEL_DEADLINE: str(int(NOW + 100 + 30 + SWEEP_SLACK_S)),
     }
     assert all(key.startswith("ai-data-agent.") for key in spec.labels)
@@ -217,3 +220,17 @@ def test_host_config_network_and_ca_bundle_mount(tmp_path: Path) -> None:
     config = host_config(spec)
     assert config["network_mode"] == "bridge"
     assert config["binds"] == {str(bundle.resolve()): {"bind": CA_BUNDLE_PATH, "mode": "ro"}}
+
+
+def test_owner_label_is_alive_for_this_process_and_dead_for_a_gone_one() -> None:
+    import subprocess
+    import sys
+
+    assert owner_is_dead(owner_label()) is False
+    child = subprocess.run(
+        [sys.executable, "-c", "from ai_data_agent.executor.owner import owner_label; print(owner_label())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert owner_is_dead(child.stdout.strip()) is True  # that process has exited
+    assert owner_is_dead("other-boot:4026531836:1:1") is False  # cannot judge: kept
+    assert owner_is_dead("garbage") is False

@@ -20,11 +20,14 @@ from loguru import logger
 
 from ai_data_agent.errors import ConfigurationError, DockerUnavailable, ExecutorError
 from ai_data_agent.executor.backend import ExitState
+from ai_data_agent.executor.owner import owner_is_dead, owner_label
 from ai_data_agent.executor.spec import (
     CA_BUNDLE_PATH,
     LABEL_CONTROLLER,
     LABEL_DEADLINE,
     LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_RUN_ID,
     SANDBOX_USER,
     ContainerSpec,
 )
@@ -355,7 +358,7 @@ class DockerBackend:
             chown = f"import os; os.chown('/v', {SANDBOX_UID}, {SANDBOX_UID})"
             container_id = api.create_container(
                 self.resolve_image(), command=["python3", "-I", "-c", chown], user="0:0",
-                host_config=host_config, labels={LABEL_MANAGED: "true",
+                host_config=host_config, labels={LABEL_MANAGED: "true", LABEL_OWNER: owner_label(),
                 LABEL_DEADLINE: str(int(time.time()) + 300)}, use_config_proxy=False,
             )["Id"]  # fmt: skip
             api.start(container_id)
@@ -394,29 +397,30 @@ class DockerBackend:
             raise ExecutorError(f"cannot inspect image {image}: {exc}", step="image") from exc
 
     def sweep(
-        self, *, keep_controller: str | None = None, all_controllers: bool = False
+        self,
+        *,
+        keep_controller: str | None = None,
+        all_controllers: bool = False,
+        run_ids: tuple[str, ...] = (),
     ) -> list[str]:
-        """Remove leftover sandboxes; return their ids.
+        """Remove leftover sandboxes and staging volumes; return their ids.
 
-        By default only containers past their deadline label go. With
-        ``all_controllers`` every managed container goes except those of
-        ``keep_controller`` (used when a controller starts and no other may run).
+        A sandbox goes when its deadline label has passed, when the controller
+        process that owns it provably died (see `owner`), or when its run is one
+        of ``run_ids`` (runs a restarted daemon knows were cut short). With
+        ``all_controllers`` every sandbox goes (``sweep --all``). Those of
+        ``keep_controller`` always stay. Live controllers sharing the engine
+        are never touched otherwise.
         """
         try:
             containers = self.client.api.containers(all=True, filters={"label": LABEL_MANAGED})
         except DOCKER_ERRORS as exc:
             raise ExecutorError(f"cannot list sandbox containers: {exc}", step="sweep") from exc
-        removed = []
         now = time.time()
+        removed = []
         for info in containers:
             labels = info.get("Labels") or {}
-            if keep_controller and labels.get(LABEL_CONTROLLER) == keep_controller:
-                continue
-            try:
-                expired = float(labels.get(LABEL_DEADLINE, "0")) < now
-            except ValueError:
-                expired = True
-            if not (expired or all_controllers):
+            if not _doomed(labels, keep_controller, all_controllers, run_ids, now):
                 continue
             try:
                 self.client.api.remove_container(info["Id"], force=True, v=True)
@@ -443,16 +447,32 @@ class DockerBackend:
         removed = []
         for info in volumes:
             labels = info.get("Labels") or {}
-            if keep_controller and labels.get(LABEL_CONTROLLER) == keep_controller:
-                continue
-            try:
-                expired = float(labels.get(LABEL_DEADLINE, "0")) < now
-            except ValueError:
-                expired = True
-            if expired or all_controllers:
+            if _doomed(labels, keep_controller, all_controllers, (), now):
                 try:
                     self.client.api.remove_volume(info["Name"], force=True)
                     removed.append(info["Name"])
                 except DOCKER_ERRORS as exc:  # in use, or gone already
                     logger.debug("sweep: volume {} stays: {}", info["Name"], exc)
         return removed
+
+
+def _doomed(
+    labels: dict[str, str],
+    keep_controller: str | None,
+    all_controllers: bool,
+    run_ids: tuple[str, ...],
+    now: float,
+) -> bool:
+    """The sweep's rule for one labelled container or volume (see `DockerBackend.sweep`)."""
+    if keep_controller and labels.get(LABEL_CONTROLLER) == keep_controller:
+        return False
+    try:
+        expired = float(labels.get(LABEL_DEADLINE, "0")) < now
+    except ValueError:
+        expired = True
+    return (
+        all_controllers
+        or expired
+        or owner_is_dead(labels.get(LABEL_OWNER, ""))
+        or labels.get(LABEL_RUN_ID) in run_ids
+    )

@@ -37,11 +37,13 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ai_data_agent.errors import ExecutorError
+from ai_data_agent.executor.owner import owner_label
 from ai_data_agent.executor.spec import (
     ENVS_MOUNT,
     LABEL_CONTROLLER,
     LABEL_DEADLINE,
     LABEL_MANAGED,
+    LABEL_OWNER,
     LABEL_PREFIX,
     VolumeMount,
 )
@@ -315,7 +317,7 @@ class EnvCache:
         self.backend.ensure_volume(
             stage,
             {LABEL_MANAGED: "true", LABEL_CONTROLLER: self.controller_id,
-             LABEL_DEADLINE: str(int(time.time() + lifetime))},
+             LABEL_OWNER: owner_label(), LABEL_DEADLINE: str(int(time.time() + lifetime))},
         )  # fmt: skip
         started = time.monotonic()
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ai_data_agent.executor.owner import owner_label
 from ai_data_agent.models import Limits
 from ai_data_agent.settings import Settings
 
@@ -21,6 +22,7 @@ __all__ = [
     "LABEL_CONTROLLER",
     "LABEL_DEADLINE",
     "LABEL_MANAGED",
+    "LABEL_OWNER",
     "LABEL_PREFIX",
     "LABEL_RUN_ID",
     "SANDBOX_USER",
@@ -35,6 +37,7 @@ LABEL_MANAGED = LABEL_PREFIX + "managed"
 LABEL_RUN_ID = LABEL_PREFIX + "run-id"
 LABEL_CONTROLLER = LABEL_PREFIX + "controller"
 LABEL_DEADLINE = LABEL_PREFIX + "deadline"
+LABEL_OWNER = LABEL_PREFIX + "owner"  # the controller process, see `owner`
 SANDBOX_USER = "1000:1000"
 CA_BUNDLE_PATH = "/etc/ai-data-agent/ca-bundle.crt"
 ENVS_MOUNT = "/opt/ai-data-agent/envs"  # the shared, read-only environment cache
@@ -139,6 +142,7 @@ def build_spec(
             LABEL_MANAGED: "true",
             LABEL_RUN_ID: run_id,
             LABEL_CONTROLLER: controller_id,
+            LABEL_OWNER: owner_label(),
             LABEL_DEADLINE: str(int(deadline)),
         },
         memory_bytes=memory,

@@ -1,0 +1,18 @@
+"""The HTTP daemon: durable run records, a bounded queue, auth and metrics over the executor.
+
+    from ai_data_agent.service import create_app, serve
+
+    serve(Settings(), host="127.0.0.1", port=8000)      # blocking, under uvicorn
+    app = create_app(Settings())                        # the ASGI app, for tests or mounting
+
+Modules, in the order a request meets them: `server` (uvicorn, bind policy,
+logging), `app` (routes), `body_limit`, `auth`, `http_errors`, `dispatcher`
+(queue and worker threads), `store` (SQLite records), `daemon` (wiring, start
+and stop), `reaper` (sweeps, retention), `metrics`, `seams` (protocols for the
+executor and the engine). The API is described in docs/api.md.
+"""
+
+from ai_data_agent.service.app import create_app
+from ai_data_agent.service.server import serve
+
+__all__ = ["create_app", "serve"]

@@ -1,0 +1,279 @@
+"""The HTTP API: FastAPI routes over the daemon's store and dispatcher.
+
+    app = create_app(Settings())                 # a real Executor on the local engine
+    app = create_app(settings, fake_executor)    # tests: anything shaped like Executor
+
+Routes (``/v1`` and ``/metrics`` need ``Authorization: Bearer <token>`` when
+tokens are configured; docs/api.md has the details and examples)::
+
+    POST   /v1/runs          RunSubmission -> 200 RunResult (wait) | 202 RunAccepted
+    GET    /v1/runs/{id}     RunRecord
+    GET    /v1/runs          RunPage, newest first (?status=&limit=&offset=)
+    DELETE /v1/runs/{id}     cancel; RunRecord
+    GET    /healthz          the process answers
+    GET    /readyz           Docker, sandbox image and store usable, else 503
+    GET    /metrics          Prometheus text
+
+The event loop never blocks: store and Docker calls run in worker threads, and
+a request that waits for its run awaits a future the worker completes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal, cast
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from loguru import logger
+
+from ai_data_agent import __version__
+from ai_data_agent.executor import Executor
+from ai_data_agent.models import (
+    ErrorBody,
+    RunAccepted,
+    RunPage,
+    RunRecord,
+    RunResult,
+    RunStatus,
+    RunSubmission,
+)
+from ai_data_agent.service.body_limit import BodyLimitMiddleware
+from ai_data_agent.service.daemon import Check, Daemon
+from ai_data_agent.service.dispatcher import NotAccepting, QueueFull, wait_done
+from ai_data_agent.service.http_errors import ApiError, install_error_handlers
+from ai_data_agent.service.metrics import CONTENT_TYPE
+from ai_data_agent.service.seams import RunExecutor, service_backend_for
+from ai_data_agent.service.store import ACTIVE_STATUSES
+from ai_data_agent.settings import Settings
+
+__all__ = ["RETRY_AFTER_S", "create_app"]
+
+RETRY_AFTER_S = 5  # what a 429 suggests; a run takes seconds, a queue slot frees as fast
+READY_CHECK_TIMEOUT_S = 5.0
+PROBE_THREADS = 6  # readiness checks in flight at once (three per probe)
+CANCEL_WAIT_S = 60.0  # DELETE waits this long for the sandbox to be killed and removed
+MAX_PAGE = 500
+
+StatusFilter = Literal["queued", "running"] | RunStatus
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (401, "missing or wrong bearer token (`unauthorized`)"),
+        (404, "no such run (`not_found`)"),
+        (413, "request body too large (`payload_too_large`)"),
+        (422, "invalid request (`invalid_request`)"),
+        (503, "not ready or shutting down (`not_ready`)"),
+    )
+}
+_bearer = HTTPBearer(auto_error=False, description="A token from AI_DATA_AGENT_API_TOKENS.")
+
+
+def _daemon(request: Request) -> Daemon:
+    return cast(Daemon, request.app.state.daemon)
+
+
+DaemonDep = Annotated[Daemon, Depends(_daemon)]
+
+
+def _require_token(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> None:
+    # A sync dependency, so FastAPI runs it in a thread: it may read the token file.
+    _daemon(request).auth.verify(request.headers.get("authorization"))
+
+
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(_require_token)], responses=_ERRORS)
+
+
+async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    return await anyio.to_thread.run_sync(function, *args)
+
+
+def _result_of(record: RunRecord | None, run_id: str) -> RunResult:
+    """The answer to a waiting POST: the run's result, or one saying why there is none."""
+    if record is None or record.status in ACTIVE_STATUSES:
+        raise ApiError(500, "internal", f"run {run_id} has no terminal record")
+    if record.result is not None:
+        return record.result
+    return RunResult(id=record.id, status=RunStatus(record.status), error=record.error)
+
+
+@v1.post(
+    "/runs",
+    response_model=RunResult,
+    responses={
+        202: {"model": RunAccepted, "description": "accepted; poll the `Location`"},
+        400: {"model": ErrorBody, "description": "breaks a server limit (`invalid_request`)"},
+        429: {"model": ErrorBody, "description": "queue full (`queue_full`); see `Retry-After`"},
+    },
+    summary="Run code in a fresh sandbox",
+)
+async def submit_run(
+    submission: RunSubmission,
+    daemon: DaemonDep,
+    wait: Annotated[
+        bool | None, Query(description="Overrides the body's `wait` when given.")
+    ] = None,
+) -> Response:
+    """With ``wait`` (the default) answer 200 with the `RunResult` when the run ends;
+    otherwise 202 with the run id and a ``Location`` to poll, at once."""
+    request = submission.to_request()
+    request.resolve(daemon.settings)  # RequestRejected -> 400, before anything is recorded
+    try:
+        handle = await _in_thread(daemon.dispatcher.submit, request)
+    except QueueFull as exc:
+        raise ApiError(
+            429, "queue_full", str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}
+        ) from exc
+    except NotAccepting as exc:
+        raise ApiError(503, "not_ready", str(exc)) from exc
+    except sqlite3.Error as exc:  # disk full, store gone: nothing was queued
+        logger.error("cannot record a new run: {}", exc)
+        raise ApiError(503, "not_ready", "the run store cannot be written") from exc
+    if not (submission.wait if wait is None else wait):
+        accepted = RunAccepted(id=handle.id, status="queued")
+        return JSONResponse(
+            accepted.model_dump(mode="json"),
+            status_code=202,
+            headers={"Location": f"/v1/runs/{handle.id}"},
+        )
+    await wait_done(handle)
+    record = await _in_thread(daemon.store.get, handle.id)
+    return JSONResponse(_result_of(record, handle.id).model_dump(mode="json"))
+
+
+@v1.get("/runs/{run_id}", summary="A run's record")
+async def get_run(run_id: str, daemon: DaemonDep) -> RunRecord:
+    record: RunRecord | None = await _in_thread(daemon.store.get, run_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no run with id {run_id[:64]!r}")
+    return record
+
+
+@v1.get("/runs", summary="Runs, newest first")
+async def list_runs(
+    daemon: DaemonDep,
+    status: Annotated[StatusFilter | None, Query(description="Only runs in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunPage:
+    items, total = await anyio.to_thread.run_sync(
+        lambda: daemon.store.list(status=status, limit=limit, offset=offset)
+    )
+    return RunPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@v1.delete("/runs/{run_id}", summary="Cancel a queued or running run")
+async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
+    """A queued run is cancelled without starting; a running one is killed and its
+    container removed before the answer. A finished run is returned unchanged."""
+    handle = await _in_thread(daemon.dispatcher.cancel, run_id)
+    if handle is not None:
+        with anyio.move_on_after(CANCEL_WAIT_S):
+            await wait_done(handle)
+    record: RunRecord | None = await _in_thread(daemon.store.get, run_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no run with id {run_id[:64]!r}")
+    return record
+
+
+async def _timed_check(
+    check: Callable[[], Check], name: str, limiter: anyio.CapacityLimiter
+) -> Check:
+    # A hung engine call is abandoned, not waited for. Its thread holds a token of
+    # the probes' own limiter until it returns, so probes that hang can only starve
+    # later probes (which then report "no answer"), never the API's store calls.
+    with anyio.move_on_after(READY_CHECK_TIMEOUT_S):
+        result: Check = await anyio.to_thread.run_sync(
+            check, abandon_on_cancel=True, limiter=limiter
+        )
+        return result
+    return Check(name, False, f"no answer within {READY_CHECK_TIMEOUT_S:g} s")
+
+
+async def healthz() -> dict[str, str]:
+    """The process is alive and its event loop answers."""
+    return {"status": "ok"}
+
+
+async def readyz(request: Request, daemon: DaemonDep) -> dict[str, Any]:
+    """Docker reachable, sandbox image present, store writable, taking runs; else 503."""
+    checks: dict[str, Check] = {}
+    limiter: anyio.CapacityLimiter = request.app.state.probe_limiter
+
+    async def run(check: Callable[[], Check], name: str) -> None:
+        checks[name] = await _timed_check(check, name, limiter)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, daemon.check_docker, "docker")
+        group.start_soon(run, daemon.check_image, "image")
+        group.start_soon(run, daemon.check_store, "store")
+    if not daemon.dispatcher.accepting:
+        state = "shutting down" if daemon.started else "starting"
+        checks["accepting"] = Check("accepting", False, state)
+    failed = [c for c in checks.values() if not c.ok]
+    if failed:
+        raise ApiError(503, "not_ready", "; ".join(f"{c.name}: {c.detail}" for c in failed))
+    return {"status": "ready", "checks": {name: c.detail for name, c in sorted(checks.items())}}
+
+
+async def metrics(daemon: DaemonDep) -> Response:
+    """Prometheus text format."""
+    return Response(daemon.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastAPI:
+    """The ASGI app. Nothing is opened until its lifespan starts.
+
+    ``executor`` defaults to an `Executor` on the configured engine; anything with
+    its ``run`` signature, a ``controller_id`` and a ``backend`` offering
+    ``ping``/``resolve_image``/``sweep`` will do (see `seams`).
+
+    Raises:
+        TypeError: the executor's backend offers no way to sweep or probe the engine.
+    """
+    if executor is None:
+        executor = Executor(settings)
+    daemon = Daemon(settings, executor, service_backend_for(executor))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.probe_limiter = anyio.CapacityLimiter(PROBE_THREADS)
+        try:
+            await anyio.to_thread.run_sync(daemon.start)
+        except Exception as exc:
+            daemon.startup_error = exc
+            raise
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(daemon.stop)
+
+    app = FastAPI(
+        title="ai-data-agent",
+        version=__version__,
+        summary="Run untrusted Python for AI data agents in throwaway, locked-down containers.",
+        lifespan=lifespan,
+    )
+    app.state.daemon = daemon
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(v1)
+    app.add_api_route("/healthz", healthz, methods=["GET"], summary="Liveness")
+    app.add_api_route(
+        "/readyz", readyz, methods=["GET"], summary="Readiness",
+        responses={503: {"model": ErrorBody, "description": "not ready, with reasons"}},
+    )  # fmt: skip
+    app.add_api_route(
+        "/metrics", metrics, methods=["GET"], summary="Prometheus metrics",
+        dependencies=[Depends(_require_token)], response_class=Response,
+        responses={401: _ERRORS[401]},
+    )  # fmt: skip
+    return app

@@ -1,0 +1,130 @@
+"""The daemon's parts wired together, with the start and stop the ASGI lifespan drives.
+
+    daemon = Daemon(settings, executor)
+    daemon.start()          # blocking: store, stale records, orphan sweep, workers, reaper
+    ...                     # the HTTP app serves requests
+    daemon.begin_shutdown() # SIGTERM: new runs get 503, running ones get the grace period
+    daemon.stop()           # blocking: drain, stop workers and reaper, close the store
+
+`start` marks every record a previous process left ``queued`` or ``running`` as
+``interrupted`` before any request is served, then removes every sandbox that
+does not belong to this daemon's executor. One daemon per Docker engine: a
+second daemon on the same engine would remove the first one's sandboxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loguru import logger
+
+from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.dispatcher import Dispatcher
+from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.reaper import Reaper
+from ai_data_agent.service.seams import RunExecutor, ServiceBackend
+from ai_data_agent.service.store import STORE_FILENAME, RunStore
+from ai_data_agent.settings import Settings
+
+__all__ = ["REASON_STALE", "Check", "Daemon"]
+
+REASON_STALE = "the controller stopped while the run was in flight; found at its next start"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One readiness check: its name, whether it passed, and what it found."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+class Daemon:
+    """Store, dispatcher, reaper, metrics and auth of one daemon process."""
+
+    def __init__(self, settings: Settings, executor: RunExecutor, backend: ServiceBackend) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.backend = backend
+        self.store = RunStore(settings.data_dir / STORE_FILENAME)
+        self.metrics = ServiceMetrics()
+        self.auth = TokenAuth(settings)
+        self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
+        self.reaper = Reaper(
+            settings, backend, self.store, self.metrics, controller_id=executor.controller_id
+        )
+        self.started = False
+        self.startup_error: Exception | None = None
+
+    def start(self) -> None:
+        """Open the store, settle a previous process's leftovers, start workers and reaper.
+
+        Raises:
+            ConfigurationError: the store cannot be opened or written.
+        """
+        self.store.open()
+        stale = self.store.interrupt_active(REASON_STALE)
+        if stale:
+            logger.warning("marked {} run(s) of a previous process interrupted", len(stale))
+        self.reaper.sweep_orphans(tuple(stale))
+        self.reaper.apply_retention()
+        self._executor_hook("start_pool")  # after the sweep, which spares our own sandboxes
+        self.dispatcher.start()
+        self.reaper.start()
+        self.started = True
+        logger.info(
+            "daemon started: controller {}, store {}, {} worker(s), queue {}, auth {}",
+            self.executor.controller_id, self.store.path, self.settings.max_concurrent_runs,
+            self.settings.max_queued_runs, "on" if self.auth.enabled else "off",
+        )  # fmt: skip
+
+    def begin_shutdown(self) -> None:
+        """Refuse new runs and start the grace period; returns at once."""
+        self.dispatcher.begin_shutdown()
+
+    def stop(self) -> None:
+        """Drain (up to the grace period), stop everything, close the store. Idempotent."""
+        try:
+            self.dispatcher.stop()
+        finally:
+            self.reaper.stop()
+            self._executor_hook("close")  # drains the executor's warm pool, if any
+            self.store.close()
+        logger.info("daemon stopped")
+
+    def _executor_hook(self, name: str) -> None:
+        """Call the executor's optional ``start_pool``/``close``; log, never raise."""
+        hook = getattr(self.executor, name, None)
+        if not callable(hook):
+            return
+        try:
+            hook()
+        except Exception as exc:
+            logger.warning("executor {}() failed: {}", name, exc)
+
+    # -- readiness (each blocking; the app runs them in threads, with a timeout) ----
+    def check_docker(self) -> Check:
+        try:
+            self.backend.ping()
+        except Exception as exc:
+            return _failed("docker", exc)
+        return Check("docker", True, "reachable")
+
+    def check_image(self) -> Check:
+        try:
+            image = self.backend.resolve_image()
+        except Exception as exc:
+            return _failed("image", exc)
+        return Check("image", True, image)
+
+    def check_store(self) -> Check:
+        try:
+            self.store.probe_writable()
+        except Exception as exc:
+            return _failed("store", exc)
+        return Check("store", True, "writable")
+
+
+def _failed(name: str, exc: Exception) -> Check:
+    return Check(name, False, f"{type(exc).__name__}: {exc}"[:500])

@@ -1,0 +1,84 @@
+"""Prometheus metrics of one daemon, in a registry of its own (so tests can build many apps).
+
+    metrics = ServiceMetrics()
+    metrics.observe_finished(RunStatus.SUCCEEDED, result)
+    text = metrics.render()          # for GET /metrics
+
+Queue depth and the running count are read from the dispatcher when scraped
+(`bind_gauges`), so they can never drift from the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from ai_data_agent.models import RunResult, RunStatus
+
+__all__ = ["CONTENT_TYPE", "ServiceMetrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Seconds: from sub-second hello-worlds to the 600 s timeout cap plus installs.
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200)
+
+
+class ServiceMetrics:
+    """The daemon's counters, histograms and gauges."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runs = Counter(
+            "ai_data_agent_runs", "Runs that reached a terminal status.", ["status"], registry=r
+        )
+        self.rejected = Counter(
+            "ai_data_agent_runs_rejected", "Submissions refused at once.", ["reason"], registry=r
+        )
+        self.install_seconds = Histogram(
+            "ai_data_agent_run_install_seconds", "Time installing requirements.",
+            buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.execute_seconds = Histogram(
+            "ai_data_agent_run_execute_seconds", "Time running the user's code.",
+            buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.total_seconds = Histogram(
+            "ai_data_agent_run_total_seconds", "Time from container start to result.",
+            buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "ai_data_agent_queue_depth", "Runs accepted and waiting for a worker.", registry=r
+        )
+        self.running = Gauge(
+            "ai_data_agent_runs_running", "Runs in a container right now.", registry=r
+        )
+        self.reaped = Counter(
+            "ai_data_agent_containers_reaped",
+            "Sandbox containers removed by the startup sweep and the reaper.", registry=r,
+        )  # fmt: skip
+        self.retention_deleted = Counter(
+            "ai_data_agent_records_deleted", "Run records removed by retention.", registry=r
+        )
+
+    def bind_gauges(self, queue_depth: Callable[[], float], running: Callable[[], float]) -> None:
+        self.queue_depth.set_function(queue_depth)
+        self.running.set_function(running)
+
+    def observe_finished(self, status: RunStatus, result: RunResult | None) -> None:
+        """Count a terminal run; time it when a container ran (``result`` present)."""
+        self.runs.labels(status=status.value).inc()
+        if result is not None:
+            self.install_seconds.observe(result.timings.install_s)
+            self.execute_seconds.observe(result.timings.execute_s)
+            self.total_seconds.observe(result.timings.total_s)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

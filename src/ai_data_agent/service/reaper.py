@@ -1,0 +1,111 @@
+"""Housekeeping on a timer: leftover sandbox containers and old run records.
+
+    reaper = Reaper(settings, backend, store, metrics, controller_id=executor.controller_id)
+    reaper.sweep_orphans(ids)  # at startup: dead controllers' sandboxes and those of `ids`
+    reaper.start()             # then every reaper_interval_s: expired sandboxes, retention
+    reaper.stop()
+
+If the engine is unreachable at startup, the orphan sweep is retried on every
+tick until it succeeds once; until then only expired sandboxes would be swept.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from loguru import logger
+
+from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.seams import ServiceBackend
+from ai_data_agent.service.store import RunStore
+from ai_data_agent.settings import Settings
+
+__all__ = ["Reaper"]
+
+
+class Reaper:
+    """Sweeps sandboxes and applies retention; one daemon thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: ServiceBackend,
+        store: RunStore,
+        metrics: ServiceMetrics,
+        *,
+        controller_id: str,
+    ) -> None:
+        self._settings = settings
+        self._backend = backend
+        self._store = store
+        self._metrics = metrics
+        self._controller_id = controller_id
+        self._orphans_swept = False
+        self._orphan_run_ids: tuple[str, ...] = ()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep_orphans(self, run_ids: tuple[str, ...] = ()) -> bool:
+        """Remove the sandboxes of dead controllers and of ``run_ids``; False on failure.
+
+        Sandboxes of live controllers sharing the engine (a CLI run, another
+        daemon) are left alone.
+        """
+        if run_ids:
+            self._orphan_run_ids = run_ids
+        try:
+            removed = self._backend.sweep(
+                keep_controller=self._controller_id, run_ids=self._orphan_run_ids
+            )
+        except Exception as exc:
+            logger.warning("cannot sweep orphaned sandboxes yet (will retry): {}", exc)
+            return False
+        self._orphans_swept = True
+        self._metrics.reaped.inc(len(removed))
+        if removed:
+            logger.info("removed {} orphaned sandbox container(s) at startup", len(removed))
+        return True
+
+    def sweep_expired(self) -> None:
+        try:
+            removed = self._backend.sweep()
+        except Exception as exc:
+            logger.warning("sweep of expired sandboxes failed: {}", exc)
+            return
+        self._metrics.reaped.inc(len(removed))
+
+    def apply_retention(self) -> None:
+        try:
+            deleted = self._store.apply_retention(
+                max_age_s=self._settings.retention_max_age_s,
+                max_runs=self._settings.retention_max_runs,
+            )
+        except Exception as exc:
+            logger.warning("retention failed: {}", exc)
+            return
+        self._metrics.retention_deleted.inc(deleted)
+        if deleted:
+            logger.info("retention removed {} run record(s)", deleted)
+
+    def tick(self) -> None:
+        """One round: the orphan sweep until it has succeeded, else expired ones; retention."""
+        if not self._orphans_swept:
+            self.sweep_orphans()
+        else:
+            self.sweep_expired()
+        self.apply_retention()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="reaper", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._settings.reaper_interval_s):
+            self.tick()
+
+    def stop(self) -> None:
+        """Stop the timer; waits for a tick in progress (bounded by Docker's timeouts)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._settings.docker_timeout_s)

@@ -1,0 +1,260 @@
+"""Durable run records in SQLite: written before a container exists, finished exactly once.
+
+    store = RunStore(settings.data_dir / "runs.sqlite3")
+    store.open()
+    record = store.insert("3f2a...", RunRequest(code="print(1)"))
+    store.mark_running(record.id)
+    store.finish(record.id, RunStatus.SUCCEEDED, result=result)
+    store.close()
+
+Every method is blocking and thread-safe (one connection behind a lock); call
+them from worker threads, never from the event loop. Each write is a single
+autocommitted statement (or one explicit transaction) in WAL mode with
+``synchronous=FULL``, so a record acknowledged to a client survives ``kill -9``
+and power loss. Terminal updates are conditional on the record still being
+``queued`` or ``running``: whoever gets there first decides the one terminal state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ai_data_agent.errors import ConfigurationError
+from ai_data_agent.models import ActiveStatus, RunRecord, RunRequest, RunResult, RunStatus
+
+__all__ = ["ACTIVE_STATUSES", "STORE_FILENAME", "RunStore"]
+
+STORE_FILENAME = "runs.sqlite3"
+ACTIVE_STATUSES: tuple[ActiveStatus, ...] = ("queued", "running")
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: newest first
+    id          TEXT NOT NULL UNIQUE,
+    status      TEXT NOT NULL,
+    created_at  REAL NOT NULL,                      -- unix seconds
+    started_at  REAL,
+    finished_at REAL,
+    request     TEXT NOT NULL,                      -- RunRequest JSON
+    result      TEXT,                               -- RunResult JSON, when a container ran
+    error       TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+# SQL is written out literally (no string building); the active statuses
+# appear as "('queued', 'running')", matching ACTIVE_STATUSES.
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    run_id, status, created, started, finished, request, result, error = row
+    return RunRecord(
+        id=run_id,
+        status=status if status in ACTIVE_STATUSES else RunStatus(status),
+        created_at=datetime.fromtimestamp(created, UTC),
+        started_at=_time(started),
+        finished_at=_time(finished),
+        request=RunRequest.model_validate_json(request),
+        result=None if result is None else RunResult.model_validate_json(result),
+        error=error,
+    )
+
+
+class RunStore:
+    """Run records in one SQLite file. See the module docstring for the guarantees."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    def open(self) -> None:
+        """Create the data dir, the database and its schema. Idempotent.
+
+        Raises:
+            ConfigurationError: the directory or database cannot be created or written.
+        """
+        with self._lock:
+            if self._conn is not None:
+                return
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30
+                )
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigurationError(
+                    f"cannot open the run store {self.path}: {exc}; check "
+                    "AI_DATA_AGENT_DATA_DIR and that this user may write there"
+                ) from exc
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a commit is on disk (WAL fsync'd) before it returns, so an
+                # acknowledged run survives power loss, not just a crash.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(SCHEMA)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            except sqlite3.Error as exc:
+                conn.close()
+                raise ConfigurationError(
+                    f"cannot initialise the run store {self.path}: {exc}"
+                ) from exc
+            self._conn = conn
+
+    def close(self) -> None:
+        """Close the database. Idempotent; later calls raise `sqlite3.ProgrammingError`."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise sqlite3.ProgrammingError("the run store is not open")
+        return self._conn
+
+    # -- writes -------------------------------------------------------------------
+    def insert(self, run_id: str, request: RunRequest, *, now: float | None = None) -> RunRecord:
+        """Record a new ``queued`` run; durable when this returns."""
+        created = time.time() if now is None else now
+        with self._lock:
+            self._db().execute(
+                "INSERT INTO runs (id, status, created_at, request) VALUES (?, 'queued', ?, ?)",
+                (run_id, created, request.model_dump_json()),
+            )
+        return RunRecord(
+            id=run_id, status="queued", created_at=datetime.fromtimestamp(created, UTC),
+            request=request,
+        )  # fmt: skip
+
+    def mark_running(self, run_id: str, *, now: float | None = None) -> bool:
+        """``queued`` -> ``running``; False when the run is no longer queued."""
+        with self._lock:
+            cursor = self._db().execute(
+                "UPDATE runs SET status = 'running', started_at = ? "
+                "WHERE id = ? AND status = 'queued'",
+                (time.time() if now is None else now, run_id),
+            )
+        return cursor.rowcount == 1
+
+    def finish(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        result: RunResult | None = None,
+        error: str | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Give an active run its one terminal state; False when it already had one."""
+        with self._lock:
+            cursor = self._db().execute(
+                "UPDATE runs SET status = ?, finished_at = ?, result = ?, error = ? "
+                "WHERE id = ? AND status IN ('queued', 'running')",
+                (
+                    status.value,
+                    time.time() if now is None else now,
+                    None if result is None else result.model_dump_json(),
+                    error,
+                    run_id,
+                ),
+            )
+        return cursor.rowcount == 1
+
+    def interrupt_active(self, reason: str, *, now: float | None = None) -> list[str]:
+        """Mark every ``queued`` or ``running`` record ``interrupted``; return their ids.
+
+        For a daemon's start (records a dead process left behind) and its last
+        word at shutdown. The reason says which state each run was in.
+        """
+        finished = time.time() if now is None else now
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    "SELECT id, status FROM runs WHERE status IN ('queued', 'running')"
+                )
+                stale = rows.fetchall()
+                db.executemany(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? "
+                    "WHERE id = ? AND status IN ('queued', 'running')",
+                    [(finished, f"{reason} (the run was {status})", rid) for rid, status in stale],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return [rid for rid, _ in stale]
+
+    def apply_retention(self, *, max_age_s: float, max_runs: int, now: float | None = None) -> int:
+        """Delete finished records older than ``max_age_s`` or beyond the newest ``max_runs``.
+
+        Active records are never deleted. Returns how many records went.
+        """
+        cutoff = (time.time() if now is None else now) - max_age_s
+        with self._lock:
+            db = self._db()
+            by_age = db.execute(
+                "DELETE FROM runs WHERE status NOT IN ('queued', 'running') AND created_at < ?",
+                (cutoff,),
+            ).rowcount
+            # The seq of the oldest record to keep; NULL (nothing deleted) when
+            # there are at most max_runs records.
+            by_count = db.execute(
+                "DELETE FROM runs WHERE status NOT IN ('queued', 'running') AND seq < "
+                "(SELECT seq FROM runs ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (max_runs - 1,),
+            ).rowcount
+        return by_age + by_count
+
+    def probe_writable(self) -> None:
+        """Write (and sync) one row, as the readiness check of the store.
+
+        Raises:
+            sqlite3.Error: the database cannot be written (disk full, read-only, gone).
+        """
+        with self._lock:
+            self._db().execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('ready_probe', ?)",
+                (str(time.time()),),
+            )
+
+    # -- reads --------------------------------------------------------------------
+    def get(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            cursor = self._db().execute(
+                "SELECT id, status, created_at, started_at, finished_at, request, result, error "
+                "FROM runs WHERE id = ?",
+                (run_id,),
+            )
+            row = cursor.fetchone()
+        return None if row is None else _record(row)
+
+    def list(
+        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[RunRecord], int]:
+        """A page of records, newest first, and the total matching ``status``."""
+        with self._lock:
+            db = self._db()
+            total = db.execute(
+                "SELECT COUNT(*) FROM runs WHERE (:status IS NULL OR status = :status)",
+                {"status": status},
+            ).fetchone()[0]
+            rows = db.execute(
+                "SELECT id, status, created_at, started_at, finished_at, request, result, error "
+                "FROM runs WHERE (:status IS NULL OR status = :status) "
+                "ORDER BY seq DESC LIMIT :limit OFFSET :offset",
+                {"status": status, "limit": limit, "offset": offset},
+            ).fetchall()
+        return [_record(row) for row in rows], int(total)

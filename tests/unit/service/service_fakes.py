@@ -1,0 +1,213 @@
+"""A fake executor and engine for the daemon, and a harness that runs the app in-process.
+
+    async with running_service(settings) as svc:
+        response = await svc.client.post("/v1/runs", json={"code": "print(1)"})
+
+`FakeExecutor.run` behaves by the code it gets: ``block`` waits until
+``executor.release`` is set or the run is cancelled; ``fail`` exits 1;
+``explode`` raises `ExecutorError`; ``crash`` raises `RuntimeError`; anything
+else succeeds and echoes the code. The harness drives the app's lifespan
+itself, because httpx's ASGITransport does not.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+from fastapi import FastAPI
+
+from ai_data_agent.errors import ExecutorError
+from ai_data_agent.executor import RunEvent
+from ai_data_agent.models import RunRequest, RunResult, RunStatus, Timings
+from ai_data_agent.service import create_app
+from ai_data_agent.service.daemon import Daemon
+from ai_data_agent.settings import Settings
+
+TOKEN = "test-token-123"
+FAKE_IMAGE = "fake/sandbox:1"
+
+
+@dataclass
+class FakeBackend:
+    """Engine operations: ping, image, sweep; failures on demand; calls recorded.
+
+    ``ping_gate``, when set to an unset Event, makes ``ping`` hang until it is set.
+    """
+
+    ping_gate: threading.Event | None = None
+    ping_error: Exception | None = None
+    image_error: Exception | None = None
+    sweep_error: Exception | None = None
+    orphans: list[str] = field(default_factory=list)
+    sweeps: list[dict[str, Any]] = field(default_factory=list)
+
+    def ping(self) -> None:
+        if self.ping_gate is not None:
+            self.ping_gate.wait(30)
+        if self.ping_error is not None:
+            raise self.ping_error
+
+    def resolve_image(self) -> str:
+        if self.image_error is not None:
+            raise self.image_error
+        return FAKE_IMAGE
+
+    def sweep(
+        self,
+        *,
+        keep_controller: str | None = None,
+        all_controllers: bool = False,
+        run_ids: tuple[str, ...] = (),
+    ) -> list[str]:
+        self.sweeps.append(
+            {"keep_controller": keep_controller, "all_controllers": all_controllers,
+             "run_ids": tuple(sorted(run_ids))}
+        )  # fmt: skip
+        if self.sweep_error is not None:
+            raise self.sweep_error
+        # The startup sweep (of dead controllers) names the controller to keep.
+        orphan_sweep = keep_controller is not None
+        removed, self.orphans = (self.orphans, []) if orphan_sweep else ([], self.orphans)
+        return removed
+
+
+class FakeExecutor:
+    """Shaped like `Executor`; see the module docstring for what each code does."""
+
+    controller_id = "fakecontroller"
+
+    def __init__(self) -> None:
+        self.backend = FakeBackend()
+        self.release = threading.Event()
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.on_start: Callable[[str], None] | None = None  # called first thing in run()
+        self._lock = threading.Lock()
+
+    def run(
+        self,
+        request: RunRequest,
+        *,
+        run_id: str | None = None,
+        on_event: Callable[[RunEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        assert run_id is not None and cancel is not None
+        if self.on_start is not None:
+            self.on_start(run_id)
+        with self._lock:
+            self.started.append(run_id)
+        code = request.code
+        if code.startswith("block"):
+            while not self.release.is_set():
+                if cancel.wait(0.01):
+                    with self._lock:
+                        self.cancelled.append(run_id)
+                    return RunResult(
+                        id=run_id, status=RunStatus.CANCELLED, stdout="partial\n",
+                        error="cancelled by request",
+                    )  # fmt: skip
+        if code == "explode":
+            raise ExecutorError("cannot create the sandbox container", run_id=run_id, step="create")
+        if code == "crash":
+            raise RuntimeError("bug in the executor: secret-internal-detail")
+        failed = code == "fail"
+        return RunResult(
+            id=run_id,
+            status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
+            exit_code=1 if failed else 0,
+            stdout=f"ran: {code}\n",
+            timings=Timings(install_s=0.1, execute_s=0.2, total_s=0.4),
+            image=FAKE_IMAGE,
+        )
+
+
+def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "api_tokens": [TOKEN],
+        "max_concurrent_runs": 1,
+        "max_queued_runs": 1,
+        "shutdown_grace_s": 0.3,
+        "reaper_interval_s": 3600,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Service:
+    app: FastAPI
+    client: httpx.AsyncClient
+    executor: FakeExecutor
+    settings: Settings
+
+    @property
+    def daemon(self) -> Daemon:
+        daemon: Daemon = self.app.state.daemon
+        return daemon
+
+
+@asynccontextmanager
+async def running_service(
+    settings: Settings, executor: FakeExecutor | None = None, *, token: str | None = TOKEN
+) -> AsyncIterator[Service]:
+    """The app with its lifespan running and a client that sends ``token``."""
+    executor = executor or FakeExecutor()
+    app = create_app(settings, executor)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://daemon.test", headers=headers
+            ) as client:
+                yield Service(app, client, executor, settings)
+    finally:
+        executor.release.set()
+
+
+async def wait_until(
+    condition: Callable[[], bool], *, timeout: float = 5.0, what: str = "condition"
+) -> None:
+    """Poll ``condition`` on the event loop; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await anyio.sleep(0.01)
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, run_id: str, statuses: set[str], timeout: float = 5.0
+) -> dict[str, Any]:
+    """GET the run until its status is one of ``statuses``; return the record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await client.get(f"/v1/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        record: dict[str, Any] = response.json()
+        if record["status"] in statuses:
+            return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} still {record['status']}, wanted {statuses}")
+        await anyio.sleep(0.01)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> str:
+    """The response is ErrorBody JSON with this status and code; return its message."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    message: str = body["error"]["message"]
+    assert "Traceback" not in message
+    return message
