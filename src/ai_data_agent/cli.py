@@ -2,13 +2,18 @@
 
     ai-data-agent run analysis.py -p pandas --timeout 30
     echo 'print(1)' | ai-data-agent run - --json
+    ai-data-agent run analysis.py --server http://127.0.0.1:8000   # on a daemon
+    ai-data-agent serve --host 0.0.0.0 --port 8000
     ai-data-agent doctor
     ai-data-agent sweep
 
-Without ``--json``, ``run`` prints the program's stdout and stderr as they come
-and exits with the program's exit code, or one of the codes below for outcomes
-that are not the program's own. With ``--json`` it prints exactly one
-`RunResult` document on stdout. Progress goes to stderr.
+Without ``--json``, ``run`` prints the program's stdout and stderr (live on the
+local engine, at the end through a daemon) and exits with the program's exit
+code, or one of the codes below for outcomes that are not the program's own.
+With ``--json`` it prints exactly one `RunResult` document on stdout. Progress
+goes to stderr. ``--server`` (or ``AI_DATA_AGENT_SERVER``, with the token from
+``AI_DATA_AGENT_TOKEN``) sends the run to a daemon instead of the local engine;
+the output and exit codes are the same either way.
 """
 
 from __future__ import annotations
@@ -22,16 +27,17 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from ai_data_agent.errors import AiDataAgentError, RequestRejected
+from ai_data_agent.client import Client, InvalidRequest, PayloadTooLarge
+from ai_data_agent.errors import AiDataAgentError, ConfigurationError, RequestRejected
 from ai_data_agent.executor import Executor, RunEvent
 from ai_data_agent.logs import configure_logging
 from ai_data_agent.models import RunRequest, RunResult, RunStatus, parse_requirements_text
 from ai_data_agent.settings import Settings
 
-__all__ = ["EXIT_CODES", "app", "main"]
+__all__ = ["EXIT_CODES", "app", "exit_code_for", "main"]
 
 # Exit codes of `run` for outcomes that are not the program's own exit code.
-EXIT_USAGE = 2  # bad arguments or a request the server refuses
+EXIT_USAGE = 2  # bad arguments, a request the server refuses, a daemon that will not start
 EXIT_CODES: dict[RunStatus, int] = {
     RunStatus.INSTALL_FAILED: 122,
     RunStatus.OUTPUT_EXCEEDED: 123,
@@ -105,9 +111,9 @@ def exit_code_for(result: RunResult) -> int:
 class _Progress:
     """Spinner on a terminal until the code runs, then the program's output, live."""
 
-    def __init__(self, live_output: bool) -> None:
+    def __init__(self, live_output: bool, label: str) -> None:
         self.live_output = live_output
-        self.status = err_console.status("starting sandbox") if err_console.is_terminal else None
+        self.status = err_console.status(label) if err_console.is_terminal else None
         if self.status is not None:
             self.status.start()
 
@@ -130,6 +136,31 @@ class _Progress:
             self.status = None
 
 
+def _run_remote(server: str, settings: Settings, request: RunRequest) -> RunResult:
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    with Client(server, token=token) as client:
+        return client.run_request(request)
+
+
+def _report(result: RunResult, *, as_json: bool, replay_output: bool) -> None:
+    """Print ``result``; ``replay_output`` when its output was not streamed already."""
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return
+    if replay_output:
+        sys.stdout.write(result.stdout)
+        sys.stdout.flush()
+        sys.stderr.write(result.stderr)
+    if result.stdout_truncated or result.stderr_truncated:
+        err_console.print("[yellow]output truncated at the cap[/yellow]")
+    if result.status == RunStatus.INSTALL_FAILED:
+        sys.stderr.write(result.install.log_tail)
+    if result.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        err_console.print(
+            f"[red]{result.status.value}[/red]: {result.error or ''}", highlight=False
+        )
+
+
 @app.command()
 def run(
     file: Annotated[str, typer.Argument(help="Python file to run, or - for stdin.")] = "-",
@@ -146,10 +177,21 @@ def run(
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE for the code (repeatable).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one RunResult JSON document.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log at the configured level.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Run on this daemon instead of the local engine [default: AI_DATA_AGENT_SERVER].",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one RunResult JSON document.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Log at the configured level.")
+    ] = False,
 ) -> None:
-    """Run Python code in a fresh sandbox container."""
+    """Run Python code in a fresh sandbox container, here or on a daemon."""
     settings = _settings()
     configure_logging(settings.log_level if verbose else "WARNING")
     try:
@@ -165,25 +207,43 @@ def run(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise _fail(problems, EXIT_USAGE) from exc
-    progress = _Progress(live_output=not as_json)
+    server = server or settings.server
+    label = "starting sandbox" if server is None else f"running on {server}"
+    progress = _Progress(live_output=server is None and not as_json, label=label)
     try:
-        result = Executor(settings).run(request, on_event=progress)
-    except RequestRejected as exc:
+        if server is None:
+            result = Executor(settings).run(request, on_event=progress)
+        else:
+            result = _run_remote(server, settings, request)
+    except (RequestRejected, InvalidRequest, PayloadTooLarge) as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
     except AiDataAgentError as exc:
         raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
     finally:
         progress.stop()
-    if as_json:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
-    else:
-        if result.stdout_truncated or result.stderr_truncated:
-            err_console.print("[yellow]output truncated at the cap[/yellow]")
-        if result.status == RunStatus.INSTALL_FAILED:
-            sys.stderr.write(result.install.log_tail)
-        if result.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-            err_console.print(f"[red]{result.status.value}[/red]: {result.error or ''}", highlight=False)
+    _report(result, as_json=as_json, replay_output=server is not None)
     raise typer.Exit(exit_code_for(result))
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; beyond loopback, API tokens are required.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Listen beyond loopback without API tokens.")
+    ] = False,
+) -> None:
+    """Run the HTTP daemon (POST /v1/runs, /readyz, /metrics, ...) until SIGTERM."""
+    from ai_data_agent.service.server import serve as serve_forever
+
+    settings = _settings()
+    try:
+        # serve configures its own logging (LOG_LEVEL, LOG_FORMAT).
+        serve_forever(settings, host=host, port=port, insecure=insecure)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from exc
 
 
 @app.command()

@@ -6,10 +6,14 @@
 Routes (``/v1`` and ``/metrics`` need ``Authorization: Bearer <token>`` when
 tokens are configured; docs/api.md has the details and examples)::
 
-    POST   /v1/runs          RunSubmission -> 200 RunResult (wait) | 202 RunAccepted
+    POST   /v1/runs          RunSubmission (JSON, or multipart with files)
+                             -> 200 RunResult (wait) | 202 RunAccepted
     GET    /v1/runs/{id}     RunRecord
     GET    /v1/runs          RunPage, newest first (?status=&limit=&offset=)
     DELETE /v1/runs/{id}     cancel; RunRecord
+    GET    /v1/runs/{id}/artifacts          the files it left under outputs/
+    GET    /v1/runs/{id}/artifacts/{path}   one of them
+    GET    /v1/runs/{id}/events             live status and output (Server-Sent Events)
     GET    /healthz          the process answers
     GET    /readyz           Docker, sandbox image and store usable, else 503
     GET    /metrics          Prometheus text
@@ -20,21 +24,28 @@ a request that waits for its run awaits a future the worker completes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, cast
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
-from fastapi.responses import JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loguru import logger
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from ai_data_agent import __version__
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import (
+    Artifact,
     ErrorBody,
+    InputFile,
     RunAccepted,
     RunPage,
     RunRecord,
@@ -45,6 +56,7 @@ from ai_data_agent.models import (
 from ai_data_agent.service.body_limit import BodyLimitMiddleware
 from ai_data_agent.service.daemon import Check, Daemon
 from ai_data_agent.service.dispatcher import NotAccepting, QueueFull, wait_done
+from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.http_errors import ApiError, install_error_handlers
 from ai_data_agent.service.metrics import CONTENT_TYPE
 from ai_data_agent.service.seams import RunExecutor, service_backend_for
@@ -104,6 +116,35 @@ def _result_of(record: RunRecord | None, run_id: str) -> RunResult:
     return RunResult(id=record.id, status=RunStatus(record.status), error=record.error)
 
 
+_SUBMISSION_SCHEMA = {"$ref": "#/components/schemas/RunSubmission"}
+
+
+async def _submission(request: Request, settings: Settings) -> RunSubmission:
+    """The body: a `RunSubmission` as JSON, or multipart with a ``request`` JSON field and
+    ``files`` parts (each part's filename is its path under the working directory)."""
+    try:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form(max_files=settings.max_input_files + 1, max_fields=4)
+            try:
+                raw = form.get("request") or "{}"
+                data = json.loads(raw if isinstance(raw, str) else await raw.read())
+                if not isinstance(data, dict):
+                    raise ValueError("the request field must be a JSON object")
+                files = data.setdefault("files", [])
+                for part in form.getlist("files"):
+                    if isinstance(part, UploadFile):
+                        files.append(InputFile.from_bytes(part.filename or "", await part.read()))
+            finally:
+                await form.close()
+            return RunSubmission.model_validate(data)
+        return RunSubmission.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from exc
+    except ValueError as exc:  # JSON syntax, or multipart the parser refuses
+        raise ApiError(400, "invalid_request", f"cannot read the request body: {exc}") from exc
+
+
 @v1.post(
     "/runs",
     response_model=RunResult,
@@ -112,10 +153,31 @@ def _result_of(record: RunRecord | None, run_id: str) -> RunResult:
         400: {"model": ErrorBody, "description": "breaks a server limit (`invalid_request`)"},
         429: {"model": ErrorBody, "description": "queue full (`queue_full`); see `Retry-After`"},
     },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _SUBMISSION_SCHEMA},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "request": {"type": "string", "description": "RunSubmission JSON"},
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                        },
+                        "required": ["request"],
+                    }
+                },
+            },
+        }
+    },
     summary="Run code in a fresh sandbox",
 )
 async def submit_run(
-    submission: RunSubmission,
+    request: Request,
     daemon: DaemonDep,
     wait: Annotated[
         bool | None, Query(description="Overrides the body's `wait` when given.")
@@ -123,10 +185,11 @@ async def submit_run(
 ) -> Response:
     """With ``wait`` (the default) answer 200 with the `RunResult` when the run ends;
     otherwise 202 with the run id and a ``Location`` to poll, at once."""
-    request = submission.to_request()
-    request.resolve(daemon.settings)  # RequestRejected -> 400, before anything is recorded
+    submission = await _submission(request, daemon.settings)
+    run_request = submission.to_request()
+    run_request.resolve(daemon.settings)  # RequestRejected -> 400/413, before anything is recorded
     try:
-        handle = await _in_thread(daemon.dispatcher.submit, request)
+        handle = await _in_thread(daemon.dispatcher.submit, run_request)
     except QueueFull as exc:
         raise ApiError(
             429, "queue_full", str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}
@@ -167,6 +230,78 @@ async def list_runs(
         lambda: daemon.store.list(status=status, limit=limit, offset=offset)
     )
     return RunPage(items=items, total=total, limit=limit, offset=offset)
+
+
+async def _record_or_404(daemon: Daemon, run_id: str) -> RunRecord:
+    record: RunRecord | None = await _in_thread(daemon.store.get, run_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no run with id {run_id[:64]!r}")
+    return record
+
+
+@v1.get("/runs/{run_id}/artifacts", summary="The files a run left under outputs/")
+async def list_artifacts(run_id: str, daemon: DaemonDep) -> list[Artifact]:
+    record = await _record_or_404(daemon, run_id)
+    return list(record.result.artifacts) if record.result is not None else []
+
+
+@v1.get(
+    "/runs/{run_id}/artifacts/{path:path}",
+    summary="One artifact's bytes",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def get_artifact(run_id: str, path: str, daemon: DaemonDep) -> FileResponse:
+    """Only files the run's result lists are served, from the run's own directory."""
+    record = await _record_or_404(daemon, run_id)
+    listed = {a.path: a for a in record.result.artifacts} if record.result is not None else {}
+    artifact = listed.get(path)
+    base = daemon.dispatcher.artifacts_dir(run_id)
+    target = base / path
+    if (
+        artifact is None
+        or not target.is_file()
+        or not target.resolve().is_relative_to(base.resolve())
+    ):
+        raise ApiError(404, "not_found", f"run {run_id[:64]!r} has no artifact {path[:200]!r}")
+    return FileResponse(
+        target, media_type=artifact.media_type, filename=PurePosixPath(path).name,
+        content_disposition_type="attachment",
+    )  # fmt: skip
+
+
+@v1.get(
+    "/runs/{run_id}/events",
+    summary="Live output and status as Server-Sent Events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def run_events(run_id: str, daemon: DaemonDep) -> StreamingResponse:
+    """``status`` events (queued, installing, running, collecting), ``stdout`` and
+    ``stderr`` chunks as produced, and a final ``result`` with the `RunResult`. A
+    client that connects late gets everything produced so far first; for a run
+    that has ended, the stored output and result."""
+    handle = daemon.dispatcher.find(run_id)
+
+    async def stream() -> AsyncIterator[str]:
+        if handle is not None:
+            async for name, data in handle.events.follow():
+                yield sse_line(name, data)
+            return
+        record = await _record_or_404(daemon, run_id)
+        result = _result_of(record, run_id)
+        yield sse_line("status", json.dumps({"status": str(record.status)}))
+        for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if text:
+                yield sse_line(name, json.dumps({"data": text}))
+        yield sse_line("result", result.model_dump_json())
+
+    if handle is None:
+        await _record_or_404(daemon, run_id)  # a 404 before the stream starts
+    return StreamingResponse(
+        stream(), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )  # fmt: skip
 
 
 @v1.delete("/runs/{run_id}", summary="Cancel a queued or running run")

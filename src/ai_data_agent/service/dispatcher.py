@@ -4,6 +4,7 @@
     dispatcher.start()
     handle = dispatcher.submit(request)        # durable record, then queued; or QueueFull
     await wait_done(handle)                    # from the event loop, without a thread
+    async for name, data in handle.events.follow(): ...   # live status, output, result
     dispatcher.cancel(handle.id)               # queued: cancelled at once; running: killed
     dispatcher.begin_shutdown()                # SIGTERM: refuse new runs, drain, then stop
     dispatcher.stop()
@@ -24,12 +25,15 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from loguru import logger
 
 from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.executor import RunEvent
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.seams import RunExecutor
 from ai_data_agent.service.store import RunStore
@@ -43,6 +47,9 @@ STOP_SLACK_S = 30.0
 REASON_SHUTDOWN_QUEUED = "the controller shut down before the run started"
 REASON_SHUTDOWN_RUNNING = "the controller shut down; the run was stopped after the grace period"
 REASON_CANCELLED_QUEUED = "cancelled by request before it started"
+ARTIFACTS_SUBDIR = "artifacts"
+# Executor phases that clients see as `status` events (beside queued and the end).
+LIVE_STATUSES = ("installing", "running", "collecting")
 
 
 class QueueFull(AiDataAgentError):
@@ -62,6 +69,7 @@ class RunHandle:
         self.cancel = threading.Event()
         self.state: Literal["queued", "running", "done"] = "queued"
         self.interrupted = False  # stopped by shutdown, not by a client
+        self.events = RunEvents()
         self._lock = threading.Lock()
         self._done = False
         self._callbacks: list[Callable[[], None]] = []
@@ -172,8 +180,13 @@ class Dispatcher:
             self._handles[handle.id] = handle
             self._queue.append(handle)
             self._changed.notify_all()
+        handle.events.publish("status", {"status": "queued"})
         logger.bind(run_id=handle.id).debug("run queued ({} waiting)", len(self._queue))
         return handle
+
+    def artifacts_dir(self, run_id: str) -> Path:
+        """Where a run's artifacts are stored (they expire with its record)."""
+        return self._settings.data_dir / ARTIFACTS_SUBDIR / run_id
 
     def find(self, run_id: str) -> RunHandle | None:
         """The handle of a queued or running run of this process."""
@@ -294,8 +307,20 @@ class Dispatcher:
             log.warning("run was no longer queued; not started")
             return
         result: RunResult | None = None
+        events = handle.events
+
+        def on_event(event: RunEvent) -> None:
+            if event.kind == "phase":
+                if event.data in LIVE_STATUSES:
+                    events.publish("status", {"status": event.data})
+            else:
+                events.publish(event.kind, {"data": event.data})
+
         try:
-            result = self._executor.run(handle.request, run_id=handle.id, cancel=handle.cancel)
+            result = self._executor.run(
+                handle.request, run_id=handle.id, cancel=handle.cancel, on_event=on_event,
+                artifacts_dir=self.artifacts_dir(handle.id),
+            )  # fmt: skip
             status, error = result.status, result.error
         except AiDataAgentError as exc:
             # Host or Docker failure (or bad configuration): a terminal record, no traceback.
@@ -325,4 +350,7 @@ class Dispatcher:
             self._metrics.observe_finished(status, result)
             if result is None:  # the executor logged nothing for it
                 log.info("run finished: status={} error={}", status, error)
+        final = result or RunResult(id=handle.id, status=status, error=error)
+        handle.events.publish("result", final.model_dump(mode="json"))
+        handle.events.close()
         handle.set_done()

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ai_data_agent.errors import RequestRejected
+from ai_data_agent.errors import RequestRejected, RequestTooLarge
 from ai_data_agent.models import ErrorBody, ErrorDetail
 
 __all__ = ["CODES", "ApiError", "error_response", "install_error_handlers"]
@@ -78,6 +78,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _rejected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, RequestTooLarge):
+        return error_response(413, "payload_too_large", str(exc))
     return error_response(400, "invalid_request", str(exc))
 
 

@@ -11,10 +11,12 @@ tick until it succeeds once; until then only expired sandboxes would be swept.
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 from loguru import logger
 
+from ai_data_agent.service.dispatcher import ARTIFACTS_SUBDIR
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.seams import ServiceBackend
 from ai_data_agent.service.store import RunStore
@@ -86,6 +88,19 @@ class Reaper:
         self._metrics.retention_deleted.inc(deleted)
         if deleted:
             logger.info("retention removed {} run record(s)", deleted)
+        self.remove_orphaned_artifacts()
+
+    def remove_orphaned_artifacts(self) -> None:
+        """Artifacts expire with their record: remove the folders of runs no longer stored."""
+        root = self._settings.data_dir / ARTIFACTS_SUBDIR
+        try:
+            folders = [p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+        except FileNotFoundError:
+            return
+        known = self._store.known([p.name for p in folders])
+        for folder in folders:
+            if folder.name not in known:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def tick(self) -> None:
         """One round: the orphan sweep until it has succeeded, else expired ones; retention."""

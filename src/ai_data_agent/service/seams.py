@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ai_data_agent.executor import RunEvent
@@ -40,6 +41,7 @@ class RunExecutor(Protocol):
         run_id: str | None = None,
         on_event: Callable[[RunEvent], None] | None = None,
         cancel: threading.Event | None = None,
+        artifacts_dir: Path | None = None,
     ) -> RunResult: ...
 
 

@@ -241,6 +241,17 @@ class RunStore:
             row = cursor.fetchone()
         return None if row is None else _record(row)
 
+    def known(self, run_ids: list[str]) -> set[str]:
+        """Which of ``run_ids`` still have a record."""
+        if not run_ids:
+            return set()
+        with self._lock:
+            rows = self._db().execute(
+                f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(run_ids))})",  # noqa: S608 (placeholders only)
+                run_ids,
+            ).fetchall()
+        return {row[0] for row in rows}
+
     def list(
         self, *, status: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[RunRecord], int]:

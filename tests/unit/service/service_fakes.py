@@ -12,11 +12,13 @@ itself, because httpx's ASGITransport does not.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,7 +27,7 @@ from fastapi import FastAPI
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor import RunEvent
-from ai_data_agent.models import RunRequest, RunResult, RunStatus, Timings
+from ai_data_agent.models import Artifact, RunRequest, RunResult, RunStatus, Timings
 from ai_data_agent.service import create_app
 from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.settings import Settings
@@ -98,10 +100,22 @@ class FakeExecutor:
         run_id: str | None = None,
         on_event: Callable[[RunEvent], None] | None = None,
         cancel: threading.Event | None = None,
+        artifacts_dir: Path | None = None,
     ) -> RunResult:
         assert run_id is not None and cancel is not None
         if self.on_start is not None:
             self.on_start(run_id)
+        if on_event is not None:
+            on_event(RunEvent(run_id, "phase", "running"))
+            on_event(RunEvent(run_id, "stdout", f"live: {request.code}\n"))
+        artifacts = []
+        if request.code == "artifact" and artifacts_dir is not None:
+            artifacts_dir.mkdir(parents=True)
+            (artifacts_dir / "outputs.csv").write_bytes(b"a,b\n1,2\n")
+            artifacts.append(
+                Artifact(path="outputs.csv", size=8, sha256=hashlib.sha256(b"a,b\n1,2\n").hexdigest(),
+                         media_type="text/csv")
+            )  # fmt: skip
         with self._lock:
             self.started.append(run_id)
         code = request.code
@@ -123,9 +137,11 @@ class FakeExecutor:
             id=run_id,
             status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
             exit_code=1 if failed else 0,
-            stdout=f"ran: {code}\n",
+            stdout=f"ran: {code}\n"
+            + "".join(f"file {f.path}: {f.data!r}\n" for f in request.files),
             timings=Timings(install_s=0.1, execute_s=0.2, total_s=0.4),
             image=FAKE_IMAGE,
+            artifacts=artifacts,
         )
 
 

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Build the controller image offline: wheels on the host, then `docker build`
+# from this directory, with no pull and no index reached inside the build.
+#
+#   images/controller/build.sh [TAG]        # default ai-data-agent/controller:latest
+#
+# Environment:
+#   BASE_IMAGE  base for the image; default python:3.12-slim if present, else the
+#               local ai-data-agent/base:bookworm (built with images/base/build.sh
+#               if missing), as `make images` chooses.
+#   DOCKER_GID  optional: bake the socket's group into the image (else group_add).
+#   PYTHON      host interpreter with pip for the wheelhouse (default: .venv's, else python3).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+tag=${1:-ai-data-agent/controller:latest}
+fallback=${FALLBACK_IMAGE:-ai-data-agent/base:bookworm}
+
+log() { printf 'controller-image: %s\n' "$*" >&2; }
+
+base=${BASE_IMAGE:-}
+if [[ -z $base ]]; then
+  if docker image inspect python:3.12-slim >/dev/null 2>&1; then
+    base=python:3.12-slim
+  else
+    "$root/images/base/build.sh" "$fallback"
+    base=$fallback
+  fi
+fi
+docker image inspect "$base" >/dev/null 2>&1 || {
+  log "base image $base is not present (nothing is pulled here)"
+  exit 1
+}
+
+python=${PYTHON:-}
+if [[ -z $python ]]; then
+  if [[ -x $root/.venv/bin/python ]]; then python=$root/.venv/bin/python; else python=python3; fi
+fi
+
+# Wheels must fit the image's interpreter and C library, not the host's.
+read -r pyver glibc arch < <(
+  docker run --rm --network none --entrypoint python3 "$base" -c \
+    'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.libc_ver()[1], platform.machine())'
+)
+platforms=(--platform "manylinux2014_$arch" --platform "manylinux1_$arch")
+minor=${glibc#*.}
+for ((v = 17; v <= minor; v++)); do platforms+=(--platform "manylinux_2_${v}_$arch"); done
+
+wheelhouse=$here/wheelhouse
+rm -rf "$wheelhouse"
+mkdir -p "$wheelhouse"
+log "wheelhouse for CPython $pyver, glibc $glibc, $arch (base $base)"
+"$python" -m pip wheel --quiet --no-deps --wheel-dir "$wheelhouse" "$root"
+project_wheel=$(ls "$wheelhouse"/ai_data_agent-*.whl)
+"$python" -m pip download --quiet --dest "$wheelhouse" --only-binary=:all: \
+  --python-version "$pyver" --implementation cp "${platforms[@]}" "$project_wheel"
+
+log "building $tag"
+docker build --quiet --tag "$tag" --build-arg "BASE_IMAGE=$base" \
+  ${DOCKER_GID:+--build-arg "DOCKER_GID=$DOCKER_GID"} \
+  --file "$here/Dockerfile" "$here" >/dev/null
+log "built $tag from $base"

@@ -1,0 +1,386 @@
+"""`ai_data_agent.client.Client` against a stub daemon (httpx.MockTransport): no network."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from ai_data_agent.client import (
+    CANCEL_WAIT_S,
+    RUN_OVERHEAD_S,
+    Client,
+    ClientError,
+    InvalidRequest,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    QueueFull,
+    RunIncomplete,
+    ServerError,
+    ServerUnreachable,
+    Unauthorized,
+)
+from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.models import InputFile, RunRequest, RunResult, RunStatus
+
+BASE = "http://daemon.test"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def result_json(
+    run_id: str = "r1", status: str = "succeeded", stdout: str = "hi\n"
+) -> dict[str, Any]:
+    return RunResult(id=run_id, status=RunStatus(status), exit_code=0, stdout=stdout).model_dump(
+        mode="json"
+    )
+
+
+def record_json(
+    run_id: str = "r1", status: str = "succeeded", *, result: bool = True, error: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "status": status,
+        "created_at": "2025-01-01T00:00:00Z",
+        "request": {"code": "print('hi')"},
+        "result": result_json(run_id, status) if result else None,
+        "error": error,
+    }
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> httpx.Response:
+    return httpx.Response(
+        status, json={"error": {"code": code, "message": message}}, headers=headers
+    )
+
+
+class Recorder:
+    """A MockTransport handler that answers from a script and keeps the requests."""
+
+    def __init__(self, *answers: httpx.Response | Handler) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return answer(request) if callable(answer) else answer
+
+    @property
+    def last(self) -> httpx.Request:
+        return self.requests[-1]
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[[Recorder], Client]]:
+    clients: list[Client] = []
+
+    def make(recorder: Recorder) -> Client:
+        client = Client(BASE, token="s3cret", timeout=5.0, transport=httpx.MockTransport(recorder))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+# -- happy paths -------------------------------------------------------------------
+
+
+def test_run_posts_a_waiting_submission_and_returns_the_result(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(200, json=result_json()))
+    client = client_for(recorder)
+
+    result = client.run(
+        "print('hi')", requirements=["six"], timeout_s=30, memory_mb=256, cpus=0.5,
+        env={"A": "1"},
+    )  # fmt: skip
+
+    assert result.status == RunStatus.SUCCEEDED and result.stdout == "hi\n"
+    request = recorder.last
+    assert (request.method, request.url.path) == ("POST", "/v1/runs")
+    assert request.headers["authorization"] == "Bearer s3cret"
+    assert json.loads(request.content) == {
+        "code": "print('hi')", "requirements": ["six"], "timeout_s": 30, "memory_mb": 256,
+        "cpus": 0.5, "network": False, "env": {"A": "1"}, "wait": True,
+    }  # fmt: skip
+    # The line stays open for the run's timeout plus the install budget.
+    assert request.extensions["timeout"]["read"] == 30 + RUN_OVERHEAD_S + 5.0
+    assert request.extensions["timeout"]["connect"] == 5.0
+
+
+def test_input_files_are_sent_as_base64(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(200, json=result_json()))
+    client_for(recorder).run("print(1)", files=[InputFile.from_bytes("data/a.csv", b"x,y\n1,2\n")])
+    assert json.loads(recorder.last.content)["files"] == [
+        {"path": "data/a.csv", "content_b64": "eCx5CjEsMgo="}
+    ]
+
+
+def test_run_request_sends_every_field_set(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(200, json=result_json()))
+    request = RunRequest(
+        code="print(1)", timeout_s=12, files=[InputFile.from_bytes("in.txt", b"hi")]
+    )
+    client_for(recorder).run_request(request, wait_timeout_s=99)
+    assert json.loads(recorder.last.content) == {
+        "code": "print(1)",
+        "timeout_s": 12,
+        "files": [{"path": "in.txt", "content_b64": "aGk="}],
+        "wait": True,
+    }
+    assert recorder.last.extensions["timeout"]["read"] == 99
+
+
+def test_submit_request_does_not_wait(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(202, json={"id": "r8", "status": "queued"}))
+    assert client_for(recorder).submit_request(RunRequest(code="print(1)")) == "r8"
+    assert json.loads(recorder.last.content) == {"code": "print(1)", "wait": False}
+
+
+def test_run_leaves_unset_limits_to_the_server(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(200, json=result_json()))
+    client_for(recorder).run("print(1)")
+    body = json.loads(recorder.last.content)
+    assert "timeout_s" not in body and "memory_mb" not in body and "cpus" not in body
+    assert recorder.last.extensions["timeout"]["read"] > 600
+
+
+def test_run_falls_back_to_polling_when_the_server_does_not_wait(client_for: Any) -> None:
+    recorder = Recorder(
+        httpx.Response(
+            202, json={"id": "r9", "status": "queued"}, headers={"Location": "/v1/runs/r9"}
+        ),
+        httpx.Response(200, json=record_json("r9", "running", result=False)),
+        httpx.Response(200, json=record_json("r9")),
+    )
+    client = client_for(recorder)
+    assert client.run("print(1)").id == "r9"
+    assert [r.url.path for r in recorder.requests] == ["/v1/runs", "/v1/runs/r9", "/v1/runs/r9"]
+
+
+def test_submit_returns_the_id_at_once(client_for: Any) -> None:
+    recorder = Recorder(
+        httpx.Response(
+            202, json={"id": "r2", "status": "queued"}, headers={"Location": "/v1/runs/r2"}
+        )
+    )
+    assert client_for(recorder).submit("print(1)", requirements=["six"]) == "r2"
+    assert json.loads(recorder.last.content)["wait"] is False
+
+
+def test_get_and_cancel(client_for: Any) -> None:
+    recorder = Recorder(
+        httpx.Response(200, json=record_json("r3", "running", result=False)),
+        httpx.Response(200, json=record_json("r3", "cancelled", result=False, error="cancelled")),
+    )
+    client = client_for(recorder)
+    assert client.get("r3").status == "running"
+    record = client.cancel("r3")
+    assert record.status == RunStatus.CANCELLED and record.error == "cancelled"
+    assert [(r.method, r.url.path) for r in recorder.requests] == [
+        ("GET", "/v1/runs/r3"), ("DELETE", "/v1/runs/r3"),
+    ]  # fmt: skip
+    # A cancel waits for the container to go: longer than an ordinary call.
+    assert recorder.requests[0].extensions["timeout"]["read"] == 5.0
+    assert recorder.requests[1].extensions["timeout"]["read"] == CANCEL_WAIT_S
+
+
+def test_run_ids_cannot_change_the_route(client_for: Any) -> None:
+    recorder = Recorder(error_response(404, "not_found", "no run"))
+    client = client_for(recorder)
+    with pytest.raises(NotFound):
+        client.get("../healthz?x=1")
+    assert recorder.last.url.raw_path == b"/v1/runs/..%2Fhealthz%3Fx%3D1"
+    with pytest.raises(ValueError, match="not a run id"):
+        client.get("..")
+
+
+def test_list_passes_filter_and_pagination(client_for: Any) -> None:
+    page = {"items": [record_json("a"), record_json("b")], "total": 7, "limit": 2, "offset": 4}
+    recorder = Recorder(httpx.Response(200, json=page))
+    result = client_for(recorder).list(RunStatus.SUCCEEDED, limit=2, offset=4)
+    assert [r.id for r in result.items] == ["a", "b"] and result.total == 7
+    assert dict(recorder.last.url.params) == {"status": "succeeded", "limit": "2", "offset": "4"}
+
+
+def test_list_without_a_filter_sends_none(client_for: Any) -> None:
+    recorder = Recorder(
+        httpx.Response(200, json={"items": [], "total": 0, "limit": 50, "offset": 0})
+    )
+    client_for(recorder).list()
+    assert "status" not in recorder.last.url.params
+
+
+def test_wait_polls_until_terminal(client_for: Any) -> None:
+    recorder = Recorder(
+        httpx.Response(200, json=record_json("r4", "queued", result=False)),
+        httpx.Response(200, json=record_json("r4", "running", result=False)),
+        httpx.Response(200, json=record_json("r4", "failed")),
+    )
+    result = client_for(recorder).wait("r4", poll_interval=0.01, timeout=5)
+    assert result.status == RunStatus.FAILED
+    assert len(recorder.requests) == 3
+
+
+def test_wait_raises_on_a_terminal_record_without_result(client_for: Any) -> None:
+    recorder = Recorder(
+        httpx.Response(
+            200, json=record_json("r5", "interrupted", result=False, error="daemon restarted")
+        )
+    )
+    with pytest.raises(RunIncomplete, match="daemon restarted") as info:
+        client_for(recorder).wait("r5", poll_interval=0.01)
+    assert info.value.code == "interrupted" and info.value.status_code is None
+    assert info.value.record.id == "r5"
+
+
+def test_wait_gives_up_at_its_timeout(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(200, json=record_json("r6", "running", result=False)))
+    with pytest.raises(RunIncomplete, match="still running") as info:
+        client_for(recorder).wait("r6", poll_interval=0.01, timeout=0.05)
+    assert info.value.code == "wait_timeout" and info.value.record.status == "running"
+
+
+# -- errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "cls"),
+    [
+        (400, "invalid_request", InvalidRequest),
+        (422, "invalid_request", InvalidRequest),
+        (401, "unauthorized", Unauthorized),
+        (404, "not_found", NotFound),
+        (413, "payload_too_large", PayloadTooLarge),
+        (429, "queue_full", QueueFull),
+        (503, "not_ready", NotReady),
+        (500, "internal", ServerError),
+    ],
+)
+def test_each_error_code_maps_to_its_exception(
+    client_for: Any, status: int, code: str, cls: type[ClientError]
+) -> None:
+    recorder = Recorder(error_response(status, code, f"because {code}"))
+    with pytest.raises(cls) as info:
+        client_for(recorder).submit("print(1)")
+    err = info.value
+    assert isinstance(err, ClientError) and isinstance(err, AiDataAgentError)
+    assert (err.status_code, err.code, err.message) == (status, code, f"because {code}")
+    assert str(err) == f"HTTP {status} {code}: because {code}"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("7", 7.0), ("0.5", 0.5), (None, None), ("soon", None), ("nan", None)],
+)
+def test_queue_full_carries_retry_after(
+    client_for: Any, header: str | None, expected: float | None
+) -> None:
+    headers = {"Retry-After": header} if header is not None else {}
+    recorder = Recorder(error_response(429, "queue_full", "queue is full", **headers))
+    with pytest.raises(QueueFull) as info:
+        client_for(recorder).run("print(1)")
+    assert info.value.retry_after == expected
+
+
+def test_retry_after_as_an_http_date(client_for: Any) -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    recorder = Recorder(error_response(429, "queue_full", "full", **{"Retry-After": when}))
+    with pytest.raises(QueueFull) as info:
+        client_for(recorder).submit("print(1)")
+    assert info.value.retry_after is not None and 20 < info.value.retry_after <= 30
+
+
+def test_a_body_that_is_not_an_error_body_is_never_echoed(client_for: Any) -> None:
+    traceback = 'Traceback (most recent call last):\n  File "/app/x.py", line 1\nKeyError: secret'
+    recorder = Recorder(httpx.Response(500, text=traceback))
+    with pytest.raises(ServerError) as info:
+        client_for(recorder).get("r1")
+    assert info.value.message == "500 Internal Server Error"
+    assert "Traceback" not in str(info.value) and "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"detail": "Not Found"},  # a framework default
+        {"error": {"code": 404, "message": "x"}},  # wrong types
+        {"error": "not_found"},
+    ],
+)
+def test_malformed_error_bodies_fall_back_to_the_status_line(client_for: Any, body: Any) -> None:
+    recorder = Recorder(httpx.Response(404, json=body))
+    with pytest.raises(NotFound) as info:
+        client_for(recorder).get("r1")
+    assert (info.value.code, info.value.message) == ("not_found", "404 Not Found")
+
+
+def test_unexpected_statuses_are_server_errors(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(502, text="<html>bad gateway</html>"))
+    with pytest.raises(ServerError) as info:
+        client_for(recorder).get("r1")
+    assert (info.value.status_code, info.value.code) == (502, "internal")
+
+
+def test_a_success_body_of_the_wrong_shape_is_a_server_error(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(200, json={"status": "succeeded"}))
+    with pytest.raises(ServerError, match="not a valid RunResult") as info:
+        client_for(recorder).run("print(1)")
+    assert info.value.code == "invalid_response"
+
+
+def test_long_server_messages_are_capped(client_for: Any) -> None:
+    recorder = Recorder(error_response(400, "invalid_request", "x" * 10_000))
+    with pytest.raises(InvalidRequest) as info:
+        client_for(recorder).submit("print(1)")
+    assert len(info.value.message) == 2000
+
+
+# -- transport ---------------------------------------------------------------------
+
+
+def test_unreachable_server() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nobody listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with (
+        Client(f"http://127.0.0.1:{port}", timeout=2.0) as client,
+        pytest.raises(ServerUnreachable) as info,
+    ):
+        client.run("print(1)")
+    assert info.value.status_code is None and info.value.code == "unreachable"
+    assert f"127.0.0.1:{port}" in info.value.message
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+
+
+def test_a_read_timeout_is_reported_as_no_answer(client_for: Any) -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(ServerUnreachable, match=r"no answer from http://daemon\.test in time"):
+        client_for(Recorder(hang)).run("print(1)", wait_timeout_s=1)
+
+
+def test_no_token_sends_no_authorization_header() -> None:
+    recorder = Recorder(httpx.Response(200, json=record_json()))
+    with Client(BASE, transport=httpx.MockTransport(recorder)) as client:
+        client.get("r1")
+    assert "authorization" not in recorder.last.headers
+
+
+def test_close_is_idempotent() -> None:
+    client = Client(BASE, transport=httpx.MockTransport(Recorder(httpx.Response(200))))
+    with client:
+        pass
+    client.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.get("r1")
