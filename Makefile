@@ -14,7 +14,8 @@ export AI_DATA_AGENT_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 # No registry may be reachable: never let testcontainers pull its reaper.
 export TESTCONTAINERS_RYUK_DISABLED := true
 
-.PHONY: help setup images test test-quick test-integration lint typecheck format run-sample doctor sweep clean
+.PHONY: help setup images test test-quick lint typecheck format run-sample doctor sweep \
+  controller-image compose-up compose-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,8 +57,10 @@ format: setup ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-run-sample: setup images ## run the sample data analysis in a sandbox
-	$(BIN)/ai-data-agent run samples/analysis.py -r samples/requirements.txt
+run-sample: setup images ## sample analysis: a CSV in, pandas + matplotlib, a table and a chart out
+	$(BIN)/ai-data-agent run samples/analysis.py -r samples/requirements.txt \
+	  --file samples/data/sales.csv:data/sales.csv --output-dir sample-output
+	@echo "run-sample: the summary table and the chart are in $(CURDIR)/sample-output"
 
 doctor: setup images ## check this machine end to end
 	$(BIN)/ai-data-agent doctor
@@ -65,5 +68,15 @@ doctor: setup images ## check this machine end to end
 sweep: setup ## remove sandbox containers left by dead controllers
 	$(BIN)/ai-data-agent sweep
 
-clean: ## remove the venv and caches (images stay)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info
+controller-image: setup images ## build ai-data-agent/controller:latest offline (host wheelhouse, no pulls)
+	images/controller/build.sh
+
+compose-up: controller-image ## start the controller with compose (needs DOCKER_GID, AI_DATA_AGENT_API_TOKENS)
+	docker-compose up -d
+
+compose-down: ## stop the compose controller (SIGTERM, then its grace period)
+	docker-compose down
+
+clean: ## remove the venv, caches and build leftovers (images stay)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info build sample-output \
+	  images/controller/wheelhouse

@@ -2,13 +2,15 @@
 
     ai-data-agent run analysis.py -p pandas --timeout 30
     echo 'print(1)' | ai-data-agent run - --json
+    ai-data-agent run analysis.py --file data/sales.csv --output-dir out/
     ai-data-agent run analysis.py --server http://127.0.0.1:8000   # on a daemon
     ai-data-agent serve --host 0.0.0.0 --port 8000
     ai-data-agent doctor
+    ai-data-agent cache list
     ai-data-agent sweep
 
-Without ``--json``, ``run`` prints the program's stdout and stderr (live on the
-local engine, at the end through a daemon) and exits with the program's exit
+Without ``--json``, ``run`` prints the program's stdout and stderr as they come
+(from the local engine or from a daemon's event stream) and exits with the program's exit
 code, or one of the codes below for outcomes that are not the program's own.
 With ``--json`` it prints exactly one `RunResult` document on stdout. Progress
 goes to stderr. ``--server`` (or ``AI_DATA_AGENT_SERVER``, with the token from
@@ -20,18 +22,27 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from ai_data_agent.client import Client, InvalidRequest, PayloadTooLarge
 from ai_data_agent.errors import AiDataAgentError, ConfigurationError, RequestRejected
 from ai_data_agent.executor import Executor, RunEvent
+from ai_data_agent.executor.envcache import EnvCache
 from ai_data_agent.logs import configure_logging
-from ai_data_agent.models import RunRequest, RunResult, RunStatus, parse_requirements_text
+from ai_data_agent.models import (
+    InputFile,
+    RunRequest,
+    RunResult,
+    RunStatus,
+    parse_requirements_text,
+)
 from ai_data_agent.settings import Settings
 
 __all__ = ["EXIT_CODES", "app", "exit_code_for", "main"]
@@ -90,6 +101,24 @@ def _requirements(requirements_file: Path | None, specs: list[str]) -> list[str]
     return reqs + specs
 
 
+def _input_files(specs: list[str]) -> list[InputFile]:
+    """``LOCAL[:DEST]`` pairs; DEST defaults to LOCAL when that is relative, else its name."""
+    files = []
+    for spec in specs:
+        local, sep, dest = spec.partition(":")
+        path = Path(local)
+        if not sep:
+            dest = local if not path.is_absolute() else path.name
+        try:
+            files.append(InputFile.from_bytes(dest, path.read_bytes()))
+        except OSError as exc:
+            raise _fail(f"--file {spec}: cannot read {local}: {exc.strerror}", EXIT_USAGE) from exc
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise _fail(f"--file {spec}: {reason}", EXIT_USAGE) from exc
+    return files
+
+
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
     env = {}
     for pair in pairs:
@@ -136,25 +165,49 @@ class _Progress:
             self.status = None
 
 
-def _run_remote(server: str, settings: Settings, request: RunRequest) -> RunResult:
+def _client(server: str, settings: Settings) -> Client:
     token = settings.token.get_secret_value() if settings.token is not None else None
-    with Client(server, token=token) as client:
-        return client.run_request(request)
+    return Client(server, token=token)
 
 
-def _report(result: RunResult, *, as_json: bool, replay_output: bool) -> None:
-    """Print ``result``; ``replay_output`` when its output was not streamed already."""
+def _run_remote(
+    client: Client, request: RunRequest, progress: _Progress, output_dir: Path | None
+) -> RunResult:
+    if progress.live_output:
+        result = client.run_streaming(
+            request, lambda stream, text: progress(RunEvent("", stream, text))
+        )
+    else:
+        result = client.run_request(request)
+    if output_dir is not None:
+        for artifact in result.artifacts:
+            client.download_artifact(result.id, artifact, output_dir)
+    return result
+
+
+def _print_artifacts(result: RunResult, output_dir: Path | None) -> None:
+    for artifact in result.artifacts:
+        where = output_dir / artifact.path if output_dir is not None else artifact.path
+        err_console.print(
+            f"artifact: {where} ({artifact.size} bytes, {artifact.media_type})",
+            highlight=False, soft_wrap=True, markup=False,
+        )  # fmt: skip
+    for skipped in result.artifacts_skipped:
+        err_console.print(
+            f"not returned: {skipped.path}: {skipped.reason}", soft_wrap=True, markup=False
+        )
+
+
+def _report(result: RunResult, *, as_json: bool, output_dir: Path | None) -> None:
+    """Print ``result``: the JSON document, or what was not streamed already."""
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
         return
-    if replay_output:
-        sys.stdout.write(result.stdout)
-        sys.stdout.flush()
-        sys.stderr.write(result.stderr)
     if result.stdout_truncated or result.stderr_truncated:
         err_console.print("[yellow]output truncated at the cap[/yellow]")
     if result.status == RunStatus.INSTALL_FAILED:
         sys.stderr.write(result.install.log_tail)
+    _print_artifacts(result, output_dir)
     if result.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
         err_console.print(
             f"[red]{result.status.value}[/red]: {result.error or ''}", highlight=False
@@ -176,6 +229,19 @@ def run(
     network: Annotated[bool, typer.Option(help="Network for the code (if allowed).")] = False,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE for the code (repeatable).")
+    ] = None,
+    file_specs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--file",
+            "-f",
+            metavar="LOCAL[:DEST]",
+            help="An input file, placed at DEST under the code's working directory (repeatable).",
+        ),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="Write the files the code leaves in outputs/ here."),
     ] = None,
     server: Annotated[
         str | None,
@@ -203,25 +269,28 @@ def run(
             cpus=cpus,
             network=network,
             env=_env_pairs(env or []),
+            files=_input_files(file_specs or []),
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise _fail(problems, EXIT_USAGE) from exc
     server = server or settings.server
     label = "starting sandbox" if server is None else f"running on {server}"
-    progress = _Progress(live_output=server is None and not as_json, label=label)
+    progress = _Progress(live_output=not as_json, label=label)
     try:
         if server is None:
-            result = Executor(settings).run(request, on_event=progress)
+            with Executor(settings) as executor:
+                result = executor.run(request, on_event=progress, artifacts_dir=output_dir)
         else:
-            result = _run_remote(server, settings, request)
+            with _client(server, settings) as client:
+                result = _run_remote(client, request, progress, output_dir)
     except (RequestRejected, InvalidRequest, PayloadTooLarge) as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
     except AiDataAgentError as exc:
         raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
     finally:
         progress.stop()
-    _report(result, as_json=as_json, replay_output=server is not None)
+    _report(result, as_json=as_json, output_dir=output_dir)
     raise typer.Exit(exit_code_for(result))
 
 
@@ -256,6 +325,70 @@ def doctor() -> None:
     checks = run_checks(settings)
     print_report(checks, Console())
     raise typer.Exit(0 if all(c.ok for c in checks) else 1)
+
+
+cache_app = typer.Typer(help="The environment cache: requirement sets installed once.")
+app.add_typer(cache_app, name="cache")
+
+
+def _env_cache(settings: Settings) -> EnvCache:
+    executor = Executor(settings)
+    if executor.env_cache is None:
+        raise _fail("the environment cache is off (AI_DATA_AGENT_INSTALL_MODE=per_run)", EXIT_USAGE)
+    return executor.env_cache
+
+
+@cache_app.command("list")
+def cache_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Cached environments, most recently used first."""
+    settings = _settings()
+    configure_logging("WARNING")
+    envs = _env_cache(settings).index.all()
+    if as_json:
+        for env in envs:
+            typer.echo(json.dumps({
+                "key": env.key, "requirements": env.requirements, "size_bytes": env.size_bytes,
+                "packages": [p.model_dump() for p in env.packages], "installer": env.installer,
+                "created_at": env.created_at, "last_used_at": env.last_used_at,
+            }))  # fmt: skip
+        return
+    table = Table("key", "requirements", "packages", "size", "last used")
+    for env in envs:
+        table.add_row(
+            env.key[:12], " ".join(env.requirements), str(len(env.packages)),
+            f"{env.size_bytes / 1e6:.1f} MB",
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(env.last_used_at)),
+        )  # fmt: skip
+    Console().print(table)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    everything: Annotated[bool, typer.Option("--all", help="Remove every environment.")] = False,
+    key: Annotated[
+        list[str] | None, typer.Option("--key", help="Remove this one (a key or its prefix).")
+    ] = None,
+) -> None:
+    """Evict environments beyond the size and age bounds (or the ones named)."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+    cache = _env_cache(settings)
+    try:
+        if everything or key:
+            known = [env.key for env in cache.index.all()]
+            doomed = (
+                known
+                if everything
+                else [k for k in known if any(k.startswith(p) for p in key or [])]
+            )
+            removed = cache.prune(keys=doomed)
+        else:
+            removed = cache.prune_to_bounds()
+    except AiDataAgentError as exc:
+        raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
+    typer.echo(json.dumps({"removed": removed}))
 
 
 @app.command()

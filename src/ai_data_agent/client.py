@@ -30,19 +30,24 @@ as the documented ``{"error": {"code", "message"}}`` shape, never echoed raw::
 
 from __future__ import annotations
 
+import builtins
 import email.utils
+import hashlib
+import json
 import math
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.models import (
+    Artifact,
     ErrorBody,
     InputFile,
     RunAccepted,
@@ -52,6 +57,7 @@ from ai_data_agent.models import (
     RunResult,
     RunStatus,
 )
+from ai_data_agent.paths import check_relative_path
 
 __all__ = [
     "Client",
@@ -77,6 +83,7 @@ ASSUMED_MAX_TIMEOUT_S = 600.0
 CANCEL_WAIT_S = 75.0
 MAX_MESSAGE_CHARS = 2000
 ACTIVE_STATUSES = frozenset({"queued", "running"})
+_ARTIFACT_LIST = TypeAdapter(list[Artifact])
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -382,6 +389,98 @@ class Client:
         if status is not None:
             params["status"] = str(status)
         return self._parse(self._request("GET", "/v1/runs", params=params), RunPage)
+
+    # -- artifacts and live events -----------------------------------------------------
+    def artifacts(self, run_id: str) -> builtins.list[Artifact]:
+        """The files the run left under ``outputs/`` (as its result lists them)."""
+        response = self._request("GET", f"/v1/runs/{_segment(run_id)}/artifacts")
+        try:
+            return _ARTIFACT_LIST.validate_json(response.content)
+        except ValidationError as exc:
+            raise ServerError(
+                "the answer is not a list of artifacts", status_code=response.status_code,
+                code="invalid_response",
+            ) from exc  # fmt: skip
+
+    def download_artifact(self, run_id: str, artifact: Artifact, directory: Path) -> Path:
+        """Save ``artifact`` under ``directory`` (at its relative path); return the file.
+
+        The name is checked like every name from outside, the file is written
+        next to its target and renamed only once size and sha256 match.
+
+        Raises:
+            ServerError: size or hash differ from the artifact's record.
+        """
+        target = directory / check_relative_path(artifact.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.part")
+        digest = hashlib.sha256()
+        size = 0
+        url = f"/v1/runs/{_segment(run_id)}/artifacts/{urllib.parse.quote(artifact.path)}"
+        try:
+            with self._http.stream("GET", url) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_from_response(response)
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > artifact.size:
+                            break
+                        digest.update(chunk)
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            partial.unlink(missing_ok=True)
+            raise ServerUnreachable(f"cannot download {artifact.path}: {exc}") from exc
+        if size != artifact.size or digest.hexdigest() != artifact.sha256:
+            partial.unlink(missing_ok=True)
+            raise ServerError(
+                f"artifact {artifact.path} arrived with a different size or sha256",
+                status_code=200, code="invalid_response",
+            )  # fmt: skip
+        partial.replace(target)
+        return target
+
+    def events(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The run's Server-Sent Events as (name, data): ``status``, ``stdout``,
+        ``stderr`` and, last, ``result`` (a `RunResult` as a dict)."""
+        timeout = httpx.Timeout(self.timeout, read=None)  # a quiet run sends nothing for a while
+        try:
+            with self._http.stream(
+                "GET", f"/v1/runs/{_segment(run_id)}/events", timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_from_response(response)
+                name, data = "message", ""
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        name = line[len("event: ") :]
+                    elif line.startswith("data: "):
+                        data += line[len("data: ") :]
+                    elif not line and data:
+                        yield name, json.loads(data)
+                        name, data = "message", ""
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"lost the event stream of {run_id}: {exc}") from exc
+
+    def run_streaming(
+        self, request: RunRequest, on_output: Callable[[str, str], None]
+    ) -> RunResult:
+        """`run_request`, with ``on_output(stream, text)`` called as output arrives."""
+        run_id = self.submit_request(request)
+        for name, data in self.events(run_id):
+            if name in ("stdout", "stderr"):
+                on_output(name, str(data.get("data", "")))
+            elif name == "result":
+                try:
+                    return RunResult.model_validate(data)
+                except ValidationError as exc:
+                    raise ServerError(
+                        "the result event is not a valid RunResult", status_code=200,
+                        code="invalid_response",
+                    ) from exc  # fmt: skip
+        return self.wait(run_id)  # the stream ended early: fall back to polling
 
     # -- plumbing -------------------------------------------------------------------
     def _run(self, body: dict[str, Any], wait_timeout_s: float | None) -> RunResult:

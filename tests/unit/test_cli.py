@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from ai_data_agent import cli
 from ai_data_agent.cli import EXIT_CODES, app, exit_code_for
 from ai_data_agent.client import InvalidRequest, QueueFull, ServerUnreachable
 from ai_data_agent.errors import AiDataAgentError, ConfigurationError
-from ai_data_agent.models import InstallReport, RunRequest, RunResult, RunStatus
+from ai_data_agent.models import Artifact, InstallReport, RunRequest, RunResult, RunStatus
 from ai_data_agent.service import server
 from ai_data_agent.settings import Settings
 
@@ -69,6 +70,7 @@ class FakeClient:
         self.base_url = base_url
         self.token = token
         self.calls: list[RunRequest] = []
+        self.downloaded: list[str] = []
         self.closed = False
         FakeClient.made.append(self)
 
@@ -83,6 +85,23 @@ class FakeClient:
         if isinstance(self.answer, AiDataAgentError):
             raise self.answer
         return self.answer
+
+    def run_streaming(
+        self, request: RunRequest, on_output: Callable[[str, str], None]
+    ) -> RunResult:
+        """As the daemon's event stream would: the output first, then the result."""
+        answer = self.run_request(request)
+        for stream, text in (("stdout", answer.stdout), ("stderr", answer.stderr)):
+            if text:
+                on_output(stream, text)
+        return answer
+
+    def download_artifact(self, run_id: str, artifact: Artifact, directory: Path) -> Path:
+        target = directory / artifact.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"x" * artifact.size)
+        self.downloaded.append(artifact.path)
+        return target
 
 
 @pytest.fixture
@@ -301,3 +320,52 @@ def test_serve_exits_2_when_the_daemon_refuses_to_start(
 @pytest.mark.parametrize("port", ["0", "65536", "http"])
 def test_serve_checks_the_port(runner: CliRunner, port: str) -> None:
     assert runner.invoke(app, ["serve", "--port", port]).exit_code == 2
+
+
+def test_input_files_and_output_dir_through_a_server(
+    runner: CliRunner, fake_client: type[FakeClient], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    data = tmp_path / "sales.csv"
+    data.write_bytes(b"a,b\n")
+    artifact = Artifact(path="charts/plot.png", size=3, sha256="0" * 64, media_type="image/png")
+    answer = result(RunStatus.SUCCEEDED, 0).model_copy(update={"artifacts": [artifact]})
+    monkeypatch.setattr(fake_client, "answer", answer)
+    out = tmp_path / "out"
+
+    outcome = runner.invoke(
+        cli.app,
+        [
+            "run",
+            "-",
+            "--server",
+            SERVER,
+            "--file",
+            f"{data}:data/sales.csv",
+            "--output-dir",
+            str(out),
+        ],
+        input="print(1)\n",
+    )
+
+    assert outcome.exit_code == 0, outcome.output
+    sent = fake_client.made[0].calls[0]
+    assert [(f.path, f.data) for f in sent.files] == [("data/sales.csv", b"a,b\n")]
+    assert fake_client.made[0].downloaded == ["charts/plot.png"]
+    assert (out / "charts" / "plot.png").is_file()
+    assert f"artifact: {out / 'charts' / 'plot.png'}" in outcome.output
+
+
+@pytest.mark.parametrize("spec", ["missing.csv", "x.csv:../escape.csv", "x.csv:/abs.csv"])
+def test_bad_input_files_exit_2(
+    runner: CliRunner, fake_client: type[FakeClient], tmp_path: Path, spec: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text("1\n")
+    outcome = runner.invoke(
+        cli.app, ["run", "-", "--server", SERVER, "--file", spec], input="print(1)\n"
+    )
+    assert outcome.exit_code == 2, outcome.output
+    assert "--file" in outcome.output
+    assert fake_client.made == []
