@@ -14,7 +14,7 @@ export AI_DATA_AGENT_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 # No registry may be reachable: never let testcontainers pull its reaper.
 export TESTCONTAINERS_RYUK_DISABLED := true
 
-.PHONY: help setup images test test-quick lint typecheck format run-sample doctor sweep \
+.PHONY: help setup images test test-quick test-slow soak lint typecheck format run-sample doctor sweep \
   controller-image compose-up compose-down clean
 
 help: ## list the targets
@@ -41,6 +41,12 @@ images: ## make a sandbox image available (pull, else build the local Debian bas
 test: setup images ## the whole suite: unit, then integration against the real engine
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/integration -q -m "integration and not slow"
+
+soak: setup images ## 10-minute soak: mixed benign and hostile runs with random daemon kills (BATTERY_SOAK_SECONDS)
+	$(BIN)/pytest tests/integration/chaos/test_soak.py -m slow -q
+
+test-slow: setup images ## the slow tests: Docker restarts with runs in flight, and the soak
+	$(BIN)/pytest tests/integration -m slow -q
 
 test-quick: setup ## unit tests only (no Docker)
 	$(BIN)/pytest tests/unit -q

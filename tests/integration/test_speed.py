@@ -17,7 +17,7 @@ import pytest
 from loguru import logger
 
 from ai_data_agent import Executor, RunRequest, RunStatus, Settings
-from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_MANAGED
+from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_CONTROLLER, LABEL_MANAGED
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +43,13 @@ def log_lines() -> Iterator[list[str]]:
     logger.remove(sink)
 
 
-def _managed_containers() -> list[str]:
+def _managed_containers(executor: Executor) -> list[str]:
+    """This executor's sandboxes (other controllers may share the engine)."""
     client = docker.from_env()
-    return [c.id for c in client.containers.list(all=True, filters={"label": LABEL_MANAGED})]
+    label = f"{LABEL_CONTROLLER}={executor.controller_id}"
+    return [
+        c.id for c in client.containers.list(all=True, filters={"label": [LABEL_MANAGED, label]})
+    ]
 
 
 def test_second_run_of_a_set_is_a_cache_hit_from_a_read_only_env(tmp_path: Path) -> None:
@@ -168,10 +172,10 @@ def test_pool_gives_each_run_its_own_never_reused_container(tmp_path: Path) -> N
             assert result.status == RunStatus.SUCCEEDED, result.error
             hosts.append(result.stdout.strip())
             # The container that ran the code is gone once run() returns.
-            assert not [c for c in _managed_containers() if c.startswith(hosts[-1])]
+            assert not [c for c in _managed_containers(executor) if c.startswith(hosts[-1])]
         assert executor.pool is not None and executor.pool.taken == 3
         assert len(set(hosts)) == 3
-    assert _managed_containers() == []  # drained on close
+    assert _managed_containers(executor) == []  # drained on close
 
 
 def test_pool_serves_cached_environments_and_other_limits_start_fresh(tmp_path: Path) -> None:
@@ -188,4 +192,4 @@ def test_pool_serves_cached_environments_and_other_limits_start_fresh(tmp_path: 
 
     assert warm.status == hit.status == other.status == RunStatus.SUCCEEDED
     assert hit.install.cache_hit and hit.stdout == "ok\n"
-    assert _managed_containers() == []
+    assert _managed_containers(executor) == []

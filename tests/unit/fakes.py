@@ -302,6 +302,9 @@ class FakeBackend:
         self.specs: list[ContainerSpec] = []
         self.sessions: list[ProcessSession] = []
 
+    def close(self) -> None:
+        pass
+
     def resolve_image(self) -> str:
         return self.image
 
@@ -439,6 +442,9 @@ class ScriptedBackend:
         self.on_start = on_start
         self.specs: list[ContainerSpec] = []
         self.sessions: list[ScriptedSession] = []
+
+    def close(self) -> None:
+        pass
 
     def resolve_image(self) -> str:
         return FAKE_IMAGE

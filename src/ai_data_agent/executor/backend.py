@@ -58,3 +58,6 @@ class Backend(Protocol):
 
     def resolve_image(self) -> str:
         """The image sandboxes run, per the settings (may pull or fall back)."""
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""

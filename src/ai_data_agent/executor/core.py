@@ -141,9 +141,13 @@ class Executor:
         self.close()
 
     def close(self) -> None:
-        """Drain the warm pool (nothing left behind). Idempotent."""
+        """Drain the warm pool (nothing left behind) and close the engine connection.
+
+        Idempotent; the executor stays usable (it reconnects, without a pool).
+        """
         if self.pool is not None:
             self.pool.close()
+        self.backend.close()
 
     def start_pool(self) -> None:
         """Fill the warm pool now rather than at the first run (a daemon does this at start)."""

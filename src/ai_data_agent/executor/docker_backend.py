@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import docker
@@ -37,6 +38,7 @@ __all__ = ["DockerBackend", "DockerSession", "connect"]
 
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 HEADER_SIZE = 8
+REMOVAL_RETRY_S = 900.0
 SANDBOX_UID = int(SANDBOX_USER.split(":")[0])
 
 
@@ -68,8 +70,9 @@ class DockerSession:
 
     def __init__(
         self, client: docker.DockerClient, container_id: str, sock: Any, spec: ContainerSpec,
-        run_id: str,
+        run_id: str, on_remove_failed: Callable[[str], None],
     ) -> None:  # fmt: skip
+        self._on_remove_failed = on_remove_failed
         self._api = client.api
         self._id = container_id
         self._response_holder = sock  # keeps the HTTP response (and socket) alive
@@ -180,8 +183,10 @@ class DockerSession:
         except docker.errors.APIError as exc:
             # Someone else (a sweep) is removing it already: the goal is reached.
             if exc.status_code != 409 or "already in progress" not in str(exc):
+                self._on_remove_failed(self._id)
                 raise self._error("cannot remove the sandbox", "remove", exc) from exc
         except DOCKER_ERRORS as exc:
+            self._on_remove_failed(self._id)
             raise self._error("cannot remove the sandbox", "remove", exc) from exc
         self._removed = True
 
@@ -194,12 +199,61 @@ class DockerBackend:
         self._client = client
         self._image: str | None = None
         self._image_lock = threading.Lock()
+        self._pending: set[str] = set()  # sandboxes whose removal failed, retried
+        self._pending_lock = threading.Lock()
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
             self._client = connect(self.settings)
         return self._client
+
+    def close(self) -> None:
+        """Try pending removals once more, then close the engine connection.
+
+        Idempotent; a later call reconnects.
+        """
+        with self._pending_lock:
+            pending = sorted(self._pending)
+        for container_id in pending:
+            self._try_remove(container_id)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _try_remove(self, container_id: str) -> bool:
+        try:
+            self.client.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except DOCKER_ERRORS:
+            return False
+        with self._pending_lock:
+            self._pending.discard(container_id)
+        return True
+
+    def _remove_later(self, container_id: str) -> None:
+        """Keep trying to remove a sandbox whose removal failed (say, while the engine
+        restarts), with a growing pause, for up to `REMOVAL_RETRY_S`, and once more
+        at `close`; the deadline sweep is the last resort (if this process dies)."""
+        with self._pending_lock:
+            self._pending.add(container_id)
+
+        def retry() -> None:
+            end = time.monotonic() + REMOVAL_RETRY_S
+            pause = 1.0
+            while time.monotonic() < end:
+                time.sleep(pause)
+                with self._pending_lock:
+                    if container_id not in self._pending:
+                        return  # `close` got it
+                if self._try_remove(container_id):
+                    logger.info("removed sandbox {} on a later try", container_id[:12])
+                    return
+                pause = min(pause * 2, 30.0)
+            logger.warning("gave up removing {}; the deadline sweep will", container_id[:12])
+
+        threading.Thread(target=retry, name=f"remove-{container_id[:12]}", daemon=True).start()
 
     # -- image ------------------------------------------------------------------
     def _present(self, image: str) -> bool:
@@ -288,6 +342,7 @@ class DockerBackend:
     def start(self, spec: ContainerSpec, run_id: str) -> DockerSession:
         api = self.client.api
         container_id: str | None = None
+        sock: Any = None
         step = "create"
         try:
             created = api.create_container(
@@ -309,6 +364,9 @@ class DockerBackend:
             step = "start"
             api.start(container_id)
         except BaseException as exc:  # Ctrl-C included: never leave a half-started container
+            for closable in (getattr(sock, "_sock", None), sock):
+                if closable is not None:
+                    closable.close()
             if container_id is not None:
                 try:
                     api.remove_container(container_id, force=True, v=True)
@@ -323,7 +381,7 @@ class DockerBackend:
                 f"cannot {step} the sandbox container: {type(exc).__name__}: {exc}",
                 run_id=run_id, container_id=container_id, step=step,
             ) from exc  # fmt: skip
-        return DockerSession(self.client, container_id, sock, spec, run_id)
+        return DockerSession(self.client, container_id, sock, spec, run_id, self._remove_later)
 
     # -- volumes ----------------------------------------------------------------
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:

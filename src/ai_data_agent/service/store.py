@@ -246,10 +246,14 @@ class RunStore:
         if not run_ids:
             return set()
         with self._lock:
-            rows = self._db().execute(
-                f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(run_ids))})",  # noqa: S608 (placeholders only)
-                run_ids,
-            ).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(run_ids))})",  # noqa: S608 (placeholders only)
+                    run_ids,
+                )
+                .fetchall()
+            )
         return {row[0] for row in rows}
 
     def list(

@@ -1,0 +1,167 @@
+"""``kill -9`` of the daemon at each step of a run; after a restart the record is
+`interrupted` and no labelled container remains within 60 s.
+
+The step is recognised from outside: the record's status (queued), the
+container's existence (creating) and the processes ``docker top`` lists in it
+(pip: installing; main.py: running; the runner without main.py: collecting).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from ai_data_agent.executor.spec import LABEL_RUN_ID
+
+from ..battery.daemon import Daemon
+from .conftest import PrivateEngine
+
+pytestmark = [
+    pytest.mark.integration,
+    # Docker clients made while the private engine restarts can leave a unix
+    # socket to the garbage collector; that is test plumbing, not the daemon
+    # (a separate process, whose sockets this process never sees).
+    pytest.mark.filterwarnings(r"ignore:unclosed <socket\.socket:ResourceWarning"),
+]
+
+SLEEPER = "import time; time.sleep(60)"
+# Slow to collect: many artifacts, streamed after the code ends.
+COLLECTED = (
+    "import os\n"
+    "for i in range(60):\n"
+    "    with open(f'outputs/f{i}.bin', 'wb') as fh:\n"
+    "        fh.write(os.urandom(1 << 20))\n"
+)
+
+
+def container_of(client: docker.DockerClient, run_id: str) -> dict[str, Any] | None:
+    found = client.api.containers(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
+    return found[0] if found else None
+
+
+def processes(client: docker.DockerClient, container_id: str) -> str:
+    try:
+        top = client.api.top(container_id)
+    except docker.errors.APIError:
+        return ""
+    return "\n".join(" ".join(row) for row in top.get("Processes") or [])
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout_s} s", pytrace=False)
+        time.sleep(0.02)
+
+
+def submit(daemon: Daemon, code: str, **body: Any) -> str:
+    with daemon.client() as client:
+        response = client.post("/v1/runs", json={"code": code, "wait": False, **body})
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["id"]
+    return run_id
+
+
+def kill_restart_and_check(daemon: Daemon, engine: PrivateEngine, run_ids: list[str]) -> None:
+    daemon.kill()
+    restarted = daemon.restart()
+    try:
+        deadline = time.monotonic() + 60
+        while engine.managed_containers():
+            assert time.monotonic() < deadline, engine.managed_containers()
+            time.sleep(0.5)
+        for run_id in run_ids:
+            record = restarted.record(run_id)
+            assert record["status"] == "interrupted", record
+        with restarted.client() as client:
+            response = client.post("/v1/runs", json={"code": "print('after')"})
+        assert response.status_code == 200 and response.json()["stdout"] == "after\n"
+    finally:
+        restarted.stop()
+
+
+@pytest.fixture
+def daemon_on(on_private_engine: PrivateEngine, tmp_path: Path) -> Callable[..., Daemon]:
+    def start(**settings: Any) -> Daemon:
+        return Daemon.start(tmp_path / "data", extra_env={"DOCKER_HOST": on_private_engine.url},
+                            **settings)  # fmt: skip
+
+    return start
+
+
+def test_kill_9_while_queued(
+    daemon_on: Callable[..., Daemon], on_private_engine: PrivateEngine
+) -> None:
+    daemon = daemon_on(max_concurrent_runs=1)
+    client = on_private_engine.client()
+    running = submit(daemon, SLEEPER)
+    wait_for(lambda: container_of(client, running) is not None, 30, "the first container")
+    queued = submit(daemon, SLEEPER)
+    assert daemon.record(queued)["status"] == "queued"
+
+    kill_restart_and_check(daemon, on_private_engine, [running, queued])
+    client.close()
+
+
+def test_kill_9_while_creating(
+    daemon_on: Callable[..., Daemon], on_private_engine: PrivateEngine
+) -> None:
+    daemon = daemon_on()
+    client = on_private_engine.client()
+    run_id = submit(daemon, SLEEPER)
+    # As soon as the container exists, before its runner has started the code.
+    wait_for(lambda: container_of(client, run_id) is not None, 30, "the container")
+
+    kill_restart_and_check(daemon, on_private_engine, [run_id])
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "marker", "absent"),
+    [(SLEEPER, "main.py", None), (COLLECTED, "-I -c", "main.py")],
+    ids=["running", "collecting"],
+)
+def test_kill_9_while_running_or_collecting(
+    daemon_on: Callable[..., Daemon], on_private_engine: PrivateEngine, code: str, marker: str,
+    absent: str | None,
+) -> None:  # fmt: skip
+    daemon = daemon_on()
+    client = on_private_engine.client()
+    run_id = submit(daemon, code, timeout_s=60)
+    seen: list[str] = []
+
+    def in_step() -> bool:
+        container = container_of(client, run_id)
+        if container is None:
+            return False
+        listing = processes(client, container["Id"])
+        seen.append(listing)
+        started = "main.py" in "".join(seen)
+        return marker in listing and (absent is None or (started and absent not in listing))
+
+    wait_for(in_step, 30, f"the step ({marker} without {absent})")
+    kill_restart_and_check(daemon, on_private_engine, [run_id])
+    client.close()
+
+
+def test_kill_9_while_installing(
+    daemon_on: Callable[..., Daemon], on_private_engine: PrivateEngine
+) -> None:
+    # The private engine has no network, so pip retries (and waits) for a while.
+    daemon = daemon_on(install_mode="per_run", installer="pip", install_network="none")
+    client = on_private_engine.client()
+    run_id = submit(daemon, "import six", requirements=["six"])
+
+    def installing() -> bool:
+        container = container_of(client, run_id)
+        return container is not None and "pip" in processes(client, container["Id"])
+
+    wait_for(installing, 30, "pip in the sandbox")
+    kill_restart_and_check(daemon, on_private_engine, [run_id])
+    client.close()
