@@ -1,9 +1,12 @@
 """ai-data-agent: run untrusted Python for AI data agents in throwaway, locked-down containers.
 
-from ai_data_agent import Executor, RunRequest, Settings
+The public surface is the names below; for example::
 
-result = Executor(Settings()).run(RunRequest(code="print(1 + 1)"))
-assert result.status == "succeeded" and result.stdout == "2\\n"
+    from ai_data_agent import Executor, RunRequest, Settings
+
+    with Executor(Settings()) as executor:
+        result = executor.run(RunRequest(code="print(1 + 1)"))
+    assert result.status == "succeeded" and result.stdout == "2\\n"
 """
 
 from ai_data_agent.errors import (

@@ -1,7 +1,9 @@
 """Log sinks for the entry points (CLI, daemon). Library modules only ``bind`` and log.
 
-configure_logging("INFO")                # human-readable lines on stderr
-configure_logging("INFO", json=True)     # JSON lines, for log shippers
+Entry points call it once::
+
+    configure_logging("INFO")                # human-readable lines on stderr
+    configure_logging("INFO", json=True)     # JSON lines, for log shippers
 """
 
 from __future__ import annotations
