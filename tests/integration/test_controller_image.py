@@ -142,7 +142,7 @@ def controller(
             container.get_wrapped_container().stop(timeout=45)  # SIGTERM, as compose does
         finally:
             container.stop()
-    left = docker_client.containers.list(all=True, filters={"label": LABEL_MANAGED})
+    left = docker_client.containers.list(all=True, filters={"label": LABEL_MANAGED}, sparse=True)
     assert not left, f"sandboxes left after the controller stopped: {[c.short_id for c in left]}"
 
 

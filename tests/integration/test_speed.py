@@ -48,7 +48,10 @@ def _managed_containers(executor: Executor) -> list[str]:
     client = docker.from_env()
     label = f"{LABEL_CONTROLLER}={executor.controller_id}"
     return [
-        c.id for c in client.containers.list(all=True, filters={"label": [LABEL_MANAGED, label]})
+        c.id
+        for c in client.containers.list(
+            all=True, filters={"label": [LABEL_MANAGED, label]}, sparse=True
+        )
     ]
 
 

@@ -47,7 +47,8 @@ def test_path_traversal_in_inputs_is_rejected_before_any_container(
     shared_daemon: DaemonProcess, path: str
 ) -> None:
     docker_client = docker.from_env()
-    before = docker_client.containers.list(all=True, filters={"label": LABEL_MANAGED})
+    # The low-level list: no per-container inspect that races with removals.
+    before = docker_client.api.containers(all=True, filters={"label": LABEL_MANAGED})
     runs_before = shared_daemon.client().get("/v1/runs").json()["total"]
     body = {"code": "print(1)", "files": [{"path": path, "content_b64": "eA=="}]}
 
@@ -56,8 +57,9 @@ def test_path_traversal_in_inputs_is_rejected_before_any_container(
     assert response.status_code in (400, 422), response.text
     assert response.json()["error"]["code"] == "invalid_request"
     assert shared_daemon.client().get("/v1/runs").json()["total"] == runs_before  # no record
-    after = docker_client.containers.list(all=True, filters={"label": LABEL_MANAGED})
-    assert len(after) <= len(before)
+    after = docker_client.api.containers(all=True, filters={"label": LABEL_MANAGED})
+    assert {c["Id"] for c in after} <= {c["Id"] for c in before}
+    docker_client.close()
 
 
 def test_sse_client_sees_output_before_the_run_ends(shared_daemon: DaemonProcess) -> None:
