@@ -24,7 +24,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
-from ai_data_agent.paths import normalise_relative_path
+from ai_data_agent.paths import has_control_characters, normalise_relative_path
 from ai_data_agent.settings import Settings
 
 __all__ = [
@@ -82,7 +82,7 @@ def _check_requirement(line: str) -> str:
         raise ValueError("empty requirement")
     if len(text) > MAX_REQUIREMENT_LENGTH:
         raise ValueError(f"requirement longer than {MAX_REQUIREMENT_LENGTH} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    if has_control_characters(text):
         raise ValueError(f"requirement {text[:40]!r} contains control characters")
     if text.startswith("-"):
         raise ValueError(f"{text!r}: pip options are not accepted, only requirements")

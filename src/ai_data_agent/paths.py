@@ -15,11 +15,17 @@ __all__ = [
     "MAX_PATH_LENGTH",
     "MAX_PATH_PART_LENGTH",
     "check_relative_path",
+    "has_control_characters",
     "normalise_relative_path",
 ]
 
 MAX_PATH_LENGTH = 1024
 MAX_PATH_PART_LENGTH = 255
+
+
+def has_control_characters(text: str) -> bool:
+    """NUL, other C0 controls or DEL: never part of a name or a requirement."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
 def check_relative_path(path: str) -> str:
@@ -28,7 +34,7 @@ def check_relative_path(path: str) -> str:
         raise ValueError("empty path")
     if len(path) > MAX_PATH_LENGTH:
         raise ValueError(f"path longer than {MAX_PATH_LENGTH} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+    if has_control_characters(path):
         raise ValueError(f"path {path[:60]!r} contains NUL or control characters")
     if "\\" in path:
         raise ValueError(f"path {path[:60]!r} contains a backslash")

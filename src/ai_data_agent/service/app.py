@@ -211,12 +211,16 @@ async def submit_run(
     return JSONResponse(_result_of(record, handle.id).model_dump(mode="json"))
 
 
-@v1.get("/runs/{run_id}", summary="A run's record")
-async def get_run(run_id: str, daemon: DaemonDep) -> RunRecord:
+async def _record_or_404(daemon: Daemon, run_id: str) -> RunRecord:
     record: RunRecord | None = await _in_thread(daemon.store.get, run_id)
     if record is None:
         raise ApiError(404, "not_found", f"no run with id {run_id[:64]!r}")
     return record
+
+
+@v1.get("/runs/{run_id}", summary="A run's record")
+async def get_run(run_id: str, daemon: DaemonDep) -> RunRecord:
+    return await _record_or_404(daemon, run_id)
 
 
 @v1.get("/runs", summary="Runs, newest first")
@@ -230,13 +234,6 @@ async def list_runs(
         lambda: daemon.store.list(status=status, limit=limit, offset=offset)
     )
     return RunPage(items=items, total=total, limit=limit, offset=offset)
-
-
-async def _record_or_404(daemon: Daemon, run_id: str) -> RunRecord:
-    record: RunRecord | None = await _in_thread(daemon.store.get, run_id)
-    if record is None:
-        raise ApiError(404, "not_found", f"no run with id {run_id[:64]!r}")
-    return record
 
 
 @v1.get("/runs/{run_id}/artifacts", summary="The files a run left under outputs/")
@@ -312,10 +309,7 @@ async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
     if handle is not None:
         with anyio.move_on_after(CANCEL_WAIT_S):
             await wait_done(handle)
-    record: RunRecord | None = await _in_thread(daemon.store.get, run_id)
-    if record is None:
-        raise ApiError(404, "not_found", f"no run with id {run_id[:64]!r}")
-    return record
+    return await _record_or_404(daemon, run_id)
 
 
 async def _timed_check(
