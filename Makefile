@@ -14,7 +14,7 @@ export AI_DATA_AGENT_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 # No registry may be reachable: never let testcontainers pull its reaper.
 export TESTCONTAINERS_RYUK_DISABLED := true
 
-.PHONY: help setup images test test-quick test-slow soak lint typecheck format run-sample doctor sweep \
+.PHONY: help setup images test test-quick test-slow soak bench lint typecheck format run-sample doctor sweep \
   controller-image compose-up compose-down clean
 
 help: ## list the targets
@@ -67,6 +67,9 @@ run-sample: setup images ## sample analysis: a CSV in, pandas + matplotlib, a ta
 	$(BIN)/ai-data-agent run samples/analysis.py -r samples/requirements.txt \
 	  --file samples/data/sales.csv:data/sales.csv --output-dir sample-output
 	@echo "run-sample: the summary table and the chart are in $(CURDIR)/sample-output"
+
+bench: setup images ## benchmark against the raw Docker floor (table; bench/results.json)
+	$(BIN)/python -m bench.run
 
 doctor: setup images ## check this machine end to end
 	$(BIN)/ai-data-agent doctor

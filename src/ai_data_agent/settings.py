@@ -105,7 +105,12 @@ class Settings(BaseSettings):
     env_cache_max_age_s: float = Field(
         30 * 24 * 3600.0, gt=0, description="Unused this long: evicted."
     )
-    pool_size: int = Field(0, ge=0, description="Warm containers per profile; 0 disables the pool.")
+    pool_size: int = Field(
+        0,
+        ge=0,
+        description="Warm containers per profile; 0 disables the pool. With the pool, a used "
+        "container is removed in the background right after its result (close() waits).",
+    )
     pool_ttl_s: float = Field(
         300.0, gt=0, description="A pooled container older than this is recycled."
     )

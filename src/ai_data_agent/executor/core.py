@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,7 @@ class Executor:
         )
         self._pool_started = False
         self._pool_lock = threading.Lock()
+        self._removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="remove")
 
     def __enter__(self) -> Executor:
         return self
@@ -141,12 +143,15 @@ class Executor:
         self.close()
 
     def close(self) -> None:
-        """Drain the warm pool (nothing left behind) and close the engine connection.
+        """Drain the warm pool, finish deferred removals (nothing left behind) and
+        close the engine connection.
 
         Idempotent; the executor stays usable (it reconnects, without a pool).
         """
         if self.pool is not None:
             self.pool.close()
+        self._removals.shutdown(wait=True)
+        self._removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="remove")
         self.backend.close()
 
     def start_pool(self) -> None:
@@ -273,6 +278,8 @@ class Executor:
         transcript.artifacts = ArtifactCollector(
             artifacts_dir, self.settings.max_artifacts, self.settings.max_artifact_total_bytes
         )
+        defer = self.pool is not None
+        deferred = False
         session = self.pool.take(spec) if self.pool is not None else None
         if session is None:
             session = self.backend.start(spec, run_id)
@@ -288,14 +295,17 @@ class Executor:
                     while chunk := fh.read(1024 * 1024):
                         session.send(chunk)
             exit_state = self._converse(session, spec.detach_network_before_code, limits, token,
-                                        transcript, run_id, on_event, cancel)  # fmt: skip
+                                        transcript, run_id, on_event, cancel,
+                                        defer_exit=defer)  # fmt: skip
+            # The runner ended cleanly: with the pool (the latency mode) its container
+            # is removed after the result is returned; `close` waits for that.
+            deferred = defer and _finished_cleanly(transcript)
         finally:
             transcript.artifacts.close()
-            try:
-                session.remove()
-            except ExecutorError as exc:
-                # Never mask the first error; the sweep will find it by label.
-                log.warning("cleanup failed: {}", exc)
+            if deferred:
+                self._removals.submit(_remove, session, log)
+            else:
+                _remove(session, log)
         return transcript, exit_state
 
     def _drive_job(
@@ -389,8 +399,14 @@ class Executor:
         run_id: str,
         on_event: EventHandler | None,
         cancel: threading.Event | None,
+        *,
+        defer_exit: bool = False,
     ) -> ExitState:
-        """Read frames until the runner is done or a deadline passes."""
+        """Read frames until the runner is done or a deadline passes.
+
+        With ``defer_exit``, return at a clean result frame without waiting for
+        the container to stop (its removal will be deferred too).
+        """
         s = self.settings
         log = logger.bind(run_id=run_id)
         reader = FrameReader(token)
@@ -474,6 +490,8 @@ class Executor:
                 reader.noise_lines, reader.bad_frames,
             )  # fmt: skip
         result = transcript.result
+        if defer_exit and _finished_cleanly(transcript):
+            return ExitState(exit_code=None, oom_killed=False)
         if result is not None and isinstance(result.get("oom_kills"), int):
             # The runner read the cgroup's OOM counter itself, and exits right
             # after its result: the end of the stream means the container has
@@ -551,6 +569,24 @@ class Executor:
             image=image,
             error=error,
         )
+
+
+def _finished_cleanly(transcript: _Transcript) -> bool:
+    """The runner sent its result and read its own OOM count: nothing more to learn."""
+    result = transcript.result
+    return (
+        result is not None
+        and transcript.deadline_hit is None
+        and isinstance(result.get("oom_kills"), int)
+    )
+
+
+def _remove(session: Session, log: Any) -> None:
+    try:
+        session.remove()
+    except ExecutorError as exc:
+        # Never mask the first error; the retries and the sweep will find it by label.
+        log.warning("cleanup failed: {}", exc)
 
 
 def _requirement_entries(requirements: list[str]) -> list[dict[str, object]]:
