@@ -123,8 +123,8 @@ class _DeferredSession:
             self._inner.remove()  # an abnormal end: as today
             return
         thread = threading.Thread(target=self._finish, daemon=True)
+        thread.start()  # before tracking: `drain` may join it at once
         self._owner.track(thread)
-        thread.start()
 
     def _finish(self) -> None:
         try:

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 from loguru import logger
 
 from ai_data_agent import Executor, RunRequest, RunStatus, Settings
+from ai_data_agent.executor.envcache import CACHE_VOLUME
 from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_CONTROLLER, LABEL_MANAGED
 
 pytestmark = pytest.mark.integration
@@ -200,3 +202,21 @@ def test_pool_serves_cached_environments_and_other_limits_start_fresh(tmp_path: 
     assert warm.status == hit.status == other.status == RunStatus.SUCCEEDED
     assert hit.install.cache_hit and hit.stdout == "ok\n"
     assert _managed_containers(executor) == []
+
+
+def test_a_first_run_without_requirements_leaves_the_cache_usable(tmp_path: Path) -> None:
+    # Docker creates a missing named volume root-owned when a container mounts it;
+    # the executor must prepare the cache volume before the first sandbox mounts it.
+    client = docker.from_env()
+    try:
+        client.volumes.get(CACHE_VOLUME).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    finally:
+        client.close()
+    with Executor(_settings(tmp_path)) as executor:
+        plain = executor.run(RunRequest(code="print('no requirements')"))
+        installed = executor.run(RunRequest(code="import six", requirements=["six"]))
+
+    assert plain.status == RunStatus.SUCCEEDED, plain.error
+    assert installed.status == RunStatus.SUCCEEDED, installed.error

@@ -220,9 +220,10 @@ class Executor:
                 result.timings.total_s = round(time.monotonic() - started, 4)
                 log.info("run finished: status={} ({})", result.status, failed.reason)
                 return result
-        mounts = cache.run_mounts() if cache is not None else ()
-        if cache is None and self.env_cache is not None:
-            mounts = self.env_cache.run_mounts()  # same profile as pooled sandboxes
+        mounts: tuple[VolumeMount, ...] = ()
+        if self.env_cache is not None:  # every sandbox mounts it: one profile with the pool
+            self.env_cache.prepare()  # else Docker would create the volume root-owned
+            mounts = self.env_cache.run_mounts()
         spec = build_spec(
             self.settings, limits, image=image, run_id=run_id, controller_id=self.controller_id,
             needs_install=bool(request.requirements) and cached is None, mounts=mounts,
@@ -231,8 +232,9 @@ class Executor:
         blobs = [item.data for item in request.files]
         with cache.using(cached.key) if cached is not None and cache is not None else nullcontext():
             transcript, exit_state = self._drive(
-                spec, job, blobs, limits, run_id, on_event, cancel, artifacts_dir, uv=False
-            )
+                spec, job, blobs, limits, run_id, on_event, cancel, artifacts_dir, uv=False,
+                defer=self.pool is not None,  # the latency mode: return at the result
+            )  # fmt: skip
         result = self._result(run_id, image, request, transcript, exit_state)
         if cached is not None:
             result.install.cache_hit = cache_hit
@@ -266,8 +268,12 @@ class Executor:
         artifacts_dir: Path | None,
         *,
         uv: bool,
+        defer: bool = False,
     ) -> tuple[_Transcript, ExitState]:
-        """One sandbox, start to removal: job in, frames out, deadlines enforced."""
+        """One sandbox, start to removal: job in, frames out, deadlines enforced.
+
+        With ``defer``, a sandbox that ended cleanly is removed in the background.
+        """
         log = logger.bind(run_id=run_id)
         token = new_token()
         job = dict(job, token=token)
@@ -278,7 +284,6 @@ class Executor:
         transcript.artifacts = ArtifactCollector(
             artifacts_dir, self.settings.max_artifacts, self.settings.max_artifact_total_bytes
         )
-        defer = self.pool is not None
         deferred = False
         session = self.pool.take(spec) if self.pool is not None else None
         if session is None:

@@ -392,12 +392,23 @@ class DockerBackend:
         """
         api = self.client.api
         try:
-            api.inspect_volume(name)
-            return
+            existing = api.inspect_volume(name)
         except docker.errors.NotFound:
-            pass
+            existing = None
         except DOCKER_ERRORS as exc:
             raise ExecutorError(f"cannot inspect volume {name}: {exc}", step="volume") from exc
+        if existing is not None and (existing.get("Labels") or {}).items() >= labels.items():
+            return
+        # New, or made by Docker itself when a container mounted it first (no labels,
+        # root-owned): recreate it with our labels and the sandbox user as owner.
+        if existing is not None:
+            try:
+                api.remove_volume(name)
+            except DOCKER_ERRORS as exc:
+                raise ExecutorError(
+                    f"volume {name} exists without our labels and cannot be replaced "
+                    f"(in use?): {exc}", step="volume",
+                ) from exc  # fmt: skip
         container_id = None
         try:
             api.create_volume(name, labels=labels)
