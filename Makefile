@@ -52,16 +52,16 @@ test-quick: setup ## unit tests only (no Docker)
 	$(BIN)/pytest tests/unit -q
 
 lint: setup ## ruff (lint and format check) and mypy
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench scripts samples
+	$(BIN)/ruff format --check src tests bench scripts samples
 	$(BIN)/mypy
 
 typecheck: setup ## mypy, strict, on src/
 	$(BIN)/mypy
 
 format: setup ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench scripts samples
+	$(BIN)/ruff check --fix src tests bench scripts samples
 
 run-sample: setup images ## sample analysis: a CSV in, pandas + matplotlib, a table and a chart out
 	$(BIN)/ai-data-agent run samples/analysis.py -r samples/requirements.txt \
