@@ -220,3 +220,19 @@ def test_a_first_run_without_requirements_leaves_the_cache_usable(tmp_path: Path
 
     assert plain.status == RunStatus.SUCCEEDED, plain.error
     assert installed.status == RunStatus.SUCCEEDED, installed.error
+
+
+def test_an_environment_lost_from_the_volume_is_installed_again(tmp_path: Path) -> None:
+    with Executor(_settings(tmp_path)) as executor:
+        first = executor.run(RunRequest(code="import six", requirements=["six"]))
+        client = docker.from_env()
+        try:  # an operator's `docker volume rm` (or prune) behind the index's back
+            client.volumes.get(CACHE_VOLUME).remove(force=True)
+        finally:
+            client.close()
+        again = executor.run(RunRequest(code="import six; print('ok')", requirements=["six"]))
+        third = executor.run(RunRequest(code="import six; print('ok')", requirements=["six"]))
+
+    assert first.status == again.status == third.status == RunStatus.SUCCEEDED, again.error
+    assert again.install.cache_hit is False and again.stdout == "ok\n"
+    assert third.install.cache_hit is True

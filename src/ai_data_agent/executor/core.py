@@ -186,6 +186,7 @@ class Executor:
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
         artifacts_dir: Path | None = None,
+        _retried: bool = False,
     ) -> RunResult:
         """Run ``request`` in a fresh container and return its result.
 
@@ -235,6 +236,20 @@ class Executor:
                 spec, job, blobs, limits, run_id, on_event, cancel, artifacts_dir, uv=False,
                 defer=self.pool is not None,  # the latency mode: return at the result
             )  # fmt: skip
+        if (
+            cached is not None
+            and cache is not None
+            and (transcript.result or {}).get("env_missing")
+        ):
+            if _retried:
+                raise ExecutorError(
+                    "the cached environment vanished twice", run_id=run_id, step="install"
+                )
+            log.warning("cached environment {} is gone from the volume; installing again",
+                        cached.key[:12])  # fmt: skip
+            cache.forget(cached.key)
+            return self.run(request, run_id=run_id, on_event=on_event, cancel=cancel,
+                            artifacts_dir=artifacts_dir, _retried=True)  # fmt: skip
         result = self._result(run_id, image, request, transcript, exit_state)
         if cached is not None:
             result.install.cache_hit = cache_hit

@@ -391,6 +391,14 @@ class EnvCache:
             except ExecutorError as exc:
                 log.warning("staging volume {} stays for the sweep: {}", stage, exc)
 
+    def forget(self, key: str) -> None:
+        """Drop ``key`` from the index (its files are gone); the next request reinstalls it.
+
+        The volume may have been removed under us too: check it again before use.
+        """
+        self.index.delete([key])
+        self._volumes_ready = False
+
     # -- management -----------------------------------------------------------------
     def prune(
         self,

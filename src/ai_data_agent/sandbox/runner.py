@@ -837,6 +837,10 @@ class Runner:
             if ifaces and not self.job.get("network"):
                 result["error"] = f"network interfaces {ifaces} still attached"
                 return result
+            missing_envs = [p for p in self.job.get("env_paths") or [] if not os.path.isdir(p)]
+            if missing_envs:  # the cache lost it (volume removed?): the controller reinstalls
+                result["env_missing"] = missing_envs
+                return result
             expected = dict(env, executable=sys.executable)
             mismatch = env_mismatches(expected, install["observed"])
             if self.job.get("requirements"):
