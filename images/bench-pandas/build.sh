@@ -46,22 +46,13 @@ if [[ -z $python ]]; then
   if [[ -x $root/.venv/bin/python ]]; then python=$root/.venv/bin/python; else python=python3; fi
 fi
 
-# Wheels must fit the image's interpreter and C library, not the host's.
-read -r pyver glibc arch < <(
-  docker run --rm --network none --entrypoint python3 "$base" -c \
-    'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.libc_ver()[1], platform.machine())'
-)
-platforms=(--platform "manylinux2014_$arch" --platform "manylinux1_$arch")
-minor=${glibc#*.}
-for ((v = 17; v <= minor; v++)); do platforms+=(--platform "manylinux_2_${v}_$arch"); done
-
 wheelhouse=$here/wheelhouse
 rm -rf "$wheelhouse"
 mkdir -p "$wheelhouse"
 trap 'rm -rf "$wheelhouse"' EXIT
-log "wheels for CPython $pyver, glibc $glibc, $arch (base $base)"
-"$python" -m pip download --quiet --disable-pip-version-check --dest "$wheelhouse" \
-  --only-binary=:all: --python-version "$pyver" --implementation cp "${platforms[@]}" pandas
+# shellcheck source=../wheels.sh
+source "$root/images/wheels.sh"
+image_wheels "$base" "$wheelhouse" pandas
 pandas_version=$(ls "$wheelhouse" | sed -n 's/^pandas-\([^-]*\)-.*/\1/p')
 
 log "building $tag (pandas $pandas_version)"
