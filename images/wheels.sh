@@ -2,9 +2,20 @@
 # interpreter and C library (not the host's), so `docker build` needs no index.
 #
 #   source images/wheels.sh
+#   python=$(host_python "$root")        # $PYTHON, else the project's .venv, else python3
 #   image_wheels BASE_IMAGE WHEELHOUSE REQUIREMENT...
 #
-# Uses $python (a host interpreter with pip) and the caller's `log` function.
+# image_wheels uses $python and the caller's `log` function.
+
+host_python() {
+  if [[ -n ${PYTHON:-} ]]; then
+    printf '%s\n' "$PYTHON"
+  elif [[ -x $1/.venv/bin/python ]]; then
+    printf '%s\n' "$1/.venv/bin/python"
+  else
+    printf 'python3\n'
+  fi
+}
 
 image_wheels() {
   local base=$1 wheelhouse=$2

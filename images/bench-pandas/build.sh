@@ -41,17 +41,14 @@ if [[ -z ${FORCE:-} ]]; then
   fi
 fi
 
-python=${PYTHON:-}
-if [[ -z $python ]]; then
-  if [[ -x $root/.venv/bin/python ]]; then python=$root/.venv/bin/python; else python=python3; fi
-fi
+# shellcheck source=../wheels.sh
+source "$root/images/wheels.sh"
+python=$(host_python "$root")
 
 wheelhouse=$here/wheelhouse
 rm -rf "$wheelhouse"
 mkdir -p "$wheelhouse"
 trap 'rm -rf "$wheelhouse"' EXIT
-# shellcheck source=../wheels.sh
-source "$root/images/wheels.sh"
 image_wheels "$base" "$wheelhouse" pandas
 pandas_version=$(ls "$wheelhouse" | sed -n 's/^pandas-\([^-]*\)-.*/\1/p')
 

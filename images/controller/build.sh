@@ -33,17 +33,14 @@ docker image inspect "$base" >/dev/null 2>&1 || {
   exit 1
 }
 
-python=${PYTHON:-}
-if [[ -z $python ]]; then
-  if [[ -x $root/.venv/bin/python ]]; then python=$root/.venv/bin/python; else python=python3; fi
-fi
+# shellcheck source=../wheels.sh
+source "$root/images/wheels.sh"
+python=$(host_python "$root")
 
 wheelhouse=$here/wheelhouse
 rm -rf "$wheelhouse"
 mkdir -p "$wheelhouse"
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$wheelhouse" "$root"
-# shellcheck source=../wheels.sh
-source "$root/images/wheels.sh"
 image_wheels "$base" "$wheelhouse" "$(ls "$wheelhouse"/ai_data_agent-*.whl)"
 
 log "building $tag"
