@@ -394,16 +394,29 @@ def cache_prune(
 @app.command()
 def sweep(
     all_controllers: Annotated[
-        bool, typer.Option("--all", help="Remove every sandbox container, not only expired ones.")
+        bool,
+        typer.Option(
+            "--all",
+            help="Remove every sandbox whose controller is not provably alive, not only "
+            "expired ones and those of dead controllers.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="With --all, remove live controllers' sandboxes too (their runs fail)."
+        ),
     ] = False,
 ) -> None:
     """Remove sandbox containers left behind by dead controllers."""
+    from ai_data_agent.executor.backend import SweepRule
     from ai_data_agent.executor.docker_backend import DockerBackend
 
     settings = _settings()
     configure_logging(settings.log_level)
     try:
-        removed = DockerBackend(settings).sweep(all_controllers=all_controllers)
+        rule = SweepRule(all_controllers=all_controllers, force=force)
+        removed = DockerBackend(settings).sweep(rule)
     except AiDataAgentError as exc:
         raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
     typer.echo(json.dumps({"removed": removed}))

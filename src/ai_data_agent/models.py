@@ -166,6 +166,16 @@ class Limits(BaseModel):
     cpus: float
     network: bool
 
+    @classmethod
+    def defaults(cls, settings: Settings) -> Limits:
+        """The limits of a request that sets none (defaults, bounded by the caps)."""
+        return cls(
+            timeout_s=min(settings.default_timeout_s, settings.max_timeout_s),
+            memory_mb=min(settings.default_memory_mb, settings.max_memory_mb),
+            cpus=min(settings.default_cpus, settings.max_cpus),
+            network=False,
+        )
+
 
 class RunRequest(BaseModel):
     """What to run. Limits left unset take the server's defaults."""
@@ -233,7 +243,25 @@ class RunRequest(BaseModel):
         Raises:
             RequestRejected: a limit above its cap, code or env too large, too
                 many requirements, or network asked for where it is not allowed.
+            RequestTooLarge: input files over their count or size caps.
         """
+        self._check_sizes(settings)
+        self._check_files(settings)
+        if self.network and not settings.allow_network:
+            raise RequestRejected("network", "network for user code is disabled on this server")
+        defaults = Limits.defaults(settings)
+        return Limits(
+            timeout_s=_capped(
+                "timeout_s", self.timeout_s, defaults.timeout_s, settings.max_timeout_s
+            ),
+            memory_mb=int(
+                _capped("memory_mb", self.memory_mb, defaults.memory_mb, settings.max_memory_mb)
+            ),
+            cpus=_capped("cpus", self.cpus, defaults.cpus, settings.max_cpus),
+            network=self.network,
+        )
+
+    def _check_sizes(self, settings: Settings) -> None:
         if len(self.code.encode()) > settings.max_code_bytes:
             raise RequestRejected("code", f"larger than {settings.max_code_bytes} bytes")
         if "\x00" in self.code:
@@ -252,6 +280,8 @@ class RunRequest(BaseModel):
                 raise RequestRejected(
                     f"env.{name}", f"value larger than {settings.max_env_value_bytes} bytes"
                 )
+
+    def _check_files(self, settings: Settings) -> None:
         if len(self.files) > settings.max_input_files:
             raise RequestTooLarge(
                 "files", f"{len(self.files)} files, at most {settings.max_input_files}"
@@ -267,24 +297,15 @@ class RunRequest(BaseModel):
             raise RequestTooLarge(
                 "files", f"{total} bytes in all, at most {settings.max_input_total_bytes}"
             )
-        if self.network and not settings.allow_network:
-            raise RequestRejected("network", "network for user code is disabled on this server")
 
-        def capped(field: str, value: float | None, default: float, cap: float) -> float:
-            if value is None:
-                return min(default, cap)
-            if value > cap:
-                raise RequestRejected(field, f"{value:g} is above the server cap {cap:g}")
-            return value
 
-        return Limits(
-            timeout_s=capped("timeout_s", self.timeout_s, settings.default_timeout_s,
-                             settings.max_timeout_s),
-            memory_mb=int(capped("memory_mb", self.memory_mb, settings.default_memory_mb,
-                                 settings.max_memory_mb)),
-            cpus=capped("cpus", self.cpus, settings.default_cpus, settings.max_cpus),
-            network=self.network,
-        )  # fmt: skip
+def _capped(field: str, value: float | None, default: float, cap: float) -> float:
+    """The request's value when within ``cap`` (else refused), or the default."""
+    if value is None:
+        return default
+    if value > cap:
+        raise RequestRejected(field, f"{value:g} is above the server cap {cap:g}")
+    return value
 
 
 class PackageInfo(BaseModel):
@@ -297,10 +318,14 @@ class InstallReport(BaseModel):
     packages: list[PackageInfo] = Field(
         default_factory=list, description="Every distribution installed into the sandbox dir."
     )
-    installer: str = "pip"
+    installer: str | None = Field(
+        None, description="uv or pip; null when nothing was installed for this run."
+    )
     fallback_triggered: bool = False
     cache_hit: bool = Field(False, description="The environment came from the cache.")
-    mode: str = Field("", description="cache or per_run; empty when nothing was installed.")
+    mode: Literal["cache", "per_run"] | None = Field(
+        None, description="cache or per_run; null when the run has no requirements."
+    )
     log_tail: str = Field("", description="The end of the installer's output.")
 
 

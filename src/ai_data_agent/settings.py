@@ -98,8 +98,9 @@ class Settings(BaseSettings):
     )
     env_cache_index: Path | None = Field(
         None,
-        description="SQLite index of cached environments; default <data_dir>/envcache.sqlite3 "
-        "when data_dir is set, else ~/.cache/ai-data-agent/envcache.sqlite3.",
+        description="SQLite index of cached environments; default one per Docker engine, "
+        "shared by the CLI and daemons of this user: "
+        "$XDG_CACHE_HOME/ai-data-agent/engines/<engine id>/envcache.sqlite3 (~/.cache by default).",
     )
     env_cache_max_bytes: int = Field(20 * 1024 * MiB, ge=0, description="LRU bound of the cache.")
     env_cache_max_age_s: float = Field(
@@ -227,15 +228,6 @@ class Settings(BaseSettings):
             text = self.api_token_file.read_text(encoding="utf-8")
             tokens |= {line.strip() for line in text.splitlines() if line.strip()}
         return tokens
-
-    def env_cache_index_path(self) -> Path:
-        """The cache index: explicit, else under an explicit data dir, else the user's cache dir."""
-        if self.env_cache_index is not None:
-            return self.env_cache_index
-        if "data_dir" in self.model_fields_set:
-            return self.data_dir / "envcache.sqlite3"
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        return Path(base) / "ai-data-agent" / "envcache.sqlite3"
 
     def uv_path(self) -> Path | None:
         """The uv executable to ship into install sandboxes, if there is one."""

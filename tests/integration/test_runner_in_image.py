@@ -1,8 +1,8 @@
-"""The shipped runner imports and works in the unmodified sandbox image.
+"""The shipped sandbox modules import and work in the unmodified sandbox image.
 
-A plain, long-lived container (testcontainers, no executor involved) runs the
-runner's source without its ``__main__`` call and exercises its pure steps as
-uid 1000 with ``python3 -I``: only the standard library and the image are used.
+A plain, long-lived container (testcontainers, no executor involved) loads the
+bundle the way the container's bootstrap does, and exercises the pure steps as
+uid 1000 with ``python3 -I -S``: only the standard library and the image are used.
 """
 
 from __future__ import annotations
@@ -14,14 +14,23 @@ import pytest
 from testcontainers.core.container import DockerContainer
 
 from ai_data_agent import Executor
-from ai_data_agent.executor.spec import LABEL_MANAGED, SANDBOX_USER, runner_source
+from ai_data_agent.executor.delivery import bundle
+from ai_data_agent.executor.spec import LABEL_MANAGED, SANDBOX_USER, sandbox_source
 
 pytestmark = pytest.mark.integration
 
-MAIN_GUARD = '\nif __name__ == "__main__":'
-
-# Appended to the runner's source; prints one JSON line.
+# After the bootstrap's loader and the bundle; prints one JSON line.
 EXERCISE = r"""
+import json, os, stat, sys
+boot = {"__name__": "bootstrap"}
+exec(BOOTSTRAP, boot)
+boot["install"](json.loads(BUNDLE)["sources"])
+from ai_data_agent.sandbox.environment import (
+    build_env, cgroup_oom_kills, env_mismatches, make_sandbox_dir, network_interfaces,
+    remove_tree,
+)
+from ai_data_agent.sandbox.install import pip_install_command, run_captured, tail
+from ai_data_agent.sandbox.runner import source_of
 
 def _exercise():
     facts = {"uid": os.getuid(), "isolated": sys.flags.isolated, "pathsep": os.pathsep}
@@ -31,13 +40,12 @@ def _exercise():
     env = build_env({"PYTHONPATH": "/opt/lib::", "KEEP": "1"}, sandbox)
     facts["env"] = {k: env[k] for k in ("PYTHONPATH", "HOME", "KEEP")}
     facts["pip_cmd"] = pip_install_command(sys.executable, "reqs.txt", sandbox)
-    facts["normalised"] = normalise_name("Foo_Bar..baz")
     facts["tail"] = tail("abcdef", 3)
     facts["interfaces"] = network_interfaces()
     facts["oom_kills"] = cgroup_oom_kills()
-    # The verify snippet, in the env the runner builds, as the runner runs it.
+    # The verify program, in the env the runner builds, as the runner runs it.
     verify = run_captured(
-        [sys.executable, "-c", VERIFY_SNIPPET, json.dumps([]), sandbox], env, sandbox, 60.0
+        [sys.executable, "-c", source_of("verify"), json.dumps([]), sandbox], env, sandbox, 60.0
     )
     observed = json.loads(verify.stdout)["observed"]
     facts["verify_mismatches"] = env_mismatches(dict(env, executable=sys.executable), observed)
@@ -56,13 +64,16 @@ _exercise()
 BASELINE = "import json, sys; print(json.dumps(sorted(sys.modules)))"
 
 
+def exercise_script() -> str:
+    body = bundle().split(b"\n", 1)[1].decode()
+    return f"BOOTSTRAP = {sandbox_source('bootstrap')!r}\nBUNDLE = {body!r}\n{EXERCISE}"
+
+
 def test_runner_steps_work_in_the_unmodified_image(
     executor: Executor, docker_client: docker.DockerClient
 ) -> None:
     image = executor.backend.resolve_image()  # present locally: nothing is pulled
-    source = runner_source()
-    assert source.count(MAIN_GUARD) == 1
-    script = source.split(MAIN_GUARD)[0] + EXERCISE
+    script = exercise_script()
     sandbox_like = (
         DockerContainer(image)
         .with_command(["python3", "-c", "import time; time.sleep(600)"])
@@ -79,9 +90,9 @@ def test_runner_steps_work_in_the_unmodified_image(
     with sandbox_like:
         container_id = sandbox_like.get_container_id()
         labels = sandbox_like.get_wrapped_container().labels
-        exit_code, output = sandbox_like.exec(["python3", "-I", "-c", script])
-        # What the bare interpreter loads at startup (site, the distro's sitecustomize, ...).
-        baseline_code, baseline = sandbox_like.exec(["python3", "-I", "-c", BASELINE])
+        exit_code, output = sandbox_like.exec(["python3", "-I", "-S", "-c", script])
+        # What the bare interpreter loads at startup.
+        baseline_code, baseline = sandbox_like.exec(["python3", "-I", "-S", "-c", BASELINE])
 
     assert LABEL_MANAGED not in labels
     assert docker_client.containers.list(all=True, filters={"id": container_id}) == []
@@ -102,7 +113,6 @@ def test_runner_steps_work_in_the_unmodified_image(
     pip_cmd = facts["pip_cmd"]
     assert pip_cmd[1:4] == ["-m", "pip", "install"]
     assert pip_cmd[pip_cmd.index("--target") + 1] == sandbox
-    assert facts["normalised"] == "foo-bar-baz"
     assert facts["tail"] == "[...]\ndef"
     assert facts["interfaces"] == ["lo"]
     assert facts["oom_kills"] == 0
@@ -111,5 +121,9 @@ def test_runner_steps_work_in_the_unmodified_image(
     assert baseline_code == 0, baseline
     stdlib = set(facts["stdlib_module_names"])
     startup = set(json.loads(baseline.decode().strip().splitlines()[-1]))
-    added = [m for m in facts["modules"] if m not in startup and m.partition(".")[0] not in stdlib]
-    assert added == [], "the runner imported modules outside the standard library"
+    added = [
+        m
+        for m in facts["modules"]
+        if m not in startup and m.partition(".")[0] not in stdlib | {"ai_data_agent"}
+    ]
+    assert added == [], "the sandbox modules imported modules outside the standard library"

@@ -57,8 +57,17 @@ def _managed_containers(executor: Executor) -> list[str]:
     ]
 
 
+def forget_everywhere(executor: Executor, requirements: list[str]) -> None:
+    """Remove the set from the shared volume too, so the next run installs it (not adopts it)."""
+    assert executor.env_cache is not None
+    image = executor.backend.resolve_image()
+    key = executor.env_cache.key_for(requirements, image, "test-forget")
+    executor.env_cache.prune(keys=[key])
+
+
 def test_second_run_of_a_set_is_a_cache_hit_from_a_read_only_env(tmp_path: Path) -> None:
     executor = Executor(_settings(tmp_path))
+    forget_everywhere(executor, ["six"])
     code = (
         "import os, six\n"
         "print(six.__file__)\n"
@@ -106,11 +115,12 @@ def test_concurrent_requests_for_one_set_install_it_once(tmp_path: Path) -> None
     assert len(executor.env_cache.index.all()) == 1
 
 
-def test_uv_failure_falls_back_to_pip(tmp_path: Path, log_lines: list[str]) -> None:
+def test_a_uv_that_cannot_run_falls_back_to_pip(tmp_path: Path, log_lines: list[str]) -> None:
     broken_uv = tmp_path / "uv"
-    broken_uv.write_text("#!/bin/sh\necho 'uv: simulated failure' >&2\nexit 3\n")
+    broken_uv.write_bytes(b"\x7fELF not really a program")  # exec fails: ENOEXEC
     broken_uv.chmod(broken_uv.stat().st_mode | stat.S_IXUSR)
     executor = Executor(_settings(tmp_path, uv_binary=broken_uv))
+    forget_everywhere(executor, ["six"])
 
     result = executor.run(RunRequest(code="import six; print('ok')", requirements=["six"]))
 
@@ -118,17 +128,21 @@ def test_uv_failure_falls_back_to_pip(tmp_path: Path, log_lines: list[str]) -> N
     assert result.install.fallback_triggered is True
     assert result.install.installer == "pip"
     assert any(
-        line.startswith("sandbox: fallback_triggered: uv exited with 3") for line in log_lines
+        line.startswith("sandbox: fallback_triggered: uv cannot run here") for line in log_lines
     )
 
 
-def test_install_failure_in_the_cache_path_is_install_failed(tmp_path: Path) -> None:
+def test_a_package_that_does_not_exist_fails_with_uv_without_fallback(tmp_path: Path) -> None:
     executor = Executor(_settings(tmp_path))
 
     result = executor.run(RunRequest(code="pass", requirements=["no-such-package-ai-data-agent-x"]))
 
     assert result.status == RunStatus.INSTALL_FAILED
-    assert "No matching distribution" in result.install.log_tail
+    assert (result.install.installer, result.install.fallback_triggered) == ("uv", False)
+    assert result.error is not None
+    assert result.error.startswith("no matching distribution: ")
+    assert "no-such-package-ai-data-agent-x" in result.error
+    assert result.error.endswith("(check the requirement's name and version)")
     assert executor.env_cache is not None and executor.env_cache.index.all() == []
 
 

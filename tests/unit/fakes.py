@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from ai_data_agent.errors import ExecutorError
-from ai_data_agent.executor.backend import STDERR, STDOUT, ExitState
-from ai_data_agent.executor.protocol import encode_job
+from ai_data_agent.executor.backend import STDERR, STDOUT, ExitState, SweepRule
+from ai_data_agent.executor.protocol import encode_message
 from ai_data_agent.executor.spec import ContainerSpec
 
 __all__ = [
+    "EngineStub",
     "FakeBackend",
     "LogLine",
     "ProcessSession",
@@ -47,7 +48,7 @@ __all__ = [
     "ScriptedBackend",
     "ScriptedSession",
     "build_wheel",
-    "decode_job",
+    "decode_message",
     "descendants",
     "frame_line",
 ]
@@ -74,12 +75,12 @@ class SandboxUser:
     python: str
 
 
-def decode_job(data: bytes) -> dict[str, Any]:
-    """The inverse of `encode_job` (what the runner's `read_job` does)."""
+def decode_message(data: bytes) -> dict[str, Any]:
+    """The inverse of `encode_message` (what the runner's `read_message` does)."""
     header, _, body = data.partition(b"\n")
-    assert int(header) == len(body), "job length prefix does not match its body"
-    job: dict[str, Any] = json.loads(body)
-    return job
+    assert int(header) == len(body), "message length prefix does not match its body"
+    message: dict[str, Any] = json.loads(body)
+    return message
 
 
 def frame_line(token: str, frame: dict[str, Any]) -> bytes:
@@ -134,6 +135,7 @@ class ProcessSession:
         self._fail_send = fail_send
         self._id = "fake-" + uuid.uuid4().hex
         self._removed = False
+        self._loaded = False
         self._queue: queue.Queue[tuple[int, bytes]] = queue.Queue()
         self._open_streams = 2
         assert spec.command[0] == "python3", spec.command
@@ -177,8 +179,11 @@ class ProcessSession:
         return self._id
 
     def send(self, data: bytes) -> None:
-        if not self.jobs:
-            job = decode_job(data)
+        if not self._loaded:
+            self._loaded = True  # the bundle of sandbox modules, for the bootstrap
+            self.calls.append("send:bundle")
+        elif not self.jobs:
+            job = decode_message(data)
             self.jobs.append(job)
             self.calls.append("send:job")
             if self._fail_send:
@@ -193,7 +198,7 @@ class ProcessSession:
                 # process sees the host's interfaces, so tell the runner the
                 # network is fine instead.
                 job = dict(job, network=True)
-            data = encode_job(job)
+            data = encode_message(job)
         else:
             self.calls.append("send:" + data.decode(errors="replace").strip())
         assert self.proc.stdin is not None
@@ -271,7 +276,47 @@ class ProcessSession:
         return self._removed
 
 
-class FakeBackend:
+class EngineStub:
+    """The engine operations of the `Backend` protocol that unit fakes answer trivially."""
+
+    image = FAKE_IMAGE
+    swept: list[SweepRule]
+
+    def close(self) -> None:
+        pass
+
+    def ping(self) -> str:
+        return "fake"
+
+    def engine_id(self) -> str:
+        return "fake-engine"
+
+    def resolve_image(self) -> str:
+        return self.image
+
+    def check_image(self) -> str:
+        return self.image
+
+    def image_id(self, image: str) -> str:
+        return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        pass
+
+    def remove_volume(self, name: str) -> None:
+        pass
+
+    def sandboxes(self, controller_id: str) -> list[str]:
+        return []
+
+    def sweep(self, rule: SweepRule) -> list[str]:
+        if not hasattr(self, "swept"):
+            self.swept = []
+        self.swept.append(rule)
+        return []
+
+
+class FakeBackend(EngineStub):
     """Starts `ProcessSession`s; records every spec and session.
 
     Args:
@@ -301,12 +346,6 @@ class FakeBackend:
         self.image = image
         self.specs: list[ContainerSpec] = []
         self.sessions: list[ProcessSession] = []
-
-    def close(self) -> None:
-        pass
-
-    def resolve_image(self) -> str:
-        return self.image
 
     def start(self, spec: ContainerSpec, run_id: str) -> ProcessSession:
         self.specs.append(spec)
@@ -362,17 +401,22 @@ class ScriptedSession:
         self._exit_code = exit_code
         self._killed = threading.Event()
         self._token: str | None = None
+        self._loaded = False
 
     @property
     def container_id(self) -> str:
         return "scripted-" + self.run_id
 
     def send(self, data: bytes) -> None:
+        if not self._loaded:
+            self._loaded = True  # the bundle of sandbox modules, for the bootstrap
+            self.calls.append("send:bundle")
+            return
         if self._token is None:
             self.calls.append("send:job")
             if self._fail_send:
                 raise ExecutorError("injected send failure", run_id=self.run_id, step="attach")
-            job = decode_job(data)
+            job = decode_message(data)
             self.jobs.append(job)
             self._token = str(job["token"])
             return
@@ -419,7 +463,7 @@ class ScriptedSession:
             raise ExecutorError("injected remove failure", run_id=self.run_id, step="remove")
 
 
-class ScriptedBackend:
+class ScriptedBackend(EngineStub):
     """Starts `ScriptedSession`s from a script factory."""
 
     def __init__(
@@ -442,12 +486,6 @@ class ScriptedBackend:
         self.on_start = on_start
         self.specs: list[ContainerSpec] = []
         self.sessions: list[ScriptedSession] = []
-
-    def close(self) -> None:
-        pass
-
-    def resolve_image(self) -> str:
-        return FAKE_IMAGE
 
     def start(self, spec: ContainerSpec, run_id: str) -> ScriptedSession:
         self.specs.append(spec)

@@ -58,10 +58,12 @@ def test_a_scripted_run_builds_the_result() -> None:
 
 def test_network_detached_once_before_go_when_installing_without_network() -> None:
     backend = ScriptedBackend([INSTALLING, READY], [RUNNING, result_frame()])
-    result = Executor(Settings(), backend=backend).run(RunRequest(code="x", requirements=["six"]))
+    settings = Settings(install_mode="per_run")
+    result = Executor(settings, backend=backend).run(RunRequest(code="x", requirements=["six"]))
     assert result.status is RunStatus.SUCCEEDED
     assert backend.specs[0].detach_network_before_code is True
     assert backend.sessions[0].calls == [
+        "send:bundle",
         "send:job",
         "detach",
         "send:go",
@@ -73,7 +75,7 @@ def test_network_detached_once_before_go_when_installing_without_network() -> No
 
 def test_network_kept_when_the_request_may_use_it() -> None:
     backend = ScriptedBackend([INSTALLING, READY], [RUNNING, result_frame()])
-    settings = Settings(allow_network=True)
+    settings = Settings(allow_network=True, install_mode="per_run")
     request = RunRequest(code="x", requirements=["six"], network=True)
     result = Executor(settings, backend=backend).run(request)
     assert result.status is RunStatus.SUCCEEDED
@@ -88,6 +90,7 @@ def test_job_carries_the_request_and_settings() -> None:
         stdout_limit_bytes=2048,
         output_policy="kill",
         pip_index_url="https://i/",
+        install_mode="per_run",
     )
     request = RunRequest(
         code="print(1)", requirements=["Six>=1.0"], network=True, env={"A": "b"}, timeout_s=7
@@ -199,7 +202,7 @@ def test_send_failure_still_removes_the_container() -> None:
     backend = ScriptedBackend([READY], fail_send=True)
     with pytest.raises(ExecutorError, match="injected send failure"):
         Executor(Settings(), backend=backend).run(RunRequest(code="x"))
-    assert backend.sessions[0].calls == ["send:job", "remove"]
+    assert backend.sessions[0].calls == ["send:bundle", "send:job", "remove"]
 
 
 def test_remove_failure_does_not_mask_the_result(log_lines: list[LogLine]) -> None:

@@ -26,7 +26,8 @@ LOOP_FOREVER = "print('started', flush=True)\nwhile True:\n    pass\n"
 
 
 def net_settings(**overrides: Any) -> Settings:
-    return Settings(allow_network=True, **overrides)
+    # The seed's per-run pip install: the fake runs no environment cache (no volumes).
+    return Settings(allow_network=True, **{"install_mode": "per_run", **overrides})
 
 
 def net_request(code: str, **overrides: Any) -> RunRequest:
@@ -198,7 +199,7 @@ def test_remove_is_called_when_send_raises(sandbox_tmp: Path) -> None:
     with pytest.raises(ExecutorError, match="injected") as info:
         run(backend, net_request("print(1)"))
     assert info.value.step == "attach"
-    assert backend.sessions[0].calls == ["send:job", "remove"]
+    assert backend.sessions[0].calls == ["send:bundle", "send:job", "remove"]
     assert_cleaned_up(backend)
 
 
@@ -232,7 +233,7 @@ def test_requirements_install_then_network_detached_exactly_once(
         code="import aida_probe\nprint(aida_probe.VALUE)", requirements=["aida-probe==1.0"]
     )
     events: list[RunEvent] = []
-    result = run(backend, request, Settings(), on_event=events.append)
+    result = run(backend, request, Settings(install_mode="per_run"), on_event=events.append)
     assert result.status is RunStatus.SUCCEEDED, result.error or result.install.log_tail
     assert result.stdout == "42\n"
     (spec,) = backend.specs
@@ -265,7 +266,12 @@ def test_install_failure(sandbox_tmp: Path) -> None:
     backend = FakeBackend(sandbox_tmp, extra_env={"PIP_FIND_LINKS": str(sandbox_tmp)})
     result = run(backend, net_request("print('never')", requirements=["aida-missing==1.0"]))
     assert result.status is RunStatus.INSTALL_FAILED
-    assert result.error == "pip install failed"
+    assert result.error is not None
+    # The cause in pip's own words, and what to do about it.
+    assert result.error.startswith("no matching distribution: ")
+    assert "No matching distribution found for aida-missing==1.0" in result.error
+    assert result.error.endswith("(check the requirement's name and version)")
+    assert result.install.installer == "pip"
     assert "aida-missing" in result.install.log_tail
     assert result.stdout == ""
     assert_cleaned_up(backend)

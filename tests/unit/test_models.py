@@ -262,7 +262,7 @@ def test_run_result_round_trips_through_json() -> None:
 def test_run_result_defaults() -> None:
     result = RunResult(id="x", status=RunStatus.ERROR)
     assert (result.stdout, result.stderr, result.exit_code, result.error) == ("", "", None, None)
-    assert result.install.installer == "pip"
+    assert (result.install.installer, result.install.mode) == (None, None)  # nothing installed
     assert RunResult.model_validate_json(result.model_dump_json()) == result
 
 

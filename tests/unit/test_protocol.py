@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ai_data_agent.executor.protocol import FrameReader, encode_job, new_token
+from ai_data_agent.executor.protocol import FrameReader, encode_message, new_token
 
 TOKEN = "a" * 32
 
@@ -21,9 +21,9 @@ def test_new_token_is_random_hex() -> None:
     assert all(len(t) == 32 and int(t, 16) >= 0 for t in tokens)
 
 
-def test_encode_job_is_length_prefixed_ascii_json() -> None:
+def test_encode_message_is_length_prefixed_ascii_json() -> None:
     job = {"token": "t", "code": "print('\u00e9\u20ac')"}
-    data = encode_job(job)
+    data = encode_message(job)
     header, body = data.split(b"\n", 1)
     assert int(header) == len(body)
     assert body.isascii()

@@ -1,8 +1,8 @@
-"""The whole runner, end to end on the host: ``python -I -c <runner source>`` as a subprocess.
+"""The whole runner, end to end on the host: the container's command line as a subprocess.
 
-The controller's side is played here by hand: the job goes in as
-`encode_job` frames it, stdout is split with `FrameReader`, and ``go`` is
-answered to the ``ready`` phase. The host has network interfaces the runner
+The controller's side is played here by hand: the bundle of sandbox modules
+and the job go in as `delivery` and `encode_message` frame them, stdout is
+split with `FrameReader`, and ``go`` is answered to the ``ready`` phase. The host has network interfaces the runner
 would refuse, so these jobs ask for network (except the test of that refusal).
 """
 
@@ -21,8 +21,9 @@ import pytest
 from fakes import ScriptedBackend
 
 from ai_data_agent.executor.core import Executor
-from ai_data_agent.executor.protocol import FrameReader, encode_job, new_token
-from ai_data_agent.executor.spec import runner_source
+from ai_data_agent.executor.delivery import bundle
+from ai_data_agent.executor.protocol import FrameReader, encode_message, new_token
+from ai_data_agent.executor.spec import sandbox_command
 from ai_data_agent.models import RunRequest
 from ai_data_agent.settings import Settings
 
@@ -74,7 +75,7 @@ def drive(job: dict[str, Any], tmpdir: Path, *, go_line: bytes = b"go\n") -> Tra
     reader = FrameReader(job["token"])
     deadline = time.monotonic() + RUN_DEADLINE_S
     with subprocess.Popen(
-        [sys.executable, "-I", "-c", runner_source()],
+        [sys.executable, *sandbox_command()[1:]],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -83,7 +84,7 @@ def drive(job: dict[str, Any], tmpdir: Path, *, go_line: bytes = b"go\n") -> Tra
         start_new_session=True,
     ) as proc:
         assert proc.stdin and proc.stdout and proc.stderr
-        proc.stdin.write(encode_job(job))
+        proc.stdin.write(bundle() + encode_message(job))
         proc.stdin.flush()
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
@@ -144,8 +145,8 @@ def test_result_describes_the_environment(sandbox_tmp: Path) -> None:
     assert env["pythonpath"].split(os.pathsep)[0] == sandbox
     assert env["path_separator"] == os.pathsep
     assert env["uid"] == os.getuid()
-    assert t.output("stdout").splitlines() == [sandbox, env["pythonpath"], env["workdir"], "hi"]
-    assert env["workdir"] == os.path.join(sandbox, "work")
+    workdir = os.path.join(sandbox, "work")
+    assert t.output("stdout").splitlines() == [sandbox, env["pythonpath"], workdir, "hi"]
 
 
 def test_sandbox_dir_is_removed(sandbox_tmp: Path) -> None:
@@ -251,8 +252,7 @@ def test_refuses_to_run_with_interfaces_and_no_network(sandbox_tmp: Path) -> Non
     if not interfaces:
         pytest.skip("this host has no network interface but lo")
     t = drive(make_job("print('ran')", network=False), sandbox_tmp)
-    assert "still attached" in t.result["error"]
-    assert t.result["interfaces"] == sorted(interfaces)
+    assert f"{sorted(interfaces)} still attached" in t.result["error"]
     assert "execute" not in t.result
     assert t.output("stdout") == ""
 
@@ -271,16 +271,27 @@ def test_every_stdout_line_is_a_frame_with_the_jobs_token(sandbox_tmp: Path) -> 
     assert other.noise_lines == len(lines)
 
 
-def test_runner_crash_before_the_job_shows_on_stderr(sandbox_tmp: Path) -> None:
+@pytest.mark.parametrize(
+    ("before_job", "message"),
+    [
+        (b"12\n{}", b"EOFError: bundle truncated"),  # shorter than announced
+        (b"", b"ValueError"),  # no bundle at all
+        (None, b"EOFError: message truncated"),  # the bundle, then half a job
+    ],
+)
+def test_runner_crash_before_the_job_shows_on_stderr(
+    sandbox_tmp: Path, before_job: bytes | None, message: bytes
+) -> None:
     env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": str(sandbox_tmp)}
+    data = bundle() + b"12\n{}" if before_job is None else before_job
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", runner_source()],
-        input=b"12\n{}",  # shorter than announced
+        [sys.executable, *sandbox_command()[1:]],
+        input=data,
         capture_output=True,
         env=env,
         timeout=RUN_DEADLINE_S,
         check=False,
     )
     assert proc.returncode != 0
-    assert b"EOFError: job truncated" in proc.stderr
+    assert message in proc.stderr
     assert proc.stdout == b""

@@ -1,4 +1,4 @@
-"""The runner's pure steps, on the host (sandbox/runner.py)."""
+"""The sandbox's pure steps, on the host (sandbox/environment, install, execute, channel)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,19 @@ from pathlib import Path
 import pytest
 from fakes import SandboxUser
 
-from ai_data_agent.executor.protocol import encode_job
-from ai_data_agent.executor.spec import runner_source
-from ai_data_agent.sandbox import runner
-from ai_data_agent.sandbox.runner import (
-    OutputPump,
+from ai_data_agent.executor import protocol
+from ai_data_agent.executor.protocol import encode_message
+from ai_data_agent.executor.spec import sandbox_source
+from ai_data_agent.sandbox import channel, environment
+from ai_data_agent.sandbox.channel import read_message
+from ai_data_agent.sandbox.environment import (
     build_env,
     env_mismatches,
     make_sandbox_dir,
-    normalise_name,
-    pip_install_command,
-    read_job,
     remove_tree,
-    tail,
 )
+from ai_data_agent.sandbox.execute import OutputPump
+from ai_data_agent.sandbox.install import pip_install_command, tail, uv_cannot_run
 
 # -- build_env -------------------------------------------------------------------
 
@@ -147,21 +146,6 @@ def test_env_mismatches_reports_a_variable_missing_from_expected() -> None:
 # -- normalise_name and tail -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("name", "normalised"),
-    [
-        ("Django", "django"),
-        ("typing_extensions", "typing-extensions"),
-        ("zope.interface", "zope-interface"),
-        ("Foo__Bar--baz..Qux", "foo-bar-baz-qux"),
-        ("a-_.b", "a-b"),
-        ("six", "six"),
-    ],
-)
-def test_normalise_name_is_pep_503(name: str, normalised: str) -> None:
-    assert normalise_name(name) == normalised
-
-
 def test_tail_keeps_short_text_as_is() -> None:
     assert tail("abc", 3) == "abc"
     assert tail("", 0) == ""
@@ -169,6 +153,27 @@ def test_tail_keeps_short_text_as_is() -> None:
 
 def test_tail_keeps_the_end_and_marks_the_cut() -> None:
     assert tail("0123456789", 4) == "[...]\n6789"
+
+
+def test_tail_cuts_at_a_line_boundary_when_there_is_one() -> None:
+    text = "first line\nFailed to fetch the index\n"
+    assert tail(text, 30) == "[...]\nFailed to fetch the index\n"
+
+
+@pytest.mark.parametrize(
+    ("returncode", "output", "cannot_run"),
+    [
+        (None, "cannot start uv: [Errno 8] Exec format error", True),
+        (-11, "", True),
+        (2, "error: No interpreter found at path `/usr/bin/python3`", True),
+        (1, "error: No solution found when resolving dependencies", False),
+        (1, "error: Failed to fetch: `https://pypi.org/simple/six/`", False),
+    ],
+)
+def test_uv_falls_back_to_pip_only_when_uv_itself_cannot_run(
+    returncode: int | None, output: str, cannot_run: bool
+) -> None:
+    assert uv_cannot_run(returncode, output) is cannot_run
 
 
 # -- make_sandbox_dir and remove_tree ----------------------------------------------
@@ -215,7 +220,7 @@ def test_remove_tree_with_read_only_dirs_and_files(tmp_path: Path) -> None:
 # container (uid 1000) must run as a non-root user to mean anything.
 REMOVE_AS_USER = """
 import json, os, sys
-ns = {"__name__": "sandbox_runner"}
+ns = {"__name__": "sandbox_environment"}
 exec(sys.stdin.read(), ns)
 base, mode = sys.argv[1], int(sys.argv[2], 8)
 sandbox = ns["make_sandbox_dir"](base)
@@ -235,7 +240,7 @@ print(json.dumps(outcome))
 def _remove_as_sandbox_user(user: SandboxUser, base: Path, mode: int) -> dict[str, object]:
     proc = subprocess.run(
         [user.python, "-I", "-c", REMOVE_AS_USER, str(base), oct(mode)],
-        input=runner_source(),
+        input=sandbox_source("environment"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -344,35 +349,41 @@ def test_output_pump_cut_inside_a_character_counts_bytes_not_characters() -> Non
     assert frames.text("stdout") == "a\ufffd"
 
 
-# -- read_job -------------------------------------------------------------------------
+# -- read_message -----------------------------------------------------------------------
 
 
-def test_read_job_reads_a_length_prefixed_job_and_nothing_more() -> None:
+def test_read_message_reads_a_length_prefixed_message_and_nothing_more() -> None:
     job = {"token": "t", "code": "print('h\u00e9llo')\n", "requirements": []}
-    stream = io.BytesIO(encode_job(job) + b"go\n")
-    assert read_job(stream) == job
+    stream = io.BytesIO(encode_message(job) + b"go\n")
+    assert read_message(stream) == job
     assert stream.read() == b"go\n"  # the go line stays for wait_for_go
 
 
-def test_read_job_truncated_raises() -> None:
-    data = encode_job({"token": "t", "code": "x" * 100})
-    with pytest.raises(EOFError, match="job truncated"):
-        read_job(io.BytesIO(data[:-10]))
+def test_read_message_truncated_raises() -> None:
+    data = encode_message({"token": "t", "code": "x" * 100})
+    with pytest.raises(EOFError, match="message truncated"):
+        read_message(io.BytesIO(data[:-10]))
 
 
-def test_read_job_bad_header_raises() -> None:
+def test_read_message_at_the_end_of_input_raises_eof() -> None:
+    with pytest.raises(EOFError, match="end of input"):
+        read_message(io.BytesIO(b""))
+
+
+def test_read_message_bad_header_raises() -> None:
     with pytest.raises(ValueError):
-        read_job(io.BytesIO(b"not-a-number\n{}"))
+        read_message(io.BytesIO(b"not-a-number\n{}"))
+    with pytest.raises(ValueError, match="out of range"):
+        read_message(io.BytesIO(b"999999999999\n{}"))
+
+
+def test_read_message_body_must_be_a_json_object() -> None:
     with pytest.raises(ValueError):
-        read_job(io.BytesIO(b""))
+        read_message(io.BytesIO(b"3\nabc"))
+    with pytest.raises(ValueError, match="JSON object"):
+        read_message(io.BytesIO(b"2\n[]"))
 
 
-def test_read_job_body_must_be_json() -> None:
-    with pytest.raises(ValueError):
-        read_job(io.BytesIO(b"3\nabc"))
-
-
-def test_runner_constants_match_the_controller() -> None:
-    assert runner.GO_LINE == b"go\n"
-    assert runner.SANDBOX_PREFIX == "ai_data_agent_"
-    assert runner.PROTOCOL_VERSION == 1
+def test_sandbox_constants_match_the_controller() -> None:
+    assert channel.GO_LINE == protocol.GO_LINE == b"go\n"
+    assert environment.SANDBOX_PREFIX == "ai_data_agent_"

@@ -1,46 +1,72 @@
 """The rule that matters most: ``sandbox/`` runs in an unmodified ``python:3.12-slim``.
 
-So it imports only the standard library, nothing of the rest of the package,
-and parses as Python 3.9 (the oldest interpreter an image may bring).
+So it imports only the standard library and its own modules (absolutely, as
+``ai_data_agent.sandbox.x``, which the bootstrap serves from memory), nothing
+of the rest of the package, and parses as Python 3.9 (the oldest interpreter
+an image may bring). Every module it needs travels in the bundle.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import ai_data_agent.sandbox
+from ai_data_agent.executor.delivery import SANDBOX_MODULES, bundle
+from ai_data_agent.executor.spec import sandbox_source
 
 SANDBOX_DIR = Path(ai_data_agent.sandbox.__file__).parent
 SANDBOX_FILES = sorted(SANDBOX_DIR.glob("*.py"))
 OLDEST_PYTHON = (3, 9)
 
 
+OWN = "ai_data_agent.sandbox"
+
+
 def imported_modules(tree: ast.AST) -> list[tuple[str, int]]:
-    """(top-level module, relative level) of every import, nested ones included."""
+    """(full module name, relative level) of every import, nested ones included."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found += [(alias.name.split(".")[0], 0) for alias in node.names]
+            found += [(alias.name, 0) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            found.append(((node.module or "").split(".")[0], node.level))
+            module = node.module or ""
+            if module == OWN:  # from ai_data_agent.sandbox import envstore
+                found += [(f"{OWN}.{alias.name}", 0) for alias in node.names]
+            else:
+                found.append((module, node.level))
     return found
 
 
 def test_the_sandbox_package_has_files() -> None:
-    assert {p.name for p in SANDBOX_FILES} >= {"__init__.py", "runner.py"}
+    assert {p.name for p in SANDBOX_FILES} >= {"__init__.py", "bootstrap.py", "runner.py"}
+
+
+def test_the_bundle_carries_every_sandbox_module() -> None:
+    modules = {p.stem for p in SANDBOX_FILES} - {"__init__", "bootstrap"}
+    assert set(SANDBOX_MODULES) == modules
 
 
 @pytest.mark.parametrize("path", SANDBOX_FILES, ids=lambda p: p.name)
-def test_imports_only_the_standard_library(path: Path) -> None:
+def test_imports_only_the_standard_library_and_its_own_modules(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for module, level in imported_modules(tree):
-        assert level == 0, f"{path.name}: relative import (sandbox imports nothing of the package)"
-        assert module in sys.stdlib_module_names, f"{path.name}: imports non-stdlib {module!r}"
-        assert module != "ai_data_agent"
+        assert level == 0, f"{path.name}: relative import (the bootstrap serves absolute names)"
+        if module.startswith(OWN + "."):
+            assert module.removeprefix(OWN + ".") in SANDBOX_MODULES, f"{path.name}: {module}"
+            continue
+        top = module.split(".")[0]
+        assert top in sys.stdlib_module_names, f"{path.name}: imports non-stdlib {module!r}"
+
+
+def test_the_package_init_imports_nothing() -> None:
+    tree = ast.parse((SANDBOX_DIR / "__init__.py").read_text(encoding="utf-8"))
+    assert imported_modules(tree) == []
 
 
 @pytest.mark.parametrize("path", SANDBOX_FILES, ids=lambda p: p.name)
@@ -88,19 +114,35 @@ def test_the_check_catches_what_it_should() -> None:
     tree = ast.parse("import numpy\nfrom ai_data_agent import models\nfrom . import x\n")
     modules = imported_modules(tree)
     assert ("numpy", 0) in modules and ("ai_data_agent", 0) in modules and ("", 1) in modules
+    own = imported_modules(ast.parse("from ai_data_agent.sandbox import envstore\n"))
+    assert own == [("ai_data_agent.sandbox.envstore", 0)]
     assert "numpy" not in sys.stdlib_module_names
     with pytest.raises(SyntaxError):
         ast.parse("match x:\n    case 1:\n        pass\n", feature_version=OLDEST_PYTHON)
 
 
-def test_runs_under_isolated_mode_without_the_package() -> None:
-    """The runner module object needs nothing from ``ai_data_agent`` once loaded."""
-    source = (SANDBOX_DIR / "runner.py").read_text(encoding="utf-8")
-    namespace: dict[str, object] = {"__name__": "isolated_runner"}
-    exec(compile(source, "runner.py", "exec"), namespace)
-    assert callable(namespace["main"])
-    assert not any(
-        getattr(value, "__name__", "").startswith("ai_data_agent")
-        for value in namespace.values()
-        if isinstance(value, type(sys))
+LOAD_EVERY_MODULE = """
+import importlib, json, sys
+namespace = {"__name__": "bootstrap"}
+exec(BOOTSTRAP, namespace)
+bundle = namespace["read_bundle"](sys.stdin.buffer)
+namespace["install"](bundle["sources"])
+for name in sorted(bundle["sources"]):
+    importlib.import_module(name)
+print(json.dumps(sorted(n for n in sys.modules if n.startswith("ai_data_agent"))))
+"""
+
+
+def test_every_module_loads_from_the_bundle_alone_in_isolated_mode() -> None:
+    """``python -I -S``, no site-packages, no package on disk: the bundle is enough."""
+    script = f"BOOTSTRAP = {sandbox_source('bootstrap')!r}\n" + LOAD_EVERY_MODULE
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script],
+        input=bundle(),
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
+    assert proc.returncode == 0, proc.stderr.decode()
+    loaded = json.loads(proc.stdout)
+    assert loaded == sorted(["ai_data_agent", OWN, *(f"{OWN}.{m}" for m in SANDBOX_MODULES)])

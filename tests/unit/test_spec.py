@@ -19,7 +19,8 @@ from ai_data_agent.executor.spec import (
     SWEEP_SLACK_S,
     ContainerSpec,
     build_spec,
-    runner_source,
+    sandbox_command,
+    sandbox_source,
 )
 from ai_data_agent.models import Limits
 from ai_data_agent.settings import Settings
@@ -51,15 +52,16 @@ def spec_for(
     )
 
 
-def test_runs_the_runner_source_isolated() -> None:
+def test_runs_the_bootstrap_isolated_and_without_site() -> None:
     spec = spec_for()
-    assert spec.command == ["python3", "-I", "-c", runner_source()]
+    assert spec.command == ["python3", "-I", "-S", "-c", sandbox_source("bootstrap")]
+    assert tuple(spec.command) == sandbox_command()
     assert spec.image == "python:3.12-slim"
 
 
-def test_runner_source_is_the_runner_file() -> None:
-    path = Path(__file__).parents[2] / "src" / "ai_data_agent" / "sandbox" / "runner.py"
-    assert runner_source() == path.read_text(encoding="utf-8")
+def test_sandbox_source_is_the_file() -> None:
+    path = Path(__file__).parents[2] / "src" / "ai_data_agent" / "sandbox" / "bootstrap.py"
+    assert sandbox_source("bootstrap") == path.read_text(encoding="utf-8")
 
 
 def test_unprivileged_read_only_and_no_capabilities() -> None:

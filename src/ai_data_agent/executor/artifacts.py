@@ -17,8 +17,9 @@ import hashlib
 import mimetypes
 import os
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
+from ai_data_agent.executor.frames import ArtifactBegin, ArtifactData, ArtifactEnd, ArtifactsSection
 from ai_data_agent.models import Artifact, SkippedArtifact
 from ai_data_agent.paths import check_relative_path
 
@@ -51,33 +52,29 @@ class ArtifactCollector:
         self._tmp: Path | None = None
 
     # -- frames -------------------------------------------------------------------
-    def handle(self, frame: dict[str, Any]) -> None:
-        kind = frame["k"]
-        if kind == "artifact_begin":
-            self._begin(frame.get("path"), frame.get("size"))
-        elif kind == "artifact_data" and self._path is not None:
-            self._data(frame.get("d"))
-        elif kind == "artifact_end" and self._path is not None:
-            self._end(frame.get("size"), frame.get("sha256"))
+    def handle(self, frame: ArtifactBegin | ArtifactData | ArtifactEnd) -> None:
+        if isinstance(frame, ArtifactBegin):
+            self._begin(frame.path, frame.size)
+        elif self._path is None:
+            return  # data or end without a begin that was accepted: nothing to add to
+        elif isinstance(frame, ArtifactData):
+            self._data(frame.data)
+        else:
+            self._end(frame.size, frame.sha256)
 
-    def finish(self, runner_report: dict[str, Any] | None) -> None:
+    def finish(self, runner_report: ArtifactsSection | None) -> None:
         """End of the run: drop a half-received file; take the runner's skip list."""
         if self._path is not None:
             self._reject("transfer incomplete")
-        report = runner_report or {}
-        for item in report.get("skipped") or []:
-            if isinstance(item, dict):
-                self._skip(str(item.get("path", "?"))[:300], str(item.get("reason", "?"))[:200])
+        for item in runner_report.skipped if runner_report is not None else []:
+            self._skip(item.path[:300], item.reason[:200])
         if any("cap" in s.reason for s in self.skipped):
             self.truncated = True
 
     # -- steps --------------------------------------------------------------------
-    def _begin(self, path: Any, size: Any) -> None:
+    def _begin(self, path: str, size: int) -> None:
         if self._path is not None:
             self._reject("transfer incomplete")
-        if not isinstance(path, str) or not isinstance(size, int) or size < 0:
-            self._skip(str(path)[:300], "malformed artifact header")
-            return
         try:
             check_relative_path(path)
         except ValueError as exc:
@@ -119,12 +116,10 @@ class ArtifactCollector:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         self._file = os.fdopen(os.open(self._tmp, flags, 0o600), "wb")
 
-    def _data(self, encoded: Any) -> None:
+    def _data(self, encoded: str) -> None:
         try:
-            chunk = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
+            chunk = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            chunk = None
-        if chunk is None:
             self._reject("malformed artifact data")
             return
         self._received += len(chunk)
@@ -135,7 +130,7 @@ class ArtifactCollector:
         if self._file is not None:
             self._file.write(chunk)
 
-    def _end(self, size: Any, sha256: Any) -> None:
+    def _end(self, size: int, sha256: str) -> None:
         path = self._path
         assert path is not None
         if size != self._received or sha256 != self._digest.hexdigest():
@@ -146,10 +141,11 @@ class ArtifactCollector:
             os.replace(self._tmp, self.directory / path)
             self._tmp = None
         self.total += self._received
+        digest = self._digest.hexdigest()
+        media_type = media_type_for(path)
         self.artifacts.append(
-            Artifact(path=path, size=self._received, sha256=self._digest.hexdigest(),
-                     media_type=media_type_for(path))
-        )  # fmt: skip
+            Artifact(path=path, size=self._received, sha256=digest, media_type=media_type)
+        )
         self._path = None
 
     def _reject(self, reason: str) -> None:

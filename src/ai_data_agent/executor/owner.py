@@ -8,7 +8,8 @@ CLI run next to the daemon. Where the owner cannot be judged (another machine
 or namespace), only the sandbox's deadline label decides.
 
     label = owner_label()
-    owner_is_dead(label)   # False while this process lives
+    owner_is_dead(label)    # False while this process lives
+    owner_is_alive(label)   # True while this process lives
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import functools
 import os
 from pathlib import Path
 
-__all__ = ["owner_is_dead", "owner_label"]
+__all__ = ["owner_is_alive", "owner_is_dead", "owner_label"]
 
 
 def _boot_id() -> str:
@@ -50,13 +51,23 @@ def owner_label() -> str:
     return f"{_boot_id()}:{_pid_namespace()}:{pid}:{_start_time(pid) or '?'}"
 
 
-def owner_is_dead(label: str) -> bool:
-    """True only when ``label``'s process is provably gone; False when unknown."""
+def _judge(label: str) -> bool | None:
+    """Whether ``label``'s process lives: True, False, or None when it cannot be told."""
     try:
         boot, namespace, pid, started = label.rsplit(":", 3)
         pid_number = int(pid)
     except ValueError:
-        return False
+        return None
     if "?" in (boot, namespace, started) or boot != _boot_id() or namespace != _pid_namespace():
-        return False
-    return _start_time(pid_number) != started
+        return None
+    return _start_time(pid_number) == started
+
+
+def owner_is_dead(label: str) -> bool:
+    """True only when ``label``'s process is provably gone; False when unknown."""
+    return _judge(label) is False
+
+
+def owner_is_alive(label: str) -> bool:
+    """True only when ``label``'s process provably runs; False when unknown."""
+    return _judge(label) is True

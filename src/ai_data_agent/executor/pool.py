@@ -5,9 +5,10 @@
     session = pool.take(spec)           # one of them, or None: start a fresh one
     pool.close()                        # remove every idle sandbox
 
-A pooled sandbox is a fresh container whose runner already waits for its job
-on stdin, so a run skips the container start without ever sharing a container:
-the executor removes it after its one run. Refill happens on a background
+A pooled sandbox is a fresh container whose runner is loaded and waits for
+its job on stdin (`delivery.launch`), so a run skips the container start and
+the runner's start without ever sharing a container: the driver removes it
+after its one run. Refill happens on a background
 thread; an empty pool means a fresh container, never reuse. Sandboxes that
 wait longer than the TTL are recycled. Docker errors are logged and retried
 with a backoff; the pool never holds more than ``size`` per profile.
@@ -25,6 +26,7 @@ from loguru import logger
 
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.executor.backend import Backend, Session
+from ai_data_agent.executor.delivery import launch
 from ai_data_agent.executor.spec import ContainerSpec
 
 __all__ = ["WarmPool"]
@@ -128,7 +130,7 @@ class WarmPool:
     def _start_one(self, profile: _Profile) -> None:
         pool_id = f"pool-{uuid.uuid4().hex[:12]}"
         try:
-            session = self.backend.start(profile.make_spec(pool_id), pool_id)
+            session = launch(self.backend, profile.make_spec(pool_id), pool_id)
         except AiDataAgentError as exc:
             with self._cond:
                 profile.starting -= 1

@@ -13,18 +13,19 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FrameReader", "encode_job", "new_token"]
+__all__ = ["GO_LINE", "FrameReader", "encode_message", "new_token"]
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+GO_LINE = b"go\n"  # releases a run once the install network is gone
 
 
 def new_token() -> str:
     return secrets.token_hex(16)
 
 
-def encode_job(job: dict[str, Any]) -> bytes:
-    """Length-prefixed JSON, as `runner.read_job` expects."""
-    body = json.dumps(job, ensure_ascii=True).encode()
+def encode_message(message: dict[str, Any]) -> bytes:
+    """Length-prefixed JSON, as `sandbox.channel.read_message` expects."""
+    body = json.dumps(message, ensure_ascii=True).encode()
     return str(len(body)).encode() + b"\n" + body
 
 

@@ -7,6 +7,7 @@ the Docker backend only translates the spec into API calls.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -29,7 +30,8 @@ __all__ = [
     "ContainerSpec",
     "VolumeMount",
     "build_spec",
-    "runner_source",
+    "sandbox_command",
+    "sandbox_source",
 ]
 
 LABEL_PREFIX = "ai-data-agent."
@@ -46,9 +48,18 @@ ENVS_MOUNT = "/opt/ai-data-agent/envs"  # the shared, read-only environment cach
 SWEEP_SLACK_S = 120
 
 
-def runner_source() -> str:
-    """Source of the in-container runner, shipped as ``python3 -I -c <source>``."""
-    return resources.files("ai_data_agent.sandbox").joinpath("runner.py").read_text("utf-8")
+def sandbox_source(module: str) -> str:
+    """The source of ``ai_data_agent.sandbox.<module>``, as shipped into containers."""
+    return resources.files("ai_data_agent.sandbox").joinpath(f"{module}.py").read_text("utf-8")
+
+
+@functools.cache
+def sandbox_command() -> tuple[str, ...]:
+    """Every sandbox's command: `sandbox.bootstrap`, isolated (-I), without site (-S).
+
+    The bootstrap reads the runner from stdin (see `delivery`).
+    """
+    return ("python3", "-I", "-S", "-c", sandbox_source("bootstrap"))
 
 
 @dataclass(frozen=True)
@@ -135,7 +146,7 @@ def build_spec(
     network = settings.install_network if (needs_install or limits.network) else None
     return ContainerSpec(
         image=image,
-        command=["python3", "-I", "-c", runner_source()],
+        command=list(sandbox_command()),
         user=SANDBOX_USER,
         environment=sandbox_environment(settings),
         labels={

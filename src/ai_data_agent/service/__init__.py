@@ -8,8 +8,7 @@
 Modules, in the order a request meets them: `server` (uvicorn, bind policy,
 logging), `app` (routes), `body_limit`, `auth`, `http_errors`, `dispatcher`
 (queue and worker threads), `store` (SQLite records), `daemon` (wiring, start
-and stop), `reaper` (sweeps, retention), `metrics`, `seams` (protocols for the
-executor and the engine). The API is described in docs/api.md.
+and stop), `reaper` (sweeps, retention), `metrics`. The API is described in docs/api.md.
 """
 
 from ai_data_agent.service.app import create_app

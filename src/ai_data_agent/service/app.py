@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from ai_data_agent import __version__
+from ai_data_agent.checks import Check
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import (
     Artifact,
@@ -54,12 +55,11 @@ from ai_data_agent.models import (
     RunSubmission,
 )
 from ai_data_agent.service.body_limit import BodyLimitMiddleware
-from ai_data_agent.service.daemon import Check, Daemon
-from ai_data_agent.service.dispatcher import NotAccepting, QueueFull, wait_done
+from ai_data_agent.service.daemon import Daemon
+from ai_data_agent.service.dispatcher import NotAccepting, QueueFull, RunExecutor, wait_done
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.http_errors import ApiError, install_error_handlers
 from ai_data_agent.service.metrics import CONTENT_TYPE
-from ai_data_agent.service.seams import RunExecutor, service_backend_for
 from ai_data_agent.service.store import ACTIVE_STATUSES
 from ai_data_agent.settings import Settings
 
@@ -360,16 +360,12 @@ async def metrics(daemon: DaemonDep) -> Response:
 def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastAPI:
     """The ASGI app. Nothing is opened until its lifespan starts.
 
-    ``executor`` defaults to an `Executor` on the configured engine; anything with
-    its ``run`` signature, a ``controller_id`` and a ``backend`` offering
-    ``ping``/``resolve_image``/``sweep`` will do (see `seams`).
-
-    Raises:
-        TypeError: the executor's backend offers no way to sweep or probe the engine.
+    ``executor`` defaults to an `Executor` on the configured engine; anything
+    shaped like it will do (see `dispatcher.RunExecutor`).
     """
     if executor is None:
         executor = Executor(settings)
-    daemon = Daemon(settings, executor, service_backend_for(executor))
+    daemon = Daemon(settings, executor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -14,45 +14,36 @@ second daemon on the same engine would remove the first one's sandboxes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from loguru import logger
 
+from ai_data_agent.checks import Check
 from ai_data_agent.service.auth import TokenAuth
-from ai_data_agent.service.dispatcher import Dispatcher
+from ai_data_agent.service.dispatcher import Dispatcher, RunExecutor
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.reaper import Reaper
-from ai_data_agent.service.seams import RunExecutor, ServiceBackend
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
 from ai_data_agent.settings import Settings
 
-__all__ = ["REASON_STALE", "Check", "Daemon"]
+__all__ = ["REASON_STALE", "Daemon"]
 
 REASON_STALE = "the controller stopped while the run was in flight; found at its next start"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One readiness check: its name, whether it passed, and what it found."""
-
-    name: str
-    ok: bool
-    detail: str
 
 
 class Daemon:
     """Store, dispatcher, reaper, metrics and auth of one daemon process."""
 
-    def __init__(self, settings: Settings, executor: RunExecutor, backend: ServiceBackend) -> None:
+    def __init__(self, settings: Settings, executor: RunExecutor) -> None:
         self.settings = settings
         self.executor = executor
-        self.backend = backend
+        self.backend = executor.backend
         self.store = RunStore(settings.data_dir / STORE_FILENAME)
         self.metrics = ServiceMetrics()
         self.auth = TokenAuth(settings)
         self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
         self.reaper = Reaper(
-            settings, backend, self.store, self.metrics, controller_id=executor.controller_id
+            settings, self.backend, self.store, self.metrics, controller_id=executor.controller_id
         )
         self.started = False
         self.startup_error: Exception | None = None
@@ -69,7 +60,7 @@ class Daemon:
             logger.warning("marked {} run(s) of a previous process interrupted", len(stale))
         self.reaper.sweep_orphans(tuple(stale))
         self.reaper.apply_retention()
-        self._executor_hook("start_pool")  # after the sweep, which spares our own sandboxes
+        self._executor_hook(self.executor.start_pool)  # after the sweep, which spares our own
         self.dispatcher.start()
         self.reaper.start()
         self.started = True
@@ -89,42 +80,36 @@ class Daemon:
             self.dispatcher.stop()
         finally:
             self.reaper.stop()
-            self._executor_hook("close")  # drains the executor's warm pool, if any
+            self._executor_hook(self.executor.close)  # drains the executor's warm pool, if any
             self.store.close()
         logger.info("daemon stopped")
 
-    def _executor_hook(self, name: str) -> None:
-        """Call the executor's optional ``start_pool``/``close``; log, never raise."""
-        hook = getattr(self.executor, name, None)
-        if not callable(hook):
-            return
+    @staticmethod
+    def _executor_hook(hook: Callable[[], None]) -> None:
+        """Call the executor's ``start_pool`` or ``close``; log, never raise."""
         try:
             hook()
         except Exception as exc:
-            logger.warning("executor {}() failed: {}", name, exc)
+            logger.warning("executor {}() failed: {}", hook.__name__, exc)
 
     # -- readiness (each blocking; the app runs them in threads, with a timeout) ----
     def check_docker(self) -> Check:
         try:
             self.backend.ping()
         except Exception as exc:
-            return _failed("docker", exc)
+            return Check.failed("docker", exc)
         return Check("docker", True, "reachable")
 
     def check_image(self) -> Check:
         try:
-            image = self.backend.resolve_image()
+            image = self.backend.check_image()
         except Exception as exc:
-            return _failed("image", exc)
+            return Check.failed("image", exc)
         return Check("image", True, image)
 
     def check_store(self) -> Check:
         try:
             self.store.probe_writable()
         except Exception as exc:
-            return _failed("store", exc)
+            return Check.failed("store", exc)
         return Check("store", True, "writable")
-
-
-def _failed(name: str, exc: Exception) -> Check:
-    return Check(name, False, f"{type(exc).__name__}: {exc}"[:500])

@@ -26,20 +26,21 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from loguru import logger
 
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.executor import RunEvent
+from ai_data_agent.executor.backend import Backend
+from ai_data_agent.executor.events import EventHandler
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.seams import RunExecutor
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
 
-__all__ = ["Dispatcher", "NotAccepting", "QueueFull", "RunHandle", "wait_done"]
+__all__ = ["Dispatcher", "NotAccepting", "QueueFull", "RunExecutor", "RunHandle", "wait_done"]
 
 # After the grace period, cancelled runs get this long to be killed and removed
 # (the executor notices a cancel within 0.25 s; kill, wait and remove are bounded).
@@ -50,6 +51,31 @@ REASON_CANCELLED_QUEUED = "cancelled by request before it started"
 ARTIFACTS_SUBDIR = "artifacts"
 # Executor phases that clients see as `status` events (beside queued and the end).
 LIVE_STATUSES = ("installing", "running", "collecting")
+
+
+class RunExecutor(Protocol):
+    """What the daemon needs of an `Executor` (unit tests pass a fake one)."""
+
+    @property
+    def controller_id(self) -> str: ...
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def run(
+        self,
+        request: RunRequest,
+        *,
+        run_id: str | None = None,
+        on_event: EventHandler | None = None,
+        cancel: threading.Event | None = None,
+        artifacts_dir: Path | None = None,
+    ) -> RunResult:
+        """Blocking and thread-safe."""
+
+    def start_pool(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class QueueFull(AiDataAgentError):

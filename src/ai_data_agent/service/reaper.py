@@ -16,9 +16,9 @@ import threading
 
 from loguru import logger
 
+from ai_data_agent.executor.backend import Backend, SweepRule
 from ai_data_agent.service.dispatcher import ARTIFACTS_SUBDIR
 from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.seams import ServiceBackend
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
 
@@ -31,7 +31,7 @@ class Reaper:
     def __init__(
         self,
         settings: Settings,
-        backend: ServiceBackend,
+        backend: Backend,
         store: RunStore,
         metrics: ServiceMetrics,
         *,
@@ -56,9 +56,8 @@ class Reaper:
         if run_ids:
             self._orphan_run_ids = run_ids
         try:
-            removed = self._backend.sweep(
-                keep_controller=self._controller_id, run_ids=self._orphan_run_ids
-            )
+            rule = SweepRule(keep_controller=self._controller_id, run_ids=self._orphan_run_ids)
+            removed = self._backend.sweep(rule)
         except Exception as exc:
             logger.warning("cannot sweep orphaned sandboxes yet (will retry): {}", exc)
             return False
@@ -70,7 +69,7 @@ class Reaper:
 
     def sweep_expired(self) -> None:
         try:
-            removed = self._backend.sweep()
+            removed = self._backend.sweep(SweepRule())
         except Exception as exc:
             logger.warning("sweep of expired sandboxes failed: {}", exc)
             return

@@ -124,7 +124,7 @@ def test_kill_9_while_creating(
 
 @pytest.mark.parametrize(
     ("code", "marker", "absent"),
-    [(SLEEPER, "main.py", None), (COLLECTED, "-I -c", "main.py")],
+    [(SLEEPER, "main.py", None), (COLLECTED, "-I -S -c", "main.py")],
     ids=["running", "collecting"],
 )
 def test_kill_9_while_running_or_collecting(

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor import RunEvent
+from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.models import Artifact, RunRequest, RunResult, RunStatus, Timings
 from ai_data_agent.service import create_app
 from ai_data_agent.service.daemon import Daemon
@@ -50,34 +51,57 @@ class FakeBackend:
     orphans: list[str] = field(default_factory=list)
     sweeps: list[dict[str, Any]] = field(default_factory=list)
 
-    def ping(self) -> None:
+    def ping(self) -> str:
         if self.ping_gate is not None:
             self.ping_gate.wait(30)
         if self.ping_error is not None:
             raise self.ping_error
+        return "fake"
 
     def resolve_image(self) -> str:
         if self.image_error is not None:
             raise self.image_error
         return FAKE_IMAGE
 
-    def sweep(
-        self,
-        *,
-        keep_controller: str | None = None,
-        all_controllers: bool = False,
-        run_ids: tuple[str, ...] = (),
-    ) -> list[str]:
+    def check_image(self) -> str:
+        return self.resolve_image()
+
+    def sweep(self, rule: SweepRule) -> list[str]:
         self.sweeps.append(
-            {"keep_controller": keep_controller, "all_controllers": all_controllers,
-             "run_ids": tuple(sorted(run_ids))}
-        )  # fmt: skip
+            {
+                "keep_controller": rule.keep_controller,
+                "all_controllers": rule.all_controllers,
+                "run_ids": tuple(sorted(rule.run_ids)),
+            }
+        )
         if self.sweep_error is not None:
             raise self.sweep_error
         # The startup sweep (of dead controllers) names the controller to keep.
-        orphan_sweep = keep_controller is not None
+        orphan_sweep = rule.keep_controller is not None
         removed, self.orphans = (self.orphans, []) if orphan_sweep else ([], self.orphans)
         return removed
+
+    # The rest of the `Backend` protocol: the daemon never calls these.
+    def start(self, spec: object, run_id: str) -> object:
+        raise AssertionError("the fake executor starts no containers")
+
+    def engine_id(self) -> str:
+        return "fake-engine"
+
+    def image_id(self, image: str) -> str:
+        return "sha256:fake"
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        pass
+
+    def remove_volume(self, name: str) -> None:
+        pass
+
+    def sandboxes(self, controller_id: str) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
 
 
 class FakeExecutor:
@@ -91,7 +115,15 @@ class FakeExecutor:
         self.started: list[str] = []
         self.cancelled: list[str] = []
         self.on_start: Callable[[str], None] | None = None  # called first thing in run()
+        self.pool_started = False
+        self.closed = False
         self._lock = threading.Lock()
+
+    def start_pool(self) -> None:
+        self.pool_started = True
+
+    def close(self) -> None:
+        self.closed = True
 
     def run(
         self,
@@ -112,10 +144,10 @@ class FakeExecutor:
         if request.code == "artifact" and artifacts_dir is not None:
             artifacts_dir.mkdir(parents=True)
             (artifacts_dir / "outputs.csv").write_bytes(b"a,b\n1,2\n")
+            digest = hashlib.sha256(b"a,b\n1,2\n").hexdigest()
             artifacts.append(
-                Artifact(path="outputs.csv", size=8, sha256=hashlib.sha256(b"a,b\n1,2\n").hexdigest(),
-                         media_type="text/csv")
-            )  # fmt: skip
+                Artifact(path="outputs.csv", size=8, sha256=digest, media_type="text/csv")
+            )
         with self._lock:
             self.started.append(run_id)
         code = request.code
@@ -125,9 +157,11 @@ class FakeExecutor:
                     with self._lock:
                         self.cancelled.append(run_id)
                     return RunResult(
-                        id=run_id, status=RunStatus.CANCELLED, stdout="partial\n",
+                        id=run_id,
+                        status=RunStatus.CANCELLED,
+                        stdout="partial\n",
                         error="cancelled by request",
-                    )  # fmt: skip
+                    )
         if code == "explode":
             raise ExecutorError("cannot create the sandbox container", run_id=run_id, step="create")
         if code == "crash":

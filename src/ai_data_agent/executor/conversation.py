@@ -1,0 +1,275 @@
+"""One conversation with a started sandbox: frames in, the controller's deadlines, a `Transcript` out.
+
+    transcript = Transcript.empty(settings, collector)
+    Conversation(session, token, budget, transcript, run_id=run_id).run(return_at_result=False)
+
+Every byte from the container is hostile: only frames with the job's token
+count (`protocol.FrameReader`), each is parsed into its type (`frames`), output
+is kept within the caps, and the whole stream within a budget. The
+controller, not the runner, decides when time is up: each phase has a
+deadline, a passed deadline or a cancel kills the container, and what was
+collected so far stays in the transcript.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from ai_data_agent.executor.artifacts import ArtifactCollector
+from ai_data_agent.executor.backend import STDERR, STDOUT, ExitState, Session
+from ai_data_agent.executor.events import EventHandler, RunEvent
+from ai_data_agent.executor.frames import (
+    ArtifactBegin,
+    ArtifactData,
+    ArtifactEnd,
+    Frame,
+    LogFrame,
+    OutFrame,
+    PhaseFrame,
+    ResultFrame,
+    parse_frame,
+)
+from ai_data_agent.executor.protocol import GO_LINE, FrameReader
+from ai_data_agent.settings import Settings
+
+__all__ = ["Budget", "Conversation", "OutputBuffer", "Transcript"]
+
+# The runner's verify step gets this long between "ready" and "running", and
+# artifact collection as long after the code ends.
+VERIFY_BUDGET_S = 60.0
+COLLECT_BUDGET_S = 60.0
+# How long the runner gets to exit after its result before it is killed.
+EXIT_WAIT_S = 1.0
+# Bytes kept of the container's own stderr (the runner's crash output, if any).
+RUNNER_STDERR_LIMIT = 64 * 1024
+READ_SLICE_S = 0.25
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class OutputBuffer:
+    """One output stream, kept within its cap (UTF-8 bytes; one raw byte decodes to <= 3)."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.room = limit_bytes * 3
+        self.parts: list[str] = []
+        self.cut = False
+
+    def add(self, text: str) -> str:
+        """Append what fits; return what was kept."""
+        data = text.encode()
+        if len(data) > self.room:
+            text = data[: max(self.room, 0)].decode("utf-8", "ignore")
+            self.cut = True
+            data = text.encode()
+        self.parts.append(text)
+        self.room -= len(data)
+        return text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass
+class Transcript:
+    """What the controller collected from one sandbox, bounded at every step."""
+
+    stdout: OutputBuffer
+    stderr: OutputBuffer
+    artifacts: ArtifactCollector
+    phase: str = "starting"
+    result: ResultFrame | None = None
+    runner_stderr: bytearray = field(default_factory=bytearray)
+    deadline_hit: str | None = None  # the phase in which the controller killed it
+    code_s: float | None = None  # how long the code ran, as the controller saw it
+    exit_state: ExitState = field(default_factory=lambda: ExitState(None, False))
+
+    @classmethod
+    def empty(cls, settings: Settings, artifacts: ArtifactCollector) -> Transcript:
+        return cls(
+            OutputBuffer(settings.stdout_limit_bytes),
+            OutputBuffer(settings.stderr_limit_bytes),
+            artifacts,
+        )
+
+    @property
+    def finished_cleanly(self) -> bool:
+        """The runner sent its result and read its own OOM count: nothing more to learn."""
+        return (
+            self.result is not None
+            and self.deadline_hit is None
+            and self.result.oom_kills is not None
+        )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The controller's deadlines for one sandbox, per phase, and its stream budget."""
+
+    until_ready_s: float
+    code_s: float
+    stream_bytes: int
+    verify_s: float = VERIFY_BUDGET_S
+    collect_s: float = COLLECT_BUDGET_S
+
+    @classmethod
+    def for_job(cls, settings: Settings, code_timeout_s: float) -> Budget:
+        grace = settings.stop_grace_s
+        # Worst case of the runner's framing: JSON-escaped output (<= 6x) plus logs.
+        stream = 8 * (
+            settings.stdout_limit_bytes + settings.stderr_limit_bytes
+            + settings.install_log_limit_bytes
+        )  # fmt: skip
+        stream += settings.max_artifact_total_bytes * 4 // 3 + 4 * 1024 * 1024
+        return cls(
+            until_ready_s=settings.install_timeout_s + grace + 30,
+            code_s=code_timeout_s + grace,
+            stream_bytes=stream,
+            verify_s=VERIFY_BUDGET_S + grace,
+            collect_s=COLLECT_BUDGET_S + grace,
+        )
+
+
+class Conversation:
+    """Reads frames until the runner's result, a deadline, a cancel or the end of the stream."""
+
+    def __init__(
+        self,
+        session: Session,
+        token: str,
+        budget: Budget,
+        transcript: Transcript,
+        *,
+        run_id: str,
+        detach_network: bool = False,
+        on_event: EventHandler | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.session = session
+        self.budget = budget
+        self.transcript = transcript
+        self.run_id = run_id
+        self.detach_network = detach_network
+        self.on_event = on_event
+        self.cancel = cancel
+        self.log = logger.bind(run_id=run_id)
+        self.reader = FrameReader(token)
+        self.deadline = time.monotonic() + budget.until_ready_s
+        self.received = 0
+        self.code_started: float | None = None
+
+    def run(self, *, return_at_result: bool = False) -> Transcript:
+        """Converse to the end; with ``return_at_result``, return at a clean result without
+        waiting for the container to stop (its removal is deferred too)."""
+        t = self.transcript
+        while t.result is None and t.deadline_hit is None:
+            if not self._step():
+                break
+        self._code_ended()
+        if self.reader.noise_lines or self.reader.bad_frames:
+            self.log.warning(
+                "ignored {} unauthenticated line(s) and {} malformed frame(s) from the sandbox",
+                self.reader.noise_lines, self.reader.bad_frames,
+            )  # fmt: skip
+        if t.finished_cleanly:
+            if not return_at_result:
+                self._await_exit()
+        else:
+            t.exit_state = self.session.exit_state(timeout_s=10.0)
+        return t
+
+    def _stop(self, reason: str, message: str, level: str = "INFO") -> None:
+        self.transcript.deadline_hit = reason
+        self.log.log(level, message)
+        self.session.kill()
+
+    def _step(self) -> bool:
+        """Handle one slice of time; False at the end of the stream."""
+        t = self.transcript
+        if self.cancel is not None and self.cancel.is_set():
+            self._stop("cancelled", f"cancelled in phase {t.phase}; killing the sandbox")
+            return True
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self._stop(t.phase, f"deadline passed in phase {t.phase}; killing the sandbox")
+            return True
+        chunk = self.session.read(min(remaining, READ_SLICE_S))
+        if chunk is None:
+            return True
+        stream, data = chunk
+        if not data:
+            return False  # end of stream: the container exited
+        self.received += len(data)
+        if self.received > self.budget.stream_bytes:
+            limit = self.budget.stream_bytes
+            self._stop("stream", f"sandbox sent more than {limit} bytes; killing it", "WARNING")
+        elif stream == STDERR:
+            room = RUNNER_STDERR_LIMIT - len(t.runner_stderr)
+            t.runner_stderr += data[: max(room, 0)]
+        elif stream == STDOUT:
+            for raw in self.reader.feed(data):
+                frame = parse_frame(raw)
+                if frame is None:
+                    self.reader.bad_frames += 1
+                else:
+                    self._handle(frame)
+        return True
+
+    def _emit(self, kind: str, data: str) -> None:
+        if self.on_event is not None:
+            self.on_event(RunEvent(self.run_id, kind, data))
+
+    def _handle(self, frame: Frame) -> None:
+        t = self.transcript
+        if isinstance(frame, OutFrame):
+            buffer = t.stdout if frame.stream == "stdout" else t.stderr
+            kept = buffer.add(frame.text)
+            if kept:
+                self._emit(frame.stream, kept)
+        elif isinstance(frame, LogFrame):
+            level = frame.level.upper() if frame.level.upper() in LOG_LEVELS else "INFO"
+            self.log.log(level, "sandbox: {}", frame.msg[:2000])
+        elif isinstance(frame, PhaseFrame):
+            self._enter(frame.phase)
+        elif isinstance(frame, ArtifactBegin | ArtifactData | ArtifactEnd):
+            t.artifacts.handle(frame)
+        else:
+            t.result = frame
+
+    def _enter(self, phase: str) -> None:
+        """A new phase: its deadline, and at ``ready`` the network goes and the code is released."""
+        self.transcript.phase = phase
+        self._emit("phase", phase)
+        now = time.monotonic()
+        if phase == "ready":
+            if self.detach_network:
+                self.session.detach_network()
+                self.log.debug("install network detached")
+            self.session.send(GO_LINE)
+            self.session.close_stdin()
+            self.deadline = now + self.budget.verify_s
+        elif phase == "running":
+            self.code_started = now
+            self.deadline = now + self.budget.code_s
+        elif phase == "collecting":
+            self._code_ended()
+            self.deadline = now + self.budget.collect_s
+
+    def _code_ended(self) -> None:
+        if self.code_started is not None and self.transcript.code_s is None:
+            self.transcript.code_s = time.monotonic() - self.code_started
+
+    def _await_exit(self) -> None:
+        """The runner exits right after its result: wait (briefly) for the end of the stream.
+
+        Removing a stopped container is much cheaper than killing a running one.
+        """
+        end = time.monotonic() + EXIT_WAIT_S
+        while (left := end - time.monotonic()) > 0:
+            chunk = self.session.read(left)
+            if chunk is not None and not chunk[1]:
+                break

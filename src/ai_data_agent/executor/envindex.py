@@ -1,0 +1,193 @@
+"""The environment cache's index: which requirement sets are installed, and each image's python.
+
+    index = EnvIndex(path)
+    index.put(env); index.get(key); index.all(); index.delete([key])
+    with index.install_lock(key): ...        # one install per key across processes
+
+One SQLite file per Docker engine (under the user's cache directory unless
+``AI_DATA_AGENT_ENV_CACHE_INDEX`` names one), shared by every controller of
+that user on that engine: the CLI and a daemon see the same cache. It is a
+cache of the truth, which is the shared volume: each published environment
+carries a manifest, so an environment missing here is adopted, not installed
+again. WAL mode and a file lock per key make it safe for concurrent processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ai_data_agent.executor.spec import ENVS_MOUNT
+from ai_data_agent.models import PackageInfo
+
+__all__ = ["CachedEnv", "EnvIndex", "ImageInfo"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS envs (
+    key TEXT PRIMARY KEY, requirements TEXT NOT NULL, packages TEXT NOT NULL,
+    installer TEXT NOT NULL, fallback INTEGER NOT NULL, size INTEGER NOT NULL,
+    created REAL NOT NULL, last_used REAL NOT NULL, install_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    image_id TEXT PRIMARY KEY, python TEXT NOT NULL, platform TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What makes wheels differ between images: the python (with its cache tag) and platform."""
+
+    python: str
+    platform: str
+
+
+@dataclass(frozen=True)
+class CachedEnv:
+    key: str
+    requirements: list[str]
+    packages: list[PackageInfo]
+    installer: str
+    fallback_triggered: bool
+    size_bytes: int
+    created_at: float
+    last_used_at: float
+    install_s: float = 0.0
+    log_tail: str = ""
+
+    @property
+    def path(self) -> str:
+        """Where sandboxes see it."""
+        return f"{ENVS_MOUNT}/{self.key}"
+
+    def manifest(self) -> dict[str, Any]:
+        """What the shared volume keeps next to the files (see `from_manifest`)."""
+        return {
+            "requirements": self.requirements,
+            "packages": [p.model_dump() for p in self.packages],
+            "installer": self.installer,
+            "fallback_triggered": self.fallback_triggered,
+            "created_at": self.created_at,
+            "install_s": self.install_s,
+        }
+
+    @classmethod
+    def from_manifest(cls, key: str, manifest: dict[str, Any]) -> CachedEnv:
+        """An environment another controller published (the manifest is untrusted input).
+
+        Raises:
+            ValueError: the manifest does not describe an environment.
+        """
+        try:
+            return cls(
+                key=key,
+                requirements=[str(r) for r in manifest["requirements"]],
+                packages=[PackageInfo.model_validate(p) for p in manifest["packages"]],
+                installer=str(manifest["installer"]),
+                fallback_triggered=bool(manifest.get("fallback_triggered")),
+                size_bytes=int(manifest.get("size") or 0),
+                created_at=float(manifest["created_at"]),
+                last_used_at=time.time(),
+                install_s=float(manifest.get("install_s") or 0.0),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an environment manifest: {exc}") from exc
+
+
+def _env(row: tuple[Any, ...]) -> CachedEnv:
+    key, reqs, packages, installer, fallback, size, created, last_used, install_s = row
+    return CachedEnv(
+        key=key,
+        requirements=json.loads(reqs),
+        packages=[PackageInfo(**p) for p in json.loads(packages)],
+        installer=installer,
+        fallback_triggered=bool(fallback),
+        size_bytes=size,
+        created_at=created,
+        last_used_at=last_used,
+        install_s=install_s,
+    )
+
+
+class EnvIndex:
+    """What is in the cache: SQLite, safe across threads and processes."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._local = threading.local()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        yield conn
+
+    @contextmanager
+    def install_lock(self, key: str) -> Iterator[None]:
+        """Held while ``key`` is looked up and installed: by one thread of one process at a time."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        lock_dir = self.path.parent / "locks"
+        lock_dir.mkdir(exist_ok=True)
+        with lock, (lock_dir / f"{key}.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def get(self, key: str, *, touch: bool = True) -> CachedEnv | None:
+        with self._db() as db:
+            if touch:
+                db.execute("UPDATE envs SET last_used = ? WHERE key = ?", (time.time(), key))
+            row = db.execute("SELECT * FROM envs WHERE key = ?", (key,)).fetchone()
+        return _env(row) if row else None
+
+    def put(self, env: CachedEnv) -> None:
+        packages = json.dumps([p.model_dump() for p in env.packages])
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO envs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    env.key, json.dumps(env.requirements), packages, env.installer,
+                    int(env.fallback_triggered), env.size_bytes, env.created_at,
+                    env.last_used_at, env.install_s,
+                ),
+            )  # fmt: skip
+
+    def all(self) -> list[CachedEnv]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM envs ORDER BY last_used DESC").fetchall()
+        return [_env(r) for r in rows]
+
+    def delete(self, keys: list[str]) -> None:
+        with self._db() as db:
+            db.executemany("DELETE FROM envs WHERE key = ?", [(k,) for k in keys])
+
+    def image_info(self, image_id: str) -> ImageInfo | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT python, platform FROM images WHERE image_id = ?", (image_id,)
+            ).fetchone()
+        return ImageInfo(row[0], row[1]) if row else None
+
+    def set_image_info(self, image_id: str, info: ImageInfo) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO images VALUES (?, ?, ?)",
+                (image_id, info.python, info.platform),
+            )

@@ -1,0 +1,165 @@
+"""The runner's frames as types: parsed once, at the boundary, from hostile JSON.
+
+`FrameReader` (protocol) turns authenticated lines into dicts; `parse_frame`
+turns each into one of the models below, or None when it does not fit (a
+malformed frame is dropped and counted, never trusted in part)::
+
+    frame = parse_frame({"k": "out", "s": "stdout", "d": "hi\\n"})
+    assert isinstance(frame, OutFrame) and frame.text == "hi\\n"
+
+Every field has a default, so a runner that leaves a section out (a job that
+never got that far) still parses; strings are capped where they are used.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ai_data_agent.models import PackageInfo
+
+__all__ = [
+    "ArtifactBegin",
+    "ArtifactData",
+    "ArtifactEnd",
+    "ArtifactsSection",
+    "EnvironmentSection",
+    "ExecuteSection",
+    "Frame",
+    "InstallSection",
+    "LogFrame",
+    "OutFrame",
+    "PhaseFrame",
+    "ResultFrame",
+    "SkippedEntry",
+    "VerifySection",
+    "parse_frame",
+]
+
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+
+class OutFrame(_Frame):
+    k: Literal["out"]
+    stream: Literal["stdout", "stderr"] = Field(alias="s")
+    text: str = Field(alias="d")
+
+
+class LogFrame(_Frame):
+    k: Literal["log"]
+    level: str = "INFO"
+    msg: str = ""
+
+
+class PhaseFrame(_Frame):
+    k: Literal["phase"]
+    phase: Annotated[str, Field(max_length=32)]
+
+
+class ArtifactBegin(_Frame):
+    k: Literal["artifact_begin"]
+    path: str
+    size: Annotated[int, Field(ge=0)]
+
+
+class ArtifactData(_Frame):
+    k: Literal["artifact_data"]
+    data: str = Field(alias="d")
+
+
+class ArtifactEnd(_Frame):
+    k: Literal["artifact_end"]
+    size: int
+    sha256: str
+
+
+class InstallSection(_Frame):
+    ok: bool = False
+    installer: str | None = None
+    fallback_triggered: bool = False
+    fallback_reason: str = ""
+    log_tail: str = ""
+    duration_s: Seconds = 0.0
+    timed_out: bool = False
+    exit_code: int | None = None
+
+
+class VerifySection(_Frame):
+    ok: bool = False
+    missing: list[str] = Field(default_factory=list)
+    packages: list[PackageInfo] = Field(default_factory=list)
+
+
+class ExecuteSection(_Frame):
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    output_exceeded: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_s: Seconds = 0.0
+
+
+class EnvironmentSection(_Frame):
+    platform: str = ""
+    python_version: str = ""
+    path_separator: str = ""
+    pythonpath: str = ""
+    home: str = ""
+    sandbox_dir: str = ""
+    uid: int | None = None
+
+
+class SkippedEntry(_Frame):
+    path: str
+    reason: str
+
+
+class ArtifactsSection(_Frame):
+    skipped: list[SkippedEntry] = Field(default_factory=list)
+
+
+class ResultFrame(_Frame):
+    """The last frame of every job; which sections are there depends on the job's mode."""
+
+    k: Literal["result"]
+    error: str | None = None
+    # run and install
+    install: InstallSection | None = None
+    verify: VerifySection | None = None
+    execute: ExecuteSection | None = None
+    environment: EnvironmentSection | None = None
+    artifacts: ArtifactsSection | None = None
+    oom_kills: int | None = None
+    sandbox_removed: bool | None = None
+    mismatch: list[str] = Field(default_factory=list)
+    env_missing: list[str] = Field(default_factory=list)
+    size: Annotated[int, Field(ge=0)] = 0
+    # publish, lookup, prune
+    published: bool | None = None
+    manifest: dict[str, Any] | None = None
+    removed: list[str] = Field(default_factory=list)
+    # probe
+    python: str = ""
+    tag: str = ""
+    platform: str = ""
+
+
+Frame = Annotated[
+    OutFrame | LogFrame | PhaseFrame | ArtifactBegin | ArtifactData | ArtifactEnd | ResultFrame,
+    Field(discriminator="k"),
+]
+_FRAME: TypeAdapter[Frame] = TypeAdapter(Frame)
+
+
+def parse_frame(raw: dict[str, Any]) -> Frame | None:
+    """The typed frame, or None for an unknown kind or a frame that does not fit its kind."""
+    try:
+        return _FRAME.validate_python(raw)
+    except ValidationError:
+        return None

@@ -1,0 +1,79 @@
+"""The container's command line: load the sandbox programs sent on stdin, then run one.
+
+The controller starts ``python3 -I -S -c <this file>`` and writes one message to
+stdin: a decimal byte length, a newline, and that many bytes of JSON
+``{"sources": {module name: source}, "main": module name}``. The modules are
+served from memory under ``ai_data_agent.sandbox`` (nothing is written to the
+image, whose root is read-only) and ``main``'s ``main()`` is called. The same
+loader starts the session kernel, in its own interpreter.
+
+Standard library only, Python >= 3.9, as everything in this package.
+"""
+
+import importlib
+import json
+import sys
+import types
+from importlib.machinery import ModuleSpec
+
+PACKAGE = "ai_data_agent.sandbox"
+MAX_BUNDLE_BYTES = 4 * 1024 * 1024
+
+
+class SourceLoader:
+    """Finds and executes modules of `PACKAGE` from the sources in memory."""
+
+    def __init__(self, sources: "dict[str, str]") -> None:
+        self.sources = sources
+
+    def find_spec(
+        self, name: str, path: object = None, target: object = None
+    ) -> "ModuleSpec | None":
+        if name not in self.sources:
+            return None
+        return ModuleSpec(name, self)  # type: ignore[arg-type]
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        filename = module.__name__.replace(".", "/") + ".py"
+        module.__file__ = filename
+        exec(compile(self.sources[module.__name__], filename, "exec"), module.__dict__)  # noqa: S102
+
+
+def read_bundle(stdin: "object") -> "dict[str, object]":
+    header = stdin.readline(32)  # type: ignore[attr-defined]
+    size = int(header)
+    if not 0 < size <= MAX_BUNDLE_BYTES:
+        raise ValueError(f"bad bundle size {size}")
+    data = stdin.read(size)  # type: ignore[attr-defined]
+    if len(data) != size:
+        raise EOFError("bundle truncated")
+    bundle: dict[str, object] = json.loads(data)
+    return bundle
+
+
+def install(sources: "dict[str, str]") -> None:
+    """Register the package and a finder for its modules."""
+    for name in ("ai_data_agent", PACKAGE):
+        package = types.ModuleType(name)
+        package.__path__ = []
+        sys.modules[name] = package
+    sys.modules[PACKAGE].SOURCES = sources  # type: ignore[attr-defined]
+    sys.meta_path.insert(0, SourceLoader(sources))
+
+
+def boot() -> None:
+    bundle = read_bundle(sys.stdin.buffer)
+    sources = bundle["sources"]
+    main = bundle["main"]
+    if not isinstance(sources, dict) or not isinstance(main, str) or main not in sources:
+        raise ValueError("malformed bundle")
+    install(sources)
+    module = importlib.import_module(main)
+    sys.exit(module.main())
+
+
+if __name__ == "__main__":
+    boot()

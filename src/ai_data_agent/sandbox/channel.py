@@ -1,0 +1,108 @@
+"""The runner's side of the wire: messages in on stdin, token-framed lines out on stdout.
+
+stdin carries length-prefixed JSON messages (a decimal byte count, a newline,
+the JSON), raw file bytes announced by a message, and the single ``go`` line
+that releases a run once the controller has taken the install network away.
+stdout carries frames, one per line: ``<token> <json>``. The token is a per-run
+secret from the job, so lines that user code injects into the container's
+stdout (for instance through ``/proc/1/fd/1``) are not mistaken for frames::
+
+    channel = Channel(token, sys.stdout.buffer, sys.stdin.buffer)
+    channel.phase("running")
+    channel.emit({"k": "result", ...})
+
+Standard library only, Python >= 3.9.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+from typing import IO, Any
+
+GO_LINE = b"go\n"
+GO_WAIT_S = 120.0
+READ_CHUNK = 65536
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def read_message(stdin: IO[bytes]) -> dict[str, Any]:
+    """One length-prefixed JSON object; EOFError at a clean end of input."""
+    header = stdin.readline(32)
+    if not header:
+        raise EOFError("end of input")
+    size = int(header.strip())
+    if not 0 < size <= MAX_MESSAGE_BYTES:
+        raise ValueError(f"message size {size} out of range")
+    data = stdin.read(size)
+    if len(data) != size:
+        raise EOFError(f"message truncated: {len(data)} of {size} bytes")
+    message = json.loads(data)
+    if not isinstance(message, dict):
+        raise ValueError("a message must be a JSON object")
+    return message
+
+
+def safe_join(base: str, rel: str) -> str:
+    """``base/rel`` for a relative path the controller checked; refused if it could climb."""
+    if not rel or rel.startswith("/") or "\x00" in rel or ".." in rel.split("/"):
+        raise ValueError(f"unsafe path {rel!r}")
+    return os.path.join(base, rel)
+
+
+def receive_file(stdin: IO[bytes], base: str, rel: str, size: int, mode: int = 0o600) -> str:
+    """Write the ``size`` bytes that follow on stdin to ``base/rel``; return the path.
+
+    The file is created exclusively and without following links, so nothing
+    outside ``base`` can be touched and nothing existing is overwritten.
+    """
+    target = safe_join(base, rel)
+    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(target, flags, mode), "wb") as fh:
+        left = size
+        while left:
+            chunk = stdin.read(min(left, READ_CHUNK))
+            if not chunk:
+                raise EOFError(f"input {rel!r} truncated")
+            fh.write(chunk)
+            left -= len(chunk)
+    return target
+
+
+def receive_files(stdin: IO[bytes], base: str, manifest: list[dict[str, Any]]) -> int:
+    """Every file of ``manifest`` (``path``, ``size``), in order; return the bytes written."""
+    total = 0
+    for entry in manifest:
+        size = int(entry["size"])
+        receive_file(stdin, base, str(entry["path"]), size)
+        total += size
+    return total
+
+
+class Channel:
+    """Frames to the controller, and its ``go``."""
+
+    def __init__(self, token: str, out: IO[bytes], stdin: IO[bytes]) -> None:
+        self.token = token.encode()
+        self.out = out
+        self.stdin = stdin
+
+    def emit(self, frame: dict[str, Any]) -> None:
+        line = self.token + b" " + json.dumps(frame, ensure_ascii=True).encode() + b"\n"
+        self.out.write(line)
+        self.out.flush()
+
+    def log(self, level: str, msg: str) -> None:
+        self.emit({"k": "log", "level": level, "msg": msg})
+
+    def phase(self, name: str) -> None:
+        self.emit({"k": "phase", "phase": name})
+
+    def wait_for_go(self, timeout_s: float = GO_WAIT_S) -> bool:
+        """True once the controller sent ``go`` (the network is gone by then)."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.stdin, selectors.EVENT_READ)
+            ready = sel.select(timeout=timeout_s)
+        return bool(ready) and self.stdin.readline() == GO_LINE

@@ -1,0 +1,167 @@
+"""The sandbox dir and the environment every step shares, and what the container is like.
+
+    sandbox = make_sandbox_dir()                       # /tmp/ai_data_agent_XXXXXX
+    env = build_env(os.environ, sandbox, extra_paths=["/opt/ai-data-agent/envs/ab12"])
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == sandbox and env["HOME"] == sandbox
+    ...
+    remove_tree(sandbox)
+
+Install, verify and the code all run with the env `build_env` returns, so
+what was installed is what the code imports. Standard library only, Python >= 3.9.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
+
+SANDBOX_PREFIX = "ai_data_agent_"
+WORK_SUBDIR = "work"
+OUTPUTS_SUBDIR = "outputs"
+
+
+def make_sandbox_dir(base: str | None = None) -> str:
+    """Create the private sandbox dir ``<tmp>/ai_data_agent_XXXXXX`` (mode 0700)."""
+    return tempfile.mkdtemp(prefix=SANDBOX_PREFIX, dir=base)
+
+
+def build_env(
+    base_env: Mapping[str, str],
+    sandbox_dir: str,
+    pathsep: str = os.pathsep,
+    extra_paths: tuple[str, ...] | list[str] = (),
+) -> dict[str, str]:
+    """Return the env shared by install, verify and execute.
+
+    ``PYTHONPATH`` is the sandbox dir first, then ``extra_paths`` (cached,
+    read-only environments), then the original entries (empty ones dropped),
+    joined with ``pathsep``; ``HOME`` is the sandbox dir; every other variable
+    of ``base_env`` is kept as it is.
+    """
+    env = dict(base_env)
+    head = [sandbox_dir, *extra_paths]
+    original = [p for p in base_env.get("PYTHONPATH", "").split(pathsep) if p and p not in head]
+    env["PYTHONPATH"] = pathsep.join(head + original)
+    env["HOME"] = sandbox_dir
+    return env
+
+
+def observed_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """What a step reports of the env it ran with, for `env_mismatches`."""
+    return {
+        "PYTHONPATH": env.get("PYTHONPATH"),
+        "HOME": env.get("HOME"),
+        "executable": sys.executable,
+    }
+
+
+def env_mismatches(expected: Mapping[str, str], observed: Mapping[str, Any]) -> list[str]:
+    """Compare what a step saw (PYTHONPATH, HOME, executable) with what it was given."""
+    problems = []
+    for key in ("PYTHONPATH", "HOME", "executable"):
+        if key in observed and observed[key] != expected.get(key):
+            problems.append(f"{key}: expected {expected.get(key)!r}, saw {observed[key]!r}")
+    return problems
+
+
+def platform_name() -> str:
+    """``platform.platform()``'s answer (``Linux-6.1.0-x86_64-with-glibc2.36``), cheaply."""
+    uname = os.uname()
+    name = f"{uname.sysname}-{uname.release}-{uname.machine}"
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        libc = ""
+    return f"{name}-with-{libc.replace(' ', '')}" if libc else name
+
+
+def python_version() -> str:
+    return "{}.{}.{}".format(*sys.version_info[:3])
+
+
+def tree_size(path: str) -> int:
+    """Bytes of the regular files under ``path`` (links not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def cgroup_oom_kills() -> int | None:
+    """OOM kills in this container's memory cgroup so far (v1 or v2), if readable."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def network_interfaces() -> list[str]:
+    """Names of the network interfaces this container has."""
+    try:
+        return sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        return []
+
+
+def remove_tree(path: str) -> bool:
+    """Remove ``path`` even where user code took away read or write bits; True when gone."""
+    seen: set[str] = set()
+
+    def make_writable_and_retry(_func: Callable[..., Any], target: str, _exc: Any) -> None:
+        if target in seen:  # chmod did not help: give up on this one
+            return
+        seen.add(target)
+        for item in (os.path.dirname(target), target):
+            try:
+                if not os.path.islink(item):
+                    os.chmod(item, stat.S_IRWXU)
+            except OSError:
+                pass
+        try:
+            if os.path.isdir(target) and not os.path.islink(target):
+                rmtree(target)
+            else:
+                os.unlink(target)
+        except OSError:
+            pass
+
+    def rmtree(target: str) -> None:
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(target, onexc=make_writable_and_retry)
+        else:
+            shutil.rmtree(target, onerror=make_writable_and_retry)
+
+    rmtree(path)
+    return not os.path.lexists(path)
+
+
+def make_undumpable() -> None:
+    """Keep user code (same uid) out of this process's /proc entries and memory.
+
+    Without this, code could open /proc/<runner>/fd/1 and write there, or read
+    the frame token from /proc/<runner>/mem.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError, ImportError):
+        pass

@@ -1,0 +1,94 @@
+"""The shared environment cache volume, from inside a sandbox that runs only our code.
+
+    publish_env("/stage/env", "/opt/ai-data-agent/envs", key, manifest)
+    prune_envs("/opt/ai-data-agent/envs", [key])
+    read_manifest("/opt/ai-data-agent/envs", key)
+
+Environments appear and disappear by rename only, so no run ever sees half of
+one. Each holds a manifest (what was asked for and what got installed), so any
+controller on the same engine can adopt an environment another one installed.
+Standard library only, Python >= 3.9.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+from ai_data_agent.sandbox.environment import remove_tree, tree_size
+
+MANIFEST = ".ai-data-agent-env.json"
+STALE_TEMP_S = 3600.0  # a half-published environment this old was abandoned
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+
+def _valid_key(key: str) -> bool:
+    return bool(key) and "/" not in key and not key.startswith(".") and key not in ("..",)
+
+
+def publish_env(src: str, envs_dir: str, key: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Copy a finished install into the shared cache under ``key``, atomically.
+
+    The copy goes to a hidden name first and is renamed into place; if ``key``
+    exists already (another controller was first) the copy is dropped.
+    """
+    if not _valid_key(key):
+        raise ValueError(f"bad key {key!r}")
+    final = os.path.join(envs_dir, key)
+    if os.path.isdir(final):
+        return {"published": False, "size": tree_size(final)}
+    tmp = os.path.join(envs_dir, f".tmp-{key}-{os.urandom(6).hex()}")
+    shutil.copytree(src, tmp, symlinks=True)
+    with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        remove_tree(tmp)
+        return {"published": False, "size": tree_size(final)}
+    return {"published": True, "size": tree_size(final)}
+
+
+def read_manifest(envs_dir: str, key: str) -> dict[str, Any] | None:
+    """The manifest of a published environment, or None when there is none."""
+    if not _valid_key(key):
+        return None
+    path = os.path.join(envs_dir, key, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.loads(fh.read(MAX_MANIFEST_BYTES))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    data["size"] = tree_size(os.path.join(envs_dir, key))
+    return data
+
+
+def prune_envs(envs_dir: str, keys: list[str]) -> dict[str, Any]:
+    """Remove cached environments: renamed away first, so no run sees half of one."""
+    removed = []
+    for key in keys:
+        if not _valid_key(key):
+            continue
+        path = os.path.join(envs_dir, key)
+        trash = os.path.join(envs_dir, f".trash-{key}-{os.urandom(6).hex()}")
+        try:
+            os.rename(path, trash)
+        except OSError:
+            continue
+        remove_tree(trash)
+        removed.append(key)
+    # Leftovers of interrupted copies and removals (old enough not to be in progress).
+    for name in os.listdir(envs_dir):
+        path = os.path.join(envs_dir, name)
+        try:
+            stale = time.time() - os.lstat(path).st_mtime > STALE_TEMP_S
+        except OSError:
+            continue
+        if name.startswith((".tmp-", ".trash-")) and stale:
+            remove_tree(path)
+    return {"removed": removed}

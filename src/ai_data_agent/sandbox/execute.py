@@ -1,0 +1,149 @@
+"""Running the user's code: a child interpreter, its output pumped as capped frames.
+
+    report = execute(channel, job, work, env)   # exit code, signal, timeouts, caps
+
+The code runs as ``python main.py`` in its own session (so the whole process
+group can be killed), with the env install and verify used, stdin closed and
+stdout/stderr read here: decoded incrementally, cut at the job's caps and sent
+as ``out`` frames while it runs. Standard library only, Python >= 3.9.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ai_data_agent.sandbox.channel import READ_CHUNK, Channel
+
+MAIN_FILE = "main.py"
+# After the main process exits, a background child may still hold the pipes
+# open; read what is already there, briefly, then stop.
+DRAIN_AFTER_EXIT_S = 0.2
+STREAMS = ("stdout", "stderr")
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class OutputPump:
+    """Reads a child's stdout/stderr, forwards capped text as frames, enforces a deadline."""
+
+    def __init__(self, emit: Emit, limits: Mapping[str, int], kill_on_cap: bool) -> None:
+        self.emit = emit
+        self.limits = dict(limits)
+        self.kill_on_cap = kill_on_cap
+        self.seen = dict.fromkeys(STREAMS, 0)
+        self.truncated = dict.fromkeys(STREAMS, False)
+        self.decoders = {
+            name: codecs.getincrementaldecoder("utf-8")(errors="replace") for name in STREAMS
+        }
+        self.output_exceeded = False
+
+    def feed(self, stream: str, data: bytes, final: bool = False) -> None:
+        room = self.limits[stream] - self.seen[stream]
+        if len(data) > room:
+            data = data[: max(room, 0)]
+            self.truncated[stream] = True
+        self.seen[stream] += len(data)
+        text = self.decoders[stream].decode(data, final)
+        if text:
+            self.emit({"k": "out", "s": stream, "d": text})
+
+    def _read_ready(self, sel: selectors.BaseSelector, wait: float) -> bool:
+        """Forward what is readable within ``wait``; True when the output cap says stop."""
+        for key, _ in sel.select(timeout=max(wait, 0.0)):
+            name = key.data
+            try:
+                data = os.read(key.fd, READ_CHUNK)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(key.fileobj)
+                continue
+            self.feed(name, data)
+            if self.truncated[name] and self.kill_on_cap and not self.output_exceeded:
+                self.output_exceeded = True
+                return True
+        return False
+
+    def run(self, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
+        """Pump until the process exits (or times out); return what happened."""
+        deadline = time.monotonic() + timeout_s
+        sel = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        for name, pipe in zip(STREAMS, (proc.stdout, proc.stderr), strict=False):
+            os.set_blocking(pipe.fileno(), False)
+            sel.register(pipe, selectors.EVENT_READ, name)
+        timed_out = False
+        exited_at: float | None = None
+        while sel.get_map():
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT_S:
+                break
+            if exited_at is None and now >= deadline:
+                timed_out = True
+                kill_group(proc)
+                exited_at = time.monotonic()
+                continue
+            wait = min(deadline - now, 0.05 if exited_at is not None else 0.5)
+            if self._read_ready(sel, wait):
+                kill_group(proc)
+        sel.close()
+        if exited_at is None:
+            # Both pipes closed (the code may have pointed its fds elsewhere)
+            # while the process runs on: wait for it, up to the deadline.
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+        for name in STREAMS:
+            self.feed(name, b"", final=True)
+        kill_group(proc)  # whatever the main process left behind in its group
+        code = proc.wait()
+        return {
+            "exit_code": code if code >= 0 else None,
+            "signal": -code if code < 0 else None,
+            "timed_out": timed_out,
+            "output_exceeded": self.output_exceeded,
+            "stdout_truncated": self.truncated["stdout"],
+            "stderr_truncated": self.truncated["stderr"],
+        }
+
+
+def execute(
+    channel: Channel, job: Mapping[str, Any], work: str, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """Write the code to ``work/main.py``, run it, pump its output; report how it ended."""
+    with open(os.path.join(work, MAIN_FILE), "w", encoding="utf-8") as fh:
+        fh.write(job["code"])
+    limits = {"stdout": int(job["stdout_limit"]), "stderr": int(job["stderr_limit"])}
+    pump = OutputPump(channel.emit, limits, kill_on_cap=job.get("output_policy") == "kill")
+    channel.phase("running")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, MAIN_FILE],
+        cwd=work,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    report = pump.run(proc, float(job["timeout_s"]))
+    report["duration_s"] = time.monotonic() - started
+    return report
