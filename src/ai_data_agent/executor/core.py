@@ -107,9 +107,12 @@ class Executor:
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
         artifacts_dir: Path | None = None,
+        limits: Limits | None = None,
     ) -> RunResult:
         """Run ``request`` in a fresh container and return its result.
 
+        ``limits`` are the request's, resolved against these settings already
+        (the daemon resolves at admission); by default they are resolved here.
         ``on_event`` sees phases and output as they happen (on this thread);
         setting ``cancel`` kills the container and gives status ``cancelled``.
         Files the code leaves under ``outputs/`` are listed in the result and,
@@ -120,7 +123,7 @@ class Executor:
             ConfigurationError: the sandbox image cannot be had.
             ExecutorError: Docker or the host failed; the container is gone anyway.
         """
-        limits = request.resolve(self.settings)
+        limits = limits or request.resolve(self.settings)
         run_id = run_id or uuid.uuid4().hex
         started = time.monotonic()
         image = self.backend.resolve_image()
