@@ -21,6 +21,7 @@ from ai_data_agent.executor.spec import (
     build_spec,
     sandbox_command,
     sandbox_source,
+    seccomp_profile,
 )
 from ai_data_agent.models import Limits
 from ai_data_agent.settings import Settings
@@ -69,7 +70,7 @@ def test_unprivileged_read_only_and_no_capabilities() -> None:
     assert spec.user == "1000:1000"
     assert spec.read_only is True
     assert spec.cap_drop == ("ALL",)
-    assert spec.security_opt == ("no-new-privileges:true",)
+    assert spec.security_opt == ("no-new-privileges:true", f"seccomp={seccomp_profile()}")
 
 
 def test_tmpfs_is_executable_sized_and_nosuid() -> None:
@@ -207,7 +208,7 @@ def test_host_config_memory_equals_swap_and_hardening_is_kept() -> None:
     assert config["pids_limit"] == spec.pids_limit
     assert config["read_only"] is True
     assert config["cap_drop"] == ["ALL"]
-    assert config["security_opt"] == ["no-new-privileges:true"]
+    assert config["security_opt"] == ["no-new-privileges:true", f"seccomp={seccomp_profile()}"]
     assert config["tmpfs"] == spec.tmpfs
     assert config["init"] is True
     assert config["network_mode"] == "none"

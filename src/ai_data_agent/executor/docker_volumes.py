@@ -4,8 +4,8 @@
     remove_volume(api, "ai-data-agent-stage-1a2b")
 
 A new volume's root belongs to root; a one-shot container that runs only our
-code (root with CAP_CHOWN alone, no network, read-only) hands it over to the
-sandbox user. Docker errors become `ExecutorError` (step ``volume``).
+code (root with CAP_CHOWN alone, no network, read-only, the sandboxes' seccomp
+profile) hands it over to the sandbox user. Docker errors become `ExecutorError` (step ``volume``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from loguru import logger
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.docker_session import DOCKER_ERRORS
 from ai_data_agent.executor.owner import owner_label
-from ai_data_agent.executor.spec import LABEL_DEADLINE, LABEL_MANAGED, LABEL_OWNER, SANDBOX_USER
+from ai_data_agent.executor.spec import (
+    LABEL_DEADLINE,
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    SANDBOX_USER,
+    sandbox_security_opt,
+)
 
 __all__ = ["ensure_volume", "remove_volume"]
 
@@ -45,7 +51,7 @@ def _chown_to_sandbox_user(api: Any, name: str, image: str, runtime: str) -> Non
         read_only=True,
         cap_drop=["ALL"],
         cap_add=["CHOWN"],
-        security_opt=["no-new-privileges:true"],
+        security_opt=list(sandbox_security_opt()),
         log_config=LogConfig(type="none"),
         pids_limit=16,
         mem_limit=64 * 1024 * 1024,

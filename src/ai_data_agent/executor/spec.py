@@ -1,15 +1,17 @@
 """What a sandbox container looks like, as plain data (`ContainerSpec`).
 
 `build_spec` turns settings, resolved limits and a run id into the full list of
-container settings. It does no I/O, so unit tests pin every hardening choice;
+container settings. It does no I/O (beyond reading the packaged seccomp profile,
+``seccomp.json``, once per process), so unit tests pin every hardening choice;
 the Docker backend only translates the spec into API calls.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +33,9 @@ __all__ = [
     "VolumeMount",
     "build_spec",
     "sandbox_command",
+    "sandbox_security_opt",
     "sandbox_source",
+    "seccomp_profile",
 ]
 
 LABEL_PREFIX = "ai-data-agent."
@@ -60,6 +64,23 @@ def sandbox_command() -> tuple[str, ...]:
     The bootstrap reads the runner from stdin (see `delivery`).
     """
     return ("python3", "-I", "-S", "-c", sandbox_source("bootstrap"))
+
+
+@functools.cache
+def seccomp_profile() -> str:
+    """The sandboxes' seccomp profile, ``executor/seccomp.json``, as compact JSON text.
+
+    Docker's API takes the profile inline (``seccomp=<json>``), as the docker
+    CLI sends it after reading the file. Read once per process. What the
+    profile removes from Docker's default, and why: docs/security.md.
+    """
+    text = resources.files("ai_data_agent.executor").joinpath("seccomp.json").read_text("utf-8")
+    return json.dumps(json.loads(text), separators=(",", ":"))
+
+
+def sandbox_security_opt() -> tuple[str, ...]:
+    """Docker ``security_opt`` of every container we start: no new privileges, our seccomp."""
+    return ("no-new-privileges:true", f"seccomp={seccomp_profile()}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +115,7 @@ class ContainerSpec:
     mounts: tuple[VolumeMount, ...] = ()
     read_only: bool = True
     cap_drop: tuple[str, ...] = ("ALL",)
-    security_opt: tuple[str, ...] = ("no-new-privileges:true",)
+    security_opt: tuple[str, ...] = field(default_factory=sandbox_security_opt)
 
     def profile(self) -> tuple[object, ...]:
         """Everything but the labels: two specs with one profile make the same sandbox."""

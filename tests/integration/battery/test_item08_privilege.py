@@ -1,7 +1,9 @@
 """Item 8: no way up. setuid(0), su, mount, unshare, ptrace, keyctl and bpf all fail.
 
 On runc the process status shows the container settings at work: no new
-privileges, seccomp in filter mode, no capabilities. On runsc (gVisor) the
+privileges, seccomp in filter mode (our profile, executor/seccomp.json: Docker's
+default without ptrace and the other calls docs/security.md lists, each of
+which answers EPERM), no capabilities. On runsc (gVisor) the
 code talks to gVisor's kernel, not the host's: /proc there reports no seccomp
 (the Sentry, not the code, is filtered), namespaces are emulated inside the
 sandbox, so the runsc variant checks the host side instead: every host process
@@ -76,7 +78,48 @@ if ret >= 0:
     libc.syscall(101, 17, 1, None, 0)  # PTRACE_DETACH, so init may carry on
 print(json.dumps({"ptrace_pid1": 0 if ret >= 0 else err}))
 """
+# Calls our seccomp profile removes from Docker's default: each answers EPERM under runc.
+FORBIDDEN = r"""
+import ctypes, json, os, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+out = {}
+
+def sys_call(name, nr, *args):
+    ctypes.set_errno(0)
+    ret = libc.syscall(nr, *args)
+    out[name] = 0 if ret >= 0 else ctypes.get_errno()
+    return ret
+
+class IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+buf = ctypes.create_string_buffer(64)
+local = IoVec(ctypes.cast(buf, ctypes.c_void_p), 64)
+remote = IoVec(ctypes.cast(buf, ctypes.c_void_p), 64)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+if sys_call("ptrace_pid1", 101, 16, 1, None, None) >= 0:  # PTRACE_ATTACH
+    libc.syscall(101, 17, 1, None, 0)
+if sys_call("ptrace_child", 101, 16, child.pid, None, None) >= 0:
+    os.waitpid(child.pid, 0)
+    libc.syscall(101, 17, child.pid, None, 0)
+sys_call("ptrace_traceme", 101, 0, 0, None, None)  # PTRACE_TRACEME
+for name, pid in (("pid1", 1), ("child", child.pid), ("self", os.getpid())):
+    sys_call(f"process_vm_readv_{name}", 310, pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+    sys_call(f"process_vm_writev_{name}", 311, pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+sys_call("kcmp", 312, os.getpid(), child.pid, 0, 0, 0)  # KCMP_FILE
+sys_call("pidfd_getfd", 438, 0, 0, 0)
+params = ctypes.create_string_buffer(120)
+sys_call("io_uring_setup", 425, 8, params)
+sys_call("personality_linux32", 135, ctypes.c_ulong(0x0008))  # PER_LINUX32
+sys_call("personality_uname26", 135, ctypes.c_ulong(0x0020000))  # UNAME26
+sys_call("modify_ldt", 154, 0, buf, 16)  # read the LDT
+child.kill()
+child.wait()
+print(json.dumps(out))
+"""
 NO_CAPS = "0000000000000000"
+EPERM = 1
 
 
 def probe(battery: Battery, code: str) -> dict[str, Any]:
@@ -139,55 +182,61 @@ def test_gvisor_sandbox_runs_under_seccomp_on_the_host(battery: Battery) -> None
     battery.assert_host_unchanged()
 
 
-@pytest.mark.parametrize(
-    "battery",
-    [
-        pytest.param(
-            "runc",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: pid 1 is docker-init, running as the sandbox uid and dumpable, "
-                "and Docker's default seccomp profile allows ptrace, so user code can attach "
-                "to it (no privilege is gained: same uid, no capabilities, no new privileges; "
-                "the runner itself is undumpable). See docs/security.md, Known gaps.",
-            ),
-        ),
-        "runsc",
-    ],
-    indirect=True,
-)
+@pytest.mark.parametrize("battery", RUNTIMES, indirect=True)
 def test_ptrace_of_pid_1_fails(battery: Battery) -> None:
     facts = probe(battery, PTRACE_PID1)
 
-    assert facts["ptrace_pid1"] != 0, facts
+    # pid 1 is docker-init, same uid and dumpable: only seccomp stands in the way under runc.
+    if battery.runtime == "runc":
+        assert facts["ptrace_pid1"] == EPERM, facts
+    else:
+        assert facts["ptrace_pid1"] != 0, facts
+    battery.assert_host_unchanged()
+
+
+def test_calls_removed_from_the_seccomp_profile_fail_with_eperm(battery: Battery) -> None:
+    facts = probe(battery, FORBIDDEN)
+
+    assert facts == dict.fromkeys(facts, EPERM), facts
+    assert {"ptrace_pid1", "process_vm_readv_pid1", "io_uring_setup", "modify_ldt"} <= set(facts)
     battery.assert_host_unchanged()
 
 
 @pytest.mark.parametrize("battery", RUNTIMES, indirect=True)
 def test_benign_twin_unprivileged_system_calls_work(battery: Battery) -> None:
     code = r"""
-import ctypes, json, os, subprocess, sys
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+import ctypes, json, os, signal, subprocess, sys, threading
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
-attached = libc.syscall(101, 16, child.pid, None, None)  # our own child: allowed
-if attached >= 0:
-    os.waitpid(child.pid, 0)
-    libc.syscall(101, 17, child.pid, None, 0)
-child.kill()
-print(json.dumps({"ptrace_own_child": attached, "whoami": os.getuid(),
-                  "tmp_write": open("/tmp/x", "w").write("x")}))
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+os.kill(child.pid, signal.SIGKILL)
+_, status = os.waitpid(child.pid, 0)
+done = []
+threads = [threading.Thread(target=done.append, args=(i,)) for i in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+persona = libc.syscall(135, ctypes.c_ulong(0xFFFFFFFF))  # query: allowed
+print(json.dumps({"child_killed": os.WTERMSIG(status), "threads": len(done),
+                  "persona": persona, "set_linux": libc.syscall(135, ctypes.c_ulong(0)),
+                  "whoami": os.getuid(), "tmp_write": open("/tmp/x", "w").write("x")}))
 """
     facts = probe(battery, code)
 
-    assert facts == {"ptrace_own_child": 0, "whoami": 1000, "tmp_write": 1}
+    if battery.runtime == "runsc":  # gVisor refuses personality(2) here (EINVAL)
+        assert facts.pop("persona") == facts.pop("set_linux") == -1, facts
+    else:
+        assert facts.pop("persona") == facts.pop("set_linux") == 0, facts
+    assert facts == {"child_killed": 9, "threads": 8, "whoami": 1000, "tmp_write": 1}
     battery.assert_host_unchanged()
 
 
 def test_code_that_stops_pid_1_still_gets_a_result(battery: Battery) -> None:
-    # Through ptrace, docker-init (pid 1) is left in a stop: it cannot reap the
-    # runner, so the container does not exit by itself after the result. The
-    # controller's bounded wait must still end in a result and a removed container.
+    # Were ptrace to reach pid 1 (our seccomp profile denies it under runc), docker-init
+    # would be left in a stop: it could not reap the runner, so the container would not
+    # exit by itself after the result. The controller's bounded wait must still end in
+    # a result and a removed container.
     code = r"""
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
