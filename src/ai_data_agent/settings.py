@@ -178,6 +178,20 @@ class Settings(BaseSettings):
     )
     max_queued_runs: int = Field(32, ge=0, description="Runs waiting beyond that; then 429.")
     max_body_bytes: int = Field(16 * MiB, ge=1024, description="Largest request body accepted.")
+    body_discard_max_bytes: int = Field(
+        1024 * MiB,
+        ge=0,
+        description="After a 413 for a body still arriving, at most this much of the rest is "
+        "read and discarded before the connection closes, so that clients which send the whole "
+        "body before reading (urllib, requests) get the 413 rather than a reset; a body declared "
+        "longer is not waited for. 0: close at once.",
+    )
+    body_discard_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long that discarding may take in all (it also ends after 5 s without "
+        "data, as nginx's lingering close). 0: close at once.",
+    )
     retention_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Records kept this long.")
     retention_max_runs: int = Field(10_000, ge=1, description="At most this many records kept.")
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")

@@ -389,7 +389,12 @@ def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastA
     )
     app.state.daemon = daemon
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        discard_bytes=settings.body_discard_max_bytes,
+        discard_s=settings.body_discard_timeout_s,
+    )
     app.include_router(v1)
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="Liveness")
     app.add_api_route(
