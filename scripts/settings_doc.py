@@ -13,6 +13,7 @@ from pydantic_core import PydanticUndefined
 from ai_data_agent.settings import Settings
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
+HOST_DEPENDENT = {"max_concurrent_runs", "ca_bundle"}  # defaults that depend on the machine
 
 
 def render() -> str:
@@ -27,10 +28,10 @@ def render() -> str:
         "| --- | --- | --- |",
     ]
     for name, field in Settings.model_fields.items():
-        if field.default_factory is not None:
-            default = (
-                "(computed)" if name == "max_concurrent_runs" else repr(field.default_factory())
-            )  # type: ignore[call-arg]
+        if name in HOST_DEPENDENT:
+            default = "(computed)"
+        elif field.default_factory is not None:
+            default = repr(field.default_factory())  # type: ignore[call-arg]
         elif field.default is PydanticUndefined:
             default = "(required)"
         else:

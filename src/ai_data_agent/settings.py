@@ -17,11 +17,40 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_FALLBACK_IMAGE", "DEFAULT_SANDBOX_IMAGE", "Settings"]
+__all__ = [
+    "DEFAULT_FALLBACK_IMAGE",
+    "DEFAULT_SANDBOX_IMAGE",
+    "SYSTEM_CA_BUNDLES",
+    "Settings",
+    "system_ca_bundle",
+]
 
 DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
+# Where hosts keep the system CA bundle, in the order Go's crypto/x509 looks on Linux.
+SYSTEM_CA_BUNDLES = (
+    Path("/etc/ssl/certs/ca-certificates.crt"),  # Debian, Ubuntu, Gentoo, Arch, Alpine
+    Path("/etc/pki/tls/certs/ca-bundle.crt"),  # Fedora, RHEL
+    Path("/etc/ssl/ca-bundle.pem"),  # openSUSE
+    Path("/etc/pki/tls/cacert.pem"),  # OpenELEC
+    Path("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"),  # CentOS, RHEL 7+
+    Path("/etc/ssl/cert.pem"),  # Alpine, macOS, the BSDs
+)
+
+
+def system_ca_bundle() -> Path | None:
+    """The host's CA bundle: ``SSL_CERT_FILE`` when it names a file, else the first system one.
+
+    ``SSL_CERT_FILE`` is how a host tells OpenSSL (so Python, curl, uv, pip) which
+    CAs to trust, a TLS-intercepting proxy's included; the system bundle is what
+    the host's own tools trust otherwise. None when there is neither.
+    """
+    named = os.environ.get("SSL_CERT_FILE")
+    for path in (*([Path(named)] if named else []), *SYSTEM_CA_BUNDLES):
+        if path.is_file():
+            return path.resolve()
+    return None
 
 
 class Settings(BaseSettings):
@@ -138,9 +167,14 @@ class Settings(BaseSettings):
     )
     pip_index_url: str | None = Field(None, description="Package index for installs.")
     ca_bundle: Path | None = Field(
-        None,
+        default_factory=system_ca_bundle,
         description="CA bundle file trusted by installs (mounted read-only; PIP_CERT, "
-        "SSL_CERT_FILE, REQUESTS_CA_BUNDLE point at it). Needed behind TLS-intercepting proxies.",
+        "SSL_CERT_FILE, REQUESTS_CA_BUNDLE point at it), so that installs work behind a "
+        "TLS-intercepting proxy. Default (also when empty): the host's, i.e. the file named by "
+        "SSL_CERT_FILE, else the first of /etc/ssl/certs/ca-certificates.crt, "
+        "/etc/pki/tls/certs/ca-bundle.crt, /etc/ssl/ca-bundle.pem, /etc/pki/tls/cacert.pem, "
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem, /etc/ssl/cert.pem that exists; "
+        "none if there is none. `none`: no bundle (installs use their own CA list).",
     )
     env_passthrough: list[str] = Field(
         default_factory=list,
@@ -219,8 +253,10 @@ class Settings(BaseSettings):
 
     @field_validator("ca_bundle", mode="before")
     @classmethod
-    def _empty_means_none(cls, value: object) -> object:
-        return None if value == "" else value
+    def _none_or_default(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return None
+        return system_ca_bundle() if value == "" else value
 
     @field_validator("log_level")
     @classmethod

@@ -14,6 +14,15 @@ import pytest
 from fakes import SANDBOX_GID, SANDBOX_UID, LogLine, SandboxUser, build_wheel
 from loguru import logger
 
+from ai_data_agent import settings as settings_module
+
+
+@pytest.fixture(autouse=True)
+def _no_host_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings() finds no CA bundle of this machine's; tests that need one provide it."""
+    monkeypatch.setattr(settings_module, "SYSTEM_CA_BUNDLES", ())
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+
 
 @pytest.fixture
 def log_lines() -> Iterator[list[LogLine]]:

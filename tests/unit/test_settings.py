@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from ai_data_agent import settings as settings_module
 from ai_data_agent.settings import DEFAULT_FALLBACK_IMAGE, DEFAULT_SANDBOX_IMAGE, Settings
 
 
@@ -18,7 +19,7 @@ def test_defaults_without_environment() -> None:
     assert s.fallback_image == DEFAULT_FALLBACK_IMAGE
     assert s.allow_network is False
     assert s.log_level == "INFO"
-    assert s.ca_bundle is None
+    assert s.ca_bundle is None  # the autouse fixture hides this machine's bundle
     assert s.env_passthrough == []
     assert s.image_is_explicit is False
 
@@ -107,10 +108,74 @@ def test_ca_bundle_is_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert Settings().ca_bundle.is_absolute()  # type: ignore[union-attr]
 
 
-def test_empty_ca_bundle_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The Makefile exports AI_DATA_AGENT_CA_BUNDLE empty where the host has no bundle.
-    monkeypatch.setenv("AI_DATA_AGENT_CA_BUNDLE", "")
+def host_bundles(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *present: str) -> list[Path]:
+    """Three candidate system bundles under tmp_path, of which ``present`` exist."""
+    candidates = [tmp_path / name for name in ("debian.crt", "rhel.crt", "alpine.pem")]
+    for path in candidates:
+        if path.name in present:
+            path.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setattr(settings_module, "SYSTEM_CA_BUNDLES", tuple(candidates))
+    return candidates
+
+
+def test_the_first_system_bundle_that_exists_is_the_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    debian, rhel, alpine = host_bundles(monkeypatch, tmp_path, "rhel.crt", "alpine.pem")
+    assert Settings().ca_bundle == rhel.resolve()
+    alpine.unlink()
+    rhel.unlink()
+    debian.mkdir()  # a directory is no bundle
     assert Settings().ca_bundle is None
+
+
+def test_ssl_cert_file_comes_first_when_it_names_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, rhel, _ = host_bundles(monkeypatch, tmp_path, "rhel.crt")
+    named = tmp_path / "corporate.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(named))
+    assert Settings().ca_bundle == rhel.resolve()  # named but missing: ignored
+    named.write_text("x")
+    assert Settings().ca_bundle == named.resolve()
+
+
+def test_a_linked_system_bundle_is_resolved(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    target = tmp_path / "extracted" / "tls-ca-bundle.pem"
+    target.parent.mkdir()
+    target.write_text("x")
+    link = tmp_path / "ca-bundle.crt"
+    link.symlink_to(target)  # as RHEL's /etc/pki/tls/certs/ca-bundle.crt
+    monkeypatch.setattr(settings_module, "SYSTEM_CA_BUNDLES", (link,))
+    assert Settings().ca_bundle == target.resolve()  # what the engine mounts is the file
+
+
+@pytest.mark.parametrize("value", ["none", "None", "NONE", " none "])
+def test_none_turns_the_ca_bundle_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    host_bundles(monkeypatch, tmp_path, "debian.crt")
+    monkeypatch.setenv("AI_DATA_AGENT_CA_BUNDLE", value)
+    assert Settings().ca_bundle is None
+    assert Settings(ca_bundle=None).ca_bundle is None
+
+
+def test_empty_ca_bundle_means_the_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    debian, _, _ = host_bundles(monkeypatch, tmp_path, "debian.crt")
+    monkeypatch.setenv("AI_DATA_AGENT_CA_BUNDLE", "")
+    assert Settings().ca_bundle == debian.resolve()
+
+
+def test_an_explicit_bundle_wins_over_the_system_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    host_bundles(monkeypatch, tmp_path, "debian.crt")
+    mine = tmp_path / "proxy.pem"
+    mine.write_text("x")
+    monkeypatch.setenv("AI_DATA_AGENT_CA_BUNDLE", str(mine))
+    assert Settings().ca_bundle == mine.resolve()
 
 
 def test_image_is_explicit_when_set_by_argument() -> None:

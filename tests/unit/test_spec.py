@@ -212,7 +212,7 @@ def test_host_config_memory_equals_swap_and_hardening_is_kept() -> None:
     assert config["tmpfs"] == spec.tmpfs
     assert config["init"] is True
     assert config["network_mode"] == "none"
-    assert config["binds"] is None
+    assert config["mounts"] is None
     assert config["log_config"]["Type"] == "none"
 
 
@@ -222,7 +222,10 @@ def test_host_config_network_and_ca_bundle_mount(tmp_path: Path) -> None:
     spec = spec_for(Settings(ca_bundle=bundle), needs_install=True)
     config = host_config(spec)
     assert config["network_mode"] == "bridge"
-    assert config["binds"] == {str(bundle.resolve()): {"bind": CA_BUNDLE_PATH, "mode": "ro"}}
+    [mount] = config["mounts"]
+    assert mount["Type"] == "bind" and mount["ReadOnly"] is True
+    assert (mount["Source"], mount["Target"]) == (str(bundle.resolve()), CA_BUNDLE_PATH)
+    assert "binds" not in config  # -v binds would create a missing source on the host
 
 
 def test_owner_label_is_alive_for_this_process_and_dead_for_a_gone_one() -> None:

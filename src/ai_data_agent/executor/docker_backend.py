@@ -218,11 +218,14 @@ class DockerBackend:
 
     # -- containers -------------------------------------------------------------
     def _host_config(self, spec: ContainerSpec) -> dict[str, Any]:
-        binds = {}
+        mounts = [
+            Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts
+        ]
         if spec.ca_bundle is not None:
-            binds[str(spec.ca_bundle)] = {"bind": CA_BUNDLE_PATH, "mode": "ro"}
+            # A bind mount, not a -v bind: a source missing on the engine's host is an
+            # error here, where -v would create it there as an empty directory.
+            mounts.append(Mount(CA_BUNDLE_PATH, str(spec.ca_bundle), type="bind", read_only=True))
         result: dict[str, Any] = self.client.api.create_host_config(
-            binds=binds or None,
             read_only=spec.read_only,
             tmpfs=spec.tmpfs,
             mem_limit=spec.memory_bytes,
@@ -236,10 +239,7 @@ class DockerBackend:
             log_config=LogConfig(type="none"),
             network_mode=spec.network or "none",
             runtime=spec.runtime,
-            mounts=[
-                Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts
-            ]
-            or None,
+            mounts=mounts or None,
         )
         return result
 
