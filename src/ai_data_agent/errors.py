@@ -7,6 +7,11 @@ classes are for input the server refuses and for host or Docker failures::
     ├── RequestRejected        a request breaks a server policy (field, reason)
     │   └── RequestTooLarge    ... by its size: files, counts (HTTP 413)
     ├── ConfigurationError     settings that cannot work (missing image, CA file, ...)
+    ├── SessionError           a session cannot take this call (session_id)
+    │   ├── SessionBusy        a cell is running (HTTP 409)
+    │   ├── SessionGone        closed, expired or lost (HTTP 410)
+    │   └── SessionLimit       no room for another session (HTTP 429)
+    ├── InstallFailed          requirements did not install (report; HTTP 422)
     └── ExecutorError          host or Docker failure during a run (run_id, container_id, step)
         └── DockerUnavailable  the engine cannot be reached at all
 
@@ -16,13 +21,23 @@ executor's Docker backend), always ``raise ... from exc``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # models imports this module
+    from ai_data_agent.models import InstallReport
+
 __all__ = [
     "AiDataAgentError",
     "ConfigurationError",
     "DockerUnavailable",
     "ExecutorError",
+    "InstallFailed",
     "RequestRejected",
     "RequestTooLarge",
+    "SessionBusy",
+    "SessionError",
+    "SessionGone",
+    "SessionLimit",
 ]
 
 
@@ -45,6 +60,34 @@ class RequestTooLarge(RequestRejected):
 
 class ConfigurationError(AiDataAgentError):
     """Settings or host state that make runs impossible; the message names the fix."""
+
+
+class SessionError(AiDataAgentError):
+    """A session that cannot take this call."""
+
+    def __init__(self, message: str, *, session_id: str | None = None) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+
+
+class SessionBusy(SessionError):
+    """A cell or another call is in progress; nothing was queued."""
+
+
+class SessionGone(SessionError):
+    """The session was closed, expired or lost; it takes no more calls."""
+
+
+class SessionLimit(SessionError):
+    """The server holds as many sessions (or as much session memory) as it may."""
+
+
+class InstallFailed(AiDataAgentError):
+    """Requirements that did not install; ``report`` is the installer's (an ``InstallReport``)."""
+
+    def __init__(self, message: str, *, report: InstallReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ExecutorError(AiDataAgentError):
