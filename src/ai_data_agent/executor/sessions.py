@@ -30,7 +30,6 @@ from loguru import logger
 
 from ai_data_agent.errors import (
     ExecutorError,
-    InstallFailed,
     RequestRejected,
     RequestTooLarge,
     SessionBusy,
@@ -38,7 +37,7 @@ from ai_data_agent.errors import (
 )
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.cells import CellCollector
-from ai_data_agent.executor.envcache import CachedEnv, InstallFailure
+from ai_data_agent.executor.envcache import CachedEnv
 from ai_data_agent.executor.events import EventHandler
 from ai_data_agent.executor.frames import (
     AckFrame,
@@ -50,12 +49,12 @@ from ai_data_agent.executor.frames import (
 )
 from ai_data_agent.executor.jobs import FileEntry, session_job
 from ai_data_agent.executor.protocol import encode_message, new_token
+from ai_data_agent.executor.session_env import install_env, package_diff
 from ai_data_agent.executor.wire import SessionWire
-from ai_data_agent.models import InstallReport, PackageInfo
+from ai_data_agent.models import InstallReport
 from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.session_models import (
     CellResult,
-    PackageChange,
     PackagesResult,
     SessionFile,
     SessionInfo,
@@ -125,8 +124,9 @@ class Session:
                 self.env.path if self.env is not None else None,
             )  # fmt: skip
             job.token = token
-            blobs = b"".join(item.data for item in self.request.files)
-            sandbox.send(encode_message(job.encode()) + blobs)
+            sandbox.send(encode_message(job.encode()))
+            for item in self.request.files:
+                sandbox.send(item.data)
             self._wait_started(wire)
         except BaseException:
             wire.ended = True
@@ -157,24 +157,7 @@ class Session:
             ) from exc
 
     def _install(self, requirements: list[str], run_id: str) -> CachedEnv:
-        cache = self.executor.env_cache
-        if cache is None:
-            raise InstallFailed("sessions install through the environment cache, which is off")
-        outcome = cache.get_or_install(requirements, self.image, run_id)
-        if isinstance(outcome, InstallFailure):
-            section = outcome.install
-            report = InstallReport(
-                requirements=list(requirements),
-                installer=section.installer if section else None,
-                fallback_triggered=bool(section and section.fallback_triggered),
-                log_tail=section.log_tail[-self.settings.install_log_limit_bytes :]
-                if section
-                else "",
-                mode="cache",
-            )
-            raise InstallFailed(outcome.error, report=report)
-        cache.hold(outcome.env.key)
-        return outcome.env
+        return install_env(self.executor.env_cache, requirements, self.image, run_id, self.settings)
 
     def close(
         self, status: SessionStatus = SessionStatus.CLOSED, reason: str | None = None
@@ -319,7 +302,7 @@ class Session:
             union = self.requirements + [r for r in requirements if r not in self.requirements]
             new_env = self._install(union, f"{self.id}-install-{uuid.uuid4().hex[:6]}")
             old_env = self.env
-            added, changed, removed = _package_diff(old_env, new_env)
+            added, changed, removed = package_diff(old_env, new_env)
             watch = [c.name for c in changed] + [p.name for p in removed]
             message = {
                 "op": "env",
@@ -417,18 +400,3 @@ class Session:
             packages=packages, image=self.image, memory_mb=self.limits.memory_mb,
             cpus=self.limits.cpus, error=self.error,
         )  # fmt: skip
-
-
-def _package_diff(
-    old: CachedEnv | None, new: CachedEnv
-) -> tuple[list[PackageInfo], list[PackageChange], list[PackageInfo]]:
-    before = {p.name.lower(): p for p in (old.packages if old is not None else [])}
-    after = {p.name.lower(): p for p in new.packages}
-    added = [p for name, p in after.items() if name not in before]
-    removed = [p for name, p in before.items() if name not in after]
-    changed = [
-        PackageChange(name=p.name, old_version=before[name].version, new_version=p.version)
-        for name, p in after.items()
-        if name in before and before[name].version != p.version
-    ]
-    return added, changed, removed
