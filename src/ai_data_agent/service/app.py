@@ -60,6 +60,7 @@ from ai_data_agent.service.dispatcher import NotAccepting, QueueFull, RunExecuto
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.http_errors import ApiError, install_error_handlers
 from ai_data_agent.service.metrics import CONTENT_TYPE
+from ai_data_agent.service.session_routes import router as sessions_router
 from ai_data_agent.service.store import ACTIVE_STATUSES
 from ai_data_agent.settings import Settings
 
@@ -310,6 +311,9 @@ async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
         with anyio.move_on_after(CANCEL_WAIT_S):
             await wait_done(handle)
     return await _record_or_404(daemon, run_id)
+
+
+v1.include_router(sessions_router)
 
 
 async def _timed_check(

@@ -19,8 +19,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ai_data_agent.errors import RequestRejected, RequestTooLarge
+from ai_data_agent.errors import (
+    ConfigurationError,
+    ExecutorError,
+    InstallFailed,
+    RequestRejected,
+    RequestTooLarge,
+    SessionBusy,
+    SessionGone,
+    SessionLimit,
+)
 from ai_data_agent.models import ErrorBody, ErrorDetail
+from ai_data_agent.service.dispatcher import NotAccepting
 
 __all__ = ["CODES", "ApiError", "error_response", "install_error_handlers"]
 
@@ -97,9 +107,35 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal", "internal server error; see the daemon's log")
 
 
+SESSION_RETRY_AFTER_S = 30  # a session slot frees when one closes or expires
+
+
+async def _session_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, SessionBusy):
+        return error_response(409, "session_busy", str(exc))
+    if isinstance(exc, SessionGone):
+        return error_response(410, "session_gone", str(exc))
+    headers = {"Retry-After": str(SESSION_RETRY_AFTER_S)}
+    return error_response(429, "session_limit", str(exc), headers)
+
+
+async def _install_failed(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(422, "install_failed", str(exc))
+
+
+async def _host_failed(request: Request, exc: Exception) -> JSONResponse:
+    # Outside a run (which records it as its status): the engine or the host failed.
+    return error_response(503, "not_ready", str(exc))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RequestRejected, _rejected)
+    for session_error in (SessionBusy, SessionGone, SessionLimit):
+        app.add_exception_handler(session_error, _session_error)
+    app.add_exception_handler(InstallFailed, _install_failed)
+    for host_error in (ExecutorError, ConfigurationError, NotAccepting):
+        app.add_exception_handler(host_error, _host_failed)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
