@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     install_timeout_s: float = Field(
         300.0, gt=0, description="Time an install of requirements may take."
     )
+    install_cpus: float = Field(
+        2.0,
+        gt=0,
+        description="CPUs of an install sandbox and of the background bytecode compile of a "
+        "new environment (bounded by the host's).",
+    )
     stdout_limit_bytes: int = Field(1 * MiB, ge=1024, description="Output kept of stdout.")
     stderr_limit_bytes: int = Field(1 * MiB, ge=1024, description="Output kept of stderr.")
     output_policy: Literal["truncate", "kill"] = Field(
