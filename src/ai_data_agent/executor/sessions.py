@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from ai_data_agent.executor.frames import (
     ArtifactBegin,
     ArtifactData,
     ArtifactEnd,
+    Frame,
     KernelFrame,
     ResultFrame,
 )
@@ -236,22 +238,35 @@ class Session:
         self.close(SessionStatus.LOST, str(exc))
         return exc
 
-    def _ack(self, wire: SessionWire, op: str, deadline_s: float = OP_WAIT_S) -> AckFrame:
+    def _ack(
+        self,
+        wire: SessionWire,
+        op: str,
+        deadline_s: float = OP_WAIT_S,
+        on_frame: Callable[[Frame], None] | None = None,
+    ) -> AckFrame:
         for frame in wire.frames(time.monotonic() + deadline_s):
             if isinstance(frame, KernelFrame):
                 self.generation = frame.generation
             elif isinstance(frame, AckFrame) and frame.op == op:
                 return frame
+            elif on_frame is not None:
+                on_frame(frame)
         raise AssertionError("unreachable: frames() raises at its deadline")
 
     def call(
-        self, message: dict[str, Any], payload: bytes = b"", deadline_s: float = OP_WAIT_S
+        self,
+        message: dict[str, Any],
+        payload: bytes = b"",
+        deadline_s: float = OP_WAIT_S,
+        on_frame: Callable[[Frame], None] | None = None,
     ) -> AckFrame:
-        """One operation other than a cell, answered by its ack."""
+        """One operation other than a cell, answered by its ack; ``on_frame`` sees the
+        frames before it (a download's artifact frames)."""
         wire = self._begin()
         try:
             wire.send(message, payload)
-            return self._ack(wire, str(message["op"]), deadline_s)
+            return self._ack(wire, str(message["op"]), deadline_s, on_frame)
         except SessionGone as exc:
             raise self._lost(exc) from None
         finally:
@@ -388,27 +403,20 @@ class Session:
         cap = self.settings.max_artifact_total_bytes
         with tempfile.TemporaryDirectory(prefix="ai-data-agent-download-") as folder:
             collector = ArtifactCollector(Path(folder), 1, cap)
-            ack = self._receive(rel, cap, collector)
+
+            def receive(frame: Frame) -> None:
+                if isinstance(frame, ArtifactBegin | ArtifactData | ArtifactEnd):
+                    collector.handle(frame)
+
+            message = {"op": "get", "path": rel, "max_bytes": cap}
+            ack = self.call(
+                message, deadline_s=OP_WAIT_S + cap / UPLOAD_BYTES_PER_S, on_frame=receive
+            )
             collector.finish(None)
             if not ack.ok or not collector.artifacts:
                 reason = ack.error or (collector.skipped[0].reason if collector.skipped else "?")
                 raise RequestRejected("path", f"cannot read {rel}: {reason}")
             return (Path(folder) / rel).read_bytes()
-
-    def _receive(self, rel: str, cap: int, collector: ArtifactCollector) -> AckFrame:
-        wire = self._begin()
-        try:
-            wire.send({"op": "get", "path": rel, "max_bytes": cap})
-            for frame in wire.frames(time.monotonic() + OP_WAIT_S + cap / UPLOAD_BYTES_PER_S):
-                if isinstance(frame, ArtifactBegin | ArtifactData | ArtifactEnd):
-                    collector.handle(frame)
-                elif isinstance(frame, AckFrame) and frame.op == "get":
-                    return frame
-            raise AssertionError("unreachable: frames() raises at its deadline")
-        except SessionGone as exc:
-            raise self._lost(exc) from None
-        finally:
-            self._end()
 
     def files(self) -> list[SessionFile]:
         """Regular files under the working directory (at most 1000)."""
