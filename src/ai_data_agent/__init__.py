@@ -17,6 +17,7 @@ from ai_data_agent.errors import (
     ConfigurationError,
     DockerUnavailable,
     ExecutorError,
+    InstallFailed,
     NotFound,
     NotReady,
     QueueFull,
@@ -25,6 +26,10 @@ from ai_data_agent.errors import (
     RunIncomplete,
     ServerError,
     ServerUnreachable,
+    SessionBusy,
+    SessionError,
+    SessionGone,
+    SessionLimit,
     Unauthorized,
 )
 from ai_data_agent.executor import Executor, RunEvent
@@ -37,6 +42,7 @@ __all__ = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "InstallFailed",
     "NotFound",
     "NotReady",
     "QueueFull",
@@ -49,6 +55,10 @@ __all__ = [
     "RunStatus",
     "ServerError",
     "ServerUnreachable",
+    "SessionBusy",
+    "SessionError",
+    "SessionGone",
+    "SessionLimit",
     "Settings",
     "Unauthorized",
 ]

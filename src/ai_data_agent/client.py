@@ -47,6 +47,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ai_data_agent.errors import (
     AiDataAgentError,
+    InstallFailed,
     NotFound,
     NotReady,
     QueueFull,
@@ -55,6 +56,9 @@ from ai_data_agent.errors import (
     RunIncomplete,
     ServerError,
     ServerUnreachable,
+    SessionBusy,
+    SessionGone,
+    SessionLimit,
     Unauthorized,
     error_class,
 )
@@ -76,6 +80,7 @@ from ai_data_agent.paths import check_relative_path
 # The errors this client raises are re-exported for convenience; they live in errors.
 __all__ = [
     "Client",
+    "InstallFailed",
     "NotFound",
     "NotReady",
     "QueueFull",
@@ -84,6 +89,9 @@ __all__ = [
     "RunIncomplete",
     "ServerError",
     "ServerUnreachable",
+    "SessionBusy",
+    "SessionGone",
+    "SessionLimit",
     "Unauthorized",
     "error_from_response",
 ]
@@ -131,12 +139,16 @@ def error_from_response(response: httpx.Response, *, run_id: str | None = None) 
         code = None
         message = f"{status} {response.reason_phrase}".strip()
     cls = error_class(status, code)
+    error: AiDataAgentError
     if issubclass(cls, RequestRejected):
-        return cls(None, message, code=code, status_code=status)
-    if issubclass(cls, QueueFull):
+        error = cls(None, message, code=code, status_code=status)
+    elif issubclass(cls, QueueFull | SessionLimit):
         retry_after = _retry_after(response.headers.get("retry-after"))
-        return cls(message, retry_after=retry_after, code=code, status_code=status)
-    return cls(message, code=code, status_code=status, run_id=run_id)
+        error = cls(message, retry_after=retry_after, code=code, status_code=status)
+    else:
+        error = cls(message, code=code, status_code=status)
+    error.run_id = run_id
+    return error
 
 
 class Client:

@@ -11,23 +11,34 @@ and no detail::
     AiDataAgentError                    code               HTTP
     ├── RequestRejected                 invalid_request    400 (422: the body does not validate)
     │   └── RequestTooLarge             payload_too_large  413  body, input files, counts
+    ├── InstallFailed                   install_failed     422  requirements did not install
     ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
-    ├── NotFound                        not_found          404  no such run (or artifact, route)
+    ├── NotFound                        not_found          404  no such run or session (or
+    │                                                           artifact, file, route)
     ├── QueueFull                       queue_full         429  retry_after (``Retry-After``)
+    ├── SessionError                    -                  -    session_id
+    │   ├── SessionBusy                 session_busy       409  another call is in progress
+    │   ├── SessionGone                 session_gone       410  closed, expired or lost
+    │   └── SessionLimit                session_limit      429  no room; retry_after
     ├── NotReady                        not_ready          503  starting, shutting down, store or
     │                                                           token file unusable
     ├── ServerError                     internal           500  the daemon failed, or answered
     │                                                           outside the API
     ├── ServerUnreachable               unreachable        -    no HTTP answer at all (client)
     ├── RunIncomplete                   (its status)       -    a wait ended without a result
-    ├── ConfigurationError              -                  -    settings that cannot work
-    └── ExecutorError                   -                  -    host or Docker failure in a run
-        └── DockerUnavailable           -                  -    the engine cannot be reached
+    ├── ConfigurationError              not_ready          503  settings that cannot work
+    └── ExecutorError                   not_ready          503  host or Docker failure
+        └── DockerUnavailable           not_ready          503  the engine cannot be reached
+
+Inside a run, a host failure is the run's ``error`` status, not an answer;
+outside one (a session's call) the daemon answers it ``503 not_ready``, which a
+client raises as `NotReady`.
 
 Every error has ``message``, ``code`` (the stable code, or None), ``status_code``
 (the HTTP status of the answer it arrived in; None when raised in this process)
 and ``run_id`` (the run concerned, when there is one); the classes add their own
-context (``field``/``reason``, ``retry_after``, ``record``, ``container_id``/``step``).
+context (``field``/``reason``, ``retry_after``, ``session_id``, ``report``,
+``record``, ``container_id``/``step``).
 
     try:
         client.run("print(1)")
@@ -43,8 +54,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-if TYPE_CHECKING:
-    from ai_data_agent.models import RunRecord
+if TYPE_CHECKING:  # models imports this module
+    from ai_data_agent.models import InstallReport, RunRecord
 
 __all__ = [
     "HTTP_ERRORS",
@@ -52,6 +63,7 @@ __all__ = [
     "ConfigurationError",
     "DockerUnavailable",
     "ExecutorError",
+    "InstallFailed",
     "NotFound",
     "NotReady",
     "QueueFull",
@@ -60,6 +72,10 @@ __all__ = [
     "RunIncomplete",
     "ServerError",
     "ServerUnreachable",
+    "SessionBusy",
+    "SessionError",
+    "SessionGone",
+    "SessionLimit",
     "Unauthorized",
     "error_class",
 ]
@@ -153,6 +169,28 @@ class RequestTooLarge(RequestRejected):
     http_status = 413
 
 
+class InstallFailed(AiDataAgentError):
+    """Requirements that did not install (a session's); nothing was started or changed.
+
+    Attributes:
+        report: the installer's `InstallReport`, when this process has it.
+    """
+
+    default_code = "install_failed"
+    http_status = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        report: InstallReport | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.report = report
+
+
 class Unauthorized(AiDataAgentError):
     """The daemon wants a bearer token it did not get (missing, malformed or wrong)."""
 
@@ -186,6 +224,62 @@ class QueueFull(AiDataAgentError):
         status_code: int | None = None,
     ) -> None:
         super().__init__(message, code=code, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class SessionError(AiDataAgentError):
+    """A session that cannot take this call.
+
+    Attributes:
+        session_id: the session, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.session_id = session_id
+
+
+class SessionBusy(SessionError):
+    """A cell or another call is in progress; nothing was queued."""
+
+    default_code = "session_busy"
+    http_status = 409
+
+
+class SessionGone(SessionError):
+    """The session was closed, expired or lost; it takes no more calls."""
+
+    default_code = "session_gone"
+    http_status = 410
+
+
+class SessionLimit(SessionError):
+    """The server holds as many sessions (or as much session memory) as it may.
+
+    Attributes:
+        retry_after: seconds the daemon suggests waiting, when it said.
+    """
+
+    default_code = "session_limit"
+    http_status = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        session_id: str | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, session_id=session_id, code=code, status_code=status_code)
         self.retry_after = retry_after
 
 
@@ -229,6 +323,9 @@ class RunIncomplete(AiDataAgentError):
 class ConfigurationError(AiDataAgentError):
     """Settings or host state that make runs impossible; the message names the fix."""
 
+    default_code = "not_ready"
+    http_status = 503
+
 
 class ExecutorError(AiDataAgentError):
     """A host or Docker failure during a run.
@@ -239,6 +336,9 @@ class ExecutorError(AiDataAgentError):
         step: what the executor was doing (``image``, ``create``, ``start``,
             ``attach``, ``install``, ``network``, ``execute``, ``collect``, ``remove``).
     """
+
+    default_code = "not_ready"
+    http_status = 503
 
     def __init__(
         self,
@@ -267,18 +367,33 @@ class DockerUnavailable(ExecutorError):
     """The Docker engine cannot be reached (not running, no permission, wrong host)."""
 
 
-# The errors the daemon answers with, each as its status and code.
+# The classes a client raises again from an answer, by its code (or status).
 HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     RequestRejected,
     RequestTooLarge,
+    InstallFailed,
     Unauthorized,
     NotFound,
     QueueFull,
+    SessionBusy,
+    SessionGone,
+    SessionLimit,
     NotReady,
     ServerError,
 )
 _BY_CODE = {cls.default_code: cls for cls in HTTP_ERRORS}
-_BY_STATUS = {cls.http_status: cls for cls in HTTP_ERRORS} | {422: RequestRejected}
+# By status alone (a body that is not ours): 422 is a body that did not validate.
+_BY_STATUS = {
+    400: RequestRejected,
+    401: Unauthorized,
+    404: NotFound,
+    409: SessionBusy,
+    410: SessionGone,
+    413: RequestTooLarge,
+    422: RequestRejected,
+    429: QueueFull,
+    503: NotReady,
+}
 
 
 def error_class(status: int, code: str | None) -> type[AiDataAgentError]:

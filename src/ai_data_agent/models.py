@@ -21,7 +21,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
 from ai_data_agent.paths import has_control_characters, normalise_relative_path
@@ -30,14 +38,17 @@ from ai_data_agent.settings import Settings
 __all__ = [
     "ActiveStatus",
     "Artifact",
+    "EnvVars",
     "EnvironmentInfo",
     "ErrorBody",
     "ErrorDetail",
     "InputFile",
+    "InputFiles",
     "InstallReport",
     "LimitRange",
     "Limits",
     "PackageInfo",
+    "RequirementLine",
     "RunAccepted",
     "RunLimitsInfo",
     "RunPage",
@@ -49,6 +60,7 @@ __all__ = [
     "ServerInfo",
     "SkippedArtifact",
     "Timings",
+    "capped",
     "parse_requirements_text",
 ]
 
@@ -178,65 +190,60 @@ class Limits(BaseModel):
         )
 
 
+def _unique_paths(value: list[InputFile]) -> list[InputFile]:
+    seen: set[str] = set()
+    for item in value:
+        if item.path in seen:
+            raise ValueError(f"input path {item.path!r} given twice")
+        seen.add(item.path)
+    # A file and a directory of the same name cannot both exist.
+    for item in value:
+        parts = item.path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise ValueError(f"input path {item.path!r} lies under the file {parts[0]!r}")
+    return value
+
+
+def _check_env(value: dict[str, str]) -> dict[str, str]:
+    for name, val in value.items():
+        if not ENV_NAME.match(name):
+            raise ValueError(f"env name {name[:40]!r} is not a valid variable name")
+        if name.upper() in RESERVED_ENV_EXACT or name.upper().startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError(f"env name {name!r} is reserved for the sandbox")
+        if "\x00" in val:
+            raise ValueError(f"env {name!r} contains a NUL byte")
+    return value
+
+
+# Field types shared by runs and sessions.
+RequirementLine = Annotated[
+    str, Field(max_length=MAX_REQUIREMENT_LENGTH), AfterValidator(_check_requirement)
+]
+EnvVars = Annotated[dict[str, str], AfterValidator(_check_env)]
+InputFiles = Annotated[list[InputFile], AfterValidator(_unique_paths)]
+
+
 class RunRequest(BaseModel):
     """What to run. Limits left unset take the server's defaults."""
 
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(description="Python source, run as the main module.")
-    requirements: list[Annotated[str, Field(max_length=MAX_REQUIREMENT_LENGTH)]] = Field(
+    requirements: list[RequirementLine] = Field(
         default_factory=list, description="PEP 508 requirements from the configured index."
     )
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of the code.")
     memory_mb: int | None = Field(None, ge=64, description="Memory limit (swap equal).")
     cpus: float | None = Field(None, gt=0, le=64)
     network: bool = Field(False, description="Network for user code (if the server allows).")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
-    files: list[InputFile] = Field(
+    env: EnvVars = Field(default_factory=dict, description="Extra environment variables.")
+    files: InputFiles = Field(
         default_factory=list, description="Input files, placed under the working directory."
     )
     install_mode: Literal["cache", "per_run"] | None = Field(
         None, description="Override the server's install mode (per_run: the seed's pip install)."
     )
-
-    @field_validator("files")
-    @classmethod
-    def _unique_files(cls, value: list[InputFile]) -> list[InputFile]:
-        seen: set[str] = set()
-        for item in value:
-            if item.path in seen:
-                raise ValueError(f"input path {item.path!r} given twice")
-            seen.add(item.path)
-        # A file and a directory of the same name cannot both exist.
-        for item in value:
-            parts = item.path.split("/")
-            for i in range(1, len(parts)):
-                if "/".join(parts[:i]) in seen:
-                    raise ValueError(f"input path {item.path!r} lies under the file {parts[0]!r}")
-        return value
-
-    @field_validator("requirements")
-    @classmethod
-    def _requirements(cls, value: list[str]) -> list[str]:
-        checked = []
-        for index, line in enumerate(value):
-            try:
-                checked.append(_check_requirement(line))
-            except ValueError as exc:
-                raise ValueError(f"requirement {index}: {exc}") from exc
-        return checked
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, val in value.items():
-            if not ENV_NAME.match(name):
-                raise ValueError(f"env name {name[:40]!r} is not a valid variable name")
-            if name.upper() in RESERVED_ENV_EXACT or name.upper().startswith(RESERVED_ENV_PREFIXES):
-                raise ValueError(f"env name {name!r} is reserved for the sandbox")
-            if "\x00" in val:
-                raise ValueError(f"env {name!r} contains a NUL byte")
-        return value
 
     def resolve(self, settings: Settings) -> Limits:
         """Check this request against the server's caps and fill in defaults.
@@ -252,13 +259,13 @@ class RunRequest(BaseModel):
             raise RequestRejected("network", "network for user code is disabled on this server")
         defaults = Limits.defaults(settings)
         return Limits(
-            timeout_s=_capped(
+            timeout_s=capped(
                 "timeout_s", self.timeout_s, defaults.timeout_s, settings.max_timeout_s
             ),
             memory_mb=int(
-                _capped("memory_mb", self.memory_mb, defaults.memory_mb, settings.max_memory_mb)
+                capped("memory_mb", self.memory_mb, defaults.memory_mb, settings.max_memory_mb)
             ),
-            cpus=_capped("cpus", self.cpus, defaults.cpus, settings.max_cpus),
+            cpus=capped("cpus", self.cpus, defaults.cpus, settings.max_cpus),
             network=self.network,
         )
 
@@ -300,7 +307,7 @@ class RunRequest(BaseModel):
             )
 
 
-def _capped(field: str, value: float | None, default: float, cap: float) -> float:
+def capped(field: str, value: float | None, default: float, cap: float) -> float:
     """The request's value when within ``cap`` (else refused), or the default."""
     if value is None:
         return default
@@ -471,7 +478,8 @@ class ServerInfo(BaseModel):
 
     version: str
     features: list[str] = Field(
-        description="What this daemon serves: runs, files (inputs), artifacts, events (SSE)."
+        description="What this daemon serves: runs, files (inputs), artifacts, events (SSE), "
+        "sessions (unless disabled)."
     )
     limits: RunLimitsInfo
     install_timeout_s: float = Field(description="Time an install of requirements may take.")

@@ -257,7 +257,7 @@ def test_info_of_the_wrong_shape_is_a_server_error(client_for: Any) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field", "reason"),
     [
-        ({"requirements": ["-r x.txt"]}, "requirements", "pip options are not accepted"),
+        ({"requirements": ["-r x.txt"]}, "requirements.0", "pip options are not accepted"),
         ({"env": {"PATH": "/x"}}, "env", "reserved for the sandbox"),
         ({"timeout_s": -1}, "timeout_s", "greater than 0"),
     ],

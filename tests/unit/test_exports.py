@@ -15,6 +15,7 @@ EXPORTED = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "InstallFailed",
     "NotFound",
     "NotReady",
     "QueueFull",
@@ -27,6 +28,10 @@ EXPORTED = [
     "RunStatus",
     "ServerError",
     "ServerUnreachable",
+    "SessionBusy",
+    "SessionError",
+    "SessionGone",
+    "SessionLimit",
     "Settings",
     "Unauthorized",
 ]

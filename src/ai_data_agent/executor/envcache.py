@@ -189,18 +189,25 @@ class EnvCache:
         flavour = json.dumps([s.installer, s.pip_index_url, s.allow_sdists])
         return cache_key(requirements, image_id, info, flavour)
 
-    @contextmanager
-    def using(self, key: str) -> Iterator[None]:
-        """Mark ``key`` in use by a run, so pruning leaves it alone meanwhile."""
+    def hold(self, key: str) -> None:
+        """Mark ``key`` in use (a run, a live session), so pruning leaves it alone."""
         with self._guard:
             self._in_use[key] = self._in_use.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        with self._guard:
+            self._in_use[key] -= 1
+            if not self._in_use[key]:
+                del self._in_use[key]
+
+    @contextmanager
+    def using(self, key: str) -> Iterator[None]:
+        """`hold` ``key`` for the duration of a run."""
+        self.hold(key)
         try:
             yield
         finally:
-            with self._guard:
-                self._in_use[key] -= 1
-                if not self._in_use[key]:
-                    del self._in_use[key]
+            self.release(key)
 
     def get_or_install(
         self, requirements: list[str], image: str, run_id: str

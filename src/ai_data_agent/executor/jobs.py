@@ -15,10 +15,11 @@ from typing import Any, Literal
 from packaging.requirements import Requirement
 from pydantic import BaseModel, Field
 
-from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.models import InputFile, Limits, RunRequest
 from ai_data_agent.settings import Settings
 
 __all__ = [
+    "FileEntry",
     "InstallSpec",
     "Job",
     "install_job",
@@ -27,9 +28,10 @@ __all__ = [
     "publish_job",
     "requirement_entries",
     "run_job",
+    "session_job",
 ]
 
-Mode = Literal["run", "install", "publish", "prune", "probe"]
+Mode = Literal["run", "install", "publish", "prune", "probe", "session"]
 
 
 class RequirementEntry(BaseModel):
@@ -51,6 +53,10 @@ class InstallSpec(BaseModel):
 class FileEntry(BaseModel):
     path: str
     size: int
+
+    @classmethod
+    def of(cls, files: list[InputFile]) -> list[FileEntry]:
+        return [cls(path=f.path, size=len(f.data)) for f in files]
 
 
 class ArtifactCaps(BaseModel):
@@ -80,6 +86,9 @@ class Job(BaseModel):
     artifacts: ArtifactCaps = Field(default_factory=ArtifactCaps)
     publish: dict[str, Any] | None = None
     lookup: dict[str, Any] | None = Field(None, description="install: adopt this if published.")
+    interrupt_grace_s: float | None = None
+    display_max_bytes: int | None = None
+    cell_display_max_bytes: int | None = None
     prune: dict[str, Any] | None = None
 
     def encode(self) -> dict[str, Any]:
@@ -122,11 +131,32 @@ def run_job(settings: Settings, request: RunRequest, limits: Limits, env_path: s
         stdout_limit=settings.stdout_limit_bytes,
         stderr_limit=settings.stderr_limit_bytes,
         output_policy=settings.output_policy,
-        files=[FileEntry(path=f.path, size=len(f.data)) for f in request.files],
+        files=FileEntry.of(request.files),
         artifacts=ArtifactCaps(
             max_count=settings.max_artifacts, max_total_bytes=settings.max_artifact_total_bytes
         ),
         **_installer_limits(settings),
+    )
+
+
+def session_job(
+    settings: Settings, env: dict[str, str], files: list[FileEntry], env_path: str | None
+) -> Job:
+    """A session: the kernel in this sandbox, cells until ``close`` (never a network)."""
+    return Job(
+        mode="session",
+        env_paths=[env_path] if env_path is not None else [],
+        exec_env=env,
+        stdout_limit=settings.stdout_limit_bytes,
+        stderr_limit=settings.stderr_limit_bytes,
+        output_policy=settings.output_policy,
+        files=files,
+        artifacts=ArtifactCaps(
+            max_count=settings.max_artifacts, max_total_bytes=settings.max_artifact_total_bytes
+        ),
+        interrupt_grace_s=settings.interrupt_grace_s,
+        display_max_bytes=settings.display_max_bytes,
+        cell_display_max_bytes=settings.cell_display_max_bytes,
     )
 
 

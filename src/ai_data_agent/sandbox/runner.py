@@ -11,7 +11,8 @@ runner reads one job (see `channel`) and runs its mode:
 * ``install``: the same up to verify, into the environment cache's staging dir;
 * ``publish``, ``prune``: the shared environment cache (`envstore`); an
   ``install`` job first looks there and returns the manifest it finds;
-* ``probe``: which python this image has.
+* ``probe``: which python this image has;
+* ``session``: a kernel in this container, serving cells until ``close`` (`session`).
 
 The last frame is always the result (``{"k": "result", ...}``). Install, verify
 and the code share one env (`environment.build_env`): ``PYTHONPATH`` is the
@@ -61,6 +62,13 @@ def source_of(module: str) -> str:
         return str(sources[f"{PACKAGE}.{module}"])
     with open(os.path.join(os.path.dirname(__file__), module + ".py"), encoding="utf-8") as fh:
         return fh.read()
+
+
+def bundle_of(main: str, modules: tuple[str, ...]) -> bytes:
+    """A bundle for the bootstrap (as the controller sends the runner's): ``modules``, run ``main``."""
+    sources = {f"{PACKAGE}.{m}": source_of(m) for m in modules}
+    body = json.dumps({"sources": sources, "main": f"{PACKAGE}.{main}"}).encode()
+    return str(len(body)).encode() + b"\n" + body
 
 
 class Workspace:
@@ -173,8 +181,20 @@ def run_flow(channel: Channel, job: Job, space: Workspace, result: dict[str, Any
     )
 
 
+def session_flow(channel: Channel, job: Job, space: Workspace, result: dict[str, Any]) -> None:
+    """Mode ``session``: no install here (never a network), then the kernel until ``close``."""
+    from ai_data_agent.sandbox import session
+
+    refused = refusal(job, space)
+    if refused is not None:
+        result.update(refused)
+        return
+    channel.phase("ready")
+    result.update(session.serve(channel, dict(job), space, channel.stdin))
+
+
 def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
-    """Modes ``run`` and ``install``: the flow in a sandbox dir that is removed at the end."""
+    """Modes ``run``, ``install`` and ``session``: in a sandbox dir that is removed at the end."""
     result: dict[str, Any] = {"k": "result"}
     oom_before = cgroup_oom_kills()
     space = Workspace(job, stdin, os.environ)
@@ -191,6 +211,8 @@ def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
     try:
         if manifest is not None:  # published by another controller meanwhile
             result["manifest"] = manifest
+        elif job["mode"] == "session":
+            session_flow(channel, job, space, result)
         else:
             run_flow(channel, job, space, result)
     except Exception as exc:  # report, never die silently: the result frame must go out
@@ -233,7 +255,7 @@ def main() -> int:
     stdin = sys.stdin.buffer
     job = read_message(stdin)
     channel = Channel(str(job["token"]), sys.stdout.buffer, stdin)
-    if job.get("mode") in ("run", "install"):
+    if job.get("mode") in ("run", "install", "session"):
         result = run_job(channel, job, stdin)
     else:
         result = dict(cache_job(job), k="result")

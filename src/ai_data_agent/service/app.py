@@ -63,6 +63,7 @@ from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.http_errors import install_error_handlers
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.metrics import CONTENT_TYPE
+from ai_data_agent.service.session_routes import router as sessions_router
 from ai_data_agent.service.store import ACTIVE_STATUSES
 from ai_data_agent.service.submission import OPENAPI_REQUEST_BODY, read_submission
 from ai_data_agent.settings import Settings
@@ -269,6 +270,9 @@ async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
         with anyio.move_on_after(CANCEL_WAIT_S):
             await wait_done(handle)
     return await _record_or_404(daemon, run_id)
+
+
+v1.include_router(sessions_router)
 
 
 async def _timed_check(

@@ -7,8 +7,10 @@
 This is the one place that turns exceptions into answers. An error of the
 package's tree (`ai_data_agent.errors`) is answered with its class's status and
 code: 400 ``invalid_request``, 401 ``unauthorized`` (with a ``WWW-Authenticate``
-challenge), 404 ``not_found``, 413 ``payload_too_large``, 429 ``queue_full``
-(with ``Retry-After``), 503 ``not_ready``, 500 ``internal``. A body or query
+challenge), 404 ``not_found``, 409 ``session_busy``, 410 ``session_gone``, 413
+``payload_too_large``, 422 ``install_failed``, 429 ``queue_full`` and
+``session_limit`` (with ``Retry-After``), 503 ``not_ready`` (host failures
+outside a run included), 500 ``internal``. A body or query
 that does not validate is 422 ``invalid_request``, its problems summarised as
 ``location: problem`` pairs without echoing input; the framework's own 404 and
 405 are ``not_found`` and ``method_not_allowed``. Anything else is 500
@@ -28,10 +30,10 @@ from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ai_data_agent.errors import (
-    HTTP_ERRORS,
     AiDataAgentError,
     QueueFull,
     RequestRejected,
+    SessionLimit,
     Unauthorized,
 )
 from ai_data_agent.models import ErrorBody, ErrorDetail
@@ -42,17 +44,15 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ai-data-agent"'}
 MAX_MESSAGE = 2000
 INTERNAL = "internal"
 INTERNAL_MESSAGE = "internal server error; see the daemon's log"
-# The framework's own refusals (unknown route, wrong method), by status.
-_FRAMEWORK_CODES = {cls.http_status: cls.default_code for cls in HTTP_ERRORS} | {
-    405: "method_not_allowed",
-    422: RequestRejected.default_code,
-}
+# The framework's own refusals: an unknown route, a wrong method.
+_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def error_response(
     error: AiDataAgentError, *, status: int | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """The answer to ``error``: its class's status (or ``status``), its code and message.
+    """The answer to ``error``: its class's status (or ``status``), its code, and its
+    message with its context (``str(error)``: an `ExecutorError` names run and step).
 
     An error without an HTTP status (a host failure) is answered 500 ``internal``
     without its message.
@@ -60,7 +60,7 @@ def error_response(
     status = status or error.http_status
     if status is None or error.code is None:
         return _json(500, INTERNAL, INTERNAL_MESSAGE)
-    return _json(status, error.code, error.message, {**_headers(error), **(headers or {})})
+    return _json(status, error.code, str(error), {**_headers(error), **(headers or {})})
 
 
 def _json(
@@ -73,7 +73,7 @@ def _json(
 def _headers(error: AiDataAgentError) -> dict[str, str]:
     if isinstance(error, Unauthorized):
         return dict(CHALLENGE)
-    if isinstance(error, QueueFull) and error.retry_after is not None:
+    if isinstance(error, QueueFull | SessionLimit) and error.retry_after is not None:
         return {"Retry-After": str(math.ceil(error.retry_after))}
     return {}
 

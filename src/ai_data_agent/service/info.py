@@ -14,18 +14,20 @@ from ai_data_agent.models import LimitRange, Limits, RunLimitsInfo, ServerInfo
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S
 from ai_data_agent.settings import Settings
 
-__all__ = ["FEATURES", "server_info"]
+__all__ = ["FEATURES", "SESSIONS", "server_info"]
 
 # runs: POST/GET/DELETE /v1/runs; files: input files (JSON or multipart);
-# artifacts: /v1/runs/{id}/artifacts; events: /v1/runs/{id}/events (SSE).
+# artifacts: /v1/runs/{id}/artifacts; events: /v1/runs/{id}/events (SSE);
+# sessions: /v1/sessions, unless max_sessions is 0.
 FEATURES = ("runs", "files", "artifacts", "events")
+SESSIONS = "sessions"
 
 
 def server_info(settings: Settings) -> ServerInfo:
     defaults = Limits.defaults(settings)
     return ServerInfo(
         version=__version__,
-        features=list(FEATURES),
+        features=[*FEATURES, *([SESSIONS] if settings.max_sessions > 0 else [])],
         limits=RunLimitsInfo(
             timeout_s=LimitRange(default=defaults.timeout_s, max=settings.max_timeout_s),
             memory_mb=LimitRange(default=defaults.memory_mb, max=settings.max_memory_mb),

@@ -71,9 +71,31 @@ class ServiceMetrics:
             "Sandbox containers removed by the startup sweep and the reaper.",
             registry=r,
         )
+        self.sessions_active = Gauge(
+            "ai_data_agent_sessions_active",
+            "Sessions live now (each holds a container).",
+            registry=r,
+        )
+        self.sessions_started = Counter(
+            "ai_data_agent_sessions_started", "Sessions that started.", registry=r
+        )
+        self.sessions_ended = Counter(
+            "ai_data_agent_sessions_ended", "Sessions that ended, by how.", ["status"], registry=r
+        )
+        self.cells = Counter(
+            "ai_data_agent_cells", "Session cells that ended, by status.", ["status"], registry=r
+        )
+        self.kernel_restarts = Counter(
+            "ai_data_agent_kernel_restarts",
+            "Session kernels replaced (state lost: timeouts, crashes, memory, restarts).",
+            registry=r,
+        )
         self.retention_deleted = Counter(
             "ai_data_agent_records_deleted", "Run records removed by retention.", registry=r
         )
+
+    def bind_sessions(self, active: Callable[[], float]) -> None:
+        self.sessions_active.set_function(active)
 
     def bind_gauges(self, queue_depth: Callable[[], float], running: Callable[[], float]) -> None:
         self.queue_depth.set_function(queue_depth)

@@ -26,13 +26,19 @@ from ai_data_agent.client import Client, error_from_response
 from ai_data_agent.errors import (
     HTTP_ERRORS,
     AiDataAgentError,
+    ConfigurationError,
+    DockerUnavailable,
     ExecutorError,
+    InstallFailed,
     NotFound,
     NotReady,
     QueueFull,
     RequestRejected,
     RequestTooLarge,
     ServerError,
+    SessionBusy,
+    SessionGone,
+    SessionLimit,
     Unauthorized,
 )
 from ai_data_agent.models import Limits, RunRequest
@@ -42,13 +48,17 @@ from ai_data_agent.service.dispatcher import RETRY_AFTER_S
 from ai_data_agent.settings import Settings
 
 BASE = "http://daemon.test"
-# What each class of the tree is on the wire.
+# What each class a client raises again is on the wire.
 WIRE = {
     RequestRejected: (400, "invalid_request"),
     RequestTooLarge: (413, "payload_too_large"),
+    InstallFailed: (422, "install_failed"),
     Unauthorized: (401, "unauthorized"),
     NotFound: (404, "not_found"),
     QueueFull: (429, "queue_full"),
+    SessionBusy: (409, "session_busy"),
+    SessionGone: (410, "session_gone"),
+    SessionLimit: (429, "session_limit"),
     NotReady: (503, "not_ready"),
     ServerError: (500, "internal"),
 }
@@ -112,12 +122,17 @@ def raising_route(app: FastAPI) -> None:
     samples: dict[str, AiDataAgentError] = {
         "RequestRejected": RequestRejected("timeout_s", "900 is above the server cap 600"),
         "RequestTooLarge": RequestTooLarge("files", "3 files, at most 2"),
+        "InstallFailed": InstallFailed("no matching distribution for nope"),
         "Unauthorized": Unauthorized("wrong bearer token"),
         "NotFound": NotFound("no run with id 'x'", run_id="x"),
         "QueueFull": QueueFull("1 running and 1 queued", retry_after=2.5),
+        "SessionBusy": SessionBusy("session s1 is busy", session_id="s1"),
+        "SessionGone": SessionGone("session s1 is closed", session_id="s1"),
+        "SessionLimit": SessionLimit("4 sessions live", retry_after=2.5),
         "NotReady": NotReady("the daemon is shutting down"),
         "ServerError": ServerError("run x has no terminal record"),
-        "ExecutorError": ExecutorError("docker said no: secret-detail", run_id="x", step="create"),
+        "ExecutorError": ExecutorError("cannot create the container", run_id="x", step="create"),
+        "AiDataAgentError": AiDataAgentError("secret-detail"),
     }
 
     async def raise_it(name: str) -> None:
@@ -130,10 +145,15 @@ def test_the_tree_is_the_wire_table() -> None:
     assert {cls: (cls.http_status, cls.default_code) for cls in HTTP_ERRORS} == WIRE
     for cls, (status, code) in WIRE.items():
         assert errors.error_class(status, code) is cls
-        assert errors.error_class(status, None) is cls  # a body that is not ours: by status
-    assert errors.error_class(422, None) is RequestRejected
-    assert errors.error_class(502, None) is ServerError
+    # A body that is not ours (a proxy's page): by its status alone.
+    by_status = {400: RequestRejected, 401: Unauthorized, 404: NotFound, 409: SessionBusy}
+    by_status |= {410: SessionGone, 413: RequestTooLarge, 422: RequestRejected, 429: QueueFull}
+    by_status |= {503: NotReady, 500: ServerError, 502: ServerError}
+    assert {status: errors.error_class(status, None) for status in by_status} == by_status
     assert errors.error_class(405, "method_not_allowed") is ServerError
+    # Host failures outside a run are answered not_ready, which a client raises as NotReady.
+    for cls in (ExecutorError, DockerUnavailable, ConfigurationError):
+        assert (cls.http_status, cls.default_code) == (503, "not_ready")
 
 
 @pytest.mark.parametrize("cls", list(WIRE), ids=lambda cls: cls.__name__)
@@ -150,7 +170,7 @@ def test_each_class_the_daemon_raises_is_the_class_the_client_raises(
     assert (again.status_code, again.code) == (status, code)
     if cls is Unauthorized:
         assert response.headers["www-authenticate"] == 'Bearer realm="ai-data-agent"'
-    if isinstance(again, QueueFull):
+    if isinstance(again, QueueFull | SessionLimit):
         assert response.headers["retry-after"] == "3"  # whole seconds, rounded up
         assert again.retry_after == 3
     if isinstance(again, RequestRejected):
@@ -159,13 +179,24 @@ def test_each_class_the_daemon_raises_is_the_class_the_client_raises(
 
 def test_an_error_without_an_http_status_is_500_without_detail(tmp_path: Path) -> None:
     with both_sides(make_settings(tmp_path), prepare=raising_route) as sides:
-        response = sides.raw("GET", "/v1/raise/ExecutorError")
+        response = sides.raw("GET", "/v1/raise/AiDataAgentError")
     assert response.status_code == 500
     assert response.json()["error"] == {
         "code": "internal",
         "message": "internal server error; see the daemon's log",
     }
     assert type(error_from_response(response)) is ServerError
+
+
+def test_a_host_failure_outside_a_run_is_503_not_ready(tmp_path: Path) -> None:
+    with both_sides(make_settings(tmp_path), prepare=raising_route) as sides:
+        response = sides.raw("GET", "/v1/raise/ExecutorError")
+    assert response.status_code == 503
+    assert response.json()["error"] == {
+        "code": "not_ready",
+        "message": "cannot create the container (run=x, step=create)",
+    }
+    assert type(error_from_response(response)) is NotReady
 
 
 def test_queue_full_from_the_dispatcher_reaches_the_client_with_retry_after(
@@ -244,7 +275,7 @@ def test_a_body_that_does_not_validate_is_422_in_our_words(tmp_path: Path) -> No
         single = sides.raw("POST", "/v1/runs", json={"code": "x", "env": {"PATH": "x"}})
     assert response.status_code == 422
     message = response.json()["error"]["message"]
-    assert message.startswith("body.requirements: requirement 0: ")
+    assert message.startswith("body.requirements.0: '-r other.txt': pip options are not accepted")
     assert "; body.env: env name 'LD_PRELOAD' is reserved for the sandbox" in message
     assert "Value error" not in message
     assert single.json()["error"]["message"] == (
