@@ -20,7 +20,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,7 +31,12 @@ from pydantic import (
 )
 
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
-from ai_data_agent.paths import has_control_characters, normalise_relative_path
+from ai_data_agent.paths import normalise_relative_path
+from ai_data_agent.requirements import (
+    MAX_REQUIREMENT_LENGTH,
+    check_requirement,
+    parse_requirements_text,
+)
 from ai_data_agent.settings import Settings
 
 __all__ = [
@@ -64,8 +68,6 @@ __all__ = [
     "parse_requirements_text",
 ]
 
-MAX_REQUIREMENT_LENGTH = 200
-INLINE_COMMENT = re.compile(r"\s#")  # as pip reads requirements files
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # The sandbox owns these: a request must not steer the interpreter, the
 # installer, the loader, trust or proxies.
@@ -88,45 +90,6 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"  # a client asked to stop it
     INTERRUPTED = "interrupted"  # the controller stopped (or died) while it was in flight
     ERROR = "error"
-
-
-def _check_requirement(line: str) -> str:
-    """One PEP 508 requirement from the index: no options, URLs or paths."""
-    text = line.strip()
-    if not text:
-        raise ValueError("empty requirement")
-    if len(text) > MAX_REQUIREMENT_LENGTH:
-        raise ValueError(f"requirement longer than {MAX_REQUIREMENT_LENGTH} characters")
-    if has_control_characters(text):
-        raise ValueError(f"requirement {text[:40]!r} contains control characters")
-    if text.startswith("-"):
-        raise ValueError(f"{text!r}: pip options are not accepted, only requirements")
-    try:
-        req = Requirement(text)
-    except InvalidRequirement as exc:
-        raise ValueError(f"{text!r} is not a PEP 508 requirement: {exc}") from exc
-    if req.url:
-        raise ValueError(f"{text!r}: direct URL references are not accepted")
-    return text
-
-
-def parse_requirements_text(text: str) -> list[str]:
-    """Requirement lines of a requirements.txt text: comments and blank lines dropped.
-
-    Raises:
-        ValueError: on any line that is not a plain PEP 508 requirement (options
-            such as ``-r`` or ``--index-url`` included), naming the line number.
-    """
-    out = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = INLINE_COMMENT.split(raw, maxsplit=1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            out.append(_check_requirement(line))
-        except ValueError as exc:
-            raise ValueError(f"line {number}: {exc}") from exc
-    return out
 
 
 # Names the runner itself uses in the working directory.
@@ -218,7 +181,7 @@ def _check_env(value: dict[str, str]) -> dict[str, str]:
 
 # Field types shared by runs and sessions.
 RequirementLine = Annotated[
-    str, Field(max_length=MAX_REQUIREMENT_LENGTH), AfterValidator(_check_requirement)
+    str, Field(max_length=MAX_REQUIREMENT_LENGTH), AfterValidator(check_requirement)
 ]
 EnvVars = Annotated[dict[str, str], AfterValidator(_check_env)]
 InputFiles = Annotated[list[InputFile], AfterValidator(_unique_paths)]

@@ -14,14 +14,17 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ai_data_agent.requirements import check_requirement
 
 __all__ = ["DEFAULT_FALLBACK_IMAGE", "DEFAULT_SANDBOX_IMAGE", "Settings"]
 
 DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
+RequirementText = Annotated[str, AfterValidator(check_requirement)]
 
 
 class Settings(BaseSettings):
@@ -62,6 +65,12 @@ class Settings(BaseSettings):
     tmpfs_mb: int = Field(1024, ge=16, description="Size of the sandbox's /tmp (counts as memory).")
     install_timeout_s: float = Field(
         300.0, gt=0, description="Time an install of requirements may take."
+    )
+    install_cpus: float = Field(
+        2.0,
+        gt=0,
+        description="CPUs of an install sandbox and of the background bytecode compile of a "
+        "new environment (bounded by the host's).",
     )
     stdout_limit_bytes: int = Field(1 * MiB, ge=1024, description="Output kept of stdout.")
     stderr_limit_bytes: int = Field(1 * MiB, ge=1024, description="Output kept of stderr.")
@@ -105,6 +114,12 @@ class Settings(BaseSettings):
     env_cache_max_bytes: int = Field(20 * 1024 * MiB, ge=0, description="LRU bound of the cache.")
     env_cache_max_age_s: float = Field(
         30 * 24 * 3600.0, gt=0, description="Unused this long: evicted."
+    )
+    prewarm: list[list[RequirementText]] = Field(
+        default_factory=list,
+        description="Requirement sets the daemon installs into the cache at start, in the "
+        'background (JSON, e.g. [["pandas","matplotlib"],["numpy"]]); a first run of one of '
+        "them is a cache hit. /readyz reports the progress without waiting for it.",
     )
     pool_size: int = Field(
         0,

@@ -83,6 +83,8 @@ class Executor:
         """
         if self.pool is not None:
             self.pool.close()
+        if self.env_cache is not None:
+            self.env_cache.close()
         self.driver.close()
         self.backend.close()
 

@@ -229,6 +229,7 @@ class DockerBackend:
             memswap_limit=spec.memory_bytes,  # swap equal to memory: no swap on top
             mem_reservation=spec.memory_reservation_bytes,
             nano_cpus=spec.nano_cpus,
+            cpu_shares=spec.cpu_shares,
             pids_limit=spec.pids_limit,
             cap_drop=list(spec.cap_drop),
             security_opt=list(spec.security_opt),

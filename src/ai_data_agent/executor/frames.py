@@ -147,8 +147,9 @@ class ResultFrame(_Frame):
     mismatch: list[str] = Field(default_factory=list)
     env_missing: list[str] = Field(default_factory=list)
     size: Annotated[int, Field(ge=0)] = 0
-    # publish, lookup, prune
+    # publish, compile, prune (and an install that found its environment published)
     published: bool | None = None
+    compiled: bool | None = None
     manifest: dict[str, Any] | None = None
     removed: list[str] = Field(default_factory=list)
     # session

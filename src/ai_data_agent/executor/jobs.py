@@ -22,6 +22,7 @@ __all__ = [
     "FileEntry",
     "InstallSpec",
     "Job",
+    "compile_job",
     "install_job",
     "probe_job",
     "prune_job",
@@ -31,7 +32,7 @@ __all__ = [
     "session_job",
 ]
 
-Mode = Literal["run", "install", "publish", "prune", "probe", "session"]
+Mode = Literal["run", "install", "publish", "compile", "prune", "probe", "session"]
 
 
 class RequirementEntry(BaseModel):
@@ -90,6 +91,7 @@ class Job(BaseModel):
     display_max_bytes: int | None = None
     cell_display_max_bytes: int | None = None
     prune: dict[str, Any] | None = None
+    compile: dict[str, Any] | None = None
 
     def encode(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -171,7 +173,7 @@ def install_job(
             installer=settings.installer,
             target=target,
             uv_cache=uv_cache,
-            compile=True,
+            compile=False,  # published first, compiled in the background (`compile_job`)
             only_binary=not settings.allow_sdists,
         ),
         **_installer_limits(settings),
@@ -180,6 +182,10 @@ def install_job(
 
 def publish_job(src: str, envs: str, key: str, manifest: dict[str, Any]) -> Job:
     return Job(mode="publish", publish={"src": src, "envs": envs, "key": key, "manifest": manifest})
+
+
+def compile_job(envs: str, key: str, workers: int) -> Job:
+    return Job(mode="compile", compile={"envs": envs, "key": key, "workers": workers})
 
 
 def prune_job(envs: str, keys: list[str]) -> Job:

@@ -9,7 +9,7 @@ runner reads one job (see `channel`) and runs its mode:
   what the code's interpreter sees, run the code, return ``outputs/``, remove
   the sandbox dir;
 * ``install``: the same up to verify, into the environment cache's staging dir;
-* ``publish``, ``prune``: the shared environment cache (`envstore`); an
+* ``publish``, ``compile``, ``prune``: the shared environment cache (`envstore`); an
   ``install`` job first looks there and returns the manifest it finds;
 * ``probe``: which python this image has;
 * ``session``: a kernel in this container, serving cells until ``close`` (`session`).
@@ -40,6 +40,7 @@ from ai_data_agent.sandbox.environment import (
     make_sandbox_dir,
     make_undumpable,
     network_interfaces,
+    observed_env,
     platform_name,
     python_version,
     remove_tree,
@@ -105,12 +106,22 @@ class Workspace:
 
 
 def verify(job: Job, where: str, space: Workspace) -> dict[str, Any]:
-    """What the code's interpreter sees: each requirement's metadata, packages in ``where``."""
+    """What the code's interpreter sees: each requirement's metadata, packages in ``where``.
+
+    A run asks the code's own interpreter, in the code's env. An install looks in
+    ``where`` from this isolated interpreter: nothing it installed is imported
+    while the install sandbox holds the shared download cache writable.
+    """
     requirements = job.get("requirements") or []
     names = [r["name"] for r in requirements]
-    cmd = [sys.executable, "-c", source_of("verify"), json.dumps(names), where]
     try:
-        data = json.loads(run_captured(cmd, space.env, space.work, VERIFY_TIMEOUT_S).stdout)
+        if job["mode"] == "install":
+            from ai_data_agent.sandbox.verify import inspect
+
+            data = dict(inspect(names, where, search=[where]), observed=observed_env(space.env))
+        else:
+            cmd = [sys.executable, "-c", source_of("verify"), json.dumps(names), where]
+            data = json.loads(run_captured(cmd, space.env, space.work, VERIFY_TIMEOUT_S).stdout)
     except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
         return {"ok": False, "missing": names, "packages": [], "error": str(exc)}
     # A requirement with an environment marker may rightly be skipped by the
@@ -237,7 +248,7 @@ def probe() -> dict[str, Any]:
 
 
 def cache_job(job: Job) -> dict[str, Any]:
-    """Modes ``publish``, ``prune`` and ``probe``: no sandbox dir, no user code."""
+    """Modes ``publish``, ``compile``, ``prune`` and ``probe``: no sandbox dir, no user code."""
     mode = job["mode"]
     spec = job.get(mode) or {}
     try:
@@ -245,6 +256,8 @@ def cache_job(job: Job) -> dict[str, Any]:
             return envstore.publish_env(spec["src"], spec["envs"], spec["key"], spec["manifest"])
         if mode == "prune":
             return envstore.prune_envs(spec["envs"], list(spec["keys"]))
+        if mode == "compile":
+            return envstore.compile_env(spec["envs"], spec["key"], int(spec["workers"]))
         return probe()
     except (OSError, KeyError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}

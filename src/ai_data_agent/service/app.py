@@ -306,6 +306,8 @@ async def readyz(request: Request, daemon: DaemonDep) -> dict[str, Any]:
         group.start_soon(run, daemon.check_docker, "docker")
         group.start_soon(run, daemon.check_image, "image")
         group.start_soon(run, daemon.check_store, "store")
+    if daemon.prewarm.sets:
+        checks["prewarm"] = daemon.prewarm.check()
     if not daemon.dispatcher.accepting:
         state = "shutting down" if daemon.started else "starting"
         checks["accepting"] = Check("accepting", False, state)

@@ -22,6 +22,7 @@ from ai_data_agent.checks import Check
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.dispatcher import Dispatcher, RunExecutor
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.service.reaper import Reaper
 from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
@@ -48,6 +49,7 @@ class Daemon:
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
         )
         self.sessions = SessionManager(settings, executor, session_store, self.metrics)
+        self.prewarm = Prewarmer(settings, executor)
         self.reaper = Reaper(
             settings, self.backend, self.store, self.metrics, controller_id=executor.controller_id
         )
@@ -68,6 +70,7 @@ class Daemon:
         self.reaper.apply_retention()
         self.sessions.start()
         self._executor_hook(self.executor.start_pool)  # after the sweep, which spares our own
+        self.prewarm.start()
         self.dispatcher.start()
         self.reaper.start()
         self.started = True

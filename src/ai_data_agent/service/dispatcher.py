@@ -36,6 +36,7 @@ from loguru import logger
 from ai_data_agent.errors import AiDataAgentError, NotReady, QueueFull
 from ai_data_agent.executor import RunEvent
 from ai_data_agent.executor.backend import Backend
+from ai_data_agent.executor.envcache import EnvCache
 from ai_data_agent.executor.events import EventHandler
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.events import RunEvents
@@ -74,6 +75,9 @@ class RunExecutor(Protocol):
 
     @property
     def backend(self) -> Backend: ...
+
+    @property
+    def env_cache(self) -> EnvCache | None: ...
 
     def run(
         self,

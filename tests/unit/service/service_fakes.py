@@ -108,6 +108,7 @@ class FakeExecutor:
     """Shaped like `Executor`; see the module docstring for what each code does."""
 
     controller_id = "fakecontroller"
+    env_cache = None
 
     def __init__(self) -> None:
         self.backend = FakeBackend()
