@@ -16,6 +16,11 @@ With ``--json`` it prints exactly one `RunResult` document on stdout. Progress
 goes to stderr. ``--server`` (or ``AI_DATA_AGENT_SERVER``, with the token from
 ``AI_DATA_AGENT_TOKEN``) sends the run to a daemon instead of the local engine;
 the output and exit codes are the same either way.
+
+The commands that need the local engine (``run`` without ``--server``,
+``doctor``, ``sweep``, ``cache``) check it first: where no Docker engine
+answers, they print what to do and exit 69 (``EX_UNAVAILABLE`` of sysexits.h)
+before any work.
 """
 
 from __future__ import annotations
@@ -29,11 +34,18 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ai_data_agent.client import Client
-from ai_data_agent.errors import AiDataAgentError, ConfigurationError, RequestRejected
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    ConfigurationError,
+    DockerUnavailable,
+    RequestRejected,
+)
 from ai_data_agent.executor import Executor, RunEvent
+from ai_data_agent.executor.docker_backend import connect
 from ai_data_agent.executor.envcache import EnvCache
 from ai_data_agent.logs import configure_logging
 from ai_data_agent.models import (
@@ -45,7 +57,7 @@ from ai_data_agent.models import (
 )
 from ai_data_agent.settings import Settings
 
-__all__ = ["EXIT_CODES", "app", "exit_code_for", "main"]
+__all__ = ["EXIT_CODES", "EXIT_NO_ENGINE", "app", "exit_code_for", "main"]
 
 # Exit codes of `run` for outcomes that are not the program's own exit code.
 EXIT_USAGE = 2  # bad arguments, a request the server refuses, a daemon that will not start
@@ -59,6 +71,7 @@ EXIT_CODES: dict[RunStatus, int] = {
     RunStatus.MEMORY_EXCEEDED: 137,
 }
 EXIT_INFRASTRUCTURE = EXIT_CODES[RunStatus.ERROR]
+EXIT_NO_ENGINE = 69  # no Docker engine answers (EX_UNAVAILABLE); nothing was started
 
 app = typer.Typer(
     help="Run untrusted Python for AI data agents in throwaway, locked-down containers.",
@@ -81,6 +94,17 @@ def _settings() -> Settings:
 def _fail(message: str, code: int) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def _require_engine(settings: Settings) -> None:
+    """Stop before any work, with what to do, when no Docker engine answers."""
+    try:
+        connect(settings).close()
+    except DockerUnavailable as exc:
+        err_console.print(
+            f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(EXIT_NO_ENGINE) from exc
 
 
 def _read_code(file: str) -> str:
@@ -277,6 +301,8 @@ def run(
     except ValidationError as exc:
         raise _fail(str(RequestRejected.from_errors(exc.errors())), EXIT_USAGE) from exc
     server = server or settings.server
+    if server is None:
+        _require_engine(settings)
     label = "starting sandbox" if server is None else f"running on {server}"
     progress = _Progress(live_output=not as_json, label=label)
     try:
@@ -324,6 +350,7 @@ def doctor() -> None:
 
     settings = _settings()
     configure_logging("WARNING")
+    _require_engine(settings)
     checks = run_checks(settings)
     print_report(checks, Console())
     raise typer.Exit(0 if all(c.ok for c in checks) else 1)
@@ -337,6 +364,7 @@ def _env_cache(settings: Settings) -> EnvCache:
     executor = Executor(settings)
     if executor.env_cache is None:
         raise _fail("the environment cache is off (AI_DATA_AGENT_INSTALL_MODE=per_run)", EXIT_USAGE)
+    _require_engine(settings)
     return executor.env_cache
 
 
@@ -423,6 +451,7 @@ def sweep(
 
     settings = _settings()
     configure_logging(settings.log_level)
+    _require_engine(settings)
     try:
         rule = SweepRule(all_controllers=all_controllers, force=force)
         removed = DockerBackend(settings).sweep(rule)

@@ -108,10 +108,31 @@ class Session:
             InstallFailed: the requirements did not install (nothing was started).
             ExecutorError: Docker or the host failed (nothing is left behind).
         """
+        self.image = self.executor.backend.resolve_image()
+        for attempt in range(2):
+            if self.requirements:
+                self.env = self._install(self.requirements, f"{self.id}-start")
+            self._wire = self._launch()
+            if self._wire is not None:
+                break
+            lost = self.env
+            cache = self.executor.env_cache
+            if attempt or lost is None or cache is None:
+                raise ExecutorError(
+                    "the cached environment vanished twice", run_id=self.id, step="session"
+                )
+            self._log.warning("cached environment {} is gone; installing again", lost.key[:12])
+            cache.forget(lost.key)
+        self.status = SessionStatus.IDLE
+        self._log.info("session started: generation {}, image {}", self.generation, self.image)
+        return self
+
+    def _launch(self) -> SessionWire | None:
+        """The sandbox with its kernel up; None when the cached environment turned out gone.
+
+        On failure (and on None) nothing is left behind and the environment is released.
+        """
         ex = self.executor
-        self.image = ex.backend.resolve_image()
-        if self.requirements:
-            self.env = self._install(self.requirements, f"{self.id}-start")
         spec = ex.sandbox_spec(
             self.limits, self.image, self.id, lifetime=self.settings.session_max_lifetime_s
         )
@@ -119,33 +140,40 @@ class Session:
         token = new_token()
         wire = SessionWire(sandbox, token, self.id)
         try:
+            env_path = self.env.path if self.env is not None else None
             job = session_job(
-                self.settings, self.request.env, FileEntry.of(self.request.files),
-                self.env.path if self.env is not None else None,
-            )  # fmt: skip
+                self.settings, self.request.env, FileEntry.of(self.request.files), env_path
+            )
             job.token = token
             sandbox.send(encode_message(job.encode()))
             for item in self.request.files:
                 sandbox.send(item.data)
-            self._wait_started(wire)
+            started = self._wait_started(wire)
         except BaseException:
-            wire.ended = True
-            self._remove(sandbox)
-            if self.env is not None and ex.env_cache is not None:
-                ex.env_cache.release(self.env.key)
+            started = False
             raise
-        self._wire = wire
-        self.status = SessionStatus.IDLE
-        self._log.info("session started: generation {}, image {}", self.generation, self.image)
-        return self
+        finally:
+            if not started:
+                wire.ended = True
+                self._remove(sandbox)
+                if self.env is not None and ex.env_cache is not None:
+                    ex.env_cache.release(self.env.key)
+        return wire if started else None
 
-    def _wait_started(self, wire: SessionWire) -> None:
+    def _wait_started(self, wire: SessionWire) -> bool:
+        """True once the kernel is up; False when the cached environment is gone.
+
+        Raises:
+            ExecutorError: the runner refused, or no kernel started.
+        """
         try:
             for frame in wire.frames(time.monotonic() + START_WAIT_S):
                 if isinstance(frame, KernelFrame):
                     self.generation = frame.generation
-                    return
+                    return True
                 if isinstance(frame, ResultFrame):  # refused, or no kernel could start
+                    if frame.env_missing and self.env is not None:
+                        return False
                     raise ExecutorError(
                         f"the session did not start: {frame.error or 'no kernel'}",
                         run_id=self.id,
@@ -155,6 +183,7 @@ class Session:
             raise ExecutorError(
                 f"the session did not start: {exc}", run_id=self.id, step="session"
             ) from exc
+        raise AssertionError("unreachable: frames() raises at its deadline")
 
     def _install(self, requirements: list[str], run_id: str) -> CachedEnv:
         return install_env(self.executor.env_cache, requirements, self.image, run_id, self.settings)

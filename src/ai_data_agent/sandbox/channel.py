@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
-from typing import IO, Any
+import select
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 GO_LINE = b"go\n"
 GO_WAIT_S = 120.0
@@ -102,9 +105,7 @@ class Channel:
 
     def wait_for_go(self, timeout_s: float = GO_WAIT_S) -> bool:
         """True once the controller sent ``go`` (the network is gone by then)."""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.stdin, selectors.EVENT_READ)
-            ready = sel.select(timeout=timeout_s)
+        ready, _, _ = select.select([self.stdin], [], [], timeout_s)
         return bool(ready) and self.stdin.readline() == GO_LINE
 
 

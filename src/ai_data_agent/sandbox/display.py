@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from typing import Any
 
 REPR_METHODS = (
     ("text/html", "_repr_html_"),

@@ -20,9 +20,12 @@ import json
 import os
 import shutil
 import time
-from typing import Any
 
 from ai_data_agent.sandbox.environment import remove_tree, tree_size
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from typing import Any
 
 MANIFEST = ".ai-data-agent-env.json"
 STALE_TEMP_S = 3600.0  # a half-published environment this old was abandoned

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
-from typing import Any
 
 from ai_data_agent.sandbox.channel import Channel, MessageStream, safe_join
 from ai_data_agent.sandbox.outputs import send_file
 
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Ack = Callable[..., None]
+
 MAX_LISTED = 1000
-Ack = Callable[..., None]
 
 
 def _check_parents(base: str, rel: str) -> str:

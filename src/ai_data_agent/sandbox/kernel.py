@@ -33,11 +33,14 @@ import signal
 import sys
 import traceback
 import types
-from collections.abc import Callable
-from typing import IO, Any
 
 from ai_data_agent.sandbox.channel import read_message
 from ai_data_agent.sandbox.display import fit, mime_bundle
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import IO, Any
 
 CONFIG_VARIABLE = "AI_DATA_AGENT_KERNEL"
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect

@@ -20,10 +20,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from ai_data_agent.sandbox.channel import READ_CHUNK
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 READY_WAIT_S = 60.0
 MAX_LINE_BYTES = 16 * 1024 * 1024

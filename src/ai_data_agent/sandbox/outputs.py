@@ -9,13 +9,14 @@ again. Standard library only, Python >= 3.9.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import stat
-from typing import Any
 
 from ai_data_agent.sandbox.channel import Channel
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from typing import Any
 
 ARTIFACT_CHUNK = 48 * 1024  # 64 KiB of base64 per frame
 MAX_SKIPPED_LISTED = 100
@@ -69,6 +70,9 @@ def scan_outputs(
 
 def send_file(channel: Channel, rel: str, path: str, size: int) -> str | None:
     """Stream one file as artifact frames; the reason it was not sent, or None."""
+    import base64  # only when there is something to send
+    import hashlib
+
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
     except OSError as exc:

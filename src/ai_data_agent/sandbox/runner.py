@@ -17,7 +17,9 @@ runner reads one job (see `channel`) and runs its mode:
 The last frame is always the result (``{"k": "result", ...}``). Install, verify
 and the code share one env (`environment.build_env`): ``PYTHONPATH`` is the
 sandbox dir first, joined with ``os.pathsep``, and ``HOME`` is the sandbox dir.
-Standard library only, Python >= 3.9; unit-tested on the host.
+Standard library only, Python >= 3.9; unit-tested on the host. A mode imports
+only what it uses: the runner starts in every sandbox, and a hello world
+should pay for nothing more.
 """
 
 from __future__ import annotations
@@ -26,10 +28,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
-from typing import IO, Any
 
-from ai_data_agent.sandbox import envstore
 from ai_data_agent.sandbox.channel import Channel, read_message, receive_files
 from ai_data_agent.sandbox.environment import (
     OUTPUTS_SUBDIR,
@@ -47,13 +46,16 @@ from ai_data_agent.sandbox.environment import (
     tree_size,
 )
 from ai_data_agent.sandbox.execute import execute
-from ai_data_agent.sandbox.install import Installer, receive_uv, run_captured
-from ai_data_agent.sandbox.outputs import send_artifacts
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import IO, Any
+
+    Job = Mapping[str, Any]
 
 PACKAGE = "ai_data_agent.sandbox"
 VERIFY_TIMEOUT_S = 60.0
-
-Job = Mapping[str, Any]
 
 
 def source_of(module: str) -> str:
@@ -83,7 +85,11 @@ class Workspace:
         os.mkdir(self.outputs, 0o700)
         receive_files(stdin, self.work, job.get("files") or [])
         install = job.get("install") or {}
-        self.uv_path = receive_uv(stdin, self.sandbox, int(install.get("uv_size") or 0))
+        self.uv_path: str | None = None
+        if install.get("uv_size"):
+            from ai_data_agent.sandbox.install import receive_uv
+
+            self.uv_path = receive_uv(stdin, self.sandbox, int(install["uv_size"]))
         with open(os.path.join(self.sandbox, "sitecustomize.py"), "w") as fh:
             fh.write(source_of("figures"))
         self.target: str | None = install.get("target")
@@ -120,6 +126,8 @@ def verify(job: Job, where: str, space: Workspace) -> dict[str, Any]:
 
             data = dict(inspect(names, where, search=[where]), observed=observed_env(space.env))
         else:
+            from ai_data_agent.sandbox.install import run_captured
+
             cmd = [sys.executable, "-c", source_of("verify"), json.dumps(names), where]
             data = json.loads(run_captured(cmd, space.env, space.work, VERIFY_TIMEOUT_S).stdout)
     except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
@@ -168,7 +176,7 @@ def check_environment(
 
 def run_flow(channel: Channel, job: Job, space: Workspace, result: dict[str, Any]) -> None:
     """Install, wait for ``go``, check, then run the code (mode ``run``) or measure (``install``)."""
-    install = Installer(channel, job, space.uv_path).install(space.sandbox, space.env)
+    install = install_requirements(channel, job, space)
     result["install"] = install
     channel.phase("ready")
     if not channel.wait_for_go():
@@ -186,8 +194,31 @@ def run_flow(channel: Channel, job: Job, space: Workspace, result: dict[str, Any
         return
     result["execute"] = execute(channel, job, space.work, space.env)
     channel.phase("collecting")
+    result["artifacts"] = collect_outputs(channel, job, space)
+
+
+def install_requirements(channel: Channel, job: Job, space: Workspace) -> dict[str, Any]:
+    """The install report (an install only where the job asks for one)."""
+    wanted = job.get("requirements") and not (job.get("install") or {}).get("skip")
+    if not wanted:
+        return {"ok": True, "installer": None, "log_tail": "", "observed": observed_env(space.env)}
+    from ai_data_agent.sandbox.install import Installer
+
+    return Installer(channel, job, space.uv_path).install(space.sandbox, space.env)
+
+
+def collect_outputs(channel: Channel, job: Job, space: Workspace) -> dict[str, Any]:
+    """Send what the code left under ``outputs/``."""
+    try:
+        if not os.listdir(space.outputs):
+            return {"skipped": []}
+    except OSError:
+        pass  # gone, or not a directory: the scan says what it is
+
+    from ai_data_agent.sandbox.outputs import send_artifacts
+
     caps = job.get("artifacts") or {}
-    result["artifacts"] = send_artifacts(
+    return send_artifacts(
         channel, space.outputs, int(caps.get("max_count", 0)), int(caps.get("max_total_bytes", 0))
     )
 
@@ -218,7 +249,11 @@ def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
         ),
     )  # fmt: skip
     lookup = job.get("lookup")
-    manifest = envstore.read_manifest(lookup["envs"], lookup["key"]) if lookup else None
+    manifest = None
+    if lookup:
+        from ai_data_agent.sandbox.envstore import read_manifest
+
+        manifest = read_manifest(lookup["envs"], lookup["key"])
     try:
         if manifest is not None:  # published by another controller meanwhile
             result["manifest"] = manifest
@@ -249,6 +284,8 @@ def probe() -> dict[str, Any]:
 
 def cache_job(job: Job) -> dict[str, Any]:
     """Modes ``publish``, ``compile``, ``prune`` and ``probe``: no sandbox dir, no user code."""
+    from ai_data_agent.sandbox import envstore
+
     mode = job["mode"]
     spec = job.get(mode) or {}
     try:

@@ -26,7 +26,6 @@ import json
 import os
 import selectors
 import time
-from typing import IO, Any
 
 from ai_data_agent.sandbox import files as session_files
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel, MessageStream
@@ -34,6 +33,10 @@ from ai_data_agent.sandbox.environment import cgroup_oom_kills
 from ai_data_agent.sandbox.execute import OutputPump
 from ai_data_agent.sandbox.kernelproc import KernelGone, KernelProcess
 from ai_data_agent.sandbox.outputs import send_artifacts
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 KERNEL_MODULES = ("channel", "display", "kernel")
 IDLE_WAIT_S = 1.0
