@@ -254,11 +254,14 @@ def test_output_is_capped_per_cell(runner: Runner) -> None:
 
 
 def test_files_written_under_outputs_come_back_with_their_cell(runner: Runner) -> None:
-    done, frames = runner.cell("open('outputs/a.txt', 'w').write('one')")
-    begins = [f for f in frames if f["k"] == "artifact_begin"]
-    assert [(b["path"], b["size"]) for b in begins] == [("a.txt", 3)]
-    done, frames = runner.cell("open('outputs/b.txt', 'w').write('two')")
-    assert [f["path"] for f in frames if f["k"] == "artifact_begin"] == ["b.txt"]  # only new ones
+    def returned(code: str) -> list[tuple[str, int]]:
+        _, frames = runner.cell(code)
+        return [(f["path"], f["size"]) for f in frames if f["k"] == "artifact_begin"]
+
+    assert returned("open('outputs/a.txt', 'w').write('one')") == [("a.txt", 3)]
+    assert returned("open('outputs/b.txt', 'w').write('two')") == [("b.txt", 3)]  # new only
+    assert returned("open('outputs/a.txt', 'w').write('three')") == [("a.txt", 5)]  # rewritten
+    assert returned("x = 1") == []
 
 
 def test_upload_list_download(runner: Runner) -> None:

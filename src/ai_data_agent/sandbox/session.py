@@ -32,7 +32,7 @@ from ai_data_agent.sandbox.channel import READ_CHUNK, Channel, MessageStream
 from ai_data_agent.sandbox.environment import cgroup_oom_kills
 from ai_data_agent.sandbox.execute import OutputPump
 from ai_data_agent.sandbox.kernelproc import KernelGone, KernelProcess
-from ai_data_agent.sandbox.outputs import send_artifacts
+from ai_data_agent.sandbox.outputs import send_artifacts, signatures
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
@@ -46,10 +46,12 @@ STATUSES = {"ok": "succeeded", "error": "error", "interrupted": "interrupted"}
 class Cell:
     """The cell in flight: its deadline, why it was interrupted, its output."""
 
-    def __init__(self, count: int, timeout_s: float, pump: OutputPump) -> None:
+    def __init__(
+        self, count: int, timeout_s: float, pump: OutputPump, outputs: dict[str, Any]
+    ) -> None:
         self.count = count
         self.started = time.monotonic()
-        self.started_wall = time.time()
+        self.outputs_before = outputs  # what was under outputs/ when the cell began
         self.deadline = self.started + timeout_s
         self.kill_at: float | None = None
         self.reason: str | None = None  # timed_out, interrupted, output_exceeded
@@ -269,10 +271,15 @@ class SessionLoop:
         for stream in ("stdout", "stderr"):
             cell.pump.feed(stream, b"", final=True)
         caps = self.job.get("artifacts") or {}
+        now = signatures(self.space.outputs)
+        written = {rel for rel, sig in now.items() if cell.outputs_before.get(rel) != sig}
         artifacts = send_artifacts(
-            self.channel, self.space.outputs, int(caps.get("max_count", 0)),
-            int(caps.get("max_total_bytes", 0)), since=cell.started_wall,
-        )  # fmt: skip
+            self.channel,
+            self.space.outputs,
+            int(caps.get("max_count", 0)),
+            int(caps.get("max_total_bytes", 0)),
+            only=written,
+        )
         self.cell = None
         self.channel.emit(
             {
@@ -323,7 +330,8 @@ class SessionLoop:
 
     def _start_cell(self, message: dict[str, Any]) -> None:
         count = int(message.get("count", 0))
-        self.cell = Cell(count, float(message.get("timeout_s", 60)), self._pump())
+        timeout = float(message.get("timeout_s", 60))
+        self.cell = Cell(count, timeout, self._pump(), signatures(self.space.outputs))
         try:
             assert self.kernel is not None
             self.kernel.send({"op": "cell", "code": str(message.get("code", "")), "count": count})
