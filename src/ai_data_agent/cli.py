@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ai_data_agent.client import Client, InvalidRequest, PayloadTooLarge
+from ai_data_agent.client import Client
 from ai_data_agent.errors import (
     AiDataAgentError,
     ConfigurationError,
@@ -86,7 +86,8 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        err_console.print(f"[red]invalid settings:[/red] {exc}")
+        problems = RequestRejected.from_errors(exc.errors())
+        err_console.print(f"[red]invalid settings:[/red] {problems}", highlight=False)
         raise typer.Exit(EXIT_INFRASTRUCTURE) from exc
 
 
@@ -138,7 +139,7 @@ def _input_files(specs: list[str]) -> list[InputFile]:
         except OSError as exc:
             raise _fail(f"--file {spec}: cannot read {local}: {exc.strerror}", EXIT_USAGE) from exc
         except ValidationError as exc:
-            reason = exc.errors()[0]["msg"]
+            reason = RequestRejected.from_errors(exc.errors()).reason
             raise _fail(f"--file {spec}: {reason}", EXIT_USAGE) from exc
     return files
 
@@ -214,8 +215,10 @@ def _print_artifacts(result: RunResult, output_dir: Path | None) -> None:
         where = output_dir / artifact.path if output_dir is not None else artifact.path
         err_console.print(
             f"artifact: {where} ({artifact.size} bytes, {artifact.media_type})",
-            highlight=False, soft_wrap=True, markup=False,
-        )  # fmt: skip
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
     for skipped in result.artifacts_skipped:
         err_console.print(
             f"not returned: {skipped.path}: {skipped.reason}", soft_wrap=True, markup=False
@@ -296,8 +299,7 @@ def run(
             files=_input_files(file_specs or []),
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise _fail(problems, EXIT_USAGE) from exc
+        raise _fail(str(RequestRejected.from_errors(exc.errors())), EXIT_USAGE) from exc
     server = server or settings.server
     if server is None:
         _require_engine(settings)
@@ -310,7 +312,7 @@ def run(
         else:
             with _client(server, settings) as client:
                 result = _run_remote(client, request, progress, output_dir)
-    except (RequestRejected, InvalidRequest, PayloadTooLarge) as exc:
+    except RequestRejected as exc:  # here or at the daemon, by rule or by size
         raise _fail(str(exc), EXIT_USAGE) from exc
     except AiDataAgentError as exc:
         raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
@@ -376,19 +378,26 @@ def cache_list(
     envs = _env_cache(settings).index.all()
     if as_json:
         for env in envs:
-            typer.echo(json.dumps({
-                "key": env.key, "requirements": env.requirements, "size_bytes": env.size_bytes,
-                "packages": [p.model_dump() for p in env.packages], "installer": env.installer,
-                "created_at": env.created_at, "last_used_at": env.last_used_at,
-            }))  # fmt: skip
+            line = {
+                "key": env.key,
+                "requirements": env.requirements,
+                "size_bytes": env.size_bytes,
+                "packages": [p.model_dump() for p in env.packages],
+                "installer": env.installer,
+                "created_at": env.created_at,
+                "last_used_at": env.last_used_at,
+            }
+            typer.echo(json.dumps(line))
         return
     table = Table("key", "requirements", "packages", "size", "last used")
     for env in envs:
         table.add_row(
-            env.key[:12], " ".join(env.requirements), str(len(env.packages)),
+            env.key[:12],
+            " ".join(env.requirements),
+            str(len(env.packages)),
             f"{env.size_bytes / 1e6:.1f} MB",
             time.strftime("%Y-%m-%d %H:%M", time.localtime(env.last_used_at)),
-        )  # fmt: skip
+        )
     Console().print(table)
 
 

@@ -18,9 +18,17 @@ import binascii
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
 from ai_data_agent.paths import normalise_relative_path
@@ -41,16 +49,19 @@ __all__ = [
     "InputFile",
     "InputFiles",
     "InstallReport",
+    "LimitRange",
     "Limits",
     "PackageInfo",
     "RequirementLine",
     "RunAccepted",
+    "RunLimitsInfo",
     "RunPage",
     "RunRecord",
     "RunRequest",
     "RunResult",
     "RunStatus",
     "RunSubmission",
+    "ServerInfo",
     "SkippedArtifact",
     "Timings",
     "capped",
@@ -92,7 +103,7 @@ class InputFile(BaseModel):
 
     path: str = Field(description="Relative POSIX path, e.g. data/sales.csv.")
     content_b64: str = Field(description="The file's bytes, base64 (standard alphabet).")
-    _data: bytes = PrivateAttr(default=b"")
+    _data: bytes | None = PrivateAttr(default=None)
 
     @field_validator("path")
     @classmethod
@@ -102,17 +113,15 @@ class InputFile(BaseModel):
             raise ValueError(f"{path!r} is reserved for the code itself")
         return path
 
-    @field_validator("content_b64")
-    @classmethod
-    def _base64(cls, value: str) -> str:
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError(f"content_b64 is not valid base64: {exc}") from exc
-        return value
-
-    def model_post_init(self, _context: object) -> None:
-        self._data = base64.b64decode(self.content_b64)
+    @model_validator(mode="after")
+    def _decode(self) -> InputFile:
+        # Once per file: an instance met again inside a request keeps its bytes.
+        if self._data is None:
+            try:
+                self._data = base64.b64decode(self.content_b64, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"content_b64 is not valid base64: {exc}") from exc
+        return self
 
     @classmethod
     def from_bytes(cls, path: str, data: bytes) -> InputFile:
@@ -120,7 +129,7 @@ class InputFile(BaseModel):
 
     @property
     def data(self) -> bytes:
-        return self._data
+        return self._data or b""
 
 
 class Limits(BaseModel):
@@ -355,12 +364,31 @@ ActiveStatus = Literal["queued", "running"]
 
 
 class RunSubmission(RunRequest):
-    """`POST /v1/runs` body: a `RunRequest`, and whether to wait for the result."""
+    """`POST /v1/runs` body: a `RunRequest`, and whether to wait for the result.
+
+    Both conversions keep the validated values (input files with their decoded
+    bytes) and validate nothing again::
+
+        submission = RunSubmission.of(request, wait=False)      # a client's body
+        request = submission.to_request()                       # what the daemon runs
+    """
 
     wait: bool = Field(True, description="Answer with the result (200) or at once (202).")
 
+    @classmethod
+    def of(cls, request: RunRequest, *, wait: bool = True) -> RunSubmission:
+        """``request`` to submit, with ``wait``."""
+        fields_set = (request.model_fields_set & set(RunRequest.model_fields)) | {"wait"}
+        return cls.model_construct(fields_set, **_request_fields(request), wait=wait)
+
     def to_request(self) -> RunRequest:
-        return RunRequest.model_validate(self.model_dump(exclude={"wait"}))
+        """The `RunRequest` this submission carries."""
+        fields_set = self.model_fields_set - {"wait"}
+        return RunRequest.model_construct(fields_set, **_request_fields(self))
+
+
+def _request_fields(request: RunRequest) -> dict[str, Any]:
+    return {name: getattr(request, name) for name in RunRequest.model_fields}
 
 
 class RunRecord(BaseModel):
@@ -390,6 +418,49 @@ class RunPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class LimitRange(BaseModel):
+    """A run limit: what a request gets when it sets none, and the most it may ask for."""
+
+    default: int | float
+    max: int | float
+
+
+class RunLimitsInfo(BaseModel):
+    timeout_s: LimitRange
+    memory_mb: LimitRange
+    cpus: LimitRange
+
+
+class ServerInfo(BaseModel):
+    """`GET /v1/info`: what this daemon accepts and offers, so that clients need not guess.
+
+    Sizes are bytes and durations seconds; names match the daemon's settings.
+    """
+
+    version: str
+    features: list[str] = Field(
+        description="What this daemon serves: runs, files (inputs), artifacts, events (SSE), "
+        "sessions (unless disabled)."
+    )
+    limits: RunLimitsInfo
+    install_timeout_s: float = Field(description="Time an install of requirements may take.")
+    allow_network: bool = Field(description="Whether a request may ask for network.")
+    cancel_wait_s: float = Field(description="How long DELETE waits for the sandbox to go.")
+    max_body_bytes: int
+    max_code_bytes: int
+    max_requirements: int
+    max_env_vars: int
+    max_env_value_bytes: int
+    max_input_files: int
+    max_input_file_bytes: int
+    max_input_total_bytes: int
+    max_artifacts: int
+    max_artifact_total_bytes: int
+    stdout_limit_bytes: int
+    stderr_limit_bytes: int
+    output_policy: Literal["truncate", "kill"]
 
 
 class ErrorDetail(BaseModel):

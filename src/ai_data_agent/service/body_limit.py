@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ai_data_agent.errors import RequestTooLarge
 from ai_data_agent.service.http_errors import error_response
 
 __all__ = ["BodyLimitMiddleware"]
@@ -26,9 +27,9 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"request body larger than {self.max_bytes} bytes"
+        error = RequestTooLarge("body", f"larger than {self.max_bytes} bytes")
         # Close the connection: the rest of the body is not worth reading.
-        response = error_response(413, "payload_too_large", message, {"Connection": "close"})
+        response = error_response(error, headers={"Connection": "close"})
         await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -76,9 +76,12 @@ class Daemon:
         self.started = True
         logger.info(
             "daemon started: controller {}, store {}, {} worker(s), queue {}, auth {}",
-            self.executor.controller_id, self.store.path, self.settings.max_concurrent_runs,
-            self.settings.max_queued_runs, "on" if self.auth.enabled else "off",
-        )  # fmt: skip
+            self.executor.controller_id,
+            self.store.path,
+            self.settings.max_concurrent_runs,
+            self.settings.max_queued_runs,
+            "on" if self.auth.enabled else "off",
+        )
 
     def begin_shutdown(self) -> None:
         """Refuse new runs and sessions and start the grace period; returns at once."""

@@ -43,17 +43,23 @@ class ServiceMetrics:
             "ai_data_agent_runs_rejected", "Submissions refused at once.", ["reason"], registry=r
         )
         self.install_seconds = Histogram(
-            "ai_data_agent_run_install_seconds", "Time installing requirements.",
-            buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
+            "ai_data_agent_run_install_seconds",
+            "Time installing requirements.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.execute_seconds = Histogram(
-            "ai_data_agent_run_execute_seconds", "Time running the user's code.",
-            buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
+            "ai_data_agent_run_execute_seconds",
+            "Time running the user's code.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.total_seconds = Histogram(
-            "ai_data_agent_run_total_seconds", "Time from container start to result.",
-            buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
+            "ai_data_agent_run_total_seconds",
+            "Time from container start to result.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "ai_data_agent_queue_depth", "Runs accepted and waiting for a worker.", registry=r
         )
@@ -62,8 +68,9 @@ class ServiceMetrics:
         )
         self.reaped = Counter(
             "ai_data_agent_containers_reaped",
-            "Sandbox containers removed by the startup sweep and the reaper.", registry=r,
-        )  # fmt: skip
+            "Sandbox containers removed by the startup sweep and the reaper.",
+            registry=r,
+        )
         self.sessions_active = Gauge(
             "ai_data_agent_sessions_active",
             "Sessions live now (each holds a container).",

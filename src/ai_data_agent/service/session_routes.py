@@ -35,8 +35,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from ai_data_agent.errors import NotFound
 from ai_data_agent.service.events import sse_line
-from ai_data_agent.service.http_errors import ApiError
 from ai_data_agent.service.sessions import CellHandle, SessionManager, wait_cell
 from ai_data_agent.session_models import (
     CellRequest,
@@ -84,7 +84,7 @@ async def _call(function: Callable[..., T], *args: Any) -> T:
 async def _known(manager: SessionManager, session_id: str) -> SessionInfo:
     info = await _call(manager.get, session_id)
     if info is None:
-        raise ApiError(404, "not_found", f"no session with id {session_id[:64]!r}")
+        raise NotFound(f"no session with id {session_id[:64]!r}")
     return info
 
 
@@ -151,7 +151,7 @@ async def get_cell(session_id: str, count: int, manager: Manager) -> Response:
     await _known(manager, session_id)
     found = await _call(manager.cell, session_id, count)
     if found is None:
-        raise ApiError(404, "not_found", f"session {session_id[:64]!r} has no cell {count}")
+        raise NotFound(f"session {session_id[:64]!r} has no cell {count}")
     if isinstance(found, CellHandle):
         return _accepted(found)
     return JSONResponse(found.model_dump(mode="json"))
@@ -170,7 +170,7 @@ async def cell_events(session_id: str, count: int, manager: Manager) -> Streamin
     await _known(manager, session_id)
     found = await _call(manager.cell, session_id, count)
     if found is None:
-        raise ApiError(404, "not_found", f"session {session_id[:64]!r} has no cell {count}")
+        raise NotFound(f"session {session_id[:64]!r} has no cell {count}")
 
     async def stream() -> AsyncIterator[str]:
         if isinstance(found, CellHandle):

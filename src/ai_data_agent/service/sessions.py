@@ -25,10 +25,16 @@ from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
-from ai_data_agent.errors import AiDataAgentError, SessionBusy, SessionGone, SessionLimit
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    NotReady,
+    SessionBusy,
+    SessionGone,
+    SessionLimit,
+)
 from ai_data_agent.executor.events import RunEvent
 from ai_data_agent.executor.sessions import Session
-from ai_data_agent.service.dispatcher import NotAccepting, RunExecutor
+from ai_data_agent.service.dispatcher import RunExecutor
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.session_store import SessionStore
@@ -46,6 +52,7 @@ from ai_data_agent.settings import Settings
 __all__ = ["CellHandle", "SessionManager", "wait_cell"]
 
 EXPIRY_TICK_S = 1.0
+RETRY_AFTER_S = 30.0  # what a full house suggests: a slot frees when a session closes or expires
 KEPT_SESSIONS = 1000
 REASON_RESTART = "the daemon stopped while the session was live; found at its next start"
 REASON_SHUTDOWN = "the daemon shut down"
@@ -158,13 +165,17 @@ class SessionManager:
         """Reserve room for one more session (lock held), or raise `SessionLimit`."""
         s = self.settings
         if not self._accepting:
-            raise NotAccepting("the daemon is shutting down; it starts no new sessions")
+            raise NotReady("the daemon is shutting down; it starts no new sessions")
         if s.max_sessions == 0:
-            raise SessionLimit("sessions are disabled on this server (max_sessions = 0)")
+            raise SessionLimit(
+                "sessions are disabled on this server (max_sessions = 0)",
+                retry_after=RETRY_AFTER_S,
+            )
         count = len(self._live) + self._starting
         if count >= s.max_sessions:
             raise SessionLimit(
-                f"{count} sessions live, the most this server keeps ({s.max_sessions})"
+                f"{count} sessions live, the most this server keeps ({s.max_sessions})",
+                retry_after=RETRY_AFTER_S,
             )
         budget = s.session_memory_budget_mb()
         held = sum(live.session.limits.memory_mb for live in self._live.values())
@@ -172,7 +183,8 @@ class SessionManager:
         if budget and held + self._starting_memory + memory_mb + reserved > budget:
             raise SessionLimit(
                 f"no memory for another {memory_mb} MiB session: sessions hold {held} MiB and "
-                f"runs may take {reserved} MiB of this host's {budget} MiB budget"
+                f"runs may take {reserved} MiB of this host's {budget} MiB budget",
+                retry_after=RETRY_AFTER_S,
             )
         self._starting += 1
         self._starting_memory += memory_mb
@@ -183,6 +195,7 @@ class SessionManager:
         Raises:
             RequestRejected: the request breaks a server limit.
             SessionLimit: no room (count or memory).
+            NotReady: the daemon is shutting down.
             InstallFailed: its requirements did not install.
             ExecutorError: Docker or the host failed.
         """
