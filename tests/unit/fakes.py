@@ -38,6 +38,7 @@ from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import STDERR, STDOUT, ExitState, SweepRule
 from ai_data_agent.executor.protocol import encode_message
 from ai_data_agent.executor.spec import ContainerSpec
+from tests.support.measure import measured
 
 __all__ = [
     "EngineStub",
@@ -139,13 +140,16 @@ class ProcessSession:
         self._queue: queue.Queue[tuple[int, bytes]] = queue.Queue()
         self._open_streams = 2
         assert spec.command[0] == "python3", spec.command
-        python, ids = sys.executable, {}
-        if run_as is not None:
-            python, ids = run_as.python, dict(run_as.popen_kwargs)
+        argv = [sys.executable, *spec.command[1:]]
+        ids: dict[str, Any] = {}
+        if run_as is None:
+            argv, env = measured(argv, env)
+        else:  # another user could not write this run's coverage data
+            argv[0], ids = run_as.python, dict(run_as.popen_kwargs)
             if "user" in ids:
                 assert (ids["user"], ids["group"]) == _spec_ids(spec.user)
         self.proc = subprocess.Popen(
-            [python, *spec.command[1:]],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -370,13 +374,16 @@ class FakeBackend(EngineStub):
 # A script item: a frame (dict, sent with the run's token), raw stdout bytes, or
 # (STDERR, bytes).
 ScriptItem = dict[str, Any] | bytes | tuple[int, bytes]
+Responder = Callable[[dict[str, Any]], list[ScriptItem]]
 
 
 class ScriptedSession:
     """Plays ``before_go`` once the job is in, ``after_go`` once ``go`` is in.
 
-    When the script is over, the stream ends if ``end_stream``; else reads
-    time out until `kill` ends it, as with a container that went quiet.
+    With ``respond``, the job itself picks what is played before ``go``
+    (``respond(job)``, called on the driver's thread). When the script is
+    over, the stream ends if ``end_stream``; else reads time out until `kill`
+    ends it, as with a container that went quiet.
     """
 
     def __init__(
@@ -389,6 +396,7 @@ class ScriptedSession:
         fail_send: bool,
         fail_remove: bool,
         exit_code: int | None,
+        respond: Responder | None = None,
     ) -> None:
         self.run_id = run_id
         self.calls: list[str] = []
@@ -399,6 +407,7 @@ class ScriptedSession:
         self._fail_send = fail_send
         self._fail_remove = fail_remove
         self._exit_code = exit_code
+        self._respond = respond
         self._killed = threading.Event()
         self._token: str | None = None
         self._loaded = False
@@ -419,6 +428,8 @@ class ScriptedSession:
             job = decode_message(data)
             self.jobs.append(job)
             self._token = str(job["token"])
+            if self._respond is not None:
+                self._pending += self._respond(job)
             return
         self.calls.append("send:" + data.decode(errors="replace").strip())
         if data == b"go\n":
@@ -476,6 +487,7 @@ class ScriptedBackend(EngineStub):
         fail_remove: bool = False,
         exit_code: int | None = 0,
         on_start: Callable[[ContainerSpec], None] | None = None,
+        respond: Responder | None = None,
     ) -> None:
         self.before_go = before_go
         self.after_go = after_go or []
@@ -484,6 +496,7 @@ class ScriptedBackend(EngineStub):
         self.fail_remove = fail_remove
         self.exit_code = exit_code
         self.on_start = on_start
+        self.respond = respond
         self.specs: list[ContainerSpec] = []
         self.sessions: list[ScriptedSession] = []
 
@@ -494,6 +507,7 @@ class ScriptedBackend(EngineStub):
         session = ScriptedSession(
             run_id, self.before_go, self.after_go, end_stream=self.end_stream,
             fail_send=self.fail_send, fail_remove=self.fail_remove, exit_code=self.exit_code,
+            respond=self.respond,
         )  # fmt: skip
         self.sessions.append(session)
         return session

@@ -26,6 +26,7 @@ from ai_data_agent.executor.protocol import FrameReader, encode_message, new_tok
 from ai_data_agent.executor.spec import sandbox_command
 from ai_data_agent.models import RunRequest
 from ai_data_agent.settings import Settings
+from tests.support.measure import measured
 
 RUN_DEADLINE_S = 30.0
 
@@ -74,8 +75,9 @@ def drive(job: dict[str, Any], tmpdir: Path, *, go_line: bytes = b"go\n") -> Tra
     transcript = Transcript()
     reader = FrameReader(job["token"])
     deadline = time.monotonic() + RUN_DEADLINE_S
+    argv, env = measured([sys.executable, *sandbox_command()[1:]], env)
     with subprocess.Popen(
-        [sys.executable, *sandbox_command()[1:]],
+        argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
