@@ -10,7 +10,9 @@ prelude before the bootstrap that imports coverage from where this
 interpreter has it, starts it with that configuration, and takes both the
 directory and the variable away again before the runner starts: the runner
 still sees only the standard library, and the code it runs is not measured.
-The modules the runner loads from its bundle are recorded under their bundle
+The bootstrap itself, normally compiled as ``<string>``, is compiled from the
+same text under its file's name and module name, so it is measured as well;
+the modules the runner loads from its bundle are recorded under their bundle
 names, which ``[tool.coverage.paths]`` maps back to ``src/``.
 """
 
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from ai_data_agent import sandbox
 
 __all__ = ["measured"]
 
@@ -34,6 +38,13 @@ finally:
     _os.environ.pop({variable!r}, None)
 del _os, _sys
 """
+# The bootstrap, under the name it has in src/ (its `__main__` guard then stays
+# false, so the prelude calls `boot` itself).
+BOOTSTRAP = """\
+_bootstrap = {{"__name__": "ai_data_agent.sandbox.bootstrap", "__file__": {path!r}}}
+exec(compile({source!r}, {path!r}, "exec"), _bootstrap)
+_bootstrap["boot"]()
+"""
 
 
 def measured(argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
@@ -48,4 +59,7 @@ def measured(argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str,
         raise ValueError(f"not a sandbox command: {argv[:4]}")
     site = str(Path(coverage.__file__).resolve().parent.parent)
     prelude = PRELUDE.format(site=site, variable=CONFIG_VARIABLE)
+    bootstrap = Path(sandbox.__file__).with_name("bootstrap.py")
+    if source == bootstrap.read_text(encoding="utf-8"):
+        source = BOOTSTRAP.format(source=source, path=str(bootstrap))
     return [*interpreter, "-c", prelude + source], {**env, CONFIG_VARIABLE: config}

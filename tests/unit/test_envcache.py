@@ -35,6 +35,7 @@ from ai_data_agent.executor.envindex import CachedEnv, ImageInfo
 from ai_data_agent.executor.spec import ENVS_MOUNT, VolumeMount
 from ai_data_agent.models import PackageInfo, RunRequest
 from ai_data_agent.settings import Settings
+from tests.support.wait import poll
 
 IMAGE_INFO = ImageInfo("3.11.2-cpython-311", "linux-x86_64")
 PANDAS = [{"name": "pandas", "version": "2.2.0"}]
@@ -546,3 +547,39 @@ def test_a_failed_eviction_after_an_install_is_logged_not_raised(
 
     assert isinstance(cache.get_or_install(["pandas"], "img", "run-1"), Ready)
     assert any("cache eviction failed" in line.message for line in log_lines)
+
+
+def test_a_set_that_does_not_install_is_the_runs_result_and_no_code_runs(
+    tmp_path: Path, backend: CacheBackend
+) -> None:
+    backend.handlers["install"] = lambda job: [
+        result(install={"ok": False, "installer": "pip", "log_tail": "ERROR: boom"})
+    ]
+    events: list[str] = []
+    settings = Settings(installer="pip", env_cache_index=tmp_path / "index.db")
+    with Executor(settings, backend=backend) as executor:
+        outcome = executor.run(
+            RunRequest(code="print(1)", requirements=["nope"]),
+            on_event=lambda event: events.append(event.data),
+        )
+
+    assert outcome.status == "install_failed"
+    assert outcome.error == "pip install failed: ERROR: boom"
+    assert outcome.install.mode == "cache" and outcome.install.log_tail == "ERROR: boom"
+    assert events[0] == "installing"
+    assert "run" not in backend.modes()
+
+
+def test_the_pool_starts_once_with_the_cache_mounted(tmp_path: Path, backend: CacheBackend) -> None:
+    settings = Settings(installer="pip", env_cache_index=tmp_path / "index.db", pool_size=1)
+    with Executor(settings, backend=backend) as executor:
+        executor.start_pool()
+        executor.start_pool()
+        pool = executor.pool
+        assert pool is not None
+        poll(lambda: pool.idle_count() == 1, timeout_s=5, what="a pooled sandbox")
+        (pooled,) = backend.specs
+        assert pooled.mounts == (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=True),)
+        assert pooled.network is None
+        assert [name for name, _ in backend.ensured] == [CACHE_VOLUME, UV_CACHE_VOLUME]
+    assert backend.sessions[0].calls == ["send:bundle", "remove"]  # drained at close

@@ -8,6 +8,7 @@ or let the fake emulate the isolation a container would have.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -343,3 +344,30 @@ def test_cleanup_failure_is_logged_not_raised(sandbox_tmp: Path, log_lines: list
         and "remove refused" in line.message
         for line in log_lines
     )
+
+
+def test_input_files_in_and_artifacts_out(sandbox_tmp: Path, tmp_path: Path) -> None:
+    code = (
+        "import os\n"
+        "data = open('data/in.csv').read()\n"
+        "os.makedirs('outputs/tables')\n"
+        "open('outputs/tables/out.csv', 'w').write(data.upper())\n"
+        "open('outputs/note.txt', 'w').write('n')\n"
+        "os.symlink('/etc/passwd', 'outputs/leak')\n"
+    )
+    request = net_request(
+        code, files=[{"path": "data/in.csv", "content_b64": base64.b64encode(b"a,b\n").decode()}]
+    )
+    out = tmp_path / "artifacts"
+    backend = FakeBackend(sandbox_tmp)
+    result = run(backend, request, artifacts_dir=out)
+
+    assert result.status is RunStatus.SUCCEEDED, (result.error, result.stderr)
+    assert [(a.path, a.size, a.media_type) for a in result.artifacts] == [
+        ("note.txt", 1, "text/plain"),
+        ("tables/out.csv", 4, "text/csv"),
+    ]
+    assert (out / "tables" / "out.csv").read_bytes() == b"A,B\n"
+    assert [(s.path, s.reason) for s in result.artifacts_skipped] == [("leak", "symlink")]
+    assert not result.artifacts_truncated
+    assert_cleaned_up(backend)
