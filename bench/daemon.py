@@ -93,7 +93,7 @@ class DaemonProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ai_data_agent.service", "--host", "127.0.0.1", "--port", str(self.port)],
                 env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -150,7 +150,7 @@ def summarise(samples: list[dict[str, float]]) -> list[dict[str, Any]]:
         rows.append(
             {"phase": name, "median_ms": round(median * 1000, 1),
              "share": round(median / total, 3) if total else None}
-        )  # fmt: skip
+        )
     rows.append({"phase": "total (run() call)", "median_ms": round(total * 1000, 1), "share": 1.0})
     execute = [s["execute_s"] for s in samples if "execute_s" in s]
     if execute:
@@ -158,7 +158,7 @@ def summarise(samples: list[dict[str, float]]) -> list[dict[str, Any]]:
             {"phase": "  of which the runner's execute_s (user process)",
              "median_ms": round(statistics.median(execute) * 1000, 1),
              "share": round(statistics.median(execute) / total, 3) if total else None}
-        )  # fmt: skip
+        )
     return rows
 
 
@@ -189,7 +189,7 @@ class InstallSteps:
                     "step": {"run": "probe the image's python", "install": "install container",
                              "publish": "publish container", "prune": "prune container"}.get(mode, mode),
                     "seconds": round(time.perf_counter() - started, 3),
-                }  # fmt: skip
+                }
                 install = ((outcome.frame or {}).get("install") or {}) if mode == "install" else {}
                 if install:
                     entry["installer_s"] = round(float(install.get("duration_s") or 0.0), 3)
@@ -197,18 +197,18 @@ class InstallSteps:
                     entry["log"] = [
                         line.strip() for line in str(install.get("log_tail", "")).splitlines()
                         if line.strip().startswith(UV_SUMMARY)
-                    ]  # fmt: skip
+                    ]
                 self.entries.append(entry)
             return outcome
 
         cache.drive = drive
         backend = cache.backend
         for name, label in (("ensure_volume", "create a volume (chown container if new)"),
-                            ("remove_volume", "remove the staging volume")):  # fmt: skip
+                            ("remove_volume", "remove the staging volume")):
             original = getattr(backend, name)
 
             def wrapped(*args: Any, _original: Any = original, _label: str = label,
-                        **kwargs: Any) -> Any:  # fmt: skip
+                        **kwargs: Any) -> Any:
                 started = time.perf_counter()
                 try:
                     return _original(*args, **kwargs)

@@ -296,7 +296,7 @@ class Bench:
         # latency is sampled, not under the throughput load.
         state: dict[str, Any] = {
             "before": set[str](), "hits": 0, "samples": 0, "check": True, "overhead": []
-        }  # fmt: skip
+        }
 
         def before() -> None:
             if daemon.pool_size:
@@ -535,7 +535,7 @@ class Bench:
                 seconds, _ = timed(preinstalled, RunRequest(code=PANDAS_CODE))
                 pre.append(seconds)
         out["cache_hit"] = dict(summary(hits), second_run=round(hits[0], 3),
-                                all_cache_hits=all(hit_flags))  # fmt: skip
+                                all_cache_hits=all(hit_flags))
         out["preinstalled"] = summary(pre) if pre else {"n": 0, "note": "image unavailable"}
         # A miss with uv's download cache warm: prime it once (untimed), then a
         # second fresh index installs from the cache.
@@ -555,7 +555,7 @@ class Bench:
             per_run.append(seconds)
             out.setdefault("per_run_install_s", []).append(result.timings.install_s)
             retries = [line.strip()[:200] for line in result.install.log_tail.splitlines()
-                       if "Retrying" in line or "timed out" in line.lower()]  # fmt: skip
+                       if "Retrying" in line or "timed out" in line.lower()]
             if retries:
                 out.setdefault("per_run_network_retries", []).append(retries[:3])
         out["per_run"] = summary(per_run)
@@ -638,7 +638,7 @@ class Bench:
         done = subprocess.run(
             [sys.executable, "-m", "bench.floor", self.image], cwd=REPO, capture_output=True,
             text=True, check=False,
-        )  # fmt: skip
+        )
         try:
             return int(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -658,19 +658,19 @@ class Bench:
                 made = subprocess.run(
                     [str(venv / "bin" / "pip"), "install", "-q", "llm-sandbox[docker]"],
                     capture_output=True, text=True, check=False,
-                )  # fmt: skip
+                )
             if made.returncode != 0 or not python.exists():
                 return {"skipped": f"cannot install llm-sandbox: {made.stderr.strip()[-300:]}"}
         script = str(REPO / "bench" / "peer_llm_sandbox.py")
         out: dict[str, Any] = {}
         for mode, count, timeout in (("lean", self.cfg.peer_n, 120 * self.cfg.peer_n),
-                                     ("default", 1, 180)):  # fmt: skip
+                                     ("default", 1, 180)):
             log(f"peers: llm-sandbox {mode}, {count} session(s)")
             try:
                 done = subprocess.run(
                     [str(python), script, self.image, str(count), mode], capture_output=True,
                     text=True, timeout=timeout, check=False,
-                )  # fmt: skip
+                )
                 report = json.loads(done.stdout.strip().splitlines()[-1])
             except subprocess.TimeoutExpired:
                 report = {"error": f"no answer in {timeout} s"}
@@ -697,7 +697,7 @@ class Bench:
         samplers = self.hello_latency()
         self.results["hello_world"] = {name: dict(summary(s.seconds), errors=len(s.errors),
                                                   error_examples=s.errors[:3])
-                                       for name, s in samplers.items()}  # fmt: skip
+                                       for name, s in samplers.items()}
         for name in ("http_fresh", "http_pool"):
             sampler = samplers.get(name)
             if sampler is not None and hasattr(sampler, "pool_state"):
@@ -759,7 +759,7 @@ def _with_rest(steps: list[dict[str, Any]], total: float) -> list[dict[str, Any]
     """The recorded steps, plus the rest of the run() call (the run's own container)."""
     rest = total - sum(step["seconds"] for step in steps)
     return [*steps, {"step": "the run itself (its container, verify, code) and the rest",
-                     "seconds": round(rest, 3)}]  # fmt: skip
+                     "seconds": round(rest, 3)}]
 
 
 def _check(result: RunResult) -> None:
@@ -805,7 +805,7 @@ def _process_ticks(pid: int) -> int:
 
 
 def _sample_rss(daemon: DaemonProcess, stop: threading.Event, peaks: dict[str, int],
-                name: str) -> None:  # fmt: skip
+                name: str) -> None:
     while not stop.is_set():
         rss = daemon.rss()
         if rss is not None and rss > peaks.get(name, 0):
@@ -877,7 +877,7 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
             return
         met = value <= limit if at_most else value >= limit
         targets.append({"target": name, "value": round(value, 3), "limit": limit,
-                        "status": "met" if met else "not met"})  # fmt: skip
+                        "status": "met" if met else "not met"})
 
     def ratio(key: str, part: str = "p50") -> float | None:
         value = ratios.get(key)
@@ -904,7 +904,7 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     for name in ("library_fresh", "library_pool", "http_fresh", "http_pool"):
         target(f"throughput at {results.get('meta', {}).get('config', {}).get('clients', 4)} "
                f"clients, {LABELS[name]} >= 0.9x floor",
-               ratios.get(f"throughput.{name}"), 0.9, at_most=False)  # fmt: skip
+               ratios.get(f"throughput.{name}"), 0.9, at_most=False)
     for name, value in (results.get("rss_idle_bytes") or {}).items():
         target(f"idle controller RSS ({name} daemon) <= 80 MB", value / MB if value else None, 80)
     # What the proposed changes would give (bench.experiments; not the product).
@@ -912,10 +912,10 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     for name, (pool, *_changes) in EXPERIMENTS.items():
         limit = 0.35 if pool else 1.25
         target(f"{LABELS[name]}: hello p50 <= {limit}x floor",
-               ratio(f"hello_world.{name}"), limit)  # fmt: skip
+               ratio(f"hello_world.{name}"), limit)
     for name in [*EXPERIMENTS, "exp_http_workers"]:
         target(f"{LABELS[name]}: throughput >= 0.9x floor",
-               ratios.get(f"throughput.{name}"), 0.9, at_most=False)  # fmt: skip
+               ratios.get(f"throughput.{name}"), 0.9, at_most=False)
     nocompile = pandas.get("experiment_no_compile") or {}
     cold_nc = nocompile.get("cold_seconds")
     target(
@@ -960,7 +960,7 @@ def render(results: dict[str, Any]) -> str:
         lines.append(row.format(
             label[:52], f"{entry['p50']:.3f}", f"{entry['p95']:.3f}", entry["n"],
             f"{r['p50']:.2f} / {r['p95']:.2f}" if r else "",
-        ))  # fmt: skip
+        ))
     if "http_pool" not in results.get("hello_world", {}):
         lines.append(row.format("HTTP, warm pool", "n/a", "n/a", 0, "n/a"))
     for mode, entry in (results.get("peers") or {}).items():
@@ -971,7 +971,7 @@ def render(results: dict[str, Any]) -> str:
             lines.append(row.format(
                 f"llm-sandbox ({mode}) session", f"{entry['p50']:.3f}", f"{entry['p95']:.3f}",
                 entry["n"], f"{entry['p50'] / f50:.1f} / -" if f50 else "",
-            ))  # fmt: skip
+            ))
         else:
             reason = entry.get("error") or entry.get("skipped") or "n/a"
             lines.append(f"llm-sandbox ({mode}): {reason}")
@@ -979,7 +979,7 @@ def render(results: dict[str, Any]) -> str:
     if pandas:
         lines.append("")
         lines.append(row.format("pandas script, wall time of run() (s)", "p50/once", "p95", "n",
-                                "x floor p50"))  # fmt: skip
+                                "x floor p50"))
         names = [
             ("cold", "first run, cold install (no uv download cache)"),
             ("miss_warm_uv_cache", "first run, miss with uv download cache warm"),
@@ -990,9 +990,9 @@ def render(results: dict[str, Any]) -> str:
         nocompile = pandas.get("experiment_no_compile") or {}
         if nocompile:
             names += [("exp_nc_cold", "experiment: cold, no bytecode compile at install"),
-                      ("exp_nc_hit", "experiment: cache hit on the uncompiled env")]  # fmt: skip
+                      ("exp_nc_hit", "experiment: cache hit on the uncompiled env")]
             pandas = dict(pandas, exp_nc_cold={"seconds": nocompile.get("cold_seconds")},
-                          exp_nc_hit=nocompile.get("cache_hit") or {})  # fmt: skip
+                          exp_nc_hit=nocompile.get("cache_hit") or {})
         floor_p50 = results.get("hello_world", {}).get("floor", {}).get("p50")
         for key, label in names:
             entry = pandas.get(key) or {}
@@ -1004,9 +1004,9 @@ def render(results: dict[str, Any]) -> str:
             lines.append(row.format(
                 label, f"{value:.3f}", f"{entry['p95']:.3f}" if "p95" in entry else "",
                 entry.get("n", 1), f"{r:.1f}" if r else "",
-            ))  # fmt: skip
+            ))
     for key, title in (("cold", "cold first run"), ("miss_warm_uv_cache", "miss, uv cache warm"),
-                       ("experiment_no_compile", "experiment without compiling")):  # fmt: skip
+                       ("experiment_no_compile", "experiment without compiling")):
         steps = ((pandas or {}).get(key) or {}).get("steps")
         if not steps:
             continue
@@ -1022,7 +1022,7 @@ def render(results: dict[str, Any]) -> str:
         # process, and dockerd + containerd.
         wide = "{:<52} {:>10} {:>10} {:>5} {:>16} {:>12} {:>9} {:>9}"
         lines.append(wide.format(f"throughput, {clients} concurrent clients", "runs/s", "errors",
-                                 "runs", "x floor", "CPU s/run:", "ctl", "engine"))  # fmt: skip
+                                 "runs", "x floor", "CPU s/run:", "ctl", "engine"))
         for name, entry in tput.items():
             r = ratios.get(f"throughput.{name}")
             lines.append(wide.format(
@@ -1030,21 +1030,21 @@ def render(results: dict[str, Any]) -> str:
                 entry["runs"], f"{r:.2f}" if r else "", f"{entry['machine_cpu_s_per_run']:.3f}",
                 f"{entry['controller_cpu_s_per_run']:.3f}",
                 f"{entry['engine_cpu_s_per_run']:.3f}" if entry.get("engine_cpu_s_per_run") else "",
-            ))  # fmt: skip
+            ))
     lines.append("")
     lines.append(row.format("controller RSS (MB)", "MB", "", "", "x floor ctl"))
     floor_rss = results.get("rss_floor_controller_bytes")
     if floor_rss:
         lines.append(row.format("floor controller (python + docker-py, one run)",
-                                f"{floor_rss / MB:.1f}", "", "", "1.00"))  # fmt: skip
+                                f"{floor_rss / MB:.1f}", "", "", "1.00"))
     daemons = {"http_fresh": "fresh", "http_pool": "warm pool", "exp_http_workers": "4 workers"}
     for kind, label in (("rss_idle_bytes", "idle after start + one run"),
-                        ("rss_peak_bytes", "peak under the throughput load")):  # fmt: skip
+                        ("rss_peak_bytes", "peak under the throughput load")):
         for name, value in (results.get(kind) or {}).items():
             r = ratios.get(f"{kind}.{name}")
             lines.append(row.format(f"daemon ({daemons.get(name, name)}), {label}"[:52],
                                     f"{value / MB:.1f}" if value else "n/a", "", "",
-                                    f"{r:.2f}" if r else ""))  # fmt: skip
+                                    f"{r:.2f}" if r else ""))
     lines.append("")
     lines.append("targets (issue 5), as ratios (RSS in MB)")
     for t in results.get("targets", []):

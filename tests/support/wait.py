@@ -1,7 +1,7 @@
 """Polling that fails with diagnostics, instead of sleeps that hope.
 
-    session = poll(lambda: pool.take(spec), timeout_s=5, what="a pooled sandbox")
-    poll(lambda: not leftovers(), timeout_s=10, what="no leftovers", diagnostics=leftovers)
+session = poll(lambda: pool.take(spec), timeout_s=5, what="a pooled sandbox")
+poll(lambda: not leftovers(), timeout_s=10, what="no leftovers", diagnostics=leftovers)
 """
 
 from __future__ import annotations

@@ -43,7 +43,6 @@ from tests.support.measure import measured
 __all__ = [
     "EngineStub",
     "FakeBackend",
-    "LogLine",
     "ProcessSession",
     "SandboxUser",
     "ScriptedBackend",
@@ -58,14 +57,6 @@ FAKE_IMAGE = "fake/python:host"
 SANDBOX_UID = 1000  # as in spec.SANDBOX_USER
 SANDBOX_GID = 1000
 READ_CHUNK = 65536
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One loguru record, as the ``log_lines`` fixture keeps it."""
-
-    level: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -192,9 +183,11 @@ class ProcessSession:
             self.calls.append("send:job")
             if self._fail_send:
                 raise ExecutorError(
-                    "cannot write to the sandbox: injected", run_id=self.run_id,
-                    container_id=self._id, step="attach",
-                )  # fmt: skip
+                    "cannot write to the sandbox: injected",
+                    run_id=self.run_id,
+                    container_id=self._id,
+                    step="attach",
+                )
             if self._emulate_isolation and (
                 self.spec.network is None or self.spec.detach_network_before_code
             ):
@@ -211,9 +204,11 @@ class ProcessSession:
             self.proc.stdin.flush()
         except OSError as exc:
             raise ExecutorError(
-                f"cannot write to the sandbox: {exc}", run_id=self.run_id,
-                container_id=self._id, step="attach",
-            ) from exc  # fmt: skip
+                f"cannot write to the sandbox: {exc}",
+                run_id=self.run_id,
+                container_id=self._id,
+                step="attach",
+            ) from exc
 
     def close_stdin(self) -> None:
         self.calls.append("close_stdin")
@@ -364,9 +359,13 @@ class FakeBackend(EngineStub):
             **self.extra_env,
         }
         session = ProcessSession(
-            spec, run_id, env, emulate_isolation=self.emulate_isolation,
-            run_as=self.run_as, fail_send=self.fail_send,
-        )  # fmt: skip
+            spec,
+            run_id,
+            env,
+            emulate_isolation=self.emulate_isolation,
+            run_as=self.run_as,
+            fail_send=self.fail_send,
+        )
         self.sessions.append(session)
         return session
 
@@ -505,10 +504,15 @@ class ScriptedBackend(EngineStub):
         if self.on_start is not None:
             self.on_start(spec)
         session = ScriptedSession(
-            run_id, self.before_go, self.after_go, end_stream=self.end_stream,
-            fail_send=self.fail_send, fail_remove=self.fail_remove, exit_code=self.exit_code,
+            run_id,
+            self.before_go,
+            self.after_go,
+            end_stream=self.end_stream,
+            fail_send=self.fail_send,
+            fail_remove=self.fail_remove,
+            exit_code=self.exit_code,
             respond=self.respond,
-        )  # fmt: skip
+        )
         self.sessions.append(session)
         return session
 

@@ -33,7 +33,9 @@ def begin(path: str, size: int) -> ArtifactBegin:
 
 
 def data(chunk: bytes) -> ArtifactData:
-    return ArtifactData.model_validate({"k": "artifact_data", "d": base64.b64encode(chunk).decode()})
+    return ArtifactData.model_validate(
+        {"k": "artifact_data", "d": base64.b64encode(chunk).decode()}
+    )
 
 
 def raw_data(text: str) -> ArtifactData:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import LogLine, ScriptedBackend, ScriptedSession, ScriptItem
+from fakes import ScriptedBackend, ScriptedSession, ScriptItem
 
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.conversation import Budget, Conversation, OutputBuffer, Transcript
@@ -27,6 +27,7 @@ from ai_data_agent.executor.protocol import encode_message
 from ai_data_agent.executor.spec import ContainerSpec, build_spec
 from ai_data_agent.models import Limits
 from ai_data_agent.settings import Settings
+from tests.support.logs import LogLine
 from tests.support.wait import poll
 
 TOKEN = "t" * 32
@@ -189,7 +190,9 @@ def test_a_clean_result_waits_briefly_for_the_exit_unless_told_not_to() -> None:
     transcript, waited = converse(session([READY], [RUNNING, CLEAN]), budget())
     assert transcript.finished_cleanly and waited >= 0.9  # EXIT_WAIT_S
 
-    transcript, quick = converse(session([READY], [RUNNING, CLEAN]), budget(), return_at_result=True)
+    transcript, quick = converse(
+        session([READY], [RUNNING, CLEAN]), budget(), return_at_result=True
+    )
     assert transcript.finished_cleanly and quick < 0.5
 
 
@@ -218,9 +221,13 @@ def test_the_budget_for_a_job_follows_the_settings() -> None:
 # -- the driver -------------------------------------------------------------------------------
 def spec_for(run_id: str) -> ContainerSpec:
     return build_spec(
-        SETTINGS, Limits.defaults(SETTINGS), image="img", run_id=run_id, controller_id="c",
+        SETTINGS,
+        Limits.defaults(SETTINGS),
+        image="img",
+        run_id=run_id,
+        controller_id="c",
         needs_install=False,
-    )  # fmt: skip
+    )
 
 
 class SlowRemoval(ScriptedBackend):
@@ -256,8 +263,9 @@ def test_deferred_removal_answers_first_and_close_waits_for_it(
 ) -> None:
     driver = SandboxDriver(SETTINGS, driver_backend)
     started = time.monotonic()
-    transcript = driver.drive(Assignment(spec_for("run-1"), Job(mode="run")), run_id="run-1",
-                              defer_removal=True)  # fmt: skip
+    transcript = driver.drive(
+        Assignment(spec_for("run-1"), Job(mode="run")), run_id="run-1", defer_removal=True
+    )
     assert time.monotonic() - started < 0.5  # neither the exit nor the removal was awaited
     assert transcript.finished_cleanly
     assert driver_backend.removed == []
@@ -287,9 +295,11 @@ def test_removal_is_not_deferred_after_an_unclean_end(
         cancel.set()
     driver = SandboxDriver(SETTINGS, driver_backend)
     transcript = driver.drive(
-        Assignment(spec_for("run-1"), Job(mode="run")), run_id="run-1", cancel=cancel,
+        Assignment(spec_for("run-1"), Job(mode="run")),
+        run_id="run-1",
+        cancel=cancel,
         defer_removal=True,
-    )  # fmt: skip
+    )
 
     assert not transcript.finished_cleanly
     assert driver_backend.removed == ["run-1"]  # before drive returned

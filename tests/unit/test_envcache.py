@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import LogLine, ScriptedBackend, ScriptItem
+from fakes import ScriptedBackend, ScriptItem
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.core import Executor
@@ -35,6 +35,7 @@ from ai_data_agent.executor.envindex import CachedEnv, ImageInfo
 from ai_data_agent.executor.spec import ENVS_MOUNT, VolumeMount
 from ai_data_agent.models import PackageInfo, RunRequest
 from ai_data_agent.settings import Settings
+from tests.support.logs import LogLine
 from tests.support.wait import poll
 
 IMAGE_INFO = ImageInfo("3.11.2-cpython-311", "linux-x86_64")
@@ -64,7 +65,9 @@ class CacheBackend(ScriptedBackend):
     def __init__(self) -> None:
         super().__init__([], respond=self.answer)
         self.handlers: dict[str, Callable[[dict[str, Any]], list[ScriptItem]]] = {
-            "probe": lambda job: [result(python="3.11.2", tag="cpython-311", platform="linux-x86_64")],
+            "probe": lambda job: [
+                result(python="3.11.2", tag="cpython-311", platform="linux-x86_64")
+            ],
             "install": lambda job: installed(),
             "publish": lambda job: [result(published=True, size=4321)],
             "prune": lambda job: [result(removed=job["prune"]["keys"])],
@@ -139,7 +142,12 @@ def test_the_key_ignores_order_spelling_and_spacing_of_names() -> None:
         (["pandas>=2.1", "numpy"], "img", IMAGE_INFO, "f"),
         (["pandas>=2.0"], "img", IMAGE_INFO, "f"),
         (["pandas>=2.0", "numpy"], "other", IMAGE_INFO, "f"),
-        (["pandas>=2.0", "numpy"], "img", ImageInfo("3.12.1-cpython-312", IMAGE_INFO.platform), "f"),
+        (
+            ["pandas>=2.0", "numpy"],
+            "img",
+            ImageInfo("3.12.1-cpython-312", IMAGE_INFO.platform),
+            "f",
+        ),
         (["pandas>=2.0", "numpy"], "img", ImageInfo(IMAGE_INFO.python, "linux-aarch64"), "f"),
         (["pandas>=2.0", "numpy"], "img", IMAGE_INFO, "g"),
     ],

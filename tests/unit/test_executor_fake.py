@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FAKE_IMAGE, FakeBackend, LogLine, SandboxUser
+from fakes import FAKE_IMAGE, FakeBackend, SandboxUser
 
 from ai_data_agent.errors import ExecutorError, RequestRejected
 from ai_data_agent.executor.core import Executor, RunEvent
 from ai_data_agent.models import PackageInfo, RunRequest, RunResult, RunStatus
 from ai_data_agent.settings import Settings
+from tests.support.logs import LogLine
 
 LOOP_FOREVER = "print('started', flush=True)\nwhile True:\n    pass\n"
 

@@ -6,13 +6,14 @@ sleeping; TTLs and backoffs are made small where the behaviour needs time to pas
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from fakes import EngineStub, LogLine
+from fakes import EngineStub
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor import pool as pool_module
@@ -20,6 +21,7 @@ from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.spec import ContainerSpec, build_spec
 from ai_data_agent.models import Limits
 from ai_data_agent.settings import Settings
+from tests.support.logs import LogLine
 from tests.support.wait import poll
 
 SETTINGS = Settings()
@@ -124,7 +126,9 @@ def filled(pool: WarmPool, backend: GateBackend, count: int | None = None) -> No
     )
 
 
-def test_take_without_a_profile_is_none_and_no_miss(make_pool: MakePool, backend: GateBackend) -> None:
+def test_take_without_a_profile_is_none_and_no_miss(
+    make_pool: MakePool, backend: GateBackend
+) -> None:
     pool = make_pool()
     assert pool.take(spec_for("run")) is None
     assert pool.missed == 0 and backend.sessions == []
@@ -144,7 +148,9 @@ def test_the_pool_fills_to_size_with_loaded_sandboxes_and_no_more(
     assert all(s.calls[0] == "send" for s in backend.sessions)  # the runner bundle, at start
 
 
-def test_take_hands_out_an_idle_sandbox_once_and_refills(make_pool: MakePool, backend: GateBackend) -> None:
+def test_take_hands_out_an_idle_sandbox_once_and_refills(
+    make_pool: MakePool, backend: GateBackend
+) -> None:
     pool = make_pool(size=2)
     pool.add_profile(spec_for)
     filled(pool, backend)
@@ -158,7 +164,9 @@ def test_take_hands_out_an_idle_sandbox_once_and_refills(make_pool: MakePool, ba
     assert not first.removed and not second.removed  # taken ones belong to their runs
 
 
-def test_a_miss_is_counted_when_the_pool_is_empty(make_pool: MakePool, backend: GateBackend) -> None:
+def test_a_miss_is_counted_when_the_pool_is_empty(
+    make_pool: MakePool, backend: GateBackend
+) -> None:
     backend.gate.clear()  # every start hangs
     pool = make_pool(size=1)
     pool.add_profile(spec_for)
@@ -168,7 +176,9 @@ def test_a_miss_is_counted_when_the_pool_is_empty(make_pool: MakePool, backend: 
     assert pool.missed == 1 and pool.taken == 0
 
 
-def test_another_profile_is_not_served_from_this_one(make_pool: MakePool, backend: GateBackend) -> None:
+def test_another_profile_is_not_served_from_this_one(
+    make_pool: MakePool, backend: GateBackend
+) -> None:
     pool = make_pool(size=1)
     pool.add_profile(spec_for)
     filled(pool, backend)
@@ -178,7 +188,10 @@ def test_another_profile_is_not_served_from_this_one(make_pool: MakePool, backen
 
 
 def test_start_failures_back_off_then_the_pool_fills(
-    make_pool: MakePool, backend: GateBackend, monkeypatch: pytest.MonkeyPatch, log_lines: list[LogLine]
+    make_pool: MakePool,
+    backend: GateBackend,
+    monkeypatch: pytest.MonkeyPatch,
+    log_lines: list[LogLine],
 ) -> None:
     monkeypatch.setattr(pool_module, "RETRY_BACKOFF_S", (0.2, 0.4))
     backend.failures = 3
@@ -187,7 +200,7 @@ def test_start_failures_back_off_then_the_pool_fills(
     filled(pool, backend)
 
     times = backend.start_times
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert len(times) == 4, gaps
     # Each retry waits its backoff; the last step of the table repeats.
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.4, gaps

@@ -49,9 +49,7 @@ def staged(tmp_path: Path) -> Path:
     return src
 
 
-def test_publish_renames_a_full_copy_with_its_manifest_into_place(
-    staged: Path, envs: Path
-) -> None:
+def test_publish_renames_a_full_copy_with_its_manifest_into_place(staged: Path, envs: Path) -> None:
     report = envstore.publish_env(str(staged), str(envs), "k1", {"installer": "uv"})
 
     assert report["published"] is True and report["size"] > 600
@@ -137,7 +135,9 @@ def test_scan_skips_links_and_special_files_and_respects_the_caps(outputs_dir: P
 
 def test_send_artifacts_streams_each_file_with_its_hash(outputs_dir: Path) -> None:
     out = io.BytesIO()
-    report = outputs.send_artifacts(Channel(TOKEN, out, io.BytesIO()), str(outputs_dir), 10, 1 << 20)
+    report = outputs.send_artifacts(
+        Channel(TOKEN, out, io.BytesIO()), str(outputs_dir), 10, 1 << 20
+    )
 
     sent = frames(out)
     begins = [f for f in sent if f["k"] == "artifact_begin"]
@@ -146,7 +146,11 @@ def test_send_artifacts_streams_each_file_with_its_hash(outputs_dir: Path) -> No
         base64.b64decode(f["d"]) for f in sent[sent.index(begins[1]) :] if f["k"] == "artifact_data"
     )
     ends = [f for f in sent if f["k"] == "artifact_end"]
-    assert ends[1] == {"k": "artifact_end", "size": 70_000, "sha256": hashlib.sha256(data).hexdigest()}
+    assert ends[1] == {
+        "k": "artifact_end",
+        "size": 70_000,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     assert len(report["skipped"]) == 3
 
 
@@ -154,7 +158,9 @@ def test_send_file_never_follows_a_link_swapped_in_after_the_scan(tmp_path: Path
     (tmp_path / "real").write_bytes(b"secret")
     (tmp_path / "swapped").symlink_to(tmp_path / "real")
     out = io.BytesIO()
-    reason = outputs.send_file(Channel(TOKEN, out, io.BytesIO()), "swapped", str(tmp_path / "swapped"), 6)
+    reason = outputs.send_file(
+        Channel(TOKEN, out, io.BytesIO()), "swapped", str(tmp_path / "swapped"), 6
+    )
     assert reason is not None and reason.startswith("cannot open")
     assert out.getvalue() == b""
 
@@ -162,14 +168,18 @@ def test_send_file_never_follows_a_link_swapped_in_after_the_scan(tmp_path: Path
 def test_a_file_that_shrank_since_the_scan_ends_with_what_was_read(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"abc")
     out = io.BytesIO()
-    assert outputs.send_file(Channel(TOKEN, out, io.BytesIO()), "f", str(tmp_path / "f"), 10) is None
+    assert (
+        outputs.send_file(Channel(TOKEN, out, io.BytesIO()), "f", str(tmp_path / "f"), 10) is None
+    )
     assert frames(out)[-1]["size"] == 3
 
 
 # -- input files in ---------------------------------------------------------------------------
 def test_input_files_are_written_exclusively_under_the_base(tmp_path: Path) -> None:
     stdin = io.BytesIO(b"hello" + b"x" * 3)
-    total = receive_files(stdin, str(tmp_path), [{"path": "d/a.txt", "size": 5}, {"path": "b", "size": 3}])
+    total = receive_files(
+        stdin, str(tmp_path), [{"path": "d/a.txt", "size": 5}, {"path": "b", "size": 3}]
+    )
 
     assert total == 8
     assert (tmp_path / "d" / "a.txt").read_bytes() == b"hello"
@@ -207,13 +217,18 @@ def test_verify_reports_what_the_interpreter_finds(
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: aida-probe\nVersion: 1.0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(sys, "argv", ["verify", json.dumps(["Aida_Probe", "not-there"]), str(tmp_path)])
+    monkeypatch.setattr(
+        sys, "argv", ["verify", json.dumps(["Aida_Probe", "not-there"]), str(tmp_path)]
+    )
     monkeypatch.setenv("HOME", "/home/sandbox")
 
     verify.main()
 
     report = json.loads(capsys.readouterr().out)
-    assert report["found"] == {"Aida_Probe": {"name": "aida-probe", "version": "1.0"}, "not-there": None}
+    assert report["found"] == {
+        "Aida_Probe": {"name": "aida-probe", "version": "1.0"},
+        "not-there": None,
+    }
     assert report["packages"] == [{"name": "aida-probe", "version": "1.0"}]
     assert report["observed"]["HOME"] == "/home/sandbox"
     assert verify.norm("Foo_Bar.baz") == "foo-bar-baz"
@@ -226,7 +241,7 @@ class StubFigure:
         if saved:
             setattr(self, figures.SAVED_MARK, True)
 
-    def savefig(self, path: str, format: str) -> None:  # noqa: A002 (pyplot's name)
+    def savefig(self, path: str, format: str) -> None:
         Path(path).write_bytes(b"\x89PNG" + format.encode())
 
 

@@ -36,13 +36,21 @@ UNKNOWN = "another-boot:1:1:1"
 @pytest.fixture(scope="module")
 def dead() -> str:
     child = subprocess.run(
-        [sys.executable, "-c", "from ai_data_agent.executor.owner import owner_label as o; print(o())"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "from ai_data_agent.executor.owner import owner_label as o; print(o())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return child.stdout.strip()
 
 
-def labels(owner: str, *, controller: str = "c1", deadline: float = NOW + 60, run: str = "r1") -> dict[str, str]:
+def labels(
+    owner: str, *, controller: str = "c1", deadline: float = NOW + 60, run: str = "r1"
+) -> dict[str, str]:
     return {
         LABEL_OWNER: owner,
         LABEL_CONTROLLER: controller,
@@ -82,9 +90,13 @@ def test_named_runs_go_whoever_owns_them() -> None:
 def spec() -> object:
     settings = Settings()
     return build_spec(
-        settings, Limits.defaults(settings), image="img", run_id="r", controller_id="c",
+        settings,
+        Limits.defaults(settings),
+        image="img",
+        run_id="r",
+        controller_id="c",
         needs_install=False,
-    )  # fmt: skip
+    )
 
 
 def test_the_bundle_carries_every_sandbox_module_and_the_main() -> None:
@@ -105,9 +117,14 @@ def test_a_start_whose_bundle_cannot_be_sent_is_removed(remove_fails: bool) -> N
     class Backend(ScriptedBackend):
         def start(self, spec: object, run_id: str) -> ScriptedSession:  # type: ignore[override]
             session = FailingBundle(
-                run_id, [], [], end_stream=True, fail_send=False, fail_remove=remove_fails,
+                run_id,
+                [],
+                [],
+                end_stream=True,
+                fail_send=False,
+                fail_remove=remove_fails,
                 exit_code=0,
-            )  # fmt: skip
+            )
             self.sessions.append(session)
             return session
 
