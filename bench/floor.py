@@ -59,8 +59,14 @@ class Floor:
         if mounts:  # a diagnostic: the two mounts every sandbox has, nothing else
             extra = {
                 "binds": {CA_BUNDLE: {"bind": "/etc/ai-data-agent/ca-bundle.crt", "mode": "ro"}},
-                "mounts": [Mount("/opt/ai-data-agent/envs", "ai-data-agent-envs", type="volume",
-                                 read_only=True)],
+                "mounts": [
+                    Mount(
+                        "/opt/ai-data-agent/envs",
+                        "ai-data-agent-envs",
+                        type="volume",
+                        read_only=True,
+                    )
+                ],
             }
         return self.api.create_host_config(
             read_only=True,

@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from ai_data_agent.client import Client
-from ai_data_agent.executor.spec import LABEL_MANAGED
+from tests.integration.engine import controller_containers
 from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.integration
@@ -43,11 +43,12 @@ def test_multipart_upload_and_artifact_download(shared_daemon: Daemon) -> None:
 
 @pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../b", "a\x00b"])
 def test_path_traversal_in_inputs_is_rejected_before_any_container(
-    shared_daemon: Daemon, path: str
+    shared_daemon: Daemon, docker_client: docker.DockerClient, path: str
 ) -> None:
-    docker_client = docker.from_env()
-    # The low-level list: no per-container inspect that races with removals.
-    before = docker_client.api.containers(all=True, filters={"label": LABEL_MANAGED})
+    controller = shared_daemon.controller_id
+    assert controller is not None, shared_daemon.log()
+    # This daemon's containers only: other controllers may share the engine.
+    before = {c.id for c in controller_containers(docker_client, controller)}
     runs_before = shared_daemon.client().get("/v1/runs").json()["total"]
     body = {"code": "print(1)", "files": [{"path": path, "content_b64": "eA=="}]}
 
@@ -56,9 +57,7 @@ def test_path_traversal_in_inputs_is_rejected_before_any_container(
     assert response.status_code in (400, 422), response.text
     assert response.json()["error"]["code"] == "invalid_request"
     assert shared_daemon.client().get("/v1/runs").json()["total"] == runs_before  # no record
-    after = docker_client.api.containers(all=True, filters={"label": LABEL_MANAGED})
-    assert {c["Id"] for c in after} <= {c["Id"] for c in before}
-    docker_client.close()
+    assert {c.id for c in controller_containers(docker_client, controller)} <= before
 
 
 def test_sse_client_sees_output_before_the_run_ends(shared_daemon: Daemon) -> None:
