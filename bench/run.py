@@ -1,4 +1,4 @@
-"""The benchmark of issue 5: ai-data-agent against the raw Docker floor, in one run.
+"""The benchmark: ai-data-agent against the raw Docker floor, in one run.
 
     .venv/bin/python -m bench.run            # or `python bench/run.py`, or `make bench`
     BENCH_N=40 BENCH_PEERS=1 .venv/bin/python -m bench.run
@@ -8,11 +8,11 @@ latency (p50/p95) of the raw Docker floor (`bench.floor`), of ai-data-agent
 with a fresh container and with the warm pool, each through the library and
 through the HTTP daemon (a subprocess on loopback); a pandas script on its
 first run (cold install, and with uv's download cache warm), on later runs
-(cache hit), on an image with pandas preinstalled, and with the seed's per-run
+(cache hit), on an image with pandas preinstalled, and with the per-run
 pip install; throughput at 4 concurrent clients; the daemon's RSS idle and
 under load; where the time of a run goes (`bench.profile`); optionally
 llm-sandbox (``BENCH_PEERS=1``). Every figure is also a ratio to the floor
-measured in this same run, and the targets of issue 5 are evaluated.
+measured in this same run, and the targets are evaluated.
 
 Samples of the variants are interleaved round by round (and throughput blocks
 run in A..Z Z..A A..Z Z..A order), so load from other work on the machine falls
@@ -559,10 +559,10 @@ class Bench:
         seconds, result = timed(warm, request)
         out["miss_warm_uv_cache"] = install_info(seconds, result)
         out["miss_warm_uv_cache"]["steps"] = _with_rest(steps.stop(), seconds)
-        # The seed's per-run pip install into the sandbox dir.
+        # The per-run pip install into the sandbox dir.
         per_run = []
         for i in range(self.cfg.per_run_n):
-            log(f"pandas: seed per-run pip install {i + 1}/{self.cfg.per_run_n}")
+            log(f"pandas: per-run pip install {i + 1}/{self.cfg.per_run_n}")
             seconds, result = timed(cold, request.model_copy(update={"install_mode": "per_run"}))
             per_run.append(seconds)
             out.setdefault("per_run_install_s", []).append(result.timings.install_s)
@@ -840,7 +840,7 @@ def _hammer(run: Callable[[], str], clients: int, per_client: int) -> tuple[int,
 
 # -- ratios, targets, table -----------------------------------------------------------------
 def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Every figure over its floor, and the targets of issue 5 (met / not met / n/a)."""
+    """Every figure over its floor, and the targets (met / not met / n/a)."""
     hello = results.get("hello_world", {})
     floor = hello.get("floor", {})
     ratios: dict[str, Any] = {}
@@ -899,10 +899,10 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
         "pandas cache-hit p50 <= 1.5x preinstalled image", hit / pre if hit and pre else None, 1.5
     )
     cold = pandas.get("cold", {}).get("seconds")
-    seed = pandas.get("per_run", {}).get("p50")
+    per_run = pandas.get("per_run", {}).get("p50")
     target(
-        "pandas cold first run <= 0.3x seed per-run pip install",
-        cold / seed if cold and seed else None,
+        "pandas cold first run <= 0.3x per-run pip install",
+        cold / per_run if cold and per_run else None,
         0.3,
     )
     for name in ("library_fresh", "library_pool", "http_fresh", "http_pool"):
@@ -992,7 +992,7 @@ def render(results: dict[str, Any]) -> str:
             ("miss_warm_uv_cache", "first run, miss with uv download cache warm"),
             ("cache_hit", "cache hit (runs 2..n+1)"),
             ("preinstalled", "pandas preinstalled in the image"),
-            ("per_run", "seed per-run pip install (install_mode=per_run)"),
+            ("per_run", "per-run pip install (install_mode=per_run)"),
         ]
         floor_p50 = results.get("hello_world", {}).get("floor", {}).get("p50")
         for key, label in names:
@@ -1084,7 +1084,7 @@ def render(results: dict[str, Any]) -> str:
                 )
             )
     lines.append("")
-    lines.append("targets (issue 5), as ratios (RSS in MB)")
+    lines.append("targets, as ratios (RSS in MB)")
     for t in results.get("targets", []):
         value = "n/a" if t["value"] is None else f"{t['value']:.3f}"
         lines.append(f"  [{t['status']:>7}] {t['target']}: {value}")

@@ -28,7 +28,7 @@ LOOP_FOREVER = "print('started', flush=True)\nwhile True:\n    pass\n"
 
 
 def net_settings(**overrides: Any) -> Settings:
-    # The seed's per-run pip install: the fake runs no environment cache (no volumes).
+    # The per-run pip install: the fake runs no environment cache (no volumes).
     return Settings(allow_network=True, **{"install_mode": "per_run", **overrides})
 
 

@@ -28,6 +28,7 @@ import requests
 
 from ai_data_agent.executor.spec import LABEL_MANAGED
 from ai_data_agent.settings import DEFAULT_FALLBACK_IMAGE
+from tests.support.settings import sandbox_image
 
 API_VERSION = "1.41"  # Docker 20.10
 
@@ -138,7 +139,7 @@ class PrivateEngine:
 
 
 def _sandbox_image(shared: docker.DockerClient) -> str:
-    image = os.environ.get("AI_DATA_AGENT_SANDBOX_IMAGE") or DEFAULT_FALLBACK_IMAGE
+    image = sandbox_image() or DEFAULT_FALLBACK_IMAGE
     try:
         shared.images.get(image)
     except docker.errors.ImageNotFound:
