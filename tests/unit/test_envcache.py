@@ -71,6 +71,7 @@ class CacheBackend(ScriptedBackend):
             "install": lambda job: installed(),
             "publish": lambda job: [result(published=True, size=4321)],
             "prune": lambda job: [result(removed=job["prune"]["keys"])],
+            "compile": lambda job: [result(compiled=True)],
         }
         self.ensured: list[tuple[str, dict[str, str]]] = []
         self.removed_volumes: list[str] = []
@@ -103,14 +104,18 @@ def backend() -> CacheBackend:
 @pytest.fixture
 def make_cache(tmp_path: Path, backend: CacheBackend) -> Iterator[Callable[..., EnvCache]]:
     drivers: list[SandboxDriver] = []
+    caches: list[EnvCache] = []
 
     def make(**overrides: Any) -> EnvCache:
         values: dict[str, Any] = {"installer": "pip", "env_cache_index": tmp_path / "index.db"}
         settings = Settings(**{**values, **overrides})
         drivers.append(SandboxDriver(settings, backend))
-        return EnvCache(settings, backend, drivers[-1], "controller-1")
+        caches.append(EnvCache(settings, backend, drivers[-1], "controller-1"))
+        return caches[-1]
 
     yield make
+    for cache in caches:
+        cache.close()
     for driver in drivers:
         driver.close()
 
@@ -235,8 +240,15 @@ def test_a_miss_installs_in_its_own_sandbox_then_publishes(
     assert outcome.env.size_bytes == 4321  # as published, not as staged
     assert outcome.env.packages == [PackageInfo(name="pandas", version="2.2.0")]
     assert outcome.env.install_s > 0 and outcome.env.log_tail == "done"
-    assert backend.modes() == ["probe", "install", "publish"]
+    cache.close()  # waits for the background compile and the staging volumes' removal
+    assert backend.modes() == ["probe", "install", "publish", "compile"]
     assert cache.index.get(key) is not None
+    (compile_job,) = backend.jobs("compile")
+    assert compile_job["compile"]["key"] == key
+    compile_spec = backend.specs[3]
+    assert compile_spec.cpu_shares == 128  # in the background: runs come first
+    assert compile_spec.mounts == (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=False),)
+    assert compile_spec.network is None
 
     (install,) = backend.jobs("install")
     assert install["lookup"] == {"envs": ENVS_MOUNT, "key": key}
@@ -258,10 +270,12 @@ def test_a_miss_installs_in_its_own_sandbox_then_publishes(
     (publish,) = backend.jobs("publish")
     assert publish["publish"]["key"] == key
     assert publish["publish"]["manifest"]["packages"] == PANDAS
-    # The staging volume is labelled for the sweep and removed after use.
+    # The staging volume is labelled for the sweep, made ahead and removed after use; the
+    # one made ahead for the next install goes at close.
     names = [name for name, _ in backend.ensured]
     assert names[:2] == [CACHE_VOLUME, UV_CACHE_VOLUME] and stage in names
-    assert backend.removed_volumes == [stage]
+    staged = [name for name in names if name.startswith("ai-data-agent-stage-")]
+    assert sorted(backend.removed_volumes) == sorted(staged) and stage in staged
 
 
 def test_a_second_request_is_a_hit_without_a_sandbox(
@@ -273,7 +287,8 @@ def test_a_second_request_is_a_hit_without_a_sandbox(
 
     assert isinstance(first, Ready) and isinstance(second, Ready)
     assert second.hit and second.env.key == first.env.key
-    assert backend.modes() == ["probe", "install", "publish"]
+    cache.close()
+    assert backend.modes() == ["probe", "install", "publish", "compile"]
     assert second.env.last_used_at >= first.env.last_used_at
 
 
@@ -282,12 +297,15 @@ def test_the_uv_binary_is_shipped_to_uv_installs_only(
 ) -> None:
     uv = tmp_path / "uv"
     uv.write_bytes(b"#!/bin/sh\n" + b"x" * 100)
-    make_cache(installer="uv", uv_binary=uv).get_or_install(["six"], "img", "run-1")
+    cache = make_cache(installer="uv", uv_binary=uv)
+    cache.get_or_install(["six"], "img", "run-1")
+    cache.close()
 
-    probe, install, publish = backend.sessions
+    probe, install, publish, compiled = backend.sessions
     assert backend.jobs("install")[0]["install"]["uv_size"] == 110
     assert any(call.startswith("send:#!/bin/sh") for call in install.calls)
-    assert not any(call.startswith("send:#!/bin/sh") for call in probe.calls + publish.calls)
+    others = probe.calls + publish.calls + compiled.calls
+    assert not any(call.startswith("send:#!/bin/sh") for call in others)
 
 
 def test_an_environment_another_controller_published_is_adopted(
@@ -367,7 +385,9 @@ def test_an_install_failure_says_why_and_publishes_nothing(
         assert outcome.install.installer == sent_install.get("installer")
     assert backend.modes() == ["probe", "install"]
     assert cache.index.all() == []
-    assert len(backend.removed_volumes) == 1  # the staging volume, whatever happened
+    cache.close()  # the used staging volume goes in the background, the one made ahead at close
+    staged = [name for name, _ in backend.ensured if name.startswith("ai-data-agent-stage-")]
+    assert sorted(backend.removed_volumes) == sorted(staged)  # whatever happened
 
 
 def test_a_staging_volume_that_cannot_be_removed_is_left_to_the_sweep(
@@ -465,7 +485,9 @@ def test_a_lost_environment_is_forgotten_and_installed_again_by_the_executor(
 
     assert outcome.status == "succeeded", outcome.error
     assert outcome.install.mode == "cache" and not outcome.install.cache_hit
-    assert backend.modes() == ["probe", "install", "publish", "run", "install", "publish", "run"]
+    # The compiles run in the background, whenever they get their turn.
+    modes = [m for m in backend.modes() if m != "compile"]
+    assert modes == ["probe", "install", "publish", "run", "install", "publish", "run"]
     assert any("gone from the volume" in line.message for line in log_lines)
 
 
@@ -589,5 +611,7 @@ def test_the_pool_starts_once_with_the_cache_mounted(tmp_path: Path, backend: Ca
         (pooled,) = backend.specs
         assert pooled.mounts == (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=True),)
         assert pooled.network is None
-        assert [name for name, _ in backend.ensured] == [CACHE_VOLUME, UV_CACHE_VOLUME]
+        names = [name for name, _ in backend.ensured]
+        assert names[:2] == [CACHE_VOLUME, UV_CACHE_VOLUME]
+        assert all(n.startswith("ai-data-agent-stage-") for n in names[2:])  # made ahead
     assert backend.sessions[0].calls == ["send:bundle", "remove"]  # drained at close

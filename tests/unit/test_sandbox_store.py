@@ -128,8 +128,8 @@ def test_scan_skips_links_and_special_files_and_respects_the_caps(outputs_dir: P
     found, skipped = outputs.scan_outputs(str(outputs_dir), 10, 10)
     assert {"path": "sub/b.bin", "reason": "artifact size cap reached"} in skipped
 
-    later = time.time() + 60
-    assert outputs.scan_outputs(str(outputs_dir), 10, 1 << 20, since=later) == ([], [])
+    found, skipped = outputs.scan_outputs(str(outputs_dir), 10, 1 << 20, only={"sub/b.bin"})
+    assert ([rel for rel, _, _ in found], skipped) == (["sub/b.bin"], [])
     assert outputs.scan_outputs(str(outputs_dir / "nope"), 10, 10) == ([], [])
 
 
