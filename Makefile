@@ -13,8 +13,12 @@ SANDBOX_IMAGE ?= python:3.12-slim
 export AI_DATA_AGENT_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 # No registry may be reachable: never let testcontainers pull its reaper.
 export TESTCONTAINERS_RYUK_DISABLED := true
+# The docker CLI here talks to the engine ai-data-agent uses.
+ifneq ($(AI_DATA_AGENT_DOCKER_HOST),)
+export DOCKER_HOST := $(AI_DATA_AGENT_DOCKER_HOST)
+endif
 
-.PHONY: help setup images test test-quick test-slow soak bench lint typecheck format run-sample doctor sweep \
+.PHONY: help setup engine images test test-quick test-slow soak bench lint typecheck format run-sample doctor sweep \
   controller-image compose-up compose-down clean
 
 help: ## list the targets
@@ -28,24 +32,32 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-images: ## make a sandbox image available (pull, else build the local Debian base)
+# Every target that needs an engine lists `engine` first: it answers at once,
+# or one is started as CI does, or make stops within seconds saying what to do.
+engine: ## make sure a Docker engine answers: start one as CI does (root), else say what to do
+	@bash scripts/ensure-docker.sh
+
+images: engine ## make a sandbox image available (pull, else build the local Debian base)
 	@if docker image inspect $(SANDBOX_IMAGE) >/dev/null 2>&1; then \
 	  echo "images: $(SANDBOX_IMAGE) present"; \
-	elif docker pull -q $(SANDBOX_IMAGE) >/dev/null 2>&1; then \
+	elif err=$$(docker pull -q $(SANDBOX_IMAGE) 2>&1 >/dev/null); then \
 	  echo "images: pulled $(SANDBOX_IMAGE)"; \
 	else \
-	  echo "images: $(SANDBOX_IMAGE) cannot be pulled; using the local base $(BASE_IMAGE)"; \
+	  echo "images: $(SANDBOX_IMAGE) cannot be pulled ($$err); using the local base $(BASE_IMAGE)"; \
 	  images/base/build.sh $(BASE_IMAGE); \
 	fi
 
-test: setup images ## the whole suite: unit, then integration against the real engine
-	$(BIN)/pytest tests/unit -q
-	$(BIN)/pytest tests/integration -q -m "integration and not slow"
+test: engine setup images ## the whole suite with coverage: unit, then integration, one report (floor in pyproject.toml)
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest tests/unit -q
+	$(BIN)/coverage run -m pytest tests/integration -q -m "integration and not slow"
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
 
-soak: setup images ## 10-minute soak: mixed benign and hostile runs with random daemon kills (BATTERY_SOAK_SECONDS)
+soak: engine setup images ## 10-minute soak: mixed benign and hostile runs with random daemon kills (BATTERY_SOAK_SECONDS)
 	$(BIN)/pytest tests/integration/chaos/test_soak.py -m slow -q
 
-test-slow: setup images ## the slow tests: Docker restarts with runs in flight, and the soak
+test-slow: engine setup images ## the slow tests: Docker restarts with runs in flight, and the soak
 	$(BIN)/pytest tests/integration -m slow -q
 
 test-quick: setup ## unit tests only (no Docker)
@@ -63,29 +75,29 @@ format: setup ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests bench scripts samples
 	$(BIN)/ruff check --fix src tests bench scripts samples
 
-run-sample: setup images ## sample analysis: a CSV in, pandas + matplotlib, a table and a chart out
+run-sample: engine setup images ## sample analysis: a CSV in, pandas + matplotlib, a table and a chart out
 	$(BIN)/ai-data-agent run samples/analysis.py -r samples/requirements.txt \
 	  --file samples/data/sales.csv:data/sales.csv --output-dir sample-output
 	@echo "run-sample: the summary table and the chart are in $(CURDIR)/sample-output"
 
-bench: setup images ## benchmark against the raw Docker floor (table; bench/results.json)
+bench: engine setup images ## benchmark against the raw Docker floor (table; bench/results.json)
 	$(BIN)/python -m bench.run
 
-doctor: setup images ## check this machine end to end
+doctor: engine setup images ## check this machine end to end
 	$(BIN)/ai-data-agent doctor
 
-sweep: setup ## remove sandbox containers left by dead controllers
+sweep: engine setup ## remove sandbox containers left by dead controllers
 	$(BIN)/ai-data-agent sweep
 
-controller-image: setup images ## build ai-data-agent/controller:latest offline (host wheelhouse, no pulls)
+controller-image: engine setup images ## build ai-data-agent/controller:latest offline (host wheelhouse, no pulls)
 	images/controller/build.sh
 
 compose-up: controller-image ## start the controller with compose (needs DOCKER_GID, AI_DATA_AGENT_API_TOKENS)
 	docker-compose up -d
 
-compose-down: ## stop the compose controller (SIGTERM, then its grace period)
+compose-down: engine ## stop the compose controller (SIGTERM, then its grace period)
 	docker-compose down
 
 clean: ## remove the venv, caches and build leftovers (images stay)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info build sample-output \
-	  images/controller/wheelhouse
+	  images/controller/wheelhouse .coverage .coverage.*

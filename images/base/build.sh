@@ -8,12 +8,29 @@ set -euo pipefail
 tag=${1:-ai-data-agent/base:bookworm}
 suite=${DEBIAN_SUITE:-bookworm}
 
+# Check everything the build needs before the minute of debootstrap: no engine
+# is not "cannot pull", and a build that cannot finish must not start.
+if ! err=$(docker version --format '{{.Server.Version}}' 2>&1 >/dev/null); then
+  echo "images: cannot build $tag: no Docker engine answers (${err:-docker version failed});" \
+    "\`make engine\` starts one or says what to do" >&2
+  exit 69 # EX_UNAVAILABLE, as scripts/ensure-docker.sh and the CLI use
+fi
+
 if docker image inspect "$tag" >/dev/null 2>&1; then
   echo "images: $tag already present"
   exit 0
 fi
 
+if ((EUID != 0)); then
+  echo "images: building $tag needs root (debootstrap); run: sudo make images," \
+    "or load an image with python3 >= 3.9 (docker load) and set AI_DATA_AGENT_SANDBOX_IMAGE" >&2
+  exit 1
+fi
 if ! command -v debootstrap >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "images: building $tag needs debootstrap, and there is no apt-get to install it" >&2
+    exit 1
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 fi

@@ -7,6 +7,9 @@ The public surface is the names below; for example::
     with Executor(Settings()) as executor:
         result = executor.run(RunRequest(code="print(1 + 1)"))
     assert result.status == "succeeded" and result.stdout == "2\\n"
+
+The errors are one tree (`ai_data_agent.errors`), the same for the library,
+the daemon and its client (`ai_data_agent.client.Client`).
 """
 
 from ai_data_agent.errors import (
@@ -14,7 +17,20 @@ from ai_data_agent.errors import (
     ConfigurationError,
     DockerUnavailable,
     ExecutorError,
+    InstallFailed,
+    NotFound,
+    NotReady,
+    QueueFull,
     RequestRejected,
+    RequestTooLarge,
+    RunIncomplete,
+    ServerError,
+    ServerUnreachable,
+    SessionBusy,
+    SessionError,
+    SessionGone,
+    SessionLimit,
+    Unauthorized,
 )
 from ai_data_agent.executor import Executor, RunEvent
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
@@ -26,11 +42,24 @@ __all__ = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "InstallFailed",
+    "NotFound",
+    "NotReady",
+    "QueueFull",
     "RequestRejected",
+    "RequestTooLarge",
     "RunEvent",
+    "RunIncomplete",
     "RunRequest",
     "RunResult",
     "RunStatus",
+    "ServerError",
+    "ServerUnreachable",
+    "SessionBusy",
+    "SessionError",
+    "SessionGone",
+    "SessionLimit",
     "Settings",
+    "Unauthorized",
 ]
 __version__ = "0.1.0"

@@ -16,6 +16,11 @@ With ``--json`` it prints exactly one `RunResult` document on stdout. Progress
 goes to stderr. ``--server`` (or ``AI_DATA_AGENT_SERVER``, with the token from
 ``AI_DATA_AGENT_TOKEN``) sends the run to a daemon instead of the local engine;
 the output and exit codes are the same either way.
+
+The commands that need the local engine (``run`` without ``--server``,
+``doctor``, ``sweep``, ``cache``) check it first: where no Docker engine
+answers, they print what to do and exit 69 (``EX_UNAVAILABLE`` of sysexits.h)
+before any work.
 """
 
 from __future__ import annotations
@@ -29,12 +34,20 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from ai_data_agent.client import Client, InvalidRequest, PayloadTooLarge
-from ai_data_agent.errors import AiDataAgentError, ConfigurationError, RequestRejected
+from ai_data_agent.cli_sessions import repl, session_app
+from ai_data_agent.client import Client
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    ConfigurationError,
+    DockerUnavailable,
+    RequestRejected,
+)
 from ai_data_agent.executor import Executor, RunEvent
-from ai_data_agent.executor.envcache import EnvCache
+from ai_data_agent.executor.docker_backend import connect
+from ai_data_agent.executor.envcache import EnvCache, InstallFailure
 from ai_data_agent.logs import configure_logging
 from ai_data_agent.models import (
     InputFile,
@@ -45,7 +58,7 @@ from ai_data_agent.models import (
 )
 from ai_data_agent.settings import Settings
 
-__all__ = ["EXIT_CODES", "app", "exit_code_for", "main"]
+__all__ = ["EXIT_CODES", "EXIT_NO_ENGINE", "app", "exit_code_for", "main"]
 
 # Exit codes of `run` for outcomes that are not the program's own exit code.
 EXIT_USAGE = 2  # bad arguments, a request the server refuses, a daemon that will not start
@@ -59,6 +72,7 @@ EXIT_CODES: dict[RunStatus, int] = {
     RunStatus.MEMORY_EXCEEDED: 137,
 }
 EXIT_INFRASTRUCTURE = EXIT_CODES[RunStatus.ERROR]
+EXIT_NO_ENGINE = 69  # no Docker engine answers (EX_UNAVAILABLE); nothing was started
 
 app = typer.Typer(
     help="Run untrusted Python for AI data agents in throwaway, locked-down containers.",
@@ -73,13 +87,25 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        err_console.print(f"[red]invalid settings:[/red] {exc}")
+        problems = RequestRejected.from_errors(exc.errors())
+        err_console.print(f"[red]invalid settings:[/red] {problems}", highlight=False)
         raise typer.Exit(EXIT_INFRASTRUCTURE) from exc
 
 
 def _fail(message: str, code: int) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def _require_engine(settings: Settings) -> None:
+    """Stop before any work, with what to do, when no Docker engine answers."""
+    try:
+        connect(settings).close()
+    except DockerUnavailable as exc:
+        err_console.print(
+            f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(EXIT_NO_ENGINE) from exc
 
 
 def _read_code(file: str) -> str:
@@ -114,7 +140,7 @@ def _input_files(specs: list[str]) -> list[InputFile]:
         except OSError as exc:
             raise _fail(f"--file {spec}: cannot read {local}: {exc.strerror}", EXIT_USAGE) from exc
         except ValidationError as exc:
-            reason = exc.errors()[0]["msg"]
+            reason = RequestRejected.from_errors(exc.errors()).reason
             raise _fail(f"--file {spec}: {reason}", EXIT_USAGE) from exc
     return files
 
@@ -190,8 +216,10 @@ def _print_artifacts(result: RunResult, output_dir: Path | None) -> None:
         where = output_dir / artifact.path if output_dir is not None else artifact.path
         err_console.print(
             f"artifact: {where} ({artifact.size} bytes, {artifact.media_type})",
-            highlight=False, soft_wrap=True, markup=False,
-        )  # fmt: skip
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
     for skipped in result.artifacts_skipped:
         err_console.print(
             f"not returned: {skipped.path}: {skipped.reason}", soft_wrap=True, markup=False
@@ -272,9 +300,10 @@ def run(
             files=_input_files(file_specs or []),
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise _fail(problems, EXIT_USAGE) from exc
+        raise _fail(str(RequestRejected.from_errors(exc.errors())), EXIT_USAGE) from exc
     server = server or settings.server
+    if server is None:
+        _require_engine(settings)
     label = "starting sandbox" if server is None else f"running on {server}"
     progress = _Progress(live_output=not as_json, label=label)
     try:
@@ -284,7 +313,7 @@ def run(
         else:
             with _client(server, settings) as client:
                 result = _run_remote(client, request, progress, output_dir)
-    except (RequestRejected, InvalidRequest, PayloadTooLarge) as exc:
+    except RequestRejected as exc:  # here or at the daemon, by rule or by size
         raise _fail(str(exc), EXIT_USAGE) from exc
     except AiDataAgentError as exc:
         raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
@@ -322,6 +351,7 @@ def doctor() -> None:
 
     settings = _settings()
     configure_logging("WARNING")
+    _require_engine(settings)
     checks = run_checks(settings)
     print_report(checks, Console())
     raise typer.Exit(0 if all(c.ok for c in checks) else 1)
@@ -329,12 +359,15 @@ def doctor() -> None:
 
 cache_app = typer.Typer(help="The environment cache: requirement sets installed once.")
 app.add_typer(cache_app, name="cache")
+app.add_typer(session_app, name="session")
+app.command("repl")(repl)
 
 
 def _env_cache(settings: Settings) -> EnvCache:
     executor = Executor(settings)
     if executor.env_cache is None:
         raise _fail("the environment cache is off (AI_DATA_AGENT_INSTALL_MODE=per_run)", EXIT_USAGE)
+    _require_engine(settings)
     return executor.env_cache
 
 
@@ -348,20 +381,59 @@ def cache_list(
     envs = _env_cache(settings).index.all()
     if as_json:
         for env in envs:
-            typer.echo(json.dumps({
-                "key": env.key, "requirements": env.requirements, "size_bytes": env.size_bytes,
-                "packages": [p.model_dump() for p in env.packages], "installer": env.installer,
-                "created_at": env.created_at, "last_used_at": env.last_used_at,
-            }))  # fmt: skip
+            line = {
+                "key": env.key,
+                "requirements": env.requirements,
+                "size_bytes": env.size_bytes,
+                "packages": [p.model_dump() for p in env.packages],
+                "installer": env.installer,
+                "created_at": env.created_at,
+                "last_used_at": env.last_used_at,
+            }
+            typer.echo(json.dumps(line))
         return
     table = Table("key", "requirements", "packages", "size", "last used")
     for env in envs:
         table.add_row(
-            env.key[:12], " ".join(env.requirements), str(len(env.packages)),
+            env.key[:12],
+            " ".join(env.requirements),
+            str(len(env.packages)),
             f"{env.size_bytes / 1e6:.1f} MB",
             time.strftime("%Y-%m-%d %H:%M", time.localtime(env.last_used_at)),
-        )  # fmt: skip
+        )
     Console().print(table)
+
+
+@cache_app.command("warm")
+def cache_warm(
+    package: Annotated[
+        list[str] | None, typer.Option("-p", "--package", help="A requirement (repeatable).")
+    ] = None,
+    requirements_file: Annotated[
+        Path | None, typer.Option("-r", "--requirements", help="A requirements.txt file.")
+    ] = None,
+) -> None:
+    """Install a requirement set into the cache now, so that a first run of it is a cache hit."""
+    settings = _settings()
+    configure_logging("WARNING")
+    requirements = _requirements(requirements_file, package or [])
+    if not requirements:
+        raise _fail("name requirements with -p or -r", EXIT_USAGE)
+    cache = _env_cache(settings)
+    try:
+        image = cache.backend.resolve_image()
+        outcome = cache.get_or_install(requirements, image, "cache-warm")
+    except AiDataAgentError as exc:
+        raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
+    finally:
+        cache.close()
+    if isinstance(outcome, InstallFailure):
+        raise _fail(outcome.error, EXIT_CODES[RunStatus.INSTALL_FAILED])
+    env = outcome.env
+    state = "already cached" if outcome.hit else f"installed in {env.install_s:.1f} s"
+    typer.echo(
+        f"{env.key[:12]} {state}: " + " ".join(f"{p.name}=={p.version}" for p in env.packages)
+    )
 
 
 @cache_app.command("prune")
@@ -414,6 +486,7 @@ def sweep(
 
     settings = _settings()
     configure_logging(settings.log_level)
+    _require_engine(settings)
     try:
         rule = SweepRule(all_controllers=all_controllers, force=force)
         removed = DockerBackend(settings).sweep(rule)

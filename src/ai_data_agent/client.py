@@ -11,21 +11,20 @@
         result = client.wait(run_id, timeout=60)
 
         result = client.run_request(RunRequest(code="print(1)", timeout_s=5))
+        print(client.info().limits.timeout_s.max)              # the daemon's limits
 
-Every HTTP error becomes a typed `ClientError`; the server's body is read only
-as the documented ``{"error": {"code", "message"}}`` shape, never echoed raw::
+Request bodies are the shared models (`RunRequest`, sent as a `RunSubmission`),
+so a request is validated here as the daemon validates it. What the client must
+know of the daemon (default timeout, install budget, how long a cancel takes)
+it reads once from ``GET /v1/info``.
 
-    AiDataAgentError
-    └── ClientError             status_code, code, message
-        ├── InvalidRequest      400/422 invalid_request: the request breaks a rule
-        ├── Unauthorized        401 unauthorized: missing or wrong token
-        ├── NotFound            404 not_found: no such run
-        ├── PayloadTooLarge     413 payload_too_large
-        ├── QueueFull           429 queue_full: try again after ``retry_after`` seconds
-        ├── NotReady            503 not_ready: the daemon cannot run code now
-        ├── ServerError         500 internal, or any other unexpected answer
-        ├── ServerUnreachable   no HTTP answer at all (refused, DNS, TLS, timeout)
-        └── RunIncomplete       `wait` gave up, or the run ended without a result
+Errors are the package's one tree (`ai_data_agent.errors`), the same class the
+daemon raised: `RequestRejected` (400/422, and a request that does not validate
+here), `RequestTooLarge` (413), `Unauthorized`, `NotFound`, `QueueFull` (with
+``retry_after``), `NotReady`, `ServerError` (500, or an answer outside the API),
+`ServerUnreachable` (no answer) and `RunIncomplete` (a wait without a result).
+The server's body is read only as the documented ``{"error": {"code",
+"message"}}`` shape, never echoed raw.
 """
 
 from __future__ import annotations
@@ -35,17 +34,38 @@ import email.utils
 import hashlib
 import json
 import math
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    InstallFailed,
+    NotFound,
+    NotReady,
+    QueueFull,
+    RequestRejected,
+    RequestTooLarge,
+    RunIncomplete,
+    ServerError,
+    ServerUnreachable,
+    SessionBusy,
+    SessionGone,
+    SessionLimit,
+    Unauthorized,
+    error_class,
+)
+from ai_data_agent.session_models import SessionInfo
+
+if TYPE_CHECKING:
+    from ai_data_agent.client_sessions import RemoteSession
 from ai_data_agent.models import (
     Artifact,
     ErrorBody,
@@ -56,130 +76,39 @@ from ai_data_agent.models import (
     RunRequest,
     RunResult,
     RunStatus,
+    RunSubmission,
+    ServerInfo,
 )
 from ai_data_agent.paths import check_relative_path
 
+# The errors this client raises are re-exported for convenience; they live in errors.
 __all__ = [
     "Client",
-    "ClientError",
-    "InvalidRequest",
+    "InstallFailed",
     "NotFound",
     "NotReady",
-    "PayloadTooLarge",
     "QueueFull",
+    "RequestRejected",
+    "RequestTooLarge",
     "RunIncomplete",
     "ServerError",
     "ServerUnreachable",
+    "SessionBusy",
+    "SessionGone",
+    "SessionLimit",
     "Unauthorized",
+    "error_from_response",
 ]
 
-# How long a waiting `run` may take beyond the code's own timeout: the daemon's
-# default install budget (300 s), the runner's verify step (60 s) and slack for
-# starting the container. A run whose timeout is unset is assumed to use the
-# daemon's default cap (600 s).
-RUN_OVERHEAD_S = 390.0
-ASSUMED_MAX_TIMEOUT_S = 600.0
-# The daemon waits up to 60 s for a cancelled run's container to go.
-CANCEL_WAIT_S = 75.0
+# A waiting `run` stays open for the code's timeout and the daemon's install
+# timeout (both from /v1/info), plus this for the runner's verify and collect
+# steps and for starting the container.
+WAIT_MARGIN_S = 120.0
 MAX_MESSAGE_CHARS = 2000
 ACTIVE_STATUSES = frozenset({"queued", "running"})
 _ARTIFACT_LIST = TypeAdapter(list[Artifact])
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class ClientError(AiDataAgentError):
-    """The daemon refused or failed a call, or could not be reached.
-
-    Attributes:
-        status_code: the HTTP status, or None when no answer arrived.
-        code: the stable error code (``invalid_request``, ``queue_full``, ...).
-        message: a human-readable reason (never a server traceback).
-    """
-
-    default_code: ClassVar[str] = "error"
-
-    def __init__(
-        self, message: str, *, status_code: int | None = None, code: str | None = None
-    ) -> None:
-        self.status_code = status_code
-        self.code = code or self.default_code
-        self.message = message
-        prefix = f"HTTP {status_code} {self.code}" if status_code is not None else self.code
-        super().__init__(f"{prefix}: {message}")
-
-
-class InvalidRequest(ClientError):
-    default_code = "invalid_request"
-
-
-class Unauthorized(ClientError):
-    default_code = "unauthorized"
-
-
-class NotFound(ClientError):
-    default_code = "not_found"
-
-
-class PayloadTooLarge(ClientError):
-    default_code = "payload_too_large"
-
-
-class QueueFull(ClientError):
-    """The daemon's queue is full. ``retry_after``: seconds it suggests waiting, if it said."""
-
-    default_code = "queue_full"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, code=code)
-        self.retry_after = retry_after
-
-
-class NotReady(ClientError):
-    default_code = "not_ready"
-
-
-class ServerError(ClientError):
-    default_code = "internal"
-
-
-class ServerUnreachable(ClientError):
-    """No HTTP answer: connection refused, name not found, TLS failure or a timeout."""
-
-    default_code = "unreachable"
-
-
-class RunIncomplete(ClientError):
-    """`Client.wait` did not get a result: the deadline passed, or the run ended without one
-    (cancelled while queued, interrupted by a daemon restart). ``record`` is the last seen."""
-
-    default_code = "incomplete"
-
-    def __init__(self, message: str, *, record: RunRecord, code: str | None = None) -> None:
-        super().__init__(message, code=code)
-        self.record = record
-
-
-_BY_CODE: dict[str, type[ClientError]] = {
-    cls.default_code: cls
-    for cls in (InvalidRequest, Unauthorized, NotFound, PayloadTooLarge, QueueFull, NotReady)
-}
-_BY_STATUS: dict[int, type[ClientError]] = {
-    400: InvalidRequest,
-    401: Unauthorized,
-    404: NotFound,
-    413: PayloadTooLarge,
-    422: InvalidRequest,
-    429: QueueFull,
-    503: NotReady,
-}
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -199,26 +128,31 @@ def _retry_after(value: str | None) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
-def error_from_response(response: httpx.Response) -> ClientError:
-    """The typed error for a non-2xx answer.
+def error_from_response(response: httpx.Response, *, run_id: str | None = None) -> AiDataAgentError:
+    """The error of the tree for a non-2xx answer: by its code, else by its status.
 
     The body counts only if it is exactly an `ErrorBody`; anything else (an HTML
     page from a proxy, a traceback) is dropped for the status line.
     """
+    status = response.status_code
     try:
         detail = ErrorBody.model_validate_json(response.content, strict=True).error
         code: str | None = detail.code
         message = detail.message[:MAX_MESSAGE_CHARS]
     except ValidationError:
         code = None
-        message = f"{response.status_code} {response.reason_phrase}".strip()
-    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(response.status_code, ServerError)
-    if cls is QueueFull:
-        return QueueFull(
-            message, status_code=response.status_code, code=code,
-            retry_after=_retry_after(response.headers.get("retry-after")),
-        )  # fmt: skip
-    return cls(message, status_code=response.status_code, code=code)
+        message = f"{status} {response.reason_phrase}".strip()
+    cls = error_class(status, code)
+    error: AiDataAgentError
+    if issubclass(cls, RequestRejected):
+        error = cls(None, message, code=code, status_code=status)
+    elif issubclass(cls, QueueFull | SessionLimit):
+        retry_after = _retry_after(response.headers.get("retry-after"))
+        error = cls(message, retry_after=retry_after, code=code, status_code=status)
+    else:
+        error = cls(message, code=code, status_code=status)
+    error.run_id = run_id
+    return error
 
 
 class Client:
@@ -247,6 +181,8 @@ class Client:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
+        self._info: ServerInfo | None = None
+        self._info_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------
     def close(self) -> None:
@@ -264,6 +200,49 @@ class Client:
     ) -> None:
         self.close()
 
+    # -- the daemon -----------------------------------------------------------------
+    def info(self) -> ServerInfo:
+        """The daemon's version, limits, caps and features (``GET /v1/info``).
+
+        Fetched on first use and kept for the life of this client.
+
+        Raises:
+            AiDataAgentError: as for any call (`Unauthorized`, `ServerUnreachable`, ...).
+        """
+        with self._info_lock:
+            if self._info is None:
+                self._info = self._parse(self._request("GET", "/v1/info"), ServerInfo)
+            return self._info
+
+    # -- sessions ---------------------------------------------------------------------
+    def session(self, **fields: Any) -> RemoteSession:
+        """Start a session on the daemon (fields as `SessionRequest`'s); see `client_sessions`.
+
+        Raises:
+            RequestRejected: the fields do not validate (nothing was sent).
+            SessionLimit, InstallFailed, NotReady: the daemon's refusals.
+        """
+        from ai_data_agent.client_sessions import open_session
+
+        return open_session(self, **fields)
+
+    def session_of(self, session_id: str) -> RemoteSession:
+        """A handle on an existing session (``GET /v1/sessions/{id}``).
+
+        Raises:
+            NotFound: no such session.
+        """
+        from ai_data_agent.client_sessions import RemoteSession
+
+        response = self._request("GET", f"/v1/sessions/{_segment(session_id)}")
+        return RemoteSession(self, self._parse(response, SessionInfo))
+
+    def sessions(self) -> builtins.list[SessionInfo]:
+        """Live sessions first, then those that ended, newest first."""
+        from ai_data_agent.client_sessions import list_sessions
+
+        return list_sessions(self)
+
     # -- runs -----------------------------------------------------------------------
     def run(
         self,
@@ -276,6 +255,7 @@ class Client:
         network: bool = False,
         env: Mapping[str, str] | None = None,
         files: Sequence[InputFile] = (),
+        install_mode: Literal["cache", "per_run"] | None = None,
         wait_timeout_s: float | None = None,
     ) -> RunResult:
         """Run ``code`` on the daemon and return its result (bad code is a status, not an error).
@@ -284,24 +264,35 @@ class Client:
         daemon's defaults; ``files`` are placed under the run's working directory.
 
         The call stays open for the whole run: its read timeout is
-        ``wait_timeout_s``, by default the code's timeout plus the install
-        budget. For runs that may queue for long, prefer `submit` and `wait`.
+        ``wait_timeout_s``, by default the run's timeout plus the daemon's
+        install timeout and a margin. For runs that may queue for long, prefer
+        `submit` and `wait`.
 
         Raises:
-            InvalidRequest: the request breaks a rule of the daemon (nothing ran).
+            RequestRejected: the request breaks a rule (here or at the daemon; nothing ran).
             QueueFull: the daemon is busy; retry after ``retry_after`` seconds.
-            ClientError: any other refusal or failure, as the class tree above.
+            AiDataAgentError: any other refusal or failure, as the tree in `ai_data_agent.errors`.
         """
-        body = _submission(code, requirements, timeout_s, memory_mb, cpus, network, env, files)
-        return self._run(body, wait_timeout_s)
+        request = _request(
+            code, requirements, timeout_s, memory_mb, cpus, network, env, files, install_mode
+        )
+        return self.run_request(request, wait_timeout_s=wait_timeout_s)
 
     def run_request(self, request: RunRequest, *, wait_timeout_s: float | None = None) -> RunResult:
-        """`run` for a whole `RunRequest`, with every field it has.
+        """`run` for a whole `RunRequest`.
 
         Raises:
-            ClientError: as for `run`.
+            AiDataAgentError: as for `run`.
         """
-        return self._run(_request_body(request), wait_timeout_s)
+        if wait_timeout_s is None:
+            wait_timeout_s = self._wait_budget(request)
+        timeout = httpx.Timeout(self.timeout, read=wait_timeout_s)
+        body = _body(request, wait=True)
+        response = self._request("POST", "/v1/runs", json=body, timeout=timeout)
+        if response.status_code == 202:  # the daemon chose not to hold the line
+            accepted = self._parse(response, RunAccepted)
+            return self.wait(accepted.id, timeout=wait_timeout_s)
+        return self._parse(response, RunResult)
 
     def submit(
         self,
@@ -314,22 +305,26 @@ class Client:
         network: bool = False,
         env: Mapping[str, str] | None = None,
         files: Sequence[InputFile] = (),
+        install_mode: Literal["cache", "per_run"] | None = None,
     ) -> str:
         """Queue ``code`` and return the run id at once (``"wait": false``).
 
         Raises:
-            InvalidRequest, QueueFull, ClientError: as for `run`.
+            RequestRejected, QueueFull, AiDataAgentError: as for `run`.
         """
-        body = _submission(code, requirements, timeout_s, memory_mb, cpus, network, env, files)
-        return self._submit(body)
+        request = _request(
+            code, requirements, timeout_s, memory_mb, cpus, network, env, files, install_mode
+        )
+        return self.submit_request(request)
 
     def submit_request(self, request: RunRequest) -> str:
-        """`submit` for a whole `RunRequest`, with every field it has.
+        """`submit` for a whole `RunRequest`.
 
         Raises:
-            ClientError: as for `run`.
+            AiDataAgentError: as for `run`.
         """
-        return self._submit(_request_body(request))
+        response = self._request("POST", "/v1/runs", json=_body(request, wait=False))
+        return self._parse(response, RunAccepted).id
 
     def get(self, run_id: str) -> RunRecord:
         """The run's record as stored now.
@@ -337,7 +332,8 @@ class Client:
         Raises:
             NotFound: no run has this id (or it was dropped by retention).
         """
-        return self._parse(self._request("GET", f"/v1/runs/{_segment(run_id)}"), RunRecord)
+        response = self._request("GET", f"/v1/runs/{_segment(run_id)}", run_id=run_id)
+        return self._parse(response, RunRecord)
 
     def wait(
         self, run_id: str, *, poll_interval: float = 0.5, timeout: float | None = None
@@ -357,14 +353,16 @@ class Client:
                     reason = f": {record.error}" if record.error else ""
                     raise RunIncomplete(
                         f"run {run_id} ended {record.status} without a result{reason}",
-                        record=record, code=str(record.status),
-                    )  # fmt: skip
+                        record=record,
+                        code=str(record.status),
+                    )
                 return record.result
             if deadline is not None and time.monotonic() >= deadline:
                 raise RunIncomplete(
                     f"run {run_id} still {record.status} after {timeout:g} s",
-                    record=record, code="wait_timeout",
-                )  # fmt: skip
+                    record=record,
+                    code="wait_timeout",
+                )
             pause = poll_interval
             if deadline is not None:
                 pause = max(min(pause, deadline - time.monotonic()), 0.0)
@@ -376,9 +374,12 @@ class Client:
         Raises:
             NotFound: no run has this id.
         """
-        # The daemon answers once the container is gone, which may take up to a minute.
-        timeout = httpx.Timeout(self.timeout, read=max(self.timeout, CANCEL_WAIT_S))
-        response = self._request("DELETE", f"/v1/runs/{_segment(run_id)}", timeout=timeout)
+        # The daemon answers once the container is gone, which it waits for up to
+        # the time /v1/info gives.
+        timeout = httpx.Timeout(self.timeout, read=self.info().cancel_wait_s + self.timeout)
+        response = self._request(
+            "DELETE", f"/v1/runs/{_segment(run_id)}", run_id=run_id, timeout=timeout
+        )
         return self._parse(response, RunRecord)
 
     def list(
@@ -393,14 +394,11 @@ class Client:
     # -- artifacts and live events -----------------------------------------------------
     def artifacts(self, run_id: str) -> builtins.list[Artifact]:
         """The files the run left under ``outputs/`` (as its result lists them)."""
-        response = self._request("GET", f"/v1/runs/{_segment(run_id)}/artifacts")
+        response = self._request("GET", f"/v1/runs/{_segment(run_id)}/artifacts", run_id=run_id)
         try:
             return _ARTIFACT_LIST.validate_json(response.content)
         except ValidationError as exc:
-            raise ServerError(
-                "the answer is not a list of artifacts", status_code=response.status_code,
-                code="invalid_response",
-            ) from exc  # fmt: skip
+            raise _invalid_response("the answer is not a list of artifacts", response) from exc
 
     def download_artifact(self, run_id: str, artifact: Artifact, directory: Path) -> Path:
         """Save ``artifact`` under ``directory`` (at its relative path); return the file.
@@ -421,7 +419,7 @@ class Client:
             with self._http.stream("GET", url) as response:
                 if not response.is_success:
                     response.read()
-                    raise error_from_response(response)
+                    raise error_from_response(response, run_id=run_id)
                 with partial.open("wb") as out:
                     for chunk in response.iter_bytes():
                         size += len(chunk)
@@ -434,10 +432,9 @@ class Client:
             raise ServerUnreachable(f"cannot download {artifact.path}: {exc}") from exc
         if size != artifact.size or digest.hexdigest() != artifact.sha256:
             partial.unlink(missing_ok=True)
-            raise ServerError(
-                f"artifact {artifact.path} arrived with a different size or sha256",
-                status_code=200, code="invalid_response",
-            )  # fmt: skip
+            raise _invalid_response(
+                f"artifact {artifact.path} arrived with a different size or sha256", response
+            )
         partial.replace(target)
         return target
 
@@ -445,22 +442,13 @@ class Client:
         """The run's Server-Sent Events as (name, data): ``status``, ``stdout``,
         ``stderr`` and, last, ``result`` (a `RunResult` as a dict)."""
         timeout = httpx.Timeout(self.timeout, read=None)  # a quiet run sends nothing for a while
+        url = f"/v1/runs/{_segment(run_id)}/events"
         try:
-            with self._http.stream(
-                "GET", f"/v1/runs/{_segment(run_id)}/events", timeout=timeout
-            ) as response:
+            with self._http.stream("GET", url, timeout=timeout) as response:
                 if not response.is_success:
                     response.read()
-                    raise error_from_response(response)
-                name, data = "message", ""
-                for line in response.iter_lines():
-                    if line.startswith("event: "):
-                        name = line[len("event: ") :]
-                    elif line.startswith("data: "):
-                        data += line[len("data: ") :]
-                    elif not line and data:
-                        yield name, json.loads(data)
-                        name, data = "message", ""
+                    raise error_from_response(response, run_id=run_id)
+                yield from read_events(response)
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"lost the event stream of {run_id}: {exc}") from exc
 
@@ -477,40 +465,36 @@ class Client:
                     return RunResult.model_validate(data)
                 except ValidationError as exc:
                     raise ServerError(
-                        "the result event is not a valid RunResult", status_code=200,
+                        "the result event is not a valid RunResult",
                         code="invalid_response",
-                    ) from exc  # fmt: skip
+                        status_code=200,
+                        run_id=run_id,
+                    ) from exc
         return self.wait(run_id)  # the stream ended early: fall back to polling
 
     # -- plumbing -------------------------------------------------------------------
-    def _run(self, body: dict[str, Any], wait_timeout_s: float | None) -> RunResult:
-        if wait_timeout_s is None:
-            run_timeout = body.get("timeout_s") or ASSUMED_MAX_TIMEOUT_S
-            wait_timeout_s = run_timeout + RUN_OVERHEAD_S + self.timeout
-        timeout = httpx.Timeout(self.timeout, read=wait_timeout_s)
-        response = self._request("POST", "/v1/runs", json={**body, "wait": True}, timeout=timeout)
-        if response.status_code == 202:  # the daemon chose not to hold the line
-            accepted = self._parse(response, RunAccepted)
-            return self.wait(accepted.id, timeout=wait_timeout_s)
-        return self._parse(response, RunResult)
+    def _wait_budget(self, request: RunRequest) -> float:
+        """How long a waiting POST of ``request`` may stay open."""
+        info = self.info()
+        run_timeout = request.timeout_s or info.limits.timeout_s.default
+        return run_timeout + info.install_timeout_s + WAIT_MARGIN_S + self.timeout
 
-    def _submit(self, body: dict[str, Any]) -> str:
-        response = self._request("POST", "/v1/runs", json={**body, "wait": False})
-        return self._parse(response, RunAccepted).id
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, run_id: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
-                f"no answer from {self._http.base_url} in time ({type(exc).__name__})"
+                f"no answer from {self._http.base_url} in time ({type(exc).__name__})",
+                run_id=run_id,
             ) from exc
         except httpx.TransportError as exc:
             raise ServerUnreachable(
-                f"cannot reach {self._http.base_url}: {type(exc).__name__}: {exc}"
+                f"cannot reach {self._http.base_url}: {type(exc).__name__}: {exc}", run_id=run_id
             ) from exc
         if not response.is_success:
-            raise error_from_response(response)
+            raise error_from_response(response, run_id=run_id)
         return response
 
     @staticmethod
@@ -518,13 +502,29 @@ class Client:
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
-            raise ServerError(
-                f"the answer is not a valid {model.__name__}",
-                status_code=response.status_code, code="invalid_response",
-            ) from exc  # fmt: skip
+            raise _invalid_response(
+                f"the answer is not a valid {model.__name__}", response
+            ) from exc
 
 
-def _submission(
+def read_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Server-Sent Events of a streaming response, as (name, JSON data)."""
+    name, data = "message", ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data += line[len("data: ") :]
+        elif not line and data:
+            yield name, json.loads(data)
+            name, data = "message", ""
+
+
+def _invalid_response(message: str, response: httpx.Response) -> ServerError:
+    return ServerError(message, code="invalid_response", status_code=response.status_code)
+
+
+def _request(
     code: str,
     requirements: Sequence[str],
     timeout_s: float | None,
@@ -533,27 +533,33 @@ def _submission(
     network: bool,
     env: Mapping[str, str] | None,
     files: Sequence[InputFile],
-) -> dict[str, Any]:
-    """A `RunRequest` body, sent as given: the daemon validates it (and answers 422
-    with reasons), so the client never disagrees with the server it talks to."""
-    body: dict[str, Any] = {
-        "code": code,
-        "requirements": list(requirements),
-        "timeout_s": timeout_s,
-        "memory_mb": memory_mb,
-        "cpus": cpus,
-        "network": network,
-        "env": dict(env or {}),
-    }
-    if files:  # only then: a daemon from before input files forbids the field
-        body["files"] = [item.model_dump() for item in files]
-    return {k: v for k, v in body.items() if v is not None}
+    install_mode: Literal["cache", "per_run"] | None,
+) -> RunRequest:
+    """The `RunRequest` of `Client.run`'s arguments.
+
+    Raises:
+        RequestRejected: they do not validate (as the daemon would answer 422).
+    """
+    try:
+        return RunRequest(
+            code=code,
+            requirements=list(requirements),
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            cpus=cpus,
+            network=network,
+            env=dict(env or {}),
+            files=list(files),
+            install_mode=install_mode,
+        )
+    except ValidationError as exc:
+        raise RequestRejected.from_errors(exc.errors()) from exc
 
 
-def _request_body(request: RunRequest) -> dict[str, Any]:
-    # Fields left at their defaults stay out, as in `_submission`: the daemon's
-    # defaults apply, and a daemon older than a field still accepts the request.
-    return request.model_dump(mode="json", exclude_defaults=True)
+def _body(request: RunRequest, *, wait: bool) -> dict[str, Any]:
+    """The `RunSubmission` JSON: fields left at their defaults stay out (the
+    daemon's defaults apply)."""
+    return RunSubmission.of(request, wait=wait).model_dump(mode="json", exclude_defaults=True)
 
 
 def _segment(run_id: str) -> str:

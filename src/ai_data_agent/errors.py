@@ -1,50 +1,330 @@
-"""One exception tree for the whole package.
+"""One exception tree for the whole package, the same on both sides of the HTTP API.
 
 Bad user code is never an exception: it is a `RunResult` with a status. These
-classes are for input the server refuses and for host or Docker failures::
+classes are for requests that are refused, for a daemon that cannot take or
+find a run, and for host, Docker or network failures. An error the daemon
+answers with is raised again, as the same class, by the client that gets the
+answer; the daemon's HTTP layer (``service/http_errors.py``) answers each class
+with the status and stable code below, and anything else with ``500 internal``
+and no detail::
 
-    AiDataAgentError
-    ├── RequestRejected        a request breaks a server policy (field, reason)
-    │   └── RequestTooLarge    ... by its size: files, counts (HTTP 413)
-    ├── ConfigurationError     settings that cannot work (missing image, CA file, ...)
-    └── ExecutorError          host or Docker failure during a run (run_id, container_id, step)
-        └── DockerUnavailable  the engine cannot be reached at all
+    AiDataAgentError                    code               HTTP
+    ├── RequestRejected                 invalid_request    400 (422: the body does not validate)
+    │   └── RequestTooLarge             payload_too_large  413  body, input files, counts
+    ├── InstallFailed                   install_failed     422  requirements did not install
+    ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
+    ├── NotFound                        not_found          404  no such run or session (or
+    │                                                           artifact, file, route)
+    ├── QueueFull                       queue_full         429  retry_after (``Retry-After``)
+    ├── SessionError                    -                  -    session_id
+    │   ├── SessionBusy                 session_busy       409  another call is in progress
+    │   ├── SessionGone                 session_gone       410  closed, expired or lost
+    │   └── SessionLimit                session_limit      429  no room; retry_after
+    ├── NotReady                        not_ready          503  starting, shutting down, store or
+    │                                                           token file unusable
+    ├── ServerError                     internal           500  the daemon failed, or answered
+    │                                                           outside the API
+    ├── ServerUnreachable               unreachable        -    no HTTP answer at all (client)
+    ├── RunIncomplete                   (its status)       -    a wait ended without a result
+    ├── ConfigurationError              not_ready          503  settings that cannot work
+    └── ExecutorError                   not_ready          503  host or Docker failure
+        └── DockerUnavailable           not_ready          503  the engine cannot be reached
+
+Inside a run, a host failure is the run's ``error`` status, not an answer;
+outside one (a session's call) the daemon answers it ``503 not_ready``, which a
+client raises as `NotReady`.
+
+Every error has ``message``, ``code`` (the stable code, or None), ``status_code``
+(the HTTP status of the answer it arrived in; None when raised in this process)
+and ``run_id`` (the run concerned, when there is one); the classes add their own
+context (``field``/``reason``, ``retry_after``, ``session_id``, ``report``,
+``record``, ``container_id``/``step``).
+
+    try:
+        client.run("print(1)")
+    except QueueFull as exc:
+        time.sleep(exc.retry_after or 5)
 
 Docker and requests exceptions are translated where they are raised (the
-executor's Docker backend), always ``raise ... from exc``.
+executor's Docker backend), httpx exceptions in the client, always ``raise ... from exc``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # models imports this module
+    from ai_data_agent.models import InstallReport, RunRecord
+
 __all__ = [
+    "HTTP_ERRORS",
     "AiDataAgentError",
     "ConfigurationError",
     "DockerUnavailable",
     "ExecutorError",
+    "InstallFailed",
+    "NotFound",
+    "NotReady",
+    "QueueFull",
     "RequestRejected",
     "RequestTooLarge",
+    "RunIncomplete",
+    "ServerError",
+    "ServerUnreachable",
+    "SessionBusy",
+    "SessionError",
+    "SessionGone",
+    "SessionLimit",
+    "Unauthorized",
+    "error_class",
 ]
+
+MAX_PROBLEMS = 20  # validation problems named in one message
+VALUE_ERROR_PREFIX = "Value error, "  # pydantic's, in front of a validator's own words
 
 
 class AiDataAgentError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose.
+
+    Attributes:
+        message: what went wrong, for people (never a traceback).
+        code: the stable, machine-readable code (``queue_full``, ...), or None.
+        status_code: the HTTP status of the answer this arrived in; None when
+            it was raised in this process.
+        run_id: the run concerned, when there is one.
+    """
+
+    default_code: ClassVar[str | None] = None
+    http_status: ClassVar[int | None] = None  # what the daemon answers; None: 500 internal
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.message = message
+        self.code = code or self.default_code
+        self.status_code = status_code
+        self.run_id = run_id
+        if status_code is not None:
+            message = f"HTTP {status_code} {self.code}: {message}"
+        super().__init__(message)
 
 
 class RequestRejected(AiDataAgentError):
-    """A run request that breaks a server policy; nothing was started."""
+    """A run request that breaks a rule or a server policy; nothing was started or recorded.
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
+    Attributes:
+        field: the part of the request at fault (``timeout_s``, ``files.0``,
+            ``body.code``), or None when there are several or it is not known.
+        reason: what is wrong with it.
+    """
+
+    default_code = "invalid_request"
+    http_status = 400
+
+    def __init__(
+        self,
+        field: str | None,
+        reason: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(
+            f"{field}: {reason}" if field else reason, code=code, status_code=status_code
+        )
         self.field = field
         self.reason = reason
 
+    @classmethod
+    def from_errors(cls, errors: Iterable[Mapping[str, Any]]) -> RequestRejected:
+        """The rejection for pydantic's validation errors (``exc.errors()``), in our words.
+
+        One problem names its location as ``field``; several are listed in ``reason``
+        as ``location: problem`` pairs. Input values are never echoed.
+        """
+        problems = [_problem(error) for error in errors]
+        if len(problems) == 1:
+            location, text = problems[0]
+            return cls(location or None, text)
+        listed = [f"{loc}: {text}" if loc else text for loc, text in problems[:MAX_PROBLEMS]]
+        return cls(None, "; ".join(listed) or "invalid request")
+
+
+def _problem(error: Mapping[str, Any]) -> tuple[str, str]:
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    text = str(error.get("msg", "invalid"))
+    return location, text.removeprefix(VALUE_ERROR_PREFIX)
+
 
 class RequestTooLarge(RequestRejected):
-    """A request over a size or count cap (input files and the like)."""
+    """A request over a size or count cap: its body, its input files and the like."""
+
+    default_code = "payload_too_large"
+    http_status = 413
+
+
+class InstallFailed(AiDataAgentError):
+    """Requirements that did not install (a session's); nothing was started or changed.
+
+    Attributes:
+        report: the installer's `InstallReport`, when this process has it.
+    """
+
+    default_code = "install_failed"
+    http_status = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        report: InstallReport | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.report = report
+
+
+class Unauthorized(AiDataAgentError):
+    """The daemon wants a bearer token it did not get (missing, malformed or wrong)."""
+
+    default_code = "unauthorized"
+    http_status = 401
+
+
+class NotFound(AiDataAgentError):
+    """No run with that id (or retention removed it), no such artifact, or no such route."""
+
+    default_code = "not_found"
+    http_status = 404
+
+
+class QueueFull(AiDataAgentError):
+    """Every worker is busy and the queue is full; nothing was recorded: retry.
+
+    Attributes:
+        retry_after: seconds the daemon suggests waiting, when it said.
+    """
+
+    default_code = "queue_full"
+    http_status = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class SessionError(AiDataAgentError):
+    """A session that cannot take this call.
+
+    Attributes:
+        session_id: the session, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.session_id = session_id
+
+
+class SessionBusy(SessionError):
+    """A cell or another call is in progress; nothing was queued."""
+
+    default_code = "session_busy"
+    http_status = 409
+
+
+class SessionGone(SessionError):
+    """The session was closed, expired or lost; it takes no more calls."""
+
+    default_code = "session_gone"
+    http_status = 410
+
+
+class SessionLimit(SessionError):
+    """The server holds as many sessions (or as much session memory) as it may.
+
+    Attributes:
+        retry_after: seconds the daemon suggests waiting, when it said.
+    """
+
+    default_code = "session_limit"
+    http_status = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        session_id: str | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, session_id=session_id, code=code, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class NotReady(AiDataAgentError):
+    """The daemon cannot take runs now: starting, shutting down, store or token file unusable."""
+
+    default_code = "not_ready"
+    http_status = 503
+
+
+class ServerError(AiDataAgentError):
+    """The daemon failed (500 ``internal``), or answered something outside its API
+    (code ``invalid_response``: a body of the wrong shape, an artifact of the wrong hash)."""
+
+    default_code = "internal"
+    http_status = 500
+
+
+class ServerUnreachable(AiDataAgentError):
+    """No HTTP answer: connection refused, name not found, TLS failure or a timeout."""
+
+    default_code = "unreachable"
+
+
+class RunIncomplete(AiDataAgentError):
+    """A wait for a run ended without its result: the deadline passed (code
+    ``wait_timeout``), or the run ended without one (code: its status, e.g.
+    ``cancelled`` while queued, ``interrupted`` by a restart).
+
+    Attributes:
+        record: the run's record as last seen.
+    """
+
+    default_code = "incomplete"
+
+    def __init__(self, message: str, *, record: RunRecord, code: str | None = None) -> None:
+        super().__init__(message, code=code, run_id=record.id)
+        self.record = record
 
 
 class ConfigurationError(AiDataAgentError):
     """Settings or host state that make runs impossible; the message names the fix."""
+
+    default_code = "not_ready"
+    http_status = 503
 
 
 class ExecutorError(AiDataAgentError):
@@ -56,6 +336,9 @@ class ExecutorError(AiDataAgentError):
         step: what the executor was doing (``image``, ``create``, ``start``,
             ``attach``, ``install``, ``network``, ``execute``, ``collect``, ``remove``).
     """
+
+    default_code = "not_ready"
+    http_status = 503
 
     def __init__(
         self,
@@ -74,12 +357,45 @@ class ExecutorError(AiDataAgentError):
             )
             if v
         )
-        super().__init__(f"{message} ({context})" if context else message)
+        super().__init__(f"{message} ({context})" if context else message, run_id=run_id)
         self.message = message
-        self.run_id = run_id
         self.container_id = container_id
         self.step = step
 
 
 class DockerUnavailable(ExecutorError):
     """The Docker engine cannot be reached (not running, no permission, wrong host)."""
+
+
+# The classes a client raises again from an answer, by its code (or status).
+HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
+    RequestRejected,
+    RequestTooLarge,
+    InstallFailed,
+    Unauthorized,
+    NotFound,
+    QueueFull,
+    SessionBusy,
+    SessionGone,
+    SessionLimit,
+    NotReady,
+    ServerError,
+)
+_BY_CODE = {cls.default_code: cls for cls in HTTP_ERRORS}
+# By status alone (a body that is not ours): 422 is a body that did not validate.
+_BY_STATUS = {
+    400: RequestRejected,
+    401: Unauthorized,
+    404: NotFound,
+    409: SessionBusy,
+    410: SessionGone,
+    413: RequestTooLarge,
+    422: RequestRejected,
+    429: QueueFull,
+    503: NotReady,
+}
+
+
+def error_class(status: int, code: str | None) -> type[AiDataAgentError]:
+    """The class of an error answer: by its stable code, else by its status, else `ServerError`."""
+    return _BY_CODE.get(code) or _BY_STATUS.get(status) or ServerError

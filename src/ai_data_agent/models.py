@@ -18,39 +18,57 @@ import binascii
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
-from ai_data_agent.paths import has_control_characters, normalise_relative_path
+from ai_data_agent.paths import normalise_relative_path
+from ai_data_agent.requirements import (
+    MAX_REQUIREMENT_LENGTH,
+    check_requirement,
+    parse_requirements_text,
+)
 from ai_data_agent.settings import Settings
 
 __all__ = [
     "ActiveStatus",
     "Artifact",
+    "EnvVars",
     "EnvironmentInfo",
     "ErrorBody",
     "ErrorDetail",
     "InputFile",
+    "InputFiles",
     "InstallReport",
+    "LimitRange",
     "Limits",
     "PackageInfo",
+    "RequirementLine",
     "RunAccepted",
+    "RunLimitsInfo",
     "RunPage",
     "RunRecord",
     "RunRequest",
     "RunResult",
     "RunStatus",
     "RunSubmission",
+    "ServerInfo",
+    "SessionsInfo",
     "SkippedArtifact",
     "Timings",
+    "capped",
     "parse_requirements_text",
 ]
 
-MAX_REQUIREMENT_LENGTH = 200
-INLINE_COMMENT = re.compile(r"\s#")  # as pip reads requirements files
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # The sandbox owns these: a request must not steer the interpreter, the
 # installer, the loader, trust or proxies.
@@ -75,45 +93,6 @@ class RunStatus(StrEnum):
     ERROR = "error"
 
 
-def _check_requirement(line: str) -> str:
-    """One PEP 508 requirement from the index: no options, URLs or paths."""
-    text = line.strip()
-    if not text:
-        raise ValueError("empty requirement")
-    if len(text) > MAX_REQUIREMENT_LENGTH:
-        raise ValueError(f"requirement longer than {MAX_REQUIREMENT_LENGTH} characters")
-    if has_control_characters(text):
-        raise ValueError(f"requirement {text[:40]!r} contains control characters")
-    if text.startswith("-"):
-        raise ValueError(f"{text!r}: pip options are not accepted, only requirements")
-    try:
-        req = Requirement(text)
-    except InvalidRequirement as exc:
-        raise ValueError(f"{text!r} is not a PEP 508 requirement: {exc}") from exc
-    if req.url:
-        raise ValueError(f"{text!r}: direct URL references are not accepted")
-    return text
-
-
-def parse_requirements_text(text: str) -> list[str]:
-    """Requirement lines of a requirements.txt text: comments and blank lines dropped.
-
-    Raises:
-        ValueError: on any line that is not a plain PEP 508 requirement (options
-            such as ``-r`` or ``--index-url`` included), naming the line number.
-    """
-    out = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = INLINE_COMMENT.split(raw, maxsplit=1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            out.append(_check_requirement(line))
-        except ValueError as exc:
-            raise ValueError(f"line {number}: {exc}") from exc
-    return out
-
-
 # Names the runner itself uses in the working directory.
 RESERVED_INPUT_PATHS = frozenset({"main.py"})
 
@@ -125,7 +104,7 @@ class InputFile(BaseModel):
 
     path: str = Field(description="Relative POSIX path, e.g. data/sales.csv.")
     content_b64: str = Field(description="The file's bytes, base64 (standard alphabet).")
-    _data: bytes = PrivateAttr(default=b"")
+    _data: bytes | None = PrivateAttr(default=None)
 
     @field_validator("path")
     @classmethod
@@ -135,17 +114,15 @@ class InputFile(BaseModel):
             raise ValueError(f"{path!r} is reserved for the code itself")
         return path
 
-    @field_validator("content_b64")
-    @classmethod
-    def _base64(cls, value: str) -> str:
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError(f"content_b64 is not valid base64: {exc}") from exc
-        return value
-
-    def model_post_init(self, _context: object) -> None:
-        self._data = base64.b64decode(self.content_b64)
+    @model_validator(mode="after")
+    def _decode(self) -> InputFile:
+        # Once per file: an instance met again inside a request keeps its bytes.
+        if self._data is None:
+            try:
+                self._data = base64.b64decode(self.content_b64, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"content_b64 is not valid base64: {exc}") from exc
+        return self
 
     @classmethod
     def from_bytes(cls, path: str, data: bytes) -> InputFile:
@@ -153,7 +130,7 @@ class InputFile(BaseModel):
 
     @property
     def data(self) -> bytes:
-        return self._data
+        return self._data or b""
 
 
 class Limits(BaseModel):
@@ -177,65 +154,60 @@ class Limits(BaseModel):
         )
 
 
+def _unique_paths(value: list[InputFile]) -> list[InputFile]:
+    seen: set[str] = set()
+    for item in value:
+        if item.path in seen:
+            raise ValueError(f"input path {item.path!r} given twice")
+        seen.add(item.path)
+    # A file and a directory of the same name cannot both exist.
+    for item in value:
+        parts = item.path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise ValueError(f"input path {item.path!r} lies under the file {parts[0]!r}")
+    return value
+
+
+def _check_env(value: dict[str, str]) -> dict[str, str]:
+    for name, val in value.items():
+        if not ENV_NAME.match(name):
+            raise ValueError(f"env name {name[:40]!r} is not a valid variable name")
+        if name.upper() in RESERVED_ENV_EXACT or name.upper().startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError(f"env name {name!r} is reserved for the sandbox")
+        if "\x00" in val:
+            raise ValueError(f"env {name!r} contains a NUL byte")
+    return value
+
+
+# Field types shared by runs and sessions.
+RequirementLine = Annotated[
+    str, Field(max_length=MAX_REQUIREMENT_LENGTH), AfterValidator(check_requirement)
+]
+EnvVars = Annotated[dict[str, str], AfterValidator(_check_env)]
+InputFiles = Annotated[list[InputFile], AfterValidator(_unique_paths)]
+
+
 class RunRequest(BaseModel):
     """What to run. Limits left unset take the server's defaults."""
 
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(description="Python source, run as the main module.")
-    requirements: list[Annotated[str, Field(max_length=MAX_REQUIREMENT_LENGTH)]] = Field(
+    requirements: list[RequirementLine] = Field(
         default_factory=list, description="PEP 508 requirements from the configured index."
     )
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of the code.")
     memory_mb: int | None = Field(None, ge=64, description="Memory limit (swap equal).")
     cpus: float | None = Field(None, gt=0, le=64)
     network: bool = Field(False, description="Network for user code (if the server allows).")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
-    files: list[InputFile] = Field(
+    env: EnvVars = Field(default_factory=dict, description="Extra environment variables.")
+    files: InputFiles = Field(
         default_factory=list, description="Input files, placed under the working directory."
     )
     install_mode: Literal["cache", "per_run"] | None = Field(
         None, description="Override the server's install mode (per_run: the seed's pip install)."
     )
-
-    @field_validator("files")
-    @classmethod
-    def _unique_files(cls, value: list[InputFile]) -> list[InputFile]:
-        seen: set[str] = set()
-        for item in value:
-            if item.path in seen:
-                raise ValueError(f"input path {item.path!r} given twice")
-            seen.add(item.path)
-        # A file and a directory of the same name cannot both exist.
-        for item in value:
-            parts = item.path.split("/")
-            for i in range(1, len(parts)):
-                if "/".join(parts[:i]) in seen:
-                    raise ValueError(f"input path {item.path!r} lies under the file {parts[0]!r}")
-        return value
-
-    @field_validator("requirements")
-    @classmethod
-    def _requirements(cls, value: list[str]) -> list[str]:
-        checked = []
-        for index, line in enumerate(value):
-            try:
-                checked.append(_check_requirement(line))
-            except ValueError as exc:
-                raise ValueError(f"requirement {index}: {exc}") from exc
-        return checked
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, val in value.items():
-            if not ENV_NAME.match(name):
-                raise ValueError(f"env name {name[:40]!r} is not a valid variable name")
-            if name.upper() in RESERVED_ENV_EXACT or name.upper().startswith(RESERVED_ENV_PREFIXES):
-                raise ValueError(f"env name {name!r} is reserved for the sandbox")
-            if "\x00" in val:
-                raise ValueError(f"env {name!r} contains a NUL byte")
-        return value
 
     def resolve(self, settings: Settings) -> Limits:
         """Check this request against the server's caps and fill in defaults.
@@ -251,13 +223,13 @@ class RunRequest(BaseModel):
             raise RequestRejected("network", "network for user code is disabled on this server")
         defaults = Limits.defaults(settings)
         return Limits(
-            timeout_s=_capped(
+            timeout_s=capped(
                 "timeout_s", self.timeout_s, defaults.timeout_s, settings.max_timeout_s
             ),
             memory_mb=int(
-                _capped("memory_mb", self.memory_mb, defaults.memory_mb, settings.max_memory_mb)
+                capped("memory_mb", self.memory_mb, defaults.memory_mb, settings.max_memory_mb)
             ),
-            cpus=_capped("cpus", self.cpus, defaults.cpus, settings.max_cpus),
+            cpus=capped("cpus", self.cpus, defaults.cpus, settings.max_cpus),
             network=self.network,
         )
 
@@ -299,7 +271,7 @@ class RunRequest(BaseModel):
             )
 
 
-def _capped(field: str, value: float | None, default: float, cap: float) -> float:
+def capped(field: str, value: float | None, default: float, cap: float) -> float:
     """The request's value when within ``cap`` (else refused), or the default."""
     if value is None:
         return default
@@ -393,12 +365,31 @@ ActiveStatus = Literal["queued", "running"]
 
 
 class RunSubmission(RunRequest):
-    """`POST /v1/runs` body: a `RunRequest`, and whether to wait for the result."""
+    """`POST /v1/runs` body: a `RunRequest`, and whether to wait for the result.
+
+    Both conversions keep the validated values (input files with their decoded
+    bytes) and validate nothing again::
+
+        submission = RunSubmission.of(request, wait=False)      # a client's body
+        request = submission.to_request()                       # what the daemon runs
+    """
 
     wait: bool = Field(True, description="Answer with the result (200) or at once (202).")
 
+    @classmethod
+    def of(cls, request: RunRequest, *, wait: bool = True) -> RunSubmission:
+        """``request`` to submit, with ``wait``."""
+        fields_set = (request.model_fields_set & set(RunRequest.model_fields)) | {"wait"}
+        return cls.model_construct(fields_set, **_request_fields(request), wait=wait)
+
     def to_request(self) -> RunRequest:
-        return RunRequest.model_validate(self.model_dump(exclude={"wait"}))
+        """The `RunRequest` this submission carries."""
+        fields_set = self.model_fields_set - {"wait"}
+        return RunRequest.model_construct(fields_set, **_request_fields(self))
+
+
+def _request_fields(request: RunRequest) -> dict[str, Any]:
+    return {name: getattr(request, name) for name in RunRequest.model_fields}
 
 
 class RunRecord(BaseModel):
@@ -428,6 +419,62 @@ class RunPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class LimitRange(BaseModel):
+    """A run limit: what a request gets when it sets none, and the most it may ask for."""
+
+    default: int | float
+    max: int | float
+
+
+class RunLimitsInfo(BaseModel):
+    timeout_s: LimitRange
+    memory_mb: LimitRange
+    cpus: LimitRange
+
+
+class SessionsInfo(BaseModel):
+    """Session limits, when the daemon serves sessions."""
+
+    max_sessions: int
+    cell_timeout_s: LimitRange
+    memory_mb: LimitRange
+    cpus: LimitRange
+    idle_timeout_s: float
+    max_lifetime_s: float
+    interrupt_grace_s: float
+
+
+class ServerInfo(BaseModel):
+    """`GET /v1/info`: what this daemon accepts and offers, so that clients need not guess.
+
+    Sizes are bytes and durations seconds; names match the daemon's settings.
+    """
+
+    version: str
+    features: list[str] = Field(
+        description="What this daemon serves: runs, files (inputs), artifacts, events (SSE), "
+        "sessions (unless disabled)."
+    )
+    limits: RunLimitsInfo
+    install_timeout_s: float = Field(description="Time an install of requirements may take.")
+    allow_network: bool = Field(description="Whether a request may ask for network.")
+    cancel_wait_s: float = Field(description="How long DELETE waits for the sandbox to go.")
+    max_body_bytes: int
+    max_code_bytes: int
+    max_requirements: int
+    max_env_vars: int
+    max_env_value_bytes: int
+    max_input_files: int
+    max_input_file_bytes: int
+    max_input_total_bytes: int
+    max_artifacts: int
+    max_artifact_total_bytes: int
+    stdout_limit_bytes: int
+    stderr_limit_bytes: int
+    output_policy: Literal["truncate", "kill"]
+    sessions: SessionsInfo | None = Field(None, description="Absent when sessions are off.")
 
 
 class ErrorDetail(BaseModel):

@@ -14,8 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ai_data_agent.requirements import check_requirement
 
 __all__ = [
     "DEFAULT_FALLBACK_IMAGE",
@@ -28,6 +30,7 @@ __all__ = [
 DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
+RequirementText = Annotated[str, AfterValidator(check_requirement)]
 # Where hosts keep the system CA bundle, in the order Go's crypto/x509 looks on Linux.
 SYSTEM_CA_BUNDLES = (
     Path("/etc/ssl/certs/ca-certificates.crt"),  # Debian, Ubuntu, Gentoo, Arch, Alpine
@@ -92,6 +95,12 @@ class Settings(BaseSettings):
     install_timeout_s: float = Field(
         300.0, gt=0, description="Time an install of requirements may take."
     )
+    install_cpus: float = Field(
+        2.0,
+        gt=0,
+        description="CPUs of an install sandbox and of the background bytecode compile of a "
+        "new environment (bounded by the host's).",
+    )
     stdout_limit_bytes: int = Field(1 * MiB, ge=1024, description="Output kept of stdout.")
     stderr_limit_bytes: int = Field(1 * MiB, ge=1024, description="Output kept of stderr.")
     output_policy: Literal["truncate", "kill"] = Field(
@@ -135,6 +144,12 @@ class Settings(BaseSettings):
     env_cache_max_age_s: float = Field(
         30 * 24 * 3600.0, gt=0, description="Unused this long: evicted."
     )
+    prewarm: list[list[RequirementText]] = Field(
+        default_factory=list,
+        description="Requirement sets the daemon installs into the cache at start, in the "
+        'background (JSON, e.g. [["pandas","matplotlib"],["numpy"]]); a first run of one of '
+        "them is a cache hit. /readyz reports the progress without waiting for it.",
+    )
     pool_size: int = Field(
         0,
         ge=0,
@@ -143,6 +158,49 @@ class Settings(BaseSettings):
     )
     pool_ttl_s: float = Field(
         300.0, gt=0, description="A pooled container older than this is recycled."
+    )
+
+    # Sessions ----------------------------------------------------------------------
+    max_sessions: int = Field(
+        4, ge=0, description="Live sessions at once (each holds a container); 0 disables sessions."
+    )
+    memory_budget_mb: int | None = Field(
+        None,
+        ge=0,
+        description="Memory the sandboxes of this host may hold: live sessions plus the runs "
+        "in flight at the default limit. Beyond it, a new session gets 429 session_limit. "
+        "Default: 80% of the host's memory.",
+    )
+    session_idle_timeout_s: float = Field(
+        600.0, gt=0, description="A session with no call for this long expires."
+    )
+    session_max_lifetime_s: float = Field(
+        3600.0, gt=0, description="A session expires this long after it started, busy or not."
+    )
+    session_default_memory_mb: int = Field(
+        2048, ge=64, description="Memory limit of a session (MiB, swap equal) by default."
+    )
+    session_max_memory_mb: int = Field(
+        2048, ge=64, description="Highest memory limit a session may ask for."
+    )
+    session_default_cpus: float = Field(1.0, gt=0, description="CPU limit of a session by default.")
+    session_max_cpus: float = Field(
+        1.0, gt=0, description="Highest CPU limit a session may ask for."
+    )
+    cell_timeout_s: float = Field(
+        60.0, gt=0, description="Time limit of a cell when neither it nor its session sets one."
+    )
+    interrupt_grace_s: float = Field(
+        2.0,
+        ge=0,
+        description="After a cell's timeout or an interrupt, time the code gets to stop before "
+        "the kernel is killed and restarted (its state lost).",
+    )
+    display_max_bytes: int = Field(
+        2 * MiB, ge=1024, description="Largest rich output (one MIME bundle as JSON)."
+    )
+    cell_display_max_bytes: int = Field(
+        8 * MiB, ge=1024, description="Rich outputs of one cell in all; beyond, they are dropped."
     )
 
     # Files in and out ------------------------------------------------------------
@@ -278,6 +336,16 @@ class Settings(BaseSettings):
             text = self.api_token_file.read_text(encoding="utf-8")
             tokens |= {line.strip() for line in text.splitlines() if line.strip()}
         return tokens
+
+    def session_memory_budget_mb(self) -> int:
+        """The budget sessions count against (see ``memory_budget_mb``)."""
+        if self.memory_budget_mb is not None:
+            return self.memory_budget_mb
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            return 0
+        return int(total * 0.8) // MiB
 
     def uv_path(self) -> Path | None:
         """The uv executable to ship into install sandboxes, if there is one."""

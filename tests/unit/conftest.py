@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes import SANDBOX_GID, SANDBOX_UID, LogLine, SandboxUser, build_wheel
-from loguru import logger
+from fakes import SANDBOX_GID, SANDBOX_UID, SandboxUser, build_wheel
 
 from ai_data_agent import settings as settings_module
 
@@ -22,21 +21,6 @@ def _no_host_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings() finds no CA bundle of this machine's; tests that need one provide it."""
     monkeypatch.setattr(settings_module, "SYSTEM_CA_BUNDLES", ())
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[LogLine]]:
-    """What loguru logs during the test, as (level, message) pairs."""
-    lines: list[LogLine] = []
-    handler_id = logger.add(
-        lambda msg: lines.append(LogLine(msg.record["level"].name, msg.record["message"])),
-        level="TRACE",
-        format="{message}",
-    )
-    try:
-        yield lines
-    finally:
-        logger.remove(handler_id)
 
 
 @pytest.fixture

@@ -15,13 +15,20 @@ from typer.testing import CliRunner
 
 from ai_data_agent import cli
 from ai_data_agent.cli import EXIT_CODES, app, exit_code_for
-from ai_data_agent.client import InvalidRequest, QueueFull, ServerUnreachable
-from ai_data_agent.errors import AiDataAgentError, ConfigurationError
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    ConfigurationError,
+    QueueFull,
+    RequestRejected,
+    RequestTooLarge,
+    ServerUnreachable,
+)
 from ai_data_agent.models import Artifact, InstallReport, RunRequest, RunResult, RunStatus
 from ai_data_agent.service import server
 from ai_data_agent.settings import Settings
 
 SERVER = "http://daemon.test:8000"
+OPTIONS = "-p six==1.17.0 --timeout 20 --memory 256 --cpus 0.5 -e GREETING=hi"
 
 
 def result(status: RunStatus, exit_code: int | None = None, **fields: Any) -> RunResult:
@@ -136,18 +143,23 @@ def test_run_on_a_server_prints_the_output_and_exits_with_the_program_code(
     )
     out = runner.invoke(
         app,
-        ["run", script, "--server", SERVER, "-p", "six==1.17.0", "--timeout", "20",
-         "--memory", "256", "--cpus", "0.5", "-e", "GREETING=hi"],
-    )  # fmt: skip
+        ["run", script, "--server", SERVER, *OPTIONS.split()],
+    )
     assert out.exit_code == 3, out.output
     assert out.stdout == "hello\n"
     assert "oops\n" in out.stderr
     (client,) = fake_client.made
     assert client.base_url == SERVER and client.token is None and client.closed
     assert client.calls == [
-        RunRequest(code="print('hello')\n", requirements=["six==1.17.0"], timeout_s=20.0,
-                   memory_mb=256, cpus=0.5, env={"GREETING": "hi"})
-    ]  # fmt: skip
+        RunRequest(
+            code="print('hello')\n",
+            requirements=["six==1.17.0"],
+            timeout_s=20.0,
+            memory_mb=256,
+            cpus=0.5,
+            env={"GREETING": "hi"},
+        )
+    ]
 
 
 def test_server_and_token_come_from_the_settings(
@@ -187,13 +199,17 @@ def test_json_prints_exactly_one_result_document(
         (result(RunStatus.TIMED_OUT, error="the code ran past its timeout"), 124, "timed_out"),
         (result(RunStatus.MEMORY_EXCEEDED, 137, error="the memory limit"), 137, "memory_exceeded"),
         (
-            result(RunStatus.INSTALL_FAILED, error="pip install failed",
-                   install=InstallReport(log_tail="ERROR: No matching distribution\n")),
-            122, "No matching distribution",
+            result(
+                RunStatus.INSTALL_FAILED,
+                error="pip install failed",
+                install=InstallReport(log_tail="ERROR: No matching distribution\n"),
+            ),
+            122,
+            "No matching distribution",
         ),
         (result(RunStatus.SUCCEEDED, 0, stdout_truncated=True), 0, "output truncated"),
     ],
-)  # fmt: skip
+)
 def test_outcomes_are_reported_as_on_the_local_engine(
     runner: CliRunner,
     fake_client: type[FakeClient],
@@ -211,7 +227,8 @@ def test_outcomes_are_reported_as_on_the_local_engine(
 @pytest.mark.parametrize(
     ("error", "expected_code"),
     [
-        (InvalidRequest("timeout_s: 900 is above the server cap 600", status_code=422), 2),
+        (RequestRejected(None, "timeout_s: 900 is above the server cap 600", status_code=400), 2),
+        (RequestTooLarge(None, "body: larger than 2048 bytes", status_code=413), 2),
         (QueueFull("queue is full", status_code=429, retry_after=5), 125),
         (ServerUnreachable("cannot reach http://daemon.test:8000: ConnectError"), 125),
     ],
@@ -247,6 +264,7 @@ def test_bad_requests_exit_2_before_anything_is_sent(
     out = runner.invoke(app, ["run", "-", "--server", SERVER, *args], input="pass\n")
     assert out.exit_code == 2
     assert message in " ".join(out.stderr.split())
+    assert "Value error" not in out.stderr  # our words, not pydantic's wrapping
     assert fake_client.made == []
 
 
@@ -258,6 +276,19 @@ def test_a_bad_requirements_file_names_the_line(
     out = runner.invoke(app, ["run", "-", "--server", SERVER, "-r", str(reqs)], input="pass\n")
     assert out.exit_code == 2
     assert "line 2" in out.stderr and "pip options are not accepted" in out.stderr
+
+
+def test_invalid_settings_are_reported_in_our_words(
+    runner: CliRunner, fake_client: type[FakeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AI_DATA_AGENT_LOG_LEVEL", "chatty")
+    out = runner.invoke(app, ["run", "-", "--server", SERVER], input="pass\n")
+    assert out.exit_code == 125
+    assert "invalid settings: AI_DATA_AGENT_LOG_LEVEL: unknown log level 'chatty'" in " ".join(
+        out.stderr.split()
+    )
+    assert "Value error" not in out.stderr and "validation error" not in out.stderr
+    assert fake_client.made == []
 
 
 # -- serve -------------------------------------------------------------------------------
@@ -323,9 +354,11 @@ def test_serve_checks_the_port(runner: CliRunner, port: str) -> None:
 
 
 def test_input_files_and_output_dir_through_a_server(
-    runner: CliRunner, fake_client: type[FakeClient], monkeypatch: pytest.MonkeyPatch,
+    runner: CliRunner,
+    fake_client: type[FakeClient],
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     data = tmp_path / "sales.csv"
     data.write_bytes(b"a,b\n")
     artifact = Artifact(path="charts/plot.png", size=3, sha256="0" * 64, media_type="image/png")
@@ -358,9 +391,12 @@ def test_input_files_and_output_dir_through_a_server(
 
 @pytest.mark.parametrize("spec", ["missing.csv", "x.csv:../escape.csv", "x.csv:/abs.csv"])
 def test_bad_input_files_exit_2(
-    runner: CliRunner, fake_client: type[FakeClient], tmp_path: Path, spec: str,
+    runner: CliRunner,
+    fake_client: type[FakeClient],
+    tmp_path: Path,
+    spec: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.csv").write_text("1\n")
     outcome = runner.invoke(
@@ -368,4 +404,5 @@ def test_bad_input_files_exit_2(
     )
     assert outcome.exit_code == 2, outcome.output
     assert "--file" in outcome.output
+    assert "Value error" not in outcome.output
     assert fake_client.made == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -12,23 +13,28 @@ from typing import Any
 import httpx
 import pytest
 
-from ai_data_agent.client import (
-    CANCEL_WAIT_S,
-    RUN_OVERHEAD_S,
-    Client,
-    ClientError,
-    InvalidRequest,
+from ai_data_agent.client import WAIT_MARGIN_S, Client
+from ai_data_agent.errors import (
+    AiDataAgentError,
     NotFound,
     NotReady,
-    PayloadTooLarge,
     QueueFull,
+    RequestRejected,
+    RequestTooLarge,
     RunIncomplete,
     ServerError,
     ServerUnreachable,
     Unauthorized,
 )
-from ai_data_agent.errors import AiDataAgentError
-from ai_data_agent.models import InputFile, RunRequest, RunResult, RunStatus
+from ai_data_agent.models import (
+    InputFile,
+    LimitRange,
+    RunLimitsInfo,
+    RunRequest,
+    RunResult,
+    RunStatus,
+    ServerInfo,
+)
 
 BASE = "http://daemon.test"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -61,14 +67,49 @@ def error_response(status: int, code: str, message: str, **headers: str) -> http
     )
 
 
-class Recorder:
-    """A MockTransport handler that answers from a script and keeps the requests."""
+INFO = ServerInfo(
+    version="9.9.9",
+    features=["runs", "files", "artifacts", "events"],
+    limits=RunLimitsInfo(
+        timeout_s=LimitRange(default=40, max=300),
+        memory_mb=LimitRange(default=512, max=1024),
+        cpus=LimitRange(default=1, max=2),
+    ),
+    install_timeout_s=111,
+    allow_network=False,
+    cancel_wait_s=45,
+    max_body_bytes=1 << 20,
+    max_code_bytes=1 << 16,
+    max_requirements=10,
+    max_env_vars=8,
+    max_env_value_bytes=256,
+    max_input_files=3,
+    max_input_file_bytes=1 << 10,
+    max_input_total_bytes=1 << 11,
+    max_artifacts=5,
+    max_artifact_total_bytes=1 << 12,
+    stdout_limit_bytes=1 << 10,
+    stderr_limit_bytes=1 << 10,
+    output_policy="truncate",
+)
 
-    def __init__(self, *answers: httpx.Response | Handler) -> None:
+
+class Recorder:
+    """A MockTransport handler: ``GET /v1/info`` answers ``info`` (counted apart), every
+    other request an answer from the script; the requests are kept."""
+
+    def __init__(
+        self, *answers: httpx.Response | Handler, info: httpx.Response | None = None
+    ) -> None:
         self.answers = list(answers)
+        self.info = info or httpx.Response(200, json=INFO.model_dump(mode="json"))
         self.requests: list[httpx.Request] = []
+        self.info_requests = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/info":
+            self.info_requests += 1
+            return self.info
         self.requests.append(request)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return answer(request) if callable(answer) else answer
@@ -95,26 +136,45 @@ def client_for() -> Iterator[Callable[[Recorder], Client]]:
 # -- happy paths -------------------------------------------------------------------
 
 
-def test_run_posts_a_waiting_submission_and_returns_the_result(client_for: Any) -> None:
+def test_run_posts_a_submission_built_by_the_models(client_for: Any) -> None:
     recorder = Recorder(httpx.Response(200, json=result_json()))
     client = client_for(recorder)
 
     result = client.run(
-        "print('hi')", requirements=["six"], timeout_s=30, memory_mb=256, cpus=0.5,
+        "print('hi')",
+        requirements=["six"],
+        timeout_s=30,
+        memory_mb=256,
+        cpus=0.5,
         env={"A": "1"},
-    )  # fmt: skip
+        install_mode="per_run",
+    )
 
     assert result.status == RunStatus.SUCCEEDED and result.stdout == "hi\n"
     request = recorder.last
     assert (request.method, request.url.path) == ("POST", "/v1/runs")
     assert request.headers["authorization"] == "Bearer s3cret"
+    # Defaults stay out (network, wait): the daemon's own defaults apply.
     assert json.loads(request.content) == {
-        "code": "print('hi')", "requirements": ["six"], "timeout_s": 30, "memory_mb": 256,
-        "cpus": 0.5, "network": False, "env": {"A": "1"}, "wait": True,
-    }  # fmt: skip
-    # The line stays open for the run's timeout plus the install budget.
-    assert request.extensions["timeout"]["read"] == 30 + RUN_OVERHEAD_S + 5.0
+        "code": "print('hi')",
+        "requirements": ["six"],
+        "timeout_s": 30,
+        "memory_mb": 256,
+        "cpus": 0.5,
+        "env": {"A": "1"},
+        "install_mode": "per_run",
+    }
+    # The line stays open for the run's timeout plus the daemon's install timeout.
+    expected = 30 + INFO.install_timeout_s + WAIT_MARGIN_S + 5.0
+    assert request.extensions["timeout"]["read"] == expected
     assert request.extensions["timeout"]["connect"] == 5.0
+
+
+def test_run_and_submit_take_every_field_of_a_run_request() -> None:
+    fields = set(RunRequest.model_fields)
+    for method in (Client.run, Client.submit):
+        parameters = set(inspect.signature(method).parameters) - {"self", "wait_timeout_s"}
+        assert parameters == fields, method.__name__
 
 
 def test_input_files_are_sent_as_base64(client_for: Any) -> None:
@@ -135,23 +195,83 @@ def test_run_request_sends_every_field_set(client_for: Any) -> None:
         "code": "print(1)",
         "timeout_s": 12,
         "files": [{"path": "in.txt", "content_b64": "aGk="}],
-        "wait": True,
     }
     assert recorder.last.extensions["timeout"]["read"] == 99
+    assert recorder.info_requests == 0  # a wait budget given: nothing to look up
 
 
 def test_submit_request_does_not_wait(client_for: Any) -> None:
     recorder = Recorder(httpx.Response(202, json={"id": "r8", "status": "queued"}))
-    assert client_for(recorder).submit_request(RunRequest(code="print(1)")) == "r8"
-    assert json.loads(recorder.last.content) == {"code": "print(1)", "wait": False}
+    request = RunRequest(code="print(1)", install_mode="cache")
+    assert client_for(recorder).submit_request(request) == "r8"
+    assert json.loads(recorder.last.content) == {
+        "code": "print(1)",
+        "install_mode": "cache",
+        "wait": False,
+    }
 
 
-def test_run_leaves_unset_limits_to_the_server(client_for: Any) -> None:
+def test_unset_limits_are_left_to_the_server_and_the_wait_uses_its_default(
+    client_for: Any,
+) -> None:
     recorder = Recorder(httpx.Response(200, json=result_json()))
     client_for(recorder).run("print(1)")
-    body = json.loads(recorder.last.content)
-    assert "timeout_s" not in body and "memory_mb" not in body and "cpus" not in body
-    assert recorder.last.extensions["timeout"]["read"] > 600
+    assert json.loads(recorder.last.content) == {"code": "print(1)"}
+    default = INFO.limits.timeout_s.default
+    expected = default + INFO.install_timeout_s + WAIT_MARGIN_S + 5.0
+    assert recorder.last.extensions["timeout"]["read"] == expected
+
+
+def test_server_info_is_fetched_once_and_only_when_needed(client_for: Any) -> None:
+    recorder = Recorder(
+        httpx.Response(200, json=record_json("r1", "running", result=False)),
+        httpx.Response(200, json=result_json()),
+    )
+    client = client_for(recorder)
+    client.get("r1")
+    assert recorder.info_requests == 0  # lazily
+    client.run("print(1)")
+    client.run("print(2)", timeout_s=3)
+    assert client.info() == INFO
+    assert recorder.info_requests == 1
+    assert recorder.last.extensions["timeout"]["read"] == 3 + 111 + WAIT_MARGIN_S + 5.0
+
+
+def test_an_info_call_that_fails_raises_from_the_tree(client_for: Any) -> None:
+    recorder = Recorder(
+        httpx.Response(200, json=result_json()),
+        info=error_response(401, "unauthorized", "wrong bearer token"),
+    )
+    with pytest.raises(Unauthorized):
+        client_for(recorder).run("print(1)")
+    assert recorder.requests == []  # nothing was submitted
+
+
+def test_info_of_the_wrong_shape_is_a_server_error(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(200), info=httpx.Response(200, json={"version": "1"}))
+    with pytest.raises(ServerError, match="not a valid ServerInfo") as info:
+        client_for(recorder).info()
+    assert info.value.code == "invalid_response"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "reason"),
+    [
+        ({"requirements": ["-r x.txt"]}, "requirements.0", "pip options are not accepted"),
+        ({"env": {"PATH": "/x"}}, "env", "reserved for the sandbox"),
+        ({"timeout_s": -1}, "timeout_s", "greater than 0"),
+    ],
+)
+def test_a_request_that_does_not_validate_is_rejected_before_sending(
+    client_for: Any, kwargs: dict[str, Any], field: str, reason: str
+) -> None:
+    recorder = Recorder(httpx.Response(200, json=result_json()))
+    with pytest.raises(RequestRejected) as info:
+        client_for(recorder).run("print(1)", **kwargs)
+    assert info.value.field == field and reason in info.value.reason
+    assert info.value.status_code is None and info.value.code == "invalid_request"
+    assert "Value error" not in str(info.value)
+    assert recorder.requests == [] and recorder.info_requests == 0
 
 
 def test_run_falls_back_to_polling_when_the_server_does_not_wait(client_for: Any) -> None:
@@ -187,18 +307,20 @@ def test_get_and_cancel(client_for: Any) -> None:
     record = client.cancel("r3")
     assert record.status == RunStatus.CANCELLED and record.error == "cancelled"
     assert [(r.method, r.url.path) for r in recorder.requests] == [
-        ("GET", "/v1/runs/r3"), ("DELETE", "/v1/runs/r3"),
-    ]  # fmt: skip
-    # A cancel waits for the container to go: longer than an ordinary call.
+        ("GET", "/v1/runs/r3"),
+        ("DELETE", "/v1/runs/r3"),
+    ]
+    # A cancel waits for the container to go: as long as the daemon says, and then some.
     assert recorder.requests[0].extensions["timeout"]["read"] == 5.0
-    assert recorder.requests[1].extensions["timeout"]["read"] == CANCEL_WAIT_S
+    assert recorder.requests[1].extensions["timeout"]["read"] == INFO.cancel_wait_s + 5.0
 
 
 def test_run_ids_cannot_change_the_route(client_for: Any) -> None:
     recorder = Recorder(error_response(404, "not_found", "no run"))
     client = client_for(recorder)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as info:
         client.get("../healthz?x=1")
+    assert info.value.run_id == "../healthz?x=1"
     assert recorder.last.url.raw_path == b"/v1/runs/..%2Fhealthz%3Fx%3D1"
     with pytest.raises(ValueError, match="not a run id"):
         client.get("..")
@@ -256,26 +378,33 @@ def test_wait_gives_up_at_its_timeout(client_for: Any) -> None:
 @pytest.mark.parametrize(
     ("status", "code", "cls"),
     [
-        (400, "invalid_request", InvalidRequest),
-        (422, "invalid_request", InvalidRequest),
+        (400, "invalid_request", RequestRejected),
+        (422, "invalid_request", RequestRejected),
         (401, "unauthorized", Unauthorized),
         (404, "not_found", NotFound),
-        (413, "payload_too_large", PayloadTooLarge),
+        (413, "payload_too_large", RequestTooLarge),
         (429, "queue_full", QueueFull),
         (503, "not_ready", NotReady),
         (500, "internal", ServerError),
     ],
 )
 def test_each_error_code_maps_to_its_exception(
-    client_for: Any, status: int, code: str, cls: type[ClientError]
+    client_for: Any, status: int, code: str, cls: type[AiDataAgentError]
 ) -> None:
     recorder = Recorder(error_response(status, code, f"because {code}"))
     with pytest.raises(cls) as info:
         client_for(recorder).submit("print(1)")
     err = info.value
-    assert isinstance(err, ClientError) and isinstance(err, AiDataAgentError)
+    assert type(err) is cls and isinstance(err, AiDataAgentError)
     assert (err.status_code, err.code, err.message) == (status, code, f"because {code}")
     assert str(err) == f"HTTP {status} {code}: because {code}"
+
+
+def test_an_answer_is_classed_by_its_code_before_its_status(client_for: Any) -> None:
+    recorder = Recorder(error_response(400, "payload_too_large", "too many files"))
+    with pytest.raises(RequestTooLarge) as info:
+        client_for(recorder).submit("print(1)")
+    assert info.value.field is None and info.value.reason == "too many files"
 
 
 @pytest.mark.parametrize(
@@ -325,10 +454,17 @@ def test_malformed_error_bodies_fall_back_to_the_status_line(client_for: Any, bo
 
 
 def test_unexpected_statuses_are_server_errors(client_for: Any) -> None:
-    recorder = Recorder(httpx.Response(502, text="<html>bad gateway</html>"))
+    recorder = Recorder(
+        httpx.Response(502, text="<html>bad gateway</html>"),
+        error_response(405, "method_not_allowed", "Method Not Allowed"),
+    )
+    client = client_for(recorder)
     with pytest.raises(ServerError) as info:
-        client_for(recorder).get("r1")
+        client.get("r1")
     assert (info.value.status_code, info.value.code) == (502, "internal")
+    with pytest.raises(ServerError) as info:
+        client.get("r1")
+    assert (info.value.status_code, info.value.code) == (405, "method_not_allowed")
 
 
 def test_a_success_body_of_the_wrong_shape_is_a_server_error(client_for: Any) -> None:
@@ -340,7 +476,7 @@ def test_a_success_body_of_the_wrong_shape_is_a_server_error(client_for: Any) ->
 
 def test_long_server_messages_are_capped(client_for: Any) -> None:
     recorder = Recorder(error_response(400, "invalid_request", "x" * 10_000))
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(RequestRejected) as info:
         client_for(recorder).submit("print(1)")
     assert len(info.value.message) == 2000
 

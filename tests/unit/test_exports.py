@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
+from pathlib import Path
 
 import ai_data_agent
+import ai_data_agent.errors
 
 EXPORTED = [
     "AiDataAgentError",
@@ -12,12 +15,25 @@ EXPORTED = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "InstallFailed",
+    "NotFound",
+    "NotReady",
+    "QueueFull",
     "RequestRejected",
+    "RequestTooLarge",
     "RunEvent",
+    "RunIncomplete",
     "RunRequest",
     "RunResult",
     "RunStatus",
+    "ServerError",
+    "ServerUnreachable",
+    "SessionBusy",
+    "SessionError",
+    "SessionGone",
+    "SessionLimit",
     "Settings",
+    "Unauthorized",
 ]
 
 
@@ -45,9 +61,39 @@ def test_every_public_name_is_exported() -> None:
 
 def test_exceptions_form_one_tree() -> None:
     base = ai_data_agent.AiDataAgentError
-    for name in ("ConfigurationError", "ExecutorError", "RequestRejected", "DockerUnavailable"):
-        assert issubclass(getattr(ai_data_agent, name), base)
+    exported = {getattr(ai_data_agent, name) for name in ai_data_agent.__all__}
+    errors = {cls for cls in exported if isinstance(cls, type) and issubclass(cls, Exception)}
+    assert all(issubclass(cls, base) for cls in errors)
+    # Every class of the tree in errors.py is exported, and each is drawn in its docstring.
+    tree = {
+        value
+        for value in vars(ai_data_agent.errors).values()
+        if isinstance(value, type) and issubclass(value, Exception)
+    }
+    assert errors == tree
+    assert all(f" {cls.__name__} " in ai_data_agent.errors.__doc__ for cls in tree)
     assert issubclass(ai_data_agent.DockerUnavailable, ai_data_agent.ExecutorError)
+    assert issubclass(ai_data_agent.RequestTooLarge, ai_data_agent.RequestRejected)
+
+
+def test_no_module_but_errors_defines_an_exception() -> None:
+    """One tree: no module keeps exceptions of its own (no second ``QueueFull``)."""
+    package = Path(ai_data_agent.__file__).parent
+    tree = {
+        name
+        for name, value in vars(ai_data_agent.errors).items()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "errors.py" and path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                bases = {ast.unparse(base).rsplit(".", 1)[-1] for base in node.bases}
+                if any(b.endswith(("Error", "Exception")) or b in tree for b in bases):
+                    found.append(f"{path.relative_to(package)}: {node.name}")
+    assert found == []
 
 
 def test_version_matches_the_distribution() -> None:

@@ -48,7 +48,7 @@ def test_the_sandbox_package_has_files() -> None:
 
 
 def test_the_bundle_carries_every_sandbox_module() -> None:
-    modules = {p.stem for p in SANDBOX_FILES} - {"__init__", "bootstrap"}
+    modules = {p.stem for p in SANDBOX_FILES} - {"__init__"}
     assert set(SANDBOX_MODULES) == modules
 
 

@@ -237,8 +237,10 @@ class Conversation:
             self._enter(frame.phase)
         elif isinstance(frame, ArtifactBegin | ArtifactData | ArtifactEnd):
             t.artifacts.handle(frame)
-        else:
+        elif isinstance(frame, ResultFrame):
             t.result = frame
+        else:  # a session's frame from a one-shot job: not ours to act on
+            self.reader.bad_frames += 1
 
     def _enter(self, phase: str) -> None:
         """A new phase: its deadline, and at ``ready`` the network goes and the code is released."""

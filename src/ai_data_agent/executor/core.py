@@ -17,6 +17,7 @@ import time
 import uuid
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -29,8 +30,10 @@ from ai_data_agent.executor.events import EventHandler, RunEvent
 from ai_data_agent.executor.jobs import run_job
 from ai_data_agent.executor.outcome import install_failed_result, run_result
 from ai_data_agent.executor.pool import WarmPool
+from ai_data_agent.executor.sessions import Session
 from ai_data_agent.executor.spec import ContainerSpec, VolumeMount, build_spec
 from ai_data_agent.models import Limits, RunRequest, RunResult
+from ai_data_agent.session_models import SessionRequest
 from ai_data_agent.settings import Settings
 
 __all__ = ["Executor"]
@@ -80,6 +83,8 @@ class Executor:
         """
         if self.pool is not None:
             self.pool.close()
+        if self.env_cache is not None:
+            self.env_cache.close()
         self.driver.close()
         self.backend.close()
 
@@ -93,12 +98,30 @@ class Executor:
             self._pool_started = True
         image = self.backend.resolve_image()
         defaults = Limits.defaults(self.settings)
-        lifetime = self.settings.pool_ttl_s + self.settings.max_timeout_s
+        # A pooled sandbox may be taken by a run or by a session: its label covers either.
+        use = max(self.settings.max_timeout_s, self.settings.session_max_lifetime_s)
+        lifetime = self.settings.pool_ttl_s + use
         self.pool.add_profile(
-            lambda pool_id: self._spec(defaults, image, pool_id, install=False, lifetime=lifetime)
+            lambda pool_id: self.sandbox_spec(
+                defaults, image, pool_id, install=False, lifetime=lifetime
+            )
         )
 
     # -- public -------------------------------------------------------------------
+    def session(self, request: SessionRequest | None = None, **fields: Any) -> Session:
+        """Start a session (a kernel in a fresh sandbox); use it as a context manager.
+
+        ``executor.session(requirements=["pandas"])`` is
+        ``executor.session(SessionRequest(requirements=["pandas"]))``.
+
+        Raises:
+            RequestRejected: the request breaks a server limit (nothing started).
+            InstallFailed: its requirements did not install.
+            ExecutorError: Docker or the host failed; nothing is left behind.
+        """
+        self.start_pool()
+        return Session(self, request or SessionRequest(**fields)).start()
+
     def run(
         self,
         request: RunRequest,
@@ -170,9 +193,16 @@ class Executor:
             on_event(RunEvent(run_id, "phase", "installing"))
         return self.env_cache.get_or_install(list(request.requirements), image, run_id)
 
-    def _spec(
-        self, limits: Limits, image: str, run_id: str, *, install: bool, lifetime: float = 0.0
+    def sandbox_spec(
+        self,
+        limits: Limits,
+        image: str,
+        run_id: str,
+        *,
+        install: bool = False,
+        lifetime: float = 0.0,
     ) -> ContainerSpec:
+        """The container of a run or a session; ``lifetime`` extends its deadline label."""
         mounts: tuple[VolumeMount, ...] = ()
         if self.env_cache is not None:  # every sandbox mounts it: one profile with the pool
             self.env_cache.prepare()  # else Docker would create the volume root-owned
@@ -202,7 +232,7 @@ class Executor:
         env = environment.env if environment is not None else None
         per_run_install = bool(request.requirements) and env is None
         assignment = Assignment(
-            spec=self._spec(limits, image, run_id, install=per_run_install),
+            spec=self.sandbox_spec(limits, image, run_id, install=per_run_install),
             job=run_job(self.settings, request, limits, env.path if env is not None else None),
             inputs=[item.data for item in request.files],
             code_timeout_s=limits.timeout_s,

@@ -22,16 +22,23 @@ from ai_data_agent.executor.spec import ContainerSpec, sandbox_source
 __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
 
 PACKAGE = "ai_data_agent.sandbox"
-# Every module the runner may import or hand on (figures and verify run as programs).
+# Every module the runner may import or hand on: figures and verify run as programs,
+# and the bootstrap starts the session kernel too.
 SANDBOX_MODULES = (
+    "bootstrap",
     "channel",
+    "display",
     "environment",
     "envstore",
     "execute",
     "figures",
+    "files",
     "install",
+    "kernel",
+    "kernelproc",
     "outputs",
     "runner",
+    "session",
     "verify",
 )
 

@@ -14,6 +14,7 @@ leaves `start`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -42,7 +43,7 @@ ai-data-agent runs every sandbox as a container, so it needs a running engine:
     rootless Docker;
   - for an engine elsewhere, set DOCKER_HOST (or AI_DATA_AGENT_DOCKER_HOST), e.g.
     unix:///run/user/1000/docker.sock or ssh://user@host.
-In this repository, `bash scripts/ensure-docker.sh` (as root) installs and starts one."""
+In a clone of ai-data-agent, `sudo make engine` installs and starts one as CI does."""
 
 
 def connect(settings: Settings) -> docker.DockerClient:
@@ -60,7 +61,9 @@ def connect(settings: Settings) -> docker.DockerClient:
             client = docker.from_env(timeout=int(settings.docker_timeout_s))
         client.ping()
     except DOCKER_ERRORS as exc:
-        where = f" at {settings.docker_host}" if settings.docker_host else ""
+        # docker.from_env reads DOCKER_HOST; say which endpoint did not answer.
+        endpoint = settings.docker_host or os.environ.get("DOCKER_HOST")
+        where = f" at {endpoint}" if endpoint else ""
         reason = f"{type(exc).__name__}: {str(exc)[:300]}"
         raise DockerUnavailable(
             NO_ENGINE_HELP.format(where=where, reason=reason), step="connect"
@@ -232,6 +235,7 @@ class DockerBackend:
             memswap_limit=spec.memory_bytes,  # swap equal to memory: no swap on top
             mem_reservation=spec.memory_reservation_bytes,
             nano_cpus=spec.nano_cpus,
+            cpu_shares=spec.cpu_shares,
             pids_limit=spec.pids_limit,
             cap_drop=list(spec.cap_drop),
             security_opt=list(spec.security_opt),

@@ -95,7 +95,7 @@ class SandboxDriver:
             artifacts_dir, self.settings.max_artifacts, self.settings.max_artifact_total_bytes
         )
         transcript = Transcript.empty(self.settings, collector)
-        session = self._sandbox(assignment.spec, run_id)
+        session = self.sandbox(assignment.spec, run_id)
         deferred = False
         try:
             session.send(encode_message(job.encode()))
@@ -118,7 +118,8 @@ class SandboxDriver:
                 _remove(session, run_id)
         return transcript
 
-    def _sandbox(self, spec: ContainerSpec, run_id: str) -> Session:
+    def sandbox(self, spec: ContainerSpec, run_id: str) -> Session:
+        """A started sandbox with its runner loaded: from the warm pool, else a fresh one."""
         log = logger.bind(run_id=run_id)
         session = self.pool.take(spec) if self.pool is not None else None
         if session is not None:

@@ -20,29 +20,39 @@ set, in any process of this user, install it once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from loguru import logger
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import Backend
 from ai_data_agent.executor.conversation import Transcript
 from ai_data_agent.executor.diagnose import install_error
 from ai_data_agent.executor.driver import Assignment, SandboxDriver
-from ai_data_agent.executor.envindex import CachedEnv, EnvIndex, ImageInfo
+from ai_data_agent.executor.envindex import (
+    CachedEnv,
+    EnvIndex,
+    ImageInfo,
+    cache_key,
+    default_index_path,
+)
 from ai_data_agent.executor.frames import InstallSection, ResultFrame
-from ai_data_agent.executor.jobs import Job, install_job, probe_job, prune_job, publish_job
+from ai_data_agent.executor.jobs import (
+    Job,
+    compile_job,
+    install_job,
+    probe_job,
+    prune_job,
+    publish_job,
+)
 from ai_data_agent.executor.outcome import classify
 from ai_data_agent.executor.owner import owner_label
 from ai_data_agent.executor.spec import (
@@ -55,6 +65,7 @@ from ai_data_agent.executor.spec import (
     VolumeMount,
     build_spec,
 )
+from ai_data_agent.executor.staging import StagingVolumes
 from ai_data_agent.models import Limits
 from ai_data_agent.settings import Settings
 
@@ -64,6 +75,7 @@ CACHE_VOLUME = "ai-data-agent-envs"
 UV_CACHE_VOLUME = "ai-data-agent-uv-cache"
 LABEL_CACHE = LABEL_PREFIX + "cache"
 STAGE_MOUNT = "/opt/ai-data-agent/stage"
+BACKGROUND_CPU_SHARES = 128  # an eighth of a run's weight when they compete
 UV_CACHE_MOUNT = "/opt/ai-data-agent/uv-cache"
 
 
@@ -81,29 +93,6 @@ class InstallFailure:
     error: str
 
 
-def cache_key(requirements: list[str], image_id: str, image: ImageInfo, flavour: str) -> str:
-    """Stable key of a requirement set: normalised, sorted, with what makes wheels differ."""
-    normal = sorted(
-        str(req).replace(req.name, canonicalize_name(req.name), 1)
-        for req in (Requirement(line) for line in requirements)
-    )
-    blob = {
-        "requirements": normal,
-        "image": image_id,
-        "python": image.python,
-        "platform": image.platform,
-        "flavour": flavour,
-    }
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def default_index_path(engine_id: str) -> Path:
-    """``<user cache dir>/ai-data-agent/engines/<engine id>/envcache.sqlite3``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    safe = "".join(ch for ch in engine_id if ch.isalnum() or ch in "-_") or "default"
-    return Path(base) / "ai-data-agent" / "engines" / safe[:64] / "envcache.sqlite3"
-
-
 @dataclass
 class EnvCache:
     """Installs requirement sets once and hands out read-only environments."""
@@ -116,6 +105,11 @@ class EnvCache:
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False)
     _volumes_ready: bool = field(default=False, init=False)
     _in_use: dict[str, int] = field(default_factory=dict, init=False)
+    _background: ThreadPoolExecutor | None = field(default=None, init=False)
+    staging: StagingVolumes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.staging = StagingVolumes(self.backend, self._staging_labels)
 
     @property
     def index(self) -> EnvIndex:
@@ -131,26 +125,33 @@ class EnvCache:
         return (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=True),)
 
     def prepare(self) -> None:
-        """Create the shared volumes (once per process; cheap when they exist)."""
+        """Create the shared volumes (once per process; cheap when they exist), and start
+        making a staging volume, so that the first install finds one ready."""
         if self._volumes_ready:
             return
         for name in (CACHE_VOLUME, UV_CACHE_VOLUME):
             self.backend.ensure_volume(name, {LABEL_CACHE: "true"})
         self._volumes_ready = True
+        self.staging.prefetch()
 
     def _sandbox(
         self, job: Job, run_id: str, mounts: tuple[VolumeMount, ...], *, network: bool = False
     ) -> Transcript:
         """An internal job in its own locked-down sandbox (network only to install)."""
+        limits = Limits.defaults(self.settings)
+        if job.mode in ("install", "compile"):  # uv and compileall use several CPUs well
+            limits = limits.model_copy(update={"cpus": self._install_cpus()})
         spec = build_spec(
             self.settings,
-            Limits.defaults(self.settings),
+            limits,
             image=self.backend.resolve_image(),
             run_id=run_id,
             controller_id=self.controller_id,
             needs_install=network,
             mounts=mounts,
         )
+        if job.mode == "compile":  # in the background: runs come first
+            spec = replace(spec, cpu_shares=BACKGROUND_CPU_SHARES)
         assignment = Assignment(spec, job, ship_uv=network and self.settings.installer == "uv")
         return self.driver.drive(assignment, run_id=run_id)
 
@@ -189,18 +190,25 @@ class EnvCache:
         flavour = json.dumps([s.installer, s.pip_index_url, s.allow_sdists])
         return cache_key(requirements, image_id, info, flavour)
 
-    @contextmanager
-    def using(self, key: str) -> Iterator[None]:
-        """Mark ``key`` in use by a run, so pruning leaves it alone meanwhile."""
+    def hold(self, key: str) -> None:
+        """Mark ``key`` in use (a run, a live session), so pruning leaves it alone."""
         with self._guard:
             self._in_use[key] = self._in_use.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        with self._guard:
+            self._in_use[key] -= 1
+            if not self._in_use[key]:
+                del self._in_use[key]
+
+    @contextmanager
+    def using(self, key: str) -> Iterator[None]:
+        """`hold` ``key`` for the duration of a run."""
+        self.hold(key)
         try:
             yield
         finally:
-            with self._guard:
-                self._in_use[key] -= 1
-                if not self._in_use[key]:
-                    del self._in_use[key]
+            self.release(key)
 
     def get_or_install(
         self, requirements: list[str], image: str, run_id: str
@@ -228,21 +236,18 @@ class EnvCache:
                 logger.bind(run_id=run_id).warning("cache eviction failed: {}", exc)
         return outcome
 
-    def _staging_volume(self) -> str:
-        stage = f"ai-data-agent-stage-{uuid.uuid4().hex[:12]}"
+    def _staging_labels(self) -> dict[str, str]:
         lifetime = self.settings.install_timeout_s + 600
-        labels = {
+        return {
             LABEL_MANAGED: "true",
             LABEL_CONTROLLER: self.controller_id,
             LABEL_OWNER: owner_label(),
             LABEL_DEADLINE: str(int(time.time() + lifetime)),
         }
-        self.backend.ensure_volume(stage, labels)
-        return stage
 
     def _install(self, key: str, requirements: list[str], run_id: str) -> Ready | InstallFailure:
         log = logger.bind(run_id=run_id)
-        stage = self._staging_volume()
+        stage = self.staging.take()
         started = time.monotonic()
         try:
             uv_cache = UV_CACHE_MOUNT if self.settings.uv_shared_cache else None
@@ -260,17 +265,58 @@ class EnvCache:
                 return outcome
             env = replace(outcome.env, install_s=time.monotonic() - started)
             published = self._drive(
-                publish_job(f"{STAGE_MOUNT}/env", ENVS_MOUNT, key, env.manifest()), run_id,
-                (VolumeMount(stage, STAGE_MOUNT, read_only=True),
-                 VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=False)),
-            )  # fmt: skip
+                publish_job(f"{STAGE_MOUNT}/env", ENVS_MOUNT, key, env.manifest()),
+                run_id,
+                (
+                    VolumeMount(stage, STAGE_MOUNT, read_only=True),
+                    VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=False),
+                ),
+            )
             log.info("environment {} installed in {:.2f}s", key[:12], env.install_s)
+            if published.published:
+                self._compile_later(key, run_id)
             return Ready(replace(env, size_bytes=published.size), hit=False)
         finally:
+            self.staging.discard(stage)
+
+    def _compile_later(self, key: str, run_id: str) -> None:
+        """Compile the new environment's bytecode in the background (pruning spares it)."""
+        self.hold(key)
+        workers = max(int(self._install_cpus()), 1)
+
+        def compile_env() -> None:
+            started = time.monotonic()
             try:
-                self.backend.remove_volume(stage)
+                mounts = (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=False),)
+                frame = self._drive(
+                    compile_job(ENVS_MOUNT, key, workers), f"{run_id}-compile", mounts
+                )
+                logger.bind(run_id=run_id).info(
+                    "environment {} compiled in {:.2f}s (ok: {})",
+                    key[:12],
+                    time.monotonic() - started,
+                    frame.compiled,
+                )
             except ExecutorError as exc:
-                log.warning("staging volume {} stays for the sweep: {}", stage, exc)
+                logger.bind(run_id=run_id).warning("bytecode of {} not compiled: {}", key[:12], exc)
+            finally:
+                self.release(key)
+
+        with self._guard:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(1, thread_name_prefix="compile")
+            self._background.submit(compile_env)
+
+    def _install_cpus(self) -> float:
+        return min(self.settings.install_cpus, float(os.cpu_count() or 1))
+
+    def close(self) -> None:
+        """Wait for background compiles; remove the staging volume made ahead. Idempotent."""
+        with self._guard:
+            background, self._background = self._background, None
+        if background is not None:
+            background.shutdown(wait=True)
+        self.staging.close()
 
     def _installed(
         self,

@@ -15,7 +15,9 @@ again. WAL mode and a file lock per key make it safe for concurrent processes.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -25,10 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from ai_data_agent.executor.spec import ENVS_MOUNT
 from ai_data_agent.models import PackageInfo
 
-__all__ = ["CachedEnv", "EnvIndex", "ImageInfo"]
+__all__ = ["CachedEnv", "EnvIndex", "ImageInfo", "cache_key", "default_index_path"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS envs (
@@ -98,6 +103,29 @@ class CachedEnv:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an environment manifest: {exc}") from exc
+
+
+def cache_key(requirements: list[str], image_id: str, image: ImageInfo, flavour: str) -> str:
+    """Stable key of a requirement set: normalised, sorted, with what makes wheels differ."""
+    normal = sorted(
+        str(req).replace(req.name, canonicalize_name(req.name), 1)
+        for req in (Requirement(line) for line in requirements)
+    )
+    blob = {
+        "requirements": normal,
+        "image": image_id,
+        "python": image.python,
+        "platform": image.platform,
+        "flavour": flavour,
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def default_index_path(engine_id: str) -> Path:
+    """``<user cache dir>/ai-data-agent/engines/<engine id>/envcache.sqlite3``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    safe = "".join(ch for ch in engine_id if ch.isalnum() or ch in "-_") or "default"
+    return Path(base) / "ai-data-agent" / "engines" / safe[:64] / "envcache.sqlite3"
 
 
 def _env(row: tuple[Any, ...]) -> CachedEnv:

@@ -20,16 +20,23 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ai_data_agent.models import PackageInfo
 
 __all__ = [
+    "AckFrame",
     "ArtifactBegin",
     "ArtifactData",
     "ArtifactEnd",
     "ArtifactsSection",
+    "CellFrame",
+    "DisplayFrame",
     "EnvironmentSection",
+    "ErrorSection",
     "ExecuteSection",
+    "FileEntry",
     "Frame",
     "InstallSection",
+    "KernelFrame",
     "LogFrame",
     "OutFrame",
+    "OutputSection",
     "PhaseFrame",
     "ResultFrame",
     "SkippedEntry",
@@ -140,18 +147,105 @@ class ResultFrame(_Frame):
     mismatch: list[str] = Field(default_factory=list)
     env_missing: list[str] = Field(default_factory=list)
     size: Annotated[int, Field(ge=0)] = 0
-    # publish, lookup, prune
+    # publish, compile, prune (and an install that found its environment published)
     published: bool | None = None
+    compiled: bool | None = None
     manifest: dict[str, Any] | None = None
     removed: list[str] = Field(default_factory=list)
+    # session
+    generation: int | None = None
     # probe
     python: str = ""
     tag: str = ""
     platform: str = ""
 
 
+class KernelFrame(_Frame):
+    """Session mode: a kernel started (``started``), or died between cells (``lost``)."""
+
+    k: Literal["kernel"]
+    event: Literal["started", "lost"]
+    generation: int
+    reason: str = ""
+
+
+class OutputSection(_Frame):
+    """A MIME bundle, its metadata, and whether richer representations were dropped."""
+
+    data: dict[str, Any]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    truncated: bool = False
+
+
+class DisplayFrame(OutputSection):
+    """Session mode: a rich output of the running cell."""
+
+    k: Literal["display"]
+
+
+class ErrorSection(_Frame):
+    ename: str = ""
+    evalue: str = ""
+    traceback: list[str] = Field(default_factory=list)
+
+
+class CellFrame(_Frame):
+    """Session mode: the end of one cell."""
+
+    k: Literal["cell"]
+    count: int
+    generation: int
+    status: Literal[
+        "succeeded",
+        "error",
+        "timed_out",
+        "interrupted",
+        "memory_exceeded",
+        "kernel_died",
+        "output_exceeded",
+    ]
+    state: Literal["preserved", "lost"]
+    error: ErrorSection | None = None
+    result: OutputSection | None = None
+    truncated: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_s: Seconds = 0.0
+    artifacts: ArtifactsSection | None = None
+
+
+class FileEntry(_Frame):
+    path: str
+    size: Annotated[int, Field(ge=0)]
+    modified: float
+
+
+class AckFrame(_Frame):
+    """Session mode: the end of an operation other than a cell."""
+
+    k: Literal["ack"]
+    op: str
+    ok: bool
+    error: str = ""
+    generation: int | None = None
+    imported: list[str] = Field(default_factory=list)
+    files: list[FileEntry] = Field(default_factory=list)
+    truncated: bool = False
+    running: bool = False
+
+
 Frame = Annotated[
-    OutFrame | LogFrame | PhaseFrame | ArtifactBegin | ArtifactData | ArtifactEnd | ResultFrame,
+    OutFrame
+    | LogFrame
+    | PhaseFrame
+    | ArtifactBegin
+    | ArtifactData
+    | ArtifactEnd
+    | ResultFrame
+    | KernelFrame
+    | DisplayFrame
+    | CellFrame
+    | AckFrame,
     Field(discriminator="k"),
 ]
 _FRAME: TypeAdapter[Frame] = TypeAdapter(Frame)

@@ -15,21 +15,24 @@ from typing import Any, Literal
 from packaging.requirements import Requirement
 from pydantic import BaseModel, Field
 
-from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.models import InputFile, Limits, RunRequest
 from ai_data_agent.settings import Settings
 
 __all__ = [
+    "FileEntry",
     "InstallSpec",
     "Job",
+    "compile_job",
     "install_job",
     "probe_job",
     "prune_job",
     "publish_job",
     "requirement_entries",
     "run_job",
+    "session_job",
 ]
 
-Mode = Literal["run", "install", "publish", "prune", "probe"]
+Mode = Literal["run", "install", "publish", "compile", "prune", "probe", "session"]
 
 
 class RequirementEntry(BaseModel):
@@ -51,6 +54,10 @@ class InstallSpec(BaseModel):
 class FileEntry(BaseModel):
     path: str
     size: int
+
+    @classmethod
+    def of(cls, files: list[InputFile]) -> list[FileEntry]:
+        return [cls(path=f.path, size=len(f.data)) for f in files]
 
 
 class ArtifactCaps(BaseModel):
@@ -80,7 +87,11 @@ class Job(BaseModel):
     artifacts: ArtifactCaps = Field(default_factory=ArtifactCaps)
     publish: dict[str, Any] | None = None
     lookup: dict[str, Any] | None = Field(None, description="install: adopt this if published.")
+    interrupt_grace_s: float | None = None
+    display_max_bytes: int | None = None
+    cell_display_max_bytes: int | None = None
     prune: dict[str, Any] | None = None
+    compile: dict[str, Any] | None = None
 
     def encode(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -122,11 +133,32 @@ def run_job(settings: Settings, request: RunRequest, limits: Limits, env_path: s
         stdout_limit=settings.stdout_limit_bytes,
         stderr_limit=settings.stderr_limit_bytes,
         output_policy=settings.output_policy,
-        files=[FileEntry(path=f.path, size=len(f.data)) for f in request.files],
+        files=FileEntry.of(request.files),
         artifacts=ArtifactCaps(
             max_count=settings.max_artifacts, max_total_bytes=settings.max_artifact_total_bytes
         ),
         **_installer_limits(settings),
+    )
+
+
+def session_job(
+    settings: Settings, env: dict[str, str], files: list[FileEntry], env_path: str | None
+) -> Job:
+    """A session: the kernel in this sandbox, cells until ``close`` (never a network)."""
+    return Job(
+        mode="session",
+        env_paths=[env_path] if env_path is not None else [],
+        exec_env=env,
+        stdout_limit=settings.stdout_limit_bytes,
+        stderr_limit=settings.stderr_limit_bytes,
+        output_policy=settings.output_policy,
+        files=files,
+        artifacts=ArtifactCaps(
+            max_count=settings.max_artifacts, max_total_bytes=settings.max_artifact_total_bytes
+        ),
+        interrupt_grace_s=settings.interrupt_grace_s,
+        display_max_bytes=settings.display_max_bytes,
+        cell_display_max_bytes=settings.cell_display_max_bytes,
     )
 
 
@@ -141,7 +173,7 @@ def install_job(
             installer=settings.installer,
             target=target,
             uv_cache=uv_cache,
-            compile=True,
+            compile=False,  # published first, compiled in the background (`compile_job`)
             only_binary=not settings.allow_sdists,
         ),
         **_installer_limits(settings),
@@ -150,6 +182,10 @@ def install_job(
 
 def publish_job(src: str, envs: str, key: str, manifest: dict[str, Any]) -> Job:
     return Job(mode="publish", publish={"src": src, "envs": envs, "key": key, "manifest": manifest})
+
+
+def compile_job(envs: str, key: str, workers: int) -> Job:
+    return Job(mode="compile", compile={"envs": envs, "key": key, "workers": workers})
 
 
 def prune_job(envs: str, keys: list[str]) -> Job:

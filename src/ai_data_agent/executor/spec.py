@@ -113,6 +113,9 @@ class ContainerSpec:
     detach_network_before_code: bool
     ca_bundle: Path | None = None
     mounts: tuple[VolumeMount, ...] = ()
+    # Relative CPU weight under contention (Docker's default is 1024); background work
+    # such as compiling a new environment's bytecode yields to runs.
+    cpu_shares: int | None = None
     read_only: bool = True
     cap_drop: tuple[str, ...] = ("ALL",)
     security_opt: tuple[str, ...] = field(default_factory=sandbox_security_opt)

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
-from typing import IO, Any
+import select
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 GO_LINE = b"go\n"
 GO_WAIT_S = 120.0
@@ -102,7 +105,55 @@ class Channel:
 
     def wait_for_go(self, timeout_s: float = GO_WAIT_S) -> bool:
         """True once the controller sent ``go`` (the network is gone by then)."""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.stdin, selectors.EVENT_READ)
-            ready = sel.select(timeout=timeout_s)
+        ready, _, _ = select.select([self.stdin], [], [], timeout_s)
         return bool(ready) and self.stdin.readline() == GO_LINE
+
+
+class MessageStream:
+    """Length-prefixed messages, and the raw bytes some of them announce, from a
+    non-blocking fd, as they arrive (the session runner reads while a cell runs)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        self.eof = False
+        os.set_blocking(fd, False)
+
+    def fill(self) -> None:
+        """Read what is there now (call when the fd is readable)."""
+        try:
+            data = os.read(self.fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        if not data:
+            self.eof = True
+        self.buffer += data
+
+    def message(self) -> dict[str, Any] | None:
+        """The next whole message, or None until it has arrived.
+
+        Raises:
+            ValueError: the bytes are not a message (the controller never sends such).
+        """
+        newline = self.buffer.find(b"\n", 0, 32)
+        if newline < 0:
+            if len(self.buffer) >= 32:
+                raise ValueError("bad message header")
+            return None
+        size = int(self.buffer[:newline])
+        if not 0 < size <= MAX_MESSAGE_BYTES:
+            raise ValueError(f"message size {size} out of range")
+        end = newline + 1 + size
+        if len(self.buffer) < end:
+            return None
+        message = json.loads(bytes(self.buffer[newline + 1 : end]))
+        del self.buffer[:end]
+        if not isinstance(message, dict):
+            raise ValueError("a message must be a JSON object")
+        return message
+
+    def take(self, limit: int) -> bytes:
+        """Up to ``limit`` raw bytes already buffered."""
+        data = bytes(self.buffer[:limit])
+        del self.buffer[:limit]
+        return data

@@ -13,21 +13,37 @@ what was installed is what the code imports. Standard library only, Python >= 3.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
-import tempfile
-from collections.abc import Callable, Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 SANDBOX_PREFIX = "ai_data_agent_"
 WORK_SUBDIR = "work"
 OUTPUTS_SUBDIR = "outputs"
 
 
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
 def make_sandbox_dir(base: str | None = None) -> str:
-    """Create the private sandbox dir ``<tmp>/ai_data_agent_XXXXXX`` (mode 0700)."""
-    return tempfile.mkdtemp(prefix=SANDBOX_PREFIX, dir=base)
+    """Create the private sandbox dir ``<tmp>/ai_data_agent_XXXXXXXX`` (mode 0700).
+
+    As ``tempfile.mkdtemp`` does, without importing tempfile (every run starts here).
+    """
+    base = base or os.environ.get("TMPDIR") or "/tmp"  # noqa: S108 (the sandbox's own tmpfs)
+    for _ in range(100):
+        suffix = "".join(NAME_CHARS[b % len(NAME_CHARS)] for b in os.urandom(8))
+        path = os.path.join(base, SANDBOX_PREFIX + suffix)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return os.path.abspath(path)
+    raise FileExistsError(f"no free sandbox dir name under {base}")
 
 
 def build_env(
@@ -120,35 +136,53 @@ def network_interfaces() -> list[str]:
         return []
 
 
-def remove_tree(path: str) -> bool:
-    """Remove ``path`` even where user code took away read or write bits; True when gone."""
-    seen: set[str] = set()
+def _unlock(path: str) -> None:
+    """Give the owner back every permission on ``path`` (never through a link)."""
+    try:
+        if not os.path.islink(path):
+            os.chmod(path, stat.S_IRWXU)
+    except OSError:
+        pass
 
-    def make_writable_and_retry(_func: Callable[..., Any], target: str, _exc: Any) -> None:
-        if target in seen:  # chmod did not help: give up on this one
-            return
-        seen.add(target)
-        for item in (os.path.dirname(target), target):
-            try:
-                if not os.path.islink(item):
-                    os.chmod(item, stat.S_IRWXU)
-            except OSError:
-                pass
+
+def _remove_one(path: str, is_dir: bool) -> None:
+    remove = os.rmdir if is_dir else os.unlink
+    try:
+        remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError:  # the code took away write permission on the parent: give it back
+        _unlock(os.path.dirname(path))
         try:
-            if os.path.isdir(target) and not os.path.islink(target):
-                rmtree(target)
-            else:
-                os.unlink(target)
+            remove(path)
         except OSError:
             pass
 
-    def rmtree(target: str) -> None:
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(target, onexc=make_writable_and_retry)
-        else:
-            shutil.rmtree(target, onerror=make_writable_and_retry)
 
-    rmtree(path)
+def remove_tree(path: str) -> bool:
+    """Remove ``path`` even where user code took away read or write bits; True when gone.
+
+    Depth-first without recursion (the code may nest directories deeply) and
+    without following links; what cannot be removed stays, and the answer says so.
+    """
+    stack: list[tuple[str, bool]] = [(path, False)]
+    while stack:
+        current, visited = stack.pop()
+        try:
+            is_dir = stat.S_ISDIR(os.lstat(current).st_mode)
+        except OSError:
+            continue
+        if not is_dir or visited:
+            _remove_one(current, is_dir)
+            continue
+        if not os.access(current, os.R_OK | os.W_OK | os.X_OK):
+            _unlock(current)  # to list it, reach its entries and remove them
+        try:
+            names = os.listdir(current)
+        except OSError:
+            names = []
+        stack.append((current, True))
+        stack.extend((os.path.join(current, name), False) for name in names)
     return not os.path.lexists(path)
 
 

@@ -1,11 +1,15 @@
 """The shared environment cache volume, from inside a sandbox that runs only our code.
 
     publish_env("/stage/env", "/opt/ai-data-agent/envs", key, manifest)
+    compile_env("/opt/ai-data-agent/envs", key, workers=2)
     prune_envs("/opt/ai-data-agent/envs", [key])
     read_manifest("/opt/ai-data-agent/envs", key)
 
 Environments appear and disappear by rename only, so no run ever sees half of
-one. Each holds a manifest (what was asked for and what got installed), so any
+one. An environment is published before its bytecode is compiled; the compile
+comes after, in the background, and each ``.pyc`` is written atomically (the
+import system's own temp-file-and-rename), so a run importing meanwhile is
+correct, only slower. Each holds a manifest (what was asked for and what got installed), so any
 controller on the same engine can adopt an environment another one installed.
 Standard library only, Python >= 3.9.
 """
@@ -16,9 +20,12 @@ import json
 import os
 import shutil
 import time
-from typing import Any
 
 from ai_data_agent.sandbox.environment import remove_tree, tree_size
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from typing import Any
 
 MANIFEST = ".ai-data-agent-env.json"
 STALE_TEMP_S = 3600.0  # a half-published environment this old was abandoned
@@ -50,6 +57,19 @@ def publish_env(src: str, envs_dir: str, key: str, manifest: dict[str, Any]) -> 
         remove_tree(tmp)
         return {"published": False, "size": tree_size(final)}
     return {"published": True, "size": tree_size(final)}
+
+
+def compile_env(envs_dir: str, key: str, workers: int) -> dict[str, Any]:
+    """Compile a published environment's bytecode, in ``workers`` processes."""
+    import compileall
+
+    if not _valid_key(key):
+        raise ValueError(f"bad key {key!r}")
+    path = os.path.join(envs_dir, key)
+    if not os.path.isdir(path):
+        return {"compiled": False}
+    ok = compileall.compile_dir(path, quiet=2, workers=max(workers, 1))
+    return {"compiled": bool(ok)}
 
 
 def read_manifest(envs_dir: str, key: str) -> dict[str, Any] | None:

@@ -12,23 +12,26 @@ from __future__ import annotations
 
 import codecs
 import os
-import selectors
+import select
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    Emit = Callable[[dict[str, Any]], None]
 
 MAIN_FILE = "main.py"
 # After the main process exits, a background child may still hold the pipes
 # open; read what is already there, briefly, then stop.
 DRAIN_AFTER_EXIT_S = 0.2
 STREAMS = ("stdout", "stderr")
-
-Emit = Callable[[dict[str, Any]], None]
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -62,16 +65,17 @@ class OutputPump:
         if text:
             self.emit({"k": "out", "s": stream, "d": text})
 
-    def _read_ready(self, sel: selectors.BaseSelector, wait: float) -> bool:
+    def _read_ready(self, poller: select.poll, open_fds: dict[int, str], wait: float) -> bool:
         """Forward what is readable within ``wait``; True when the output cap says stop."""
-        for key, _ in sel.select(timeout=max(wait, 0.0)):
-            name = key.data
+        for fd, _ in poller.poll(max(wait, 0.0) * 1000):
+            name = open_fds[fd]
             try:
-                data = os.read(key.fd, READ_CHUNK)
+                data = os.read(fd, READ_CHUNK)
             except BlockingIOError:
                 continue
             if not data:
-                sel.unregister(key.fileobj)
+                poller.unregister(fd)
+                del open_fds[fd]
                 continue
             self.feed(name, data)
             if self.truncated[name] and self.kill_on_cap and not self.output_exceeded:
@@ -82,14 +86,15 @@ class OutputPump:
     def run(self, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
         """Pump until the process exits (or times out); return what happened."""
         deadline = time.monotonic() + timeout_s
-        sel = selectors.DefaultSelector()
         assert proc.stdout is not None and proc.stderr is not None
-        for name, pipe in zip(STREAMS, (proc.stdout, proc.stderr), strict=False):
-            os.set_blocking(pipe.fileno(), False)
-            sel.register(pipe, selectors.EVENT_READ, name)
+        open_fds = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
+        poller = select.poll()
+        for fd in open_fds:
+            os.set_blocking(fd, False)
+            poller.register(fd, select.POLLIN)
         timed_out = False
         exited_at: float | None = None
-        while sel.get_map():
+        while open_fds:
             now = time.monotonic()
             if exited_at is None and proc.poll() is not None:
                 exited_at = now
@@ -101,9 +106,8 @@ class OutputPump:
                 exited_at = time.monotonic()
                 continue
             wait = min(deadline - now, 0.05 if exited_at is not None else 0.5)
-            if self._read_ready(sel, wait):
+            if self._read_ready(poller, open_fds, wait):
                 kill_group(proc)
-        sel.close()
         if exited_at is None:
             # Both pipes closed (the code may have pointed its fds elsewhere)
             # while the process runs on: wait for it, up to the deadline.

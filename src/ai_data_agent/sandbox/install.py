@@ -16,11 +16,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from typing import IO, Any
 
 from ai_data_agent.sandbox.channel import Channel, receive_file
 from ai_data_agent.sandbox.environment import observed_env
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import IO, Any
 
 # uv's own words when it cannot work with this interpreter or platform (pip can).
 UV_UNSUPPORTED = (

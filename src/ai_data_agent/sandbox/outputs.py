@@ -9,13 +9,14 @@ again. Standard library only, Python >= 3.9.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import stat
-from typing import Any
 
 from ai_data_agent.sandbox.channel import Channel
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from typing import Any
 
 ARTIFACT_CHUNK = 48 * 1024  # 64 KiB of base64 per frame
 MAX_SKIPPED_LISTED = 100
@@ -32,15 +33,28 @@ def _walk_entries(outputs: str) -> list[tuple[str, str]]:
     return entries
 
 
+def signatures(outputs: str) -> dict[str, tuple[int, int, int]]:
+    """Every entry under ``outputs`` by relative path: (mtime ns, size, inode), links not followed."""
+    found = {}
+    if os.path.isdir(outputs) and not os.path.islink(outputs):
+        for rel, path in _walk_entries(outputs):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            found[rel] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return found
+
+
 def scan_outputs(
-    outputs: str, max_count: int, max_total: int, since: float | None = None
+    outputs: str, max_count: int, max_total: int, only: set[str] | None = None
 ) -> tuple[list[tuple[str, str, int]], list[dict[str, str]]]:
     """Regular files under ``outputs`` as (relative path, path, size), within the caps.
 
     Links are never followed (not even to directories); FIFOs, sockets and
     devices are skipped; a file over the remaining budget is skipped by its
     size, without reading it (a sparse 10 GB file costs nothing). With
-    ``since``, only files modified at or after that time count.
+    ``only``, just those relative paths count.
     """
     found: list[tuple[str, str, int]] = []
     skipped: list[dict[str, str]] = []
@@ -52,7 +66,7 @@ def scan_outputs(
             st = os.lstat(path)
         except OSError:
             continue
-        if since is not None and st.st_mtime < since:
+        if only is not None and rel not in only:
             continue
         if not stat.S_ISREG(st.st_mode):
             kind = "symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
@@ -69,6 +83,9 @@ def scan_outputs(
 
 def send_file(channel: Channel, rel: str, path: str, size: int) -> str | None:
     """Stream one file as artifact frames; the reason it was not sent, or None."""
+    import base64  # only when there is something to send
+    import hashlib
+
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
     except OSError as exc:
@@ -91,10 +108,10 @@ def send_file(channel: Channel, rel: str, path: str, size: int) -> str | None:
 
 
 def send_artifacts(
-    channel: Channel, outputs: str, max_count: int, max_total: int, since: float | None = None
+    channel: Channel, outputs: str, max_count: int, max_total: int, only: set[str] | None = None
 ) -> dict[str, Any]:
-    """Stream the files under ``outputs`` to the controller as framed chunks."""
-    found, skipped = scan_outputs(outputs, max_count, max_total, since)
+    """Stream the files under ``outputs`` (or just ``only`` of them) as framed chunks."""
+    found, skipped = scan_outputs(outputs, max_count, max_total, only)
     for rel, path, size in found:
         reason = send_file(channel, rel, path, size)
         if reason is not None:

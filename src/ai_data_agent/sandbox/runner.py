@@ -9,14 +9,17 @@ runner reads one job (see `channel`) and runs its mode:
   what the code's interpreter sees, run the code, return ``outputs/``, remove
   the sandbox dir;
 * ``install``: the same up to verify, into the environment cache's staging dir;
-* ``publish``, ``prune``: the shared environment cache (`envstore`); an
+* ``publish``, ``compile``, ``prune``: the shared environment cache (`envstore`); an
   ``install`` job first looks there and returns the manifest it finds;
-* ``probe``: which python this image has.
+* ``probe``: which python this image has;
+* ``session``: a kernel in this container, serving cells until ``close`` (`session`).
 
 The last frame is always the result (``{"k": "result", ...}``). Install, verify
 and the code share one env (`environment.build_env`): ``PYTHONPATH`` is the
 sandbox dir first, joined with ``os.pathsep``, and ``HOME`` is the sandbox dir.
-Standard library only, Python >= 3.9; unit-tested on the host.
+Standard library only, Python >= 3.9; unit-tested on the host. A mode imports
+only what it uses: the runner starts in every sandbox, and a hello world
+should pay for nothing more.
 """
 
 from __future__ import annotations
@@ -25,10 +28,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
-from typing import IO, Any
 
-from ai_data_agent.sandbox import envstore
 from ai_data_agent.sandbox.channel import Channel, read_message, receive_files
 from ai_data_agent.sandbox.environment import (
     OUTPUTS_SUBDIR,
@@ -39,19 +39,23 @@ from ai_data_agent.sandbox.environment import (
     make_sandbox_dir,
     make_undumpable,
     network_interfaces,
+    observed_env,
     platform_name,
     python_version,
     remove_tree,
     tree_size,
 )
 from ai_data_agent.sandbox.execute import execute
-from ai_data_agent.sandbox.install import Installer, receive_uv, run_captured
-from ai_data_agent.sandbox.outputs import send_artifacts
+
+TYPE_CHECKING = False  # typing is not imported at run time: every start counts
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import IO, Any
+
+    Job = Mapping[str, Any]
 
 PACKAGE = "ai_data_agent.sandbox"
 VERIFY_TIMEOUT_S = 60.0
-
-Job = Mapping[str, Any]
 
 
 def source_of(module: str) -> str:
@@ -61,6 +65,13 @@ def source_of(module: str) -> str:
         return str(sources[f"{PACKAGE}.{module}"])
     with open(os.path.join(os.path.dirname(__file__), module + ".py"), encoding="utf-8") as fh:
         return fh.read()
+
+
+def bundle_of(main: str, modules: tuple[str, ...]) -> bytes:
+    """A bundle for the bootstrap (as the controller sends the runner's): ``modules``, run ``main``."""
+    sources = {f"{PACKAGE}.{m}": source_of(m) for m in modules}
+    body = json.dumps({"sources": sources, "main": f"{PACKAGE}.{main}"}).encode()
+    return str(len(body)).encode() + b"\n" + body
 
 
 class Workspace:
@@ -74,7 +85,11 @@ class Workspace:
         os.mkdir(self.outputs, 0o700)
         receive_files(stdin, self.work, job.get("files") or [])
         install = job.get("install") or {}
-        self.uv_path = receive_uv(stdin, self.sandbox, int(install.get("uv_size") or 0))
+        self.uv_path: str | None = None
+        if install.get("uv_size"):
+            from ai_data_agent.sandbox.install import receive_uv
+
+            self.uv_path = receive_uv(stdin, self.sandbox, int(install["uv_size"]))
         with open(os.path.join(self.sandbox, "sitecustomize.py"), "w") as fh:
             fh.write(source_of("figures"))
         self.target: str | None = install.get("target")
@@ -97,12 +112,24 @@ class Workspace:
 
 
 def verify(job: Job, where: str, space: Workspace) -> dict[str, Any]:
-    """What the code's interpreter sees: each requirement's metadata, packages in ``where``."""
+    """What the code's interpreter sees: each requirement's metadata, packages in ``where``.
+
+    A run asks the code's own interpreter, in the code's env. An install looks in
+    ``where`` from this isolated interpreter: nothing it installed is imported
+    while the install sandbox holds the shared download cache writable.
+    """
     requirements = job.get("requirements") or []
     names = [r["name"] for r in requirements]
-    cmd = [sys.executable, "-c", source_of("verify"), json.dumps(names), where]
     try:
-        data = json.loads(run_captured(cmd, space.env, space.work, VERIFY_TIMEOUT_S).stdout)
+        if job["mode"] == "install":
+            from ai_data_agent.sandbox.verify import inspect
+
+            data = dict(inspect(names, where, search=[where]), observed=observed_env(space.env))
+        else:
+            from ai_data_agent.sandbox.install import run_captured
+
+            cmd = [sys.executable, "-c", source_of("verify"), json.dumps(names), where]
+            data = json.loads(run_captured(cmd, space.env, space.work, VERIFY_TIMEOUT_S).stdout)
     except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
         return {"ok": False, "missing": names, "packages": [], "error": str(exc)}
     # A requirement with an environment marker may rightly be skipped by the
@@ -149,7 +176,7 @@ def check_environment(
 
 def run_flow(channel: Channel, job: Job, space: Workspace, result: dict[str, Any]) -> None:
     """Install, wait for ``go``, check, then run the code (mode ``run``) or measure (``install``)."""
-    install = Installer(channel, job, space.uv_path).install(space.sandbox, space.env)
+    install = install_requirements(channel, job, space)
     result["install"] = install
     channel.phase("ready")
     if not channel.wait_for_go():
@@ -167,14 +194,49 @@ def run_flow(channel: Channel, job: Job, space: Workspace, result: dict[str, Any
         return
     result["execute"] = execute(channel, job, space.work, space.env)
     channel.phase("collecting")
+    result["artifacts"] = collect_outputs(channel, job, space)
+
+
+def install_requirements(channel: Channel, job: Job, space: Workspace) -> dict[str, Any]:
+    """The install report (an install only where the job asks for one)."""
+    wanted = job.get("requirements") and not (job.get("install") or {}).get("skip")
+    if not wanted:
+        return {"ok": True, "installer": None, "log_tail": "", "observed": observed_env(space.env)}
+    from ai_data_agent.sandbox.install import Installer
+
+    return Installer(channel, job, space.uv_path).install(space.sandbox, space.env)
+
+
+def collect_outputs(channel: Channel, job: Job, space: Workspace) -> dict[str, Any]:
+    """Send what the code left under ``outputs/``."""
+    try:
+        if not os.listdir(space.outputs):
+            return {"skipped": []}
+    except OSError:
+        pass  # gone, or not a directory: the scan says what it is
+
+    from ai_data_agent.sandbox.outputs import send_artifacts
+
     caps = job.get("artifacts") or {}
-    result["artifacts"] = send_artifacts(
+    return send_artifacts(
         channel, space.outputs, int(caps.get("max_count", 0)), int(caps.get("max_total_bytes", 0))
     )
 
 
+def session_flow(channel: Channel, job: Job, space: Workspace, result: dict[str, Any]) -> None:
+    """Mode ``session``: no install here (never a network), then the kernel until ``close``."""
+    from ai_data_agent.sandbox import session
+
+    refused = refusal(job, space)
+    if refused is not None:
+        result.update(refused)
+        return
+    channel.phase("ready")
+    result.update(session.serve(channel, dict(job), space, channel.stdin))
+
+
 def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
-    """Modes ``run`` and ``install``: the flow in a sandbox dir that is removed at the end."""
+    """Modes ``run``, ``install`` and ``session``: in a sandbox dir that is removed at the end."""
     result: dict[str, Any] = {"k": "result"}
     oom_before = cgroup_oom_kills()
     space = Workspace(job, stdin, os.environ)
@@ -187,10 +249,16 @@ def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
         ),
     )  # fmt: skip
     lookup = job.get("lookup")
-    manifest = envstore.read_manifest(lookup["envs"], lookup["key"]) if lookup else None
+    manifest = None
+    if lookup:
+        from ai_data_agent.sandbox.envstore import read_manifest
+
+        manifest = read_manifest(lookup["envs"], lookup["key"])
     try:
         if manifest is not None:  # published by another controller meanwhile
             result["manifest"] = manifest
+        elif job["mode"] == "session":
+            session_flow(channel, job, space, result)
         else:
             run_flow(channel, job, space, result)
     except Exception as exc:  # report, never die silently: the result frame must go out
@@ -215,7 +283,9 @@ def probe() -> dict[str, Any]:
 
 
 def cache_job(job: Job) -> dict[str, Any]:
-    """Modes ``publish``, ``prune`` and ``probe``: no sandbox dir, no user code."""
+    """Modes ``publish``, ``compile``, ``prune`` and ``probe``: no sandbox dir, no user code."""
+    from ai_data_agent.sandbox import envstore
+
     mode = job["mode"]
     spec = job.get(mode) or {}
     try:
@@ -223,6 +293,8 @@ def cache_job(job: Job) -> dict[str, Any]:
             return envstore.publish_env(spec["src"], spec["envs"], spec["key"], spec["manifest"])
         if mode == "prune":
             return envstore.prune_envs(spec["envs"], list(spec["keys"]))
+        if mode == "compile":
+            return envstore.compile_env(spec["envs"], spec["key"], int(spec["workers"]))
         return probe()
     except (OSError, KeyError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -233,7 +305,7 @@ def main() -> int:
     stdin = sys.stdin.buffer
     job = read_message(stdin)
     channel = Channel(str(job["token"]), sys.stdout.buffer, stdin)
-    if job.get("mode") in ("run", "install"):
+    if job.get("mode") in ("run", "install", "session"):
         result = run_job(channel, job, stdin)
     else:
         result = dict(cache_job(job), k="result")

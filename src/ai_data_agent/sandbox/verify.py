@@ -2,7 +2,10 @@
 
 Prints one JSON object: for each wanted name the distribution that interpreter
 finds (or null), every distribution installed in DIR, and the PYTHONPATH,
-HOME and executable it saw. Standard library only, Python >= 3.9.
+HOME and executable it saw. The install sandbox calls `inspect` in its own
+isolated interpreter instead (looking in DIR only), so that nothing the
+install brought is imported while the shared download cache is writable.
+Standard library only, Python >= 3.9.
 """
 
 import importlib.metadata as md
@@ -10,6 +13,7 @@ import json
 import os
 import re
 import sys
+from typing import Any
 
 
 def norm(name: str) -> str:
@@ -17,11 +21,11 @@ def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def main() -> None:
-    wanted = json.loads(sys.argv[1])
-    where = sys.argv[2]
+def inspect(wanted: "list[str]", where: str, search: "list[str] | None" = None) -> "dict[str, Any]":
+    """Each wanted name's distribution on ``search`` (default: this interpreter's path),
+    and every distribution installed in ``where``."""
     found: dict[str, dict[str, str]] = {}
-    for dist in md.distributions():
+    for dist in md.distributions() if search is None else md.distributions(path=search):
         name = dist.metadata["Name"]
         if name:
             found.setdefault(norm(name), {"name": name, "version": dist.version})
@@ -30,14 +34,18 @@ def main() -> None:
         for dist in md.distributions(path=[where])
         if dist.metadata["Name"]
     ]
-    report = {
+    return {
         "found": {name: found.get(norm(name)) for name in wanted},
         "packages": sorted(installed, key=lambda p: norm(p["name"])),
-        "observed": {
-            "PYTHONPATH": os.environ.get("PYTHONPATH"),
-            "HOME": os.environ.get("HOME"),
-            "executable": sys.executable,
-        },
+    }
+
+
+def main() -> None:
+    report = inspect(json.loads(sys.argv[1]), sys.argv[2])
+    report["observed"] = {
+        "PYTHONPATH": os.environ.get("PYTHONPATH"),
+        "HOME": os.environ.get("HOME"),
+        "executable": sys.executable,
     }
     print(json.dumps(report))
 

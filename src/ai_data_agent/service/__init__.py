@@ -6,9 +6,11 @@
     app = create_app(Settings())                        # the ASGI app, for tests or mounting
 
 Modules, in the order a request meets them: `server` (uvicorn, bind policy,
-logging), `app` (routes), `body_limit`, `auth`, `http_errors`, `dispatcher`
-(queue and worker threads), `store` (SQLite records), `daemon` (wiring, start
-and stop), `reaper` (sweeps, retention), `metrics`. The API is described in docs/api.md.
+logging), `app` (routes), `body_limit`, `auth`, `submission` (the POST body,
+validated once), `http_errors` (exceptions to answers, in one place), `info`
+(``GET /v1/info``), `dispatcher` (queue and worker threads), `store` (SQLite
+records), `daemon` (wiring, start and stop), `reaper` (sweeps, retention),
+`metrics`. The API is described in docs/api.md.
 """
 
 from ai_data_agent.service.app import create_app

@@ -11,7 +11,7 @@ import sys
 
 from pydantic import ValidationError
 
-from ai_data_agent.errors import ConfigurationError
+from ai_data_agent.errors import ConfigurationError, RequestRejected
 from ai_data_agent.service.server import serve
 from ai_data_agent.settings import Settings
 
@@ -23,14 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument(
-        "--insecure", action="store_true",
+        "--insecure",
+        action="store_true",
         help="allow a non-loopback address without API tokens",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"invalid settings: {exc}", file=sys.stderr)
+        print(f"invalid settings: {RequestRejected.from_errors(exc.errors())}", file=sys.stderr)
         return 2
     try:
         serve(settings, host=args.host, port=args.port, insecure=args.insecure)

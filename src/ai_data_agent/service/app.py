@@ -6,6 +6,7 @@
 Routes (``/v1`` and ``/metrics`` need ``Authorization: Bearer <token>`` when
 tokens are configured; docs/api.md has the details and examples)::
 
+    GET    /v1/info          ServerInfo: version, limits, caps, features
     POST   /v1/runs          RunSubmission (JSON, or multipart with files)
                              -> 200 RunResult (wait) | 202 RunAccepted
     GET    /v1/runs/{id}     RunRecord
@@ -18,8 +19,12 @@ tokens are configured; docs/api.md has the details and examples)::
     GET    /readyz           Docker, sandbox image and store usable, else 503
     GET    /metrics          Prometheus text
 
-The event loop never blocks: store and Docker calls run in worker threads, and
-a request that waits for its run awaits a future the worker completes.
+A submission is validated once, its limits resolved once (refusals answer
+400/413 before anything is recorded), and a waiting POST is answered with the
+result its run's handle carries. Errors are answered in one place
+(`http_errors`). The event loop never blocks: store and Docker calls run in
+worker threads, and a request that waits for its run awaits a future the
+worker completes.
 """
 
 from __future__ import annotations
@@ -33,42 +38,40 @@ from typing import Annotated, Any, Literal, cast
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loguru import logger
-from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from ai_data_agent import __version__
 from ai_data_agent.checks import Check
+from ai_data_agent.errors import NotFound, NotReady, ServerError
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import (
     Artifact,
     ErrorBody,
-    InputFile,
     RunAccepted,
     RunPage,
     RunRecord,
     RunResult,
     RunStatus,
-    RunSubmission,
+    ServerInfo,
 )
 from ai_data_agent.service.body_limit import BodyLimitMiddleware
 from ai_data_agent.service.daemon import Daemon
-from ai_data_agent.service.dispatcher import NotAccepting, QueueFull, RunExecutor, wait_done
+from ai_data_agent.service.dispatcher import CANCEL_WAIT_S, RunExecutor, wait_done
 from ai_data_agent.service.events import sse_line
-from ai_data_agent.service.http_errors import ApiError, install_error_handlers
+from ai_data_agent.service.http_errors import install_error_handlers
+from ai_data_agent.service.info import server_info
 from ai_data_agent.service.metrics import CONTENT_TYPE
+from ai_data_agent.service.session_routes import router as sessions_router
 from ai_data_agent.service.store import ACTIVE_STATUSES
+from ai_data_agent.service.submission import OPENAPI_REQUEST_BODY, read_submission
 from ai_data_agent.settings import Settings
 
-__all__ = ["RETRY_AFTER_S", "create_app"]
+__all__ = ["create_app"]
 
-RETRY_AFTER_S = 5  # what a 429 suggests; a run takes seconds, a queue slot frees as fast
 READY_CHECK_TIMEOUT_S = 5.0
 PROBE_THREADS = 6  # readiness checks in flight at once (three per probe)
-CANCEL_WAIT_S = 60.0  # DELETE waits this long for the sandbox to be killed and removed
 MAX_PAGE = 500
 
 StatusFilter = Literal["queued", "running"] | RunStatus
@@ -108,41 +111,19 @@ async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
 
 
 def _result_of(record: RunRecord | None, run_id: str) -> RunResult:
-    """The answer to a waiting POST: the run's result, or one saying why there is none."""
+    """A finished run's result from its record, or one saying why there is none."""
     if record is None or record.status in ACTIVE_STATUSES:
-        raise ApiError(500, "internal", f"run {run_id} has no terminal record")
+        raise ServerError(f"run {run_id} has no terminal record", run_id=run_id)
     if record.result is not None:
         return record.result
     return RunResult(id=record.id, status=RunStatus(record.status), error=record.error)
 
 
-_SUBMISSION_SCHEMA = {"$ref": "#/components/schemas/RunSubmission"}
-
-
-async def _submission(request: Request, settings: Settings) -> RunSubmission:
-    """The body: a `RunSubmission` as JSON, or multipart with a ``request`` JSON field and
-    ``files`` parts (each part's filename is its path under the working directory)."""
-    try:
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form(max_files=settings.max_input_files + 1, max_fields=4)
-            try:
-                raw = form.get("request") or "{}"
-                data = json.loads(raw if isinstance(raw, str) else await raw.read())
-                if not isinstance(data, dict):
-                    raise ValueError("the request field must be a JSON object")
-                files = data.setdefault("files", [])
-                for part in form.getlist("files"):
-                    if isinstance(part, UploadFile):
-                        files.append(InputFile.from_bytes(part.filename or "", await part.read()))
-            finally:
-                await form.close()
-            return RunSubmission.model_validate(data)
-        return RunSubmission.model_validate_json(await request.body())
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from exc
-    except ValueError as exc:  # JSON syntax, or multipart the parser refuses
-        raise ApiError(400, "invalid_request", f"cannot read the request body: {exc}") from exc
+@v1.get("/info", summary="This daemon's version, limits, caps and features")
+async def get_info(daemon: DaemonDep) -> ServerInfo:
+    """What a request may ask for and what a run may return; clients read their
+    limits here instead of assuming them."""
+    return server_info(daemon.settings)
 
 
 @v1.post(
@@ -153,27 +134,7 @@ async def _submission(request: Request, settings: Settings) -> RunSubmission:
         400: {"model": ErrorBody, "description": "breaks a server limit (`invalid_request`)"},
         429: {"model": ErrorBody, "description": "queue full (`queue_full`); see `Retry-After`"},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": _SUBMISSION_SCHEMA},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "request": {"type": "string", "description": "RunSubmission JSON"},
-                            "files": {
-                                "type": "array",
-                                "items": {"type": "string", "format": "binary"},
-                            },
-                        },
-                        "required": ["request"],
-                    }
-                },
-            },
-        }
-    },
+    openapi_extra={"requestBody": OPENAPI_REQUEST_BODY},
     summary="Run code in a fresh sandbox",
 )
 async def submit_run(
@@ -185,20 +146,14 @@ async def submit_run(
 ) -> Response:
     """With ``wait`` (the default) answer 200 with the `RunResult` when the run ends;
     otherwise 202 with the run id and a ``Location`` to poll, at once."""
-    submission = await _submission(request, daemon.settings)
+    submission = await read_submission(request, daemon.settings)
     run_request = submission.to_request()
-    run_request.resolve(daemon.settings)  # RequestRejected -> 400/413, before anything is recorded
+    limits = run_request.resolve(daemon.settings)  # RequestRejected: 400/413, nothing recorded
     try:
-        handle = await _in_thread(daemon.dispatcher.submit, run_request)
-    except QueueFull as exc:
-        raise ApiError(
-            429, "queue_full", str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}
-        ) from exc
-    except NotAccepting as exc:
-        raise ApiError(503, "not_ready", str(exc)) from exc
+        handle = await _in_thread(daemon.dispatcher.submit, run_request, limits)
     except sqlite3.Error as exc:  # disk full, store gone: nothing was queued
         logger.error("cannot record a new run: {}", exc)
-        raise ApiError(503, "not_ready", "the run store cannot be written") from exc
+        raise NotReady("the run store cannot be written") from exc
     if not (submission.wait if wait is None else wait):
         accepted = RunAccepted(id=handle.id, status="queued")
         return JSONResponse(
@@ -207,14 +162,16 @@ async def submit_run(
             headers={"Location": f"/v1/runs/{handle.id}"},
         )
     await wait_done(handle)
-    record = await _in_thread(daemon.store.get, handle.id)
-    return JSONResponse(_result_of(record, handle.id).model_dump(mode="json"))
+    result = handle.result
+    if result is None:  # a worker that never finished the run: its record says what happened
+        result = _result_of(await _in_thread(daemon.store.get, handle.id), handle.id)
+    return JSONResponse(result.model_dump(mode="json"))
 
 
 async def _record_or_404(daemon: Daemon, run_id: str) -> RunRecord:
     record: RunRecord | None = await _in_thread(daemon.store.get, run_id)
     if record is None:
-        raise ApiError(404, "not_found", f"no run with id {run_id[:64]!r}")
+        raise NotFound(f"no run with id {run_id[:64]!r}", run_id=run_id)
     return record
 
 
@@ -260,11 +217,13 @@ async def get_artifact(run_id: str, path: str, daemon: DaemonDep) -> FileRespons
         or not target.is_file()
         or not target.resolve().is_relative_to(base.resolve())
     ):
-        raise ApiError(404, "not_found", f"run {run_id[:64]!r} has no artifact {path[:200]!r}")
+        raise NotFound(f"run {run_id[:64]!r} has no artifact {path[:200]!r}", run_id=run_id)
     return FileResponse(
-        target, media_type=artifact.media_type, filename=PurePosixPath(path).name,
+        target,
+        media_type=artifact.media_type,
+        filename=PurePosixPath(path).name,
         content_disposition_type="attachment",
-    )  # fmt: skip
+    )
 
 
 @v1.get(
@@ -296,9 +255,10 @@ async def run_events(run_id: str, daemon: DaemonDep) -> StreamingResponse:
     if handle is None:
         await _record_or_404(daemon, run_id)  # a 404 before the stream starts
     return StreamingResponse(
-        stream(), media_type="text/event-stream",
+        stream(),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )  # fmt: skip
+    )
 
 
 @v1.delete("/runs/{run_id}", summary="Cancel a queued or running run")
@@ -310,6 +270,9 @@ async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
         with anyio.move_on_after(CANCEL_WAIT_S):
             await wait_done(handle)
     return await _record_or_404(daemon, run_id)
+
+
+v1.include_router(sessions_router)
 
 
 async def _timed_check(
@@ -343,12 +306,14 @@ async def readyz(request: Request, daemon: DaemonDep) -> dict[str, Any]:
         group.start_soon(run, daemon.check_docker, "docker")
         group.start_soon(run, daemon.check_image, "image")
         group.start_soon(run, daemon.check_store, "store")
+    if daemon.prewarm.sets:
+        checks["prewarm"] = daemon.prewarm.check()
     if not daemon.dispatcher.accepting:
         state = "shutting down" if daemon.started else "starting"
         checks["accepting"] = Check("accepting", False, state)
     failed = [c for c in checks.values() if not c.ok]
     if failed:
-        raise ApiError(503, "not_ready", "; ".join(f"{c.name}: {c.detail}" for c in failed))
+        raise NotReady("; ".join(f"{c.name}: {c.detail}" for c in failed))
     return {"status": "ready", "checks": {name: c.detail for name, c in sorted(checks.items())}}
 
 
@@ -398,12 +363,19 @@ def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastA
     app.include_router(v1)
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="Liveness")
     app.add_api_route(
-        "/readyz", readyz, methods=["GET"], summary="Readiness",
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        summary="Readiness",
         responses={503: {"model": ErrorBody, "description": "not ready, with reasons"}},
-    )  # fmt: skip
+    )
     app.add_api_route(
-        "/metrics", metrics, methods=["GET"], summary="Prometheus metrics",
-        dependencies=[Depends(_require_token)], response_class=Response,
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        summary="Prometheus metrics",
+        dependencies=[Depends(_require_token)],
+        response_class=Response,
         responses={401: _ERRORS[401]},
-    )  # fmt: skip
+    )
     return app

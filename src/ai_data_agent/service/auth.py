@@ -1,7 +1,7 @@
 """Bearer-token authentication for ``/v1`` and ``/metrics``.
 
     auth = TokenAuth(settings)
-    auth.verify("Bearer s3cret")       # raises ApiError(401) unless accepted
+    auth.verify("Bearer s3cret")       # raises Unauthorized (401) unless accepted
 
 Auth is on when the operator configured tokens (``AI_DATA_AGENT_API_TOKENS`` or
 ``AI_DATA_AGENT_API_TOKEN_FILE``); with neither it is off (loopback dev mode;
@@ -18,12 +18,10 @@ import hmac
 
 from loguru import logger
 
-from ai_data_agent.service.http_errors import ApiError
+from ai_data_agent.errors import NotReady, Unauthorized
 from ai_data_agent.settings import Settings
 
 __all__ = ["TokenAuth"]
-
-CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ai-data-agent"'}
 
 
 class TokenAuth:
@@ -37,27 +35,24 @@ class TokenAuth:
         """Accept or refuse one request's ``Authorization`` header.
 
         Raises:
-            ApiError: 401 ``unauthorized`` (missing, malformed or wrong token), or
-                503 ``not_ready`` when the token file cannot be read.
+            Unauthorized: a missing, malformed or wrong token.
+            NotReady: the token file cannot be read.
         """
         if not self.enabled:
             return
         scheme, _, presented = (authorization or "").partition(" ")
         presented = presented.strip()
         if scheme.lower() != "bearer" or not presented:
-            raise ApiError(
-                401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)",
-                headers=CHALLENGE,
-            )  # fmt: skip
+            raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
         try:
             accepted = self._settings.accepted_tokens()
         except (OSError, UnicodeDecodeError) as exc:
             logger.error("cannot read the API token file: {}", exc)
-            raise ApiError(503, "not_ready", "the daemon cannot read its token file") from exc
+            raise NotReady("the daemon cannot read its token file") from exc
         candidate = presented.encode()
         # No early exit: the time taken says nothing about which token came close.
         matched = False
         for token in accepted:
             matched |= hmac.compare_digest(candidate, token.encode())
         if not matched:
-            raise ApiError(401, "unauthorized", "wrong bearer token", headers=CHALLENGE)
+            raise Unauthorized("wrong bearer token")

@@ -30,6 +30,7 @@ import anyio
 from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ai_data_agent.errors import RequestTooLarge
 from ai_data_agent.service.http_errors import error_response
 
 __all__ = ["LINGER_IDLE_S", "BodyLimitMiddleware", "discard_rest"]
@@ -86,11 +87,12 @@ class BodyLimitMiddleware:
 
     async def _too_large(self, receive: Receive, send: Send, *, left: int | None) -> None:
         """Answer 413; linger over the ``left`` bytes still to come (None: unknown) if in bounds."""
-        message = f"request body larger than {self.max_bytes} bytes"
-        response = error_response(413, "payload_too_large", message, {"Connection": "close"})
+        error = RequestTooLarge("body", f"larger than {self.max_bytes} bytes")
+        response = error_response(error, headers={"Connection": "close"})
         linger = left != 0 and (left is None or left <= self.discard_bytes)
         linger = linger and self.discard_s > 0
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        status, headers = response.status_code, response.raw_headers
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body, "more_body": linger})
         if not linger:
             return  # nothing left, or more than we would read: the server closes now

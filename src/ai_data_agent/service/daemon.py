@@ -22,7 +22,10 @@ from ai_data_agent.checks import Check
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.dispatcher import Dispatcher, RunExecutor
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.service.reaper import Reaper
+from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
+from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
 from ai_data_agent.settings import Settings
 
@@ -42,6 +45,11 @@ class Daemon:
         self.metrics = ServiceMetrics()
         self.auth = TokenAuth(settings)
         self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
+        session_store = SessionStore(
+            settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
+        )
+        self.sessions = SessionManager(settings, executor, session_store, self.metrics)
+        self.prewarm = Prewarmer(settings, executor)
         self.reaper = Reaper(
             settings, self.backend, self.store, self.metrics, controller_id=executor.controller_id
         )
@@ -60,18 +68,24 @@ class Daemon:
             logger.warning("marked {} run(s) of a previous process interrupted", len(stale))
         self.reaper.sweep_orphans(tuple(stale))
         self.reaper.apply_retention()
+        self.sessions.start()
         self._executor_hook(self.executor.start_pool)  # after the sweep, which spares our own
+        self.prewarm.start()
         self.dispatcher.start()
         self.reaper.start()
         self.started = True
         logger.info(
             "daemon started: controller {}, store {}, {} worker(s), queue {}, auth {}",
-            self.executor.controller_id, self.store.path, self.settings.max_concurrent_runs,
-            self.settings.max_queued_runs, "on" if self.auth.enabled else "off",
-        )  # fmt: skip
+            self.executor.controller_id,
+            self.store.path,
+            self.settings.max_concurrent_runs,
+            self.settings.max_queued_runs,
+            "on" if self.auth.enabled else "off",
+        )
 
     def begin_shutdown(self) -> None:
-        """Refuse new runs and start the grace period; returns at once."""
+        """Refuse new runs and sessions and start the grace period; returns at once."""
+        self.sessions.begin_shutdown()
         self.dispatcher.begin_shutdown()
 
     def stop(self) -> None:
@@ -79,6 +93,7 @@ class Daemon:
         try:
             self.dispatcher.stop()
         finally:
+            self.sessions.stop()
             self.reaper.stop()
             self._executor_hook(self.executor.close)  # drains the executor's warm pool, if any
             self.store.close()

@@ -2,8 +2,10 @@
 
     dispatcher = Dispatcher(settings, executor, store, metrics)
     dispatcher.start()
-    handle = dispatcher.submit(request)        # durable record, then queued; or QueueFull
+    limits = request.resolve(settings)         # at admission: refused requests never get here
+    handle = dispatcher.submit(request, limits)   # durable record, then queued; or QueueFull
     await wait_done(handle)                    # from the event loop, without a thread
+    handle.result                              # the final RunResult
     async for name, data in handle.events.follow(): ...   # live status, output, result
     dispatcher.cancel(handle.id)               # queued: cancelled at once; running: killed
     dispatcher.begin_shutdown()                # SIGTERM: refuse new runs, drain, then stop
@@ -13,8 +15,9 @@ At most ``max_concurrent_runs`` runs execute at once (one worker thread each)
 and at most ``max_queued_runs`` wait; a submission beyond that raises
 `QueueFull` and leaves no record. The record is committed before the run is
 queued, so nothing a client heard of can be lost, and every run ends with
-exactly one terminal write (`RunStore.finish` is conditional). Blocking
-methods are for worker threads (``anyio.to_thread``), never the event loop.
+exactly one terminal write (`RunStore.finish` is conditional); its handle then
+carries the final `RunResult`. Blocking methods are for worker threads
+(``anyio.to_thread``), never the event loop.
 """
 
 from __future__ import annotations
@@ -30,18 +33,29 @@ from typing import Literal, Protocol
 
 from loguru import logger
 
-from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.errors import AiDataAgentError, NotReady, QueueFull
 from ai_data_agent.executor import RunEvent
 from ai_data_agent.executor.backend import Backend
+from ai_data_agent.executor.envcache import EnvCache
 from ai_data_agent.executor.events import EventHandler
-from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
 
-__all__ = ["Dispatcher", "NotAccepting", "QueueFull", "RunExecutor", "RunHandle", "wait_done"]
+__all__ = [
+    "CANCEL_WAIT_S",
+    "RETRY_AFTER_S",
+    "Dispatcher",
+    "RunExecutor",
+    "RunHandle",
+    "wait_done",
+]
 
+RETRY_AFTER_S = 5.0  # what a full queue suggests; a run takes seconds, a slot frees as fast
+# How long a cancel is waited for: the sandbox is killed and removed within this.
+CANCEL_WAIT_S = 60.0
 # After the grace period, cancelled runs get this long to be killed and removed
 # (the executor notices a cancel within 0.25 s; kill, wait and remove are bounded).
 STOP_SLACK_S = 30.0
@@ -62,6 +76,9 @@ class RunExecutor(Protocol):
     @property
     def backend(self) -> Backend: ...
 
+    @property
+    def env_cache(self) -> EnvCache | None: ...
+
     def run(
         self,
         request: RunRequest,
@@ -70,6 +87,7 @@ class RunExecutor(Protocol):
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
         artifacts_dir: Path | None = None,
+        limits: Limits | None = None,
     ) -> RunResult:
         """Blocking and thread-safe."""
 
@@ -78,20 +96,14 @@ class RunExecutor(Protocol):
     def close(self) -> None: ...
 
 
-class QueueFull(AiDataAgentError):
-    """Every worker is busy and the queue is at ``max_queued_runs``; nothing was recorded."""
-
-
-class NotAccepting(AiDataAgentError):
-    """The dispatcher is not taking runs (not started yet, or shutting down)."""
-
-
 class RunHandle:
-    """An accepted run while this process owns it: its cancel switch and completion."""
+    """An accepted run while this process owns it: its cancel switch, completion and result."""
 
-    def __init__(self, run_id: str, request: RunRequest) -> None:
+    def __init__(self, run_id: str, request: RunRequest, limits: Limits) -> None:
         self.id = run_id
         self.request = request
+        self.limits = limits
+        self.result: RunResult | None = None  # when done; None if no worker finished it
         self.cancel = threading.Event()
         self.state: Literal["queued", "running", "done"] = "queued"
         self.interrupted = False  # stopped by shutdown, not by a client
@@ -112,11 +124,12 @@ class RunHandle:
                 return
         callback()
 
-    def set_done(self) -> None:
+    def set_done(self, result: RunResult | None = None) -> None:
         with self._lock:
             if self._done:
                 return
             self._done = True
+            self.result = result
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
@@ -181,26 +194,28 @@ class Dispatcher:
             self._workers.append(worker)
 
     # -- requests -------------------------------------------------------------------
-    def submit(self, request: RunRequest) -> RunHandle:
-        """Record ``request`` as ``queued`` (durably) and queue it.
+    def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
+        """Record ``request`` as ``queued`` (durably) and queue it, to run with ``limits``
+        (the request's, resolved against the settings at admission).
 
         Raises:
             QueueFull: no room; nothing was recorded.
-            NotAccepting: the daemon is starting or shutting down.
+            NotReady: the daemon is starting or shutting down.
             sqlite3.Error: the record could not be written; nothing was queued.
         """
         with self._lock:
             if self._state != "accepting":
                 reason = "starting" if self._state == "new" else "shutting down"
-                raise NotAccepting(f"the daemon is {reason}; it takes no new runs")
+                raise NotReady(f"the daemon is {reason}; it takes no new runs")
             if len(self._handles) >= self.capacity:
                 self._metrics.rejected.labels(reason="queue_full").inc()
                 raise QueueFull(
                     f"{self._running} run(s) running and {len(self._queue)} queued, the most "
                     f"this daemon takes ({self._settings.max_concurrent_runs} + "
-                    f"{self._settings.max_queued_runs})"
+                    f"{self._settings.max_queued_runs})",
+                    retry_after=RETRY_AFTER_S,
                 )
-            handle = RunHandle(uuid.uuid4().hex, request)
+            handle = RunHandle(uuid.uuid4().hex, request, limits)
             # Under the lock, so the worker that picks it up finds the record.
             self._store.insert(handle.id, request)
             self._handles[handle.id] = handle
@@ -262,8 +277,10 @@ class Dispatcher:
             running = self._running
         logger.info(
             "shutting down: {} queued run(s) interrupted, {} running get up to {:g} s",
-            len(queued), running, grace,
-        )  # fmt: skip
+            len(queued),
+            running,
+            grace,
+        )
         for handle in queued:
             self._finish(handle, RunStatus.INTERRUPTED, None, REASON_SHUTDOWN_QUEUED)
         self._drainer = threading.Thread(target=self._drain, name="run-drainer", daemon=True)
@@ -344,9 +361,13 @@ class Dispatcher:
 
         try:
             result = self._executor.run(
-                handle.request, run_id=handle.id, cancel=handle.cancel, on_event=on_event,
+                handle.request,
+                run_id=handle.id,
+                cancel=handle.cancel,
+                on_event=on_event,
                 artifacts_dir=self.artifacts_dir(handle.id),
-            )  # fmt: skip
+                limits=handle.limits,
+            )
             status, error = result.status, result.error
         except AiDataAgentError as exc:
             # Host or Docker failure (or bad configuration): a terminal record, no traceback.
@@ -379,4 +400,4 @@ class Dispatcher:
         final = result or RunResult(id=handle.id, status=status, error=error)
         handle.events.publish("result", final.model_dump(mode="json"))
         handle.events.close()
-        handle.set_done()
+        handle.set_done(final)

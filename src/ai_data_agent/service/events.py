@@ -36,7 +36,10 @@ class RunEvents:
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     def publish(self, name: str, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload, ensure_ascii=True)
+        self.publish_json(name, json.dumps(payload, ensure_ascii=True))
+
+    def publish_json(self, name: str, data: str) -> None:
+        """Publish a payload that is JSON text already (one line)."""
         with self._lock:
             if self._closed:
                 return

@@ -1,105 +1,113 @@
 """Every HTTP error as ``{"error": {"code": ..., "message": ...}}``, never a traceback.
 
-    raise ApiError(404, "not_found", f"no run {run_id}")
     install_error_handlers(app)
+    raise NotFound(f"no run with id {run_id!r}", run_id=run_id)   # in a route: 404 not_found
+    response = error_response(RequestTooLarge("body", "larger than 16 bytes"))   # elsewhere
 
-Codes by status: 400/422 ``invalid_request``, 401 ``unauthorized``, 404
-``not_found``, 405 ``method_not_allowed``, 413 ``payload_too_large``, 429
-``queue_full``, 503 ``not_ready``, 500 ``internal``. Pydantic validation
-errors are summarised as ``location: message`` pairs without echoing input.
+This is the one place that turns exceptions into answers. An error of the
+package's tree (`ai_data_agent.errors`) is answered with its class's status and
+code: 400 ``invalid_request``, 401 ``unauthorized`` (with a ``WWW-Authenticate``
+challenge), 404 ``not_found``, 409 ``session_busy``, 410 ``session_gone``, 413
+``payload_too_large``, 422 ``install_failed``, 429 ``queue_full`` and
+``session_limit`` (with ``Retry-After``), 503 ``not_ready`` (host failures
+outside a run included), 500 ``internal``. A body or query
+that does not validate is 422 ``invalid_request``, its problems summarised as
+``location: problem`` pairs without echoing input; the framework's own 404 and
+405 are ``not_found`` and ``method_not_allowed``. Anything else is 500
+``internal`` with no detail (the traceback goes to the daemon's log).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ai_data_agent.errors import RequestRejected, RequestTooLarge
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    QueueFull,
+    RequestRejected,
+    SessionLimit,
+    Unauthorized,
+)
 from ai_data_agent.models import ErrorBody, ErrorDetail
 
-__all__ = ["CODES", "ApiError", "error_response", "install_error_handlers"]
+__all__ = ["CHALLENGE", "error_response", "install_error_handlers"]
 
-CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    422: "invalid_request",
-    429: "queue_full",
-    500: "internal",
-    503: "not_ready",
-}
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ai-data-agent"'}
 MAX_MESSAGE = 2000
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status, stable code, message, extra headers."""
-
-    def __init__(
-        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
+INTERNAL = "internal"
+INTERNAL_MESSAGE = "internal server error; see the daemon's log"
+# The framework's own refusals: an unknown route, a wrong method.
+_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def error_response(
+    error: AiDataAgentError, *, status: int | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The answer to ``error``: its class's status (or ``status``), its code, and its
+    message with its context (``str(error)``: an `ExecutorError` names run and step).
+
+    An error without an HTTP status (a host failure) is answered 500 ``internal``
+    without its message.
+    """
+    status = status or error.http_status
+    if status is None or error.code is None:
+        return _json(500, INTERNAL, INTERNAL_MESSAGE)
+    return _json(status, error.code, str(error), {**_headers(error), **(headers or {})})
+
+
+def _json(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message[:MAX_MESSAGE]))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:20]:
-        location = ".".join(str(part) for part in error.get("loc", ()))
-        parts.append(f"{location}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
+def _headers(error: AiDataAgentError) -> dict[str, str]:
+    if isinstance(error, Unauthorized):
+        return dict(CHALLENGE)
+    if isinstance(error, QueueFull | SessionLimit) and error.retry_after is not None:
+        return {"Retry-After": str(math.ceil(error.retry_after))}
+    return {}
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    error = cast(ApiError, exc)
-    return error_response(error.status, error.code, error.message, error.headers)
+async def _known_error(request: Request, exc: Exception) -> JSONResponse:
+    error = cast(AiDataAgentError, exc)
+    if error.http_status is None:  # a host failure in a route: a bug, not an answer
+        logger.opt(exception=error).error(
+            "{} {} failed: {}", request.method, request.url.path, error
+        )
+    return error_response(error)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(
-        422, "invalid_request", _validation_message(cast(RequestValidationError, exc))
-    )
-
-
-async def _rejected(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, RequestTooLarge):
-        return error_response(413, "payload_too_large", str(exc))
-    return error_response(400, "invalid_request", str(exc))
+    errors = cast(RequestValidationError, exc).errors()
+    return error_response(RequestRejected.from_errors(errors), status=422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     error = cast(StarletteHTTPException, exc)
     status = error.status_code
-    code = CODES.get(status, "internal" if status >= 500 else "invalid_request")
+    code = _FRAMEWORK_CODES.get(status) or (INTERNAL if status >= 500 else "invalid_request")
     message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
-    return error_response(status, code, message, error.headers)
+    return _json(status, code, message, error.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this answer, so the server logs the traceback;
     # the client gets nothing of it.
-    return error_response(500, "internal", "internal server error; see the daemon's log")
+    return _json(500, INTERNAL, INTERNAL_MESSAGE)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(AiDataAgentError, _known_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(RequestRejected, _rejected)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

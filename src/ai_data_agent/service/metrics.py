@@ -43,17 +43,23 @@ class ServiceMetrics:
             "ai_data_agent_runs_rejected", "Submissions refused at once.", ["reason"], registry=r
         )
         self.install_seconds = Histogram(
-            "ai_data_agent_run_install_seconds", "Time installing requirements.",
-            buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
+            "ai_data_agent_run_install_seconds",
+            "Time installing requirements.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.execute_seconds = Histogram(
-            "ai_data_agent_run_execute_seconds", "Time running the user's code.",
-            buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
+            "ai_data_agent_run_execute_seconds",
+            "Time running the user's code.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.total_seconds = Histogram(
-            "ai_data_agent_run_total_seconds", "Time from container start to result.",
-            buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
+            "ai_data_agent_run_total_seconds",
+            "Time from container start to result.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "ai_data_agent_queue_depth", "Runs accepted and waiting for a worker.", registry=r
         )
@@ -62,11 +68,34 @@ class ServiceMetrics:
         )
         self.reaped = Counter(
             "ai_data_agent_containers_reaped",
-            "Sandbox containers removed by the startup sweep and the reaper.", registry=r,
-        )  # fmt: skip
+            "Sandbox containers removed by the startup sweep and the reaper.",
+            registry=r,
+        )
+        self.sessions_active = Gauge(
+            "ai_data_agent_sessions_active",
+            "Sessions live now (each holds a container).",
+            registry=r,
+        )
+        self.sessions_started = Counter(
+            "ai_data_agent_sessions_started", "Sessions that started.", registry=r
+        )
+        self.sessions_ended = Counter(
+            "ai_data_agent_sessions_ended", "Sessions that ended, by how.", ["status"], registry=r
+        )
+        self.cells = Counter(
+            "ai_data_agent_cells", "Session cells that ended, by status.", ["status"], registry=r
+        )
+        self.kernel_restarts = Counter(
+            "ai_data_agent_kernel_restarts",
+            "Session kernels replaced (state lost: timeouts, crashes, memory, restarts).",
+            registry=r,
+        )
         self.retention_deleted = Counter(
             "ai_data_agent_records_deleted", "Run records removed by retention.", registry=r
         )
+
+    def bind_sessions(self, active: Callable[[], float]) -> None:
+        self.sessions_active.set_function(active)
 
     def bind_gauges(self, queue_depth: Callable[[], float], running: Callable[[], float]) -> None:
         self.queue_depth.set_function(queue_depth)

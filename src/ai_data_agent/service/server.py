@@ -55,8 +55,9 @@ def check_bind_policy(settings: Settings, host: str, insecure: bool) -> None:
         ) from exc
     configured = bool(settings.api_tokens) or settings.api_token_file is not None
     if configured and not tokens:
-        logger.warning("the token file {} is empty: every /v1 request will get 401",
-                       settings.api_token_file)  # fmt: skip
+        logger.warning(
+            "the token file {} is empty: every /v1 request will get 401", settings.api_token_file
+        )
     if configured or is_loopback(host):
         return
     if not insecure:

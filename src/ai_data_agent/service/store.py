@@ -133,9 +133,11 @@ class RunStore:
                 (run_id, created, request.model_dump_json()),
             )
         return RunRecord(
-            id=run_id, status="queued", created_at=datetime.fromtimestamp(created, UTC),
+            id=run_id,
+            status="queued",
+            created_at=datetime.fromtimestamp(created, UTC),
             request=request,
-        )  # fmt: skip
+        )
 
     def mark_running(self, run_id: str, *, now: float | None = None) -> bool:
         """``queued`` -> ``running``; False when the run is no longer queued."""

@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor import RunEvent
 from ai_data_agent.executor.backend import SweepRule
-from ai_data_agent.models import Artifact, RunRequest, RunResult, RunStatus, Timings
+from ai_data_agent.models import Artifact, Limits, RunRequest, RunResult, RunStatus, Timings
 from ai_data_agent.service import create_app
 from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.settings import Settings
@@ -108,11 +108,13 @@ class FakeExecutor:
     """Shaped like `Executor`; see the module docstring for what each code does."""
 
     controller_id = "fakecontroller"
+    env_cache = None
 
     def __init__(self) -> None:
         self.backend = FakeBackend()
         self.release = threading.Event()
         self.started: list[str] = []
+        self.limits: dict[str, Limits] = {}  # what each run was given
         self.cancelled: list[str] = []
         self.on_start: Callable[[str], None] | None = None  # called first thing in run()
         self.pool_started = False
@@ -133,8 +135,12 @@ class FakeExecutor:
         on_event: Callable[[RunEvent], None] | None = None,
         cancel: threading.Event | None = None,
         artifacts_dir: Path | None = None,
+        limits: Limits | None = None,
     ) -> RunResult:
         assert run_id is not None and cancel is not None
+        assert limits is not None, "the daemon passes the limits it resolved at admission"
+        with self._lock:
+            self.limits[run_id] = limits
         if self.on_start is not None:
             self.on_start(run_id)
         if on_event is not None:

@@ -181,8 +181,13 @@ async def test_bad_query_parameters_are_422(settings: Settings) -> None:
 async def test_missing_or_wrong_token_is_401(settings: Settings) -> None:
     async with running_service(settings, token=None) as svc:
         for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"}):
-            for method, url in (("GET", "/v1/runs"), ("POST", "/v1/runs"), ("GET", "/metrics"),
-                                ("GET", "/v1/runs/abc"), ("DELETE", "/v1/runs/abc")):  # fmt: skip
+            for method, url in (
+                ("GET", "/v1/runs"),
+                ("POST", "/v1/runs"),
+                ("GET", "/metrics"),
+                ("GET", "/v1/runs/abc"),
+                ("DELETE", "/v1/runs/abc"),
+            ):
                 response = await svc.client.request(
                     method, url, headers=headers, json={"code": "x"} if method == "POST" else None
                 )
@@ -229,8 +234,9 @@ async def test_token_file_is_reread_and_never_fails_open(tmp_path: Path) -> None
         token_file.unlink()
         assert_error(
             await svc.client.get("/v1/runs", headers={"Authorization": "Bearer third"}),
-            503, "not_ready",
-        )  # fmt: skip
+            503,
+            "not_ready",
+        )
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -51,8 +51,12 @@ def test_module_entry_point_refuses_and_says_why(tmp_path: Path) -> None:
     env["AI_DATA_AGENT_DATA_DIR"] = str(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "ai_data_agent.service", "--host", "0.0.0.0", "--port", "1"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 2, done.stderr
     assert "without API tokens" in done.stderr
     assert "--insecure" in done.stderr

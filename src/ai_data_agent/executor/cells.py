@@ -1,0 +1,135 @@
+"""Collecting one cell from a session's frames into a `CellResult`.
+
+    collector = CellCollector(settings, session_id, count, artifacts_dir, on_event)
+    for frame in wire.frames(deadline):
+        if (done := collector.handle(frame)) is not None:
+            return collector.result(done)
+
+Output is kept within the caps, rich outputs are checked again (they come
+from the user's process), and artifact frames go through the same collector
+as a run's, so every name, size and hash is checked on the host.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ai_data_agent.executor.artifacts import ArtifactCollector
+from ai_data_agent.executor.conversation import OutputBuffer
+from ai_data_agent.executor.events import EventHandler, RunEvent
+from ai_data_agent.executor.frames import (
+    ArtifactBegin,
+    ArtifactData,
+    ArtifactEnd,
+    CellFrame,
+    DisplayFrame,
+    Frame,
+    OutFrame,
+    OutputSection,
+)
+from ai_data_agent.session_models import (
+    CellError,
+    CellResult,
+    CellStatus,
+    CellTimings,
+    DisplayOutput,
+)
+from ai_data_agent.settings import Settings
+
+__all__ = ["CellCollector", "display_output"]
+
+
+def display_output(frame: OutputSection, max_bytes: int) -> DisplayOutput | None:
+    """A rich output as the API returns it, or None when it is over the cap."""
+    output = DisplayOutput(data=frame.data, metadata=frame.metadata, truncated=frame.truncated)
+    if len(output.model_dump_json()) > max_bytes:
+        return None
+    return output
+
+
+class CellCollector:
+    """What one cell produced, bounded at every step."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_id: str,
+        count: int,
+        artifacts_dir: Path | None,
+        on_event: EventHandler | None,
+    ) -> None:
+        self.settings = settings
+        self.session_id = session_id
+        self.count = count
+        self.on_event = on_event
+        self.stdout = OutputBuffer(settings.stdout_limit_bytes)
+        self.stderr = OutputBuffer(settings.stderr_limit_bytes)
+        self.outputs: list[DisplayOutput] = []
+        self.outputs_bytes = 0
+        self.outputs_truncated = False
+        self.artifacts = ArtifactCollector(
+            artifacts_dir, settings.max_artifacts, settings.max_artifact_total_bytes
+        )
+
+    def _emit(self, kind: str, data: str) -> None:
+        if self.on_event is not None:
+            self.on_event(RunEvent(self.session_id, kind, data))
+
+    def handle(self, frame: Frame) -> CellFrame | None:
+        """Take one frame; the cell's last frame is returned, everything else kept."""
+        if isinstance(frame, OutFrame):
+            buffer = self.stdout if frame.stream == "stdout" else self.stderr
+            kept = buffer.add(frame.text)
+            if kept:
+                self._emit(frame.stream, kept)
+        elif isinstance(frame, DisplayFrame):
+            self._display(frame)
+        elif isinstance(frame, ArtifactBegin | ArtifactData | ArtifactEnd):
+            self.artifacts.handle(frame)
+        elif isinstance(frame, CellFrame) and frame.count == self.count:
+            return frame
+        return None
+
+    def _display(self, frame: DisplayFrame) -> None:
+        output = display_output(frame, self.settings.display_max_bytes)
+        size = len(output.model_dump_json()) if output is not None else 0
+        if output is None or self.outputs_bytes + size > self.settings.cell_display_max_bytes:
+            self.outputs_truncated = True
+            return
+        self.outputs_bytes += size
+        self.outputs.append(output)
+        self._emit("display", output.model_dump_json())
+
+    def result(self, done: CellFrame, total_s: float) -> CellResult:
+        self.artifacts.finish(done.artifacts)
+        self.artifacts.close()
+        result = None
+        if done.result is not None:
+            result = display_output(done.result, self.settings.display_max_bytes)
+        error = None
+        if done.error is not None:
+            error = CellError(
+                ename=done.error.ename, evalue=done.error.evalue, traceback=done.error.traceback
+            )
+        cell = CellResult(
+            session_id=self.session_id,
+            execution_count=self.count,
+            generation=done.generation,
+            status=CellStatus(done.status),
+            state=done.state,
+            stdout=self.stdout.text,
+            stderr=self.stderr.text,
+            stdout_truncated=self.stdout.cut or done.stdout_truncated,
+            stderr_truncated=self.stderr.cut or done.stderr_truncated,
+            result=result,
+            outputs=self.outputs,
+            outputs_truncated=self.outputs_truncated or done.truncated,
+            error=error,
+            artifacts=self.artifacts.artifacts,
+            artifacts_skipped=self.artifacts.skipped,
+            artifacts_truncated=self.artifacts.truncated,
+            timings=CellTimings(execute_s=round(done.duration_s, 4), total_s=round(total_s, 4)),
+        )
+        self._emit("result", json.dumps(cell.model_dump(mode="json")))
+        return cell

@@ -1,0 +1,254 @@
+"""The sessions API: a kernel per session, cells one at a time, files in and out.
+
+    POST   /v1/sessions                          SessionRequest -> 201 SessionInfo
+    GET    /v1/sessions                          SessionPage, live first
+    GET    /v1/sessions/{id}                     SessionInfo
+    DELETE /v1/sessions/{id}                     close; SessionInfo
+    POST   /v1/sessions/{id}/cells               CellRequest -> 200 CellResult | 202 CellAccepted
+    GET    /v1/sessions/{id}/cells/{n}           CellResult (200) or CellAccepted (202, running)
+    GET    /v1/sessions/{id}/cells/{n}/events    status, stdout, stderr, display, result (SSE)
+    POST   /v1/sessions/{id}/interrupt           {"interrupted": bool}
+    POST   /v1/sessions/{id}/restart             SessionInfo (a new generation)
+    POST   /v1/sessions/{id}/packages            PackagesRequest -> PackagesResult
+    GET    /v1/sessions/{id}/files               [SessionFile]
+    PUT    /v1/sessions/{id}/files/{path}        the raw bytes -> 201 SessionFile
+    GET    /v1/sessions/{id}/files/{path}        the bytes
+
+Same auth and error shape as runs; ``409 session_busy`` for a call while
+another runs (nothing is queued), ``410 session_gone`` once the session
+ended, ``429 session_limit`` when no session fits, ``422 install_failed``
+when requirements do not install.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Annotated, Any, TypeVar, cast
+
+import anyio
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from ai_data_agent.errors import NotFound
+from ai_data_agent.service.events import sse_line
+from ai_data_agent.service.sessions import CellHandle, SessionManager, wait_cell
+from ai_data_agent.session_models import (
+    CellRequest,
+    CellResult,
+    PackagesRequest,
+    PackagesResult,
+    SessionFile,
+    SessionInfo,
+    SessionRequest,
+)
+
+__all__ = ["CellAccepted", "SessionPage", "router"]
+
+T = TypeVar("T")
+
+
+class CellAccepted(BaseModel):
+    """``202``: the cell runs; poll its ``Location`` or follow its events."""
+
+    session_id: str
+    execution_count: int
+    status: str = Field("running")
+
+
+class SessionPage(BaseModel):
+    items: list[SessionInfo]
+
+
+class Interrupted(BaseModel):
+    interrupted: bool = Field(description="A cell was running and got the interrupt.")
+
+
+def _manager(request: Request) -> SessionManager:
+    return cast(SessionManager, request.app.state.daemon.sessions)
+
+
+Manager = Annotated[SessionManager, Depends(_manager)]
+router = APIRouter(prefix="/sessions", tags=["sessions"])
+
+
+async def _call(function: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(function, *args)
+
+
+async def _known(manager: SessionManager, session_id: str) -> SessionInfo:
+    info = await _call(manager.get, session_id)
+    if info is None:
+        raise NotFound(f"no session with id {session_id[:64]!r}")
+    return info
+
+
+@router.post("", status_code=201, summary="Start a session (a kernel in a fresh sandbox)")
+async def create_session(body: SessionRequest, manager: Manager) -> SessionInfo:
+    return await _call(manager.create, body)
+
+
+@router.get("", summary="Sessions, live first")
+async def list_sessions(manager: Manager) -> SessionPage:
+    return SessionPage(items=await _call(manager.sessions))
+
+
+@router.get("/{session_id}", summary="A session")
+async def get_session(session_id: str, manager: Manager) -> SessionInfo:
+    return await _known(manager, session_id)
+
+
+@router.delete("/{session_id}", summary="Close a session; its container is removed")
+async def close_session(session_id: str, manager: Manager) -> SessionInfo:
+    await _known(manager, session_id)
+    info = await _call(manager.close, session_id)
+    assert info is not None
+    return info
+
+
+def _accepted(handle: CellHandle) -> JSONResponse:
+    body = CellAccepted(session_id=handle.session_id, execution_count=handle.count)
+    location = f"/v1/sessions/{handle.session_id}/cells/{handle.count}"
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": location})
+
+
+def _finished(handle: CellHandle) -> JSONResponse:
+    if handle.error is not None:
+        raise handle.error
+    assert handle.result is not None
+    return JSONResponse(handle.result.model_dump(mode="json"))
+
+
+@router.post(
+    "/{session_id}/cells",
+    response_model=CellResult,
+    responses={202: {"model": CellAccepted, "description": "running; poll the `Location`"}},
+    summary="Run a cell",
+)
+async def run_cell(session_id: str, body: CellRequest, manager: Manager) -> Response:
+    """With ``wait`` (the default) answer 200 with the `CellResult` when the cell ends;
+    otherwise 202 at once."""
+    await _known(manager, session_id)
+    handle = await _call(manager.submit_cell, session_id, body)
+    if not body.wait:
+        return _accepted(handle)
+    await wait_cell(handle)
+    return _finished(handle)
+
+
+@router.get(
+    "/{session_id}/cells/{count}",
+    response_model=CellResult,
+    responses={202: {"model": CellAccepted, "description": "still running"}},
+    summary="A cell's result",
+)
+async def get_cell(session_id: str, count: int, manager: Manager) -> Response:
+    await _known(manager, session_id)
+    found = await _call(manager.cell, session_id, count)
+    if found is None:
+        raise NotFound(f"session {session_id[:64]!r} has no cell {count}")
+    if isinstance(found, CellHandle):
+        return _accepted(found)
+    return JSONResponse(found.model_dump(mode="json"))
+
+
+@router.get(
+    "/{session_id}/cells/{count}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+    summary="A cell's live output as Server-Sent Events",
+)
+async def cell_events(session_id: str, count: int, manager: Manager) -> StreamingResponse:
+    """``status``, ``stdout``/``stderr`` chunks, ``display`` (a MIME bundle) as they happen,
+    and last ``result`` (the `CellResult`) or ``error``. Late clients get the backlog first;
+    for a finished cell, its stored output and result."""
+    await _known(manager, session_id)
+    found = await _call(manager.cell, session_id, count)
+    if found is None:
+        raise NotFound(f"session {session_id[:64]!r} has no cell {count}")
+
+    async def stream() -> AsyncIterator[str]:
+        if isinstance(found, CellHandle):
+            async for name, data in found.events.follow():
+                yield sse_line(name, data)
+            return
+        yield sse_line("status", json.dumps({"status": found.status.value}))
+        for name, text in (("stdout", found.stdout), ("stderr", found.stderr)):
+            if text:
+                yield sse_line(name, json.dumps({"data": text}))
+        for output in found.outputs:
+            yield sse_line("display", output.model_dump_json())
+        yield sse_line("result", found.model_dump_json())
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/{session_id}/interrupt", summary="Interrupt the running cell")
+async def interrupt(session_id: str, manager: Manager) -> Interrupted:
+    await _known(manager, session_id)
+    return Interrupted(interrupted=await _call(manager.interrupt, session_id))
+
+
+@router.post("/{session_id}/restart", summary="A fresh kernel: variables lost, files kept")
+async def restart(session_id: str, manager: Manager) -> SessionInfo:
+    await _known(manager, session_id)
+    return await _call(manager.restart, session_id)
+
+
+@router.post("/{session_id}/packages", summary="Add requirements to the session")
+async def packages(session_id: str, body: PackagesRequest, manager: Manager) -> PackagesResult:
+    """The union of the session's requirements and these installs through the environment
+    cache (never in the session's container, which has no network) and goes on the kernel's
+    path; ``restart_required`` says when an imported distribution changed version."""
+    await _known(manager, session_id)
+    return await _call(manager.install, session_id, list(body.requirements))
+
+
+@router.get("/{session_id}/files", summary="Files under the session's working directory")
+async def list_files(session_id: str, manager: Manager) -> list[SessionFile]:
+    await _known(manager, session_id)
+    return await _call(manager.files, session_id)
+
+
+@router.put(
+    "/{session_id}/files/{path:path}",
+    status_code=201,
+    summary="Upload a file (the request body is its bytes)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def put_file(session_id: str, path: str, request: Request, manager: Manager) -> SessionFile:
+    await _known(manager, session_id)
+    data = await request.body()
+    stored = await _call(manager.upload, session_id, path, data)
+    return SessionFile(path=stored, size=len(data), modified_at=datetime.now(UTC))
+
+
+@router.get(
+    "/{session_id}/files/{path:path}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+    summary="Download a file",
+)
+async def get_file(session_id: str, path: str, manager: Manager) -> Response:
+    await _known(manager, session_id)
+    data = await _call(manager.download, session_id, path)
+    media_type = mimetypes.guess_type(path, strict=False)[0] or "application/octet-stream"
+    name = urllib.parse.quote(PurePosixPath(path).name, safe="")
+    headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{name}"}
+    return Response(data, media_type=media_type, headers=headers)

@@ -1,0 +1,165 @@
+"""The sessions' registry: which sessions exist, where they live, and their cells' results.
+
+    store = SessionStore(settings.data_dir / "sessions.sqlite3", node="ctl-1a2b")
+    store.open()
+    store.put(info)                       # a session's latest state (live or ended)
+    store.put_cell(result)                # a cell's result, once it has one
+    store.lose_live("the daemon restarted")
+
+A session lives in one controller process (its container, its kernel); the
+registry says so with the ``node`` column, so that any node answering for it
+can tell where it is, and a node that restarts marks what it held as lost,
+never as alive. SQLite in WAL mode here; the same operations suit a shared
+database. Every method is blocking and thread-safe; call them from worker
+threads, never from the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from ai_data_agent.errors import ConfigurationError
+from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
+
+__all__ = ["SESSIONS_FILENAME", "SessionStore"]
+
+SESSIONS_FILENAME = "sessions.sqlite3"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id      TEXT NOT NULL UNIQUE,
+    node    TEXT NOT NULL,
+    status  TEXT NOT NULL,
+    info    TEXT NOT NULL                 -- SessionInfo JSON
+);
+CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
+CREATE TABLE IF NOT EXISTS cells (
+    session_id TEXT NOT NULL,
+    n          INTEGER NOT NULL,
+    result     TEXT NOT NULL,             -- CellResult JSON
+    PRIMARY KEY (session_id, n)
+);
+"""
+
+
+class SessionStore:
+    def __init__(self, path: Path, *, node: str) -> None:
+        self.path = path
+        self.node = node
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """Create the database and its schema. Idempotent.
+
+        Raises:
+            ConfigurationError: it cannot be created or written.
+        """
+        with self._lock:
+            if self._conn is not None:
+                return
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigurationError(
+                    f"cannot open the session store {self.path}: {exc}"
+                ) from exc
+            self._conn = conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise sqlite3.ProgrammingError("the session store is not open")
+        return self._conn
+
+    def put(self, info: SessionInfo) -> None:
+        """Record a session's state (insert or replace), as held by this node."""
+        with self._lock:
+            self._db().execute(
+                "INSERT INTO sessions (id, node, status, info) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET node = excluded.node, status = excluded.status, "
+                "info = excluded.info",
+                (info.id, self.node, info.status.value, info.model_dump_json()),
+            )
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        with self._lock:
+            row = (
+                self._db()
+                .execute("SELECT info FROM sessions WHERE id = ?", (session_id,))
+                .fetchone()
+            )
+        return None if row is None else SessionInfo.model_validate_json(row[0])
+
+    def recent(self, *, limit: int = 100) -> list[SessionInfo]:
+        """Newest first."""
+        with self._lock:
+            rows = (
+                self._db()
+                .execute("SELECT info FROM sessions ORDER BY seq DESC LIMIT ?", (limit,))
+                .fetchall()
+            )
+        return [SessionInfo.model_validate_json(row[0]) for row in rows]
+
+    def lose_live(self, reason: str) -> list[str]:
+        """Mark every live session ``lost``: at a start, the process that held them is gone
+        (this store belongs to one daemon; a shared one asks which nodes died)."""
+        with self._lock:
+            db = self._db()
+            rows = db.execute(
+                "SELECT info FROM sessions WHERE status IN ('starting', 'idle', 'busy')"
+            ).fetchall()
+            lost = []
+            for (text,) in rows:
+                info = SessionInfo.model_validate_json(text)
+                info = info.model_copy(update={"status": SessionStatus.LOST, "error": reason})
+                db.execute(
+                    "UPDATE sessions SET status = 'lost', info = ? WHERE id = ?",
+                    (info.model_dump_json(), info.id),
+                )
+                lost.append(info.id)
+        return lost
+
+    def put_cell(self, result: CellResult) -> None:
+        with self._lock:
+            self._db().execute(
+                "INSERT OR REPLACE INTO cells (session_id, n, result) VALUES (?, ?, ?)",
+                (result.session_id, result.execution_count, result.model_dump_json()),
+            )
+
+    def get_cell(self, session_id: str, n: int) -> CellResult | None:
+        with self._lock:
+            row = (
+                self._db()
+                .execute("SELECT result FROM cells WHERE session_id = ? AND n = ?", (session_id, n))
+                .fetchone()
+            )
+        return None if row is None else CellResult.model_validate_json(row[0])
+
+    def delete_before(self, keep: int) -> int:
+        """Keep the newest ``keep`` ended sessions (and their cells); return how many went."""
+        with self._lock:
+            db = self._db()
+            doomed = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM sessions WHERE status NOT IN ('starting', 'idle', 'busy') "
+                    "ORDER BY seq DESC LIMIT -1 OFFSET ?",
+                    (keep,),
+                ).fetchall()
+            ]
+            db.executemany("DELETE FROM cells WHERE session_id = ?", [(d,) for d in doomed])
+            db.executemany("DELETE FROM sessions WHERE id = ?", [(d,) for d in doomed])
+        return len(doomed)

@@ -1,0 +1,417 @@
+"""The daemon's sessions: admission, the registry, cells on worker threads, expiry.
+
+    manager = SessionManager(settings, executor, store, metrics)
+    manager.start()                                   # earlier sessions: lost
+    info = manager.create(SessionRequest(...))        # blocking: install + container
+    handle = manager.submit_cell(info.id, CellRequest(code="1 + 1"))
+    await wait_cell(handle)                           # handle.result, handle.events
+    manager.close(info.id); manager.stop()
+
+At most ``max_sessions`` live at once, and their memory (plus what the runs
+in flight may take) within the host's budget: beyond either, `SessionLimit`.
+One call per session at a time: a cell while another call runs is
+`SessionBusy`, and nothing is queued. Idle sessions and sessions past their
+maximum lifetime expire (container removed); later calls get `SessionGone`.
+Every method is blocking (worker threads) except `wait_cell`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from loguru import logger
+
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    NotReady,
+    SessionBusy,
+    SessionGone,
+    SessionLimit,
+)
+from ai_data_agent.executor.events import RunEvent
+from ai_data_agent.executor.sessions import Session
+from ai_data_agent.service.dispatcher import RunExecutor
+from ai_data_agent.service.events import RunEvents
+from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.session_store import SessionStore
+from ai_data_agent.session_models import (
+    CellRequest,
+    CellResult,
+    PackagesResult,
+    SessionFile,
+    SessionInfo,
+    SessionRequest,
+    SessionStatus,
+)
+from ai_data_agent.settings import Settings
+
+__all__ = ["CellHandle", "SessionManager", "wait_cell"]
+
+EXPIRY_TICK_S = 1.0
+RETRY_AFTER_S = 30.0  # what a full house suggests: a slot frees when a session closes or expires
+KEPT_SESSIONS = 1000
+REASON_RESTART = "the daemon stopped while the session was live; found at its next start"
+REASON_SHUTDOWN = "the daemon shut down"
+
+
+@dataclass
+class CellHandle:
+    """A cell submitted to a session: its number, live events, and the result when it ends."""
+
+    session_id: str
+    count: int
+    events: RunEvents = field(default_factory=RunEvents)
+    result: CellResult | None = None
+    error: AiDataAgentError | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def finish(self) -> None:
+        with self.lock:
+            self.done.set()
+            callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        with self.lock:
+            if not self.done.is_set():
+                self.callbacks.append(callback)
+                return
+        callback()
+
+
+async def wait_cell(handle: CellHandle) -> None:
+    """Wait on the event loop, without holding a thread, until the cell has ended."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    def wake() -> None:
+        try:
+            loop.call_soon_threadsafe(resolve)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+    handle.on_done(wake)
+    await future
+
+
+@dataclass
+class _Live:
+    session: Session
+    busy: bool = False
+    cell: CellHandle | None = None
+
+
+class SessionManager:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        executor: RunExecutor,
+        store: SessionStore,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.store = store
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._live: dict[str, _Live] = {}
+        self._starting = 0
+        self._starting_memory = 0
+        self._stop = threading.Event()
+        self._accepting = True
+        self._timer: threading.Thread | None = None
+        metrics.bind_sessions(lambda: len(self._live))
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        self.store.open()
+        lost = self.store.lose_live(REASON_RESTART)
+        if lost:
+            logger.warning("marked {} session(s) of a previous process lost", len(lost))
+        self._timer = threading.Thread(target=self._expire_loop, name="session-expiry", daemon=True)
+        self._timer.start()
+
+    def begin_shutdown(self) -> None:
+        """New sessions get 503 from now on; live ones stay until `stop`."""
+        with self._lock:
+            self._accepting = False
+
+    def stop(self) -> None:
+        """Close every live session (their containers go) and stop the expiry timer."""
+        self._stop.set()
+        with self._lock:
+            ids = list(self._live)
+        for session_id in ids:
+            self._end(session_id, SessionStatus.CLOSED, REASON_SHUTDOWN)
+        if self._timer is not None:
+            self._timer.join(timeout=5)
+        self.store.close()
+
+    # -- sessions ---------------------------------------------------------------------
+    def _admit(self, memory_mb: int) -> None:
+        """Reserve room for one more session (lock held), or raise `SessionLimit`."""
+        s = self.settings
+        if not self._accepting:
+            raise NotReady("the daemon is shutting down; it starts no new sessions")
+        if s.max_sessions == 0:
+            raise SessionLimit(
+                "sessions are disabled on this server (max_sessions = 0)",
+                retry_after=RETRY_AFTER_S,
+            )
+        count = len(self._live) + self._starting
+        if count >= s.max_sessions:
+            raise SessionLimit(
+                f"{count} sessions live, the most this server keeps ({s.max_sessions})",
+                retry_after=RETRY_AFTER_S,
+            )
+        budget = s.session_memory_budget_mb()
+        held = sum(live.session.limits.memory_mb for live in self._live.values())
+        reserved = s.max_concurrent_runs * min(s.default_memory_mb, s.max_memory_mb)
+        if budget and held + self._starting_memory + memory_mb + reserved > budget:
+            raise SessionLimit(
+                f"no memory for another {memory_mb} MiB session: sessions hold {held} MiB and "
+                f"runs may take {reserved} MiB of this host's {budget} MiB budget",
+                retry_after=RETRY_AFTER_S,
+            )
+        self._starting += 1
+        self._starting_memory += memory_mb
+
+    def create(self, request: SessionRequest) -> SessionInfo:
+        """Start a session (installs and the container first: seconds).
+
+        Raises:
+            RequestRejected: the request breaks a server limit.
+            SessionLimit: no room (count or memory).
+            NotReady: the daemon is shutting down.
+            InstallFailed: its requirements did not install.
+            ExecutorError: Docker or the host failed.
+        """
+        session = Session(self.executor, request)  # type: ignore[arg-type]
+        memory = session.limits.memory_mb
+        with self._lock:
+            self._admit(memory)
+        try:
+            self.store.put(self._info(session))
+            session.start()
+        except BaseException:
+            session.close(SessionStatus.LOST, "the session did not start")
+            self.store.put(self._info(session))
+            raise
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._starting_memory -= memory
+        with self._lock:
+            self._live[session.id] = _Live(session)
+        self.metrics.sessions_started.inc()
+        info = self._info(session)
+        self.store.put(info)
+        return info
+
+    def _info(self, session: Session) -> SessionInfo:
+        info = session.info()
+        idle = info.last_activity_at + timedelta(seconds=self.settings.session_idle_timeout_s)
+        ends = info.created_at + timedelta(seconds=self.settings.session_max_lifetime_s)
+        live = info.status in (SessionStatus.IDLE, SessionStatus.BUSY, SessionStatus.STARTING)
+        return info.model_copy(update={"idle_expires_at": idle if live else None, "ends_at": ends})
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        with self._lock:
+            live = self._live.get(session_id)
+        return self._info(live.session) if live is not None else self.store.get(session_id)
+
+    def sessions(self) -> list[SessionInfo]:
+        """Live sessions first, then the ones that ended, newest first."""
+        with self._lock:
+            live = {sid: self._info(entry.session) for sid, entry in self._live.items()}
+        stored = self.store.recent()
+        return list(live.values()) + [s for s in stored if s.id not in live]
+
+    def _take(self, session_id: str) -> _Live:
+        """The live session, marked busy for one call (lock taken here).
+
+        Raises:
+            SessionGone: it ended (or never existed here: the caller checks first).
+            SessionBusy: another call is in progress.
+        """
+        with self._lock:
+            live = self._live.get(session_id)
+            if live is None:
+                info = self.store.get(session_id)
+                status = info.status.value if info is not None else "unknown"
+                raise SessionGone(f"session {session_id} is {status}", session_id=session_id)
+            if live.busy:
+                raise SessionBusy(
+                    f"session {session_id} is busy with another call", session_id=session_id
+                )
+            live.busy = True
+            return live
+
+    def _release(self, live: _Live) -> None:
+        with self._lock:
+            live.busy = False
+        self.store.put(self._info(live.session))
+
+    def _guarded(self, session_id: str, call: Callable[[Session], object]) -> object:
+        live = self._take(session_id)
+        try:
+            return call(live.session)
+        except SessionGone:
+            self._end(session_id, SessionStatus.LOST, None)
+            raise
+        finally:
+            self._release(live)
+
+    def close(self, session_id: str) -> SessionInfo | None:
+        """End a session now (a running cell ends with it); None when it is unknown."""
+        self._end(session_id, SessionStatus.CLOSED, "closed by request")
+        return self.store.get(session_id)
+
+    def _end(self, session_id: str, status: SessionStatus, reason: str | None) -> None:
+        with self._lock:
+            live = self._live.pop(session_id, None)
+        if live is None:
+            return
+        live.session.close(status, reason)
+        self.store.put(self._info(live.session))
+        self.metrics.sessions_ended.labels(status=live.session.status.value).inc()
+
+    # -- cells ------------------------------------------------------------------------
+    def submit_cell(self, session_id: str, request: CellRequest) -> CellHandle:
+        """Start a cell on a worker thread; its handle at once.
+
+        Raises:
+            SessionGone, SessionBusy: as for any call; nothing was queued.
+        """
+        live = self._take(session_id)
+        session = live.session
+        handle = CellHandle(session_id, session.execution_count + 1)
+        live.cell = handle
+        handle.events.publish("status", {"status": "running", "execution_count": handle.count})
+        worker = threading.Thread(
+            target=self._run_cell,
+            args=(live, request, handle),
+            name=f"cell-{session_id[:8]}",
+            daemon=True,
+        )
+        worker.start()
+        return handle
+
+    def _run_cell(self, live: _Live, request: CellRequest, handle: CellHandle) -> None:
+        session = live.session
+        generation = session.generation
+
+        def on_event(event: RunEvent) -> None:
+            if event.kind in ("stdout", "stderr"):
+                handle.events.publish(event.kind, {"data": event.data})
+            elif event.kind == "display":
+                handle.events.publish_json("display", event.data)
+
+        try:
+            handle.result = session.run(
+                request.code, timeout_s=request.timeout_s, on_event=on_event
+            )
+            self.store.put_cell(handle.result)
+            self.metrics.cells.labels(status=handle.result.status.value).inc()
+            self.metrics.kernel_restarts.inc(max(handle.result.generation - generation, 0))
+            handle.events.publish_json("result", handle.result.model_dump_json())
+        except AiDataAgentError as exc:
+            handle.error = exc
+            if isinstance(exc, SessionGone):
+                self._end(session.id, SessionStatus.LOST, str(exc))
+            handle.events.publish("error", {"message": str(exc)})
+        except Exception as exc:  # a worker must outlive any one cell
+            logger.bind(run_id=session.id).opt(exception=exc).error("cell crashed: {}", exc)
+            handle.error = AiDataAgentError("internal error; see the daemon's log")
+            handle.events.publish("error", {"message": str(handle.error)})
+        finally:
+            handle.events.close()
+            with self._lock:
+                live.cell = None
+            self._release(live)
+            handle.finish()
+
+    def cell(self, session_id: str, count: int) -> CellHandle | CellResult | None:
+        """The running cell's handle, a finished cell's result, or None."""
+        with self._lock:
+            live = self._live.get(session_id)
+            handle = live.cell if live is not None else None
+        if handle is not None and handle.count == count and not handle.done.is_set():
+            return handle
+        return self.store.get_cell(session_id, count)
+
+    # -- other calls ------------------------------------------------------------------
+    def interrupt(self, session_id: str) -> bool:
+        with self._lock:
+            live = self._live.get(session_id)
+        if live is None:
+            raise SessionGone(f"session {session_id} is not live", session_id=session_id)
+        return live.session.interrupt()
+
+    def restart(self, session_id: str) -> SessionInfo:
+        self._guarded(session_id, lambda s: s.restart())
+        self.metrics.kernel_restarts.inc()
+        info = self.get(session_id)
+        assert info is not None
+        return info
+
+    def install(self, session_id: str, requirements: list[str]) -> PackagesResult:
+        result = self._guarded(session_id, lambda s: s.install(requirements))
+        assert isinstance(result, PackagesResult)
+        return result
+
+    def upload(self, session_id: str, path: str, data: bytes) -> str:
+        return str(self._guarded(session_id, lambda s: s.upload(path, data)))
+
+    def download(self, session_id: str, path: str) -> bytes:
+        data = self._guarded(session_id, lambda s: s.download(path))
+        assert isinstance(data, bytes)
+        return data
+
+    def files(self, session_id: str) -> list[SessionFile]:
+        found = self._guarded(session_id, lambda s: s.files())
+        assert isinstance(found, list)
+        return found
+
+    # -- expiry -----------------------------------------------------------------------
+    def expire(self, now: datetime | None = None) -> list[str]:
+        """End sessions idle too long (unless busy) or past their maximum lifetime."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            doomed = [
+                (sid, why) for sid, live in self._live.items() if (why := self._due(live, now))
+            ]
+        for session_id, reason in doomed:
+            self._end(session_id, SessionStatus.EXPIRED, reason)
+        return [sid for sid, _ in doomed]
+
+    def _due(self, live: _Live, now: datetime) -> str | None:
+        """Why ``live`` expires now, or None."""
+        session = live.session
+        if now - session.created_at > timedelta(seconds=self.settings.session_max_lifetime_s):
+            return "maximum lifetime reached"
+        idle = now - session.last_activity_at
+        if not live.busy and idle > timedelta(seconds=self.settings.session_idle_timeout_s):
+            return "idle timeout"
+        return None
+
+    def _expire_loop(self) -> None:
+        while not self._stop.wait(EXPIRY_TICK_S):
+            try:
+                self.expire()
+                self.store.delete_before(KEPT_SESSIONS)
+            except Exception as exc:
+                logger.warning("session expiry failed: {}", exc)

@@ -1,0 +1,226 @@
+"""The contract of stateful sessions: what a session and a cell ask for, and what they give back.
+
+    request = SessionRequest(requirements=["pandas"], files=[InputFile.from_bytes("a.csv", data)])
+    cell = session.run("df = pd.read_csv('a.csv'); df.describe()")
+    cell.status, cell.state, cell.result.data["text/html"]
+
+Cell results follow the Jupyter messaging spec's shapes: a MIME bundle for the
+value of the last expression (``result``, as ``execute_result``), rich outputs
+in order (``outputs``, as ``display_data``) and ``error`` with ename, evalue
+and traceback. Every cell says whether the session's state survived it
+(``state``) and which kernel ran it (``generation``), so an agent is never told
+its variables exist when they do not.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ai_data_agent.errors import RequestRejected
+from ai_data_agent.models import (
+    Artifact,
+    EnvVars,
+    InputFiles,
+    InstallReport,
+    Limits,
+    PackageInfo,
+    RequirementLine,
+    RunRequest,
+    SkippedArtifact,
+    capped,
+)
+from ai_data_agent.settings import Settings
+
+__all__ = [
+    "CellError",
+    "CellRequest",
+    "CellResult",
+    "CellStatus",
+    "CellTimings",
+    "DisplayOutput",
+    "PackageChange",
+    "PackagesRequest",
+    "PackagesResult",
+    "SessionFile",
+    "SessionInfo",
+    "SessionRequest",
+    "SessionStatus",
+    "StateOutcome",
+]
+
+StateOutcome = Literal["preserved", "lost"]
+
+
+class CellStatus(StrEnum):
+    """How a cell ended. State is lost only with ``kernel_died``, ``memory_exceeded``, or a
+    ``timed_out``/``interrupted`` cell whose code ignored the interrupt (see ``state``)."""
+
+    SUCCEEDED = "succeeded"
+    ERROR = "error"  # an exception in the cell
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"
+    MEMORY_EXCEEDED = "memory_exceeded"
+    KERNEL_DIED = "kernel_died"
+    OUTPUT_EXCEEDED = "output_exceeded"
+
+
+class SessionStatus(StrEnum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    CLOSED = "closed"  # closed by request
+    EXPIRED = "expired"  # idle timeout or maximum lifetime
+    LOST = "lost"  # its sandbox or controller died
+
+
+class SessionRequest(BaseModel):
+    """``POST /v1/sessions``: a fresh, locked-down container with a kernel in it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requirements: list[RequirementLine] = Field(
+        default_factory=list,
+        description="PEP 508 requirements, installed before the kernel starts.",
+    )
+    files: InputFiles = Field(
+        default_factory=list, description="Input files, placed under the working directory."
+    )
+    env: EnvVars = Field(default_factory=dict, description="Extra environment variables.")
+    memory_mb: int | None = Field(None, ge=64, description="Memory limit (swap equal).")
+    cpus: float | None = Field(None, gt=0, le=64)
+    cell_timeout_s: float | None = Field(
+        None, gt=0, description="Default time limit of a cell in this session."
+    )
+
+    def resolve(self, settings: Settings) -> Limits:
+        """The session's limits: requested values within the session caps, else the defaults.
+
+        Raises:
+            RequestRejected: a limit above its cap, too many requirements or files, or
+                requirements where the server installs per run (sessions need the cache).
+        """
+        if self.requirements and settings.install_mode == "per_run":
+            raise RequestRejected(
+                "requirements",
+                "sessions install through the environment cache; this server's install_mode "
+                "is per_run",
+            )
+        probe = RunRequest(code="", requirements=self.requirements, env=self.env, files=self.files)
+        probe.resolve(settings)  # the same size and count caps as a run
+        s = settings
+        timeout = capped("cell_timeout_s", self.cell_timeout_s, s.cell_timeout_s, s.max_timeout_s)
+        memory = capped(
+            "memory_mb", self.memory_mb, s.session_default_memory_mb, s.session_max_memory_mb
+        )
+        cpus = capped("cpus", self.cpus, s.session_default_cpus, s.session_max_cpus)
+        return Limits(timeout_s=timeout, memory_mb=int(memory), cpus=cpus, network=False)
+
+
+class CellRequest(BaseModel):
+    """``POST /v1/sessions/{id}/cells``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Python source; the value of a final expression is returned.")
+    timeout_s: float | None = Field(None, gt=0, description="Time limit of this cell.")
+    wait: bool = Field(True, description="Answer with the result (200) or at once (202).")
+
+
+class PackagesRequest(BaseModel):
+    """``POST /v1/sessions/{id}/packages``: add requirements to a live session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requirements: list[RequirementLine] = Field(min_length=1)
+
+
+class DisplayOutput(BaseModel):
+    """A MIME bundle: ``text/plain`` always; ``text/html``, ``image/png`` (base64) and others
+    when the object offers them."""
+
+    data: dict[str, Any]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    truncated: bool = Field(False, description="Richer representations dropped to fit the caps.")
+
+
+class CellError(BaseModel):
+    ename: str
+    evalue: str
+    traceback: list[str] = Field(default_factory=list, description="Lines showing the cell's code.")
+
+
+class CellTimings(BaseModel):
+    execute_s: float = 0.0
+    total_s: float = 0.0
+
+
+class CellResult(BaseModel):
+    """One cell's outcome. Bad code gives a status here, never an exception."""
+
+    session_id: str
+    execution_count: int
+    generation: int = Field(description="The kernel that ran it; a new kernel has lost the state.")
+    status: CellStatus
+    state: StateOutcome = Field(description="Whether variables from earlier cells still exist.")
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    result: DisplayOutput | None = Field(None, description="The last expression's value.")
+    outputs: list[DisplayOutput] = Field(default_factory=list, description="display() and figures.")
+    outputs_truncated: bool = False
+    error: CellError | None = None
+    artifacts: list[Artifact] = Field(
+        default_factory=list, description="Files written under outputs/."
+    )
+    artifacts_skipped: list[SkippedArtifact] = Field(default_factory=list)
+    artifacts_truncated: bool = False
+    timings: CellTimings = Field(default_factory=CellTimings)
+
+
+class PackageChange(BaseModel):
+    name: str
+    old_version: str | None = None
+    new_version: str | None = None
+
+
+class PackagesResult(BaseModel):
+    """What adding requirements changed, and whether the kernel must restart to see it."""
+
+    requirements: list[str] = Field(description="Every requirement of the session now.")
+    added: list[PackageInfo] = Field(default_factory=list)
+    changed: list[PackageChange] = Field(default_factory=list)
+    removed: list[PackageInfo] = Field(default_factory=list)
+    restart_required: bool = Field(
+        False, description="A distribution the kernel has imported changed version: restart."
+    )
+    install: InstallReport
+
+
+class SessionFile(BaseModel):
+    path: str = Field(description="Relative to the working directory.")
+    size: int
+    modified_at: datetime
+
+
+class SessionInfo(BaseModel):
+    """A session as the daemon knows it."""
+
+    id: str
+    status: SessionStatus
+    created_at: datetime
+    last_activity_at: datetime
+    idle_expires_at: datetime | None = None
+    ends_at: datetime | None = Field(None, description="The maximum lifetime ends here.")
+    generation: int = 0
+    execution_count: int = 0
+    requirements: list[str] = Field(default_factory=list)
+    packages: list[PackageInfo] = Field(default_factory=list)
+    image: str = ""
+    memory_mb: int = 0
+    cpus: float = 0.0
+    error: str | None = Field(None, description="Why it was lost or closed, when it was.")
