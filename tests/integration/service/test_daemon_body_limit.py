@@ -8,6 +8,7 @@ that keeps coming past the discard bounds ends with the connection closed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import shutil
@@ -17,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -57,7 +59,7 @@ class StreamedBody:
         return data
 
 
-def send_urllib(url: str, size: int, declared: bool) -> Answer:
+def send_urllib(url: str, size: int, declared: bool, tmp_path: Path) -> Answer:
     headers = dict(HEADERS, **({"Content-Length": str(size)} if declared else {}))
     request = urllib.request.Request(url, data=chunks(size), headers=headers, method="POST")
     try:
@@ -67,27 +69,36 @@ def send_urllib(url: str, size: int, declared: bool) -> Answer:
         return exc.code, exc.read()
 
 
-def send_httpx(url: str, size: int, declared: bool) -> Answer:
+def send_httpx(url: str, size: int, declared: bool, tmp_path: Path) -> Answer:
     headers = dict(HEADERS, **({"Content-Length": str(size)} if declared else {}))
     response = httpx.post(url, content=chunks(size), headers=headers, timeout=CLIENT_TIMEOUT_S)
     return response.status_code, response.content
 
 
-def send_requests(url: str, size: int, declared: bool) -> Answer:
+def send_requests(url: str, size: int, declared: bool, tmp_path: Path) -> Answer:
     body = StreamedBody(size) if declared else chunks(size)
     response = requests.post(url, data=body, headers=HEADERS, timeout=CLIENT_TIMEOUT_S)
     return response.status_code, response.content
 
 
-def send_curl(url: str, size: int, declared: bool) -> Answer:
+def send_curl(url: str, size: int, declared: bool, tmp_path: Path) -> Answer:
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed")
-    headers = [f"{k}: {v}" for k, v in HEADERS.items()]
-    if declared:
-        headers.append(f"Content-Length: {size}")  # else -T - sends it chunked
-    argv = [curl, "-sS", "-X", "POST", "-T", "-", "-w", "\n%{http_code}", url]
-    argv += [arg for header in headers for arg in ("-H", header)]
+    headers = [arg for k, v in HEADERS.items() for arg in ("-H", f"{k}: {v}")]
+    argv = [curl, "-sS", "-X", "POST", *headers, "-w", "\n%{http_code}", url]
+    if declared:  # a file of known size: Content-Length (sparse, so no disk is used)
+        body = tmp_path / "body"
+        with body.open("wb") as fh:
+            fh.truncate(size)
+        out = subprocess.run([*argv, "-T", str(body)], capture_output=True, timeout=60).stdout
+    else:  # from a pipe: chunked
+        out = _curl_from_pipe([*argv, "-T", "-"], size)
+    body_text, _, status = out.rpartition(b"\n")
+    return int(status), body_text
+
+
+def _curl_from_pipe(argv: list[str], size: int) -> bytes:
     with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         try:
@@ -95,18 +106,14 @@ def send_curl(url: str, size: int, declared: bool) -> Answer:
                 proc.stdin.write(chunk)
         except BrokenPipeError:
             pass  # curl saw the 413 and stopped reading its input
-        finally:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
         out = proc.stdout.read()
         assert proc.wait(CLIENT_TIMEOUT_S) == 0, out
-    body, _, status = out.rpartition(b"\n")
-    return int(status), body
+    return out
 
 
-CLIENTS: dict[str, Callable[[str, int, bool], Answer]] = {
+CLIENTS: dict[str, Callable[..., Answer]] = {
     "urllib": send_urllib,
     "httpx": send_httpx,
     "requests": send_requests,
@@ -118,10 +125,11 @@ CLIENTS: dict[str, Callable[[str, int, bool], Answer]] = {
 @pytest.mark.parametrize("size_mb", [64, 300], ids=["64MB", "300MB"])
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_an_over_large_body_gets_a_readable_413(
-    shared_daemon: DaemonProcess, client: str, size_mb: int, declared: bool
+    shared_daemon: DaemonProcess, client: str, size_mb: int, declared: bool, tmp_path: Path
 ) -> None:
+    url = f"{shared_daemon.base_url}/v1/runs"
     started = time.monotonic()
-    status, body = CLIENTS[client](f"{shared_daemon.base_url}/v1/runs", size_mb * MiB, declared)
+    status, body = CLIENTS[client](url, size_mb * MiB, declared, tmp_path)
     elapsed = time.monotonic() - started
 
     assert status == 413, (status, body[:300], shared_daemon.log())
