@@ -68,15 +68,21 @@ async def follow(
     job: Job[T], report: Report, *, total_s: float | None, grace_s: float, output: LiveOutput
 ) -> T:
     """``job``'s outcome, with progress while it runs; a cancelled wait stops the job."""
+    failure: Exception | None = None
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(_report_every, report, total_s, output)
-            outcome = await job.wait()
+            try:
+                outcome = await job.wait()
+            except Exception as exc:  # raised below, not as an exception group
+                failure = exc
             group.cancel_scope.cancel()
-        return outcome
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True), anyio.move_on_after(grace_s + STOP_SLACK_S):
             await job.cancel()
             with contextlib.suppress(Exception):  # the outcome has nobody to go to
                 await job.wait()
         raise
+    if failure is not None:
+        raise failure
+    return outcome
