@@ -87,8 +87,16 @@ async def test_progress_during_a_cell_and_cancel_keeps_the_state(mcp_daemon: Dae
 
 HOSTILE = {
     "busy loop": ("while True:\n    pass", {"timeout_s": 2}, "timed_out"),
-    "memory bomb": ("b = []\nwhile True:\n    b.append(bytearray(50 * 2**20))", {}, "memory_exceeded"),
-    "output flood": ("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)", {"timeout_s": 3}, None),
+    "memory bomb": (
+        "b = []\nwhile True:\n    b.append(bytearray(50 * 2**20))",
+        {},
+        "memory_exceeded",
+    ),
+    "output flood": (
+        "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
+        {"timeout_s": 3},
+        None,
+    ),
     "controller secrets": ("import os\nprint(sorted(os.environ.items()))", {}, "succeeded"),
 }
 

@@ -116,8 +116,13 @@ class FakeSandbox:
         png = Artifact(
             path="figure_1.png", size=len(tiny_png()), sha256="x", media_type="image/png"
         )
-        result = RunResult(id="run1", status=RunStatus.SUCCEEDED, exit_code=0,
-                           stdout=f"ran {request.code}\n", artifacts=[png])  # fmt: skip
+        result = RunResult(
+            id="run1",
+            status=RunStatus.SUCCEEDED,
+            exit_code=0,
+            stdout=f"ran {request.code}\n",
+            artifacts=[png],
+        )
         job = FakeJob(result)
         self.jobs.append(job)
         return job
@@ -149,9 +154,15 @@ class FakeSandbox:
             interrupted = _cell(session_id, count, status=CellStatus.INTERRUPTED)
             job = FakeJob(None, on_cancel=interrupted)
         elif code == "1/0":
-            error = CellError(ename="ZeroDivisionError", evalue="division by zero",
-                              traceback=["Traceback (most recent call last):", '  File "<cell 1>", line 1',
-                                         "ZeroDivisionError: division by zero"])  # fmt: skip
+            error = CellError(
+                ename="ZeroDivisionError",
+                evalue="division by zero",
+                traceback=[
+                    "Traceback (most recent call last):",
+                    '  File "<cell 1>", line 1',
+                    "ZeroDivisionError: division by zero",
+                ],
+            )
             job = FakeJob(_cell(session_id, count, status=CellStatus.ERROR, error=error))
         elif code == "png":
             image = {"text/plain": "<Figure>", "image/png": base64.b64encode(tiny_png()).decode()}

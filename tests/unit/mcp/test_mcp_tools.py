@@ -82,8 +82,12 @@ async def test_tool_list_schemas_and_annotations(http_tools: Harness) -> None:
     run = tools["run_python"]
     assert run.input_schema["required"] == ["code"]
     assert set(run.input_schema["properties"]) == {
-        "code", "requirements", "files", "timeout_s", "session_id"
-    }  # fmt: skip
+        "code",
+        "requirements",
+        "files",
+        "timeout_s",
+        "session_id",
+    }
     assert run.input_schema["properties"]["code"]["description"]
     hints = {name: tool.annotations for name, tool in tools.items()}
     assert hints["run_python"].open_world_hint is False  # the server allows no network
