@@ -119,7 +119,10 @@ class SandboxTools:
         if self._default is not None:
             session_id, self._default = self._default, None
             with anyio.CancelScope(shield=True):
-                await self.sandbox.close_session(session_id)
+                try:
+                    await self.sandbox.close_session(session_id)
+                except AiDataAgentError as exc:  # it expires on its own; exit goes on
+                    logger.warning("cannot close the default session {}: {}", session_id, exc)
 
     # -- run_python -----------------------------------------------------------------------
     async def run_python(

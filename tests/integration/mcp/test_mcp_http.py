@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,11 +12,12 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
 
 from ..service.daemon_process import TOKEN, DaemonProcess
+from .conftest import CLI
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -116,3 +118,21 @@ async def test_hostile_code_ends_as_through_the_api(mcp_daemon: DaemonProcess, n
     assert result.is_error == (status != "succeeded")
     assert TOKEN not in text and "API_TOKENS" not in text  # nothing of the daemon's env
     assert "ai_data_agent/" not in text  # no traceback of the controller's own code
+
+
+async def test_stdio_through_a_daemon(mcp_daemon: DaemonProcess, tmp_path: Any) -> None:
+    """`ai-data-agent mcp --server URL`: the default session lives on the daemon."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_DATA_AGENT_")}
+    env["AI_DATA_AGENT_TOKEN"] = TOKEN
+    args = ["mcp", "--server", mcp_daemon.base_url]
+    params = StdioServerParameters(command=CLI, args=args, env=env, cwd=str(tmp_path))
+    async with Client(params, read_timeout_seconds=120) as client:
+        first = await client.call_tool("run_python", {"code": "n = 20\nprint('remote')"})
+        assert not first.is_error and "remote" in text_of(first), text_of(first)
+        second = await client.call_tool("run_python", {"code": "n + 1"})
+        assert "--- value ---\n21" in text_of(second)
+        session_id = text_of(second).split()[3].rstrip(",")
+        live = mcp_daemon.client().get(f"/v1/sessions/{session_id}").json()
+        assert live["status"] == "idle" and live["execution_count"] == 2
+    closed = mcp_daemon.client().get(f"/v1/sessions/{session_id}").json()
+    assert closed["status"] == "closed"  # the process ended: its default session too
