@@ -17,7 +17,7 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ai_data_agent.mcp.http import McpEndpoint
+    from ai_data_agent.mcp.lazy import LazyEndpoint
     from ai_data_agent.service.daemon import Daemon
 
 __all__ = ["available", "daemon_endpoint"]
@@ -30,10 +30,11 @@ def available() -> bool:
     return importlib.util.find_spec("mcp") is not None
 
 
-def daemon_endpoint(daemon: Daemon) -> McpEndpoint | None:
-    """The daemon's ``/mcp`` endpoint, or None without the ``mcp`` extra."""
+def daemon_endpoint(daemon: Daemon) -> LazyEndpoint | None:
+    """The daemon's ``/mcp`` endpoint (the SDK loads at its first request), or None
+    without the ``mcp`` extra."""
     if not available():
         return None
-    from ai_data_agent.mcp.http import McpEndpoint
+    from ai_data_agent.mcp.lazy import LazyEndpoint
 
-    return McpEndpoint(daemon)
+    return LazyEndpoint(daemon)

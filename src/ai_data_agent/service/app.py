@@ -347,7 +347,7 @@ def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastA
             mcp.running() if mcp is not None else nullcontext()
         )
         try:
-            async with mcp_running:  # the MCP SDK's session manager
+            async with mcp_running:  # where the MCP SDK runs, once /mcp is used
                 yield
         finally:
             with anyio.CancelScope(shield=True):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from ai_data_agent.executor.spec import LABEL_MANAGED
-
-from ..service.daemon_process import DaemonProcess, Launcher
+from tests.support.daemon import Daemon
 
 SESSION_SETTINGS = {
     "install_mode": "cache",
@@ -64,12 +63,8 @@ def stdio_client(settings_kwargs: dict[str, Any], tmp_path: Path) -> Any:
 
 
 @pytest.fixture
-def mcp_daemon(
-    settings_kwargs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DaemonProcess]:
-    launcher = Launcher({**settings_kwargs, **SESSION_SETTINGS}, tmp_path_factory)
-    yield launcher(tmp_path_factory.mktemp("mcp-data"))
-    launcher.close()
+def mcp_daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
+    return start_daemon(**SESSION_SETTINGS)
 
 
 def managed_containers(docker_client: docker.DockerClient, name: str) -> list[str]:

@@ -16,7 +16,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
 
-from ..service.daemon_process import TOKEN, DaemonProcess
+from tests.support.daemon import Daemon
+
 from .conftest import CLI
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -31,19 +32,19 @@ def text_of(result: CallToolResult) -> str:
 
 
 @asynccontextmanager
-async def connect(daemon: DaemonProcess, token: str = TOKEN) -> AsyncIterator[Client]:
+async def connect(daemon: Daemon, token: str | None = None) -> AsyncIterator[Client]:
     timeout = httpx2.Timeout(30, read=300)
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {daemon.token if token is None else token}"}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
-        Client(streamable_http_client(f"{daemon.base_url}/mcp", http_client=http)) as client,
+        Client(streamable_http_client(f"{daemon.url}/mcp", http_client=http)) as client,
     ):
         yield client
 
 
-def test_tokens_and_hosts(mcp_daemon: DaemonProcess) -> None:
-    url = f"{mcp_daemon.base_url}/mcp"
-    good = {**HEADERS, "Authorization": f"Bearer {TOKEN}"}
+def test_tokens_and_hosts(mcp_daemon: Daemon) -> None:
+    url = f"{mcp_daemon.url}/mcp"
+    good = {**HEADERS, "Authorization": f"Bearer {mcp_daemon.token}"}
     assert httpx.post(url, json=LIST, headers=good).status_code == 200
     for headers in (HEADERS, {**HEADERS, "Authorization": "Bearer wrong"}):
         refused = httpx.post(url, json=LIST, headers=headers)
@@ -57,7 +58,7 @@ async def _cell(client: Client, session_id: str, code: str, **kw: Any) -> CallTo
     return await client.call_tool("run_python", {"code": code, "session_id": session_id}, **kw)
 
 
-async def test_progress_during_a_cell_and_cancel_keeps_the_state(mcp_daemon: DaemonProcess) -> None:
+async def test_progress_during_a_cell_and_cancel_keeps_the_state(mcp_daemon: Daemon) -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
@@ -104,7 +105,7 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-async def test_hostile_code_ends_as_through_the_api(mcp_daemon: DaemonProcess, name: str) -> None:
+async def test_hostile_code_ends_as_through_the_api(mcp_daemon: Daemon, name: str) -> None:
     code, limits, expected = HOSTILE[name]
     api = mcp_daemon.client().post("/v1/runs", json={"code": code, **limits}, timeout=120)
     assert api.status_code == 200, api.text
@@ -116,15 +117,15 @@ async def test_hostile_code_ends_as_through_the_api(mcp_daemon: DaemonProcess, n
     if expected is not None:
         assert status == expected
     assert result.is_error == (status != "succeeded")
-    assert TOKEN not in text and "API_TOKENS" not in text  # nothing of the daemon's env
+    assert mcp_daemon.token not in text and "API_TOKENS" not in text  # nothing of the daemon's env
     assert "ai_data_agent/" not in text  # no traceback of the controller's own code
 
 
-async def test_stdio_through_a_daemon(mcp_daemon: DaemonProcess, tmp_path: Any) -> None:
+async def test_stdio_through_a_daemon(mcp_daemon: Daemon, tmp_path: Any) -> None:
     """`ai-data-agent mcp --server URL`: the default session lives on the daemon."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AI_DATA_AGENT_")}
-    env["AI_DATA_AGENT_TOKEN"] = TOKEN
-    args = ["mcp", "--server", mcp_daemon.base_url]
+    env["AI_DATA_AGENT_TOKEN"] = mcp_daemon.token
+    args = ["mcp", "--server", mcp_daemon.url]
     params = StdioServerParameters(command=CLI, args=args, env=env, cwd=str(tmp_path))
     async with Client(params, read_timeout_seconds=120) as client:
         first = await client.call_tool("run_python", {"code": "n = 20\nprint('remote')"})
