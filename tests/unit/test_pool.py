@@ -164,6 +164,42 @@ def test_take_hands_out_an_idle_sandbox_once_and_refills(
     assert not first.removed and not second.removed  # taken ones belong to their runs
 
 
+def test_refill_waits_while_a_taken_sandbox_starts_and_resumes_when_it_settles(
+    make_pool: MakePool, backend: GateBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_module, "REFILL_DEFER_S", 30.0)
+    pool = make_pool(size=1)
+    pool.add_profile(spec_for)
+    filled(pool, backend)
+
+    taken = pool.take(spec_for("run"))
+    assert taken is not None
+    time.sleep(0.3)  # the refill thread had every chance to start one
+    assert len(backend.started) == 1, state(pool, backend)
+
+    pool.settled(GateSession("not-from-the-pool"))  # changes nothing
+    time.sleep(0.1)
+    assert len(backend.started) == 1, state(pool, backend)
+
+    pool.settled(taken)
+    filled(pool, backend)
+    assert len(backend.started) == 2
+
+
+def test_a_taker_that_never_settles_delays_refill_only_for_the_defer_time(
+    make_pool: MakePool, backend: GateBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_module, "REFILL_DEFER_S", 0.3)
+    pool = make_pool(size=1)
+    pool.add_profile(spec_for)
+    filled(pool, backend)
+
+    taken_at = time.monotonic()
+    assert pool.take(spec_for("run")) is not None
+    filled(pool, backend)
+    assert backend.start_times[-1] - taken_at >= 0.3, backend.start_times
+
+
 def test_a_miss_is_counted_when_the_pool_is_empty(
     make_pool: MakePool, backend: GateBackend
 ) -> None:

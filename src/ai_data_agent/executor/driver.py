@@ -111,6 +111,7 @@ class SandboxDriver:
             ).run(return_at_result=defer_removal)  # fmt: skip
             deferred = defer_removal and transcript.finished_cleanly
         finally:
+            self.settled(sandbox)
             collector.close()
             if deferred:
                 self._remove_later(sandbox, run_id)
@@ -128,6 +129,11 @@ class SandboxDriver:
         sandbox = launch(self.backend, spec, run_id)
         log.debug("container {} started from {}", sandbox.container_id[:12], spec.image)
         return sandbox
+
+    def settled(self, sandbox: Sandbox) -> None:
+        """``sandbox`` is past its start; the warm pool may refill (see `WarmPool.settled`)."""
+        if self.pool is not None:
+            self.pool.settled(sandbox)
 
     def _remove_later(self, sandbox: Sandbox, run_id: str) -> None:
         with self._lock:
