@@ -26,12 +26,15 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     field_validator,
     model_validator,
 )
 
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
-from ai_data_agent.paths import normalise_relative_path
+from ai_data_agent.paths import check_relative_path
 from ai_data_agent.requirements import (
     MAX_REQUIREMENT_LENGTH,
     check_requirement,
@@ -101,14 +104,17 @@ class InputFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(description="Relative POSIX path, e.g. data/sales.csv.")
+    path: str = Field(
+        description="Relative POSIX path, already normal (no empty, `.` or `..` parts), "
+        "e.g. data/sales.csv."
+    )
     content_b64: str = Field(description="The file's bytes, base64 (standard alphabet).")
     _data: bytes | None = PrivateAttr(default=None)
 
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        path = normalise_relative_path(value)
+        path = check_relative_path(value)
         if path in RESERVED_INPUT_PATHS:
             raise ValueError(f"{path!r} is reserved for the code itself")
         return path
@@ -188,7 +194,11 @@ InputFiles = Annotated[list[InputFile], AfterValidator(_unique_paths)]
 
 
 class RunRequest(BaseModel):
-    """What to run. Limits left unset take the server's defaults."""
+    """What to run. Limits left unset take the server's defaults.
+
+    Numbers and flags are strict, as the API takes them: ``"10"`` is not a
+    number and ``"no"`` is not a boolean (an int is a float, though).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -196,10 +206,12 @@ class RunRequest(BaseModel):
     requirements: list[RequirementLine] = Field(
         default_factory=list, description="PEP 508 requirements from the configured index."
     )
-    timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of the code.")
-    memory_mb: int | None = Field(None, ge=64, description="Memory limit (swap equal).")
-    cpus: float | None = Field(None, gt=0, le=64)
-    network: bool = Field(False, description="Network for user code (if the server allows).")
+    timeout_s: StrictFloat | None = Field(
+        None, gt=0, description="Wall-clock limit of the code (seconds)."
+    )
+    memory_mb: StrictInt | None = Field(None, ge=64, description="Memory limit (MiB, swap equal).")
+    cpus: StrictFloat | None = Field(None, gt=0, le=64, description="CPU limit (cores).")
+    network: StrictBool = Field(False, description="Network for user code (if the server allows).")
     env: EnvVars = Field(default_factory=dict, description="Extra environment variables.")
     files: InputFiles = Field(
         default_factory=list, description="Input files, placed under the working directory."
@@ -360,7 +372,12 @@ class RunResult(BaseModel):
 
 # -- The HTTP API's shapes (service and client) ----------------------------------
 
-ActiveStatus = Literal["queued", "running"]
+
+class ActiveStatus(StrEnum):
+    """A run that has not ended yet; a record's status is this or a `RunStatus`."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
 
 
 class RunSubmission(RunRequest):
@@ -373,7 +390,12 @@ class RunSubmission(RunRequest):
         request = submission.to_request()                       # what the daemon runs
     """
 
-    wait: bool = Field(True, description="Answer with the result (200) or at once (202).")
+    wait: StrictBool = Field(
+        True,
+        description="true: hold the request until the run ends and answer 200 with the "
+        "RunResult; false: answer 202 with the run id at once. The query parameter "
+        "`?wait=` overrides it.",
+    )
 
     @classmethod
     def of(cls, request: RunRequest, *, wait: bool = True) -> RunSubmission:

@@ -44,8 +44,9 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ai-data-agent"'}
 MAX_MESSAGE = 2000
 INTERNAL = "internal"
 INTERNAL_MESSAGE = "internal server error; see the daemon's log"
-# The framework's own refusals: an unknown route, a wrong method.
-_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed"}
+# The framework's own refusals: an unknown route, a wrong method, a body past its cap
+# found while a route reads it (`body_limit`).
+_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def error_response(
