@@ -68,6 +68,7 @@ __all__ = [
     "SkippedArtifact",
     "Timings",
     "capped",
+    "check_input_files",
     "parse_requirements_text",
 ]
 
@@ -265,21 +266,31 @@ class RunRequest(BaseModel):
                 )
 
     def _check_files(self, settings: Settings) -> None:
-        if len(self.files) > settings.max_input_files:
-            raise RequestTooLarge(
-                "files", f"{len(self.files)} files, at most {settings.max_input_files}"
-            )
-        total = 0
-        for item in self.files:
-            if len(item.data) > settings.max_input_file_bytes:
-                raise RequestTooLarge(
-                    f"files.{item.path}", f"larger than {settings.max_input_file_bytes} bytes"
-                )
-            total += len(item.data)
-        if total > settings.max_input_total_bytes:
-            raise RequestTooLarge(
-                "files", f"{total} bytes in all, at most {settings.max_input_total_bytes}"
-            )
+        check_input_files(
+            self.files,
+            max_files=settings.max_input_files,
+            max_file_bytes=settings.max_input_file_bytes,
+            max_total_bytes=settings.max_input_total_bytes,
+        )
+
+
+def check_input_files(
+    files: list[InputFile], *, max_files: int, max_file_bytes: int, max_total_bytes: int
+) -> None:
+    """The input file caps (the daemon applies them, and a client before it sends).
+
+    Raises:
+        RequestTooLarge: too many files, one too large, or too many bytes in all.
+    """
+    if len(files) > max_files:
+        raise RequestTooLarge("files", f"{len(files)} files, at most {max_files}")
+    total = 0
+    for item in files:
+        if len(item.data) > max_file_bytes:
+            raise RequestTooLarge(f"files.{item.path}", f"larger than {max_file_bytes} bytes")
+        total += len(item.data)
+    if total > max_total_bytes:
+        raise RequestTooLarge("files", f"{total} bytes in all, at most {max_total_bytes}")
 
 
 def capped(field: str, value: float | None, default: float, cap: float) -> float:

@@ -240,7 +240,9 @@ async def list_session_files(session_id: str, manager: Manager) -> list[SessionF
         }
     },
 )
-async def put_session_file(session_id: str, path: str, request: Request, manager: Manager) -> SessionFile:
+async def put_session_file(
+    session_id: str, path: str, request: Request, manager: Manager
+) -> SessionFile:
     path = _file_path(path)
     await _known(manager, session_id)
     data = await request.body()
