@@ -392,14 +392,12 @@ class ActiveStatus(StrEnum):
 
 
 class RunSubmission(RunRequest):
-    """`POST /v1/runs` body: a `RunRequest`, and whether to wait for the result.
+    """The body of `POST /v1/runs`: a `RunRequest`, and whether to wait for the result."""
 
-    Both conversions keep the validated values (input files with their decoded
-    bytes) and validate nothing again::
-
-        submission = RunSubmission.of(request, wait=False)      # a client's body
-        request = submission.to_request()                       # what the daemon runs
-    """
+    # Both conversions keep the validated values (input files with their decoded
+    # bytes) and validate nothing again:
+    #     submission = RunSubmission.of(request, wait=False)      # a client's body
+    #     request = submission.to_request()                       # what the daemon runs
 
     wait: StrictBool = Field(
         True,
