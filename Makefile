@@ -47,9 +47,12 @@ images: engine ## make a sandbox image available (pull, else build the local Deb
 	  images/base/build.sh $(BASE_IMAGE); \
 	fi
 
-test: engine setup images ## the whole suite: unit, then integration against the real engine
-	$(BIN)/pytest tests/unit -q
-	$(BIN)/pytest tests/integration -q -m "integration and not slow"
+test: engine setup images ## the whole suite with coverage: unit, then integration, one report (floor in pyproject.toml)
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest tests/unit -q
+	$(BIN)/coverage run -m pytest tests/integration -q -m "integration and not slow"
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
 
 soak: engine setup images ## 10-minute soak: mixed benign and hostile runs with random daemon kills (BATTERY_SOAK_SECONDS)
 	$(BIN)/pytest tests/integration/chaos/test_soak.py -m slow -q
@@ -97,4 +100,4 @@ compose-down: engine ## stop the compose controller (SIGTERM, then its grace per
 
 clean: ## remove the venv, caches and build leftovers (images stay)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info build sample-output \
-	  images/controller/wheelhouse
+	  images/controller/wheelhouse .coverage .coverage.*

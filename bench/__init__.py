@@ -1,4 +1,4 @@
-"""The benchmark of issue 5: ai-data-agent against the raw Docker floor, in one run.
+"""The benchmark: ai-data-agent against the raw Docker floor, in one run.
 
     .venv/bin/python -m bench.run        # or: make bench; writes bench/results.json
 

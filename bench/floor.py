@@ -59,9 +59,15 @@ class Floor:
         if mounts:  # a diagnostic: the two mounts every sandbox has, nothing else
             extra = {
                 "binds": {CA_BUNDLE: {"bind": "/etc/ai-data-agent/ca-bundle.crt", "mode": "ro"}},
-                "mounts": [Mount("/opt/ai-data-agent/envs", "ai-data-agent-envs", type="volume",
-                                 read_only=True)],
-            }  # fmt: skip
+                "mounts": [
+                    Mount(
+                        "/opt/ai-data-agent/envs",
+                        "ai-data-agent-envs",
+                        type="volume",
+                        read_only=True,
+                    )
+                ],
+            }
         return self.api.create_host_config(
             read_only=True,
             tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1024m,mode=1777"},  # noqa: S108 - in the container

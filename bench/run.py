@@ -1,4 +1,4 @@
-"""The benchmark of issue 5: ai-data-agent against the raw Docker floor, in one run.
+"""The benchmark: ai-data-agent against the raw Docker floor, in one run.
 
     .venv/bin/python -m bench.run            # or `python bench/run.py`, or `make bench`
     BENCH_N=40 BENCH_PEERS=1 .venv/bin/python -m bench.run
@@ -8,18 +8,20 @@ latency (p50/p95) of the raw Docker floor (`bench.floor`), of ai-data-agent
 with a fresh container and with the warm pool, each through the library and
 through the HTTP daemon (a subprocess on loopback); a pandas script on its
 first run (cold install, and with uv's download cache warm), on later runs
-(cache hit), on an image with pandas preinstalled, and with the seed's per-run
+(cache hit), on an image with pandas preinstalled, and with the per-run
 pip install; throughput at 4 concurrent clients; the daemon's RSS idle and
 under load; where the time of a run goes (`bench.profile`); optionally
 llm-sandbox (``BENCH_PEERS=1``). Every figure is also a ratio to the floor
-measured in this same run, and the targets of issue 5 are evaluated.
+measured in this same run, and the targets are evaluated.
 
 Samples of the variants are interleaved round by round (and throughput blocks
 run in A..Z Z..A A..Z Z..A order), so load from other work on the machine falls
-on all of them alike. Before every timed pooled sample the pool is refilled
-first: pool figures are those of a server between requests, not of one
-refilling. Experiments (`bench.experiments`, proposed executor changes tried
-from outside src/) are measured alongside and labelled as such.
+on all of them alike. Before every timed pooled sample the previous run's
+deferred removal is finished and the pool refilled: pool figures are those of
+a server between requests, not of one refilling. With ``BENCH_EXPERIMENTS`` a
+daemon with as many workers as clients and the floor with a sandbox's mounts
+are measured alongside, labelled as such. The daemons are started with the
+tests' harness (`tests.support.daemon`).
 
 Knobs (environment): BENCH_N (hello-world samples per variant, 20),
 BENCH_WARMUP (2), BENCH_POOL_SIZE (2), BENCH_PANDAS_N (5), BENCH_PER_RUN_N (3),
@@ -63,10 +65,12 @@ try:
 except ImportError as exc:  # pragma: no cover - a usage error, not a code path
     sys.exit(f"bench: {exc}; run it with the project's venv: .venv/bin/python -m bench.run")
 
-from bench.daemon import DaemonError, DaemonProcess
-from bench.experiments import DeferredRemoval, LeanRunner, NoCompileAtInstall, StdinRunner
-from bench.floor import CA_BUNDLE, HELLO, Floor
+from ai_data_agent.client import Client
+from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_RUN_ID
+from bench.floor import CA_BUNDLE, HELLO, Floor, vm_rss
 from bench.profile import InstallSteps, PhaseProfiler, summarise
+from tests.support.daemon import Daemon, DaemonError
+from tests.support.settings import ca_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 PANDAS_IMAGE = "ai-data-agent/bench-pandas:latest"
@@ -79,19 +83,8 @@ LABELS = {
     "library_pool": "library, warm pool",
     "http_fresh": "HTTP, fresh container",
     "http_pool": "HTTP, warm pool",
-    "exp_fresh_stdin": "experiment: fresh, runner via stdin",
-    "exp_fresh_all": "experiment: fresh, stdin + lean + deferred rm",
-    "exp_pool_deferred": "experiment: warm pool, deferred rm",
-    "exp_pool_all": "experiment: warm pool, stdin + lean + deferred rm",
     "exp_http_workers": "experiment: HTTP, fresh, workers = clients",
     "diag_floor_mounts": "diagnostic: floor + the sandbox's 2 mounts",
-}
-# name: (warm pool, StdinRunner, LeanRunner, DeferredRemoval), see bench.experiments.
-EXPERIMENTS = {
-    "exp_fresh_stdin": (False, True, False, False),
-    "exp_fresh_all": (False, True, True, True),
-    "exp_pool_deferred": (True, False, False, True),
-    "exp_pool_all": (True, True, True, True),
 }
 
 
@@ -147,7 +140,6 @@ class Config:
         def number(name: str, default: int) -> int:
             return int(env.get(name) or default)
 
-        ca = env.get("AI_DATA_AGENT_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
         return cls(
             n=number("BENCH_N", 20),
             warmup=number("BENCH_WARMUP", 2),
@@ -164,7 +156,7 @@ class Config:
             peer_python=Path(env.get("BENCH_PEER_PYTHON") or "/tmp/peer-venv/bin/python"),  # noqa: S108
             out=Path(env.get("BENCH_OUT") or REPO / "bench" / "results.json"),
             skip={s.strip() for s in (env.get("BENCH_SKIP") or "").split(",") if s.strip()},
-            ca_bundle=Path(ca) if Path(ca).is_file() else None,
+            ca_bundle=ca_bundle(),
         )
 
 
@@ -207,9 +199,9 @@ class Bench:
         self.image = DockerBackend(Settings(ca_bundle=cfg.ca_bundle)).resolve_image()
         self.floor = Floor(self.client, self.image)
         self.results: dict[str, Any] = {"notes": []}
-        self.daemons: dict[str, DaemonProcess] = {}
+        self.daemons: dict[str, Daemon] = {}
+        self.clients: dict[str, Client] = {}
         self.executors: dict[str, Executor] = {}
-        self.deferred: list[DeferredRemoval] = []
 
     def note(self, text: str) -> None:
         log(text)
@@ -291,24 +283,54 @@ class Bench:
         before = (lambda: _wait_idle(executor)) if executor.pool is not None else (lambda: None)
         return Sampler(name, run, before)
 
-    def _http_sampler(self, name: str, daemon: DaemonProcess) -> Sampler:
+    def _pool_size(self, daemon: Daemon) -> int:
+        return int(daemon.settings.get("pool_size") or 0)
+
+    def _pool_ids(self, daemon: Daemon) -> set[str]:
+        """Running containers of ``daemon``'s controller that were started for its pool."""
+        controller = daemon.controller_id
+        if controller is None:
+            return set()
+        found = self.api.containers(filters={"label": f"{LABEL_CONTROLLER}={controller}"})
+        return {
+            c["Id"]
+            for c in found
+            if (c.get("Labels") or {}).get(LABEL_RUN_ID, "").startswith("pool-")
+        }
+
+    def _wait_pool_full(self, daemon: Daemon, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if len(self._pool_ids(daemon)) >= self._pool_size(daemon):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _http_sampler(self, name: str, daemon: Daemon) -> Sampler:
         # Pool hits are checked (a pooled container gone after the run) while
         # latency is sampled, not under the throughput load.
         state: dict[str, Any] = {
-            "before": set[str](), "hits": 0, "samples": 0, "check": True, "overhead": []
-        }  # fmt: skip
+            "before": set[str](),
+            "hits": 0,
+            "samples": 0,
+            "check": True,
+            "overhead": [],
+        }
+
+        pooled = self._pool_size(daemon) > 0
+        client = self.clients[name]
 
         def before() -> None:
-            if daemon.pool_size:
+            if pooled:
                 if daemon.controller_id is None:
                     time.sleep(1.0)
                 else:
-                    daemon.wait_pool_full(self.api)
-                    state["before"] = daemon.pool_ids(self.api)
+                    self._wait_pool_full(daemon)
+                    state["before"] = self._pool_ids(daemon)
 
         def run() -> str:
             started = time.perf_counter()
-            result = daemon.client.run(HELLO)
+            result = client.run(HELLO)
             _check(result)
             if state["check"]:
                 # The client's wall time beyond the executor's own total_s: HTTP,
@@ -317,37 +339,44 @@ class Bench:
             return result.stdout
 
         def after() -> None:
-            if state["check"] and daemon.pool_size and daemon.controller_id is not None:
+            if state["check"] and pooled and daemon.controller_id is not None:
                 state["samples"] += 1
-                if state["before"] - daemon.pool_ids(self.api):
-                    state["hits"] += 1
+                # The used container goes after the answer (deferred removal).
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    if state["before"] - self._pool_ids(daemon):
+                        state["hits"] += 1
+                        break
+                    time.sleep(0.02)
 
         sampler = Sampler(name, run, before, after)
         sampler.pool_state = state  # type: ignore[attr-defined]
         return sampler
 
     def start_daemons(self) -> None:
-        daemons: list[tuple[str, int, dict[str, str]]] = [
-            ("http_fresh", 0, {}),
-            ("http_pool", self.cfg.pool_size, {}),
+        daemons: list[tuple[str, dict[str, Any]]] = [
+            ("http_fresh", {}),
+            ("http_pool", {"pool_size": self.cfg.pool_size}),
         ]
         if self.cfg.experiments and "throughput" not in self.cfg.skip:
             # The default worker count is the CPU count (2 here): with 4 clients,
             # half the runs queue. Throughput only.
-            workers = str(self.cfg.clients)
-            daemons.append(("exp_http_workers", 0, {"AI_DATA_AGENT_MAX_CONCURRENT_RUNS": workers}))
-        for name, size, extra in daemons:
-            daemon = DaemonProcess(self.tmp / name, pool_size=size, extra_env=extra)
+            daemons.append(("exp_http_workers", {"max_concurrent_runs": self.cfg.clients}))
+        for name, extra in daemons:
+            values = {"sandbox_image": self.image, "ca_bundle": self.cfg.ca_bundle, **extra}
             try:
-                daemon.start()
+                daemon = Daemon.start(self.tmp / name, {"pool_size": 0, **values})
             except DaemonError as exc:
                 self.note(f"{name}: daemon did not start: {exc}")
                 continue
             self.stack.callback(daemon.stop)
             self.daemons[name] = daemon
+            self.clients[name] = Client(daemon.url, daemon.token, timeout=120)
+            self.stack.callback(self.clients[name].close)
+            size = self._pool_size(daemon)
             if size and daemon.controller_id is None:
                 self.note(f"{name}: no controller id in the daemon log; pool hits not verified")
-            elif size and not daemon.wait_pool_full(self.api, timeout_s=30):
+            elif size and not self._wait_pool_full(daemon, timeout_s=30):
                 self.note(
                     f"{name}: the daemon's pool did not fill in 30 s: warm pool n/a over HTTP"
                 )
@@ -365,21 +394,7 @@ class Bench:
         for name, daemon in self.daemons.items():
             if name in VARIANTS:
                 samplers[name] = self._http_sampler(name, daemon)
-        if self.cfg.experiments:
-            for name, (pool, stdin, lean, defer) in EXPERIMENTS.items():
-                executor = self.executor(name, pool_size=self.cfg.pool_size if pool else 0)
-                # All of them before the pool starts its containers. The last
-                # wrapper runs first: LeanRunner rewrites the command, then
-                # StdinRunner ships that (lean) source over stdin.
-                if stdin:
-                    StdinRunner(executor)
-                if lean:
-                    LeanRunner(executor)
-                if defer:
-                    self.deferred.append(DeferredRemoval(executor))
-                executor.start_pool()
-                samplers[name] = self._library_sampler(name, executor)
-        order = [v for v in [*VARIANTS, *EXPERIMENTS] if v in samplers]
+        order = [v for v in VARIANTS if v in samplers]
         rounds = self.cfg.warmup + self.cfg.n
         taken_before = pooled.pool.taken if pooled.pool else 0
         for i in range(rounds):
@@ -388,8 +403,6 @@ class Bench:
             shift = i % len(order)
             for name in order[shift:] + order[:shift]:
                 samplers[name].sample(record=i >= self.cfg.warmup)
-                for deferred in self.deferred:  # its removals must not overlap the next sample
-                    deferred.drain()
         if pooled.pool is not None:
             self.results["library_pool_taken"] = pooled.pool.taken - taken_before
             self.results["library_pool_missed"] = pooled.pool.missed
@@ -401,7 +414,7 @@ class Bench:
         blocks = self.cfg.tput_blocks
         per_block = max(1, self.cfg.tput_runs // blocks)
         extra = ["exp_http_workers", "diag_floor_mounts"]
-        order = [v for v in [*VARIANTS, *EXPERIMENTS, *extra] if v in samplers]
+        order = [v for v in [*VARIANTS, *extra] if v in samplers]
         totals: dict[str, dict[str, Any]] = {
             v: {
                 "runs": 0,
@@ -433,7 +446,7 @@ class Bench:
                         target=_sample_rss, args=(daemon, stop_rss, peaks, name), daemon=True
                     )
                     rss_thread.start()
-                controller_pid = daemon.proc.pid if daemon and daemon.proc else os.getpid()
+                controller_pid = daemon.pid if daemon is not None else os.getpid()
                 engine = _engine_pids()
                 cpu_before = (
                     _machine_busy_ticks(),
@@ -441,8 +454,6 @@ class Bench:
                     sum(_process_ticks(pid) for pid in engine),
                 )
                 done, errors, wall = _hammer(sampler.run, clients, per_block)
-                for deferred in self.deferred:
-                    deferred.drain()
                 machine = _machine_busy_ticks() - cpu_before[0]
                 controller = _process_ticks(controller_pid) - cpu_before[1]
                 engine_ticks = sum(_process_ticks(pid) for pid in engine) - cpu_before[2]
@@ -534,8 +545,9 @@ class Bench:
             if preinstalled is not None:
                 seconds, _ = timed(preinstalled, RunRequest(code=PANDAS_CODE))
                 pre.append(seconds)
-        out["cache_hit"] = dict(summary(hits), second_run=round(hits[0], 3),
-                                all_cache_hits=all(hit_flags))  # fmt: skip
+        out["cache_hit"] = dict(
+            summary(hits), second_run=round(hits[0], 3), all_cache_hits=all(hit_flags)
+        )
         out["preinstalled"] = summary(pre) if pre else {"n": 0, "note": "image unavailable"}
         # A miss with uv's download cache warm: prime it once (untimed), then a
         # second fresh index installs from the cache.
@@ -547,52 +559,21 @@ class Bench:
         seconds, result = timed(warm, request)
         out["miss_warm_uv_cache"] = install_info(seconds, result)
         out["miss_warm_uv_cache"]["steps"] = _with_rest(steps.stop(), seconds)
-        # The seed's per-run pip install into the sandbox dir.
+        # The per-run pip install into the sandbox dir.
         per_run = []
         for i in range(self.cfg.per_run_n):
-            log(f"pandas: seed per-run pip install {i + 1}/{self.cfg.per_run_n}")
+            log(f"pandas: per-run pip install {i + 1}/{self.cfg.per_run_n}")
             seconds, result = timed(cold, request.model_copy(update={"install_mode": "per_run"}))
             per_run.append(seconds)
             out.setdefault("per_run_install_s", []).append(result.timings.install_s)
-            retries = [line.strip()[:200] for line in result.install.log_tail.splitlines()
-                       if "Retrying" in line or "timed out" in line.lower()]  # fmt: skip
+            retries = [
+                line.strip()[:200]
+                for line in result.install.log_tail.splitlines()
+                if "Retrying" in line or "timed out" in line.lower()
+            ]
             if retries:
                 out.setdefault("per_run_network_retries", []).append(retries[:3])
         out["per_run"] = summary(per_run)
-        if self.cfg.experiments:
-            out["experiment_no_compile"] = self._no_compile_experiment(timed)
-        return out
-
-    def _no_compile_experiment(
-        self, timed: Callable[[Executor, RunRequest], tuple[float, RunResult]]
-    ) -> dict[str, Any]:
-        """A cold install without bytecode compilation, then hits on that environment.
-
-        ``pandas>=0`` is a distinct spelling of the set, so the experiment gets
-        its own (uncompiled) environment instead of the compiled one published
-        above; it is pruned from the shared cache afterwards.
-        """
-        log("pandas experiment: cold install without compiling bytecode, then cache hits")
-        executor = self.executor(
-            "exp_no_compile", env_cache_index=self.tmp / "nocompile.sqlite3", uv_shared_cache=False
-        )
-        NoCompileAtInstall(executor)
-        request = RunRequest(code=PANDAS_CODE, requirements=["pandas>=0"])
-        steps = InstallSteps(executor)
-        seconds, result = timed(executor, request)
-        out: dict[str, Any] = {
-            "cold_seconds": round(seconds, 3),
-            "cold_install_s": result.timings.install_s,
-            "steps": _with_rest(steps.stop(), seconds),
-        }
-        hits = [timed(executor, request)[0] for _ in range(max(2, self.cfg.pandas_n // 2))]
-        out["cache_hit"] = summary(hits)
-        cache = executor.env_cache
-        if cache is not None:
-            try:
-                cache.prune(keys=[env.key for env in cache.index.all()])
-            except Exception as exc:
-                self.note(f"cannot prune the experiment's environment: {exc}")
         return out
 
     # -- phases -------------------------------------------------------------------------
@@ -636,9 +617,12 @@ class Bench:
     # -- memory ------------------------------------------------------------------------
     def floor_controller_rss(self) -> int | None:
         done = subprocess.run(
-            [sys.executable, "-m", "bench.floor", self.image], cwd=REPO, capture_output=True,
-            text=True, check=False,
-        )  # fmt: skip
+            [sys.executable, "-m", "bench.floor", self.image],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         try:
             return int(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -657,20 +641,27 @@ class Bench:
             if made.returncode == 0:
                 made = subprocess.run(
                     [str(venv / "bin" / "pip"), "install", "-q", "llm-sandbox[docker]"],
-                    capture_output=True, text=True, check=False,
-                )  # fmt: skip
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
             if made.returncode != 0 or not python.exists():
                 return {"skipped": f"cannot install llm-sandbox: {made.stderr.strip()[-300:]}"}
         script = str(REPO / "bench" / "peer_llm_sandbox.py")
         out: dict[str, Any] = {}
-        for mode, count, timeout in (("lean", self.cfg.peer_n, 120 * self.cfg.peer_n),
-                                     ("default", 1, 180)):  # fmt: skip
+        for mode, count, timeout in (
+            ("lean", self.cfg.peer_n, 120 * self.cfg.peer_n),
+            ("default", 1, 180),
+        ):
             log(f"peers: llm-sandbox {mode}, {count} session(s)")
             try:
                 done = subprocess.run(
-                    [str(python), script, self.image, str(count), mode], capture_output=True,
-                    text=True, timeout=timeout, check=False,
-                )  # fmt: skip
+                    [str(python), script, self.image, str(count), mode],
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    check=False,
+                )
                 report = json.loads(done.stdout.strip().splitlines()[-1])
             except subprocess.TimeoutExpired:
                 report = {"error": f"no answer in {timeout} s"}
@@ -690,14 +681,15 @@ class Bench:
         if "http" not in cfg.skip:
             self.start_daemons()
             for name, daemon in self.daemons.items():
-                daemon.client.run(HELLO)  # "idle" means after start and one run
+                self.clients[name].run(HELLO)  # "idle" means after start and one run
                 if name in VARIANTS:
                     time.sleep(1.0)
-                    self.results.setdefault("rss_idle_bytes", {})[name] = daemon.rss()
+                    self.results.setdefault("rss_idle_bytes", {})[name] = vm_rss(daemon.pid)
         samplers = self.hello_latency()
-        self.results["hello_world"] = {name: dict(summary(s.seconds), errors=len(s.errors),
-                                                  error_examples=s.errors[:3])
-                                       for name, s in samplers.items()}  # fmt: skip
+        self.results["hello_world"] = {
+            name: dict(summary(s.seconds), errors=len(s.errors), error_examples=s.errors[:3])
+            for name, s in samplers.items()
+        }
         for name in ("http_fresh", "http_pool"):
             sampler = samplers.get(name)
             if sampler is not None and hasattr(sampler, "pool_state"):
@@ -758,8 +750,13 @@ class Bench:
 def _with_rest(steps: list[dict[str, Any]], total: float) -> list[dict[str, Any]]:
     """The recorded steps, plus the rest of the run() call (the run's own container)."""
     rest = total - sum(step["seconds"] for step in steps)
-    return [*steps, {"step": "the run itself (its container, verify, code) and the rest",
-                     "seconds": round(rest, 3)}]  # fmt: skip
+    return [
+        *steps,
+        {
+            "step": "the run itself (its container, verify, code) and the rest",
+            "seconds": round(rest, 3),
+        },
+    ]
 
 
 def _check(result: RunResult) -> None:
@@ -768,9 +765,11 @@ def _check(result: RunResult) -> None:
 
 
 def _wait_idle(executor: Executor, timeout_s: float = 30.0) -> None:
+    """The previous run's container removed (deferred past its answer) and the pool full."""
     pool = executor.pool
     if pool is None:
         return
+    executor.driver.close()
     deadline = time.monotonic() + timeout_s
     while pool.idle_count() < pool.size and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -804,10 +803,9 @@ def _process_ticks(pid: int) -> int:
     return int(rest[11]) + int(rest[12])
 
 
-def _sample_rss(daemon: DaemonProcess, stop: threading.Event, peaks: dict[str, int],
-                name: str) -> None:  # fmt: skip
+def _sample_rss(daemon: Daemon, stop: threading.Event, peaks: dict[str, int], name: str) -> None:
     while not stop.is_set():
-        rss = daemon.rss()
+        rss = vm_rss(daemon.pid)
         if rss is not None and rss > peaks.get(name, 0):
             peaks[name] = rss
         stop.wait(0.05)
@@ -842,7 +840,7 @@ def _hammer(run: Callable[[], str], clients: int, per_client: int) -> tuple[int,
 
 # -- ratios, targets, table -----------------------------------------------------------------
 def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Every figure over its floor, and the targets of issue 5 (met / not met / n/a)."""
+    """Every figure over its floor, and the targets (met / not met / n/a)."""
     hello = results.get("hello_world", {})
     floor = hello.get("floor", {})
     ratios: dict[str, Any] = {}
@@ -876,8 +874,14 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
             targets.append({"target": name, "value": None, "limit": limit, "status": "n/a"})
             return
         met = value <= limit if at_most else value >= limit
-        targets.append({"target": name, "value": round(value, 3), "limit": limit,
-                        "status": "met" if met else "not met"})  # fmt: skip
+        targets.append(
+            {
+                "target": name,
+                "value": round(value, 3),
+                "limit": limit,
+                "status": "met" if met else "not met",
+            }
+        )
 
     def ratio(key: str, part: str = "p50") -> float | None:
         value = ratios.get(key)
@@ -895,39 +899,29 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
         "pandas cache-hit p50 <= 1.5x preinstalled image", hit / pre if hit and pre else None, 1.5
     )
     cold = pandas.get("cold", {}).get("seconds")
-    seed = pandas.get("per_run", {}).get("p50")
+    per_run = pandas.get("per_run", {}).get("p50")
     target(
-        "pandas cold first run <= 0.3x seed per-run pip install",
-        cold / seed if cold and seed else None,
+        "pandas cold first run <= 0.3x per-run pip install",
+        cold / per_run if cold and per_run else None,
         0.3,
     )
     for name in ("library_fresh", "library_pool", "http_fresh", "http_pool"):
-        target(f"throughput at {results.get('meta', {}).get('config', {}).get('clients', 4)} "
-               f"clients, {LABELS[name]} >= 0.9x floor",
-               ratios.get(f"throughput.{name}"), 0.9, at_most=False)  # fmt: skip
+        target(
+            f"throughput at {results.get('meta', {}).get('config', {}).get('clients', 4)} "
+            f"clients, {LABELS[name]} >= 0.9x floor",
+            ratios.get(f"throughput.{name}"),
+            0.9,
+            at_most=False,
+        )
     for name, value in (results.get("rss_idle_bytes") or {}).items():
         target(f"idle controller RSS ({name} daemon) <= 80 MB", value / MB if value else None, 80)
-    # What the proposed changes would give (bench.experiments; not the product).
+    # What the experiments would give (not the product's configuration).
     count = len(targets)
-    for name, (pool, *_changes) in EXPERIMENTS.items():
-        limit = 0.35 if pool else 1.25
-        target(f"{LABELS[name]}: hello p50 <= {limit}x floor",
-               ratio(f"hello_world.{name}"), limit)  # fmt: skip
-    for name in [*EXPERIMENTS, "exp_http_workers"]:
-        target(f"{LABELS[name]}: throughput >= 0.9x floor",
-               ratios.get(f"throughput.{name}"), 0.9, at_most=False)  # fmt: skip
-    nocompile = pandas.get("experiment_no_compile") or {}
-    cold_nc = nocompile.get("cold_seconds")
     target(
-        "experiment: cold first run without compiling <= 0.3x seed per-run install",
-        cold_nc / seed if cold_nc and seed else None,
-        0.3,
-    )
-    hit_nc = (nocompile.get("cache_hit") or {}).get("p50")
-    target(
-        "experiment: cache hit on an uncompiled env <= 1.5x preinstalled image",
-        hit_nc / pre if hit_nc and pre else None,
-        1.5,
+        f"{LABELS['exp_http_workers']}: throughput >= 0.9x floor",
+        ratios.get("throughput.exp_http_workers"),
+        0.9,
+        at_most=False,
     )
     for item in targets[count:]:
         item["experiment"] = True
@@ -957,10 +951,15 @@ def render(results: dict[str, Any]) -> str:
         if not entry.get("n"):
             lines.append(row.format(label[:52], "n/a", "n/a", 0, "n/a"))
             continue
-        lines.append(row.format(
-            label[:52], f"{entry['p50']:.3f}", f"{entry['p95']:.3f}", entry["n"],
-            f"{r['p50']:.2f} / {r['p95']:.2f}" if r else "",
-        ))  # fmt: skip
+        lines.append(
+            row.format(
+                label[:52],
+                f"{entry['p50']:.3f}",
+                f"{entry['p95']:.3f}",
+                entry["n"],
+                f"{r['p50']:.2f} / {r['p95']:.2f}" if r else "",
+            )
+        )
     if "http_pool" not in results.get("hello_world", {}):
         lines.append(row.format("HTTP, warm pool", "n/a", "n/a", 0, "n/a"))
     for mode, entry in (results.get("peers") or {}).items():
@@ -968,31 +967,33 @@ def render(results: dict[str, Any]) -> str:
             continue
         f50 = results["hello_world"]["floor"].get("p50")
         if entry.get("n"):
-            lines.append(row.format(
-                f"llm-sandbox ({mode}) session", f"{entry['p50']:.3f}", f"{entry['p95']:.3f}",
-                entry["n"], f"{entry['p50'] / f50:.1f} / -" if f50 else "",
-            ))  # fmt: skip
+            lines.append(
+                row.format(
+                    f"llm-sandbox ({mode}) session",
+                    f"{entry['p50']:.3f}",
+                    f"{entry['p95']:.3f}",
+                    entry["n"],
+                    f"{entry['p50'] / f50:.1f} / -" if f50 else "",
+                )
+            )
         else:
             reason = entry.get("error") or entry.get("skipped") or "n/a"
             lines.append(f"llm-sandbox ({mode}): {reason}")
     pandas = results.get("pandas")
     if pandas:
         lines.append("")
-        lines.append(row.format("pandas script, wall time of run() (s)", "p50/once", "p95", "n",
-                                "x floor p50"))  # fmt: skip
+        lines.append(
+            row.format(
+                "pandas script, wall time of run() (s)", "p50/once", "p95", "n", "x floor p50"
+            )
+        )
         names = [
             ("cold", "first run, cold install (no uv download cache)"),
             ("miss_warm_uv_cache", "first run, miss with uv download cache warm"),
             ("cache_hit", "cache hit (runs 2..n+1)"),
             ("preinstalled", "pandas preinstalled in the image"),
-            ("per_run", "seed per-run pip install (install_mode=per_run)"),
+            ("per_run", "per-run pip install (install_mode=per_run)"),
         ]
-        nocompile = pandas.get("experiment_no_compile") or {}
-        if nocompile:
-            names += [("exp_nc_cold", "experiment: cold, no bytecode compile at install"),
-                      ("exp_nc_hit", "experiment: cache hit on the uncompiled env")]  # fmt: skip
-            pandas = dict(pandas, exp_nc_cold={"seconds": nocompile.get("cold_seconds")},
-                          exp_nc_hit=nocompile.get("cache_hit") or {})  # fmt: skip
         floor_p50 = results.get("hello_world", {}).get("floor", {}).get("p50")
         for key, label in names:
             entry = pandas.get(key) or {}
@@ -1001,12 +1002,16 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(row.format(label, "n/a", "", 0, ""))
                 continue
             r = ratios.get(f"pandas.{key}") or (value / floor_p50 if floor_p50 else None)
-            lines.append(row.format(
-                label, f"{value:.3f}", f"{entry['p95']:.3f}" if "p95" in entry else "",
-                entry.get("n", 1), f"{r:.1f}" if r else "",
-            ))  # fmt: skip
-    for key, title in (("cold", "cold first run"), ("miss_warm_uv_cache", "miss, uv cache warm"),
-                       ("experiment_no_compile", "experiment without compiling")):  # fmt: skip
+            lines.append(
+                row.format(
+                    label,
+                    f"{value:.3f}",
+                    f"{entry['p95']:.3f}" if "p95" in entry else "",
+                    entry.get("n", 1),
+                    f"{r:.1f}" if r else "",
+                )
+            )
+    for key, title in (("cold", "cold first run"), ("miss_warm_uv_cache", "miss, uv cache warm")):
         steps = ((pandas or {}).get(key) or {}).get("steps")
         if not steps:
             continue
@@ -1021,32 +1026,65 @@ def render(results: dict[str, Any]) -> str:
         # CPU seconds per completed run: the whole machine, the controller
         # process, and dockerd + containerd.
         wide = "{:<52} {:>10} {:>10} {:>5} {:>16} {:>12} {:>9} {:>9}"
-        lines.append(wide.format(f"throughput, {clients} concurrent clients", "runs/s", "errors",
-                                 "runs", "x floor", "CPU s/run:", "ctl", "engine"))  # fmt: skip
+        lines.append(
+            wide.format(
+                f"throughput, {clients} concurrent clients",
+                "runs/s",
+                "errors",
+                "runs",
+                "x floor",
+                "CPU s/run:",
+                "ctl",
+                "engine",
+            )
+        )
         for name, entry in tput.items():
             r = ratios.get(f"throughput.{name}")
-            lines.append(wide.format(
-                LABELS.get(name, name), f"{entry['runs_per_s']:.2f}", entry["errors"],
-                entry["runs"], f"{r:.2f}" if r else "", f"{entry['machine_cpu_s_per_run']:.3f}",
-                f"{entry['controller_cpu_s_per_run']:.3f}",
-                f"{entry['engine_cpu_s_per_run']:.3f}" if entry.get("engine_cpu_s_per_run") else "",
-            ))  # fmt: skip
+            lines.append(
+                wide.format(
+                    LABELS.get(name, name),
+                    f"{entry['runs_per_s']:.2f}",
+                    entry["errors"],
+                    entry["runs"],
+                    f"{r:.2f}" if r else "",
+                    f"{entry['machine_cpu_s_per_run']:.3f}",
+                    f"{entry['controller_cpu_s_per_run']:.3f}",
+                    f"{entry['engine_cpu_s_per_run']:.3f}"
+                    if entry.get("engine_cpu_s_per_run")
+                    else "",
+                )
+            )
     lines.append("")
     lines.append(row.format("controller RSS (MB)", "MB", "", "", "x floor ctl"))
     floor_rss = results.get("rss_floor_controller_bytes")
     if floor_rss:
-        lines.append(row.format("floor controller (python + docker-py, one run)",
-                                f"{floor_rss / MB:.1f}", "", "", "1.00"))  # fmt: skip
+        lines.append(
+            row.format(
+                "floor controller (python + docker-py, one run)",
+                f"{floor_rss / MB:.1f}",
+                "",
+                "",
+                "1.00",
+            )
+        )
     daemons = {"http_fresh": "fresh", "http_pool": "warm pool", "exp_http_workers": "4 workers"}
-    for kind, label in (("rss_idle_bytes", "idle after start + one run"),
-                        ("rss_peak_bytes", "peak under the throughput load")):  # fmt: skip
+    for kind, label in (
+        ("rss_idle_bytes", "idle after start + one run"),
+        ("rss_peak_bytes", "peak under the throughput load"),
+    ):
         for name, value in (results.get(kind) or {}).items():
             r = ratios.get(f"{kind}.{name}")
-            lines.append(row.format(f"daemon ({daemons.get(name, name)}), {label}"[:52],
-                                    f"{value / MB:.1f}" if value else "n/a", "", "",
-                                    f"{r:.2f}" if r else ""))  # fmt: skip
+            lines.append(
+                row.format(
+                    f"daemon ({daemons.get(name, name)}), {label}"[:52],
+                    f"{value / MB:.1f}" if value else "n/a",
+                    "",
+                    "",
+                    f"{r:.2f}" if r else "",
+                )
+            )
     lines.append("")
-    lines.append("targets (issue 5), as ratios (RSS in MB)")
+    lines.append("targets, as ratios (RSS in MB)")
     for t in results.get("targets", []):
         value = "n/a" if t["value"] is None else f"{t['value']:.3f}"
         lines.append(f"  [{t['status']:>7}] {t['target']}: {value}")

@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ai_data_agent.cli_sessions import repl, session_app
 from ai_data_agent.client import Client
 from ai_data_agent.errors import (
     AiDataAgentError,
@@ -48,7 +49,7 @@ from ai_data_agent.errors import (
 )
 from ai_data_agent.executor import Executor, RunEvent
 from ai_data_agent.executor.docker_backend import connect
-from ai_data_agent.executor.envcache import EnvCache
+from ai_data_agent.executor.envcache import EnvCache, InstallFailure
 from ai_data_agent.logs import SayOnce, configure_logging
 from ai_data_agent.models import (
     InputFile,
@@ -213,7 +214,7 @@ class _Progress:
             self.status = None
 
 
-def _client(server: str, token: str | None, settings: Settings) -> Client:
+def _client(server: str, settings: Settings, token: str | None = None) -> Client:
     if token is None and settings.token is not None:
         token = settings.token.get_secret_value()
     return Client(server, token=token)
@@ -403,7 +404,7 @@ def _execute(
             if server is None:
                 with Executor(settings) as executor:
                     return executor.run(request, on_event=progress, artifacts_dir=output_dir)
-            with _client(server, token, settings) as client:
+            with _client(server, settings, token) as client:
                 return _run_remote(client, request, progress, output_dir)
     except KeyboardInterrupt as exc:
         progress.stop()
@@ -456,6 +457,8 @@ def doctor() -> None:
 
 cache_app = typer.Typer(help="The environment cache: requirement sets installed once.")
 app.add_typer(cache_app, name="cache")
+app.add_typer(session_app, name="session")
+app.command("repl")(repl)
 
 
 def _env_cache(settings: Settings) -> EnvCache:
@@ -497,6 +500,38 @@ def cache_list(
             time.strftime("%Y-%m-%d %H:%M", time.localtime(env.last_used_at)),
         )
     Console().print(table)
+
+
+@cache_app.command("warm")
+def cache_warm(
+    package: Annotated[
+        list[str] | None, typer.Option("-p", "--package", help="A requirement (repeatable).")
+    ] = None,
+    requirements_file: Annotated[
+        Path | None, typer.Option("-r", "--requirements", help="A requirements.txt file.")
+    ] = None,
+) -> None:
+    """Install a requirement set into the cache now, so that a first run of it is a cache hit."""
+    settings = _settings()
+    _logging(settings, "WARNING")
+    requirements = _requirements(requirements_file, package or [])
+    if not requirements:
+        raise _fail("name requirements with -p or -r", EXIT_USAGE)
+    cache = _env_cache(settings)
+    try:
+        image = cache.backend.resolve_image()
+        outcome = cache.get_or_install(requirements, image, "cache-warm")
+    except AiDataAgentError as exc:
+        raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
+    finally:
+        cache.close()
+    if isinstance(outcome, InstallFailure):
+        raise _fail(outcome.error, EXIT_CODES[RunStatus.INSTALL_FAILED])
+    env = outcome.env
+    state = "already cached" if outcome.hit else f"installed in {env.install_s:.1f} s"
+    typer.echo(
+        f"{env.key[:12]} {state}: " + " ".join(f"{p.name}=={p.version}" for p in env.packages)
+    )
 
 
 @cache_app.command("prune")

@@ -49,7 +49,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -71,6 +71,10 @@ from ai_data_agent.errors import (
     Unauthorized,
     error_class,
 )
+from ai_data_agent.session_models import SessionInfo
+
+if TYPE_CHECKING:
+    from ai_data_agent.client_sessions import RemoteSession
 from ai_data_agent.models import (
     Artifact,
     ErrorBody,
@@ -219,6 +223,35 @@ class Client:
             if self._info is None:
                 self._info = self._parse(self._request("GET", "/v1/info"), ServerInfo)
             return self._info
+
+    # -- sessions ---------------------------------------------------------------------
+    def session(self, **fields: Any) -> RemoteSession:
+        """Start a session on the daemon (fields as `SessionRequest`'s); see `client_sessions`.
+
+        Raises:
+            RequestRejected: the fields do not validate (nothing was sent).
+            SessionLimit, InstallFailed, NotReady: the daemon's refusals.
+        """
+        from ai_data_agent.client_sessions import open_session
+
+        return open_session(self, **fields)
+
+    def session_of(self, session_id: str) -> RemoteSession:
+        """A handle on an existing session (``GET /v1/sessions/{id}``).
+
+        Raises:
+            NotFound: no such session.
+        """
+        from ai_data_agent.client_sessions import RemoteSession
+
+        response = self._request("GET", f"/v1/sessions/{_segment(session_id)}")
+        return RemoteSession(self, self._parse(response, SessionInfo))
+
+    def sessions(self) -> builtins.list[SessionInfo]:
+        """Live sessions first, then those that ended, newest first."""
+        from ai_data_agent.client_sessions import list_sessions
+
+        return list_sessions(self)
 
     # -- runs -----------------------------------------------------------------------
     def run(
@@ -423,15 +456,7 @@ class Client:
                 if not response.is_success:
                     response.read()
                     raise error_from_response(response, run_id=run_id)
-                name, data = "message", ""
-                for line in response.iter_lines():
-                    if line.startswith("event: "):
-                        name = line[len("event: ") :]
-                    elif line.startswith("data: "):
-                        data += line[len("data: ") :]
-                    elif not line and data:
-                        yield name, json.loads(data)
-                        name, data = "message", ""
+                yield from read_events(response)
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"lost the event stream of {run_id}: {exc}") from exc
 
@@ -541,6 +566,19 @@ class Client:
             raise _invalid_response(
                 f"the answer is not a valid {model.__name__}", response
             ) from exc
+
+
+def read_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Server-Sent Events of a streaming response, as (name, JSON data)."""
+    name, data = "message", ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data += line[len("data: ") :]
+        elif not line and data:
+            yield name, json.loads(data)
+            name, data = "message", ""
 
 
 def _invalid_response(message: str, response: httpx.Response) -> ServerError:

@@ -65,6 +65,7 @@ __all__ = [
     "RunStatus",
     "RunSubmission",
     "ServerInfo",
+    "SessionsInfo",
     "SkippedArtifact",
     "Timings",
     "capped",
@@ -464,6 +465,18 @@ class RunLimitsInfo(BaseModel):
     cpus: LimitRange
 
 
+class SessionsInfo(BaseModel):
+    """Session limits, when the daemon serves sessions."""
+
+    max_sessions: int
+    cell_timeout_s: LimitRange
+    memory_mb: LimitRange
+    cpus: LimitRange
+    idle_timeout_s: float
+    max_lifetime_s: float
+    interrupt_grace_s: float
+
+
 class ServerInfo(BaseModel):
     """`GET /v1/info`: what this daemon accepts and offers, so that clients need not guess.
 
@@ -492,6 +505,7 @@ class ServerInfo(BaseModel):
     stdout_limit_bytes: int
     stderr_limit_bytes: int
     output_policy: Literal["truncate", "kill"]
+    sessions: SessionsInfo | None = Field(None, description="Absent when sessions are off.")
 
 
 class ErrorDetail(BaseModel):

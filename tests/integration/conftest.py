@@ -1,13 +1,15 @@
-"""Fixtures for the integration suite: real Docker engine, real sandbox image.
+"""Fixtures for the integration suite: real Docker engine, real sandbox image, real daemon.
 
 Docker must be reachable: when it is not, every test here fails (CI guarantees an
 engine, so a silent skip would hide a broken pipeline). Nothing is ever pulled;
 the sandbox image is ``AI_DATA_AGENT_SANDBOX_IMAGE`` when set, else whatever the
 default resolves to (locally: the fallback ``ai-data-agent/base:bookworm``).
 
-After each test an autouse check asserts that no container labelled
-``ai-data-agent.managed`` (by one of this session's executors) is left, and
-removes any it finds so that one leak does not fail every later test too.
+These are the suite's shared fixtures (the engine client, settings, executors,
+daemons); the folders below add only their own. After each test an autouse
+check asserts that no container labelled ``ai-data-agent.managed`` (by one of
+this session's executors) is left, and removes any it finds so that one leak
+does not fail every later test too.
 """
 
 from __future__ import annotations
@@ -27,17 +29,12 @@ os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
 import docker
 import docker.errors
 import pytest
-from loguru import logger
 
 from ai_data_agent import Executor, RunRequest, RunResult, Settings
 from ai_data_agent.executor.docker_backend import DockerBackend
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_MANAGED, LABEL_RUN_ID
-
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-# Read at import: the root conftest clears AI_DATA_AGENT_* before every test.
-ENV_SANDBOX_IMAGE = os.environ.get("AI_DATA_AGENT_SANDBOX_IMAGE") or None
-ENV_CA_BUNDLE = os.environ.get("AI_DATA_AGENT_CA_BUNDLE") or None
-SETTINGS_ENV_ALIASES = ("LOG_LEVEL", "LOG_FORMAT")
+from tests.support.daemon import Daemon
+from tests.support.settings import build_settings, ca_bundle, sandbox_image
 
 # Small limits keep runs fast; tests that need other values build their own
 # Settings with `make_settings`.
@@ -56,18 +53,11 @@ BASE_SETTINGS: dict[str, Any] = {
     "stdout_limit_bytes": 256 * 1024,
     "stderr_limit_bytes": 256 * 1024,
     "stop_grace_s": 2.0,
+    # The per-run pip install into each run's sandbox dir; the environment
+    # cache and uv have tests of their own (test_speed.py, the battery).
+    "install_mode": "per_run",
+    "installer": "pip",
 }
-
-# This suite pins the executor core's own install flow: pip --target into each
-# run's sandbox dir. Later install modes (shared environment cache, uv) are
-# switched off where this version of Settings has them; they need tests of their own.
-PER_RUN_PIP_INSTALLS = {"install_mode": "per_run", "installer": "pip"}
-
-
-def _ca_bundle() -> Path | None:
-    if ENV_CA_BUNDLE:
-        return Path(ENV_CA_BUNDLE)
-    return HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +79,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
 @pytest.fixture(scope="session")
 def settings_kwargs() -> dict[str, Any]:
     """The keyword arguments of the suite's `Settings` (copy before changing)."""
-    kwargs = dict(BASE_SETTINGS, ca_bundle=_ca_bundle())
-    kwargs.update({k: v for k, v in PER_RUN_PIP_INSTALLS.items() if k in Settings.model_fields})
-    if ENV_SANDBOX_IMAGE:
-        kwargs["sandbox_image"] = ENV_SANDBOX_IMAGE
+    kwargs = dict(BASE_SETTINGS, ca_bundle=ca_bundle())
+    if sandbox_image():
+        kwargs["sandbox_image"] = sandbox_image()
     return kwargs
 
 
@@ -105,13 +94,8 @@ def make_settings(settings_kwargs: dict[str, Any]) -> Callable[..., Settings]:
     """
 
     def build(*, without: tuple[str, ...] = (), **overrides: Any) -> Settings:
-        kwargs = {k: v for k, v in {**settings_kwargs, **overrides}.items() if k not in without}
-        with pytest.MonkeyPatch.context() as mp:
-            for name in list(os.environ):
-                upper = name.upper()
-                if upper.startswith("AI_DATA_AGENT_") or upper in SETTINGS_ENV_ALIASES:
-                    mp.delenv(name)
-            return Settings(**kwargs)
+        values = {**settings_kwargs, **overrides}
+        return build_settings({k: v for k, v in values.items() if k not in without})
 
     return build
 
@@ -192,19 +176,6 @@ def no_leaked_sandboxes(
 
 
 @pytest.fixture
-def log_messages() -> Iterator[list[tuple[str, str]]]:
-    """(level, message) of every loguru record emitted during the test."""
-    records: list[tuple[str, str]] = []
-    handler_id = logger.add(
-        lambda message: records.append((message.record["level"].name, message.record["message"])),
-        level="DEBUG",
-        format="{message}",
-    )
-    yield records
-    logger.remove(handler_id)
-
-
-@pytest.fixture
 def probe(executor: Executor) -> Callable[..., tuple[RunResult, dict[str, Any]]]:
     """Run code whose last stdout line is a JSON object; return the result and that object.
 
@@ -242,3 +213,30 @@ def container_events(docker_client: docker.DockerClient) -> Callable[[str, float
         return [str(event.get("Action") or event.get("status")) for event in stream]
 
     return events
+
+
+@pytest.fixture
+def start_daemon(
+    settings_kwargs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Daemon]]:
+    """Start daemons with the suite's settings plus overrides; all are stopped after the
+    test, and their logs shown when it fails.
+
+        daemon = start_daemon(max_concurrent_runs=1)                  # a fresh data dir
+        daemon = start_daemon(data_dir, extra_env={"DOCKER_HOST": url})
+    """
+    started: list[Daemon] = []
+
+    def start(
+        data_dir: Path | None = None, *, extra_env: dict[str, str] | None = None, **overrides: Any
+    ) -> Daemon:
+        directory = data_dir or tmp_path_factory.mktemp("daemon-data")
+        started.append(
+            Daemon.start(directory, {**settings_kwargs, **overrides}, extra_env=extra_env)
+        )
+        return started[-1]
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+        print(f"--- daemon log ({daemon.url}) ---\n{daemon.log()}")  # shown if the test failed

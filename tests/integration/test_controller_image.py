@@ -71,8 +71,11 @@ def controller_image(docker_client: docker.DockerClient) -> str:
     if built_at is None or built_at < _code_changed_at():
         build = subprocess.run(
             [str(REPO / "images/controller/build.sh"), IMAGE],
-            capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+        )
         assert build.returncode == 0, f"build.sh failed:\n{build.stdout}\n{build.stderr}"
     return IMAGE
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ai_data_agent import Executor, RunResult, Settings
+from tests.support.logs import LogLine
 
 pytestmark = pytest.mark.integration
 
@@ -187,7 +188,7 @@ print(json.dumps({
 
 
 def test_sandbox_dir_is_home_first_on_pythonpath_and_holds_cwd(
-    probe: Probe, log_messages: list[tuple[str, str]]
+    probe: Probe, log_lines: list[LogLine]
 ) -> None:
     result, facts = probe(ENV_PROBE)
     env = result.environment
@@ -202,7 +203,7 @@ def test_sandbox_dir_is_home_first_on_pythonpath_and_holds_cwd(
     assert env.path_separator == ":"
     assert env.sandbox_removed is True
     assert env.mismatches == []
-    assert not [m for _, m in log_messages if "Environment mismatch" in m]
+    assert not [line for line in log_lines if "Environment mismatch" in line.message]
     # No requirements: the container never had a network.
     assert facts["interfaces"] == ["lo"]
 
@@ -218,7 +219,7 @@ print(json.dumps({
 
 
 def test_requirement_installs_into_the_sandbox_and_the_network_is_gone_before_code(
-    probe: Probe, log_messages: list[tuple[str, str]]
+    probe: Probe, log_lines: list[LogLine]
 ) -> None:
     result, facts = probe(REQUIREMENT_PROBE, requirements=["six"])
     sandbox = result.environment.sandbox_dir
@@ -227,9 +228,9 @@ def test_requirement_installs_into_the_sandbox_and_the_network_is_gone_before_co
     assert facts["six_file"].startswith(sandbox + "/")
     assert [(p.name, p.version) for p in result.install.packages] == [("six", facts["six_version"])]
     assert result.install.requirements == ["six"]
-    assert any("Successfully installed six==" in m for _, m in log_messages), log_messages
+    assert any("Successfully installed six==" in line.message for line in log_lines), log_lines
     # The install needed the network; the code must not have it.
     assert facts["interfaces"] == ["lo"]
     assert result.environment.mismatches == []
-    assert not [m for _, m in log_messages if "Environment mismatch" in m]
+    assert not [line for line in log_lines if "Environment mismatch" in line.message]
     assert result.environment.sandbox_removed is True

@@ -5,21 +5,20 @@ Behaviour only: speed is measured by `make bench`, never here.
 
 from __future__ import annotations
 
-import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
-from loguru import logger
 
 from ai_data_agent import Executor, RunRequest, RunStatus, Settings
 from ai_data_agent.executor.envcache import CACHE_VOLUME
 from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_CONTROLLER, LABEL_MANAGED
+from tests.support.logs import LogLine
+from tests.support.settings import build_settings, ca_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -27,22 +26,12 @@ HOSTNAME_CODE = "import socket; print(socket.gethostname())"
 
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:
-    ca = os.environ.get("AI_DATA_AGENT_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
     values: dict[str, object] = {
-        "ca_bundle": ca if Path(ca).is_file() else None,
+        "ca_bundle": ca_bundle(),
         "env_cache_index": tmp_path / "envcache.sqlite3",
         "default_timeout_s": 60,
     }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(m.record["message"]), level="DEBUG")
-    yield lines
-    logger.remove(sink)
+    return build_settings({**values, **overrides})
 
 
 def _managed_containers(executor: Executor) -> list[str]:
@@ -115,7 +104,7 @@ def test_concurrent_requests_for_one_set_install_it_once(tmp_path: Path) -> None
     assert len(executor.env_cache.index.all()) == 1
 
 
-def test_a_uv_that_cannot_run_falls_back_to_pip(tmp_path: Path, log_lines: list[str]) -> None:
+def test_a_uv_that_cannot_run_falls_back_to_pip(tmp_path: Path, log_lines: list[LogLine]) -> None:
     broken_uv = tmp_path / "uv"
     broken_uv.write_bytes(b"\x7fELF not really a program")  # exec fails: ENOEXEC
     broken_uv.chmod(broken_uv.stat().st_mode | stat.S_IXUSR)
@@ -128,7 +117,8 @@ def test_a_uv_that_cannot_run_falls_back_to_pip(tmp_path: Path, log_lines: list[
     assert result.install.fallback_triggered is True
     assert result.install.installer == "pip"
     assert any(
-        line.startswith("sandbox: fallback_triggered: uv cannot run here") for line in log_lines
+        line.message.startswith("sandbox: fallback_triggered: uv cannot run here")
+        for line in log_lines
     )
 
 

@@ -11,23 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes import SANDBOX_GID, SANDBOX_UID, LogLine, SandboxUser, build_wheel
-from loguru import logger
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[LogLine]]:
-    """What loguru logs during the test, as (level, message) pairs."""
-    lines: list[LogLine] = []
-    handler_id = logger.add(
-        lambda msg: lines.append(LogLine(msg.record["level"].name, msg.record["message"])),
-        level="TRACE",
-        format="{message}",
-    )
-    try:
-        yield lines
-    finally:
-        logger.remove(handler_id)
+from fakes import SANDBOX_GID, SANDBOX_UID, SandboxUser, build_wheel
 
 
 @pytest.fixture

@@ -38,11 +38,11 @@ from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import STDERR, STDOUT, ExitState, SweepRule
 from ai_data_agent.executor.protocol import encode_message
 from ai_data_agent.executor.spec import ContainerSpec
+from tests.support.measure import measured
 
 __all__ = [
     "EngineStub",
     "FakeBackend",
-    "LogLine",
     "ProcessSession",
     "SandboxUser",
     "ScriptedBackend",
@@ -57,14 +57,6 @@ FAKE_IMAGE = "fake/python:host"
 SANDBOX_UID = 1000  # as in spec.SANDBOX_USER
 SANDBOX_GID = 1000
 READ_CHUNK = 65536
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One loguru record, as the ``log_lines`` fixture keeps it."""
-
-    level: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -139,13 +131,16 @@ class ProcessSession:
         self._queue: queue.Queue[tuple[int, bytes]] = queue.Queue()
         self._open_streams = 2
         assert spec.command[0] == "python3", spec.command
-        python, ids = sys.executable, {}
-        if run_as is not None:
-            python, ids = run_as.python, dict(run_as.popen_kwargs)
+        argv = [sys.executable, *spec.command[1:]]
+        ids: dict[str, Any] = {}
+        if run_as is None:
+            argv, env = measured(argv, env)
+        else:  # another user could not write this run's coverage data
+            argv[0], ids = run_as.python, dict(run_as.popen_kwargs)
             if "user" in ids:
                 assert (ids["user"], ids["group"]) == _spec_ids(spec.user)
         self.proc = subprocess.Popen(
-            [python, *spec.command[1:]],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -188,9 +183,11 @@ class ProcessSession:
             self.calls.append("send:job")
             if self._fail_send:
                 raise ExecutorError(
-                    "cannot write to the sandbox: injected", run_id=self.run_id,
-                    container_id=self._id, step="attach",
-                )  # fmt: skip
+                    "cannot write to the sandbox: injected",
+                    run_id=self.run_id,
+                    container_id=self._id,
+                    step="attach",
+                )
             if self._emulate_isolation and (
                 self.spec.network is None or self.spec.detach_network_before_code
             ):
@@ -207,9 +204,11 @@ class ProcessSession:
             self.proc.stdin.flush()
         except OSError as exc:
             raise ExecutorError(
-                f"cannot write to the sandbox: {exc}", run_id=self.run_id,
-                container_id=self._id, step="attach",
-            ) from exc  # fmt: skip
+                f"cannot write to the sandbox: {exc}",
+                run_id=self.run_id,
+                container_id=self._id,
+                step="attach",
+            ) from exc
 
     def close_stdin(self) -> None:
         self.calls.append("close_stdin")
@@ -360,9 +359,13 @@ class FakeBackend(EngineStub):
             **self.extra_env,
         }
         session = ProcessSession(
-            spec, run_id, env, emulate_isolation=self.emulate_isolation,
-            run_as=self.run_as, fail_send=self.fail_send,
-        )  # fmt: skip
+            spec,
+            run_id,
+            env,
+            emulate_isolation=self.emulate_isolation,
+            run_as=self.run_as,
+            fail_send=self.fail_send,
+        )
         self.sessions.append(session)
         return session
 
@@ -370,13 +373,16 @@ class FakeBackend(EngineStub):
 # A script item: a frame (dict, sent with the run's token), raw stdout bytes, or
 # (STDERR, bytes).
 ScriptItem = dict[str, Any] | bytes | tuple[int, bytes]
+Responder = Callable[[dict[str, Any]], list[ScriptItem]]
 
 
 class ScriptedSession:
     """Plays ``before_go`` once the job is in, ``after_go`` once ``go`` is in.
 
-    When the script is over, the stream ends if ``end_stream``; else reads
-    time out until `kill` ends it, as with a container that went quiet.
+    With ``respond``, the job itself picks what is played before ``go``
+    (``respond(job)``, called on the driver's thread). When the script is
+    over, the stream ends if ``end_stream``; else reads time out until `kill`
+    ends it, as with a container that went quiet.
     """
 
     def __init__(
@@ -389,6 +395,7 @@ class ScriptedSession:
         fail_send: bool,
         fail_remove: bool,
         exit_code: int | None,
+        respond: Responder | None = None,
     ) -> None:
         self.run_id = run_id
         self.calls: list[str] = []
@@ -399,6 +406,7 @@ class ScriptedSession:
         self._fail_send = fail_send
         self._fail_remove = fail_remove
         self._exit_code = exit_code
+        self._respond = respond
         self._killed = threading.Event()
         self._token: str | None = None
         self._loaded = False
@@ -419,6 +427,8 @@ class ScriptedSession:
             job = decode_message(data)
             self.jobs.append(job)
             self._token = str(job["token"])
+            if self._respond is not None:
+                self._pending += self._respond(job)
             return
         self.calls.append("send:" + data.decode(errors="replace").strip())
         if data == b"go\n":
@@ -476,6 +486,7 @@ class ScriptedBackend(EngineStub):
         fail_remove: bool = False,
         exit_code: int | None = 0,
         on_start: Callable[[ContainerSpec], None] | None = None,
+        respond: Responder | None = None,
     ) -> None:
         self.before_go = before_go
         self.after_go = after_go or []
@@ -484,6 +495,7 @@ class ScriptedBackend(EngineStub):
         self.fail_remove = fail_remove
         self.exit_code = exit_code
         self.on_start = on_start
+        self.respond = respond
         self.specs: list[ContainerSpec] = []
         self.sessions: list[ScriptedSession] = []
 
@@ -492,9 +504,15 @@ class ScriptedBackend(EngineStub):
         if self.on_start is not None:
             self.on_start(spec)
         session = ScriptedSession(
-            run_id, self.before_go, self.after_go, end_stream=self.end_stream,
-            fail_send=self.fail_send, fail_remove=self.fail_remove, exit_code=self.exit_code,
-        )  # fmt: skip
+            run_id,
+            self.before_go,
+            self.after_go,
+            end_stream=self.end_stream,
+            fail_send=self.fail_send,
+            fail_remove=self.fail_remove,
+            exit_code=self.exit_code,
+            respond=self.respond,
+        )
         self.sessions.append(session)
         return session
 

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 import docker.errors
 import pytest
 import requests.exceptions
-from fakes import LogLine
 
 from ai_data_agent.errors import ConfigurationError, ExecutorError
 from ai_data_agent.executor.docker_backend import DockerBackend
 from ai_data_agent.settings import DEFAULT_FALLBACK_IMAGE, DEFAULT_SANDBOX_IMAGE, Settings
+from tests.support.logs import LogLine
 
 
 class FakeImageAPI:

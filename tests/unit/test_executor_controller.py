@@ -10,13 +10,14 @@ import time
 from typing import Any
 
 import pytest
-from fakes import LogLine, ScriptedBackend, ScriptItem
+from fakes import ScriptedBackend, ScriptItem
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import STDERR
 from ai_data_agent.executor.core import Executor, RunEvent
 from ai_data_agent.models import PackageInfo, RunRequest, RunStatus
 from ai_data_agent.settings import Settings
+from tests.support.logs import LogLine
 
 READY: ScriptItem = {"k": "phase", "phase": "ready"}
 RUNNING: ScriptItem = {"k": "phase", "phase": "running"}

@@ -8,6 +8,7 @@ or let the fake emulate the isolation a container would have.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -15,18 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FAKE_IMAGE, FakeBackend, LogLine, SandboxUser
+from fakes import FAKE_IMAGE, FakeBackend, SandboxUser
 
 from ai_data_agent.errors import ExecutorError, RequestRejected
 from ai_data_agent.executor.core import Executor, RunEvent
 from ai_data_agent.models import PackageInfo, RunRequest, RunResult, RunStatus
 from ai_data_agent.settings import Settings
+from tests.support.logs import LogLine
 
 LOOP_FOREVER = "print('started', flush=True)\nwhile True:\n    pass\n"
 
 
 def net_settings(**overrides: Any) -> Settings:
-    # The seed's per-run pip install: the fake runs no environment cache (no volumes).
+    # The per-run pip install: the fake runs no environment cache (no volumes).
     return Settings(allow_network=True, **{"install_mode": "per_run", **overrides})
 
 
@@ -343,3 +345,30 @@ def test_cleanup_failure_is_logged_not_raised(sandbox_tmp: Path, log_lines: list
         and "remove refused" in line.message
         for line in log_lines
     )
+
+
+def test_input_files_in_and_artifacts_out(sandbox_tmp: Path, tmp_path: Path) -> None:
+    code = (
+        "import os\n"
+        "data = open('data/in.csv').read()\n"
+        "os.makedirs('outputs/tables')\n"
+        "open('outputs/tables/out.csv', 'w').write(data.upper())\n"
+        "open('outputs/note.txt', 'w').write('n')\n"
+        "os.symlink('/etc/passwd', 'outputs/leak')\n"
+    )
+    request = net_request(
+        code, files=[{"path": "data/in.csv", "content_b64": base64.b64encode(b"a,b\n").decode()}]
+    )
+    out = tmp_path / "artifacts"
+    backend = FakeBackend(sandbox_tmp)
+    result = run(backend, request, artifacts_dir=out)
+
+    assert result.status is RunStatus.SUCCEEDED, (result.error, result.stderr)
+    assert [(a.path, a.size, a.media_type) for a in result.artifacts] == [
+        ("note.txt", 1, "text/plain"),
+        ("tables/out.csv", 4, "text/csv"),
+    ]
+    assert (out / "tables" / "out.csv").read_bytes() == b"A,B\n"
+    assert [(s.path, s.reason) for s in result.artifacts_skipped] == [("leak", "symlink")]
+    assert not result.artifacts_truncated
+    assert_cleaned_up(backend)

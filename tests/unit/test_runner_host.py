@@ -9,9 +9,11 @@ would refuse, so these jobs ask for network (except the test of that refusal).
 from __future__ import annotations
 
 import os
+import platform
 import selectors
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from ai_data_agent.executor.protocol import FrameReader, encode_message, new_tok
 from ai_data_agent.executor.spec import sandbox_command
 from ai_data_agent.models import RunRequest
 from ai_data_agent.settings import Settings
+from tests.support.measure import measured
 
 RUN_DEADLINE_S = 30.0
 
@@ -74,8 +77,9 @@ def drive(job: dict[str, Any], tmpdir: Path, *, go_line: bytes = b"go\n") -> Tra
     transcript = Transcript()
     reader = FrameReader(job["token"])
     deadline = time.monotonic() + RUN_DEADLINE_S
+    argv, env = measured([sys.executable, *sandbox_command()[1:]], env)
     with subprocess.Popen(
-        [sys.executable, *sandbox_command()[1:]],
+        argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -295,3 +299,39 @@ def test_runner_crash_before_the_job_shows_on_stderr(
     assert proc.returncode != 0
     assert message in proc.stderr
     assert proc.stdout == b""
+
+
+def test_probe_names_the_python_the_cache_keys_on(sandbox_tmp: Path) -> None:
+    result = drive({"mode": "probe", "token": new_token()}, sandbox_tmp).result
+    assert result["python"] == platform.python_version()
+    assert result["tag"] == sys.implementation.cache_tag
+    assert result["platform"] == sysconfig.get_platform()
+
+
+def test_publish_then_adopt_then_prune(sandbox_tmp: Path, tmp_path: Path) -> None:
+    stage, envs = tmp_path / "stage", tmp_path / "envs"
+    (stage / "pkg").mkdir(parents=True)
+    (stage / "pkg" / "__init__.py").write_text("X = 1\n")
+    envs.mkdir()
+    manifest = {"requirements": ["pkg"], "installer": "pip"}
+
+    def job(mode: str, **fields: Any) -> dict[str, Any]:
+        return {"mode": mode, "token": new_token(), **fields}
+
+    spec = {"src": str(stage), "envs": str(envs), "key": "k1", "manifest": manifest}
+    published = drive(job("publish", publish=spec), sandbox_tmp).result
+    assert published["published"] is True and published["size"] > 0
+
+    # An install whose set is already published answers with its manifest, at once.
+    lookup = make_job("print(1)", mode="install", lookup={"envs": str(envs), "key": "k1"})
+    adopted = drive(lookup, sandbox_tmp)
+    assert adopted.result["manifest"]["installer"] == "pip"
+    assert "install" not in adopted.result and "ready" not in adopted.phases()
+
+    pruned = drive(job("prune", prune={"envs": str(envs), "keys": ["k1"]}), sandbox_tmp).result
+    assert pruned["removed"] == ["k1"] and list(envs.iterdir()) == []
+
+    refused = drive(job("publish", publish=dict(spec, key="../k")), sandbox_tmp).result
+    assert refused["error"].startswith("ValueError: bad key")
+    missing = drive(job("prune", prune={}), sandbox_tmp).result
+    assert missing["error"].startswith("KeyError")

@@ -137,6 +137,8 @@ def test_state_persists_and_the_last_expression_is_the_result(runner: Runner) ->
     assert done["result"]["data"] == {"text/plain": "41"}
     done, _ = runner.cell("y = x")  # an assignment shows nothing
     assert done["result"] is None
+    done, _ = runner.cell("x + 1;")  # nor a value with a trailing semicolon, as in Jupyter
+    assert done["result"] is None
 
 
 def test_an_exception_is_an_error_with_the_cells_lines_and_state_kept(runner: Runner) -> None:

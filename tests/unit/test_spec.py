@@ -230,9 +230,15 @@ def test_owner_label_is_alive_for_this_process_and_dead_for_a_gone_one() -> None
 
     assert owner_is_dead(owner_label()) is False
     child = subprocess.run(
-        [sys.executable, "-c", "from ai_data_agent.executor.owner import owner_label; print(owner_label())"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "from ai_data_agent.executor.owner import owner_label; print(owner_label())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert owner_is_dead(child.stdout.strip()) is True  # that process has exited
     assert owner_is_dead("other-boot:4026531836:1:1") is False  # cannot judge: kept
     assert owner_is_dead("garbage") is False

@@ -47,11 +47,9 @@ from ai_data_agent.executor.frames import (
     ArtifactEnd,
     Frame,
     KernelFrame,
-    ResultFrame,
 )
-from ai_data_agent.executor.jobs import FileEntry, session_job
-from ai_data_agent.executor.protocol import encode_message, new_token
 from ai_data_agent.executor.session_env import install_env, package_diff
+from ai_data_agent.executor.session_start import launch
 from ai_data_agent.executor.wire import SessionWire
 from ai_data_agent.models import InstallReport
 from ai_data_agent.paths import normalise_relative_path
@@ -114,8 +112,9 @@ class Session:
         for attempt in range(2):
             if self.requirements:
                 self.env = self._install(self.requirements, f"{self.id}-start")
-            self._wire = self._launch()
-            if self._wire is not None:
+            started = launch(self.executor, self.id, self.limits, self.request, self.env)
+            if started is not None:
+                self._wire, self.generation = started
                 break
             lost = self.env
             cache = self.executor.env_cache
@@ -128,64 +127,6 @@ class Session:
         self.status = SessionStatus.IDLE
         self._log.info("session started: generation {}, image {}", self.generation, self.image)
         return self
-
-    def _launch(self) -> SessionWire | None:
-        """The sandbox with its kernel up; None when the cached environment turned out gone.
-
-        On failure (and on None) nothing is left behind and the environment is released.
-        """
-        ex = self.executor
-        spec = ex.sandbox_spec(
-            self.limits, self.image, self.id, lifetime=self.settings.session_max_lifetime_s
-        )
-        sandbox = ex.driver.sandbox(spec, self.id)
-        token = new_token()
-        wire = SessionWire(sandbox, token, self.id)
-        try:
-            env_path = self.env.path if self.env is not None else None
-            job = session_job(
-                self.settings, self.request.env, FileEntry.of(self.request.files), env_path
-            )
-            job.token = token
-            sandbox.send(encode_message(job.encode()))
-            for item in self.request.files:
-                sandbox.send(item.data)
-            started = self._wait_started(wire)
-        except BaseException:
-            started = False
-            raise
-        finally:
-            if not started:
-                wire.ended = True
-                self._remove(sandbox)
-                if self.env is not None and ex.env_cache is not None:
-                    ex.env_cache.release(self.env.key)
-        return wire if started else None
-
-    def _wait_started(self, wire: SessionWire) -> bool:
-        """True once the kernel is up; False when the cached environment is gone.
-
-        Raises:
-            ExecutorError: the runner refused, or no kernel started.
-        """
-        try:
-            for frame in wire.frames(time.monotonic() + START_WAIT_S):
-                if isinstance(frame, KernelFrame):
-                    self.generation = frame.generation
-                    return True
-                if isinstance(frame, ResultFrame):  # refused, or no kernel could start
-                    if frame.env_missing and self.env is not None:
-                        return False
-                    raise ExecutorError(
-                        f"the session did not start: {frame.error or 'no kernel'}",
-                        run_id=self.id,
-                        step="session",
-                    )
-        except SessionGone as exc:
-            raise ExecutorError(
-                f"the session did not start: {exc}", run_id=self.id, step="session"
-            ) from exc
-        raise AssertionError("unreachable: frames() raises at its deadline")
 
     def _install(self, requirements: list[str], run_id: str) -> CachedEnv:
         return install_env(self.executor.env_cache, requirements, self.image, run_id, self.settings)

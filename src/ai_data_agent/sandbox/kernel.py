@@ -13,7 +13,7 @@ Per cell (``{"op": "cell", "code": ..., "count": n}``) the kernel answers with
 when the code imports it, matplotlib figures open at the end of the cell) and
 one ``done``: status ``ok``, ``error`` (ename, evalue, traceback showing the
 cell's lines) or ``interrupted`` (SIGINT from the runner), and the MIME bundle
-of the last expression's value. Top-level ``await`` works. ``%magics`` and
+of the last expression's value (none when the cell ends with ``;``). Top-level ``await`` works. ``%magics`` and
 ``!commands`` are refused. Everything it says is size-capped JSON; the runner
 trusts none of it. The kernel raises its own ``oom_score_adj``, so that an
 out-of-memory kill takes the kernel, never the runner.
@@ -240,6 +240,8 @@ class Kernel:
             done.update(status="error", error=magic_error(code, exc) or error_report(exc))
             return done
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        if code.rstrip().endswith(";"):
+            last = None  # as in Jupyter: a trailing semicolon hides the value
         if last is not None:
             tree.body.pop()
         value = None

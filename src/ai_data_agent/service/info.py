@@ -10,7 +10,7 @@ its own waits), so a client reads the limits instead of copying them.
 from __future__ import annotations
 
 from ai_data_agent import __version__
-from ai_data_agent.models import LimitRange, Limits, RunLimitsInfo, ServerInfo
+from ai_data_agent.models import LimitRange, Limits, RunLimitsInfo, ServerInfo, SessionsInfo
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S
 from ai_data_agent.settings import Settings
 
@@ -49,4 +49,18 @@ def server_info(settings: Settings) -> ServerInfo:
         stdout_limit_bytes=settings.stdout_limit_bytes,
         stderr_limit_bytes=settings.stderr_limit_bytes,
         output_policy=settings.output_policy,
+        sessions=sessions_info(settings) if settings.max_sessions > 0 else None,
+    )
+
+
+def sessions_info(settings: Settings) -> SessionsInfo:
+    s = settings
+    return SessionsInfo(
+        max_sessions=s.max_sessions,
+        cell_timeout_s=LimitRange(default=s.cell_timeout_s, max=s.max_timeout_s),
+        memory_mb=LimitRange(default=s.session_default_memory_mb, max=s.session_max_memory_mb),
+        cpus=LimitRange(default=s.session_default_cpus, max=s.session_max_cpus),
+        idle_timeout_s=s.session_idle_timeout_s,
+        max_lifetime_s=s.session_max_lifetime_s,
+        interrupt_grace_s=s.interrupt_grace_s,
     )

@@ -179,7 +179,7 @@ async def get_cell(session_id: str, count: int, manager: Manager) -> Response:
 async def cell_events(session_id: str, count: int, manager: Manager) -> StreamingResponse:
     """``status``, ``stdout``/``stderr`` chunks, ``display`` (a MIME bundle) as they happen,
     and last ``result`` (the `CellResult`) or ``error``. Late clients get the backlog first;
-    for a finished cell, its stored result."""
+    for a finished cell, its stored output and result."""
     await _known(manager, session_id)
     found = await _call(manager.cell, session_id, count)
     if found is None:
@@ -191,6 +191,11 @@ async def cell_events(session_id: str, count: int, manager: Manager) -> Streamin
                 yield sse_line(name, data)
             return
         yield sse_line("status", json.dumps({"status": found.status.value}))
+        for name, text in (("stdout", found.stdout), ("stderr", found.stderr)):
+            if text:
+                yield sse_line(name, json.dumps({"data": text}))
+        for output in found.outputs:
+            yield sse_line("display", output.model_dump_json())
         yield sse_line("result", found.model_dump_json())
 
     return StreamingResponse(

@@ -40,39 +40,31 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import docker.errors
 import pytest
 
 from ai_data_agent import Executor, RunEvent, RunRequest, RunResult, Settings
 from ai_data_agent.executor.docker_backend import DockerBackend
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_MANAGED, LABEL_RUN_ID
+from tests.support.settings import build_settings
+from tests.support.wait import poll
 
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-# Read at import: the root conftest clears AI_DATA_AGENT_* before every test.
-ENV_SANDBOX_IMAGE = os.environ.get("AI_DATA_AGENT_SANDBOX_IMAGE") or None
-ENV_CA_BUNDLE = os.environ.get("AI_DATA_AGENT_CA_BUNDLE") or None
-
-# Small, fast limits; pids_limit, the output caps and the file caps keep their
-# defaults on purpose: those defaults are what the battery proves.
-BATTERY_SETTINGS: dict[str, Any] = {
-    "pull_missing_image": False,  # never pull: no registry here
+# The suite's settings (tests/integration/conftest.py) but for these: the pids
+# limit, the output caps and the installer keep their defaults on purpose (those
+# defaults are what the battery proves), and the limits are smaller still.
+DEFAULTS_PROVED = (
+    "pids_limit",
+    "stdout_limit_bytes",
+    "stderr_limit_bytes",
+    "install_mode",
+    "installer",
+)
+BATTERY_OVERRIDES: dict[str, Any] = {
     "default_timeout_s": 10.0,
-    "max_timeout_s": 60.0,
-    "default_memory_mb": 512,
-    "max_memory_mb": 1024,
     "memory_reservation_mb": 64,
     "tmpfs_mb": 256,
-    "install_timeout_s": 120.0,
-    "stop_grace_s": 2.0,
 }
 RUNTIMES = ("runc", "runsc")
 BENIGN_CODE = "print('still fine')"
-
-
-def ca_bundle() -> Path | None:
-    if ENV_CA_BUNDLE:
-        return Path(ENV_CA_BUNDLE)
-    return HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None
 
 
 def host_processes_of(container_ids: set[str]) -> list[str]:
@@ -97,17 +89,6 @@ def host_processes_of(container_ids: set[str]) -> list[str]:
 
 def host_process_count() -> int:
     return sum(1 for entry in os.scandir("/proc") if entry.name.isdigit())
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout_s: float, describe: Callable[[], str]
-) -> None:
-    """Poll ``predicate``; fail with ``describe()`` if it is not true in time."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not true after {timeout_s:g} s: {describe()}", pytrace=False)
-        time.sleep(0.1)
 
 
 @dataclass
@@ -174,9 +155,11 @@ class Battery:
 
         started = time.monotonic()
         result = executor.run(
-            RunRequest(code=code, **request), run_id=self.new_run_id(), on_event=seen,
+            RunRequest(code=code, **request),
+            run_id=self.new_run_id(),
+            on_event=seen,
             artifacts_dir=artifacts_dir,
-        )  # fmt: skip
+        )
         ended = time.monotonic()
         running_s = ended - running_at[0] if running_at else None
         return Outcome(result, ended - started, running_s, phases)
@@ -213,19 +196,28 @@ class Battery:
         filters += [f"{LABEL_RUN_ID}={r}" for r in self.run_ids]
         for label in filters:
             events = self.engine.api.events(
-                since=f"{self.started_at - 1:.9f}", until=f"{time.time():.9f}",
-                filters={"type": "container", "event": "create", "label": label}, decode=True,
-            )  # fmt: skip
+                since=f"{self.started_at - 1:.9f}",
+                until=f"{time.time():.9f}",
+                filters={"type": "container", "event": "create", "label": label},
+                decode=True,
+            )
             ids |= {str(e.get("id") or e.get("Actor", {}).get("ID")) for e in events}
         return ids
 
     def assert_no_leftovers(self) -> None:
-        wait_until(lambda: not self.leftovers(), 10.0, lambda: f"left behind: {self.leftovers()}")
+        poll(
+            lambda: not self.leftovers(),
+            timeout_s=10,
+            what="no containers, volumes or networks left",
+            diagnostics=lambda: f"left behind: {self.leftovers()}",
+        )
         ids = self.container_ids()
-        wait_until(
-            lambda: not host_processes_of(ids), 10.0,
-            lambda: f"host processes of finished sandboxes: {host_processes_of(ids)}",
-        )  # fmt: skip
+        poll(
+            lambda: not host_processes_of(ids),
+            timeout_s=10,
+            what="no host processes of finished sandboxes",
+            diagnostics=lambda: host_processes_of(ids),
+        )
 
     def assert_host_unchanged(self) -> None:
         """Nothing left behind, and the executor still serves a benign run."""
@@ -242,9 +234,8 @@ class Battery:
                 close()
             if isinstance(executor.backend, DockerBackend):
                 executor.backend.client.close()
-        # Known src defect, pinned in tests/integration/test_lifecycle.py: a finished
-        # session leaves docker-py's SocketIO of its attach socket to the garbage
-        # collector. Collect it here rather than as a ResourceWarning in a later test.
+        # A finished session may leave docker-py's SocketIO of its attach socket to
+        # the garbage collector: collect it here, not as a ResourceWarning in a later test.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
@@ -255,51 +246,35 @@ def registered_runtimes(engine: docker.DockerClient) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[docker.DockerClient]:
-    """The Docker engine; a failure (not a skip) when it is missing."""
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"the battery needs a reachable Docker engine: {exc}", pytrace=False)
-    yield client
-    client.close()
+def battery_kwargs(
+    settings_kwargs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The battery's `Settings` keyword arguments (its daemons get them too)."""
+    kwargs = {k: v for k, v in settings_kwargs.items() if k not in DEFAULTS_PROVED}
+    return {**kwargs, **BATTERY_OVERRIDES, "data_dir": tmp_path_factory.mktemp("battery-data")}
 
 
 @pytest.fixture(scope="session")
-def battery_settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+def battery_settings(battery_kwargs: dict[str, Any]) -> Callable[..., Settings]:
     """Build `Settings` from the battery's values plus overrides, ignoring the environment."""
-    data_dir = tmp_path_factory.mktemp("battery-data")
-
-    def build(**overrides: Any) -> Settings:
-        kwargs: dict[str, Any] = dict(BATTERY_SETTINGS, ca_bundle=ca_bundle(), data_dir=data_dir)
-        if ENV_SANDBOX_IMAGE:
-            kwargs["sandbox_image"] = ENV_SANDBOX_IMAGE
-        kwargs.update(overrides)
-        with pytest.MonkeyPatch.context() as mp:
-            for name in list(os.environ):
-                if name.upper().startswith("AI_DATA_AGENT_"):
-                    mp.delenv(name)
-            return Settings(**kwargs)
-
-    return build
+    return lambda **overrides: build_settings({**battery_kwargs, **overrides})
 
 
 @pytest.fixture
 def battery(
     request: pytest.FixtureRequest,
-    engine: docker.DockerClient,
+    docker_client: docker.DockerClient,
     battery_settings: Callable[..., Settings],
 ) -> Iterator[Battery]:
     """A `Battery` on runc, or on the runtime given by indirect parametrization."""
     runtime = getattr(request, "param", "runc")
-    if runtime != "runc" and runtime not in registered_runtimes(engine):
+    if runtime != "runc" and runtime not in registered_runtimes(docker_client):
         pytest.fail(
             f"the Docker engine has no {runtime!r} runtime (it lists "
-            f"{sorted(registered_runtimes(engine))}); run scripts/setup-gvisor.sh",
+            f"{sorted(registered_runtimes(docker_client))}); run scripts/setup-gvisor.sh",
             pytrace=False,
         )
-    battery = Battery(engine, battery_settings, runtime=runtime)
+    battery = Battery(docker_client, battery_settings, runtime=runtime)
     yield battery
     battery.close()
     assert not battery.leftovers(), f"left behind: {battery.leftovers()}"

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Battery, host_process_count, wait_until
+from tests.support.wait import poll
+
+from .conftest import Battery, host_process_count
 
 pytestmark = pytest.mark.integration
 
@@ -105,10 +107,13 @@ def test_bomb_is_stopped_by_the_pids_limit(battery: Battery, code: str, statuses
     assert watcher.limit and set(watcher.limit.values()) == {str(limit)}, watcher.limit
     assert max(watcher.max_seen.values()) <= limit
     assert max(watcher.denied.values()) > 0, "the bomb never hit the pids limit"
-    wait_until(
-        lambda: host_process_count() <= baseline + PROCESS_SLACK, 15.0,
-        lambda: f"{host_process_count()} host processes, baseline {baseline}",
-    )  # fmt: skip
+    poll(
+        lambda: host_process_count() <= baseline + PROCESS_SLACK,
+        timeout_s=15,
+        what="the host's process count back near its baseline",
+        diagnostics=lambda: f"{host_process_count()} host processes, baseline {baseline}",
+        interval_s=0.1,
+    )
     battery.assert_host_unchanged()
 
 

@@ -26,8 +26,10 @@ def test_memory_bomb_is_memory_exceeded(battery: Battery, code: str) -> None:
     outcome = battery.run(code, memory_mb=256, timeout_s=30)
 
     assert outcome.result.status == "memory_exceeded", (
-        outcome.result.exit_code, outcome.result.error, outcome.result.stderr[-1000:],
-    )  # fmt: skip
+        outcome.result.exit_code,
+        outcome.result.error,
+        outcome.result.stderr[-1000:],
+    )
     battery.assert_host_unchanged()
 
 

@@ -59,14 +59,14 @@ except OSError as exc:
 """
 
 
-def docker_disk_used(engine: docker.DockerClient) -> int:
-    return shutil.disk_usage(engine.info()["DockerRootDir"]).used
+def docker_disk_used(docker_client: docker.DockerClient) -> int:
+    return shutil.disk_usage(docker_client.info()["DockerRootDir"]).used
 
 
 def test_writes_fail_with_enospc_or_erofs_and_the_host_disk_is_unchanged(
-    battery: Battery, engine: docker.DockerClient
+    battery: Battery, docker_client: docker.DockerClient
 ) -> None:
-    before = docker_disk_used(engine)
+    before = docker_disk_used(docker_client)
 
     outcome = battery.run(WRITES, timeout_s=30)
 
@@ -75,23 +75,25 @@ def test_writes_fail_with_enospc_or_erofs_and_the_host_disk_is_unchanged(
     assert facts["tmp_fill"] == errno.ENOSPC, facts
     for place in ("root", "etc", "site_packages", "usr_local", "proc_sys", "sys", "var_tmp"):
         assert facts[place] in (errno.EROFS, errno.EACCES), (place, facts)
-    assert abs(docker_disk_used(engine) - before) < DISK_TOLERANCE
+    assert abs(docker_disk_used(docker_client) - before) < DISK_TOLERANCE
     battery.assert_host_unchanged()
 
 
 def test_a_million_files_end_in_a_clear_status_quickly(
-    battery: Battery, engine: docker.DockerClient
+    battery: Battery, docker_client: docker.DockerClient
 ) -> None:
-    before = docker_disk_used(engine)
+    before = docker_disk_used(docker_client)
 
     outcome = battery.run(MANY_FILES, timeout_s=20)
 
     # tmpfs space (ENOSPC: failed), or the memory limit that inodes are charged to.
     assert outcome.result.status in {"failed", "memory_exceeded"}, (
-        outcome.result.status, outcome.result.error, outcome.result.stdout,
-    )  # fmt: skip
+        outcome.result.status,
+        outcome.result.error,
+        outcome.result.stdout,
+    )
     assert outcome.elapsed_s < 20 + 2 + 5
-    assert abs(docker_disk_used(engine) - before) < DISK_TOLERANCE
+    assert abs(docker_disk_used(docker_client) - before) < DISK_TOLERANCE
     battery.assert_host_unchanged()
 
 

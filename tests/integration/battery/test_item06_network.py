@@ -45,9 +45,9 @@ print(json.dumps(out))
 """
 
 
-def gateway(engine: docker.DockerClient) -> str:
+def gateway(docker_client: docker.DockerClient) -> str:
     try:
-        config = engine.api.inspect_network("bridge")["IPAM"]["Config"]
+        config = docker_client.api.inspect_network("bridge")["IPAM"]["Config"]
         return str(config[0]["Gateway"])
     except (docker.errors.NotFound, KeyError, IndexError):
         return "172.17.0.1"  # Docker's default, for engines without the bridge network
@@ -63,8 +63,8 @@ def host_listener() -> Iterator[int]:
 
 
 @pytest.fixture
-def targets(engine: docker.DockerClient, host_listener: int) -> dict[str, Any]:
-    gw = gateway(engine)
+def targets(docker_client: docker.DockerClient, host_listener: int) -> dict[str, Any]:
+    gw = gateway(docker_client)
     return {
         "public": ["1.1.1.1", 443],
         "gateway-ssh": [gw, 22],

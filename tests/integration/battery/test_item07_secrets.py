@@ -104,9 +104,20 @@ def test_errors_show_no_host_paths(battery: Battery, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["PYTHONPATH", "HOME", "PATH", "LD_PRELOAD", "HTTPS_PROXY", "SSL_CERT_FILE", "PIP_INDEX_URL",
-     "PYTHONSTARTUP", "AI_DATA_AGENT_OUTPUTS", "bad-name", "X" * 200],
-)  # fmt: skip
+    [
+        "PYTHONPATH",
+        "HOME",
+        "PATH",
+        "LD_PRELOAD",
+        "HTTPS_PROXY",
+        "SSL_CERT_FILE",
+        "PIP_INDEX_URL",
+        "PYTHONSTARTUP",
+        "AI_DATA_AGENT_OUTPUTS",
+        "bad-name",
+        "X" * 200,
+    ],
+)
 def test_request_env_cannot_override_the_sandbox(name: str) -> None:
     with pytest.raises(ValidationError):
         RunRequest(code="print(1)", env={name: "/tmp/evil"})

@@ -31,9 +31,18 @@ pytestmark = pytest.mark.integration
 MiB = 1024 * 1024
 
 BAD_PATHS = [
-    "../escape.txt", "data/../../escape.txt", "/etc/passwd", "data/\x00.csv", "nul\x00",
-    "a" * 4096, "d/" + "b" * 300, "back\\slash", "..", "main.py", "line\nbreak",
-]  # fmt: skip
+    "../escape.txt",
+    "data/../../escape.txt",
+    "/etc/passwd",
+    "data/\x00.csv",
+    "nul\x00",
+    "a" * 4096,
+    "d/" + "b" * 300,
+    "back\\slash",
+    "..",
+    "main.py",
+    "line\nbreak",
+]
 
 
 def status_kib(field: str) -> int:

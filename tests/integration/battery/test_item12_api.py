@@ -15,14 +15,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
 import pytest
 
 from ai_data_agent.executor.spec import LABEL_MANAGED, LABEL_RUN_ID
-
-from .daemon import TOKEN, Daemon
+from tests.support.daemon import Daemon
+from tests.support.wait import poll
 
 pytestmark = pytest.mark.integration
 
@@ -32,66 +33,77 @@ CAPACITY = CONCURRENCY + QUEUE
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    daemon = Daemon.start(
-        tmp_path_factory.mktemp("api-daemon"), max_concurrent_runs=CONCURRENCY,
-        max_queued_runs=QUEUE, max_body_bytes=64 * 1024,
-    )  # fmt: skip
+def daemon(
+    battery_kwargs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Daemon]:
+    limits = {"max_concurrent_runs": CONCURRENCY, "max_queued_runs": QUEUE}
+    values = {**battery_kwargs, **limits, "max_body_bytes": 64 * 1024}
+    daemon = Daemon.start(tmp_path_factory.mktemp("api-daemon"), values)
     yield daemon
     daemon.stop()
 
 
-def daemon_containers(engine: docker.DockerClient, run_ids: set[str]) -> list[str]:
+def daemon_containers(docker_client: docker.DockerClient, run_ids: set[str]) -> list[str]:
     return [
         c["Id"]
-        for c in engine.api.containers(all=True, filters={"label": LABEL_MANAGED})
+        for c in docker_client.api.containers(all=True, filters={"label": LABEL_MANAGED})
         if (c.get("Labels") or {}).get(LABEL_RUN_ID) in run_ids
     ]
 
 
-def assert_daemon_unchanged(daemon: Daemon, engine: docker.DockerClient, run_ids: set[str]) -> None:
+def assert_daemon_unchanged(
+    daemon: Daemon, docker_client: docker.DockerClient, run_ids: set[str]
+) -> None:
     """Nothing of these runs is left, and the daemon still serves a benign run."""
-    deadline = time.monotonic() + 15
-    while daemon_containers(engine, run_ids):
-        assert time.monotonic() < deadline, daemon_containers(engine, run_ids)
-        time.sleep(0.2)
+    poll(
+        lambda: not daemon_containers(docker_client, run_ids),
+        timeout_s=15,
+        what="the runs' containers removed",
+        diagnostics=lambda: daemon_containers(docker_client, run_ids),
+    )
     with daemon.client() as client:
         response = client.post("/v1/runs", json={"code": "print('still fine')"})
     assert response.status_code == 200, response.text
     assert response.json()["stdout"] == "still fine\n"  # wait=true answers the RunResult
 
 
-def test_missing_or_wrong_token_is_401(daemon: Daemon, engine: docker.DockerClient) -> None:
-    before = set(daemon_containers(engine, set()))
-    for token in (None, "wrong", TOKEN + "x", ""):
+def test_missing_or_wrong_token_is_401(daemon: Daemon, docker_client: docker.DockerClient) -> None:
+    before = set(daemon_containers(docker_client, set()))
+    for token in ("", "wrong", daemon.token + "x"):
         with daemon.client(token=token) as client:
             response = client.post("/v1/runs", json={"code": "print(1)"})
             listing = client.get("/v1/runs")
         assert response.status_code == 401, (token, response.text)
         assert listing.status_code == 401
-        assert TOKEN not in response.text
-    assert set(daemon_containers(engine, set())) == before
-    assert_daemon_unchanged(daemon, engine, set())
+        assert daemon.token not in response.text
+    assert set(daemon_containers(docker_client, set())) == before
+    assert_daemon_unchanged(daemon, docker_client, set())
 
 
-def test_an_over_large_body_is_413(daemon: Daemon, engine: docker.DockerClient) -> None:
+def test_an_over_large_body_is_413(daemon: Daemon, docker_client: docker.DockerClient) -> None:
     body = json.dumps({"code": "#" + "x" * (1024 * 1024)})
     with daemon.client() as client:
         response = client.post(
             "/v1/runs", content=body, headers={"Content-Type": "application/json"}
         )
     assert response.status_code == 413, response.text
-    assert_daemon_unchanged(daemon, engine, set())
+    assert_daemon_unchanged(daemon, docker_client, set())
 
 
 @pytest.mark.parametrize(
     "body",
-    [{"timeout_s": 1e9}, {"memory_mb": 10**9}, {"cpus": 1e6}, {"requirements": ["-i http://x"]},
-     {"files": [{"path": "../x", "content_b64": ""}]}, {"env": {"LD_PRELOAD": "/tmp/x.so"}}],
+    [
+        {"timeout_s": 1e9},
+        {"memory_mb": 10**9},
+        {"cpus": 1e6},
+        {"requirements": ["-i http://x"]},
+        {"files": [{"path": "../x", "content_b64": ""}]},
+        {"env": {"LD_PRELOAD": "/tmp/x.so"}},
+    ],
     ids=["timeout", "memory", "cpus", "requirements", "path", "env"],
-)  # fmt: skip
+)
 def test_absurd_or_hostile_requests_are_400_before_any_container(
-    daemon: Daemon, engine: docker.DockerClient, body: dict[str, object]
+    daemon: Daemon, docker_client: docker.DockerClient, body: dict[str, object]
 ) -> None:
     with daemon.client() as client:
         response = client.post("/v1/runs", json={"code": "print(1)", **body})
@@ -99,12 +111,14 @@ def test_absurd_or_hostile_requests_are_400_before_any_container(
     assert response.status_code in (400, 413, 422), response.text
     assert response.json()["error"]["code"], response.text
     # Nothing was recorded, so nothing ran.
-    assert all(item["request"]["code"] != "print(1)" or item["status"] == "succeeded"
-               for item in listing["items"]), listing  # fmt: skip
+    assert all(
+        item["request"]["code"] != "print(1)" or item["status"] == "succeeded"
+        for item in listing["items"]
+    ), listing
 
 
 def test_a_burst_of_five_times_capacity_is_bounded(
-    daemon: Daemon, engine: docker.DockerClient
+    daemon: Daemon, docker_client: docker.DockerClient
 ) -> None:
     code = "import time; time.sleep(1); print('done')"
     peak = [0]
@@ -113,7 +127,9 @@ def test_a_burst_of_five_times_capacity_is_bounded(
 
     def watch() -> None:
         while not stop.is_set():
-            running = engine.api.containers(filters={"label": LABEL_MANAGED, "status": "running"})
+            running = docker_client.api.containers(
+                filters={"label": LABEL_MANAGED, "status": "running"}
+            )
             ours = [c for c in running if (c.get("Labels") or {}).get(LABEL_RUN_ID) in accepted]
             peak[0] = max(peak[0], len(ours))
             time.sleep(0.05)
@@ -145,11 +161,11 @@ def test_a_burst_of_five_times_capacity_is_bounded(
     assert max(e for c, e, _ in answers if c == 429) < 2.0  # refused at once
     assert peak[0] <= CONCURRENCY, f"{peak[0]} containers ran at once, cap {CONCURRENCY}"
     assert [r["status"] for r in records] == ["succeeded"] * len(records), records
-    assert_daemon_unchanged(daemon, engine, accepted)
+    assert_daemon_unchanged(daemon, docker_client, accepted)
 
 
 def test_hostile_runs_through_the_api_end_as_in_the_library(
-    daemon: Daemon, engine: docker.DockerClient
+    daemon: Daemon, docker_client: docker.DockerClient
 ) -> None:
     hunt = (
         "import os\n"
@@ -166,8 +182,10 @@ def test_hostile_runs_through_the_api_end_as_in_the_library(
     result = response.json()
     assert result["status"] == "timed_out", result
     assert "None" in result["stdout"]
-    assert TOKEN not in record_text and TOKEN not in json.dumps(daemon.record(result["id"]))
-    assert_daemon_unchanged(daemon, engine, {result["id"]})
+    assert daemon.token not in record_text and daemon.token not in json.dumps(
+        daemon.record(result["id"])
+    )
+    assert_daemon_unchanged(daemon, docker_client, {result["id"]})
 
 
 def test_benign_twin_a_run_through_the_api_succeeds(daemon: Daemon, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import requests
 
 from ai_data_agent.executor.spec import LABEL_MANAGED
 from ai_data_agent.settings import DEFAULT_FALLBACK_IMAGE
+from tests.support.settings import sandbox_image
 
 API_VERSION = "1.41"  # Docker 20.10
 
@@ -51,20 +52,39 @@ class PrivateEngine:
     def start(self) -> None:
         config = self.root / "daemon.json"
         runtimes = {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}
-        config.write_text(json.dumps({"runtimes": runtimes} if Path("/usr/bin/runsc").exists()
-                                     else {}))  # fmt: skip
+        config.write_text(
+            json.dumps({"runtimes": runtimes} if Path("/usr/bin/runsc").exists() else {})
+        )
         log = (self.root / "dockerd.log").open("ab")
         self.process = subprocess.Popen(
             # Its own network namespace: a dockerd started with --bridge=none deletes the
             # default bridge (docker0) of the namespace it runs in, the shared engine's.
-            ["unshare", "--net", "dockerd", "--config-file", str(config),
-             "--data-root", str(self.root / "data"),
-             "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "docker.pid"),
-             "-H", self.url, "--bridge=none", "--iptables=false", "--ip-masq=false",
-             "--ip6tables=false", "--containerd-namespace", f"chaos-{self.root.name}",
-             "--containerd-plugins-namespace", f"chaos-{self.root.name}-plugins"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                "unshare",
+                "--net",
+                "dockerd",
+                "--config-file",
+                str(config),
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.root / "docker.pid"),
+                "-H",
+                self.url,
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--ip6tables=false",
+                "--containerd-namespace",
+                f"chaos-{self.root.name}",
+                "--containerd-plugins-namespace",
+                f"chaos-{self.root.name}-plugins",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         deadline = time.monotonic() + 60
         while not self.ready():
@@ -104,8 +124,10 @@ class PrivateEngine:
     def managed_containers(self) -> list[str]:
         client = self.client()
         try:
-            return [c["Id"][:12] for c in
-                    client.api.containers(all=True, filters={"label": LABEL_MANAGED})]  # fmt: skip
+            return [
+                c["Id"][:12]
+                for c in client.api.containers(all=True, filters={"label": LABEL_MANAGED})
+            ]
         finally:
             client.close()
 
@@ -117,7 +139,7 @@ class PrivateEngine:
 
 
 def _sandbox_image(shared: docker.DockerClient) -> str:
-    image = os.environ.get("AI_DATA_AGENT_SANDBOX_IMAGE") or DEFAULT_FALLBACK_IMAGE
+    image = sandbox_image() or DEFAULT_FALLBACK_IMAGE
     try:
         shared.images.get(image)
     except docker.errors.ImageNotFound:
@@ -137,8 +159,13 @@ def private_engine() -> Iterator[PrivateEngine]:
     engine.start()
     try:
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", engine.url, "load", "-q"], stdin=save.stdout,
-                       check=True, capture_output=True, timeout=300)  # fmt: skip
+        subprocess.run(
+            ["docker", "-H", engine.url, "load", "-q"],
+            stdin=save.stdout,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         assert save.wait(60) == 0
         assert save.stdout is not None
         save.stdout.close()

@@ -8,7 +8,6 @@ container's existence (creating) and the processes ``docker top`` lists in it
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ import docker
 import pytest
 
 from ai_data_agent.executor.spec import LABEL_RUN_ID
+from tests.support.daemon import Daemon
+from tests.support.wait import poll
 
-from ..battery.daemon import Daemon
 from .conftest import PrivateEngine
 
 pytestmark = [
@@ -52,14 +52,6 @@ def processes(client: docker.DockerClient, container_id: str) -> str:
     return "\n".join(" ".join(row) for row in top.get("Processes") or [])
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout_s} s", pytrace=False)
-        time.sleep(0.02)
-
-
 def submit(daemon: Daemon, code: str, **body: Any) -> str:
     with daemon.client() as client:
         response = client.post("/v1/runs", json={"code": code, "wait": False, **body})
@@ -72,10 +64,13 @@ def kill_restart_and_check(daemon: Daemon, engine: PrivateEngine, run_ids: list[
     daemon.kill()
     restarted = daemon.restart()
     try:
-        deadline = time.monotonic() + 60
-        while engine.managed_containers():
-            assert time.monotonic() < deadline, engine.managed_containers()
-            time.sleep(0.5)
+        poll(
+            lambda: not engine.managed_containers(),
+            timeout_s=60,
+            what="no sandbox left on the private engine",
+            diagnostics=engine.managed_containers,
+            interval_s=0.5,
+        )
         for run_id in run_ids:
             record = restarted.record(run_id)
             assert record["status"] == "interrupted", record
@@ -87,10 +82,12 @@ def kill_restart_and_check(daemon: Daemon, engine: PrivateEngine, run_ids: list[
 
 
 @pytest.fixture
-def daemon_on(on_private_engine: PrivateEngine, tmp_path: Path) -> Callable[..., Daemon]:
+def daemon_on(
+    on_private_engine: PrivateEngine, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> Callable[..., Daemon]:
     def start(**settings: Any) -> Daemon:
-        return Daemon.start(tmp_path / "data", extra_env={"DOCKER_HOST": on_private_engine.url},
-                            **settings)  # fmt: skip
+        env = {"DOCKER_HOST": on_private_engine.url}
+        return start_daemon(tmp_path / "data", extra_env=env, **settings)
 
     return start
 
@@ -101,7 +98,9 @@ def test_kill_9_while_queued(
     daemon = daemon_on(max_concurrent_runs=1)
     client = on_private_engine.client()
     running = submit(daemon, SLEEPER)
-    wait_for(lambda: container_of(client, running) is not None, 30, "the first container")
+    poll(
+        lambda: container_of(client, running) is not None, timeout_s=30, what="the first container"
+    )
     queued = submit(daemon, SLEEPER)
     assert daemon.record(queued)["status"] == "queued"
 
@@ -116,7 +115,7 @@ def test_kill_9_while_creating(
     client = on_private_engine.client()
     run_id = submit(daemon, SLEEPER)
     # As soon as the container exists, before its runner has started the code.
-    wait_for(lambda: container_of(client, run_id) is not None, 30, "the container")
+    poll(lambda: container_of(client, run_id) is not None, timeout_s=30, what="the container")
 
     kill_restart_and_check(daemon, on_private_engine, [run_id])
     client.close()
@@ -128,9 +127,12 @@ def test_kill_9_while_creating(
     ids=["running", "collecting"],
 )
 def test_kill_9_while_running_or_collecting(
-    daemon_on: Callable[..., Daemon], on_private_engine: PrivateEngine, code: str, marker: str,
+    daemon_on: Callable[..., Daemon],
+    on_private_engine: PrivateEngine,
+    code: str,
+    marker: str,
     absent: str | None,
-) -> None:  # fmt: skip
+) -> None:
     daemon = daemon_on()
     client = on_private_engine.client()
     run_id = submit(daemon, code, timeout_s=60)
@@ -145,7 +147,7 @@ def test_kill_9_while_running_or_collecting(
         started = "main.py" in "".join(seen)
         return marker in listing and (absent is None or (started and absent not in listing))
 
-    wait_for(in_step, 30, f"the step ({marker} without {absent})")
+    poll(in_step, timeout_s=30, what=f"the step ({marker} without {absent})")
     kill_restart_and_check(daemon, on_private_engine, [run_id])
     client.close()
 
@@ -162,6 +164,6 @@ def test_kill_9_while_installing(
         container = container_of(client, run_id)
         return container is not None and "pip" in processes(client, container["Id"])
 
-    wait_for(installing, 30, "pip in the sandbox")
+    poll(installing, timeout_s=30, what="pip in the sandbox")
     kill_restart_and_check(daemon, on_private_engine, [run_id])
     client.close()

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from ai_data_agent import Executor, ExecutorError, RunRequest, RunResult, Settings
+from ai_data_agent import Executor, ExecutorError, RunRequest, RunResult
+from tests.support.daemon import Daemon
+from tests.support.settings import build_settings, ca_bundle
 
-from ..battery.conftest import ca_bundle
-from ..battery.daemon import Daemon
 from .conftest import PrivateEngine
 
 pytestmark = [
@@ -45,20 +46,27 @@ def take_leftovers(engine: PrivateEngine, within_s: float = 60.0) -> list[str]:
 def test_library_runs_in_flight_end_clearly_and_the_executor_recovers(
     on_private_engine: PrivateEngine, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        docker_host=on_private_engine.url, pull_missing_image=False, data_dir=tmp_path,
-        ca_bundle=ca_bundle(), sandbox_image=on_private_engine.image,
-    )  # fmt: skip
+    settings = build_settings(
+        {
+            "docker_host": on_private_engine.url,
+            "pull_missing_image": False,
+            "data_dir": tmp_path,
+            "ca_bundle": ca_bundle(),
+            "sandbox_image": on_private_engine.image,
+        }
+    )
     with Executor(settings) as executor:
         outcomes: list[RunResult | BaseException] = []
         started = threading.Semaphore(0)
 
         def run() -> None:
             try:
-                outcomes.append(executor.run(
-                    RunRequest(code=SLEEPER, timeout_s=60),
-                    on_event=lambda e: started.release() if e.kind == "stdout" else None,
-                ))  # fmt: skip
+                outcomes.append(
+                    executor.run(
+                        RunRequest(code=SLEEPER, timeout_s=60),
+                        on_event=lambda e: started.release() if e.kind == "stdout" else None,
+                    )
+                )
             except BaseException as exc:  # what the caller sees is the point of the test
                 outcomes.append(exc)
 
@@ -84,12 +92,13 @@ def test_library_runs_in_flight_end_clearly_and_the_executor_recovers(
 
 
 def test_daemon_keeps_serving_through_a_docker_restart(
-    on_private_engine: PrivateEngine, tmp_path: Path
+    on_private_engine: PrivateEngine, start_daemon: Callable[..., Daemon], tmp_path: Path
 ) -> None:
-    daemon = Daemon.start(
-        tmp_path / "data", extra_env={"DOCKER_HOST": on_private_engine.url},
+    daemon = start_daemon(
+        tmp_path / "data",
+        extra_env={"DOCKER_HOST": on_private_engine.url},
         sandbox_image=on_private_engine.image,
-    )  # fmt: skip
+    )
     try:
         with daemon.client() as client:
             ids = [

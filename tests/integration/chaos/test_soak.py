@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ..battery.daemon import TERMINAL, Daemon
+from tests.support.daemon import TERMINAL, Daemon
+
 from .conftest import PrivateEngine
 
 pytestmark = [
@@ -35,12 +37,15 @@ MIX = [
 ]
 
 
-def test_soak(on_private_engine: PrivateEngine, tmp_path: Path) -> None:
+def test_soak(
+    on_private_engine: PrivateEngine, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
     seconds = float(os.environ.get("BATTERY_SOAK_SECONDS", "600"))
     rng = random.Random(int(os.environ.get("BATTERY_SOAK_SEED", "6")))
     env = {"DOCKER_HOST": on_private_engine.url}
-    daemon = Daemon.start(tmp_path / "data", extra_env=env, max_concurrent_runs=2,
-                          max_queued_runs=8)  # fmt: skip
+    daemon = start_daemon(
+        tmp_path / "data", extra_env=env, max_concurrent_runs=2, max_queued_runs=8
+    )
     accepted: list[str] = []
     kills = 0
     end = time.monotonic() + seconds

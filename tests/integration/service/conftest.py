@@ -1,12 +1,6 @@
-"""Fixtures that start the real daemon (``python -m ai_data_agent.service``) on a free port.
+"""One daemon for a module's tests (`start_daemon`, for a test's own, is suite-wide).
 
-    daemon = start_daemon(data_dir, max_concurrent_runs=1)
-    response = daemon.client().post("/v1/runs", json={"code": "print(1)"})
-    daemon.kill()            # SIGKILL; daemon.stop() is SIGTERM and a bounded wait
-
-Settings are the integration suite's (`settings_kwargs`) as ``AI_DATA_AGENT_*``
-variables, plus overrides. Every daemon a test starts is stopped afterwards,
-and its log is shown when the test fails.
+response = shared_daemon.client().post("/v1/runs", json={"code": "print(1)"})
 """
 
 from __future__ import annotations
@@ -16,24 +10,16 @@ from typing import Any
 
 import pytest
 
-from .daemon_process import DaemonProcess, Launcher
-
-
-@pytest.fixture
-def start_daemon(
-    settings_kwargs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Launcher]:
-    """Start daemons for one test; all are stopped after it."""
-    launcher = Launcher(settings_kwargs, tmp_path_factory)
-    yield launcher
-    launcher.close()
+from tests.support.daemon import Daemon
 
 
 @pytest.fixture(scope="module")
 def shared_daemon(
     settings_kwargs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DaemonProcess]:
-    """One daemon for a module's tests: one worker, one queue slot. Tests leave it idle."""
-    launcher = Launcher(settings_kwargs, tmp_path_factory)
-    yield launcher(tmp_path_factory.mktemp("shared-data"), max_concurrent_runs=1, max_queued_runs=1)
-    launcher.close()
+) -> Iterator[Daemon]:
+    """One worker, one queue slot. Tests leave it idle."""
+    values = {**settings_kwargs, "max_concurrent_runs": 1, "max_queued_runs": 1}
+    daemon = Daemon.start(tmp_path_factory.mktemp("shared-data"), values)
+    yield daemon
+    daemon.stop()
+    print(f"--- daemon log ({daemon.url}) ---\n{daemon.log()}")

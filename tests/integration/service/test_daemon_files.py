@@ -10,14 +10,13 @@ import docker
 import pytest
 
 from ai_data_agent.client import Client
-from ai_data_agent.executor.spec import LABEL_MANAGED
-
-from .daemon_process import TOKEN, DaemonProcess
+from tests.integration.engine import controller_containers
+from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.integration
 
 
-def test_multipart_upload_and_artifact_download(shared_daemon: DaemonProcess) -> None:
+def test_multipart_upload_and_artifact_download(shared_daemon: Daemon) -> None:
     code = (
         "rows = open('data/in.csv').read().splitlines()\n"
         "open('outputs/count.txt', 'w').write(str(len(rows)))\n"
@@ -44,11 +43,12 @@ def test_multipart_upload_and_artifact_download(shared_daemon: DaemonProcess) ->
 
 @pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../b", "a\x00b"])
 def test_path_traversal_in_inputs_is_rejected_before_any_container(
-    shared_daemon: DaemonProcess, path: str
+    shared_daemon: Daemon, docker_client: docker.DockerClient, path: str
 ) -> None:
-    docker_client = docker.from_env()
-    # The low-level list: no per-container inspect that races with removals.
-    before = docker_client.api.containers(all=True, filters={"label": LABEL_MANAGED})
+    controller = shared_daemon.controller_id
+    assert controller is not None, shared_daemon.log()
+    # This daemon's containers only: other controllers may share the engine.
+    before = {c.id for c in controller_containers(docker_client, controller)}
     runs_before = shared_daemon.client().get("/v1/runs").json()["total"]
     body = {"code": "print(1)", "files": [{"path": path, "content_b64": "eA=="}]}
 
@@ -57,14 +57,12 @@ def test_path_traversal_in_inputs_is_rejected_before_any_container(
     assert response.status_code in (400, 422), response.text
     assert response.json()["error"]["code"] == "invalid_request"
     assert shared_daemon.client().get("/v1/runs").json()["total"] == runs_before  # no record
-    after = docker_client.api.containers(all=True, filters={"label": LABEL_MANAGED})
-    assert {c["Id"] for c in after} <= {c["Id"] for c in before}
-    docker_client.close()
+    assert {c.id for c in controller_containers(docker_client, controller)} <= before
 
 
-def test_sse_client_sees_output_before_the_run_ends(shared_daemon: DaemonProcess) -> None:
+def test_sse_client_sees_output_before_the_run_ends(shared_daemon: Daemon) -> None:
     code = "import time\nprint('early line', flush=True)\ntime.sleep(2)\nprint('late line')\n"
-    with Client(shared_daemon.base_url, token=TOKEN) as client:
+    with Client(shared_daemon.url, token=shared_daemon.token) as client:
         run_id = client.submit(code)
         seen: list[tuple[float, str, dict[str, object]]] = []
         for name, data in client.events(run_id):
@@ -83,7 +81,7 @@ def test_sse_client_sees_output_before_the_run_ends(shared_daemon: DaemonProcess
 
 
 def test_cli_streams_from_the_daemon_and_downloads_outputs(
-    shared_daemon: DaemonProcess, tmp_path: object
+    shared_daemon: Daemon, tmp_path: object
 ) -> None:
     import subprocess
     import sys
@@ -92,16 +90,28 @@ def test_cli_streams_from_the_daemon_and_downloads_outputs(
     out = Path(str(tmp_path)) / "out"
     script = Path(str(tmp_path)) / "job.py"
     script.write_text("open('outputs/r.txt', 'w').write('ok')\nprint('done')\n")
-    env = {"AI_DATA_AGENT_SERVER": shared_daemon.base_url, "AI_DATA_AGENT_TOKEN": TOKEN,
-           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    env = {
+        "AI_DATA_AGENT_SERVER": shared_daemon.url,
+        "AI_DATA_AGENT_TOKEN": shared_daemon.token,
+        "PATH": "/usr/bin:/bin",
+    }
     lines: list[str] = []
 
     def run() -> None:
         done = subprocess.run(
-            [str(Path(sys.executable).parent / "ai-data-agent"), "run", str(script),
-             "--output-dir", str(out)],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            [
+                str(Path(sys.executable).parent / "ai-data-agent"),
+                "run",
+                str(script),
+                "--output-dir",
+                str(out),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         lines.extend([str(done.returncode), done.stdout, done.stderr])
 
     thread = threading.Thread(target=run)

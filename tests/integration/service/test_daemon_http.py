@@ -9,14 +9,13 @@ import httpx
 import pytest
 
 from ai_data_agent.executor.spec import LABEL_CONTROLLER
-
-from .daemon_process import DaemonProcess, poll, run_containers
+from tests.integration.engine import run_containers
+from tests.support.daemon import TERMINAL, Daemon
+from tests.support.wait import poll
 
 pytestmark = pytest.mark.integration
 
 SLEEP = "import time; time.sleep(30)"
-TERMINAL = {"succeeded", "failed", "timed_out", "memory_exceeded", "install_failed",
-            "output_exceeded", "cancelled", "interrupted", "error"}  # fmt: skip
 
 
 def submit(client: httpx.Client, code: str) -> str:
@@ -26,17 +25,17 @@ def submit(client: httpx.Client, code: str) -> str:
     return run_id
 
 
-def wait_for_container(
-    docker_client: docker.DockerClient, daemon: DaemonProcess, run_id: str
-) -> Any:
+def wait_for_container(docker_client: docker.DockerClient, daemon: Daemon, run_id: str) -> Any:
     """The run's sandbox once it is running (so a cancel has a container to kill)."""
     return poll(
         lambda: [c for c in run_containers(docker_client, run_id) if c.status == "running"],
-        timeout=30, what=f"the sandbox of run {run_id}", diagnostics=daemon.log,
-    )[0]  # fmt: skip
+        timeout_s=30,
+        what=f"the sandbox of run {run_id}",
+        diagnostics=daemon.log,
+    )[0]
 
 
-def test_sync_run_answers_the_result(shared_daemon: DaemonProcess) -> None:
+def test_sync_run_answers_the_result(shared_daemon: Daemon) -> None:
     client = shared_daemon.client()
     response = client.post("/v1/runs", json={"code": "print('hello from the daemon')"})
     assert response.status_code == 200, response.text
@@ -47,7 +46,7 @@ def test_sync_run_answers_the_result(shared_daemon: DaemonProcess) -> None:
     assert record["status"] == "succeeded" and record["result"]["stdout"] == result["stdout"]
 
 
-def test_async_run_answers_202_and_is_polled_to_the_end(shared_daemon: DaemonProcess) -> None:
+def test_async_run_answers_202_and_is_polled_to_the_end(shared_daemon: Daemon) -> None:
     client = shared_daemon.client()
     response = client.post("/v1/runs", json={"code": "print(6 * 7)", "wait": False})
     assert response.status_code == 202, response.text
@@ -55,14 +54,16 @@ def test_async_run_answers_202_and_is_polled_to_the_end(shared_daemon: DaemonPro
     assert location == f"/v1/runs/{response.json()['id']}"
     record = poll(
         lambda: (r := client.get(location).json())["status"] in TERMINAL and r,
-        timeout=30, what="the run to finish", diagnostics=shared_daemon.log,
-    )  # fmt: skip
+        timeout_s=30,
+        what="the run to finish",
+        diagnostics=shared_daemon.log,
+    )
     assert record["status"] == "succeeded", record
     assert record["result"]["stdout"] == "42\n"
 
 
-def test_missing_or_wrong_token_is_401(shared_daemon: DaemonProcess) -> None:
-    for client in (shared_daemon.client(token=None), shared_daemon.client(token="wrong")):
+def test_missing_or_wrong_token_is_401(shared_daemon: Daemon) -> None:
+    for client in (shared_daemon.client(token=""), shared_daemon.client(token="wrong")):
         response = client.post("/v1/runs", json={"code": "print(1)"})
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
@@ -71,7 +72,7 @@ def test_missing_or_wrong_token_is_401(shared_daemon: DaemonProcess) -> None:
 
 
 def test_full_queue_answers_429_at_once(
-    shared_daemon: DaemonProcess, docker_client: docker.DockerClient
+    shared_daemon: Daemon, docker_client: docker.DockerClient
 ) -> None:
     client = shared_daemon.client()
     running = submit(client, SLEEP)
@@ -90,7 +91,7 @@ def test_full_queue_answers_429_at_once(
 
 
 def test_delete_kills_a_sleeping_run_and_removes_its_container(
-    shared_daemon: DaemonProcess, docker_client: docker.DockerClient
+    shared_daemon: Daemon, docker_client: docker.DockerClient
 ) -> None:
     client = shared_daemon.client()
     run_id = submit(client, SLEEP)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ai_data_agent import Executor, RunRequest
-
-from .daemon_process import Launcher
+from tests.support.daemon import Daemon
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,7 +25,7 @@ HELLO = "print('hello, world')"
 
 
 def test_median_latency_http_vs_library(
-    start_daemon: Launcher, executor: Executor, tmp_path: Path
+    start_daemon: Callable[..., Daemon], executor: Executor, tmp_path: Path
 ) -> None:
     client = start_daemon(tmp_path / "data").client()
     library: list[float] = []

@@ -138,7 +138,8 @@ async def test_cell_events_stream_output_and_the_result(tmp_path: Path, sandbox_
             for line in events.text.splitlines()
             if line.startswith("event: ")
         ]
-        assert names == ["status", "result"]  # a finished cell: from its record
+        # A finished cell: from its record, output and rich outputs included.
+        assert names == ["status", "stdout", "display", "result"]
 
 
 async def test_idle_sessions_expire_and_their_calls_are_gone(

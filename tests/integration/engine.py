@@ -1,0 +1,21 @@
+"""Queries of the shared engine that integration tests make about their own sandboxes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker
+
+from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_RUN_ID
+
+__all__ = ["controller_containers", "run_containers"]
+
+
+def run_containers(client: docker.DockerClient, run_id: str) -> list[Any]:
+    """Every container (running or not) of one run."""
+    return client.containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
+
+
+def controller_containers(client: docker.DockerClient, controller: str) -> list[Any]:
+    """Every container (running or not) of one controller."""
+    return client.containers.list(all=True, filters={"label": f"{LABEL_CONTROLLER}={controller}"})
