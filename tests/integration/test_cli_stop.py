@@ -7,7 +7,6 @@ which names the CLI's pid.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,20 +18,12 @@ import docker
 import pytest
 
 from ai_data_agent.executor.spec import LABEL_MANAGED, LABEL_OWNER
+from tests.support.settings import child_env
 
 pytestmark = pytest.mark.integration
 
 CLI = str(Path(sys.executable).with_name("ai-data-agent"))
 CODE = "import time\nprint('ready', flush=True)\ntime.sleep(120)\n"
-
-
-def cli_env(settings_kwargs: dict[str, Any], **extra: str) -> dict[str, str]:
-    """This environment without any settings, plus the suite's as AI_DATA_AGENT_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_DATA_AGENT_")}
-    for name, value in settings_kwargs.items():
-        if value is not None:
-            env[f"AI_DATA_AGENT_{name.upper()}"] = str(value)
-    return {**env, **extra}
 
 
 def sandboxes_of(engine: docker.DockerClient, pid: int) -> list[Any]:
@@ -52,7 +43,7 @@ def test_a_stop_signal_removes_the_sandbox_and_exits_128_plus_it(
     tmp_path: Path,
     stop: signal.Signals,
 ) -> None:
-    env = cli_env(settings_kwargs, XDG_CACHE_HOME=str(tmp_path))
+    env = {**child_env(settings_kwargs), "XDG_CACHE_HOME": str(tmp_path)}
     job = tmp_path / "job.py"
     job.write_text(CODE)
     process = subprocess.Popen(
