@@ -17,7 +17,8 @@
 Same auth and error shape as runs; ``409 session_busy`` for a call while
 another runs (nothing is queued), ``410 session_gone`` once the session
 ended, ``429 session_limit`` when no session fits, ``422 install_failed``
-when requirements do not install.
+when requirements do not install, ``400`` for a file path that is not a normal
+relative path (taken as it is, never rewritten).
 """
 
 from __future__ import annotations
