@@ -5,6 +5,7 @@
     ai-data-agent run analysis.py --file data/sales.csv --output-dir out/
     ai-data-agent run analysis.py --server http://127.0.0.1:8000   # on a daemon
     ai-data-agent serve --host 0.0.0.0 --port 8000
+    ai-data-agent mcp                     # MCP tools on stdio (the mcp extra; docs/mcp.md)
     ai-data-agent doctor
     ai-data-agent cache list
     ai-data-agent sweep
@@ -440,6 +441,48 @@ def serve(
         serve_forever(settings, host=host, port=port, insecure=insecure)
     except ConfigurationError as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
+
+
+@app.command()
+def mcp(
+    server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Run sandboxes on this daemon instead of the local engine "
+            "[default: AI_DATA_AGENT_SERVER].",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Read the daemon's bearer token from FILE [default: AI_DATA_AGENT_TOKEN].",
+        ),
+    ] = None,
+) -> None:
+    """Serve the sandbox as MCP tools on stdin/stdout, for Claude, Cursor and other agents."""
+    from ai_data_agent.mcp import EXTRA_HINT, available
+
+    if not available():
+        raise _fail(EXTRA_HINT, EXIT_USAGE)
+    from ai_data_agent.mcp.stdio import serve_stdio
+
+    settings = _settings()
+    configure_logging(settings.log_level)  # stderr: stdout carries the protocol
+    server = server or settings.server
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"cannot read {token_file}: {exc}", EXIT_USAGE) from exc
+    if server is None:
+        _require_engine(settings)
+    try:
+        serve_stdio(settings, server=server, token=token)
+    except AiDataAgentError as exc:
+        raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
 
 
 @app.command()

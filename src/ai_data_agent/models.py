@@ -486,7 +486,7 @@ class ServerInfo(BaseModel):
     version: str
     features: list[str] = Field(
         description="What this daemon serves: runs, files (inputs), artifacts, events (SSE), "
-        "sessions (unless disabled)."
+        "sessions (unless disabled), mcp (/mcp, with the mcp extra)."
     )
     limits: RunLimitsInfo
     install_timeout_s: float = Field(description="Time an install of requirements may take.")

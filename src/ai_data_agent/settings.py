@@ -243,11 +243,32 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How often expired sandboxes are swept."
     )
 
+    # MCP server (the `mcp` extra) ---------------------------------------------
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "[::1]"],
+        description="Host header values /mcp answers (any port), comma-separated; others get "
+        "421, against DNS rebinding. Add the name clients use to reach the daemon.",
+    )
+    mcp_max_images: int = Field(
+        4, ge=0, description="PNG images (figures, image outputs) returned in one tool result."
+    )
+    mcp_cell_timeout_s: float = Field(
+        45.0,
+        gt=0,
+        description="Time limit of run_python when the call sets none: under the 60 s that "
+        "common MCP clients wait for a tool (see docs/mcp.md).",
+    )
+    mcp_stateless: bool = Field(
+        True,
+        description="/mcp without MCP sessions (each request stands alone). False keeps MCP "
+        "sessions, so that a 2025-era client's notifications/cancelled reaches its call.",
+    )
+
     # Client ------------------------------------------------------------------
     server: str | None = Field(None, description="Daemon URL: the CLI sends runs there.")
     token: SecretStr | None = Field(None, description="Bearer token the client sends.")
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "mcp_allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

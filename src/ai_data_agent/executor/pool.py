@@ -2,7 +2,7 @@
 
     pool = WarmPool(backend, size=2, ttl_s=300)
     pool.add_profile(spec)              # keep `size` sandboxes like `spec` ready
-    session = pool.take(spec)           # one of them, or None: start a fresh one
+    sandbox = pool.take(spec)           # one of them, or None: start a fresh one
     pool.close()                        # remove every idle sandbox
 
 A pooled sandbox is a fresh container whose runner is loaded and waits for
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from ai_data_agent.errors import AiDataAgentError
-from ai_data_agent.executor.backend import Backend, Session
+from ai_data_agent.executor.backend import Backend, Sandbox
 from ai_data_agent.executor.delivery import launch
 from ai_data_agent.executor.spec import ContainerSpec
 
@@ -36,7 +36,7 @@ RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
 
 @dataclass
 class _Idle:
-    session: Session
+    sandbox: Sandbox
     born: float
 
 
@@ -75,7 +75,7 @@ class WarmPool:
                 self._thread.start()
             self._cond.notify_all()
 
-    def take(self, spec: ContainerSpec) -> Session | None:
+    def take(self, spec: ContainerSpec) -> Sandbox | None:
         """A ready sandbox with the profile of ``spec``, or None."""
         with self._cond:
             entry = self._profiles.get(spec.profile())
@@ -86,7 +86,7 @@ class WarmPool:
             idle = entry.idle.pop(0)
             self.taken += 1
             self._cond.notify_all()
-            return idle.session
+            return idle.sandbox
 
     def idle_count(self) -> int:
         with self._cond:
@@ -106,7 +106,7 @@ class WarmPool:
                 if profile is not None:
                     profile.starting += 1
             for idle in expired:
-                self._remove(idle.session)
+                self._remove(idle.sandbox)
             if profile is not None:
                 self._start_one(profile)
 
@@ -130,7 +130,7 @@ class WarmPool:
     def _start_one(self, profile: _Profile) -> None:
         pool_id = f"pool-{uuid.uuid4().hex[:12]}"
         try:
-            session = launch(self.backend, profile.make_spec(pool_id), pool_id)
+            sandbox = launch(self.backend, profile.make_spec(pool_id), pool_id)
         except AiDataAgentError as exc:
             with self._cond:
                 profile.starting -= 1
@@ -145,18 +145,18 @@ class WarmPool:
             if self._closed:
                 keep = False
             else:
-                profile.idle.append(_Idle(session, time.monotonic()))
+                profile.idle.append(_Idle(sandbox, time.monotonic()))
                 keep = True
             self._cond.notify_all()
         if not keep:
-            self._remove(session)
+            self._remove(sandbox)
 
     @staticmethod
-    def _remove(session: Session) -> None:
+    def _remove(sandbox: Sandbox) -> None:
         try:
-            session.remove()
+            sandbox.remove()
         except AiDataAgentError as exc:
-            logger.warning("warm pool: cannot remove {}: {}", session.container_id[:12], exc)
+            logger.warning("warm pool: cannot remove {}: {}", sandbox.container_id[:12], exc)
 
     # -- lifecycle ----------------------------------------------------------------
     def close(self) -> None:
@@ -171,4 +171,4 @@ class WarmPool:
         if thread is not None:
             thread.join(timeout=30)
         for entry in idle:
-            self._remove(entry.session)
+            self._remove(entry.sandbox)

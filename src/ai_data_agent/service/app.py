@@ -18,6 +18,7 @@ tokens are configured; docs/api.md has the details and examples)::
     GET    /healthz          the process answers
     GET    /readyz           Docker, sandbox image and store usable, else 503
     GET    /metrics          Prometheus text
+    *      /mcp              MCP over streamable HTTP (with the mcp extra; docs/mcp.md)
 
 A submission is validated once, its limits resolved once (refusals answer
 400/413 before anything is recorded), and a waiting POST is answered with the
@@ -32,7 +33,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from enum import Enum
 from pathlib import PurePosixPath
 from typing import Annotated, Any, cast
@@ -47,6 +48,7 @@ from ai_data_agent import __version__
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotFound, NotReady, ServerError
 from ai_data_agent.executor import Executor
+from ai_data_agent.mcp import daemon_endpoint
 from ai_data_agent.models import (
     ActiveStatus,
     Artifact,
@@ -340,6 +342,7 @@ def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastA
     if executor is None:
         executor = Executor(settings)
     daemon = Daemon(settings, executor)
+    mcp = daemon_endpoint(daemon)  # /mcp; None without the mcp extra
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -349,8 +352,12 @@ def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastA
         except Exception as exc:
             daemon.startup_error = exc
             raise
+        mcp_running: AbstractAsyncContextManager[None] = (
+            mcp.running() if mcp is not None else nullcontext()
+        )
         try:
-            yield
+            async with mcp_running:  # where the MCP SDK runs, once /mcp is used
+                yield
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(daemon.stop)
@@ -388,4 +395,6 @@ def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastA
         response_class=Response,
         responses={401: _ERRORS[401]},
     )
+    if mcp is not None:
+        app.router.routes.append(mcp.route)
     return app
