@@ -207,8 +207,10 @@ class DockerBackend:
             )
         fallback = self.settings.fallback_image
         if self._present(fallback):
-            logger.warning(
-                "fallback_triggered: sandbox image {} unavailable ({}); using local {}",
+            # Said on every resolve; `once` lets the CLI say it once per user and images.
+            logger.bind(once=f"image-fallback:{image}:{fallback}").warning(
+                "fallback_triggered: sandbox image {} unavailable ({}); using local {} "
+                "(set AI_DATA_AGENT_SANDBOX_IMAGE to choose the image and skip this check)",
                 image,
                 reason,
                 fallback,
