@@ -37,6 +37,7 @@ from ai_data_agent.models import (
     RunStatus,
     ServerInfo,
 )
+from ai_data_agent.session_models import SessionInfo, SessionStatus
 
 BASE = "http://daemon.test"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -236,6 +237,42 @@ def test_files_over_the_daemons_caps_are_refused_before_anything_is_sent(
         client.submit("print(1)", files=files)
     assert recorder.requests == []  # only GET /v1/info went out
     assert recorder.info_requests == 1
+
+
+def session_json(session_id: str = "s1") -> dict[str, Any]:
+    return SessionInfo(
+        id=session_id,
+        status=SessionStatus.IDLE,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        last_activity_at=datetime(2025, 1, 1, tzinfo=UTC),
+    ).model_dump(mode="json")
+
+
+def test_session_files_over_the_daemons_caps_are_refused_before_anything_is_sent(
+    client_for: Any,
+) -> None:
+    recorder = Recorder(httpx.Response(200, json=session_json()))
+    client = client_for(recorder)
+    with pytest.raises(RequestTooLarge) as caught:
+        client.session(files=[InputFile.from_bytes("big", b"x" * 1025)])
+    assert caught.value.field == "files.big"
+    assert recorder.requests == []
+
+    session = client.session()
+    with pytest.raises(RequestTooLarge) as caught:
+        session.upload("data/big.csv", b"x" * 1025)
+    assert caught.value.field == "files.data/big.csv"
+    assert [r.method for r in recorder.requests] == ["POST"]  # the session, no upload
+
+
+def test_a_session_upload_is_sent_as_octet_stream(client_for: Any) -> None:
+    entry = {"path": "data/a.csv", "size": 4, "modified_at": "2025-01-01T00:00:00Z"}
+    recorder = Recorder(httpx.Response(200, json=session_json()), httpx.Response(200, json=entry))
+    session = client_for(recorder).session()
+    session.upload("data/a.csv", b"a,b\n")
+    assert recorder.last.method == "PUT" and recorder.last.url.path.endswith("/files/data/a.csv")
+    assert recorder.last.headers["content-type"] == "application/octet-stream"  # the file cap
+    assert recorder.last.content == b"a,b\n"
 
 
 def test_code_over_the_daemons_cap_is_refused_before_anything_is_sent(client_for: Any) -> None:

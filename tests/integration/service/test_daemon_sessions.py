@@ -4,6 +4,7 @@ and a daemon killed with -9 that leaves no sandbox behind."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 from collections.abc import Callable
 
@@ -56,6 +57,19 @@ def test_a_table_a_figure_and_files_through_the_daemon(start_daemon: Callable[..
         assert [a.path for a in plot.artifacts] == ["chart.png"]
         assert s.download("outputs/chart.png")[:8] == b"\x89PNG\r\n\x1a\n"
         assert {f.path for f in s.files()} >= {"data/sales.csv", "outputs/chart.png"}
+
+
+def test_a_session_file_past_the_json_body_cap_reaches_the_kernel(
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = start_daemon()
+    data = bytes(range(256)) * (17 * 4096)  # 17 MiB: past the 16 MiB body cap, under 32 MiB
+    with client_of(daemon) as client, client.session() as s:
+        assert s.upload("big.bin", data).size == len(data)
+        check = s.run(
+            "import hashlib\nprint(hashlib.sha256(open('big.bin','rb').read()).hexdigest())"
+        )
+        assert check.stdout.strip() == hashlib.sha256(data).hexdigest()
 
 
 def test_busy_is_refused_and_a_second_client_sees_the_same_session(
