@@ -60,7 +60,7 @@ from ai_data_agent.models import (
     parse_requirements_text,
 )
 from ai_data_agent.paths import normalise_relative_path
-from ai_data_agent.settings import Settings
+from ai_data_agent.settings import Settings, user_cache_dir
 from ai_data_agent.stopping import stop_code, stoppable
 
 __all__ = ["EXIT_AUTH", "EXIT_CODES", "EXIT_NO_ENGINE", "app", "exit_code_for", "main"]
@@ -102,8 +102,7 @@ def _settings() -> Settings:
 def _logging(settings: Settings, level: str) -> None:
     """stderr logs at ``level``, as JSON lines when ``LOG_FORMAT=json``; notices that
     carry ``once`` (the image fallback) are said once per user (a marker in the cache)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    once = SayOnce(Path(cache) / "ai-data-agent" / "notices")
+    once = SayOnce(user_cache_dir() / "notices")
     configure_logging(level, json=settings.log_format == "json", filter=once)
 
 

@@ -19,12 +19,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ai_data_agent.requirements import check_requirement
 
-__all__ = ["DEFAULT_FALLBACK_IMAGE", "DEFAULT_SANDBOX_IMAGE", "Settings"]
+__all__ = ["DEFAULT_FALLBACK_IMAGE", "DEFAULT_SANDBOX_IMAGE", "Settings", "user_cache_dir"]
 
 DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
 RequirementText = Annotated[str, AfterValidator(check_requirement)]
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/ai-data-agent`` (``~/.cache`` by default): the host user's own state."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ai-data-agent"
 
 
 class Settings(BaseSettings):
