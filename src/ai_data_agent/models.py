@@ -219,7 +219,7 @@ class RunRequest(BaseModel):
         default_factory=list, description="Input files, placed under the working directory."
     )
     install_mode: Literal["cache", "per_run"] | None = Field(
-        None, description="Override the server's install mode (per_run: the seed's pip install)."
+        None, description="Override the server's install mode (per_run: pip installs into the run's own sandbox dir)."
     )
 
     def resolve(self, settings: Settings) -> Limits:

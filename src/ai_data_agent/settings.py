@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     install_mode: Literal["cache", "per_run"] = Field(
         "cache",
         description="cache: each requirement set is installed once into a shared read-only "
-        "environment; per_run: the seed's pip install into every run's sandbox dir.",
+        "environment; per_run: pip installs into every run's own sandbox dir.",
     )
     installer: Literal["uv", "pip"] = Field(
         "uv", description="uv (pip is the fallback when uv is missing or fails), or pip alone."
