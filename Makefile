@@ -18,7 +18,7 @@ ifneq ($(AI_DATA_AGENT_DOCKER_HOST),)
 export DOCKER_HOST := $(AI_DATA_AGENT_DOCKER_HOST)
 endif
 
-.PHONY: help setup engine images test test-quick test-slow soak bench lint typecheck format run-sample doctor sweep \
+.PHONY: help setup engine images test test-quick test-slow soak bench lint typecheck format run-sample example-mcp doctor sweep \
   controller-image compose-up compose-down clean
 
 help: ## list the targets
@@ -64,21 +64,24 @@ test-quick: setup ## unit tests only (no Docker)
 	$(BIN)/pytest tests/unit -q
 
 lint: setup ## ruff (lint and format check) and mypy
-	$(BIN)/ruff check src tests bench scripts samples
-	$(BIN)/ruff format --check src tests bench scripts samples
+	$(BIN)/ruff check src tests bench scripts samples examples
+	$(BIN)/ruff format --check src tests bench scripts samples examples
 	$(BIN)/mypy
 
 typecheck: setup ## mypy, strict, on src/
 	$(BIN)/mypy
 
 format: setup ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff format src tests bench scripts samples
-	$(BIN)/ruff check --fix src tests bench scripts samples
+	$(BIN)/ruff format src tests bench scripts samples examples
+	$(BIN)/ruff check --fix src tests bench scripts samples examples
 
 run-sample: engine setup images ## sample analysis: a CSV in, pandas + matplotlib, a table and a chart out
 	$(BIN)/ai-data-agent run samples/analysis.py -r samples/requirements.txt \
 	  --file samples/data/sales.csv:data/sales.csv --output-dir sample-output
 	@echo "run-sample: the summary table and the chart are in $(CURDIR)/sample-output"
+
+example-mcp: engine setup images ## a scripted agent drives the MCP server over stdio: session, CSV, explore, plot
+	$(BIN)/python examples/mcp_agent.py
 
 bench: engine setup images ## benchmark against the raw Docker floor (table; bench/results.json)
 	$(BIN)/python -m bench.run
@@ -100,4 +103,4 @@ compose-down: engine ## stop the compose controller (SIGTERM, then its grace per
 
 clean: ## remove the venv, caches and build leftovers (images stay)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info build sample-output \
-	  images/controller/wheelhouse .coverage .coverage.*
+	  images/controller/wheelhouse .coverage .coverage.* example-output

@@ -56,6 +56,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`
 
 try:
     import docker
+    import httpx
     from loguru import logger
 
     from ai_data_agent.executor import Executor
@@ -69,6 +70,7 @@ from ai_data_agent.client import Client
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_RUN_ID
 from bench.floor import CA_BUNDLE, HELLO, Floor, vm_rss
 from bench.profile import InstallSteps, PhaseProfiler, summarise
+from bench.sessions import SessionBench
 from tests.support.daemon import Daemon, DaemonError
 from tests.support.settings import ca_bundle
 
@@ -521,11 +523,13 @@ class Bench:
                 "packages": {p.name: p.version for p in result.install.packages},
             }
 
-        # Cold: a new index (a miss), no uv download cache: everything downloads.
+        # Cold: a new index (a miss), no uv download cache: everything downloads. The
+        # set leaves the shared volume first, or the install would adopt it from there.
         log("pandas: first run, cold (fresh cache index, uv download cache off)")
         cold = self.executor(
             "pandas_cold", env_cache_index=self.tmp / "cold.sqlite3", uv_shared_cache=False
         )
+        forget_everywhere(cold, ["pandas"])
         steps = InstallSteps(cold)
         seconds, result = timed(cold, request)
         out["cold"] = install_info(seconds, result)
@@ -545,16 +549,22 @@ class Bench:
             if preinstalled is not None:
                 seconds, _ = timed(preinstalled, RunRequest(code=PANDAS_CODE))
                 pre.append(seconds)
+        # The second run starts while the new environment's bytecode may still compile.
         out["cache_hit"] = dict(
-            summary(hits), second_run=round(hits[0], 3), all_cache_hits=all(hit_flags)
+            summary(hits[2:] or hits),
+            second_run=round(hits[0], 3),
+            third_run=round(hits[1], 3) if len(hits) > 1 else None,
+            all_cache_hits=all(hit_flags),
         )
         out["preinstalled"] = summary(pre) if pre else {"n": 0, "note": "image unavailable"}
         # A miss with uv's download cache warm: prime it once (untimed), then a
         # second fresh index installs from the cache.
         log("pandas: first run with uv's download cache warm (after one priming install)")
         prime = self.executor("pandas_prime", env_cache_index=self.tmp / "prime.sqlite3")
+        forget_everywhere(prime, ["pandas"])
         timed(prime, request)
         warm = self.executor("pandas_warm", env_cache_index=self.tmp / "warm.sqlite3")
+        forget_everywhere(warm, ["pandas"])
         steps = InstallSteps(warm)
         seconds, result = timed(warm, request)
         out["miss_warm_uv_cache"] = install_info(seconds, result)
@@ -574,7 +584,33 @@ class Bench:
             if retries:
                 out.setdefault("per_run_network_retries", []).append(retries[:3])
         out["per_run"] = summary(per_run)
+        out["prewarmed"] = self.prewarmed(request)
         return out
+
+    def prewarmed(self, request: RunRequest) -> dict[str, Any]:
+        """A daemon told to prewarm pandas (after the set left the volume): its first run."""
+        log("pandas: a daemon that prewarms pandas, then its first pandas run")
+        forget_everywhere(self.executor("pandas_forget"), ["pandas"])
+        values = {"sandbox_image": self.image, "ca_bundle": self.cfg.ca_bundle, "pool_size": 0}
+        daemon = Daemon.start(self.tmp / "prewarm", {**values, "prewarm": '[["pandas"]]'})
+        try:
+            started = time.monotonic()
+            ready = ""
+            while "1 of 1 set(s) ready" not in ready and time.monotonic() - started < 300:
+                time.sleep(0.5)
+                ready = httpx.get(f"{daemon.url}/readyz", timeout=5).text
+            warmed_s = time.monotonic() - started
+            with Client(daemon.url, daemon.token, timeout=120) as client:
+                seconds, result = time.perf_counter(), client.run_request(request)
+                seconds = time.perf_counter() - seconds
+        finally:
+            daemon.stop()
+        return {
+            "prewarm_s": round(warmed_s, 2),
+            "first_run_s": round(seconds, 3),
+            "cache_hit": result.install.cache_hit,
+            "status": result.status.value,
+        }
 
     # -- phases -------------------------------------------------------------------------
     def phases(self) -> dict[str, Any]:
@@ -731,6 +767,14 @@ class Bench:
                 self.results["pandas"] = self.pandas()
             except Exception as exc:  # report what there is, and why the rest is missing
                 self.note(f"pandas section failed: {type(exc).__name__}: {exc}")
+        if "sessions" not in cfg.skip:
+            log("sessions: start, cell round trip, a 10-step analysis")
+            settings = {"sandbox_image": self.image, "ca_bundle": self.cfg.ca_bundle}
+            bench = SessionBench(self.settings, self.tmp, cfg.n, cfg.pool_size)
+            try:
+                self.results["sessions"] = bench.run(settings)
+            except Exception as exc:  # report what there is, and why the rest is missing
+                self.note(f"sessions section failed: {type(exc).__name__}: {exc}")
         if "profile" not in cfg.skip:
             self.results["phases"] = self.phases()
         self.results["rss_floor_controller_bytes"] = self.floor_controller_rss()
@@ -745,6 +789,14 @@ class Bench:
         self.stack.close()
         self.floor.cleanup()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def forget_everywhere(executor: Executor, requirements: list[str]) -> None:
+    """Take the set out of the shared volume and the index, so that the next run installs it."""
+    cache = executor.env_cache
+    assert cache is not None
+    key = cache.key_for(requirements, executor.backend.resolve_image(), "bench-forget")
+    cache.prune(keys=[key])
 
 
 def _with_rest(steps: list[dict[str, Any]], total: float) -> list[dict[str, Any]]:
@@ -888,31 +940,44 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
         return value.get(part) if isinstance(value, dict) else value
 
     target(
-        "library fresh-container hello p50 <= 1.25x floor", ratio("hello_world.library_fresh"), 1.25
+        "library fresh-container hello p50 <= 1.0x floor", ratio("hello_world.library_fresh"), 1.0
     )
-    target("HTTP fresh-container hello p50 <= 1.25x floor", ratio("hello_world.http_fresh"), 1.25)
-    target("library warm-pool hello p50 <= 0.35x floor", ratio("hello_world.library_pool"), 0.35)
-    target("HTTP warm-pool hello p50 <= 0.35x floor", ratio("hello_world.http_pool"), 0.35)
-    hit = pandas.get("cache_hit", {}).get("p50")
-    pre = pandas.get("preinstalled", {}).get("p50")
-    target(
-        "pandas cache-hit p50 <= 1.5x preinstalled image", hit / pre if hit and pre else None, 1.5
-    )
-    cold = pandas.get("cold", {}).get("seconds")
-    per_run = pandas.get("per_run", {}).get("p50")
-    target(
-        "pandas cold first run <= 0.3x per-run pip install",
-        cold / per_run if cold and per_run else None,
-        0.3,
-    )
-    for name in ("library_fresh", "library_pool", "http_fresh", "http_pool"):
+    target("HTTP fresh-container hello p50 <= 1.1x floor", ratio("hello_world.http_fresh"), 1.1)
+    target("library warm-pool hello p50 <= 0.1x floor", ratio("hello_world.library_pool"), 0.1)
+    target("HTTP warm-pool hello p50 <= 0.15x floor", ratio("hello_world.http_pool"), 0.15)
+    clients = results.get("meta", {}).get("config", {}).get("clients", 4)
+    for name, limit in (("library_fresh", 0.9), ("http_fresh", 0.8)):
         target(
-            f"throughput at {results.get('meta', {}).get('config', {}).get('clients', 4)} "
-            f"clients, {LABELS[name]} >= 0.9x floor",
+            f"throughput at {clients} clients, {LABELS[name]} >= {limit}x floor",
             ratios.get(f"throughput.{name}"),
-            0.9,
+            limit,
             at_most=False,
         )
+    per_run = pandas.get("per_run", {}).get("p50")
+    cold = pandas.get("cold", {}).get("seconds")
+    hit = pandas.get("cache_hit", {}).get("p50")
+    target(
+        "pandas first run <= 0.6x per-run pip install",
+        cold / per_run if cold and per_run else None,
+        0.6,
+    )
+    target(
+        "pandas cache hit p50 <= 0.1x per-run pip install",
+        hit / per_run if hit and per_run else None,
+        0.1,
+    )
+    prewarmed = pandas.get("prewarmed") or {}
+    target(
+        "prewarmed pandas: the first run is a cache hit (1 = yes)",
+        float(bool(prewarmed.get("cache_hit"))) if prewarmed else None,
+        1.0,
+        at_most=False,
+    )
+    sessions = results.get("sessions") or {}
+    start = (sessions.get("start") or {}).get("library_pool", {}).get("p50")
+    target("session start from the warm pool p50 <= 0.5 s", start, 0.5)
+    cell = (sessions.get("cell") or {}).get("http", {}).get("p50")
+    target("cell round trip over HTTP (1 + 1) p50 <= 0.020 s", cell, 0.020)
     for name, value in (results.get("rss_idle_bytes") or {}).items():
         target(f"idle controller RSS ({name} daemon) <= 80 MB", value / MB if value else None, 80)
     # What the experiments would give (not the product's configuration).
@@ -1011,6 +1076,19 @@ def render(results: dict[str, Any]) -> str:
                     f"{r:.1f}" if r else "",
                 )
             )
+    hits = (pandas or {}).get("cache_hit") or {}
+    for key, label in (
+        ("second_run", "second run (bytecode may still compile)"),
+        ("third_run", "third run"),
+    ):
+        if hits.get(key) is not None:
+            lines.append(row.format(label, f"{hits[key]:.3f}", "", 1, ""))
+    prewarmed = (pandas or {}).get("prewarmed") or {}
+    if prewarmed:
+        lines.append(
+            f"  prewarmed daemon: pandas ready {prewarmed.get('prewarm_s')} s after start; its first "
+            f"run {prewarmed.get('first_run_s')} s, cache hit: {prewarmed.get('cache_hit')}"
+        )
     for key, title in (("cold", "cold first run"), ("miss_warm_uv_cache", "miss, uv cache warm")):
         steps = ((pandas or {}).get(key) or {}).get("steps")
         if not steps:
@@ -1083,6 +1161,7 @@ def render(results: dict[str, Any]) -> str:
                     f"{r:.2f}" if r else "",
                 )
             )
+    lines += render_sessions(results.get("sessions"))
     lines.append("")
     lines.append("targets, as ratios (RSS in MB)")
     for t in results.get("targets", []):
@@ -1098,6 +1177,41 @@ def render(results: dict[str, Any]) -> str:
     for text in results.get("notes", []):
         lines.append(f"note: {text}")
     return "\n".join(lines)
+
+
+def render_sessions(sessions: dict[str, Any] | None) -> list[str]:
+    if not sessions:
+        return []
+    row = "{:<52} {:>10} {:>10} {:>5}"
+    lines = ["", row.format("sessions (s)", "p50", "p95", "n")]
+    labels = {
+        "library_fresh": "session start, library, fresh container",
+        "library_pool": "session start, library, warm pool",
+        "http_pool": "session start, HTTP, warm pool",
+    }
+    for key, entry in (sessions.get("start") or {}).items():
+        lines.append(
+            row.format(labels.get(key, key), entry.get("p50"), entry.get("p95"), entry.get("n"))
+        )
+    for key, entry in (sessions.get("cell") or {}).items():
+        lines.append(
+            row.format(
+                f"cell round trip (1 + 1), {key}",
+                entry.get("p50"),
+                entry.get("p95"),
+                entry.get("n"),
+            )
+        )
+    analysis = sessions.get("analysis") or {}
+    if "ratio" in analysis:
+        lines.append(
+            f"10-step analysis of sales.csv: session {analysis['session_s']} s, one-shot runs "
+            f"{analysis['one_shot_runs_s']} s, ratio {analysis['ratio']} "
+            f"(all succeeded: {analysis['all_succeeded']})"
+        )
+    elif analysis:
+        lines.append(f"10-step analysis: {analysis.get('error')}")
+    return lines
 
 
 def main() -> int:

@@ -41,7 +41,8 @@ wheelhouse=$here/wheelhouse
 rm -rf "$wheelhouse"
 mkdir -p "$wheelhouse"
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$wheelhouse" "$root"
-image_wheels "$base" "$wheelhouse" "$(ls "$wheelhouse"/ai_data_agent-*.whl)"
+# With the mcp extra: the daemon serves /mcp (docs/mcp.md).
+image_wheels "$base" "$wheelhouse" "$(ls "$wheelhouse"/ai_data_agent-*.whl)[mcp]"
 
 log "building $tag"
 docker build --quiet --tag "$tag" --build-arg "BASE_IMAGE=$base" \

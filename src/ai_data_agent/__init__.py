@@ -2,11 +2,15 @@
 
 The public surface is the names below; for example::
 
-    from ai_data_agent import Executor, RunRequest, Settings
+    from ai_data_agent import Executor, InputFile, RunRequest, Settings
 
     with Executor(Settings()) as executor:
         result = executor.run(RunRequest(code="print(1 + 1)"))
     assert result.status == "succeeded" and result.stdout == "2\\n"
+
+    data = InputFile.from_bytes("data/sales.csv", Path("sales.csv").read_bytes())
+    request = RunRequest(code="import pandas as pd; print(pd.read_csv('data/sales.csv'))",
+                         requirements=["pandas"], files=[data])
 
 The errors are one tree (`ai_data_agent.errors`), the same for the library,
 the daemon and its client (`ai_data_agent.client.Client`).
@@ -33,7 +37,7 @@ from ai_data_agent.errors import (
     Unauthorized,
 )
 from ai_data_agent.executor import Executor, RunEvent
-from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.models import InputFile, RunRequest, RunResult, RunStatus
 from ai_data_agent.settings import Settings
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "InputFile",
     "InstallFailed",
     "NotFound",
     "NotReady",

@@ -5,6 +5,7 @@
     ai-data-agent run analysis.py --file data/sales.csv --output-dir out/
     ai-data-agent run analysis.py --server http://127.0.0.1:8000   # on a daemon
     ai-data-agent serve --host 0.0.0.0 --port 8000
+    ai-data-agent mcp                     # MCP tools on stdio (the mcp extra; docs/mcp.md)
     ai-data-agent doctor
     ai-data-agent cache list
     ai-data-agent sweep
@@ -26,9 +27,10 @@ before any work.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated
 
 import typer
@@ -44,11 +46,12 @@ from ai_data_agent.errors import (
     ConfigurationError,
     DockerUnavailable,
     RequestRejected,
+    Unauthorized,
 )
 from ai_data_agent.executor import Executor, RunEvent
 from ai_data_agent.executor.docker_backend import connect
 from ai_data_agent.executor.envcache import EnvCache, InstallFailure
-from ai_data_agent.logs import configure_logging
+from ai_data_agent.logs import SayOnce, configure_logging
 from ai_data_agent.models import (
     InputFile,
     RunRequest,
@@ -56,9 +59,11 @@ from ai_data_agent.models import (
     RunStatus,
     parse_requirements_text,
 )
-from ai_data_agent.settings import Settings
+from ai_data_agent.paths import normalise_relative_path
+from ai_data_agent.settings import Settings, user_cache_dir
+from ai_data_agent.stopping import stop_code, stoppable
 
-__all__ = ["EXIT_CODES", "EXIT_NO_ENGINE", "app", "exit_code_for", "main"]
+__all__ = ["EXIT_AUTH", "EXIT_CODES", "EXIT_NO_ENGINE", "app", "exit_code_for", "main"]
 
 # Exit codes of `run` for outcomes that are not the program's own exit code.
 EXIT_USAGE = 2  # bad arguments, a request the server refuses, a daemon that will not start
@@ -73,6 +78,8 @@ EXIT_CODES: dict[RunStatus, int] = {
 }
 EXIT_INFRASTRUCTURE = EXIT_CODES[RunStatus.ERROR]
 EXIT_NO_ENGINE = 69  # no Docker engine answers (EX_UNAVAILABLE); nothing was started
+EXIT_AUTH = 77  # the daemon refused the token, or wants one (EX_NOPERM); nothing was started
+CONTAINER_ID_LENGTH = 64  # what a sweep removed: the engine's full ids, or volume names
 
 app = typer.Typer(
     help="Run untrusted Python for AI data agents in throwaway, locked-down containers.",
@@ -90,6 +97,13 @@ def _settings() -> Settings:
         problems = RequestRejected.from_errors(exc.errors())
         err_console.print(f"[red]invalid settings:[/red] {problems}", highlight=False)
         raise typer.Exit(EXIT_INFRASTRUCTURE) from exc
+
+
+def _logging(settings: Settings, level: str) -> None:
+    """stderr logs at ``level``, as JSON lines when ``LOG_FORMAT=json``; notices that
+    carry ``once`` (the image fallback) are said once per user (a marker in the cache)."""
+    once = SayOnce(user_cache_dir() / "notices")
+    configure_logging(level, json=settings.log_format == "json", filter=once)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -127,14 +141,23 @@ def _requirements(requirements_file: Path | None, specs: list[str]) -> list[str]
     return reqs + specs
 
 
+def _default_destination(local: str) -> str:
+    """LOCAL itself when it is relative and stays below here (``./a//b.csv`` is
+    ``a/b.csv``), else its name (``../x.csv`` and ``/tmp/x.csv`` are ``x.csv``)."""
+    try:
+        return normalise_relative_path(PurePath(local).as_posix())
+    except ValueError:
+        return PurePath(local).name
+
+
 def _input_files(specs: list[str]) -> list[InputFile]:
-    """``LOCAL[:DEST]`` pairs; DEST defaults to LOCAL when that is relative, else its name."""
+    """``LOCAL[:DEST]`` pairs; DEST defaults to `_default_destination` of LOCAL."""
     files = []
     for spec in specs:
         local, sep, dest = spec.partition(":")
         path = Path(local)
         if not sep:
-            dest = local if not path.is_absolute() else path.name
+            dest = _default_destination(local)
         try:
             files.append(InputFile.from_bytes(dest, path.read_bytes()))
         except OSError as exc:
@@ -191,24 +214,62 @@ class _Progress:
             self.status = None
 
 
-def _client(server: str, settings: Settings) -> Client:
-    token = settings.token.get_secret_value() if settings.token is not None else None
+def _client(server: str, settings: Settings, token: str | None = None) -> Client:
+    if token is None and settings.token is not None:
+        token = settings.token.get_secret_value()
     return Client(server, token=token)
 
 
 def _run_remote(
     client: Client, request: RunRequest, progress: _Progress, output_dir: Path | None
 ) -> RunResult:
-    if progress.live_output:
-        result = client.run_streaming(
-            request, lambda stream, text: progress(RunEvent("", stream, text))
-        )
-    else:
-        result = client.run_request(request)
+    """Submit, follow the output to the result, fetch the artifacts. Interrupted, the
+    run is cancelled on the daemon (its sandbox removed there) before this returns."""
+    run_id = client.submit_request(request)
+    try:
+        if progress.live_output:
+            result = client.follow(
+                run_id, lambda stream, text: progress(RunEvent("", stream, text))
+            )
+        else:
+            result = client.follow(run_id, lambda stream, text: None)
+    except KeyboardInterrupt:
+        progress.stop()
+        _cancel_remote(client, run_id)
+        raise
     if output_dir is not None:
         for artifact in result.artifacts:
             client.download_artifact(result.id, artifact, output_dir)
     return result
+
+
+def _cancel_remote(client: Client, run_id: str) -> None:
+    err_console.print(f"stopping: cancelling run {run_id} on the daemon", highlight=False)
+    try:
+        client.cancel(run_id)
+    except AiDataAgentError as exc:
+        err_console.print(f"[red]error:[/red] cannot cancel run {run_id}: {exc}", highlight=False)
+
+
+def _output_directory(path: Path | None) -> Path | None:
+    """``--output-dir``, created; refused (exit 2) before anything runs when it cannot be."""
+    if path is None:
+        return None
+    if path.exists() and not path.is_dir():
+        raise _fail(f"--output-dir {path}: exists and is not a directory", EXIT_USAGE)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(f"--output-dir {path}: cannot create it: {exc.strerror}", EXIT_USAGE) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise _fail(f"--output-dir {path}: not writable", EXIT_USAGE)
+    return path
+
+
+def _auth_hint(exc: Unauthorized, token: object) -> str:
+    if token:
+        return f"{exc}; the daemon does not accept this token (--token or AI_DATA_AGENT_TOKEN)"
+    return f"{exc}; the daemon wants a token: set AI_DATA_AGENT_TOKEN (or pass --token)"
 
 
 def _print_artifacts(result: RunResult, output_dir: Path | None) -> None:
@@ -275,7 +336,16 @@ def run(
         str | None,
         typer.Option(
             metavar="URL",
-            help="Run on this daemon instead of the local engine [default: AI_DATA_AGENT_SERVER].",
+            help="Run on this daemon instead of the local engine (default: the "
+            "AI_DATA_AGENT_SERVER variable).",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TOKEN",
+            help="Bearer token for --server (default: the AI_DATA_AGENT_TOKEN variable, "
+            "which keeps it out of the process list).",
         ),
     ] = None,
     as_json: Annotated[
@@ -285,9 +355,16 @@ def run(
         bool, typer.Option("-v", "--verbose", help="Log at the configured level.")
     ] = False,
 ) -> None:
-    """Run Python code in a fresh sandbox container, here or on a daemon."""
+    """Run Python code in a fresh sandbox container, here or on a daemon.
+
+    Exits with the program's exit code, or 122 install failed, 123 output cap
+    exceeded, 124 timed out, 125 infrastructure error, 130 cancelled, 137 memory
+    exceeded, 2 bad input, 69 no Docker engine, 77 token refused by the daemon;
+    stopped by SIGINT, SIGTERM or SIGHUP, 128 + the signal (130, 143, 129) once the
+    sandbox is removed (with --server: once the run is cancelled on the daemon).
+    """
     settings = _settings()
-    configure_logging(settings.log_level if verbose else "WARNING")
+    _logging(settings, settings.log_level if verbose else "WARNING")
     try:
         request = RunRequest(
             code=_read_code(file),
@@ -301,26 +378,47 @@ def run(
         )
     except ValidationError as exc:
         raise _fail(str(RequestRejected.from_errors(exc.errors())), EXIT_USAGE) from exc
+    output_dir = _output_directory(output_dir)
     server = server or settings.server
     if server is None:
         _require_engine(settings)
+    result = _execute(settings, request, server, token, as_json=as_json, output_dir=output_dir)
+    _report(result, as_json=as_json, output_dir=output_dir)
+    raise typer.Exit(exit_code_for(result))
+
+
+def _execute(
+    settings: Settings,
+    request: RunRequest,
+    server: str | None,
+    token: str | None,
+    *,
+    as_json: bool,
+    output_dir: Path | None,
+) -> RunResult:
+    """Run ``request`` here or on ``server``; every failure and stop is an exit."""
     label = "starting sandbox" if server is None else f"running on {server}"
     progress = _Progress(live_output=not as_json, label=label)
     try:
-        if server is None:
-            with Executor(settings) as executor:
-                result = executor.run(request, on_event=progress, artifacts_dir=output_dir)
-        else:
-            with _client(server, settings) as client:
-                result = _run_remote(client, request, progress, output_dir)
+        with stoppable():
+            if server is None:
+                with Executor(settings) as executor:
+                    return executor.run(request, on_event=progress, artifacts_dir=output_dir)
+            with _client(server, settings, token) as client:
+                return _run_remote(client, request, progress, output_dir)
+    except KeyboardInterrupt as exc:
+        progress.stop()
+        where = "the sandbox was removed" if server is None else "the run was cancelled"
+        err_console.print(f"[red]stopped[/red] by {exc}: {where}", highlight=False)
+        raise typer.Exit(stop_code(exc)) from None
+    except Unauthorized as exc:
+        raise _fail(_auth_hint(exc, token or settings.token), EXIT_AUTH) from exc
     except RequestRejected as exc:  # here or at the daemon, by rule or by size
         raise _fail(str(exc), EXIT_USAGE) from exc
     except AiDataAgentError as exc:
         raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
     finally:
         progress.stop()
-    _report(result, as_json=as_json, output_dir=output_dir)
-    raise typer.Exit(exit_code_for(result))
 
 
 @app.command()
@@ -345,12 +443,54 @@ def serve(
 
 
 @app.command()
+def mcp(
+    server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Run sandboxes on this daemon instead of the local engine "
+            "[default: AI_DATA_AGENT_SERVER].",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Read the daemon's bearer token from FILE [default: AI_DATA_AGENT_TOKEN].",
+        ),
+    ] = None,
+) -> None:
+    """Serve the sandbox as MCP tools on stdin/stdout, for Claude, Cursor and other agents."""
+    from ai_data_agent.mcp import EXTRA_HINT, available
+
+    if not available():
+        raise _fail(EXTRA_HINT, EXIT_USAGE)
+    from ai_data_agent.mcp.stdio import serve_stdio
+
+    settings = _settings()
+    configure_logging(settings.log_level)  # stderr: stdout carries the protocol
+    server = server or settings.server
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"cannot read {token_file}: {exc}", EXIT_USAGE) from exc
+    if server is None:
+        _require_engine(settings)
+    try:
+        serve_stdio(settings, server=server, token=token)
+    except AiDataAgentError as exc:
+        raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
+
+
+@app.command()
 def doctor() -> None:
     """Check this machine end to end; exit non-zero on any FAIL."""
     from ai_data_agent.doctor import print_report, run_checks
 
     settings = _settings()
-    configure_logging("WARNING")
+    _logging(settings, "WARNING")
     _require_engine(settings)
     checks = run_checks(settings)
     print_report(checks, Console())
@@ -377,7 +517,7 @@ def cache_list(
 ) -> None:
     """Cached environments, most recently used first."""
     settings = _settings()
-    configure_logging("WARNING")
+    _logging(settings, "WARNING")
     envs = _env_cache(settings).index.all()
     if as_json:
         for env in envs:
@@ -415,7 +555,7 @@ def cache_warm(
 ) -> None:
     """Install a requirement set into the cache now, so that a first run of it is a cache hit."""
     settings = _settings()
-    configure_logging("WARNING")
+    _logging(settings, "WARNING")
     requirements = _requirements(requirements_file, package or [])
     if not requirements:
         raise _fail("name requirements with -p or -r", EXIT_USAGE)
@@ -445,7 +585,7 @@ def cache_prune(
 ) -> None:
     """Evict environments beyond the size and age bounds (or the ones named)."""
     settings = _settings()
-    configure_logging(settings.log_level)
+    _logging(settings, settings.log_level)
     cache = _env_cache(settings)
     try:
         if everything or key:
@@ -479,20 +619,43 @@ def sweep(
             "--force", help="With --all, remove live controllers' sandboxes too (their runs fail)."
         ),
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"removed": [...]} instead of a table.')
+    ] = False,
 ) -> None:
-    """Remove sandbox containers left behind by dead controllers."""
+    """Remove sandbox containers left behind by dead controllers.
+
+    Sandboxes of live controllers (a daemon, another `run`) are spared, even with
+    --all, unless --force is given too.
+    """
     from ai_data_agent.executor.backend import SweepRule
     from ai_data_agent.executor.docker_backend import DockerBackend
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    _logging(settings, settings.log_level)
     _require_engine(settings)
     try:
         rule = SweepRule(all_controllers=all_controllers, force=force)
         removed = DockerBackend(settings).sweep(rule)
     except AiDataAgentError as exc:
         raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
-    typer.echo(json.dumps({"removed": removed}))
+    if as_json:
+        typer.echo(json.dumps({"removed": removed}))
+        return
+    _print_removed(removed)
+
+
+def _print_removed(removed: list[str]) -> None:
+    """The sweep's table: containers by short id, volumes by name."""
+    console = Console()
+    if not removed:
+        console.print("nothing to remove", highlight=False)
+        return
+    table = Table("removed", "id or name")
+    for name in removed:
+        container = len(name) == CONTAINER_ID_LENGTH and all(c in "0123456789abcdef" for c in name)
+        table.add_row("container" if container else "volume", name[:12] if container else name)
+    console.print(table)
 
 
 def main() -> None:

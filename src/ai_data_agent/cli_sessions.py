@@ -81,11 +81,9 @@ def _cli() -> Any:
 
 
 def _remote(server: str | None) -> tuple[Any, Settings]:
-    from ai_data_agent.logs import configure_logging
-
     cli = _cli()
     settings = cli._settings()
-    configure_logging("WARNING")
+    cli._logging(settings, "WARNING")
     url = server or settings.server
     if url is None:
         raise cli._fail(NEEDS_SERVER, cli.EXIT_USAGE)
@@ -390,11 +388,9 @@ def repl(
     ] = None,
 ) -> None:
     """An interactive prompt on a fresh session; the session is removed when it ends (Ctrl-D)."""
-    from ai_data_agent.logs import configure_logging
-
     cli = _cli()
     settings = cli._settings()
-    configure_logging("WARNING")
+    cli._logging(settings, "WARNING")
     fields = {"requirements": list(package or []), "files": cli._input_files(file_specs or [])}
     url = server or settings.server
     if url is None:

@@ -1,6 +1,7 @@
 """HTTP client for the ai-data-agent daemon, for agents and the CLI's ``--server``.
 
-    from ai_data_agent import RunRequest
+    from pathlib import Path
+    from ai_data_agent import InputFile, RunRequest
     from ai_data_agent.client import Client
 
     with Client("http://127.0.0.1:8000", token="s3cret") as client:
@@ -8,15 +9,23 @@
         print(result.status, result.stdout)
 
         run_id = client.submit("import time; time.sleep(5)")   # answers at once
-        result = client.wait(run_id, timeout=60)
+        result = client.wait(run_id, timeout=60)               # or client.follow(run_id, print)
+
+        data = InputFile.from_bytes("data/sales.csv", Path("sales.csv").read_bytes())
+        result = client.run("import os; print(os.listdir('data'))", files=[data])
+        for artifact in result.artifacts:                      # what the code left in outputs/
+            client.download_artifact(result.id, artifact, Path("out"))
 
         result = client.run_request(RunRequest(code="print(1)", timeout_s=5))
         print(client.info().limits.timeout_s.max)              # the daemon's limits
 
 Request bodies are the shared models (`RunRequest`, sent as a `RunSubmission`),
 so a request is validated here as the daemon validates it. What the client must
-know of the daemon (default timeout, install budget, how long a cancel takes)
-it reads once from ``GET /v1/info``.
+know of the daemon (default timeout, install budget, how long a cancel takes,
+its size caps) it reads once from ``GET /v1/info``. A request is checked
+against those caps before anything is sent (`RequestTooLarge` without an
+upload), and input files travel as multipart parts, their bytes as they are,
+so the daemon's input file caps are what limit them.
 
 Errors are the package's one tree (`ai_data_agent.errors`), the same class the
 daemon raised: `RequestRejected` (400/422, and a request that does not validate
@@ -78,6 +87,7 @@ from ai_data_agent.models import (
     RunStatus,
     RunSubmission,
     ServerInfo,
+    check_input_files,
 )
 from ai_data_agent.paths import check_relative_path
 
@@ -287,8 +297,7 @@ class Client:
         if wait_timeout_s is None:
             wait_timeout_s = self._wait_budget(request)
         timeout = httpx.Timeout(self.timeout, read=wait_timeout_s)
-        body = _body(request, wait=True)
-        response = self._request("POST", "/v1/runs", json=body, timeout=timeout)
+        response = self._post_run(request, wait=True, timeout=timeout)
         if response.status_code == 202:  # the daemon chose not to hold the line
             accepted = self._parse(response, RunAccepted)
             return self.wait(accepted.id, timeout=wait_timeout_s)
@@ -323,8 +332,7 @@ class Client:
         Raises:
             AiDataAgentError: as for `run`.
         """
-        response = self._request("POST", "/v1/runs", json=_body(request, wait=False))
-        return self._parse(response, RunAccepted).id
+        return self._parse(self._post_run(request, wait=False), RunAccepted).id
 
     def get(self, run_id: str) -> RunRecord:
         """The run's record as stored now.
@@ -456,7 +464,16 @@ class Client:
         self, request: RunRequest, on_output: Callable[[str, str], None]
     ) -> RunResult:
         """`run_request`, with ``on_output(stream, text)`` called as output arrives."""
-        run_id = self.submit_request(request)
+        return self.follow(self.submit_request(request), on_output)
+
+    def follow(self, run_id: str, on_output: Callable[[str, str], None]) -> RunResult:
+        """Follow a submitted run to its end, calling ``on_output(stream, text)`` as output
+        arrives; return its result.
+
+        Raises:
+            RunIncomplete: the run ended without a result (cancelled while queued, ...).
+            NotFound: no run has this id.
+        """
         for name, data in self.events(run_id):
             if name in ("stdout", "stderr"):
                 on_output(name, str(data.get("data", "")))
@@ -473,6 +490,50 @@ class Client:
         return self.wait(run_id)  # the stream ended early: fall back to polling
 
     # -- plumbing -------------------------------------------------------------------
+    def _post_run(
+        self, request: RunRequest, *, wait: bool, timeout: httpx.Timeout | None = None
+    ) -> httpx.Response:
+        """``POST /v1/runs``: JSON, or multipart with the input files' bytes as they are
+        (not base64, so the daemon's input file caps are what limits them).
+
+        Raises:
+            RequestTooLarge, RequestRejected: over a cap of the daemon's (`check_sizes`);
+                nothing was sent.
+        """
+        self.check_sizes(request)
+        # httpx writes a double quote in a part's filename as %22, which would change
+        # the path: such files travel base64 inside the JSON.
+        uploads = [f for f in request.files if '"' not in f.path]
+        inline = [f for f in request.files if '"' in f.path]
+        submission = RunSubmission.of(request.model_copy(update={"files": inline}), wait=wait)
+        text = submission.model_dump_json(exclude_defaults=True)
+        max_body = self.info().max_body_bytes
+        if len(text.encode()) > max_body:
+            raise RequestTooLarge("body", f"the request is larger than {max_body} bytes")
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if not uploads:
+            headers = {"Content-Type": "application/json"}
+            return self._request("POST", "/v1/runs", content=text, headers=headers, **extra)
+        parts = [("files", (f.path, f.data, "application/octet-stream")) for f in uploads]
+        return self._request("POST", "/v1/runs", data={"request": text}, files=parts, **extra)
+
+    def check_sizes(self, request: RunRequest) -> None:
+        """Check ``request`` against the daemon's caps (``GET /v1/info``) before sending it.
+
+        Raises:
+            RequestTooLarge: too many input files, one too large, or too many bytes in all.
+            RequestRejected: the code is larger than the daemon takes.
+        """
+        info = self.info()
+        if len(request.code.encode()) > info.max_code_bytes:
+            raise RequestRejected("code", f"larger than {info.max_code_bytes} bytes")
+        check_input_files(
+            request.files,
+            max_files=info.max_input_files,
+            max_file_bytes=info.max_input_file_bytes,
+            max_total_bytes=info.max_input_total_bytes,
+        )
+
     def _wait_budget(self, request: RunRequest) -> float:
         """How long a waiting POST of ``request`` may stay open."""
         info = self.info()
@@ -554,12 +615,6 @@ def _request(
         )
     except ValidationError as exc:
         raise RequestRejected.from_errors(exc.errors()) from exc
-
-
-def _body(request: RunRequest, *, wait: bool) -> dict[str, Any]:
-    """The `RunSubmission` JSON: fields left at their defaults stay out (the
-    daemon's defaults apply)."""
-    return RunSubmission.of(request, wait=wait).model_dump(mode="json", exclude_defaults=True)
 
 
 def _segment(run_id: str) -> str:

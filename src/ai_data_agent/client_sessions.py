@@ -24,8 +24,8 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from ai_data_agent.client import Client, error_from_response, read_events
-from ai_data_agent.errors import RequestRejected, ServerError
-from ai_data_agent.models import InputFile
+from ai_data_agent.errors import RequestRejected, RequestTooLarge, ServerError
+from ai_data_agent.models import InputFile, check_input_files
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -54,6 +54,7 @@ def open_session(client: Client, **fields: Any) -> RemoteSession:
 
     Raises:
         RequestRejected: the fields do not validate (nothing was sent).
+        RequestTooLarge: the files are over the daemon's caps (nothing was sent).
         SessionLimit, InstallFailed, NotReady: the daemon's refusals.
     """
     try:
@@ -62,6 +63,12 @@ def open_session(client: Client, **fields: Any) -> RemoteSession:
         raise RequestRejected.from_errors(exc.errors()) from exc
     body = request.model_dump(mode="json", exclude_defaults=True)
     info = client.info()
+    check_input_files(
+        request.files,
+        max_files=info.max_input_files,
+        max_file_bytes=info.max_input_file_bytes,
+        max_total_bytes=info.max_input_total_bytes,
+    )
     install = info.install_timeout_s if request.requirements else 0.0
     timeout = httpx.Timeout(client.timeout, read=client.timeout + install + CELL_MARGIN_S)
     response = client._request("POST", "/v1/sessions", json=body, timeout=timeout)
@@ -175,12 +182,25 @@ class RemoteSession:
         )
 
     def upload(self, path: str, data: bytes) -> SessionFile:
-        """Put ``data`` at ``path`` under the session's working directory."""
+        """Put ``data`` at ``path`` under the session's working directory.
+
+        Raises:
+            RequestRejected: ``path`` breaks the daemon's path rule (nothing was sent).
+            RequestTooLarge: ``data`` is larger than the daemon takes (nothing was sent).
+        """
         try:
             checked = InputFile.from_bytes(path, b"").path  # the daemon's path rule
         except ValidationError as exc:
             raise RequestRejected.from_errors(exc.errors()) from exc
-        response = self._call("PUT", f"/files/{urllib.parse.quote(checked)}", content=data)
+        cap = self.client.info().max_input_file_bytes
+        if len(data) > cap:
+            raise RequestTooLarge(f"files.{checked}", f"larger than {cap} bytes")
+        response = self._call(
+            "PUT",
+            f"/files/{urllib.parse.quote(checked)}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},  # the per-file body cap
+        )
         return self.client._parse(response, SessionFile)
 
     def download(self, path: str) -> bytes:

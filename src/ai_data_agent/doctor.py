@@ -1,4 +1,4 @@
-"""`ai-data-agent doctor`: the seed's verification checklist, as checks on a real sandbox.
+"""`ai-data-agent doctor`: the deployment checklist, as checks on a real sandbox.
 
     checks = run_checks(Settings())
     print_report(checks, Console())

@@ -26,12 +26,15 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     field_validator,
     model_validator,
 )
 
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
-from ai_data_agent.paths import normalise_relative_path
+from ai_data_agent.paths import check_relative_path
 from ai_data_agent.requirements import (
     MAX_REQUIREMENT_LENGTH,
     check_requirement,
@@ -66,6 +69,7 @@ __all__ = [
     "SkippedArtifact",
     "Timings",
     "capped",
+    "check_input_files",
     "parse_requirements_text",
 ]
 
@@ -102,14 +106,17 @@ class InputFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(description="Relative POSIX path, e.g. data/sales.csv.")
+    path: str = Field(
+        description="Relative POSIX path, already normal (no empty, `.` or `..` parts), "
+        "e.g. data/sales.csv."
+    )
     content_b64: str = Field(description="The file's bytes, base64 (standard alphabet).")
     _data: bytes | None = PrivateAttr(default=None)
 
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        path = normalise_relative_path(value)
+        path = check_relative_path(value)
         if path in RESERVED_INPUT_PATHS:
             raise ValueError(f"{path!r} is reserved for the code itself")
         return path
@@ -189,7 +196,11 @@ InputFiles = Annotated[list[InputFile], AfterValidator(_unique_paths)]
 
 
 class RunRequest(BaseModel):
-    """What to run. Limits left unset take the server's defaults."""
+    """What to run. Limits left unset take the server's defaults.
+
+    Numbers and flags are strict, as the API takes them: ``"10"`` is not a
+    number and ``"no"`` is not a boolean (an int is a float, though).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -197,16 +208,18 @@ class RunRequest(BaseModel):
     requirements: list[RequirementLine] = Field(
         default_factory=list, description="PEP 508 requirements from the configured index."
     )
-    timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of the code.")
-    memory_mb: int | None = Field(None, ge=64, description="Memory limit (swap equal).")
-    cpus: float | None = Field(None, gt=0, le=64)
-    network: bool = Field(False, description="Network for user code (if the server allows).")
+    timeout_s: StrictFloat | None = Field(
+        None, gt=0, description="Wall-clock limit of the code (seconds)."
+    )
+    memory_mb: StrictInt | None = Field(None, ge=64, description="Memory limit (MiB, swap equal).")
+    cpus: StrictFloat | None = Field(None, gt=0, le=64, description="CPU limit (cores).")
+    network: StrictBool = Field(False, description="Network for user code (if the server allows).")
     env: EnvVars = Field(default_factory=dict, description="Extra environment variables.")
     files: InputFiles = Field(
         default_factory=list, description="Input files, placed under the working directory."
     )
     install_mode: Literal["cache", "per_run"] | None = Field(
-        None, description="Override the server's install mode (per_run: the seed's pip install)."
+        None, description="Override the server's install mode (per_run: pip installs into the run's own sandbox dir)."
     )
 
     def resolve(self, settings: Settings) -> Limits:
@@ -254,21 +267,31 @@ class RunRequest(BaseModel):
                 )
 
     def _check_files(self, settings: Settings) -> None:
-        if len(self.files) > settings.max_input_files:
-            raise RequestTooLarge(
-                "files", f"{len(self.files)} files, at most {settings.max_input_files}"
-            )
-        total = 0
-        for item in self.files:
-            if len(item.data) > settings.max_input_file_bytes:
-                raise RequestTooLarge(
-                    f"files.{item.path}", f"larger than {settings.max_input_file_bytes} bytes"
-                )
-            total += len(item.data)
-        if total > settings.max_input_total_bytes:
-            raise RequestTooLarge(
-                "files", f"{total} bytes in all, at most {settings.max_input_total_bytes}"
-            )
+        check_input_files(
+            self.files,
+            max_files=settings.max_input_files,
+            max_file_bytes=settings.max_input_file_bytes,
+            max_total_bytes=settings.max_input_total_bytes,
+        )
+
+
+def check_input_files(
+    files: list[InputFile], *, max_files: int, max_file_bytes: int, max_total_bytes: int
+) -> None:
+    """The input file caps (the daemon applies them, and a client before it sends).
+
+    Raises:
+        RequestTooLarge: too many files, one too large, or too many bytes in all.
+    """
+    if len(files) > max_files:
+        raise RequestTooLarge("files", f"{len(files)} files, at most {max_files}")
+    total = 0
+    for item in files:
+        if len(item.data) > max_file_bytes:
+            raise RequestTooLarge(f"files.{item.path}", f"larger than {max_file_bytes} bytes")
+        total += len(item.data)
+    if total > max_total_bytes:
+        raise RequestTooLarge("files", f"{total} bytes in all, at most {max_total_bytes}")
 
 
 def capped(field: str, value: float | None, default: float, cap: float) -> float:
@@ -361,20 +384,28 @@ class RunResult(BaseModel):
 
 # -- The HTTP API's shapes (service and client) ----------------------------------
 
-ActiveStatus = Literal["queued", "running"]
+
+class ActiveStatus(StrEnum):
+    """A run that has not ended yet; a record's status is this or a `RunStatus`."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
 
 
 class RunSubmission(RunRequest):
-    """`POST /v1/runs` body: a `RunRequest`, and whether to wait for the result.
+    """The body of `POST /v1/runs`: a `RunRequest`, and whether to wait for the result."""
 
-    Both conversions keep the validated values (input files with their decoded
-    bytes) and validate nothing again::
+    # Both conversions keep the validated values (input files with their decoded
+    # bytes) and validate nothing again:
+    #     submission = RunSubmission.of(request, wait=False)      # a client's body
+    #     request = submission.to_request()                       # what the daemon runs
 
-        submission = RunSubmission.of(request, wait=False)      # a client's body
-        request = submission.to_request()                       # what the daemon runs
-    """
-
-    wait: bool = Field(True, description="Answer with the result (200) or at once (202).")
+    wait: StrictBool = Field(
+        True,
+        description="true: hold the request until the run ends and answer 200 with the "
+        "RunResult; false: answer 202 with the run id at once. The query parameter "
+        "`?wait=` overrides it.",
+    )
 
     @classmethod
     def of(cls, request: RunRequest, *, wait: bool = True) -> RunSubmission:
@@ -455,7 +486,7 @@ class ServerInfo(BaseModel):
     version: str
     features: list[str] = Field(
         description="What this daemon serves: runs, files (inputs), artifacts, events (SSE), "
-        "sessions (unless disabled)."
+        "sessions (unless disabled), mcp (/mcp, with the mcp extra)."
     )
     limits: RunLimitsInfo
     install_timeout_s: float = Field(description="Time an install of requirements may take.")

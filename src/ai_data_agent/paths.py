@@ -2,11 +2,16 @@
 
     check_relative_path("data/sales.csv")   # -> "data/sales.csv"
     check_relative_path("../etc/passwd")    # ValueError
+    check_relative_path("data//sales.csv")  # ValueError: not normal
     normalise_relative_path("./data//sales.csv")  # -> "data/sales.csv"
 
-A path is relative, POSIX, already normal (no ``.``, ``..`` or empty parts),
-without NUL or control characters, and short. Nothing is resolved against a
-file system here: the rule is purely textual, so it holds whoever wrote the name.
+A path is relative, POSIX, already normal (no ``.``, ``..`` or empty parts, so
+no trailing ``/`` either), without NUL or control characters, and short. The
+API and the models apply `check_relative_path` as it is: a name is taken or
+refused, never silently changed. `normalise_relative_path` is for names a
+person typed for a local file (the CLI's ``--file data/./x.csv``). Nothing is
+resolved against a file system here: the rule is purely textual, so it holds
+whoever wrote the name.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from ai_data_agent.errors import RequestRejected
 from ai_data_agent.models import (
@@ -90,9 +90,9 @@ class SessionRequest(BaseModel):
         default_factory=list, description="Input files, placed under the working directory."
     )
     env: EnvVars = Field(default_factory=dict, description="Extra environment variables.")
-    memory_mb: int | None = Field(None, ge=64, description="Memory limit (swap equal).")
-    cpus: float | None = Field(None, gt=0, le=64)
-    cell_timeout_s: float | None = Field(
+    memory_mb: StrictInt | None = Field(None, ge=64, description="Memory limit (MiB, swap equal).")
+    cpus: StrictFloat | None = Field(None, gt=0, le=64, description="CPU limit (cores).")
+    cell_timeout_s: StrictFloat | None = Field(
         None, gt=0, description="Default time limit of a cell in this session."
     )
 
@@ -126,8 +126,8 @@ class CellRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(description="Python source; the value of a final expression is returned.")
-    timeout_s: float | None = Field(None, gt=0, description="Time limit of this cell.")
-    wait: bool = Field(True, description="Answer with the result (200) or at once (202).")
+    timeout_s: StrictFloat | None = Field(None, gt=0, description="Time limit of this cell.")
+    wait: StrictBool = Field(True, description="Answer with the result (200) or at once (202).")
 
 
 class PackagesRequest(BaseModel):

@@ -25,6 +25,7 @@ __all__ = [
     "SYSTEM_CA_BUNDLES",
     "Settings",
     "system_ca_bundle",
+    "user_cache_dir",
 ]
 
 DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
@@ -54,6 +55,11 @@ def system_ca_bundle() -> Path | None:
         if path.is_file():
             return path.resolve()
     return None
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/ai-data-agent`` (``~/.cache`` by default): the host user's own state."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ai-data-agent"
 
 
 class Settings(BaseSettings):
@@ -116,7 +122,7 @@ class Settings(BaseSettings):
     install_mode: Literal["cache", "per_run"] = Field(
         "cache",
         description="cache: each requirement set is installed once into a shared read-only "
-        "environment; per_run: the seed's pip install into every run's sandbox dir.",
+        "environment; per_run: pip installs into every run's own sandbox dir.",
     )
     installer: Literal["uv", "pip"] = Field(
         "uv", description="uv (pip is the fallback when uv is missing or fails), or pip alone."
@@ -291,11 +297,32 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How often expired sandboxes are swept."
     )
 
+    # MCP server (the `mcp` extra) ---------------------------------------------
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "[::1]"],
+        description="Host header values /mcp answers (any port), comma-separated; others get "
+        "421, against DNS rebinding. Add the name clients use to reach the daemon.",
+    )
+    mcp_max_images: int = Field(
+        4, ge=0, description="PNG images (figures, image outputs) returned in one tool result."
+    )
+    mcp_cell_timeout_s: float = Field(
+        45.0,
+        gt=0,
+        description="Time limit of run_python when the call sets none: under the 60 s that "
+        "common MCP clients wait for a tool (see docs/mcp.md).",
+    )
+    mcp_stateless: bool = Field(
+        True,
+        description="/mcp without MCP sessions (each request stands alone). False keeps MCP "
+        "sessions, so that a 2025-era client's notifications/cancelled reaches its call.",
+    )
+
     # Client ------------------------------------------------------------------
     server: str | None = Field(None, description="Daemon URL: the CLI sends runs there.")
     token: SecretStr | None = Field(None, description="Bearer token the client sends.")
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "mcp_allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

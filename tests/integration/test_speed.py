@@ -54,7 +54,9 @@ def forget_everywhere(executor: Executor, requirements: list[str]) -> None:
     executor.env_cache.prune(keys=[key])
 
 
-def test_second_run_of_a_set_is_a_cache_hit_from_a_read_only_env(tmp_path: Path) -> None:
+def test_second_run_of_a_set_is_a_cache_hit_from_a_read_only_env(
+    tmp_path: Path, log_lines: list[LogLine]
+) -> None:
     executor = Executor(_settings(tmp_path))
     forget_everywhere(executor, ["six"])
     code = (
@@ -67,8 +69,15 @@ def test_second_run_of_a_set_is_a_cache_hit_from_a_read_only_env(tmp_path: Path)
         "print(sorted(os.listdir('/sys/class/net')))\n"
     )
     first = executor.run(RunRequest(code=code, requirements=["six"]))
+    installed = [line.message for line in log_lines]
+    log_lines.clear()
     second = executor.run(RunRequest(code=code, requirements=["six"]))
+    reused = [line.message for line in log_lines]
 
+    # "Successfully installed" only where something was installed; a hit says so instead.
+    assert any(m.startswith("sandbox: Successfully installed six==") for m in installed)
+    assert not any("Successfully installed" in m for m in reused), reused
+    assert any(m.startswith("environment cache hit: ") for m in reused), reused
     assert first.status == RunStatus.SUCCEEDED, first.error
     assert second.status == RunStatus.SUCCEEDED, second.error
     assert (first.install.cache_hit, second.install.cache_hit) == (False, True)

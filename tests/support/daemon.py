@@ -12,17 +12,21 @@ one class. Settings reach the child only as the ``AI_DATA_AGENT_*`` variables
 made from the values given (`child_env`); the rest of the environment is
 inherited, so a measured test run measures the daemon too (coverage's
 subprocess patch). Its bearer token is random unless given; its output goes to
-a log file in its data dir, whose end `log` returns for failure messages.
+a log file in its data dir, whose end `log` returns for failure messages. A
+daemon started from the main thread gets SIGTERM when the test process dies, so
+a test run that is killed (a timeout) leaves no daemon behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +42,14 @@ from tests.support.wait import poll
 __all__ = ["TERMINAL", "Daemon", "DaemonError", "free_port"]
 
 TERMINAL = frozenset(status.value for status in RunStatus)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the thread that started it ends (so: the main thread)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 CONTROLLER_LINE = re.compile(r"daemon started: controller (\w+)")
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 40.0
@@ -103,6 +115,11 @@ class Daemon:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                preexec_fn=(
+                    _die_with_parent
+                    if threading.current_thread() is threading.main_thread()
+                    else None
+                ),
             )
         daemon = cls(process, port, data_dir, log_path, values, token, dict(extra_env or {}))
         try:

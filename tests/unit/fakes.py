@@ -2,7 +2,7 @@
 
 `FakeBackend` runs the real in-container runner as a local subprocess, wired
 like a container: the runner's stdin, stdout and stderr are pipes, read by
-two threads into one queue, so `Session.read` has the Docker session's
+two threads into one queue, so `Sandbox.read` has the Docker sandbox's
 semantics (``(STDOUT|STDERR, bytes)``, ``(0, b"")`` at end of stream, None on
 timeout)::
 
@@ -10,7 +10,7 @@ timeout)::
     result = Executor(Settings(allow_network=True), backend=backend).run(
         RunRequest(code="print(1)", network=True)
     )
-    assert backend.sessions[0].calls[-1] == "remove"
+    assert backend.started[0].calls[-1] == "remove"
 
 `ScriptedBackend` plays a runner from a script of frames, for controller-side
 paths that a real runner cannot be made to take quickly (deadlines, floods).
@@ -43,10 +43,10 @@ from tests.support.measure import measured
 __all__ = [
     "EngineStub",
     "FakeBackend",
-    "ProcessSession",
+    "ProcessSandbox",
     "SandboxUser",
     "ScriptedBackend",
-    "ScriptedSession",
+    "ScriptedSandbox",
     "build_wheel",
     "decode_message",
     "descendants",
@@ -106,7 +106,7 @@ def _spec_ids(user: str) -> tuple[int, int]:
     return int(uid), int(gid or uid)
 
 
-class ProcessSession:
+class ProcessSandbox:
     """The runner as a local process; what a container would be."""
 
     def __init__(
@@ -168,7 +168,7 @@ class ProcessSession:
             if not data:
                 return
 
-    # -- Session protocol ----------------------------------------------------------
+    # -- Sandbox protocol ----------------------------------------------------------
     @property
     def container_id(self) -> str:
         return self._id
@@ -316,7 +316,7 @@ class EngineStub:
 
 
 class FakeBackend(EngineStub):
-    """Starts `ProcessSession`s; records every spec and session.
+    """Starts `ProcessSandbox`s; records every spec and session.
 
     Args:
         tmp_dir: the "container filesystem": the runner's TMPDIR and cwd.
@@ -344,9 +344,9 @@ class FakeBackend(EngineStub):
         self.fail_send = fail_send
         self.image = image
         self.specs: list[ContainerSpec] = []
-        self.sessions: list[ProcessSession] = []
+        self.started: list[ProcessSandbox] = []
 
-    def start(self, spec: ContainerSpec, run_id: str) -> ProcessSession:
+    def start(self, spec: ContainerSpec, run_id: str) -> ProcessSandbox:
         self.specs.append(spec)
         env = {
             # The "image's" own environment: nothing of the test process leaks in.
@@ -358,7 +358,7 @@ class FakeBackend(EngineStub):
             **spec.environment,
             **self.extra_env,
         }
-        session = ProcessSession(
+        sandbox = ProcessSandbox(
             spec,
             run_id,
             env,
@@ -366,8 +366,8 @@ class FakeBackend(EngineStub):
             run_as=self.run_as,
             fail_send=self.fail_send,
         )
-        self.sessions.append(session)
-        return session
+        self.started.append(sandbox)
+        return sandbox
 
 
 # A script item: a frame (dict, sent with the run's token), raw stdout bytes, or
@@ -376,7 +376,7 @@ ScriptItem = dict[str, Any] | bytes | tuple[int, bytes]
 Responder = Callable[[dict[str, Any]], list[ScriptItem]]
 
 
-class ScriptedSession:
+class ScriptedSandbox:
     """Plays ``before_go`` once the job is in, ``after_go`` once ``go`` is in.
 
     With ``respond``, the job itself picks what is played before ``go``
@@ -474,7 +474,7 @@ class ScriptedSession:
 
 
 class ScriptedBackend(EngineStub):
-    """Starts `ScriptedSession`s from a script factory."""
+    """Starts `ScriptedSandbox`s from a script factory."""
 
     def __init__(
         self,
@@ -497,13 +497,13 @@ class ScriptedBackend(EngineStub):
         self.on_start = on_start
         self.respond = respond
         self.specs: list[ContainerSpec] = []
-        self.sessions: list[ScriptedSession] = []
+        self.started: list[ScriptedSandbox] = []
 
-    def start(self, spec: ContainerSpec, run_id: str) -> ScriptedSession:
+    def start(self, spec: ContainerSpec, run_id: str) -> ScriptedSandbox:
         self.specs.append(spec)
         if self.on_start is not None:
             self.on_start(spec)
-        session = ScriptedSession(
+        sandbox = ScriptedSandbox(
             run_id,
             self.before_go,
             self.after_go,
@@ -513,8 +513,8 @@ class ScriptedBackend(EngineStub):
             exit_code=self.exit_code,
             respond=self.respond,
         )
-        self.sessions.append(session)
-        return session
+        self.started.append(sandbox)
+        return sandbox
 
 
 def build_wheel(directory: Path, name: str, version: str, module_source: str) -> Path:

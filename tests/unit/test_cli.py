@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from loguru import logger
 from typer.testing import CliRunner
 
 from ai_data_agent import cli
-from ai_data_agent.cli import EXIT_CODES, app, exit_code_for
+from ai_data_agent.cli import EXIT_AUTH, EXIT_CODES, app, exit_code_for
 from ai_data_agent.errors import (
     AiDataAgentError,
     ConfigurationError,
@@ -22,10 +23,12 @@ from ai_data_agent.errors import (
     RequestRejected,
     RequestTooLarge,
     ServerUnreachable,
+    Unauthorized,
 )
 from ai_data_agent.models import Artifact, InstallReport, RunRequest, RunResult, RunStatus
 from ai_data_agent.service import server
 from ai_data_agent.settings import Settings
+from ai_data_agent.stopping import Stopped
 
 SERVER = "http://daemon.test:8000"
 OPTIONS = "-p six==1.17.0 --timeout 20 --memory 256 --cpus 0.5 -e GREETING=hi"
@@ -71,6 +74,7 @@ class FakeClient:
     """Stands in for `ai_data_agent.client.Client`; answers with ``answer`` (or raises it)."""
 
     answer: RunResult | AiDataAgentError = result(RunStatus.SUCCEEDED, 0)
+    stop_with: BaseException | None = None
     made: list[FakeClient] = []  # noqa: RUF012 -- reset by the fixture
 
     def __init__(self, base_url: str, token: str | None = None) -> None:
@@ -78,6 +82,7 @@ class FakeClient:
         self.token = token
         self.calls: list[RunRequest] = []
         self.downloaded: list[str] = []
+        self.cancelled: list[str] = []
         self.closed = False
         FakeClient.made.append(self)
 
@@ -87,21 +92,24 @@ class FakeClient:
     def __exit__(self, *exc_info: object) -> None:
         self.closed = True
 
-    def run_request(self, request: RunRequest) -> RunResult:
+    def submit_request(self, request: RunRequest) -> str:
         self.calls.append(request)
         if isinstance(self.answer, AiDataAgentError):
             raise self.answer
-        return self.answer
+        return self.answer.id
 
-    def run_streaming(
-        self, request: RunRequest, on_output: Callable[[str, str], None]
-    ) -> RunResult:
+    def follow(self, run_id: str, on_output: Callable[[str, str], None]) -> RunResult:
         """As the daemon's event stream would: the output first, then the result."""
-        answer = self.run_request(request)
-        for stream, text in (("stdout", answer.stdout), ("stderr", answer.stderr)):
+        assert isinstance(self.answer, RunResult) and run_id == self.answer.id
+        for stream, text in (("stdout", self.answer.stdout), ("stderr", self.answer.stderr)):
             if text:
                 on_output(stream, text)
-        return answer
+        if self.stop_with is not None:  # a signal while the run is followed
+            raise self.stop_with
+        return self.answer
+
+    def cancel(self, run_id: str) -> None:
+        self.cancelled.append(run_id)
 
     def download_artifact(self, run_id: str, artifact: Artifact, directory: Path) -> Path:
         target = directory / artifact.path
@@ -114,6 +122,7 @@ class FakeClient:
 @pytest.fixture
 def fake_client(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
     monkeypatch.setattr(FakeClient, "made", [])
+    monkeypatch.setattr(FakeClient, "stop_with", None)
     monkeypatch.setattr(cli, "Client", FakeClient)
 
     def no_local_engine(*args: Any, **kwargs: Any) -> None:
@@ -406,3 +415,115 @@ def test_bad_input_files_exit_2(
     assert "--file" in outcome.output
     assert "Value error" not in outcome.output
     assert fake_client.made == []
+
+
+# -- what a new user trips over ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env_token", "hint"),
+    [
+        ([], None, "the daemon wants a token: set AI_DATA_AGENT_TOKEN (or pass --token)"),
+        (["--token", "wrong"], None, "the daemon does not accept this token"),
+        ([], "wrong", "the daemon does not accept this token"),
+    ],
+)
+def test_a_refused_token_exits_77_and_says_what_to_set(
+    runner: CliRunner,
+    fake_client: type[FakeClient],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env_token: str | None,
+    hint: str,
+) -> None:
+    if env_token is not None:
+        monkeypatch.setenv("AI_DATA_AGENT_TOKEN", env_token)
+    monkeypatch.setattr(fake_client, "answer", Unauthorized("bad token", status_code=401))
+    out = runner.invoke(app, ["run", "-", "--server", SERVER, *args], input="pass\n")
+    assert out.exit_code == EXIT_AUTH == 77, out.output
+    assert hint in " ".join(out.stderr.split())
+    assert fake_client.made[0].token == (args[1] if args else env_token)
+
+
+def test_run_help_names_the_token_option_and_its_variable(runner: CliRunner) -> None:
+    out = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(out.output.split())
+    assert "--token TOKEN Bearer token for --server (default: the AI_DATA_AGENT_TOKEN" in text
+    assert "(default: the AI_DATA_AGENT_SERVER variable)" in text
+    assert "77" in text and "143" in text  # the exit codes a caller must expect
+
+
+@pytest.mark.parametrize(
+    "stop", [Stopped(signal.SIGTERM), Stopped(signal.SIGHUP), KeyboardInterrupt()]
+)
+def test_a_stop_signal_cancels_the_run_on_the_daemon_then_exits_128_plus_it(
+    runner: CliRunner,
+    fake_client: type[FakeClient],
+    monkeypatch: pytest.MonkeyPatch,
+    stop: KeyboardInterrupt,
+) -> None:
+    monkeypatch.setattr(fake_client, "stop_with", stop)
+    out = runner.invoke(app, ["run", "-", "--server", SERVER], input="pass\n")
+    expected = 128 + (stop.signum if isinstance(stop, Stopped) else signal.SIGINT)
+    assert out.exit_code == expected, out.output
+    assert fake_client.made[0].cancelled == ["r1"]
+    assert "the run was cancelled" in out.stderr
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_anything_runs(
+    runner: CliRunner, fake_client: type[FakeClient], tmp_path: Path
+) -> None:
+    taken = tmp_path / "out"
+    taken.write_text("not a directory")
+    out = runner.invoke(
+        app, ["run", "-", "--server", SERVER, "--output-dir", str(taken)], input="pass\n"
+    )
+    assert out.exit_code == 2, out.output
+    assert "exists and is not a directory" in " ".join(out.stderr.split())
+    assert fake_client.made == []  # nothing was sent
+
+
+@pytest.mark.parametrize(
+    ("local", "dest"),
+    [("./data//sales.csv", "data/sales.csv"), ("data/./sales.csv", "data/sales.csv"),
+     ("../sales.csv", "sales.csv"), ("sales.csv", "sales.csv")],
+)  # fmt: skip
+def test_a_local_path_is_placed_at_its_normal_form_or_its_name(
+    runner: CliRunner,
+    fake_client: type[FakeClient],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    local: str,
+    dest: str,
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sales.csv").write_text("a\n")
+    (tmp_path / "sales.csv").write_text("a\n")
+    monkeypatch.chdir(tmp_path / "data" if local.startswith("..") else tmp_path)
+    out = runner.invoke(app, ["run", "-", "--server", SERVER, "--file", local], input="pass\n")
+    assert out.exit_code == 0, out.output
+    assert [f.path for f in fake_client.made[0].calls[0].files] == [dest]
+
+
+def test_log_format_json_applies_to_the_cli_and_the_fallback_notice_is_said_once(
+    runner: CliRunner,
+    fake_client: type[FakeClient],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    restore_logging: None,
+) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def submit_with_notices(self: FakeClient, request: RunRequest) -> str:
+        logger.bind(once="image-fallback:a:b").warning("fallback_triggered: using b")
+        logger.warning("said every time")
+        return "r1"
+
+    monkeypatch.setattr(fake_client, "submit_request", submit_with_notices)
+    outputs = [runner.invoke(app, ["run", "-", "--server", SERVER], input="pass\n") for _ in "12"]
+    lines = [
+        [json.loads(line)["record"]["message"] for line in out.stderr.splitlines()]
+        for out in outputs
+    ]
+    assert lines == [["fallback_triggered: using b", "said every time"], ["said every time"]]

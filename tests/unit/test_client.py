@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import inspect
 import json
 import socket
@@ -35,6 +37,7 @@ from ai_data_agent.models import (
     RunStatus,
     ServerInfo,
 )
+from ai_data_agent.session_models import SessionInfo, SessionStatus
 
 BASE = "http://daemon.test"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -177,27 +180,120 @@ def test_run_and_submit_take_every_field_of_a_run_request() -> None:
         assert parameters == fields, method.__name__
 
 
-def test_input_files_are_sent_as_base64(client_for: Any) -> None:
+def multipart(request: httpx.Request) -> list[tuple[str, str | None, bytes]]:
+    """The (name, filename, bytes) of each part of a multipart request."""
+    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.content)
+    return [
+        (part.get_param("name", header="content-disposition"), part.get_filename(),
+         part.get_payload(decode=True))
+        for part in message.iter_parts()
+    ]  # fmt: skip
+
+
+def test_input_files_are_sent_as_multipart_parts_of_their_own_bytes(client_for: Any) -> None:
     recorder = Recorder(httpx.Response(200, json=result_json()))
-    client_for(recorder).run("print(1)", files=[InputFile.from_bytes("data/a.csv", b"x,y\n1,2\n")])
-    assert json.loads(recorder.last.content)["files"] == [
-        {"path": "data/a.csv", "content_b64": "eCx5CjEsMgo="}
+    data = bytes(range(256)) * 3
+    files = [InputFile.from_bytes("data/a.csv", b"x,y\n1,2\n"), InputFile.from_bytes("b", data)]
+    client_for(recorder).run("print(1)", files=files)
+    parts = multipart(recorder.last)
+    assert [(name, filename) for name, filename, _ in parts] == [
+        ("request", None),
+        ("files", "data/a.csv"),
+        ("files", "b"),
     ]
+    assert json.loads(parts[0][2]) == {"code": "print(1)"}  # no base64 copy of the files
+    assert [content for _, _, content in parts[1:]] == [b"x,y\n1,2\n", data]
+
+
+def test_a_path_that_multipart_would_change_travels_in_the_json(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(200, json=result_json()))
+    files = [InputFile.from_bytes('say "hi".txt', b"hi"), InputFile.from_bytes("plain", b"p")]
+    client_for(recorder).run("print(1)", files=files)
+    parts = multipart(recorder.last)
+    assert json.loads(parts[0][2])["files"] == [{"path": 'say "hi".txt', "content_b64": "aGk="}]
+    assert [(name, filename) for name, filename, _ in parts[1:]] == [("files", "plain")]
+
+
+@pytest.mark.parametrize(
+    ("files", "field"),
+    [
+        ([InputFile.from_bytes(f"f{i}", b"x") for i in range(4)], "files"),  # 3 at most
+        ([InputFile.from_bytes("big", b"x" * 1025)], "files.big"),  # 1 KiB each
+        ([InputFile.from_bytes(f"f{i}", b"x" * 1000) for i in range(3)], "files"),  # 2 KiB in all
+    ],
+    ids=["count", "one-file", "total"],
+)
+def test_files_over_the_daemons_caps_are_refused_before_anything_is_sent(
+    client_for: Any, files: list[InputFile], field: str
+) -> None:
+    recorder = Recorder(httpx.Response(200, json=result_json()))
+    client = client_for(recorder)
+    with pytest.raises(RequestTooLarge) as caught:
+        client.run("print(1)", files=files)
+    assert caught.value.field == field and caught.value.status_code is None
+    with pytest.raises(RequestTooLarge):
+        client.submit("print(1)", files=files)
+    assert recorder.requests == []  # only GET /v1/info went out
+    assert recorder.info_requests == 1
+
+
+def session_json(session_id: str = "s1") -> dict[str, Any]:
+    return SessionInfo(
+        id=session_id,
+        status=SessionStatus.IDLE,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        last_activity_at=datetime(2025, 1, 1, tzinfo=UTC),
+    ).model_dump(mode="json")
+
+
+def test_session_files_over_the_daemons_caps_are_refused_before_anything_is_sent(
+    client_for: Any,
+) -> None:
+    recorder = Recorder(httpx.Response(200, json=session_json()))
+    client = client_for(recorder)
+    with pytest.raises(RequestTooLarge) as caught:
+        client.session(files=[InputFile.from_bytes("big", b"x" * 1025)])
+    assert caught.value.field == "files.big"
+    assert recorder.requests == []
+
+    session = client.session()
+    with pytest.raises(RequestTooLarge) as caught:
+        session.upload("data/big.csv", b"x" * 1025)
+    assert caught.value.field == "files.data/big.csv"
+    assert [r.method for r in recorder.requests] == ["POST"]  # the session, no upload
+
+
+def test_a_session_upload_is_sent_as_octet_stream(client_for: Any) -> None:
+    entry = {"path": "data/a.csv", "size": 4, "modified_at": "2025-01-01T00:00:00Z"}
+    recorder = Recorder(httpx.Response(200, json=session_json()), httpx.Response(200, json=entry))
+    session = client_for(recorder).session()
+    session.upload("data/a.csv", b"a,b\n")
+    assert recorder.last.method == "PUT" and recorder.last.url.path.endswith("/files/data/a.csv")
+    assert recorder.last.headers["content-type"] == "application/octet-stream"  # the file cap
+    assert recorder.last.content == b"a,b\n"
+
+
+def test_code_over_the_daemons_cap_is_refused_before_anything_is_sent(client_for: Any) -> None:
+    recorder = Recorder(httpx.Response(200, json=result_json()))
+    with pytest.raises(RequestRejected) as caught:
+        client_for(recorder).run("#" * (INFO.max_code_bytes + 1))
+    assert caught.value.field == "code" and not isinstance(caught.value, RequestTooLarge)
+    assert recorder.requests == []
 
 
 def test_run_request_sends_every_field_set(client_for: Any) -> None:
     recorder = Recorder(httpx.Response(200, json=result_json()))
-    request = RunRequest(
-        code="print(1)", timeout_s=12, files=[InputFile.from_bytes("in.txt", b"hi")]
-    )
+    request = RunRequest(code="print(1)", timeout_s=12, env={"A": "b"})
     client_for(recorder).run_request(request, wait_timeout_s=99)
     assert json.loads(recorder.last.content) == {
         "code": "print(1)",
         "timeout_s": 12,
-        "files": [{"path": "in.txt", "content_b64": "aGk="}],
+        "env": {"A": "b"},
     }
     assert recorder.last.extensions["timeout"]["read"] == 99
-    assert recorder.info_requests == 0  # a wait budget given: nothing to look up
+    assert recorder.info_requests == 1  # for the caps, not for the wait budget
 
 
 def test_submit_request_does_not_wait(client_for: Any) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import ScriptedBackend, ScriptedSession, ScriptItem
+from fakes import ScriptedBackend, ScriptedSandbox, ScriptItem
 
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.conversation import Budget, Conversation, OutputBuffer, Transcript
@@ -45,9 +45,9 @@ def session(
     after_go: list[ScriptItem] | None = None,
     *,
     end_stream: bool = False,
-) -> ScriptedSession:
+) -> ScriptedSandbox:
     """A started sandbox that has its bundle and a job with `TOKEN`."""
-    scripted = ScriptedSession(
+    scripted = ScriptedSandbox(
         "run-1",
         before_go,
         after_go or [],
@@ -73,7 +73,7 @@ def budget(**overrides: float) -> Budget:
 
 
 def converse(
-    scripted: ScriptedSession,
+    scripted: ScriptedSandbox,
     plan: Budget,
     *,
     return_at_result: bool = False,
@@ -238,7 +238,7 @@ class SlowRemoval(ScriptedBackend):
         self.release = threading.Event()
         self.removed: list[str] = []
 
-    def start(self, spec: ContainerSpec, run_id: str) -> ScriptedSession:
+    def start(self, spec: ContainerSpec, run_id: str) -> ScriptedSandbox:
         started = super().start(spec, run_id)
         inner = started.remove
 
@@ -316,9 +316,9 @@ def test_the_job_and_its_inputs_follow_the_bundle(tmp_path: Path) -> None:
     transcript = driver.drive(assignment, run_id="run-1")
 
     assert transcript.result is not None
-    calls = backend.sessions[0].calls
+    calls = backend.started[0].calls
     assert calls[:5] == ["send:bundle", "send:job", "send:file-1", "send:file-2", "send:UUUUUUUUUU"]
-    job = backend.sessions[0].jobs[0]
+    job = backend.started[0].jobs[0]
     assert job["install"]["uv_size"] == 10 and len(job["token"]) >= 32
     assert assignment.job.token == ""  # the caller's job is not changed
     assert calls[-1] == "remove"
@@ -335,7 +335,7 @@ def test_a_pooled_sandbox_is_used_when_its_profile_waits(tmp_path: Path) -> None
     finally:
         pool.close()
     assert transcript.result is not None
-    pooled = backend.sessions[0]
+    pooled = backend.started[0]
     assert pooled.run_id.startswith("pool-") and pooled.calls[-1] == "remove"
     assert pooled.jobs[0]["mode"] == "run"
     assert pool.taken == 1

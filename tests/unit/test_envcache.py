@@ -81,10 +81,10 @@ class CacheBackend(ScriptedBackend):
         return self.handlers[job["mode"]](job)
 
     def modes(self) -> list[str]:
-        return [s.jobs[0]["mode"] for s in self.sessions if s.jobs]
+        return [s.jobs[0]["mode"] for s in self.started if s.jobs]
 
     def jobs(self, mode: str) -> list[dict[str, Any]]:
-        return [s.jobs[0] for s in self.sessions if s.jobs and s.jobs[0]["mode"] == mode]
+        return [s.jobs[0] for s in self.started if s.jobs and s.jobs[0]["mode"] == mode]
 
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         self.ensured.append((name, labels))
@@ -224,7 +224,7 @@ def test_a_probe_without_an_answer_is_an_executor_error(
     with pytest.raises(ExecutorError) as caught:
         make_cache().image_info("img", "run-1")
     assert caught.value.step == "probe"
-    assert backend.sessions[0].calls[-1] == "remove"
+    assert backend.started[0].calls[-1] == "remove"
 
 
 # -- install, hit, adopt ------------------------------------------------------------------------
@@ -301,7 +301,7 @@ def test_the_uv_binary_is_shipped_to_uv_installs_only(
     cache.get_or_install(["six"], "img", "run-1")
     cache.close()
 
-    probe, install, publish, compiled = backend.sessions
+    probe, install, publish, compiled = backend.started
     assert backend.jobs("install")[0]["install"]["uv_size"] == 110
     assert any(call.startswith("send:#!/bin/sh") for call in install.calls)
     others = probe.calls + publish.calls + compiled.calls
@@ -534,7 +534,7 @@ def test_prune_by_age(stocked: EnvCache, backend: CacheBackend) -> None:
 
 def test_prune_by_key_and_nothing_to_do(stocked: EnvCache, backend: CacheBackend) -> None:
     assert stocked.prune(max_bytes=10**9, max_age_s=10**9) == []
-    assert backend.sessions == []  # nothing doomed, no sandbox
+    assert backend.started == []  # nothing doomed, no sandbox
     assert stocked.prune(keys=["b", "a"]) == ["a", "b"]
     assert [e.key for e in stocked.index.all()] == ["c"]
 
@@ -614,4 +614,4 @@ def test_the_pool_starts_once_with_the_cache_mounted(tmp_path: Path, backend: Ca
         names = [name for name, _ in backend.ensured]
         assert names[:2] == [CACHE_VOLUME, UV_CACHE_VOLUME]
         assert all(n.startswith("ai-data-agent-stage-") for n in names[2:])  # made ahead
-    assert backend.sessions[0].calls == ["send:bundle", "remove"]  # drained at close
+    assert backend.started[0].calls == ["send:bundle", "remove"]  # drained at close

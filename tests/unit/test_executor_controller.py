@@ -63,7 +63,7 @@ def test_network_detached_once_before_go_when_installing_without_network() -> No
     result = Executor(settings, backend=backend).run(RunRequest(code="x", requirements=["six"]))
     assert result.status is RunStatus.SUCCEEDED
     assert backend.specs[0].detach_network_before_code is True
-    assert backend.sessions[0].calls == [
+    assert backend.started[0].calls == [
         "send:bundle",
         "send:job",
         "detach",
@@ -81,7 +81,7 @@ def test_network_kept_when_the_request_may_use_it() -> None:
     result = Executor(settings, backend=backend).run(request)
     assert result.status is RunStatus.SUCCEEDED
     assert backend.specs[0].network == "bridge"
-    assert "detach" not in backend.sessions[0].calls
+    assert "detach" not in backend.started[0].calls
 
 
 def test_job_carries_the_request_and_settings() -> None:
@@ -97,7 +97,7 @@ def test_job_carries_the_request_and_settings() -> None:
         code="print(1)", requirements=["Six>=1.0"], network=True, env={"A": "b"}, timeout_s=7
     )
     Executor(settings, backend=backend).run(request)
-    (job,) = backend.sessions[0].jobs
+    (job,) = backend.started[0].jobs
     assert len(job["token"]) == 32
     assert job["code"] == "print(1)"
     assert job["requirements"] == [{"line": "Six>=1.0", "name": "Six", "optional": False}]
@@ -119,7 +119,7 @@ def test_controller_deadline_while_running() -> None:
     assert time.monotonic() - started < 5
     assert result.status is RunStatus.TIMED_OUT
     assert result.error == "killed at the deadline (phase running)"
-    calls = backend.sessions[0].calls
+    calls = backend.started[0].calls
     assert calls.count("kill") == 1
     assert calls[-1] == "remove"
 
@@ -136,7 +136,7 @@ def test_stream_flood_is_cut_off(log_lines: list[LogLine]) -> None:
     result = Executor(settings, backend=backend).run(RunRequest(code="x"))
     assert result.status is RunStatus.OUTPUT_EXCEEDED
     assert result.error == "the sandbox's output stream exceeded its budget"
-    assert backend.sessions[0].calls.count("kill") == 1
+    assert backend.started[0].calls.count("kill") == 1
     assert any("killing it" in line.message for line in log_lines if line.level == "WARNING")
     assert any("unauthenticated line" in line.message for line in log_lines)
 
@@ -203,7 +203,7 @@ def test_send_failure_still_removes_the_container() -> None:
     backend = ScriptedBackend([READY], fail_send=True)
     with pytest.raises(ExecutorError, match="injected send failure"):
         Executor(Settings(), backend=backend).run(RunRequest(code="x"))
-    assert backend.sessions[0].calls == ["send:bundle", "send:job", "remove"]
+    assert backend.started[0].calls == ["send:bundle", "send:job", "remove"]
 
 
 def test_remove_failure_does_not_mask_the_result(log_lines: list[LogLine]) -> None:
@@ -228,7 +228,7 @@ def test_on_event_error_propagates_after_cleanup() -> None:
 
     with pytest.raises(KeyError):
         Executor(Settings(), backend=backend).run(RunRequest(code="x"), on_event=on_event)
-    assert backend.sessions[0].calls[-1] == "remove"
+    assert backend.started[0].calls[-1] == "remove"
 
 
 def test_transcript_caps_output_even_if_the_runner_does_not() -> None:

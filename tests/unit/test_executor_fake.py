@@ -44,8 +44,8 @@ def run(
 
 def assert_cleaned_up(backend: FakeBackend) -> None:
     """One container, removed once at the very end; its runner process gone."""
-    assert len(backend.sessions) == 1
-    session = backend.sessions[0]
+    assert len(backend.started) == 1
+    session = backend.started[0]
     assert session.calls.count("remove") == 1
     assert session.calls[-1] == "remove"
     assert session.proc.returncode is not None
@@ -167,7 +167,7 @@ def test_cancel_from_on_event(sandbox_tmp: Path) -> None:
     assert time.monotonic() - started < 10
     assert result.status is RunStatus.CANCELLED
     assert result.error == "cancelled by request"
-    session = backend.sessions[0]
+    session = backend.started[0]
     assert session.calls.count("kill") == 1
     assert_cleaned_up(backend)
 
@@ -182,7 +182,7 @@ def test_cancel_from_a_timer(sandbox_tmp: Path) -> None:
     finally:
         timer.cancel()
     assert result.status is RunStatus.CANCELLED
-    assert "kill" in backend.sessions[0].calls
+    assert "kill" in backend.started[0].calls
     assert_cleaned_up(backend)
 
 
@@ -201,7 +201,7 @@ def test_remove_is_called_when_send_raises(sandbox_tmp: Path) -> None:
     with pytest.raises(ExecutorError, match="injected") as info:
         run(backend, net_request("print(1)"))
     assert info.value.step == "attach"
-    assert backend.sessions[0].calls == ["send:bundle", "send:job", "remove"]
+    assert backend.started[0].calls == ["send:bundle", "send:job", "remove"]
     assert_cleaned_up(backend)
 
 
@@ -222,7 +222,7 @@ def test_rejected_request_starts_nothing(sandbox_tmp: Path) -> None:
         run(backend, net_request("pass", timeout_s=10), net_settings(max_timeout_s=5))
     assert info.value.field == "timeout_s"
     assert backend.specs == []
-    assert backend.sessions == []
+    assert backend.started == []
 
 
 def test_requirements_install_then_network_detached_exactly_once(
@@ -241,7 +241,7 @@ def test_requirements_install_then_network_detached_exactly_once(
     (spec,) = backend.specs
     assert spec.network == "bridge"
     assert spec.detach_network_before_code is True
-    calls = backend.sessions[0].calls
+    calls = backend.started[0].calls
     assert calls.count("detach") == 1
     assert calls.index("detach") < calls.index("send:go")
     assert [e.data for e in events if e.kind == "phase"][:3] == ["installing", "ready", "running"]
@@ -260,7 +260,7 @@ def test_no_network_and_no_requirements_means_no_network_at_all(sandbox_tmp: Pat
     (spec,) = backend.specs
     assert spec.network is None
     assert spec.detach_network_before_code is False
-    assert "detach" not in backend.sessions[0].calls
+    assert "detach" not in backend.started[0].calls
 
 
 def test_install_failure(sandbox_tmp: Path) -> None:
@@ -318,7 +318,7 @@ def test_code_leaving_an_unreadable_dir_still_succeeds(
     backend = FakeBackend(unprivileged_tmp, run_as=sandbox_user)
     code = "import os\nos.makedirs('locked/inner')\nos.chmod('locked', 0)\nprint('done')\n"
     result = run(backend, net_request(code))
-    assert backend.sessions[0].calls[-1] == "remove"
+    assert backend.started[0].calls[-1] == "remove"
     assert result.stdout == "done\n"  # the code itself ran fine
     assert result.status is RunStatus.SUCCEEDED, (result.status, result.error)
 

@@ -15,6 +15,7 @@ EXPORTED = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "InputFile",
     "InstallFailed",
     "NotFound",
     "NotReady",

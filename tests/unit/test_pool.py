@@ -61,7 +61,7 @@ class GateBackend(EngineStub):
     """`start` fails while ``failures`` remain, and waits for ``gate`` when it is closed."""
 
     def __init__(self) -> None:
-        self.sessions: list[GateSession] = []
+        self.started: list[GateSession] = []
         self.start_times: list[float] = []
         self.failures = 0
         self.gate = threading.Event()
@@ -81,13 +81,13 @@ class GateBackend(EngineStub):
         if failing:
             raise ExecutorError("injected start failure", run_id=run_id, step="start")
         self.gate.wait(10)
-        session = GateSession(f"{run_id}-{len(self.sessions)}", fail_remove=self.fail_remove)
+        session = GateSession(f"{run_id}-{len(self.started)}", fail_remove=self.fail_remove)
         with self._lock:
-            self.sessions.append(session)
+            self.started.append(session)
         return session
 
     def live(self) -> list[GateSession]:
-        return [s for s in self.sessions if not s.removed]
+        return [s for s in self.started if not s.removed]
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def make_pool(backend: GateBackend) -> Iterator[MakePool]:
 def state(pool: WarmPool, backend: GateBackend) -> str:
     return (
         f"idle={pool.idle_count()} taken={pool.taken} missed={pool.missed} "
-        f"started={len(backend.sessions)} live={len(backend.live())}"
+        f"started={len(backend.started)} live={len(backend.live())}"
     )
 
 
@@ -131,7 +131,7 @@ def test_take_without_a_profile_is_none_and_no_miss(
 ) -> None:
     pool = make_pool()
     assert pool.take(spec_for("run")) is None
-    assert pool.missed == 0 and backend.sessions == []
+    assert pool.missed == 0 and backend.started == []
 
 
 def test_the_pool_fills_to_size_with_loaded_sandboxes_and_no_more(
@@ -142,10 +142,10 @@ def test_the_pool_fills_to_size_with_loaded_sandboxes_and_no_more(
     pool.add_profile(spec_for)
     pool.add_profile(spec_for)  # the same profile twice is one profile
     filled(pool, backend)
-    poll(lambda: len(backend.sessions) >= 6, timeout_s=5, what="two rounds of recycling")
+    poll(lambda: len(backend.started) >= 6, timeout_s=5, what="two rounds of recycling")
 
     assert max(backend.live_at_start) < 2, backend.live_at_start  # never a third alive
-    assert all(s.calls[0] == "send" for s in backend.sessions)  # the runner bundle, at start
+    assert all(s.calls[0] == "send" for s in backend.started)  # the runner bundle, at start
 
 
 def test_take_hands_out_an_idle_sandbox_once_and_refills(
@@ -160,8 +160,44 @@ def test_take_hands_out_an_idle_sandbox_once_and_refills(
     assert first is not None and second is not None and first is not second
     assert pool.taken == 2
     filled(pool, backend)
-    assert len(backend.sessions) == 4
+    assert len(backend.started) == 4
     assert not first.removed and not second.removed  # taken ones belong to their runs
+
+
+def test_refill_waits_while_a_taken_sandbox_starts_and_resumes_when_it_settles(
+    make_pool: MakePool, backend: GateBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_module, "REFILL_DEFER_S", 30.0)
+    pool = make_pool(size=1)
+    pool.add_profile(spec_for)
+    filled(pool, backend)
+
+    taken = pool.take(spec_for("run"))
+    assert taken is not None
+    time.sleep(0.3)  # the refill thread had every chance to start one
+    assert len(backend.started) == 1, state(pool, backend)
+
+    pool.settled(GateSession("not-from-the-pool"))  # changes nothing
+    time.sleep(0.1)
+    assert len(backend.started) == 1, state(pool, backend)
+
+    pool.settled(taken)
+    filled(pool, backend)
+    assert len(backend.started) == 2
+
+
+def test_a_taker_that_never_settles_delays_refill_only_for_the_defer_time(
+    make_pool: MakePool, backend: GateBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_module, "REFILL_DEFER_S", 0.3)
+    pool = make_pool(size=1)
+    pool.add_profile(spec_for)
+    filled(pool, backend)
+
+    taken_at = time.monotonic()
+    assert pool.take(spec_for("run")) is not None
+    filled(pool, backend)
+    assert backend.start_times[-1] - taken_at >= 0.3, backend.start_times
 
 
 def test_a_miss_is_counted_when_the_pool_is_empty(
@@ -228,7 +264,7 @@ def test_sandboxes_past_their_ttl_are_recycled(make_pool: MakePool, backend: Gat
     pool = make_pool(size=2, ttl_s=ttl)
     pool.add_profile(spec_for)
     filled(pool, backend)
-    first = list(backend.sessions)
+    first = list(backend.started)
 
     poll(
         lambda: all(s.removed for s in first) and pool.idle_count() == 2,
@@ -261,7 +297,7 @@ def test_close_removes_every_idle_sandbox_and_is_idempotent(
     assert pool.take(spec_for("run")) is None
     pool.add_profile(lambda pool_id: spec_for(pool_id, memory_mb=512))  # ignored once closed
     time.sleep(0.1)
-    assert len(backend.sessions) == 3
+    assert len(backend.started) == 3
 
 
 def test_a_sandbox_that_finishes_starting_after_close_is_removed(
@@ -280,7 +316,7 @@ def test_a_sandbox_that_finishes_starting_after_close_is_removed(
     closer.join(10)
 
     assert not closer.is_alive()
-    (late,) = backend.sessions
+    (late,) = backend.started
     assert late.removed
     assert pool.idle_count() == 0
 

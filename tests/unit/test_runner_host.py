@@ -62,7 +62,7 @@ def make_job(code: str, **overrides: Any) -> dict[str, Any]:
     """
     backend = ScriptedBackend([], end_stream=True)
     Executor(Settings(allow_network=True), backend=backend).run(RunRequest(code=code, network=True))
-    (job,) = backend.sessions[0].jobs
+    (job,) = backend.started[0].jobs
     job.update(overrides)
     return job
 

@@ -97,7 +97,7 @@ def test_module_docstring_example_holds() -> None:
 # -- pip_install_command ---------------------------------------------------------
 
 
-def test_pip_install_command_has_the_seed_flags() -> None:
+def test_pip_install_command_forces_a_reinstall_into_the_target() -> None:
     cmd = pip_install_command("/usr/bin/python3", "/sb/req.txt", "/sb")
     assert cmd[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
     assert cmd[cmd.index("-r") + 1] == "/sb/req.txt"

@@ -44,7 +44,7 @@ def test_a_session_keeps_state_and_reports_each_cell(sandbox_tmp: Path) -> None:
         info = session.info()
         assert (info.execution_count, info.status) == (2, SessionStatus.IDLE)
     assert session.status is SessionStatus.CLOSED
-    assert ex.backend.sessions[0].removed  # type: ignore[attr-defined]
+    assert ex.backend.started[0].removed  # type: ignore[attr-defined]
 
 
 def test_files_round_trip_and_are_listed(sandbox_tmp: Path) -> None:
@@ -87,7 +87,7 @@ def test_a_second_call_while_a_cell_runs_is_busy_and_interrupt_works(sandbox_tmp
 def test_a_dead_sandbox_makes_the_session_gone(sandbox_tmp: Path) -> None:
     ex = executor(sandbox_tmp)
     session = ex.session()
-    ex.backend.sessions[0].kill()  # type: ignore[attr-defined]
+    ex.backend.started[0].kill()  # type: ignore[attr-defined]
     with pytest.raises(SessionGone):
         session.run("1")
     assert session.status is SessionStatus.LOST

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from fakes import ScriptedBackend, ScriptedSession
+from fakes import ScriptedBackend, ScriptedSandbox
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import SweepRule
@@ -109,13 +109,13 @@ def test_the_bundle_carries_every_sandbox_module_and_the_main() -> None:
 
 @pytest.mark.parametrize("remove_fails", [False, True])
 def test_a_start_whose_bundle_cannot_be_sent_is_removed(remove_fails: bool) -> None:
-    class FailingBundle(ScriptedSession):
+    class FailingBundle(ScriptedSandbox):
         def send(self, data: bytes) -> None:
             self.calls.append("send:bundle")
             raise ExecutorError("attach broke", step="attach")
 
     class Backend(ScriptedBackend):
-        def start(self, spec: object, run_id: str) -> ScriptedSession:  # type: ignore[override]
+        def start(self, spec: object, run_id: str) -> ScriptedSandbox:  # type: ignore[override]
             session = FailingBundle(
                 run_id,
                 [],
@@ -125,10 +125,10 @@ def test_a_start_whose_bundle_cannot_be_sent_is_removed(remove_fails: bool) -> N
                 fail_remove=remove_fails,
                 exit_code=0,
             )
-            self.sessions.append(session)
+            self.started.append(session)
             return session
 
     backend = Backend([])
     with pytest.raises(ExecutorError, match="attach broke"):
         launch(backend, spec(), "r")  # type: ignore[arg-type]
-    assert backend.sessions[0].calls == ["send:bundle", "remove"]
+    assert backend.started[0].calls == ["send:bundle", "remove"]

@@ -20,7 +20,7 @@ from ai_data_agent.executor.spec import (
     ContainerSpec,
 )
 
-__all__ = ["STDERR", "STDOUT", "Backend", "ExitState", "Session", "SweepRule"]
+__all__ = ["STDERR", "STDOUT", "Backend", "ExitState", "Sandbox", "SweepRule"]
 
 STDOUT = 1
 STDERR = 2
@@ -65,7 +65,7 @@ class SweepRule:
         return expired or owner_is_dead(owner) or labels.get(LABEL_RUN_ID) in self.run_ids
 
 
-class Session(Protocol):
+class Sandbox(Protocol):
     """One started sandbox. Every method may raise `ExecutorError`."""
 
     @property
@@ -96,7 +96,7 @@ class Backend(Protocol):
     """A container engine. Every method may raise `ExecutorError` (`DockerUnavailable`
     when the engine cannot be reached) or `ConfigurationError`."""
 
-    def start(self, spec: ContainerSpec, run_id: str) -> Session:
+    def start(self, spec: ContainerSpec, run_id: str) -> Sandbox:
         """Create, attach and start a container. On failure nothing is left behind."""
 
     def ping(self) -> str:

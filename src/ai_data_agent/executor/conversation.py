@@ -1,7 +1,7 @@
 """One conversation with a started sandbox: frames in, the controller's deadlines, a `Transcript` out.
 
     transcript = Transcript.empty(settings, collector)
-    Conversation(session, token, budget, transcript, run_id=run_id).run(return_at_result=False)
+    Conversation(sandbox, token, budget, transcript, run_id=run_id).run(return_at_result=False)
 
 Every byte from the container is hostile: only frames with the job's token
 count (`protocol.FrameReader`), each is parsed into its type (`frames`), output
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from ai_data_agent.executor.artifacts import ArtifactCollector
-from ai_data_agent.executor.backend import STDERR, STDOUT, ExitState, Session
+from ai_data_agent.executor.backend import STDERR, STDOUT, ExitState, Sandbox
 from ai_data_agent.executor.events import EventHandler, RunEvent
 from ai_data_agent.executor.frames import (
     ArtifactBegin,
@@ -139,7 +139,7 @@ class Conversation:
 
     def __init__(
         self,
-        session: Session,
+        sandbox: Sandbox,
         token: str,
         budget: Budget,
         transcript: Transcript,
@@ -149,7 +149,7 @@ class Conversation:
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
-        self.session = session
+        self.sandbox = sandbox
         self.budget = budget
         self.transcript = transcript
         self.run_id = run_id
@@ -179,13 +179,13 @@ class Conversation:
             if not return_at_result:
                 self._await_exit()
         else:
-            t.exit_state = self.session.exit_state(timeout_s=10.0)
+            t.exit_state = self.sandbox.exit_state(timeout_s=10.0)
         return t
 
     def _stop(self, reason: str, message: str, level: str = "INFO") -> None:
         self.transcript.deadline_hit = reason
         self.log.log(level, message)
-        self.session.kill()
+        self.sandbox.kill()
 
     def _step(self) -> bool:
         """Handle one slice of time; False at the end of the stream."""
@@ -197,7 +197,7 @@ class Conversation:
         if remaining <= 0:
             self._stop(t.phase, f"deadline passed in phase {t.phase}; killing the sandbox")
             return True
-        chunk = self.session.read(min(remaining, READ_SLICE_S))
+        chunk = self.sandbox.read(min(remaining, READ_SLICE_S))
         if chunk is None:
             return True
         stream, data = chunk
@@ -249,10 +249,10 @@ class Conversation:
         now = time.monotonic()
         if phase == "ready":
             if self.detach_network:
-                self.session.detach_network()
+                self.sandbox.detach_network()
                 self.log.debug("install network detached")
-            self.session.send(GO_LINE)
-            self.session.close_stdin()
+            self.sandbox.send(GO_LINE)
+            self.sandbox.close_stdin()
             self.deadline = now + self.budget.verify_s
         elif phase == "running":
             self.code_started = now
@@ -272,6 +272,6 @@ class Conversation:
         """
         end = time.monotonic() + EXIT_WAIT_S
         while (left := end - time.monotonic()) > 0:
-            chunk = self.session.read(left)
+            chunk = self.sandbox.read(left)
             if chunk is not None and not chunk[1]:
                 break

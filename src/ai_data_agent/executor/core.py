@@ -4,7 +4,7 @@
         result = executor.run(RunRequest(code="print('hi')"))
 
 `Executor.run` reads as its steps: resolve the request against the settings,
-prepare its environment (the environment cache, or the seed's per-run pip
+prepare its environment (the environment cache, or a per-run pip
 install inside the run's own sandbox), build the container spec, drive the
 sandbox (`driver`), and turn the transcript into a result (`outcome`). The
 container is removed in every path (success, failure, timeout, Ctrl-C).

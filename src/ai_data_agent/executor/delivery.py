@@ -1,6 +1,6 @@
 """How the sandbox programs reach a container: a small bootstrap on the command line, the rest on stdin.
 
-    session = launch(backend, spec, run_id)   # started; the runner is loaded and waits for a job
+    sandbox = launch(backend, spec, run_id)   # started; the runner is loaded and waits for a job
 
 The command line carries only `sandbox.bootstrap` (``python3 -I -S -c ...``);
 the runner and its modules follow as one length-prefixed JSON bundle over the
@@ -16,7 +16,7 @@ import functools
 import json
 
 from ai_data_agent.errors import ExecutorError
-from ai_data_agent.executor.backend import Backend, Session
+from ai_data_agent.executor.backend import Backend, Sandbox
 from ai_data_agent.executor.spec import ContainerSpec, sandbox_source
 
 __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
@@ -56,19 +56,19 @@ def bundle(main: str = "runner") -> bytes:
     return str(len(body)).encode() + b"\n" + body
 
 
-def launch(backend: Backend, spec: ContainerSpec, run_id: str) -> Session:
+def launch(backend: Backend, spec: ContainerSpec, run_id: str) -> Sandbox:
     """Start a sandbox and load its runner; on failure nothing is left behind.
 
     Raises:
         ExecutorError: the container could not be started or written to.
     """
-    session = backend.start(spec, run_id)
+    sandbox = backend.start(spec, run_id)
     try:
-        session.send(bundle())
+        sandbox.send(bundle())
     except BaseException as exc:
         try:
-            session.remove()
+            sandbox.remove()
         except ExecutorError:
             pass  # the sweep finds it by label; the first error matters more
         raise exc
-    return session
+    return sandbox

@@ -4,7 +4,7 @@
     session = backend.start(spec, run_id)
     backend.sweep(SweepRule(keep_controller=controller_id))
 
-This module and its parts (`docker_session`, `docker_volumes`, `docker_sweep`)
+This module and its parts (`docker_sandbox`, `docker_volumes`, `docker_sweep`)
 are the only code that touches docker-py: every docker-py and requests
 exception is translated here into `ExecutorError` with the run id, container
 id and step (`DockerUnavailable` when the engine cannot be reached). A
@@ -27,7 +27,7 @@ from loguru import logger
 from ai_data_agent.errors import ConfigurationError, DockerUnavailable, ExecutorError
 from ai_data_agent.executor import docker_sweep, docker_volumes
 from ai_data_agent.executor.backend import SweepRule
-from ai_data_agent.executor.docker_session import DOCKER_ERRORS, DockerSession
+from ai_data_agent.executor.docker_sandbox import DOCKER_ERRORS, DockerSandbox
 from ai_data_agent.executor.spec import CA_BUNDLE_PATH, LABEL_CONTROLLER, ContainerSpec
 from ai_data_agent.settings import Settings
 
@@ -207,8 +207,10 @@ class DockerBackend:
             )
         fallback = self.settings.fallback_image
         if self._present(fallback):
-            logger.warning(
-                "fallback_triggered: sandbox image {} unavailable ({}); using local {}",
+            # Said on every resolve; `once` lets the CLI say it once per user and images.
+            logger.bind(once=f"image-fallback:{image}:{fallback}").warning(
+                "fallback_triggered: sandbox image {} unavailable ({}); using local {} "
+                "(set AI_DATA_AGENT_SANDBOX_IMAGE to choose the image and skip this check)",
                 image,
                 reason,
                 fallback,
@@ -247,7 +249,7 @@ class DockerBackend:
         )
         return result
 
-    def start(self, spec: ContainerSpec, run_id: str) -> DockerSession:
+    def start(self, spec: ContainerSpec, run_id: str) -> DockerSandbox:
         api = self.client.api
         container_id: str | None = None
         sock: Any = None
@@ -292,7 +294,7 @@ class DockerBackend:
                 container_id=container_id,
                 step=step,
             ) from exc
-        return DockerSession(self.client, container_id, sock, spec, run_id, self._remove_later)
+        return DockerSandbox(self.client, container_id, sock, spec, run_id, self._remove_later)
 
     def sandboxes(self, controller_id: str) -> list[str]:
         try:

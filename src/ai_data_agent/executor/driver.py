@@ -25,7 +25,7 @@ from loguru import logger
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.artifacts import ArtifactCollector
-from ai_data_agent.executor.backend import Backend, Session
+from ai_data_agent.executor.backend import Backend, Sandbox
 from ai_data_agent.executor.conversation import Budget, Conversation, Transcript
 from ai_data_agent.executor.delivery import launch
 from ai_data_agent.executor.events import EventHandler
@@ -95,54 +95,60 @@ class SandboxDriver:
             artifacts_dir, self.settings.max_artifacts, self.settings.max_artifact_total_bytes
         )
         transcript = Transcript.empty(self.settings, collector)
-        session = self.sandbox(assignment.spec, run_id)
+        sandbox = self.sandbox(assignment.spec, run_id)
         deferred = False
         try:
-            session.send(encode_message(job.encode()))
+            sandbox.send(encode_message(job.encode()))
             for blob in assignment.inputs:
-                session.send(blob)
+                sandbox.send(blob)
             if uv_path is not None:
-                _send_file(session, uv_path)
+                _send_file(sandbox, uv_path)
             budget = Budget.for_job(self.settings, assignment.code_timeout_s)
             Conversation(
-                session, token, budget, transcript, run_id=run_id,
+                sandbox, token, budget, transcript, run_id=run_id,
                 detach_network=assignment.spec.detach_network_before_code,
                 on_event=on_event, cancel=cancel,
             ).run(return_at_result=defer_removal)  # fmt: skip
             deferred = defer_removal and transcript.finished_cleanly
         finally:
+            self.settled(sandbox)
             collector.close()
             if deferred:
-                self._remove_later(session, run_id)
+                self._remove_later(sandbox, run_id)
             else:
-                _remove(session, run_id)
+                _remove(sandbox, run_id)
         return transcript
 
-    def sandbox(self, spec: ContainerSpec, run_id: str) -> Session:
+    def sandbox(self, spec: ContainerSpec, run_id: str) -> Sandbox:
         """A started sandbox with its runner loaded: from the warm pool, else a fresh one."""
         log = logger.bind(run_id=run_id)
-        session = self.pool.take(spec) if self.pool is not None else None
-        if session is not None:
-            log.debug("container {} taken from the warm pool", session.container_id[:12])
-            return session
-        session = launch(self.backend, spec, run_id)
-        log.debug("container {} started from {}", session.container_id[:12], spec.image)
-        return session
+        sandbox = self.pool.take(spec) if self.pool is not None else None
+        if sandbox is not None:
+            log.debug("container {} taken from the warm pool", sandbox.container_id[:12])
+            return sandbox
+        sandbox = launch(self.backend, spec, run_id)
+        log.debug("container {} started from {}", sandbox.container_id[:12], spec.image)
+        return sandbox
 
-    def _remove_later(self, session: Session, run_id: str) -> None:
+    def settled(self, sandbox: Sandbox) -> None:
+        """``sandbox`` is past its start; the warm pool may refill (see `WarmPool.settled`)."""
+        if self.pool is not None:
+            self.pool.settled(sandbox)
+
+    def _remove_later(self, sandbox: Sandbox, run_id: str) -> None:
         with self._lock:
-            self._removals.submit(_remove, session, run_id)
+            self._removals.submit(_remove, sandbox, run_id)
 
 
-def _send_file(session: Session, path: Path) -> None:
+def _send_file(sandbox: Sandbox, path: Path) -> None:
     with path.open("rb") as fh:
         while chunk := fh.read(UV_CHUNK):
-            session.send(chunk)
+            sandbox.send(chunk)
 
 
-def _remove(session: Session, run_id: str) -> None:
+def _remove(sandbox: Sandbox, run_id: str) -> None:
     try:
-        session.remove()
+        sandbox.remove()
     except ExecutorError as exc:
         # Never mask the first error; the retries and the sweep will find it by label.
         logger.bind(run_id=run_id).warning("cleanup failed: {}", exc)

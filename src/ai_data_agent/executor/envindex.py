@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -32,6 +31,7 @@ from packaging.utils import canonicalize_name
 
 from ai_data_agent.executor.spec import ENVS_MOUNT
 from ai_data_agent.models import PackageInfo
+from ai_data_agent.settings import user_cache_dir
 
 __all__ = ["CachedEnv", "EnvIndex", "ImageInfo", "cache_key", "default_index_path"]
 
@@ -123,9 +123,8 @@ def cache_key(requirements: list[str], image_id: str, image: ImageInfo, flavour:
 
 def default_index_path(engine_id: str) -> Path:
     """``<user cache dir>/ai-data-agent/engines/<engine id>/envcache.sqlite3``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     safe = "".join(ch for ch in engine_id if ch.isalnum() or ch in "-_") or "default"
-    return Path(base) / "ai-data-agent" / "engines" / safe[:64] / "envcache.sqlite3"
+    return user_cache_dir() / "engines" / safe[:64] / "envcache.sqlite3"
 
 
 def _env(row: tuple[Any, ...]) -> CachedEnv:

@@ -115,7 +115,7 @@ def _installer_limits(settings: Settings) -> dict[str, Any]:
 
 
 def run_job(settings: Settings, request: RunRequest, limits: Limits, env_path: str | None) -> Job:
-    """The request's code; installed per run (the seed's pip) unless ``env_path`` is cached."""
+    """The request's code; installed per run (pip into the run's sandbox dir) unless ``env_path`` is cached."""
     install = (
         InstallSpec(skip=True)
         if env_path is not None or not request.requirements

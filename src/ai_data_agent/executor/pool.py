@@ -2,14 +2,18 @@
 
     pool = WarmPool(backend, size=2, ttl_s=300)
     pool.add_profile(spec)              # keep `size` sandboxes like `spec` ready
-    session = pool.take(spec)           # one of them, or None: start a fresh one
+    sandbox = pool.take(spec)           # one of them, or None: start a fresh one
+    pool.settled(sandbox)               # its hot start is over: refill now
     pool.close()                        # remove every idle sandbox
 
 A pooled sandbox is a fresh container whose runner is loaded and waits for
 its job on stdin (`delivery.launch`), so a run skips the container start and
 the runner's start without ever sharing a container: the driver removes it
 after its one run. Refill happens on a background
-thread; an empty pool means a fresh container, never reuse. Sandboxes that
+thread; an empty pool means a fresh container, never reuse. A refill waits
+while a taken sandbox starts its user code (until `settled()`, at most
+``REFILL_DEFER_S``): on a small host, starting a container next to that code
+slows the very run the pool exists to speed up. Sandboxes that
 wait longer than the TTL are recycled. Docker errors are logged and retried
 with a backoff; the pool never holds more than ``size`` per profile.
 """
@@ -25,18 +29,19 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from ai_data_agent.errors import AiDataAgentError
-from ai_data_agent.executor.backend import Backend, Session
+from ai_data_agent.executor.backend import Backend, Sandbox
 from ai_data_agent.executor.delivery import launch
 from ai_data_agent.executor.spec import ContainerSpec
 
 __all__ = ["WarmPool"]
 
 RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
+REFILL_DEFER_S = 1.0
 
 
 @dataclass
 class _Idle:
-    session: Session
+    sandbox: Sandbox
     born: float
 
 
@@ -60,6 +65,8 @@ class WarmPool:
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._unsettled: set[str] = set()
+        self._defer_until = 0.0
         self.taken = 0
         self.missed = 0
 
@@ -75,7 +82,7 @@ class WarmPool:
                 self._thread.start()
             self._cond.notify_all()
 
-    def take(self, spec: ContainerSpec) -> Session | None:
+    def take(self, spec: ContainerSpec) -> Sandbox | None:
         """A ready sandbox with the profile of ``spec``, or None."""
         with self._cond:
             entry = self._profiles.get(spec.profile())
@@ -85,8 +92,18 @@ class WarmPool:
                 return None
             idle = entry.idle.pop(0)
             self.taken += 1
+            self._unsettled.add(idle.sandbox.container_id)
+            self._defer_until = time.monotonic() + REFILL_DEFER_S
             self._cond.notify_all()
-            return idle.session
+            return idle.sandbox
+
+    def settled(self, sandbox: Sandbox) -> None:
+        """``sandbox`` is past its start: refill need not wait for it. Any sandbox may
+        be passed; one the pool did not hand out changes nothing."""
+        with self._cond:
+            if sandbox.container_id in self._unsettled:
+                self._unsettled.discard(sandbox.container_id)
+                self._cond.notify_all()
 
     def idle_count(self) -> int:
         with self._cond:
@@ -100,13 +117,13 @@ class WarmPool:
                     return
                 work = self._next_work()
                 if work is None:
-                    self._cond.wait(timeout=min(self.ttl_s / 4, 5.0))
+                    self._cond.wait(timeout=self._idle_wait())
                     continue
                 expired, profile = work
                 if profile is not None:
                     profile.starting += 1
             for idle in expired:
-                self._remove(idle.session)
+                self._remove(idle.sandbox)
             if profile is not None:
                 self._start_one(profile)
 
@@ -115,22 +132,34 @@ class WarmPool:
         now = time.monotonic()
         expired: list[_Idle] = []
         needy = None
+        if now >= self._defer_until:
+            self._unsettled.clear()  # takers that never settle wait no longer than this
+        deferred = bool(self._unsettled)
         for profile in self._profiles.values():
             stale = [i for i in profile.idle if now - i.born > self.ttl_s]
             if stale:
                 profile.idle = [i for i in profile.idle if i not in stale]
                 expired += stale
             short = len(profile.idle) + profile.starting < self.size
-            if needy is None and short and now >= profile.retry_at:
+            if needy is None and short and not deferred and now >= profile.retry_at:
                 needy = profile
         if not expired and needy is None:
             return None
         return expired, needy
 
+    def _idle_wait(self) -> float:
+        """Under the lock: how long the refill thread may sleep before it looks again."""
+        wait = min(self.ttl_s / 4, 5.0)
+        now = time.monotonic()
+        if self._unsettled:
+            wait = min(wait, self._defer_until - now)
+        retries = [p.retry_at - now for p in self._profiles.values() if p.retry_at > now]
+        return max(0.01, min([wait, *retries]))
+
     def _start_one(self, profile: _Profile) -> None:
         pool_id = f"pool-{uuid.uuid4().hex[:12]}"
         try:
-            session = launch(self.backend, profile.make_spec(pool_id), pool_id)
+            sandbox = launch(self.backend, profile.make_spec(pool_id), pool_id)
         except AiDataAgentError as exc:
             with self._cond:
                 profile.starting -= 1
@@ -145,18 +174,18 @@ class WarmPool:
             if self._closed:
                 keep = False
             else:
-                profile.idle.append(_Idle(session, time.monotonic()))
+                profile.idle.append(_Idle(sandbox, time.monotonic()))
                 keep = True
             self._cond.notify_all()
         if not keep:
-            self._remove(session)
+            self._remove(sandbox)
 
     @staticmethod
-    def _remove(session: Session) -> None:
+    def _remove(sandbox: Sandbox) -> None:
         try:
-            session.remove()
+            sandbox.remove()
         except AiDataAgentError as exc:
-            logger.warning("warm pool: cannot remove {}: {}", session.container_id[:12], exc)
+            logger.warning("warm pool: cannot remove {}: {}", sandbox.container_id[:12], exc)
 
     # -- lifecycle ----------------------------------------------------------------
     def close(self) -> None:
@@ -171,4 +200,4 @@ class WarmPool:
         if thread is not None:
             thread.join(timeout=30)
         for entry in idle:
-            self._remove(entry.session)
+            self._remove(entry.sandbox)

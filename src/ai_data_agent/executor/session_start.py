@@ -65,6 +65,7 @@ def launch(
             sandbox.send(item.data)
         generation = _wait_started(wire, session_id, env is not None)
     finally:
+        executor.driver.settled(sandbox)
         if generation is None:
             wire.ended = True
             try:

@@ -55,6 +55,14 @@ class StagingVolumes:
         with self._lock:
             self._prepare_next()
 
+    def spare(self) -> str | None:
+        """The name of the volume made ahead, once it is made."""
+        with self._lock:
+            ready = self._ready
+        if ready is None or not ready.done() or ready.exception() is not None:
+            return None
+        return ready.result()
+
     def take(self) -> str:
         """A fresh staging volume, owned by the sandbox user.
 

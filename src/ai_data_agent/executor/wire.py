@@ -23,7 +23,7 @@ from typing import Any
 from loguru import logger
 
 from ai_data_agent.errors import ExecutorError, SessionGone
-from ai_data_agent.executor.backend import STDERR, STDOUT, Session
+from ai_data_agent.executor.backend import STDERR, STDOUT, Sandbox
 from ai_data_agent.executor.frames import Frame, parse_frame
 from ai_data_agent.executor.protocol import FrameReader, encode_message
 
@@ -34,7 +34,7 @@ RUNNER_STDERR_LIMIT = 64 * 1024
 
 
 class SessionWire:
-    def __init__(self, sandbox: Session, token: str, session_id: str) -> None:
+    def __init__(self, sandbox: Sandbox, token: str, session_id: str) -> None:
         self.sandbox = sandbox
         self.session_id = session_id
         self.reader = FrameReader(token)

@@ -3,10 +3,10 @@
     cmd = pip_install_command(sys.executable, "reqs.txt", "/tmp/ai_data_agent_x")
     report = Installer(channel, job, uv_path=None).install(sandbox, env)
 
-The pip invocation is the seed's: a forced install into the target. uv is the
-faster path; pip takes over only when uv itself cannot run here (no binary, it
-cannot start, it dies from a signal, or it says this interpreter or platform is
-unsupported). A requirement that does not resolve fails with uv's own message,
+The pip invocation is a forced install into the target (``--target --upgrade
+--force-reinstall``). uv is the faster path; pip takes over only when uv itself
+cannot run here (no binary, it cannot start, it dies from a signal, or it says
+this interpreter or platform is unsupported). A requirement that does not resolve fails with uv's own message,
 without a second attempt. Standard library only, Python >= 3.9.
 """
 
@@ -44,7 +44,7 @@ def pip_install_command(
     index_url: str | None = None,
     extra_args: list[str] | None = None,
 ) -> list[str]:
-    """The seed's pip invocation: a per-run, forced install into ``target``."""
+    """A per-run, forced pip install into ``target``."""
     cmd = [python, "-m", "pip", "install", "-r", requirements_file, "--target", target]
     cmd += ["--no-cache-dir", "--disable-pip-version-check", "--upgrade", "--force-reinstall"]
     cmd += ["--no-input", "--progress-bar", "off"]

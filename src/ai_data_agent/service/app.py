@@ -18,6 +18,7 @@ tokens are configured; docs/api.md has the details and examples)::
     GET    /healthz          the process answers
     GET    /readyz           Docker, sandbox image and store usable, else 503
     GET    /metrics          Prometheus text
+    *      /mcp              MCP over streamable HTTP (with the mcp extra; docs/mcp.md)
 
 A submission is validated once, its limits resolved once (refusals answer
 400/413 before anything is recorded), and a waiting POST is answered with the
@@ -32,9 +33,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from enum import Enum
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, cast
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
@@ -46,7 +48,9 @@ from ai_data_agent import __version__
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotFound, NotReady, ServerError
 from ai_data_agent.executor import Executor
+from ai_data_agent.mcp import daemon_endpoint
 from ai_data_agent.models import (
+    ActiveStatus,
     Artifact,
     ErrorBody,
     RunAccepted,
@@ -54,15 +58,17 @@ from ai_data_agent.models import (
     RunRecord,
     RunResult,
     RunStatus,
+    RunSubmission,
     ServerInfo,
 )
-from ai_data_agent.service.body_limit import BodyLimitMiddleware
+from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
 from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S, RunExecutor, wait_done
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.http_errors import install_error_handlers
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.metrics import CONTENT_TYPE
+from ai_data_agent.service.openapi import ApiApp, install_docs
 from ai_data_agent.service.session_routes import router as sessions_router
 from ai_data_agent.service.store import ACTIVE_STATUSES
 from ai_data_agent.service.submission import OPENAPI_REQUEST_BODY, read_submission
@@ -70,11 +76,12 @@ from ai_data_agent.settings import Settings
 
 __all__ = ["create_app"]
 
+TITLE = "ai-data-agent"
 READY_CHECK_TIMEOUT_S = 5.0
 PROBE_THREADS = 6  # readiness checks in flight at once (three per probe)
 MAX_PAGE = 500
 
-StatusFilter = Literal["queued", "running"] | RunStatus
+StatusFilter = ActiveStatus | RunStatus
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
@@ -104,6 +111,7 @@ def _require_token(
 
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(_require_token)], responses=_ERRORS)
+RUNS: list[str | Enum] = ["runs"]  # the OpenAPI tag of the run routes
 
 
 async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
@@ -119,7 +127,7 @@ def _result_of(record: RunRecord | None, run_id: str) -> RunResult:
     return RunResult(id=record.id, status=RunStatus(record.status), error=record.error)
 
 
-@v1.get("/info", summary="This daemon's version, limits, caps and features")
+@v1.get("/info", tags=["daemon"], summary="This daemon's version, limits, caps and features")
 async def get_info(daemon: DaemonDep) -> ServerInfo:
     """What a request may ask for and what a run may return; clients read their
     limits here instead of assuming them."""
@@ -128,6 +136,7 @@ async def get_info(daemon: DaemonDep) -> ServerInfo:
 
 @v1.post(
     "/runs",
+    tags=RUNS,
     response_model=RunResult,
     responses={
         202: {"model": RunAccepted, "description": "accepted; poll the `Location`"},
@@ -155,7 +164,7 @@ async def submit_run(
         logger.error("cannot record a new run: {}", exc)
         raise NotReady("the run store cannot be written") from exc
     if not (submission.wait if wait is None else wait):
-        accepted = RunAccepted(id=handle.id, status="queued")
+        accepted = RunAccepted(id=handle.id, status=ActiveStatus.QUEUED)
         return JSONResponse(
             accepted.model_dump(mode="json"),
             status_code=202,
@@ -175,12 +184,12 @@ async def _record_or_404(daemon: Daemon, run_id: str) -> RunRecord:
     return record
 
 
-@v1.get("/runs/{run_id}", summary="A run's record")
+@v1.get("/runs/{run_id}", tags=RUNS, summary="A run's record")
 async def get_run(run_id: str, daemon: DaemonDep) -> RunRecord:
     return await _record_or_404(daemon, run_id)
 
 
-@v1.get("/runs", summary="Runs, newest first")
+@v1.get("/runs", tags=RUNS, summary="Runs, newest first")
 async def list_runs(
     daemon: DaemonDep,
     status: Annotated[StatusFilter | None, Query(description="Only runs in this status.")] = None,
@@ -193,7 +202,7 @@ async def list_runs(
     return RunPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@v1.get("/runs/{run_id}/artifacts", summary="The files a run left under outputs/")
+@v1.get("/runs/{run_id}/artifacts", tags=RUNS, summary="The files a run left under outputs/")
 async def list_artifacts(run_id: str, daemon: DaemonDep) -> list[Artifact]:
     record = await _record_or_404(daemon, run_id)
     return list(record.result.artifacts) if record.result is not None else []
@@ -201,6 +210,7 @@ async def list_artifacts(run_id: str, daemon: DaemonDep) -> list[Artifact]:
 
 @v1.get(
     "/runs/{run_id}/artifacts/{path:path}",
+    tags=RUNS,
     summary="One artifact's bytes",
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
@@ -228,6 +238,7 @@ async def get_artifact(run_id: str, path: str, daemon: DaemonDep) -> FileRespons
 
 @v1.get(
     "/runs/{run_id}/events",
+    tags=RUNS,
     summary="Live output and status as Server-Sent Events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
@@ -261,7 +272,7 @@ async def run_events(run_id: str, daemon: DaemonDep) -> StreamingResponse:
     )
 
 
-@v1.delete("/runs/{run_id}", summary="Cancel a queued or running run")
+@v1.delete("/runs/{run_id}", tags=RUNS, summary="Cancel a queued or running run")
 async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
     """A queued run is cancelled without starting; a running one is killed and its
     container removed before the answer. A finished run is returned unchanged."""
@@ -331,6 +342,7 @@ def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastA
     if executor is None:
         executor = Executor(settings)
     daemon = Daemon(settings, executor)
+    mcp = daemon_endpoint(daemon)  # /mcp; None without the mcp extra
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -340,32 +352,36 @@ def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastA
         except Exception as exc:
             daemon.startup_error = exc
             raise
+        mcp_running: AbstractAsyncContextManager[None] = (
+            mcp.running() if mcp is not None else nullcontext()
+        )
         try:
-            yield
+            async with mcp_running:  # where the MCP SDK runs, once /mcp is used
+                yield
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(daemon.stop)
 
-    app = FastAPI(
-        title="ai-data-agent",
+    app = ApiApp(
+        title=TITLE,
         version=__version__,
         summary="Run untrusted Python for AI data agents in throwaway, locked-down containers.",
         lifespan=lifespan,
+        extra_models=(RunSubmission,),  # POST /v1/runs reads its body itself
+        docs_url=None,  # install_docs serves /docs without a CDN
+        redoc_url=None,  # ReDoc exists only on a CDN
     )
+    install_docs(app, TITLE)
     app.state.daemon = daemon
     install_error_handlers(app)
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_bytes=settings.max_body_bytes,
-        discard_bytes=settings.body_discard_max_bytes,
-        discard_s=settings.body_discard_timeout_s,
-    )
+    app.add_middleware(BodyLimitMiddleware, caps=BodyCaps.of(settings))
     app.include_router(v1)
-    app.add_api_route("/healthz", healthz, methods=["GET"], summary="Liveness")
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness")
     app.add_api_route(
         "/readyz",
         readyz,
         methods=["GET"],
+        tags=["health"],
         summary="Readiness",
         responses={503: {"model": ErrorBody, "description": "not ready, with reasons"}},
     )
@@ -373,9 +389,12 @@ def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastA
         "/metrics",
         metrics,
         methods=["GET"],
+        tags=["health"],
         summary="Prometheus metrics",
         dependencies=[Depends(_require_token)],
         response_class=Response,
         responses={401: _ERRORS[401]},
     )
+    if mcp is not None:
+        app.router.routes.append(mcp.route)
     return app

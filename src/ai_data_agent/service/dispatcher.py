@@ -180,6 +180,12 @@ class Dispatcher:
         return self._state == "accepting"
 
     @property
+    def in_flight(self) -> int:
+        """Runs this process holds, queued or running (during a drain: those still running)."""
+        with self._lock:
+            return len(self._handles)
+
+    @property
     def capacity(self) -> int:
         return self._settings.max_concurrent_runs + self._settings.max_queued_runs
 

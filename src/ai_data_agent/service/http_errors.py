@@ -12,8 +12,8 @@ challenge), 404 ``not_found``, 409 ``session_busy``, 410 ``session_gone``, 413
 ``session_limit`` (with ``Retry-After``), 503 ``not_ready`` (host failures
 outside a run included), 500 ``internal``. A body or query
 that does not validate is 422 ``invalid_request``, its problems summarised as
-``location: problem`` pairs without echoing input; the framework's own 404 and
-405 are ``not_found`` and ``method_not_allowed``. Anything else is 500
+``location: problem`` pairs without echoing input; the framework's own 404,
+405 and 413 are ``not_found``, ``method_not_allowed`` and ``payload_too_large``. Anything else is 500
 ``internal`` with no detail (the traceback goes to the daemon's log).
 """
 
@@ -44,8 +44,9 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ai-data-agent"'}
 MAX_MESSAGE = 2000
 INTERNAL = "internal"
 INTERNAL_MESSAGE = "internal server error; see the daemon's log"
-# The framework's own refusals: an unknown route, a wrong method.
-_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed"}
+# The framework's own refusals: an unknown route, a wrong method, a body past its cap
+# found while a route reads it (`body_limit`).
+_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def error_response(

@@ -10,24 +10,30 @@ its own waits), so a client reads the limits instead of copying them.
 from __future__ import annotations
 
 from ai_data_agent import __version__
+from ai_data_agent.mcp import available as mcp_available
 from ai_data_agent.models import LimitRange, Limits, RunLimitsInfo, ServerInfo, SessionsInfo
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S
 from ai_data_agent.settings import Settings
 
-__all__ = ["FEATURES", "SESSIONS", "server_info"]
+__all__ = ["FEATURES", "MCP", "SESSIONS", "server_info"]
 
 # runs: POST/GET/DELETE /v1/runs; files: input files (JSON or multipart);
 # artifacts: /v1/runs/{id}/artifacts; events: /v1/runs/{id}/events (SSE);
-# sessions: /v1/sessions, unless max_sessions is 0.
+# sessions: /v1/sessions, unless max_sessions is 0; mcp: /mcp, with the mcp extra.
 FEATURES = ("runs", "files", "artifacts", "events")
 SESSIONS = "sessions"
+MCP = "mcp"
 
 
 def server_info(settings: Settings) -> ServerInfo:
     defaults = Limits.defaults(settings)
     return ServerInfo(
         version=__version__,
-        features=[*FEATURES, *([SESSIONS] if settings.max_sessions > 0 else [])],
+        features=[
+            *FEATURES,
+            *([SESSIONS] if settings.max_sessions > 0 else []),
+            *([MCP] if mcp_available() else []),
+        ],
         limits=RunLimitsInfo(
             timeout_s=LimitRange(default=defaults.timeout_s, max=settings.max_timeout_s),
             memory_mb=LimitRange(default=defaults.memory_mb, max=settings.max_memory_mb),

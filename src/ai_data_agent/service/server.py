@@ -3,18 +3,21 @@
     serve(Settings(), host="127.0.0.1", port=8000)
     serve(settings, host="0.0.0.0", port=8000)     # needs tokens, or insecure=True
 
-On SIGTERM or SIGINT the daemon stops taking runs at once (POSTs get 503),
-running ones get ``shutdown_grace_s`` to finish, and the rest are stopped and
-recorded ``interrupted`` before the process exits. Logs go through loguru
+On SIGTERM or SIGINT the daemon stops taking runs at once (POSTs get 503, the
+port keeps answering while runs drain), running ones get ``shutdown_grace_s``
+to finish, and the rest are stopped and recorded ``interrupted`` before the
+process exits. Logs go through loguru
 (uvicorn's own records included), as text or JSON lines per ``log_format``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
 import socket
+import time
 
 import anyio
 import uvicorn
@@ -28,6 +31,8 @@ from ai_data_agent.service.dispatcher import STOP_SLACK_S
 from ai_data_agent.settings import Settings
 
 __all__ = ["check_bind_policy", "is_loopback", "serve"]
+
+DRAIN_POLL_S = 0.1
 
 
 def is_loopback(host: str) -> bool:
@@ -82,11 +87,16 @@ class _InterceptHandler(logging.Handler):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the daemon to drain as soon as shutdown begins.
+    """uvicorn's server, telling the daemon to drain as soon as shutdown begins, and
+    answering while it drains.
 
     uvicorn first waits for open requests (a waiting POST holds one for its whole
     run), and only then runs the lifespan shutdown; the grace period must start
-    at the signal, not after that.
+    at the signal, not after that. uvicorn also stops listening at once, so a
+    client would see "connection refused" instead of the documented ``503
+    not_ready``: the socket stays open (new POSTs get 503, polls of earlier runs
+    are answered) until no run is left or the grace period and its slack are
+    over, or a second signal forces the exit.
     """
 
     def __init__(self, config: uvicorn.Config, daemon: Daemon) -> None:
@@ -95,6 +105,11 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await anyio.to_thread.run_sync(self.daemon.begin_shutdown)
+        deadline = time.monotonic() + self.daemon.settings.shutdown_grace_s + STOP_SLACK_S
+        while self.daemon.dispatcher.in_flight and not self.force_exit:
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(DRAIN_POLL_S)
         await super().shutdown(sockets)
 
 

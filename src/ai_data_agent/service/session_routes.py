@@ -17,7 +17,8 @@
 Same auth and error shape as runs; ``409 session_busy`` for a call while
 another runs (nothing is queued), ``410 session_gone`` once the session
 ended, ``429 session_limit`` when no session fits, ``422 install_failed``
-when requirements do not install.
+when requirements do not install, ``400`` for a file path that is not a normal
+relative path (taken as it is, never rewritten).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ai_data_agent.errors import NotFound
+from ai_data_agent.errors import NotFound, RequestRejected
+from ai_data_agent.paths import check_relative_path
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.sessions import CellHandle, SessionManager, wait_cell
 from ai_data_agent.session_models import (
@@ -79,6 +81,18 @@ router = APIRouter(prefix="/sessions", tags=["sessions"])
 
 async def _call(function: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(function, *args)
+
+
+def _file_path(path: str) -> str:
+    """A file's path from the URL, taken as it is (the rule of `check_relative_path`).
+
+    Raises:
+        RequestRejected: not a safe, normal relative path (``a//b``, ``a/./b``, ``a/``, ...).
+    """
+    try:
+        return check_relative_path(path)
+    except ValueError as exc:
+        raise RequestRejected("path", str(exc)) from exc
 
 
 async def _known(manager: SessionManager, session_id: str) -> SessionInfo:
@@ -193,19 +207,19 @@ async def cell_events(session_id: str, count: int, manager: Manager) -> Streamin
 
 
 @router.post("/{session_id}/interrupt", summary="Interrupt the running cell")
-async def interrupt(session_id: str, manager: Manager) -> Interrupted:
+async def interrupt_session(session_id: str, manager: Manager) -> Interrupted:
     await _known(manager, session_id)
     return Interrupted(interrupted=await _call(manager.interrupt, session_id))
 
 
 @router.post("/{session_id}/restart", summary="A fresh kernel: variables lost, files kept")
-async def restart(session_id: str, manager: Manager) -> SessionInfo:
+async def restart_session(session_id: str, manager: Manager) -> SessionInfo:
     await _known(manager, session_id)
     return await _call(manager.restart, session_id)
 
 
 @router.post("/{session_id}/packages", summary="Add requirements to the session")
-async def packages(session_id: str, body: PackagesRequest, manager: Manager) -> PackagesResult:
+async def add_packages(session_id: str, body: PackagesRequest, manager: Manager) -> PackagesResult:
     """The union of the session's requirements and these installs through the environment
     cache (never in the session's container, which has no network) and goes on the kernel's
     path; ``restart_required`` says when an imported distribution changed version."""
@@ -214,7 +228,7 @@ async def packages(session_id: str, body: PackagesRequest, manager: Manager) -> 
 
 
 @router.get("/{session_id}/files", summary="Files under the session's working directory")
-async def list_files(session_id: str, manager: Manager) -> list[SessionFile]:
+async def list_session_files(session_id: str, manager: Manager) -> list[SessionFile]:
     await _known(manager, session_id)
     return await _call(manager.files, session_id)
 
@@ -232,7 +246,10 @@ async def list_files(session_id: str, manager: Manager) -> list[SessionFile]:
         }
     },
 )
-async def put_file(session_id: str, path: str, request: Request, manager: Manager) -> SessionFile:
+async def put_session_file(
+    session_id: str, path: str, request: Request, manager: Manager
+) -> SessionFile:
+    path = _file_path(path)
     await _known(manager, session_id)
     data = await request.body()
     stored = await _call(manager.upload, session_id, path, data)
@@ -245,7 +262,8 @@ async def put_file(session_id: str, path: str, request: Request, manager: Manage
     responses={200: {"content": {"application/octet-stream": {}}}},
     summary="Download a file",
 )
-async def get_file(session_id: str, path: str, manager: Manager) -> Response:
+async def get_session_file(session_id: str, path: str, manager: Manager) -> Response:
+    path = _file_path(path)
     await _known(manager, session_id)
     data = await _call(manager.download, session_id, path)
     media_type = mimetypes.guess_type(path, strict=False)[0] or "application/octet-stream"

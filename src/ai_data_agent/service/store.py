@@ -30,7 +30,7 @@ from ai_data_agent.models import ActiveStatus, RunRecord, RunRequest, RunResult,
 __all__ = ["ACTIVE_STATUSES", "STORE_FILENAME", "RunStore"]
 
 STORE_FILENAME = "runs.sqlite3"
-ACTIVE_STATUSES: tuple[ActiveStatus, ...] = ("queued", "running")
+ACTIVE_STATUSES = frozenset(ActiveStatus)
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -59,7 +59,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
     run_id, status, created, started, finished, request, result, error = row
     return RunRecord(
         id=run_id,
-        status=status if status in ACTIVE_STATUSES else RunStatus(status),
+        status=ActiveStatus(status) if status in ACTIVE_STATUSES else RunStatus(status),
         created_at=datetime.fromtimestamp(created, UTC),
         started_at=_time(started),
         finished_at=_time(finished),
@@ -134,7 +134,7 @@ class RunStore:
             )
         return RunRecord(
             id=run_id,
-            status="queued",
+            status=ActiveStatus.QUEUED,
             created_at=datetime.fromtimestamp(created, UTC),
             request=request,
         )

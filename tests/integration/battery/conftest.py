@@ -173,15 +173,25 @@ class Battery:
         )
 
     def leftovers(self) -> list[str]:
-        """Managed containers, volumes and networks of this test still on the engine."""
+        """Managed containers, volumes and networks of this test still on the engine
+        (the staging volume a live executor keeps ready for its next install aside)."""
         api = self.engine.api
+        spares = {
+            executor.env_cache.staging.spare()
+            for executor in self._executors.values()
+            if executor.env_cache is not None
+        }
         found = [
             f"container {c['Id'][:12]} ({c.get('State')})"
             for c in api.containers(all=True, filters={"label": LABEL_MANAGED})
             if self._ours(c.get("Labels"))
         ]
         volumes = api.volumes(filters={"label": LABEL_MANAGED}).get("Volumes") or []
-        found += [f"volume {v['Name']}" for v in volumes if self._ours(v.get("Labels"))]
+        found += [
+            f"volume {v['Name']}"
+            for v in volumes
+            if self._ours(v.get("Labels")) and v["Name"] not in spares
+        ]
         found += [
             f"network {n['Name']}"
             for n in api.networks(filters={"label": LABEL_MANAGED})

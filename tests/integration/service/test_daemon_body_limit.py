@@ -19,19 +19,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import requests
 
-from .daemon_process import TOKEN, DaemonProcess, Launcher
+from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
 CHUNK = b"x" * 65536
-HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 CLIENT_TIMEOUT_S = 60.0
 Answer = tuple[int, bytes]
 
@@ -59,8 +57,8 @@ class StreamedBody:
         return data
 
 
-def send_urllib(url: str, size: int, declared: bool, tmp_path: Path) -> Answer:
-    headers = dict(HEADERS, **({"Content-Length": str(size)} if declared else {}))
+def send_urllib(url: str, headers: dict[str, str], size: int, declared: bool, tmp: Path) -> Answer:
+    headers = dict(headers, **({"Content-Length": str(size)} if declared else {}))
     request = urllib.request.Request(url, data=chunks(size), headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=CLIENT_TIMEOUT_S) as response:
@@ -69,26 +67,28 @@ def send_urllib(url: str, size: int, declared: bool, tmp_path: Path) -> Answer:
         return exc.code, exc.read()
 
 
-def send_httpx(url: str, size: int, declared: bool, tmp_path: Path) -> Answer:
-    headers = dict(HEADERS, **({"Content-Length": str(size)} if declared else {}))
+def send_httpx(url: str, headers: dict[str, str], size: int, declared: bool, tmp: Path) -> Answer:
+    headers = dict(headers, **({"Content-Length": str(size)} if declared else {}))
     response = httpx.post(url, content=chunks(size), headers=headers, timeout=CLIENT_TIMEOUT_S)
     return response.status_code, response.content
 
 
-def send_requests(url: str, size: int, declared: bool, tmp_path: Path) -> Answer:
+def send_requests(
+    url: str, headers: dict[str, str], size: int, declared: bool, tmp: Path
+) -> Answer:
     body = StreamedBody(size) if declared else chunks(size)
-    response = requests.post(url, data=body, headers=HEADERS, timeout=CLIENT_TIMEOUT_S)
+    response = requests.post(url, data=body, headers=headers, timeout=CLIENT_TIMEOUT_S)
     return response.status_code, response.content
 
 
-def send_curl(url: str, size: int, declared: bool, tmp_path: Path) -> Answer:
+def send_curl(url: str, headers: dict[str, str], size: int, declared: bool, tmp: Path) -> Answer:
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed")
-    headers = [arg for k, v in HEADERS.items() for arg in ("-H", f"{k}: {v}")]
-    argv = [curl, "-sS", "-X", "POST", *headers, "-w", "\n%{http_code}", url]
+    header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
+    argv = [curl, "-sS", "-X", "POST", *header_args, "-w", "\n%{http_code}", url]
     if declared:  # a file of known size: Content-Length (sparse, so no disk is used)
-        body = tmp_path / "body"
+        body = tmp / "body"
         with body.open("wb") as fh:
             fh.truncate(size)
         out = subprocess.run([*argv, "-T", str(body)], capture_output=True, timeout=60).stdout
@@ -121,15 +121,19 @@ CLIENTS: dict[str, Callable[..., Answer]] = {
 }
 
 
+def headers_for(daemon: Daemon) -> dict[str, str]:
+    return {"Authorization": f"Bearer {daemon.token}", "Content-Type": "application/json"}
+
+
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("size_mb", [64, 300], ids=["64MB", "300MB"])
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_an_over_large_body_gets_a_readable_413(
-    shared_daemon: DaemonProcess, client: str, size_mb: int, declared: bool, tmp_path: Path
+    shared_daemon: Daemon, client: str, size_mb: int, declared: bool, tmp_path: Path
 ) -> None:
-    url = f"{shared_daemon.base_url}/v1/runs"
+    url, headers = f"{shared_daemon.url}/v1/runs", headers_for(shared_daemon)
     started = time.monotonic()
-    status, body = CLIENTS[client](url, size_mb * MiB, declared, tmp_path)
+    status, body = CLIENTS[client](url, headers, size_mb * MiB, declared, tmp_path)
     elapsed = time.monotonic() - started
 
     assert status == 413, (status, body[:300], shared_daemon.log())
@@ -137,11 +141,48 @@ def test_an_over_large_body_gets_a_readable_413(
     assert elapsed < 30, f"{elapsed:.1f} s"
 
 
-def test_benign_twin_a_body_within_the_cap_is_a_run(shared_daemon: DaemonProcess) -> None:
-    code = "print(len('" + "x" * (512 * 1024) + "'))"
-    response = httpx.post(
-        f"{shared_daemon.base_url}/v1/runs", json={"code": code}, headers=HEADERS, timeout=60
+def multipart_upload(size: int) -> Iterator[bytes]:
+    """A run with one input file of ``size`` bytes, as multipart/form-data (it streams
+    through to the route, which answers 413 once it has read past the upload cap)."""
+    yield (
+        b'--B\r\nContent-Disposition: form-data; name="request"\r\n\r\n'
+        b'{"code": "print(1)"}\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="files"; filename="big.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n"
     )
+    yield from chunks(size)
+    yield b"\r\n--B--\r\n"
+
+
+@pytest.mark.parametrize("client", ["urllib", "httpx", "requests"])
+def test_an_over_large_upload_gets_a_readable_413_from_the_route(
+    shared_daemon: Daemon, client: str
+) -> None:
+    url = f"{shared_daemon.url}/v1/runs"
+    headers = dict(
+        headers_for(shared_daemon), **{"Content-Type": "multipart/form-data; boundary=B"}
+    )
+    started = time.monotonic()
+    if client == "urllib":
+        request = urllib.request.Request(url, data=multipart_upload(300 * MiB), headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(request, timeout=CLIENT_TIMEOUT_S)
+        status, body = raised.value.code, raised.value.read()
+    elif client == "httpx":
+        response = httpx.post(url, content=multipart_upload(300 * MiB), headers=headers, timeout=60)
+        status, body = response.status_code, response.content
+    else:
+        answer = requests.post(url, data=multipart_upload(300 * MiB), headers=headers, timeout=60)
+        status, body = answer.status_code, answer.content
+
+    assert status == 413, (status, body[:300], shared_daemon.log())
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+    assert time.monotonic() - started < 30
+
+
+def test_benign_twin_a_body_within_the_cap_is_a_run(shared_daemon: Daemon) -> None:
+    code = "print(len('" + "x" * (512 * 1024) + "'))"
+    response = shared_daemon.client().post("/v1/runs", json={"code": code})
     assert response.status_code == 200, response.text
     assert response.json()["stdout"] == f"{512 * 1024}\n"
 
@@ -156,23 +197,24 @@ SAFETY_S = 30.0  # the client's own bound: the test fails rather than sending fo
 @pytest.fixture(scope="module")
 def bounded_daemon(
     settings_kwargs: dict[str, object], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DaemonProcess]:
-    launcher = Launcher(settings_kwargs, tmp_path_factory)
-    yield launcher(
-        tmp_path_factory.mktemp("bounded-data"),
-        max_body_bytes=CAP,
-        body_discard_max_bytes=DISCARD_BYTES,
-        body_discard_timeout_s=DISCARD_S,
-    )
-    launcher.close()
+) -> Iterator[Daemon]:
+    values = {
+        **settings_kwargs,
+        "max_body_bytes": CAP,
+        "body_discard_max_bytes": DISCARD_BYTES,
+        "body_discard_timeout_s": DISCARD_S,
+    }
+    daemon = Daemon.start(tmp_path_factory.mktemp("bounded-data"), values)
+    yield daemon
+    daemon.stop()
+    print(f"--- daemon log ({daemon.url}) ---\n{daemon.log()}")
 
 
-def endless_upload(base_url: str, pause_s: float) -> tuple[float, int, bytes]:
+def endless_upload(daemon: Daemon, pause_s: float) -> tuple[float, int, bytes]:
     """POST a chunked body that never ends; (seconds until the daemon closed, bytes sent, reply)."""
-    host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
-    assert host is not None and port is not None
+    host, port = "127.0.0.1", daemon.port
     head = (
-        f"POST /v1/runs HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"POST /v1/runs HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {daemon.token}\r\n"
         "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     piece = b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK)
@@ -200,9 +242,9 @@ def endless_upload(base_url: str, pause_s: float) -> tuple[float, int, bytes]:
 
 
 def test_a_body_past_the_byte_bound_ends_with_the_connection_closed(
-    bounded_daemon: DaemonProcess,
+    bounded_daemon: Daemon,
 ) -> None:
-    elapsed, sent, reply = endless_upload(bounded_daemon.base_url, pause_s=0)
+    elapsed, sent, reply = endless_upload(bounded_daemon, pause_s=0)
 
     assert elapsed < DISCARD_S + 5, f"{elapsed:.1f} s"
     # The cap, the discard bound, and what the two kernels' socket buffers held.
@@ -210,8 +252,8 @@ def test_a_body_past_the_byte_bound_ends_with_the_connection_closed(
     assert reply == b"" or reply.startswith(b"HTTP/1.1 413 "), reply[:200]
 
 
-def test_a_slow_body_ends_at_the_time_bound_after_its_413(bounded_daemon: DaemonProcess) -> None:
-    elapsed, sent, reply = endless_upload(bounded_daemon.base_url, pause_s=0.05)
+def test_a_slow_body_ends_at_the_time_bound_after_its_413(bounded_daemon: Daemon) -> None:
+    elapsed, sent, reply = endless_upload(bounded_daemon, pause_s=0.05)
 
     assert DISCARD_S - 0.5 < elapsed < DISCARD_S + 5, f"{elapsed:.1f} s"
     assert sent < DISCARD_BYTES
@@ -221,7 +263,7 @@ def test_a_slow_body_ends_at_the_time_bound_after_its_413(bounded_daemon: Daemon
     assert b"payload_too_large" in reply
 
 
-def test_the_daemon_serves_on_after_lingering(bounded_daemon: DaemonProcess) -> None:
+def test_the_daemon_serves_on_after_lingering(bounded_daemon: Daemon) -> None:
     client = bounded_daemon.client()
     assert client.get("/healthz").status_code == 200
     assert client.post("/v1/runs", json={"code": "print(1)"}).json()["stdout"] == "1\n"

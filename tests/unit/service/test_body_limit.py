@@ -1,16 +1,15 @@
-"""The body cap's lingering close, on scripted ASGI messages (the real daemon: integration)."""
+"""The body caps' lingering close, on scripted ASGI messages (the real daemon: integration)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import anyio
 import pytest
-from starlette.types import Message, Receive, Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ai_data_agent.service import body_limit
-from ai_data_agent.service.body_limit import BodyLimitMiddleware, discard_rest
+from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware, discard_rest
 
 pytestmark = pytest.mark.anyio
 
@@ -74,16 +73,26 @@ async def test_discard_stops_when_nothing_comes(monkeypatch: pytest.MonkeyPatch)
 
 
 # -- the middleware's answer ---------------------------------------------------------
-def scope(headers: list[tuple[bytes, bytes]]) -> Scope:
-    return {"type": "http", "method": "POST", "path": "/v1/runs", "headers": headers}
+JSON = (b"content-type", b"application/json")
+MULTIPART = (b"content-type", b"multipart/form-data; boundary=x")
+CHUNKED = (b"transfer-encoding", b"chunked")
 
 
-async def never_called(scope: Scope, receive: Receive, send: object) -> None:
+def middleware(app: ASGIApp, cap: int = 2000, discard_bytes: int = 10_000, discard_s: float = 5):
+    caps = BodyCaps(cap, cap, cap, discard_bytes=discard_bytes, discard_s=discard_s)
+    return BodyLimitMiddleware(app, caps)
+
+
+def scope(headers: list[tuple[bytes, bytes]], method: str = "POST") -> Scope:
+    return {"type": "http", "method": method, "path": "/v1/runs", "headers": headers}
+
+
+async def never_called(scope: Scope, receive: Receive, send: Send) -> None:
     raise AssertionError("the app must not run for a body over the cap")
 
 
 async def answer(
-    middleware: BodyLimitMiddleware, headers: list[tuple[bytes, bytes]], receive: Scripted
+    app: BodyLimitMiddleware, headers: list[tuple[bytes, bytes]], receive: Scripted, **kw: str
 ) -> list[Message]:
     sent: list[Message] = []
 
@@ -91,22 +100,21 @@ async def answer(
         sent.append(message)
 
     with anyio.fail_after(5):
-        await middleware(scope(headers), receive, send)
+        await app(scope(headers, **kw), receive, send)
     return sent
 
 
-def body_of(sent: list[Message]) -> Iterator[bytes]:
-    return (m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+def closes(start: Message) -> bool:
+    return (b"connection", b"close") in start["headers"]
 
 
 async def test_413_goes_out_first_then_the_rest_is_read_then_the_answer_completes() -> None:
-    middleware = BodyLimitMiddleware(never_called, 2000, discard_bytes=10_000, discard_s=5)
     receive = Scripted([more(), more(), more(), more(), LAST])
 
-    sent = await answer(middleware, [], receive)
+    sent = await answer(middleware(never_called), [JSON, CHUNKED], receive)
 
     start, first, last = sent
-    assert start["status"] == 413 and (b"connection", b"close") in start["headers"]
+    assert start["status"] == 413 and closes(start)
     assert first["more_body"] is True
     assert json.loads(first["body"])["error"]["code"] == "payload_too_large"
     assert last == {"type": "http.response.body", "body": b"", "more_body": False}
@@ -114,12 +122,11 @@ async def test_413_goes_out_first_then_the_rest_is_read_then_the_answer_complete
 
 
 async def test_a_declared_body_within_the_discard_bound_is_read_to_its_end() -> None:
-    middleware = BodyLimitMiddleware(never_called, 2000, discard_bytes=10_000, discard_s=5)
     receive = Scripted([more(), more(), LAST])
 
-    sent = await answer(middleware, [(b"content-length", b"3000")], receive)
+    sent = await answer(middleware(never_called), [JSON, (b"content-length", b"3000")], receive)
 
-    assert [m.get("more_body") for m in sent[1:]] == [True, False]
+    assert [m.get("more_body", False) for m in sent[1:]] == [True, False]
     assert receive.calls == 3
 
 
@@ -131,33 +138,74 @@ async def test_a_declared_body_within_the_discard_bound_is_read_to_its_end() -> 
 async def test_no_lingering_when_the_rest_is_out_of_bounds(
     declared: bytes, discard_bytes: int, discard_s: float
 ) -> None:
-    middleware = BodyLimitMiddleware(never_called, 2000, discard_bytes, discard_s)
+    app = middleware(never_called, discard_bytes=discard_bytes, discard_s=discard_s)
     receive = Scripted([], then_forever=more())
 
-    sent = await answer(middleware, [(b"content-length", declared)], receive)
+    sent = await answer(app, [JSON, (b"content-length", declared)], receive)
 
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
-    assert sent[1]["more_body"] is False and b"payload_too_large" in b"".join(body_of(sent))
+    assert closes(sent[0]) and sent[1].get("more_body", False) is False
+    assert b"payload_too_large" in sent[1]["body"]
     assert receive.calls == 0
 
 
 async def test_a_body_that_ends_at_the_cap_overflow_needs_no_lingering() -> None:
-    middleware = BodyLimitMiddleware(never_called, 2000, discard_bytes=10_000, discard_s=5)
     receive = Scripted([more(), more(), LAST])
 
-    sent = await answer(middleware, [], receive)
+    sent = await answer(middleware(never_called), [JSON, CHUNKED], receive)
 
-    assert [m.get("more_body") for m in sent[1:]] == [False]
+    assert [m.get("more_body", False) for m in sent[1:]] == [False]
     assert receive.calls == 3
+
+
+async def early_401(scope: Scope, receive: Receive, send: Send) -> None:
+    """A route that answers after one piece of a streamed body (a 401, a 413 while counting)."""
+    await receive()
+    await send({"type": "http.response.start", "status": 401, "headers": []})
+    await send({"type": "http.response.body", "body": b"no", "more_body": False})
+
+
+async def test_a_routes_early_answer_to_a_streamed_body_also_waits_for_the_body() -> None:
+    receive = Scripted([more(), more(), more(), LAST])
+
+    sent = await answer(middleware(early_401, cap=10**6), [MULTIPART, CHUNKED], receive)
+
+    start, first, last = sent
+    assert start["status"] == 401 and closes(start)
+    assert first == {"type": "http.response.body", "body": b"no", "more_body": True}
+    assert last["more_body"] is False
+    assert receive.calls == 4
+
+
+async def test_benign_twin_a_streamed_body_read_whole_keeps_the_connection() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent = await answer(middleware(app, cap=10**6), [MULTIPART, CHUNKED], Scripted([more(), LAST]))
+
+    assert sent[0] == {"type": "http.response.start", "status": 200, "headers": []}
+    assert sent[1:] == [{"type": "http.response.body", "body": b"ok"}]
+
+
+async def test_benign_twin_a_request_without_a_body_is_answered_as_is() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent = await answer(middleware(app), [], Scripted([LAST]), method="GET")
+
+    assert not closes(sent[0]) and sent[1:] == [{"type": "http.response.body", "body": b"ok"}]
 
 
 async def test_benign_twin_a_body_within_the_cap_reaches_the_app_whole() -> None:
     seen: list[Message] = []
 
-    async def app(scope: Scope, receive: Receive, send: object) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(await receive())
 
-    middleware = BodyLimitMiddleware(app, 5000, discard_bytes=10_000, discard_s=5)
-    await answer(middleware, [], Scripted([more(), more(), LAST]))
+    await answer(middleware(app, cap=5000), [JSON, CHUNKED], Scripted([more(), more(), LAST]))
 
     assert seen == [{"type": "http.request", "body": PIECE * 3, "more_body": False}]

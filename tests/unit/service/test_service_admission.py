@@ -198,7 +198,7 @@ async def test_info_tells_the_limits_caps_and_features(tmp_path: Path) -> None:
     assert response.status_code == 200, response.text
     info = ServerInfo.model_validate(response.json())
     assert info.version == ai_data_agent.__version__
-    assert info.features == ["runs", "files", "artifacts", "events", "sessions"]
+    assert info.features == ["runs", "files", "artifacts", "events", "sessions", "mcp"]
     assert response.json()["limits"] == {
         "timeout_s": {"default": 30.0, "max": 120.0},
         "memory_mb": {"default": 1024, "max": 1024},
@@ -224,7 +224,7 @@ async def test_info_tells_the_limits_caps_and_features(tmp_path: Path) -> None:
 async def test_info_leaves_out_sessions_when_they_are_disabled(tmp_path: Path) -> None:
     async with running_service(make_settings(tmp_path, max_sessions=0)) as svc:
         info = ServerInfo.model_validate((await svc.client.get("/v1/info")).json())
-    assert info.features == ["runs", "files", "artifacts", "events"]
+    assert info.features == ["runs", "files", "artifacts", "events", "mcp"]
 
 
 async def test_info_needs_the_token_and_is_documented(settings: Settings) -> None:

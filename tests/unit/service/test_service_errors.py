@@ -249,8 +249,10 @@ def test_too_many_files_is_request_too_large_on_both_sides(tmp_path: Path) -> No
         request.resolve(settings)
     with both_sides(settings) as sides, pytest.raises(RequestTooLarge) as remote:
         sides.client.submit_request(request)
-    assert remote.value.reason == str(local.value)
-    assert remote.value.status_code == 413
+    # The client knows the cap from /v1/info: the same refusal, before anything is sent.
+    assert (remote.value.field, remote.value.reason) == (local.value.field, local.value.reason)
+    assert remote.value.status_code is None
+    assert sides.executor.started == []
 
 
 def test_an_unknown_run_is_not_found_with_its_id(tmp_path: Path) -> None:

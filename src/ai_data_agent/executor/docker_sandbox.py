@@ -1,7 +1,7 @@
 """A started sandbox container on Docker: its attach socket (stdin, stdout, stderr) and its end.
 
-    session = DockerSession(client, container_id, socket, spec, run_id, on_remove_failed)
-    session.send(b"..."); session.read(0.25); session.detach_network(); session.remove()
+    sandbox = DockerSandbox(client, container_id, socket, spec, run_id, on_remove_failed)
+    sandbox.send(b"..."); sandbox.read(0.25); sandbox.detach_network(); sandbox.remove()
 
 Docker multiplexes stdout and stderr on the attach socket in frames with an
 8-byte header; `read` takes them apart. docker-py and requests exceptions are
@@ -22,13 +22,13 @@ from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import ExitState
 from ai_data_agent.executor.spec import ContainerSpec
 
-__all__ = ["DOCKER_ERRORS", "DockerSession"]
+__all__ = ["DOCKER_ERRORS", "DockerSandbox"]
 
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 HEADER_SIZE = 8
 
 
-class DockerSession:
+class DockerSandbox:
     """A started sandbox container with its attach socket (stdin, stdout, stderr)."""
 
     def __init__(

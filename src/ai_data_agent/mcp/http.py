@@ -1,0 +1,103 @@
+"""The daemon's ``/mcp``: streamable HTTP, behind the API's bearer tokens and a Host allow-list.
+
+    endpoint = McpEndpoint(daemon)
+    app.router.routes.append(endpoint.route)       # /mcp, every method
+    async with endpoint.running():                 # in the app's lifespan
+        ...
+
+Requests are stateless by default (``mcp_stateless``): each POST stands alone,
+answered with JSON unless the call streams (progress notifications), then as
+Server-Sent Events. Before the SDK sees a request, its bearer token is checked
+as for ``/v1`` (`TokenAuth`: constant time; 401 with ``WWW-Authenticate``).
+The SDK then refuses a Host header outside ``mcp_allowed_hosts`` (421) and a
+browser Origin outside them (403), against DNS rebinding. Bodies are capped
+at ``max_body_bytes`` (by the app's middleware, and the SDK's own cap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.datastructures import Headers
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.mcp.in_daemon import DaemonSandbox
+from ai_data_agent.mcp.server import build_server
+from ai_data_agent.mcp.tools import ToolOptions
+from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.daemon import Daemon
+from ai_data_agent.service.http_errors import error_response
+from ai_data_agent.settings import Settings
+
+__all__ = ["PATH", "McpEndpoint", "transport_security"]
+
+PATH = "/mcp"
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """The allowed Host (and Origin) values: each name with or without a port."""
+    hosts = [h.lower() for h in settings.mcp_allowed_hosts]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[form for h in hosts for form in (h, f"{h}:*")],
+        allowed_origins=[
+            form
+            for h in hosts
+            for scheme in ("http", "https")
+            for form in (f"{scheme}://{h}", f"{scheme}://{h}:*")
+        ],
+    )
+
+
+class _TokenGuard:
+    """ASGI: the API's bearer-token check in front of the MCP transport."""
+
+    def __init__(self, app: ASGIApp, auth: TokenAuth) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.auth.enabled:
+            header = Headers(scope=scope).get("authorization")
+            try:
+                # In a thread: the check may read the token file.
+                await anyio.to_thread.run_sync(self.auth.verify, header)
+            except AiDataAgentError as exc:  # Unauthorized (401), or NotReady (503)
+                await error_response(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class McpEndpoint:
+    """The MCP server over the daemon's own dispatcher and sessions, as one ASGI route."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        settings = daemon.settings
+        options = ToolOptions(
+            default_session=False,
+            max_images=settings.mcp_max_images,
+            cell_timeout_s=settings.mcp_cell_timeout_s,
+        )
+        self.server, _ = build_server(DaemonSandbox(daemon), options)
+        # Builds the SDK's session manager; its own Starlette app is not used.
+        self.server.streamable_http_app(
+            streamable_http_path=PATH,
+            stateless_http=settings.mcp_stateless,
+            json_response=False,  # JSON unless the call streams
+            max_request_body_size=settings.max_body_bytes,
+            transport_security=transport_security(settings),
+        )
+        self.manager: StreamableHTTPSessionManager = self.server.session_manager
+        self.route = Route(PATH, endpoint=_TokenGuard(self.manager.handle_request, daemon.auth))
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The SDK's session manager, for the app's lifespan (once per endpoint)."""
+        async with self.manager.run():
+            yield

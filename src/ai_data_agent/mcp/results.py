@@ -1,0 +1,193 @@
+"""Tool results for a model: one text block that says what happened, then images and links.
+
+    text = cell_text(cell)                       # status, output tails, value, traceback
+    result = tool_result(text, images=pngs, links=links, failed=cell.status != "succeeded")
+    result = error_result(exc)                   # a refusal or failure, never a traceback
+
+The text is what a model reads first, so it leads with the status and keeps
+only the ends of long output (the end is where errors and results are). A
+failure is ``is_error`` with its traceback in the text; errors of the service
+are their message from the one tree (`ai_data_agent.errors`), never a
+traceback or anything else of the controller. Images are MCP image content
+(PNG, base64), files `ResourceLink` blocks to the server's resources.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Sequence
+
+from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
+
+from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.models import Artifact, RunResult
+from ai_data_agent.session_models import CellResult, DisplayOutput, PackagesResult
+
+__all__ = [
+    "INTERNAL_MESSAGE",
+    "artifact_link",
+    "cell_images",
+    "cell_text",
+    "error_result",
+    "file_link",
+    "packages_text",
+    "run_text",
+    "tail",
+    "tool_result",
+]
+
+STDOUT_TAIL = 8000  # characters of stdout a result keeps (the end)
+STDERR_TAIL = 4000
+VALUE_HEAD = 4000  # characters of the last expression's text/plain
+PNG = "image/png"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+INTERNAL_MESSAGE = "internal error in the ai-data-agent MCP server; see its log"
+
+
+def tail(text: str, limit: int) -> str:
+    """The last ``limit`` characters, saying how many came before."""
+    if len(text) <= limit:
+        return text
+    return f"[... {len(text) - limit} characters before ...]\n{text[-limit:]}"
+
+
+def _section(title: str, body: str) -> str:
+    return f"--- {title} ---\n{body.rstrip()}"
+
+
+def _output_sections(stdout: str, stderr: str, stdout_cut: bool, stderr_cut: bool) -> Iterable[str]:
+    if stdout:
+        note = " (truncated at the server's cap)" if stdout_cut else ""
+        yield _section(f"stdout{note}", tail(stdout, STDOUT_TAIL))
+    if stderr:
+        note = " (truncated at the server's cap)" if stderr_cut else ""
+        yield _section(f"stderr{note}", tail(stderr, STDERR_TAIL))
+
+
+def artifact_link(run_id: str, artifact: Artifact) -> ResourceLink:
+    return ResourceLink(
+        type="resource_link",
+        name=artifact.path,
+        uri=f"ai-data-agent://runs/{run_id}/artifacts/{artifact.path}",
+        mime_type=artifact.media_type,
+        size=artifact.size,
+    )
+
+
+def file_link(session_id: str, path: str, size: int, media_type: str | None) -> ResourceLink:
+    return ResourceLink(
+        type="resource_link",
+        name=path,
+        uri=f"ai-data-agent://sessions/{session_id}/files/{path}",
+        mime_type=media_type,
+        size=size,
+    )
+
+
+def _artifact_lines(links: Sequence[ResourceLink]) -> str:
+    return "\n".join(f"{link.name} ({link.size} bytes): {link.uri}" for link in links)
+
+
+def run_text(result: RunResult, links: Sequence[ResourceLink]) -> str:
+    """A one-shot run: status line, output tails, error, artifacts."""
+    head = f"status: {result.status.value}"
+    if result.exit_code is not None:
+        head += f" (exit code {result.exit_code})"
+    head += f"; run {result.id}; {result.timings.total_s:.1f} s"
+    parts = [head]
+    if result.error:
+        parts.append(_section("error", result.error))
+    if result.install.log_tail and result.status.value == "install_failed":
+        parts.append(_section("install log", tail(result.install.log_tail, STDERR_TAIL)))
+    parts += _output_sections(
+        result.stdout, result.stderr, result.stdout_truncated, result.stderr_truncated
+    )
+    if links:
+        parts.append(_section("files under outputs/", _artifact_lines(links)))
+    return "\n".join(parts)
+
+
+def cell_text(cell: CellResult, links: Sequence[ResourceLink]) -> str:
+    """A cell: status and state, output tails, the value, the traceback, files."""
+    head = (
+        f"status: {cell.status.value}; session {cell.session_id}, cell {cell.execution_count}; "
+        f"state {cell.state}; {cell.timings.total_s:.1f} s"
+    )
+    parts = [head]
+    if cell.state == "lost":
+        parts.append("(the kernel restarted: variables from earlier cells are gone; files stay)")
+    parts += _output_sections(
+        cell.stdout, cell.stderr, cell.stdout_truncated, cell.stderr_truncated
+    )
+    if cell.result is not None:
+        value = str(cell.result.data.get("text/plain", ""))
+        parts.append(_section("value", value[:VALUE_HEAD]))
+    if cell.error is not None:
+        trace = "\n".join(cell.error.traceback) or f"{cell.error.ename}: {cell.error.evalue}"
+        parts.append(_section("error", tail(trace, STDERR_TAIL)))
+    if links:
+        parts.append(_section("files under outputs/", _artifact_lines(links)))
+    return "\n".join(parts)
+
+
+def packages_text(result: PackagesResult) -> str:
+    lines = [f"installed: {' '.join(result.requirements)}"]
+    for package in result.added:
+        lines.append(f"+ {package.name} {package.version}")
+    for change in result.changed:
+        lines.append(f"~ {change.name} {change.old_version} -> {change.new_version}")
+    for package in result.removed:
+        lines.append(f"- {package.name} {package.version}")
+    if result.restart_required:
+        lines.append(
+            "restart required: an imported package changed version; call restart_session "
+            "(variables are lost, files stay)"
+        )
+    return "\n".join(lines)
+
+
+def _png(data: object) -> bytes | None:
+    """The PNG bytes of a base64 string, or None when it is not one."""
+    if not isinstance(data, str):
+        return None
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if raw.startswith(PNG_MAGIC) else None
+
+
+def cell_images(cell: CellResult) -> list[bytes]:
+    """PNG images of a cell, in order: display outputs (figures), then the value."""
+    bundles: list[DisplayOutput] = [*cell.outputs, *([cell.result] if cell.result else [])]
+    found = [_png(bundle.data.get(PNG)) for bundle in bundles]
+    return [image for image in found if image is not None]
+
+
+def tool_result(
+    text: str,
+    *,
+    images: Sequence[bytes] = (),
+    max_images: int = 0,
+    links: Sequence[ResourceLink] = (),
+    failed: bool = False,
+) -> CallToolResult:
+    """The text, up to ``max_images`` PNG images, and the links; ``is_error`` when failed."""
+    shown = list(images[:max_images])
+    if len(images) > len(shown):
+        text += f"\n({len(images) - len(shown)} more image(s) not shown; see the files above)"
+    content: list[ContentBlock] = [TextContent(type="text", text=text)]
+    for image in shown:
+        encoded = base64.b64encode(image).decode()
+        content.append(ImageContent(type="image", data=encoded, mime_type=PNG))
+    content.extend(links)
+    return CallToolResult(content=content, is_error=failed)
+
+
+def error_result(error: AiDataAgentError | str) -> CallToolResult:
+    """A refusal or failure of the service, as the model should read it."""
+    if isinstance(error, str):
+        return tool_result(error, failed=True)
+    code = f" ({error.code})" if error.code else ""
+    return tool_result(f"error{code}: {error.message}", failed=True)
