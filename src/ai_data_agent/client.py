@@ -75,18 +75,20 @@ from ai_data_agent.session_models import SessionInfo
 
 if TYPE_CHECKING:
     from ai_data_agent.client_sessions import RemoteSession
-from ai_data_agent.models import (
-    Artifact,
+from ai_data_agent.api_models import (
     ErrorBody,
-    InputFile,
     RunAccepted,
     RunPage,
     RunRecord,
+    RunSubmission,
+    ServerInfo,
+)
+from ai_data_agent.models import (
+    Artifact,
+    InputFile,
     RunRequest,
     RunResult,
     RunStatus,
-    RunSubmission,
-    ServerInfo,
     check_input_files,
 )
 from ai_data_agent.paths import check_relative_path

@@ -55,7 +55,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # models imports this module
-    from ai_data_agent.models import InstallReport, RunRecord
+    from ai_data_agent.api_models import RunRecord
+    from ai_data_agent.models import InstallReport
 
 __all__ = [
     "HTTP_ERRORS",

@@ -16,9 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -43,29 +42,18 @@ from ai_data_agent.requirements import (
 from ai_data_agent.settings import Settings
 
 __all__ = [
-    "ActiveStatus",
     "Artifact",
     "EnvVars",
     "EnvironmentInfo",
-    "ErrorBody",
-    "ErrorDetail",
     "InputFile",
     "InputFiles",
     "InstallReport",
-    "LimitRange",
     "Limits",
     "PackageInfo",
     "RequirementLine",
-    "RunAccepted",
-    "RunLimitsInfo",
-    "RunPage",
-    "RunRecord",
     "RunRequest",
     "RunResult",
     "RunStatus",
-    "RunSubmission",
-    "ServerInfo",
-    "SessionsInfo",
     "SkippedArtifact",
     "Timings",
     "capped",
@@ -219,7 +207,8 @@ class RunRequest(BaseModel):
         default_factory=list, description="Input files, placed under the working directory."
     )
     install_mode: Literal["cache", "per_run"] | None = Field(
-        None, description="Override the server's install mode (per_run: pip installs into the run's own sandbox dir)."
+        None,
+        description="Override the server's install mode (per_run: pip installs into the run's own sandbox dir).",
     )
 
     def resolve(self, settings: Settings) -> Limits:
@@ -380,140 +369,3 @@ class RunResult(BaseModel):
     artifacts_truncated: bool = Field(False, description="A count or size cap was hit.")
     image: str = ""
     error: str | None = Field(None, description="What went wrong, for `error` and kills.")
-
-
-# -- The HTTP API's shapes (service and client) ----------------------------------
-
-
-class ActiveStatus(StrEnum):
-    """A run that has not ended yet; a record's status is this or a `RunStatus`."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-
-
-class RunSubmission(RunRequest):
-    """The body of `POST /v1/runs`: a `RunRequest`, and whether to wait for the result."""
-
-    # Both conversions keep the validated values (input files with their decoded
-    # bytes) and validate nothing again:
-    #     submission = RunSubmission.of(request, wait=False)      # a client's body
-    #     request = submission.to_request()                       # what the daemon runs
-
-    wait: StrictBool = Field(
-        True,
-        description="true: hold the request until the run ends and answer 200 with the "
-        "RunResult; false: answer 202 with the run id at once. The query parameter "
-        "`?wait=` overrides it.",
-    )
-
-    @classmethod
-    def of(cls, request: RunRequest, *, wait: bool = True) -> RunSubmission:
-        """``request`` to submit, with ``wait``."""
-        fields_set = (request.model_fields_set & set(RunRequest.model_fields)) | {"wait"}
-        return cls.model_construct(fields_set, **_request_fields(request), wait=wait)
-
-    def to_request(self) -> RunRequest:
-        """The `RunRequest` this submission carries."""
-        fields_set = self.model_fields_set - {"wait"}
-        return RunRequest.model_construct(fields_set, **_request_fields(self))
-
-
-def _request_fields(request: RunRequest) -> dict[str, Any]:
-    return {name: getattr(request, name) for name in RunRequest.model_fields}
-
-
-class RunRecord(BaseModel):
-    """A run as the daemon stores it: written before its container exists."""
-
-    id: str
-    status: ActiveStatus | RunStatus
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    request: RunRequest
-    result: RunResult | None = None
-    error: str | None = Field(None, description="Why it was interrupted, cancelled or failed.")
-
-
-class RunAccepted(BaseModel):
-    """`202` answer to `POST /v1/runs` with ``wait: false``."""
-
-    id: str
-    status: ActiveStatus | RunStatus
-
-
-class RunPage(BaseModel):
-    """`GET /v1/runs`: newest first."""
-
-    items: list[RunRecord]
-    total: int
-    limit: int
-    offset: int
-
-
-class LimitRange(BaseModel):
-    """A run limit: what a request gets when it sets none, and the most it may ask for."""
-
-    default: int | float
-    max: int | float
-
-
-class RunLimitsInfo(BaseModel):
-    timeout_s: LimitRange
-    memory_mb: LimitRange
-    cpus: LimitRange
-
-
-class SessionsInfo(BaseModel):
-    """Session limits, when the daemon serves sessions."""
-
-    max_sessions: int
-    cell_timeout_s: LimitRange
-    memory_mb: LimitRange
-    cpus: LimitRange
-    idle_timeout_s: float
-    max_lifetime_s: float
-    interrupt_grace_s: float
-
-
-class ServerInfo(BaseModel):
-    """`GET /v1/info`: what this daemon accepts and offers, so that clients need not guess.
-
-    Sizes are bytes and durations seconds; names match the daemon's settings.
-    """
-
-    version: str
-    features: list[str] = Field(
-        description="What this daemon serves: runs, files (inputs), artifacts, events (SSE), "
-        "sessions (unless disabled), mcp (/mcp, with the mcp extra)."
-    )
-    limits: RunLimitsInfo
-    install_timeout_s: float = Field(description="Time an install of requirements may take.")
-    allow_network: bool = Field(description="Whether a request may ask for network.")
-    cancel_wait_s: float = Field(description="How long DELETE waits for the sandbox to go.")
-    max_body_bytes: int
-    max_code_bytes: int
-    max_requirements: int
-    max_env_vars: int
-    max_env_value_bytes: int
-    max_input_files: int
-    max_input_file_bytes: int
-    max_input_total_bytes: int
-    max_artifacts: int
-    max_artifact_total_bytes: int
-    stdout_limit_bytes: int
-    stderr_limit_bytes: int
-    output_policy: Literal["truncate", "kill"]
-    sessions: SessionsInfo | None = Field(None, description="Absent when sessions are off.")
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="Stable, machine-readable: invalid_request, unauthorized, ...")
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """Every HTTP error: ``{"error": {"code": ..., "message": ...}}``."""
-
-    error: ErrorDetail

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ai_data_agent.api_models import LimitRange, RunLimitsInfo, ServerInfo
 from ai_data_agent.client import WAIT_MARGIN_S, Client
 from ai_data_agent.errors import (
     AiDataAgentError,
@@ -28,15 +29,7 @@ from ai_data_agent.errors import (
     ServerUnreachable,
     Unauthorized,
 )
-from ai_data_agent.models import (
-    InputFile,
-    LimitRange,
-    RunLimitsInfo,
-    RunRequest,
-    RunResult,
-    RunStatus,
-    ServerInfo,
-)
+from ai_data_agent.models import InputFile, RunRequest, RunResult, RunStatus
 from ai_data_agent.session_models import SessionInfo, SessionStatus
 
 BASE = "http://daemon.test"

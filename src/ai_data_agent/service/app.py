@@ -45,22 +45,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loguru import logger
 
 from ai_data_agent import __version__
-from ai_data_agent.checks import Check
-from ai_data_agent.errors import NotFound, NotReady, ServerError
-from ai_data_agent.executor import Executor
-from ai_data_agent.mcp import daemon_endpoint
-from ai_data_agent.models import (
+from ai_data_agent.api_models import (
     ActiveStatus,
-    Artifact,
     ErrorBody,
     RunAccepted,
     RunPage,
     RunRecord,
-    RunResult,
-    RunStatus,
     RunSubmission,
     ServerInfo,
 )
+from ai_data_agent.checks import Check
+from ai_data_agent.errors import NotFound, NotReady, ServerError
+from ai_data_agent.executor import Executor
+from ai_data_agent.mcp import daemon_endpoint
+from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
 from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S, RunExecutor, wait_done

@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ai_data_agent.api_models import ErrorBody, ErrorDetail
 from ai_data_agent.errors import (
     AiDataAgentError,
     QueueFull,
@@ -36,7 +37,6 @@ from ai_data_agent.errors import (
     SessionLimit,
     Unauthorized,
 )
-from ai_data_agent.models import ErrorBody, ErrorDetail
 
 __all__ = ["CHALLENGE", "error_response", "install_error_handlers"]
 

@@ -10,8 +10,9 @@ its own waits), so a client reads the limits instead of copying them.
 from __future__ import annotations
 
 from ai_data_agent import __version__
+from ai_data_agent.api_models import LimitRange, RunLimitsInfo, ServerInfo, SessionsInfo
 from ai_data_agent.mcp import available as mcp_available
-from ai_data_agent.models import LimitRange, Limits, RunLimitsInfo, ServerInfo, SessionsInfo
+from ai_data_agent.models import Limits
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S
 from ai_data_agent.settings import Settings
 

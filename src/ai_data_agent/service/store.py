@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ai_data_agent.api_models import ActiveStatus, RunRecord
 from ai_data_agent.errors import ConfigurationError
-from ai_data_agent.models import ActiveStatus, RunRecord, RunRequest, RunResult, RunStatus
+from ai_data_agent.models import RunRequest, RunResult, RunStatus
 
 __all__ = ["ACTIVE_STATUSES", "STORE_FILENAME", "RunStore"]
 

@@ -20,8 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from ai_data_agent.api_models import RunSubmission
 from ai_data_agent.errors import RequestRejected
-from ai_data_agent.models import InputFile, RunSubmission
+from ai_data_agent.models import InputFile
 from ai_data_agent.settings import Settings
 
 __all__ = ["OPENAPI_REQUEST_BODY", "read_submission"]

@@ -17,8 +17,9 @@ import pytest
 from service_fakes import assert_error, make_settings, running_service
 
 import ai_data_agent
-from ai_data_agent import models
-from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus, ServerInfo
+from ai_data_agent import api_models, models
+from ai_data_agent.api_models import ServerInfo
+from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S
 from ai_data_agent.settings import Settings
 
@@ -59,7 +60,7 @@ def counters(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
         models, "base64", SimpleNamespace(b64decode=decode, b64encode=base64.b64encode)
     )
     validators = {}
-    for model in (models.RunRequest, models.RunSubmission, models.InputFile):
+    for model in (models.RunRequest, api_models.RunSubmission, models.InputFile):
         validators[model.__name__] = CountingValidator(model.__pydantic_validator__)
         monkeypatch.setattr(model, "__pydantic_validator__", validators[model.__name__])
     return SimpleNamespace(decode=decode, validators=validators)

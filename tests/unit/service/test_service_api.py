@@ -20,7 +20,8 @@ from service_fakes import (
 )
 
 import ai_data_agent.service
-from ai_data_agent.models import ErrorBody, RunAccepted, RunPage, RunRecord, RunResult
+from ai_data_agent.api_models import ErrorBody, RunAccepted, RunPage, RunRecord
+from ai_data_agent.models import RunResult
 from ai_data_agent.settings import Settings
 
 pytestmark = pytest.mark.anyio

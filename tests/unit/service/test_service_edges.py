@@ -12,7 +12,8 @@ import pytest
 from openapi_spec_validator import validate
 from service_fakes import assert_error, make_settings, running_service
 
-from ai_data_agent.models import ActiveStatus, RunRecord, RunStatus
+from ai_data_agent.api_models import ActiveStatus, RunRecord
+from ai_data_agent.models import RunStatus
 from ai_data_agent.service.body_limit import MULTIPART_PART_OVERHEAD
 from ai_data_agent.settings import Settings
 

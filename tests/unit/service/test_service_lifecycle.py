@@ -16,7 +16,8 @@ from service_fakes import (
     wait_until,
 )
 
-from ai_data_agent.models import RunRecord, RunRequest, RunResult, RunStatus
+from ai_data_agent.api_models import RunRecord
+from ai_data_agent.models import RunRequest, RunResult, RunStatus
 from ai_data_agent.service.daemon import REASON_STALE
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
 
