@@ -279,9 +279,10 @@ class Settings(BaseSettings):
     body_discard_max_bytes: int = Field(
         1024 * MiB,
         ge=0,
-        description="After a 413 for a body still arriving, at most this much of the rest is "
-        "read and discarded before the connection closes, so that clients which send the whole "
-        "body before reading (urllib, requests) get the 413 rather than a reset; a body declared "
+        description="After an answer sent while the request body is still arriving (a 413 "
+        "over a body cap, or another early error), at most this much of the rest is read and "
+        "discarded before the connection closes, so that clients which send the whole body "
+        "before reading (urllib, requests) get the answer rather than a reset; a body declared "
         "longer is not waited for. 0: close at once.",
     )
     body_discard_timeout_s: float = Field(
