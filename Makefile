@@ -8,9 +8,6 @@ BIN := $(VENV)/bin
 BASE_IMAGE ?= ai-data-agent/base:bookworm
 SANDBOX_IMAGE ?= python:3.12-slim
 
-# Behind a TLS-intercepting proxy, sandboxes must trust the host's CA bundle to
-# install packages. Where the host has the usual Debian bundle, use it.
-export AI_DATA_AGENT_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 # No registry may be reachable: never let testcontainers pull its reaper.
 export TESTCONTAINERS_RYUK_DISABLED := true
 # The docker CLI here talks to the engine ai-data-agent uses.

@@ -22,7 +22,8 @@ _CAUSES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (
         re.compile(r"certificate|CERTIFICATE_VERIFY_FAILED|UnknownIssuer|SSLError", re.I),
         "the package index's TLS certificate is not trusted in the sandbox",
-        "behind a TLS-intercepting proxy, set AI_DATA_AGENT_CA_BUNDLE to the proxy's CA bundle",
+        "the sandbox trusts the host's CA bundle by default; behind a TLS-intercepting proxy, "
+        "add the proxy's CA to it or set AI_DATA_AGENT_CA_BUNDLE to a bundle that has it",
     ),
     (
         re.compile(

@@ -72,7 +72,7 @@ def seccomp_profile() -> str:
 
     Docker's API takes the profile inline (``seccomp=<json>``), as the docker
     CLI sends it after reading the file. Read once per process. What the
-    profile removes from Docker's default, and why: docs/security.md.
+    profile denies, and why: docs/security.md (scripts/seccomp_profile.py writes it).
     """
     text = resources.files("ai_data_agent.executor").joinpath("seccomp.json").read_text("utf-8")
     return json.dumps(json.loads(text), separators=(",", ":"))
