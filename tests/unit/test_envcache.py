@@ -400,7 +400,11 @@ def test_a_staging_volume_that_cannot_be_removed_is_left_to_the_sweep(
     outcome = make_cache().get_or_install(["pandas"], "img", "run-1")
 
     assert isinstance(outcome, Ready)
-    assert any("stays for the sweep" in line.message for line in log_lines)
+    poll(  # the removal runs in the background, after the answer
+        lambda: any("stays for the sweep" in line.message for line in log_lines),
+        timeout_s=5,
+        what="the staging volume left to the sweep",
+    )
 
 
 def test_one_set_asked_for_twice_at_once_is_installed_once(
