@@ -39,23 +39,26 @@ The server's body is read only as the documented ``{"error": {"code",
 from __future__ import annotations
 
 import builtins
-import email.utils
 import hashlib
-import json
-import math
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from ai_data_agent.client_wire import (
+    error_from_response,
+    invalid_response,
+    parse,
+    read_events,
+    segment,
+)
 from ai_data_agent.errors import (
-    AiDataAgentError,
     InstallFailed,
     NotFound,
     NotReady,
@@ -69,14 +72,12 @@ from ai_data_agent.errors import (
     SessionGone,
     SessionLimit,
     Unauthorized,
-    error_class,
 )
 from ai_data_agent.session_models import SessionInfo
 
 if TYPE_CHECKING:
     from ai_data_agent.client_sessions import RemoteSession
 from ai_data_agent.api_models import (
-    ErrorBody,
     RunAccepted,
     RunPage,
     RunRecord,
@@ -116,55 +117,9 @@ __all__ = [
 # timeout (both from /v1/info), plus this for the runner's verify and collect
 # steps and for starting the container.
 WAIT_MARGIN_S = 120.0
-MAX_MESSAGE_CHARS = 2000
 ACTIVE_STATUSES = frozenset({"queued", "running"})
 _ARTIFACT_LIST = TypeAdapter(list[Artifact])
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: a number, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(seconds, 0.0) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
-def error_from_response(response: httpx.Response, *, run_id: str | None = None) -> AiDataAgentError:
-    """The error of the tree for a non-2xx answer: by its code, else by its status.
-
-    The body counts only if it is exactly an `ErrorBody`; anything else (an HTML
-    page from a proxy, a traceback) is dropped for the status line.
-    """
-    status = response.status_code
-    try:
-        detail = ErrorBody.model_validate_json(response.content, strict=True).error
-        code: str | None = detail.code
-        message = detail.message[:MAX_MESSAGE_CHARS]
-    except ValidationError:
-        code = None
-        message = f"{status} {response.reason_phrase}".strip()
-    cls = error_class(status, code)
-    error: AiDataAgentError
-    if issubclass(cls, RequestRejected):
-        error = cls(None, message, code=code, status_code=status)
-    elif issubclass(cls, QueueFull | SessionLimit):
-        retry_after = _retry_after(response.headers.get("retry-after"))
-        error = cls(message, retry_after=retry_after, code=code, status_code=status)
-    else:
-        error = cls(message, code=code, status_code=status)
-    error.run_id = run_id
-    return error
 
 
 class Client:
@@ -223,7 +178,7 @@ class Client:
         """
         with self._info_lock:
             if self._info is None:
-                self._info = self._parse(self._request("GET", "/v1/info"), ServerInfo)
+                self._info = parse(self._request("GET", "/v1/info"), ServerInfo)
             return self._info
 
     # -- sessions ---------------------------------------------------------------------
@@ -246,8 +201,8 @@ class Client:
         """
         from ai_data_agent.client_sessions import RemoteSession
 
-        response = self._request("GET", f"/v1/sessions/{_segment(session_id)}")
-        return RemoteSession(self, self._parse(response, SessionInfo))
+        response = self._request("GET", f"/v1/sessions/{segment(session_id)}")
+        return RemoteSession(self, parse(response, SessionInfo))
 
     def sessions(self) -> builtins.list[SessionInfo]:
         """Live sessions first, then those that ended, newest first."""
@@ -301,9 +256,9 @@ class Client:
         timeout = httpx.Timeout(self.timeout, read=wait_timeout_s)
         response = self._post_run(request, wait=True, timeout=timeout)
         if response.status_code == 202:  # the daemon chose not to hold the line
-            accepted = self._parse(response, RunAccepted)
+            accepted = parse(response, RunAccepted)
             return self.wait(accepted.id, timeout=wait_timeout_s)
-        return self._parse(response, RunResult)
+        return parse(response, RunResult)
 
     def submit(
         self,
@@ -334,7 +289,7 @@ class Client:
         Raises:
             AiDataAgentError: as for `run`.
         """
-        return self._parse(self._post_run(request, wait=False), RunAccepted).id
+        return parse(self._post_run(request, wait=False), RunAccepted).id
 
     def get(self, run_id: str) -> RunRecord:
         """The run's record as stored now.
@@ -342,8 +297,8 @@ class Client:
         Raises:
             NotFound: no run has this id (or it was dropped by retention).
         """
-        response = self._request("GET", f"/v1/runs/{_segment(run_id)}", run_id=run_id)
-        return self._parse(response, RunRecord)
+        response = self._request("GET", f"/v1/runs/{segment(run_id)}", run_id=run_id)
+        return parse(response, RunRecord)
 
     def wait(
         self, run_id: str, *, poll_interval: float = 0.5, timeout: float | None = None
@@ -388,9 +343,9 @@ class Client:
         # the time /v1/info gives.
         timeout = httpx.Timeout(self.timeout, read=self.info().cancel_wait_s + self.timeout)
         response = self._request(
-            "DELETE", f"/v1/runs/{_segment(run_id)}", run_id=run_id, timeout=timeout
+            "DELETE", f"/v1/runs/{segment(run_id)}", run_id=run_id, timeout=timeout
         )
-        return self._parse(response, RunRecord)
+        return parse(response, RunRecord)
 
     def list(
         self, status: RunStatus | str | None = None, *, limit: int = 50, offset: int = 0
@@ -399,16 +354,16 @@ class Client:
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
         if status is not None:
             params["status"] = str(status)
-        return self._parse(self._request("GET", "/v1/runs", params=params), RunPage)
+        return parse(self._request("GET", "/v1/runs", params=params), RunPage)
 
     # -- artifacts and live events -----------------------------------------------------
     def artifacts(self, run_id: str) -> builtins.list[Artifact]:
         """The files the run left under ``outputs/`` (as its result lists them)."""
-        response = self._request("GET", f"/v1/runs/{_segment(run_id)}/artifacts", run_id=run_id)
+        response = self._request("GET", f"/v1/runs/{segment(run_id)}/artifacts", run_id=run_id)
         try:
             return _ARTIFACT_LIST.validate_json(response.content)
         except ValidationError as exc:
-            raise _invalid_response("the answer is not a list of artifacts", response) from exc
+            raise invalid_response("the answer is not a list of artifacts", response) from exc
 
     def download_artifact(self, run_id: str, artifact: Artifact, directory: Path) -> Path:
         """Save ``artifact`` under ``directory`` (at its relative path); return the file.
@@ -424,7 +379,7 @@ class Client:
         partial = target.with_name(f".{target.name}.part")
         digest = hashlib.sha256()
         size = 0
-        url = f"/v1/runs/{_segment(run_id)}/artifacts/{urllib.parse.quote(artifact.path)}"
+        url = f"/v1/runs/{segment(run_id)}/artifacts/{urllib.parse.quote(artifact.path)}"
         try:
             with self._http.stream("GET", url) as response:
                 if not response.is_success:
@@ -442,7 +397,7 @@ class Client:
             raise ServerUnreachable(f"cannot download {artifact.path}: {exc}") from exc
         if size != artifact.size or digest.hexdigest() != artifact.sha256:
             partial.unlink(missing_ok=True)
-            raise _invalid_response(
+            raise invalid_response(
                 f"artifact {artifact.path} arrived with a different size or sha256", response
             )
         partial.replace(target)
@@ -452,7 +407,7 @@ class Client:
         """The run's Server-Sent Events as (name, data): ``status``, ``stdout``,
         ``stderr`` and, last, ``result`` (a `RunResult` as a dict)."""
         timeout = httpx.Timeout(self.timeout, read=None)  # a quiet run sends nothing for a while
-        url = f"/v1/runs/{_segment(run_id)}/events"
+        url = f"/v1/runs/{segment(run_id)}/events"
         try:
             with self._http.stream("GET", url, timeout=timeout) as response:
                 if not response.is_success:
@@ -560,32 +515,6 @@ class Client:
             raise error_from_response(response, run_id=run_id)
         return response
 
-    @staticmethod
-    def _parse(response: httpx.Response, model: type[ModelT]) -> ModelT:
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise _invalid_response(
-                f"the answer is not a valid {model.__name__}", response
-            ) from exc
-
-
-def read_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Server-Sent Events of a streaming response, as (name, JSON data)."""
-    name, data = "message", ""
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line[len("event: ") :]
-        elif line.startswith("data: "):
-            data += line[len("data: ") :]
-        elif not line and data:
-            yield name, json.loads(data)
-            name, data = "message", ""
-
-
-def _invalid_response(message: str, response: httpx.Response) -> ServerError:
-    return ServerError(message, code="invalid_response", status_code=response.status_code)
-
 
 def _request(
     code: str,
@@ -617,10 +546,3 @@ def _request(
         )
     except ValidationError as exc:
         raise RequestRejected.from_errors(exc.errors()) from exc
-
-
-def _segment(run_id: str) -> str:
-    """``run_id`` as one URL path segment: no id may change the route."""
-    if run_id in ("", ".", ".."):
-        raise ValueError(f"not a run id: {run_id!r}")
-    return urllib.parse.quote(run_id, safe="")

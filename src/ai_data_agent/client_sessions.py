@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from ai_data_agent.client import Client, error_from_response, read_events
+from ai_data_agent.client import Client
+from ai_data_agent.client_wire import error_from_response, parse, read_events, segment
 from ai_data_agent.errors import RequestRejected, RequestTooLarge, ServerError
 from ai_data_agent.models import InputFile, check_input_files
 from ai_data_agent.session_models import (
@@ -41,12 +42,6 @@ __all__ = ["RemoteSession", "list_sessions", "open_session"]
 CELL_MARGIN_S = 60.0  # beyond a cell's timeout and grace: answering, a kernel restart
 _FILES = TypeAdapter(list[SessionFile])
 _SESSIONS = TypeAdapter(list[SessionInfo])
-
-
-def _segment(value: str) -> str:
-    if value in ("", ".", ".."):
-        raise ValueError(f"not an id: {value!r}")
-    return urllib.parse.quote(value, safe="")
 
 
 def open_session(client: Client, **fields: Any) -> RemoteSession:
@@ -72,7 +67,7 @@ def open_session(client: Client, **fields: Any) -> RemoteSession:
     install = info.install_timeout_s if request.requirements else 0.0
     timeout = httpx.Timeout(client.timeout, read=client.timeout + install + CELL_MARGIN_S)
     response = client._request("POST", "/v1/sessions", json=body, timeout=timeout)
-    return RemoteSession(client, client._parse(response, SessionInfo))
+    return RemoteSession(client, parse(response, SessionInfo))
 
 
 def list_sessions(client: Client) -> list[SessionInfo]:
@@ -90,7 +85,7 @@ class RemoteSession:
         self.client = client
         self.info = info
         self.id = info.id
-        self._path = f"/v1/sessions/{_segment(info.id)}"
+        self._path = f"/v1/sessions/{segment(info.id)}"
 
     def __enter__(self) -> RemoteSession:
         return self
@@ -105,13 +100,13 @@ class RemoteSession:
 
     def refresh(self) -> SessionInfo:
         """The session as the daemon knows it now."""
-        self.info = self.client._parse(self._call("GET"), SessionInfo)
+        self.info = parse(self._call("GET"), SessionInfo)
         return self.info
 
     def close(self) -> SessionInfo:
         """Close the session (its container is removed). Closing a session that ended
         already answers with its record."""
-        self.info = self.client._parse(self._call("DELETE"), SessionInfo)
+        self.info = parse(self._call("DELETE"), SessionInfo)
         return self.info
 
     def _cell_timeout(self, timeout_s: float | None) -> httpx.Timeout:
@@ -140,7 +135,7 @@ class RemoteSession:
         timeout = self._cell_timeout(timeout_s)
         response = self._call("POST", "/cells", json=body, timeout=timeout)
         if on_output is None:
-            return self.client._parse(response, CellResult)
+            return parse(response, CellResult)
         count = int(response.json()["execution_count"])
         return self._follow(count, on_output)
 
@@ -156,12 +151,12 @@ class RemoteSession:
                     on_output(name, data)
                 elif name == "result":
                     return CellResult.model_validate(data)
-        return self.client._parse(self._call("GET", f"/cells/{count}"), CellResult)
+        return parse(self._call("GET", f"/cells/{count}"), CellResult)
 
     def cell(self, count: int) -> CellResult | None:
         """A cell's result; None while it runs."""
         response = self._call("GET", f"/cells/{count}")
-        return None if response.status_code == 202 else self.client._parse(response, CellResult)
+        return None if response.status_code == 202 else parse(response, CellResult)
 
     def interrupt(self) -> bool:
         """Interrupt the running cell; False when none runs."""
@@ -169,7 +164,7 @@ class RemoteSession:
 
     def restart(self) -> SessionInfo:
         """A fresh kernel: variables lost, files kept."""
-        self.info = self.client._parse(self._call("POST", "/restart"), SessionInfo)
+        self.info = parse(self._call("POST", "/restart"), SessionInfo)
         return self.info
 
     def install(self, requirements: list[str]) -> PackagesResult:
@@ -177,9 +172,7 @@ class RemoteSession:
         body = PackagesRequest(requirements=requirements).model_dump(mode="json")
         install = self.client.info().install_timeout_s
         timeout = httpx.Timeout(self.client.timeout, read=install + CELL_MARGIN_S)
-        return self.client._parse(
-            self._call("POST", "/packages", json=body, timeout=timeout), PackagesResult
-        )
+        return parse(self._call("POST", "/packages", json=body, timeout=timeout), PackagesResult)
 
     def upload(self, path: str, data: bytes) -> SessionFile:
         """Put ``data`` at ``path`` under the session's working directory.
@@ -201,7 +194,7 @@ class RemoteSession:
             content=data,
             headers={"Content-Type": "application/octet-stream"},  # the per-file body cap
         )
-        return self.client._parse(response, SessionFile)
+        return parse(response, SessionFile)
 
     def download(self, path: str) -> bytes:
         return self._call("GET", f"/files/{urllib.parse.quote(path)}").content
