@@ -121,7 +121,6 @@ ACTIVE_STATUSES = frozenset({"queued", "running"})
 _ARTIFACT_LIST = TypeAdapter(list[Artifact])
 
 
-
 class Client:
     """A synchronous client for one daemon. Thread-safe; reuse one for many calls.
 

@@ -31,9 +31,9 @@ from ai_data_agent.executor.frames import (
     OutFrame,
     PhaseFrame,
     ResultFrame,
-    parse_frame,
+    typed_frames,
 )
-from ai_data_agent.executor.protocol import GO_LINE, FrameReader
+from ai_data_agent.executor.protocol import GO_LINE, FrameReader, keep_runner_stderr
 from ai_data_agent.settings import Settings
 
 __all__ = ["Budget", "Conversation", "OutputBuffer", "Transcript"]
@@ -45,7 +45,6 @@ COLLECT_BUDGET_S = 60.0
 # How long the runner gets to exit after its result before it is killed.
 EXIT_WAIT_S = 1.0
 # Bytes kept of the container's own stderr (the runner's crash output, if any).
-RUNNER_STDERR_LIMIT = 64 * 1024
 READ_SLICE_S = 0.25
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -208,15 +207,10 @@ class Conversation:
             limit = self.budget.stream_bytes
             self._stop("stream", f"sandbox sent more than {limit} bytes; killing it", "WARNING")
         elif stream == STDERR:
-            room = RUNNER_STDERR_LIMIT - len(t.runner_stderr)
-            t.runner_stderr += data[: max(room, 0)]
+            keep_runner_stderr(t.runner_stderr, data)
         elif stream == STDOUT:
-            for raw in self.reader.feed(data):
-                frame = parse_frame(raw)
-                if frame is None:
-                    self.reader.bad_frames += 1
-                else:
-                    self._handle(frame)
+            for frame in typed_frames(self.reader, data):
+                self._handle(frame)
         return True
 
     def _emit(self, kind: str, data: str) -> None:

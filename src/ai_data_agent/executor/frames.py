@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ai_data_agent.executor.protocol import FrameReader
 from ai_data_agent.models import PackageInfo
 
 __all__ = [
@@ -249,6 +250,18 @@ Frame = Annotated[
     Field(discriminator="k"),
 ]
 _FRAME: TypeAdapter[Frame] = TypeAdapter(Frame)
+
+
+def typed_frames(reader: FrameReader, data: bytes) -> list[Frame]:
+    """The typed frames that ``data`` completes; one that fits no kind counts as bad."""
+    frames: list[Frame] = []
+    for raw in reader.feed(data):
+        frame = parse_frame(raw)
+        if frame is None:
+            reader.bad_frames += 1
+        else:
+            frames.append(frame)
+    return frames
 
 
 def parse_frame(raw: dict[str, Any]) -> Frame | None:

@@ -13,9 +13,17 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GO_LINE", "FrameReader", "encode_message", "new_token"]
+__all__ = [
+    "GO_LINE",
+    "RUNNER_STDERR_LIMIT",
+    "FrameReader",
+    "encode_message",
+    "keep_runner_stderr",
+    "new_token",
+]
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+RUNNER_STDERR_LIMIT = 64 * 1024  # the runner's own stderr (not the code's), kept for diagnosis
 GO_LINE = b"go\n"  # releases a run once the install network is gone
 
 
@@ -83,3 +91,8 @@ class FrameReader:
             self.bad_frames += 1
             return None
         return frame
+
+
+def keep_runner_stderr(kept: bytearray, data: bytes) -> None:
+    """Add to ``kept`` as much of ``data`` as ``RUNNER_STDERR_LIMIT`` leaves room for."""
+    kept += data[: max(RUNNER_STDERR_LIMIT - len(kept), 0)]

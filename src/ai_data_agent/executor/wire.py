@@ -24,13 +24,12 @@ from loguru import logger
 
 from ai_data_agent.errors import ExecutorError, SessionGone
 from ai_data_agent.executor.backend import STDERR, STDOUT, Sandbox
-from ai_data_agent.executor.frames import Frame, parse_frame
-from ai_data_agent.executor.protocol import FrameReader, encode_message
+from ai_data_agent.executor.frames import Frame, typed_frames
+from ai_data_agent.executor.protocol import FrameReader, encode_message, keep_runner_stderr
 
 __all__ = ["SessionWire"]
 
 READ_SLICE_S = 0.25
-RUNNER_STDERR_LIMIT = 64 * 1024
 
 
 class SessionWire:
@@ -90,15 +89,9 @@ class SessionWire:
         if not data:
             raise self._gone("the session's sandbox exited")
         if stream == STDERR:
-            room = RUNNER_STDERR_LIMIT - len(self.runner_stderr)
-            self.runner_stderr += data[: max(room, 0)]
+            keep_runner_stderr(self.runner_stderr, data)
         elif stream == STDOUT:
-            for raw in self.reader.feed(data):
-                frame = parse_frame(raw)
-                if frame is None:
-                    self.reader.bad_frames += 1
-                else:
-                    self.pending.append(frame)
+            self.pending.extend(typed_frames(self.reader, data))
 
     def report_noise(self) -> None:
         if self.reader.noise_lines or self.reader.bad_frames:
