@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import json
+import marshal
 import os
 import sys
 import time
@@ -47,6 +48,51 @@ def staged(tmp_path: Path) -> Path:
     (src / "six" / "__init__.py").write_text("X = 1\n" * 100)
     (src / "link").symlink_to("six")
     return src
+
+
+def test_a_directory_without_a_manifest_is_debris_and_publish_replaces_it(
+    staged: Path, envs: Path
+) -> None:
+    debris = envs / "k1" / "six" / "__pycache__"
+    debris.mkdir(parents=True)  # what a stray compile would leave: no __init__.py, no manifest
+
+    report = envstore.publish_env(str(staged), str(envs), "k1", {"n": 1})
+
+    assert report["published"] is True
+    assert (envs / "k1" / "six" / "__init__.py").is_file()
+    assert envstore.read_manifest(str(envs), "k1") is not None
+    assert sorted(p.name for p in envs.iterdir()) == ["k1"]
+
+
+def test_compile_writes_bytecode_named_for_the_import_path(
+    staged: Path, envs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(envs)  # compile_env changes the cwd; the fixture restores it
+    envstore.publish_env(str(staged), str(envs), "k1", {})
+    assert envstore.compile_env(str(envs), "k1", workers=1) == {"compiled": True}
+    [pyc] = (envs / "k1" / "six" / "__pycache__").iterdir()
+    code = marshal.loads(pyc.read_bytes()[16:])
+    assert code.co_filename == str(envs / "k1" / "six" / "__init__.py")
+
+
+def test_a_compile_whose_environment_is_pruned_meanwhile_recreates_nothing(
+    staged: Path, envs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compileall
+
+    monkeypatch.chdir(envs)
+    envstore.publish_env(str(staged), str(envs), "k1", {})
+    real = compileall.compile_dir
+
+    def pruned_first(*args: Any, **kwargs: Any) -> bool:
+        os.rename(envs / "k1", envs / ".trash-k1")  # a prune's rename, as the walk starts
+        return bool(real(*args, **kwargs))
+
+    monkeypatch.setattr(compileall, "compile_dir", pruned_first)
+    envstore.compile_env(str(envs), "k1", workers=1)
+
+    assert not (envs / "k1").exists()  # nothing under the old name for a publish to adopt
+    assert (envs / ".trash-k1" / "six" / "__pycache__").is_dir()  # the compile followed it
 
 
 def test_publish_renames_a_full_copy_with_its_manifest_into_place(staged: Path, envs: Path) -> None:

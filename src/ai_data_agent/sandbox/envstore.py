@@ -40,13 +40,17 @@ def publish_env(src: str, envs_dir: str, key: str, manifest: dict[str, Any]) -> 
     """Copy a finished install into the shared cache under ``key``, atomically.
 
     The copy goes to a hidden name first and is renamed into place; if ``key``
-    exists already (another controller was first) the copy is dropped.
+    exists already with its manifest (another controller was first) the copy is
+    dropped. A directory there without one is debris, never a published
+    environment (a manifest is written before the rename): it goes first.
     """
     if not _valid_key(key):
         raise ValueError(f"bad key {key!r}")
     final = os.path.join(envs_dir, key)
-    if os.path.isdir(final):
+    if os.path.isfile(os.path.join(final, MANIFEST)):
         return {"published": False, "size": tree_size(final)}
+    if os.path.lexists(final):
+        _discard(envs_dir, key)
     tmp = os.path.join(envs_dir, f".tmp-{key}-{os.urandom(6).hex()}")
     shutil.copytree(src, tmp, symlinks=True)
     with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as fh:
@@ -60,16 +64,35 @@ def publish_env(src: str, envs_dir: str, key: str, manifest: dict[str, Any]) -> 
 
 
 def compile_env(envs_dir: str, key: str, workers: int) -> dict[str, Any]:
-    """Compile a published environment's bytecode, in ``workers`` processes."""
+    """Compile a published environment's bytecode, in ``workers`` processes.
+
+    It works inside the environment's directory (its cwd), never by its path: if
+    the environment is pruned meanwhile, the compile follows it to the trash
+    instead of creating ``<key>/.../__pycache__`` afresh under the old name.
+    """
     import compileall
 
     if not _valid_key(key):
         raise ValueError(f"bad key {key!r}")
     path = os.path.join(envs_dir, key)
-    if not os.path.isdir(path):
+    try:
+        os.chdir(path)
+    except OSError:
         return {"compiled": False}
-    ok = compileall.compile_dir(path, quiet=2, workers=max(workers, 1))
+    # ddir: the file names in the bytecode are those runs import from.
+    ok = compileall.compile_dir(".", quiet=2, workers=max(workers, 1), ddir=path)
     return {"compiled": bool(ok)}
+
+
+def _discard(envs_dir: str, key: str) -> bool:
+    """Rename ``key`` away (no run sees half of it), then remove it; False if absent."""
+    trash = os.path.join(envs_dir, f".trash-{key}-{os.urandom(6).hex()}")
+    try:
+        os.rename(os.path.join(envs_dir, key), trash)
+    except OSError:
+        return False
+    remove_tree(trash)
+    return True
 
 
 def read_manifest(envs_dir: str, key: str) -> dict[str, Any] | None:
@@ -94,14 +117,8 @@ def prune_envs(envs_dir: str, keys: list[str]) -> dict[str, Any]:
     for key in keys:
         if not _valid_key(key):
             continue
-        path = os.path.join(envs_dir, key)
-        trash = os.path.join(envs_dir, f".trash-{key}-{os.urandom(6).hex()}")
-        try:
-            os.rename(path, trash)
-        except OSError:
-            continue
-        remove_tree(trash)
-        removed.append(key)
+        if _discard(envs_dir, key):
+            removed.append(key)
     # Leftovers of interrupted copies and removals (old enough not to be in progress).
     for name in os.listdir(envs_dir):
         path = os.path.join(envs_dir, name)
