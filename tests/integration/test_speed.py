@@ -17,6 +17,7 @@ import pytest
 from ai_data_agent import Executor, RunRequest, RunStatus, Settings
 from ai_data_agent.executor.envcache import CACHE_VOLUME
 from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_CONTROLLER, LABEL_MANAGED
+from ai_data_agent.sandbox.environment import ENV_MANIFEST
 from tests.support.logs import LogLine
 from tests.support.settings import build_settings, ca_bundle
 
@@ -248,4 +249,37 @@ def test_an_environment_lost_from_the_volume_is_installed_again(tmp_path: Path) 
 
     assert first.status == again.status == third.status == RunStatus.SUCCEEDED, again.error
     assert again.install.cache_hit is False and again.stdout == "ok\n"
+    assert third.install.cache_hit is True
+
+
+def test_an_environment_left_incomplete_on_the_volume_is_installed_again(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    requirement = "six==1.15.0"
+    with Executor(_settings(tmp_path)) as executor:
+        forget_everywhere(executor, [requirement])
+        first = executor.run(RunRequest(code="import six", requirements=[requirement]))
+        assert executor.env_cache is not None
+        [env] = executor.env_cache.index.all()
+        # What a stray write leaves under the key: a directory, no manifest, no package.
+        docker_client.containers.run(
+            executor.backend.resolve_image(),
+            [
+                "sh",
+                "-c",
+                f"rm -rf /envs/{env.key}/* /envs/{env.key}/{ENV_MANIFEST}"
+                f" && mkdir -p /envs/{env.key}/six/__pycache__",
+            ],
+            volumes={CACHE_VOLUME: {"bind": "/envs", "mode": "rw"}},
+            user="0",
+            remove=True,
+            network_mode="none",
+        )
+        again = executor.run(
+            RunRequest(code="import six; print(six.__version__)", requirements=[requirement])
+        )
+        third = executor.run(RunRequest(code="import six", requirements=[requirement]))
+
+    assert first.status == again.status == third.status == RunStatus.SUCCEEDED, again.error
+    assert again.install.cache_hit is False and again.stdout == "1.15.0\n"
     assert third.install.cache_hit is True

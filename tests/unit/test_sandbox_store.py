@@ -23,6 +23,7 @@ import pytest
 
 from ai_data_agent.sandbox import envstore, figures, outputs, verify
 from ai_data_agent.sandbox.channel import Channel, receive_files, safe_join
+from ai_data_agent.sandbox.environment import ENV_MANIFEST
 
 TOKEN = "k" * 32
 
@@ -126,7 +127,7 @@ def test_a_bad_key_is_refused(staged: Path, envs: Path, key: str) -> None:
 def test_a_missing_or_broken_manifest_reads_as_none(envs: Path, content: str | None) -> None:
     (envs / "k1").mkdir()
     if content is not None:
-        (envs / "k1" / envstore.MANIFEST).write_text(content)
+        (envs / "k1" / ENV_MANIFEST).write_text(content)
     assert envstore.read_manifest(str(envs), "k1") is None
 
 

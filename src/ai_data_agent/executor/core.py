@@ -256,7 +256,8 @@ class Executor:
                 "the cached environment vanished twice", run_id=run_id, step="install"
             )
         logger.bind(run_id=run_id).warning(
-            "cached environment {} is gone from the volume; installing again", key[:12]
+            "cached environment {} is gone from the volume (or was never whole); installing again",
+            key[:12],
         )
         assert self.env_cache is not None
         self.env_cache.forget(key)

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 SANDBOX_PREFIX = "ai_data_agent_"
+# Written into a cached environment before it is published: a directory of the
+# cache without one was never published whole.
+ENV_MANIFEST = ".ai-data-agent-env.json"
 WORK_SUBDIR = "work"
 OUTPUTS_SUBDIR = "outputs"
 

@@ -21,13 +21,12 @@ import os
 import shutil
 import time
 
-from ai_data_agent.sandbox.environment import remove_tree, tree_size
+from ai_data_agent.sandbox.environment import ENV_MANIFEST, remove_tree, tree_size
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
     from typing import Any
 
-MANIFEST = ".ai-data-agent-env.json"
 STALE_TEMP_S = 3600.0  # a half-published environment this old was abandoned
 MAX_MANIFEST_BYTES = 1024 * 1024
 
@@ -47,13 +46,13 @@ def publish_env(src: str, envs_dir: str, key: str, manifest: dict[str, Any]) -> 
     if not _valid_key(key):
         raise ValueError(f"bad key {key!r}")
     final = os.path.join(envs_dir, key)
-    if os.path.isfile(os.path.join(final, MANIFEST)):
+    if os.path.isfile(os.path.join(final, ENV_MANIFEST)):
         return {"published": False, "size": tree_size(final)}
     if os.path.lexists(final):
         _discard(envs_dir, key)
     tmp = os.path.join(envs_dir, f".tmp-{key}-{os.urandom(6).hex()}")
     shutil.copytree(src, tmp, symlinks=True)
-    with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as fh:
+    with open(os.path.join(tmp, ENV_MANIFEST), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh)
     try:
         os.rename(tmp, final)
@@ -99,7 +98,7 @@ def read_manifest(envs_dir: str, key: str) -> dict[str, Any] | None:
     """The manifest of a published environment, or None when there is none."""
     if not _valid_key(key):
         return None
-    path = os.path.join(envs_dir, key, MANIFEST)
+    path = os.path.join(envs_dir, key, ENV_MANIFEST)
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.loads(fh.read(MAX_MANIFEST_BYTES))

@@ -31,6 +31,7 @@ import sys
 
 from ai_data_agent.sandbox.channel import Channel, read_message, receive_files
 from ai_data_agent.sandbox.environment import (
+    ENV_MANIFEST,
     OUTPUTS_SUBDIR,
     WORK_SUBDIR,
     build_env,
@@ -149,8 +150,8 @@ def refusal(job: Job, space: Workspace) -> dict[str, Any] | None:
     interfaces = [i for i in network_interfaces() if i != "lo"]
     if interfaces and not job.get("network"):
         return {"error": f"network interfaces {interfaces} still attached"}
-    missing = [p for p in space.env_paths if not os.path.isdir(p)]
-    if missing:  # the cache lost it (volume removed?): the controller reinstalls
+    missing = [p for p in space.env_paths if not os.path.isfile(os.path.join(p, ENV_MANIFEST))]
+    if missing:  # the cache lost it (volume removed, pruned): the controller reinstalls
         return {"env_missing": missing}
     return None
 
