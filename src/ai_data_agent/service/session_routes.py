@@ -37,7 +37,8 @@ from pydantic import BaseModel, Field
 
 from ai_data_agent.errors import NotFound
 from ai_data_agent.service.events import sse_line
-from ai_data_agent.service.sessions import CellHandle, SessionManager, wait_cell
+from ai_data_agent.service.node import SessionService
+from ai_data_agent.service.sessions import CellHandle, wait_cell
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -69,11 +70,11 @@ class Interrupted(BaseModel):
     interrupted: bool = Field(description="A cell was running and got the interrupt.")
 
 
-def _manager(request: Request) -> SessionManager:
-    return cast(SessionManager, request.app.state.daemon.sessions)
+def _manager(request: Request) -> SessionService:
+    return cast(SessionService, request.app.state.daemon.sessions)
 
 
-Manager = Annotated[SessionManager, Depends(_manager)]
+Manager = Annotated[SessionService, Depends(_manager)]
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
 
@@ -81,7 +82,7 @@ async def _call(function: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(function, *args)
 
 
-async def _known(manager: SessionManager, session_id: str) -> SessionInfo:
+async def _known(manager: SessionService, session_id: str) -> SessionInfo:
     info = await _call(manager.get, session_id)
     if info is None:
         raise NotFound(f"no session with id {session_id[:64]!r}")

@@ -153,7 +153,10 @@ class PgRunStore:
         pg_events.append(conn, run_id, [("status", '{"status": "queued"}')])
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_QUEUE, run_id))
         return RunRecord(
-            id=run_id, status="queued", created_at=datetime.fromtimestamp(created, UTC), request=request
+            id=run_id,
+            status="queued",
+            created_at=datetime.fromtimestamp(created, UTC),
+            request=request,
         )
 
     def mark_running(self, run_id: str, *, now: float | None = None) -> bool:
@@ -362,4 +365,3 @@ def _terminal(
         error,
         run_id,
     )
-
