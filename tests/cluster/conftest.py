@@ -9,7 +9,10 @@ which .ci/run installs): a missing one fails, it never skips.
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,8 @@ import pytest
 
 from ai_data_agent.settings import Settings
 
+from .engines import PrivateEngine
+from .nodes import IMAGE, Cluster
 from .postgres import Postgres
 
 _numbers = itertools.count()
@@ -60,3 +65,33 @@ def cluster_settings(pg: Postgres, database: str) -> Callable[..., Settings]:
         return Settings(**{**values, **overrides})
 
     return build
+
+
+@pytest.fixture(scope="session")
+def engines() -> Iterator[list[PrivateEngine]]:
+    """Three private engines (for up to three workers), the sandbox image loaded in each."""
+    if os.geteuid() != 0 or shutil.which("dockerd") is None:
+        pytest.fail("cluster tests need root and dockerd for private engines", pytrace=False)
+    made: list[PrivateEngine] = []
+    try:
+        for name in ("w1", "w2", "w3"):
+            made.append(PrivateEngine.start(Path(tempfile.mkdtemp(prefix="ce-", dir="/run")), name))
+        threads = [threading.Thread(target=e.load, args=(IMAGE,)) for e in made]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        yield made
+    finally:
+        for engine in made:
+            engine.stop()
+            shutil.rmtree(engine.root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(pg: Postgres, database: str, tmp_path: Path) -> Iterator[Cluster]:
+    """Nodes of one cluster on this test's database; after the test none may leave a sandbox."""
+    made = Cluster(pg, database, tmp_path)
+    yield made
+    leftovers = made.close()
+    assert not leftovers, f"sandboxes left on the private engines: {leftovers}"

@@ -37,7 +37,9 @@ def pg_bin(name: str) -> str:
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
     if versions and (versions[-1] / name).exists():
         return str(versions[-1] / name)
-    raise RuntimeError(f"{name} not found: apt-get install postgresql (scripts/install-postgres.sh)")
+    raise RuntimeError(
+        f"{name} not found: apt-get install postgresql (scripts/install-postgres.sh)"
+    )
 
 
 def free_port() -> int:

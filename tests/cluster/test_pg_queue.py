@@ -153,7 +153,9 @@ def test_a_worker_whose_lease_lapsed_claims_nothing_and_its_late_write_loses(
     assert expired.workers == ["w1"] and expired.runs == ["r1"]
     record = api.get("r1")
     assert record is not None and record.status == "interrupted"
-    assert record.error is not None and "droplet-1" in record.error and "not run again" in record.error
+    assert (
+        record.error is not None and "droplet-1" in record.error and "not run again" in record.error
+    )
     result = RunResult(id="r1", status=RunStatus.SUCCEEDED)
     assert not worker.finish_owned("r1", "w1", RunStatus.SUCCEEDED, result=result)
     assert not WorkerRegistry(worker.db).heartbeat("w1")  # it learns it was declared lost
@@ -248,7 +250,9 @@ def test_passwords_are_checked_and_tls_is_verified(
             "WHERE pid = pg_backend_pid()"
         ).fetchone()
     assert row == (True, "ai_data_agent_worker")
-    untrusted = cluster_settings("api", database_sslrootcert=Path("/etc/ssl/certs/ca-certificates.crt"))
+    untrusted = cluster_settings(
+        "api", database_sslrootcert=Path("/etc/ssl/certs/ca-certificates.crt")
+    )
     with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
         connect(untrusted).close()
 
