@@ -34,8 +34,12 @@ from ai_data_agent.settings import Settings
 __all__ = ["CONNECT_TIMEOUT_S", "Database", "Listener", "conninfo"]
 
 CONNECT_TIMEOUT_S = 5
-POOL_WAIT_S = 10.0  # a request waits this long for a connection, then 503
+POOL_WAIT_S = 5.0  # a request waits this long for a connection, then 503
 RECONNECT_MAX_S = 5.0
+# The pool's own reconnection backs off without a bound; giving up after a few
+# seconds and reconnecting on the next demand gets back within a second or two
+# of the database's return, well inside a lease.
+POOL_RECONNECT_S = 5.0
 
 
 def conninfo(settings: Settings, *, role: str) -> str:
@@ -84,7 +88,7 @@ class Database:
             kwargs={"autocommit": True},
             check=ConnectionPool.check_connection,
             timeout=POOL_WAIT_S,
-            reconnect_timeout=0,  # keep trying for ever: the database comes back
+            reconnect_timeout=POOL_RECONNECT_S,
             name=f"ai-data-agent-{role}",
         )
 

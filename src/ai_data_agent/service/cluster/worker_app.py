@@ -127,6 +127,8 @@ def run_worker(
         )
     configure_logging(settings.log_level, json=settings.log_format == "json")
     logging.basicConfig(handlers=[_InterceptHandler()], level=settings.log_level, force=True)
+    if settings.log_level not in ("TRACE", "DEBUG"):  # the database pool narrates at INFO
+        logging.getLogger("psycopg").setLevel(logging.WARNING)
     check_bind_policy(settings, host, insecure)
     app = create_worker_app(settings)
     config = uvicorn.Config(
