@@ -10,7 +10,8 @@ worker (`pg_sessions`), answered there; this node waits on NOTIFY
 (`CHANNEL_CALL`, the call id) with a slow poll as the safety net. A session
 whose worker is gone is ``lost``: its calls answer ``410 session_gone``, and it
 is never started again elsewhere. A ``create`` that no worker takes within
-`CLAIM_WAIT_S` is withdrawn and answered ``429 session_limit``.
+a poll interval and a second (a worker with room looks at least that often,
+even without the NOTIFY) is withdrawn and answered ``429 session_limit``.
 """
 
 from __future__ import annotations
@@ -47,9 +48,8 @@ from ai_data_agent.session_models import (
 )
 from ai_data_agent.settings import Settings
 
-__all__ = ["CLAIM_WAIT_S", "ClusterSessions"]
+__all__ = ["ClusterSessions"]
 
-CLAIM_WAIT_S = 15.0  # a create no worker took by then: no room in the cluster
 START_WAIT_S = 900.0  # installs and the container start, then the answer
 OP_WAIT_S = 300.0  # any other call (installs of packages included)
 LIVE = ("starting", "idle", "busy")
@@ -180,12 +180,13 @@ class ClusterSessions:
                 retry_after=RETRY_AFTER_S,
             )
         call_id = self._submit("create", "", None, request.model_dump_json(), None)
-        call = self._wait(call_id, CLAIM_WAIT_S)
+        claim_wait = self.settings.queue_poll_s + 1.0
+        call = self._wait(call_id, claim_wait)
         if call.status == "queued" and self.calls.withdraw(
             call_id, "session_limit", "no worker had room for a session"
         ):
             raise SessionLimit(
-                f"no worker took the session within {CLAIM_WAIT_S:g} s (all full, or none live)",
+                f"no worker took the session within {claim_wait:g} s (all full, or none live)",
                 retry_after=RETRY_AFTER_S,
             )
         call = self._wait(call_id, START_WAIT_S)
