@@ -11,6 +11,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from .engines import PrivateEngine
@@ -149,11 +150,25 @@ def test_a_few_hundred_runs_across_workers_each_executed_exactly_once(
     assert sorted(started) == sorted(ids)  # each exactly once, on one engine
     counts = [len(runs) for runs in per_engine]
     assert all(count > 0 for count in counts), counts  # every worker took some
+    # Each worker's own count agrees: its /metrics, behind the token.
+    finished = [succeeded(check_metrics(worker)) for worker in workers]
+    assert finished == counts
     print(f"runs per worker: {counts} ({[w.url for w in workers]})")
 
 
 def check_metrics(worker: Node) -> str:
+    assert httpx.get(f"{worker.url}/metrics").status_code == 401
+    assert httpx.get(f"{worker.url}/healthz").json() == {"status": "ok"}
     with worker.client() as client:
         answer = client.get("/metrics")
+        # A worker takes no run over HTTP: only from the database.
+        assert client.post("/v1/runs", json={"code": "print(1)"}).status_code == 404
     assert answer.status_code == 200
     return answer.text
+
+
+def succeeded(metrics: str) -> int:
+    for line in metrics.splitlines():
+        if line.startswith('ai_data_agent_runs_total{status="succeeded"}'):
+            return int(float(line.split()[-1]))
+    return 0
