@@ -67,7 +67,8 @@ class Postgres:
         return self.root / "ca.crt"
 
     @classmethod
-    def create(cls, root: Path) -> Postgres:
+    def create(cls, root: Path, *, durable: bool = False) -> Postgres:
+        """``durable``: fsync on, as a real deployment runs (the benchmark wants that)."""
         pg = cls(root, free_port())
         root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -83,8 +84,9 @@ class Postgres:
         with (pg.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"port = {pg.port}\nlisten_addresses = '127.0.0.1'\n"
-                f"unix_socket_directories = '{root}'\nfsync = off\nfull_page_writes = off\n"
-                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+                f"unix_socket_directories = '{root}'\n"
+                + ("" if durable else "fsync = off\nfull_page_writes = off\n")
+                + "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
                 "max_connections = 200\nshared_buffers = 64MB\n"
             )
         pg.start()

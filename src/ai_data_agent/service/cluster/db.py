@@ -12,8 +12,10 @@ The URL comes from ``database_url``; the password may come from
 ``database_password_file`` and TLS from ``database_sslmode`` and
 ``database_sslrootcert``, all handed to libpq as they are. TCP keepalives make
 a peer that vanished (a partition) an error within seconds instead of a hang.
-Statement failures are `psycopg.Error`; `unavailable` tells a caller whether
-the database could not be reached (answered ``503 not_ready``).
+Statement failures are `psycopg.Error`. Connections are not checked at each
+checkout (that would double the round trips): after the database restarts,
+each idle connection fails once and is replaced, and every caller here
+retries or answers 503 for that one request.
 """
 
 from __future__ import annotations
@@ -86,7 +88,6 @@ class Database:
             max_size=max_size,
             open=False,
             kwargs={"autocommit": True},
-            check=ConnectionPool.check_connection,
             timeout=POOL_WAIT_S,
             reconnect_timeout=POOL_RECONNECT_S,
             name=f"ai-data-agent-{role}",

@@ -135,8 +135,8 @@ class Follower:
         with followed.lock:
             if handle.done:
                 return
-            # The record first: events written before its terminal write are then all read.
-            record = self._store.get(run_id)
+            # The status first: events written before its terminal write are then all read.
+            active = self._store.is_active(run_id)
             while True:
                 page = pg_events.after(self._db, run_id, followed.last_seq)
                 for seq, name, data in page:
@@ -144,8 +144,9 @@ class Follower:
                     followed.last_seq = seq
                 if len(page) < pg_events.EVENTS_PAGE:
                     break
-            if record is not None and record.status in ACTIVE_STATUSES:
+            if active:
                 return
+            record = self._store.get(run_id)
             final = (
                 result_of(record)
                 if record is not None

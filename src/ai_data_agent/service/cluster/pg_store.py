@@ -331,6 +331,12 @@ class PgRunStore:
             ).fetchone()
         return None if row is None else _record(row)
 
+    def is_active(self, run_id: str) -> bool:
+        """Whether ``run_id`` is queued or running (one small read, for followers)."""
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone()
+        return row is not None and row[0] in ACTIVE_STATUSES
+
     def known(self, run_ids: list[str]) -> set[str]:
         if not run_ids:
             return set()

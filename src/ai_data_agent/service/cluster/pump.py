@@ -10,7 +10,7 @@ Writing each chunk of output as it comes would put the database's latency on
 the run's own thread; batching keeps one insert and one NOTIFY per topic and
 tick. While the database cannot be reached, events wait in memory (bounded by
 what the executor reports: output within the run's caps) and go out once it
-answers again. ``status`` events go out at once.
+answers again.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class EventPump:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # one writer at a time keeps each topic's order
         self._pending: dict[str, list[tuple[str, str]]] = {}
-        self._urgent = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -47,8 +46,6 @@ class EventPump:
     def publish(self, topic: str, name: str, data: str) -> None:
         with self._lock:
             self._pending.setdefault(topic, []).append((name, data))
-        if name == "status":
-            self._urgent.set()
 
     def flush(self, topic: str | None = None) -> bool:
         """Write what is pending (of ``topic``, or all); False when the database failed."""
@@ -75,14 +72,11 @@ class EventPump:
             return True
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._urgent.wait(TICK_S)
-            self._urgent.clear()
+        while not self._stop.wait(TICK_S):
             self.flush()
 
     def stop(self) -> None:
         self._stop.set()
-        self._urgent.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.flush()
