@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg
 from loguru import logger
 
-from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.errors import AiDataAgentError, ConfigurationError
 from ai_data_agent.executor import RunEvent
 from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
@@ -71,6 +71,7 @@ class Worker:
         self.metrics = metrics
         self.id = executor.controller_id  # its sandboxes carry it as their controller label
         self.name = settings.worker_name or socket.gethostname()
+        self.scratch = settings.data_dir / "worker"
         self.store = PgRunStore(db, migrate=False)
         self.registry = WorkerRegistry(db)
         self.pump = EventPump(db)
@@ -101,6 +102,14 @@ class Worker:
         Raises:
             ConfigurationError: no database, or a schema older than this worker.
         """
+        try:  # where runs leave their artifacts until the terminal write
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryDirectory(dir=self.scratch).cleanup()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot write the worker's scratch directory {self.scratch}: {exc.strerror}; "
+                "check AI_DATA_AGENT_DATA_DIR"
+            ) from exc
         self.store.open()
         self.registry.register(self.id, name=self.name, slots=self.settings.max_concurrent_runs)
         self.lease_ok = True
@@ -191,7 +200,10 @@ class Worker:
                     if self._wakeups == seen and self._accepting:
                         self._lock.wait(self.settings.queue_poll_s)
                 continue
-            self._execute(*claimed)
+            try:
+                self._execute(*claimed)
+            except Exception as exc:  # never lose a slot
+                logger.bind(run_id=claimed[0]).opt(exception=exc).error("slot failed: {}", exc)
 
     def _claim(self) -> tuple[str, RunRequest, Limits | None] | None:
         if not self.lease_ok:
@@ -209,28 +221,26 @@ class Worker:
         job = _Job(run_id)
         with self._lock:
             self._jobs[run_id] = job
-        folder = Path(tempfile.mkdtemp(prefix=f"run-{run_id[:12]}-", dir=self._scratch()))
-        result: RunResult | None = None
+        folder: Path | None = None
         try:
+            folder = Path(tempfile.mkdtemp(prefix=f"run-{run_id[:12]}-", dir=self.scratch))
             result, status, error = self._run(job, request, limits, folder)
             if job.shutdown:
                 status, error = RunStatus.INTERRUPTED, REASON_SHUTDOWN_RUNNING
                 if result is not None:
                     result = result.model_copy(update={"status": status, "error": error})
+        except Exception as exc:  # a slot must outlive any one run, and the run must end
+            log.opt(exception=exc).error("worker slot failed: {}", exc)
+            result, status, error = None, RunStatus.ERROR, f"the worker failed: {exc}"
+        try:
             self.pump.flush(run_id)
             self._finish(run_id, status, result, error, folder)
-        except Exception as exc:  # a slot must outlive any one run
-            log.opt(exception=exc).error("worker slot failed: {}", exc)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
             with self._lock:
                 self._jobs.pop(run_id, None)
                 self._lock.notify_all()
-
-    def _scratch(self) -> Path:
-        scratch = self.settings.data_dir / "worker"
-        scratch.mkdir(parents=True, exist_ok=True)
-        return scratch
 
     def _run(
         self, job: _Job, request: RunRequest, limits: Limits | None, folder: Path
@@ -271,7 +281,7 @@ class Worker:
         status: RunStatus,
         result: RunResult | None,
         error: str | None,
-        folder: Path,
+        folder: Path | None,
     ) -> None:
         """The terminal write, retried until the database answers (or the worker stops)."""
         log = logger.bind(run_id=run_id)
@@ -289,6 +299,10 @@ class Worker:
                 log.warning("cannot record the run's end yet (retrying): {}", exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+            except Exception as exc:  # e.g. an artifact file unreadable: end it without them
+                log.opt(exception=exc).error("cannot store the run's result: {}", exc)
+                status, result, folder = RunStatus.ERROR, None, None
+                error = f"the worker could not store the result: {exc}"
         if won:
             self.metrics.observe_finished(status, result)
         else:
