@@ -171,10 +171,18 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def api(self, *, wait: bool = True, **settings: Any) -> Node:
+    def api(
+        self, *, wait: bool = True, with_worker: PrivateEngine | None = None, **settings: Any
+    ) -> Node:
+        """``ai-data-agent serve``; with ``with_worker``, also a worker on that engine."""
         data = self.tmp / f"api-data-{len(self.nodes)}"
         env = self._env("api", {"data_dir": data, **settings})
-        node = self._launch("api", ["serve"], env, free_port())
+        args = ["serve"]
+        if with_worker is not None:
+            self.engines.append(with_worker)
+            env["DOCKER_HOST"] = with_worker.url
+            args.append("--with-worker")
+        node = self._launch("api", args, env, free_port())
         return node.wait_ready() if wait else node
 
     def worker(self, engine: PrivateEngine, *, wait: bool = True, **settings: Any) -> Node:

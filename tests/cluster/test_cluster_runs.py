@@ -113,6 +113,17 @@ def test_artifacts_come_from_the_database_through_any_node(
     assert body.status_code == 200 and body.content == bytes(range(256)) * 12000
 
 
+def test_serve_with_worker_admits_and_executes_in_one_process(
+    cluster: Cluster, engines: list[PrivateEngine]
+) -> None:
+    node = cluster.api(with_worker=engines[2])
+    ready = httpx.get(f"{node.url}/readyz", timeout=10).json()
+    assert set(ready["checks"]) == {"database", "docker", "image", "lease"}, ready
+    with node.client() as client:
+        answer = client.post("/v1/runs", json={"code": "print('here')"})
+    assert answer.status_code == 200 and answer.json()["stdout"] == "here\n"
+
+
 def test_an_api_node_dying_loses_nothing(cluster: Cluster, engines: list[PrivateEngine]) -> None:
     one, two = cluster.api(), cluster.api()
     cluster.worker(engines[0], max_concurrent_runs=1)

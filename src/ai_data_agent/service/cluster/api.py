@@ -134,7 +134,7 @@ class ClusterNode:
         self.registry = WorkerRegistry(self.db)
         self.follower = Follower(settings, self.db, self._store)
         self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
-        self._sessions = ClusterSessions(settings, self.db)
+        self._sessions: ClusterSessions = ClusterSessions(settings, self.db)
         self.listener = Listener(
             self.db, [CHANNEL_RUN, CHANNEL_CALL], self._on_notify, self._on_reconnect
         )
@@ -240,6 +240,7 @@ class ClusterNode:
                         max_runs=self.settings.retention_max_runs,
                     )
                     self.metrics.retention_deleted.inc(deleted)
+                    self._sessions.housekeeping()
             except psycopg.Error as exc:
                 logger.warning("cluster housekeeping failed (will retry): {}", exc)
 

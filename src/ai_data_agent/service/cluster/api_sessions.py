@@ -55,6 +55,7 @@ OP_WAIT_S = 300.0  # any other call (installs of packages included)
 LIVE = ("starting", "idle", "busy")
 ENDED = ("done", "failed")
 KEPT_SESSIONS = 1000
+CALLS_KEPT_S = 3600.0
 
 
 def _error(call: Call) -> AiDataAgentError:
@@ -149,10 +150,23 @@ class ClusterSessions:
         worker = self._worker_of(session_id)
         call = self._wait(self._submit(kind, session_id, worker, args, payload), OP_WAIT_S)
         if call.status == "failed":
+            self._forget(call.id)
             raise _error(call)
         if call.status != "done":
             raise NotReady(f"the session's worker did not answer within {OP_WAIT_S:g} s")
+        self._forget(call.id)
         return call
+
+    def _forget(self, call_id: int) -> None:
+        try:
+            self.calls.forget(call_id)
+        except psycopg.Error:
+            pass  # the keeper prunes ended calls later
+
+    def housekeeping(self) -> None:
+        """Ended sessions beyond the newest `KEPT_SESSIONS`, and calls nobody read, go."""
+        self.registry.delete_before(KEPT_SESSIONS)
+        self.calls.prune(older_than_s=CALLS_KEPT_S)
 
     def _worker_of(self, session_id: str) -> str:
         try:
@@ -191,9 +205,11 @@ class ClusterSessions:
             )
         call = self._wait(call_id, START_WAIT_S)
         if call.status == "failed":
+            self._forget(call_id)
             raise _error(call)
         if call.result is None:
             raise NotReady(f"the session did not start within {START_WAIT_S:g} s")
+        self._forget(call_id)
         return SessionInfo.model_validate_json(call.result)
 
     def get(self, session_id: str) -> SessionInfo | None:
@@ -267,6 +283,23 @@ class ClusterSessions:
         self._sync(cell)
         return cell.handle
 
+    def _from_registry(self, cell: _Cell) -> Call:
+        handle = cell.handle
+        stored = self.registry.get_cell(handle.session_id, handle.count)
+        if stored is not None:
+            return Call(
+                cell.call_id, handle.session_id, "cell", "done", result=stored.model_dump_json()
+            )
+        message = "the cell ended and its answer is gone"
+        return Call(
+            cell.call_id,
+            handle.session_id,
+            "cell",
+            "failed",
+            error_code="session_gone",
+            error=message,
+        )
+
     def _sync_quietly(self, cell: _Cell) -> None:
         try:
             self._sync(cell)
@@ -283,7 +316,9 @@ class ClusterSessions:
                 cell.handle.events.publish_json(name, data)
                 cell.last_seq = seq
                 cell.ended = cell.ended or name in ("result", "error")
-            if call is None or call.status not in ENDED:
+            if call is None:  # ended, and its row is gone: the registry has the result
+                call = self._from_registry(cell)
+            if call.status not in ENDED:
                 return
             if call.status == "done" and call.result is not None:
                 cell.handle.result = CellResult.model_validate_json(call.result)

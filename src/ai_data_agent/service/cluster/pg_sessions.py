@@ -207,6 +207,24 @@ class PgSessionCalls:
             ).fetchone()
         return None if row is None else int(row[0])
 
+    def forget(self, call_id: int) -> None:
+        """Delete an ended call whose answer was read (uploads and downloads carry bytes)."""
+        with self.db.connection() as conn:
+            conn.execute(
+                "DELETE FROM session_calls WHERE id = %s AND status IN ('done', 'failed')",
+                (call_id,),
+            )
+
+    def prune(self, *, older_than_s: float) -> int:
+        """Delete ended calls older than ``older_than_s`` (answers nobody came back for)."""
+        with self.db.connection() as conn:
+            cursor = conn.execute(
+                "DELETE FROM session_calls WHERE status IN ('done', 'failed') "
+                "AND created_at < now() - make_interval(secs => %s)",
+                (older_than_s,),
+            )
+        return cursor.rowcount
+
     def withdraw(self, call_id: int, code: str, message: str) -> bool:
         """Fail a call no worker has taken yet; False when one has."""
         return self._end(call_id, "failed", None, None, code, message, only_queued=True)
