@@ -78,3 +78,30 @@ def test_a_session_that_fits_no_worker_is_refused(
         assert refused.json()["error"]["code"] == "session_limit"
         closed = client.delete(f"/v1/sessions/{first.json()['id']}")
         assert closed.json()["status"] == "closed"
+
+
+def test_a_cut_off_worker_ends_the_sessions_the_cluster_counted_lost(
+    cluster: Cluster, engines: list[PrivateEngine]
+) -> None:
+    api = cluster.api()
+    worker = cluster.worker(engines[0], max_sessions=2)
+    with api.client() as client:
+        session_id = client.post("/v1/sessions", json={}).json()["id"]
+    assert session_id in engines[0].sandboxes().values()
+    worker.pause()  # no lease renewal, as cut off from the database
+    try:
+
+        def lost() -> bool:
+            with api.client() as client:
+                return client.get(f"/v1/sessions/{session_id}").json()["status"] == "lost"
+
+        poll(lost, 30, "the session to be counted lost")
+    finally:
+        worker.resume()
+    # Back, the worker learns it was declared lost and ends the session's container;
+    # the registry keeps it lost.
+    poll(lambda: not engines[0].sandboxes(), 30, "the session's sandbox to go", worker.log)
+    with api.client() as client:
+        assert client.get(f"/v1/sessions/{session_id}").json()["status"] == "lost"
+        gone = client.post(f"/v1/sessions/{session_id}/cells", json={"code": "1"})
+        assert gone.status_code == 410

@@ -232,6 +232,8 @@ def test_the_worker_role_cannot_create_runs_or_delete(
             conn.execute(
                 "INSERT INTO runs (id, status, created_at, request) VALUES ('x', 'queued', 1, '{}')"
             )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # nor rewrite a request
+            conn.execute("UPDATE runs SET request = '{}'")
         for table in ("runs", "events", "artifacts", "workers", "sessions"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"DELETE FROM {table}")  # type: ignore[arg-type]

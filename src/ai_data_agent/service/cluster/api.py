@@ -23,7 +23,7 @@ import psycopg
 from loguru import logger
 
 from ai_data_agent.checks import Check
-from ai_data_agent.errors import NotReady
+from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Limits, RunRequest
 from ai_data_agent.service.auth import TokenAuth
@@ -40,6 +40,8 @@ from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
 
 __all__ = ["ClusterDispatcher", "ClusterNode"]
+
+WORKERS_KEPT_S = 7 * 24 * 3600.0  # gone workers stay listed this long (their runs name them)
 
 
 def unavailable(exc: psycopg.Error) -> NotReady:
@@ -86,7 +88,7 @@ class ClusterDispatcher:
         except psycopg.Error as exc:
             logger.error("cannot admit a run: {}", exc)
             raise unavailable(exc) from exc
-        except Exception:
+        except QueueFull:
             self._metrics.rejected.labels(reason="queue_full").inc()
             raise
         logger.bind(run_id=run_id).debug("run admitted")
@@ -241,6 +243,7 @@ class ClusterNode:
                     )
                     self.metrics.retention_deleted.inc(deleted)
                     self._sessions.housekeeping()
+                    self.registry.prune(older_than_s=WORKERS_KEPT_S)
             except psycopg.Error as exc:
                 logger.warning("cluster housekeeping failed (will retry): {}", exc)
 

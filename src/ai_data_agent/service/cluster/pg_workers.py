@@ -70,6 +70,16 @@ class WorkerRegistry:
         with self.db.connection() as conn:
             conn.execute("UPDATE workers SET state = 'stopped' WHERE id = %s", (worker_id,))
 
+    def prune(self, *, older_than_s: float) -> int:
+        """Forget workers gone (stopped or lost) for longer than ``older_than_s``."""
+        with self.db.connection() as conn:
+            cursor = conn.execute(
+                "DELETE FROM workers WHERE state <> 'live' "
+                "AND heartbeat_at < now() - make_interval(secs => %s)",
+                (older_than_s,),
+            )
+        return cursor.rowcount
+
     def live(self) -> list[tuple[str, str, int]]:
         """(id, name, slots) of the workers whose lease is live, oldest first."""
         with self.db.connection() as conn:

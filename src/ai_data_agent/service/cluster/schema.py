@@ -30,7 +30,10 @@ MIGRATION_LOCK = 0x61646131  # pg_advisory_xact_lock key of migrations ("ada1")
 _GRANT_V1: LiteralString = """
 DO $$ BEGIN
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
-    GRANT SELECT, UPDATE ON runs TO ai_data_agent_worker;
+    -- Claim and finish only: a worker cannot rewrite a run's request or limits.
+    GRANT SELECT ON runs TO ai_data_agent_worker;
+    GRANT UPDATE (status, started_at, finished_at, result, error, worker)
+      ON runs TO ai_data_agent_worker;
     GRANT SELECT, INSERT ON events, artifacts TO ai_data_agent_worker;
     GRANT SELECT, INSERT, UPDATE ON workers TO ai_data_agent_worker;
     GRANT SELECT ON schema_migrations TO ai_data_agent_worker;

@@ -78,6 +78,7 @@ class Worker:
         self.channels = [CHANNEL_QUEUE, CHANNEL_CANCEL]
         self.extensions: dict[str, Extension] = {}  # more channels (sessions) and handlers
         self.on_tick: list[Callable[[], None]] = []
+        self.on_lost: list[Callable[[], None]] = []  # the cluster declared this worker lost
         self._lock = threading.Condition()
         self._wakeups = 0
         self._jobs: dict[str, _Job] = {}
@@ -345,6 +346,8 @@ class Worker:
         )
         self.lease_ok = False
         self._stop_stale()
+        for lost in self.on_lost:
+            lost()
         self.registry.register(self.id, name=self.name, slots=self.settings.max_concurrent_runs)
         self.lease_ok = True
         self._wake_all()

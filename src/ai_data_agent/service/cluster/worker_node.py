@@ -59,9 +59,9 @@ class WorkerNode:
 
     def stop(self) -> None:
         try:
-            self.worker.stop()
+            self.sessions.stop()  # first: the sessions end as closed while the lease is live
         finally:
-            self.sessions.stop()
+            self.worker.stop()
             try:
                 self.executor.close()
             except Exception as exc:

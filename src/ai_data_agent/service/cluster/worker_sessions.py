@@ -68,6 +68,7 @@ class SessionHost:
         """Listen on the sessions' channel with the worker, and look on its ticks."""
         self.worker.extensions[CHANNEL_SESSION] = self._on_notify
         self.worker.on_tick.append(self._wake.set)
+        self.worker.on_lost.append(self._end_all)
 
     def start(self) -> None:
         self.manager.start()
@@ -85,6 +86,14 @@ class SessionHost:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.manager.stop()
+
+    def _end_all(self) -> None:
+        """The cluster counted this worker's sessions lost: end them here too (their
+        containers go; the registry keeps them ``lost``)."""
+        for info in self.manager.sessions():
+            if info.status.value in ("starting", "idle", "busy"):
+                logger.bind(run_id=info.id).warning("the session was declared lost; ending it")
+                self.manager.close(info.id)
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if payload in (self.worker.id, ANY_WORKER):
