@@ -73,8 +73,10 @@ def test_cancel_reaches_the_worker_through_another_api_node(
 def test_events_and_wait_answer_from_any_api_node(
     cluster: Cluster, engines: list[PrivateEngine]
 ) -> None:
-    one, two = cluster.api(), cluster.api()
-    cluster.worker(engines[0])
+    # A poll a minute apart: everything below within seconds comes by NOTIFY.
+    slow_poll = {"queue_poll_s": 60}
+    one, two = cluster.api(**slow_poll), cluster.api(**slow_poll)
+    cluster.worker(engines[0], **slow_poll)
     code = "import time\nfor i in range(4):\n    print(i, flush=True); time.sleep(0.4)\n"
     run_id = one.submit(code)
     events: list[tuple[str, dict[str, object]]] = []
@@ -93,9 +95,11 @@ def test_events_and_wait_answer_from_any_api_node(
     assert output == "0\n1\n2\n3\n"
     assert events[-1][1]["stdout"] == "0\n1\n2\n3\n"
     # wait=true on one node for a run that the worker executes; the other reads it.
+    started = time.monotonic()
     with one.client() as client:
         answer = client.post("/v1/runs", json={"code": "print('waited')"})
     assert answer.status_code == 200 and answer.json()["stdout"] == "waited\n"
+    assert time.monotonic() - started < 5  # woken, not polled
     assert two.record(answer.json()["id"])["status"] == "succeeded"
 
 
