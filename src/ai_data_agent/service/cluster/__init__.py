@@ -7,8 +7,11 @@ Nothing here is imported unless ``database_url`` is set (psycopg is the optional
 extra ``ai-data-agent[postgres]``). Modules, from the bottom: `db` (connections,
 LISTEN), `schema` (versioned migrations), `pg_store` (run records, admission,
 claims), `pg_events` (events and artifacts), `pg_workers` (the registry,
-heartbeats, leases), `pg_sessions` (the sessions' registry and their calls),
-`follower` (an API node's view of runs executing elsewhere), `api` (the API
-node), `worker` and `worker_sessions` (a worker node), `worker_app` (its
-/healthz and /metrics). docs/scale-out.md describes the design and its guarantees.
+heartbeats, leases), `pg_sessions` (the sessions' registry and their calls).
+An API node: `api` (admission, cancel, housekeeping), `follower` (its view of
+runs executing elsewhere), `api_sessions` (session calls routed to workers).
+A worker: `worker` (claims, runs, lease), `pump` (its outgoing events),
+`worker_sessions` (the calls it answers), `worker_node` (the parts wired),
+`worker_app` (/healthz, /readyz, /metrics under uvicorn). docs/scale-out.md
+describes the design and its guarantees.
 """
