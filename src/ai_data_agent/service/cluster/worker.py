@@ -174,7 +174,7 @@ class Worker:
     # -- wake-ups ---------------------------------------------------------------------
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == CHANNEL_QUEUE:
-            self._wake_all()
+            self._wake_slots()
         elif channel == CHANNEL_CANCEL:
             with self._lock:
                 mine = payload in self._jobs
@@ -183,10 +183,14 @@ class Worker:
         elif channel in self.extensions:
             self.extensions[channel](channel, payload)
 
-    def _wake_all(self) -> None:
+    def _wake_slots(self) -> None:
         with self._lock:
             self._wakeups += 1
             self._lock.notify_all()
+
+    def _wake_all(self) -> None:
+        """After a (re)connection: notifications may have been missed."""
+        self._wake_slots()
         self._check.set()
 
     def _slot(self) -> None:
@@ -311,25 +315,32 @@ class Worker:
 
     # -- maintenance ----------------------------------------------------------------------
     def _maintain(self) -> None:
-        last_sweep = time.monotonic()
+        """Renew the lease every heartbeat; between beats, woken by a cancel or a
+        reconnection, look only for runs to stop."""
+        last_sweep = next_beat = time.monotonic()
         while not self._stop.is_set():
-            self._check.wait(self.settings.heartbeat_interval_s)
+            self._check.wait(max(next_beat - time.monotonic(), 0.0))
             self._check.clear()
             if self._stop.is_set():
                 return
             try:
-                self._renew()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.settings.heartbeat_interval_s
+                    self._beat()
                 self._stop_stale()
-                self.registry.expire(lease_s=self.settings.lease_timeout_s)
-                self.queued = self._count()
-                for tick in self.on_tick:
-                    tick()
             except psycopg.Error as exc:
                 self.lease_ok = False
                 logger.warning("the database does not answer (runs go on; retrying): {}", exc)
             if time.monotonic() - last_sweep > self.settings.reaper_interval_s:
                 self._sweep(SweepRule())
                 last_sweep = time.monotonic()
+
+    def _beat(self) -> None:
+        self._renew()
+        self.registry.expire(lease_s=self.settings.lease_timeout_s)
+        self.queued = self._count()
+        for tick in self.on_tick:
+            tick()
 
     def _count(self) -> int:
         with self.db.connection() as conn:
