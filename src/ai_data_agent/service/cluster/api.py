@@ -92,15 +92,7 @@ class ClusterDispatcher:
             self._metrics.rejected.labels(reason="queue_full").inc()
             raise
         logger.bind(run_id=run_id).debug("run admitted")
-        try:
-            handle = self._follower.follow(run_id, request, limits)
-        except psycopg.Error as exc:  # recorded, so it runs: the client polls its Location
-            raise unavailable(exc) from exc
-        if handle is None:  # ended already (cancelled by another node within a breath)
-            handle = RunHandle(run_id, request, limits)
-            record = self._store.get(run_id)
-            handle.set_done(None if record is None else record.result)
-        return handle
+        return self._follower.track(run_id, request, limits)
 
     def find(self, run_id: str) -> RunHandle | None:
         try:

@@ -94,6 +94,18 @@ class Follower:
         self._sync(run_id, followed)
         return followed.handle
 
+    def track(self, run_id: str, request: RunRequest, limits: Limits) -> RunHandle:
+        """Follow a run this node has just admitted, without a database call now
+        (its follower thread catches up at once), so that admission cannot fail
+        after its commit."""
+        with self._lock:
+            followed = self._followed.setdefault(
+                run_id, _Followed(RunHandle(run_id, request, limits))
+            )
+            self._due.add(run_id)
+            self._wake.notify_all()
+        return followed.handle
+
     def notify(self, run_id: str) -> None:
         """A NOTIFY for ``run_id``: look at it soon (on the follower's thread)."""
         with self._lock:
