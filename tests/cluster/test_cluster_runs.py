@@ -140,6 +140,7 @@ def test_an_api_node_dying_loses_nothing(cluster: Cluster, engines: list[Private
         assert restarted.record(run_id) == two.record(run_id)
 
 
+@pytest.mark.timeout(900)  # about a minute here; room for a loaded CI machine
 def test_a_few_hundred_runs_across_workers_each_executed_exactly_once(
     cluster: Cluster, engines: list[PrivateEngine]
 ) -> None:
