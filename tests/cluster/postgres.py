@@ -18,7 +18,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,11 +152,3 @@ class Postgres:
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def wait_until(check: object, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not callable(check) or not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.1)

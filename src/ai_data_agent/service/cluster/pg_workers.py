@@ -80,14 +80,6 @@ class WorkerRegistry:
             )
         return cursor.rowcount
 
-    def live(self) -> list[tuple[str, str, int]]:
-        """(id, name, slots) of the workers whose lease is live, oldest first."""
-        with self.db.connection() as conn:
-            rows = conn.execute(
-                "SELECT id, name, slots FROM workers WHERE state = 'live' ORDER BY started_at"
-            ).fetchall()
-        return [(str(i), str(n), int(s)) for i, n, s in rows]
-
     def expire(self, *, lease_s: float, now: float | None = None) -> Expired:
         """Declare lost the workers silent for more than ``lease_s``; settle what they held."""
         finished = time.time() if now is None else now
