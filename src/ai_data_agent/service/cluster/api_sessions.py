@@ -87,7 +87,7 @@ class ClusterSessions:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        self.registry = PgSessionRegistry(db, node="api")
+        self.registry = PgSessionRegistry(db, node="api", prunes=True)
         self.calls = PgSessionCalls(db)
         self._lock = threading.Condition()
         self._changes = 0
