@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from ai_data_agent.errors import QueueFull
-from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.models import Artifact, Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.cluster import pg_events, schema
 from ai_data_agent.service.cluster.db import Database
+from ai_data_agent.service.cluster.pg_sessions import PgSessionCalls, PgSessionRegistry
 from ai_data_agent.service.cluster.pg_store import PgRunStore
 from ai_data_agent.service.cluster.pg_workers import WorkerRegistry
+from ai_data_agent.session_models import SessionInfo, SessionStatus
 from ai_data_agent.settings import Settings
 
 from .postgres import Postgres
@@ -202,8 +205,6 @@ def test_artifacts_are_stored_in_chunks_with_the_terminal_write_and_go_with_the_
     big = bytes(range(256)) * (pg_events.CHUNK_BYTES // 256 * 2 + 3)
     (tmp_path / "big.bin").write_bytes(big)
     (tmp_path / "empty.txt").write_bytes(b"")
-    from ai_data_agent.models import Artifact
-
     artifacts = [
         Artifact(path="big.bin", size=len(big), sha256="-", media_type="application/octet-stream"),
         Artifact(path="empty.txt", size=0, sha256="-", media_type="text/plain"),
@@ -271,3 +272,29 @@ def test_the_password_may_come_from_a_file(
     )
     with connect(settings) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("ai_data_agent_worker",)
+
+
+# -- the sessions' registry ---------------------------------------------------------------
+def test_the_registry_never_revives_a_session_and_api_nodes_prune_ended_ones(
+    open_store: Callable[..., PgRunStore],
+) -> None:
+    api, worker = open_store(), open_store("worker")
+    mine = PgSessionRegistry(worker.db, node="w1")
+    now = datetime.now(UTC)
+    for number in range(4):
+        info = SessionInfo(
+            id=f"s{number}", status=SessionStatus.IDLE, created_at=now, last_activity_at=now
+        )
+        mine.put(info)
+    assert mine.lose_live("gone") == ["s0", "s1", "s2", "s3"]
+    mine.put(SessionInfo(id="s0", status=SessionStatus.IDLE, created_at=now, last_activity_at=now))
+    found = mine.get("s0")
+    assert found is not None and found.status == SessionStatus.LOST  # not revived
+    calls = PgSessionCalls(api.db)
+    call = calls.submit("files", "s0", "w1")
+    assert calls.failed(call, "session_gone", "lost")
+    assert mine.delete_before(0) == 0  # a worker does not prune
+    pruning = PgSessionRegistry(api.db, node="api", prunes=True)
+    assert pruning.delete_before(2) == 2
+    assert [s.id for s in pruning.recent()] == ["s3", "s2"]
+    assert calls.get(call) is None  # its calls went with it
