@@ -16,7 +16,8 @@ export DOCKER_HOST := $(AI_DATA_AGENT_DOCKER_HOST)
 endif
 
 .PHONY: help setup engine images test test-quick test-slow soak bench lint typecheck format run-sample example-mcp doctor sweep \
-  controller-image compose-up compose-down clean
+  controller-image compose-up compose-down clean \
+  postgres test-cluster
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,6 +51,12 @@ test: engine setup images ## the whole suite with coverage: unit, then integrati
 	$(BIN)/coverage run -m pytest tests/integration -q -m "integration and not slow"
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
+
+postgres: ## make PostgreSQL's server programs available (apt-get as root) for test-cluster
+	@bash scripts/install-postgres.sh
+
+test-cluster: engine setup images postgres ## API nodes, workers and a throwaway PostgreSQL on private engines (root)
+	$(BIN)/pytest tests/cluster -q -m "cluster and not slow"
 
 soak: engine setup images ## 10-minute soak: mixed benign and hostile runs with random daemon kills (BATTERY_SOAK_SECONDS)
 	$(BIN)/pytest tests/integration/chaos/test_soak.py -m slow -q

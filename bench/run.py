@@ -28,7 +28,8 @@ BENCH_WARMUP (2), BENCH_POOL_SIZE (2), BENCH_PANDAS_N (5), BENCH_PER_RUN_N (3),
 BENCH_CLIENTS (4), BENCH_TPUT_RUNS (runs per client, 12), BENCH_TPUT_BLOCKS (4),
 BENCH_PROFILE_N (8), BENCH_EXPERIMENTS (1), BENCH_PEERS (0), BENCH_PEER_N (3),
 BENCH_PEER_PYTHON (/tmp/peer-venv/bin/python), BENCH_SKIP (comma list of: http,
-pandas, throughput, profile), BENCH_OUT, BENCH_LOG_LEVEL (WARNING).
+pandas, throughput, profile, cluster), BENCH_OUT, BENCH_LOG_LEVEL (WARNING); the
+cluster section (`bench.cluster`) has knobs of its own.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ except ImportError as exc:  # pragma: no cover - a usage error, not a code path
 
 from ai_data_agent.client import Client
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_RUN_ID
+from bench import cluster as cluster_bench
 from bench.floor import CA_BUNDLE, HELLO, Floor, vm_rss
 from bench.profile import InstallSteps, PhaseProfiler, summarise
 from bench.sessions import SessionBench
@@ -778,6 +780,11 @@ class Bench:
         if "profile" not in cfg.skip:
             self.results["phases"] = self.phases()
         self.results["rss_floor_controller_bytes"] = self.floor_controller_rss()
+        if "cluster" not in cfg.skip:
+            try:
+                self.results["cluster"] = cluster_bench.measure(self.tmp / "cluster", self.image)
+            except Exception as exc:  # report what there is, and why the rest is missing
+                self.note(f"cluster section failed: {type(exc).__name__}: {exc}")
         if cfg.peers:
             self.results["peers"] = self.peers()
         self.results["meta"]["load_average_end"] = os.getloadavg()
@@ -1174,6 +1181,7 @@ def render(results: dict[str, Any]) -> str:
         for item in rows:
             share = f"{item['share'] * 100:5.1f}%" if item.get("share") is not None else ""
             lines.append(f"  {item['phase']:<52} {item['median_ms']:>8.1f} {share}")
+    lines.extend(cluster_bench.render(results.get("cluster")))
     for text in results.get("notes", []):
         lines.append(f"note: {text}")
     return "\n".join(lines)

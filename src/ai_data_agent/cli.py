@@ -6,6 +6,7 @@
     ai-data-agent run analysis.py --server http://127.0.0.1:8000   # on a daemon
     ai-data-agent serve --host 0.0.0.0 --port 8000
     ai-data-agent mcp                     # MCP tools on stdio (the mcp extra; docs/mcp.md)
+    AI_DATA_AGENT_DATABASE_URL=postgresql://... ai-data-agent worker   # a cluster's worker
     ai-data-agent doctor
     ai-data-agent cache list
     ai-data-agent sweep
@@ -430,14 +431,31 @@ def serve(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Listen beyond loopback without API tokens.")
     ] = False,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker",
+            help="With AI_DATA_AGENT_DATABASE_URL: also execute runs on this host's engine.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the HTTP daemon (POST /v1/runs, /readyz, /metrics, ...) until SIGTERM."""
+    """Run the HTTP daemon (POST /v1/runs, /readyz, /metrics, ...) until SIGTERM.
+
+    With AI_DATA_AGENT_DATABASE_URL (postgresql://...) it is a cluster's API node:
+    it admits and answers, and executes only with --with-worker (docs/scale-out.md).
+    """
     from ai_data_agent.service.server import serve as serve_forever
 
     settings = _settings()
+    if with_worker and not settings.clustered:
+        raise _fail(
+            "--with-worker needs AI_DATA_AGENT_DATABASE_URL (one node executes anyway)", EXIT_USAGE
+        )
+    _require_postgres(settings)
     try:
         # serve configures its own logging (LOG_LEVEL, LOG_FORMAT).
-        serve_forever(settings, host=host, port=port, insecure=insecure)
+        cluster = {"with_worker": True} if with_worker else {}
+        serve_forever(settings, host=host, port=port, insecure=insecure, **cluster)
     except ConfigurationError as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
 
@@ -449,14 +467,14 @@ def mcp(
         typer.Option(
             metavar="URL",
             help="Run sandboxes on this daemon instead of the local engine "
-            "[default: AI_DATA_AGENT_SERVER].",
+            "(default: AI_DATA_AGENT_SERVER).",
         ),
     ] = None,
     token_file: Annotated[
         Path | None,
         typer.Option(
             metavar="FILE",
-            help="Read the daemon's bearer token from FILE [default: AI_DATA_AGENT_TOKEN].",
+            help="Read the daemon's bearer token from FILE (default: AI_DATA_AGENT_TOKEN).",
         ),
     ] = None,
 ) -> None:
@@ -482,6 +500,47 @@ def mcp(
         serve_stdio(settings, server=server, token=token)
     except AiDataAgentError as exc:
         raise _fail(str(exc), EXIT_INFRASTRUCTURE) from exc
+
+
+@app.command()
+def worker(
+    host: Annotated[
+        str, typer.Option(help="Address of /healthz, /readyz and /metrics (never runs).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of those.")] = 8001,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Listen beyond loopback without API tokens.")
+    ] = False,
+) -> None:
+    """Execute a cluster's queued runs and session calls on this host's engine, until SIGTERM.
+
+    Needs AI_DATA_AGENT_DATABASE_URL; runs reach it only through that database.
+    """
+    from ai_data_agent.service.cluster.worker_app import run_worker
+
+    settings = _settings()
+    if not settings.clustered:
+        raise _fail("a worker needs AI_DATA_AGENT_DATABASE_URL (postgresql://...)", EXIT_USAGE)
+    _require_postgres(settings)
+    _require_engine(settings)
+    try:
+        run_worker(settings, host=host, port=port, insecure=insecure)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from exc
+
+
+def _require_postgres(settings: Settings) -> None:
+    """With a database URL, the PostgreSQL driver must be installed."""
+    if not settings.clustered:
+        return
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        raise _fail(
+            "AI_DATA_AGENT_DATABASE_URL needs the PostgreSQL driver: "
+            "pip install 'ai-data-agent[postgres]'",
+            EXIT_USAGE,
+        ) from exc
 
 
 @app.command()

@@ -59,7 +59,7 @@ out = Console()
 err = Console(stderr=True)
 
 Server = Annotated[
-    str | None, typer.Option(metavar="URL", help="The daemon [default: AI_DATA_AGENT_SERVER].")
+    str | None, typer.Option(metavar="URL", help="The daemon (default: AI_DATA_AGENT_SERVER).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -288,7 +288,7 @@ def put(
     session_id: str,
     local: Path,
     dest: Annotated[
-        str | None, typer.Argument(help="Path in the session [default: LOCAL's name].")
+        str | None, typer.Argument(help="Path in the session (default: LOCAL's name).")
     ] = None,
     server: Server = None,
 ) -> None:
@@ -307,7 +307,7 @@ def get(
     session_id: str,
     path: str,
     local: Annotated[
-        Path | None, typer.Argument(help="Where to write it [default: its name].")
+        Path | None, typer.Argument(help="Where to write it (default: its name).")
     ] = None,
     server: Server = None,
 ) -> None:

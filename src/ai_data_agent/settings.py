@@ -14,7 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AliasChoices, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ai_data_agent.requirements import check_requirement
@@ -319,6 +326,39 @@ class Settings(BaseSettings):
         "sessions, so that a 2025-era client's notifications/cancelled reaches its call.",
     )
 
+    # Cluster (PostgreSQL) --------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://ROLE@HOST:PORT/DB: API nodes and workers share this "
+        "PostgreSQL as store and queue (docs/scale-out.md). Unset: one node, SQLite in data_dir.",
+    )
+    database_password_file: Path | None = Field(
+        None, description="File holding this role's database password (kept out of the URL)."
+    )
+    database_sslmode: (
+        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
+    ) = Field(None, description="libpq sslmode for the database; verify-full between machines.")
+    database_sslrootcert: Path | None = Field(
+        None, description="CA certificate that signed the database server's certificate."
+    )
+    lease_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A worker silent this long is dead: its runs become interrupted (never "
+        "re-run) and its sessions lost.",
+    )
+    heartbeat_interval_s: float = Field(
+        5.0, gt=0, description="How often a worker renews its lease; well below lease_timeout_s."
+    )
+    queue_poll_s: float = Field(
+        15.0,
+        gt=0,
+        description="Safety-net poll of the database queue; wake-ups come by LISTEN/NOTIFY.",
+    )
+    worker_name: str | None = Field(
+        None, description="This worker's name in the cluster; default: the host name."
+    )
+
     # Client ------------------------------------------------------------------
     server: str | None = Field(None, description="Daemon URL: the CLI sends runs there.")
     token: SecretStr | None = Field(None, description="Bearer token the client sends.")
@@ -344,6 +384,24 @@ class Settings(BaseSettings):
             return None
         return system_ca_bundle() if value == "" else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.heartbeat_interval_s * 2 > self.lease_timeout_s:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s:g}) must be at most half "
+                f"of lease_timeout_s ({self.lease_timeout_s:g})"
+            )
+        return self
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -351,6 +409,11 @@ class Settings(BaseSettings):
         if level not in {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @property
+    def clustered(self) -> bool:
+        """True when the store and queue are a shared PostgreSQL (``database_url``)."""
+        return self.database_url is not None
 
     @property
     def image_is_explicit(self) -> bool:

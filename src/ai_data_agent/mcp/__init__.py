@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ai_data_agent.mcp.lazy import LazyEndpoint
-    from ai_data_agent.service.daemon import Daemon
+    from ai_data_agent.service.node import ServiceNode
 
 __all__ = ["available", "daemon_endpoint"]
 
@@ -30,7 +30,7 @@ def available() -> bool:
     return importlib.util.find_spec("mcp") is not None
 
 
-def daemon_endpoint(daemon: Daemon) -> LazyEndpoint | None:
+def daemon_endpoint(daemon: ServiceNode) -> LazyEndpoint | None:
     """The daemon's ``/mcp`` endpoint (the SDK loads at its first request), or None
     without the ``mcp`` extra."""
     if not available():

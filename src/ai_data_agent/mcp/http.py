@@ -31,8 +31,8 @@ from ai_data_agent.mcp.in_daemon import DaemonSandbox
 from ai_data_agent.mcp.server import build_server
 from ai_data_agent.mcp.tools import ToolOptions
 from ai_data_agent.service.auth import TokenAuth
-from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.http_errors import error_response
+from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.settings import Settings
 
 __all__ = ["PATH", "McpEndpoint", "transport_security"]
@@ -77,7 +77,7 @@ class _TokenGuard:
 class McpEndpoint:
     """The MCP server over the daemon's own dispatcher and sessions, as one ASGI route."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: ServiceNode) -> None:
         settings = daemon.settings
         options = ToolOptions(
             default_session=False,

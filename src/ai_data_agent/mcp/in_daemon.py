@@ -1,6 +1,6 @@
-"""The `Sandbox` of the daemon's ``/mcp``: its own dispatcher, run store and session manager.
+"""The `Sandbox` of the daemon's ``/mcp``: its node's dispatcher, run store and sessions.
 
-    sandbox = DaemonSandbox(app.state.daemon)
+    sandbox = DaemonSandbox(app.state.daemon)     # one node, or a cluster's API node
 
 A run through MCP is admitted, queued, recorded and counted exactly as a
 ``POST /v1/runs`` (it shows in ``GET /v1/runs``, its artifacts under
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import anyio
@@ -20,9 +21,9 @@ import anyio
 from ai_data_agent.errors import NotFound, ServerError
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
-from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S, RunHandle, wait_done
 from ai_data_agent.service.events import RunEvents
+from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.service.sessions import CellHandle, wait_cell
 from ai_data_agent.session_models import (
     CellRequest,
@@ -50,7 +51,7 @@ async def _pump(events: RunEvents, on_output: OutputSink) -> None:
 
 
 class _RunJob:
-    def __init__(self, daemon: Daemon, handle: RunHandle, on_output: OutputSink) -> None:
+    def __init__(self, daemon: ServiceNode, handle: RunHandle, on_output: OutputSink) -> None:
         self._daemon = daemon
         self._handle = handle
         self._on_output = on_output
@@ -74,7 +75,7 @@ class _RunJob:
 
 
 class _CellJob:
-    def __init__(self, daemon: Daemon, handle: CellHandle, on_output: OutputSink) -> None:
+    def __init__(self, daemon: ServiceNode, handle: CellHandle, on_output: OutputSink) -> None:
         self._daemon = daemon
         self._handle = handle
         self._on_output = on_output
@@ -97,7 +98,7 @@ class _CellJob:
 class DaemonSandbox:
     """See the module docstring."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: ServiceNode) -> None:
         self.daemon = daemon
         s = daemon.settings
         self.capabilities = Capabilities(
@@ -117,15 +118,14 @@ class DaemonSandbox:
         record = await _in_thread(lambda: self.daemon.store.get(run_id))
         result = record.result if record is not None else None
         listed = {a.path for a in result.artifacts} if result is not None else set()
-        base = self.daemon.dispatcher.artifacts_dir(run_id)
-        target = base / path
-        if (
-            path not in listed
-            or not target.is_file()
-            or not target.resolve().is_relative_to(base.resolve())
-        ):
+        body = None
+        if path in listed:
+            body = await _in_thread(lambda: self.daemon.artifact_body(run_id, path))
+        if body is None:
             raise NotFound(f"run {run_id[:64]!r} has no artifact {path[:200]!r}", run_id=run_id)
-        return await _in_thread(target.read_bytes)
+        if isinstance(body, Path):
+            return await _in_thread(body.read_bytes)
+        return await _in_thread(lambda: b"".join(body))
 
     async def create_session(self, request: SessionRequest) -> SessionInfo:
         return await _in_thread(lambda: self.daemon.sessions.create(request))

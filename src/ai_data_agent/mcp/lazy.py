@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ai_data_agent.mcp.http import McpEndpoint
-    from ai_data_agent.service.daemon import Daemon
+    from ai_data_agent.service.node import ServiceNode
 
 __all__ = ["PATH", "LazyEndpoint"]
 
@@ -33,7 +33,7 @@ PATH = "/mcp"
 
 
 class LazyEndpoint:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: ServiceNode) -> None:
         self.daemon = daemon
         self.route = Route(PATH, endpoint=self)
         self._endpoint: McpEndpoint | None = None

@@ -8,9 +8,12 @@
 Modules, in the order a request meets them: `server` (uvicorn, bind policy,
 logging), `app` (routes), `body_limit`, `auth`, `submission` (the POST body,
 validated once), `http_errors` (exceptions to answers, in one place), `info`
-(``GET /v1/info``), `dispatcher` (queue and worker threads), `store` (SQLite
-records), `daemon` (wiring, start and stop), `reaper` (sweeps, retention),
-`metrics`. The API is described in docs/api.md.
+(``GET /v1/info``), `node` (what the routes need of the node behind them),
+`dispatcher` (queue and worker threads), `records` (the store contract),
+`store` (SQLite records), `daemon` (wiring, start and stop), `reaper` (sweeps,
+retention), `metrics`. With ``database_url`` set, `cluster` takes the place of
+store, dispatcher and daemon (PostgreSQL; docs/scale-out.md). The API is
+described in docs/api.md.
 """
 
 from ai_data_agent.service.app import create_app

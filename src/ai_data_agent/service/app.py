@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from enum import Enum
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, cast
 
 import anyio
@@ -43,6 +44,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loguru import logger
+from starlette.concurrency import iterate_in_threadpool
 
 from ai_data_agent import __version__
 from ai_data_agent.api_models import (
@@ -66,6 +68,7 @@ from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.http_errors import install_error_handlers
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.metrics import CONTENT_TYPE
+from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.service.openapi import ApiApp, install_docs
 from ai_data_agent.service.session_routes import router as sessions_router
 from ai_data_agent.service.store import ACTIVE_STATUSES
@@ -93,11 +96,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _bearer = HTTPBearer(auto_error=False, description="A token from AI_DATA_AGENT_API_TOKENS.")
 
 
-def _daemon(request: Request) -> Daemon:
-    return cast(Daemon, request.app.state.daemon)
+def _daemon(request: Request) -> ServiceNode:
+    return cast(ServiceNode, request.app.state.daemon)
 
 
-DaemonDep = Annotated[Daemon, Depends(_daemon)]
+DaemonDep = Annotated[ServiceNode, Depends(_daemon)]
 
 
 def _require_token(
@@ -175,7 +178,7 @@ async def submit_run(
     return JSONResponse(result.model_dump(mode="json"))
 
 
-async def _record_or_404(daemon: Daemon, run_id: str) -> RunRecord:
+async def _record_or_404(daemon: ServiceNode, run_id: str) -> RunRecord:
     record: RunRecord | None = await _in_thread(daemon.store.get, run_id)
     if record is None:
         raise NotFound(f"no run with id {run_id[:64]!r}", run_id=run_id)
@@ -213,24 +216,30 @@ async def list_artifacts(run_id: str, daemon: DaemonDep) -> list[Artifact]:
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-async def get_artifact(run_id: str, path: str, daemon: DaemonDep) -> FileResponse:
-    """Only files the run's result lists are served, from the run's own directory."""
+async def get_artifact(run_id: str, path: str, daemon: DaemonDep) -> Response:
+    """Only files the run's result lists are served, from the run's own storage."""
     record = await _record_or_404(daemon, run_id)
     listed = {a.path: a for a in record.result.artifacts} if record.result is not None else {}
     artifact = listed.get(path)
-    base = daemon.dispatcher.artifacts_dir(run_id)
-    target = base / path
-    if (
-        artifact is None
-        or not target.is_file()
-        or not target.resolve().is_relative_to(base.resolve())
-    ):
+    body = None if artifact is None else await _in_thread(daemon.artifact_body, run_id, path)
+    if artifact is None or body is None:
         raise NotFound(f"run {run_id[:64]!r} has no artifact {path[:200]!r}", run_id=run_id)
-    return FileResponse(
-        target,
+    name = PurePosixPath(path).name
+    if isinstance(body, Path):
+        return FileResponse(
+            body,
+            media_type=artifact.media_type,
+            filename=name,
+            content_disposition_type="attachment",
+        )
+    quoted = urllib.parse.quote(name, safe="")
+    return StreamingResponse(
+        iterate_in_threadpool(body),
         media_type=artifact.media_type,
-        filename=PurePosixPath(path).name,
-        content_disposition_type="attachment",
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quoted}",
+            "Content-Length": str(artifact.size),
+        },
     )
 
 
@@ -246,7 +255,7 @@ async def run_events(run_id: str, daemon: DaemonDep) -> StreamingResponse:
     ``stderr`` chunks as produced, and a final ``result`` with the `RunResult`. A
     client that connects late gets everything produced so far first; for a run
     that has ended, the stored output and result."""
-    handle = daemon.dispatcher.find(run_id)
+    handle = await _in_thread(daemon.dispatcher.find, run_id)
 
     async def stream() -> AsyncIterator[str]:
         if handle is not None:
@@ -304,7 +313,8 @@ async def healthz() -> dict[str, str]:
 
 
 async def readyz(request: Request, daemon: DaemonDep) -> dict[str, Any]:
-    """Docker reachable, sandbox image present, store writable, taking runs; else 503."""
+    """Docker reachable, sandbox image present, store writable, taking runs; else 503.
+    (An API node of a cluster checks its database, and Docker only if it also works.)"""
     checks: dict[str, Check] = {}
     limiter: anyio.CapacityLimiter = request.app.state.probe_limiter
 
@@ -312,11 +322,9 @@ async def readyz(request: Request, daemon: DaemonDep) -> dict[str, Any]:
         checks[name] = await _timed_check(check, name, limiter)
 
     async with anyio.create_task_group() as group:
-        group.start_soon(run, daemon.check_docker, "docker")
-        group.start_soon(run, daemon.check_image, "image")
-        group.start_soon(run, daemon.check_store, "store")
-    if daemon.prewarm.sets:
-        checks["prewarm"] = daemon.prewarm.check()
+        for name, check in daemon.probes().items():
+            group.start_soon(run, check, name)
+    checks.update((check.name, check) for check in daemon.instant_checks())
     if not daemon.dispatcher.accepting:
         state = "shutting down" if daemon.started else "starting"
         checks["accepting"] = Check("accepting", False, state)
@@ -331,15 +339,23 @@ async def metrics(daemon: DaemonDep) -> Response:
     return Response(daemon.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def create_app(settings: Settings, executor: RunExecutor | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, executor: RunExecutor | None = None, *, with_worker: bool = False
+) -> FastAPI:
     """The ASGI app. Nothing is opened until its lifespan starts.
 
     ``executor`` defaults to an `Executor` on the configured engine; anything
-    shaped like it will do (see `dispatcher.RunExecutor`).
+    shaped like it will do (see `dispatcher.RunExecutor`). With ``database_url``
+    set the app is a cluster's API node (`cluster.api`): it executes nothing
+    unless ``with_worker``.
     """
-    if executor is None:
-        executor = Executor(settings)
-    daemon = Daemon(settings, executor)
+    daemon: ServiceNode
+    if settings.clustered:
+        from ai_data_agent.service.cluster.api import ClusterNode
+
+        daemon = ClusterNode(settings, executor, with_worker=with_worker)
+    else:
+        daemon = Daemon(settings, executor or Executor(settings))
     mcp = daemon_endpoint(daemon)  # /mcp; None without the mcp extra
 
     @asynccontextmanager

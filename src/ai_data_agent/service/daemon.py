@@ -15,6 +15,7 @@ second daemon on the same engine would remove the first one's sandboxes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from loguru import logger
 
@@ -106,6 +107,21 @@ class Daemon:
             hook()
         except Exception as exc:
             logger.warning("executor {}() failed: {}", hook.__name__, exc)
+
+    # -- what the app asks (see `node.ServiceNode`) -----------------------------------
+    def probes(self) -> dict[str, Callable[[], Check]]:
+        return {"docker": self.check_docker, "image": self.check_image, "store": self.check_store}
+
+    def instant_checks(self) -> list[Check]:
+        return [self.prewarm.check()] if self.prewarm.sets else []
+
+    def artifact_body(self, run_id: str, path: str) -> Path | None:
+        """The artifact's file in the run's own directory (never outside it), or None."""
+        base = self.dispatcher.artifacts_dir(run_id)
+        target = base / path
+        if not target.is_file() or not target.resolve().is_relative_to(base.resolve()):
+            return None
+        return target
 
     # -- readiness (each blocking; the app runs them in threads, with a timeout) ----
     def check_docker(self) -> Check:

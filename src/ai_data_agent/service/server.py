@@ -26,8 +26,8 @@ from loguru import logger
 from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.logs import configure_logging
 from ai_data_agent.service.app import create_app
-from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.dispatcher import STOP_SLACK_S
+from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.settings import Settings
 
 __all__ = ["check_bind_policy", "is_loopback", "serve"]
@@ -99,7 +99,7 @@ class _Server(uvicorn.Server):
     over, or a second signal forces the exit.
     """
 
-    def __init__(self, config: uvicorn.Config, daemon: Daemon) -> None:
+    def __init__(self, config: uvicorn.Config, daemon: ServiceNode) -> None:
         super().__init__(config)
         self.daemon = daemon
 
@@ -114,9 +114,15 @@ class _Server(uvicorn.Server):
 
 
 def serve(
-    settings: Settings, host: str = "127.0.0.1", port: int = 8000, insecure: bool = False
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    insecure: bool = False,
+    *,
+    with_worker: bool = False,
 ) -> None:
-    """Run the daemon until SIGTERM/SIGINT (blocking).
+    """Run the daemon until SIGTERM/SIGINT (blocking). With ``database_url`` it is a
+    cluster's API node, also a worker when ``with_worker``.
 
     Raises:
         ConfigurationError: a non-loopback ``host`` without tokens (and not
@@ -125,8 +131,10 @@ def serve(
     """
     configure_logging(settings.log_level, json=settings.log_format == "json")
     logging.basicConfig(handlers=[_InterceptHandler()], level=settings.log_level, force=True)
+    if settings.log_level not in ("TRACE", "DEBUG"):  # the database pool narrates at INFO
+        logging.getLogger("psycopg").setLevel(logging.WARNING)
     check_bind_policy(settings, host, insecure)
-    app = create_app(settings)
+    app = create_app(settings, with_worker=with_worker)
     config = uvicorn.Config(
         app,
         host=host,

@@ -39,7 +39,8 @@ from pydantic import BaseModel, Field
 from ai_data_agent.errors import NotFound, RequestRejected
 from ai_data_agent.paths import check_relative_path
 from ai_data_agent.service.events import sse_line
-from ai_data_agent.service.sessions import CellHandle, SessionManager, wait_cell
+from ai_data_agent.service.node import SessionService
+from ai_data_agent.service.sessions import CellHandle, wait_cell
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -71,11 +72,11 @@ class Interrupted(BaseModel):
     interrupted: bool = Field(description="A cell was running and got the interrupt.")
 
 
-def _manager(request: Request) -> SessionManager:
-    return cast(SessionManager, request.app.state.daemon.sessions)
+def _manager(request: Request) -> SessionService:
+    return cast(SessionService, request.app.state.daemon.sessions)
 
 
-Manager = Annotated[SessionManager, Depends(_manager)]
+Manager = Annotated[SessionService, Depends(_manager)]
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
 
@@ -95,7 +96,7 @@ def _file_path(path: str) -> str:
         raise RequestRejected("path", str(exc)) from exc
 
 
-async def _known(manager: SessionManager, session_id: str) -> SessionInfo:
+async def _known(manager: SessionService, session_id: str) -> SessionInfo:
     info = await _call(manager.get, session_id)
     if info is None:
         raise NotFound(f"no session with id {session_id[:64]!r}")

@@ -19,11 +19,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Protocol
 
 from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
 
-__all__ = ["SESSIONS_FILENAME", "SessionStore"]
+__all__ = ["SESSIONS_FILENAME", "SessionRegistry", "SessionStore"]
 
 SESSIONS_FILENAME = "sessions.sqlite3"
 SCHEMA = """
@@ -42,6 +43,28 @@ CREATE TABLE IF NOT EXISTS cells (
     PRIMARY KEY (session_id, n)
 );
 """
+
+
+class SessionRegistry(Protocol):
+    """What a `SessionManager` keeps: this SQLite store, or the cluster's (`cluster.pg_sessions`)."""
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def put(self, info: SessionInfo) -> None: ...
+
+    def get(self, session_id: str) -> SessionInfo | None: ...
+
+    def recent(self, *, limit: int = 100) -> list[SessionInfo]: ...
+
+    def lose_live(self, reason: str) -> list[str]: ...
+
+    def put_cell(self, result: CellResult) -> None: ...
+
+    def get_cell(self, session_id: str, n: int) -> CellResult | None: ...
+
+    def delete_before(self, keep: int) -> int: ...
 
 
 class SessionStore:

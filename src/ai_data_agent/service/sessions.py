@@ -37,7 +37,7 @@ from ai_data_agent.executor.sessions import Session
 from ai_data_agent.service.dispatcher import RunExecutor
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.session_store import SessionStore
+from ai_data_agent.service.session_store import SessionRegistry
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -119,7 +119,7 @@ class SessionManager:
         self,
         settings: Settings,
         executor: RunExecutor,
-        store: SessionStore,
+        store: SessionRegistry,
         metrics: ServiceMetrics,
     ) -> None:
         self.settings = settings
@@ -134,6 +134,12 @@ class SessionManager:
         self._accepting = True
         self._timer: threading.Thread | None = None
         metrics.bind_sessions(lambda: len(self._live))
+
+    @property
+    def live_count(self) -> int:
+        """Sessions live or starting now."""
+        with self._lock:
+            return len(self._live) + self._starting
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:

@@ -1,0 +1,269 @@
+"""A cluster's API node: admits runs into the shared PostgreSQL and answers for every run.
+
+    node = ClusterNode(settings)                               # admits and answers only
+    node = ClusterNode(settings, executor, with_worker=True)   # and executes, as a worker
+    node.start(); ...; node.begin_shutdown(); node.stop()
+
+It needs no Docker engine (unless it also works) and holds no state of its
+own: records, events, artifacts and sessions' registry are in the database, so
+an API node that dies loses nothing and any API node answers for any run.
+Admission is cluster-wide (`PgRunStore.admit`); a database that cannot be
+reached means ``/readyz`` 503 and POSTs 503, with nothing recorded. On a timer
+it settles workers whose lease lapsed and applies retention, like any node.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import psycopg
+from loguru import logger
+
+from ai_data_agent.checks import Check
+from ai_data_agent.errors import NotReady, QueueFull
+from ai_data_agent.executor import Executor
+from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.cluster import pg_events
+from ai_data_agent.service.cluster.api_sessions import ClusterSessions
+from ai_data_agent.service.cluster.db import Database, Listener
+from ai_data_agent.service.cluster.follower import Follower
+from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
+from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
+from ai_data_agent.service.dispatcher import REASON_CANCELLED_QUEUED, RunExecutor, RunHandle
+from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.node import ArtifactBody, SessionService
+from ai_data_agent.service.prewarm import Prewarmer
+from ai_data_agent.settings import Settings
+
+__all__ = ["ClusterDispatcher", "ClusterNode"]
+
+WORKERS_KEPT_S = 7 * 24 * 3600.0  # gone workers stay listed this long (their runs name them)
+
+
+def unavailable(exc: psycopg.Error) -> NotReady:
+    return NotReady(f"the database cannot be reached: {exc}".strip())
+
+
+class ClusterDispatcher:
+    """`node.RunDispatcher` over the database: admission, followed handles, cancel."""
+
+    def __init__(
+        self, settings: Settings, store: PgRunStore, follower: Follower, metrics: ServiceMetrics
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._follower = follower
+        self._metrics = metrics
+        self._accepting = False
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def in_flight(self) -> int:
+        """Runs this node follows (its clients may wait on them): a drain keeps answering
+        until they end, wherever they run."""
+        return self._follower.following
+
+    def open(self) -> None:
+        self._accepting = True
+
+    def close(self) -> None:
+        self._accepting = False
+
+    def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
+        """Admit ``request`` cluster-wide and follow it.
+
+        Raises:
+            QueueFull: the cluster is full; nothing was recorded.
+            NotReady: shutting down, or the database cannot be reached.
+        """
+        if not self._accepting:
+            raise NotReady("the API node is starting or shutting down; it takes no new runs")
+        run_id = uuid.uuid4().hex
+        s = self._settings
+        try:
+            self._store.admit(
+                run_id, request, limits, max_queued=s.max_queued_runs, lease_s=s.lease_timeout_s
+            )
+        except psycopg.Error as exc:
+            logger.error("cannot admit a run: {}", exc)
+            raise unavailable(exc) from exc
+        except QueueFull:
+            self._metrics.rejected.labels(reason="queue_full").inc()
+            raise
+        logger.bind(run_id=run_id).debug("run admitted")
+        return self._follower.track(run_id, request, limits)
+
+    def find(self, run_id: str) -> RunHandle | None:
+        try:
+            return self._follower.follow(run_id)
+        except psycopg.Error as exc:
+            raise unavailable(exc) from exc
+
+    def cancel(self, run_id: str) -> RunHandle | None:
+        """Cancel a queued run at once, or tell the worker running it (NOTIFY)."""
+        try:
+            handle = self._follower.follow(run_id)
+            if handle is None:
+                return None
+            outcome = self._store.request_cancel(run_id, REASON_CANCELLED_QUEUED)
+        except psycopg.Error as exc:
+            raise unavailable(exc) from exc
+        logger.bind(run_id=run_id).info("cancel requested: {}", outcome or "already ended")
+        self._follower.notify(run_id)
+        return handle
+
+
+class ClusterNode:
+    """`node.ServiceNode` of a cluster's API node (see the module docstring)."""
+
+    def __init__(
+        self, settings: Settings, executor: RunExecutor | None = None, *, with_worker: bool = False
+    ) -> None:
+        self.settings = settings
+        self.db = Database(settings, role="api")
+        self._store = PgRunStore(self.db, migrate=True)
+        self.metrics = ServiceMetrics()
+        self.auth = TokenAuth(settings)
+        self.registry = WorkerRegistry(self.db)
+        self.follower = Follower(settings, self.db, self._store)
+        self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
+        self._sessions: ClusterSessions = ClusterSessions(settings, self.db)
+        self.listener = Listener(
+            self.db, [CHANNEL_RUN, CHANNEL_CALL], self._on_notify, self._on_reconnect
+        )
+        self.worker = None
+        self.prewarm: Prewarmer | None = None
+        if with_worker:
+            from ai_data_agent.service.cluster.worker_node import WorkerNode
+
+            self.worker = WorkerNode(settings, executor or Executor(settings), self.metrics)
+            self.prewarm = self.worker.prewarm
+        self.started = False
+        self.startup_error: Exception | None = None
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
+        if not with_worker:
+            self.metrics.bind_gauges(self._queued, lambda: 0)
+
+    @property
+    def store(self) -> PgRunStore:
+        return self._store
+
+    @property
+    def dispatcher(self) -> ClusterDispatcher:
+        return self._dispatcher
+
+    @property
+    def sessions(self) -> SessionService:
+        return self._sessions
+
+    def start(self) -> None:
+        """Connect, migrate, follow; then the worker part, if any.
+
+        Raises:
+            ConfigurationError: the database cannot be reached or prepared.
+        """
+        self._store.open()
+        self.follower.start()
+        self.listener.start()
+        if self.worker is not None:
+            self.worker.start()
+        self._keeper = threading.Thread(target=self._keep, name="cluster-keeper", daemon=True)
+        self._keeper.start()
+        self._dispatcher.open()
+        self.started = True
+        logger.info(
+            "API node started: database {}, auth {}, {}",
+            self.db.conninfo.split("password=")[0][:200],
+            "on" if self.auth.enabled else "off",
+            "with a worker" if self.worker is not None else "no worker",
+        )
+
+    def begin_shutdown(self) -> None:
+        self._dispatcher.close()
+        if self.worker is not None:
+            self.worker.begin_shutdown()
+
+    def stop(self) -> None:
+        self.begin_shutdown()
+        try:
+            if self.worker is not None:
+                self.worker.stop()
+        finally:
+            self._stop.set()
+            self.listener.stop()
+            self.follower.stop()
+            self._sessions.shutdown()
+            self._store.close()
+        logger.info("API node stopped")
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        if channel == CHANNEL_RUN and "/" not in payload:
+            self.follower.notify(payload)
+        else:  # a call id, or a cell's topic (session id/n)
+            self._sessions.notify(payload)
+
+    def _on_reconnect(self) -> None:
+        self.follower.resync()
+        self._sessions.resync()
+
+    def _queued(self) -> float:
+        try:
+            return float(self._store.list(status="queued", limit=1)[1])
+        except psycopg.Error:
+            return float("nan")
+
+    def _keep(self) -> None:
+        """Settle lapsed leases often; apply retention now and then. Never raises."""
+        last_retention = 0.0
+        while not self._stop.wait(self.settings.heartbeat_interval_s):
+            try:
+                expired = self.registry.expire(lease_s=self.settings.lease_timeout_s)
+                if expired.workers:
+                    logger.warning(
+                        "worker(s) {} lost: {} run(s) interrupted, {} session(s) lost",
+                        expired.workers,
+                        len(expired.runs),
+                        len(expired.sessions),
+                    )
+                if time.monotonic() - last_retention > self.settings.reaper_interval_s:
+                    last_retention = time.monotonic()
+                    deleted = self._store.apply_retention(
+                        max_age_s=self.settings.retention_max_age_s,
+                        max_runs=self.settings.retention_max_runs,
+                    )
+                    self.metrics.retention_deleted.inc(deleted)
+                    self._sessions.housekeeping()
+                    self.registry.prune(older_than_s=WORKERS_KEPT_S)
+            except psycopg.Error as exc:
+                logger.warning("cluster housekeeping failed (will retry): {}", exc)
+
+    # -- what the app asks ----------------------------------------------------------
+    def probes(self) -> dict[str, Callable[[], Check]]:
+        probes = {"database": self.check_database}
+        if self.worker is not None:
+            probes.update(self.worker.probes())
+        return probes
+
+    def instant_checks(self) -> list[Check]:
+        return self.worker.instant_checks() if self.worker is not None else []
+
+    def check_database(self) -> Check:
+        try:
+            self._store.probe_writable()
+        except Exception as exc:
+            return Check.failed("database", exc)
+        return Check("database", True, "writable")
+
+    def artifact_body(self, run_id: str, path: str) -> ArtifactBody | None:
+        try:
+            return pg_events.artifact_chunks(self.db, run_id, path)
+        except psycopg.Error as exc:
+            raise unavailable(exc) from exc

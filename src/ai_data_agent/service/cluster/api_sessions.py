@@ -1,0 +1,332 @@
+"""An API node's sessions: every call routed to the worker that holds the session.
+
+    sessions = ClusterSessions(settings, db)
+    info = sessions.create(SessionRequest())        # some worker with room starts it
+    handle = sessions.submit_cell(info.id, CellRequest(code="1 + 1"))
+    await wait_cell(handle)                         # fed from the database
+
+`node.SessionService` over the database: a call is a row for the session's
+worker (`pg_sessions`), answered there; this node waits on NOTIFY
+(`CHANNEL_CALL`, the call id) with a slow poll as the safety net. A session
+whose worker is gone is ``lost``: its calls answer ``410 session_gone``, and it
+is never started again elsewhere. A ``create`` that no worker takes within
+a poll interval and a second (a worker with room looks at least that often,
+even without the NOTIFY) is withdrawn and answered ``429 session_limit``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    NotReady,
+    QueueFull,
+    RequestRejected,
+    SessionError,
+    SessionGone,
+    SessionLimit,
+    error_class,
+)
+from ai_data_agent.service.cluster import pg_events
+from ai_data_agent.service.cluster.db import Database
+from ai_data_agent.service.cluster.pg_sessions import Call, PgSessionCalls, PgSessionRegistry
+from ai_data_agent.service.cluster.worker_sessions import FILES
+from ai_data_agent.service.sessions import RETRY_AFTER_S, CellHandle
+from ai_data_agent.session_models import (
+    CellRequest,
+    CellResult,
+    PackagesResult,
+    SessionFile,
+    SessionInfo,
+    SessionRequest,
+)
+from ai_data_agent.settings import Settings
+
+__all__ = ["ClusterSessions"]
+
+START_WAIT_S = 900.0  # installs and the container start, then the answer
+OP_WAIT_S = 300.0  # any other call (installs of packages included)
+LIVE = ("starting", "idle", "busy")
+ENDED = ("done", "failed")
+KEPT_SESSIONS = 1000
+CALLS_KEPT_S = 3600.0
+
+
+def _error(call: Call) -> AiDataAgentError:
+    """The error a failed call stands for, of the class its code names."""
+    message = call.error or "the session call failed"
+    cls = error_class(500, call.error_code)
+    if issubclass(cls, SessionLimit):
+        return SessionLimit(message, retry_after=RETRY_AFTER_S, session_id=call.session_id)
+    if issubclass(cls, SessionError):
+        return cls(message, session_id=call.session_id)
+    if issubclass(cls, RequestRejected):
+        return cls(None, message)
+    if issubclass(cls, QueueFull):
+        return cls(message, retry_after=RETRY_AFTER_S)
+    return cls(message)
+
+
+@dataclass
+class _Cell:
+    handle: CellHandle
+    call_id: int
+    topic: str
+    last_seq: int = 0
+    ended: bool = False  # the worker relayed the final result or error event
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ClusterSessions:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = PgSessionRegistry(db, node="api", prunes=True)
+        self.calls = PgSessionCalls(db)
+        self._lock = threading.Condition()
+        self._changes = 0
+        self._cells: dict[int, _Cell] = {}
+
+    # -- notifications --------------------------------------------------------------
+    def notify(self, payload: str) -> None:
+        """A call changed (its id), or a cell has events (its topic): look now."""
+        with self._lock:
+            self._changes += 1
+            self._lock.notify_all()
+            cells = [c for c in self._cells.values() if payload in (str(c.call_id), c.topic)]
+        for cell in cells:
+            threading.Thread(target=self._sync_quietly, args=(cell,), daemon=True).start()
+
+    def resync(self) -> None:
+        with self._lock:
+            self._changes += 1
+            self._lock.notify_all()
+            cells = list(self._cells.values())
+        for cell in cells:
+            threading.Thread(target=self._sync_quietly, args=(cell,), daemon=True).start()
+
+    def shutdown(self) -> None:
+        """Cells still followed end with `NotReady` (their runs go on on the workers)."""
+        with self._lock:
+            cells, self._cells = list(self._cells.values()), {}
+        for cell in cells:
+            cell.handle.error = NotReady("the API node shut down while the cell ran")
+            cell.handle.events.close()
+            cell.handle.finish()
+
+    # -- calls ------------------------------------------------------------------------
+    def _wait(self, call_id: int, timeout_s: float, *, until_started: bool = False) -> Call:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                seen = self._changes
+            call = self.calls.get(call_id)
+            if call is None:
+                raise SessionGone("the session call vanished")
+            if call.status in ENDED or (until_started and call.n is not None):
+                return call
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return call
+            with self._lock:
+                if self._changes == seen:
+                    self._lock.wait(min(remaining, self.settings.queue_poll_s))
+
+    def _route(
+        self, kind: str, session_id: str, *, args: str = "{}", payload: bytes | None = None
+    ) -> Call:
+        """Run one call on the session's worker and return its answered row.
+
+        Raises:
+            SessionGone: the session ended (or its worker died).
+            NotFound: no such session. The call's own error, when it failed.
+        """
+        worker = self._worker_of(session_id)
+        call = self._wait(self._submit(kind, session_id, worker, args, payload), OP_WAIT_S)
+        if call.status == "failed":
+            self._forget(call.id)
+            raise _error(call)
+        if call.status != "done":
+            raise NotReady(f"the session's worker did not answer within {OP_WAIT_S:g} s")
+        self._forget(call.id)
+        return call
+
+    def _forget(self, call_id: int) -> None:
+        try:
+            self.calls.forget(call_id)
+        except psycopg.Error:
+            pass  # the keeper prunes ended calls later
+
+    def housekeeping(self) -> None:
+        """Ended sessions beyond the newest `KEPT_SESSIONS`, and calls nobody read, go."""
+        self.registry.delete_before(KEPT_SESSIONS)
+        self.calls.prune(older_than_s=CALLS_KEPT_S)
+
+    def _worker_of(self, session_id: str) -> str:
+        try:
+            where = self.registry.node_of(session_id)
+        except psycopg.Error as exc:
+            raise NotReady(f"the database cannot be reached: {exc}") from exc
+        if where is None or where[1] not in LIVE:
+            status = where[1] if where is not None else "unknown"
+            raise SessionGone(f"session {session_id} is {status}", session_id=session_id)
+        return where[0]
+
+    def _submit(
+        self, kind: str, session_id: str, worker: str | None, args: str, payload: bytes | None
+    ) -> int:
+        try:
+            return self.calls.submit(kind, session_id, worker, args=args, payload=payload)
+        except psycopg.Error as exc:
+            raise NotReady(f"the database cannot be reached: {exc}") from exc
+
+    # -- the sessions API -----------------------------------------------------------
+    def create(self, request: SessionRequest) -> SessionInfo:
+        if self.settings.max_sessions == 0:
+            raise SessionLimit(
+                "sessions are disabled on this server (max_sessions = 0)",
+                retry_after=RETRY_AFTER_S,
+            )
+        call_id = self._submit("create", "", None, request.model_dump_json(), None)
+        claim_wait = self.settings.queue_poll_s + 1.0
+        call = self._wait(call_id, claim_wait)
+        if call.status == "queued" and self.calls.withdraw(
+            call_id, "session_limit", "no worker had room for a session"
+        ):
+            raise SessionLimit(
+                f"no worker took the session within {claim_wait:g} s (all full, or none live)",
+                retry_after=RETRY_AFTER_S,
+            )
+        call = self._wait(call_id, START_WAIT_S)
+        if call.status == "failed":
+            self._forget(call_id)
+            raise _error(call)
+        if call.result is None:
+            raise NotReady(f"the session did not start within {START_WAIT_S:g} s")
+        self._forget(call_id)
+        return SessionInfo.model_validate_json(call.result)
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        return self.registry.get(session_id)
+
+    def sessions(self) -> list[SessionInfo]:
+        return self.registry.recent()
+
+    def close(self, session_id: str) -> SessionInfo | None:
+        where = self.registry.node_of(session_id)
+        if where is None or where[1] not in LIVE:
+            return self.registry.get(session_id)
+        try:
+            self._route("close", session_id)
+        except SessionGone:
+            pass
+        return self.registry.get(session_id)
+
+    def interrupt(self, session_id: str) -> bool:
+        call = self._route("interrupt", session_id)
+        return bool(json.loads(call.result or "{}").get("interrupted"))
+
+    def restart(self, session_id: str) -> SessionInfo:
+        return SessionInfo.model_validate_json(self._route("restart", session_id).result or "")
+
+    def install(self, session_id: str, requirements: list[str]) -> PackagesResult:
+        args = json.dumps({"requirements": requirements})
+        return PackagesResult.model_validate_json(
+            self._route("packages", session_id, args=args).result or ""
+        )
+
+    def upload(self, session_id: str, path: str, data: bytes) -> str:
+        call = self._route("upload", session_id, args=json.dumps({"path": path}), payload=data)
+        return str(json.loads(call.result or "{}")["path"])
+
+    def download(self, session_id: str, path: str) -> bytes:
+        return (
+            self._route("download", session_id, args=json.dumps({"path": path})).result_data or b""
+        )
+
+    def files(self, session_id: str) -> list[SessionFile]:
+        return FILES.validate_json(self._route("files", session_id).result or "[]")
+
+    # -- cells ------------------------------------------------------------------------
+    def submit_cell(self, session_id: str, request: CellRequest) -> CellHandle:
+        worker = self._worker_of(session_id)
+        call_id = self._submit("cell", session_id, worker, request.model_dump_json(), None)
+        call = self._wait(call_id, OP_WAIT_S, until_started=True)
+        if call.status == "failed":
+            raise _error(call)
+        if call.n is None:
+            raise NotReady(f"the session's worker did not answer within {OP_WAIT_S:g} s")
+        return self._follow(call)
+
+    def cell(self, session_id: str, count: int) -> CellHandle | CellResult | None:
+        call_id = self.calls.running_cell(session_id, count)
+        if call_id is not None:
+            call = self.calls.get(call_id)
+            if call is not None and call.status == "running":
+                return self._follow(call)
+        return self.registry.get_cell(session_id, count)
+
+    def _follow(self, call: Call) -> CellHandle:
+        assert call.n is not None
+        with self._lock:
+            cell = self._cells.get(call.id)
+            if cell is None:
+                handle = CellHandle(call.session_id, call.n)
+                cell = _Cell(handle, call.id, f"{call.session_id}/{call.n}")
+                self._cells[call.id] = cell
+        self._sync(cell)
+        return cell.handle
+
+    def _from_registry(self, cell: _Cell) -> Call:
+        handle = cell.handle
+        stored = self.registry.get_cell(handle.session_id, handle.count)
+        if stored is not None:
+            return Call(
+                cell.call_id, handle.session_id, "cell", "done", result=stored.model_dump_json()
+            )
+        message = "the cell ended and its answer is gone"
+        return Call(
+            cell.call_id,
+            handle.session_id,
+            "cell",
+            "failed",
+            error_code="session_gone",
+            error=message,
+        )
+
+    def _sync_quietly(self, cell: _Cell) -> None:
+        try:
+            self._sync(cell)
+        except psycopg.Error:
+            pass  # the next notification, reconnection or poll looks again
+
+    def _sync(self, cell: _Cell) -> None:
+        """Relay the cell's new events; finish the handle once its call has ended."""
+        with cell.lock:
+            if cell.handle.done.is_set():
+                return
+            call = self.calls.get(cell.call_id)  # first: events written before it are all read
+            for seq, name, data in pg_events.after(self.db, cell.topic, cell.last_seq):
+                cell.handle.events.publish_json(name, data)
+                cell.last_seq = seq
+                cell.ended = cell.ended or name in ("result", "error")
+            if call is None:  # ended, and its row is gone: the registry has the result
+                call = self._from_registry(cell)
+            if call.status not in ENDED:
+                return
+            if call.status == "done" and call.result is not None:
+                cell.handle.result = CellResult.model_validate_json(call.result)
+            else:
+                cell.handle.error = _error(call)
+                if not cell.ended:  # the worker died: nobody said so on the stream
+                    cell.handle.events.publish("error", {"message": cell.handle.error.message})
+            cell.handle.events.close()
+            cell.handle.finish()
+        with self._lock:
+            self._cells.pop(cell.call_id, None)

@@ -1,0 +1,295 @@
+"""The sessions' registry and their calls in the shared database.
+
+    registry = PgSessionRegistry(db, node=worker_id)   # a worker's SessionManager writes it
+    call_id = calls.submit("cell", session_id, worker_id, args=request.model_dump_json())
+    calls.claim(worker_id, room=True)                  # a worker: its calls, maybe one create
+    calls.started(call_id, n=3); calls.done(call_id, result_json)
+
+A session lives on one worker (its container, its kernel): the registry row
+says which (``node``). Every operation on it is a row in ``session_calls``
+routed to that worker (NOTIFY `CHANNEL_SESSION` with the worker id, or ``*``
+for a ``create`` any worker with room may take); the worker answers in the
+row and announces it on `CHANNEL_CALL` (the call id). A terminal session is
+never written back to live: a worker that was declared lost cannot resurrect
+the sessions the cluster already counted as lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ai_data_agent.service.cluster.db import Database
+from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL
+from ai_data_agent.session_models import CellResult, SessionInfo
+
+__all__ = ["CHANNEL_SESSION", "Call", "PgSessionCalls", "PgSessionRegistry"]
+
+CHANNEL_SESSION = "ada_session"  # calls wait for a worker (payload: its id, or "*")
+ANY_WORKER = "*"
+
+
+@dataclass(frozen=True)
+class Call:
+    id: int
+    session_id: str
+    kind: str
+    status: str
+    args: str = "{}"
+    payload: bytes | None = None
+    n: int | None = None
+    result: str | None = None
+    result_data: bytes | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+class PgSessionRegistry:
+    """`session_store.SessionRegistry` in PostgreSQL, as written by one worker (``node``)."""
+
+    def __init__(self, db: Database, *, node: str, prunes: bool = False) -> None:
+        self.db = db
+        self.node = node
+        self._prunes = prunes  # only API nodes may delete (the worker role cannot)
+
+    def open(self) -> None:
+        """The database is opened by the node (pool and schema); nothing to do here."""
+
+    def close(self) -> None:
+        """The node closes the database."""
+
+    def put(self, info: SessionInfo) -> None:
+        with self.db.connection() as conn:
+            conn.execute(
+                "INSERT INTO sessions (id, node, status, info) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET node = excluded.node, status = excluded.status, "
+                "info = excluded.info WHERE sessions.status IN ('starting', 'idle', 'busy')",
+                (info.id, self.node, info.status.value, info.model_dump_json()),
+            )
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT info FROM sessions WHERE id = %s", (session_id,)).fetchone()
+        return None if row is None else SessionInfo.model_validate_json(row[0])
+
+    def node_of(self, session_id: str) -> tuple[str, str] | None:
+        """(worker id, status) of a session, or None."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT node, status FROM sessions WHERE id = %s", (session_id,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def recent(self, *, limit: int = 100) -> list[SessionInfo]:
+        """Live first, then the newest."""
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT info FROM sessions ORDER BY status IN ('starting', 'idle', 'busy') DESC, "
+                "seq DESC LIMIT %s",
+                (limit,),
+            ).fetchall()
+        return [SessionInfo.model_validate_json(row[0]) for row in rows]
+
+    def lose_live(self, reason: str) -> list[str]:
+        """Only this node's sessions (a new worker id holds none; its peers' are not its own)."""
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "UPDATE sessions SET status = 'lost', info = (info::jsonb || jsonb_build_object("
+                "'status', 'lost', 'error', %s::text, 'idle_expires_at', NULL))::text "
+                "WHERE node = %s AND status IN ('starting', 'idle', 'busy') RETURNING id",
+                (reason, self.node),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def put_cell(self, result: CellResult) -> None:
+        with self.db.connection() as conn:
+            conn.execute(
+                "INSERT INTO cells (session_id, n, result) VALUES (%s, %s, %s) "
+                "ON CONFLICT (session_id, n) DO UPDATE SET result = excluded.result",
+                (result.session_id, result.execution_count, result.model_dump_json()),
+            )
+
+    def get_cell(self, session_id: str, n: int) -> CellResult | None:
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT result FROM cells WHERE session_id = %s AND n = %s", (session_id, n)
+            ).fetchone()
+        return None if row is None else CellResult.model_validate_json(row[0])
+
+    def delete_before(self, keep: int) -> int:
+        """Keep the newest ``keep`` ended sessions; their cells, events and calls go too.
+
+        Only where ``prunes`` (an API node): a worker's role may not delete, and its
+        `SessionManager` asks every second; there this returns 0.
+        """
+        if not self._prunes:
+            return 0
+        with self.db.connection() as conn, conn.transaction():
+            doomed = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM sessions WHERE status NOT IN ('starting', 'idle', 'busy') "
+                    "ORDER BY seq DESC OFFSET %s",
+                    (keep,),
+                ).fetchall()
+            ]
+            if doomed:
+                conn.execute("DELETE FROM cells WHERE session_id = ANY(%s)", (doomed,))
+                conn.execute("DELETE FROM session_calls WHERE session_id = ANY(%s)", (doomed,))
+                conn.execute(
+                    "DELETE FROM events WHERE split_part(topic, '/', 1) = ANY(%s) "
+                    "AND position('/' in topic) > 0",
+                    (doomed,),
+                )
+                conn.execute("DELETE FROM sessions WHERE id = ANY(%s)", (doomed,))
+        return len(doomed)
+
+
+_CALL_COLUMNS = (
+    "id, session_id, kind, status, args, payload, n, result, result_data, error_code, error"
+)
+
+
+def _call(row: tuple[object, ...]) -> Call:
+    cid, sid, kind, status, args, payload, n, result, data, code, error = row
+    return Call(
+        int(cid),  # type: ignore[call-overload]
+        str(sid),
+        str(kind),
+        str(status),
+        str(args),
+        None if payload is None else bytes(payload),  # type: ignore[call-overload]
+        None if n is None else int(n),  # type: ignore[call-overload]
+        None if result is None else str(result),
+        None if data is None else bytes(data),  # type: ignore[call-overload]
+        None if code is None else str(code),
+        None if error is None else str(error),
+    )
+
+
+class PgSessionCalls:
+    """The call rows: API nodes submit and read them, workers claim and answer them."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def submit(
+        self,
+        kind: str,
+        session_id: str,
+        worker: str | None,
+        *,
+        args: str = "{}",
+        payload: bytes | None = None,
+    ) -> int:
+        with self.db.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "INSERT INTO session_calls (session_id, worker, kind, args, payload) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                (session_id, worker, kind, args, payload),
+            ).fetchone()
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_SESSION, worker or ANY_WORKER))
+        assert row is not None
+        return int(row[0])
+
+    def get(self, call_id: int) -> Call | None:
+        with self.db.connection() as conn:
+            row = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM session_calls WHERE id = %s",  # noqa: S608 (a constant)
+                (call_id,),
+            ).fetchone()
+        return None if row is None else _call(row)
+
+    def running_cell(self, session_id: str, n: int) -> int | None:
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT id FROM session_calls WHERE session_id = %s AND n = %s AND kind = 'cell' "
+                "AND status = 'running'",
+                (session_id, n),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def forget(self, call_id: int) -> None:
+        """Delete an ended call whose answer was read (uploads and downloads carry bytes)."""
+        with self.db.connection() as conn:
+            conn.execute(
+                "DELETE FROM session_calls WHERE id = %s AND status IN ('done', 'failed')",
+                (call_id,),
+            )
+
+    def prune(self, *, older_than_s: float) -> int:
+        """Delete ended calls older than ``older_than_s`` (answers nobody came back for)."""
+        with self.db.connection() as conn:
+            cursor = conn.execute(
+                "DELETE FROM session_calls WHERE status IN ('done', 'failed') "
+                "AND created_at < now() - make_interval(secs => %s)",
+                (older_than_s,),
+            )
+        return cursor.rowcount
+
+    def withdraw(self, call_id: int, code: str, message: str) -> bool:
+        """Fail a call no worker has taken yet; False when one has."""
+        return self._end(call_id, "failed", None, None, code, message, only_queued=True)
+
+    def claim(self, worker_id: str, *, room: bool) -> list[Call]:
+        """This worker's queued calls, and one ``create`` if it has ``room``; now running."""
+        with self.db.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                "UPDATE session_calls SET status = 'running' WHERE id IN ("
+                "SELECT id FROM session_calls WHERE status = 'queued' AND worker = %s "
+                "ORDER BY id FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, session_id, kind, status, args, payload, n, result, result_data, error_code, error",
+                (worker_id,),
+            ).fetchall()
+            if room:
+                rows += conn.execute(
+                    "UPDATE session_calls SET status = 'running', worker = %s WHERE id = ("
+                    "SELECT id FROM session_calls WHERE status = 'queued' AND kind = 'create' "
+                    "AND worker IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                    "RETURNING id, session_id, kind, status, args, payload, n, result, result_data, error_code, error",
+                    (worker_id,),
+                ).fetchall()
+        return sorted((_call(row) for row in rows), key=lambda call: call.id)
+
+    def started(self, call_id: int, *, n: int, session_id: str | None = None) -> None:
+        with self.db.connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE session_calls SET n = %s, session_id = COALESCE(%s, session_id) "
+                "WHERE id = %s",
+                (n, session_id, call_id),
+            )
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_CALL, str(call_id)))
+
+    def done(self, call_id: int, result: str | None = None, data: bytes | None = None) -> bool:
+        return self._end(call_id, "done", result, data, None, None)
+
+    def failed(self, call_id: int, code: str, message: str) -> bool:
+        return self._end(call_id, "failed", None, None, code, message)
+
+    def _end(
+        self,
+        call_id: int,
+        status: str,
+        result: str | None,
+        data: bytes | None,
+        code: str | None,
+        message: str | None,
+        *,
+        only_queued: bool = False,
+    ) -> bool:
+        with self.db.connection() as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE session_calls SET status = %s, result = %s, result_data = %s, "
+                "error_code = %s, error = %s WHERE id = %s AND status = ANY(%s)",
+                (
+                    status,
+                    result,
+                    data,
+                    code,
+                    message,
+                    call_id,
+                    ["queued"] if only_queued else ["queued", "running"],
+                ),
+            )
+            if cursor.rowcount == 1:
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_CALL, str(call_id)))
+        return cursor.rowcount == 1

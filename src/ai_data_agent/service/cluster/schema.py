@@ -1,0 +1,185 @@
+"""The cluster's schema: numbered migrations, applied in order at an API node's start.
+
+    migrate(conn)                    # under an advisory lock: one node migrates, others wait
+    version(conn)                    # the highest applied; 0 on an empty database
+    require(conn)                    # a worker: the schema must be at least what it knows
+
+Each migration is one SQL text, applied in one transaction with its number
+recorded in ``schema_migrations``, never edited once released: a change is a
+new number. Migrations only add (tables, columns, indexes), so workers of the
+previous version keep working while API nodes move first (docs/scale-out.md,
+"Upgrades"). The API role owns the tables; a role named ``ai_data_agent_worker``,
+where it exists, is granted only what a worker does (no deletes, no new runs).
+"""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+import psycopg
+
+from ai_data_agent.errors import ConfigurationError
+
+__all__ = ["LATEST", "MIGRATIONS", "WORKER_ROLE", "migrate", "require", "version"]
+
+WORKER_ROLE = "ai_data_agent_worker"
+MIGRATION_LOCK = 0x61646131  # pg_advisory_xact_lock key of migrations ("ada1")
+
+# Grants for the worker role, in a DO block so that a database without it
+# (one role for everything, as in a quick test) migrates all the same.
+_GRANT_V1: LiteralString = """
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
+    -- Claim and finish only: a worker cannot rewrite a run's request or limits.
+    GRANT SELECT ON runs TO ai_data_agent_worker;
+    GRANT UPDATE (status, started_at, finished_at, result, error, worker)
+      ON runs TO ai_data_agent_worker;
+    GRANT SELECT, INSERT ON events, artifacts TO ai_data_agent_worker;
+    GRANT SELECT, INSERT, UPDATE ON workers TO ai_data_agent_worker;
+    GRANT SELECT ON schema_migrations TO ai_data_agent_worker;
+    GRANT USAGE ON SEQUENCE events_seq_seq TO ai_data_agent_worker;
+  END IF;
+END $$;
+"""
+
+V1: LiteralString = (
+    """
+CREATE TABLE runs (
+    seq              BIGSERIAL PRIMARY KEY,          -- insertion order: newest first
+    id               TEXT NOT NULL UNIQUE,
+    status           TEXT NOT NULL,
+    created_at       DOUBLE PRECISION NOT NULL,      -- unix seconds
+    started_at       DOUBLE PRECISION,
+    finished_at      DOUBLE PRECISION,
+    request          TEXT NOT NULL,                  -- RunRequest JSON
+    limits           TEXT,                           -- Limits JSON, resolved at admission
+    result           TEXT,                           -- RunResult JSON
+    error            TEXT,
+    worker           TEXT,                           -- the worker that claimed it
+    cancel_requested BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX runs_by_status ON runs (status, seq);
+CREATE INDEX runs_running_by_worker ON runs (worker) WHERE status = 'running';
+-- Live events of runs (topic: the run id) and cells (topic: session id/n), for SSE.
+CREATE TABLE events (
+    seq   BIGSERIAL PRIMARY KEY,
+    topic TEXT NOT NULL,
+    name  TEXT NOT NULL,
+    data  TEXT NOT NULL
+);
+CREATE INDEX events_by_topic ON events (topic, seq);
+-- Artifacts in chunks; they go with their record.
+CREATE TABLE artifacts (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    path   TEXT NOT NULL,
+    chunk  INTEGER NOT NULL,
+    data   BYTEA NOT NULL,
+    PRIMARY KEY (run_id, path, chunk)
+);
+-- Workers and their leases, in the database's own clock.
+CREATE TABLE workers (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    slots         INTEGER NOT NULL,
+    state         TEXT NOT NULL,                     -- live, stopped, lost
+    started_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    heartbeat_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    version       TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+    + _GRANT_V1
+)
+
+V2: LiteralString = """
+-- The sessions' registry (a session lives on the worker in `node`) and its cells.
+CREATE TABLE sessions (
+    seq     BIGSERIAL PRIMARY KEY,
+    id      TEXT NOT NULL UNIQUE,
+    node    TEXT NOT NULL,
+    status  TEXT NOT NULL,
+    info    TEXT NOT NULL                          -- SessionInfo JSON
+);
+CREATE INDEX sessions_by_status ON sessions (status, seq);
+CREATE INDEX sessions_by_node ON sessions (node) WHERE status IN ('starting', 'idle', 'busy');
+CREATE TABLE cells (
+    session_id TEXT NOT NULL,
+    n          INTEGER NOT NULL,
+    result     TEXT NOT NULL,                      -- CellResult JSON
+    PRIMARY KEY (session_id, n)
+);
+-- Calls on sessions, routed to the worker that holds the session (create: any worker).
+CREATE TABLE session_calls (
+    id          BIGSERIAL PRIMARY KEY,
+    session_id  TEXT NOT NULL,
+    worker      TEXT,
+    kind        TEXT NOT NULL,
+    args        TEXT NOT NULL DEFAULT '{}',
+    payload     BYTEA,
+    status      TEXT NOT NULL DEFAULT 'queued',    -- queued, running, done, failed
+    n           INTEGER,                           -- a cell's execution count
+    result      TEXT,
+    result_data BYTEA,
+    error_code  TEXT,
+    error       TEXT,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX session_calls_queued ON session_calls (worker, id) WHERE status = 'queued';
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
+    GRANT SELECT, INSERT, UPDATE ON sessions, cells TO ai_data_agent_worker;
+    GRANT SELECT, UPDATE ON session_calls TO ai_data_agent_worker;
+    GRANT USAGE ON SEQUENCE sessions_seq_seq TO ai_data_agent_worker;
+  END IF;
+END $$;
+"""
+
+MIGRATIONS: tuple[tuple[int, LiteralString], ...] = ((1, V1), (2, V2))
+LATEST = MIGRATIONS[-1][0]
+
+
+def version(conn: psycopg.Connection) -> int:
+    """The highest migration applied; 0 when there is none."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: psycopg.Connection, target: int = LATEST) -> list[int]:
+    """Apply the migrations above the database's version, up to ``target``; return them.
+
+    One transaction per migration, all under a transaction-level advisory lock,
+    so API nodes starting together migrate once.
+    """
+    applied = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        current = version(conn)
+        for number, text in MIGRATIONS:
+            if current < number <= target:
+                with conn.transaction():
+                    conn.execute(text)
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
+                applied.append(number)
+    return applied
+
+
+def require(conn: psycopg.Connection, needed: int = LATEST) -> int:
+    """The schema version, when it is at least ``needed``.
+
+    Raises:
+        ConfigurationError: the schema is older (start an API node of this version first).
+    """
+    found = version(conn)
+    if found < needed:
+        raise ConfigurationError(
+            f"the database schema is at version {found}, this node needs {needed}: start an "
+            "API node of this version first (it migrates), then the workers"
+        )
+    return found

@@ -1,0 +1,65 @@
+"""What every run store does, whichever database holds it: the seam between the API and storage.
+
+    store: RunRecords = RunStore(path)            # one node: SQLite in data_dir
+    store: RunRecords = PgRunStore(database)      # a cluster: the shared PostgreSQL
+
+Both keep the same guarantees, checked by one contract test run against each
+(tests/cluster/test_store_contract.py): a record is durable before `insert`
+returns; a run gets exactly one terminal state (`finish` is conditional on the
+run still being active, so concurrent finishers agree on one winner); reads
+see every committed write. Every method blocks; call them from threads.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ai_data_agent.api_models import RunRecord
+from ai_data_agent.models import RunRequest, RunResult, RunStatus
+
+__all__ = ["RunRecords"]
+
+
+class RunRecords(Protocol):
+    """Durable run records. See the module docstring for the guarantees."""
+
+    def open(self) -> None:
+        """Make the store usable (schema included). Idempotent."""
+
+    def close(self) -> None: ...
+
+    def insert(self, run_id: str, request: RunRequest, *, now: float | None = None) -> RunRecord:
+        """Record a new ``queued`` run; durable when this returns."""
+
+    def mark_running(self, run_id: str, *, now: float | None = None) -> bool:
+        """``queued`` -> ``running``; False when the run is no longer queued."""
+
+    def finish(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        result: RunResult | None = None,
+        error: str | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Give an active run its one terminal state; False when it already had one."""
+
+    def interrupt_active(self, reason: str, *, now: float | None = None) -> list[str]:
+        """Mark every active run ``interrupted``; return their ids."""
+
+    def apply_retention(self, *, max_age_s: float, max_runs: int, now: float | None = None) -> int:
+        """Delete finished records beyond the age or count bounds; return how many."""
+
+    def probe_writable(self) -> None:
+        """Write once, as the readiness check; raises when the store cannot be written."""
+
+    def get(self, run_id: str) -> RunRecord | None: ...
+
+    def known(self, run_ids: list[str]) -> set[str]:
+        """Which of ``run_ids`` still have a record."""
+
+    def list(
+        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[RunRecord], int]:
+        """A page of records, newest first, and the total matching ``status``."""
