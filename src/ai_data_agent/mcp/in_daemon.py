@@ -21,10 +21,10 @@ import anyio
 from ai_data_agent.errors import NotFound, ServerError
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.service.cells import CellHandle, wait_cell
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S, RunHandle, wait_done
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.node import ServiceNode
-from ai_data_agent.service.sessions import CellHandle, wait_cell
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,

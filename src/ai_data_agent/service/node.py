@@ -16,10 +16,10 @@ from typing import Protocol
 from ai_data_agent.checks import Check
 from ai_data_agent.models import Limits, RunRequest
 from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.cells import CellHandle
 from ai_data_agent.service.dispatcher import RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.records import RunRecords
-from ai_data_agent.service.sessions import CellHandle
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,

@@ -38,9 +38,9 @@ from pydantic import BaseModel, Field
 
 from ai_data_agent.errors import NotFound, RequestRejected
 from ai_data_agent.paths import check_relative_path
+from ai_data_agent.service.cells import CellHandle, wait_cell
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.node import SessionService
-from ai_data_agent.service.sessions import CellHandle, wait_cell
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,

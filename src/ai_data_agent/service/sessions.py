@@ -4,7 +4,7 @@
     manager.start()                                   # earlier sessions: lost
     info = manager.create(SessionRequest(...))        # blocking: install + container
     handle = manager.submit_cell(info.id, CellRequest(code="1 + 1"))
-    await wait_cell(handle)                           # handle.result, handle.events
+    await wait_cell(handle)                           # service.cells: result, events
     manager.close(info.id); manager.stop()
 
 At most ``max_sessions`` live at once, and their memory (plus what the runs
@@ -12,15 +12,14 @@ in flight may take) within the host's budget: beyond either, `SessionLimit`.
 One call per session at a time: a cell while another call runs is
 `SessionBusy`, and nothing is queued. Idle sessions and sessions past their
 maximum lifetime expire (container removed); later calls get `SessionGone`.
-Every method is blocking (worker threads) except `wait_cell`.
+Every method is blocking (call them from worker threads).
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from loguru import logger
@@ -34,8 +33,8 @@ from ai_data_agent.errors import (
 )
 from ai_data_agent.executor.events import RunEvent
 from ai_data_agent.executor.sessions import Session
+from ai_data_agent.service.cells import CellHandle
 from ai_data_agent.service.dispatcher import RunExecutor
-from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.session_store import SessionRegistry
 from ai_data_agent.session_models import (
@@ -49,60 +48,13 @@ from ai_data_agent.session_models import (
 )
 from ai_data_agent.settings import Settings
 
-__all__ = ["CellHandle", "SessionManager", "wait_cell"]
+__all__ = ["SessionManager"]
 
 EXPIRY_TICK_S = 1.0
 RETRY_AFTER_S = 30.0  # what a full house suggests: a slot frees when a session closes or expires
 KEPT_SESSIONS = 1000
 REASON_RESTART = "the daemon stopped while the session was live; found at its next start"
 REASON_SHUTDOWN = "the daemon shut down"
-
-
-@dataclass
-class CellHandle:
-    """A cell submitted to a session: its number, live events, and the result when it ends."""
-
-    session_id: str
-    count: int
-    events: RunEvents = field(default_factory=RunEvents)
-    result: CellResult | None = None
-    error: AiDataAgentError | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    callbacks: list[Callable[[], None]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def finish(self) -> None:
-        with self.lock:
-            self.done.set()
-            callbacks, self.callbacks = self.callbacks, []
-        for callback in callbacks:
-            callback()
-
-    def on_done(self, callback: Callable[[], None]) -> None:
-        with self.lock:
-            if not self.done.is_set():
-                self.callbacks.append(callback)
-                return
-        callback()
-
-
-async def wait_cell(handle: CellHandle) -> None:
-    """Wait on the event loop, without holding a thread, until the cell has ended."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[None] = loop.create_future()
-
-    def resolve() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    def wake() -> None:
-        try:
-            loop.call_soon_threadsafe(resolve)
-        except RuntimeError:
-            pass  # the loop is closed: nobody waits any more
-
-    handle.on_done(wake)
-    await future
 
 
 @dataclass

@@ -33,11 +33,12 @@ from ai_data_agent.errors import (
     SessionLimit,
     error_class,
 )
+from ai_data_agent.service.cells import CellHandle
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_sessions import Call, PgSessionCalls, PgSessionRegistry
 from ai_data_agent.service.cluster.worker_sessions import FILES
-from ai_data_agent.service.sessions import RETRY_AFTER_S, CellHandle
+from ai_data_agent.service.sessions import RETRY_AFTER_S
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,

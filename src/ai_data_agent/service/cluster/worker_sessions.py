@@ -25,6 +25,7 @@ from loguru import logger
 from pydantic import TypeAdapter
 
 from ai_data_agent.errors import AiDataAgentError, NotFound
+from ai_data_agent.service.cells import CellHandle
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_sessions import (
     ANY_WORKER,
@@ -36,7 +37,7 @@ from ai_data_agent.service.cluster.pg_sessions import (
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.dispatcher import RunExecutor
 from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.sessions import CellHandle, SessionManager
+from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import CellRequest, SessionFile, SessionRequest
 from ai_data_agent.settings import Settings
 
