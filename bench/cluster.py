@@ -41,8 +41,8 @@ from typing import Any
 
 import httpx
 
-from bench.daemon import DaemonProcess
 from tests.cluster.postgres import Postgres, free_port
+from tests.support.daemon import Daemon
 
 __all__ = ["measure", "render"]
 
@@ -100,8 +100,10 @@ class _Cluster:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, *CLI, command, "--port", str(port)],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         node = _Node(process, f"http://127.0.0.1:{port}", log)
         self.nodes.append(node)
         deadline = time.monotonic() + 60
@@ -155,8 +157,9 @@ def _latency(clients: dict[str, httpx.Client], n: int, wait: bool) -> dict[str, 
 
 def _throughput(url: str, token: str, clients: int, runs: int) -> dict[str, Any]:
     def one_client(_: int) -> int:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                          timeout=300) as client:  # fmt: skip
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=300
+        ) as client:
             for _ in range(runs):
                 _post(client, wait=True)
         return runs
@@ -199,19 +202,19 @@ def measure(tmp: Path, image: str) -> dict[str, Any]:
     tmp.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(16)
     cluster = _Cluster(tmp / "cluster", image, token)
-    single = DaemonProcess(
-        tmp / "sqlite",
-        extra_env={
-            "AI_DATA_AGENT_API_TOKENS": token,
-            "AI_DATA_AGENT_SANDBOX_IMAGE": image,
-            "AI_DATA_AGENT_PULL_MISSING_IMAGE": "false",
-            "AI_DATA_AGENT_MAX_CONCURRENT_RUNS": "2",
-            "AI_DATA_AGENT_MAX_QUEUED_RUNS": "200",
-        },
-    )
     out: dict[str, Any] = {}
+    single = Daemon.start(
+        tmp / "sqlite",
+        {
+            "sandbox_image": image,
+            "pull_missing_image": False,
+            "max_concurrent_runs": 2,
+            "max_queued_runs": 200,
+            "log_level": "WARNING",
+        },
+        token=token,
+    )
     try:
-        single.start()
         api = cluster.start("serve", "api", "api")
         cluster.start("worker", "worker", "worker-1")
         headers = {"Authorization": f"Bearer {token}"}
@@ -241,8 +244,11 @@ def render(section: dict[str, Any] | None) -> list[str]:
     lines = ["", f"cluster: PostgreSQL store and queue vs one SQLite node ({section['cpus']} CPUs)"]
     row = "  {:<44} {:>10} {:>10}"
     lines.append(row.format("latency (s)", "p50", "p95"))
-    for kind, label in (("admission_s", "POST wait=false (admission)"),
-                        ("hello_wait_s", "POST wait=true hello world")):  # fmt: skip
+    kinds = (
+        ("admission_s", "POST wait=false (admission)"),
+        ("hello_wait_s", "POST wait=true hello world"),
+    )
+    for kind, label in kinds:
         for name, stats in section[kind].items():
             lines.append(row.format(f"{label}, {name}", stats["p50"], stats["p95"]))
     lines.append(row.format(f"throughput, {section['clients']} clients", "runs/s", "runs"))

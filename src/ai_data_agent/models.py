@@ -65,9 +65,20 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # The sandbox owns these: a request must not steer the interpreter, the
 # installer, the loader, trust or proxies.
 RESERVED_ENV_EXACT = frozenset(
-    {"PATH", "HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "MPLBACKEND"}
-)  # fmt: skip
+    {
+        "PATH",
+        "HOME",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "MPLBACKEND",
+    }
+)
 RESERVED_ENV_PREFIXES = ("PYTHON", "PIP_", "UV_", "LD_", "AI_DATA_AGENT_")
 
 

@@ -46,14 +46,32 @@ class PrivateEngine:
         (root / "daemon.json").write_text("{}")
         log = (root / "dockerd.log").open("ab")
         engine.process = subprocess.Popen(
-            ["unshare", "--net", "dockerd", "--config-file", str(root / "daemon.json"),
-             "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-             "--pidfile", str(root / "docker.pid"), "-H", engine.url, "--bridge=none",
-             "--iptables=false", "--ip-masq=false", "--ip6tables=false",
-             "--containerd-namespace", f"cluster-{root.name}",
-             "--containerd-plugins-namespace", f"cluster-{root.name}-plugins"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                "unshare",
+                "--net",
+                "dockerd",
+                "--config-file",
+                str(root / "daemon.json"),
+                "--data-root",
+                str(root / "data"),
+                "--exec-root",
+                str(root / "exec"),
+                "--pidfile",
+                str(root / "docker.pid"),
+                "-H",
+                engine.url,
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--ip6tables=false",
+                "--containerd-namespace",
+                f"cluster-{root.name}",
+                "--containerd-plugins-namespace",
+                f"cluster-{root.name}-plugins",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         deadline = time.monotonic() + 60
         while not engine.ready():
@@ -64,8 +82,13 @@ class PrivateEngine:
 
     def load(self, image: str) -> None:
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", self.url, "load", "-q"], stdin=save.stdout,
-                       check=True, capture_output=True, timeout=300)  # fmt: skip
+        subprocess.run(
+            ["docker", "-H", self.url, "load", "-q"],
+            stdin=save.stdout,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         assert save.stdout is not None
         save.stdout.close()
         assert save.wait(60) == 0

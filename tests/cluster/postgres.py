@@ -74,11 +74,24 @@ class Postgres:
             shutil.chown(root, "postgres", "postgres")
         root.chmod(0o755)
         subprocess.run(
-            _as_postgres([pg_bin("initdb"), "-D", str(pg.data), "-U", "postgres",
-                          "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
-                          "--no-instructions"]),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            _as_postgres(
+                [
+                    pg_bin("initdb"),
+                    "-D",
+                    str(pg.data),
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         pg._tls()
         with (pg.data / "postgresql.conf").open("a") as conf:
             conf.write(
@@ -89,8 +102,16 @@ class Postgres:
                 "max_connections = 200\nshared_buffers = 64MB\n"
             )
         pg.start()
-        pg.psql(["-v", f"api_password={PASSWORDS['api']}",
-                 "-v", f"worker_password={PASSWORDS['worker']}", "-f", str(INIT_SQL)])  # fmt: skip
+        pg.psql(
+            [
+                "-v",
+                f"api_password={PASSWORDS['api']}",
+                "-v",
+                f"worker_password={PASSWORDS['worker']}",
+                "-f",
+                str(INIT_SQL),
+            ]
+        )
         return pg
 
     def _tls(self) -> None:
@@ -98,15 +119,53 @@ class Postgres:
         key, crt = self.data / "server.key", self.data / "server.crt"
         ca_key = self.root / "ca.key"
         run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=ai-data-agent test CA", "-keyout", str(ca_key), "-out", str(self.ca))  # fmt: skip
+        run(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ai-data-agent test CA",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(self.ca),
+        )
         csr = self.root / "server.csr"
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", str(key), "-out", str(csr))  # fmt: skip
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        )
         ext = self.root / "san.ext"
         ext.write_text("subjectAltName = IP:127.0.0.1\n")
-        run("x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(ca_key),
-            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt))  # fmt: skip
+        run(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(self.ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        )
         if os.geteuid() == 0:
             for path in (key, crt):
                 shutil.chown(path, "postgres", "postgres")
@@ -115,23 +174,56 @@ class Postgres:
 
     def start(self) -> None:
         subprocess.run(
-            _as_postgres([pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
-                          "-w", "-t", "60", "start"]),
-            check=True, capture_output=True, timeout=90,
-        )  # fmt: skip
+            _as_postgres(
+                [
+                    pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.root / "log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
 
     def stop(self, mode: str = "fast") -> None:
         subprocess.run(
             _as_postgres([pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"]),
-            capture_output=True, timeout=90,
-        )  # fmt: skip
+            capture_output=True,
+            timeout=90,
+        )
 
     def psql(self, args: list[str], database: str = "postgres") -> str:
         done = subprocess.run(
-            _as_postgres([pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.root),
-                          "-p", str(self.port), "-U", "postgres", "-d", database, *args]),
-            check=True, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            _as_postgres(
+                [
+                    pg_bin("psql"),
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    str(self.root),
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    database,
+                    *args,
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return done.stdout
 
     def create_database(self, name: str) -> None:

@@ -179,10 +179,13 @@ def multipart(request: httpx.Request) -> list[tuple[str, str | None, bytes]]:
     head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.content)
     return [
-        (part.get_param("name", header="content-disposition"), part.get_filename(),
-         part.get_payload(decode=True))
+        (
+            part.get_param("name", header="content-disposition"),
+            part.get_filename(),
+            part.get_payload(decode=True),
+        )
         for part in message.iter_parts()
-    ]  # fmt: skip
+    ]
 
 
 def test_input_files_are_sent_as_multipart_parts_of_their_own_bytes(client_for: Any) -> None:

@@ -33,9 +33,19 @@ NOBODY = 65534
 TOOLS = ("bash", "timeout", "grep", "tail", "id", "cat", "awk", "pgrep", "sleep")
 # Every target that needs an engine; `engine` must run before anything else.
 ENGINE_TARGETS = [
-    "engine", "images", "test", "soak", "test-slow", "run-sample", "bench", "doctor", "sweep",
-    "controller-image", "compose-up", "compose-down",
-]  # fmt: skip
+    "engine",
+    "images",
+    "test",
+    "soak",
+    "test-slow",
+    "run-sample",
+    "bench",
+    "doctor",
+    "sweep",
+    "controller-image",
+    "compose-up",
+    "compose-down",
+]
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

@@ -120,9 +120,10 @@ class Budget:
         grace = settings.stop_grace_s
         # Worst case of the runner's framing: JSON-escaped output (<= 6x) plus logs.
         stream = 8 * (
-            settings.stdout_limit_bytes + settings.stderr_limit_bytes
+            settings.stdout_limit_bytes
+            + settings.stderr_limit_bytes
             + settings.install_log_limit_bytes
-        )  # fmt: skip
+        )
         stream += settings.max_artifact_total_bytes * 4 // 3 + 4 * 1024 * 1024
         return cls(
             until_ready_s=settings.install_timeout_s + grace + 30,
@@ -172,8 +173,9 @@ class Conversation:
         if self.reader.noise_lines or self.reader.bad_frames:
             self.log.warning(
                 "ignored {} unauthenticated line(s) and {} malformed frame(s) from the sandbox",
-                self.reader.noise_lines, self.reader.bad_frames,
-            )  # fmt: skip
+                self.reader.noise_lines,
+                self.reader.bad_frames,
+            )
         if t.finished_cleanly:
             if not return_at_result:
                 self._await_exit()

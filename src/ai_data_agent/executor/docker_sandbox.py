@@ -32,9 +32,14 @@ class DockerSandbox:
     """A started sandbox container with its attach socket (stdin, stdout, stderr)."""
 
     def __init__(
-        self, client: docker.DockerClient, container_id: str, sock: Any, spec: ContainerSpec,
-        run_id: str, on_remove_failed: Callable[[str], None],
-    ) -> None:  # fmt: skip
+        self,
+        client: docker.DockerClient,
+        container_id: str,
+        sock: Any,
+        spec: ContainerSpec,
+        run_id: str,
+        on_remove_failed: Callable[[str], None],
+    ) -> None:
         self._on_remove_failed = on_remove_failed
         self._api = client.api
         self._id = container_id
@@ -53,8 +58,10 @@ class DockerSandbox:
     def _error(self, message: str, step: str, exc: BaseException) -> ExecutorError:
         return ExecutorError(
             f"{message}: {type(exc).__name__}: {exc}",
-            run_id=self._run_id, container_id=self._id, step=step,
-        )  # fmt: skip
+            run_id=self._run_id,
+            container_id=self._id,
+            step=step,
+        )
 
     def send(self, data: bytes) -> None:
         try:
@@ -110,8 +117,10 @@ class DockerSandbox:
         if attached:
             raise ExecutorError(
                 f"networks {sorted(attached)} still attached after disconnect",
-                run_id=self._run_id, container_id=self._id, step="network",
-            )  # fmt: skip
+                run_id=self._run_id,
+                container_id=self._id,
+                step="network",
+            )
 
     def kill(self) -> None:
         try:

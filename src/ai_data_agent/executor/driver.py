@@ -105,10 +105,15 @@ class SandboxDriver:
                 _send_file(sandbox, uv_path)
             budget = Budget.for_job(self.settings, assignment.code_timeout_s)
             Conversation(
-                sandbox, token, budget, transcript, run_id=run_id,
+                sandbox,
+                token,
+                budget,
+                transcript,
+                run_id=run_id,
                 detach_network=assignment.spec.detach_network_before_code,
-                on_event=on_event, cancel=cancel,
-            ).run(return_at_result=defer_removal)  # fmt: skip
+                on_event=on_event,
+                cancel=cancel,
+            ).run(return_at_result=defer_removal)
             deferred = defer_removal and transcript.finished_cleanly
         finally:
             self.settled(sandbox)

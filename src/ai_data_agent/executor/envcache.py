@@ -352,13 +352,18 @@ class EnvCache:
         now = time.time()
         return Ready(
             CachedEnv(
-                key=key, requirements=list(requirements), packages=list(verify.packages),
+                key=key,
+                requirements=list(requirements),
+                packages=list(verify.packages),
                 installer=install.installer or self.settings.installer,
-                fallback_triggered=install.fallback_triggered, size_bytes=frame.size,
-                created_at=now, last_used_at=now, log_tail=install.log_tail,
+                fallback_triggered=install.fallback_triggered,
+                size_bytes=frame.size,
+                created_at=now,
+                last_used_at=now,
+                log_tail=install.log_tail,
             ),
             hit=False,
-        )  # fmt: skip
+        )
 
     def forget(self, key: str) -> None:
         """Drop ``key`` from the index (its files are gone); the next request reinstalls it.

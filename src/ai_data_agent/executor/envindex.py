@@ -190,11 +190,17 @@ class EnvIndex:
             db.execute(
                 "INSERT OR REPLACE INTO envs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    env.key, json.dumps(env.requirements), packages, env.installer,
-                    int(env.fallback_triggered), env.size_bytes, env.created_at,
-                    env.last_used_at, env.install_s,
+                    env.key,
+                    json.dumps(env.requirements),
+                    packages,
+                    env.installer,
+                    int(env.fallback_triggered),
+                    env.size_bytes,
+                    env.created_at,
+                    env.last_used_at,
+                    env.install_s,
                 ),
-            )  # fmt: skip
+            )
 
     def all(self) -> list[CachedEnv]:
         with self._db() as db:

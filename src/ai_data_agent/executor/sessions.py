@@ -302,13 +302,20 @@ class Session:
             if old_env is not None and cache is not None:
                 cache.release(old_env.key)
             report = InstallReport(
-                requirements=union, packages=list(new_env.packages), installer=new_env.installer,
-                fallback_triggered=new_env.fallback_triggered, mode="cache",
-            )  # fmt: skip
+                requirements=union,
+                packages=list(new_env.packages),
+                installer=new_env.installer,
+                fallback_triggered=new_env.fallback_triggered,
+                mode="cache",
+            )
             return PackagesResult(
-                requirements=union, added=added, changed=changed, removed=removed,
-                restart_required=bool(ack.imported), install=report,
-            )  # fmt: skip
+                requirements=union,
+                added=added,
+                changed=changed,
+                removed=removed,
+                restart_required=bool(ack.imported),
+                install=report,
+            )
         except SessionGone as exc:
             raise self._lost(exc) from None
         finally:
@@ -372,9 +379,16 @@ class Session:
     def info(self) -> SessionInfo:
         packages = list(self.env.packages) if self.env is not None else []
         return SessionInfo(
-            id=self.id, status=self.status, created_at=self.created_at,
-            last_activity_at=self.last_activity_at, generation=self.generation,
-            execution_count=self.execution_count, requirements=list(self.requirements),
-            packages=packages, image=self.image, memory_mb=self.limits.memory_mb,
-            cpus=self.limits.cpus, error=self.error,
-        )  # fmt: skip
+            id=self.id,
+            status=self.status,
+            created_at=self.created_at,
+            last_activity_at=self.last_activity_at,
+            generation=self.generation,
+            execution_count=self.execution_count,
+            requirements=list(self.requirements),
+            packages=packages,
+            image=self.image,
+            memory_mb=self.limits.memory_mb,
+            cpus=self.limits.cpus,
+            error=self.error,
+        )

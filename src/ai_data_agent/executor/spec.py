@@ -123,10 +123,14 @@ class ContainerSpec:
     def profile(self) -> tuple[object, ...]:
         """Everything but the labels: two specs with one profile make the same sandbox."""
         return tuple(
-            tuple(sorted(value.items())) if isinstance(value, dict) else
-            tuple(value) if isinstance(value, list) else value
-            for name, value in vars(self).items() if name != "labels"
-        )  # fmt: skip
+            tuple(sorted(value.items()))
+            if isinstance(value, dict)
+            else tuple(value)
+            if isinstance(value, list)
+            else value
+            for name, value in vars(self).items()
+            if name != "labels"
+        )
 
 
 def sandbox_environment(settings: Settings) -> dict[str, str]:

@@ -169,10 +169,15 @@ class Installer:
                 reason = "uv binary not available"
             else:
                 cmd = uv_install_command(
-                    self.uv_path, sys.executable, req_file, target, self.index_url,
-                    self.spec.get("uv_cache"), bool(self.spec.get("compile", True)),
+                    self.uv_path,
+                    sys.executable,
+                    req_file,
+                    target,
+                    self.index_url,
+                    self.spec.get("uv_cache"),
+                    bool(self.spec.get("compile", True)),
                     bool(self.spec.get("only_binary")),
-                )  # fmt: skip
+                )
                 returncode, output = self._run("uv", cmd, cwd, env, report)
                 if returncode == 0:
                     return True

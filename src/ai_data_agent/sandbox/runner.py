@@ -245,10 +245,13 @@ def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
     channel.log(
         "DEBUG",
         "platform={} python={} executable={} PYTHONPATH={} pathsep={!r}".format(
-            result["environment"]["platform"], python_version(), sys.executable,
-            space.env["PYTHONPATH"], os.pathsep,
+            result["environment"]["platform"],
+            python_version(),
+            sys.executable,
+            space.env["PYTHONPATH"],
+            os.pathsep,
         ),
-    )  # fmt: skip
+    )
     lookup = job.get("lookup")
     manifest = None
     if lookup:

@@ -92,9 +92,12 @@ class SessionLoop:
             "cell_display_max_bytes": self.cell_display_max,
         }
         self.kernel = KernelProcess.start(
-            self.space.env, self.space.work, config, bundle_of("kernel", KERNEL_MODULES),
+            self.space.env,
+            self.space.work,
+            config,
+            bundle_of("kernel", KERNEL_MODULES),
             source_of("bootstrap"),
-        )  # fmt: skip
+        )
         self.generation += 1
         self.channel.emit({"k": "kernel", "event": "started", "generation": self.generation})
 

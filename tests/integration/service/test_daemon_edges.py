@@ -70,8 +70,11 @@ def _cli(daemon: Daemon, token: str | None, *args: str) -> subprocess.Popen[byte
     env = {**child_env({"server": daemon.url}), **extra}
     return subprocess.Popen(
         [CLI, "run", *args],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
 def test_a_stopped_cli_cancels_its_run_on_the_daemon(
@@ -142,16 +145,40 @@ def test_a_client_generated_from_the_openapi_document_runs_code(
 ) -> None:
     document = tmp_path / "openapi.json"
     document.write_text(json.dumps(httpx.get(f"{shared_daemon.url}/openapi.json").json()))
-    generate = [UV, "tool", "run", "--from", GENERATOR, "openapi-python-client", "generate",
-                "--path", str(document), "--meta", "none", "--output-path", "ai_data_agent_client"]  # fmt: skip
+    generate = [
+        UV,
+        "tool",
+        "run",
+        "--from",
+        GENERATOR,
+        "openapi-python-client",
+        "generate",
+        "--path",
+        str(document),
+        "--meta",
+        "none",
+        "--output-path",
+        "ai_data_agent_client",
+    ]
     made = subprocess.run(generate, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stdout + made.stderr
     assert "Could not find reference" not in made.stdout + made.stderr
     assert "POST /v1/runs" not in made.stdout + made.stderr  # no operation was skipped
     script = tmp_path / "check.py"
     script.write_text(GENERATED_CLIENT_CHECK)
-    check = [UV, "run", "--no-project", "--with", "attrs", "--with", "httpx", "python",
-             str(script), shared_daemon.url, shared_daemon.token]  # fmt: skip
+    check = [
+        UV,
+        "run",
+        "--no-project",
+        "--with",
+        "attrs",
+        "--with",
+        "httpx",
+        "python",
+        str(script),
+        shared_daemon.url,
+        shared_daemon.token,
+    ]
     ran = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ran.stdout.split() == ["succeeded", "42", "succeeded"]

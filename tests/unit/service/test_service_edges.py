@@ -108,11 +108,25 @@ async def test_docs_load_their_assets_from_the_daemon_not_a_cdn(settings: Settin
 
 @pytest.mark.parametrize(
     "fields",
-    [{"wait": "no"}, {"wait": 0}, {"timeout_s": "10"}, {"memory_mb": "512"}, {"memory_mb": 512.0},
-     {"cpus": "1"}, {"network": "false"}],
-    ids=["wait-str", "wait-int", "timeout-str", "memory-str", "memory-float", "cpus-str",
-         "network-str"],
-)  # fmt: skip
+    [
+        {"wait": "no"},
+        {"wait": 0},
+        {"timeout_s": "10"},
+        {"memory_mb": "512"},
+        {"memory_mb": 512.0},
+        {"cpus": "1"},
+        {"network": "false"},
+    ],
+    ids=[
+        "wait-str",
+        "wait-int",
+        "timeout-str",
+        "memory-str",
+        "memory-float",
+        "cpus-str",
+        "network-str",
+    ],
+)
 async def test_numbers_and_flags_of_another_type_are_refused(
     settings: Settings, fields: dict[str, Any]
 ) -> None:
@@ -135,10 +149,14 @@ async def test_an_integer_is_a_number(settings: Settings) -> None:
 
 @pytest.mark.parametrize(
     ("path", "body"),
-    [("/v1/sessions", {"cpus": "1"}), ("/v1/sessions", {"memory_mb": "512"}),
-     ("/v1/sessions", {"cell_timeout_s": "5"}), ("/v1/sessions/s1/cells", {"code": "1", "wait": "no"}),
-     ("/v1/sessions/s1/cells", {"code": "1", "timeout_s": "5"})],
-)  # fmt: skip
+    [
+        ("/v1/sessions", {"cpus": "1"}),
+        ("/v1/sessions", {"memory_mb": "512"}),
+        ("/v1/sessions", {"cell_timeout_s": "5"}),
+        ("/v1/sessions/s1/cells", {"code": "1", "wait": "no"}),
+        ("/v1/sessions/s1/cells", {"code": "1", "timeout_s": "5"}),
+    ],
+)
 async def test_session_bodies_are_strict_too(
     settings: Settings, path: str, body: dict[str, Any]
 ) -> None:
@@ -212,9 +230,11 @@ async def test_a_multipart_upload_may_fill_the_input_caps(tmp_path: Path) -> Non
         fits = await svc.client.post(
             "/v1/runs",
             data={"request": json.dumps({"code": "x"})},
-            files=[("files", ("big.bin", big, "application/octet-stream")),
-                   ("files", ("small.bin", b"y" * MiB, "application/octet-stream"))],
-        )  # fmt: skip
+            files=[
+                ("files", ("big.bin", big, "application/octet-stream")),
+                ("files", ("small.bin", b"y" * MiB, "application/octet-stream")),
+            ],
+        )
         as_json = await svc.client.post(
             "/v1/runs",
             json={"code": "x", "files": [{"path": "big.bin", "content_b64": "eA==" * MiB}]},
@@ -284,9 +304,13 @@ async def test_a_records_status_is_an_enum_while_active_and_after(settings: Sett
     assert isinstance(active, RunRecord)
     assert isinstance(active.status, ActiveStatus) and active.status in ("queued", "running")
     parsed = RunRecord.model_validate(
-        {"id": "r", "status": "queued", "created_at": "2025-01-01T00:00:00Z",
-         "request": {"code": "x"}}
-    )  # fmt: skip
+        {
+            "id": "r",
+            "status": "queued",
+            "created_at": "2025-01-01T00:00:00Z",
+            "request": {"code": "x"},
+        }
+    )
     assert parsed.status is ActiveStatus.QUEUED
     assert (
         RunRecord.model_validate({**parsed.model_dump(), "status": "failed"}).status
