@@ -60,6 +60,7 @@ from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotFound, NotReady, ServerError
 from ai_data_agent.executor import Executor
 from ai_data_agent.mcp import daemon_endpoint
+from ai_data_agent.mcp.lazy import LazyEndpoint
 from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
 from ai_data_agent.service.daemon import Daemon
@@ -339,24 +340,19 @@ async def metrics(daemon: DaemonDep) -> Response:
     return Response(daemon.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def create_app(
-    settings: Settings, executor: RunExecutor | None = None, *, with_worker: bool = False
-) -> FastAPI:
-    """The ASGI app. Nothing is opened until its lifespan starts.
-
-    ``executor`` defaults to an `Executor` on the configured engine; anything
-    shaped like it will do (see `dispatcher.RunExecutor`). With ``database_url``
-    set the app is a cluster's API node (`cluster.api`): it executes nothing
-    unless ``with_worker``.
-    """
-    daemon: ServiceNode
+def _node(settings: Settings, executor: RunExecutor | None, with_worker: bool) -> ServiceNode:
+    """One node with SQLite, or a cluster's API node when ``database_url`` is set."""
     if settings.clustered:
         from ai_data_agent.service.cluster.api import ClusterNode
 
-        daemon = ClusterNode(settings, executor, with_worker=with_worker)
-    else:
-        daemon = Daemon(settings, executor or Executor(settings))
-    mcp = daemon_endpoint(daemon)  # /mcp; None without the mcp extra
+        return ClusterNode(settings, executor, with_worker=with_worker)
+    return Daemon(settings, executor or Executor(settings))
+
+
+def _lifespan(
+    daemon: ServiceNode, mcp: LazyEndpoint | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the node (and where the MCP SDK runs) with the app; stop it in every case."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -376,20 +372,10 @@ def create_app(
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(daemon.stop)
 
-    app = ApiApp(
-        title=TITLE,
-        version=__version__,
-        summary="Run untrusted Python for AI data agents in throwaway, locked-down containers.",
-        lifespan=lifespan,
-        extra_models=(RunSubmission,),  # POST /v1/runs reads its body itself
-        docs_url=None,  # install_docs serves /docs without a CDN
-        redoc_url=None,  # ReDoc exists only on a CDN
-    )
-    install_docs(app, TITLE)
-    app.state.daemon = daemon
-    install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, caps=BodyCaps.of(settings))
-    app.include_router(v1)
+    return lifespan
+
+
+def _add_health_routes(app: FastAPI) -> None:
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness")
     app.add_api_route(
         "/readyz",
@@ -409,6 +395,35 @@ def create_app(
         response_class=Response,
         responses={401: _ERRORS[401]},
     )
+
+
+def create_app(
+    settings: Settings, executor: RunExecutor | None = None, *, with_worker: bool = False
+) -> FastAPI:
+    """The ASGI app. Nothing is opened until its lifespan starts.
+
+    ``executor`` defaults to an `Executor` on the configured engine; anything
+    shaped like it will do (see `dispatcher.RunExecutor`). With ``database_url``
+    set the app is a cluster's API node (`cluster.api`): it executes nothing
+    unless ``with_worker``.
+    """
+    daemon = _node(settings, executor, with_worker)
+    mcp = daemon_endpoint(daemon)  # /mcp; None without the mcp extra
+    app = ApiApp(
+        title=TITLE,
+        version=__version__,
+        summary="Run untrusted Python for AI data agents in throwaway, locked-down containers.",
+        lifespan=_lifespan(daemon, mcp),
+        extra_models=(RunSubmission,),  # POST /v1/runs reads its body itself
+        docs_url=None,  # install_docs serves /docs without a CDN
+        redoc_url=None,  # ReDoc exists only on a CDN
+    )
+    install_docs(app, TITLE)
+    app.state.daemon = daemon
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, caps=BodyCaps.of(settings))
+    app.include_router(v1)
+    _add_health_routes(app)
     if mcp is not None:
         app.router.routes.append(mcp.route)
     return app
