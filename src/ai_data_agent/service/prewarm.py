@@ -5,20 +5,25 @@
     prewarm.check()            # Check("prewarm", True, "1 of 2 sets ready; installing pandas ...")
 
 Operators know which sets their agents use (``AI_DATA_AGENT_PREWARM``); with
-them installed ahead, an agent's first run of one is a cache hit. Readiness
-does not wait for this (a daemon answers at once); it reports the progress.
-A set that fails to install is reported and skipped, never retried in a loop.
+them installed ahead, an agent's first run of one is a cache hit. Each set is
+warmed by a run of ``pass`` with it, not by the index alone: the run verifies
+the environment in a sandbox, and one the index lists but the volume lost
+(another controller pruned it, ``docker volume rm``) is installed again then.
+Readiness does not wait for this (a daemon answers at once); it reports the
+progress. A set that fails to install is reported and skipped, never retried
+in a loop.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 
 from loguru import logger
 
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import AiDataAgentError
-from ai_data_agent.executor.envcache import InstallFailure
+from ai_data_agent.models import RunRequest, RunStatus
 from ai_data_agent.service.dispatcher import RunExecutor
 from ai_data_agent.settings import Settings
 
@@ -41,18 +46,10 @@ class Prewarmer:
             self._thread.start()
 
     def _warm_all(self) -> None:
-        cache = self.executor.env_cache
         for requirements in self.sets:
             with self._lock:
                 self._current = requirements
-            try:
-                if cache is None:
-                    raise AiDataAgentError("the environment cache is off (install_mode=per_run)")
-                image = self.executor.backend.resolve_image()
-                outcome = cache.get_or_install(requirements, image, "prewarm")
-                error = outcome.error if isinstance(outcome, InstallFailure) else None
-            except AiDataAgentError as exc:
-                error = str(exc)
+            error = self._warm(requirements, f"prewarm-{uuid.uuid4().hex[:12]}")
             with self._lock:
                 self._current = None
                 if error is None:
@@ -63,6 +60,20 @@ class Prewarmer:
                 logger.info("prewarmed {}", " ".join(requirements))
             else:
                 logger.warning("cannot prewarm {}: {}", " ".join(requirements), error)
+
+    def _warm(self, requirements: list[str], run_id: str) -> str | None:
+        """Why ``requirements`` could not be made ready, or None once they are."""
+        if self.executor.env_cache is None:
+            return "the environment cache is off (install_mode=per_run)"
+        try:
+            result = self.executor.run(
+                RunRequest(code="pass", requirements=requirements), run_id=run_id
+            )
+        except (AiDataAgentError, ValueError) as exc:  # ValueError: pydantic's refusal
+            return str(exc)
+        if result.status is not RunStatus.SUCCEEDED:
+            return result.error or result.status.value
+        return None
 
     def check(self) -> Check:
         """Progress, for /readyz: always ok (readiness never waits for it)."""
