@@ -71,6 +71,8 @@ class Daemon:
         self.reaper.apply_retention()
         self.sessions.start()
         self._executor_hook(self.executor.start_pool)  # after the sweep, which spares our own
+        if self.executor.env_cache is not None:  # a first install finds its staging volume made
+            self._executor_hook(self.executor.env_cache.prepare)
         self.prewarm.start()
         self.dispatcher.start()
         self.reaper.start()
@@ -102,7 +104,7 @@ class Daemon:
 
     @staticmethod
     def _executor_hook(hook: Callable[[], None]) -> None:
-        """Call the executor's ``start_pool`` or ``close``; log, never raise."""
+        """Call an executor's hook (``start_pool``, ``prepare``, ``close``); log, never raise."""
         try:
             hook()
         except Exception as exc:
