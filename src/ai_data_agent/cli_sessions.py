@@ -1,44 +1,49 @@
-"""``ai-data-agent session ...`` and ``ai-data-agent repl``: sessions from the command line.
+"""``ai-data-agent session ...``: sessions on a daemon from the command line.
 
     ai-data-agent session new -p pandas --file sales.csv:data/sales.csv     # prints the id
     ai-data-agent session run ID analysis.py        # or code on stdin; output as it comes
     ai-data-agent session ls | show ID | install ID -p six | interrupt ID | restart ID | rm ID
     ai-data-agent session put ID local.csv data/x.csv ; ai-data-agent session get ID outputs/y.png
-    ai-data-agent repl [--server URL] [-p pandas] [--images DIR]
 
 A session outlives one command only on a daemon, so ``session`` needs
-``--server`` (or ``AI_DATA_AGENT_SERVER``); ``repl`` works either way: on the
-local engine its session lives as long as the prompt does. A cell's exit code
-is 0 when it succeeded, 1 for an exception, and the run codes otherwise (124
-timed out, 130 interrupted, 137 memory, 134 kernel died, 123 output); a
-session that is busy, gone or unknown exits 2.
+``--server`` (or ``AI_DATA_AGENT_SERVER``); ``repl`` (`ai_data_agent.cli_repl`)
+works either way: on the local engine its session lives as long as the prompt
+does. A cell's exit code is 0 when it succeeded, 1 for an exception, and the run
+codes otherwise (124 timed out, 130 interrupted, 137 memory, 134 kernel died, 123
+output); a session that is busy, gone or unknown exits 2. The cells' printing
+and error handling here serve the repl too.
 """
 
 from __future__ import annotations
 
 import base64
-import codeop
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from ai_data_agent.errors import (
-    AiDataAgentError,
-    NotFound,
-    RequestRejected,
-    SessionError,
-    SessionGone,
+from ai_data_agent.cli_common import (
+    EXIT_INFRASTRUCTURE,
+    EXIT_USAGE,
+    client_for,
+    err_console,
+    fail,
+    input_files,
+    load_settings,
+    out_console,
+    read_code,
+    read_requirements,
+    setup_logging,
 )
+from ai_data_agent.errors import AiDataAgentError, NotFound, RequestRejected, SessionError
 from ai_data_agent.session_models import CellResult, CellStatus, DisplayOutput, SessionInfo
 from ai_data_agent.settings import Settings
 
-__all__ = ["CELL_EXIT_CODES", "repl", "session_app"]
+__all__ = ["CELL_EXIT_CODES", "Server", "guarded", "print_cell", "session_app", "show_output"]
 
 CELL_EXIT_CODES = {
     CellStatus.SUCCEEDED: 0,
@@ -55,8 +60,6 @@ NEEDS_SERVER = (
 )
 
 session_app = typer.Typer(help="Stateful sessions on a daemon: a kernel that keeps its variables.")
-out = Console()
-err = Console(stderr=True)
 
 Server = Annotated[
     str | None, typer.Option(metavar="URL", help="The daemon (default: AI_DATA_AGENT_SERVER).")
@@ -64,43 +67,27 @@ Server = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-class CellRunner(Protocol):
-    """What the repl needs of a session, local or remote."""
-
-    def run_cell(
-        self, code: str, on_output: Callable[[str, dict[str, Any]], None]
-    ) -> CellResult: ...
-
-    def end(self) -> None: ...
-
-
-def _cli() -> Any:
-    from ai_data_agent import cli  # the shared helpers (settings, errors, exit codes)
-
-    return cli
-
-
 def _remote(server: str | None) -> tuple[Any, Settings]:
-    cli = _cli()
-    settings = cli._settings()
-    cli._logging(settings, "WARNING")
+    settings = load_settings()
+    setup_logging(settings, "WARNING")
     url = server or settings.server
     if url is None:
-        raise cli._fail(NEEDS_SERVER, cli.EXIT_USAGE)
-    return cli._client(url, settings), settings
+        raise fail(NEEDS_SERVER, EXIT_USAGE)
+    return client_for(url, settings), settings
 
 
-def _guarded(call: Callable[[], Any]) -> Any:
-    cli = _cli()
+def guarded(call: Callable[[], Any]) -> Any:
+    """``call()``; its errors exit 2 when they are the caller's to fix, else 125."""
     try:
         return call()
     except (RequestRejected, NotFound, SessionError) as exc:  # the caller's to fix
-        raise cli._fail(str(exc), cli.EXIT_USAGE) from exc
+        raise fail(str(exc), EXIT_USAGE) from exc
     except AiDataAgentError as exc:
-        raise cli._fail(str(exc), cli.EXIT_INFRASTRUCTURE) from exc
+        raise fail(str(exc), EXIT_INFRASTRUCTURE) from exc
 
 
-def _show_output(kind: str, data: dict[str, Any]) -> None:
+def show_output(kind: str, data: dict[str, Any]) -> None:
+    """A cell's stdout and stderr, as they come."""
     if kind in ("stdout", "stderr"):
         stream = sys.stdout if kind == "stdout" else sys.stderr
         stream.write(str(data.get("data", "")))
@@ -124,21 +111,23 @@ def _save_images(outputs: list[DisplayOutput], directory: Path | None, prefix: s
     return lines
 
 
-def _print_cell(cell: CellResult, images: Path | None) -> None:
+def print_cell(cell: CellResult, images: Path | None) -> None:
     """What the output did not show already: rich outputs, the value, the error."""
     shown = [o for o in cell.outputs if "image/png" not in o.data]
     for output in shown:
-        out.print(str(output.data.get("text/plain", "")), markup=False, highlight=False)
+        out_console.print(str(output.data.get("text/plain", "")), markup=False, highlight=False)
     for line in _save_images(cell.outputs, images, f"cell-{cell.execution_count}"):
-        err.print(line, markup=False)
+        err_console.print(line, markup=False)
     if cell.result is not None:
-        out.print(str(cell.result.data.get("text/plain", "")), markup=False, highlight=False)
+        out_console.print(
+            str(cell.result.data.get("text/plain", "")), markup=False, highlight=False
+        )
     if cell.error is not None:
         sys.stderr.write(
             "".join(cell.error.traceback) or f"{cell.error.ename}: {cell.error.evalue}\n"
         )
     if cell.state == "lost":
-        err.print(
+        err_console.print(
             f"[yellow]{cell.status.value}: the kernel restarted; earlier variables are gone[/yellow]"
         )
 
@@ -162,17 +151,16 @@ def new(
     as_json: AsJson = False,
 ) -> None:
     """Start a session; print its id."""
-    cli = _cli()
     client, _ = _remote(server)
     fields = {
-        "requirements": cli._requirements(requirements_file, package or []),
-        "files": cli._input_files(file_specs or []),
+        "requirements": read_requirements(requirements_file, package or []),
+        "files": input_files(file_specs or []),
         "memory_mb": memory,
         "cpus": cpus,
         "cell_timeout_s": cell_timeout,
     }
     with client:
-        session = _guarded(
+        session = guarded(
             lambda: client.session(**{k: v for k, v in fields.items() if v is not None})
         )
     typer.echo(session.info.model_dump_json(indent=2) if as_json else session.id)
@@ -192,16 +180,16 @@ def run(
     as_json: AsJson = False,
 ) -> None:
     """Run a cell; its output as it comes, then its value."""
-    code = _cli()._read_code(file)
+    code = read_code(file)
     client, _ = _remote(server)
     with client:
-        session = _guarded(lambda: client.session_of(session_id))
-        on_output = None if as_json else _show_output
-        cell = _guarded(lambda: session.run(code, timeout_s=timeout, on_output=on_output))
+        session = guarded(lambda: client.session_of(session_id))
+        on_output = None if as_json else show_output
+        cell = guarded(lambda: session.run(code, timeout_s=timeout, on_output=on_output))
     if as_json:
         typer.echo(cell.model_dump_json(indent=2))
     else:
-        _print_cell(cell, images)
+        print_cell(cell, images)
     raise typer.Exit(CELL_EXIT_CODES[cell.status])
 
 
@@ -223,11 +211,11 @@ def list_sessions(server: Server = None, as_json: AsJson = False) -> None:
     """Sessions, live first."""
     client, _ = _remote(server)
     with client:
-        items = _guarded(client.sessions)
+        items = guarded(client.sessions)
     if as_json:
         typer.echo(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
     else:
-        out.print(_info_table(items))
+        out_console.print(_info_table(items))
 
 
 @session_app.command("show")
@@ -235,15 +223,15 @@ def show(session_id: str, server: Server = None) -> None:
     """A session as JSON."""
     client, _ = _remote(server)
     with client:
-        session = _guarded(lambda: client.session_of(session_id))
+        session = guarded(lambda: client.session_of(session_id))
     typer.echo(session.info.model_dump_json(indent=2))
 
 
 def _call(session_id: str, server: str | None, action: Callable[[Any], Any]) -> Any:
     client, _ = _remote(server)
     with client:
-        session = _guarded(lambda: client.session_of(session_id))
-        return _guarded(lambda: action(session))
+        session = guarded(lambda: client.session_of(session_id))
+        return guarded(lambda: action(session))
 
 
 @session_app.command("install")
@@ -256,7 +244,7 @@ def install(
     change = _call(session_id, server, lambda s: s.install(package))
     typer.echo(change.model_dump_json(indent=2, exclude={"install"}))
     if change.restart_required:
-        err.print(
+        err_console.print(
             "[yellow]a package the kernel imported changed: `session restart` to use it[/yellow]"
         )
 
@@ -293,11 +281,10 @@ def put(
     server: Server = None,
 ) -> None:
     """Upload a file to the session's working directory."""
-    cli = _cli()
     try:
         data = local.read_bytes()
     except OSError as exc:
-        raise cli._fail(f"cannot read {local}: {exc.strerror}", cli.EXIT_USAGE) from exc
+        raise fail(f"cannot read {local}: {exc.strerror}", EXIT_USAGE) from exc
     stored = _call(session_id, server, lambda s: s.upload(dest or local.name, data))
     typer.echo(f"{stored.path} ({stored.size} bytes)")
 
@@ -316,107 +303,3 @@ def get(
     target = local or Path(Path(path).name)
     target.write_bytes(data)
     typer.echo(f"{target} ({len(data)} bytes)")
-
-
-# -- repl -----------------------------------------------------------------------------------
-
-
-class _LocalCells:
-    def __init__(self, settings: Settings, fields: dict[str, Any]) -> None:
-        from ai_data_agent.executor import Executor
-
-        self.executor = Executor(settings)
-        self.session = self.executor.session(**fields)
-
-    def run_cell(self, code: str, on_output: Callable[[str, dict[str, Any]], None]) -> CellResult:
-        def relay(event: Any) -> None:
-            if event.kind in ("stdout", "stderr"):
-                on_output(event.kind, {"data": event.data})
-
-        return self.session.run(code, on_event=relay)
-
-    def end(self) -> None:
-        self.session.close()
-        self.executor.close()
-
-
-class _RemoteCells:
-    def __init__(self, client: Any, fields: dict[str, Any]) -> None:
-        self.client = client
-        self.session = client.session(**fields)
-
-    def run_cell(self, code: str, on_output: Callable[[str, dict[str, Any]], None]) -> CellResult:
-        result: CellResult = self.session.run(code, on_output=on_output)
-        return result
-
-    def end(self) -> None:
-        try:
-            self.session.close()
-        finally:
-            self.client.close()
-
-
-def _read_cell(prompt: str) -> str | None:
-    """One cell from the terminal: lines until the code is complete (as Python's REPL)."""
-    lines: list[str] = []
-    while True:
-        try:
-            line = input(prompt if not lines else "... ")
-        except EOFError:
-            return None
-        lines.append(line)
-        source = "\n".join(lines)
-        try:
-            complete = codeop.compile_command(source, "<cell>", "exec") is not None
-        except (SyntaxError, ValueError, OverflowError):
-            complete = True  # the kernel reports the error
-        if complete and (len(lines) == 1 or not line.strip()):
-            return source
-
-
-def repl(
-    server: Server = None,
-    package: Annotated[
-        list[str] | None, typer.Option("-p", "--package", help="A requirement.")
-    ] = None,
-    file_specs: Annotated[
-        list[str] | None,
-        typer.Option("--file", "-f", metavar="LOCAL[:DEST]", help="An input file."),
-    ] = None,
-    images: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Save image outputs here.")
-    ] = None,
-) -> None:
-    """An interactive prompt on a fresh session; the session is removed when it ends (Ctrl-D)."""
-    cli = _cli()
-    settings = cli._settings()
-    cli._logging(settings, "WARNING")
-    fields = {"requirements": list(package or []), "files": cli._input_files(file_specs or [])}
-    url = server or settings.server
-    if url is None:
-        cli._require_engine(settings)
-    cells: CellRunner = _guarded(
-        lambda: (
-            _RemoteCells(cli._client(url, settings), fields)
-            if url
-            else _LocalCells(settings, fields)
-        )
-    )
-    err.print("session ready; Ctrl-D ends it (its sandbox is removed)", markup=False)
-    try:
-        while (code := _read_cell(">>> ")) is not None:
-            if not code.strip():
-                continue
-            try:
-                cell = cells.run_cell(code, _show_output)
-            except SessionGone as exc:
-                err.print(f"[red]the session ended:[/red] {exc}")
-                break
-            except AiDataAgentError as exc:
-                err.print(f"[red]error:[/red] {exc}")
-                continue
-            _print_cell(cell, images)
-    except KeyboardInterrupt:
-        err.print()
-    finally:
-        cells.end()

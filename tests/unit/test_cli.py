@@ -14,7 +14,7 @@ import pytest
 from loguru import logger
 from typer.testing import CliRunner
 
-from ai_data_agent import cli
+from ai_data_agent import cli, cli_common
 from ai_data_agent.cli import EXIT_AUTH, EXIT_CODES, app, exit_code_for
 from ai_data_agent.errors import (
     AiDataAgentError,
@@ -123,7 +123,7 @@ class FakeClient:
 def fake_client(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
     monkeypatch.setattr(FakeClient, "made", [])
     monkeypatch.setattr(FakeClient, "stop_with", None)
-    monkeypatch.setattr(cli, "Client", FakeClient)
+    monkeypatch.setattr(cli_common, "Client", FakeClient)
 
     def no_local_engine(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("run --server must not touch the local engine")

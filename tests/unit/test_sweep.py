@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ai_data_agent import cli
+from ai_data_agent import cli, cli_admin
 from ai_data_agent.executor import docker_backend
 from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.executor.owner import owner_label
@@ -74,7 +74,7 @@ class FakeSweeper:
 def sweeper(monkeypatch: pytest.MonkeyPatch) -> type[FakeSweeper]:
     monkeypatch.setattr(FakeSweeper, "rules", [])
     monkeypatch.setattr(docker_backend, "DockerBackend", FakeSweeper)
-    monkeypatch.setattr(cli, "_require_engine", lambda settings: None)
+    monkeypatch.setattr(cli_admin, "require_engine", lambda settings: None)
     return FakeSweeper
 
 
