@@ -49,6 +49,7 @@ from ai_data_agent.cli_common import (
     EXIT_INFRASTRUCTURE,
     EXIT_NO_ENGINE,
     EXIT_USAGE,
+    auth_hint,
     client_for,
     err_console,
     fail,
@@ -171,12 +172,6 @@ def _output_directory(path: Path | None) -> Path | None:
     return path
 
 
-def _auth_hint(exc: Unauthorized, token: object) -> str:
-    if token:
-        return f"{exc}; the daemon does not accept this token (--token or AI_DATA_AGENT_TOKEN)"
-    return f"{exc}; the daemon wants a token: set AI_DATA_AGENT_TOKEN (or pass --token)"
-
-
 def _print_artifacts(result: RunResult, output_dir: Path | None) -> None:
     for artifact in result.artifacts:
         where = output_dir / artifact.path if output_dir is not None else artifact.path
@@ -208,51 +203,60 @@ def _report(result: RunResult, *, as_json: bool, output_dir: Path | None) -> Non
         )
 
 
+RequirementsFile = Annotated[
+    Path | None, typer.Option("-r", "--requirements", help="A requirements.txt file.")
+]
+Packages = Annotated[
+    list[str] | None, typer.Option("-p", "--package", help="A requirement (repeatable).")
+]
+EnvPairs = Annotated[
+    list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE for the code (repeatable).")
+]
+FileSpecs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--file",
+        "-f",
+        metavar="LOCAL[:DEST]",
+        help="An input file, placed at DEST under the code's working directory (repeatable).",
+    ),
+]
+OutputDir = Annotated[
+    Path | None,
+    typer.Option(metavar="DIR", help="Write the files the code leaves in outputs/ here."),
+]
+ServerUrl = Annotated[
+    str | None,
+    typer.Option(
+        metavar="URL",
+        help="Run on this daemon instead of the local engine (default: the "
+        "AI_DATA_AGENT_SERVER variable).",
+    ),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        metavar="TOKEN",
+        help="Bearer token for --server (default: the AI_DATA_AGENT_TOKEN variable, "
+        "which keeps it out of the process list).",
+    ),
+]
+
+
 @app.command()
 def run(
     file: Annotated[str, typer.Argument(help="Python file to run, or - for stdin.")] = "-",
-    requirements_file: Annotated[
-        Path | None, typer.Option("-r", "--requirements", help="A requirements.txt file.")
-    ] = None,
-    package: Annotated[
-        list[str] | None, typer.Option("-p", "--package", help="A requirement (repeatable).")
-    ] = None,
+    requirements_file: RequirementsFile = None,
+    package: Packages = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds the code may run.")] = None,
     memory: Annotated[int | None, typer.Option(help="Memory limit in MiB.")] = None,
     cpus: Annotated[float | None, typer.Option(help="CPU limit (cores).")] = None,
     network: Annotated[bool, typer.Option(help="Network for the code (if allowed).")] = False,
-    env: Annotated[
-        list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE for the code (repeatable).")
-    ] = None,
-    file_specs: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--file",
-            "-f",
-            metavar="LOCAL[:DEST]",
-            help="An input file, placed at DEST under the code's working directory (repeatable).",
-        ),
-    ] = None,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(metavar="DIR", help="Write the files the code leaves in outputs/ here."),
-    ] = None,
-    server: Annotated[
-        str | None,
-        typer.Option(
-            metavar="URL",
-            help="Run on this daemon instead of the local engine (default: the "
-            "AI_DATA_AGENT_SERVER variable).",
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TOKEN",
-            help="Bearer token for --server (default: the AI_DATA_AGENT_TOKEN variable, "
-            "which keeps it out of the process list).",
-        ),
-    ] = None,
+    env: EnvPairs = None,
+    file_specs: FileSpecs = None,
+    output_dir: OutputDir = None,
+    server: ServerUrl = None,
+    token: Token = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one RunResult JSON document.")
     ] = False,
@@ -317,7 +321,7 @@ def _execute(
         err_console.print(f"[red]stopped[/red] by {exc}: {where}", highlight=False)
         raise typer.Exit(stop_code(exc)) from None
     except Unauthorized as exc:
-        raise fail(_auth_hint(exc, token or settings.token), EXIT_AUTH) from exc
+        raise fail(auth_hint(exc, token or settings.token), EXIT_AUTH) from exc
     except RequestRejected as exc:  # here or at the daemon, by rule or by size
         raise fail(str(exc), EXIT_USAGE) from exc
     except AiDataAgentError as exc:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ai_data_agent.client import Client
-from ai_data_agent.errors import DockerUnavailable, RequestRejected
+from ai_data_agent.errors import DockerUnavailable, RequestRejected, Unauthorized
 from ai_data_agent.executor.docker_backend import connect
 from ai_data_agent.logs import SayOnce, configure_logging
 from ai_data_agent.models import InputFile, RunStatus, parse_requirements_text
@@ -37,6 +37,7 @@ __all__ = [
     "EXIT_INFRASTRUCTURE",
     "EXIT_NO_ENGINE",
     "EXIT_USAGE",
+    "auth_hint",
     "client_for",
     "err_console",
     "fail",
@@ -155,3 +156,10 @@ def client_for(server: str, settings: Settings, token: str | None = None) -> Cli
     if token is None and settings.token is not None:
         token = settings.token.get_secret_value()
     return Client(server, token=token)
+
+
+def auth_hint(exc: Unauthorized, token: object) -> str:
+    """What to do about a refused (or missing) token."""
+    if token:
+        return f"{exc}; the daemon does not accept this token (--token or AI_DATA_AGENT_TOKEN)"
+    return f"{exc}; the daemon wants a token: set AI_DATA_AGENT_TOKEN (or pass --token)"

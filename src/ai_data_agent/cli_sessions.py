@@ -27,8 +27,10 @@ import typer
 from rich.table import Table
 
 from ai_data_agent.cli_common import (
+    EXIT_AUTH,
     EXIT_INFRASTRUCTURE,
     EXIT_USAGE,
+    auth_hint,
     client_for,
     err_console,
     fail,
@@ -39,7 +41,14 @@ from ai_data_agent.cli_common import (
     read_requirements,
     setup_logging,
 )
-from ai_data_agent.errors import AiDataAgentError, NotFound, RequestRejected, SessionError
+from ai_data_agent.client import Client
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    NotFound,
+    RequestRejected,
+    SessionError,
+    Unauthorized,
+)
 from ai_data_agent.session_models import CellResult, CellStatus, DisplayOutput, SessionInfo
 from ai_data_agent.settings import Settings
 
@@ -67,7 +76,7 @@ Server = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _remote(server: str | None) -> tuple[Any, Settings]:
+def _remote(server: str | None) -> tuple[Client, Settings]:
     settings = load_settings()
     setup_logging(settings, "WARNING")
     url = server or settings.server
@@ -77,9 +86,12 @@ def _remote(server: str | None) -> tuple[Any, Settings]:
 
 
 def guarded(call: Callable[[], Any]) -> Any:
-    """``call()``; its errors exit 2 when they are the caller's to fix, else 125."""
+    """``call()``; its errors exit 2 when they are the caller's to fix, 77 for the token,
+    else 125."""
     try:
         return call()
+    except Unauthorized as exc:
+        raise fail(auth_hint(exc, load_settings().token), EXIT_AUTH) from exc
     except (RequestRejected, NotFound, SessionError) as exc:  # the caller's to fix
         raise fail(str(exc), EXIT_USAGE) from exc
     except AiDataAgentError as exc:
@@ -200,9 +212,13 @@ def _info_table(items: list[SessionInfo]) -> Table:
         table.add_column(title)
     for info in items:
         table.add_row(
-            info.id, info.status.value, str(info.execution_count), str(info.generation),
-            " ".join(info.requirements), info.last_activity_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )  # fmt: skip
+            info.id,
+            info.status.value,
+            str(info.execution_count),
+            str(info.generation),
+            " ".join(info.requirements),
+            info.last_activity_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     return table
 
 

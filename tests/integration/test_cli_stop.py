@@ -48,8 +48,11 @@ def test_a_stop_signal_removes_the_sandbox_and_exits_128_plus_it(
     job.write_text(CODE)
     process = subprocess.Popen(
         [CLI, "run", str(job), "--timeout", "60"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         assert process.stdout is not None
         assert process.stdout.readline() == b"ready\n"  # the code runs in its sandbox

@@ -485,9 +485,13 @@ def test_an_output_dir_that_is_a_file_is_refused_before_anything_runs(
 
 @pytest.mark.parametrize(
     ("local", "dest"),
-    [("./data//sales.csv", "data/sales.csv"), ("data/./sales.csv", "data/sales.csv"),
-     ("../sales.csv", "sales.csv"), ("sales.csv", "sales.csv")],
-)  # fmt: skip
+    [
+        ("./data//sales.csv", "data/sales.csv"),
+        ("data/./sales.csv", "data/sales.csv"),
+        ("../sales.csv", "sales.csv"),
+        ("sales.csv", "sales.csv"),
+    ],
+)
 def test_a_local_path_is_placed_at_its_normal_form_or_its_name(
     runner: CliRunner,
     fake_client: type[FakeClient],

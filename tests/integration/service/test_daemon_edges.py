@@ -65,11 +65,13 @@ def test_new_requests_get_503_while_the_daemon_drains(
     after.stop()
 
 
-def _cli(daemon: Daemon, token: str | None, *args: str) -> subprocess.Popen[bytes]:
+def _cli(
+    daemon: Daemon, token: str | None, *args: str, command: tuple[str, ...] = ("run",)
+) -> subprocess.Popen[bytes]:
     extra = {} if token is None else {"AI_DATA_AGENT_TOKEN": token}
     env = {**child_env({"server": daemon.url}), **extra}
     return subprocess.Popen(
-        [CLI, "run", *args],
+        [CLI, *command, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -102,11 +104,12 @@ def test_a_stopped_cli_cancels_its_run_on_the_daemon(
     assert leftovers == []
 
 
+@pytest.mark.parametrize("command", [("run", "-"), ("session", "ls")], ids=["run", "session"])
 @pytest.mark.parametrize("token", [None, "wrong-token"])
 def test_a_refused_token_exits_77_with_what_to_set(
-    shared_daemon: Daemon, token: str | None
+    shared_daemon: Daemon, token: str | None, command: tuple[str, ...]
 ) -> None:
-    process = _cli(shared_daemon, token, "-")
+    process = _cli(shared_daemon, token, command=command)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 77, stderr.decode()
     assert "AI_DATA_AGENT_TOKEN" in stderr.decode()
