@@ -402,7 +402,7 @@ class ScriptedSandbox:
         self.jobs: list[dict[str, Any]] = []
         self._pending: list[ScriptItem] = list(before_go)
         self._after_go = list(after_go)
-        self._end_stream = end_stream
+        self.end_stream = end_stream
         self._fail_send = fail_send
         self._fail_remove = fail_remove
         self._exit_code = exit_code
@@ -448,7 +448,7 @@ class ScriptedSandbox:
             if isinstance(item, tuple):
                 return item
             return STDOUT, item
-        if self._end_stream and not self._after_go:
+        if self.end_stream and not self._after_go:
             return 0, b""
         # Nothing to say: block like a quiet socket (until killed).
         if self._killed.wait(timeout_s):

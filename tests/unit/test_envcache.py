@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import ScriptedBackend, ScriptItem
+from fakes import ScriptedBackend, ScriptedSandbox, ScriptItem
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.core import Executor
@@ -32,7 +32,7 @@ from ai_data_agent.executor.envcache import (
     default_index_path,
 )
 from ai_data_agent.executor.envindex import CachedEnv, ImageInfo
-from ai_data_agent.executor.spec import ENVS_MOUNT, VolumeMount
+from ai_data_agent.executor.spec import ENVS_MOUNT, ContainerSpec, VolumeMount
 from ai_data_agent.models import PackageInfo, RunRequest
 from ai_data_agent.settings import Settings
 from tests.support.logs import LogLine
@@ -76,9 +76,15 @@ class CacheBackend(ScriptedBackend):
         self.ensured: list[tuple[str, dict[str, str]]] = []
         self.removed_volumes: list[str] = []
         self.images: dict[str, str] = {}
+        self.quiet_compiles = False  # a compile's sandbox then goes quiet instead of ending
 
     def answer(self, job: dict[str, Any]) -> list[ScriptItem]:
         return self.handlers[job["mode"]](job)
+
+    def start(self, spec: ContainerSpec, run_id: str) -> ScriptedSandbox:
+        sandbox = super().start(spec, run_id)
+        sandbox.end_stream = not (self.quiet_compiles and run_id.endswith("-compile"))
+        return sandbox
 
     def modes(self) -> list[str]:
         return [s.jobs[0]["mode"] for s in self.started if s.jobs]
@@ -94,6 +100,18 @@ class CacheBackend(ScriptedBackend):
 
     def image_id(self, image: str) -> str:
         return self.images.get(image, "sha256:" + image)
+
+
+def wait_compiled(backend: CacheBackend) -> None:
+    """The background compile ran to its end (`EnvCache.close` stops one still running)."""
+
+    def done() -> bool:
+        return any(
+            s.jobs and s.jobs[0]["mode"] == "compile" and "remove" in s.calls
+            for s in backend.started
+        )
+
+    poll(done, timeout_s=10, what="the background compile", diagnostics=backend.modes)
 
 
 @pytest.fixture
@@ -240,7 +258,8 @@ def test_a_miss_installs_in_its_own_sandbox_then_publishes(
     assert outcome.env.size_bytes == 4321  # as published, not as staged
     assert outcome.env.packages == [PackageInfo(name="pandas", version="2.2.0")]
     assert outcome.env.install_s > 0 and outcome.env.log_tail == "done"
-    cache.close()  # waits for the background compile and the staging volumes' removal
+    wait_compiled(backend)
+    cache.close()  # removes the staging volume made ahead
     assert backend.modes() == ["probe", "install", "publish", "compile"]
     assert cache.index.get(key) is not None
     (compile_job,) = backend.jobs("compile")
@@ -287,9 +306,30 @@ def test_a_second_request_is_a_hit_without_a_sandbox(
 
     assert isinstance(first, Ready) and isinstance(second, Ready)
     assert second.hit and second.env.key == first.env.key
+    wait_compiled(backend)
     cache.close()
     assert backend.modes() == ["probe", "install", "publish", "compile"]
     assert second.env.last_used_at >= first.env.last_used_at
+
+
+def test_close_stops_a_running_compile_and_keeps_the_environment(
+    make_cache: Callable[..., EnvCache], backend: CacheBackend
+) -> None:
+    backend.handlers["compile"] = lambda job: []  # no result: the sandbox goes quiet
+    backend.quiet_compiles = True
+    cache = make_cache()
+    outcome = cache.get_or_install(["pandas"], "img", "run-1")
+    assert isinstance(outcome, Ready)
+    poll(lambda: backend.jobs("compile"), timeout_s=10, what="the compile's sandbox")
+
+    started = time.monotonic()
+    cache.close()
+
+    assert time.monotonic() - started < 5  # not the compile's deadline
+    (compiled,) = [s for s in backend.started if s.jobs[0]["mode"] == "compile"]
+    assert "kill" in compiled.calls and compiled.calls[-1] == "remove"
+    again = cache.get_or_install(["pandas"], "img", "run-2")  # the cache stays usable
+    assert isinstance(again, Ready) and again.hit  # bytecode is optional: the env is kept
 
 
 def test_the_uv_binary_is_shipped_to_uv_installs_only(
@@ -299,6 +339,7 @@ def test_the_uv_binary_is_shipped_to_uv_installs_only(
     uv.write_bytes(b"#!/bin/sh\n" + b"x" * 100)
     cache = make_cache(installer="uv", uv_binary=uv)
     cache.get_or_install(["six"], "img", "run-1")
+    wait_compiled(backend)
     cache.close()
 
     probe, install, publish, compiled = backend.started

@@ -106,6 +106,7 @@ class EnvCache:
     _volumes_ready: bool = field(default=False, init=False)
     _in_use: dict[str, int] = field(default_factory=dict, init=False)
     _background: ThreadPoolExecutor | None = field(default=None, init=False)
+    _stop_compiles: threading.Event = field(default_factory=threading.Event, init=False)
     staging: StagingVolumes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -135,7 +136,13 @@ class EnvCache:
         self.staging.prefetch()
 
     def _sandbox(
-        self, job: Job, run_id: str, mounts: tuple[VolumeMount, ...], *, network: bool = False
+        self,
+        job: Job,
+        run_id: str,
+        mounts: tuple[VolumeMount, ...],
+        *,
+        network: bool = False,
+        cancel: threading.Event | None = None,
     ) -> Transcript:
         """An internal job in its own locked-down sandbox (network only to install)."""
         limits = Limits.defaults(self.settings)
@@ -153,15 +160,21 @@ class EnvCache:
         if job.mode == "compile":  # in the background: runs come first
             spec = replace(spec, cpu_shares=BACKGROUND_CPU_SHARES)
         assignment = Assignment(spec, job, ship_uv=network and self.settings.installer == "uv")
-        return self.driver.drive(assignment, run_id=run_id)
+        return self.driver.drive(assignment, run_id=run_id, cancel=cancel)
 
-    def _drive(self, job: Job, run_id: str, mounts: tuple[VolumeMount, ...]) -> ResultFrame:
+    def _drive(
+        self,
+        job: Job,
+        run_id: str,
+        mounts: tuple[VolumeMount, ...],
+        cancel: threading.Event | None = None,
+    ) -> ResultFrame:
         """An internal job without network; its result frame.
 
         Raises:
-            ExecutorError: the sandbox gave no usable result.
+            ExecutorError: the sandbox gave no usable result (or ``cancel`` was set).
         """
-        transcript = self._sandbox(job, run_id, mounts)
+        transcript = self._sandbox(job, run_id, mounts, cancel=cancel)
         frame = transcript.result
         if frame is None or frame.error or transcript.deadline_hit is not None:
             _, error = classify(transcript, install_timeout_s=self.settings.install_timeout_s)
@@ -280,41 +293,50 @@ class EnvCache:
             self.staging.discard(stage)
 
     def _compile_later(self, key: str, run_id: str) -> None:
-        """Compile the new environment's bytecode in the background (pruning spares it)."""
+        """Compile the new environment's bytecode in the background (pruning spares it).
+
+        Bytecode only speeds imports up: `close` stops a compile rather than wait for it.
+        """
         self.hold(key)
         workers = max(int(self._install_cpus()), 1)
+        log = logger.bind(run_id=run_id)
 
-        def compile_env() -> None:
+        def compile_env(stop: threading.Event) -> None:
             started = time.monotonic()
             try:
+                if stop.is_set():
+                    return
                 mounts = (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=False),)
-                frame = self._drive(
-                    compile_job(ENVS_MOUNT, key, workers), f"{run_id}-compile", mounts
-                )
-                logger.bind(run_id=run_id).info(
-                    "environment {} compiled in {:.2f}s (ok: {})",
-                    key[:12],
-                    time.monotonic() - started,
-                    frame.compiled,
+                job = compile_job(ENVS_MOUNT, key, workers)
+                frame = self._drive(job, f"{run_id}-compile", mounts, cancel=stop)
+                elapsed = time.monotonic() - started
+                log.info(
+                    "environment {} compiled in {:.2f}s (ok: {})", key[:12], elapsed, frame.compiled
                 )
             except ExecutorError as exc:
-                logger.bind(run_id=run_id).warning("bytecode of {} not compiled: {}", key[:12], exc)
+                if stop.is_set():
+                    log.info("bytecode of {} left uncompiled: the cache is closing", key[:12])
+                else:
+                    log.warning("bytecode of {} not compiled: {}", key[:12], exc)
             finally:
                 self.release(key)
 
         with self._guard:
             if self._background is None:
                 self._background = ThreadPoolExecutor(1, thread_name_prefix="compile")
-            self._background.submit(compile_env)
+            self._background.submit(compile_env, self._stop_compiles)
 
     def _install_cpus(self) -> float:
         return min(self.settings.install_cpus, float(os.cpu_count() or 1))
 
     def close(self) -> None:
-        """Wait for background compiles; remove the staging volume made ahead. Idempotent."""
+        """Stop background compiles (a process that exits never waits seconds for bytecode);
+        remove the staging volume made ahead. Idempotent; the cache stays usable."""
         with self._guard:
             background, self._background = self._background, None
+            stop, self._stop_compiles = self._stop_compiles, threading.Event()
         if background is not None:
+            stop.set()  # queued compiles return at once, a running one is killed
             background.shutdown(wait=True)
         self.staging.close()
 

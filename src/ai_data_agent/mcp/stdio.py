@@ -13,6 +13,7 @@ is closed then and its container removed.
 from __future__ import annotations
 
 import signal
+from collections.abc import AsyncIterator
 
 import anyio
 
@@ -50,11 +51,10 @@ async def _sandbox(settings: Settings, server: str | None, token: str | None) ->
         raise
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return
+async def _stop_on_signal(signals: AsyncIterator[int], scope: anyio.CancelScope) -> None:
+    async for _ in signals:
+        scope.cancel()
+        return
 
 
 async def _serve(settings: Settings, server: str | None, token: str | None) -> None:
@@ -65,14 +65,17 @@ async def _serve(settings: Settings, server: str | None, token: str | None) -> N
         cell_timeout_s=settings.mcp_cell_timeout_s,
     )
     mcp_server, tools = build_server(sandbox, options)
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, group.cancel_scope)
-            await mcp_server.run_stdio_async()
-            group.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await tools.close_default()
-            finally:
-                await sandbox.aclose()
+    # The receiver stays open through the cleanup: a host that closes stdin and then
+    # sends SIGTERM (the MCP SDK does after 2 s) must not cut the container removals.
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_stop_on_signal, signals, group.cancel_scope)
+                await mcp_server.run_stdio_async()
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await tools.close_default()
+                finally:
+                    await sandbox.aclose()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
+import signal
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -10,9 +14,14 @@ import pytest
 from mcp_types import CallToolResult, ImageContent, TextContent
 
 from ..test_sessions import png_size
-from .conftest import managed_containers
+from .conftest import CLI, managed_containers, settings_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+pytestmark = [pytest.mark.integration]
+INITIALIZE = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "test", "version": "1"},
+}
 PLOT = (
     "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
     "print('plotting')\nplt.plot([1, 3, 2])\nplt.title('sales')"
@@ -25,6 +34,7 @@ def text_of(result: CallToolResult) -> str:
     return block.text
 
 
+@pytest.mark.anyio
 async def test_print_plot_state_install_and_files(
     stdio_client: Any, docker_client: docker.DockerClient
 ) -> None:
@@ -76,3 +86,48 @@ async def test_print_plot_state_install_and_files(
     # The process ended: its default session and the one it created are gone.
     assert managed_containers(docker_client, session_id) == []
     assert managed_containers(docker_client, default_id) == []
+
+
+def test_stop_signals_during_the_cleanup_wait_for_the_containers_removal(
+    settings_kwargs: dict[str, Any], tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    # An agent host closes stdin, then signals (the SDK: SIGTERM after 2 s); one in a
+    # hurry signals at once, twice. The process still removes its containers first.
+    env = settings_env(settings_kwargs, data_dir=tmp_path)
+    command = [CLI, "mcp"]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=tmp_path
+    ) as server:
+        try:
+            session_id = _create_session(server)
+            assert managed_containers(docker_client, session_id)
+
+            server.stdin.close()  # type: ignore[union-attr]
+            server.send_signal(signal.SIGTERM)
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=60) == 0
+            assert managed_containers(docker_client, session_id) == []
+        finally:
+            server.kill()
+
+
+def _create_session(server: subprocess.Popen[bytes]) -> str:
+    """Speak JSON-RPC by hand: initialize, then call create_session; its id."""
+    assert server.stdin is not None and server.stdout is not None
+    calls = [
+        {"method": "initialize", "params": INITIALIZE, "id": 1},
+        {"method": "notifications/initialized"},
+        {
+            "method": "tools/call",
+            "params": {"name": "create_session", "arguments": {}},
+            "id": 2,
+        },
+    ]
+    reply: dict[str, Any] = {}
+    for call in calls:
+        server.stdin.write(json.dumps({"jsonrpc": "2.0", **call}).encode() + b"\n")
+        server.stdin.flush()
+        if "id" in call:
+            reply = json.loads(server.stdout.readline())
+            assert "error" not in reply, reply
+    return str(reply["result"]["content"][0]["text"].split()[1])
