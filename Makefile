@@ -45,10 +45,11 @@ images: engine ## make a sandbox image available (pull, else build the local Deb
 	  images/base/build.sh $(BASE_IMAGE); \
 	fi
 
-test: engine setup images ## the whole suite with coverage: unit, then integration, one report (floor in pyproject.toml)
+test: engine setup images postgres ## the whole suite with coverage: unit, integration, cluster; one report (floor in pyproject.toml)
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest tests/unit -q
 	$(BIN)/coverage run -m pytest tests/integration -q -m "integration and not slow"
+	$(BIN)/coverage run -m pytest tests/cluster -q -m "cluster and not slow"
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 

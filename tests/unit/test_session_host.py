@@ -23,6 +23,7 @@ import pytest
 from ai_data_agent.executor.delivery import bundle
 from ai_data_agent.executor.protocol import FrameReader, encode_message, new_token
 from ai_data_agent.executor.spec import sandbox_command
+from tests.support.measure import CONFIG_VARIABLE, measured
 
 WAIT_S = 30.0
 
@@ -45,9 +46,13 @@ class Runner:
             "files": [],
             **job,
         }
+        config = os.environ.get(CONFIG_VARIABLE)
+        if config is not None:  # the kernel runs without -I -S: coverage's hook starts it
+            job["exec_env"] = {**job.get("exec_env", {}), CONFIG_VARIABLE: config}
         env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": str(tmpdir), "LANG": "C.UTF-8"}
+        argv, env = measured([sys.executable, *sandbox_command()[1:]], env)
         self.proc = subprocess.Popen(
-            [sys.executable, *sandbox_command()[1:]],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
