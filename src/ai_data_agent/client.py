@@ -39,18 +39,19 @@ The server's body is read only as the documented ``{"error": {"code",
 from __future__ import annotations
 
 import builtins
-import hashlib
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Unpack
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from ai_data_agent.client_requests import RunOptions, check_sizes, run_body, run_request
+from ai_data_agent.client_transport import Transport
 from ai_data_agent.client_wire import (
     error_from_response,
     invalid_response,
@@ -77,21 +78,8 @@ from ai_data_agent.session_models import SessionInfo
 
 if TYPE_CHECKING:
     from ai_data_agent.client_sessions import RemoteSession
-from ai_data_agent.api_models import (
-    RunAccepted,
-    RunPage,
-    RunRecord,
-    RunSubmission,
-    ServerInfo,
-)
-from ai_data_agent.models import (
-    Artifact,
-    InputFile,
-    RunRequest,
-    RunResult,
-    RunStatus,
-    check_input_files,
-)
+from ai_data_agent.api_models import RunAccepted, RunPage, RunRecord, ServerInfo
+from ai_data_agent.models import Artifact, RunRequest, RunResult, RunStatus
 from ai_data_agent.paths import check_relative_path
 
 # The errors this client raises are re-exported for convenience; they live in errors.
@@ -140,20 +128,15 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         self.timeout = timeout
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
-        )
+        self.transport = Transport(base_url, token, timeout=timeout, transport=transport)
         self._info: ServerInfo | None = None
         self._info_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------
     def close(self) -> None:
         """Release the connection pool. Idempotent."""
-        self._http.close()
+        self.transport.close()
 
     def __enter__(self) -> Client:
         return self
@@ -177,7 +160,7 @@ class Client:
         """
         with self._info_lock:
             if self._info is None:
-                self._info = parse(self._request("GET", "/v1/info"), ServerInfo)
+                self._info = parse(self.transport.request("GET", "/v1/info"), ServerInfo)
             return self._info
 
     # -- sessions ---------------------------------------------------------------------
@@ -200,7 +183,7 @@ class Client:
         """
         from ai_data_agent.client_sessions import RemoteSession
 
-        response = self._request("GET", f"/v1/sessions/{segment(session_id)}")
+        response = self.transport.request("GET", f"/v1/sessions/{segment(session_id)}")
         return RemoteSession(self, parse(response, SessionInfo))
 
     def sessions(self) -> builtins.list[SessionInfo]:
@@ -211,23 +194,12 @@ class Client:
 
     # -- runs -----------------------------------------------------------------------
     def run(
-        self,
-        code: str,
-        *,
-        requirements: Sequence[str] = (),
-        timeout_s: float | None = None,
-        memory_mb: int | None = None,
-        cpus: float | None = None,
-        network: bool = False,
-        env: Mapping[str, str] | None = None,
-        files: Sequence[InputFile] = (),
-        install_mode: Literal["cache", "per_run"] | None = None,
-        wait_timeout_s: float | None = None,
+        self, code: str, *, wait_timeout_s: float | None = None, **options: Unpack[RunOptions]
     ) -> RunResult:
         """Run ``code`` on the daemon and return its result (bad code is a status, not an error).
 
-        The arguments are those of `RunRequest`: limits left unset take the
-        daemon's defaults; ``files`` are placed under the run's working directory.
+        ``options`` are `RunRequest`'s fields (`client_requests.RunOptions`): limits left
+        unset take the daemon's defaults; ``files`` are placed under the run's working directory.
 
         The call stays open for the whole run: its read timeout is
         ``wait_timeout_s``, by default the run's timeout plus the daemon's
@@ -239,9 +211,7 @@ class Client:
             QueueFull: the daemon is busy; retry after ``retry_after`` seconds.
             AiDataAgentError: any other refusal or failure, as the tree in `ai_data_agent.errors`.
         """
-        request = _request(
-            code, requirements, timeout_s, memory_mb, cpus, network, env, files, install_mode
-        )
+        request = run_request(code, **options)
         return self.run_request(request, wait_timeout_s=wait_timeout_s)
 
     def run_request(self, request: RunRequest, *, wait_timeout_s: float | None = None) -> RunResult:
@@ -259,27 +229,13 @@ class Client:
             return self.wait(accepted.id, timeout=wait_timeout_s)
         return parse(response, RunResult)
 
-    def submit(
-        self,
-        code: str,
-        *,
-        requirements: Sequence[str] = (),
-        timeout_s: float | None = None,
-        memory_mb: int | None = None,
-        cpus: float | None = None,
-        network: bool = False,
-        env: Mapping[str, str] | None = None,
-        files: Sequence[InputFile] = (),
-        install_mode: Literal["cache", "per_run"] | None = None,
-    ) -> str:
+    def submit(self, code: str, **options: Unpack[RunOptions]) -> str:
         """Queue ``code`` and return the run id at once (``"wait": false``).
 
         Raises:
             RequestRejected, QueueFull, AiDataAgentError: as for `run`.
         """
-        request = _request(
-            code, requirements, timeout_s, memory_mb, cpus, network, env, files, install_mode
-        )
+        request = run_request(code, **options)
         return self.submit_request(request)
 
     def submit_request(self, request: RunRequest) -> str:
@@ -296,7 +252,7 @@ class Client:
         Raises:
             NotFound: no run has this id (or it was dropped by retention).
         """
-        response = self._request("GET", f"/v1/runs/{segment(run_id)}", run_id=run_id)
+        response = self.transport.request("GET", f"/v1/runs/{segment(run_id)}", run_id=run_id)
         return parse(response, RunRecord)
 
     def wait(
@@ -341,7 +297,7 @@ class Client:
         # The daemon answers once the container is gone, which it waits for up to
         # the time /v1/info gives.
         timeout = httpx.Timeout(self.timeout, read=self.info().cancel_wait_s + self.timeout)
-        response = self._request(
+        response = self.transport.request(
             "DELETE", f"/v1/runs/{segment(run_id)}", run_id=run_id, timeout=timeout
         )
         return parse(response, RunRecord)
@@ -353,12 +309,14 @@ class Client:
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
         if status is not None:
             params["status"] = str(status)
-        return parse(self._request("GET", "/v1/runs", params=params), RunPage)
+        return parse(self.transport.request("GET", "/v1/runs", params=params), RunPage)
 
     # -- artifacts and live events -----------------------------------------------------
     def artifacts(self, run_id: str) -> builtins.list[Artifact]:
         """The files the run left under ``outputs/`` (as its result lists them)."""
-        response = self._request("GET", f"/v1/runs/{segment(run_id)}/artifacts", run_id=run_id)
+        response = self.transport.request(
+            "GET", f"/v1/runs/{segment(run_id)}/artifacts", run_id=run_id
+        )
         try:
             return _ARTIFACT_LIST.validate_json(response.content)
         except ValidationError as exc:
@@ -375,46 +333,23 @@ class Client:
         """
         target = directory / check_relative_path(artifact.path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.part")
-        digest = hashlib.sha256()
-        size = 0
         url = f"/v1/runs/{segment(run_id)}/artifacts/{urllib.parse.quote(artifact.path)}"
-        try:
-            with self._http.stream("GET", url) as response:
-                if not response.is_success:
-                    response.read()
-                    raise error_from_response(response, run_id=run_id)
-                with partial.open("wb") as out:
-                    for chunk in response.iter_bytes():
-                        size += len(chunk)
-                        if size > artifact.size:
-                            break
-                        digest.update(chunk)
-                        out.write(chunk)
-        except httpx.TransportError as exc:
-            partial.unlink(missing_ok=True)
-            raise ServerUnreachable(f"cannot download {artifact.path}: {exc}") from exc
-        if size != artifact.size or digest.hexdigest() != artifact.sha256:
-            partial.unlink(missing_ok=True)
-            raise invalid_response(
-                f"artifact {artifact.path} arrived with a different size or sha256", response
-            )
-        partial.replace(target)
-        return target
+        return self.transport.download(
+            url,
+            target,
+            what=artifact.path,
+            size=artifact.size,
+            sha256=artifact.sha256,
+            run_id=run_id,
+        )
 
     def events(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The run's Server-Sent Events as (name, data): ``status``, ``stdout``,
         ``stderr`` and, last, ``result`` (a `RunResult` as a dict)."""
         timeout = httpx.Timeout(self.timeout, read=None)  # a quiet run sends nothing for a while
         url = f"/v1/runs/{segment(run_id)}/events"
-        try:
-            with self._http.stream("GET", url, timeout=timeout) as response:
-                if not response.is_success:
-                    response.read()
-                    raise error_from_response(response, run_id=run_id)
-                yield from read_events(response)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(f"lost the event stream of {run_id}: {exc}") from exc
+        with self.transport.stream("GET", url, run_id=run_id, timeout=timeout) as response:
+            yield from read_events(response)
 
     def run_streaming(
         self, request: RunRequest, on_output: Callable[[str, str], None]
@@ -449,29 +384,14 @@ class Client:
     def _post_run(
         self, request: RunRequest, *, wait: bool, timeout: httpx.Timeout | None = None
     ) -> httpx.Response:
-        """``POST /v1/runs``: JSON, or multipart with the input files' bytes as they are
-        (not base64, so the daemon's input file caps are what limits them).
+        """``POST /v1/runs`` (see `client_requests.run_body`).
 
         Raises:
-            RequestTooLarge, RequestRejected: over a cap of the daemon's (`check_sizes`);
-                nothing was sent.
+            RequestTooLarge, RequestRejected: over a cap of the daemon's; nothing was sent.
         """
-        self.check_sizes(request)
-        # httpx writes a double quote in a part's filename as %22, which would change
-        # the path: such files travel base64 inside the JSON.
-        uploads = [f for f in request.files if '"' not in f.path]
-        inline = [f for f in request.files if '"' in f.path]
-        submission = RunSubmission.of(request.model_copy(update={"files": inline}), wait=wait)
-        text = submission.model_dump_json(exclude_defaults=True)
-        max_body = self.info().max_body_bytes
-        if len(text.encode()) > max_body:
-            raise RequestTooLarge("body", f"the request is larger than {max_body} bytes")
+        body = run_body(request, self.info(), wait=wait)
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-        if not uploads:
-            headers = {"Content-Type": "application/json"}
-            return self._request("POST", "/v1/runs", content=text, headers=headers, **extra)
-        parts = [("files", (f.path, f.data, "application/octet-stream")) for f in uploads]
-        return self._request("POST", "/v1/runs", data={"request": text}, files=parts, **extra)
+        return self.transport.request("POST", "/v1/runs", **body, **extra)
 
     def check_sizes(self, request: RunRequest) -> None:
         """Check ``request`` against the daemon's caps (``GET /v1/info``) before sending it.
@@ -480,68 +400,10 @@ class Client:
             RequestTooLarge: too many input files, one too large, or too many bytes in all.
             RequestRejected: the code is larger than the daemon takes.
         """
-        info = self.info()
-        if len(request.code.encode()) > info.max_code_bytes:
-            raise RequestRejected("code", f"larger than {info.max_code_bytes} bytes")
-        check_input_files(
-            request.files,
-            max_files=info.max_input_files,
-            max_file_bytes=info.max_input_file_bytes,
-            max_total_bytes=info.max_input_total_bytes,
-        )
+        check_sizes(request, self.info())
 
     def _wait_budget(self, request: RunRequest) -> float:
         """How long a waiting POST of ``request`` may stay open."""
         info = self.info()
         run_timeout = request.timeout_s or info.limits.timeout_s.default
         return run_timeout + info.install_timeout_s + WAIT_MARGIN_S + self.timeout
-
-    def _request(
-        self, method: str, path: str, *, run_id: str | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ServerUnreachable(
-                f"no answer from {self._http.base_url} in time ({type(exc).__name__})",
-                run_id=run_id,
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(
-                f"cannot reach {self._http.base_url}: {type(exc).__name__}: {exc}", run_id=run_id
-            ) from exc
-        if not response.is_success:
-            raise error_from_response(response, run_id=run_id)
-        return response
-
-
-def _request(
-    code: str,
-    requirements: Sequence[str],
-    timeout_s: float | None,
-    memory_mb: int | None,
-    cpus: float | None,
-    network: bool,
-    env: Mapping[str, str] | None,
-    files: Sequence[InputFile],
-    install_mode: Literal["cache", "per_run"] | None,
-) -> RunRequest:
-    """The `RunRequest` of `Client.run`'s arguments.
-
-    Raises:
-        RequestRejected: they do not validate (as the daemon would answer 422).
-    """
-    try:
-        return RunRequest(
-            code=code,
-            requirements=list(requirements),
-            timeout_s=timeout_s,
-            memory_mb=memory_mb,
-            cpus=cpus,
-            network=network,
-            env=dict(env or {}),
-            files=list(files),
-            install_mode=install_mode,
-        )
-    except ValidationError as exc:
-        raise RequestRejected.from_errors(exc.errors()) from exc

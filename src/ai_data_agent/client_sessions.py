@@ -10,7 +10,7 @@ Each call is one request to ``/v1/sessions/{id}/...``; errors are the same
 classes as the library's (`SessionBusy`, `SessionGone`, `InstallFailed`, ...).
 A cell waits for its result in one request; with ``on_output`` it follows the
 cell's events instead, and output arrives as it is printed. This module is part
-of the client: it uses the `Client`'s own request plumbing.
+of the client: its requests go through the `Client`'s `Transport`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from ai_data_agent.client import Client
-from ai_data_agent.client_wire import error_from_response, parse, read_events, segment
+from ai_data_agent.client_wire import parse, read_events, segment
 from ai_data_agent.errors import RequestRejected, RequestTooLarge, ServerError
 from ai_data_agent.models import InputFile, check_input_files
 from ai_data_agent.session_models import (
@@ -66,12 +66,12 @@ def open_session(client: Client, **fields: Any) -> RemoteSession:
     )
     install = info.install_timeout_s if request.requirements else 0.0
     timeout = httpx.Timeout(client.timeout, read=client.timeout + install + CELL_MARGIN_S)
-    response = client._request("POST", "/v1/sessions", json=body, timeout=timeout)
+    response = client.transport.request("POST", "/v1/sessions", json=body, timeout=timeout)
     return RemoteSession(client, parse(response, SessionInfo))
 
 
 def list_sessions(client: Client) -> list[SessionInfo]:
-    response = client._request("GET", "/v1/sessions")
+    response = client.transport.request("GET", "/v1/sessions")
     try:
         return _SESSIONS.validate_python(response.json()["items"])
     except (ValidationError, KeyError, TypeError, ValueError) as exc:
@@ -96,7 +96,7 @@ class RemoteSession:
         self.close()
 
     def _call(self, method: str, suffix: str = "", **kwargs: Any) -> httpx.Response:
-        return self.client._request(method, self._path + suffix, **kwargs)
+        return self.client.transport.request(method, self._path + suffix, **kwargs)
 
     def refresh(self) -> SessionInfo:
         """The session as the daemon knows it now."""
@@ -142,10 +142,7 @@ class RemoteSession:
     def _follow(self, count: int, on_output: Callable[[str, dict[str, Any]], None]) -> CellResult:
         url = f"{self._path}/cells/{count}/events"
         timeout = httpx.Timeout(self.client.timeout, read=None)  # a quiet cell sends nothing
-        with self.client._http.stream("GET", url, timeout=timeout) as response:
-            if not response.is_success:
-                response.read()
-                raise error_from_response(response)
+        with self.client.transport.stream("GET", url, timeout=timeout) as response:
             for name, data in read_events(response):
                 if name in ("stdout", "stderr", "display"):
                     on_output(name, data)

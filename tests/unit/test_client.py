@@ -17,6 +17,7 @@ import pytest
 
 from ai_data_agent.api_models import LimitRange, RunLimitsInfo, ServerInfo
 from ai_data_agent.client import WAIT_MARGIN_S, Client
+from ai_data_agent.client_requests import RunOptions
 from ai_data_agent.errors import (
     AiDataAgentError,
     NotFound,
@@ -167,10 +168,10 @@ def test_run_posts_a_submission_built_by_the_models(client_for: Any) -> None:
 
 
 def test_run_and_submit_take_every_field_of_a_run_request() -> None:
-    fields = set(RunRequest.model_fields)
+    assert {"code", *RunOptions.__annotations__} == set(RunRequest.model_fields)
     for method in (Client.run, Client.submit):
-        parameters = set(inspect.signature(method).parameters) - {"self", "wait_timeout_s"}
-        assert parameters == fields, method.__name__
+        options = inspect.signature(method).parameters["options"]
+        assert options.kind is inspect.Parameter.VAR_KEYWORD, method.__name__
 
 
 def multipart(request: httpx.Request) -> list[tuple[str, str | None, bytes]]:
