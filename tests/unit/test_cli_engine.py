@@ -27,7 +27,15 @@ pytestmark = pytest.mark.filterwarnings(r"ignore:unclosed <socket\.socket:Resour
 
 # What to do: every line of the guidance after the one naming the endpoint and reason.
 GUIDANCE = NO_ENGINE_HELP.splitlines()[1:]
-ENGINE_COMMANDS = [["run", "-"], ["doctor"], ["sweep"], ["cache", "list"], ["cache", "prune"]]
+ENGINE_COMMANDS = [
+    ["run", "-"],
+    ["doctor"],
+    ["sweep"],
+    ["cache", "list"],
+    ["cache", "prune"],
+    ["repl"],
+    ["mcp"],
+]
 
 
 @pytest.fixture(autouse=True)
