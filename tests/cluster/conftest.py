@@ -8,6 +8,7 @@ which .ci/run installs): a missing one fails, it never skips.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import shutil
@@ -20,8 +21,8 @@ from typing import Any
 import pytest
 
 from ai_data_agent.settings import Settings
+from tests.support.engines import PrivateEngine
 
-from .engines import PrivateEngine
 from .nodes import IMAGE, Cluster
 from .postgres import Postgres
 
@@ -75,7 +76,9 @@ def engines() -> Iterator[list[PrivateEngine]]:
     made: list[PrivateEngine] = []
     try:
         for name in ("w1", "w2", "w3"):
-            made.append(PrivateEngine.start(Path(tempfile.mkdtemp(prefix="ce-", dir="/run")), name))
+            made.append(
+                PrivateEngine.create(Path(tempfile.mkdtemp(prefix="ce-", dir="/run")), name)
+            )
         threads = [threading.Thread(target=e.load, args=(IMAGE,)) for e in made]
         for thread in threads:
             thread.start()
@@ -94,4 +97,5 @@ def cluster(pg: Postgres, database: str, tmp_path: Path) -> Iterator[Cluster]:
     made = Cluster(pg, database, tmp_path)
     yield made
     leftovers = made.close()
+    gc.collect()  # leaked sockets warn now, inside this test, not at the session's end
     assert not leftovers, f"sandboxes left on the private engines: {leftovers}"

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from .engines import PrivateEngine
+from tests.support.engines import PrivateEngine
+
 from .postgres import Postgres, free_port
 
 TOKEN = "cluster-token"

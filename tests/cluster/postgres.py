@@ -20,6 +20,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 INIT_SQL = REPO / "deploy" / "cluster" / "init-db.sql"
@@ -48,8 +49,11 @@ def free_port() -> int:
         return port
 
 
-def _as_postgres(argv: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+def _as_postgres(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    """Run a PostgreSQL program as postgres (when root), from /: a clone in a private
+    directory is neither a working directory it can enter nor files it can read."""
+    command = ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+    return subprocess.run(command, cwd="/", **kwargs)
 
 
 @dataclass
@@ -73,21 +77,19 @@ class Postgres:
         if os.geteuid() == 0:
             shutil.chown(root, "postgres", "postgres")
         root.chmod(0o755)
-        subprocess.run(
-            _as_postgres(
-                [
-                    pg_bin("initdb"),
-                    "-D",
-                    str(pg.data),
-                    "-U",
-                    "postgres",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "-E",
-                    "UTF8",
-                    "--no-instructions",
-                ]
-            ),
+        _as_postgres(
+            [
+                pg_bin("initdb"),
+                "-D",
+                str(pg.data),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
             check=True,
             capture_output=True,
             timeout=120,
@@ -109,8 +111,10 @@ class Postgres:
                 "-v",
                 f"worker_password={PASSWORDS['worker']}",
                 "-f",
-                str(INIT_SQL),
-            ]
+                "-",
+            ],
+            # On stdin: psql runs as postgres, which cannot read a clone in a private directory.
+            script=INIT_SQL.read_text(),
         )
         return pg
 
@@ -173,52 +177,49 @@ class Postgres:
         self.ca.chmod(0o644)
 
     def start(self) -> None:
-        subprocess.run(
-            _as_postgres(
-                [
-                    pg_bin("pg_ctl"),
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.root / "log"),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ]
-            ),
+        _as_postgres(
+            [
+                pg_bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.root / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             check=True,
             capture_output=True,
             timeout=90,
         )
 
     def stop(self, mode: str = "fast") -> None:
-        subprocess.run(
-            _as_postgres([pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"]),
+        _as_postgres(
+            [pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"],
             capture_output=True,
             timeout=90,
         )
 
-    def psql(self, args: list[str], database: str = "postgres") -> str:
-        done = subprocess.run(
-            _as_postgres(
-                [
-                    pg_bin("psql"),
-                    "-X",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    str(self.root),
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    database,
-                    *args,
-                ]
-            ),
+    def psql(self, args: list[str], database: str = "postgres", script: str | None = None) -> str:
+        done = _as_postgres(
+            [
+                pg_bin("psql"),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.root),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                *args,
+            ],
+            input=script,
             check=True,
             capture_output=True,
             text=True,

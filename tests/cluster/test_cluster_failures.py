@@ -13,7 +13,8 @@ import time
 import httpx
 import pytest
 
-from .engines import PrivateEngine
+from tests.support.engines import PrivateEngine
+
 from .nodes import Cluster, poll
 from .postgres import Postgres
 from .test_cluster_runs import SLEEPER, running_on

@@ -8,7 +8,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, ImageContent, TextContent
 
-from .engines import PrivateEngine
+from tests.support.engines import PrivateEngine
+
 from .nodes import TOKEN, Cluster
 
 pytestmark = [

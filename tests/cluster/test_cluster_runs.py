@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from .engines import PrivateEngine
+from tests.support.engines import PrivateEngine
+
 from .nodes import Cluster, Node, poll
 
 pytestmark = [

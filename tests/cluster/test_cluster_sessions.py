@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from .engines import PrivateEngine
+from tests.support.engines import PrivateEngine
+
 from .nodes import Cluster, poll
 from .test_cluster_runs import running_on
 

@@ -80,9 +80,13 @@ def run_script(
     base = {"PATH": os.environ["PATH"], "HOME": "/", "USER": "nobody" if as_nobody else "root"}
     user = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if as_nobody else {}
     started = time.monotonic()
+    # The script goes in on stdin and runs from /: a clone in a private directory (as
+    # `mktemp -d` makes) is not readable by nobody.
     done = subprocess.run(
-        ["/bin/bash", str(SCRIPT)],
+        ["/bin/bash", "-s"],
+        input=SCRIPT.read_text(),
         env={**base, **env},
+        cwd="/",
         capture_output=True,
         text=True,
         timeout=20,

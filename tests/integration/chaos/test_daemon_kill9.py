@@ -17,9 +17,8 @@ import pytest
 
 from ai_data_agent.executor.spec import LABEL_RUN_ID
 from tests.support.daemon import Daemon
+from tests.support.engines import PrivateEngine
 from tests.support.wait import poll
-
-from .conftest import PrivateEngine
 
 pytestmark = [
     pytest.mark.integration,
@@ -65,10 +64,10 @@ def kill_restart_and_check(daemon: Daemon, engine: PrivateEngine, run_ids: list[
     restarted = daemon.restart()
     try:
         poll(
-            lambda: not engine.managed_containers(),
+            lambda: not engine.sandboxes(),
             timeout_s=60,
             what="no sandbox left on the private engine",
-            diagnostics=engine.managed_containers,
+            diagnostics=engine.sandboxes,
             interval_s=0.5,
         )
         for run_id in run_ids:

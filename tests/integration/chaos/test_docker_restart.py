@@ -17,9 +17,8 @@ import pytest
 
 from ai_data_agent import Executor, ExecutorError, RunRequest, RunResult
 from tests.support.daemon import Daemon
+from tests.support.engines import PrivateEngine
 from tests.support.settings import build_settings, ca_bundle
-
-from .conftest import PrivateEngine
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,14 +32,11 @@ SLEEPER = "import time; print('started', flush=True); time.sleep(60)"
 def take_leftovers(engine: PrivateEngine, within_s: float = 60.0) -> list[str]:
     """The managed containers still there after ``within_s`` (removals that failed
     while the engine was down are retried), removed so later tests start clean."""
-    import subprocess
 
     deadline = time.monotonic() + within_s
-    while (leftovers := engine.managed_containers()) and time.monotonic() < deadline:
+    while engine.sandboxes() and time.monotonic() < deadline:
         time.sleep(0.5)
-    for cid in leftovers:
-        subprocess.run(["docker", "-H", engine.url, "rm", "-f", cid], capture_output=True)
-    return leftovers
+    return engine.remove_sandboxes()
 
 
 def test_library_runs_in_flight_end_clearly_and_the_executor_recovers(
@@ -106,7 +102,7 @@ def test_daemon_keeps_serving_through_a_docker_restart(
                 for _ in range(2)
             ]
             deadline = time.monotonic() + 60
-            while len(on_private_engine.managed_containers()) < 2:
+            while len(on_private_engine.sandboxes()) < 2:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
 

@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from tests.support.daemon import TERMINAL, Daemon
-
-from .conftest import PrivateEngine
+from tests.support.engines import PrivateEngine
 
 pytestmark = [
     pytest.mark.integration,
@@ -70,8 +69,8 @@ def test_soak(
             time.sleep(rng.uniform(0.05, 0.5))
         statuses = {run_id: daemon.wait_terminal(run_id, 180)["status"] for run_id in accepted}
         deadline = time.monotonic() + 60
-        while on_private_engine.managed_containers():
-            assert time.monotonic() < deadline, on_private_engine.managed_containers()
+        while on_private_engine.sandboxes():
+            assert time.monotonic() < deadline, on_private_engine.sandboxes()
             time.sleep(0.5)
     finally:
         daemon.stop()
