@@ -65,7 +65,9 @@ class PrivateEngine:
         config = self.root / "daemon.json"
         runtimes = {"runsc": {"path": str(RUNSC), "runtimeArgs": ["--network=none"]}}
         config.write_text(json.dumps({"runtimes": runtimes} if RUNSC.exists() else {}))
-        namespace = f"{self.name}-{self.root.name}"
+        # containerd allows one separator between alphanumeric runs; mkdtemp's names may
+        # hold "__" or a trailing "_".
+        namespace = self.name + "-" + "".join(c for c in self.root.name if c.isalnum())
         with (self.root / "dockerd.log").open("ab") as log:
             self.process = subprocess.Popen(
                 # Its own network namespace: a dockerd started with --bridge=none deletes
