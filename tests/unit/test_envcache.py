@@ -102,18 +102,6 @@ class CacheBackend(ScriptedBackend):
         return self.images.get(image, "sha256:" + image)
 
 
-def wait_compiled(backend: CacheBackend) -> None:
-    """The background compile ran to its end (`EnvCache.close` stops one still running)."""
-
-    def done() -> bool:
-        return any(
-            s.jobs and s.jobs[0]["mode"] == "compile" and "remove" in s.calls
-            for s in backend.started
-        )
-
-    poll(done, timeout_s=10, what="the background compile", diagnostics=backend.modes)
-
-
 @pytest.fixture
 def backend() -> CacheBackend:
     return CacheBackend()
@@ -258,8 +246,7 @@ def test_a_miss_installs_in_its_own_sandbox_then_publishes(
     assert outcome.env.size_bytes == 4321  # as published, not as staged
     assert outcome.env.packages == [PackageInfo(name="pandas", version="2.2.0")]
     assert outcome.env.install_s > 0 and outcome.env.log_tail == "done"
-    wait_compiled(backend)
-    cache.close()  # removes the staging volume made ahead
+    cache.close()  # waits for the background compile and the staging volumes' removal
     assert backend.modes() == ["probe", "install", "publish", "compile"]
     assert cache.index.get(key) is not None
     (compile_job,) = backend.jobs("compile")
@@ -306,13 +293,12 @@ def test_a_second_request_is_a_hit_without_a_sandbox(
 
     assert isinstance(first, Ready) and isinstance(second, Ready)
     assert second.hit and second.env.key == first.env.key
-    wait_compiled(backend)
     cache.close()
     assert backend.modes() == ["probe", "install", "publish", "compile"]
     assert second.env.last_used_at >= first.env.last_used_at
 
 
-def test_close_stops_a_running_compile_and_keeps_the_environment(
+def test_close_can_stop_a_running_compile_and_keeps_the_environment(
     make_cache: Callable[..., EnvCache], backend: CacheBackend
 ) -> None:
     backend.handlers["compile"] = lambda job: []  # no result: the sandbox goes quiet
@@ -323,7 +309,7 @@ def test_close_stops_a_running_compile_and_keeps_the_environment(
     poll(lambda: backend.jobs("compile"), timeout_s=10, what="the compile's sandbox")
 
     started = time.monotonic()
-    cache.close()
+    cache.close(stop_compiles=True)
 
     assert time.monotonic() - started < 5  # not the compile's deadline
     (compiled,) = [s for s in backend.started if s.jobs[0]["mode"] == "compile"]
@@ -339,7 +325,6 @@ def test_the_uv_binary_is_shipped_to_uv_installs_only(
     uv.write_bytes(b"#!/bin/sh\n" + b"x" * 100)
     cache = make_cache(installer="uv", uv_binary=uv)
     cache.get_or_install(["six"], "img", "run-1")
-    wait_compiled(backend)
     cache.close()
 
     probe, install, publish, compiled = backend.started

@@ -75,16 +75,17 @@ class Executor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, *, stop_compiles: bool = False) -> None:
         """Drain the warm pool, finish deferred removals (nothing left behind) and
-        close the engine connection.
+        close the engine connection; background compiles are waited for, or stopped
+        with ``stop_compiles`` (see `EnvCache.close`).
 
         Idempotent; the executor stays usable (it reconnects, without a pool).
         """
         if self.pool is not None:
             self.pool.close()
         if self.env_cache is not None:
-            self.env_cache.close()
+            self.env_cache.close(stop_compiles=stop_compiles)
         self.driver.close()
         self.backend.close()
 

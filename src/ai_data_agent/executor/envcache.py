@@ -293,10 +293,7 @@ class EnvCache:
             self.staging.discard(stage)
 
     def _compile_later(self, key: str, run_id: str) -> None:
-        """Compile the new environment's bytecode in the background (pruning spares it).
-
-        Bytecode only speeds imports up: `close` stops a compile rather than wait for it.
-        """
+        """Compile the new environment's bytecode in the background (pruning spares it)."""
         self.hold(key)
         workers = max(int(self._install_cpus()), 1)
         log = logger.bind(run_id=run_id)
@@ -329,14 +326,16 @@ class EnvCache:
     def _install_cpus(self) -> float:
         return min(self.settings.install_cpus, float(os.cpu_count() or 1))
 
-    def close(self) -> None:
-        """Stop background compiles (a process that exits never waits seconds for bytecode);
-        remove the staging volume made ahead. Idempotent; the cache stays usable."""
+    def close(self, *, stop_compiles: bool = False) -> None:
+        """Wait for background compiles, or with ``stop_compiles`` stop them (for a process
+        that is about to be killed: the environment stays, without the rest of its
+        bytecode); remove the staging volume made ahead. Idempotent; the cache stays usable."""
         with self._guard:
             background, self._background = self._background, None
             stop, self._stop_compiles = self._stop_compiles, threading.Event()
         if background is not None:
-            stop.set()  # queued compiles return at once, a running one is killed
+            if stop_compiles:
+                stop.set()  # queued compiles return at once, a running one is killed
             background.shutdown(wait=True)
         self.staging.close()
 

@@ -190,7 +190,8 @@ class LocalSandbox:
         def close_all(*_: Any) -> None:
             for session in sessions:
                 session.close()
-            self.executor.close()
+            # The agent host kills this process seconds after it closes stdin.
+            self.executor.close(stop_compiles=True)
             shutil.rmtree(self._folder, ignore_errors=True)
 
         with anyio.CancelScope(shield=True):
