@@ -12,12 +12,13 @@ see every committed write. Every method blocks; call them from threads.
 
 from __future__ import annotations
 
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from ai_data_agent.api_models import RunRecord
+from ai_data_agent.api_models import ActiveStatus, RunRecord
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 
-__all__ = ["RunRecords"]
+__all__ = ["RunRecords", "record_from_row"]
 
 
 class RunRecords(Protocol):
@@ -63,3 +64,26 @@ class RunRecords(Protocol):
         self, *, status: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[RunRecord], int]:
         """A page of records, newest first, and the total matching ``status``."""
+
+
+def record_from_row(row: tuple[Any, ...]) -> RunRecord:
+    """The `RunRecord` of a row of both stores' columns: id, status, created_at, started_at,
+    finished_at, request, result, error (times in unix seconds, models as JSON)."""
+    run_id, status, created, started, finished, request, result, error = row
+    return RunRecord(
+        id=run_id,
+        status=ActiveStatus(status) if status in _ACTIVE else RunStatus(status),
+        created_at=datetime.fromtimestamp(created, UTC),
+        started_at=_time(started),
+        finished_at=_time(finished),
+        request=RunRequest.model_validate_json(request),
+        result=None if result is None else RunResult.model_validate_json(result),
+        error=error,
+    )
+
+
+_ACTIVE = frozenset(ActiveStatus)
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)

@@ -22,11 +22,11 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ai_data_agent.api_models import ActiveStatus, RunRecord
 from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.service.records import record_from_row
 
 __all__ = ["ACTIVE_STATUSES", "STORE_FILENAME", "RunStore"]
 
@@ -50,24 +50,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # SQL is written out literally (no string building); the active statuses
 # appear as "('queued', 'running')", matching ACTIVE_STATUSES.
-
-
-def _time(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, status, created, started, finished, request, result, error = row
-    return RunRecord(
-        id=run_id,
-        status=ActiveStatus(status) if status in ACTIVE_STATUSES else RunStatus(status),
-        created_at=datetime.fromtimestamp(created, UTC),
-        started_at=_time(started),
-        finished_at=_time(finished),
-        request=RunRequest.model_validate_json(request),
-        result=None if result is None else RunResult.model_validate_json(result),
-        error=error,
-    )
 
 
 class RunStore:
@@ -242,7 +224,7 @@ class RunStore:
                 (run_id,),
             )
             row = cursor.fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else record_from_row(row)
 
     def known(self, run_ids: list[str]) -> set[str]:
         """Which of ``run_ids`` still have a record."""
@@ -275,4 +257,4 @@ class RunStore:
                 "ORDER BY seq DESC LIMIT :limit OFFSET :offset",
                 {"status": status, "limit": limit, "offset": offset},
             ).fetchall()
-        return [_record(row) for row in rows], int(total)
+        return [record_from_row(row) for row in rows], int(total)

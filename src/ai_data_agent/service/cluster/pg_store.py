@@ -32,6 +32,7 @@ from ai_data_agent.errors import ConfigurationError, QueueFull
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.cluster import pg_events, schema
 from ai_data_agent.service.cluster.db import Database
+from ai_data_agent.service.records import record_from_row
 from ai_data_agent.service.store import ACTIVE_STATUSES
 
 __all__ = ["CHANNEL_CANCEL", "CHANNEL_QUEUE", "CHANNEL_RUN", "Claimed", "PgRunStore"]
@@ -44,24 +45,6 @@ OPEN_WAIT_S = 30.0
 RETRY_AFTER_S = 5.0
 _COLUMNS = "id, status, created_at, started_at, finished_at, request, result, error"
 Claimed = tuple[str, RunRequest, Limits | None]
-
-
-def _time(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, status, created, started, finished, request, result, error = row
-    return RunRecord(
-        id=run_id,
-        status=status if status in ACTIVE_STATUSES else RunStatus(status),
-        created_at=datetime.fromtimestamp(created, UTC),
-        started_at=_time(started),
-        finished_at=_time(finished),
-        request=RunRequest.model_validate_json(request),
-        result=None if result is None else RunResult.model_validate_json(result),
-        error=error,
-    )
 
 
 class PgRunStore:
@@ -330,7 +313,7 @@ class PgRunStore:
                 f"SELECT {_COLUMNS} FROM runs WHERE id = %s",  # noqa: S608 (a constant)
                 (run_id,),
             ).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else record_from_row(row)
 
     def is_active(self, run_id: str) -> bool:
         """Whether ``run_id`` is queued or running (one small read, for followers)."""
@@ -359,7 +342,7 @@ class PgRunStore:
                 "ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s",
                 {"s": status, "limit": limit, "offset": offset},
             ).fetchall()
-        return [_record(row) for row in rows], int(total[0]) if total else 0
+        return [record_from_row(row) for row in rows], int(total[0]) if total else 0
 
 
 def _terminal(
