@@ -35,7 +35,8 @@ def render() -> str:
         elif field.default is PydanticUndefined:
             default = "(required)"
         else:
-            default = repr(field.default)
+            value = field.default
+            default = str(value) if isinstance(value, Path) else repr(value)
         env = f"AI_DATA_AGENT_{name.upper()}"
         alias = field.validation_alias
         if alias is not None and hasattr(alias, "choices"):
