@@ -17,8 +17,9 @@ from typing import Any, Literal, TypedDict, Unpack
 from pydantic import ValidationError
 
 from ai_data_agent.api_models import RunSubmission, ServerInfo
+from ai_data_agent.caps import check_input_files
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
-from ai_data_agent.models import InputFile, RunRequest, check_input_files
+from ai_data_agent.models import InputFile, RunRequest
 
 __all__ = ["RunOptions", "check_sizes", "run_body", "run_request"]
 

@@ -23,10 +23,11 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from ai_data_agent.caps import check_input_files
 from ai_data_agent.client import Client
 from ai_data_agent.client_wire import parse, read_events, segment
 from ai_data_agent.errors import RequestRejected, RequestTooLarge, ServerError
-from ai_data_agent.models import InputFile, check_input_files
+from ai_data_agent.models import InputFile
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,

@@ -52,11 +52,10 @@ executor's Docker backend), httpx exceptions in the client, always ``raise ... f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:  # models imports this module
-    from ai_data_agent.api_models import RunRecord
-    from ai_data_agent.models import InstallReport
+from ai_data_agent.api_models import RunRecord
+from ai_data_agent.models import InstallReport
 
 __all__ = [
     "HTTP_ERRORS",

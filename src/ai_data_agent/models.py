@@ -7,8 +7,8 @@ Both are pydantic models and JSON-serialisable::
     print(result.status, result.stdout)
 
 `RunRequest` checks what it can alone (syntax of requirements and env names,
-sizes that are always wrong); limits against the server's caps are checked by
-`RunRequest.resolve` with the settings in hand.
+sizes that are always wrong); limits against the server's caps are checked on
+the server side, by `ai_data_agent.limits`, with the settings in hand.
 """
 
 from __future__ import annotations
@@ -32,14 +32,12 @@ from pydantic import (
     model_validator,
 )
 
-from ai_data_agent.errors import RequestRejected, RequestTooLarge
 from ai_data_agent.paths import check_relative_path
 from ai_data_agent.requirements import (
     MAX_REQUIREMENT_LENGTH,
     check_requirement,
     parse_requirements_text,
 )
-from ai_data_agent.settings import Settings
 
 __all__ = [
     "Artifact",
@@ -56,8 +54,6 @@ __all__ = [
     "RunStatus",
     "SkippedArtifact",
     "Timings",
-    "capped",
-    "check_input_files",
     "parse_requirements_text",
 ]
 
@@ -149,16 +145,6 @@ class Limits(BaseModel):
     cpus: float
     network: bool
 
-    @classmethod
-    def defaults(cls, settings: Settings) -> Limits:
-        """The limits of a request that sets none (defaults, bounded by the caps)."""
-        return cls(
-            timeout_s=min(settings.default_timeout_s, settings.max_timeout_s),
-            memory_mb=min(settings.default_memory_mb, settings.max_memory_mb),
-            cpus=min(settings.default_cpus, settings.max_cpus),
-            network=False,
-        )
-
 
 def _unique_paths(value: list[InputFile]) -> list[InputFile]:
     seen: set[str] = set()
@@ -221,86 +207,6 @@ class RunRequest(BaseModel):
         None,
         description="Override the server's install mode (per_run: pip installs into the run's own sandbox dir).",
     )
-
-    def resolve(self, settings: Settings) -> Limits:
-        """Check this request against the server's caps and fill in defaults.
-
-        Raises:
-            RequestRejected: a limit above its cap, code or env too large, too
-                many requirements, or network asked for where it is not allowed.
-            RequestTooLarge: input files over their count or size caps.
-        """
-        self._check_sizes(settings)
-        self._check_files(settings)
-        if self.network and not settings.allow_network:
-            raise RequestRejected("network", "network for user code is disabled on this server")
-        defaults = Limits.defaults(settings)
-        return Limits(
-            timeout_s=capped(
-                "timeout_s", self.timeout_s, defaults.timeout_s, settings.max_timeout_s
-            ),
-            memory_mb=int(
-                capped("memory_mb", self.memory_mb, defaults.memory_mb, settings.max_memory_mb)
-            ),
-            cpus=capped("cpus", self.cpus, defaults.cpus, settings.max_cpus),
-            network=self.network,
-        )
-
-    def _check_sizes(self, settings: Settings) -> None:
-        if len(self.code.encode()) > settings.max_code_bytes:
-            raise RequestRejected("code", f"larger than {settings.max_code_bytes} bytes")
-        if "\x00" in self.code:
-            raise RequestRejected("code", "contains a NUL byte")
-        if len(self.requirements) > settings.max_requirements:
-            raise RequestRejected(
-                "requirements",
-                f"{len(self.requirements)} given, at most {settings.max_requirements}",
-            )
-        if len(self.env) > settings.max_env_vars:
-            raise RequestRejected(
-                "env", f"{len(self.env)} variables, at most {settings.max_env_vars}"
-            )
-        for name, val in self.env.items():
-            if len(val.encode()) > settings.max_env_value_bytes:
-                raise RequestRejected(
-                    f"env.{name}", f"value larger than {settings.max_env_value_bytes} bytes"
-                )
-
-    def _check_files(self, settings: Settings) -> None:
-        check_input_files(
-            self.files,
-            max_files=settings.max_input_files,
-            max_file_bytes=settings.max_input_file_bytes,
-            max_total_bytes=settings.max_input_total_bytes,
-        )
-
-
-def check_input_files(
-    files: list[InputFile], *, max_files: int, max_file_bytes: int, max_total_bytes: int
-) -> None:
-    """The input file caps (the daemon applies them, and a client before it sends).
-
-    Raises:
-        RequestTooLarge: too many files, one too large, or too many bytes in all.
-    """
-    if len(files) > max_files:
-        raise RequestTooLarge("files", f"{len(files)} files, at most {max_files}")
-    total = 0
-    for item in files:
-        if len(item.data) > max_file_bytes:
-            raise RequestTooLarge(f"files.{item.path}", f"larger than {max_file_bytes} bytes")
-        total += len(item.data)
-    if total > max_total_bytes:
-        raise RequestTooLarge("files", f"{total} bytes in all, at most {max_total_bytes}")
-
-
-def capped(field: str, value: float | None, default: float, cap: float) -> float:
-    """The request's value when within ``cap`` (else refused), or the default."""
-    if value is None:
-        return default
-    if value > cap:
-        raise RequestRejected(field, f"{value:g} is above the server cap {cap:g}")
-    return value
 
 
 class PackageInfo(BaseModel):

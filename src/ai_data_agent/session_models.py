@@ -20,20 +20,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
-from ai_data_agent.errors import RequestRejected
 from ai_data_agent.models import (
     Artifact,
     EnvVars,
     InputFiles,
     InstallReport,
-    Limits,
     PackageInfo,
     RequirementLine,
-    RunRequest,
     SkippedArtifact,
-    capped,
 )
-from ai_data_agent.settings import Settings
 
 __all__ = [
     "CellError",
@@ -95,29 +90,6 @@ class SessionRequest(BaseModel):
     cell_timeout_s: StrictFloat | None = Field(
         None, gt=0, description="Default time limit of a cell in this session."
     )
-
-    def resolve(self, settings: Settings) -> Limits:
-        """The session's limits: requested values within the session caps, else the defaults.
-
-        Raises:
-            RequestRejected: a limit above its cap, too many requirements or files, or
-                requirements where the server installs per run (sessions need the cache).
-        """
-        if self.requirements and settings.install_mode == "per_run":
-            raise RequestRejected(
-                "requirements",
-                "sessions install through the environment cache; this server's install_mode "
-                "is per_run",
-            )
-        probe = RunRequest(code="", requirements=self.requirements, env=self.env, files=self.files)
-        probe.resolve(settings)  # the same size and count caps as a run
-        s = settings
-        timeout = capped("cell_timeout_s", self.cell_timeout_s, s.cell_timeout_s, s.max_timeout_s)
-        memory = capped(
-            "memory_mb", self.memory_mb, s.session_default_memory_mb, s.session_max_memory_mb
-        )
-        cpus = capped("cpus", self.cpus, s.session_default_cpus, s.session_max_cpus)
-        return Limits(timeout_s=timeout, memory_mb=int(memory), cpus=cpus, network=False)
 
 
 class CellRequest(BaseModel):

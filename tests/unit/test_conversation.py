@@ -25,7 +25,7 @@ from ai_data_agent.executor.jobs import Job
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.protocol import encode_message
 from ai_data_agent.executor.spec import ContainerSpec, build_spec
-from ai_data_agent.models import Limits
+from ai_data_agent.limits import default_limits
 from ai_data_agent.settings import Settings
 from tests.support.logs import LogLine
 from tests.support.wait import poll
@@ -222,7 +222,7 @@ def test_the_budget_for_a_job_follows_the_settings() -> None:
 def spec_for(run_id: str) -> ContainerSpec:
     return build_spec(
         SETTINGS,
-        Limits.defaults(SETTINGS),
+        default_limits(SETTINGS),
         image="img",
         run_id=run_id,
         controller_id="c",

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from ai_data_agent.errors import RequestRejected
+from ai_data_agent.limits import resolve_run
 from ai_data_agent.models import (
     EnvironmentInfo,
     InstallReport,
@@ -141,14 +142,14 @@ def test_always_wrong_limits_are_rejected(field: dict[str, float]) -> None:
 
 def test_resolve_fills_in_defaults() -> None:
     settings = Settings(default_timeout_s=30, default_memory_mb=512, default_cpus=0.5)
-    assert RunRequest(code="").resolve(settings) == Limits(
+    assert resolve_run(RunRequest(code=""), settings) == Limits(
         timeout_s=30, memory_mb=512, cpus=0.5, network=False
     )
 
 
 def test_resolve_defaults_never_exceed_caps() -> None:
     settings = Settings(default_timeout_s=900, max_timeout_s=600, default_cpus=4, max_cpus=2)
-    resolved = RunRequest(code="").resolve(settings)
+    resolved = resolve_run(RunRequest(code=""), settings)
     assert resolved.timeout_s == 600
     assert resolved.cpus == 2
 
@@ -156,7 +157,7 @@ def test_resolve_defaults_never_exceed_caps() -> None:
 def test_resolve_keeps_values_within_caps() -> None:
     settings = Settings(max_timeout_s=100, max_memory_mb=4096, max_cpus=2)
     request = RunRequest(code="", timeout_s=100, memory_mb=1024, cpus=1.5)
-    assert request.resolve(settings) == Limits(
+    assert resolve_run(request, settings) == Limits(
         timeout_s=100, memory_mb=1024, cpus=1.5, network=False
     )
 
@@ -172,7 +173,7 @@ def test_resolve_keeps_values_within_caps() -> None:
 def test_resolve_rejects_values_above_caps(request_kwargs: dict[str, float], field: str) -> None:
     settings = Settings(max_timeout_s=600, max_memory_mb=2048, max_cpus=1)
     with pytest.raises(RequestRejected) as info:
-        RunRequest(code="", **request_kwargs).resolve(settings)
+        resolve_run(RunRequest(code="", **request_kwargs), settings)
     assert info.value.field == field
     assert "above the server cap" in info.value.reason
     assert str(info.value).startswith(f"{field}: ")
@@ -180,9 +181,11 @@ def test_resolve_rejects_values_above_caps(request_kwargs: dict[str, float], fie
 
 def test_resolve_refuses_network_unless_allowed() -> None:
     with pytest.raises(RequestRejected) as info:
-        RunRequest(code="", network=True).resolve(Settings())
+        resolve_run(RunRequest(code="", network=True), Settings())
     assert info.value.field == "network"
-    assert RunRequest(code="", network=True).resolve(Settings(allow_network=True)).network is True
+    assert (
+        resolve_run(RunRequest(code="", network=True), Settings(allow_network=True)).network is True
+    )
 
 
 def test_resolve_checks_sizes() -> None:
@@ -198,7 +201,7 @@ def test_resolve_checks_sizes() -> None:
     ]
     for request, field in cases:
         with pytest.raises(RequestRejected) as info:
-            request.resolve(settings)
+            resolve_run(request, settings)
         assert info.value.field == field
 
 

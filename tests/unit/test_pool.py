@@ -19,7 +19,7 @@ from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor import pool as pool_module
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.spec import ContainerSpec, build_spec
-from ai_data_agent.models import Limits
+from ai_data_agent.limits import default_limits
 from ai_data_agent.settings import Settings
 from tests.support.logs import LogLine
 from tests.support.wait import poll
@@ -29,7 +29,7 @@ MakePool = Callable[..., WarmPool]
 
 
 def spec_for(pool_id: str, memory_mb: int = 256) -> ContainerSpec:
-    limits = Limits.defaults(SETTINGS).model_copy(update={"memory_mb": memory_mb})
+    limits = default_limits(SETTINGS).model_copy(update={"memory_mb": memory_mb})
     return build_spec(
         SETTINGS, limits, image="fake", run_id=pool_id, controller_id="c", needs_install=False
     )

@@ -25,7 +25,7 @@ from ai_data_agent.executor.spec import (
     LABEL_RUN_ID,
     build_spec,
 )
-from ai_data_agent.models import Limits
+from ai_data_agent.limits import default_limits
 from ai_data_agent.settings import Settings
 
 NOW = 1_000_000.0
@@ -91,7 +91,7 @@ def spec() -> object:
     settings = Settings()
     return build_spec(
         settings,
-        Limits.defaults(settings),
+        default_limits(settings),
         image="img",
         run_id="r",
         controller_id="c",

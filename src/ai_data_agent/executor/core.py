@@ -32,6 +32,7 @@ from ai_data_agent.executor.outcome import install_failed_result, run_result
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.sessions import Session
 from ai_data_agent.executor.spec import ContainerSpec, VolumeMount, build_spec
+from ai_data_agent.limits import default_limits, resolve_run
 from ai_data_agent.models import Limits, RunRequest, RunResult
 from ai_data_agent.session_models import SessionRequest
 from ai_data_agent.settings import Settings
@@ -98,7 +99,7 @@ class Executor:
                 return
             self._pool_started = True
         image = self.backend.resolve_image()
-        defaults = Limits.defaults(self.settings)
+        defaults = default_limits(self.settings)
         # A pooled sandbox may be taken by a run or by a session: its label covers either.
         use = max(self.settings.max_timeout_s, self.settings.session_max_lifetime_s)
         lifetime = self.settings.pool_ttl_s + use
@@ -147,7 +148,7 @@ class Executor:
             ConfigurationError: the sandbox image cannot be had.
             ExecutorError: Docker or the host failed; the container is gone anyway.
         """
-        limits = limits or request.resolve(self.settings)
+        limits = limits or resolve_run(request, self.settings)
         run_id = run_id or uuid.uuid4().hex
         started = time.monotonic()
         image = self.backend.resolve_image()

@@ -66,7 +66,7 @@ from ai_data_agent.executor.spec import (
     build_spec,
 )
 from ai_data_agent.executor.staging import StagingVolumes
-from ai_data_agent.models import Limits
+from ai_data_agent.limits import default_limits
 from ai_data_agent.settings import Settings
 
 __all__ = ["CachedEnv", "EnvCache", "InstallFailure", "Ready", "cache_key", "default_index_path"]
@@ -145,7 +145,7 @@ class EnvCache:
         cancel: threading.Event | None = None,
     ) -> Transcript:
         """An internal job in its own locked-down sandbox (network only to install)."""
-        limits = Limits.defaults(self.settings)
+        limits = default_limits(self.settings)
         if job.mode in ("install", "compile"):  # uv and compileall use several CPUs well
             limits = limits.model_copy(update={"cpus": self._install_cpus()})
         spec = build_spec(

@@ -51,6 +51,7 @@ from ai_data_agent.executor.frames import (
 from ai_data_agent.executor.session_env import install_env, package_diff
 from ai_data_agent.executor.session_start import launch
 from ai_data_agent.executor.wire import SessionWire
+from ai_data_agent.limits import resolve_run, resolve_session
 from ai_data_agent.models import InstallReport
 from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.session_models import (
@@ -84,7 +85,7 @@ class Session:
         self.executor = executor
         self.settings = executor.settings
         self.id = session_id or uuid.uuid4().hex
-        self.limits = request.resolve(self.settings)
+        self.limits = resolve_session(request, self.settings)
         self.request = request
         self.requirements: list[str] = list(request.requirements)
         self.env: CachedEnv | None = None
@@ -230,8 +231,8 @@ class Session:
         """
         from ai_data_agent.models import RunRequest
 
-        limit = RunRequest(code=code, timeout_s=timeout_s or self.limits.timeout_s).resolve(
-            self.settings
+        limit = resolve_run(
+            RunRequest(code=code, timeout_s=timeout_s or self.limits.timeout_s), self.settings
         )
         wire = self._begin()
         self._in_cell = True

@@ -19,6 +19,7 @@ from typing import TypeVar
 import anyio
 
 from ai_data_agent.errors import NotFound, ServerError
+from ai_data_agent.limits import resolve_run
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 from ai_data_agent.service.cells import CellHandle, wait_cell
@@ -109,7 +110,7 @@ class DaemonSandbox:
         )
 
     async def start_run(self, request: RunRequest, on_output: OutputSink) -> Job[RunResult]:
-        limits = request.resolve(self.daemon.settings)  # refused: nothing recorded
+        limits = resolve_run(request, self.daemon.settings)  # refused: nothing recorded
         handle = await _in_thread(lambda: self.daemon.dispatcher.submit(request, limits))
         return _RunJob(self.daemon, handle, on_output)
 

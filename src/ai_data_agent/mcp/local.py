@@ -25,6 +25,7 @@ import anyio
 from ai_data_agent.errors import NotFound, SessionGone, SessionLimit
 from ai_data_agent.executor import Executor, RunEvent
 from ai_data_agent.executor.sessions import Session
+from ai_data_agent.limits import resolve_run
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink, ThreadJob
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.paths import normalise_relative_path
@@ -80,7 +81,7 @@ class LocalSandbox:
 
     # -- runs ---------------------------------------------------------------------------
     async def start_run(self, request: RunRequest, on_output: OutputSink) -> Job[RunResult]:
-        limits = request.resolve(self.settings)  # RequestRejected before any thread starts
+        limits = resolve_run(request, self.settings)  # RequestRejected before any thread starts
         cancel = threading.Event()
         run_id = uuid.uuid4().hex
 

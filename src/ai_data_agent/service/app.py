@@ -59,6 +59,7 @@ from ai_data_agent.api_models import (
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotFound, NotReady, ServerError
 from ai_data_agent.executor import Executor
+from ai_data_agent.limits import resolve_run
 from ai_data_agent.mcp import daemon_endpoint
 from ai_data_agent.mcp.lazy import LazyEndpoint
 from ai_data_agent.models import Artifact, RunResult, RunStatus
@@ -159,7 +160,7 @@ async def submit_run(
     otherwise 202 with the run id and a ``Location`` to poll, at once."""
     submission = await read_submission(request, daemon.settings)
     run_request = submission.to_request()
-    limits = run_request.resolve(daemon.settings)  # RequestRejected: 400/413, nothing recorded
+    limits = resolve_run(run_request, daemon.settings)  # RequestRejected: 400/413, nothing recorded
     try:
         handle = await _in_thread(daemon.dispatcher.submit, run_request, limits)
     except sqlite3.Error as exc:  # disk full, store gone: nothing was queued

@@ -2,7 +2,7 @@
 
     dispatcher = Dispatcher(settings, executor, store, metrics)
     dispatcher.start()
-    limits = request.resolve(settings)         # at admission: refused requests never get here
+    limits = resolve_run(request, settings)       # at admission: refused requests never get here
     handle = dispatcher.submit(request, limits)   # durable record, then queued; or QueueFull
     await wait_done(handle)                    # from the event loop, without a thread
     handle.result                              # the final RunResult

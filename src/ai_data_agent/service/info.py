@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from ai_data_agent import __version__
 from ai_data_agent.api_models import LimitRange, RunLimitsInfo, ServerInfo, SessionsInfo
+from ai_data_agent.limits import default_limits
 from ai_data_agent.mcp import available as mcp_available
-from ai_data_agent.models import Limits
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S
 from ai_data_agent.settings import Settings
 
@@ -27,7 +27,7 @@ MCP = "mcp"
 
 
 def server_info(settings: Settings) -> ServerInfo:
-    defaults = Limits.defaults(settings)
+    defaults = default_limits(settings)
     return ServerInfo(
         version=__version__,
         features=[

@@ -17,9 +17,10 @@ import pytest
 from service_fakes import assert_error, make_settings, running_service
 
 import ai_data_agent
-from ai_data_agent import api_models, models
+from ai_data_agent import api_models, limits, models
 from ai_data_agent.api_models import ServerInfo
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.service import app as app_module
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S
 from ai_data_agent.settings import Settings
 
@@ -118,13 +119,13 @@ async def test_limits_are_resolved_once_and_handed_to_the_executor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     resolved = []
-    original = RunRequest.resolve
+    original = limits.resolve_run
 
-    def resolve(self: RunRequest, settings: Settings) -> Limits:
-        resolved.append(self.code)
-        return original(self, settings)
+    def resolve(request: RunRequest, settings: Settings) -> Limits:
+        resolved.append(request.code)
+        return original(request, settings)
 
-    monkeypatch.setattr(RunRequest, "resolve", resolve)
+    monkeypatch.setattr(app_module, "resolve_run", resolve)
     settings = make_settings(tmp_path, default_memory_mb=256, max_cpus=2.0)
     async with running_service(settings) as svc:
         response = await svc.client.post("/v1/runs", json={"code": "x", "timeout_s": 7, "cpus": 2})

@@ -41,7 +41,8 @@ from ai_data_agent.errors import (
     SessionLimit,
     Unauthorized,
 )
-from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.limits import default_limits, resolve_run
+from ai_data_agent.models import RunRequest
 from ai_data_agent.service import create_app
 from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.dispatcher import RETRY_AFTER_S
@@ -207,7 +208,7 @@ def test_queue_full_from_the_dispatcher_reaches_the_client_with_retry_after(
         sides.client.submit("queued")
         request = RunRequest(code="x")
         with pytest.raises(QueueFull) as raised:
-            sides.daemon.dispatcher.submit(request, request.resolve(sides.daemon.settings))
+            sides.daemon.dispatcher.submit(request, resolve_run(request, sides.daemon.settings))
         with pytest.raises(QueueFull) as answered:
             sides.client.submit("x")
     assert raised.value.retry_after == RETRY_AFTER_S
@@ -221,7 +222,7 @@ def test_not_ready_from_the_dispatcher_reaches_the_client(tmp_path: Path) -> Non
         sides.daemon.begin_shutdown()
         with pytest.raises(NotReady, match="shutting down"):
             sides.daemon.dispatcher.submit(
-                RunRequest(code="x"), Limits.defaults(sides.daemon.settings)
+                RunRequest(code="x"), default_limits(sides.daemon.settings)
             )
         with pytest.raises(NotReady, match="shutting down") as info:
             sides.client.submit("x")
@@ -232,7 +233,7 @@ def test_a_limit_above_its_cap_is_request_rejected_on_both_sides(tmp_path: Path)
     settings = make_settings(tmp_path)
     request = RunRequest(code="x", timeout_s=10_000)
     with pytest.raises(RequestRejected) as local:
-        request.resolve(settings)
+        resolve_run(request, settings)
     with both_sides(settings) as sides, pytest.raises(RequestRejected) as remote:
         sides.client.submit_request(request)
     assert sides.executor.started == []
@@ -246,7 +247,7 @@ def test_too_many_files_is_request_too_large_on_both_sides(tmp_path: Path) -> No
     files = [{"path": "a", "content_b64": ""}, {"path": "b", "content_b64": ""}]
     request = RunRequest.model_validate({"code": "x", "files": files})
     with pytest.raises(RequestTooLarge) as local:
-        request.resolve(settings)
+        resolve_run(request, settings)
     with both_sides(settings) as sides, pytest.raises(RequestTooLarge) as remote:
         sides.client.submit_request(request)
     # The client knows the cap from /v1/info: the same refusal, before anything is sent.

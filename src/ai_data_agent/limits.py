@@ -1,0 +1,121 @@
+"""Requests against the server's caps: the one place a request meets the settings.
+
+    limits = resolve_run(RunRequest(code="print(1)", timeout_s=10), settings)
+    limits = resolve_session(SessionRequest(requirements=["pandas"]), settings)
+    default_limits(settings)          # a request that sets nothing
+
+The request models (`models`, `session_models`) check only their own shape;
+whatever depends on the server (caps, defaults, whether network or
+requirements are allowed) is decided here, once, at admission. A refused
+request raises before anything is recorded or started.
+"""
+
+from __future__ import annotations
+
+from ai_data_agent.caps import check_input_files
+from ai_data_agent.errors import RequestRejected
+from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.session_models import SessionRequest
+from ai_data_agent.settings import Settings
+
+__all__ = ["capped", "default_limits", "resolve_run", "resolve_session"]
+
+
+def default_limits(settings: Settings) -> Limits:
+    """The limits of a run that sets none (defaults, bounded by the caps)."""
+    return Limits(
+        timeout_s=min(settings.default_timeout_s, settings.max_timeout_s),
+        memory_mb=min(settings.default_memory_mb, settings.max_memory_mb),
+        cpus=min(settings.default_cpus, settings.max_cpus),
+        network=False,
+    )
+
+
+def capped(field: str, value: float | None, default: float, cap: float) -> float:
+    """The request's value when within ``cap`` (else refused), or the default.
+
+    Raises:
+        RequestRejected: ``value`` is above ``cap``.
+    """
+    if value is None:
+        return default
+    if value > cap:
+        raise RequestRejected(field, f"{value:g} is above the server cap {cap:g}")
+    return value
+
+
+def resolve_run(request: RunRequest, settings: Settings) -> Limits:
+    """Check ``request`` against the server's caps and fill in the defaults.
+
+    Raises:
+        RequestRejected: a limit above its cap, code or env too large, too
+            many requirements, or network asked for where it is not allowed.
+        RequestTooLarge: input files over their count or size caps.
+    """
+    _check_sizes(request, settings)
+    check_input_files(
+        request.files,
+        max_files=settings.max_input_files,
+        max_file_bytes=settings.max_input_file_bytes,
+        max_total_bytes=settings.max_input_total_bytes,
+    )
+    if request.network and not settings.allow_network:
+        raise RequestRejected("network", "network for user code is disabled on this server")
+    defaults = default_limits(settings)
+    return Limits(
+        timeout_s=capped(
+            "timeout_s", request.timeout_s, defaults.timeout_s, settings.max_timeout_s
+        ),
+        memory_mb=int(
+            capped("memory_mb", request.memory_mb, defaults.memory_mb, settings.max_memory_mb)
+        ),
+        cpus=capped("cpus", request.cpus, defaults.cpus, settings.max_cpus),
+        network=request.network,
+    )
+
+
+def resolve_session(request: SessionRequest, settings: Settings) -> Limits:
+    """A session's limits: requested values within the session caps, else the defaults.
+
+    Raises:
+        RequestRejected: a limit above its cap, too many requirements or files, or
+            requirements where the server installs per run (sessions need the cache).
+        RequestTooLarge: input files over their count or size caps.
+    """
+    if request.requirements and settings.install_mode == "per_run":
+        raise RequestRejected(
+            "requirements",
+            "sessions install through the environment cache; this server's install_mode is per_run",
+        )
+    probe = RunRequest(
+        code="", requirements=request.requirements, env=request.env, files=request.files
+    )
+    resolve_run(probe, settings)  # the same size and count caps as a run
+    s = settings
+    timeout = capped("cell_timeout_s", request.cell_timeout_s, s.cell_timeout_s, s.max_timeout_s)
+    memory = capped(
+        "memory_mb", request.memory_mb, s.session_default_memory_mb, s.session_max_memory_mb
+    )
+    cpus = capped("cpus", request.cpus, s.session_default_cpus, s.session_max_cpus)
+    return Limits(timeout_s=timeout, memory_mb=int(memory), cpus=cpus, network=False)
+
+
+def _check_sizes(request: RunRequest, settings: Settings) -> None:
+    if len(request.code.encode()) > settings.max_code_bytes:
+        raise RequestRejected("code", f"larger than {settings.max_code_bytes} bytes")
+    if "\x00" in request.code:
+        raise RequestRejected("code", "contains a NUL byte")
+    if len(request.requirements) > settings.max_requirements:
+        raise RequestRejected(
+            "requirements",
+            f"{len(request.requirements)} given, at most {settings.max_requirements}",
+        )
+    if len(request.env) > settings.max_env_vars:
+        raise RequestRejected(
+            "env", f"{len(request.env)} variables, at most {settings.max_env_vars}"
+        )
+    for name, val in request.env.items():
+        if len(val.encode()) > settings.max_env_value_bytes:
+            raise RequestRejected(
+                f"env.{name}", f"value larger than {settings.max_env_value_bytes} bytes"
+            )
