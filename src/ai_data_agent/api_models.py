@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, StrictBool
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 
 __all__ = [
+    "ACTIVE_RUN_STATUSES",
     "ActiveStatus",
     "ErrorBody",
     "ErrorDetail",
@@ -35,6 +36,11 @@ class ActiveStatus(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
+
+
+# Every status of a run that has not ended; SQL in the stores spells it out as
+# "('queued', 'running')".
+ACTIVE_RUN_STATUSES: frozenset[str] = frozenset(ActiveStatus)
 
 
 class RunSubmission(RunRequest):

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from ai_data_agent.api_models import ACTIVE_RUN_STATUSES
 from ai_data_agent.client_requests import RunOptions, check_sizes, run_body, run_request
 from ai_data_agent.client_transport import Transport
 from ai_data_agent.client_wire import (
@@ -105,7 +106,6 @@ __all__ = [
 # timeout (both from /v1/info), plus this for the runner's verify and collect
 # steps and for starting the container.
 WAIT_MARGIN_S = 120.0
-ACTIVE_STATUSES = frozenset({"queued", "running"})
 _ARTIFACT_LIST = TypeAdapter(list[Artifact])
 
 
@@ -268,7 +268,7 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             record = self.get(run_id)
-            if record.status not in ACTIVE_STATUSES:
+            if record.status not in ACTIVE_RUN_STATUSES:
                 if record.result is None:
                     reason = f": {record.error}" if record.error else ""
                     raise RunIncomplete(

@@ -31,6 +31,7 @@ from ai_data_agent.models import (
 )
 
 __all__ = [
+    "LIVE_SESSION_STATUSES",
     "CellError",
     "CellRequest",
     "CellResult",
@@ -70,6 +71,13 @@ class SessionStatus(StrEnum):
     CLOSED = "closed"  # closed by request
     EXPIRED = "expired"  # idle timeout or maximum lifetime
     LOST = "lost"  # its sandbox or controller died
+
+
+# A session that holds (or is getting) a container; SQL in the stores spells it out
+# as "('starting', 'idle', 'busy')".
+LIVE_SESSION_STATUSES: frozenset[SessionStatus] = frozenset(
+    {SessionStatus.STARTING, SessionStatus.IDLE, SessionStatus.BUSY}
+)
 
 
 class SessionRequest(BaseModel):

@@ -48,6 +48,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from ai_data_agent import __version__
 from ai_data_agent.api_models import (
+    ACTIVE_RUN_STATUSES,
     ActiveStatus,
     ErrorBody,
     RunAccepted,
@@ -73,7 +74,6 @@ from ai_data_agent.service.metrics import CONTENT_TYPE
 from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.service.openapi import ApiApp, install_docs
 from ai_data_agent.service.session_routes import router as sessions_router
-from ai_data_agent.service.store import ACTIVE_STATUSES
 from ai_data_agent.service.submission import OPENAPI_REQUEST_BODY, read_submission
 from ai_data_agent.settings import Settings
 
@@ -123,7 +123,7 @@ async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
 
 def _result_of(record: RunRecord | None, run_id: str) -> RunResult:
     """A finished run's result from its record, or one saying why there is none."""
-    if record is None or record.status in ACTIVE_STATUSES:
+    if record is None or record.status in ACTIVE_RUN_STATUSES:
         raise ServerError(f"run {run_id} has no terminal record", run_id=run_id)
     if record.result is not None:
         return record.result

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ai_data_agent.api_models import ActiveStatus, RunRecord
+from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, ActiveStatus, RunRecord
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 
 __all__ = ["RunRecords", "record_from_row"]
@@ -72,7 +72,7 @@ def record_from_row(row: tuple[Any, ...]) -> RunRecord:
     run_id, status, created, started, finished, request, result, error = row
     return RunRecord(
         id=run_id,
-        status=ActiveStatus(status) if status in _ACTIVE else RunStatus(status),
+        status=ActiveStatus(status) if status in ACTIVE_RUN_STATUSES else RunStatus(status),
         created_at=datetime.fromtimestamp(created, UTC),
         started_at=_time(started),
         finished_at=_time(finished),
@@ -80,9 +80,6 @@ def record_from_row(row: tuple[Any, ...]) -> RunRecord:
         result=None if result is None else RunResult.model_validate_json(result),
         error=error,
     )
-
-
-_ACTIVE = frozenset(ActiveStatus)
 
 
 def _time(value: float | None) -> datetime | None:

@@ -38,6 +38,7 @@ from ai_data_agent.service.dispatcher import RunExecutor
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.session_store import SessionRegistry
 from ai_data_agent.session_models import (
+    LIVE_SESSION_STATUSES,
     CellRequest,
     CellResult,
     PackagesResult,
@@ -183,7 +184,7 @@ class SessionManager:
         info = session.info()
         idle = info.last_activity_at + timedelta(seconds=self.settings.session_idle_timeout_s)
         ends = info.created_at + timedelta(seconds=self.settings.session_max_lifetime_s)
-        live = info.status in (SessionStatus.IDLE, SessionStatus.BUSY, SessionStatus.STARTING)
+        live = info.status in LIVE_SESSION_STATUSES
         return info.model_copy(update={"idle_expires_at": idle if live else None, "ends_at": ends})
 
     def get(self, session_id: str) -> SessionInfo | None:

@@ -28,10 +28,9 @@ from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 from ai_data_agent.service.records import record_from_row
 
-__all__ = ["ACTIVE_STATUSES", "STORE_FILENAME", "RunStore"]
+__all__ = ["STORE_FILENAME", "RunStore"]
 
 STORE_FILENAME = "runs.sqlite3"
-ACTIVE_STATUSES = frozenset(ActiveStatus)
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,7 +48,7 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # SQL is written out literally (no string building); the active statuses
-# appear as "('queued', 'running')", matching ACTIVE_STATUSES.
+# appear as "('queued', 'running')", matching ACTIVE_RUN_STATUSES.
 
 
 class RunStore:

@@ -40,6 +40,7 @@ from ai_data_agent.service.cluster.pg_sessions import Call, PgSessionCalls, PgSe
 from ai_data_agent.service.cluster.worker_sessions import FILES
 from ai_data_agent.service.sessions import RETRY_AFTER_S
 from ai_data_agent.session_models import (
+    LIVE_SESSION_STATUSES,
     CellRequest,
     CellResult,
     PackagesResult,
@@ -53,7 +54,6 @@ __all__ = ["ClusterSessions"]
 
 START_WAIT_S = 900.0  # installs and the container start, then the answer
 OP_WAIT_S = 300.0  # any other call (installs of packages included)
-LIVE = ("starting", "idle", "busy")
 ENDED = ("done", "failed")
 KEPT_SESSIONS = 1000
 CALLS_KEPT_S = 3600.0
@@ -174,7 +174,7 @@ class ClusterSessions:
             where = self.registry.node_of(session_id)
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
-        if where is None or where[1] not in LIVE:
+        if where is None or where[1] not in LIVE_SESSION_STATUSES:
             status = where[1] if where is not None else "unknown"
             raise SessionGone(f"session {session_id} is {status}", session_id=session_id)
         return where[0]
@@ -221,7 +221,7 @@ class ClusterSessions:
 
     def close(self, session_id: str) -> SessionInfo | None:
         where = self.registry.node_of(session_id)
-        if where is None or where[1] not in LIVE:
+        if where is None or where[1] not in LIVE_SESSION_STATUSES:
             return self.registry.get(session_id)
         try:
             self._route("close", session_id)

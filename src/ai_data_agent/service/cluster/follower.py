@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 import psycopg
 from loguru import logger
 
-from ai_data_agent.api_models import RunRecord
+from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, RunRecord
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_store import PgRunStore
 from ai_data_agent.service.dispatcher import RunHandle
-from ai_data_agent.service.store import ACTIVE_STATUSES
 from ai_data_agent.settings import Settings
 
 __all__ = ["Follower", "result_of"]
@@ -93,7 +92,7 @@ class Follower:
             followed = self._followed.get(run_id)
         if followed is None:
             record = self._store.get(run_id)
-            if record is None or record.status not in ACTIVE_STATUSES:
+            if record is None or record.status not in ACTIVE_RUN_STATUSES:
                 return None
             fresh = _Followed(RunHandle(run_id, request or record.request, limits or _NO_LIMITS))
             with self._lock:

@@ -27,13 +27,12 @@ from typing import Any
 
 import psycopg
 
-from ai_data_agent.api_models import RunRecord
+from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, RunRecord
 from ai_data_agent.errors import ConfigurationError, QueueFull
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.cluster import pg_events, schema
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.records import record_from_row
-from ai_data_agent.service.store import ACTIVE_STATUSES
 
 __all__ = ["CHANNEL_CANCEL", "CHANNEL_QUEUE", "CHANNEL_RUN", "Claimed", "PgRunStore"]
 
@@ -319,7 +318,7 @@ class PgRunStore:
         """Whether ``run_id`` is queued or running (one small read, for followers)."""
         with self.db.connection() as conn:
             row = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone()
-        return row is not None and row[0] in ACTIVE_STATUSES
+        return row is not None and row[0] in ACTIVE_RUN_STATUSES
 
     def known(self, run_ids: list[str]) -> set[str]:
         if not run_ids:

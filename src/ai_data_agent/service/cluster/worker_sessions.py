@@ -38,7 +38,12 @@ from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.dispatcher import RunExecutor
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.sessions import SessionManager
-from ai_data_agent.session_models import CellRequest, SessionFile, SessionRequest
+from ai_data_agent.session_models import (
+    LIVE_SESSION_STATUSES,
+    CellRequest,
+    SessionFile,
+    SessionRequest,
+)
 from ai_data_agent.settings import Settings
 
 __all__ = ["SessionHost"]
@@ -92,7 +97,7 @@ class SessionHost:
         """The cluster counted this worker's sessions lost: end them here too (their
         containers go; the registry keeps them ``lost``)."""
         for info in self.manager.sessions():
-            if info.status.value in ("starting", "idle", "busy"):
+            if info.status in LIVE_SESSION_STATUSES:
                 logger.bind(run_id=info.id).warning("the session was declared lost; ending it")
                 self.manager.close(info.id)
 
