@@ -5,22 +5,22 @@
     POST /mcp                                      # the daemon's streamable HTTP endpoint
 
 Needs the optional ``mcp`` extra (``pip install 'ai-data-agent[mcp]'``); without
-it the daemon starts all the same, without ``/mcp``. One tool layer (`tools`)
-over a small interface (`sandbox.Sandbox`) with three implementations: the
-library on the local engine (`local`), the daemon's own dispatcher and session
-manager (`in_daemon`), and a daemon over HTTP (`remote`). See docs/mcp.md.
+it the daemon starts all the same, without ``/mcp``. A tool call meets, in
+order: `server` (the SDK's server, its tools and resources), `tools` (the
+tools, with `descriptions`, `files` for file arguments and `progress` for live
+output), then a `sandbox.Sandbox`, the one interface the tools know, and
+`results` shapes what comes back. Two implementations of `Sandbox` live here:
+the library on the local engine (`local`) and a daemon over HTTP (`remote`);
+`stdio` serves either on stdin/stdout. The daemon's own, over its dispatcher
+and sessions, is part of the daemon (`ai_data_agent.service.mcp`): this
+package knows nothing of the service. See docs/mcp.md.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ai_data_agent.mcp.lazy import LazyEndpoint
-    from ai_data_agent.service.node import ServiceNode
-
-__all__ = ["available", "daemon_endpoint"]
+__all__ = ["EXTRA_HINT", "available"]
 
 EXTRA_HINT = "the MCP server needs the mcp extra: pip install 'ai-data-agent[mcp]'"
 
@@ -28,13 +28,3 @@ EXTRA_HINT = "the MCP server needs the mcp extra: pip install 'ai-data-agent[mcp
 def available() -> bool:
     """Whether the MCP SDK is installed (the ``mcp`` extra)."""
     return importlib.util.find_spec("mcp") is not None
-
-
-def daemon_endpoint(daemon: ServiceNode) -> LazyEndpoint | None:
-    """The daemon's ``/mcp`` endpoint (the SDK loads at its first request), or None
-    without the ``mcp`` extra."""
-    if not available():
-        return None
-    from ai_data_agent.mcp.lazy import LazyEndpoint
-
-    return LazyEndpoint(daemon)

@@ -20,9 +20,10 @@ tokens are configured; docs/api.md has the details and examples)::
     GET    /metrics          Prometheus text
     *      /mcp              MCP over streamable HTTP (with the mcp extra; docs/mcp.md)
 
-A submission is validated once, its limits resolved once (refusals answer
-400/413 before anything is recorded), and a waiting POST is answered with the
-result its run's handle carries. Errors are answered in one place
+A submission is validated once (`submission`), its limits resolved once
+(refusals answer 400/413 before anything is recorded), and a waiting POST is
+answered with the result its run's handle carries: what the routes do with
+runs is `runs`, shared with ``/mcp``. Errors are answered in one place
 (`http_errors`). The event loop never blocks: store and Docker calls run in
 worker threads, and a request that waits for its run awaits a future the
 worker completes.
@@ -31,7 +32,6 @@ worker completes.
 from __future__ import annotations
 
 import json
-import sqlite3
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -40,15 +40,14 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, cast
 
 import anyio
+from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from loguru import logger
 from starlette.concurrency import iterate_in_threadpool
 
 from ai_data_agent import __version__
 from ai_data_agent.api_models import (
-    ACTIVE_RUN_STATUSES,
     ActiveStatus,
     ErrorBody,
     RunAccepted,
@@ -58,20 +57,19 @@ from ai_data_agent.api_models import (
     ServerInfo,
 )
 from ai_data_agent.checks import Check
-from ai_data_agent.errors import NotFound, NotReady, ServerError
 from ai_data_agent.executor import Executor
-from ai_data_agent.limits import resolve_run
-from ai_data_agent.mcp import daemon_endpoint
-from ai_data_agent.mcp.lazy import LazyEndpoint
 from ai_data_agent.models import Artifact, RunResult, RunStatus
+from ai_data_agent.service import runs
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
 from ai_data_agent.service.daemon import Daemon
-from ai_data_agent.service.dispatcher import CANCEL_WAIT_S, RunExecutor, wait_done
 from ai_data_agent.service.events import sse_line
+from ai_data_agent.service.health import readiness
 from ai_data_agent.service.http_errors import install_error_handlers
 from ai_data_agent.service.info import server_info
+from ai_data_agent.service.mcp import mcp_endpoint
+from ai_data_agent.service.mcp.lazy import LazyEndpoint
 from ai_data_agent.service.metrics import CONTENT_TYPE
-from ai_data_agent.service.node import ServiceNode
+from ai_data_agent.service.node import RunExecutor, ServiceNode
 from ai_data_agent.service.openapi import ApiApp, install_docs
 from ai_data_agent.service.session_routes import router as sessions_router
 from ai_data_agent.service.submission import OPENAPI_REQUEST_BODY, read_submission
@@ -80,8 +78,6 @@ from ai_data_agent.settings import Settings
 __all__ = ["create_app"]
 
 TITLE = "ai-data-agent"
-READY_CHECK_TIMEOUT_S = 5.0
-PROBE_THREADS = 6  # readiness checks in flight at once (three per probe)
 MAX_PAGE = 500
 
 StatusFilter = ActiveStatus | RunStatus
@@ -117,19 +113,6 @@ v1 = APIRouter(prefix="/v1", dependencies=[Depends(_require_token)], responses=_
 RUNS: list[str | Enum] = ["runs"]  # the OpenAPI tag of the run routes
 
 
-async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
-    return await anyio.to_thread.run_sync(function, *args)
-
-
-def _result_of(record: RunRecord | None, run_id: str) -> RunResult:
-    """A finished run's result from its record, or one saying why there is none."""
-    if record is None or record.status in ACTIVE_RUN_STATUSES:
-        raise ServerError(f"run {run_id} has no terminal record", run_id=run_id)
-    if record.result is not None:
-        return record.result
-    return RunResult(id=record.id, status=RunStatus(record.status), error=record.error)
-
-
 @v1.get("/info", tags=["daemon"], summary="This daemon's version, limits, caps and features")
 async def get_info(daemon: DaemonDep) -> ServerInfo:
     """What a request may ask for and what a run may return; clients read their
@@ -159,13 +142,7 @@ async def submit_run(
     """With ``wait`` (the default) answer 200 with the `RunResult` when the run ends;
     otherwise 202 with the run id and a ``Location`` to poll, at once."""
     submission = await read_submission(request, daemon.settings)
-    run_request = submission.to_request()
-    limits = resolve_run(run_request, daemon.settings)  # RequestRejected: 400/413, nothing recorded
-    try:
-        handle = await _in_thread(daemon.dispatcher.submit, run_request, limits)
-    except sqlite3.Error as exc:  # disk full, store gone: nothing was queued
-        logger.error("cannot record a new run: {}", exc)
-        raise NotReady("the run store cannot be written") from exc
+    handle = await runs.admit(daemon, submission.to_request())  # 400/413: nothing recorded
     if not (submission.wait if wait is None else wait):
         accepted = RunAccepted(id=handle.id, status=ActiveStatus.QUEUED)
         return JSONResponse(
@@ -173,23 +150,13 @@ async def submit_run(
             status_code=202,
             headers={"Location": f"/v1/runs/{handle.id}"},
         )
-    await wait_done(handle)
-    result = handle.result
-    if result is None:  # a worker that never finished the run: its record says what happened
-        result = _result_of(await _in_thread(daemon.store.get, handle.id), handle.id)
+    result = await runs.final_result(daemon, handle)
     return JSONResponse(result.model_dump(mode="json"))
-
-
-async def _record_or_404(daemon: ServiceNode, run_id: str) -> RunRecord:
-    record: RunRecord | None = await _in_thread(daemon.store.get, run_id)
-    if record is None:
-        raise NotFound(f"no run with id {run_id[:64]!r}", run_id=run_id)
-    return record
 
 
 @v1.get("/runs/{run_id}", tags=RUNS, summary="A run's record")
 async def get_run(run_id: str, daemon: DaemonDep) -> RunRecord:
-    return await _record_or_404(daemon, run_id)
+    return await runs.record_or_404(daemon, run_id)
 
 
 @v1.get("/runs", tags=RUNS, summary="Runs, newest first")
@@ -199,7 +166,7 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RunPage:
-    items, total = await anyio.to_thread.run_sync(
+    items, total = await run_sync(
         lambda: daemon.store.list(status=status, limit=limit, offset=offset)
     )
     return RunPage(items=items, total=total, limit=limit, offset=offset)
@@ -207,7 +174,7 @@ async def list_runs(
 
 @v1.get("/runs/{run_id}/artifacts", tags=RUNS, summary="The files a run left under outputs/")
 async def list_artifacts(run_id: str, daemon: DaemonDep) -> list[Artifact]:
-    record = await _record_or_404(daemon, run_id)
+    record = await runs.record_or_404(daemon, run_id)
     return list(record.result.artifacts) if record.result is not None else []
 
 
@@ -220,12 +187,7 @@ async def list_artifacts(run_id: str, daemon: DaemonDep) -> list[Artifact]:
 )
 async def get_artifact(run_id: str, path: str, daemon: DaemonDep) -> Response:
     """Only files the run's result lists are served, from the run's own storage."""
-    record = await _record_or_404(daemon, run_id)
-    listed = {a.path: a for a in record.result.artifacts} if record.result is not None else {}
-    artifact = listed.get(path)
-    body = None if artifact is None else await _in_thread(daemon.artifact_body, run_id, path)
-    if artifact is None or body is None:
-        raise NotFound(f"run {run_id[:64]!r} has no artifact {path[:200]!r}", run_id=run_id)
+    artifact, body = await runs.listed_artifact(daemon, run_id, path)
     name = PurePosixPath(path).name
     if isinstance(body, Path):
         return FileResponse(
@@ -257,15 +219,15 @@ async def run_events(run_id: str, daemon: DaemonDep) -> StreamingResponse:
     ``stderr`` chunks as produced, and a final ``result`` with the `RunResult`. A
     client that connects late gets everything produced so far first; for a run
     that has ended, the stored output and result."""
-    handle = await _in_thread(daemon.dispatcher.find, run_id)
+    handle = await run_sync(daemon.dispatcher.find, run_id)
 
     async def stream() -> AsyncIterator[str]:
         if handle is not None:
             async for name, data in handle.events.follow():
                 yield sse_line(name, data)
             return
-        record = await _record_or_404(daemon, run_id)
-        result = _result_of(record, run_id)
+        record = await runs.record_or_404(daemon, run_id)
+        result = runs.stored_result(record, run_id)
         yield sse_line("status", json.dumps({"status": str(record.status)}))
         for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
             if text:
@@ -273,7 +235,7 @@ async def run_events(run_id: str, daemon: DaemonDep) -> StreamingResponse:
         yield sse_line("result", result.model_dump_json())
 
     if handle is None:
-        await _record_or_404(daemon, run_id)  # a 404 before the stream starts
+        await runs.record_or_404(daemon, run_id)  # a 404 before the stream starts
     return StreamingResponse(
         stream(),
         media_type="text/event-stream",
@@ -285,28 +247,11 @@ async def run_events(run_id: str, daemon: DaemonDep) -> StreamingResponse:
 async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
     """A queued run is cancelled without starting; a running one is killed and its
     container removed before the answer. A finished run is returned unchanged."""
-    handle = await _in_thread(daemon.dispatcher.cancel, run_id)
-    if handle is not None:
-        with anyio.move_on_after(CANCEL_WAIT_S):
-            await wait_done(handle)
-    return await _record_or_404(daemon, run_id)
+    await runs.cancel(daemon, run_id)
+    return await runs.record_or_404(daemon, run_id)
 
 
 v1.include_router(sessions_router)
-
-
-async def _timed_check(
-    check: Callable[[], Check], name: str, limiter: anyio.CapacityLimiter
-) -> Check:
-    # A hung engine call is abandoned, not waited for. Its thread holds a token of
-    # the probes' own limiter until it returns, so probes that hang can only starve
-    # later probes (which then report "no answer"), never the API's store calls.
-    with anyio.move_on_after(READY_CHECK_TIMEOUT_S):
-        result: Check = await anyio.to_thread.run_sync(
-            check, abandon_on_cancel=True, limiter=limiter
-        )
-        return result
-    return Check(name, False, f"no answer within {READY_CHECK_TIMEOUT_S:g} s")
 
 
 async def healthz() -> dict[str, str]:
@@ -317,23 +262,11 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request, daemon: DaemonDep) -> dict[str, Any]:
     """Docker reachable, sandbox image present, store writable, taking runs; else 503.
     (An API node of a cluster checks its database, and Docker only if it also works.)"""
-    checks: dict[str, Check] = {}
-    limiter: anyio.CapacityLimiter = request.app.state.probe_limiter
-
-    async def run(check: Callable[[], Check], name: str) -> None:
-        checks[name] = await _timed_check(check, name, limiter)
-
-    async with anyio.create_task_group() as group:
-        for name, check in daemon.probes().items():
-            group.start_soon(run, check, name)
-    checks.update((check.name, check) for check in daemon.instant_checks())
+    accepting = []
     if not daemon.dispatcher.accepting:
         state = "shutting down" if daemon.started else "starting"
-        checks["accepting"] = Check("accepting", False, state)
-    failed = [c for c in checks.values() if not c.ok]
-    if failed:
-        raise NotReady("; ".join(f"{c.name}: {c.detail}" for c in failed))
-    return {"status": "ready", "checks": {name: c.detail for name, c in sorted(checks.items())}}
+        accepting.append(Check("accepting", False, state))
+    return await readiness(daemon, request.app, *accepting)
 
 
 async def metrics(daemon: DaemonDep) -> Response:
@@ -357,7 +290,6 @@ def _lifespan(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.probe_limiter = anyio.CapacityLimiter(PROBE_THREADS)
         try:
             await anyio.to_thread.run_sync(daemon.start)
         except Exception as exc:
@@ -404,12 +336,12 @@ def create_app(
     """The ASGI app. Nothing is opened until its lifespan starts.
 
     ``executor`` defaults to an `Executor` on the configured engine; anything
-    shaped like it will do (see `dispatcher.RunExecutor`). With ``database_url``
+    shaped like it will do (see `node.RunExecutor`). With ``database_url``
     set the app is a cluster's API node (`cluster.api`): it executes nothing
     unless ``with_worker``.
     """
     daemon = _node(settings, executor, with_worker)
-    mcp = daemon_endpoint(daemon)  # /mcp; None without the mcp extra
+    mcp = mcp_endpoint(daemon)  # /mcp; None without the mcp extra
     app = ApiApp(
         title=TITLE,
         version=__version__,

@@ -21,8 +21,10 @@ from loguru import logger
 
 from ai_data_agent.checks import Check
 from ai_data_agent.service.auth import TokenAuth
-from ai_data_agent.service.dispatcher import Dispatcher, RunExecutor
+from ai_data_agent.service.dispatcher import Dispatcher
+from ai_data_agent.service.health import engine_probes, probe
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.service.reaper import Reaper
 from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
@@ -112,7 +114,10 @@ class Daemon:
 
     # -- what the app asks (see `node.ServiceNode`) -----------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:
-        return {"docker": self.check_docker, "image": self.check_image, "store": self.check_store}
+        return {
+            **engine_probes(self.backend),
+            "store": probe("store", self.store.probe_writable, "writable"),
+        }
 
     def instant_checks(self) -> list[Check]:
         return [self.prewarm.check()] if self.prewarm.sets else []
@@ -124,25 +129,3 @@ class Daemon:
         if not target.is_file() or not target.resolve().is_relative_to(base.resolve()):
             return None
         return target
-
-    # -- readiness (each blocking; the app runs them in threads, with a timeout) ----
-    def check_docker(self) -> Check:
-        try:
-            self.backend.ping()
-        except Exception as exc:
-            return Check.failed("docker", exc)
-        return Check("docker", True, "reachable")
-
-    def check_image(self) -> Check:
-        try:
-            image = self.backend.check_image()
-        except Exception as exc:
-            return Check.failed("image", exc)
-        return Check("image", True, image)
-
-    def check_store(self) -> Check:
-        try:
-            self.store.probe_writable()
-        except Exception as exc:
-            return Check.failed("store", exc)
-        return Check("store", True, "writable")

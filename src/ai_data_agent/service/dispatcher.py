@@ -4,11 +4,11 @@
     dispatcher.start()
     limits = resolve_run(request, settings)       # at admission: refused requests never get here
     handle = dispatcher.submit(request, limits)   # durable record, then queued; or QueueFull
-    await wait_done(handle)                    # from the event loop, without a thread
-    handle.result                              # the final RunResult
+    await wait_done(handle)                       # handles.wait_done, from the event loop
+    handle.result                                 # the final RunResult
     async for name, data in handle.events.follow(): ...   # live status, output, result
-    dispatcher.cancel(handle.id)               # queued: cancelled at once; running: killed
-    dispatcher.begin_shutdown()                # SIGTERM: refuse new runs, drain, then stop
+    dispatcher.cancel(handle.id)                  # queued: cancelled at once; running: killed
+    dispatcher.begin_shutdown()                   # SIGTERM: refuse new runs, drain, then stop
     dispatcher.stop()
 
 At most ``max_concurrent_runs`` runs execute at once (one worker thread each)
@@ -16,142 +16,52 @@ and at most ``max_queued_runs`` wait; a submission beyond that raises
 `QueueFull` and leaves no record. The record is committed before the run is
 queued, so nothing a client heard of can be lost, and every run ends with
 exactly one terminal write (`RunStore.finish` is conditional); its handle then
-carries the final `RunResult`. Blocking methods are for worker threads
+carries the final `RunResult`. Between the two, a worker thread executes the run
+with `execution.execute_run`, as a cluster's worker does. Blocking methods are for worker threads
 (``anyio.to_thread``), never the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
+import sqlite3
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from loguru import logger
 
-from ai_data_agent.errors import AiDataAgentError, NotReady, QueueFull
-from ai_data_agent.executor import RunEvent
-from ai_data_agent.executor.backend import Backend
-from ai_data_agent.executor.envcache import EnvCache
-from ai_data_agent.executor.events import EventHandler
+from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
-from ai_data_agent.service.events import RunEvents
+from ai_data_agent.service.execution import ClaimedRun, Outcome, execute_run
+from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.node import (
+    REASON_CANCELLED_QUEUED,
+    REASON_SHUTDOWN_QUEUED,
+    REASON_SHUTDOWN_RUNNING,
+    RUN_RETRY_AFTER_S,
+    STOP_SLACK_S,
+    RunExecutor,
+)
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
 
-__all__ = [
-    "CANCEL_WAIT_S",
-    "RETRY_AFTER_S",
-    "Dispatcher",
-    "RunExecutor",
-    "RunHandle",
-    "wait_done",
-]
+__all__ = ["ARTIFACTS_SUBDIR", "Dispatcher"]
 
-RETRY_AFTER_S = 5.0  # what a full queue suggests; a run takes seconds, a slot frees as fast
-# How long a cancel is waited for: the sandbox is killed and removed within this.
-CANCEL_WAIT_S = 60.0
-# After the grace period, cancelled runs get this long to be killed and removed
-# (the executor notices a cancel within 0.25 s; kill, wait and remove are bounded).
-STOP_SLACK_S = 30.0
-REASON_SHUTDOWN_QUEUED = "the controller shut down before the run started"
-REASON_SHUTDOWN_RUNNING = "the controller shut down; the run was stopped after the grace period"
-REASON_CANCELLED_QUEUED = "cancelled by request before it started"
 ARTIFACTS_SUBDIR = "artifacts"
-# Executor phases that clients see as `status` events (beside queued and the end).
-LIVE_STATUSES = ("installing", "running", "collecting")
 
 
-class RunExecutor(Protocol):
-    """What the daemon needs of an `Executor` (unit tests pass a fake one)."""
+@dataclass(eq=False)
+class _Entry:
+    """A run this process holds: the handle its clients wait on, the run its worker executes."""
 
-    @property
-    def controller_id(self) -> str: ...
-
-    @property
-    def backend(self) -> Backend: ...
-
-    @property
-    def env_cache(self) -> EnvCache | None: ...
-
-    def run(
-        self,
-        request: RunRequest,
-        *,
-        run_id: str | None = None,
-        on_event: EventHandler | None = None,
-        cancel: threading.Event | None = None,
-        artifacts_dir: Path | None = None,
-        limits: Limits | None = None,
-    ) -> RunResult:
-        """Blocking and thread-safe."""
-
-    def start_pool(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class RunHandle:
-    """An accepted run while this process owns it: its cancel switch, completion and result."""
-
-    def __init__(self, run_id: str, request: RunRequest, limits: Limits) -> None:
-        self.id = run_id
-        self.request = request
-        self.limits = limits
-        self.result: RunResult | None = None  # when done; None if no worker finished it
-        self.cancel = threading.Event()
-        self.state: Literal["queued", "running", "done"] = "queued"
-        self.interrupted = False  # stopped by shutdown, not by a client
-        self.events = RunEvents()
-        self._lock = threading.Lock()
-        self._done = False
-        self._callbacks: list[Callable[[], None]] = []
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def add_done_callback(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (on some thread) once the terminal record is written."""
-        with self._lock:
-            if not self._done:
-                self._callbacks.append(callback)
-                return
-        callback()
-
-    def set_done(self, result: RunResult | None = None) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
-            self.result = result
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback()
-
-
-async def wait_done(handle: RunHandle) -> None:
-    """Wait on the event loop, without holding a thread, until ``handle`` is done."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[None] = loop.create_future()
-
-    def resolve() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    def notify() -> None:
-        try:
-            loop.call_soon_threadsafe(resolve)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
-
-    handle.add_done_callback(notify)
-    await future
+    handle: RunHandle
+    run: ClaimedRun
+    state: Literal["queued", "running", "done"] = "queued"
 
 
 class Dispatcher:
@@ -166,8 +76,8 @@ class Dispatcher:
         self._metrics = metrics
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._queue: deque[RunHandle] = deque()
-        self._handles: dict[str, RunHandle] = {}  # queued and running, by id
+        self._queue: deque[_Entry] = deque()
+        self._entries: dict[str, _Entry] = {}  # queued and running, by id
         self._running = 0
         self._state: Literal["new", "accepting", "draining", "stopped"] = "new"
         self._deadline = 0.0  # monotonic end of the shutdown grace period
@@ -183,7 +93,7 @@ class Dispatcher:
     def in_flight(self) -> int:
         """Runs this process holds, queued or running (during a drain: those still running)."""
         with self._lock:
-            return len(self._handles)
+            return len(self._entries)
 
     @property
     def capacity(self) -> int:
@@ -206,30 +116,38 @@ class Dispatcher:
 
         Raises:
             QueueFull: no room; nothing was recorded.
-            NotReady: the daemon is starting or shutting down.
-            sqlite3.Error: the record could not be written; nothing was queued.
+            NotReady: the daemon is starting or shutting down, or the record could
+                not be written (disk full, store gone); nothing was queued.
         """
         with self._lock:
-            if self._state != "accepting":
-                reason = "starting" if self._state == "new" else "shutting down"
-                raise NotReady(f"the daemon is {reason}; it takes no new runs")
-            if len(self._handles) >= self.capacity:
-                self._metrics.rejected.labels(reason="queue_full").inc()
-                raise QueueFull(
-                    f"{self._running} run(s) running and {len(self._queue)} queued, the most "
-                    f"this daemon takes ({self._settings.max_concurrent_runs} + "
-                    f"{self._settings.max_queued_runs})",
-                    retry_after=RETRY_AFTER_S,
-                )
-            handle = RunHandle(uuid.uuid4().hex, request, limits)
-            # Under the lock, so the worker that picks it up finds the record.
-            self._store.insert(handle.id, request)
-            self._handles[handle.id] = handle
-            self._queue.append(handle)
+            self._admit()
+            run_id = uuid.uuid4().hex
+            entry = _Entry(RunHandle(run_id), ClaimedRun(run_id, request, limits))
+            try:  # under the lock, so the worker that picks it up finds the record
+                self._store.insert(entry.run.id, request)
+            except sqlite3.Error as exc:
+                logger.error("cannot record a new run: {}", exc)
+                raise NotReady("the run store cannot be written") from exc
+            self._entries[entry.run.id] = entry
+            self._queue.append(entry)
             self._changed.notify_all()
-        handle.events.publish("status", {"status": "queued"})
-        logger.bind(run_id=handle.id).debug("run queued ({} waiting)", len(self._queue))
-        return handle
+        entry.handle.events.publish("status", {"status": "queued"})
+        logger.bind(run_id=entry.run.id).debug("run queued ({} waiting)", len(self._queue))
+        return entry.handle
+
+    def _admit(self) -> None:
+        """Raise unless one more run fits (lock held)."""
+        if self._state != "accepting":
+            reason = "starting" if self._state == "new" else "shutting down"
+            raise NotReady(f"the daemon is {reason}; it takes no new runs")
+        if len(self._entries) >= self.capacity:
+            self._metrics.rejected.labels(reason="queue_full").inc()
+            raise QueueFull(
+                f"{self._running} run(s) running and {len(self._queue)} queued, the most "
+                f"this daemon takes ({self._settings.max_concurrent_runs} + "
+                f"{self._settings.max_queued_runs})",
+                retry_after=RUN_RETRY_AFTER_S,
+            )
 
     def artifacts_dir(self, run_id: str) -> Path:
         """Where a run's artifacts are stored (they expire with its record)."""
@@ -238,7 +156,8 @@ class Dispatcher:
     def find(self, run_id: str) -> RunHandle | None:
         """The handle of a queued or running run of this process."""
         with self._lock:
-            return self._handles.get(run_id)
+            entry = self._entries.get(run_id)
+        return None if entry is None else entry.handle
 
     def cancel(self, run_id: str) -> RunHandle | None:
         """Cancel a queued run now, or signal a running one to be killed.
@@ -247,21 +166,20 @@ class Dispatcher:
         when this process does not own an active run with that id.
         """
         with self._lock:
-            handle = self._handles.get(run_id)
-            if handle is None:
+            entry = self._entries.get(run_id)
+            if entry is None:
                 return None
-            if handle.state == "queued":
-                self._queue.remove(handle)
-                self._release(handle)
-                was_queued = True
+            was_queued = entry.state == "queued"
+            if was_queued:
+                self._queue.remove(entry)
+                self._release(entry)
             else:
-                handle.cancel.set()
-                was_queued = False
+                entry.run.cancel.set()
         if was_queued:
-            self._finish(handle, RunStatus.CANCELLED, None, REASON_CANCELLED_QUEUED)
+            self._finish(entry, Outcome(RunStatus.CANCELLED, None, REASON_CANCELLED_QUEUED))
         else:
             logger.bind(run_id=run_id).info("cancel requested; stopping the sandbox")
-        return handle
+        return entry.handle
 
     # -- shutdown ---------------------------------------------------------------------
     def begin_shutdown(self) -> None:
@@ -277,8 +195,8 @@ class Dispatcher:
             self._deadline = time.monotonic() + grace
             queued = list(self._queue)
             self._queue.clear()
-            for handle in queued:
-                self._release(handle)
+            for entry in queued:
+                self._release(entry)
             self._changed.notify_all()
             running = self._running
         logger.info(
@@ -287,8 +205,8 @@ class Dispatcher:
             running,
             grace,
         )
-        for handle in queued:
-            self._finish(handle, RunStatus.INTERRUPTED, None, REASON_SHUTDOWN_QUEUED)
+        for entry in queued:
+            self._finish(entry, Outcome(RunStatus.INTERRUPTED, None, REASON_SHUTDOWN_QUEUED))
         self._drainer = threading.Thread(target=self._drain, name="run-drainer", daemon=True)
         self._drainer.start()
 
@@ -296,10 +214,9 @@ class Dispatcher:
         with self._lock:
             while self._running and (remaining := self._deadline - time.monotonic()) > 0:
                 self._changed.wait(remaining)
-            stragglers = [h for h in self._handles.values() if h.state == "running"]
-            for handle in stragglers:
-                handle.interrupted = True
-                handle.cancel.set()
+            stragglers = [e for e in self._entries.values() if e.state == "running"]
+            for entry in stragglers:
+                entry.run.interrupt()
         if stragglers:
             logger.warning("grace period over; stopping {} run(s)", len(stragglers))
 
@@ -319,15 +236,15 @@ class Dispatcher:
             logger.error("workers {} did not stop within {:g} s", stuck, STOP_SLACK_S)
             self._store.interrupt_active(REASON_SHUTDOWN_RUNNING)
             with self._lock:
-                leftovers = list(self._handles.values())
-            for handle in leftovers:
-                handle.set_done()
+                leftovers = list(self._entries.values())
+            for entry in leftovers:
+                entry.handle.set_done()
 
     # -- workers ------------------------------------------------------------------------
-    def _release(self, handle: RunHandle) -> None:
-        """Forget ``handle`` (lock held)."""
-        handle.state = "done"
-        self._handles.pop(handle.id, None)
+    def _release(self, entry: _Entry) -> None:
+        """Forget ``entry`` (lock held)."""
+        entry.state = "done"
+        self._entries.pop(entry.run.id, None)
 
     def _work(self) -> None:
         while True:
@@ -336,66 +253,37 @@ class Dispatcher:
                     self._changed.wait()
                 if not self._queue:
                     return
-                handle = self._queue.popleft()
-                handle.state = "running"
+                entry = self._queue.popleft()
+                entry.state = "running"
                 self._running += 1
             try:
-                self._execute(handle)
+                self._execute(entry)
             except Exception as exc:  # a worker must outlive any one run
-                logger.bind(run_id=handle.id).opt(exception=exc).error("worker failed: {}", exc)
+                logger.bind(run_id=entry.run.id).opt(exception=exc).error("worker failed: {}", exc)
             finally:
                 with self._lock:
                     self._running -= 1
-                    self._release(handle)
+                    self._release(entry)
                     self._changed.notify_all()
-                handle.set_done()
+                entry.handle.set_done()
 
-    def _execute(self, handle: RunHandle) -> None:
-        log = logger.bind(run_id=handle.id)
-        if not self._store.mark_running(handle.id):
-            log.warning("run was no longer queued; not started")
+    def _execute(self, entry: _Entry) -> None:
+        run = entry.run
+        if not self._store.mark_running(run.id):
+            logger.bind(run_id=run.id).warning("run was no longer queued; not started")
             return
-        result: RunResult | None = None
-        events = handle.events
+        publish = entry.handle.events.publish_json
+        outcome = execute_run(
+            self._executor, run, publish, self.artifacts_dir(run.id), log_of="daemon"
+        )
+        self._finish(entry, outcome)
 
-        def on_event(event: RunEvent) -> None:
-            if event.kind == "phase":
-                if event.data in LIVE_STATUSES:
-                    events.publish("status", {"status": event.data})
-            else:
-                events.publish(event.kind, {"data": event.data})
-
-        try:
-            result = self._executor.run(
-                handle.request,
-                run_id=handle.id,
-                cancel=handle.cancel,
-                on_event=on_event,
-                artifacts_dir=self.artifacts_dir(handle.id),
-                limits=handle.limits,
-            )
-            status, error = result.status, result.error
-        except AiDataAgentError as exc:
-            # Host or Docker failure (or bad configuration): a terminal record, no traceback.
-            status, error = RunStatus.ERROR, str(exc)
-            log.error("run failed on the host: {}", exc)
-        except Exception as exc:
-            status = RunStatus.ERROR
-            error = f"internal error ({type(exc).__name__}); see the daemon's log"
-            log.opt(exception=exc).error("run crashed: {}", exc)
-        if handle.interrupted:
-            status, error = RunStatus.INTERRUPTED, REASON_SHUTDOWN_RUNNING
-            if result is not None:
-                result = result.model_copy(update={"status": status, "error": error})
-        self._finish(handle, status, result, error)
-
-    def _finish(
-        self, handle: RunHandle, status: RunStatus, result: RunResult | None, error: str | None
-    ) -> None:
+    def _finish(self, entry: _Entry, outcome: Outcome) -> None:
         """Write the terminal record (once), count it, wake waiters. Never raises."""
-        log = logger.bind(run_id=handle.id)
+        run_id, status, result, error = entry.run.id, outcome.status, outcome.result, outcome.error
+        log = logger.bind(run_id=run_id)
         try:
-            changed = self._store.finish(handle.id, status, result=result, error=error)
+            changed = self._store.finish(run_id, status, result=result, error=error)
         except Exception as exc:
             log.opt(exception=exc).error("cannot record the end of the run ({}): {}", status, exc)
             changed = False
@@ -403,7 +291,7 @@ class Dispatcher:
             self._metrics.observe_finished(status, result)
             if result is None:  # the executor logged nothing for it
                 log.info("run finished: status={} error={}", status, error)
-        final = result or RunResult(id=handle.id, status=status, error=error)
-        handle.events.publish("result", final.model_dump(mode="json"))
-        handle.events.close()
-        handle.set_done(final)
+        final = result or RunResult(id=run_id, status=status, error=error)
+        entry.handle.events.publish("result", final.model_dump(mode="json"))
+        entry.handle.events.close()
+        entry.handle.set_done(final)

@@ -13,7 +13,7 @@ from ai_data_agent import __version__
 from ai_data_agent.api_models import LimitRange, RunLimitsInfo, ServerInfo, SessionsInfo
 from ai_data_agent.limits import default_limits
 from ai_data_agent.mcp import available as mcp_available
-from ai_data_agent.service.dispatcher import CANCEL_WAIT_S
+from ai_data_agent.service.node import CANCEL_WAIT_S
 from ai_data_agent.settings import Settings
 
 __all__ = ["FEATURES", "MCP", "SESSIONS", "server_info"]

@@ -1,23 +1,28 @@
-"""What the HTTP app needs of the node behind it: one node with SQLite, or a cluster's API node.
+"""The contracts of a node, one or many: what the routes need of it, and what it needs of an executor.
 
-    node: ServiceNode = Daemon(settings, executor)          # one node: admits and executes
+    node: ServiceNode = Daemon(settings, executor)          # one node: SQLite, admits and executes
     node: ServiceNode = ClusterNode(settings, executor)     # PostgreSQL: admits, maybe executes
 
-The routes (``app``, ``session_routes``) see only these protocols, so the two
-kinds of node answer the same API with the same shapes and errors.
+The routes (``app``, ``session_routes``) and ``/mcp`` see only these protocols,
+so the two kinds of node answer the same API with the same shapes and errors;
+both sides execute runs through the same `RunExecutor` and end them with the
+same reasons. Nothing here knows SQLite or PostgreSQL.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 from ai_data_agent.checks import Check
-from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.executor.backend import Backend
+from ai_data_agent.executor.envcache import EnvCache
+from ai_data_agent.executor.events import EventHandler
+from ai_data_agent.models import Limits, RunRequest, RunResult
 from ai_data_agent.service.auth import TokenAuth
-from ai_data_agent.service.cells import CellHandle
-from ai_data_agent.service.dispatcher import RunHandle
+from ai_data_agent.service.handles import CellHandle, RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.records import RunRecords
 from ai_data_agent.session_models import (
@@ -30,20 +35,79 @@ from ai_data_agent.session_models import (
 )
 from ai_data_agent.settings import Settings
 
-__all__ = ["ArtifactBody", "RunDispatcher", "ServiceNode", "SessionService"]
+__all__ = [
+    "CANCEL_WAIT_S",
+    "REASON_CANCELLED_QUEUED",
+    "REASON_SHUTDOWN_QUEUED",
+    "REASON_SHUTDOWN_RUNNING",
+    "RUN_RETRY_AFTER_S",
+    "SESSION_RETRY_AFTER_S",
+    "STOP_SLACK_S",
+    "ArtifactBody",
+    "RunDispatcher",
+    "RunExecutor",
+    "ServiceNode",
+    "SessionService",
+]
+
+# What a full queue suggests: a run takes seconds, a slot frees as fast.
+RUN_RETRY_AFTER_S = 5.0
+# What a full house of sessions suggests: a slot frees when a session closes or expires.
+SESSION_RETRY_AFTER_S = 30.0
+# How long a cancel is waited for: the sandbox is killed and removed within this.
+CANCEL_WAIT_S = 60.0
+# After the grace period, stopped runs get this long to be killed and removed
+# (the executor notices a cancel within 0.25 s; kill, wait and remove are bounded).
+STOP_SLACK_S = 30.0
+REASON_SHUTDOWN_QUEUED = "the controller shut down before the run started"
+REASON_SHUTDOWN_RUNNING = "the controller shut down; the run was stopped after the grace period"
+REASON_CANCELLED_QUEUED = "cancelled by request before it started"
 
 ArtifactBody = Path | Iterator[bytes]
 
 
+class RunExecutor(Protocol):
+    """What a node needs of an `Executor` (unit tests pass a fake one)."""
+
+    @property
+    def controller_id(self) -> str: ...
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def env_cache(self) -> EnvCache | None: ...
+
+    def run(
+        self,
+        request: RunRequest,
+        *,
+        run_id: str | None = None,
+        on_event: EventHandler | None = None,
+        cancel: threading.Event | None = None,
+        artifacts_dir: Path | None = None,
+        limits: Limits | None = None,
+    ) -> RunResult:
+        """Blocking and thread-safe."""
+
+    def start_pool(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class RunDispatcher(Protocol):
-    """Admission and the handles of active runs (blocking methods: call them in threads)."""
+    """Admission and the handles of active runs (blocking methods: call them in threads).
+
+    Its methods raise only errors of the tree (`QueueFull`, `NotReady` when the
+    store cannot be reached), never a database's own.
+    """
 
     @property
     def accepting(self) -> bool: ...
 
     @property
     def in_flight(self) -> int:
-        """Runs a drain waits for before the daemon stops listening."""
+        """Runs a drain waits for before the node stops listening."""
 
     def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
         """Record and queue ``request``; raises `QueueFull` or `NotReady`."""
@@ -56,7 +120,7 @@ class RunDispatcher(Protocol):
 
 
 class SessionService(Protocol):
-    """The sessions API's operations (all blocking but `wait_cell` on the handle)."""
+    """The sessions API's operations (all blocking; a cell's handle is waited on)."""
 
     def create(self, request: SessionRequest) -> SessionInfo: ...
 

@@ -24,7 +24,7 @@ from loguru import logger
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.models import RunRequest, RunStatus
-from ai_data_agent.service.dispatcher import RunExecutor
+from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.settings import Settings
 
 __all__ = ["Prewarmer"]

@@ -1,13 +1,19 @@
-"""What every run store does, whichever database holds it: the seam between the API and storage.
+"""What every store does, whichever database holds it: the seam between the nodes and storage.
 
-    store: RunRecords = RunStore(path)            # one node: SQLite in data_dir
-    store: RunRecords = PgRunStore(database)      # a cluster: the shared PostgreSQL
+    store: RunRecords = RunStore(path)                        # one node: SQLite in data_dir
+    store: RunRecords = PgRunStore(database)                  # a cluster: the shared PostgreSQL
+    registry: SessionRegistry = SessionStore(path, node=...)  # sessions: SQLite
+    registry: SessionRegistry = PgSessionRegistry(db, node=...)   # or PostgreSQL
 
-Both keep the same guarantees, checked by one contract test run against each
-(tests/cluster/test_store_contract.py): a record is durable before `insert`
-returns; a run gets exactly one terminal state (`finish` is conditional on the
-run still being active, so concurrent finishers agree on one winner); reads
-see every committed write. Every method blocks; call them from threads.
+Each protocol keeps the same guarantees on both databases, checked by one
+contract test run against each (tests/cluster/test_store_contract.py for
+runs, tests/cluster/test_session_store_contract.py for sessions). Runs: a
+record is durable before `insert` returns; a run gets exactly one terminal
+state (`finish` is conditional on the run still being active, so concurrent
+finishers agree on one winner); reads see every committed write. Sessions:
+a session ended (closed, expired, lost) is never written back to live; a node
+that starts again marks the sessions it held as lost. Every method blocks;
+call them from threads.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from typing import Any, Protocol
 
 from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, ActiveStatus, RunRecord
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.session_models import CellResult, SessionInfo
 
-__all__ = ["RunRecords", "record_from_row"]
+__all__ = ["RunRecords", "SessionRegistry", "record_from_row", "result_of"]
 
 
 class RunRecords(Protocol):
@@ -64,6 +71,39 @@ class RunRecords(Protocol):
         self, *, status: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[RunRecord], int]:
         """A page of records, newest first, and the total matching ``status``."""
+
+
+class SessionRegistry(Protocol):
+    """The sessions' records, as one node writes them. See the module docstring."""
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def put(self, info: SessionInfo) -> None:
+        """Record a session's latest state, as held by this node (an ended one stays ended)."""
+
+    def get(self, session_id: str) -> SessionInfo | None: ...
+
+    def recent(self, *, limit: int = 100) -> list[SessionInfo]:
+        """Live sessions first, then the newest."""
+
+    def lose_live(self, reason: str) -> list[str]:
+        """Mark ``lost`` every live session this node holds; return their ids."""
+
+    def put_cell(self, result: CellResult) -> None: ...
+
+    def get_cell(self, session_id: str, n: int) -> CellResult | None: ...
+
+    def delete_before(self, keep: int) -> int:
+        """Keep the newest ``keep`` ended sessions (and their cells); return how many went."""
+
+
+def result_of(record: RunRecord) -> RunResult:
+    """A terminal record's result, or one saying why there is none."""
+    if record.result is not None:
+        return record.result
+    return RunResult(id=record.id, status=RunStatus(record.status), error=record.error)
 
 
 def record_from_row(row: tuple[Any, ...]) -> RunRecord:

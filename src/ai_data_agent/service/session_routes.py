@@ -38,8 +38,8 @@ from pydantic import BaseModel, Field
 
 from ai_data_agent.errors import NotFound, RequestRejected
 from ai_data_agent.paths import check_relative_path
-from ai_data_agent.service.cells import CellHandle, wait_cell
 from ai_data_agent.service.events import sse_line
+from ai_data_agent.service.handles import CellHandle, wait_done
 from ai_data_agent.service.node import SessionService
 from ai_data_agent.session_models import (
     CellRequest,
@@ -152,7 +152,7 @@ async def run_cell(session_id: str, body: CellRequest, manager: Manager) -> Resp
     handle = await _call(manager.submit_cell, session_id, body)
     if not body.wait:
         return _accepted(handle)
-    await wait_cell(handle)
+    await wait_done(handle)
     return _finished(handle)
 
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Protocol
 
 from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
 
-__all__ = ["SESSIONS_FILENAME", "SessionRegistry", "SessionStore"]
+__all__ = ["SESSIONS_FILENAME", "SessionStore"]
 
 SESSIONS_FILENAME = "sessions.sqlite3"
 SCHEMA = """
@@ -45,29 +44,9 @@ CREATE TABLE IF NOT EXISTS cells (
 """
 
 
-class SessionRegistry(Protocol):
-    """What a `SessionManager` keeps: this SQLite store, or the cluster's (`cluster.pg_sessions`)."""
-
-    def open(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def put(self, info: SessionInfo) -> None: ...
-
-    def get(self, session_id: str) -> SessionInfo | None: ...
-
-    def recent(self, *, limit: int = 100) -> list[SessionInfo]: ...
-
-    def lose_live(self, reason: str) -> list[str]: ...
-
-    def put_cell(self, result: CellResult) -> None: ...
-
-    def get_cell(self, session_id: str, n: int) -> CellResult | None: ...
-
-    def delete_before(self, keep: int) -> int: ...
-
-
 class SessionStore:
+    """`records.SessionRegistry` in one SQLite file of one daemon."""
+
     def __init__(self, path: Path, *, node: str) -> None:
         self.path = path
         self.node = node
@@ -108,12 +87,12 @@ class SessionStore:
         return self._conn
 
     def put(self, info: SessionInfo) -> None:
-        """Record a session's state (insert or replace), as held by this node."""
+        """Record a session's state, as held by this node; an ended session stays as it ended."""
         with self._lock:
             self._db().execute(
                 "INSERT INTO sessions (id, node, status, info) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET node = excluded.node, status = excluded.status, "
-                "info = excluded.info",
+                "info = excluded.info WHERE sessions.status IN ('starting', 'idle', 'busy')",
                 (info.id, self.node, info.status.value, info.model_dump_json()),
             )
 
@@ -127,11 +106,15 @@ class SessionStore:
         return None if row is None else SessionInfo.model_validate_json(row[0])
 
     def recent(self, *, limit: int = 100) -> list[SessionInfo]:
-        """Newest first."""
+        """Live first, then the newest."""
         with self._lock:
             rows = (
                 self._db()
-                .execute("SELECT info FROM sessions ORDER BY seq DESC LIMIT ?", (limit,))
+                .execute(
+                    "SELECT info FROM sessions ORDER BY status IN ('starting', 'idle', 'busy') "
+                    "DESC, seq DESC LIMIT ?",
+                    (limit,),
+                )
                 .fetchall()
             )
         return [SessionInfo.model_validate_json(row[0]) for row in rows]
@@ -147,7 +130,9 @@ class SessionStore:
             lost = []
             for (text,) in rows:
                 info = SessionInfo.model_validate_json(text)
-                info = info.model_copy(update={"status": SessionStatus.LOST, "error": reason})
+                info = info.model_copy(
+                    update={"status": SessionStatus.LOST, "error": reason, "idle_expires_at": None}
+                )
                 db.execute(
                     "UPDATE sessions SET status = 'lost', info = ? WHERE id = ?",
                     (info.model_dump_json(), info.id),

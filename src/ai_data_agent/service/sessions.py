@@ -4,7 +4,7 @@
     manager.start()                                   # earlier sessions: lost
     info = manager.create(SessionRequest(...))        # blocking: install + container
     handle = manager.submit_cell(info.id, CellRequest(code="1 + 1"))
-    await wait_cell(handle)                           # service.cells: result, events
+    await wait_done(handle)                           # service.handles: result, events
     manager.close(info.id); manager.stop()
 
 At most ``max_sessions`` live at once, and their memory (plus what the runs
@@ -31,12 +31,12 @@ from ai_data_agent.errors import (
     SessionGone,
     SessionLimit,
 )
-from ai_data_agent.executor.events import RunEvent
+from ai_data_agent.executor import RunEvent
 from ai_data_agent.executor.sessions import Session
-from ai_data_agent.service.cells import CellHandle
-from ai_data_agent.service.dispatcher import RunExecutor
+from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.session_store import SessionRegistry
+from ai_data_agent.service.node import SESSION_RETRY_AFTER_S, RunExecutor
+from ai_data_agent.service.records import SessionRegistry
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
     CellRequest,
@@ -52,7 +52,6 @@ from ai_data_agent.settings import Settings
 __all__ = ["SessionManager"]
 
 EXPIRY_TICK_S = 1.0
-RETRY_AFTER_S = 30.0  # what a full house suggests: a slot frees when a session closes or expires
 KEPT_SESSIONS = 1000
 REASON_RESTART = "the daemon stopped while the session was live; found at its next start"
 REASON_SHUTDOWN = "the daemon shut down"
@@ -128,13 +127,13 @@ class SessionManager:
         if s.max_sessions == 0:
             raise SessionLimit(
                 "sessions are disabled on this server (max_sessions = 0)",
-                retry_after=RETRY_AFTER_S,
+                retry_after=SESSION_RETRY_AFTER_S,
             )
         count = len(self._live) + self._starting
         if count >= s.max_sessions:
             raise SessionLimit(
                 f"{count} sessions live, the most this server keeps ({s.max_sessions})",
-                retry_after=RETRY_AFTER_S,
+                retry_after=SESSION_RETRY_AFTER_S,
             )
         budget = s.session_memory_budget_mb()
         held = sum(live.session.limits.memory_mb for live in self._live.values())
@@ -143,7 +142,7 @@ class SessionManager:
             raise SessionLimit(
                 f"no memory for another {memory_mb} MiB session: sessions hold {held} MiB and "
                 f"runs may take {reserved} MiB of this host's {budget} MiB budget",
-                retry_after=RETRY_AFTER_S,
+                retry_after=SESSION_RETRY_AFTER_S,
             )
         self._starting += 1
         self._starting_memory += memory_mb
@@ -279,36 +278,36 @@ class SessionManager:
             elif event.kind == "display":
                 handle.events.publish_json("display", event.data)
 
+        result: CellResult | None = None
+        error: AiDataAgentError | None = None
         try:
-            handle.result = session.run(
-                request.code, timeout_s=request.timeout_s, on_event=on_event
-            )
-            self.store.put_cell(handle.result)
-            self.metrics.cells.labels(status=handle.result.status.value).inc()
-            self.metrics.kernel_restarts.inc(max(handle.result.generation - generation, 0))
-            handle.events.publish_json("result", handle.result.model_dump_json())
+            result = session.run(request.code, timeout_s=request.timeout_s, on_event=on_event)
+            self.store.put_cell(result)
+            self.metrics.cells.labels(status=result.status.value).inc()
+            self.metrics.kernel_restarts.inc(max(result.generation - generation, 0))
+            handle.events.publish_json("result", result.model_dump_json())
         except AiDataAgentError as exc:
-            handle.error = exc
+            error = exc
             if isinstance(exc, SessionGone):
                 self._end(session.id, SessionStatus.LOST, str(exc))
             handle.events.publish("error", {"message": str(exc)})
         except Exception as exc:  # a worker must outlive any one cell
             logger.bind(run_id=session.id).opt(exception=exc).error("cell crashed: {}", exc)
-            handle.error = AiDataAgentError("internal error; see the daemon's log")
-            handle.events.publish("error", {"message": str(handle.error)})
+            error = AiDataAgentError("internal error; see the daemon's log")
+            handle.events.publish("error", {"message": str(error)})
         finally:
             handle.events.close()
             with self._lock:
                 live.cell = None
             self._release(live)
-            handle.finish()
+            handle.set_done(result, error)
 
     def cell(self, session_id: str, count: int) -> CellHandle | CellResult | None:
         """The running cell's handle, a finished cell's result, or None."""
         with self._lock:
             live = self._live.get(session_id)
             handle = live.cell if live is not None else None
-        if handle is not None and handle.count == count and not handle.done.is_set():
+        if handle is not None and handle.count == count and not handle.done:
             return handle
         return self.store.get_cell(session_id, count)
 

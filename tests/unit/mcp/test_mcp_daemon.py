@@ -11,9 +11,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
 from service_fakes import TOKEN, FakeExecutor, make_settings, running_service
 
-import ai_data_agent.mcp
 import ai_data_agent.service.info
-from ai_data_agent.mcp.http import transport_security
+import ai_data_agent.service.mcp
+from ai_data_agent.service.mcp.http import transport_security
 
 pytestmark = pytest.mark.anyio
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -76,7 +76,7 @@ async def test_a_run_through_mcp_is_a_run_of_the_api(tmp_path: Path) -> None:
 async def test_without_the_extra_the_daemon_serves_everything_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ai_data_agent.mcp, "available", lambda: False)
+    monkeypatch.setattr(ai_data_agent.service.mcp, "available", lambda: False)
     monkeypatch.setattr(ai_data_agent.service.info, "mcp_available", lambda: False)
     async with running_service(settings(tmp_path)) as service:
         assert (await service.client.post("/mcp", json=INIT, headers=JSON)).status_code == 404

@@ -20,8 +20,8 @@ import ai_data_agent
 from ai_data_agent import api_models, limits, models
 from ai_data_agent.api_models import ServerInfo
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
-from ai_data_agent.service import app as app_module
-from ai_data_agent.service.dispatcher import CANCEL_WAIT_S
+from ai_data_agent.service import runs as runs_module
+from ai_data_agent.service.node import CANCEL_WAIT_S
 from ai_data_agent.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -125,7 +125,7 @@ async def test_limits_are_resolved_once_and_handed_to_the_executor(
         resolved.append(request.code)
         return original(request, settings)
 
-    monkeypatch.setattr(app_module, "resolve_run", resolve)
+    monkeypatch.setattr(runs_module, "resolve_run", resolve)
     settings = make_settings(tmp_path, default_memory_mb=256, max_cpus=2.0)
     async with running_service(settings) as svc:
         response = await svc.client.post("/v1/runs", json={"code": "x", "timeout_s": 7, "cpus": 2})

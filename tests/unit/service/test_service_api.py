@@ -454,7 +454,7 @@ async def test_readyz_is_503_with_reasons(settings: Settings) -> None:
 async def test_readyz_does_not_wait_for_a_hung_engine(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ai_data_agent.service.app.READY_CHECK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("ai_data_agent.service.health.READY_CHECK_TIMEOUT_S", 0.2)
     executor = FakeExecutor()
     executor.backend.ping_gate = threading.Event()
     async with running_service(settings, executor) as svc:

@@ -45,7 +45,7 @@ from ai_data_agent.limits import default_limits, resolve_run
 from ai_data_agent.models import RunRequest
 from ai_data_agent.service import create_app
 from ai_data_agent.service.daemon import Daemon
-from ai_data_agent.service.dispatcher import RETRY_AFTER_S
+from ai_data_agent.service.node import RUN_RETRY_AFTER_S
 from ai_data_agent.settings import Settings
 
 BASE = "http://daemon.test"
@@ -211,8 +211,8 @@ def test_queue_full_from_the_dispatcher_reaches_the_client_with_retry_after(
             sides.daemon.dispatcher.submit(request, resolve_run(request, sides.daemon.settings))
         with pytest.raises(QueueFull) as answered:
             sides.client.submit("x")
-    assert raised.value.retry_after == RETRY_AFTER_S
-    assert answered.value.retry_after == math.ceil(RETRY_AFTER_S)
+    assert raised.value.retry_after == RUN_RETRY_AFTER_S
+    assert answered.value.retry_after == math.ceil(RUN_RETRY_AFTER_S)
     assert answered.value.message == raised.value.message
     assert (answered.value.status_code, raised.value.status_code) == (429, None)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ai_data_agent.errors import ConfigurationError
-from ai_data_agent.service.server import check_bind_policy, is_loopback
+from ai_data_agent.service.serving import check_bind_policy, is_loopback
 from ai_data_agent.settings import Settings
 
 

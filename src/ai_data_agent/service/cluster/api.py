@@ -33,9 +33,15 @@ from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.follower import Follower
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
-from ai_data_agent.service.dispatcher import REASON_CANCELLED_QUEUED, RunExecutor, RunHandle
+from ai_data_agent.service.handles import RunHandle
+from ai_data_agent.service.health import probe
 from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.node import ArtifactBody, SessionService
+from ai_data_agent.service.node import (
+    REASON_CANCELLED_QUEUED,
+    ArtifactBody,
+    RunExecutor,
+    SessionService,
+)
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
 
@@ -98,7 +104,7 @@ class ClusterDispatcher:
             self._metrics.rejected.labels(reason="queue_full").inc()
             raise
         logger.bind(run_id=run_id).debug("run admitted")
-        return self._follower.track(run_id, request, limits)
+        return self._follower.track(run_id)
 
     def find(self, run_id: str) -> RunHandle | None:
         try:
@@ -247,20 +253,13 @@ class ClusterNode:
 
     # -- what the app asks ----------------------------------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:
-        probes = {"database": self.check_database}
+        probes = {"database": probe("database", self._store.probe_writable, "writable")}
         if self.worker is not None:
             probes.update(self.worker.probes())
         return probes
 
     def instant_checks(self) -> list[Check]:
         return self.worker.instant_checks() if self.worker is not None else []
-
-    def check_database(self) -> Check:
-        try:
-            self._store.probe_writable()
-        except Exception as exc:
-            return Check.failed("database", exc)
-        return Check("database", True, "writable")
 
     def artifact_body(self, run_id: str, path: str) -> ArtifactBody | None:
         try:

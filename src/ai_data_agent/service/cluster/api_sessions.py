@@ -3,7 +3,7 @@
     sessions = ClusterSessions(settings, db)
     info = sessions.create(SessionRequest())        # some worker with room starts it
     handle = sessions.submit_cell(info.id, CellRequest(code="1 + 1"))
-    await wait_cell(handle)                         # fed from the database
+    await wait_done(handle)                         # fed from the database
 
 `node.SessionService` over the database: a call is a row for the session's
 worker (`pg_sessions`), answered there; this node waits on NOTIFY
@@ -23,22 +23,13 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from ai_data_agent.errors import (
-    AiDataAgentError,
-    NotReady,
-    QueueFull,
-    RequestRejected,
-    SessionError,
-    SessionGone,
-    SessionLimit,
-    error_class,
-)
-from ai_data_agent.service.cells import CellHandle
+from ai_data_agent.errors import AiDataAgentError, NotReady, SessionGone, SessionLimit
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_sessions import Call, PgSessionCalls, PgSessionRegistry
 from ai_data_agent.service.cluster.worker_sessions import FILES
-from ai_data_agent.service.sessions import RETRY_AFTER_S
+from ai_data_agent.service.handles import CellHandle
+from ai_data_agent.service.node import SESSION_RETRY_AFTER_S
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
     CellRequest,
@@ -49,6 +40,7 @@ from ai_data_agent.session_models import (
     SessionRequest,
 )
 from ai_data_agent.settings import Settings
+from ai_data_agent.wire_errors import error_from_body
 
 __all__ = ["ClusterSessions"]
 
@@ -61,17 +53,12 @@ CALLS_KEPT_S = 3600.0
 
 def _error(call: Call) -> AiDataAgentError:
     """The error a failed call stands for, of the class its code names."""
-    message = call.error or "the session call failed"
-    cls = error_class(500, call.error_code)
-    if issubclass(cls, SessionLimit):
-        return SessionLimit(message, retry_after=RETRY_AFTER_S, session_id=call.session_id)
-    if issubclass(cls, SessionError):
-        return cls(message, session_id=call.session_id)
-    if issubclass(cls, RequestRejected):
-        return cls(None, message)
-    if issubclass(cls, QueueFull):
-        return cls(message, retry_after=RETRY_AFTER_S)
-    return cls(message)
+    return error_from_body(
+        call.error_code,
+        call.error or "the session call failed",
+        retry_after=SESSION_RETRY_AFTER_S,
+        session_id=call.session_id,
+    )
 
 
 @dataclass
@@ -117,9 +104,8 @@ class ClusterSessions:
         with self._lock:
             cells, self._cells = list(self._cells.values()), {}
         for cell in cells:
-            cell.handle.error = NotReady("the API node shut down while the cell ran")
             cell.handle.events.close()
-            cell.handle.finish()
+            cell.handle.set_done(error=NotReady("the API node shut down while the cell ran"))
 
     # -- calls ------------------------------------------------------------------------
     def _wait(self, call_id: int, timeout_s: float, *, until_started: bool = False) -> Call:
@@ -192,7 +178,7 @@ class ClusterSessions:
         if self.settings.max_sessions == 0:
             raise SessionLimit(
                 "sessions are disabled on this server (max_sessions = 0)",
-                retry_after=RETRY_AFTER_S,
+                retry_after=SESSION_RETRY_AFTER_S,
             )
         call_id = self._submit("create", "", None, request.model_dump_json(), None)
         claim_wait = self.settings.queue_poll_s + 1.0
@@ -202,7 +188,7 @@ class ClusterSessions:
         ):
             raise SessionLimit(
                 f"no worker took the session within {claim_wait:g} s (all full, or none live)",
-                retry_after=RETRY_AFTER_S,
+                retry_after=SESSION_RETRY_AFTER_S,
             )
         call = self._wait(call_id, START_WAIT_S)
         if call.status == "failed":
@@ -310,7 +296,7 @@ class ClusterSessions:
     def _sync(self, cell: _Cell) -> None:
         """Relay the cell's new events; finish the handle once its call has ended."""
         with cell.lock:
-            if cell.handle.done.is_set():
+            if cell.handle.done:
                 return
             call = self.calls.get(cell.call_id)  # first: events written before it are all read
             for seq, name, data in pg_events.after(self.db, cell.topic, cell.last_seq):
@@ -321,13 +307,14 @@ class ClusterSessions:
                 call = self._from_registry(cell)
             if call.status not in ENDED:
                 return
+            result, error = None, None
             if call.status == "done" and call.result is not None:
-                cell.handle.result = CellResult.model_validate_json(call.result)
+                result = CellResult.model_validate_json(call.result)
             else:
-                cell.handle.error = _error(call)
+                error = _error(call)
                 if not cell.ended:  # the worker died: nobody said so on the stream
-                    cell.handle.events.publish("error", {"message": cell.handle.error.message})
+                    cell.handle.events.publish("error", {"message": error.message})
             cell.handle.events.close()
-            cell.handle.finish()
+            cell.handle.set_done(result, error)
         with self._lock:
             self._cells.pop(cell.call_id, None)

@@ -22,25 +22,16 @@ from dataclasses import dataclass, field
 import psycopg
 from loguru import logger
 
-from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, RunRecord
-from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.api_models import ACTIVE_RUN_STATUSES
+from ai_data_agent.models import RunResult, RunStatus
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_store import PgRunStore
-from ai_data_agent.service.dispatcher import RunHandle
+from ai_data_agent.service.handles import RunHandle
+from ai_data_agent.service.records import result_of
 from ai_data_agent.settings import Settings
 
-__all__ = ["Follower", "result_of"]
-
-# An API node executes nothing, so the limits of a handle it follows are never used.
-_NO_LIMITS = Limits(timeout_s=1, memory_mb=64, cpus=1, network=False)
-
-
-def result_of(record: RunRecord) -> RunResult:
-    """A terminal record's result, or one saying why there is none."""
-    if record.result is not None:
-        return record.result
-    return RunResult(id=record.id, status=RunStatus(record.status), error=record.error)
+__all__ = ["Follower"]
 
 
 @dataclass
@@ -80,9 +71,7 @@ class Follower:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def follow(
-        self, run_id: str, request: RunRequest | None = None, limits: Limits | None = None
-    ) -> RunHandle | None:
+    def follow(self, run_id: str) -> RunHandle | None:
         """The handle of ``run_id`` while it is active (synced now), else None.
 
         Raises:
@@ -94,20 +83,18 @@ class Follower:
             record = self._store.get(run_id)
             if record is None or record.status not in ACTIVE_RUN_STATUSES:
                 return None
-            fresh = _Followed(RunHandle(run_id, request or record.request, limits or _NO_LIMITS))
+            fresh = _Followed(RunHandle(run_id))
             with self._lock:
                 followed = self._followed.setdefault(run_id, fresh)
         self._sync(run_id, followed)
         return followed.handle
 
-    def track(self, run_id: str, request: RunRequest, limits: Limits) -> RunHandle:
+    def track(self, run_id: str) -> RunHandle:
         """Follow a run this node has just admitted, without a database call now
         (its follower thread catches up at once), so that admission cannot fail
         after its commit."""
         with self._lock:
-            followed = self._followed.setdefault(
-                run_id, _Followed(RunHandle(run_id, request, limits))
-            )
+            followed = self._followed.setdefault(run_id, _Followed(RunHandle(run_id)))
             self._due.add(run_id)
             self._wake.notify_all()
         return followed.handle

@@ -32,6 +32,7 @@ from ai_data_agent.errors import ConfigurationError, QueueFull
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.cluster import pg_events, schema
 from ai_data_agent.service.cluster.db import Database
+from ai_data_agent.service.node import RUN_RETRY_AFTER_S
 from ai_data_agent.service.records import record_from_row
 
 __all__ = ["CHANNEL_CANCEL", "CHANNEL_QUEUE", "CHANNEL_RUN", "Claimed", "PgRunStore"]
@@ -41,7 +42,6 @@ CHANNEL_RUN = "ada_run"  # a run (or cell) has new events or ended: its follower
 CHANNEL_CANCEL = "ada_cancel"  # a running run was asked to stop: its worker looks
 ADMISSION_LOCK = 0x61646132  # pg_advisory_xact_lock key of admissions ("ada2")
 OPEN_WAIT_S = 30.0
-RETRY_AFTER_S = 5.0
 _COLUMNS = "id, status, created_at, started_at, finished_at, request, result, error"
 Claimed = tuple[str, RunRequest, Limits | None]
 
@@ -110,7 +110,7 @@ class PgRunStore:
                 raise QueueFull(
                     f"{active} run(s) active in the cluster, the most it takes ({slots} "
                     f"worker slot(s) + {max_queued} queued)",
-                    retry_after=RETRY_AFTER_S,
+                    retry_after=RUN_RETRY_AFTER_S,
                 )
             return self._insert(conn, run_id, request, limits, now)
 

@@ -8,7 +8,7 @@
 Runs arrive only from the database: a NOTIFY on `CHANNEL_QUEUE` (the id only)
 wakes the idle slots, each claims the oldest queued run (``FOR UPDATE SKIP
 LOCKED``), and a slow poll (``queue_poll_s``) is the safety net for a missed
-wake-up. Each run goes through `Executor.run` as on one node; its events go
+wake-up. Each run goes through `execution.execute_run` as on one node; its events go
 out through the `EventPump`, its artifacts and result in one conditional
 terminal write, retried with backoff while the database is unreachable (the
 result is kept meanwhile: nothing accepted is lost). A maintenance thread
@@ -20,43 +20,38 @@ a run kills and removes its sandbox; its late write then loses.
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 from loguru import logger
 
-from ai_data_agent.errors import AiDataAgentError, ConfigurationError
-from ai_data_agent.executor import RunEvent
+from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.executor.backend import SweepRule
-from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.models import RunResult, RunStatus
 from ai_data_agent.service.cluster.db import Database, Listener
-from ai_data_agent.service.cluster.pg_store import CHANNEL_CANCEL, CHANNEL_QUEUE, PgRunStore
+from ai_data_agent.service.cluster.pg_store import (
+    CHANNEL_CANCEL,
+    CHANNEL_QUEUE,
+    Claimed,
+    PgRunStore,
+)
 from ai_data_agent.service.cluster.pg_workers import WorkerRegistry
 from ai_data_agent.service.cluster.pump import EventPump
-from ai_data_agent.service.dispatcher import LIVE_STATUSES, REASON_SHUTDOWN_RUNNING, RunExecutor
+from ai_data_agent.service.execution import ClaimedRun, Outcome, execute_run
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.node import STOP_SLACK_S, RunExecutor
 from ai_data_agent.settings import Settings
 
 __all__ = ["Worker"]
 
 RETRY_MAX_S = 5.0
-STOP_SLACK_S = 30.0
 Extension = Callable[[str, str], None]
-
-
-@dataclass
-class _Job:
-    run_id: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    shutdown: bool = False  # stopped at the end of the grace period, not by a client
 
 
 class Worker:
@@ -81,7 +76,7 @@ class Worker:
         self.on_lost: list[Callable[[], None]] = []  # the cluster declared this worker lost
         self._lock = threading.Condition()
         self._wakeups = 0
-        self._jobs: dict[str, _Job] = {}
+        self._runs: dict[str, ClaimedRun] = {}
         self._accepting = False
         self._stop = threading.Event()
         self._check = threading.Event()
@@ -89,12 +84,12 @@ class Worker:
         self._listener: Listener | None = None
         self.queued = 0  # the cluster's queue depth, as last seen
         self.lease_ok = False
-        metrics.bind_gauges(lambda: self.queued, lambda: len(self._jobs))
+        metrics.bind_gauges(lambda: self.queued, lambda: len(self._runs))
 
     @property
     def running(self) -> list[str]:
         with self._lock:
-            return list(self._jobs)
+            return list(self._runs)
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -148,11 +143,10 @@ class Worker:
     def _drain(self) -> None:
         deadline = time.monotonic() + self.settings.shutdown_grace_s
         with self._lock:
-            while self._jobs and (left := deadline - time.monotonic()) > 0:
+            while self._runs and (left := deadline - time.monotonic()) > 0:
                 self._lock.wait(left)
-            for job in self._jobs.values():
-                job.shutdown = True
-                job.cancel.set()
+            for run in self._runs.values():
+                run.interrupt()
 
     def stop(self) -> None:
         self.begin_shutdown()
@@ -177,7 +171,7 @@ class Worker:
             self._wake_slots()
         elif channel == CHANNEL_CANCEL:
             with self._lock:
-                mine = payload in self._jobs
+                mine = payload in self._runs
             if mine:
                 self._check.set()
         elif channel in self.extensions:
@@ -206,11 +200,11 @@ class Worker:
                         self._lock.wait(self.settings.queue_poll_s)
                 continue
             try:
-                self._execute(*claimed)
+                self._execute(ClaimedRun(*claimed))
             except Exception as exc:  # never lose a slot
                 logger.bind(run_id=claimed[0]).opt(exception=exc).error("slot failed: {}", exc)
 
-    def _claim(self) -> tuple[str, RunRequest, Limits | None] | None:
+    def _claim(self) -> Claimed | None:
         if not self.lease_ok:
             return None
         try:
@@ -221,64 +215,29 @@ class Worker:
             return None
 
     # -- one run ------------------------------------------------------------------------
-    def _execute(self, run_id: str, request: RunRequest, limits: Limits | None) -> None:
-        log = logger.bind(run_id=run_id)
-        job = _Job(run_id)
+    def _execute(self, run: ClaimedRun) -> None:
         with self._lock:
-            self._jobs[run_id] = job
+            self._runs[run.id] = run
         folder: Path | None = None
         try:
-            folder = Path(tempfile.mkdtemp(prefix=f"run-{run_id[:12]}-", dir=self.scratch))
-            result, status, error = self._run(job, request, limits, folder)
-            if job.shutdown:
-                status, error = RunStatus.INTERRUPTED, REASON_SHUTDOWN_RUNNING
-                if result is not None:
-                    result = result.model_copy(update={"status": status, "error": error})
+            folder = Path(tempfile.mkdtemp(prefix=f"run-{run.id[:12]}-", dir=self.scratch))
+
+            def publish(name: str, data: str) -> None:
+                self.pump.publish(run.id, name, data)
+
+            outcome = execute_run(self.executor, run, publish, folder, log_of="worker")
         except Exception as exc:  # a slot must outlive any one run, and the run must end
-            log.opt(exception=exc).error("worker slot failed: {}", exc)
-            result, status, error = None, RunStatus.ERROR, f"the worker failed: {exc}"
+            logger.bind(run_id=run.id).opt(exception=exc).error("worker slot failed: {}", exc)
+            outcome = Outcome(RunStatus.ERROR, None, f"the worker failed: {exc}")
         try:
-            self.pump.flush(run_id)
-            self._finish(run_id, status, result, error, folder)
+            self.pump.flush(run.id)
+            self._finish(run.id, outcome.status, outcome.result, outcome.error, folder)
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
             with self._lock:
-                self._jobs.pop(run_id, None)
+                self._runs.pop(run.id, None)
                 self._lock.notify_all()
-
-    def _run(
-        self, job: _Job, request: RunRequest, limits: Limits | None, folder: Path
-    ) -> tuple[RunResult | None, RunStatus, str | None]:
-        run_id = job.run_id
-
-        def on_event(event: RunEvent) -> None:
-            if event.kind == "phase":
-                if event.data in LIVE_STATUSES:
-                    self.pump.publish(run_id, "status", json.dumps({"status": event.data}))
-            else:
-                self.pump.publish(run_id, event.kind, json.dumps({"data": event.data}))
-
-        try:
-            result = self.executor.run(
-                request,
-                run_id=run_id,
-                cancel=job.cancel,
-                on_event=on_event,
-                artifacts_dir=folder,
-                limits=limits,
-            )
-            return result, result.status, result.error
-        except AiDataAgentError as exc:
-            logger.bind(run_id=run_id).error("run failed on the host: {}", exc)
-            return None, RunStatus.ERROR, str(exc)
-        except Exception as exc:
-            logger.bind(run_id=run_id).opt(exception=exc).error("run crashed: {}", exc)
-            return (
-                None,
-                RunStatus.ERROR,
-                f"internal error ({type(exc).__name__}); see the worker's log",
-            )
 
     def _finish(
         self,
@@ -366,10 +325,10 @@ class Worker:
     def _stop_stale(self) -> None:
         for run_id in self.store.stale_for(self.id, self.running):
             with self._lock:
-                job = self._jobs.get(run_id)
-            if job is not None and not job.cancel.is_set():
+                run = self._runs.get(run_id)
+            if run is not None and not run.cancel.is_set():
                 logger.bind(run_id=run_id).info("stopping the run: cancelled or ended elsewhere")
-                job.cancel.set()
+                run.cancel.set()
 
     def _sweep(self, rule: SweepRule) -> None:
         try:

@@ -20,8 +20,9 @@ from ai_data_agent.checks import Check
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.cluster.worker_sessions import SessionHost
-from ai_data_agent.service.dispatcher import RunExecutor
+from ai_data_agent.service.health import engine_probes
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
 
@@ -70,24 +71,10 @@ class WorkerNode:
 
     # -- readiness ---------------------------------------------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:
-        return {"docker": self.check_docker, "image": self.check_image, "lease": self.check_lease}
+        return {**engine_probes(self.executor.backend), "lease": self.check_lease}
 
     def instant_checks(self) -> list[Check]:
         return [self.prewarm.check()] if self.prewarm.sets else []
-
-    def check_docker(self) -> Check:
-        try:
-            self.executor.backend.ping()
-        except Exception as exc:
-            return Check.failed("docker", exc)
-        return Check("docker", True, "reachable")
-
-    def check_image(self) -> Check:
-        try:
-            image = self.executor.backend.check_image()
-        except Exception as exc:
-            return Check.failed("image", exc)
-        return Check("image", True, image)
 
     def check_lease(self) -> Check:
         """The database answers and this worker's lease is live."""

@@ -25,7 +25,6 @@ from loguru import logger
 from pydantic import TypeAdapter
 
 from ai_data_agent.errors import AiDataAgentError, NotFound
-from ai_data_agent.service.cells import CellHandle
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_sessions import (
     ANY_WORKER,
@@ -35,8 +34,9 @@ from ai_data_agent.service.cluster.pg_sessions import (
     PgSessionRegistry,
 )
 from ai_data_agent.service.cluster.worker import Worker
-from ai_data_agent.service.dispatcher import RunExecutor
+from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
@@ -179,7 +179,7 @@ class SessionHost:
         topic = f"{call.session_id}/{handle.count}"
         self.calls.started(call.id, n=handle.count)
         asyncio.run(self._relay(handle, topic))
-        handle.done.wait()
+        handle.wait()
         self.worker.pump.flush(topic)  # every event is written before the row says done
         if handle.error is not None:
             raise handle.error

@@ -1,6 +1,6 @@
 """The daemon's ``/mcp``: streamable HTTP, behind the API's bearer tokens and a Host allow-list.
 
-    endpoint = McpEndpoint(daemon)
+    endpoint = McpEndpoint(node)
     app.router.routes.append(endpoint.route)       # /mcp, every method
     async with endpoint.running():                 # in the app's lifespan
         ...
@@ -27,11 +27,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ai_data_agent.errors import AiDataAgentError
-from ai_data_agent.mcp.in_daemon import DaemonSandbox
 from ai_data_agent.mcp.server import build_server
 from ai_data_agent.mcp.tools import ToolOptions
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.http_errors import error_response
+from ai_data_agent.service.mcp.in_daemon import DaemonSandbox
 from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.settings import Settings
 
@@ -75,16 +75,16 @@ class _TokenGuard:
 
 
 class McpEndpoint:
-    """The MCP server over the daemon's own dispatcher and sessions, as one ASGI route."""
+    """The MCP server over the node's own dispatcher and sessions, as one ASGI route."""
 
-    def __init__(self, daemon: ServiceNode) -> None:
-        settings = daemon.settings
+    def __init__(self, node: ServiceNode) -> None:
+        settings = node.settings
         options = ToolOptions(
             default_session=False,
             max_images=settings.mcp_max_images,
             cell_timeout_s=settings.mcp_cell_timeout_s,
         )
-        self.server, _ = build_server(DaemonSandbox(daemon), options)
+        self.server, _ = build_server(DaemonSandbox(node), options)
         # Builds the SDK's session manager; its own Starlette app is not used.
         self.server.streamable_http_app(
             streamable_http_path=PATH,
@@ -94,7 +94,7 @@ class McpEndpoint:
             transport_security=transport_security(settings),
         )
         self.manager: StreamableHTTPSessionManager = self.server.session_manager
-        self.route = Route(PATH, endpoint=_TokenGuard(self.manager.handle_request, daemon.auth))
+        self.route = Route(PATH, endpoint=_TokenGuard(self.manager.handle_request, node.auth))
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -1,6 +1,6 @@
 """``/mcp`` for the daemon, with the MCP SDK loaded at the first request to it.
 
-    endpoint = LazyEndpoint(daemon)
+    endpoint = LazyEndpoint(node)
     app.router.routes.append(endpoint.route)
     async with endpoint.running():      # in the app's lifespan: cheap until used
         ...
@@ -21,11 +21,12 @@ import anyio
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ai_data_agent.service.node import ServiceNode
+
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-    from ai_data_agent.mcp.http import McpEndpoint
-    from ai_data_agent.service.node import ServiceNode
+    from ai_data_agent.service.mcp.http import McpEndpoint
 
 __all__ = ["PATH", "LazyEndpoint"]
 
@@ -33,8 +34,8 @@ PATH = "/mcp"
 
 
 class LazyEndpoint:
-    def __init__(self, daemon: ServiceNode) -> None:
-        self.daemon = daemon
+    def __init__(self, node: ServiceNode) -> None:
+        self.node = node
         self.route = Route(PATH, endpoint=self)
         self._endpoint: McpEndpoint | None = None
         self._lock = anyio.Lock()
@@ -54,9 +55,9 @@ class LazyEndpoint:
     async def _loaded(self) -> McpEndpoint:
         async with self._lock:
             if self._endpoint is None:
-                from ai_data_agent.mcp.http import McpEndpoint
+                from ai_data_agent.service.mcp.http import McpEndpoint
 
-                endpoint = McpEndpoint(self.daemon)
+                endpoint = McpEndpoint(self.node)
                 assert self._group is not None, "/mcp is served only inside the app's lifespan"
                 await self._group.start(self._serve, endpoint)
                 self._endpoint = endpoint

@@ -1,0 +1,111 @@
+"""Executing one claimed run, the same on one node and on a cluster's worker.
+
+    run = ClaimedRun(run_id, request, limits)
+    outcome = execute_run(executor, run, publish, artifacts_dir, log_of="daemon")
+    run.interrupt()                        # another thread, at the end of the grace period
+    store.finish(run.id, outcome.status, result=outcome.result, error=outcome.error)
+
+The caller decides where a run comes from (the daemon's queue, the cluster's
+``FOR UPDATE SKIP LOCKED`` claim) and where its events and terminal record go
+(the handle's event log and SQLite, or the event pump and PostgreSQL); what
+happens in between is here: the executor's phases become ``status`` events
+and its output ``stdout``/``stderr`` events, a host failure becomes an
+``error`` outcome without a traceback, a bug one that points at the log, and
+a run stopped at the end of a shutdown's grace period ends ``interrupted``
+(not ``cancelled``, which is what a client asked for).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loguru import logger
+
+from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.executor import RunEvent
+from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.service.node import REASON_SHUTDOWN_RUNNING, RunExecutor
+
+__all__ = ["LIVE_STATUSES", "ClaimedRun", "Outcome", "Publish", "execute_run"]
+
+# Executor phases that clients see as `status` events (beside queued and the end).
+LIVE_STATUSES = ("installing", "running", "collecting")
+Publish = Callable[[str, str], None]  # (event name, its data as one line of JSON)
+
+
+@dataclass(eq=False)
+class ClaimedRun:
+    """A run taken from the queue to execute here, and the switch that stops it."""
+
+    id: str
+    request: RunRequest
+    limits: Limits | None  # None: the executor's defaults (a record admitted without them)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    interrupted: bool = False  # stopped by a shutdown, not by a client
+
+    def interrupt(self) -> None:
+        """Stop it because this node shuts down: it will end ``interrupted``."""
+        self.interrupted = True
+        self.cancel.set()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: what its terminal record says."""
+
+    status: RunStatus
+    result: RunResult | None  # None when no container ran to the end
+    error: str | None
+
+    def interrupted(self) -> Outcome:
+        status, error = RunStatus.INTERRUPTED, REASON_SHUTDOWN_RUNNING
+        result = self.result
+        if result is not None:
+            result = result.model_copy(update={"status": status, "error": error})
+        return Outcome(status, result, error)
+
+
+def execute_run(
+    executor: RunExecutor,
+    run: ClaimedRun,
+    publish: Publish,
+    artifacts_dir: Path,
+    *,
+    log_of: str,
+) -> Outcome:
+    """Run ``run`` through the executor; never raises for the run's own failures.
+
+    ``log_of`` names the process whose log has the traceback of a crash
+    (``daemon``, ``worker``), for the error a client reads.
+    """
+    log = logger.bind(run_id=run.id)
+
+    def on_event(event: RunEvent) -> None:
+        if event.kind != "phase":
+            publish(event.kind, json.dumps({"data": event.data}))
+        elif event.data in LIVE_STATUSES:
+            publish("status", json.dumps({"status": event.data}))
+
+    try:
+        result = executor.run(
+            run.request,
+            run_id=run.id,
+            cancel=run.cancel,
+            on_event=on_event,
+            artifacts_dir=artifacts_dir,
+            limits=run.limits,
+        )
+        outcome = Outcome(result.status, result, result.error)
+    except AiDataAgentError as exc:
+        # Host or Docker failure (or bad configuration): a terminal record, no traceback.
+        log.error("run failed on the host: {}", exc)
+        outcome = Outcome(RunStatus.ERROR, None, str(exc))
+    except Exception as exc:
+        log.opt(exception=exc).error("run crashed: {}", exc)
+        message = f"internal error ({type(exc).__name__}); see the {log_of}'s log"
+        outcome = Outcome(RunStatus.ERROR, None, message)
+    return outcome.interrupted() if run.interrupted else outcome

@@ -1,0 +1,102 @@
+"""Readiness, the same on every node: the checks a node names, run at once with a timeout.
+
+    probes = {**engine_probes(executor.backend), "store": probe("store", store.probe_writable, "writable")}
+    answer = await readiness(node, request.app)          # {"status": "ready", ...} or NotReady
+
+A node (one daemon, a cluster's API node, a worker) lists its checks that may
+block (`probes`: the engine, the image, a database) and those that answer at
+once (`instant_checks`: prewarm progress); ``/readyz`` runs the first kind in
+threads of its own limiter, each abandoned after `READY_CHECK_TIMEOUT_S`, so a
+hung engine is reported ("no answer") instead of holding the answer or
+starving the API's own threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import anyio
+from starlette.applications import Starlette
+
+from ai_data_agent.checks import Check
+from ai_data_agent.errors import NotReady
+from ai_data_agent.executor.backend import Backend
+
+__all__ = ["READY_CHECK_TIMEOUT_S", "Probed", "engine_probes", "probe", "readiness"]
+
+READY_CHECK_TIMEOUT_S = 5.0
+PROBE_THREADS = 6  # readiness checks in flight at once (three per probe)
+
+Probe = Callable[[], Check]
+
+
+class Probed(Protocol):
+    def probes(self) -> dict[str, Probe]:
+        """Readiness checks that may block (run in threads, with a timeout), by name."""
+
+    def instant_checks(self) -> list[Check]:
+        """Readiness checks that answer at once."""
+
+
+def probe(name: str, call: Callable[[], object], detail: str | None = None) -> Probe:
+    """A check named ``name`` that passes when ``call`` returns (``detail``, else what it
+    returned, says how) and fails with the error it raises."""
+
+    def check() -> Check:
+        try:
+            value = call()
+        except Exception as exc:
+            return Check.failed(name, exc)
+        return Check(name, True, str(value) if detail is None else detail)
+
+    return check
+
+
+def engine_probes(backend: Backend) -> dict[str, Probe]:
+    """The engine answers, and the sandbox image is there."""
+    return {
+        "docker": probe("docker", backend.ping, "reachable"),
+        "image": probe("image", backend.check_image),
+    }
+
+
+async def _timed(check: Probe, name: str, limiter: anyio.CapacityLimiter) -> Check:
+    # A hung engine call is abandoned, not waited for. Its thread holds a token of
+    # the probes' own limiter until it returns, so probes that hang can only starve
+    # later probes (which then report "no answer"), never the API's store calls.
+    with anyio.move_on_after(READY_CHECK_TIMEOUT_S):
+        result: Check = await anyio.to_thread.run_sync(
+            check, abandon_on_cancel=True, limiter=limiter
+        )
+        return result
+    return Check(name, False, f"no answer within {READY_CHECK_TIMEOUT_S:g} s")
+
+
+def _limiter(app: Starlette) -> anyio.CapacityLimiter:
+    limiter: anyio.CapacityLimiter | None = getattr(app.state, "probe_limiter", None)
+    if limiter is None:  # made on the event loop, at the first probe
+        limiter = app.state.probe_limiter = anyio.CapacityLimiter(PROBE_THREADS)
+    return limiter
+
+
+async def readiness(node: Probed, app: Starlette, *extra: Check) -> dict[str, Any]:
+    """Every check of ``node`` (and ``extra``) by name, when all pass.
+
+    Raises:
+        NotReady: some failed; the message names each with why.
+    """
+    checks: dict[str, Check] = {}
+    limiter = _limiter(app)
+
+    async def run(check: Probe, name: str) -> None:
+        checks[name] = await _timed(check, name, limiter)
+
+    async with anyio.create_task_group() as group:
+        for name, check in node.probes().items():
+            group.start_soon(run, check, name)
+    checks.update((check.name, check) for check in (*node.instant_checks(), *extra))
+    failed = [c for c in checks.values() if not c.ok]
+    if failed:
+        raise NotReady("; ".join(f"{c.name}: {c.detail}" for c in failed))
+    return {"status": "ready", "checks": {name: c.detail for name, c in sorted(checks.items())}}

@@ -1,0 +1,93 @@
+"""What a client may do with runs, the same through both doors: the HTTP routes and ``/mcp``.
+
+    handle = await admit(node, request)          # limits resolved once; QueueFull, NotReady
+    result = await final_result(node, handle)    # waits without a thread
+    record = await record_or_404(node, run_id)
+    artifact, body = await listed_artifact(node, run_id, "out.csv")
+    await cancel(node, run_id)                   # waits (bounded) for the terminal record
+
+Each takes the `node.ServiceNode` (one node or a cluster's API node) and runs
+its blocking calls in worker threads, so the event loop never waits on a
+store or an engine. Errors are the tree's (`NotFound` is a 404 over HTTP and a
+tool error over MCP).
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, RunRecord
+from ai_data_agent.errors import NotFound, ServerError
+from ai_data_agent.limits import resolve_run
+from ai_data_agent.models import Artifact, RunRequest, RunResult
+from ai_data_agent.service.handles import RunHandle, wait_done
+from ai_data_agent.service.node import CANCEL_WAIT_S, ArtifactBody, ServiceNode
+from ai_data_agent.service.records import result_of
+
+__all__ = ["admit", "cancel", "final_result", "listed_artifact", "record_or_404", "stored_result"]
+
+
+async def admit(node: ServiceNode, request: RunRequest) -> RunHandle:
+    """Resolve ``request``'s limits and submit it.
+
+    Raises:
+        RequestRejected: it breaks a server limit (nothing recorded).
+        QueueFull, NotReady: as `RunDispatcher.submit`.
+    """
+    limits = resolve_run(request, node.settings)
+    return await anyio.to_thread.run_sync(node.dispatcher.submit, request, limits)
+
+
+def stored_result(record: RunRecord | None, run_id: str) -> RunResult:
+    """A finished run's result from its record, or one saying why there is none.
+
+    Raises:
+        ServerError: there is no terminal record.
+    """
+    if record is None or record.status in ACTIVE_RUN_STATUSES:
+        raise ServerError(f"run {run_id} has no terminal record", run_id=run_id)
+    return result_of(record)
+
+
+async def final_result(node: ServiceNode, handle: RunHandle) -> RunResult:
+    """The run's result once it has ended: the one in hand, else its record's."""
+    await wait_done(handle)
+    if handle.result is not None:
+        return handle.result
+    # A worker that never finished the run: its record says what happened.
+    return stored_result(await anyio.to_thread.run_sync(node.store.get, handle.id), handle.id)
+
+
+async def record_or_404(node: ServiceNode, run_id: str) -> RunRecord:
+    record = await anyio.to_thread.run_sync(node.store.get, run_id)
+    if record is None:
+        raise NotFound(f"no run with id {run_id[:64]!r}", run_id=run_id)
+    return record
+
+
+async def listed_artifact(
+    node: ServiceNode, run_id: str, path: str
+) -> tuple[Artifact, ArtifactBody]:
+    """An artifact the run's result lists, and its bytes from the run's own storage.
+
+    Raises:
+        NotFound: no such run, or it lists no such artifact (or its bytes are gone).
+    """
+    record = await record_or_404(node, run_id)
+    listed = {a.path: a for a in record.result.artifacts} if record.result is not None else {}
+    artifact = listed.get(path)
+    body = None
+    if artifact is not None:
+        body = await anyio.to_thread.run_sync(node.artifact_body, run_id, path)
+    if artifact is None or body is None:
+        raise NotFound(f"run {run_id[:64]!r} has no artifact {path[:200]!r}", run_id=run_id)
+    return artifact, body
+
+
+async def cancel(node: ServiceNode, run_id: str) -> None:
+    """Cancel an active run and wait (up to `CANCEL_WAIT_S`) for its terminal record; a run
+    that is not active is left as it is."""
+    handle = await anyio.to_thread.run_sync(node.dispatcher.cancel, run_id)
+    if handle is not None:
+        with anyio.move_on_after(CANCEL_WAIT_S):
+            await wait_done(handle)
