@@ -70,19 +70,19 @@ class ThreadJob(Generic[T]):
             try:
                 outcome = call()
             except BaseException as exc:  # handed to the waiter, raised there
-                loop.call_soon_threadsafe(self._settle, None, exc)
+                loop.call_soon_threadsafe(self._fail, exc)
             else:
-                loop.call_soon_threadsafe(self._settle, outcome, None)
+                loop.call_soon_threadsafe(self._resolve, outcome)
 
         threading.Thread(target=work, name="mcp-job", daemon=True).start()
 
-    def _settle(self, outcome: T | None, error: BaseException | None) -> None:
-        if self._future.done():
-            return
-        if error is not None:
+    def _resolve(self, outcome: T) -> None:
+        if not self._future.done():
+            self._future.set_result(outcome)
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._future.done():
             self._future.set_exception(error)
-        else:
-            self._future.set_result(outcome)  # type: ignore[arg-type]
 
     async def wait(self) -> T:
         return await asyncio.shield(self._future)

@@ -17,6 +17,7 @@ the sessions the cluster already counted as lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL
@@ -149,18 +150,19 @@ _CALL_COLUMNS = (
 )
 
 
-def _call(row: tuple[object, ...]) -> Call:
+def _call(row: tuple[Any, ...]) -> Call:
+    """A `Call` of a row of `_CALL_COLUMNS` (psycopg gives bytea as memoryview)."""
     cid, sid, kind, status, args, payload, n, result, data, code, error = row
     return Call(
-        int(cid),  # type: ignore[call-overload]
+        int(cid),
         str(sid),
         str(kind),
         str(status),
         str(args),
-        None if payload is None else bytes(payload),  # type: ignore[call-overload]
-        None if n is None else int(n),  # type: ignore[call-overload]
+        None if payload is None else bytes(payload),
+        None if n is None else int(n),
         None if result is None else str(result),
-        None if data is None else bytes(data),  # type: ignore[call-overload]
+        None if data is None else bytes(data),
         None if code is None else str(code),
         None if error is None else str(error),
     )
@@ -234,18 +236,18 @@ class PgSessionCalls:
         """This worker's queued calls, and one ``create`` if it has ``room``; now running."""
         with self.db.connection() as conn, conn.transaction():
             rows = conn.execute(
-                "UPDATE session_calls SET status = 'running' WHERE id IN ("
+                "UPDATE session_calls SET status = 'running' WHERE id IN ("  # noqa: S608 (a constant)
                 "SELECT id FROM session_calls WHERE status = 'queued' AND worker = %s "
                 "ORDER BY id FOR UPDATE SKIP LOCKED) "
-                "RETURNING id, session_id, kind, status, args, payload, n, result, result_data, error_code, error",
+                f"RETURNING {_CALL_COLUMNS}",
                 (worker_id,),
             ).fetchall()
             if room:
                 rows += conn.execute(
-                    "UPDATE session_calls SET status = 'running', worker = %s WHERE id = ("
+                    "UPDATE session_calls SET status = 'running', worker = %s WHERE id = ("  # noqa: S608
                     "SELECT id FROM session_calls WHERE status = 'queued' AND kind = 'create' "
                     "AND worker IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
-                    "RETURNING id, session_id, kind, status, args, payload, n, result, result_data, error_code, error",
+                    f"RETURNING {_CALL_COLUMNS}",
                     (worker_id,),
                 ).fetchall()
         return sorted((_call(row) for row in rows), key=lambda call: call.id)
