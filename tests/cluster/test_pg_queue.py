@@ -17,6 +17,7 @@ from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_sessions import PgSessionCalls, PgSessionRegistry
 from ai_data_agent.service.cluster.pg_store import PgRunStore
 from ai_data_agent.service.cluster.pg_workers import WorkerRegistry
+from ai_data_agent.service.records import Outcome
 from ai_data_agent.session_models import SessionInfo, SessionStatus
 from ai_data_agent.settings import Settings
 
@@ -112,7 +113,7 @@ def test_admission_is_bounded_by_live_slots_plus_the_queue_wherever_it_lands(
         two.admit("r5", RunRequest(code="x"), LIMITS, max_queued=3, lease_s=30)
     assert caught.value.retry_after and admitted == 5
     assert one.get("r5") is None  # nothing recorded
-    one.finish("r0", RunStatus.CANCELLED)
+    one.finish("r0", Outcome(RunStatus.CANCELLED))
     two.admit("r5", RunRequest(code="x"), LIMITS, max_queued=3, lease_s=30)
 
 
@@ -160,7 +161,7 @@ def test_a_worker_whose_lease_lapsed_claims_nothing_and_its_late_write_loses(
         record.error is not None and "droplet-1" in record.error and "not run again" in record.error
     )
     result = RunResult(id="r1", status=RunStatus.SUCCEEDED)
-    assert not worker.finish_owned("r1", "w1", RunStatus.SUCCEEDED, result=result)
+    assert not worker.finish_owned("r1", "w1", Outcome(RunStatus.SUCCEEDED, result))
     assert not WorkerRegistry(worker.db).heartbeat("w1")  # it learns it was declared lost
     api.admit("r2", RunRequest(code="x"), LIMITS, max_queued=5, lease_s=30)
     assert worker.claim("w1") is None
@@ -211,7 +212,7 @@ def test_artifacts_are_stored_in_chunks_with_the_terminal_write_and_go_with_the_
     ]
     result = RunResult(id="r1", status=RunStatus.SUCCEEDED, artifacts=artifacts)
     assert worker.finish_owned(
-        "r1", "w1", RunStatus.SUCCEEDED, result=result, artifacts_dir=tmp_path
+        "r1", "w1", Outcome(RunStatus.SUCCEEDED, result), artifacts_dir=tmp_path
     )
     chunks = pg_events.artifact_chunks(api.db, "r1", "big.bin")
     assert chunks is not None and b"".join(chunks) == big

@@ -11,7 +11,7 @@ import pytest
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_store import PgRunStore
-from ai_data_agent.service.records import RunRecords
+from ai_data_agent.service.records import Outcome, RunRecords
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
 
@@ -66,8 +66,8 @@ def test_exactly_one_terminal_state(store: RunRecords) -> None:
     assert store.mark_running("r1")
     assert not store.mark_running("r1")
     result = RunResult(id="r1", status=RunStatus.SUCCEEDED, stdout="hi\n")
-    assert store.finish("r1", RunStatus.SUCCEEDED, result=result)
-    assert not store.finish("r1", RunStatus.CANCELLED, error="too late")
+    assert store.finish("r1", Outcome(RunStatus.SUCCEEDED, result))
+    assert not store.finish("r1", Outcome(RunStatus.CANCELLED, error="too late"))
     assert store.interrupt_active("restart") == []
     record = store.get("r1")
     assert record is not None
@@ -85,7 +85,7 @@ def test_concurrent_finishers_on_two_nodes_agree_on_one_winner(
 
     def finisher(store: RunRecords, status: RunStatus) -> None:
         for number in range(20):
-            if store.finish(f"r{number}", status):
+            if store.finish(f"r{number}", Outcome(status)):
                 with lock:
                     wins.append(f"r{number}")
 
@@ -121,7 +121,7 @@ def test_interrupt_active_ends_queued_and_running_with_the_reason(store: RunReco
 def test_list_pages_newest_first_with_a_status_filter(store: RunRecords) -> None:
     for number in range(5):
         store.insert(f"r{number}", RunRequest(code="x"), now=1000.0 + number)
-    store.finish("r1", RunStatus.CANCELLED)
+    store.finish("r1", Outcome(RunStatus.CANCELLED))
     page, total = store.list(limit=2, offset=1)
     assert [r.id for r in page] == ["r3", "r2"] and total == 5
     cancelled, count = store.list(status="cancelled")
@@ -132,7 +132,7 @@ def test_retention_keeps_active_records_and_the_newest(store: RunRecords) -> Non
     for number in range(6):
         store.insert(f"r{number}", RunRequest(code="x"), now=1000.0 + number)
     for number in range(5):
-        store.finish(f"r{number}", RunStatus.SUCCEEDED)
+        store.finish(f"r{number}", Outcome(RunStatus.SUCCEEDED))
     # r0 is too old; of the rest, keep the newest 3 records (r5 is still queued).
     deleted = store.apply_retention(max_age_s=100.0, max_runs=3, now=1100.5)
     assert deleted == 3

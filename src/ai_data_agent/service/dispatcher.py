@@ -36,7 +36,7 @@ from loguru import logger
 
 from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
-from ai_data_agent.service.execution import ClaimedRun, Outcome, execute_run
+from ai_data_agent.service.execution import ClaimedRun, execute_run
 from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import (
@@ -47,6 +47,7 @@ from ai_data_agent.service.node import (
     STOP_SLACK_S,
     RunExecutor,
 )
+from ai_data_agent.service.records import Outcome
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
 
@@ -65,7 +66,8 @@ class _Entry:
 
 
 class Dispatcher:
-    """Runs accepted requests on worker threads. See the module docstring."""
+    """`node.RunDispatcher` of one node: a bounded queue in memory over the SQLite records,
+    and a worker thread per concurrent run. See the module docstring."""
 
     def __init__(
         self, settings: Settings, executor: RunExecutor, store: RunStore, metrics: ServiceMetrics
@@ -176,7 +178,7 @@ class Dispatcher:
             else:
                 entry.run.cancel.set()
         if was_queued:
-            self._finish(entry, Outcome(RunStatus.CANCELLED, None, REASON_CANCELLED_QUEUED))
+            self._finish(entry, Outcome(RunStatus.CANCELLED, error=REASON_CANCELLED_QUEUED))
         else:
             logger.bind(run_id=run_id).info("cancel requested; stopping the sandbox")
         return entry.handle
@@ -206,7 +208,7 @@ class Dispatcher:
             grace,
         )
         for entry in queued:
-            self._finish(entry, Outcome(RunStatus.INTERRUPTED, None, REASON_SHUTDOWN_QUEUED))
+            self._finish(entry, Outcome(RunStatus.INTERRUPTED, error=REASON_SHUTDOWN_QUEUED))
         self._drainer = threading.Thread(target=self._drain, name="run-drainer", daemon=True)
         self._drainer.start()
 
@@ -280,18 +282,18 @@ class Dispatcher:
 
     def _finish(self, entry: _Entry, outcome: Outcome) -> None:
         """Write the terminal record (once), count it, wake waiters. Never raises."""
-        run_id, status, result, error = entry.run.id, outcome.status, outcome.result, outcome.error
+        run_id, status, result = entry.run.id, outcome.status, outcome.result
         log = logger.bind(run_id=run_id)
         try:
-            changed = self._store.finish(run_id, status, result=result, error=error)
+            changed = self._store.finish(run_id, outcome)
         except Exception as exc:
             log.opt(exception=exc).error("cannot record the end of the run ({}): {}", status, exc)
             changed = False
         if changed:
             self._metrics.observe_finished(status, result)
             if result is None:  # the executor logged nothing for it
-                log.info("run finished: status={} error={}", status, error)
-        final = result or RunResult(id=run_id, status=status, error=error)
+                log.info("run finished: status={} error={}", status, outcome.error)
+        final = result or RunResult(id=run_id, status=status, error=outcome.error)
         entry.handle.events.publish("result", final.model_dump(mode="json"))
         entry.handle.events.close()
         entry.handle.set_done(final)

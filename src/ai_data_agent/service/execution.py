@@ -3,7 +3,7 @@
     run = ClaimedRun(run_id, request, limits)
     outcome = execute_run(executor, run, publish, artifacts_dir, log_of="daemon")
     run.interrupt()                        # another thread, at the end of the grace period
-    store.finish(run.id, outcome.status, result=outcome.result, error=outcome.error)
+    store.finish(run.id, outcome)                # records.Outcome: status, result, error
 
 The caller decides where a run comes from (the daemon's queue, the cluster's
 ``FOR UPDATE SKIP LOCKED`` claim) and where its events and terminal record go
@@ -27,10 +27,11 @@ from loguru import logger
 
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.executor import RunEvent
-from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.models import Limits, RunRequest, RunStatus
 from ai_data_agent.service.node import REASON_SHUTDOWN_RUNNING, RunExecutor
+from ai_data_agent.service.records import Outcome
 
-__all__ = ["LIVE_STATUSES", "ClaimedRun", "Outcome", "Publish", "execute_run"]
+__all__ = ["LIVE_STATUSES", "ClaimedRun", "Publish", "execute_run"]
 
 # Executor phases that clients see as `status` events (beside queued and the end).
 LIVE_STATUSES = ("installing", "running", "collecting")
@@ -53,20 +54,13 @@ class ClaimedRun:
         self.cancel.set()
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended: what its terminal record says."""
-
-    status: RunStatus
-    result: RunResult | None  # None when no container ran to the end
-    error: str | None
-
-    def interrupted(self) -> Outcome:
-        status, error = RunStatus.INTERRUPTED, REASON_SHUTDOWN_RUNNING
-        result = self.result
-        if result is not None:
-            result = result.model_copy(update={"status": status, "error": error})
-        return Outcome(status, result, error)
+def _interrupted(outcome: Outcome) -> Outcome:
+    """What a run stopped at the end of a shutdown's grace period ends with."""
+    status, error = RunStatus.INTERRUPTED, REASON_SHUTDOWN_RUNNING
+    result = outcome.result
+    if result is not None:
+        result = result.model_copy(update={"status": status, "error": error})
+    return Outcome(status, result, error)
 
 
 def execute_run(
@@ -103,9 +97,9 @@ def execute_run(
     except AiDataAgentError as exc:
         # Host or Docker failure (or bad configuration): a terminal record, no traceback.
         log.error("run failed on the host: {}", exc)
-        outcome = Outcome(RunStatus.ERROR, None, str(exc))
+        outcome = Outcome(RunStatus.ERROR, error=str(exc))
     except Exception as exc:
         log.opt(exception=exc).error("run crashed: {}", exc)
         message = f"internal error ({type(exc).__name__}); see the {log_of}'s log"
-        outcome = Outcome(RunStatus.ERROR, None, message)
-    return outcome.interrupted() if run.interrupted else outcome
+        outcome = Outcome(RunStatus.ERROR, error=message)
+    return _interrupted(outcome) if run.interrupted else outcome

@@ -18,6 +18,7 @@ call them from threads.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -25,7 +26,16 @@ from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, ActiveStatus, RunRecor
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 from ai_data_agent.session_models import CellResult, SessionInfo
 
-__all__ = ["RunRecords", "SessionRegistry", "record_from_row", "result_of"]
+__all__ = ["Outcome", "RunRecords", "SessionRegistry", "record_from_row", "result_of"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: the terminal state its record is given, once."""
+
+    status: RunStatus
+    result: RunResult | None = None  # None when no container ran to the end
+    error: str | None = None
 
 
 class RunRecords(Protocol):
@@ -42,15 +52,7 @@ class RunRecords(Protocol):
     def mark_running(self, run_id: str, *, now: float | None = None) -> bool:
         """``queued`` -> ``running``; False when the run is no longer queued."""
 
-    def finish(
-        self,
-        run_id: str,
-        status: RunStatus,
-        *,
-        result: RunResult | None = None,
-        error: str | None = None,
-        now: float | None = None,
-    ) -> bool:
+    def finish(self, run_id: str, outcome: Outcome, *, now: float | None = None) -> bool:
         """Give an active run its one terminal state; False when it already had one."""
 
     def interrupt_active(self, reason: str, *, now: float | None = None) -> list[str]:

@@ -16,11 +16,9 @@ threads, never from the event loop.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from pathlib import Path
 
-from ai_data_agent.errors import ConfigurationError
+from ai_data_agent.service.sqlite import SqliteFile
 from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
 
 __all__ = ["SESSIONS_FILENAME", "SessionStore"]
@@ -44,47 +42,12 @@ CREATE TABLE IF NOT EXISTS cells (
 """
 
 
-class SessionStore:
+class SessionStore(SqliteFile):
     """`records.SessionRegistry` in one SQLite file of one daemon."""
 
     def __init__(self, path: Path, *, node: str) -> None:
-        self.path = path
+        super().__init__(path, what="the session store", schema=SCHEMA)
         self.node = node
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def open(self) -> None:
-        """Create the database and its schema. Idempotent.
-
-        Raises:
-            ConfigurationError: it cannot be created or written.
-        """
-        with self._lock:
-            if self._conn is not None:
-                return
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=30
-                )
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(SCHEMA)
-            except (OSError, sqlite3.Error) as exc:
-                raise ConfigurationError(
-                    f"cannot open the session store {self.path}: {exc}"
-                ) from exc
-            self._conn = conn
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise sqlite3.ProgrammingError("the session store is not open")
-        return self._conn
 
     def put(self, info: SessionInfo) -> None:
         """Record a session's state, as held by this node; an ended session stays as it ended."""

@@ -4,7 +4,7 @@
     store.open()
     record = store.insert("3f2a...", RunRequest(code="print(1)"))
     store.mark_running(record.id)
-    store.finish(record.id, RunStatus.SUCCEEDED, result=result)
+    store.finish(record.id, Outcome(RunStatus.SUCCEEDED, result))
     store.close()
 
 Every method is blocking and thread-safe (one connection behind a lock); call
@@ -17,16 +17,14 @@ and power loss. Terminal updates are conditional on the record still being
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ai_data_agent.api_models import ActiveStatus, RunRecord
-from ai_data_agent.errors import ConfigurationError
-from ai_data_agent.models import RunRequest, RunResult, RunStatus
-from ai_data_agent.service.records import record_from_row
+from ai_data_agent.models import RunRequest
+from ai_data_agent.service.records import Outcome, record_from_row
+from ai_data_agent.service.sqlite import SqliteFile
 
 __all__ = ["STORE_FILENAME", "RunStore"]
 
@@ -51,59 +49,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # appear as "('queued', 'running')", matching ACTIVE_RUN_STATUSES.
 
 
-class RunStore:
+class RunStore(SqliteFile):
     """Run records in one SQLite file. See the module docstring for the guarantees."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    # -- lifecycle ----------------------------------------------------------------
-    def open(self) -> None:
-        """Create the data dir, the database and its schema. Idempotent.
-
-        Raises:
-            ConfigurationError: the directory or database cannot be created or written.
-        """
-        with self._lock:
-            if self._conn is not None:
-                return
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=30
-                )
-            except (OSError, sqlite3.Error) as exc:
-                raise ConfigurationError(
-                    f"cannot open the run store {self.path}: {exc}; check "
-                    "AI_DATA_AGENT_DATA_DIR and that this user may write there"
-                ) from exc
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                # FULL: a commit is on disk (WAL fsync'd) before it returns, so an
-                # acknowledged run survives power loss, not just a crash.
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(SCHEMA)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            except sqlite3.Error as exc:
-                conn.close()
-                raise ConfigurationError(
-                    f"cannot initialise the run store {self.path}: {exc}"
-                ) from exc
-            self._conn = conn
-
-    def close(self) -> None:
-        """Close the database. Idempotent; later calls raise `sqlite3.ProgrammingError`."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise sqlite3.ProgrammingError("the run store is not open")
-        return self._conn
+        # FULL: a commit is on disk (WAL fsync'd) before it returns, so an
+        # acknowledged run survives power loss, not just a crash.
+        pragmas = ("synchronous=FULL", f"user_version={SCHEMA_VERSION}")
+        super().__init__(path, what="the run store", schema=SCHEMA, pragmas=pragmas)
 
     # -- writes -------------------------------------------------------------------
     def insert(self, run_id: str, request: RunRequest, *, now: float | None = None) -> RunRecord:
@@ -131,25 +84,18 @@ class RunStore:
             )
         return cursor.rowcount == 1
 
-    def finish(
-        self,
-        run_id: str,
-        status: RunStatus,
-        *,
-        result: RunResult | None = None,
-        error: str | None = None,
-        now: float | None = None,
-    ) -> bool:
+    def finish(self, run_id: str, outcome: Outcome, *, now: float | None = None) -> bool:
         """Give an active run its one terminal state; False when it already had one."""
+        result = outcome.result
         with self._lock:
             cursor = self._db().execute(
                 "UPDATE runs SET status = ?, finished_at = ?, result = ?, error = ? "
                 "WHERE id = ? AND status IN ('queued', 'running')",
                 (
-                    status.value,
+                    outcome.status.value,
                     time.time() if now is None else now,
                     None if result is None else result.model_dump_json(),
-                    error,
+                    outcome.error,
                     run_id,
                 ),
             )

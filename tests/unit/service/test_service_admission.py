@@ -22,6 +22,7 @@ from ai_data_agent.api_models import ServerInfo
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service import runs as runs_module
 from ai_data_agent.service.node import CANCEL_WAIT_S
+from ai_data_agent.service.records import Outcome
 from ai_data_agent.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -160,7 +161,7 @@ async def test_without_a_result_in_hand_the_record_answers(
         store = svc.daemon.store
 
         def settled_elsewhere(run_id: str, **kwargs: Any) -> bool:
-            store.finish(run_id, RunStatus.INTERRUPTED, error="settled elsewhere")
+            store.finish(run_id, Outcome(RunStatus.INTERRUPTED, error="settled elsewhere"))
             return False
 
         monkeypatch.setattr(store, "mark_running", settled_elsewhere)

@@ -19,6 +19,7 @@ from service_fakes import (
 from ai_data_agent.api_models import RunRecord
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 from ai_data_agent.service.daemon import REASON_STALE
+from ai_data_agent.service.records import Outcome
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +39,7 @@ async def test_start_marks_stale_records_interrupted_and_sweeps_orphans(tmp_path
     store.mark_running("was-running")
     store.insert("was-done", RunRequest(code="x"))
     store.finish(
-        "was-done", RunStatus.SUCCEEDED, result=RunResult(id="was-done", status="succeeded")
+        "was-done", Outcome(RunStatus.SUCCEEDED, RunResult(id="was-done", status="succeeded"))
     )
     store.close()
 
@@ -83,11 +84,11 @@ async def test_retention_by_age_and_count_spares_active_runs(tmp_path: Path) -> 
     for number in range(5):
         run_id = f"old-{number}"
         store.insert(run_id, RunRequest(code="x"), now=now - 10 * DAY + number)
-        store.finish(run_id, RunStatus.SUCCEEDED, now=now - 10 * DAY + number)
+        store.finish(run_id, Outcome(RunStatus.SUCCEEDED), now=now - 10 * DAY + number)
     for number in range(4):
         run_id = f"new-{number}"
         store.insert(run_id, RunRequest(code="x"), now=now - 60 + number)
-        store.finish(run_id, RunStatus.FAILED, now=now - 60 + number)
+        store.finish(run_id, Outcome(RunStatus.FAILED), now=now - 60 + number)
 
     assert store.apply_retention(max_age_s=7 * DAY, max_runs=100) == 5
     assert store.apply_retention(max_age_s=7 * DAY, max_runs=2) == 2
@@ -104,7 +105,7 @@ async def test_retention_runs_at_start_and_on_the_timer(tmp_path: Path) -> None:
     store = seed_store(tmp_path)
     for number in range(3):
         store.insert(f"r{number}", RunRequest(code="x"))
-        store.finish(f"r{number}", RunStatus.SUCCEEDED)
+        store.finish(f"r{number}", Outcome(RunStatus.SUCCEEDED))
     store.close()
     settings = make_settings(tmp_path, retention_max_runs=2, reaper_interval_s=0.05)
     async with running_service(settings) as svc:

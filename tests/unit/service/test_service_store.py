@@ -11,6 +11,7 @@ import pytest
 
 from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.service.records import Outcome
 from ai_data_agent.service.store import RunStore
 
 
@@ -45,8 +46,8 @@ def test_exactly_one_terminal_state(store: RunStore) -> None:
     assert store.mark_running("r1")
     assert not store.mark_running("r1")
     result = RunResult(id="r1", status=RunStatus.SUCCEEDED, stdout="hi\n")
-    assert store.finish("r1", RunStatus.SUCCEEDED, result=result)
-    assert not store.finish("r1", RunStatus.CANCELLED, error="too late")
+    assert store.finish("r1", Outcome(RunStatus.SUCCEEDED, result))
+    assert not store.finish("r1", Outcome(RunStatus.CANCELLED, error="too late"))
     assert store.interrupt_active("restart") == []
     record = store.get("r1")
     assert record is not None
@@ -61,7 +62,7 @@ def test_concurrent_finishers_agree_on_one_winner(store: RunStore) -> None:
 
     def finisher(status: RunStatus) -> None:
         for number in range(20):
-            if store.finish(f"r{number}", status):
+            if store.finish(f"r{number}", Outcome(status)):
                 with lock:
                     wins.append(f"r{number}")
 

@@ -55,7 +55,8 @@ def unavailable(exc: psycopg.Error) -> NotReady:
 
 
 class ClusterDispatcher:
-    """`node.RunDispatcher` over the database: admission, followed handles, cancel."""
+    """`node.RunDispatcher` over the database: admission bounded cluster-wide, the
+    handles of runs that execute on any worker (`Follower`), cancels told by NOTIFY."""
 
     def __init__(
         self, settings: Settings, store: PgRunStore, follower: Follower, metrics: ServiceMetrics

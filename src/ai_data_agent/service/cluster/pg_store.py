@@ -4,7 +4,7 @@
     store.open()
     record = store.admit(run_id, request, limits)     # cluster-wide bound, or QueueFull
     claimed = store.claim(worker_id)                  # FOR UPDATE SKIP LOCKED: one taker
-    store.finish_owned(run_id, worker_id, status, result=result, artifacts_dir=folder)
+    store.finish_owned(run_id, worker_id, outcome, artifacts_dir=folder)
 
 The `RunRecords` guarantees hold as for SQLite (the same contract tests run on
 both). Admission counts every active run of the cluster under a transaction
@@ -29,11 +29,11 @@ import psycopg
 
 from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, RunRecord
 from ai_data_agent.errors import ConfigurationError, QueueFull
-from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.models import Limits, RunRequest
 from ai_data_agent.service.cluster import pg_events, schema
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.node import RUN_RETRY_AFTER_S
-from ai_data_agent.service.records import record_from_row
+from ai_data_agent.service.records import Outcome, record_from_row
 
 __all__ = ["CHANNEL_CANCEL", "CHANNEL_QUEUE", "CHANNEL_RUN", "Claimed", "PgRunStore"]
 
@@ -171,20 +171,12 @@ class PgRunStore:
             None if limits is None else Limits.model_validate_json(limits),
         )
 
-    def finish(
-        self,
-        run_id: str,
-        status: RunStatus,
-        *,
-        result: RunResult | None = None,
-        error: str | None = None,
-        now: float | None = None,
-    ) -> bool:
+    def finish(self, run_id: str, outcome: Outcome, *, now: float | None = None) -> bool:
         with self.db.connection() as conn, conn.transaction():
             cursor = conn.execute(
                 "UPDATE runs SET status = %s, finished_at = %s, result = %s, error = %s "
                 "WHERE id = %s AND status IN ('queued', 'running')",
-                _terminal(run_id, status, result, error, now),
+                (*_terminal(outcome, now), run_id),
             )
             if cursor.rowcount == 1:
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_RUN, run_id))
@@ -194,10 +186,8 @@ class PgRunStore:
         self,
         run_id: str,
         worker_id: str,
-        status: RunStatus,
+        outcome: Outcome,
         *,
-        result: RunResult | None = None,
-        error: str | None = None,
         artifacts_dir: Path | None = None,
         now: float | None = None,
     ) -> bool:
@@ -210,12 +200,12 @@ class PgRunStore:
             cursor = conn.execute(
                 "UPDATE runs SET status = %s, finished_at = %s, result = %s, error = %s "
                 "WHERE id = %s AND status = 'running' AND worker = %s",
-                (*_terminal(run_id, status, result, error, now)[:4], run_id, worker_id),
+                (*_terminal(outcome, now), run_id, worker_id),
             )
             if cursor.rowcount != 1:
                 return False
-            if result is not None and artifacts_dir is not None:
-                pg_events.store_artifacts(conn, run_id, artifacts_dir, result.artifacts)
+            if outcome.result is not None and artifacts_dir is not None:
+                pg_events.store_artifacts(conn, run_id, artifacts_dir, outcome.result.artifacts)
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_RUN, run_id))
         return True
 
@@ -344,13 +334,12 @@ class PgRunStore:
         return [record_from_row(row) for row in rows], int(total[0]) if total else 0
 
 
-def _terminal(
-    run_id: str, status: RunStatus, result: RunResult | None, error: str | None, now: float | None
-) -> tuple[Any, ...]:
+def _terminal(outcome: Outcome, now: float | None) -> tuple[Any, ...]:
+    """The status, finished_at, result and error columns of a terminal write."""
+    result = outcome.result
     return (
-        status.value,
+        outcome.status.value,
         time.time() if now is None else now,
         None if result is None else result.model_dump_json(),
-        error,
-        run_id,
+        outcome.error,
     )

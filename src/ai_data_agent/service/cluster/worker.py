@@ -33,7 +33,7 @@ from loguru import logger
 
 from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.executor.backend import SweepRule
-from ai_data_agent.models import RunResult, RunStatus
+from ai_data_agent.models import RunStatus
 from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.pg_store import (
     CHANNEL_CANCEL,
@@ -43,9 +43,10 @@ from ai_data_agent.service.cluster.pg_store import (
 )
 from ai_data_agent.service.cluster.pg_workers import WorkerRegistry
 from ai_data_agent.service.cluster.pump import EventPump
-from ai_data_agent.service.execution import ClaimedRun, Outcome, execute_run
+from ai_data_agent.service.execution import ClaimedRun, execute_run
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import STOP_SLACK_S, RunExecutor
+from ai_data_agent.service.records import Outcome
 from ai_data_agent.settings import Settings
 
 __all__ = ["Worker"]
@@ -55,7 +56,11 @@ Extension = Callable[[str, str], None]
 
 
 class Worker:
-    """See the module docstring."""
+    """The runs of one worker node: its slots, its lease, and the runs it must stop.
+
+    Slots are threads that claim and execute; one more renews the lease. See the
+    module docstring for how runs arrive and end.
+    """
 
     def __init__(
         self, settings: Settings, executor: RunExecutor, db: Database, metrics: ServiceMetrics
@@ -228,10 +233,10 @@ class Worker:
             outcome = execute_run(self.executor, run, publish, folder, log_of="worker")
         except Exception as exc:  # a slot must outlive any one run, and the run must end
             logger.bind(run_id=run.id).opt(exception=exc).error("worker slot failed: {}", exc)
-            outcome = Outcome(RunStatus.ERROR, None, f"the worker failed: {exc}")
+            outcome = Outcome(RunStatus.ERROR, error=f"the worker failed: {exc}")
         try:
             self.pump.flush(run.id)
-            self._finish(run.id, outcome.status, outcome.result, outcome.error, folder)
+            self._finish(run.id, outcome, folder)
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -239,36 +244,29 @@ class Worker:
                 self._runs.pop(run.id, None)
                 self._lock.notify_all()
 
-    def _finish(
-        self,
-        run_id: str,
-        status: RunStatus,
-        result: RunResult | None,
-        error: str | None,
-        folder: Path | None,
-    ) -> None:
+    def _finish(self, run_id: str, outcome: Outcome, folder: Path | None) -> None:
         """The terminal write, retried until the database answers (or the worker stops)."""
         log = logger.bind(run_id=run_id)
         delay = 0.2
         while True:
             try:
-                won = self.store.finish_owned(
-                    run_id, self.id, status, result=result, error=error, artifacts_dir=folder
-                )
+                won = self.store.finish_owned(run_id, self.id, outcome, artifacts_dir=folder)
                 break
             except psycopg.Error as exc:
                 if self._stop.is_set():
-                    log.error("gave up recording the run's end ({}): {}", status, exc)
+                    log.error("gave up recording the run's end ({}): {}", outcome.status, exc)
                     return
                 log.warning("cannot record the run's end yet (retrying): {}", exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
             except Exception as exc:  # e.g. an artifact file unreadable: end it without them
                 log.opt(exception=exc).error("cannot store the run's result: {}", exc)
-                status, result, folder = RunStatus.ERROR, None, None
-                error = f"the worker could not store the result: {exc}"
+                outcome = Outcome(
+                    RunStatus.ERROR, error=f"the worker could not store the result: {exc}"
+                )
+                folder = None
         if won:
-            self.metrics.observe_finished(status, result)
+            self.metrics.observe_finished(outcome.status, outcome.result)
         else:
             log.warning("the run was already ended elsewhere; this worker's result is dropped")
 

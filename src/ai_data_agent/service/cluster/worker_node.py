@@ -36,7 +36,7 @@ class WorkerNode:
         self.metrics = metrics
         self.db = Database(settings, role="worker")
         self.worker = Worker(settings, executor, self.db, metrics)
-        self.sessions = SessionHost(settings, executor, self.db, self.worker, metrics)
+        self.sessions = SessionHost(self.worker)
         self.prewarm = Prewarmer(settings, executor)
         self.started = False
         self.startup_error: Exception | None = None

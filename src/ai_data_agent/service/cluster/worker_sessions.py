@@ -1,6 +1,6 @@
 """A worker's side of sessions: the calls routed to it, run on its own `SessionManager`.
 
-    host = SessionHost(settings, executor, db, worker, metrics)
+    host = SessionHost(worker)          # its engine, database and metrics
     host.attach(); worker.start(); host.start()
     ...
     host.stop()
@@ -25,7 +25,6 @@ from loguru import logger
 from pydantic import TypeAdapter
 
 from ai_data_agent.errors import AiDataAgentError, NotFound
-from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_sessions import (
     ANY_WORKER,
     CHANNEL_SESSION,
@@ -35,8 +34,6 @@ from ai_data_agent.service.cluster.pg_sessions import (
 )
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.handles import CellHandle
-from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
@@ -44,7 +41,6 @@ from ai_data_agent.session_models import (
     SessionFile,
     SessionRequest,
 )
-from ai_data_agent.settings import Settings
 
 __all__ = ["SessionHost"]
 
@@ -52,19 +48,16 @@ FILES = TypeAdapter(list[SessionFile])
 
 
 class SessionHost:
-    def __init__(
-        self,
-        settings: Settings,
-        executor: RunExecutor,
-        db: Database,
-        worker: Worker,
-        metrics: ServiceMetrics,
-    ) -> None:
-        self.settings = settings
+    """The session calls a worker answers, on a `SessionManager` of its own engine."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.settings = worker.settings
         self.worker = worker
-        self.registry = PgSessionRegistry(db, node=worker.id)
-        self.calls = PgSessionCalls(db)
-        self.manager = SessionManager(settings, executor, self.registry, metrics)
+        self.registry = PgSessionRegistry(worker.db, node=worker.id)
+        self.calls = PgSessionCalls(worker.db)
+        self.manager = SessionManager(
+            worker.settings, worker.executor, self.registry, worker.metrics
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._accepting = True
