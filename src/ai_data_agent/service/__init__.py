@@ -5,15 +5,21 @@
     serve(Settings(), host="127.0.0.1", port=8000)      # blocking, under uvicorn
     app = create_app(Settings())                        # the ASGI app, for tests or mounting
 
-Modules, in the order a request meets them: `server` (uvicorn, bind policy,
-logging), `app` (routes), `body_limit`, `auth`, `submission` (the POST body,
-validated once), `http_errors` (exceptions to answers, in one place), `info`
-(``GET /v1/info``), `node` (what the routes need of the node behind them),
-`dispatcher` (queue and worker threads), `records` (the store contract),
-`store` (SQLite records), `daemon` (wiring, start and stop), `reaper` (sweeps,
-retention), `metrics`. With ``database_url`` set, `cluster` takes the place of
-store, dispatcher and daemon (PostgreSQL; docs/scale-out.md). The API is
-described in docs/api.md.
+A request meets, in order: `server` and `serving` (uvicorn, the bind policy,
+logging, the drain at SIGTERM), `app` (the routes; `session_routes` for
+sessions, `mcp` for ``/mcp``), `body_limit`, `auth`, `submission` (a POST body,
+validated once), `runs` (what a client does with runs, the same for the
+routes and ``/mcp``), then the node behind them, seen only through `node`
+(its contracts: `ServiceNode`, `RunDispatcher`, `SessionService`,
+`RunExecutor`). One node (`daemon`) is `dispatcher` (the bounded queue and its
+worker threads), `sessions` (a kernel per session), `store` and
+`session_store` (SQLite, under the contracts of `records`), `reaper` and
+`prewarm`. Every claimed run is executed by `execution`, here and on a
+cluster's worker; `handles` is what a waiting request holds (`RunHandle`,
+`CellHandle`), `events` their live events, `health` the readiness checks,
+`http_errors` the one place exceptions become answers, `info` and `metrics`.
+With ``database_url`` set, `cluster` takes the place of dispatcher, stores and
+daemon (PostgreSQL; docs/scale-out.md). The API is described in docs/api.md.
 """
 
 from ai_data_agent.service.app import create_app

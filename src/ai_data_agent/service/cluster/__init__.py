@@ -4,14 +4,20 @@
     AI_DATA_AGENT_DATABASE_URL=postgresql://ai_data_agent_worker@db/ai_data_agent ai-data-agent worker
 
 Nothing here is imported unless ``database_url`` is set (psycopg is the optional
-extra ``ai-data-agent[postgres]``). Modules, from the bottom: `db` (connections,
-LISTEN), `schema` (versioned migrations), `pg_store` (run records, admission,
-claims), `pg_events` (events and artifacts), `pg_workers` (the registry,
-heartbeats, leases), `pg_sessions` (the sessions' registry and their calls).
-An API node: `api` (admission, cancel, housekeeping), `follower` (its view of
-runs executing elsewhere), `api_sessions` (session calls routed to workers).
-A worker: `worker` (claims, runs, lease), `pump` (its outgoing events),
-`worker_sessions` (the calls it answers), `worker_node` (the parts wired),
-`worker_app` (/healthz, /readyz, /metrics under uvicorn). docs/scale-out.md
-describes the design and its guarantees.
+extra ``ai-data-agent[postgres]``). The routes, ``/mcp``, the execution core and
+the node contracts are the service's own (`ai_data_agent.service`); only where
+runs and sessions are kept and how they cross machines is here.
+
+A request to an API node meets, in order: `api` (`ClusterNode`: admission
+bounded cluster-wide, cancel, housekeeping), `follower` (the `RunHandle` of a
+run executing elsewhere, fed from the database) or `api_sessions` (a session
+call routed to its worker as a row). A worker meets the same run from the
+other side: `worker` (claims, `execution.execute_run`, the lease), `pump` (its
+outgoing events), `worker_sessions` (the session calls it answers),
+`worker_node` (the parts wired) and `worker_app` (/healthz, /readyz, /metrics
+under uvicorn). Beneath both: `db` (connections, LISTEN), `schema` (versioned
+migrations), `pg_store` (run records, admission, claims), `pg_events` (events
+and artifacts), `pg_workers` (the registry, heartbeats, leases), `pg_sessions`
+(the sessions' registry and their calls). docs/scale-out.md describes the
+design and its guarantees.
 """
