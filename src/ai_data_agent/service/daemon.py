@@ -43,7 +43,6 @@ class Daemon:
     def __init__(self, settings: Settings, executor: RunExecutor) -> None:
         self.settings = settings
         self.executor = executor
-        self.backend = executor.backend
         self.store = RunStore(settings.data_dir / STORE_FILENAME)
         self.metrics = ServiceMetrics()
         self.auth = TokenAuth(settings)
@@ -53,9 +52,7 @@ class Daemon:
         )
         self.sessions = SessionManager(settings, executor, session_store, self.metrics)
         self.prewarm = Prewarmer(settings, executor)
-        self.reaper = Reaper(
-            settings, self.backend, self.store, self.metrics, controller_id=executor.controller_id
-        )
+        self.reaper = Reaper(settings, executor, self.store, self.metrics)
         self.started = False
         self.startup_error: Exception | None = None
 
@@ -115,7 +112,7 @@ class Daemon:
     # -- what the app asks (see `node.ServiceNode`) -----------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:
         return {
-            **engine_probes(self.backend),
+            **engine_probes(self.executor),
             "store": probe("store", self.store.probe_writable, "writable"),
         }
 

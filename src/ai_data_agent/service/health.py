@@ -1,6 +1,6 @@
 """Readiness, the same on every node: the checks a node names, run at once with a timeout.
 
-    probes = {**engine_probes(executor.backend), "store": probe("store", store.probe_writable, "writable")}
+    probes = {**engine_probes(executor), "store": probe("store", store.probe_writable, "writable")}
     answer = await readiness(node, request.app)          # {"status": "ready", ...} or NotReady
 
 A node (one daemon, a cluster's API node, a worker) lists its checks that may
@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotReady
-from ai_data_agent.executor.backend import Backend
+from ai_data_agent.service.node import RunExecutor
 
 __all__ = ["READY_CHECK_TIMEOUT_S", "Probed", "engine_probes", "probe", "readiness"]
 
@@ -53,8 +53,9 @@ def probe(name: str, call: Callable[[], object], detail: str | None = None) -> P
     return check
 
 
-def engine_probes(backend: Backend) -> dict[str, Probe]:
-    """The engine answers, and the sandbox image is there."""
+def engine_probes(executor: RunExecutor) -> dict[str, Probe]:
+    """The executor's engine answers, and the sandbox image is there."""
+    backend = executor.backend
     return {
         "docker": probe("docker", backend.ping, "reachable"),
         "image": probe("image", backend.check_image),

@@ -1,6 +1,6 @@
 """Housekeeping on a timer: leftover sandbox containers and old run records.
 
-    reaper = Reaper(settings, backend, store, metrics, controller_id=executor.controller_id)
+    reaper = Reaper(settings, executor, store, metrics)
     reaper.sweep_orphans(ids)  # at startup: dead controllers' sandboxes and those of `ids`
     reaper.start()             # then every reaper_interval_s: expired sandboxes, retention
     reaper.stop()
@@ -16,9 +16,10 @@ import threading
 
 from loguru import logger
 
-from ai_data_agent.executor.backend import Backend, SweepRule
+from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.service.dispatcher import ARTIFACTS_SUBDIR
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
 
@@ -29,19 +30,13 @@ class Reaper:
     """Sweeps sandboxes and applies retention; one daemon thread."""
 
     def __init__(
-        self,
-        settings: Settings,
-        backend: Backend,
-        store: RunStore,
-        metrics: ServiceMetrics,
-        *,
-        controller_id: str,
+        self, settings: Settings, executor: RunExecutor, store: RunStore, metrics: ServiceMetrics
     ) -> None:
         self._settings = settings
-        self._backend = backend
+        self._backend = executor.backend
+        self._controller_id = executor.controller_id  # its own sandboxes are spared
         self._store = store
         self._metrics = metrics
-        self._controller_id = controller_id
         self._orphans_swept = False
         self._orphan_run_ids: tuple[str, ...] = ()
         self._stop = threading.Event()

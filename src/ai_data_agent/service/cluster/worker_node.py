@@ -71,7 +71,7 @@ class WorkerNode:
 
     # -- readiness ---------------------------------------------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:
-        return {**engine_probes(self.executor.backend), "lease": self.check_lease}
+        return {**engine_probes(self.executor), "lease": self.check_lease}
 
     def instant_checks(self) -> list[Check]:
         return [self.prewarm.check()] if self.prewarm.sets else []

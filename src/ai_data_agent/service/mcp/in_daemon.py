@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import anyio
 from anyio.to_thread import run_sync
@@ -35,6 +36,8 @@ from ai_data_agent.session_models import (
 
 __all__ = ["DaemonSandbox"]
 
+H = TypeVar("H", bound=Completion)
+
 
 async def _pump(events: RunEvents, on_output: OutputSink) -> None:
     """Feed ``stdout``/``stderr`` events to ``on_output`` until the log closes."""
@@ -43,40 +46,37 @@ async def _pump(events: RunEvents, on_output: OutputSink) -> None:
             on_output(name, str(json.loads(data).get("data", "")))
 
 
-async def _followed(handle: Completion, on_output: OutputSink) -> None:
-    """Until ``handle`` is done, with its output fed to ``on_output``."""
-    async with anyio.create_task_group() as group:
-        group.start_soon(_pump, handle.events, on_output)
-        await wait_done(handle)
+class _Followed(Generic[H]):
+    """A run or cell of the node, as an MCP `Job`: its output fed to ``on_output``."""
 
-
-class _RunJob:
-    def __init__(self, node: ServiceNode, handle: RunHandle, on_output: OutputSink) -> None:
+    def __init__(self, node: ServiceNode, handle: H, on_output: OutputSink) -> None:
         self._node = node
         self._handle = handle
         self._on_output = on_output
 
+    async def _done(self) -> H:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_pump, self._handle.events, self._on_output)
+            await wait_done(self._handle)
+        return self._handle
+
+
+class _RunJob(_Followed[RunHandle]):
     async def wait(self) -> RunResult:
-        await _followed(self._handle, self._on_output)
-        return await runs.final_result(self._node, self._handle)
+        return await runs.final_result(self._node, await self._done())
 
     async def cancel(self) -> None:
         await runs.cancel(self._node, self._handle.id)
 
 
-class _CellJob:
-    def __init__(self, node: ServiceNode, handle: CellHandle, on_output: OutputSink) -> None:
-        self._node = node
-        self._handle = handle
-        self._on_output = on_output
-
+class _CellJob(_Followed[CellHandle]):
     async def wait(self) -> CellResult:
-        await _followed(self._handle, self._on_output)
-        if self._handle.error is not None:
-            raise self._handle.error
-        if self._handle.result is None:
+        handle = await self._done()
+        if handle.error is not None:
+            raise handle.error
+        if handle.result is None:
             raise ServerError("the cell ended without a result")
-        return self._handle.result
+        return handle.result
 
     async def cancel(self) -> None:
         await run_sync(self._node.sessions.interrupt, self._handle.session_id)
