@@ -26,12 +26,12 @@ from __future__ import annotations
 import json
 import mimetypes
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, cast
 
-import anyio
+from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -52,8 +52,6 @@ from ai_data_agent.session_models import (
 )
 
 __all__ = ["CellAccepted", "SessionPage", "router"]
-
-T = TypeVar("T")
 
 
 class CellAccepted(BaseModel):
@@ -80,10 +78,6 @@ Manager = Annotated[SessionService, Depends(_manager)]
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
 
-async def _call(function: Callable[..., T], *args: Any) -> T:
-    return await anyio.to_thread.run_sync(function, *args)
-
-
 def _file_path(path: str) -> str:
     """A file's path from the URL, taken as it is (the rule of `check_relative_path`).
 
@@ -97,7 +91,7 @@ def _file_path(path: str) -> str:
 
 
 async def _known(manager: SessionService, session_id: str) -> SessionInfo:
-    info = await _call(manager.get, session_id)
+    info = await run_sync(manager.get, session_id)
     if info is None:
         raise NotFound(f"no session with id {session_id[:64]!r}")
     return info
@@ -105,12 +99,12 @@ async def _known(manager: SessionService, session_id: str) -> SessionInfo:
 
 @router.post("", status_code=201, summary="Start a session (a kernel in a fresh sandbox)")
 async def create_session(body: SessionRequest, manager: Manager) -> SessionInfo:
-    return await _call(manager.create, body)
+    return await run_sync(manager.create, body)
 
 
 @router.get("", summary="Sessions, live first")
 async def list_sessions(manager: Manager) -> SessionPage:
-    return SessionPage(items=await _call(manager.sessions))
+    return SessionPage(items=await run_sync(manager.sessions))
 
 
 @router.get("/{session_id}", summary="A session")
@@ -121,7 +115,7 @@ async def get_session(session_id: str, manager: Manager) -> SessionInfo:
 @router.delete("/{session_id}", summary="Close a session; its container is removed")
 async def close_session(session_id: str, manager: Manager) -> SessionInfo:
     await _known(manager, session_id)
-    info = await _call(manager.close, session_id)
+    info = await run_sync(manager.close, session_id)
     assert info is not None
     return info
 
@@ -149,7 +143,7 @@ async def run_cell(session_id: str, body: CellRequest, manager: Manager) -> Resp
     """With ``wait`` (the default) answer 200 with the `CellResult` when the cell ends;
     otherwise 202 at once."""
     await _known(manager, session_id)
-    handle = await _call(manager.submit_cell, session_id, body)
+    handle = await run_sync(manager.submit_cell, session_id, body)
     if not body.wait:
         return _accepted(handle)
     await wait_done(handle)
@@ -164,7 +158,7 @@ async def run_cell(session_id: str, body: CellRequest, manager: Manager) -> Resp
 )
 async def get_cell(session_id: str, count: int, manager: Manager) -> Response:
     await _known(manager, session_id)
-    found = await _call(manager.cell, session_id, count)
+    found = await run_sync(manager.cell, session_id, count)
     if found is None:
         raise NotFound(f"session {session_id[:64]!r} has no cell {count}")
     if isinstance(found, CellHandle):
@@ -183,7 +177,7 @@ async def cell_events(session_id: str, count: int, manager: Manager) -> Streamin
     and last ``result`` (the `CellResult`) or ``error``. Late clients get the backlog first;
     for a finished cell, its stored output and result."""
     await _known(manager, session_id)
-    found = await _call(manager.cell, session_id, count)
+    found = await run_sync(manager.cell, session_id, count)
     if found is None:
         raise NotFound(f"session {session_id[:64]!r} has no cell {count}")
 
@@ -210,13 +204,13 @@ async def cell_events(session_id: str, count: int, manager: Manager) -> Streamin
 @router.post("/{session_id}/interrupt", summary="Interrupt the running cell")
 async def interrupt_session(session_id: str, manager: Manager) -> Interrupted:
     await _known(manager, session_id)
-    return Interrupted(interrupted=await _call(manager.interrupt, session_id))
+    return Interrupted(interrupted=await run_sync(manager.interrupt, session_id))
 
 
 @router.post("/{session_id}/restart", summary="A fresh kernel: variables lost, files kept")
 async def restart_session(session_id: str, manager: Manager) -> SessionInfo:
     await _known(manager, session_id)
-    return await _call(manager.restart, session_id)
+    return await run_sync(manager.restart, session_id)
 
 
 @router.post("/{session_id}/packages", summary="Add requirements to the session")
@@ -225,13 +219,13 @@ async def add_packages(session_id: str, body: PackagesRequest, manager: Manager)
     cache (never in the session's container, which has no network) and goes on the kernel's
     path; ``restart_required`` says when an imported distribution changed version."""
     await _known(manager, session_id)
-    return await _call(manager.install, session_id, list(body.requirements))
+    return await run_sync(manager.install, session_id, list(body.requirements))
 
 
 @router.get("/{session_id}/files", summary="Files under the session's working directory")
 async def list_session_files(session_id: str, manager: Manager) -> list[SessionFile]:
     await _known(manager, session_id)
-    return await _call(manager.files, session_id)
+    return await run_sync(manager.files, session_id)
 
 
 @router.put(
@@ -253,7 +247,7 @@ async def put_session_file(
     path = _file_path(path)
     await _known(manager, session_id)
     data = await request.body()
-    stored = await _call(manager.upload, session_id, path, data)
+    stored = await run_sync(manager.upload, session_id, path, data)
     return SessionFile(path=stored, size=len(data), modified_at=datetime.now(UTC))
 
 
@@ -266,7 +260,7 @@ async def put_session_file(
 async def get_session_file(session_id: str, path: str, manager: Manager) -> Response:
     path = _file_path(path)
     await _known(manager, session_id)
-    data = await _call(manager.download, session_id, path)
+    data = await run_sync(manager.download, session_id, path)
     media_type = mimetypes.guess_type(path, strict=False)[0] or "application/octet-stream"
     name = urllib.parse.quote(PurePosixPath(path).name, safe="")
     headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{name}"}
