@@ -8,14 +8,15 @@
 Runs arrive only from the database: a NOTIFY on `CHANNEL_QUEUE` (the id only)
 wakes the idle slots, each claims the oldest queued run (``FOR UPDATE SKIP
 LOCKED``), and a slow poll (``queue_poll_s``) is the safety net for a missed
-wake-up. Each run goes through `execution.execute_run` as on one node; its events go
-out through the `EventPump`, its artifacts and result in one conditional
-terminal write, retried with backoff while the database is unreachable (the
-result is kept meanwhile: nothing accepted is lost). A maintenance thread
-renews the lease, settles peers whose lease lapsed, and stops any run of
-this worker the cluster no longer wants it to run: cancelled by a client
-(NOTIFY on `CHANNEL_CANCEL`) or already terminal after a partition. Stopping
-a run kills and removes its sandbox; its late write then loses.
+wake-up. Each run goes through `execution.execute_run` as on one node; its
+events go out through the `EventPump`, its artifacts and result in one
+conditional terminal write, retried with backoff while the database is
+unreachable (the result is kept meanwhile: nothing accepted is lost). A
+maintenance thread renews the lease, settles peers whose lease lapsed, and
+stops any run of this worker the cluster no longer wants it to run: cancelled
+by a client (NOTIFY on `CHANNEL_CANCEL`) or already terminal after a
+partition. Stopping a run kills and removes its sandbox; its late write then
+loses.
 """
 
 from __future__ import annotations
