@@ -2,8 +2,8 @@
 
     run = ClaimedRun(run_id, request, limits)
     outcome = execute_run(executor, run, publish, artifacts_dir, log_of="daemon")
-    run.interrupt()                        # another thread, at the end of the grace period
-    store.finish(run.id, outcome)                # records.Outcome: status, result, error
+    run.interrupt()                  # from another thread, at the end of the grace period
+    store.finish(run.id, outcome)    # records.Outcome: status, result, error
 
 The caller decides where a run comes from (the daemon's queue, the cluster's
 ``FOR UPDATE SKIP LOCKED`` claim) and where its events and terminal record go
