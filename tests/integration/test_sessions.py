@@ -18,7 +18,7 @@ import pytest
 
 from ai_data_agent import Executor, Settings
 from ai_data_agent.errors import SessionBusy, SessionGone
-from ai_data_agent.executor.sessions import Session
+from ai_data_agent.executor.session.session import Session
 from ai_data_agent.models import InputFile, RunRequest
 from ai_data_agent.session_models import CellStatus, SessionStatus
 
@@ -132,7 +132,7 @@ def test_a_second_call_while_a_cell_runs_is_refused(session: Session) -> None:
 
 def test_closed_means_gone_and_the_container_is_removed(session_executor: Executor) -> None:
     session = session_executor.session()
-    container_id = session._wire.sandbox.container_id  # type: ignore[union-attr]
+    container_id = session._wire.link.sandbox.container_id  # type: ignore[union-attr]
     session.close()
     with pytest.raises(SessionGone):
         session.run("1")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ai_data_agent.executor.docker_backend import DockerBackend
+from ai_data_agent.executor.docker.backend import DockerBackend
 from ai_data_agent.executor.owner import owner_is_dead, owner_label
 from ai_data_agent.executor.spec import (
     CA_BUNDLE_PATH,

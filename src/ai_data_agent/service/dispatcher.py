@@ -34,14 +34,14 @@ from typing import Literal, Protocol
 from loguru import logger
 
 from ai_data_agent.errors import AiDataAgentError, NotReady, QueueFull
-from ai_data_agent.executor import RunEvent
+from ai_data_agent.executor import EnvCache, RunEvent, Session
 from ai_data_agent.executor.backend import Backend
-from ai_data_agent.executor.envcache import EnvCache
 from ai_data_agent.executor.events import EventHandler
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.store import RunStore
+from ai_data_agent.session_models import SessionRequest
 from ai_data_agent.settings import Settings
 
 __all__ = [
@@ -90,6 +90,9 @@ class RunExecutor(Protocol):
         limits: Limits | None = None,
     ) -> RunResult:
         """Blocking and thread-safe."""
+
+    def new_session(self, request: SessionRequest) -> Session:
+        """A session of this executor, not started yet (`Session.start`)."""
 
     def start_pool(self) -> None: ...
 

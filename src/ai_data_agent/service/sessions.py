@@ -31,8 +31,8 @@ from ai_data_agent.errors import (
     SessionGone,
     SessionLimit,
 )
+from ai_data_agent.executor import Session
 from ai_data_agent.executor.events import RunEvent
-from ai_data_agent.executor.sessions import Session
 from ai_data_agent.service.cells import CellHandle
 from ai_data_agent.service.dispatcher import RunExecutor
 from ai_data_agent.service.metrics import ServiceMetrics
@@ -158,7 +158,7 @@ class SessionManager:
             InstallFailed: its requirements did not install.
             ExecutorError: Docker or the host failed.
         """
-        session = Session(self.executor, request)  # type: ignore[arg-type]
+        session = self.executor.new_session(request)
         memory = session.limits.memory_mb
         with self._lock:
             self._admit(memory)

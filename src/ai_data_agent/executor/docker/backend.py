@@ -25,9 +25,10 @@ from docker.types import LogConfig, Mount
 from loguru import logger
 
 from ai_data_agent.errors import ConfigurationError, DockerUnavailable, ExecutorError
-from ai_data_agent.executor import docker_sweep, docker_volumes
 from ai_data_agent.executor.backend import SweepRule
-from ai_data_agent.executor.docker_sandbox import DOCKER_ERRORS, DockerSandbox
+from ai_data_agent.executor.docker import sweep as docker_sweep
+from ai_data_agent.executor.docker import volumes as docker_volumes
+from ai_data_agent.executor.docker.sandbox import DOCKER_ERRORS, DockerSandbox
 from ai_data_agent.executor.spec import CA_BUNDLE_PATH, LABEL_CONTROLLER, ContainerSpec
 from ai_data_agent.settings import Settings
 
