@@ -20,10 +20,10 @@ from ai_data_agent.executor.spec import (
     ContainerSpec,
     build_spec,
     sandbox_command,
-    sandbox_source,
     seccomp_profile,
 )
 from ai_data_agent.models import Limits
+from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.settings import Settings
 
 MiB = 1024 * 1024
@@ -55,14 +55,14 @@ def spec_for(
 
 def test_runs_the_bootstrap_isolated_and_without_site() -> None:
     spec = spec_for()
-    assert spec.command == ["python3", "-I", "-S", "-c", sandbox_source("bootstrap")]
+    assert spec.command == ["python3", "-I", "-S", "-c", source_of("bootstrap")]
     assert tuple(spec.command) == sandbox_command()
     assert spec.image == "python:3.12-slim"
 
 
-def test_sandbox_source_is_the_file() -> None:
+def test_source_of_is_the_file() -> None:
     path = Path(__file__).parents[2] / "src" / "ai_data_agent" / "sandbox" / "bootstrap.py"
-    assert sandbox_source("bootstrap") == path.read_text(encoding="utf-8")
+    assert source_of("bootstrap") == path.read_text(encoding="utf-8")
 
 
 def test_unprivileged_read_only_and_no_capabilities() -> None:

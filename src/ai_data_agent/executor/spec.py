@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ai_data_agent.executor.owner import owner_label
 from ai_data_agent.models import Limits
+from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.settings import Settings
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "build_spec",
     "sandbox_command",
     "sandbox_security_opt",
-    "sandbox_source",
     "seccomp_profile",
 ]
 
@@ -52,18 +52,13 @@ ENVS_MOUNT = "/opt/ai-data-agent/envs"  # the shared, read-only environment cach
 SWEEP_SLACK_S = 120
 
 
-def sandbox_source(module: str) -> str:
-    """The source of ``ai_data_agent.sandbox.<module>``, as shipped into containers."""
-    return resources.files("ai_data_agent.sandbox").joinpath(f"{module}.py").read_text("utf-8")
-
-
 @functools.cache
 def sandbox_command() -> tuple[str, ...]:
     """Every sandbox's command: `sandbox.bootstrap`, isolated (-I), without site (-S).
 
     The bootstrap reads the runner from stdin (see `delivery`).
     """
-    return ("python3", "-I", "-S", "-c", sandbox_source("bootstrap"))
+    return ("python3", "-I", "-S", "-c", source_of("bootstrap"))
 
 
 @functools.cache

@@ -2,16 +2,18 @@
 
 The controller starts ``python3 -I -S -c <this file>`` and writes one message to
 stdin: a decimal byte length, a newline, and that many bytes of JSON
-``{"sources": {module name: source}, "main": module name}``. The modules are
-served from memory under ``ai_data_agent.sandbox`` (nothing is written to the
-image, whose root is read-only) and ``main``'s ``main()`` is called. The same
-loader starts the session kernel, in its own interpreter.
+``{"sources": {module name: source}, "main": module name}`` (`bundle_of` makes
+one, `read_bundle` reads it). The modules are served from memory under
+``ai_data_agent.sandbox`` (nothing is written to the image, whose root is
+read-only) and ``main``'s ``main()`` is called. The same loader starts the
+session kernel, in its own interpreter.
 
 Standard library only, Python >= 3.9, as everything in this package.
 """
 
 import importlib
 import json
+import os
 import sys
 import types
 from importlib.machinery import ModuleSpec
@@ -40,6 +42,23 @@ class SourceLoader:
         filename = module.__name__.replace(".", "/") + ".py"
         module.__file__ = filename
         exec(compile(self.sources[module.__name__], filename, "exec"), module.__dict__)  # noqa: S102
+
+
+def source_of(module: str) -> str:
+    """The source of a sandbox module: from the bundle in a container, else from its file."""
+    sources = getattr(sys.modules.get(PACKAGE), "SOURCES", None)
+    if isinstance(sources, dict) and f"{PACKAGE}.{module}" in sources:
+        return str(sources[f"{PACKAGE}.{module}"])
+    with open(os.path.join(os.path.dirname(__file__), module + ".py"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def bundle_of(main: str, modules: "tuple[str, ...]") -> bytes:
+    """The message `read_bundle` reads: the sources of ``modules``, and ``main`` to run."""
+    sources = {f"{PACKAGE}.{m}": source_of(m) for m in modules}
+    body = json.dumps({"sources": sources, "main": f"{PACKAGE}.{main}"}, ensure_ascii=True)
+    data = body.encode()
+    return str(len(data)).encode() + b"\n" + data
 
 
 def read_bundle(stdin: "object") -> "dict[str, object]":

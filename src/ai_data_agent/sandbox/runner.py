@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 
+from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.sandbox.channel import Channel, read_message, receive_files
 from ai_data_agent.sandbox.environment import (
     ENV_MANIFEST,
@@ -55,24 +56,7 @@ if TYPE_CHECKING:
 
     Job = Mapping[str, Any]
 
-PACKAGE = "ai_data_agent.sandbox"
 VERIFY_TIMEOUT_S = 60.0
-
-
-def source_of(module: str) -> str:
-    """The source of a sandbox module: from the bundle in a container, else from its file."""
-    sources = getattr(sys.modules.get(PACKAGE), "SOURCES", None)
-    if isinstance(sources, dict) and f"{PACKAGE}.{module}" in sources:
-        return str(sources[f"{PACKAGE}.{module}"])
-    with open(os.path.join(os.path.dirname(__file__), module + ".py"), encoding="utf-8") as fh:
-        return fh.read()
-
-
-def bundle_of(main: str, modules: tuple[str, ...]) -> bytes:
-    """A bundle for the bootstrap (as the controller sends the runner's): ``modules``, run ``main``."""
-    sources = {f"{PACKAGE}.{m}": source_of(m) for m in modules}
-    body = json.dumps({"sources": sources, "main": f"{PACKAGE}.{main}"}).encode()
-    return str(len(body)).encode() + b"\n" + body
 
 
 class Workspace:
@@ -236,7 +220,7 @@ def session_flow(channel: Channel, job: Job, space: Workspace, result: dict[str,
     result.update(session.serve(channel, dict(job), space, channel.stdin))
 
 
-def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
+def run_in_workspace(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
     """Modes ``run``, ``install`` and ``session``: in a sandbox dir that is removed at the end."""
     result: dict[str, Any] = {"k": "result"}
     oom_before = cgroup_oom_kills()
@@ -310,7 +294,7 @@ def main() -> int:
     job = read_message(stdin)
     channel = Channel(str(job["token"]), sys.stdout.buffer, stdin)
     if job.get("mode") in ("run", "install", "session"):
-        result = run_job(channel, job, stdin)
+        result = run_in_workspace(channel, job, stdin)
     else:
         result = dict(cache_job(job), k="result")
     channel.emit(result)

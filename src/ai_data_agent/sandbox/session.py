@@ -28,6 +28,7 @@ import selectors
 import time
 
 from ai_data_agent.sandbox import files as session_files
+from ai_data_agent.sandbox.bootstrap import bundle_of, source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel, MessageStream
 from ai_data_agent.sandbox.environment import cgroup_oom_kills
 from ai_data_agent.sandbox.execute import OutputPump
@@ -85,8 +86,6 @@ class SessionLoop:
         return OutputPump(self.channel.emit, limits, self.job.get("output_policy") == "kill")
 
     def start_kernel(self) -> None:
-        from ai_data_agent.sandbox.runner import bundle_of, source_of
-
         config = {
             "display_max_bytes": self.display_max,
             "cell_display_max_bytes": self.cell_display_max,
