@@ -2,8 +2,9 @@
 
     sandbox = launch(backend, spec, run_id)   # started; the runner is loaded and waits for a job
 
-The command line carries only `sandbox.bootstrap` (``python3 -I -S -c ...``);
-the runner and its modules follow as one length-prefixed JSON bundle
+The command line carries only `sandbox.bootstrap` (``python3 -I -S -c ...``),
+the container's pid 1, which forks the runner off and keeps none of its
+channel; the runner and its modules follow as one length-prefixed JSON bundle
 (`sandbox.bootstrap.bundle_of`) over the attach socket, so nothing is written
 into the image (its root is read-only) and the engine does not pass tens of
 kilobytes of command line per start. A pooled sandbox gets its bundle when it

@@ -8,12 +8,21 @@ one, `read_bundle` reads it). The modules are served from memory under
 read-only) and ``main``'s ``main()`` is called. The same loader starts the
 session kernel, in its own interpreter.
 
+As the container's first process (pid 1) it first forks: the child goes on
+to load and run the runner, which alone holds the container's stdin and
+stdout (the controller's channel) and makes itself undumpable before it reads
+its job; this process points its own stdin, stdout and stderr at /dev/null
+and only reaps orphans until the runner exits, then exits with its status.
+So nothing user code can open reaches the channel: ``/proc/<runner>/fd`` is
+closed to it, and ``/proc/1/fd/1`` is /dev/null.
+
 Standard library only, Python >= 3.9, as everything in this package.
 """
 
 import importlib
 import json
 import os
+import signal
 import sys
 import types
 from importlib.machinery import ModuleSpec
@@ -83,7 +92,27 @@ def install(sources: "dict[str, str]") -> None:
     sys.meta_path.insert(0, SourceLoader(sources))
 
 
+def reap_until(child: int) -> int:
+    """Pid 1's life after the fork: hold nothing, reap every orphan, and end with ``child``."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    # Pid 1 gets no signal it has no handler for from its own namespace: user code
+    # cannot stop it. (The controller's kill comes from outside, and always lands.)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    while True:
+        pid, status = os.wait()
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            return code if code >= 0 else 128 - code
+
+
 def boot() -> None:
+    if os.getpid() == 1:
+        child = os.fork()
+        if child:
+            os._exit(reap_until(child))
     bundle = read_bundle(sys.stdin.buffer)
     sources = bundle["sources"]
     main = bundle["main"]

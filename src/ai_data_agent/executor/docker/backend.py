@@ -242,7 +242,9 @@ class DockerBackend:
             pids_limit=spec.pids_limit,
             cap_drop=list(spec.cap_drop),
             security_opt=list(spec.security_opt),
-            init=True,
+            # No docker-init: the bootstrap is pid 1, and holds none of the runner's channel
+            # (see `sandbox.bootstrap`); an engine's default init would hold it open to user code.
+            init=False,
             log_config=LogConfig(type="none"),
             network_mode=spec.network or "none",
             runtime=spec.runtime,
