@@ -83,6 +83,9 @@ def test_a_timeout_that_stops_on_interrupt_keeps_the_state(session: Session) -> 
     session.run("x = 1")
     cell = session.run("import time\ntime.sleep(60)", timeout_s=1)
     assert (cell.status, cell.state, cell.generation) == (CellStatus.TIMED_OUT, "preserved", 1)
+    assert cell.error is not None and cell.error.ename == "KeyboardInterrupt"
+    traceback = "".join(cell.error.traceback)
+    assert '"<cell 2>"' in traceback and "ai_data_agent" not in traceback  # the user's frames
     assert session.run("x").status is CellStatus.SUCCEEDED
 
 

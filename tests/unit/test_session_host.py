@@ -217,6 +217,39 @@ def test_an_explicit_interrupt(runner: Runner) -> None:
     assert any(f["k"] == "ack" and f["op"] == "interrupt" and f["running"] for f in frames)
 
 
+@pytest.mark.parametrize("interrupt", ["timeout", "explicit"])
+def test_an_interrupts_traceback_shows_only_the_users_frames(
+    runner: Runner, interrupt: str
+) -> None:
+    code = "import time\ndef wait():\n    time.sleep(30)\nwait()"
+    if interrupt == "timeout":
+        done, _ = runner.cell(code, timeout_s=0.3)
+    else:
+        runner.count += 1
+        runner.op(op="cell", code=code, count=runner.count, timeout_s=60)
+        time.sleep(0.5)
+        runner.op(op="interrupt")
+        done = runner.until(lambda f: f["k"] == "cell")[-1]
+    lines = done["error"]["traceback"]
+    assert lines[0] == "Traceback (most recent call last):\n"
+    assert [line.split(",")[0] for line in lines[1:-1]] == [
+        '  File "<cell 1>"',
+        '  File "<cell 1>"',
+    ]
+    assert lines[-1] == "KeyboardInterrupt\n"
+    assert "ai_data_agent" not in "".join(lines)
+
+
+def test_an_error_raised_while_handling_an_interrupt_shows_only_the_users_frames(
+    runner: Runner,
+) -> None:
+    code = "import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    raise ValueError('stop')"
+    done, _ = runner.cell(code, timeout_s=0.3)
+    text = "".join(done["error"]["traceback"])
+    assert (done["status"], done["error"]["ename"]) == ("error", "ValueError")
+    assert "KeyboardInterrupt" in text and "ai_data_agent" not in text
+
+
 @pytest.mark.parametrize("code", ["import os; os._exit(3)", "import ctypes; ctypes.string_at(0)"])
 def test_a_dying_kernel_loses_the_state_and_the_session_goes_on(runner: Runner, code: str) -> None:
     runner.cell("x = 1")
