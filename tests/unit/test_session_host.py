@@ -338,6 +338,27 @@ def test_an_upload_never_writes_through_a_link_the_code_made(
     assert runner.cell("1")[0]["status"] == "succeeded"
 
 
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("outputs", "outputs is a directory"),
+        ("x" * 300, "x" * 300 + ": file name too long"),
+    ],
+    ids=["onto-a-directory", "name-too-long"],
+)
+def test_a_failed_upload_names_the_users_path_and_the_reason(
+    runner: Runner, path: str, error: str
+) -> None:
+    runner.send_raw(encode_message({"op": "put", "path": path, "size": 2}) + b"hi")
+    ack = runner.until(lambda f: f["k"] == "ack")[-1]
+    assert (ack["ok"], ack["error"]) == (False, error)
+    runner.op(op="get", path=path, max_bytes=100)
+    ack = runner.until(lambda f: f["k"] == "ack")[-1]
+    assert ack["ok"] is False and "ai_data_agent_" not in ack["error"], ack
+    runner.op(op="ls")
+    assert [f["path"] for f in runner.until(lambda f: f["k"] == "ack")[-1]["files"]] == []
+
+
 def test_operations_while_a_cell_runs_are_refused(runner: Runner) -> None:
     runner.count += 1
     runner.op(op="cell", code="import time; time.sleep(1)", count=runner.count, timeout_s=10)

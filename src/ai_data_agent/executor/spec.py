@@ -30,6 +30,8 @@ __all__ = [
     "LABEL_PREFIX",
     "LABEL_RUN_ID",
     "SANDBOX_USER",
+    "STAGE_MOUNT",
+    "UV_CACHE_MOUNT",
     "ContainerSpec",
     "VolumeMount",
     "build_spec",
@@ -47,6 +49,8 @@ LABEL_OWNER = LABEL_PREFIX + "owner"  # the controller process, see `owner`
 SANDBOX_USER = "1000:1000"
 CA_BUNDLE_PATH = "/etc/ai-data-agent/ca-bundle.crt"
 ENVS_MOUNT = "/opt/ai-data-agent/envs"  # the shared, read-only environment cache
+STAGE_MOUNT = "/opt/ai-data-agent/stage"  # an install's staging volume, in its own sandbox
+UV_CACHE_MOUNT = "/opt/ai-data-agent/uv-cache"  # uv's download cache, in install sandboxes
 # Extra time a sandbox may live beyond install + timeout before a sweep may
 # remove it as abandoned.
 SWEEP_SLACK_S = 120

@@ -30,7 +30,7 @@ import time
 from ai_data_agent.sandbox import files as session_files
 from ai_data_agent.sandbox.bootstrap import bundle_of, source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel, MessageStream
-from ai_data_agent.sandbox.environment import cgroup_oom_kills
+from ai_data_agent.sandbox.environment import as_the_user_sees_it, cgroup_oom_kills
 from ai_data_agent.sandbox.execute import OutputPump
 from ai_data_agent.sandbox.kernelproc import KernelGone, KernelProcess
 from ai_data_agent.sandbox.outputs import send_artifacts, signatures
@@ -388,5 +388,5 @@ def serve(channel: Channel, job: dict[str, Any], space: Any, stdin: IO[bytes]) -
     try:
         loop.run()
     except KernelGone as exc:
-        return {"error": f"the kernel could not start: {exc}"}
+        return {"error": as_the_user_sees_it(f"the kernel could not start: {exc}", space.sandbox)}
     return {"generation": loop.generation}

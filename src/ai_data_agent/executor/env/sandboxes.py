@@ -40,18 +40,25 @@ from ai_data_agent.executor.spec import (
     LABEL_DEADLINE,
     LABEL_MANAGED,
     LABEL_OWNER,
+    STAGE_MOUNT,
+    UV_CACHE_MOUNT,
     VolumeMount,
     build_spec,
 )
 from ai_data_agent.limits import default_limits
 from ai_data_agent.settings import Settings
 
-__all__ = ["CACHE_VOLUME", "UV_CACHE_VOLUME", "CacheSandboxes", "InstallFailure", "Ready"]
+__all__ = [
+    "CACHE_VOLUME",
+    "STAGE_MOUNT",
+    "UV_CACHE_VOLUME",
+    "CacheSandboxes",
+    "InstallFailure",
+    "Ready",
+]
 
 CACHE_VOLUME = "ai-data-agent-envs"
 UV_CACHE_VOLUME = "ai-data-agent-uv-cache"
-STAGE_MOUNT = "/opt/ai-data-agent/stage"
-UV_CACHE_MOUNT = "/opt/ai-data-agent/uv-cache"
 BACKGROUND_CPU_SHARES = 128  # an eighth of a run's weight when they compete
 
 
