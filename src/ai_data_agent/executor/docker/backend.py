@@ -4,8 +4,8 @@
     session = backend.start(spec, run_id)
     backend.sweep(SweepRule(keep_controller=controller_id))
 
-This module and its parts (`docker_sandbox`, `docker_volumes`, `docker_sweep`)
-are the only code that touches docker-py: every docker-py and requests
+This module and its parts (`sandbox`, `volumes`, `sweep`) are the only code
+that touches docker-py: every docker-py and requests
 exception is translated here into `ExecutorError` with the run id, container
 id and step (`DockerUnavailable` when the engine cannot be reached). A
 container that was created is removed on every failure path before the error
