@@ -61,7 +61,7 @@ try:
     from loguru import logger
 
     from ai_data_agent.executor import Executor
-    from ai_data_agent.executor.docker_backend import DockerBackend
+    from ai_data_agent.executor.docker.backend import DockerBackend
     from ai_data_agent.models import RunRequest, RunResult
     from ai_data_agent.settings import Settings
 except ImportError as exc:  # pragma: no cover - a usage error, not a code path

@@ -32,8 +32,7 @@ from ai_data_agent.cli_common import (
     setup_logging,
 )
 from ai_data_agent.errors import AiDataAgentError
-from ai_data_agent.executor import Executor
-from ai_data_agent.executor.envcache import EnvCache, InstallFailure
+from ai_data_agent.executor import EnvCache, Executor, InstallFailure
 from ai_data_agent.models import RunStatus
 from ai_data_agent.settings import Settings
 
@@ -181,7 +180,7 @@ def sweep(
     --all, unless --force is given too.
     """
     from ai_data_agent.executor.backend import SweepRule
-    from ai_data_agent.executor.docker_backend import DockerBackend
+    from ai_data_agent.executor.docker import DockerBackend
 
     settings = load_settings()
     setup_logging(settings, settings.log_level)

@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from ai_data_agent.client import Client
 from ai_data_agent.errors import DockerUnavailable, RequestRejected, Unauthorized
-from ai_data_agent.executor.docker_backend import connect
+from ai_data_agent.executor.docker import connect
 from ai_data_agent.logs import SayOnce, configure_logging
 from ai_data_agent.models import InputFile, RunStatus, parse_requirements_text
 from ai_data_agent.paths import normalise_relative_path

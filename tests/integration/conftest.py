@@ -31,7 +31,7 @@ import docker.errors
 import pytest
 
 from ai_data_agent import Executor, RunRequest, RunResult, Settings
-from ai_data_agent.executor.docker_backend import DockerBackend
+from ai_data_agent.executor.docker.backend import DockerBackend
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_MANAGED, LABEL_RUN_ID
 from tests.support.daemon import Daemon
 from tests.support.settings import build_settings, ca_bundle, sandbox_image

@@ -15,7 +15,8 @@ from testcontainers.core.container import DockerContainer
 
 from ai_data_agent import Executor
 from ai_data_agent.executor.delivery import bundle
-from ai_data_agent.executor.spec import LABEL_MANAGED, SANDBOX_USER, sandbox_source
+from ai_data_agent.executor.spec import LABEL_MANAGED, SANDBOX_USER
+from ai_data_agent.sandbox.bootstrap import source_of
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ from ai_data_agent.sandbox.environment import (
     remove_tree,
 )
 from ai_data_agent.sandbox.install import pip_install_command, run_captured, tail
-from ai_data_agent.sandbox.runner import source_of
+from ai_data_agent.sandbox.bootstrap import source_of
 
 def _exercise():
     facts = {"uid": os.getuid(), "isolated": sys.flags.isolated, "pathsep": os.pathsep}
@@ -66,7 +67,7 @@ BASELINE = "import json, sys; print(json.dumps(sorted(sys.modules)))"
 
 def exercise_script() -> str:
     body = bundle().split(b"\n", 1)[1].decode()
-    return f"BOOTSTRAP = {sandbox_source('bootstrap')!r}\nBUNDLE = {body!r}\n{EXERCISE}"
+    return f"BOOTSTRAP = {source_of('bootstrap')!r}\nBUNDLE = {body!r}\n{EXERCISE}"
 
 
 def test_runner_steps_work_in_the_unmodified_image(

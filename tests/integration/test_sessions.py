@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ai_data_agent import Executor, Settings
-from ai_data_agent.errors import SessionBusy, SessionGone
-from ai_data_agent.executor.sessions import Session
+from ai_data_agent.errors import RequestRejected, SessionBusy, SessionGone
+from ai_data_agent.executor import Session
 from ai_data_agent.models import InputFile, RunRequest
 from ai_data_agent.session_models import CellStatus, SessionStatus
 
@@ -83,6 +83,9 @@ def test_a_timeout_that_stops_on_interrupt_keeps_the_state(session: Session) -> 
     session.run("x = 1")
     cell = session.run("import time\ntime.sleep(60)", timeout_s=1)
     assert (cell.status, cell.state, cell.generation) == (CellStatus.TIMED_OUT, "preserved", 1)
+    assert cell.error is not None and cell.error.ename == "KeyboardInterrupt"
+    traceback = "".join(cell.error.traceback)
+    assert '"<cell 2>"' in traceback and "ai_data_agent" not in traceback  # the user's frames
     assert session.run("x").status is CellStatus.SUCCEEDED
 
 
@@ -132,7 +135,7 @@ def test_a_second_call_while_a_cell_runs_is_refused(session: Session) -> None:
 
 def test_closed_means_gone_and_the_container_is_removed(session_executor: Executor) -> None:
     session = session_executor.session()
-    container_id = session._wire.sandbox.container_id  # type: ignore[union-attr]
+    container_id = session._wire.link.sandbox.container_id  # type: ignore[union-attr]
     session.close()
     with pytest.raises(SessionGone):
         session.run("1")
@@ -150,6 +153,19 @@ def test_only_lo_before_and_after_adding_a_package(session: Session) -> None:
     assert cell.result is not None and cell.result.data == {"text/plain": "'six'"}
     assert session.run(interfaces).result.data == {"text/plain": "['lo']"}  # type: ignore[union-attr]
     assert session.requirements == ["six"]
+
+
+def test_a_failed_upload_says_the_users_path_and_why(session: Session) -> None:
+    with pytest.raises(RequestRejected) as refused:
+        session.upload("outputs", b"x")
+    assert refused.value.reason == "cannot write outputs: outputs is a directory"
+
+
+def test_a_cell_cannot_read_the_controllers_operations(session: Session) -> None:
+    # Pid 1's stdin is /dev/null: the operations (and uploads) the controller sends
+    # reach the runner alone.
+    cell = session.run("open('/proc/1/fd/0', 'rb').read()")
+    assert cell.result is not None and cell.result.data == {"text/plain": "b''"}
 
 
 def test_forged_frames_from_the_kernel_are_ignored(session: Session) -> None:

@@ -15,7 +15,7 @@ import docker.errors
 import pytest
 
 from ai_data_agent import Executor, RunRequest, RunStatus, Settings
-from ai_data_agent.executor.envcache import CACHE_VOLUME
+from ai_data_agent.executor.env import CACHE_VOLUME
 from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_CONTROLLER, LABEL_MANAGED
 from ai_data_agent.sandbox.environment import ENV_MANIFEST
 from tests.support.logs import LogLine

@@ -8,9 +8,10 @@ import pytest
 
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.backend import ExitState
-from ai_data_agent.executor.conversation import OutputBuffer, Transcript
+from ai_data_agent.executor.conversation import Transcript
 from ai_data_agent.executor.frames import ResultFrame, parse_frame
 from ai_data_agent.executor.outcome import classify
+from ai_data_agent.executor.output import OutputBuffer
 from ai_data_agent.models import RunStatus
 
 CLEAN_EXIT = ExitState(exit_code=0, oom_killed=False)

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ai_data_agent.cli import EXIT_CODES, EXIT_NO_ENGINE, app
-from ai_data_agent.executor.docker_backend import NO_ENGINE_HELP
+from ai_data_agent.executor.docker.backend import NO_ENGINE_HELP
 from ai_data_agent.models import RunStatus
 
 # docker-py's unix transport leaves the socket of a failed connect to the garbage

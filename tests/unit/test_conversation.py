@@ -18,10 +18,12 @@ import pytest
 from fakes import ScriptedBackend, ScriptedSandbox, ScriptItem
 
 from ai_data_agent.executor.artifacts import ArtifactCollector
-from ai_data_agent.executor.conversation import Budget, Conversation, OutputBuffer, Transcript
+from ai_data_agent.executor.conversation import Budget, Conversation, Transcript
 from ai_data_agent.executor.driver import Assignment, SandboxDriver
 from ai_data_agent.executor.events import RunEvent
 from ai_data_agent.executor.jobs import Job
+from ai_data_agent.executor.link import SandboxLink
+from ai_data_agent.executor.output import OutputBuffer
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.protocol import encode_message
 from ai_data_agent.executor.spec import ContainerSpec, build_spec
@@ -81,9 +83,8 @@ def converse(
 ) -> tuple[Transcript, float]:
     transcript = Transcript.empty(SETTINGS, ArtifactCollector(None, 10, 1 << 20))
     started = time.monotonic()
-    Conversation(scripted, TOKEN, plan, transcript, run_id="run-1", **kwargs).run(
-        return_at_result=return_at_result
-    )
+    link = SandboxLink(scripted, TOKEN, "run-1")
+    Conversation(link, plan, transcript, **kwargs).run(return_at_result=return_at_result)
     return transcript, time.monotonic() - started
 
 

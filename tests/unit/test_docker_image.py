@@ -13,7 +13,7 @@ import pytest
 import requests.exceptions
 
 from ai_data_agent.errors import ConfigurationError, ExecutorError
-from ai_data_agent.executor.docker_backend import DockerBackend
+from ai_data_agent.executor.docker.backend import DockerBackend
 from ai_data_agent.settings import DEFAULT_FALLBACK_IMAGE, DEFAULT_SANDBOX_IMAGE, Settings
 from tests.support.logs import LogLine
 

@@ -21,17 +21,9 @@ from fakes import ScriptedBackend, ScriptedSandbox, ScriptItem
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.core import Executor
 from ai_data_agent.executor.driver import SandboxDriver
-from ai_data_agent.executor.envcache import (
-    CACHE_VOLUME,
-    STAGE_MOUNT,
-    UV_CACHE_VOLUME,
-    EnvCache,
-    InstallFailure,
-    Ready,
-    cache_key,
-    default_index_path,
-)
-from ai_data_agent.executor.envindex import CachedEnv, ImageInfo
+from ai_data_agent.executor.env import EnvCache, InstallFailure, Ready
+from ai_data_agent.executor.env.index import CachedEnv, ImageInfo, cache_key, default_index_path
+from ai_data_agent.executor.env.sandboxes import CACHE_VOLUME, STAGE_MOUNT, UV_CACHE_VOLUME
 from ai_data_agent.executor.spec import ENVS_MOUNT, ContainerSpec, VolumeMount
 from ai_data_agent.models import PackageInfo, RunRequest
 from ai_data_agent.settings import Settings

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -128,3 +130,30 @@ def test_bad_frames_are_rejected_and_counted(payload: bytes) -> None:
     ]
     assert reader.bad_frames == 1
     assert reader.noise_lines == 0
+
+
+def _fastest(action: Callable[[], object], repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("line_bytes", [1 << 20, 16 << 20], ids=["1-MiB-lines", "over-long"])
+def test_a_flood_of_lines_that_are_not_frames_is_read_at_memory_speed(line_bytes: int) -> None:
+    """Lines without the token, or over the cap, are dropped as they arrive: reading
+    them costs about what finding their newlines does, never a rescan of a buffer."""
+    line = b"x" * (line_bytes - 1) + b"\n"
+    data = (line * (64 * 2**20 // line_bytes))[: 64 * 2**20]
+    chunks = [data[i : i + 16384] for i in range(0, len(data), 16384)]
+
+    def read() -> None:
+        reader = FrameReader(TOKEN)
+        for chunk in chunks:
+            assert reader.feed(chunk) == []
+
+    scan = _fastest(lambda: [chunk.find(b"\n") for chunk in chunks])
+
+    assert _fastest(read) < 8 * scan + 0.05

@@ -67,7 +67,9 @@ def make_job(code: str, **overrides: Any) -> dict[str, Any]:
     return job
 
 
-def drive(job: dict[str, Any], tmpdir: Path, *, go_line: bytes = b"go\n") -> Transcript:
+def drive(
+    job: dict[str, Any], tmpdir: Path, *, go_line: bytes = b"go\n", inputs: bytes = b""
+) -> Transcript:
     """Run the runner with ``job``; answer ``ready`` with ``go_line``; collect everything."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -88,7 +90,7 @@ def drive(job: dict[str, Any], tmpdir: Path, *, go_line: bytes = b"go\n") -> Tra
         start_new_session=True,
     ) as proc:
         assert proc.stdin and proc.stdout and proc.stderr
-        proc.stdin.write(bundle() + encode_message(job))
+        proc.stdin.write(bundle() + encode_message(job) + inputs)
         proc.stdin.flush()
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
@@ -241,6 +243,15 @@ def test_output_frames_carry_non_ascii_text(sandbox_tmp: Path) -> None:
     code = "import sys\nsys.stdout.buffer.write('caf\\u00e9 \\u20ac\\n'.encode() + b'\\xff\\n')\n"
     t = drive(make_job(code), sandbox_tmp)
     assert t.output("stdout") == "caf\u00e9 \u20ac\n\ufffd\n"
+
+
+def test_an_error_names_paths_as_the_code_knows_them(sandbox_tmp: Path) -> None:
+    # Input paths the controller would refuse (a file under a file): the runner's
+    # error names them under the working directory, not under the sandbox dir.
+    job = make_job("print('ran')", files=[{"path": "a", "size": 1}, {"path": "a/b", "size": 1}])
+    t = drive(job, sandbox_tmp, inputs=b"12")
+    assert t.result["error"] == "FileExistsError: [Errno 17] File exists: 'a'"
+    assert t.result["sandbox_removed"] is True and "ran" not in t.output("stdout")
 
 
 def test_no_go_means_no_run(sandbox_tmp: Path) -> None:

@@ -14,8 +14,8 @@ from fakes import SandboxUser
 
 from ai_data_agent.executor import protocol
 from ai_data_agent.executor.protocol import encode_message
-from ai_data_agent.executor.spec import sandbox_source
 from ai_data_agent.sandbox import channel, environment
+from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.sandbox.channel import read_message
 from ai_data_agent.sandbox.environment import (
     build_env,
@@ -240,7 +240,7 @@ print(json.dumps(outcome))
 def _remove_as_sandbox_user(user: SandboxUser, base: Path, mode: int) -> dict[str, object]:
     proc = subprocess.run(
         [user.python, "-I", "-c", REMOVE_AS_USER, str(base), oct(mode)],
-        input=sandbox_source("environment"),
+        input=source_of("environment"),
         capture_output=True,
         text=True,
         timeout=30,

@@ -18,7 +18,7 @@ import pytest
 
 import ai_data_agent.sandbox
 from ai_data_agent.executor.delivery import SANDBOX_MODULES, bundle
-from ai_data_agent.executor.spec import sandbox_source
+from ai_data_agent.sandbox.bootstrap import source_of
 
 SANDBOX_DIR = Path(ai_data_agent.sandbox.__file__).parent
 SANDBOX_FILES = sorted(SANDBOX_DIR.glob("*.py"))
@@ -135,7 +135,7 @@ print(json.dumps(sorted(n for n in sys.modules if n.startswith("ai_data_agent"))
 
 def test_every_module_loads_from_the_bundle_alone_in_isolated_mode() -> None:
     """``python -I -S``, no site-packages, no package on disk: the bundle is enough."""
-    script = f"BOOTSTRAP = {sandbox_source('bootstrap')!r}\n" + LOAD_EVERY_MODULE
+    script = f"BOOTSTRAP = {source_of('bootstrap')!r}\n" + LOAD_EVERY_MODULE
     proc = subprocess.run(
         [sys.executable, "-I", "-S", "-c", script],
         input=bundle(),

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ai_data_agent.executor import docker_volumes
+from ai_data_agent.executor.docker import volumes as docker_volumes
 from ai_data_agent.executor.spec import sandbox_security_opt, seccomp_profile
 
 ROOT = Path(__file__).parents[2]

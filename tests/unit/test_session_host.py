@@ -217,6 +217,39 @@ def test_an_explicit_interrupt(runner: Runner) -> None:
     assert any(f["k"] == "ack" and f["op"] == "interrupt" and f["running"] for f in frames)
 
 
+@pytest.mark.parametrize("interrupt", ["timeout", "explicit"])
+def test_an_interrupts_traceback_shows_only_the_users_frames(
+    runner: Runner, interrupt: str
+) -> None:
+    code = "import time\ndef wait():\n    time.sleep(30)\nwait()"
+    if interrupt == "timeout":
+        done, _ = runner.cell(code, timeout_s=0.3)
+    else:
+        runner.count += 1
+        runner.op(op="cell", code=code, count=runner.count, timeout_s=60)
+        time.sleep(0.5)
+        runner.op(op="interrupt")
+        done = runner.until(lambda f: f["k"] == "cell")[-1]
+    lines = done["error"]["traceback"]
+    assert lines[0] == "Traceback (most recent call last):\n"
+    assert [line.split(",")[0] for line in lines[1:-1]] == [
+        '  File "<cell 1>"',
+        '  File "<cell 1>"',
+    ]
+    assert lines[-1] == "KeyboardInterrupt\n"
+    assert "ai_data_agent" not in "".join(lines)
+
+
+def test_an_error_raised_while_handling_an_interrupt_shows_only_the_users_frames(
+    runner: Runner,
+) -> None:
+    code = "import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    raise ValueError('stop')"
+    done, _ = runner.cell(code, timeout_s=0.3)
+    text = "".join(done["error"]["traceback"])
+    assert (done["status"], done["error"]["ename"]) == ("error", "ValueError")
+    assert "KeyboardInterrupt" in text and "ai_data_agent" not in text
+
+
 @pytest.mark.parametrize("code", ["import os; os._exit(3)", "import ctypes; ctypes.string_at(0)"])
 def test_a_dying_kernel_loses_the_state_and_the_session_goes_on(runner: Runner, code: str) -> None:
     runner.cell("x = 1")
@@ -303,6 +336,27 @@ def test_an_upload_never_writes_through_a_link_the_code_made(
     assert list(outside.iterdir()) == []
     # The stream stays in step: the next operation works.
     assert runner.cell("1")[0]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("outputs", "outputs is a directory"),
+        ("x" * 300, "x" * 300 + ": file name too long"),
+    ],
+    ids=["onto-a-directory", "name-too-long"],
+)
+def test_a_failed_upload_names_the_users_path_and_the_reason(
+    runner: Runner, path: str, error: str
+) -> None:
+    runner.send_raw(encode_message({"op": "put", "path": path, "size": 2}) + b"hi")
+    ack = runner.until(lambda f: f["k"] == "ack")[-1]
+    assert (ack["ok"], ack["error"]) == (False, error)
+    runner.op(op="get", path=path, max_bytes=100)
+    ack = runner.until(lambda f: f["k"] == "ack")[-1]
+    assert ack["ok"] is False and "ai_data_agent_" not in ack["error"], ack
+    runner.op(op="ls")
+    assert [f["path"] for f in runner.until(lambda f: f["k"] == "ack")[-1]["files"]] == []
 
 
 def test_operations_while_a_cell_runs_are_refused(runner: Runner) -> None:

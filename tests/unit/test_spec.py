@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ai_data_agent.executor.docker_backend import DockerBackend
+from ai_data_agent.executor.docker.backend import DockerBackend
 from ai_data_agent.executor.owner import owner_is_dead, owner_label
 from ai_data_agent.executor.spec import (
     CA_BUNDLE_PATH,
@@ -20,10 +20,10 @@ from ai_data_agent.executor.spec import (
     ContainerSpec,
     build_spec,
     sandbox_command,
-    sandbox_source,
     seccomp_profile,
 )
 from ai_data_agent.models import Limits
+from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.settings import Settings
 
 MiB = 1024 * 1024
@@ -55,14 +55,14 @@ def spec_for(
 
 def test_runs_the_bootstrap_isolated_and_without_site() -> None:
     spec = spec_for()
-    assert spec.command == ["python3", "-I", "-S", "-c", sandbox_source("bootstrap")]
+    assert spec.command == ["python3", "-I", "-S", "-c", source_of("bootstrap")]
     assert tuple(spec.command) == sandbox_command()
     assert spec.image == "python:3.12-slim"
 
 
-def test_sandbox_source_is_the_file() -> None:
+def test_source_of_is_the_file() -> None:
     path = Path(__file__).parents[2] / "src" / "ai_data_agent" / "sandbox" / "bootstrap.py"
-    assert sandbox_source("bootstrap") == path.read_text(encoding="utf-8")
+    assert source_of("bootstrap") == path.read_text(encoding="utf-8")
 
 
 def test_unprivileged_read_only_and_no_capabilities() -> None:
@@ -210,7 +210,7 @@ def test_host_config_memory_equals_swap_and_hardening_is_kept() -> None:
     assert config["cap_drop"] == ["ALL"]
     assert config["security_opt"] == ["no-new-privileges:true", f"seccomp={seccomp_profile()}"]
     assert config["tmpfs"] == spec.tmpfs
-    assert config["init"] is True
+    assert config["init"] is False  # the bootstrap is pid 1 (no docker-init holding stdout)
     assert config["network_mode"] == "none"
     assert config["mounts"] is None
     assert config["log_config"]["Type"] == "none"

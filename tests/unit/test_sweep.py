@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ai_data_agent import cli, cli_admin
-from ai_data_agent.executor import docker_backend
+from ai_data_agent.executor import docker as docker_package
 from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.executor.owner import owner_label
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_DEADLINE, LABEL_OWNER
@@ -73,7 +73,7 @@ class FakeSweeper:
 @pytest.fixture
 def sweeper(monkeypatch: pytest.MonkeyPatch) -> type[FakeSweeper]:
     monkeypatch.setattr(FakeSweeper, "rules", [])
-    monkeypatch.setattr(docker_backend, "DockerBackend", FakeSweeper)
+    monkeypatch.setattr(docker_package, "DockerBackend", FakeSweeper)
     monkeypatch.setattr(cli_admin, "require_engine", lambda settings: None)
     return FakeSweeper
 

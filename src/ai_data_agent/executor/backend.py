@@ -83,7 +83,9 @@ class Sandbox(Protocol):
     def detach_network(self) -> None:
         """Take the install network away; must be complete when this returns."""
 
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """Kill the container. Its output is not read after this: the stream is closed
+        first, so that nothing still in it holds the engine (or the caller) up."""
 
     def exit_state(self, timeout_s: float) -> ExitState:
         """Wait (bounded) for the container to stop; report how it ended."""

@@ -1,14 +1,13 @@
-"""One conversation with a started sandbox: frames in, the controller's deadlines, a `Transcript` out.
+"""One conversation with an opened sandbox: frames in, the controller's deadlines, a `Transcript` out.
 
     transcript = Transcript.empty(settings, collector)
-    Conversation(sandbox, token, budget, transcript, run_id=run_id).run(return_at_result=False)
+    Conversation(link, budget, transcript).run(return_at_result=False)
 
-Every byte from the container is hostile: only frames with the job's token
-count (`protocol.FrameReader`), each is parsed into its type (`frames`), output
-is kept within the caps, and the whole stream within a budget. The
-controller, not the runner, decides when time is up: each phase has a
-deadline, a passed deadline or a cancel kills the container, and what was
-collected so far stays in the transcript.
+Every byte from the container is hostile: the link reads only authenticated,
+typed frames (`link.SandboxLink`), output is kept within the caps (`output`),
+and the whole stream within a budget. The controller, not the runner, decides
+when time is up: each phase has a deadline, a passed deadline or a cancel
+kills the container, and what was collected so far stays in the transcript.
 """
 
 from __future__ import annotations
@@ -19,24 +18,15 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from ai_data_agent.executor.artifacts import ArtifactCollector
-from ai_data_agent.executor.backend import STDERR, STDOUT, ExitState, Sandbox
-from ai_data_agent.executor.events import EventHandler, RunEvent
-from ai_data_agent.executor.frames import (
-    ArtifactBegin,
-    ArtifactData,
-    ArtifactEnd,
-    Frame,
-    LogFrame,
-    OutFrame,
-    PhaseFrame,
-    ResultFrame,
-    typed_frames,
-)
-from ai_data_agent.executor.protocol import GO_LINE, FrameReader, keep_runner_stderr
+from ai_data_agent.executor.backend import ExitState
+from ai_data_agent.executor.events import Emitter, EventHandler
+from ai_data_agent.executor.frames import Frame, LogFrame, PhaseFrame, ResultFrame
+from ai_data_agent.executor.link import SandboxLink
+from ai_data_agent.executor.output import Output
+from ai_data_agent.executor.protocol import GO_LINE
 from ai_data_agent.settings import Settings
 
-__all__ = ["Budget", "Conversation", "OutputBuffer", "Transcript"]
+__all__ = ["Budget", "Conversation", "Transcript"]
 
 # The runner's verify step gets this long between "ready" and "running", and
 # artifact collection as long after the code ends.
@@ -44,56 +34,20 @@ VERIFY_BUDGET_S = 60.0
 COLLECT_BUDGET_S = 60.0
 # How long the runner gets to exit after its result before it is killed.
 EXIT_WAIT_S = 1.0
-# Bytes kept of the container's own stderr (the runner's crash output, if any).
 READ_SLICE_S = 0.25
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-class OutputBuffer:
-    """One output stream, kept within its cap (UTF-8 bytes; one raw byte decodes to <= 3)."""
-
-    def __init__(self, limit_bytes: int) -> None:
-        self.room = limit_bytes * 3
-        self.parts: list[str] = []
-        self.cut = False
-
-    def add(self, text: str) -> str:
-        """Append what fits; return what was kept."""
-        data = text.encode()
-        if len(data) > self.room:
-            text = data[: max(self.room, 0)].decode("utf-8", "ignore")
-            self.cut = True
-            data = text.encode()
-        self.parts.append(text)
-        self.room -= len(data)
-        return text
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
 @dataclass
-class Transcript:
+class Transcript(Output):
     """What the controller collected from one sandbox, bounded at every step."""
 
-    stdout: OutputBuffer
-    stderr: OutputBuffer
-    artifacts: ArtifactCollector
     phase: str = "starting"
     result: ResultFrame | None = None
     runner_stderr: bytearray = field(default_factory=bytearray)
     deadline_hit: str | None = None  # the phase in which the controller killed it
     code_s: float | None = None  # how long the code ran, as the controller saw it
     exit_state: ExitState = field(default_factory=lambda: ExitState(None, False))
-
-    @classmethod
-    def empty(cls, settings: Settings, artifacts: ArtifactCollector) -> Transcript:
-        return cls(
-            OutputBuffer(settings.stdout_limit_bytes),
-            OutputBuffer(settings.stderr_limit_bytes),
-            artifacts,
-        )
 
     @property
     def finished_cleanly(self) -> bool:
@@ -139,27 +93,24 @@ class Conversation:
 
     def __init__(
         self,
-        sandbox: Sandbox,
-        token: str,
+        link: SandboxLink,
         budget: Budget,
         transcript: Transcript,
         *,
-        run_id: str,
         detach_network: bool = False,
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
-        self.sandbox = sandbox
+        self.link = link
+        self.sandbox = link.sandbox
         self.budget = budget
         self.transcript = transcript
-        self.run_id = run_id
+        transcript.runner_stderr = link.runner_stderr  # kept by the link as it reads
         self.detach_network = detach_network
-        self.on_event = on_event
+        self.emit = Emitter(link.run_id, on_event)
         self.cancel = cancel
-        self.log = logger.bind(run_id=run_id)
-        self.reader = FrameReader(token)
+        self.log = logger.bind(run_id=link.run_id)
         self.deadline = time.monotonic() + budget.until_ready_s
-        self.received = 0
         self.code_started: float | None = None
 
     def run(self, *, return_at_result: bool = False) -> Transcript:
@@ -170,12 +121,7 @@ class Conversation:
             if not self._step():
                 break
         self._code_ended()
-        if self.reader.noise_lines or self.reader.bad_frames:
-            self.log.warning(
-                "ignored {} unauthenticated line(s) and {} malformed frame(s) from the sandbox",
-                self.reader.noise_lines,
-                self.reader.bad_frames,
-            )
+        self.link.report_noise()
         if t.finished_cleanly:
             if not return_at_result:
                 self._await_exit()
@@ -198,50 +144,35 @@ class Conversation:
         if remaining <= 0:
             self._stop(t.phase, f"deadline passed in phase {t.phase}; killing the sandbox")
             return True
-        chunk = self.sandbox.read(min(remaining, READ_SLICE_S))
-        if chunk is None:
-            return True
-        stream, data = chunk
-        if not data:
+        frames = self.link.read(min(remaining, READ_SLICE_S))
+        if frames is None:
             return False  # end of stream: the container exited
-        self.received += len(data)
-        if self.received > self.budget.stream_bytes:
+        if self.link.received > self.budget.stream_bytes:
             limit = self.budget.stream_bytes
             self._stop("stream", f"sandbox sent more than {limit} bytes; killing it", "WARNING")
-        elif stream == STDERR:
-            keep_runner_stderr(t.runner_stderr, data)
-        elif stream == STDOUT:
-            for frame in typed_frames(self.reader, data):
-                self._handle(frame)
+            return True
+        for frame in frames:
+            self._handle(frame)
         return True
-
-    def _emit(self, kind: str, data: str) -> None:
-        if self.on_event is not None:
-            self.on_event(RunEvent(self.run_id, kind, data))
 
     def _handle(self, frame: Frame) -> None:
         t = self.transcript
-        if isinstance(frame, OutFrame):
-            buffer = t.stdout if frame.stream == "stdout" else t.stderr
-            kept = buffer.add(frame.text)
-            if kept:
-                self._emit(frame.stream, kept)
-        elif isinstance(frame, LogFrame):
+        if t.take(frame, self.emit):
+            return
+        if isinstance(frame, LogFrame):
             level = frame.level.upper() if frame.level.upper() in LOG_LEVELS else "INFO"
             self.log.log(level, "sandbox: {}", frame.msg[:2000])
         elif isinstance(frame, PhaseFrame):
             self._enter(frame.phase)
-        elif isinstance(frame, ArtifactBegin | ArtifactData | ArtifactEnd):
-            t.artifacts.handle(frame)
         elif isinstance(frame, ResultFrame):
             t.result = frame
         else:  # a session's frame from a one-shot job: not ours to act on
-            self.reader.bad_frames += 1
+            self.link.reader.bad_frames += 1
 
     def _enter(self, phase: str) -> None:
         """A new phase: its deadline, and at ``ready`` the network goes and the code is released."""
         self.transcript.phase = phase
-        self._emit("phase", phase)
+        self.emit("phase", phase)
         now = time.monotonic()
         if phase == "ready":
             if self.detach_network:

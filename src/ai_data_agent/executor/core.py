@@ -8,6 +8,8 @@ prepare its environment (the environment cache, or a per-run pip
 install inside the run's own sandbox), build the container spec, drive the
 sandbox (`driver`), and turn the transcript into a result (`outcome`). The
 container is removed in every path (success, failure, timeout, Ctrl-C).
+Sessions (`Executor.session`, `Executor.new_session`) open their sandboxes
+through the same driver; the executor is their `session.SandboxProvider`.
 """
 
 from __future__ import annotations
@@ -21,16 +23,23 @@ from typing import Any
 
 from loguru import logger
 
-from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import Backend
 from ai_data_agent.executor.conversation import Transcript
 from ai_data_agent.executor.driver import Assignment, SandboxDriver
-from ai_data_agent.executor.envcache import EnvCache, InstallFailure, Ready
+from ai_data_agent.executor.env import (
+    EnvCache,
+    Environments,
+    InstallFailure,
+    Ready,
+    Vanished,
+    once_more_if_vanished,
+)
 from ai_data_agent.executor.events import EventHandler, RunEvent
 from ai_data_agent.executor.jobs import run_job
+from ai_data_agent.executor.link import SandboxLink
 from ai_data_agent.executor.outcome import install_failed_result, run_result
 from ai_data_agent.executor.pool import WarmPool
-from ai_data_agent.executor.sessions import Session
+from ai_data_agent.executor.session import SandboxOrder, Session
 from ai_data_agent.executor.spec import ContainerSpec, VolumeMount, build_spec
 from ai_data_agent.limits import default_limits, resolve_run
 from ai_data_agent.models import Limits, RunRequest, RunResult
@@ -43,7 +52,7 @@ __all__ = ["Executor"]
 class Executor:
     """Runs requests in fresh sandbox containers. Thread-safe; one per process is enough.
 
-    It keeps the environment cache (see `envcache`, unless the install mode is
+    It keeps the environment cache (see `env`, unless the install mode is
     ``per_run``) and, when ``settings.pool_size`` > 0, a warm pool (see
     `pool`). Call `close` (or use it as a context manager) to drain the pool.
     """
@@ -52,7 +61,7 @@ class Executor:
         self.settings = settings
         self.controller_id = uuid.uuid4().hex[:12]
         if backend is None:
-            from ai_data_agent.executor.docker_backend import DockerBackend
+            from ai_data_agent.executor.docker import DockerBackend
 
             backend = DockerBackend(settings)
         self.backend = backend
@@ -122,7 +131,16 @@ class Executor:
             ExecutorError: Docker or the host failed; nothing is left behind.
         """
         self.start_pool()
-        return Session(self, request or SessionRequest(**fields)).start()
+        return self.new_session(request or SessionRequest(**fields)).start()
+
+    def new_session(self, request: SessionRequest, session_id: str | None = None) -> Session:
+        """A session of this executor, not started yet (its limits are resolved: a daemon
+        admits it by them first); `Session.start` installs and starts it.
+
+        Raises:
+            RequestRejected: the request breaks a server limit.
+        """
+        return Session(self, request, session_id)
 
     def run(
         self,
@@ -153,23 +171,21 @@ class Executor:
         started = time.monotonic()
         image = self.backend.resolve_image()
         self.start_pool()
-        result = None
-        for attempt in range(2):
+
+        def attempt() -> RunResult | Vanished:
             environment = self._environment(request, image, run_id, on_event)
             if isinstance(environment, InstallFailure):
-                result = install_failed_result(
+                return install_failed_result(
                     run_id, image, request, environment.install, environment.error, self.settings
                 )
-                break
             transcript = self._drive(
                 request, limits, image, run_id, environment, on_event, cancel, artifacts_dir
             )
             if environment is not None and transcript.result and transcript.result.env_missing:
-                self._lost(environment, run_id, retried=attempt > 0)
-                continue
-            result = self._result(run_id, image, request, transcript, environment)
-            break
-        assert result is not None
+                return Vanished(environment.env.key)
+            return self._result(run_id, image, request, transcript, environment)
+
+        result = once_more_if_vanished(self.env_cache, attempt, run_id=run_id, step="install")
         result.timings.total_s = round(time.monotonic() - started, 4)
         logger.bind(run_id=run_id).info(
             "run finished: status={} exit_code={} install_s={:.2f} execute_s={:.2f} "
@@ -194,6 +210,18 @@ class Executor:
         if on_event is not None:
             on_event(RunEvent(run_id, "phase", "installing"))
         return self.env_cache.get_or_install(list(request.requirements), image, run_id)
+
+    # -- what a session asks of its executor (`SandboxProvider`) ----------------------
+    @property
+    def environments(self) -> Environments | None:
+        return self.env_cache
+
+    def resolve_image(self) -> str:
+        return self.backend.resolve_image()
+
+    def open_sandbox(self, order: SandboxOrder) -> SandboxLink:
+        spec = self.sandbox_spec(order.limits, order.image, order.run_id, lifetime=order.lifetime_s)
+        return self.driver.open(spec, order.job, run_id=order.run_id, inputs=order.inputs)
 
     def sandbox_spec(
         self,
@@ -249,20 +277,6 @@ class Executor:
                 artifacts_dir=artifacts_dir,
                 defer_removal=self.pool is not None,  # the latency mode: return at the result
             )
-
-    def _lost(self, environment: Ready, run_id: str, *, retried: bool) -> None:
-        """The cached environment vanished from the volume: forget it, so it is installed again."""
-        key = environment.env.key
-        if retried:
-            raise ExecutorError(
-                "the cached environment vanished twice", run_id=run_id, step="install"
-            )
-        logger.bind(run_id=run_id).warning(
-            "cached environment {} is gone from the volume (or was never whole); installing again",
-            key[:12],
-        )
-        assert self.env_cache is not None
-        self.env_cache.forget(key)
 
     def _result(
         self,

@@ -2,26 +2,26 @@
 
     sandbox = launch(backend, spec, run_id)   # started; the runner is loaded and waits for a job
 
-The command line carries only `sandbox.bootstrap` (``python3 -I -S -c ...``);
-the runner and its modules follow as one length-prefixed JSON bundle over the
-attach socket, so nothing is written into the image (its root is read-only)
-and the engine does not pass tens of kilobytes of command line per start. A
-pooled sandbox gets its bundle when it starts, so its runner is loaded and
-waiting by the time a run takes it.
+The command line carries only `sandbox.bootstrap` (``python3 -I -S -c ...``),
+the container's pid 1, which forks the runner off and keeps none of its
+channel; the runner and its modules follow as one length-prefixed JSON bundle
+(`sandbox.bootstrap.bundle_of`) over the attach socket, so nothing is written
+into the image (its root is read-only) and the engine does not pass tens of
+kilobytes of command line per start. A pooled sandbox gets its bundle when it
+starts, so its runner is loaded and waiting by the time a run takes it.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import Backend, Sandbox
-from ai_data_agent.executor.spec import ContainerSpec, sandbox_source
+from ai_data_agent.executor.spec import ContainerSpec
+from ai_data_agent.sandbox.bootstrap import bundle_of
 
 __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
 
-PACKAGE = "ai_data_agent.sandbox"
 # Every module the runner may import or hand on: figures and verify run as programs,
 # and the bootstrap starts the session kernel too.
 SANDBOX_MODULES = (
@@ -46,14 +46,7 @@ SANDBOX_MODULES = (
 @functools.cache
 def bundle(main: str = "runner") -> bytes:
     """The sandbox modules as the bootstrap reads them, with ``main`` to run."""
-    body = json.dumps(
-        {
-            "sources": {f"{PACKAGE}.{m}": sandbox_source(m) for m in SANDBOX_MODULES},
-            "main": f"{PACKAGE}.{main}",
-        },
-        ensure_ascii=True,
-    ).encode()
-    return str(len(body)).encode() + b"\n" + body
+    return bundle_of(main, SANDBOX_MODULES)
 
 
 def launch(backend: Backend, spec: ContainerSpec, run_id: str) -> Sandbox:

@@ -7,6 +7,9 @@
 The installer's message is quoted (its last error lines), with a hint where the
 cause is known: a certificate the sandbox does not trust points at the CA
 setting, an unknown package at its name, an unreachable index at the network.
+Paths of the sandbox's own making in the quote are named as the user knows
+them: the sandbox dir is the code's home (``~``), and the environment being
+built in an install sandbox is ``<environment>``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import re
 
 from ai_data_agent.executor.frames import InstallSection
+from ai_data_agent.executor.spec import STAGE_MOUNT
 
 __all__ = ["install_error"]
 
@@ -49,6 +53,10 @@ _CAUSES: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "check the index URL and the host's network (AI_DATA_AGENT_PIP_INDEX_URL)",
     ),
 )
+_OUR_PATHS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"/tmp/ai_data_agent_\w+"), "~"),  # noqa: S108 (a sandbox dir: the code's HOME)
+    (re.compile(re.escape(STAGE_MOUNT) + r"/env\b"), "<environment>"),
+)
 _ERROR_LINE = re.compile(
     r"^\s*(?:error|ERROR|\u00d7|\u2570\u2500\u25b6|cause|Caused by)[:\s]", re.M
 )
@@ -60,6 +68,8 @@ def _quote(log_tail: str) -> str:
     errors = [line for line in lines if _ERROR_LINE.match(line)]
     chosen = errors[-4:] if errors else lines[-3:]
     text = " | ".join(chosen)
+    for pattern, name in _OUR_PATHS:
+        text = pattern.sub(name, text)
     return text if len(text) <= MAX_QUOTE else text[: MAX_QUOTE - 3] + "..."
 
 

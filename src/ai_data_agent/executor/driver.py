@@ -1,16 +1,18 @@
-"""The sandbox driver: one `Assignment` (spec, job, inputs) through one container, start to removal.
+"""The sandbox driver: opens a sandbox for a job (warm pool or fresh) and drives one-shot jobs to the end.
 
     driver = SandboxDriver(settings, backend, pool)
-    transcript = driver.drive(Assignment(spec, job, inputs), run_id=run_id)
+    link = driver.open(spec, job, run_id=run_id, inputs=files)    # a session's kernel
+    transcript = driver.drive(Assignment(spec, job, inputs), run_id=run_id)   # a run, an install
     driver.close()              # waits for removals deferred to the background
 
 A sandbox comes from the warm pool when one with the same profile waits there,
-else it is started (`delivery.launch`). The driver sends the job, the input
-files and, for installs, the uv binary; `Conversation` then reads frames under
-the controller's deadlines. The container is removed in every path; with
-``defer_removal`` a sandbox that ended cleanly is removed in the background
-after the caller has its answer. Both `Executor` and `EnvCache` drive their
-sandboxes through here.
+else it is started (`delivery.launch`). `open` sends the job with a fresh
+frame token, the input files and, for installs, the uv binary, and hands back
+the `link.SandboxLink` that reads its frames: a session keeps it for its
+life; `drive` has `Conversation` read it under the controller's deadlines and
+removes the container in every path. With ``defer_removal`` a sandbox that
+ended cleanly is removed in the background after the caller has its answer.
+`Executor` (runs, sessions) and `EnvCache` (its own sandboxes) open theirs here.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from pathlib import Path
 
 from loguru import logger
 
-from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.backend import Backend, Sandbox
 from ai_data_agent.executor.conversation import Budget, Conversation, Transcript
 from ai_data_agent.executor.delivery import launch
 from ai_data_agent.executor.events import EventHandler
 from ai_data_agent.executor.jobs import Job
+from ai_data_agent.executor.link import SandboxLink
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.protocol import encode_message, new_token
 from ai_data_agent.executor.spec import ContainerSpec
@@ -53,7 +55,7 @@ class Assignment:
 
 
 class SandboxDriver:
-    """Drives sandboxes through their conversation. Thread-safe."""
+    """Opens sandboxes and drives one-shot jobs through their conversation. Thread-safe."""
 
     def __init__(self, settings: Settings, backend: Backend, pool: WarmPool | None = None) -> None:
         self.settings = settings
@@ -68,6 +70,40 @@ class SandboxDriver:
             removals = self._removals
             self._removals = ThreadPoolExecutor(REMOVAL_THREADS, thread_name_prefix="remove")
         removals.shutdown(wait=True)
+
+    def open(
+        self,
+        spec: ContainerSpec,
+        job: Job,
+        *,
+        run_id: str,
+        inputs: Sequence[bytes] = (),
+        ship_uv: bool = False,
+    ) -> SandboxLink:
+        """A started sandbox (pooled or fresh) with ``job``, under a new frame token, and the
+        bytes that follow it sent; the caller settles and removes it.
+
+        Raises:
+            ExecutorError: Docker or the host failed; nothing is left behind.
+        """
+        token = new_token()
+        uv_path = self.settings.uv_path() if ship_uv else None
+        job = job.model_copy(deep=True)
+        job.token = token
+        if uv_path is not None:
+            job.install.uv_size = uv_path.stat().st_size
+        link = SandboxLink(self._sandbox(spec, run_id), token, run_id, self.pool)
+        try:
+            link.send(encode_message(job.encode()))
+            for blob in inputs:
+                link.send(blob)
+            if uv_path is not None:
+                _send_file(link, uv_path)
+        except BaseException:
+            link.settled()
+            link.remove()
+            raise
+        return link
 
     def drive(
         self,
@@ -84,47 +120,38 @@ class SandboxDriver:
         Raises:
             ExecutorError: Docker or the host failed; the container is removed anyway.
         """
-        logger.bind(run_id=run_id)
-        token = new_token()
-        uv_path = self.settings.uv_path() if assignment.ship_uv else None
-        job = assignment.job.model_copy(deep=True)
-        job.token = token
-        if uv_path is not None:
-            job.install.uv_size = uv_path.stat().st_size
+        link = self.open(
+            assignment.spec,
+            assignment.job,
+            run_id=run_id,
+            inputs=assignment.inputs,
+            ship_uv=assignment.ship_uv,
+        )
         collector = ArtifactCollector(
             artifacts_dir, self.settings.max_artifacts, self.settings.max_artifact_total_bytes
         )
         transcript = Transcript.empty(self.settings, collector)
-        sandbox = self.sandbox(assignment.spec, run_id)
         deferred = False
         try:
-            sandbox.send(encode_message(job.encode()))
-            for blob in assignment.inputs:
-                sandbox.send(blob)
-            if uv_path is not None:
-                _send_file(sandbox, uv_path)
-            budget = Budget.for_job(self.settings, assignment.code_timeout_s)
             Conversation(
-                sandbox,
-                token,
-                budget,
+                link,
+                Budget.for_job(self.settings, assignment.code_timeout_s),
                 transcript,
-                run_id=run_id,
                 detach_network=assignment.spec.detach_network_before_code,
                 on_event=on_event,
                 cancel=cancel,
             ).run(return_at_result=defer_removal)
             deferred = defer_removal and transcript.finished_cleanly
         finally:
-            self.settled(sandbox)
+            link.settled()
             collector.close()
             if deferred:
-                self._remove_later(sandbox, run_id)
+                self._remove_later(link)
             else:
-                _remove(sandbox, run_id)
+                link.remove()
         return transcript
 
-    def sandbox(self, spec: ContainerSpec, run_id: str) -> Sandbox:
+    def _sandbox(self, spec: ContainerSpec, run_id: str) -> Sandbox:
         """A started sandbox with its runner loaded: from the warm pool, else a fresh one."""
         log = logger.bind(run_id=run_id)
         sandbox = self.pool.take(spec) if self.pool is not None else None
@@ -135,25 +162,12 @@ class SandboxDriver:
         log.debug("container {} started from {}", sandbox.container_id[:12], spec.image)
         return sandbox
 
-    def settled(self, sandbox: Sandbox) -> None:
-        """``sandbox`` is past its start; the warm pool may refill (see `WarmPool.settled`)."""
-        if self.pool is not None:
-            self.pool.settled(sandbox)
-
-    def _remove_later(self, sandbox: Sandbox, run_id: str) -> None:
+    def _remove_later(self, link: SandboxLink) -> None:
         with self._lock:
-            self._removals.submit(_remove, sandbox, run_id)
+            self._removals.submit(link.remove)
 
 
-def _send_file(sandbox: Sandbox, path: Path) -> None:
+def _send_file(link: SandboxLink, path: Path) -> None:
     with path.open("rb") as fh:
         while chunk := fh.read(UV_CHUNK):
-            sandbox.send(chunk)
-
-
-def _remove(sandbox: Sandbox, run_id: str) -> None:
-    try:
-        sandbox.remove()
-    except ExecutorError as exc:
-        # Never mask the first error; the retries and the sweep will find it by label.
-        logger.bind(run_id=run_id).warning("cleanup failed: {}", exc)
+            link.send(chunk)

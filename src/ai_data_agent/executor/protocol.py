@@ -25,6 +25,8 @@ __all__ = [
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 RUNNER_STDERR_LIMIT = 64 * 1024  # the runner's own stderr (not the code's), kept for diagnosis
 GO_LINE = b"go\n"  # releases a run once the install network is gone
+NOISE = "noise"
+OVER_LONG = "over-long"
 
 
 def new_token() -> str:
@@ -43,47 +45,79 @@ def _reject_constant(name: str) -> Any:
 
 @dataclass
 class FrameReader:
-    """Splits a byte stream into frames ``<token> <json-object>\\n``."""
+    """Splits a byte stream into frames ``<token> <json-object>\\n``.
+
+    Each byte is looked at once, whatever the stream holds: a line that cannot be
+    a frame (it does not start with the token) or that passes the cap is dropped
+    as it arrives, up to its end, and never buffered whole.
+    """
 
     token: str
     max_frame_bytes: int = MAX_FRAME_BYTES
     noise_lines: int = 0
     bad_frames: int = 0
     _buffer: bytearray = field(default_factory=bytearray)
-    _skipping: bool = False
+    _skipping: str = ""  # the line begun is NOISE or OVER_LONG: dropped up to its end
+    _prefix: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._prefix = self.token.encode() + b" "
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Add bytes; return the complete, valid frames they finish."""
         frames: list[dict[str, Any]] = []
-        self._buffer += data
-        while True:
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                if len(self._buffer) > self.max_frame_bytes:
-                    # An over-long line: drop it up to its end, whoever wrote it.
-                    self._buffer.clear()
-                    self._skipping = True
-                    self.bad_frames += 1
-                return frames
-            line = bytes(self._buffer[:newline])
-            del self._buffer[: newline + 1]
-            if self._skipping:
-                self._skipping = False
-                continue
-            if len(line) > self.max_frame_bytes:
-                self.bad_frames += 1
-                continue
-            frame = self._parse(line)
+        position = 0
+        while (newline := data.find(b"\n", position)) >= 0:
+            frame = self._line(data, position, newline)
             if frame is not None:
                 frames.append(frame)
+            position = newline + 1
+        if not self._skipping and position < len(data):
+            self._buffer += memoryview(data)[position:]
+            if not self._could_be_frame():
+                self._skip(NOISE)
+            elif len(self._buffer) > self.max_frame_bytes:
+                self._skip(OVER_LONG)  # whoever wrote it
+        return frames
 
-    def _parse(self, line: bytes) -> dict[str, Any] | None:
-        prefix = self.token.encode() + b" "
-        if not line.startswith(prefix):
+    def _could_be_frame(self) -> bool:
+        head = bytes(self._buffer[: len(self._prefix)])
+        return self._prefix.startswith(head)
+
+    def _skip(self, why: str) -> None:
+        """Drop the line begun in the buffer, and what follows of it up to its end."""
+        self._buffer.clear()
+        self._skipping = why
+        if why == OVER_LONG:
+            self.bad_frames += 1
+
+    def _line(self, data: bytes, start: int, end: int) -> dict[str, Any] | None:
+        """The line that ends at ``data[end]``, begun in the buffer (if any) at ``data[start]``."""
+        if self._skipping:
+            if self._skipping == NOISE:
+                self.noise_lines += 1
+            self._skipping = ""
+            return None
+        if len(self._buffer) + end - start > self.max_frame_bytes:
+            self._buffer.clear()
+            self.bad_frames += 1
+            return None
+        if not self._buffer:
+            if not data.startswith(self._prefix, start, end):
+                self.noise_lines += 1
+                return None
+            return self._parse(data[start + len(self._prefix) : end])
+        self._buffer += memoryview(data)[start:end]
+        line = bytes(self._buffer)
+        self._buffer.clear()
+        if not line.startswith(self._prefix):
             self.noise_lines += 1
             return None
+        return self._parse(line[len(self._prefix) :])
+
+    def _parse(self, body: bytes) -> dict[str, Any] | None:
         try:
-            frame = json.loads(line[len(prefix) :], parse_constant=_reject_constant)
+            frame = json.loads(body, parse_constant=_reject_constant)
         except ValueError:
             self.bad_frames += 1
             return None

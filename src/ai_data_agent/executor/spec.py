@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ai_data_agent.executor.owner import owner_label
 from ai_data_agent.models import Limits
+from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.settings import Settings
 
 __all__ = [
@@ -29,12 +30,13 @@ __all__ = [
     "LABEL_PREFIX",
     "LABEL_RUN_ID",
     "SANDBOX_USER",
+    "STAGE_MOUNT",
+    "UV_CACHE_MOUNT",
     "ContainerSpec",
     "VolumeMount",
     "build_spec",
     "sandbox_command",
     "sandbox_security_opt",
-    "sandbox_source",
     "seccomp_profile",
 ]
 
@@ -47,14 +49,11 @@ LABEL_OWNER = LABEL_PREFIX + "owner"  # the controller process, see `owner`
 SANDBOX_USER = "1000:1000"
 CA_BUNDLE_PATH = "/etc/ai-data-agent/ca-bundle.crt"
 ENVS_MOUNT = "/opt/ai-data-agent/envs"  # the shared, read-only environment cache
+STAGE_MOUNT = "/opt/ai-data-agent/stage"  # an install's staging volume, in its own sandbox
+UV_CACHE_MOUNT = "/opt/ai-data-agent/uv-cache"  # uv's download cache, in install sandboxes
 # Extra time a sandbox may live beyond install + timeout before a sweep may
 # remove it as abandoned.
 SWEEP_SLACK_S = 120
-
-
-def sandbox_source(module: str) -> str:
-    """The source of ``ai_data_agent.sandbox.<module>``, as shipped into containers."""
-    return resources.files("ai_data_agent.sandbox").joinpath(f"{module}.py").read_text("utf-8")
 
 
 @functools.cache
@@ -63,7 +62,7 @@ def sandbox_command() -> tuple[str, ...]:
 
     The bootstrap reads the runner from stdin (see `delivery`).
     """
-    return ("python3", "-I", "-S", "-c", sandbox_source("bootstrap"))
+    return ("python3", "-I", "-S", "-c", source_of("bootstrap"))
 
 
 @functools.cache

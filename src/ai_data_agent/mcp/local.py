@@ -23,8 +23,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ai_data_agent.errors import NotFound, SessionGone, SessionLimit
-from ai_data_agent.executor import Executor, RunEvent
-from ai_data_agent.executor.sessions import Session
+from ai_data_agent.executor import Executor, RunEvent, Session
 from ai_data_agent.limits import resolve_run
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink, ThreadJob
 from ai_data_agent.models import RunRequest, RunResult

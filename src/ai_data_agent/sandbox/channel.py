@@ -3,9 +3,10 @@
 stdin carries length-prefixed JSON messages (a decimal byte count, a newline,
 the JSON), raw file bytes announced by a message, and the single ``go`` line
 that releases a run once the controller has taken the install network away.
-stdout carries frames, one per line: ``<token> <json>``. The token is a per-run
-secret from the job, so lines that user code injects into the container's
-stdout (for instance through ``/proc/1/fd/1``) are not mistaken for frames::
+stdout carries frames, one per line: ``<token> <json>``. Only the runner holds
+the container's stdin and stdout (pid 1 keeps none of them, see `bootstrap`),
+and the token is a per-run secret from the job besides, so nothing but the
+runner's own lines count as frames::
 
     channel = Channel(token, sys.stdout.buffer, sys.stdin.buffer)
     channel.phase("running")

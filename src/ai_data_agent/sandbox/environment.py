@@ -49,6 +49,14 @@ def make_sandbox_dir(base: str | None = None) -> str:
     raise FileExistsError(f"no free sandbox dir name under {base}")
 
 
+def as_the_user_sees_it(text: str, sandbox: str) -> str:
+    """``text`` (an error) with the sandbox dir's paths as the user's code knows them:
+    relative to its working directory (``data/a.csv``), else under its home, which is
+    the sandbox dir (``~/sitecustomize.py``)."""
+    work = os.path.join(sandbox, WORK_SUBDIR)
+    return text.replace(work + os.sep, "").replace(work, ".").replace(sandbox, "~")
+
+
 def build_env(
     base_env: Mapping[str, str],
     sandbox_dir: str,

@@ -9,7 +9,9 @@ are joined without ever following a link (no parent may be a symlink, the
 file is written under a temporary name and renamed over the target), so an
 upload replaces a file and never writes through a link the code made.
 Downloads go as artifact frames (the controller checks size and sha256).
-Standard library only, Python >= 3.9.
+An operation that fails says so naming the user's path and the reason
+(``outputs is a directory``), never a path of the sandbox dir or of an upload
+in progress. Standard library only, Python >= 3.9.
 """
 
 from __future__ import annotations
@@ -28,6 +30,20 @@ if TYPE_CHECKING:
     Ack = Callable[..., None]
 
 MAX_LISTED = 1000
+
+
+def file_error(rel: str, exc: Exception) -> str:
+    """Why ``rel`` could not be written or read, in the user's terms."""
+    if isinstance(exc, IsADirectoryError):
+        return f"{rel} is a directory"
+    if isinstance(exc, NotADirectoryError):
+        return f"a parent of {rel} is not a directory"
+    if isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+        return f"{rel}: {reason[:1].lower()}{reason[1:]}"
+    if isinstance(exc, KeyError):
+        return f"the operation has no {exc}"
+    return str(exc)  # ours: it names the user's path already
 
 
 def _check_parents(base: str, rel: str) -> str:
@@ -70,7 +86,7 @@ class Upload:
             self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
-        self.error = f"{type(exc).__name__}: {exc}"
+        self.error = file_error(self.path, exc)
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -160,5 +176,5 @@ def operation(channel: Channel, space: Any, message: dict[str, Any], ack: Ack) -
         else:
             ack(op, ok=False, error=f"unknown operation {op!r}")
     except (OSError, ValueError, KeyError) as exc:
-        ack(op, ok=False, path=rel, error=f"{type(exc).__name__}: {exc}")
+        ack(op, ok=False, path=rel, error=file_error(rel, exc))
     return None

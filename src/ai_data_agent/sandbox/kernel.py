@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
 CONFIG_VARIABLE = "AI_DATA_AGENT_KERNEL"
+OWN_DIR = os.path.dirname(__file__)  # where this package's modules are (in memory, in a sandbox)
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 MAX_TRACEBACK_CHARS = 20_000
 MAGIC_HINT = (
@@ -87,17 +88,36 @@ class Control:
         return read_message(self.incoming)
 
 
-def _cell_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """The traceback from the first frame of a cell on (the kernel's own frames dropped)."""
-    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell "):
-        tb = tb.tb_next
-    return tb
+def _own(filename: str) -> bool:
+    """A frame of this package's code (the kernel's, its display's), not of the user's."""
+    return os.path.dirname(filename) == OWN_DIR
+
+
+def _users_frames(stack: traceback.StackSummary, top: bool) -> traceback.StackSummary:
+    """The user's frames: none of the kernel's own (the SIGINT handler that raises an
+    interrupt's ``KeyboardInterrupt`` is one), and at the top from the first cell's on."""
+    frames = list(stack)
+    while top and frames and not frames[0].filename.startswith("<cell "):
+        frames.pop(0)
+    return traceback.StackSummary.from_list([f for f in frames if not _own(f.filename)])
 
 
 def error_report(exc: BaseException) -> dict[str, Any]:
-    """Jupyter's ``error`` shape: ename, evalue, traceback lines that show the cell's code."""
-    tb = _cell_frames(exc.__traceback__)
-    lines = traceback.format_exception(type(exc), exc, tb)
+    """Jupyter's ``error`` shape: ename, evalue, traceback lines that show the user's code."""
+    report = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    todo, seen = [(report, True)], set()
+    while todo:  # the exception, and those it was raised from or during (groups too)
+        entry, top = todo.pop()
+        if id(entry) not in seen:
+            seen.add(id(entry))
+            entry.stack = _users_frames(entry.stack, top)
+            linked = [
+                entry.__cause__,
+                entry.__context__,
+                *(getattr(entry, "exceptions", None) or []),
+            ]
+            todo += [(other, False) for other in linked if other is not None]
+    lines = list(report.format())
     text = "".join(lines)
     if len(text) > MAX_TRACEBACK_CHARS:
         lines = ["[...]\n", text[-MAX_TRACEBACK_CHARS:]]

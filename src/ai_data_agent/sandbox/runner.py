@@ -29,11 +29,13 @@ import os
 import subprocess
 import sys
 
+from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.sandbox.channel import Channel, read_message, receive_files
 from ai_data_agent.sandbox.environment import (
     ENV_MANIFEST,
     OUTPUTS_SUBDIR,
     WORK_SUBDIR,
+    as_the_user_sees_it,
     build_env,
     cgroup_oom_kills,
     env_mismatches,
@@ -55,50 +57,37 @@ if TYPE_CHECKING:
 
     Job = Mapping[str, Any]
 
-PACKAGE = "ai_data_agent.sandbox"
 VERIFY_TIMEOUT_S = 60.0
-
-
-def source_of(module: str) -> str:
-    """The source of a sandbox module: from the bundle in a container, else from its file."""
-    sources = getattr(sys.modules.get(PACKAGE), "SOURCES", None)
-    if isinstance(sources, dict) and f"{PACKAGE}.{module}" in sources:
-        return str(sources[f"{PACKAGE}.{module}"])
-    with open(os.path.join(os.path.dirname(__file__), module + ".py"), encoding="utf-8") as fh:
-        return fh.read()
-
-
-def bundle_of(main: str, modules: tuple[str, ...]) -> bytes:
-    """A bundle for the bootstrap (as the controller sends the runner's): ``modules``, run ``main``."""
-    sources = {f"{PACKAGE}.{m}": source_of(m) for m in modules}
-    body = json.dumps({"sources": sources, "main": f"{PACKAGE}.{main}"}).encode()
-    return str(len(body)).encode() + b"\n" + body
 
 
 class Workspace:
     """The sandbox dir of one job: ``work/`` (the code's cwd), ``work/outputs/``, the env."""
 
-    def __init__(self, job: Job, stdin: IO[bytes], base_env: Mapping[str, str]) -> None:
+    def __init__(self, job: Job, base_env: Mapping[str, str]) -> None:
         self.sandbox = make_sandbox_dir()
         self.work = os.path.join(self.sandbox, WORK_SUBDIR)
         self.outputs = os.path.join(self.work, OUTPUTS_SUBDIR)
         os.mkdir(self.work, 0o700)
         os.mkdir(self.outputs, 0o700)
-        receive_files(stdin, self.work, job.get("files") or [])
         install = job.get("install") or {}
         self.uv_path: str | None = None
-        if install.get("uv_size"):
-            from ai_data_agent.sandbox.install import receive_uv
-
-            self.uv_path = receive_uv(stdin, self.sandbox, int(install["uv_size"]))
-        with open(os.path.join(self.sandbox, "sitecustomize.py"), "w") as fh:
-            fh.write(source_of("figures"))
         self.target: str | None = install.get("target")
         self.env_paths: list[str] = list(job.get("env_paths") or [])
         extra = self.env_paths + ([self.target] if self.target else [])
         self.env = build_env(base_env, self.sandbox, extra_paths=extra)
         self.env.update(job.get("exec_env") or {})
         self.env["AI_DATA_AGENT_OUTPUTS"] = self.outputs
+
+    def receive(self, job: Job, stdin: IO[bytes]) -> None:
+        """The input files and (for installs) the uv binary that follow the job on stdin."""
+        receive_files(stdin, self.work, job.get("files") or [])
+        uv_size = int((job.get("install") or {}).get("uv_size") or 0)
+        if uv_size:
+            from ai_data_agent.sandbox.install import receive_uv
+
+            self.uv_path = receive_uv(stdin, self.sandbox, uv_size)
+        with open(os.path.join(self.sandbox, "sitecustomize.py"), "w") as fh:
+            fh.write(source_of("figures"))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -236,11 +225,11 @@ def session_flow(channel: Channel, job: Job, space: Workspace, result: dict[str,
     result.update(session.serve(channel, dict(job), space, channel.stdin))
 
 
-def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
+def run_in_workspace(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
     """Modes ``run``, ``install`` and ``session``: in a sandbox dir that is removed at the end."""
     result: dict[str, Any] = {"k": "result"}
     oom_before = cgroup_oom_kills()
-    space = Workspace(job, stdin, os.environ)
+    space = Workspace(job, os.environ)
     result["environment"] = space.describe()
     channel.log(
         "DEBUG",
@@ -259,6 +248,7 @@ def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
 
         manifest = read_manifest(lookup["envs"], lookup["key"])
     try:
+        space.receive(job, stdin)
         if manifest is not None:  # published by another controller meanwhile
             result["manifest"] = manifest
         elif job["mode"] == "session":
@@ -266,7 +256,7 @@ def run_job(channel: Channel, job: Job, stdin: IO[bytes]) -> dict[str, Any]:
         else:
             run_flow(channel, job, space, result)
     except Exception as exc:  # report, never die silently: the result frame must go out
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["error"] = as_the_user_sees_it(f"{type(exc).__name__}: {exc}", space.sandbox)
     finally:
         oom_after = cgroup_oom_kills()
         if oom_before is not None and oom_after is not None:
@@ -310,7 +300,7 @@ def main() -> int:
     job = read_message(stdin)
     channel = Channel(str(job["token"]), sys.stdout.buffer, stdin)
     if job.get("mode") in ("run", "install", "session"):
-        result = run_job(channel, job, stdin)
+        result = run_in_workspace(channel, job, stdin)
     else:
         result = dict(cache_job(job), k="result")
     channel.emit(result)

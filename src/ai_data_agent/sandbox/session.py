@@ -28,8 +28,9 @@ import selectors
 import time
 
 from ai_data_agent.sandbox import files as session_files
+from ai_data_agent.sandbox.bootstrap import bundle_of, source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel, MessageStream
-from ai_data_agent.sandbox.environment import cgroup_oom_kills
+from ai_data_agent.sandbox.environment import as_the_user_sees_it, cgroup_oom_kills
 from ai_data_agent.sandbox.execute import OutputPump
 from ai_data_agent.sandbox.kernelproc import KernelGone, KernelProcess
 from ai_data_agent.sandbox.outputs import send_artifacts, signatures
@@ -85,8 +86,6 @@ class SessionLoop:
         return OutputPump(self.channel.emit, limits, self.job.get("output_policy") == "kill")
 
     def start_kernel(self) -> None:
-        from ai_data_agent.sandbox.runner import bundle_of, source_of
-
         config = {
             "display_max_bytes": self.display_max,
             "cell_display_max_bytes": self.cell_display_max,
@@ -389,5 +388,5 @@ def serve(channel: Channel, job: dict[str, Any], space: Any, stdin: IO[bytes]) -
     try:
         loop.run()
     except KernelGone as exc:
-        return {"error": f"the kernel could not start: {exc}"}
+        return {"error": as_the_user_sees_it(f"the kernel could not start: {exc}", space.sandbox)}
     return {"generation": loop.generation}

@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ai_data_agent.checks import Check
-from ai_data_agent.executor.backend import Backend
-from ai_data_agent.executor.envcache import EnvCache
-from ai_data_agent.executor.events import EventHandler
+from ai_data_agent.executor import Backend, EnvCache, EventHandler, Session
 from ai_data_agent.models import Limits, RunRequest, RunResult
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.handles import CellHandle, RunHandle
@@ -89,6 +87,9 @@ class RunExecutor(Protocol):
         limits: Limits | None = None,
     ) -> RunResult:
         """Blocking and thread-safe."""
+
+    def new_session(self, request: SessionRequest) -> Session:
+        """A session of this executor, not started yet (`Session.start`)."""
 
     def start_pool(self) -> None: ...
 

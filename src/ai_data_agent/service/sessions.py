@@ -31,8 +31,7 @@ from ai_data_agent.errors import (
     SessionGone,
     SessionLimit,
 )
-from ai_data_agent.executor import RunEvent
-from ai_data_agent.executor.sessions import Session
+from ai_data_agent.executor import RunEvent, Session
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import SESSION_RETRY_AFTER_S, RunExecutor
@@ -157,7 +156,7 @@ class SessionManager:
             InstallFailed: its requirements did not install.
             ExecutorError: Docker or the host failed.
         """
-        session = Session(self.executor, request)  # type: ignore[arg-type]
+        session = self.executor.new_session(request)
         memory = session.limits.memory_mb
         with self._lock:
             self._admit(memory)

@@ -43,7 +43,7 @@ import docker
 import pytest
 
 from ai_data_agent import Executor, RunEvent, RunRequest, RunResult, Settings
-from ai_data_agent.executor.docker_backend import DockerBackend
+from ai_data_agent.executor.docker.backend import DockerBackend
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_MANAGED, LABEL_RUN_ID
 from tests.support.settings import build_settings
 from tests.support.wait import poll

@@ -2,22 +2,29 @@
 
 Hundreds of MB leave the sandbox at full speed; the result keeps at most the
 cap with the truncation flag set, the controller's memory stays bounded, and
-the result's JSON and the controller's log stay valid and escaped. Output that
-bypasses the runner (written straight into the container's stdout through
-``/proc/1/fd/1``) is bounded by the controller's stream budget instead, and
-unauthenticated lines there never become frames.
+the result's JSON and the controller's log stay valid and escaped. The
+runner's channel is its own: pid 1 (the bootstrap, which forked the runner)
+holds none of it, so what code writes to ``/proc/1/fd/1`` goes nowhere, and a
+flood there, or forged frames, cannot reach the controller nor hold a run
+past its deadline. Were a stream to flood anyway, the controller's stream
+budget bounds it and a kill does not wait on it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from loguru import logger
 
-from .conftest import Battery
+from ai_data_agent.executor.spec import build_spec
+from ai_data_agent.limits import default_limits
+
+from .conftest import RUNTIMES, Battery
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +32,8 @@ MiB = 1024 * 1024
 FLOOD_MB = 300
 # Peak resident memory the controller may add while it handles a flood.
 RSS_BUDGET = 100 * MiB
+# A run ends this soon after its deadline (the container's start and removal included).
+DEADLINE_SLACK_S = 6.0
 
 FLOOD = f"""
 import os
@@ -37,6 +46,14 @@ GARBAGE = """
 import os, sys
 os.write(1, os.urandom(8 << 20))
 os.write(2, os.urandom(8 << 20))
+"""
+LINE_FLOOD = """
+import os
+fd = os.open("/proc/1/fd/1", os.O_WRONLY)
+line = b"x" * ((1 << 20) - 1) + b"\\n"
+for _ in range(300):
+    os.write(fd, line)
+print("flooded")
 """
 ESCAPES = r"""
 import sys
@@ -127,11 +144,8 @@ def test_terminal_escapes_are_data_and_escaped_in_json(
 
 
 def test_flood_that_bypasses_the_runner_is_bounded(battery: Battery, log_lines: list[str]) -> None:
-    # /proc/1/fd/1 is the container's own stdout (docker-init's, same uid),
-    # read by the controller without the runner's caps. What reaches the
-    # controller is bounded by its stream budget (then: output_exceeded); the
-    # engine may also drop what is still in flight when the container ends
-    # (then: the code's own status). Either way the run ends, bounded.
+    # /proc/1/fd/1 is pid 1's stdout, /dev/null: the flood reaches nothing. Were it
+    # the controller's stream, its budget would bound it (output_exceeded).
     code = FLOOD.format(fd="os.open('/proc/1/fd/1', os.O_WRONLY)")
     rss_before = status_kib("VmRSS") * 1024
     reset_peak_rss()
@@ -147,8 +161,8 @@ def test_flood_that_bypasses_the_runner_is_bounded(battery: Battery, log_lines: 
 
 
 def test_forged_frames_in_the_container_stdout_are_ignored(battery: Battery) -> None:
-    # Without the run's token (held only by the undumpable runner), a forged
-    # result or output frame is noise.
+    # Pid 1's stdout is not the channel; and without the run's token (held only by
+    # the undumpable runner) a forged result or output frame would be noise there.
     code = r"""
 import json, os
 fd = os.open("/proc/1/fd/1", os.O_WRONLY)
@@ -175,4 +189,53 @@ def test_benign_twin_output_under_the_cap_is_whole(battery: Battery) -> None:
     assert result.status == "succeeded"
     assert not result.stdout_truncated and not result.stderr_truncated
     assert result.stdout == "".join(f"line {i} ✓\n" for i in range(1000))
+    battery.assert_host_unchanged()
+
+
+@pytest.mark.parametrize("battery", RUNTIMES, indirect=True)
+def test_a_flood_of_long_lines_into_pid_1_ends_within_the_deadline(battery: Battery) -> None:
+    # 300 lines of 1 MiB into /proc/1/fd/1: when that was the container's stdout, the
+    # run outlived its timeout by minutes. Now nothing of it reaches the controller.
+    timeout_s = 5.0
+
+    outcome = battery.run(LINE_FLOOD, timeout_s=timeout_s)
+
+    assert outcome.elapsed_s < timeout_s + DEADLINE_SLACK_S, outcome.result.status
+    assert outcome.result.status == "succeeded", outcome.result.error
+    assert outcome.result.stdout == "flooded\n"
+    battery.assert_host_unchanged()
+
+
+def test_a_sandbox_killed_with_its_stream_full_stops_at_once(battery: Battery) -> None:
+    # A container that writes its stdout faster than anyone reads it, killed at a
+    # deadline: the kill and the exit do not wait on what is still in the stream.
+    executor = battery.executor()
+    settings = executor.settings
+    run_id = battery.new_run_id()
+    spec = build_spec(
+        settings,
+        default_limits(settings),
+        image=executor.backend.resolve_image(),
+        run_id=run_id,
+        controller_id=executor.controller_id,
+        needs_install=False,
+    )
+    flood = "import os\nwhile True:\n    os.write(1, b'x' * 65536)\n"
+    spec = dataclasses.replace(spec, command=["python3", "-c", flood])
+    sandbox = executor.backend.start(spec, run_id)
+    try:
+        received = 0
+        while received < 8 * MiB:
+            chunk = sandbox.read(5.0)
+            assert chunk is not None and chunk[1], "the flood did not start"
+            received += len(chunk[1])
+        started = time.monotonic()
+        sandbox.kill()
+        state = sandbox.exit_state(timeout_s=10.0)
+        stopped_s = time.monotonic() - started
+    finally:
+        sandbox.remove()
+
+    assert stopped_s < 5.0
+    assert state.exit_code == 137
     battery.assert_host_unchanged()

@@ -72,7 +72,7 @@ PTRACE_PID1 = r"""
 import ctypes, json
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
-ret = libc.syscall(101, 16, 1, None, None)  # PTRACE_ATTACH to pid 1 (docker-init)
+ret = libc.syscall(101, 16, 1, None, None)  # PTRACE_ATTACH to pid 1 (the bootstrap)
 err = ctypes.get_errno()
 if ret >= 0:
     libc.syscall(101, 17, 1, None, 0)  # PTRACE_DETACH, so init may carry on
@@ -186,7 +186,7 @@ def test_gvisor_sandbox_runs_under_seccomp_on_the_host(battery: Battery) -> None
 def test_ptrace_of_pid_1_fails(battery: Battery) -> None:
     facts = probe(battery, PTRACE_PID1)
 
-    # pid 1 is docker-init, same uid and dumpable: only seccomp stands in the way under runc.
+    # pid 1 (the bootstrap) has the same uid and is dumpable: only seccomp stands in the way under runc.
     if battery.runtime == "runc":
         assert facts["ptrace_pid1"] == EPERM, facts
     else:
@@ -233,7 +233,7 @@ print(json.dumps({"child_killed": os.WTERMSIG(status), "threads": len(done),
 
 
 def test_code_that_stops_pid_1_still_gets_a_result(battery: Battery) -> None:
-    # Were ptrace to reach pid 1 (our seccomp profile denies it under runc), docker-init
+    # Were ptrace to reach pid 1 (our seccomp profile denies it under runc), the bootstrap
     # would be left in a stop: it could not reap the runner, so the container would not
     # exit by itself after the result. The controller's bounded wait must still end in
     # a result and a removed container.

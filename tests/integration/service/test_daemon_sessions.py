@@ -12,7 +12,7 @@ import docker
 import pytest
 
 from ai_data_agent.client import Client
-from ai_data_agent.errors import SessionBusy, SessionGone
+from ai_data_agent.errors import RequestRejected, SessionBusy, SessionGone
 from ai_data_agent.executor.spec import LABEL_MANAGED, LABEL_RUN_ID
 from ai_data_agent.session_models import CellStatus, SessionStatus
 from tests.support.daemon import Daemon
@@ -57,6 +57,9 @@ def test_a_table_a_figure_and_files_through_the_daemon(start_daemon: Callable[..
         assert [a.path for a in plot.artifacts] == ["chart.png"]
         assert s.download("outputs/chart.png")[:8] == b"\x89PNG\r\n\x1a\n"
         assert {f.path for f in s.files()} >= {"data/sales.csv", "outputs/chart.png"}
+        with pytest.raises(RequestRejected) as refused:  # the user's path and why, nothing else
+            s.upload("outputs", b"x")
+        assert str(refused.value).endswith("cannot write outputs: outputs is a directory")
 
 
 def test_a_session_file_past_the_json_body_cap_reaches_the_kernel(

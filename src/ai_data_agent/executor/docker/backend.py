@@ -4,8 +4,8 @@
     session = backend.start(spec, run_id)
     backend.sweep(SweepRule(keep_controller=controller_id))
 
-This module and its parts (`docker_sandbox`, `docker_volumes`, `docker_sweep`)
-are the only code that touches docker-py: every docker-py and requests
+This module and its parts (`sandbox`, `volumes`, `sweep`) are the only code
+that touches docker-py: every docker-py and requests
 exception is translated here into `ExecutorError` with the run id, container
 id and step (`DockerUnavailable` when the engine cannot be reached). A
 container that was created is removed on every failure path before the error
@@ -25,9 +25,10 @@ from docker.types import LogConfig, Mount
 from loguru import logger
 
 from ai_data_agent.errors import ConfigurationError, DockerUnavailable, ExecutorError
-from ai_data_agent.executor import docker_sweep, docker_volumes
 from ai_data_agent.executor.backend import SweepRule
-from ai_data_agent.executor.docker_sandbox import DOCKER_ERRORS, DockerSandbox
+from ai_data_agent.executor.docker import sweep as docker_sweep
+from ai_data_agent.executor.docker import volumes as docker_volumes
+from ai_data_agent.executor.docker.sandbox import DOCKER_ERRORS, DockerSandbox
 from ai_data_agent.executor.spec import CA_BUNDLE_PATH, LABEL_CONTROLLER, ContainerSpec
 from ai_data_agent.settings import Settings
 
@@ -241,7 +242,9 @@ class DockerBackend:
             pids_limit=spec.pids_limit,
             cap_drop=list(spec.cap_drop),
             security_opt=list(spec.security_opt),
-            init=True,
+            # No docker-init: the bootstrap is pid 1, and holds none of the runner's channel
+            # (see `sandbox.bootstrap`); an engine's default init would hold it open to user code.
+            init=False,
             log_config=LogConfig(type="none"),
             network_mode=spec.network or "none",
             runtime=spec.runtime,

@@ -1,15 +1,16 @@
 """The framed link to one session's runner: operations out, typed frames in, for as long as it lives.
 
-    wire = SessionWire(sandbox, token, session_id)
+    wire = SessionWire(link)
     wire.send({"op": "cell", "code": "1 + 1", "count": 1, "timeout_s": 60})
     for frame in wire.frames(deadline): ...       # until the caller has its terminal frame
+    wire.close()                                  # the container goes
 
 Unlike a run's conversation, a session's stream has no end until the session
 does: frames are read on demand by whichever call is in progress, and frames
 read past that call's last one wait for the next call. Sending is
 thread-safe, so an interrupt can go out while another thread reads a cell.
-Every byte is hostile, as for runs: only frames with the session's token
-count, each parsed into its type.
+The link reads only frames with the session's token, each parsed into its
+type, as for runs; a sandbox that stops answering is `SessionGone`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,10 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from loguru import logger
-
 from ai_data_agent.errors import ExecutorError, SessionGone
-from ai_data_agent.executor.backend import STDERR, STDOUT, Sandbox
-from ai_data_agent.executor.frames import Frame, typed_frames
-from ai_data_agent.executor.protocol import FrameReader, encode_message, keep_runner_stderr
+from ai_data_agent.executor.frames import Frame
+from ai_data_agent.executor.link import SandboxLink
+from ai_data_agent.executor.protocol import encode_message
 
 __all__ = ["SessionWire"]
 
@@ -33,19 +32,16 @@ READ_SLICE_S = 0.25
 
 
 class SessionWire:
-    def __init__(self, sandbox: Sandbox, token: str, session_id: str) -> None:
-        self.sandbox = sandbox
-        self.session_id = session_id
-        self.reader = FrameReader(token)
+    def __init__(self, link: SandboxLink) -> None:
+        self.link = link
+        self.session_id = link.run_id
         self.pending: deque[Frame] = deque()
-        self.runner_stderr = bytearray()
         self.ended = False
         self._send_lock = threading.Lock()
-        self._log = logger.bind(run_id=session_id)
 
     def _gone(self, why: str) -> SessionGone:
         self.ended = True
-        tail = self.runner_stderr[-1000:].decode("utf-8", "replace").strip()
+        tail = self.link.stderr_tail()
         return SessionGone(f"{why}{': ' + tail if tail else ''}", session_id=self.session_id)
 
     def send(self, message: dict[str, Any], payload: bytes = b"") -> None:
@@ -58,7 +54,7 @@ class SessionWire:
             raise self._gone("the session's sandbox has ended")
         with self._send_lock:
             try:
-                self.sandbox.send(encode_message(message) + payload)
+                self.link.send(encode_message(message) + payload)
             except ExecutorError as exc:
                 raise self._gone(f"cannot write to the session's sandbox ({exc.message})") from exc
 
@@ -80,23 +76,15 @@ class SessionWire:
         if self.ended:
             raise self._gone("the session's sandbox has ended")
         try:
-            chunk = self.sandbox.read(timeout_s)
+            frames = self.link.read(timeout_s)
         except ExecutorError as exc:
             raise self._gone(f"lost the session's output stream ({exc.message})") from exc
-        if chunk is None:
-            return
-        stream, data = chunk
-        if not data:
+        if frames is None:
             raise self._gone("the session's sandbox exited")
-        if stream == STDERR:
-            keep_runner_stderr(self.runner_stderr, data)
-        elif stream == STDOUT:
-            self.pending.extend(typed_frames(self.reader, data))
+        self.pending.extend(frames)
 
-    def report_noise(self) -> None:
-        if self.reader.noise_lines or self.reader.bad_frames:
-            self._log.warning(
-                "ignored {} unauthenticated line(s) and {} malformed frame(s) from the session",
-                self.reader.noise_lines,
-                self.reader.bad_frames,
-            )
+    def close(self) -> None:
+        """No more calls; the container is removed (a failure is logged). Idempotent."""
+        self.ended = True
+        self.link.report_noise()
+        self.link.remove()

@@ -18,7 +18,7 @@ from docker.types import LogConfig, Mount
 from loguru import logger
 
 from ai_data_agent.errors import ExecutorError
-from ai_data_agent.executor.docker_sandbox import DOCKER_ERRORS
+from ai_data_agent.executor.docker.sandbox import DOCKER_ERRORS
 from ai_data_agent.executor.owner import owner_label
 from ai_data_agent.executor.spec import (
     LABEL_DEADLINE,

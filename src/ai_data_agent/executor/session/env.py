@@ -11,7 +11,7 @@ is mounted read-only, like a run's.
 from __future__ import annotations
 
 from ai_data_agent.errors import InstallFailed
-from ai_data_agent.executor.envcache import CachedEnv, EnvCache, InstallFailure
+from ai_data_agent.executor.env import CachedEnv, Environments, InstallFailure
 from ai_data_agent.models import InstallReport, PackageInfo
 from ai_data_agent.session_models import PackageChange
 from ai_data_agent.settings import Settings
@@ -20,7 +20,11 @@ __all__ = ["install_env", "package_diff"]
 
 
 def install_env(
-    cache: EnvCache | None, requirements: list[str], image: str, run_id: str, settings: Settings
+    cache: Environments | None,
+    requirements: list[str],
+    image: str,
+    run_id: str,
+    settings: Settings,
 ) -> CachedEnv:
     """The cached environment of ``requirements``, held (pruning spares it) until released.
 

@@ -123,6 +123,9 @@ class DockerSandbox:
             )
 
     def kill(self) -> None:
+        # Nothing reads the stream after a kill: close it first, or the engine, blocked
+        # writing what the container sent into it, would hold the kill and the exit up.
+        self._close_stream()
         try:
             self._api.kill(self._id)
         except DOCKER_ERRORS:
@@ -140,14 +143,17 @@ class DockerSandbox:
         code = status.get("StatusCode")
         return ExitState(exit_code=code, oom_killed=bool(state.get("OOMKilled")))
 
-    def remove(self) -> None:
-        if self._removed:
-            return
+    def _close_stream(self) -> None:
         for closable in (self._sock, self._response_holder):
             try:
                 closable.close()
             except OSError:
                 pass
+
+    def remove(self) -> None:
+        if self._removed:
+            return
+        self._close_stream()
         try:
             self._api.remove_container(self._id, force=True, v=True)
         except docker.errors.NotFound:

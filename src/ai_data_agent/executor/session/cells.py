@@ -5,9 +5,9 @@
         if (done := collector.handle(frame)) is not None:
             return collector.result(done)
 
-Output is kept within the caps, rich outputs are checked again (they come
-from the user's process), and artifact frames go through the same collector
-as a run's, so every name, size and hash is checked on the host.
+Text and artifact frames are kept as a run's are (`output.Output`: within
+the caps, every artifact's name, size and hash checked on the host); rich
+outputs are checked again here (they come from the user's process).
 """
 
 from __future__ import annotations
@@ -16,18 +16,9 @@ import json
 from pathlib import Path
 
 from ai_data_agent.executor.artifacts import ArtifactCollector
-from ai_data_agent.executor.conversation import OutputBuffer
-from ai_data_agent.executor.events import EventHandler, RunEvent
-from ai_data_agent.executor.frames import (
-    ArtifactBegin,
-    ArtifactData,
-    ArtifactEnd,
-    CellFrame,
-    DisplayFrame,
-    Frame,
-    OutFrame,
-    OutputSection,
-)
+from ai_data_agent.executor.events import Emitter, EventHandler
+from ai_data_agent.executor.frames import CellFrame, DisplayFrame, Frame, OutputSection
+from ai_data_agent.executor.output import Output
 from ai_data_agent.session_models import (
     CellError,
     CellResult,
@@ -62,31 +53,23 @@ class CellCollector:
         self.settings = settings
         self.session_id = session_id
         self.count = count
-        self.on_event = on_event
-        self.stdout = OutputBuffer(settings.stdout_limit_bytes)
-        self.stderr = OutputBuffer(settings.stderr_limit_bytes)
+        self.emit = Emitter(session_id, on_event)
+        self.output = Output.empty(
+            settings,
+            ArtifactCollector(
+                artifacts_dir, settings.max_artifacts, settings.max_artifact_total_bytes
+            ),
+        )
         self.outputs: list[DisplayOutput] = []
         self.outputs_bytes = 0
         self.outputs_truncated = False
-        self.artifacts = ArtifactCollector(
-            artifacts_dir, settings.max_artifacts, settings.max_artifact_total_bytes
-        )
-
-    def _emit(self, kind: str, data: str) -> None:
-        if self.on_event is not None:
-            self.on_event(RunEvent(self.session_id, kind, data))
 
     def handle(self, frame: Frame) -> CellFrame | None:
         """Take one frame; the cell's last frame is returned, everything else kept."""
-        if isinstance(frame, OutFrame):
-            buffer = self.stdout if frame.stream == "stdout" else self.stderr
-            kept = buffer.add(frame.text)
-            if kept:
-                self._emit(frame.stream, kept)
-        elif isinstance(frame, DisplayFrame):
+        if self.output.take(frame, self.emit):
+            return None
+        if isinstance(frame, DisplayFrame):
             self._display(frame)
-        elif isinstance(frame, ArtifactBegin | ArtifactData | ArtifactEnd):
-            self.artifacts.handle(frame)
         elif isinstance(frame, CellFrame) and frame.count == self.count:
             return frame
         return None
@@ -99,11 +82,12 @@ class CellCollector:
             return
         self.outputs_bytes += size
         self.outputs.append(output)
-        self._emit("display", output.model_dump_json())
+        self.emit("display", output.model_dump_json())
 
     def result(self, done: CellFrame, total_s: float) -> CellResult:
-        self.artifacts.finish(done.artifacts)
-        self.artifacts.close()
+        out = self.output
+        out.artifacts.finish(done.artifacts)
+        out.artifacts.close()
         result = None
         if done.result is not None:
             result = display_output(done.result, self.settings.display_max_bytes)
@@ -118,18 +102,18 @@ class CellCollector:
             generation=done.generation,
             status=CellStatus(done.status),
             state=done.state,
-            stdout=self.stdout.text,
-            stderr=self.stderr.text,
-            stdout_truncated=self.stdout.cut or done.stdout_truncated,
-            stderr_truncated=self.stderr.cut or done.stderr_truncated,
+            stdout=out.stdout.text,
+            stderr=out.stderr.text,
+            stdout_truncated=out.stdout.cut or done.stdout_truncated,
+            stderr_truncated=out.stderr.cut or done.stderr_truncated,
             result=result,
             outputs=self.outputs,
             outputs_truncated=self.outputs_truncated or done.truncated,
             error=error,
-            artifacts=self.artifacts.artifacts,
-            artifacts_skipped=self.artifacts.skipped,
-            artifacts_truncated=self.artifacts.truncated,
+            artifacts=out.artifacts.artifacts,
+            artifacts_skipped=out.artifacts.skipped,
+            artifacts_truncated=out.artifacts.truncated,
             timings=CellTimings(execute_s=round(done.duration_s, 4), total_s=round(total_s, 4)),
         )
-        self._emit("result", json.dumps(cell.model_dump(mode="json")))
+        self.emit("result", json.dumps(cell.model_dump(mode="json")))
         return cell

@@ -13,7 +13,9 @@ or added later, install through the environment cache's own install sandbox
 and reach the session as read-only environments. One call at a time: a
 second call while one is in progress raises `SessionBusy` (`interrupt` is the
 exception). A session whose container or runner is gone raises `SessionGone`
-from every call. See `sandbox.session` for what the runner does.
+from every call. It asks only a `SandboxProvider` (the executor that made it:
+`Executor.new_session`) for its sandbox and environments. See
+`sandbox.session` for what the runner does.
 """
 
 from __future__ import annotations
@@ -25,20 +27,13 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loguru import logger
 
-from ai_data_agent.errors import (
-    ExecutorError,
-    RequestRejected,
-    RequestTooLarge,
-    SessionBusy,
-    SessionGone,
-)
+from ai_data_agent.errors import RequestRejected, RequestTooLarge, SessionBusy, SessionGone
 from ai_data_agent.executor.artifacts import ArtifactCollector
-from ai_data_agent.executor.cells import CellCollector
-from ai_data_agent.executor.envcache import CachedEnv
+from ai_data_agent.executor.env import CachedEnv, Vanished, once_more_if_vanished
 from ai_data_agent.executor.events import EventHandler
 from ai_data_agent.executor.frames import (
     AckFrame,
@@ -48,11 +43,13 @@ from ai_data_agent.executor.frames import (
     Frame,
     KernelFrame,
 )
-from ai_data_agent.executor.session_env import install_env, package_diff
-from ai_data_agent.executor.session_start import launch
-from ai_data_agent.executor.wire import SessionWire
+from ai_data_agent.executor.session.cells import CellCollector
+from ai_data_agent.executor.session.env import install_env, package_diff
+from ai_data_agent.executor.session.provider import SandboxProvider
+from ai_data_agent.executor.session.start import start_kernel
+from ai_data_agent.executor.session.wire import SessionWire
 from ai_data_agent.limits import resolve_run, resolve_session
-from ai_data_agent.models import InstallReport
+from ai_data_agent.models import InstallReport, RunRequest
 from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.session_models import (
     CellResult,
@@ -63,12 +60,8 @@ from ai_data_agent.session_models import (
     SessionStatus,
 )
 
-if TYPE_CHECKING:
-    from ai_data_agent.executor.core import Executor
-
 __all__ = ["Session"]
 
-START_WAIT_S = 120.0
 OP_WAIT_S = 60.0
 CELL_SLACK_S = 30.0
 UPLOAD_BYTES_PER_S = 10 * 1024 * 1024
@@ -81,9 +74,11 @@ def _now() -> datetime:
 class Session:
     """One live session. Thread-safe; one call at a time (see the module docstring)."""
 
-    def __init__(self, executor: Executor, request: SessionRequest, session_id: str | None = None):
-        self.executor = executor
-        self.settings = executor.settings
+    def __init__(
+        self, provider: SandboxProvider, request: SessionRequest, session_id: str | None = None
+    ) -> None:
+        self.provider = provider
+        self.settings = provider.settings
         self.id = session_id or uuid.uuid4().hex
         self.limits = resolve_session(request, self.settings)
         self.request = request
@@ -109,28 +104,23 @@ class Session:
             InstallFailed: the requirements did not install (nothing was started).
             ExecutorError: Docker or the host failed (nothing is left behind).
         """
-        self.image = self.executor.backend.resolve_image()
-        for attempt in range(2):
-            if self.requirements:
-                self.env = self._install(self.requirements, f"{self.id}-start")
-            started = launch(self.executor, self.id, self.limits, self.request, self.env)
-            if started is not None:
-                self._wire, self.generation = started
-                break
-            lost = self.env
-            cache = self.executor.env_cache
-            if attempt or lost is None or cache is None:
-                raise ExecutorError(
-                    "the cached environment vanished twice", run_id=self.id, step="session"
-                )
-            self._log.warning("cached environment {} is gone; installing again", lost.key[:12])
-            cache.forget(lost.key)
+        self.image = self.provider.resolve_image()
+        self._wire, self.generation = once_more_if_vanished(
+            self.provider.environments, self._start_once, run_id=self.id, step="session"
+        )
         self.status = SessionStatus.IDLE
         self._log.info("session started: generation {}, image {}", self.generation, self.image)
         return self
 
+    def _start_once(self) -> tuple[SessionWire, int] | Vanished:
+        if self.requirements:
+            self.env = self._install(self.requirements, f"{self.id}-start")
+        return start_kernel(self.provider, self.id, self.limits, self.request, self.env, self.image)
+
     def _install(self, requirements: list[str], run_id: str) -> CachedEnv:
-        return install_env(self.executor.env_cache, requirements, self.image, run_id, self.settings)
+        return install_env(
+            self.provider.environments, requirements, self.image, run_id, self.settings
+        )
 
     def close(
         self, status: SessionStatus = SessionStatus.CLOSED, reason: str | None = None
@@ -141,18 +131,11 @@ class Session:
         self.status, self.error = status, reason
         wire, self._wire = self._wire, None
         if wire is not None:
-            wire.ended = True
-            wire.report_noise()
-            self._remove(wire.sandbox)
-        if self.env is not None and self.executor.env_cache is not None:
-            self.executor.env_cache.release(self.env.key)
+            wire.close()
+        cache = self.provider.environments
+        if self.env is not None and cache is not None:
+            cache.release(self.env.key)
         self._log.info("session {}{}", status.value, f": {reason}" if reason else "")
-
-    def _remove(self, sandbox: Any) -> None:
-        try:
-            sandbox.remove()
-        except ExecutorError as exc:
-            self._log.warning("cleanup failed: {}", exc)
 
     def __enter__(self) -> Session:
         return self
@@ -229,8 +212,6 @@ class Session:
             SessionGone: the session ended (before or during the cell).
             RequestRejected: the code or the timeout breaks a server limit.
         """
-        from ai_data_agent.models import RunRequest
-
         limit = resolve_run(
             RunRequest(code=code, timeout_s=timeout_s or self.limits.timeout_s), self.settings
         )
@@ -299,7 +280,7 @@ class Session:
             wire.send(message)
             ack = self._ack(wire, "env")
             self.env, self.requirements = new_env, union
-            cache = self.executor.env_cache
+            cache = self.provider.environments
             if old_env is not None and cache is not None:
                 cache.release(old_env.key)
             report = InstallReport(

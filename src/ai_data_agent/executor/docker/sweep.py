@@ -16,7 +16,7 @@ from loguru import logger
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import SweepRule
-from ai_data_agent.executor.docker_sandbox import DOCKER_ERRORS
+from ai_data_agent.executor.docker.sandbox import DOCKER_ERRORS
 from ai_data_agent.executor.spec import LABEL_MANAGED
 
 __all__ = ["sweep"]

@@ -1,0 +1,291 @@
+"""The environment cache: each requirement set installed once, then mounted read-only.
+
+    cache = EnvCache(settings, backend, driver, controller_id)
+    outcome = cache.get_or_install(["pandas"], image, run_id)   # Ready(env, hit) | InstallFailure
+
+Layout on the engine: one named volume ``ai-data-agent-envs`` holds every
+finished environment at ``<key>/`` with a manifest; every sandbox mounts it
+read-only at `ENVS_MOUNT` and puts ``ENVS_MOUNT/<key>`` on ``PYTHONPATH`` after
+its own sandbox dir. Installs, publishing and pruning happen in the cache's own
+sandboxes (`sandboxes`), so no run can modify an environment another run uses.
+
+The index (`index`) says what is ready; on a miss, the install sandbox first
+looks in the volume, so an environment another controller published is
+adopted, not installed again. A per-key lock makes concurrent requests for one
+set, in any process of this user, install it once. An environment in use (a
+run, a live session, a compile) is held, and pruning spares it. A caller that
+finds its environment gone from the volume after all (`Vanished`) forgets it
+and tries once more (`once_more_if_vanished`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from loguru import logger
+
+from ai_data_agent.errors import ExecutorError
+from ai_data_agent.executor.backend import Backend
+from ai_data_agent.executor.driver import SandboxDriver
+from ai_data_agent.executor.env.index import (
+    EnvIndex,
+    ImageInfo,
+    cache_key,
+    default_index_path,
+)
+from ai_data_agent.executor.env.sandboxes import (
+    CACHE_VOLUME,
+    UV_CACHE_VOLUME,
+    CacheSandboxes,
+    InstallFailure,
+    Ready,
+)
+from ai_data_agent.executor.env.staging import StagingVolumes
+from ai_data_agent.executor.jobs import probe_job, prune_job
+from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_PREFIX, VolumeMount
+from ai_data_agent.settings import Settings
+
+__all__ = ["EnvCache", "Environments", "Vanished", "once_more_if_vanished"]
+
+LABEL_CACHE = LABEL_PREFIX + "cache"
+T = TypeVar("T")
+
+
+class Environments(Protocol):
+    """The cache as its users see it: environments to get, hold, release and forget."""
+
+    def get_or_install(
+        self, requirements: list[str], image: str, run_id: str
+    ) -> Ready | InstallFailure: ...
+
+    def hold(self, key: str) -> None: ...
+
+    def release(self, key: str) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Vanished:
+    """An attempt found its cached environment ``key`` gone from the volume."""
+
+    key: str
+
+
+def once_more_if_vanished(
+    cache: Environments | None, attempt: Callable[[], T | Vanished], *, run_id: str, step: str
+) -> T:
+    """``attempt()``; when its environment vanished, forget it (so it is installed again)
+    and attempt once more.
+
+    Raises:
+        ExecutorError: it vanished twice.
+    """
+    for retried in (False, True):
+        outcome = attempt()
+        if not isinstance(outcome, Vanished):
+            return outcome
+        if retried or cache is None:
+            break
+        logger.bind(run_id=run_id).warning(
+            "cached environment {} is gone from the volume (or was never whole); installing again",
+            outcome.key[:12],
+        )
+        cache.forget(outcome.key)
+    raise ExecutorError("the cached environment vanished twice", run_id=run_id, step=step)
+
+
+@dataclass
+class EnvCache:
+    """Installs requirement sets once and hands out read-only environments."""
+
+    settings: Settings
+    backend: Backend
+    driver: SandboxDriver
+    controller_id: str
+    _index: EnvIndex | None = field(default=None, init=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _volumes_ready: bool = field(default=False, init=False)
+    _in_use: dict[str, int] = field(default_factory=dict, init=False)
+    _background: ThreadPoolExecutor | None = field(default=None, init=False)
+    _stop_compiles: threading.Event = field(default_factory=threading.Event, init=False)
+    sandboxes: CacheSandboxes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sandboxes = CacheSandboxes(
+            self.settings, self.backend, self.driver, self.controller_id
+        )
+
+    @property
+    def index(self) -> EnvIndex:
+        with self._guard:
+            if self._index is None:
+                path = self.settings.env_cache_index or default_index_path(self.backend.engine_id())
+                self._index = EnvIndex(path)
+            return self._index
+
+    @property
+    def staging(self) -> StagingVolumes:
+        return self.sandboxes.staging
+
+    # -- mounts -------------------------------------------------------------------
+    def run_mounts(self) -> tuple[VolumeMount, ...]:
+        """What every sandbox mounts: the shared cache, read-only."""
+        return (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=True),)
+
+    def prepare(self) -> None:
+        """Create the shared volumes (once per process; cheap when they exist), and start
+        making a staging volume, so that the first install finds one ready."""
+        if self._volumes_ready:
+            return
+        for name in (CACHE_VOLUME, UV_CACHE_VOLUME):
+            self.backend.ensure_volume(name, {LABEL_CACHE: "true"})
+        self._volumes_ready = True
+        self.staging.prefetch()
+
+    # -- lookup and install ---------------------------------------------------------
+    def image_info(self, image: str, run_id: str) -> tuple[str, ImageInfo]:
+        """The image's id and python, probed once per image id (kept in the index)."""
+        image_id = self.backend.image_id(image)
+        info = self.index.image_info(image_id)
+        if info is None:
+            frame = self.sandboxes.result(probe_job(), run_id, ())
+            if not frame.python or not frame.platform:
+                raise ExecutorError(
+                    f"cannot probe the python of {image}", run_id=run_id, step="probe"
+                )
+            info = ImageInfo(f"{frame.python}-{frame.tag}", frame.platform)
+            self.index.set_image_info(image_id, info)
+        return image_id, info
+
+    def key_for(self, requirements: list[str], image: str, run_id: str) -> str:
+        image_id, info = self.image_info(image, run_id)
+        s = self.settings
+        flavour = json.dumps([s.installer, s.pip_index_url, s.allow_sdists])
+        return cache_key(requirements, image_id, info, flavour)
+
+    def hold(self, key: str) -> None:
+        """Mark ``key`` in use (a run, a live session), so pruning leaves it alone."""
+        with self._guard:
+            self._in_use[key] = self._in_use.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        with self._guard:
+            self._in_use[key] -= 1
+            if not self._in_use[key]:
+                del self._in_use[key]
+
+    @contextmanager
+    def using(self, key: str) -> Iterator[None]:
+        """`hold` ``key`` for the duration of a run."""
+        self.hold(key)
+        try:
+            yield
+        finally:
+            self.release(key)
+
+    def get_or_install(
+        self, requirements: list[str], image: str, run_id: str
+    ) -> Ready | InstallFailure:
+        """The environment for ``requirements``, installed (or adopted) if needed.
+
+        Raises:
+            ExecutorError: Docker failed.
+        """
+        self.prepare()
+        key = self.key_for(requirements, image, run_id)
+        with self.index.install_lock(key):
+            env = self.index.get(key)
+            if env is not None:
+                logger.bind(run_id=run_id).info("environment cache hit: {}", key[:12])
+                return Ready(env, hit=True)
+            outcome = self.sandboxes.install(key, requirements, run_id)
+            if isinstance(outcome, InstallFailure):
+                return outcome
+            if outcome.published:
+                self._compile_later(key, run_id)
+            self.index.put(outcome.env)
+        with self.using(key):  # the new environment is not evicted by its own install
+            try:
+                self.prune_to_bounds()
+            except ExecutorError as exc:
+                logger.bind(run_id=run_id).warning("cache eviction failed: {}", exc)
+        return outcome
+
+    def _compile_later(self, key: str, run_id: str) -> None:
+        """Compile the new environment's bytecode in the background (pruning spares it)."""
+        self.hold(key)
+
+        def compile_env(stop: threading.Event) -> None:
+            try:
+                self.sandboxes.compile(key, run_id, stop)
+            finally:
+                self.release(key)
+
+        with self._guard:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(1, thread_name_prefix="compile")
+            self._background.submit(compile_env, self._stop_compiles)
+
+    def close(self, *, stop_compiles: bool = False) -> None:
+        """Wait for background compiles, or with ``stop_compiles`` stop them (for a process
+        that is about to be killed: the environment stays, without the rest of its
+        bytecode); remove the staging volume made ahead. Idempotent; the cache stays usable."""
+        with self._guard:
+            background, self._background = self._background, None
+            stop, self._stop_compiles = self._stop_compiles, threading.Event()
+        if background is not None:
+            if stop_compiles:
+                stop.set()  # queued compiles return at once, a running one is killed
+            background.shutdown(wait=True)
+        self.staging.close()
+
+    def forget(self, key: str) -> None:
+        """Drop ``key`` from the index (its files are gone); the next request reinstalls it.
+
+        The volume may have been removed under us too: check it again before use.
+        """
+        self.index.delete([key])
+        self._volumes_ready = False
+
+    # -- management -----------------------------------------------------------------
+    def prune(
+        self,
+        *,
+        max_bytes: int | None = None,
+        max_age_s: float | None = None,
+        keys: list[str] | None = None,
+    ) -> list[str]:
+        """Evict least recently used environments beyond the bounds (and any ``keys``)."""
+        doomed = set(keys or [])
+        now = time.time()
+        total = 0
+        for env in self.index.all():  # most recently used first
+            total += env.size_bytes
+            too_old = max_age_s is not None and now - env.last_used_at > max_age_s
+            too_big = max_bytes is not None and total > max_bytes
+            if too_old or too_big:
+                doomed.add(env.key)
+        with self._guard:
+            doomed -= set(self._in_use)
+        if not doomed:
+            return []
+        self.prepare()
+        mounts = (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=False),)
+        job = prune_job(ENVS_MOUNT, sorted(doomed))
+        self.sandboxes.result(job, f"prune-{uuid.uuid4().hex[:8]}", mounts)
+        self.index.delete(sorted(doomed))
+        return sorted(doomed)
+
+    def prune_to_bounds(self) -> list[str]:
+        return self.prune(
+            max_bytes=self.settings.env_cache_max_bytes, max_age_s=self.settings.env_cache_max_age_s
+        )

@@ -1,0 +1,94 @@
+"""An opened sandbox: its job sent, typed frames in, and its end.
+
+    link = driver.open(spec, job, run_id=run_id, inputs=files)   # from the warm pool, or fresh
+    frames = link.read(0.25)    # what the next chunk completes; None at the end of the stream
+    link.settled()              # past its start: the warm pool may refill
+    link.remove()               # idempotent; a failure is logged, never raised
+
+Runs (`conversation.Conversation`) and sessions (`session.wire.SessionWire`)
+read their sandboxes through here. Every byte is hostile: only lines that
+carry the job's token count (`protocol.FrameReader`), each parsed into its
+type (`frames`); the runner's own stderr is kept, capped, for diagnosis; and
+every byte received is counted, so a caller can hold the stream to a budget.
+"""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from ai_data_agent.errors import ExecutorError
+from ai_data_agent.executor.backend import STDERR, STDOUT, Sandbox
+from ai_data_agent.executor.frames import Frame, typed_frames
+from ai_data_agent.executor.pool import WarmPool
+from ai_data_agent.executor.protocol import FrameReader, keep_runner_stderr
+
+__all__ = ["SandboxLink"]
+
+
+class SandboxLink:
+    """A started sandbox whose runner has its job (see the module docstring)."""
+
+    def __init__(
+        self, sandbox: Sandbox, token: str, run_id: str, pool: WarmPool | None = None
+    ) -> None:
+        self.sandbox = sandbox
+        self.run_id = run_id
+        self.reader = FrameReader(token)
+        self.runner_stderr = bytearray()
+        self.received = 0
+        self._pool = pool
+        self._log = logger.bind(run_id=run_id)
+
+    def send(self, data: bytes) -> None:
+        """Write to the runner's stdin.
+
+        Raises:
+            ExecutorError: the sandbox no longer takes input.
+        """
+        self.sandbox.send(data)
+
+    def read(self, timeout_s: float) -> list[Frame] | None:
+        """The frames the next chunk completes (none when nothing came within ``timeout_s``,
+        or the chunk was the runner's stderr); None at the end of the stream.
+
+        Raises:
+            ExecutorError: the stream broke.
+        """
+        chunk = self.sandbox.read(timeout_s)
+        if chunk is None:
+            return []
+        stream, data = chunk
+        if not data:
+            return None
+        self.received += len(data)
+        if stream == STDERR:
+            keep_runner_stderr(self.runner_stderr, data)
+        elif stream == STDOUT:
+            return typed_frames(self.reader, data)
+        return []
+
+    def stderr_tail(self, limit: int = 1000) -> str:
+        """The end of the runner's own stderr (its crash, if any), as text."""
+        return self.runner_stderr[-limit:].decode("utf-8", "replace").strip()
+
+    def report_noise(self) -> None:
+        """Log how many lines the stream carried that were not our frames."""
+        if self.reader.noise_lines or self.reader.bad_frames:
+            self._log.warning(
+                "ignored {} unauthenticated line(s) and {} malformed frame(s) from the sandbox",
+                self.reader.noise_lines,
+                self.reader.bad_frames,
+            )
+
+    def settled(self) -> None:
+        """Past its start: the warm pool need not wait for it to refill (`WarmPool.settled`)."""
+        if self._pool is not None:
+            self._pool.settled(self.sandbox)
+
+    def remove(self) -> None:
+        """Remove the container; a failure is logged (the retries and the sweep find it by
+        label), never raised over the error that may be on its way."""
+        try:
+            self.sandbox.remove()
+        except ExecutorError as exc:
+            self._log.warning("cleanup failed: {}", exc)
