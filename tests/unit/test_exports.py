@@ -15,6 +15,7 @@ EXPORTED = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "FileNotFound",
     "InputFile",
     "InstallFailed",
     "NotFound",
@@ -54,8 +55,9 @@ def test_exported_members_exist_and_are_public() -> None:
 def test_every_public_name_is_exported() -> None:
     public = {
         name
-        for name, value in vars(ai_data_agent).items()
-        if not name.startswith("_") and not isinstance(value, type(ai_data_agent))
+        for name in dir(ai_data_agent)
+        if not name.startswith("_")
+        and not isinstance(getattr(ai_data_agent, name), type(ai_data_agent))
     }
     assert public == set(ai_data_agent.__all__)
 

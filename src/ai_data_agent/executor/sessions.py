@@ -31,6 +31,7 @@ from loguru import logger
 
 from ai_data_agent.errors import (
     ExecutorError,
+    FileNotFound,
     RequestRejected,
     RequestTooLarge,
     SessionBusy,
@@ -346,7 +347,8 @@ class Session:
         """The bytes of a file under the working directory (checked: size and sha256).
 
         Raises:
-            RequestRejected: no such regular file, or it is over the artifact cap.
+            FileNotFound: no such file.
+            RequestRejected: not a regular file, or over the artifact cap.
         """
         rel = normalise_relative_path(path)
         cap = self.settings.max_artifact_total_bytes
@@ -364,6 +366,8 @@ class Session:
             collector.finish(None)
             if not ack.ok or not collector.artifacts:
                 reason = ack.error or (collector.skipped[0].reason if collector.skipped else "?")
+                if reason == "no such file":  # the runner's word (sandbox/files.download)
+                    raise FileNotFound(f"no file {rel} in the session", path=rel)
                 raise RequestRejected("path", f"cannot read {rel}: {reason}")
             return (Path(folder) / rel).read_bytes()
 

@@ -125,7 +125,10 @@ async def test_files_put_list_get(tmp_path: Path, sandbox_tmp: Path) -> None:
         assert [(f["path"], f["size"]) for f in listing] == [("data/a.csv", 8)]
         got = await client.get(f"/v1/sessions/{sid}/files/data/a.csv")
         assert got.content == b"a,b\n1,2\n" and got.headers["content-type"].startswith("text/csv")
-        assert_error(await client.get(f"/v1/sessions/{sid}/files/missing"), 400, "invalid_request")
+        missing = await client.get(f"/v1/sessions/{sid}/files/data/missing.csv")
+        assert_error(missing, 404, "file_not_found")
+        assert "data/missing.csv" in missing.json()["error"]["message"]
+        assert_error(await client.get(f"/v1/sessions/{sid}/files/data"), 400, "invalid_request")
 
 
 async def test_cell_events_stream_output_and_the_result(tmp_path: Path, sandbox_tmp: Path) -> None:

@@ -26,12 +26,8 @@ import psycopg
 from ai_data_agent.errors import (
     AiDataAgentError,
     NotReady,
-    QueueFull,
-    RequestRejected,
-    SessionError,
     SessionGone,
     SessionLimit,
-    error_class,
 )
 from ai_data_agent.service.cells import CellHandle
 from ai_data_agent.service.cluster import pg_events
@@ -49,6 +45,7 @@ from ai_data_agent.session_models import (
     SessionRequest,
 )
 from ai_data_agent.settings import Settings
+from ai_data_agent.wire_errors import rebuild_error
 
 __all__ = ["ClusterSessions"]
 
@@ -62,16 +59,9 @@ CALLS_KEPT_S = 3600.0
 def _error(call: Call) -> AiDataAgentError:
     """The error a failed call stands for, of the class its code names."""
     message = call.error or "the session call failed"
-    cls = error_class(500, call.error_code)
-    if issubclass(cls, SessionLimit):
-        return SessionLimit(message, retry_after=RETRY_AFTER_S, session_id=call.session_id)
-    if issubclass(cls, SessionError):
-        return cls(message, session_id=call.session_id)
-    if issubclass(cls, RequestRejected):
-        return cls(None, message)
-    if issubclass(cls, QueueFull):
-        return cls(message, retry_after=RETRY_AFTER_S)
-    return cls(message)
+    return rebuild_error(
+        call.error_code, message, retry_after=RETRY_AFTER_S, session_id=call.session_id
+    )
 
 
 @dataclass
