@@ -18,6 +18,7 @@ from __future__ import annotations
 import codeop
 import functools
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -115,6 +116,8 @@ def _read_cell(prompt: str) -> str | None:
         try:
             line = input(prompt if not lines else "... ")
         except EOFError:
+            if sys.stdin.isatty():
+                err_console.print()  # the shell's prompt on a line of its own, as Python's REPL
             return None
         except KeyboardInterrupt as exc:
             if isinstance(exc, Stopped):
