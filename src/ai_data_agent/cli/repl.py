@@ -20,8 +20,9 @@ import functools
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -38,7 +39,7 @@ from ai_data_agent.cli.common import (
 from ai_data_agent.cli.inputs import input_files
 from ai_data_agent.cli.sessions import Server, starting
 from ai_data_agent.cli.stopping import Stopped, stop_code, stoppable
-from ai_data_agent.client import Client, RemoteSession
+from ai_data_agent.client import Client
 from ai_data_agent.errors import AiDataAgentError, SessionGone
 from ai_data_agent.executor import Executor, RunEvent
 from ai_data_agent.session_models import CellResult
@@ -48,64 +49,56 @@ __all__ = ["LEAVE", "repl"]
 
 LEAVE = frozenset({"exit", "exit()", "quit", "quit()"})  # as Python's REPL, they end it
 OnOutput = Callable[[str, dict[str, Any]], None]
+T = TypeVar("T")
 
 
-class CellRunner(Protocol):
-    """What the repl needs of a session, local or remote."""
+@dataclass
+class Cells:
+    """What the repl needs of a session, local or remote: run a cell, interrupt it, and
+    close the session, then what holds it (the executor, or the daemon's client)."""
 
-    def run_cell(self, code: str, on_output: OnOutput) -> CellResult: ...
+    run_cell: Callable[[str, OnOutput], CellResult]
+    interrupt: Callable[[], bool]
+    close_session: Callable[[], object]
+    close_holder: Callable[[], None]
 
-    def interrupt(self) -> bool: ...
-
-    def end(self) -> None: ...
-
-
-class _LocalCells:
-    def __init__(self, settings: Settings, fields: dict[str, Any]) -> None:
-        self.executor = Executor(settings)
+    def end(self) -> None:
         try:
-            self.session = self.executor.session(**fields)
-        except BaseException:
-            self.executor.close()
-            raise
+            self.close_session()
+        finally:
+            self.close_holder()
 
-    def run_cell(self, code: str, on_output: OnOutput) -> CellResult:
+
+def _opened(holder: Executor | Client, start: Callable[[], T]) -> T:
+    """``start()``; what holds the session is closed if it fails (or is interrupted)."""
+    try:
+        return start()
+    except BaseException:
+        holder.close()
+        raise
+
+
+def _local_cells(settings: Settings, fields: dict[str, Any]) -> Cells:
+    executor = Executor(settings)
+    session = _opened(executor, lambda: executor.session(**fields))
+
+    def run_cell(code: str, on_output: OnOutput) -> CellResult:
         def relay(event: RunEvent) -> None:
             if event.kind in ("stdout", "stderr"):
                 on_output(event.kind, {"data": event.data})
 
-        return self.session.run(code, on_event=relay)
+        return session.run(code, on_event=relay)
 
-    def interrupt(self) -> bool:
-        return self.session.interrupt()
-
-    def end(self) -> None:
-        try:
-            self.session.close()
-        finally:
-            self.executor.close()
+    return Cells(run_cell, session.interrupt, session.close, executor.close)
 
 
-class _RemoteCells:
-    def __init__(self, client: Client, fields: dict[str, Any]) -> None:
-        self.client = client
-        try:
-            self.session: RemoteSession = client.session(**fields)
-        except BaseException:
-            client.close()
-            raise
+def _remote_cells(client: Client, fields: dict[str, Any]) -> Cells:
+    session = _opened(client, lambda: client.session(**fields))
 
-    def run_cell(self, code: str, on_output: OnOutput) -> CellResult:
-        return self.session.run(code, on_output=on_output)
+    def run_cell(code: str, on_output: OnOutput) -> CellResult:
+        return session.run(code, on_output=on_output)
 
-    def interrupt(self) -> bool:
-        return self.session.interrupt()
-
-    def end(self) -> None:
-        try:
-            self.session.close()
-        finally:
-            self.client.close()
+    return Cells(run_cell, session.interrupt, session.close, client.close)
 
 
 def _read_cell(prompt: str) -> str | None:
@@ -135,7 +128,7 @@ def _read_cell(prompt: str) -> str | None:
             return source
 
 
-def _prompt(cells: CellRunner, images: Path | None) -> None:
+def _prompt(cells: Cells, images: Path | None) -> None:
     """Read, run and print cells until the input ends or says `LEAVE`.
 
     Raises:
@@ -188,11 +181,11 @@ def repl(
     if url is None:
         require_engine(settings)
     with working(starting(requirements, f"on {url}" if url else "on the local engine")):
-        cells: CellRunner = guarded(
+        cells = guarded(
             lambda: (
-                _RemoteCells(client_for(url, settings), fields)
+                _remote_cells(client_for(url, settings), fields)
                 if url
-                else _LocalCells(settings, fields)
+                else _local_cells(settings, fields)
             )
         )
     err_console.print(
