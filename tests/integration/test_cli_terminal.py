@@ -69,8 +69,7 @@ def drive_the_repl(term: Terminal, leave: str) -> None:
     term.expect(PROMPT)
     term.type("y = (1,\n")  # an unfinished cell, dropped by Ctrl-C
     term.expect(r"\.\.\. ")
-    term.ctrl_c()
-    term.expect("KeyboardInterrupt")
+    term.ctrl_c_until("KeyboardInterrupt")
     term.expect(PROMPT)
     term.type("print('after', x)\n")
     term.expect(r"(?m)^after 41$")

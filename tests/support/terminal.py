@@ -4,7 +4,7 @@
         term.expect(">>> ")
         term.type("x = 41\n")
         term.ctrl_c()                       # SIGINT from the terminal, to its foreground group
-        term.expect("KeyboardInterrupt")
+        term.expect("KeyboardInterrupt")    # (ctrl_c_until: again until it shows)
         term.ctrl_d()
         assert term.wait(30) == 0
 
@@ -120,6 +120,24 @@ class Terminal:
 
     def ctrl_c(self) -> None:
         self.type("\x03")
+
+    def ctrl_c_until(self, pattern: str, *, every_s: float = 1.0, timeout_s: float = 30.0) -> str:
+        """Ctrl-C, again every ``every_s`` until ``pattern`` shows, as a person presses it
+        again when nothing happens: a signal that arrives just before a program blocks
+        in a read (it printed its prompt, it is not reading yet) waits for that read to
+        end, in Python as in C.
+
+        Raises:
+            AssertionError: ``pattern`` did not show within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.ctrl_c()
+            try:
+                return self.expect(pattern, timeout_s=min(every_s, deadline - time.monotonic()))
+            except AssertionError:
+                if time.monotonic() >= deadline or self.process.poll() is not None:
+                    raise
 
     def ctrl_d(self) -> None:
         self.type("\x04")

@@ -220,3 +220,27 @@ def test_ctrl_c_on_session_run_interrupts_the_cell_on_the_daemon_then_exits_128_
     assert "interrupting the cell in session" in out.stderr
     assert "KeyboardInterrupt" in out.stderr
     assert f"stopped by {stop.name}: the cell was interrupted" in out.stderr
+
+
+def test_a_cell_names_its_files_by_the_path_session_get_takes(
+    daemon: Callable[..., StubDaemon],
+) -> None:
+    chart = {"path": "plots/chart.png", "size": 3, "sha256": "0" * 64, "media_type": "image/png"}
+    failed = cell(
+        CellStatus.ERROR,
+        artifacts=[chart],
+        error={"ename": "KeyError", "evalue": "'x'", "traceback": ["KeyError: 'x'\n"]},
+    )
+    accepted = {"session_id": SESSION, "execution_count": 1, "status": "running"}
+    daemon(
+        {
+            ("POST", "/cells"): httpx.Response(202, json=accepted),
+            ("GET", "/cells/1/events"): httpx.Response(
+                200, text=f"event: result\ndata: {json.dumps(failed)}\n\n"
+            ),
+        }
+    )
+    shown = session("run", SESSION, stdin="d['x']\n")
+    assert shown.exit_code == 1  # an exception in the cell
+    assert "file: outputs/plots/chart.png (3 bytes, image/png)" in shown.stderr
+    assert "KeyError: 'x'" in shown.stderr

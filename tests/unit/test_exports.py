@@ -101,3 +101,37 @@ def test_no_module_but_errors_defines_an_exception() -> None:
 
 def test_version_matches_the_distribution() -> None:
     assert ai_data_agent.__version__ == importlib.metadata.version("ai-data-agent")
+
+
+CLIENT_EXPORTED = [
+    "Client",
+    "FileNotFound",
+    "InstallFailed",
+    "NotFound",
+    "NotReady",
+    "QueueFull",
+    "RemoteSession",
+    "RequestRejected",
+    "RequestTooLarge",
+    "RunIncomplete",
+    "ServerError",
+    "ServerUnreachable",
+    "SessionBusy",
+    "SessionGone",
+    "SessionLimit",
+    "Unauthorized",
+    "error_from_response",
+]
+
+
+def test_the_client_and_the_cli_export_their_names() -> None:
+    """`from ai_data_agent.client import Client, RemoteSession, ...` and the console script's
+    `ai_data_agent.cli:main` are the packages' surfaces."""
+    import ai_data_agent.cli
+    import ai_data_agent.client
+
+    assert ai_data_agent.client.__all__ == CLIENT_EXPORTED
+    assert all(hasattr(ai_data_agent.client, name) for name in CLIENT_EXPORTED)
+    assert ai_data_agent.cli.__all__ == ["app", "main"]
+    script = importlib.metadata.distribution("ai-data-agent").entry_points["ai-data-agent"]
+    assert script.value == "ai_data_agent.cli:main" and script.load() is ai_data_agent.cli.main
