@@ -13,14 +13,21 @@ The public surface is the names below; for example::
                          requirements=["pandas"], files=[data])
 
 The errors are one tree (`ai_data_agent.errors`), the same for the library,
-the daemon and its client (`ai_data_agent.client.Client`).
+the daemon and its client (`ai_data_agent.client.Client`). `Executor`,
+`RunEvent` and `Settings` are imported on first use, so that the client
+(``import ai_data_agent.client``) loads neither the executor nor the server's
+settings.
 """
+
+import importlib
+import typing
 
 from ai_data_agent.errors import (
     AiDataAgentError,
     ConfigurationError,
     DockerUnavailable,
     ExecutorError,
+    FileNotFound,
     InstallFailed,
     NotFound,
     NotReady,
@@ -36,9 +43,11 @@ from ai_data_agent.errors import (
     SessionLimit,
     Unauthorized,
 )
-from ai_data_agent.executor import Executor, RunEvent
 from ai_data_agent.models import InputFile, RunRequest, RunResult, RunStatus
-from ai_data_agent.settings import Settings
+
+if typing.TYPE_CHECKING:
+    from ai_data_agent.executor import Executor, RunEvent
+    from ai_data_agent.settings import Settings
 
 __all__ = [
     "AiDataAgentError",
@@ -46,6 +55,7 @@ __all__ = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "FileNotFound",
     "InputFile",
     "InstallFailed",
     "NotFound",
@@ -68,3 +78,23 @@ __all__ = [
     "Unauthorized",
 ]
 __version__ = "0.1.0"
+
+# Imported on first use (see the docstring), from the module that defines each.
+_LAZY = {
+    "Executor": "ai_data_agent.executor",
+    "RunEvent": "ai_data_agent.executor",
+    "Settings": "ai_data_agent.settings",
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    """`Executor`, `RunEvent` and `Settings`, imported when first asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ai_data_agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

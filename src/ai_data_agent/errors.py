@@ -4,9 +4,9 @@ Bad user code is never an exception: it is a `RunResult` with a status. These
 classes are for requests that are refused, for a daemon that cannot take or
 find a run, and for host, Docker or network failures. An error the daemon
 answers with is raised again, as the same class, by the client that gets the
-answer; the daemon's HTTP layer (``service/http_errors.py``) answers each class
-with the status and stable code below, and anything else with ``500 internal``
-and no detail::
+answer (`ai_data_agent.wire_errors`); the daemon's HTTP layer
+(``service/http_errors.py``) answers each class with the status and stable code
+below, and anything else with ``500 internal`` and no detail::
 
     AiDataAgentError                    code               HTTP
     ├── RequestRejected                 invalid_request    400 (422: the body does not validate)
@@ -14,7 +14,8 @@ and no detail::
     ├── InstallFailed                   install_failed     422  requirements did not install
     ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
     ├── NotFound                        not_found          404  no such run or session (or
-    │                                                           artifact, file, route)
+    │   │                                                       artifact, route)
+    │   └── FileNotFound                file_not_found     404  path: no such file in a session
     ├── QueueFull                       queue_full         429  retry_after (``Retry-After``)
     ├── SessionError                    -                  -    session_id
     │   ├── SessionBusy                 session_busy       409  another call is in progress
@@ -37,8 +38,8 @@ client raises as `NotReady`.
 Every error has ``message``, ``code`` (the stable code, or None), ``status_code``
 (the HTTP status of the answer it arrived in; None when raised in this process)
 and ``run_id`` (the run concerned, when there is one); the classes add their own
-context (``field``/``reason``, ``retry_after``, ``session_id``, ``report``,
-``record``, ``container_id``/``step``).
+context (``field``/``reason``, ``path``, ``retry_after``, ``session_id``,
+``report``, ``record``, ``container_id``/``step``).
 
     try:
         client.run("print(1)")
@@ -58,11 +59,11 @@ from ai_data_agent.api_models import RunRecord
 from ai_data_agent.models import InstallReport
 
 __all__ = [
-    "HTTP_ERRORS",
     "AiDataAgentError",
     "ConfigurationError",
     "DockerUnavailable",
     "ExecutorError",
+    "FileNotFound",
     "InstallFailed",
     "NotFound",
     "NotReady",
@@ -77,7 +78,6 @@ __all__ = [
     "SessionGone",
     "SessionLimit",
     "Unauthorized",
-    "error_class",
 ]
 
 MAX_PROBLEMS = 20  # validation problems named in one message
@@ -203,6 +203,23 @@ class NotFound(AiDataAgentError):
 
     default_code = "not_found"
     http_status = 404
+
+
+class FileNotFound(NotFound):
+    """No such file in a session's working directory; ``path`` names it, when known."""
+
+    default_code = "file_not_found"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.path = path
 
 
 class QueueFull(AiDataAgentError):
@@ -365,37 +382,3 @@ class ExecutorError(AiDataAgentError):
 
 class DockerUnavailable(ExecutorError):
     """The Docker engine cannot be reached (not running, no permission, wrong host)."""
-
-
-# The classes a client raises again from an answer, by its code (or status).
-HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
-    RequestRejected,
-    RequestTooLarge,
-    InstallFailed,
-    Unauthorized,
-    NotFound,
-    QueueFull,
-    SessionBusy,
-    SessionGone,
-    SessionLimit,
-    NotReady,
-    ServerError,
-)
-_BY_CODE = {cls.default_code: cls for cls in HTTP_ERRORS}
-# By status alone (a body that is not ours): 422 is a body that did not validate.
-_BY_STATUS = {
-    400: RequestRejected,
-    401: Unauthorized,
-    404: NotFound,
-    409: SessionBusy,
-    410: SessionGone,
-    413: RequestTooLarge,
-    422: RequestRejected,
-    429: QueueFull,
-    503: NotReady,
-}
-
-
-def error_class(status: int, code: str | None) -> type[AiDataAgentError]:
-    """The class of an error answer: by its stable code, else by its status, else `ServerError`."""
-    return _BY_CODE.get(code) or _BY_STATUS.get(status) or ServerError

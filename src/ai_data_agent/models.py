@@ -40,6 +40,7 @@ from ai_data_agent.requirements import (
 )
 
 __all__ = [
+    "OUTPUTS_DIR",
     "Artifact",
     "EnvVars",
     "EnvironmentInfo",
@@ -57,6 +58,8 @@ __all__ = [
     "parse_requirements_text",
 ]
 
+# Under the code's working directory: what the code writes here comes back as artifacts.
+OUTPUTS_DIR = "outputs"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # The sandbox owns these: a request must not steer the interpreter, the
 # installer, the loader, trust or proxies.
@@ -253,12 +256,22 @@ class EnvironmentInfo(BaseModel):
 
 
 class Artifact(BaseModel):
-    """A file the code left under ``outputs/``, checked by the controller (size, sha256)."""
+    """A file the code left under ``outputs/``, checked by the controller (size, sha256).
 
-    path: str = Field(description="Relative to outputs/.")
+    Its ``path`` is relative to ``outputs/``, for runs and cells alike (a run's
+    artifacts are fetched by it); in a session's working directory, whose files
+    API takes paths relative to that directory, it is ``file_path``.
+    """
+
+    path: str = Field(description="Relative to outputs/ (in a session's files: outputs/<path>).")
     size: int
     sha256: str
     media_type: str
+
+    @property
+    def file_path(self) -> str:
+        """The artifact's path under the working directory: ``outputs/<path>``."""
+        return f"{OUTPUTS_DIR}/{self.path}"
 
 
 class SkippedArtifact(BaseModel):

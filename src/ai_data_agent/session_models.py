@@ -32,17 +32,20 @@ from ai_data_agent.models import (
 
 __all__ = [
     "LIVE_SESSION_STATUSES",
+    "CellAccepted",
     "CellError",
     "CellRequest",
     "CellResult",
     "CellStatus",
     "CellTimings",
     "DisplayOutput",
+    "Interrupted",
     "PackageChange",
     "PackagesRequest",
     "PackagesResult",
     "SessionFile",
     "SessionInfo",
+    "SessionPage",
     "SessionRequest",
     "SessionStatus",
     "StateOutcome",
@@ -204,3 +207,23 @@ class SessionInfo(BaseModel):
     memory_mb: int = 0
     cpus: float = 0.0
     error: str | None = Field(None, description="Why it was lost or closed, when it was.")
+
+
+class SessionPage(BaseModel):
+    """``GET /v1/sessions``: live sessions first, then those that ended, newest first."""
+
+    items: list[SessionInfo]
+
+
+class CellAccepted(BaseModel):
+    """``202``: the cell runs; poll its ``Location`` or follow its events."""
+
+    session_id: str
+    execution_count: int
+    status: str = Field("running")
+
+
+class Interrupted(BaseModel):
+    """``POST /v1/sessions/{id}/interrupt``."""
+
+    interrupted: bool = Field(description="A cell was running and got the interrupt.")

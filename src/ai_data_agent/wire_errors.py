@@ -1,69 +1,101 @@
-"""An error of the tree rebuilt from what crossed a wire: its stable code and its message.
+"""Errors of the tree across a wire: which class an answer's code (or status) stands for,
+and that class raised again with the answer's context.
 
-    raise error_from_body("queue_full", "the queue is full", status_code=429, retry_after=5.0)
-    raise error_from_body(call.error_code, call.error, session_id=call.session_id)
+    error = rebuild_error("session_busy", "a cell is running", status=409)   # SessionBusy
+    error = rebuild_error(None, "502 Bad Gateway", status=502)               # ServerError
+    error_class(404, "file_not_found")                                        # FileNotFound
 
-Whoever answered an error (the daemon over HTTP, a cluster's worker in a row
-of the database) sent its code and message; the receiver raises it again as
-the same class (`errors.error_class`: by the code, else by the HTTP status),
-with the context that class carries. The client rebuilds an HTTP answer with
-it, an API node of a cluster a session call's failure.
+The daemon answers each class of `ai_data_agent.errors` with its status and stable
+code (``service/http_errors.py``); whoever reads such an answer again (the client,
+from an HTTP answer; an API node, from a call a worker recorded as failed) raises
+the same class with this one table. A code this table does not know falls back
+to the status (an older or newer daemon, a proxy's page), then to `ServerError`.
 """
 
 from __future__ import annotations
 
 from ai_data_agent.errors import (
     AiDataAgentError,
+    FileNotFound,
+    InstallFailed,
+    NotFound,
+    NotReady,
     QueueFull,
     RequestRejected,
+    RequestTooLarge,
+    ServerError,
+    SessionBusy,
     SessionError,
+    SessionGone,
     SessionLimit,
-    error_class,
+    Unauthorized,
 )
 
-__all__ = ["error_from_body"]
+__all__ = ["HTTP_ERRORS", "error_class", "rebuild_error"]
 
-INTERNAL_STATUS = 500  # what a code that names no class is taken for
+# The classes raised again from an answer, by their code (or status).
+HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
+    RequestRejected,
+    RequestTooLarge,
+    InstallFailed,
+    Unauthorized,
+    NotFound,
+    FileNotFound,
+    QueueFull,
+    SessionBusy,
+    SessionGone,
+    SessionLimit,
+    NotReady,
+    ServerError,
+)
+_BY_CODE = {cls.default_code: cls for cls in HTTP_ERRORS}
+# By status alone (a body that is not ours): 422 is a body that did not validate.
+_BY_STATUS = {
+    400: RequestRejected,
+    401: Unauthorized,
+    404: NotFound,
+    409: SessionBusy,
+    410: SessionGone,
+    413: RequestTooLarge,
+    422: RequestRejected,
+    429: QueueFull,
+    503: NotReady,
+}
 
 
-def error_from_body(
+def error_class(status: int | None, code: str | None) -> type[AiDataAgentError]:
+    """The class of an error answer: by its stable code, else by its status, else `ServerError`."""
+    return _BY_CODE.get(code) or _BY_STATUS.get(status or 0) or ServerError
+
+
+def rebuild_error(
     code: str | None,
     message: str,
     *,
-    status_code: int | None = None,
+    status: int | None = None,
     retry_after: float | None = None,
     session_id: str | None = None,
     run_id: str | None = None,
 ) -> AiDataAgentError:
-    """The error that ``code`` and ``message`` stand for.
+    """The error an answer stands for (`error_class`), with the context it carried.
 
-    Args:
-        code: the stable code sent (``queue_full``), or None when there was none.
-        message: the message sent, for people.
-        status_code: the HTTP status of the answer it arrived in; None when it
-            did not come over HTTP (another node's answer in the database).
-        retry_after: seconds to wait, for the classes that carry it (`QueueFull`,
-            `SessionLimit`).
-        session_id: the session concerned, for the session errors.
-        run_id: the run concerned.
+    ``status`` is the HTTP status it arrived in (None when it did not come over HTTP);
+    ``retry_after`` counts for `QueueFull` and `SessionLimit`, ``session_id`` for the
+    session errors, ``run_id`` for any.
     """
-    cls = error_class(INTERNAL_STATUS if status_code is None else status_code, code)
+    cls = error_class(status, code)
     error: AiDataAgentError
     if issubclass(cls, RequestRejected):
-        error = cls(None, message, code=code, status_code=status_code)
+        error = cls(None, message, code=code, status_code=status)
     elif issubclass(cls, SessionLimit):
         error = cls(
-            message,
-            retry_after=retry_after,
-            session_id=session_id,
-            code=code,
-            status_code=status_code,
+            message, retry_after=retry_after, session_id=session_id, code=code, status_code=status
         )
-    elif issubclass(cls, SessionError):
-        error = cls(message, session_id=session_id, code=code, status_code=status_code)
     elif issubclass(cls, QueueFull):
-        error = cls(message, retry_after=retry_after, code=code, status_code=status_code)
+        error = cls(message, retry_after=retry_after, code=code, status_code=status)
+    elif issubclass(cls, SessionError):
+        error = cls(message, session_id=session_id, code=code, status_code=status)
     else:
-        error = cls(message, code=code, status_code=status_code)
-    error.run_id = run_id
+        error = cls(message, code=code, status_code=status)
+    error.run_id = run_id or error.run_id
     return error

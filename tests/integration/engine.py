@@ -6,9 +6,9 @@ from typing import Any
 
 import docker
 
-from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_RUN_ID
+from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_MANAGED, LABEL_OWNER, LABEL_RUN_ID
 
-__all__ = ["controller_containers", "run_containers"]
+__all__ = ["controller_containers", "owned_by", "run_containers"]
 
 
 def run_containers(client: docker.DockerClient, run_id: str) -> list[Any]:
@@ -19,3 +19,14 @@ def run_containers(client: docker.DockerClient, run_id: str) -> list[Any]:
 def controller_containers(client: docker.DockerClient, controller: str) -> list[Any]:
     """Every container (running or not) of one controller."""
     return client.containers.list(all=True, filters={"label": f"{LABEL_CONTROLLER}={controller}"})
+
+
+def owned_by(client: docker.DockerClient, pid: int) -> list[Any]:
+    """The sandboxes whose owner label names this pid (``boot:namespace:pid:start``): those of
+    a CLI process, whose controller id the test does not know."""
+    containers = client.containers.list(all=True, filters={"label": LABEL_MANAGED}, sparse=True)
+    return [
+        c
+        for c in containers
+        if (c.attrs.get("Labels") or {}).get(LABEL_OWNER, "").split(":")[2:3] == [str(pid)]
+    ]

@@ -17,23 +17,13 @@ from typing import Any
 import docker
 import pytest
 
-from ai_data_agent.executor.spec import LABEL_MANAGED, LABEL_OWNER
+from tests.integration.engine import owned_by
 from tests.support.settings import child_env
 
 pytestmark = pytest.mark.integration
 
 CLI = str(Path(sys.executable).with_name("ai-data-agent"))
 CODE = "import time\nprint('ready', flush=True)\ntime.sleep(120)\n"
-
-
-def sandboxes_of(engine: docker.DockerClient, pid: int) -> list[Any]:
-    """The sandboxes whose owner label names this pid (``boot:namespace:pid:start``)."""
-    containers = engine.containers.list(all=True, filters={"label": LABEL_MANAGED}, sparse=True)
-    return [
-        c
-        for c in containers
-        if (c.attrs.get("Labels") or {}).get(LABEL_OWNER, "").split(":")[2:3] == [str(pid)]
-    ]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -56,7 +46,7 @@ def test_a_stop_signal_removes_the_sandbox_and_exits_128_plus_it(
     try:
         assert process.stdout is not None
         assert process.stdout.readline() == b"ready\n"  # the code runs in its sandbox
-        assert len(sandboxes_of(docker_client, process.pid)) == 1
+        assert len(owned_by(docker_client, process.pid)) == 1
         started = time.monotonic()
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=30)
@@ -67,4 +57,4 @@ def test_a_stop_signal_removes_the_sandbox_and_exits_128_plus_it(
     assert process.returncode == 128 + stop, stderr.decode()
     assert time.monotonic() - started < 15  # not the code's timeout
     assert f"stopped by {stop.name}: the sandbox was removed" in stderr.decode()
-    assert sandboxes_of(docker_client, process.pid) == []
+    assert owned_by(docker_client, process.pid) == []

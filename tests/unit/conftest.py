@@ -7,13 +7,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from client_stub import BASE, Recorder
 from fakes import SANDBOX_GID, SANDBOX_UID, SandboxUser, build_wheel
 
 from ai_data_agent import settings as settings_module
+from ai_data_agent.client import Client
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +84,18 @@ def sandbox_user() -> SandboxUser:
         if probe.returncode == 0:
             return SandboxUser(kwargs, candidate)
     pytest.skip("no Python >= 3.9 that uid 1000 can execute")
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[[Recorder], Client]]:
+    """Clients of a stub daemon (`client_stub.Recorder`), closed after the test."""
+    clients: list[Client] = []
+
+    def make(recorder: Recorder) -> Client:
+        client = Client(BASE, token="s3cret", timeout=5.0, transport=httpx.MockTransport(recorder))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -14,8 +14,11 @@ import pytest
 from loguru import logger
 from typer.testing import CliRunner
 
-from ai_data_agent import cli, cli_common
-from ai_data_agent.cli import EXIT_AUTH, EXIT_CODES, app, exit_code_for
+from ai_data_agent.cli import app
+from ai_data_agent.cli import common as cli_common
+from ai_data_agent.cli import run as cli_run
+from ai_data_agent.cli.exits import EXIT_AUTH, EXIT_CODES, exit_code_for
+from ai_data_agent.cli.stopping import Stopped
 from ai_data_agent.errors import (
     AiDataAgentError,
     ConfigurationError,
@@ -28,7 +31,6 @@ from ai_data_agent.errors import (
 from ai_data_agent.models import Artifact, InstallReport, RunRequest, RunResult, RunStatus
 from ai_data_agent.service import server
 from ai_data_agent.settings import Settings
-from ai_data_agent.stopping import Stopped
 
 SERVER = "http://daemon.test:8000"
 OPTIONS = "-p six==1.17.0 --timeout 20 --memory 256 --cpus 0.5 -e GREETING=hi"
@@ -128,7 +130,7 @@ def fake_client(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
     def no_local_engine(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("run --server must not touch the local engine")
 
-    monkeypatch.setattr(cli, "Executor", no_local_engine)
+    monkeypatch.setattr(cli_run, "Executor", no_local_engine)
     return FakeClient
 
 
@@ -376,7 +378,7 @@ def test_input_files_and_output_dir_through_a_server(
     out = tmp_path / "out"
 
     outcome = runner.invoke(
-        cli.app,
+        app,
         [
             "run",
             "-",
@@ -409,7 +411,7 @@ def test_bad_input_files_exit_2(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.csv").write_text("1\n")
     outcome = runner.invoke(
-        cli.app, ["run", "-", "--server", SERVER, "--file", spec], input="print(1)\n"
+        app, ["run", "-", "--server", SERVER, "--file", spec], input="print(1)\n"
     )
     assert outcome.exit_code == 2, outcome.output
     assert "--file" in outcome.output

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ai_data_agent.cli import EXIT_CODES, EXIT_NO_ENGINE, app
+from ai_data_agent.cli import app
+from ai_data_agent.cli.exits import EXIT_CODES, EXIT_NO_ENGINE
 from ai_data_agent.executor.docker.backend import NO_ENGINE_HELP
 from ai_data_agent.models import RunStatus
 

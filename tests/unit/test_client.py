@@ -7,17 +7,17 @@ import email.policy
 import inspect
 import json
 import socket
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
+from client_stub import BASE, INFO, Recorder, error_response
 
-from ai_data_agent.api_models import LimitRange, RunLimitsInfo, ServerInfo
-from ai_data_agent.client import WAIT_MARGIN_S, Client
-from ai_data_agent.client_requests import RunOptions
+from ai_data_agent.client import Client
+from ai_data_agent.client.requests import RunOptions
+from ai_data_agent.client.runs import WAIT_MARGIN_S
 from ai_data_agent.errors import (
     AiDataAgentError,
     NotFound,
@@ -31,10 +31,6 @@ from ai_data_agent.errors import (
     Unauthorized,
 )
 from ai_data_agent.models import InputFile, RunRequest, RunResult, RunStatus
-from ai_data_agent.session_models import SessionInfo, SessionStatus
-
-BASE = "http://daemon.test"
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def result_json(
@@ -56,78 +52,6 @@ def record_json(
         "result": result_json(run_id, status) if result else None,
         "error": error,
     }
-
-
-def error_response(status: int, code: str, message: str, **headers: str) -> httpx.Response:
-    return httpx.Response(
-        status, json={"error": {"code": code, "message": message}}, headers=headers
-    )
-
-
-INFO = ServerInfo(
-    version="9.9.9",
-    features=["runs", "files", "artifacts", "events"],
-    limits=RunLimitsInfo(
-        timeout_s=LimitRange(default=40, max=300),
-        memory_mb=LimitRange(default=512, max=1024),
-        cpus=LimitRange(default=1, max=2),
-    ),
-    install_timeout_s=111,
-    allow_network=False,
-    cancel_wait_s=45,
-    max_body_bytes=1 << 20,
-    max_code_bytes=1 << 16,
-    max_requirements=10,
-    max_env_vars=8,
-    max_env_value_bytes=256,
-    max_input_files=3,
-    max_input_file_bytes=1 << 10,
-    max_input_total_bytes=1 << 11,
-    max_artifacts=5,
-    max_artifact_total_bytes=1 << 12,
-    stdout_limit_bytes=1 << 10,
-    stderr_limit_bytes=1 << 10,
-    output_policy="truncate",
-)
-
-
-class Recorder:
-    """A MockTransport handler: ``GET /v1/info`` answers ``info`` (counted apart), every
-    other request an answer from the script; the requests are kept."""
-
-    def __init__(
-        self, *answers: httpx.Response | Handler, info: httpx.Response | None = None
-    ) -> None:
-        self.answers = list(answers)
-        self.info = info or httpx.Response(200, json=INFO.model_dump(mode="json"))
-        self.requests: list[httpx.Request] = []
-        self.info_requests = 0
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/info":
-            self.info_requests += 1
-            return self.info
-        self.requests.append(request)
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        return answer(request) if callable(answer) else answer
-
-    @property
-    def last(self) -> httpx.Request:
-        return self.requests[-1]
-
-
-@pytest.fixture
-def client_for() -> Iterator[Callable[[Recorder], Client]]:
-    clients: list[Client] = []
-
-    def make(recorder: Recorder) -> Client:
-        client = Client(BASE, token="s3cret", timeout=5.0, transport=httpx.MockTransport(recorder))
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
 
 
 # -- happy paths -------------------------------------------------------------------
@@ -234,42 +158,6 @@ def test_files_over_the_daemons_caps_are_refused_before_anything_is_sent(
         client.submit("print(1)", files=files)
     assert recorder.requests == []  # only GET /v1/info went out
     assert recorder.info_requests == 1
-
-
-def session_json(session_id: str = "s1") -> dict[str, Any]:
-    return SessionInfo(
-        id=session_id,
-        status=SessionStatus.IDLE,
-        created_at=datetime(2025, 1, 1, tzinfo=UTC),
-        last_activity_at=datetime(2025, 1, 1, tzinfo=UTC),
-    ).model_dump(mode="json")
-
-
-def test_session_files_over_the_daemons_caps_are_refused_before_anything_is_sent(
-    client_for: Any,
-) -> None:
-    recorder = Recorder(httpx.Response(200, json=session_json()))
-    client = client_for(recorder)
-    with pytest.raises(RequestTooLarge) as caught:
-        client.session(files=[InputFile.from_bytes("big", b"x" * 1025)])
-    assert caught.value.field == "files.big"
-    assert recorder.requests == []
-
-    session = client.session()
-    with pytest.raises(RequestTooLarge) as caught:
-        session.upload("data/big.csv", b"x" * 1025)
-    assert caught.value.field == "files.data/big.csv"
-    assert [r.method for r in recorder.requests] == ["POST"]  # the session, no upload
-
-
-def test_a_session_upload_is_sent_as_octet_stream(client_for: Any) -> None:
-    entry = {"path": "data/a.csv", "size": 4, "modified_at": "2025-01-01T00:00:00Z"}
-    recorder = Recorder(httpx.Response(200, json=session_json()), httpx.Response(200, json=entry))
-    session = client_for(recorder).session()
-    session.upload("data/a.csv", b"a,b\n")
-    assert recorder.last.method == "PUT" and recorder.last.url.path.endswith("/files/data/a.csv")
-    assert recorder.last.headers["content-type"] == "application/octet-stream"  # the file cap
-    assert recorder.last.content == b"a,b\n"
 
 
 def test_code_over_the_daemons_cap_is_refused_before_anything_is_sent(client_for: Any) -> None:

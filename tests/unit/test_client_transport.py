@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ai_data_agent.client_transport import Transport
+from ai_data_agent.client.transport import Transport
 from ai_data_agent.errors import NotFound, ServerError, ServerUnreachable
 
 BODY = b"region,units\nnorth,3\n"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_data_agent.cli import EXIT_NO_ENGINE
+from ai_data_agent.cli.exits import EXIT_NO_ENGINE
 from ai_data_agent.executor.docker.backend import NO_ENGINE_HELP
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ EXPORTED = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "FileNotFound",
     "InputFile",
     "InstallFailed",
     "NotFound",
@@ -54,8 +55,9 @@ def test_exported_members_exist_and_are_public() -> None:
 def test_every_public_name_is_exported() -> None:
     public = {
         name
-        for name, value in vars(ai_data_agent).items()
-        if not name.startswith("_") and not isinstance(value, type(ai_data_agent))
+        for name in dir(ai_data_agent)
+        if not name.startswith("_")
+        and not isinstance(getattr(ai_data_agent, name), type(ai_data_agent))
     }
     assert public == set(ai_data_agent.__all__)
 
@@ -99,3 +101,37 @@ def test_no_module_but_errors_defines_an_exception() -> None:
 
 def test_version_matches_the_distribution() -> None:
     assert ai_data_agent.__version__ == importlib.metadata.version("ai-data-agent")
+
+
+CLIENT_EXPORTED = [
+    "Client",
+    "FileNotFound",
+    "InstallFailed",
+    "NotFound",
+    "NotReady",
+    "QueueFull",
+    "RemoteSession",
+    "RequestRejected",
+    "RequestTooLarge",
+    "RunIncomplete",
+    "ServerError",
+    "ServerUnreachable",
+    "SessionBusy",
+    "SessionGone",
+    "SessionLimit",
+    "Unauthorized",
+    "error_from_response",
+]
+
+
+def test_the_client_and_the_cli_export_their_names() -> None:
+    """`from ai_data_agent.client import Client, RemoteSession, ...` and the console script's
+    `ai_data_agent.cli:main` are the packages' surfaces."""
+    import ai_data_agent.cli
+    import ai_data_agent.client
+
+    assert ai_data_agent.client.__all__ == CLIENT_EXPORTED
+    assert all(hasattr(ai_data_agent.client, name) for name in CLIENT_EXPORTED)
+    assert ai_data_agent.cli.__all__ == ["app", "main"]
+    script = importlib.metadata.distribution("ai-data-agent").entry_points["ai-data-agent"]
+    assert script.value == "ai_data_agent.cli:main" and script.load() is ai_data_agent.cli.main

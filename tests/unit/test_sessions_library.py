@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fakes import FakeBackend
 
-from ai_data_agent.errors import RequestRejected, SessionBusy, SessionGone
+from ai_data_agent.errors import FileNotFound, RequestRejected, SessionBusy, SessionGone
 from ai_data_agent.executor.core import Executor
 from ai_data_agent.executor.events import RunEvent
 from ai_data_agent.models import InputFile
@@ -53,8 +53,11 @@ def test_files_round_trip_and_are_listed(sandbox_tmp: Path) -> None:
         assert [(f.path, f.size) for f in session.files()] == [("in/x.txt", 7)]
         session.run("open('outputs/y.txt', 'w').write(open('in/x.txt').read().upper())")
         assert session.download("outputs/y.txt") == b"PAYLOAD"
-        with pytest.raises(RequestRejected, match="no such file"):
+        with pytest.raises(FileNotFound, match=r"no file nope\.txt") as missing:
             session.download("nope.txt")
+        assert missing.value.path == "nope.txt"
+        with pytest.raises(RequestRejected, match="not a regular file"):
+            session.download("outputs")
         with pytest.raises(RequestRejected):
             session.upload("../escape.txt", b"x")
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ai_data_agent import cli, cli_admin
+from ai_data_agent.cli import admin as cli_admin
+from ai_data_agent.cli import app
 from ai_data_agent.executor import docker as docker_package
 from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.executor.owner import owner_label
@@ -79,7 +80,7 @@ def sweeper(monkeypatch: pytest.MonkeyPatch) -> type[FakeSweeper]:
 
 
 def test_sweep_prints_a_table_of_what_it_removed(sweeper: type[FakeSweeper]) -> None:
-    out = CliRunner().invoke(cli.app, ["sweep", "--all"], env={"COLUMNS": "100"})
+    out = CliRunner().invoke(app, ["sweep", "--all"], env={"COLUMNS": "100"})
     assert out.exit_code == 0, out.output
     cells = [line.replace("│", " ").split() for line in out.stdout.splitlines()]
     rows = [row for row in cells if row[:1] in (["container"], ["volume"])]
@@ -88,11 +89,11 @@ def test_sweep_prints_a_table_of_what_it_removed(sweeper: type[FakeSweeper]) -> 
 
 
 def test_sweep_says_when_there_is_nothing_to_remove(sweeper: type[FakeSweeper]) -> None:
-    out = CliRunner().invoke(cli.app, ["sweep"])
+    out = CliRunner().invoke(app, ["sweep"])
     assert (out.exit_code, out.stdout) == (0, "nothing to remove\n")
 
 
 def test_sweep_json_is_one_document(sweeper: type[FakeSweeper]) -> None:
-    out = CliRunner().invoke(cli.app, ["sweep", "--all", "--force", "--json"])
+    out = CliRunner().invoke(app, ["sweep", "--all", "--force", "--json"])
     assert json.loads(out.stdout) == {"removed": [CONTAINER, VOLUME]}
     assert sweeper.rules == [SweepRule(all_controllers=True, force=True)]

@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 import anyio
 from pydantic import ValidationError
 
-from ai_data_agent.client import Client
-from ai_data_agent.client_sessions import RemoteSession
+from ai_data_agent.client import Client, RemoteSession
 from ai_data_agent.errors import NotFound, ServerError
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink, ThreadJob
 from ai_data_agent.models import RunRequest, RunResult

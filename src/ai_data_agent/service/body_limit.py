@@ -28,6 +28,7 @@ client that reads while it sends (curl) sees it at once and stops sending.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -54,6 +55,7 @@ __all__ = [
 # and Content-Type lines.
 MULTIPART_PART_OVERHEAD = 3 * MAX_PATH_LENGTH + 512
 LINGER_IDLE_S = 5.0  # as nginx's lingering_timeout
+SESSION_FILE = re.compile(r"^/v1/sessions/[^/]+/files/.")  # PUT: one file, its raw bytes
 Ending = Literal["ended", "client gone", "byte bound", "time bound", "idle"]
 
 
@@ -92,9 +94,16 @@ class BodyCaps:
         return self.default, False
 
 
-def _too_large_message(limit: int, streamed: bool) -> str:
+def _too_large_message(limit: int, streamed: bool, *, session_file: bool = False) -> str:
+    """What the 413 says: the cap, and for a body past the JSON cap, how to send a large
+    file on its route instead (a session's file, or a run's input files)."""
     if streamed:
         return f"larger than {limit} bytes (the cap follows the input file caps)"
+    if session_file:
+        return (
+            f"larger than {limit} bytes; send the file's bytes with Content-Type: "
+            "application/octet-stream, where the input file cap applies instead"
+        )
     return (
         f"larger than {limit} bytes; send large input files as multipart/form-data, "
         "where the input file caps apply instead"
@@ -190,7 +199,9 @@ class BodyLimitMiddleware:
     async def _too_large(
         self, scope: Scope, request: _Lingering, limit: int, streamed: bool
     ) -> None:
-        error = RequestTooLarge("body", _too_large_message(limit, streamed))
+        session_file = scope["method"] == "PUT" and bool(SESSION_FILE.match(scope["path"]))
+        message = _too_large_message(limit, streamed, session_file=session_file)
+        error = RequestTooLarge("body", message)
         response = error_response(error, headers={"Connection": "close"})
         await response(scope, request.receive, request.send)
 

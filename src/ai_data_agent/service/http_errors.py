@@ -7,7 +7,7 @@
 This is the one place that turns exceptions into answers. An error of the
 package's tree (`ai_data_agent.errors`) is answered with its class's status and
 code: 400 ``invalid_request``, 401 ``unauthorized`` (with a ``WWW-Authenticate``
-challenge), 404 ``not_found``, 409 ``session_busy``, 410 ``session_gone``, 413
+challenge), 404 ``not_found`` (``file_not_found`` for a session's file), 409 ``session_busy``, 410 ``session_gone``, 413
 ``payload_too_large``, 422 ``install_failed``, 429 ``queue_full`` and
 ``session_limit`` (with ``Retry-After``), 503 ``not_ready`` (host failures
 outside a run included), 500 ``internal``. A body or query

@@ -34,7 +34,6 @@ from typing import Annotated, cast
 from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
 
 from ai_data_agent.errors import NotFound, RequestRejected
 from ai_data_agent.paths import check_relative_path
@@ -42,32 +41,19 @@ from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.handles import CellHandle, wait_done
 from ai_data_agent.service.node import SessionService
 from ai_data_agent.session_models import (
+    CellAccepted,
     CellRequest,
     CellResult,
+    Interrupted,
     PackagesRequest,
     PackagesResult,
     SessionFile,
     SessionInfo,
+    SessionPage,
     SessionRequest,
 )
 
-__all__ = ["CellAccepted", "SessionPage", "router"]
-
-
-class CellAccepted(BaseModel):
-    """``202``: the cell runs; poll its ``Location`` or follow its events."""
-
-    session_id: str
-    execution_count: int
-    status: str = Field("running")
-
-
-class SessionPage(BaseModel):
-    items: list[SessionInfo]
-
-
-class Interrupted(BaseModel):
-    interrupted: bool = Field(description="A cell was running and got the interrupt.")
+__all__ = ["router"]
 
 
 def _manager(request: Request) -> SessionService:

@@ -29,7 +29,7 @@ from ai_data_agent.service.health import engine_probes, probe
 from ai_data_agent.service.node import REASON_SHUTDOWN_RUNNING
 from ai_data_agent.service.records import Outcome
 from ai_data_agent.session_models import CellResult, CellStatus
-from ai_data_agent.wire_errors import error_from_body
+from ai_data_agent.wire_errors import rebuild_error
 
 LIMITS = Limits(timeout_s=5, memory_mb=256, cpus=1, network=False)
 
@@ -140,23 +140,21 @@ def test_a_probe_passes_with_its_detail_or_what_it_returned_and_fails_with_the_e
 
 # -- errors rebuilt from a wire -----------------------------------------------------------
 def test_an_error_is_rebuilt_as_the_class_its_code_names_with_its_context() -> None:
-    limit = error_from_body(
-        "session_limit", "full", retry_after=30.0, session_id="s1", status_code=429
-    )
+    limit = rebuild_error("session_limit", "full", retry_after=30.0, session_id="s1", status=429)
     assert isinstance(limit, SessionLimit)
     assert (limit.retry_after, limit.session_id, limit.status_code) == (30.0, "s1", 429)
-    busy = error_from_body("session_busy", "busy", session_id="s1")
+    busy = rebuild_error("session_busy", "busy", session_id="s1")
     assert isinstance(busy, SessionBusy) and busy.session_id == "s1" and busy.status_code is None
-    queue = error_from_body("queue_full", "full", retry_after=5.0, run_id="r1")
+    queue = rebuild_error("queue_full", "full", retry_after=5.0, run_id="r1")
     assert isinstance(queue, QueueFull) and queue.retry_after == 5.0 and queue.run_id == "r1"
-    rejected = error_from_body("invalid_request", "timeout_s: too high")
+    rejected = rebuild_error("invalid_request", "timeout_s: too high")
     assert isinstance(rejected, RequestRejected) and rejected.field is None
-    assert isinstance(error_from_body("install_failed", "no such package"), InstallFailed)
+    assert isinstance(rebuild_error("install_failed", "no such package"), InstallFailed)
 
 
 def test_an_unknown_code_is_a_server_error_and_no_code_goes_by_the_status() -> None:
-    unknown = error_from_body("something_new", "?")
+    unknown = rebuild_error("something_new", "?")
     assert type(unknown) is ServerError and unknown.code == "something_new"
-    assert isinstance(error_from_body(None, "down", status_code=503), NotReady)
-    assert type(error_from_body(None, "?")) is ServerError
-    assert isinstance(error_from_body("not_ready", "x"), AiDataAgentError)
+    assert isinstance(rebuild_error(None, "down", status=503), NotReady)
+    assert type(rebuild_error(None, "?")) is ServerError
+    assert isinstance(rebuild_error("not_ready", "x"), AiDataAgentError)

@@ -21,14 +21,14 @@ from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
 from service_fakes import TOKEN, FakeExecutor, make_settings
 
-from ai_data_agent import errors
+from ai_data_agent import wire_errors
 from ai_data_agent.client import Client, error_from_response
 from ai_data_agent.errors import (
-    HTTP_ERRORS,
     AiDataAgentError,
     ConfigurationError,
     DockerUnavailable,
     ExecutorError,
+    FileNotFound,
     InstallFailed,
     NotFound,
     NotReady,
@@ -56,6 +56,7 @@ WIRE = {
     InstallFailed: (422, "install_failed"),
     Unauthorized: (401, "unauthorized"),
     NotFound: (404, "not_found"),
+    FileNotFound: (404, "file_not_found"),
     QueueFull: (429, "queue_full"),
     SessionBusy: (409, "session_busy"),
     SessionGone: (410, "session_gone"),
@@ -126,6 +127,7 @@ def raising_route(app: FastAPI) -> None:
         "InstallFailed": InstallFailed("no matching distribution for nope"),
         "Unauthorized": Unauthorized("wrong bearer token"),
         "NotFound": NotFound("no run with id 'x'", run_id="x"),
+        "FileNotFound": FileNotFound("no file outputs/x.png in the session", path="outputs/x.png"),
         "QueueFull": QueueFull("1 running and 1 queued", retry_after=2.5),
         "SessionBusy": SessionBusy("session s1 is busy", session_id="s1"),
         "SessionGone": SessionGone("session s1 is closed", session_id="s1"),
@@ -143,15 +145,15 @@ def raising_route(app: FastAPI) -> None:
 
 
 def test_the_tree_is_the_wire_table() -> None:
-    assert {cls: (cls.http_status, cls.default_code) for cls in HTTP_ERRORS} == WIRE
+    assert {cls: (cls.http_status, cls.default_code) for cls in wire_errors.HTTP_ERRORS} == WIRE
     for cls, (status, code) in WIRE.items():
-        assert errors.error_class(status, code) is cls
+        assert wire_errors.error_class(status, code) is cls
     # A body that is not ours (a proxy's page): by its status alone.
     by_status = {400: RequestRejected, 401: Unauthorized, 404: NotFound, 409: SessionBusy}
     by_status |= {410: SessionGone, 413: RequestTooLarge, 422: RequestRejected, 429: QueueFull}
     by_status |= {503: NotReady, 500: ServerError, 502: ServerError}
-    assert {status: errors.error_class(status, None) for status in by_status} == by_status
-    assert errors.error_class(405, "method_not_allowed") is ServerError
+    assert {status: wire_errors.error_class(status, None) for status in by_status} == by_status
+    assert wire_errors.error_class(405, "method_not_allowed") is ServerError
     # Host failures outside a run are answered not_ready, which a client raises as NotReady.
     for cls in (ExecutorError, DockerUnavailable, ConfigurationError):
         assert (cls.http_status, cls.default_code) == (503, "not_ready")

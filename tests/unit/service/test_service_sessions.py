@@ -125,7 +125,31 @@ async def test_files_put_list_get(tmp_path: Path, sandbox_tmp: Path) -> None:
         assert [(f["path"], f["size"]) for f in listing] == [("data/a.csv", 8)]
         got = await client.get(f"/v1/sessions/{sid}/files/data/a.csv")
         assert got.content == b"a,b\n1,2\n" and got.headers["content-type"].startswith("text/csv")
-        assert_error(await client.get(f"/v1/sessions/{sid}/files/missing"), 400, "invalid_request")
+        missing = await client.get(f"/v1/sessions/{sid}/files/data/missing.csv")
+        assert_error(missing, 404, "file_not_found")
+        assert "data/missing.csv" in missing.json()["error"]["message"]
+        assert_error(await client.get(f"/v1/sessions/{sid}/files/data"), 400, "invalid_request")
+
+
+async def test_a_session_file_past_the_json_cap_uploads_as_octet_stream(
+    tmp_path: Path, sandbox_tmp: Path
+) -> None:
+    """A file within the input file cap uploads as docs/sessions.md shows it; without the
+    Content-Type, the 413 says which one this route takes (it takes no multipart)."""
+    caps = {"max_body_bytes": 4096, "max_input_file_bytes": 64 * 1024}
+    data = b"x" * (64 * 1024)  # at the input file cap, 16 times the JSON cap
+    async with daemon(tmp_path, sandbox_tmp, **caps) as (client, _):
+        sid = (await client.post("/v1/sessions", json={})).json()["id"]
+        url = f"/v1/sessions/{sid}/files/data/big.bin"
+        bare = await client.put(url, content=data, headers={"Content-Type": ""})
+        message = assert_error(bare, 413, "payload_too_large")
+        assert "Content-Type: application/octet-stream" in message
+        assert "multipart" not in message
+        sent = await client.put(
+            url, content=data, headers={"Content-Type": "application/octet-stream"}
+        )
+        assert sent.status_code == 201, sent.text
+        assert sent.json()["size"] == len(data)
 
 
 async def test_cell_events_stream_output_and_the_result(tmp_path: Path, sandbox_tmp: Path) -> None:

@@ -31,7 +31,13 @@ from typing import Any
 
 from loguru import logger
 
-from ai_data_agent.errors import RequestRejected, RequestTooLarge, SessionBusy, SessionGone
+from ai_data_agent.errors import (
+    FileNotFound,
+    RequestRejected,
+    RequestTooLarge,
+    SessionBusy,
+    SessionGone,
+)
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.env import CachedEnv, Vanished, once_more_if_vanished
 from ai_data_agent.executor.events import EventHandler
@@ -327,7 +333,8 @@ class Session:
         """The bytes of a file under the working directory (checked: size and sha256).
 
         Raises:
-            RequestRejected: no such regular file, or it is over the artifact cap.
+            FileNotFound: no such file.
+            RequestRejected: not a regular file, or over the artifact cap.
         """
         rel = normalise_relative_path(path)
         cap = self.settings.max_artifact_total_bytes
@@ -345,6 +352,8 @@ class Session:
             collector.finish(None)
             if not ack.ok or not collector.artifacts:
                 reason = ack.error or (collector.skipped[0].reason if collector.skipped else "?")
+                if reason == "no such file":  # the runner's word (sandbox/files.download)
+                    raise FileNotFound(f"no file {rel} in the session", path=rel)
                 raise RequestRejected("path", f"cannot read {rel}: {reason}")
             return (Path(folder) / rel).read_bytes()
 

@@ -40,7 +40,7 @@ from ai_data_agent.session_models import (
     SessionRequest,
 )
 from ai_data_agent.settings import Settings
-from ai_data_agent.wire_errors import error_from_body
+from ai_data_agent.wire_errors import rebuild_error
 
 __all__ = ["ClusterSessions"]
 
@@ -53,7 +53,7 @@ CALLS_KEPT_S = 3600.0
 
 def _error(call: Call) -> AiDataAgentError:
     """The error a failed call stands for, of the class its code names."""
-    return error_from_body(
+    return rebuild_error(
         call.error_code,
         call.error or "the session call failed",
         retry_after=SESSION_RETRY_AFTER_S,

@@ -1,35 +1,20 @@
-"""The ``ai-data-agent`` command.
+"""``ai-data-agent run``: Python code in a fresh sandbox, on the local engine or on a daemon.
 
     ai-data-agent run analysis.py -p pandas --timeout 30
     echo 'print(1)' | ai-data-agent run - --json
     ai-data-agent run analysis.py --file data/sales.csv --output-dir out/
     ai-data-agent run analysis.py --server http://127.0.0.1:8000   # on a daemon
-    ai-data-agent serve --host 0.0.0.0 --port 8000
-    ai-data-agent mcp                     # MCP tools on stdio (the mcp extra; docs/mcp.md)
-    AI_DATA_AGENT_DATABASE_URL=postgresql://... ai-data-agent worker   # a cluster's worker
-    ai-data-agent doctor
-    ai-data-agent cache list
-    ai-data-agent sweep
 
 Without ``--json``, ``run`` prints the program's stdout and stderr as they come
-(from the local engine or from a daemon's event stream) and exits with the program's exit
-code, or one of the codes in `ai_data_agent.cli_common` for outcomes that are not the
-program's own (`exit_code_for`).
-With ``--json`` it prints exactly one `RunResult` document on stdout. Progress
-goes to stderr. ``--server`` (or ``AI_DATA_AGENT_SERVER``, with the token from
+(from the local engine or from a daemon's event stream) and exits with the
+program's exit code, or one of the codes in `ai_data_agent.cli.exits` for
+outcomes that are not the program's own (`exit_code_for`). With ``--json`` it
+prints exactly one `RunResult` document on stdout. Progress goes to stderr.
+``--server`` (or ``AI_DATA_AGENT_SERVER``, with the token from
 ``AI_DATA_AGENT_TOKEN``) sends the run to a daemon instead of the local engine;
-the output and exit codes are the same either way.
-
-The commands that need the local engine (``run`` without ``--server``,
-``doctor``, ``sweep``, ``cache``) check it first: where no Docker engine
-answers, they print what to do and exit 69 (``EX_UNAVAILABLE`` of sysexits.h)
-before any work.
-
-This module holds ``run`` and the `app` that gathers the other commands:
-``serve``, ``mcp`` and ``worker`` (`ai_data_agent.cli_serve`), ``doctor``,
-``cache`` and ``sweep`` (`ai_data_agent.cli_admin`), ``session``
-(`ai_data_agent.cli_sessions`) and ``repl`` (`ai_data_agent.cli_repl`); what they
-share is in `ai_data_agent.cli_common`, which imports none of them.
+the output and exit codes are the same either way. Stopped by a signal
+(`ai_data_agent.cli.stopping`), it removes its sandbox (or cancels the run on the
+daemon) first.
 """
 
 from __future__ import annotations
@@ -42,42 +27,25 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from ai_data_agent.cli_admin import cache_app, doctor, sweep
-from ai_data_agent.cli_common import (
-    EXIT_AUTH,
-    EXIT_CODES,
-    EXIT_INFRASTRUCTURE,
-    EXIT_NO_ENGINE,
-    EXIT_USAGE,
-    auth_hint,
+from ai_data_agent.cli.common import (
     client_for,
     err_console,
+    exit_for,
     fail,
-    input_files,
     load_settings,
-    read_code,
-    read_requirements,
     require_engine,
     setup_logging,
 )
-from ai_data_agent.cli_repl import repl
-from ai_data_agent.cli_serve import mcp, serve, worker
-from ai_data_agent.cli_sessions import session_app
+from ai_data_agent.cli.exits import EXIT_USAGE, exit_code_for
+from ai_data_agent.cli.inputs import input_files, read_code, read_requirements
+from ai_data_agent.cli.stopping import stop_code, stoppable
 from ai_data_agent.client import Client
-from ai_data_agent.errors import AiDataAgentError, RequestRejected, Unauthorized
+from ai_data_agent.errors import AiDataAgentError, RequestRejected
 from ai_data_agent.executor import Executor, RunEvent
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 from ai_data_agent.settings import Settings
-from ai_data_agent.stopping import stop_code, stoppable
 
-__all__ = ["EXIT_AUTH", "EXIT_CODES", "EXIT_NO_ENGINE", "app", "exit_code_for", "main"]
-
-app = typer.Typer(
-    help="Run untrusted Python for AI data agents in throwaway, locked-down containers.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+__all__ = ["run"]
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -88,14 +56,6 @@ def _env_pairs(pairs: list[str]) -> dict[str, str]:
             raise fail(f"--env {pair!r}: expected NAME=VALUE", EXIT_USAGE)
         env[name] = value
     return env
-
-
-def exit_code_for(result: RunResult) -> int:
-    """The process exit code `run` uses for ``result`` (listed in its help)."""
-    if result.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-        code = result.exit_code if result.exit_code is not None else 1
-        return 128 - code if code < 0 else min(code, 255)  # killed by signal N: 128 + N
-    return EXIT_CODES[result.status]
 
 
 class _Progress:
@@ -243,7 +203,6 @@ Token = Annotated[
 ]
 
 
-@app.command()
 def run(
     file: Annotated[str, typer.Argument(help="Python file to run, or - for stdin.")] = "-",
     requirements_file: RequirementsFile = None,
@@ -320,26 +279,7 @@ def _execute(
         where = "the sandbox was removed" if server is None else "the run was cancelled"
         err_console.print(f"[red]stopped[/red] by {exc}: {where}", highlight=False)
         raise typer.Exit(stop_code(exc)) from None
-    except Unauthorized as exc:
-        raise fail(auth_hint(exc, token or settings.token), EXIT_AUTH) from exc
-    except RequestRejected as exc:  # here or at the daemon, by rule or by size
-        raise fail(str(exc), EXIT_USAGE) from exc
-    except AiDataAgentError as exc:
-        raise fail(str(exc), EXIT_INFRASTRUCTURE) from exc
+    except AiDataAgentError as exc:  # a refusal here or at the daemon, or a failure
+        raise exit_for(exc, token or settings.token) from exc
     finally:
         progress.stop()
-
-
-app.command()(serve)
-app.command()(mcp)
-app.command()(worker)
-app.command()(doctor)
-app.command("repl")(repl)
-app.command()(sweep)
-app.add_typer(cache_app, name="cache")
-app.add_typer(session_app, name="session")
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()

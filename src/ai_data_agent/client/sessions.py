@@ -3,18 +3,26 @@
     with Client(url, token) as client, client.session(requirements=["pandas"]) as s:
         s.upload("data/sales.csv", Path("sales.csv").read_bytes())
         s.run("import pandas as pd; df = pd.read_csv('data/sales.csv')")
-        cell = s.run("df.describe()")               # a CellResult, as the library's
-        chart = s.download("outputs/chart.png")
+        cell = s.run("df.plot().figure.savefig('outputs/chart.png')")   # a CellResult
+        chart = s.download(cell.artifacts[0])         # the file outputs/chart.png, checked
+        table = s.download("data/sales.csv")          # any file, by its path
 
 Each call is one request to ``/v1/sessions/{id}/...``; errors are the same
-classes as the library's (`SessionBusy`, `SessionGone`, `InstallFailed`, ...).
-A cell waits for its result in one request; with ``on_output`` it follows the
-cell's events instead, and output arrives as it is printed. This module is part
-of the client: its requests go through the `Client`'s `Transport`.
+classes as the library's (`SessionBusy`, `SessionGone`, `InstallFailed`,
+`FileNotFound`, ...). A cell waits for its result in one request; with
+``on_output`` it follows the cell's events instead, and output arrives as it is
+printed.
+
+Paths: a file's path is relative to the session's working directory; an
+artifact's (``cell.artifacts[].path``, as a run's) is relative to ``outputs/``
+under it, so `download` takes the `Artifact` itself (or its ``file_path``). A
+path that is not a normal relative one (``../etc/passwd``, ``a//b``) is refused
+here, in both directions, before anything is sent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import urllib.parse
 from collections.abc import Callable
 from types import TracebackType
@@ -24,28 +32,43 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from ai_data_agent.caps import check_input_files
-from ai_data_agent.client import Client
-from ai_data_agent.client_wire import parse, read_events, segment
-from ai_data_agent.errors import RequestRejected, RequestTooLarge, ServerError
-from ai_data_agent.models import InputFile
+from ai_data_agent.client.connection import Connection
+from ai_data_agent.client.wire import invalid_response, parse, read_events, segment
+from ai_data_agent.errors import FileNotFound, RequestRejected, RequestTooLarge
+from ai_data_agent.models import Artifact
+from ai_data_agent.paths import check_relative_path
 from ai_data_agent.session_models import (
+    CellAccepted,
     CellRequest,
     CellResult,
+    Interrupted,
     PackagesRequest,
     PackagesResult,
     SessionFile,
     SessionInfo,
+    SessionPage,
     SessionRequest,
 )
 
-__all__ = ["RemoteSession", "list_sessions", "open_session"]
+__all__ = ["CELL_MARGIN_S", "RemoteSession", "file_path", "list_sessions", "open_session"]
 
 CELL_MARGIN_S = 60.0  # beyond a cell's timeout and grace: answering, a kernel restart
 _FILES = TypeAdapter(list[SessionFile])
-_SESSIONS = TypeAdapter(list[SessionInfo])
 
 
-def open_session(client: Client, **fields: Any) -> RemoteSession:
+def file_path(path: str) -> str:
+    """``path`` if it is a normal relative path (the daemon's rule, `check_relative_path`).
+
+    Raises:
+        RequestRejected: it is not (``../etc/passwd``, ``/x``, ``a//b``, ``a/``).
+    """
+    try:
+        return check_relative_path(path)
+    except ValueError as exc:
+        raise RequestRejected("path", str(exc)) from exc
+
+
+def open_session(connection: Connection, **fields: Any) -> RemoteSession:
     """``POST /v1/sessions`` with `SessionRequest` ``fields``; the session is live on return.
 
     Raises:
@@ -58,7 +81,7 @@ def open_session(client: Client, **fields: Any) -> RemoteSession:
     except ValidationError as exc:
         raise RequestRejected.from_errors(exc.errors()) from exc
     body = request.model_dump(mode="json", exclude_defaults=True)
-    info = client.info()
+    info = connection.info()
     check_input_files(
         request.files,
         max_files=info.max_input_files,
@@ -66,23 +89,25 @@ def open_session(client: Client, **fields: Any) -> RemoteSession:
         max_total_bytes=info.max_input_total_bytes,
     )
     install = info.install_timeout_s if request.requirements else 0.0
-    timeout = httpx.Timeout(client.timeout, read=client.timeout + install + CELL_MARGIN_S)
-    response = client.transport.request("POST", "/v1/sessions", json=body, timeout=timeout)
-    return RemoteSession(client, parse(response, SessionInfo))
+    timeout = connection.read_timeout(connection.timeout + install + CELL_MARGIN_S)
+    response = connection.transport.request("POST", "/v1/sessions", json=body, timeout=timeout)
+    return RemoteSession(connection, parse(response, SessionInfo))
 
 
-def list_sessions(client: Client) -> list[SessionInfo]:
-    response = client.transport.request("GET", "/v1/sessions")
-    try:
-        return _SESSIONS.validate_python(response.json()["items"])
-    except (ValidationError, KeyError, TypeError, ValueError) as exc:
-        raise ServerError("the answer is not a session list", code="invalid_response") from exc
+def list_sessions(connection: Connection) -> list[SessionInfo]:
+    """``GET /v1/sessions``: live sessions first, then those that ended, newest first."""
+    return parse(connection.transport.request("GET", "/v1/sessions"), SessionPage).items
 
 
 class RemoteSession:
-    """One session on a daemon (see the module docstring). Closing it removes its sandbox."""
+    """One session on a daemon (see the module docstring). Closing it removes its sandbox.
 
-    def __init__(self, client: Client, info: SessionInfo) -> None:
+    Attributes:
+        client: the connection it calls through (the `Client` that made it).
+        info: the session as last seen.
+    """
+
+    def __init__(self, client: Connection, info: SessionInfo) -> None:
         self.client = client
         self.info = info
         self.id = info.id
@@ -115,7 +140,7 @@ class RemoteSession:
         default = sessions.cell_timeout_s.default if sessions is not None else 60.0
         grace = sessions.interrupt_grace_s if sessions is not None else 0.0
         read = (timeout_s or float(default)) + grace + CELL_MARGIN_S + self.client.timeout
-        return httpx.Timeout(self.client.timeout, read=read)
+        return self.client.read_timeout(read)
 
     def run(
         self,
@@ -137,12 +162,11 @@ class RemoteSession:
         response = self._call("POST", "/cells", json=body, timeout=timeout)
         if on_output is None:
             return parse(response, CellResult)
-        count = int(response.json()["execution_count"])
-        return self._follow(count, on_output)
+        return self._follow(parse(response, CellAccepted).execution_count, on_output)
 
     def _follow(self, count: int, on_output: Callable[[str, dict[str, Any]], None]) -> CellResult:
         url = f"{self._path}/cells/{count}/events"
-        timeout = httpx.Timeout(self.client.timeout, read=None)  # a quiet cell sends nothing
+        timeout = self.client.read_timeout(None)  # a quiet cell sends nothing
         with self.client.transport.stream("GET", url, timeout=timeout) as response:
             for name, data in read_events(response):
                 if name in ("stdout", "stderr", "display"):
@@ -158,7 +182,7 @@ class RemoteSession:
 
     def interrupt(self) -> bool:
         """Interrupt the running cell; False when none runs."""
-        return bool(self._call("POST", "/interrupt").json().get("interrupted"))
+        return parse(self._call("POST", "/interrupt"), Interrupted).interrupted
 
     def restart(self) -> SessionInfo:
         """A fresh kernel: variables lost, files kept."""
@@ -169,7 +193,7 @@ class RemoteSession:
         """Add requirements (installed outside the session's sandbox, then put on its path)."""
         body = PackagesRequest(requirements=requirements).model_dump(mode="json")
         install = self.client.info().install_timeout_s
-        timeout = httpx.Timeout(self.client.timeout, read=install + CELL_MARGIN_S)
+        timeout = self.client.read_timeout(install + CELL_MARGIN_S)
         return parse(self._call("POST", "/packages", json=body, timeout=timeout), PackagesResult)
 
     def upload(self, path: str, data: bytes) -> SessionFile:
@@ -179,10 +203,7 @@ class RemoteSession:
             RequestRejected: ``path`` breaks the daemon's path rule (nothing was sent).
             RequestTooLarge: ``data`` is larger than the daemon takes (nothing was sent).
         """
-        try:
-            checked = InputFile.from_bytes(path, b"").path  # the daemon's path rule
-        except ValidationError as exc:
-            raise RequestRejected.from_errors(exc.errors()) from exc
+        checked = file_path(path)
         cap = self.client.info().max_input_file_bytes
         if len(data) > cap:
             raise RequestTooLarge(f"files.{checked}", f"larger than {cap} bytes")
@@ -194,11 +215,33 @@ class RemoteSession:
         )
         return parse(response, SessionFile)
 
-    def download(self, path: str) -> bytes:
-        return self._call("GET", f"/files/{urllib.parse.quote(path)}").content
+    def download(self, file: str | Artifact) -> bytes:
+        """The bytes of a file under the working directory: ``file`` is its path, or a
+        cell's `Artifact` (the file ``outputs/<artifact.path>``, checked against the
+        artifact's size and sha256).
+
+        Raises:
+            RequestRejected: the path breaks the daemon's path rule (nothing was sent).
+            FileNotFound: no such file in the session (``path`` says which).
+            ServerError: an artifact's bytes differ from its record.
+        """
+        path = file_path(file.file_path if isinstance(file, Artifact) else file)
+        try:
+            response = self._call("GET", f"/files/{urllib.parse.quote(path)}")
+        except FileNotFound as exc:
+            exc.path = path
+            raise
+        data = response.content
+        if isinstance(file, Artifact) and (
+            len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256
+        ):
+            raise invalid_response(f"{path} arrived with a different size or sha256", response)
+        return data
 
     def files(self) -> list[SessionFile]:
+        """Regular files under the working directory (paths relative to it)."""
+        response = self._call("GET", "/files")
         try:
-            return _FILES.validate_python(self._call("GET", "/files").json())
-        except (ValidationError, ValueError) as exc:
-            raise ServerError("the answer is not a file list", code="invalid_response") from exc
+            return _FILES.validate_json(response.content)
+        except ValidationError as exc:
+            raise invalid_response("the answer is not a file list", response) from exc

@@ -19,14 +19,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from ai_data_agent.api_models import ErrorBody
-from ai_data_agent.errors import (
-    AiDataAgentError,
-    QueueFull,
-    RequestRejected,
-    ServerError,
-    SessionLimit,
-    error_class,
-)
+from ai_data_agent.errors import AiDataAgentError, ServerError
+from ai_data_agent.wire_errors import rebuild_error
 
 __all__ = ["error_from_response", "invalid_response", "parse", "read_events", "segment"]
 
@@ -52,7 +46,8 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def error_from_response(response: httpx.Response, *, run_id: str | None = None) -> AiDataAgentError:
-    """The error of the tree for a non-2xx answer: by its code, else by its status.
+    """The error of the tree for a non-2xx answer (`ai_data_agent.wire_errors`): by its
+    code, else by its status.
 
     The body counts only if it is exactly an `ErrorBody`; anything else (an HTML
     page from a proxy, a traceback) is dropped for the status line.
@@ -65,15 +60,8 @@ def error_from_response(response: httpx.Response, *, run_id: str | None = None) 
     except ValidationError:
         code = None
         message = f"{status} {response.reason_phrase}".strip()
-    cls = error_class(status, code)
-    error: AiDataAgentError
-    if issubclass(cls, RequestRejected):
-        error = cls(None, message, code=code, status_code=status)
-    elif issubclass(cls, QueueFull | SessionLimit):
-        retry_after = _retry_after(response.headers.get("retry-after"))
-        error = cls(message, retry_after=retry_after, code=code, status_code=status)
-    else:
-        error = cls(message, code=code, status_code=status)
+    retry_after = _retry_after(response.headers.get("retry-after"))
+    error = rebuild_error(code, message, status=status, retry_after=retry_after)
     error.run_id = run_id
     return error
 

@@ -1,4 +1,4 @@
-"""HTTP client for the ai-data-agent daemon, for agents and the CLI's ``--server``.
+"""Runs on a daemon: `Client`, the client's front door (and the way into sessions).
 
     from pathlib import Path
     from ai_data_agent import InputFile, RunRequest
@@ -19,88 +19,44 @@
         result = client.run_request(RunRequest(code="print(1)", timeout_s=5))
         print(client.info().limits.timeout_s.max)              # the daemon's limits
 
-Request bodies are the shared models (`RunRequest`, sent as a `RunSubmission`),
-so a request is validated here as the daemon validates it. What the client must
-know of the daemon (default timeout, install budget, how long a cancel takes,
-its size caps) it reads once from ``GET /v1/info``. A request is checked
-against those caps before anything is sent (`RequestTooLarge` without an
-upload), and input files travel as multipart parts, their bytes as they are,
-so the daemon's input file caps are what limit them.
-
-Errors are the package's one tree (`ai_data_agent.errors`), the same class the
-daemon raised: `RequestRejected` (400/422, and a request that does not validate
-here), `RequestTooLarge` (413), `Unauthorized`, `NotFound`, `QueueFull` (with
-``retry_after``), `NotReady`, `ServerError` (500, or an answer outside the API),
-`ServerUnreachable` (no answer) and `RunIncomplete` (a wait without a result).
-The server's body is read only as the documented ``{"error": {"code",
-"message"}}`` shape, never echoed raw.
+Request bodies are the shared models (`RunRequest`, sent as a `RunSubmission`,
+see `ai_data_agent.client.requests`), so a request is validated here as the
+daemon validates it. What the client must know of the daemon (default timeout,
+install budget, how long a cancel takes, its size caps) it reads once from
+``GET /v1/info`` (`Connection.info`). A request is checked against those caps
+before anything is sent (`RequestTooLarge` without an upload), and input files
+travel as multipart parts, their bytes as they are, so the daemon's input file
+caps are what limit them.
 """
 
 from __future__ import annotations
 
 import builtins
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import Any, Unpack
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from ai_data_agent.api_models import ACTIVE_RUN_STATUSES
-from ai_data_agent.client_requests import RunOptions, check_sizes, run_body, run_request
-from ai_data_agent.client_transport import Transport
-from ai_data_agent.client_wire import (
-    error_from_response,
-    invalid_response,
-    parse,
-    read_events,
-    segment,
+from ai_data_agent.api_models import (
+    ACTIVE_RUN_STATUSES,
+    RunAccepted,
+    RunPage,
+    RunRecord,
 )
-from ai_data_agent.errors import (
-    InstallFailed,
-    NotFound,
-    NotReady,
-    QueueFull,
-    RequestRejected,
-    RequestTooLarge,
-    RunIncomplete,
-    ServerError,
-    ServerUnreachable,
-    SessionBusy,
-    SessionGone,
-    SessionLimit,
-    Unauthorized,
-)
-from ai_data_agent.session_models import SessionInfo
-
-if TYPE_CHECKING:
-    from ai_data_agent.client_sessions import RemoteSession
-from ai_data_agent.api_models import RunAccepted, RunPage, RunRecord, ServerInfo
+from ai_data_agent.client.connection import Connection
+from ai_data_agent.client.requests import RunOptions, check_sizes, run_body, run_request
+from ai_data_agent.client.sessions import RemoteSession, list_sessions, open_session
+from ai_data_agent.client.wire import invalid_response, parse, read_events, segment
+from ai_data_agent.errors import RunIncomplete, ServerError
 from ai_data_agent.models import Artifact, RunRequest, RunResult, RunStatus
 from ai_data_agent.paths import check_relative_path
+from ai_data_agent.session_models import SessionInfo
 
-# The errors this client raises are re-exported for convenience; they live in errors.
-__all__ = [
-    "Client",
-    "InstallFailed",
-    "NotFound",
-    "NotReady",
-    "QueueFull",
-    "RequestRejected",
-    "RequestTooLarge",
-    "RunIncomplete",
-    "ServerError",
-    "ServerUnreachable",
-    "SessionBusy",
-    "SessionGone",
-    "SessionLimit",
-    "Unauthorized",
-    "error_from_response",
-]
+__all__ = ["WAIT_MARGIN_S", "Client"]
 
 # A waiting `run` stays open for the code's timeout and the daemon's install
 # timeout (both from /v1/info), plus this for the runner's verify and collect
@@ -109,7 +65,7 @@ WAIT_MARGIN_S = 120.0
 _ARTIFACT_LIST = TypeAdapter(list[Artifact])
 
 
-class Client:
+class Client(Connection):
     """A synchronous client for one daemon. Thread-safe; reuse one for many calls.
 
     Args:
@@ -120,59 +76,14 @@ class Client:
         transport: an httpx transport to use instead of the network (tests).
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str | None = None,
-        *,
-        timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.timeout = timeout
-        self.transport = Transport(base_url, token, timeout=timeout, transport=transport)
-        self._info: ServerInfo | None = None
-        self._info_lock = threading.Lock()
-
-    # -- lifecycle ------------------------------------------------------------------
-    def close(self) -> None:
-        """Release the connection pool. Idempotent."""
-        self.transport.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    # -- the daemon -----------------------------------------------------------------
-    def info(self) -> ServerInfo:
-        """The daemon's version, limits, caps and features (``GET /v1/info``).
-
-        Fetched on first use and kept for the life of this client.
-
-        Raises:
-            AiDataAgentError: as for any call (`Unauthorized`, `ServerUnreachable`, ...).
-        """
-        with self._info_lock:
-            if self._info is None:
-                self._info = parse(self.transport.request("GET", "/v1/info"), ServerInfo)
-            return self._info
-
     # -- sessions ---------------------------------------------------------------------
     def session(self, **fields: Any) -> RemoteSession:
-        """Start a session on the daemon (fields as `SessionRequest`'s); see `client_sessions`.
+        """Start a session on the daemon (fields as `SessionRequest`'s); see `RemoteSession`.
 
         Raises:
             RequestRejected: the fields do not validate (nothing was sent).
             SessionLimit, InstallFailed, NotReady: the daemon's refusals.
         """
-        from ai_data_agent.client_sessions import open_session
-
         return open_session(self, **fields)
 
     def session_of(self, session_id: str) -> RemoteSession:
@@ -181,15 +92,11 @@ class Client:
         Raises:
             NotFound: no such session.
         """
-        from ai_data_agent.client_sessions import RemoteSession
-
         response = self.transport.request("GET", f"/v1/sessions/{segment(session_id)}")
         return RemoteSession(self, parse(response, SessionInfo))
 
     def sessions(self) -> builtins.list[SessionInfo]:
         """Live sessions first, then those that ended, newest first."""
-        from ai_data_agent.client_sessions import list_sessions
-
         return list_sessions(self)
 
     # -- runs -----------------------------------------------------------------------
@@ -198,7 +105,7 @@ class Client:
     ) -> RunResult:
         """Run ``code`` on the daemon and return its result (bad code is a status, not an error).
 
-        ``options`` are `RunRequest`'s fields (`client_requests.RunOptions`): limits left
+        ``options`` are `RunRequest`'s fields (`ai_data_agent.client.requests.RunOptions`): limits left
         unset take the daemon's defaults; ``files`` are placed under the run's working directory.
 
         The call stays open for the whole run: its read timeout is
@@ -222,7 +129,7 @@ class Client:
         """
         if wait_timeout_s is None:
             wait_timeout_s = self._wait_budget(request)
-        timeout = httpx.Timeout(self.timeout, read=wait_timeout_s)
+        timeout = self.read_timeout(wait_timeout_s)
         response = self._post_run(request, wait=True, timeout=timeout)
         if response.status_code == 202:  # the daemon chose not to hold the line
             accepted = parse(response, RunAccepted)
@@ -296,7 +203,7 @@ class Client:
         """
         # The daemon answers once the container is gone, which it waits for up to
         # the time /v1/info gives.
-        timeout = httpx.Timeout(self.timeout, read=self.info().cancel_wait_s + self.timeout)
+        timeout = self.read_timeout(self.info().cancel_wait_s + self.timeout)
         response = self.transport.request(
             "DELETE", f"/v1/runs/{segment(run_id)}", run_id=run_id, timeout=timeout
         )
@@ -346,7 +253,7 @@ class Client:
     def events(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The run's Server-Sent Events as (name, data): ``status``, ``stdout``,
         ``stderr`` and, last, ``result`` (a `RunResult` as a dict)."""
-        timeout = httpx.Timeout(self.timeout, read=None)  # a quiet run sends nothing for a while
+        timeout = self.read_timeout(None)  # a quiet run sends nothing for a while
         url = f"/v1/runs/{segment(run_id)}/events"
         with self.transport.stream("GET", url, run_id=run_id, timeout=timeout) as response:
             yield from read_events(response)
@@ -384,7 +291,7 @@ class Client:
     def _post_run(
         self, request: RunRequest, *, wait: bool, timeout: httpx.Timeout | None = None
     ) -> httpx.Response:
-        """``POST /v1/runs`` (see `client_requests.run_body`).
+        """``POST /v1/runs`` (see `ai_data_agent.client.requests.run_body`).
 
         Raises:
             RequestTooLarge, RequestRejected: over a cap of the daemon's; nothing was sent.

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from ai_data_agent.client_wire import error_from_response, invalid_response
+from ai_data_agent.client.wire import error_from_response, invalid_response
 from ai_data_agent.errors import ServerUnreachable
 
 __all__ = ["Transport"]

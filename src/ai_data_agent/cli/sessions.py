@@ -2,71 +2,59 @@
 
     ai-data-agent session new -p pandas --file sales.csv:data/sales.csv     # prints the id
     ai-data-agent session run ID analysis.py        # or code on stdin; output as it comes
-    ai-data-agent session ls | show ID | install ID -p six | interrupt ID | restart ID | rm ID
+    ai-data-agent session ls | show ID | install ID six | interrupt ID | restart ID | rm ID
     ai-data-agent session put ID local.csv data/x.csv ; ai-data-agent session get ID outputs/y.png
 
 A session outlives one command only on a daemon, so ``session`` needs
-``--server`` (or ``AI_DATA_AGENT_SERVER``); ``repl`` (`ai_data_agent.cli_repl`)
+``--server`` (or ``AI_DATA_AGENT_SERVER``); ``repl`` (`ai_data_agent.cli.repl`)
 works either way: on the local engine its session lives as long as the prompt
-does. A cell's exit code is 0 when it succeeded, 1 for an exception, and the run
-codes otherwise (124 timed out, 130 interrupted, 137 memory, 134 kernel died, 123
-output); a session that is busy, gone or unknown exits 2. The cells' printing
-and error handling here serve the repl too.
+does. File paths are relative to the session's working directory (a cell's
+files under ``outputs/`` are listed by that path after it). A cell's exit code
+is 0 when it succeeded, 1 for an exception, and the run codes otherwise (124
+timed out, 130 interrupted, 137 memory, 134 kernel died, 123 output); a session
+that is busy (or no room for a new one) exits 75, gone or unknown 2
+(`ai_data_agent.cli.exits`). Ctrl-C on ``session run`` interrupts the cell on
+the daemon before the command exits.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ai_data_agent.cli_common import (
-    EXIT_AUTH,
-    EXIT_INFRASTRUCTURE,
-    EXIT_USAGE,
-    auth_hint,
+from ai_data_agent.cli.cells import Outcome, print_cell, run_interruptible, show_output
+from ai_data_agent.cli.common import (
     client_for,
     err_console,
     fail,
-    input_files,
+    guarded,
     load_settings,
     out_console,
-    read_code,
-    read_requirements,
     setup_logging,
+    working,
 )
-from ai_data_agent.client import Client
-from ai_data_agent.errors import (
-    AiDataAgentError,
-    NotFound,
-    RequestRejected,
-    SessionError,
-    Unauthorized,
-)
-from ai_data_agent.session_models import CellResult, CellStatus, DisplayOutput, SessionInfo
+from ai_data_agent.cli.exits import CELL_EXIT_CODES, EXIT_USAGE
+from ai_data_agent.cli.inputs import input_files, read_code, read_requirements
+from ai_data_agent.cli.stopping import stop_code
+from ai_data_agent.client import Client, RemoteSession
+from ai_data_agent.client.sessions import file_path
+from ai_data_agent.session_models import SessionInfo
 from ai_data_agent.settings import Settings
 
-__all__ = ["CELL_EXIT_CODES", "Server", "guarded", "print_cell", "session_app", "show_output"]
+__all__ = ["INTERRUPT_PATIENCE_S", "Server", "session_app"]
 
-CELL_EXIT_CODES = {
-    CellStatus.SUCCEEDED: 0,
-    CellStatus.ERROR: 1,
-    CellStatus.OUTPUT_EXCEEDED: 123,
-    CellStatus.TIMED_OUT: 124,
-    CellStatus.INTERRUPTED: 130,
-    CellStatus.KERNEL_DIED: 134,
-    CellStatus.MEMORY_EXCEEDED: 137,
-}
 NEEDS_SERVER = (
     "a session outlives one command only on a daemon: pass --server URL or set "
     "AI_DATA_AGENT_SERVER (or use `ai-data-agent repl`, whose session lives with the prompt)"
 )
+# How long `session run`, stopped, waits for the interrupted cell beyond the daemon's
+# interrupt grace (after which the kernel is killed and the cell ends anyway).
+INTERRUPT_PATIENCE_S = 30.0
 
 session_app = typer.Typer(help="Stateful sessions on a daemon: a kernel that keeps its variables.")
 
@@ -74,6 +62,9 @@ Server = Annotated[
     str | None, typer.Option(metavar="URL", help="The daemon (default: AI_DATA_AGENT_SERVER).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Packages = Annotated[
+    list[str] | None, typer.Option("-p", "--package", help="A requirement (repeatable).")
+]
 
 
 def _remote(server: str | None) -> tuple[Client, Settings]:
@@ -85,70 +76,15 @@ def _remote(server: str | None) -> tuple[Client, Settings]:
     return client_for(url, settings), settings
 
 
-def guarded(call: Callable[[], Any]) -> Any:
-    """``call()``; its errors exit 2 when they are the caller's to fix, 77 for the token,
-    else 125."""
-    try:
-        return call()
-    except Unauthorized as exc:
-        raise fail(auth_hint(exc, load_settings().token), EXIT_AUTH) from exc
-    except (RequestRejected, NotFound, SessionError) as exc:  # the caller's to fix
-        raise fail(str(exc), EXIT_USAGE) from exc
-    except AiDataAgentError as exc:
-        raise fail(str(exc), EXIT_INFRASTRUCTURE) from exc
-
-
-def show_output(kind: str, data: dict[str, Any]) -> None:
-    """A cell's stdout and stderr, as they come."""
-    if kind in ("stdout", "stderr"):
-        stream = sys.stdout if kind == "stdout" else sys.stderr
-        stream.write(str(data.get("data", "")))
-        stream.flush()
-
-
-def _save_images(outputs: list[DisplayOutput], directory: Path | None, prefix: str) -> list[str]:
-    """Write the PNG outputs under ``directory``; return a line per image for the terminal."""
-    lines = []
-    for number, output in enumerate(outputs, start=1):
-        png = output.data.get("image/png")
-        if not isinstance(png, str):
-            continue
-        if directory is None:
-            lines.append(f"[image {number}: {len(png) * 3 // 4} bytes; --images DIR saves it]")
-            continue
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"{prefix}-{number}.png"
-        target.write_bytes(base64.b64decode(png))
-        lines.append(f"[image saved to {target}]")
-    return lines
-
-
-def print_cell(cell: CellResult, images: Path | None) -> None:
-    """What the output did not show already: rich outputs, the value, the error."""
-    shown = [o for o in cell.outputs if "image/png" not in o.data]
-    for output in shown:
-        out_console.print(str(output.data.get("text/plain", "")), markup=False, highlight=False)
-    for line in _save_images(cell.outputs, images, f"cell-{cell.execution_count}"):
-        err_console.print(line, markup=False)
-    if cell.result is not None:
-        out_console.print(
-            str(cell.result.data.get("text/plain", "")), markup=False, highlight=False
-        )
-    if cell.error is not None:
-        sys.stderr.write(
-            "".join(cell.error.traceback) or f"{cell.error.ename}: {cell.error.evalue}\n"
-        )
-    if cell.state == "lost":
-        err_console.print(
-            f"[yellow]{cell.status.value}: the kernel restarted; earlier variables are gone[/yellow]"
-        )
+def starting(requirements: Sequence[str], where: str) -> str:
+    """What a spinner says while a session starts."""
+    installing = f"installing {', '.join(requirements)}, then " if requirements else ""
+    return f"{installing}starting a session {where}"
 
 
 @session_app.command("new")
 def new(
-    package: Annotated[
-        list[str] | None, typer.Option("-p", "--package", help="A requirement.")
-    ] = None,
+    package: Packages = None,
     requirements_file: Annotated[
         Path | None, typer.Option("-r", "--requirements", help="A requirements.txt file.")
     ] = None,
@@ -164,14 +100,15 @@ def new(
 ) -> None:
     """Start a session; print its id."""
     client, _ = _remote(server)
+    requirements = read_requirements(requirements_file, package or [])
     fields = {
-        "requirements": read_requirements(requirements_file, package or []),
+        "requirements": requirements,
         "files": input_files(file_specs or []),
         "memory_mb": memory,
         "cpus": cpus,
         "cell_timeout_s": cell_timeout,
     }
-    with client:
+    with client, working(starting(requirements, "on the daemon")):
         session = guarded(
             lambda: client.session(**{k: v for k, v in fields.items() if v is not None})
         )
@@ -191,47 +128,95 @@ def run(
     server: Server = None,
     as_json: AsJson = False,
 ) -> None:
-    """Run a cell; its output as it comes, then its value."""
+    """Run a cell; its output as it comes, then its value. Ctrl-C interrupts the cell."""
     code = read_code(file)
     client, _ = _remote(server)
     with client:
         session = guarded(lambda: client.session_of(session_id))
         on_output = None if as_json else show_output
-        cell = guarded(lambda: session.run(code, timeout_s=timeout, on_output=on_output))
-    if as_json:
-        typer.echo(cell.model_dump_json(indent=2))
+        sessions = guarded(client.info).sessions
+        grace = sessions.interrupt_grace_s if sessions is not None else 0.0
+        outcome = guarded(
+            lambda: run_interruptible(
+                lambda: session.run(code, timeout_s=timeout, on_output=on_output),
+                session.interrupt,
+                patience_s=grace + INTERRUPT_PATIENCE_S,
+                notice=f"stopping: interrupting the cell in session {session.id} on the daemon",
+            )
+        )
+    if outcome.cell is not None:
+        if as_json:
+            typer.echo(outcome.cell.model_dump_json(indent=2))
+        else:
+            print_cell(outcome.cell, images)
+    raise _cell_exit(outcome, session.id)
+
+
+def _cell_exit(outcome: Outcome, session_id: str) -> typer.Exit:
+    """The cell's exit code; stopped, 128 + the signal, once said what became of the cell."""
+    if outcome.stop is None:
+        assert outcome.cell is not None
+        return typer.Exit(CELL_EXIT_CODES[outcome.cell.status])
+    if outcome.cell is None:
+        err_console.print(
+            f"[red]stopped[/red] by {outcome.stop}: the cell still runs on the daemon; "
+            f"`ai-data-agent session interrupt {session_id}` asks again",
+            highlight=False,
+        )
     else:
-        print_cell(cell, images)
-    raise typer.Exit(CELL_EXIT_CODES[cell.status])
+        err_console.print(
+            f"[red]stopped[/red] by {outcome.stop}: the cell was interrupted", highlight=False
+        )
+    return typer.Exit(stop_code(outcome.stop))
 
 
-def _info_table(items: list[SessionInfo]) -> Table:
-    table = Table()
-    table.add_column("id", no_wrap=True, min_width=32)  # whole: it is what the next command takes
-    for title in ("status", "cells", "generation", "requirements", "last activity"):
-        table.add_column(title)
-    for info in items:
-        table.add_row(
+_COLUMNS = ("id", "status", "cells", "generation", "requirements", "last activity")
+
+
+def _rows(items: list[SessionInfo]) -> list[tuple[str, ...]]:
+    return [
+        (
             info.id,
             info.status.value,
             str(info.execution_count),
             str(info.generation),
-            " ".join(info.requirements),
+            " ".join(info.requirements) or "-",
             info.last_activity_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
-    return table
+        for info in items
+    ]
+
+
+def _print_table(items: list[SessionInfo]) -> None:
+    """A table on a terminal; elsewhere plain columns, whole, as wide as their values."""
+    rows = _rows(items)
+    if out_console.is_terminal:
+        table = Table()
+        table.add_column(_COLUMNS[0], no_wrap=True, min_width=32)  # whole: the next command's
+        for title in _COLUMNS[1:]:
+            table.add_column(title)
+        for row in rows:
+            table.add_row(*row)
+        out_console.print(table)
+        return
+    columns = [_COLUMNS, *rows]
+    widths = [max(len(row[i]) for row in columns) for i in range(len(_COLUMNS))]
+    for row in columns:
+        typer.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 @session_app.command("ls")
 def list_sessions(server: Server = None, as_json: AsJson = False) -> None:
-    """Sessions, live first."""
+    """Sessions, live first (plain columns when the output is not a terminal)."""
     client, _ = _remote(server)
     with client:
         items = guarded(client.sessions)
     if as_json:
         typer.echo(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
     else:
-        out_console.print(_info_table(items))
+        _print_table(items)
 
 
 @session_app.command("show")
@@ -243,7 +228,7 @@ def show(session_id: str, server: Server = None) -> None:
     typer.echo(session.info.model_dump_json(indent=2))
 
 
-def _call(session_id: str, server: str | None, action: Callable[[Any], Any]) -> Any:
+def _call(session_id: str, server: str | None, action: Callable[[RemoteSession], Any]) -> Any:
     client, _ = _remote(server)
     with client:
         session = guarded(lambda: client.session_of(session_id))
@@ -253,11 +238,18 @@ def _call(session_id: str, server: str | None, action: Callable[[Any], Any]) -> 
 @session_app.command("install")
 def install(
     session_id: str,
-    package: Annotated[list[str], typer.Option("-p", "--package", help="A requirement.")],
+    packages: Annotated[
+        list[str] | None, typer.Argument(help="Requirements, as pip install takes them.")
+    ] = None,
+    package: Packages = None,
     server: Server = None,
 ) -> None:
     """Add requirements (installed outside the session's sandbox, then on its path)."""
-    change = _call(session_id, server, lambda s: s.install(package))
+    requirements = [*(packages or []), *(package or [])]
+    if not requirements:
+        raise fail("name the requirements to add (e.g. `session install ID six`)", EXIT_USAGE)
+    with working(f"installing {', '.join(requirements)}"):
+        change = _call(session_id, server, lambda s: s.install(requirements))
     typer.echo(change.model_dump_json(indent=2, exclude={"install"}))
     if change.restart_required:
         err_console.print(
@@ -292,11 +284,13 @@ def put(
     session_id: str,
     local: Path,
     dest: Annotated[
-        str | None, typer.Argument(help="Path in the session (default: LOCAL's name).")
+        str | None,
+        typer.Argument(help="Path under the session's working directory (default: LOCAL's name)."),
     ] = None,
     server: Server = None,
 ) -> None:
     """Upload a file to the session's working directory."""
+    guarded(lambda: file_path(dest or local.name))  # refused before any request
     try:
         data = local.read_bytes()
     except OSError as exc:
@@ -308,13 +302,16 @@ def put(
 @session_app.command("get")
 def get(
     session_id: str,
-    path: str,
+    path: Annotated[
+        str, typer.Argument(help="Path under the session's working directory (outputs/...).")
+    ],
     local: Annotated[
         Path | None, typer.Argument(help="Where to write it (default: its name).")
     ] = None,
     server: Server = None,
 ) -> None:
     """Download a file from the session's working directory."""
+    guarded(lambda: file_path(path))  # refused here, as `put` refuses it, before any request
     data = _call(session_id, server, lambda s: s.download(path))
     target = local or Path(Path(path).name)
     target.write_bytes(data)

@@ -16,11 +16,11 @@ second ``kill`` cannot cut the cleanup short.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["STOP_SIGNALS", "Stopped", "stop_code", "stoppable"]
+__all__ = ["STOP_SIGNALS", "Stopped", "noting", "stop_code", "stoppable"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -39,9 +39,12 @@ class Stopped(KeyboardInterrupt):
 
 
 @contextmanager
-def stoppable() -> Iterator[None]:
-    """Within the block, the first of `STOP_SIGNALS` raises `Stopped`; later ones are
-    ignored. The previous handlers are back when the block is left. Main thread only."""
+def stoppable(signals: Sequence[signal.Signals] = STOP_SIGNALS) -> Iterator[None]:
+    """Within the block, the first of ``signals`` raises `Stopped`; later ones are
+    ignored. The previous handlers are back when the block is left. Main thread only.
+
+    The repl leaves SIGINT out: there Ctrl-C interrupts a cell, and only SIGTERM and
+    SIGHUP end the prompt (closing its session)."""
     stopping: list[int] = []
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -49,9 +52,31 @@ def stoppable() -> Iterator[None]:
             stopping.append(signum)
             raise Stopped(signum)
 
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    previous = {number: signal.signal(number, stop) for number in signals}
     try:
         yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextmanager
+def noting(signals: Sequence[signal.Signals] = STOP_SIGNALS) -> Iterator[list[int]]:
+    """Within the block, ``signals`` raise nothing: each is noted, in order, in the list
+    this yields, for a loop that looks at it. The previous handlers are back when the
+    block is left. Main thread only.
+
+    Nothing can land in the middle of an exchange this way (a raising handler can
+    stop any line, lock and socket calls included); a loop that waits with a timeout
+    sees each signal within that timeout."""
+    noted: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(signum)
+
+    previous = {number: signal.signal(number, note) for number in signals}
+    try:
+        yield noted
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

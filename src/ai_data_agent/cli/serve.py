@@ -6,7 +6,7 @@
 
 Each runs until it is stopped. What it serves with (uvicorn and FastAPI, the MCP
 SDK, psycopg) is imported only when it starts, so that ``run`` and ``--help`` stay
-quick. `ai_data_agent.cli` registers these functions as its commands.
+quick. `ai_data_agent.cli.app` registers these functions as its commands.
 """
 
 from __future__ import annotations
@@ -16,13 +16,8 @@ from typing import Annotated
 
 import typer
 
-from ai_data_agent.cli_common import (
-    EXIT_INFRASTRUCTURE,
-    EXIT_USAGE,
-    fail,
-    load_settings,
-    require_engine,
-)
+from ai_data_agent.cli.common import fail, load_settings, require_engine
+from ai_data_agent.cli.exits import EXIT_INFRASTRUCTURE, EXIT_USAGE
 from ai_data_agent.errors import AiDataAgentError, ConfigurationError
 from ai_data_agent.logs import configure_logging
 from ai_data_agent.settings import Settings

@@ -6,7 +6,7 @@
     ai-data-agent sweep --all               # sandboxes no live controller owns
 
 Each needs the local engine and checks it before any work (exit 69 where none
-answers). `ai_data_agent.cli` registers ``doctor`` and ``sweep`` as its commands
+answers). `ai_data_agent.cli.app` registers ``doctor`` and ``sweep`` as its commands
 and ``cache_app`` as its ``cache`` group.
 """
 
@@ -21,16 +21,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ai_data_agent.cli_common import (
-    EXIT_CODES,
-    EXIT_INFRASTRUCTURE,
-    EXIT_USAGE,
-    fail,
-    load_settings,
-    read_requirements,
-    require_engine,
-    setup_logging,
-)
+from ai_data_agent.cli.common import fail, load_settings, require_engine, setup_logging
+from ai_data_agent.cli.exits import EXIT_CODES, EXIT_INFRASTRUCTURE, EXIT_USAGE
+from ai_data_agent.cli.inputs import read_requirements
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.executor import EnvCache, Executor, InstallFailure
 from ai_data_agent.models import RunStatus
