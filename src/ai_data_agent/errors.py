@@ -13,6 +13,8 @@ and no detail::
     │   └── RequestTooLarge             payload_too_large  413  body, input files, counts
     ├── InstallFailed                   install_failed     422  requirements did not install
     ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
+    ├── Forbidden                       forbidden          403  a console form from another origin
+    │                                                           or without its CSRF token
     ├── NotFound                        not_found          404  no such run or session (or
     │                                                           artifact, file, route)
     ├── QueueFull                       queue_full         429  retry_after (``Retry-After``)
@@ -63,6 +65,7 @@ __all__ = [
     "ConfigurationError",
     "DockerUnavailable",
     "ExecutorError",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",
@@ -196,6 +199,13 @@ class Unauthorized(AiDataAgentError):
 
     default_code = "unauthorized"
     http_status = 401
+
+
+class Forbidden(AiDataAgentError):
+    """A state-changing console request from another origin or without its CSRF token."""
+
+    default_code = "forbidden"
+    http_status = 403
 
 
 class NotFound(AiDataAgentError):

@@ -19,6 +19,7 @@ tokens are configured; docs/api.md has the details and examples)::
     GET    /readyz           Docker, sandbox image and store usable, else 503
     GET    /metrics          Prometheus text
     *      /mcp              MCP over streamable HTTP (with the mcp extra; docs/mcp.md)
+    GET    /console          the operator console (HTML; its own login; docs/console.md)
 
 A submission is validated once, its limits resolved once (refusals answer
 400/413 before anything is recorded), and a waiting POST is answered with the
@@ -58,6 +59,8 @@ from ai_data_agent.api_models import (
     ServerInfo,
 )
 from ai_data_agent.checks import Check
+from ai_data_agent.console import PATH as CONSOLE_PATH
+from ai_data_agent.console import console_app
 from ai_data_agent.errors import NotFound, NotReady, ServerError
 from ai_data_agent.executor import Executor
 from ai_data_agent.limits import resolve_run
@@ -427,4 +430,6 @@ def create_app(
     _add_health_routes(app)
     if mcp is not None:
         app.router.routes.append(mcp.route)
+    if settings.console_enabled:
+        app.mount(CONSOLE_PATH, console_app(daemon))
     return app

@@ -1,0 +1,177 @@
+"""The console's one view of the node behind it, through the protocols the HTTP routes use.
+
+    backend = Backend(node)              # a `Daemon`, or a cluster's API node
+    records, total = await backend.runs(status="failed", since=None, limit=50, offset=0)
+    events = await backend.run_events(run_id)   # an active run's live events, or None
+
+Every other console module reaches the node through this one, so one implementation
+serves one node and a cluster's API node alike, and a change of the node's protocols
+touches one file. Blocking calls run in worker threads; readiness probes run with a
+timeout, as ``/readyz`` runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from ai_data_agent.api_models import RunRecord, ServerInfo
+from ai_data_agent.checks import Check
+from ai_data_agent.errors import NotReady
+from ai_data_agent.models import Artifact
+from ai_data_agent.service.cells import CellHandle
+from ai_data_agent.service.dispatcher import CANCEL_WAIT_S, wait_done
+from ai_data_agent.service.events import RunEvents
+from ai_data_agent.service.info import server_info
+from ai_data_agent.service.node import ArtifactBody, ServiceNode
+from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
+from ai_data_agent.settings import Settings
+
+__all__ = ["ArtifactBody", "Backend", "Cell", "NodeProtocol"]
+
+PROBE_TIMEOUT_S = 5.0
+PROBE_THREADS = 3
+MAX_CELLS = 100  # the newest cells a session's page shows
+GAUGES = {
+    "queued": "ai_data_agent_queue_depth",
+    "running": "ai_data_agent_runs_running",
+    "sessions": "ai_data_agent_sessions_active",
+}
+
+Cell = CellResult | CellHandle
+NodeProtocol = ServiceNode  # what the console is built on (`console_app`)
+
+
+async def _thread(function: Callable[..., Any], *args: Any) -> Any:
+    return await anyio.to_thread.run_sync(function, *args)
+
+
+class Backend:
+    """What the console reads and does, over one `ServiceNode`."""
+
+    def __init__(self, node: ServiceNode) -> None:
+        self._node = node
+        self._limiter = anyio.CapacityLimiter(PROBE_THREADS)
+
+    @property
+    def settings(self) -> Settings:
+        return self._node.settings
+
+    # -- tokens -----------------------------------------------------------------------
+    @property
+    def auth_enabled(self) -> bool:
+        return self._node.auth.enabled
+
+    def accepted_tokens(self) -> set[str]:
+        """The tokens the API accepts now (the token file is read now). Blocking.
+
+        Raises:
+            NotReady: the token file cannot be read.
+        """
+        try:
+            return self._node.settings.accepted_tokens()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NotReady("the daemon cannot read its token file") from exc
+
+    # -- runs -------------------------------------------------------------------------
+    async def runs(
+        self, *, status: str | None, since: float | None, limit: int, offset: int
+    ) -> tuple[list[RunRecord], int]:
+        store = self._node.store
+        found: tuple[list[RunRecord], int] = await _thread(
+            lambda: store.list(status=status, since=since, limit=limit, offset=offset)
+        )
+        return found
+
+    async def run(self, run_id: str) -> RunRecord | None:
+        record: RunRecord | None = await _thread(self._node.store.get, run_id)
+        return record
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel an active run and wait (a bounded time) for it to end, as the API does."""
+        handle = await _thread(self._node.dispatcher.cancel, run_id)
+        if handle is not None:
+            with anyio.move_on_after(CANCEL_WAIT_S):
+                await wait_done(handle)
+
+    async def run_events(self, run_id: str) -> RunEvents | None:
+        """An active run's events (from its first), or None once it has ended."""
+        handle = await _thread(self._node.dispatcher.find, run_id)
+        return None if handle is None else handle.events
+
+    async def artifact(self, run_id: str, path: str) -> tuple[Artifact, ArtifactBody] | None:
+        """A listed artifact of a run and its bytes, or None."""
+        record = await self.run(run_id)
+        listed = {a.path: a for a in record.result.artifacts} if record and record.result else {}
+        artifact = listed.get(path)
+        if artifact is None:
+            return None
+        body = await _thread(self._node.artifact_body, run_id, path)
+        return None if body is None else (artifact, body)
+
+    # -- sessions ---------------------------------------------------------------------
+    async def sessions(self) -> list[SessionInfo]:
+        found: list[SessionInfo] = await _thread(self._node.sessions.sessions)
+        return found
+
+    async def session(self, session_id: str) -> SessionInfo | None:
+        info: SessionInfo | None = await _thread(self._node.sessions.get, session_id)
+        return info
+
+    async def cell(self, session_id: str, count: int) -> Cell | None:
+        found: Cell | None = await _thread(self._node.sessions.cell, session_id, count)
+        return found
+
+    async def cells(self, info: SessionInfo) -> list[Cell]:
+        """The session's newest cells in order, a running one last; cells the store no
+        longer has are left out."""
+        last = info.execution_count + (1 if info.status is SessionStatus.BUSY else 0)
+        found = [await self.cell(info.id, n) for n in range(max(1, last - MAX_CELLS + 1), last + 1)]
+        return [cell for cell in found if cell is not None]
+
+    async def interrupt(self, session_id: str) -> bool:
+        interrupted: bool = await _thread(self._node.sessions.interrupt, session_id)
+        return interrupted
+
+    async def restart(self, session_id: str) -> None:
+        await _thread(self._node.sessions.restart, session_id)
+
+    async def close(self, session_id: str) -> None:
+        await _thread(self._node.sessions.close, session_id)
+
+    # -- health -----------------------------------------------------------------------
+    def info(self) -> ServerInfo:
+        return server_info(self._node.settings)
+
+    async def checks(self) -> list[Check]:
+        """The readiness checks of ``/readyz``, each within a timeout, by name."""
+        found: list[Check] = []
+
+        async def probe(name: str, check: Callable[[], Check]) -> None:
+            with anyio.move_on_after(PROBE_TIMEOUT_S):
+                found.append(
+                    await anyio.to_thread.run_sync(
+                        check, abandon_on_cancel=True, limiter=self._limiter
+                    )
+                )
+                return
+            found.append(Check(name, False, f"no answer within {PROBE_TIMEOUT_S:g} s"))
+
+        async with anyio.create_task_group() as group:
+            for name, check in self._node.probes().items():
+                group.start_soon(probe, name, check)
+        found.extend(self._node.instant_checks())
+        if not self._node.dispatcher.accepting:
+            state = "shutting down" if self._node.started else "starting"
+            found.append(Check("accepting", False, state))
+        return sorted(found, key=lambda check: check.name)
+
+    def gauges(self) -> dict[str, float | None]:
+        """Queue depth, runs running and live sessions, as ``/metrics`` reports them."""
+        registry = self._node.metrics.registry
+        return {key: registry.get_sample_value(name) for key, name in GAUGES.items()}
+
+    def in_flight(self) -> int:
+        return self._node.dispatcher.in_flight
