@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ai_data_agent.console import health, login, runs, sessions
 from ai_data_agent.console.backend import Backend, NodeProtocol
+from ai_data_agent.console.cookies import Visit
 from ai_data_agent.console.pages import Page
 from ai_data_agent.console.web import Console, LoginRequired, VisitMiddleware, render
 from ai_data_agent.errors import AiDataAgentError
@@ -63,13 +64,17 @@ def _error_page(request: Request, status: int, message: str) -> Response:
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
+    """A script's request gets 401 (the script reloads its page); a page or a form goes
+    to the login, the visit of a token no longer accepted signed out on the way."""
     error = cast(LoginRequired, exc)
-    if request.headers.get(FETCH_HEADER) or request.method != "GET":
+    if request.headers.get(FETCH_HEADER):
         return Response(str(error), status_code=401, media_type="text/plain; charset=utf-8")
     base = request.scope.get("root_path", "")
-    query = {"next": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
+    back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = {"next": back if request.method == "GET" else f"{base}/runs"}
     if error.reason:
         query["why"] = error.reason
+        request.state.visit = Visit.fresh()
     return RedirectResponse(f"{base}/login?{urllib.parse.urlencode(query)}", status_code=303)
 
 

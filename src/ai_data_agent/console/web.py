@@ -160,7 +160,6 @@ async def current_viewer(request: Request) -> Viewer:
         raise LoginRequired("sign in with a token")
     principal = await anyio.to_thread.run_sync(keyed.identity.resolve, credential or "")
     if principal is None:
-        request.state.visit = Visit.fresh()
         raise LoginRequired("the token is no longer accepted", reason="revoked")
     return Viewer(principal, keyed.signer.csrf(visit_of(request)), keyed.identity.open)
 
