@@ -15,6 +15,7 @@ EXPORTED = [
     "DockerUnavailable",
     "Executor",
     "ExecutorError",
+    "Forbidden",
     "InputFile",
     "InstallFailed",
     "NotFound",

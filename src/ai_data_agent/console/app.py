@@ -23,8 +23,8 @@ from ai_data_agent.console import health, login, runs, sessions
 from ai_data_agent.console.backend import Backend, NodeProtocol
 from ai_data_agent.console.cookies import Visit
 from ai_data_agent.console.pages import Page
-from ai_data_agent.console.web import Console, LoginRequired, VisitMiddleware, render
-from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.console.web import REVOKED, Console, VisitMiddleware, render
+from ai_data_agent.errors import AiDataAgentError, Unauthorized
 
 __all__ = ["PATH", "SECTIONS", "console_app"]
 
@@ -41,7 +41,7 @@ def console_app(node: NodeProtocol) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.console = Console(Backend(node), pages=tuple(page for page, _ in SECTIONS))
     app.add_middleware(VisitMiddleware)
-    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(Unauthorized, _login_required)
     app.add_exception_handler(AiDataAgentError, _known_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -66,14 +66,14 @@ def _error_page(request: Request, status: int, message: str) -> Response:
 async def _login_required(request: Request, exc: Exception) -> Response:
     """A script's request gets 401 (the script reloads its page); a page or a form goes
     to the login, the visit of a token no longer accepted signed out on the way."""
-    error = cast(LoginRequired, exc)
+    error = cast(Unauthorized, exc)
     if request.headers.get(FETCH_HEADER):
         return Response(str(error), status_code=401, media_type="text/plain; charset=utf-8")
     base = request.scope.get("root_path", "")
     back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     query = {"next": back if request.method == "GET" else f"{base}/runs"}
-    if error.reason:
-        query["why"] = error.reason
+    if error.code == REVOKED:
+        query["why"] = "revoked"
         request.state.visit = Visit.fresh()
     return RedirectResponse(f"{base}/login?{urllib.parse.urlencode(query)}", status_code=303)
 

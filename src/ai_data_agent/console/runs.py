@@ -26,14 +26,13 @@ from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, ActiveStatus
 from ai_data_agent.console import frames
 from ai_data_agent.console.pages import Page
 from ai_data_agent.console.web import (
-    LoginRequired,
     Viewer,
     checked_form,
     console_of,
     current_viewer,
     render,
 )
-from ai_data_agent.errors import NotFound, RequestRejected
+from ai_data_agent.errors import NotFound, RequestRejected, Unauthorized
 from ai_data_agent.models import RunStatus
 from ai_data_agent.service.events import RunEvents, sse_line
 
@@ -137,7 +136,7 @@ async def _follow(request: Request, events: RunEvents | None) -> AsyncIterator[s
             if not done:
                 try:
                     await current_viewer(request)
-                except LoginRequired:
+                except Unauthorized:
                     yield sse_line("logout", "{}")
                     return
                 continue

@@ -33,12 +33,15 @@ from ai_data_agent.errors import Forbidden, Unauthorized
 
 __all__ = [
     "PAGE_CSP",
+    "REVOKED",
     "Console",
-    "LoginRequired",
     "Viewer",
     "VisitMiddleware",
     "checked_form",
+    "console_of",
     "current_viewer",
+    "render",
+    "visit_of",
 ]
 
 PAGE_CSP = (
@@ -55,15 +58,7 @@ HEADERS = {
 }
 
 
-class LoginRequired(Unauthorized):
-    """No logged-in visit (or its token is no longer accepted): pages redirect to the login.
-
-    ``reason`` is a key of the login page's messages (never text from the request).
-    """
-
-    def __init__(self, message: str, *, reason: str = "") -> None:
-        super().__init__(message)
-        self.reason = reason
+REVOKED = "token_revoked"  # the code of an `Unauthorized` for a visit whose token went
 
 
 @dataclass
@@ -151,16 +146,16 @@ async def current_viewer(request: Request) -> Viewer:
     """The logged-in viewer (a dependency of every page but the login).
 
     Raises:
-        LoginRequired: not logged in, or the token is no longer accepted (logged out now).
+        Unauthorized: not logged in, or (code REVOKED) the token is no longer accepted.
         NotReady: the token file cannot be read.
     """
     keyed = await console_of(request).keyed()
     credential = visit_of(request).credential
     if credential is None and not keyed.identity.open:
-        raise LoginRequired("sign in with a token")
+        raise Unauthorized("sign in with a token")
     principal = await anyio.to_thread.run_sync(keyed.identity.resolve, credential or "")
     if principal is None:
-        raise LoginRequired("the token is no longer accepted", reason="revoked")
+        raise Unauthorized("the token is no longer accepted", code=REVOKED)
     return Viewer(principal, keyed.signer.csrf(visit_of(request)), keyed.identity.open)
 
 

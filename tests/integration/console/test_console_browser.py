@@ -153,7 +153,9 @@ class Console:
 
     def shoot(self, name: str) -> None:
         """A screenshot of the whole page (the window grows to fit it, up to a bound)."""
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        height = self.driver.execute_script(
+            "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight"
+        )
         self.driver.set_window_size(WIDTH, min(max(int(height), HEIGHT), 4000))
         try:
             self.driver.save_screenshot(str(self.shots / f"{name}.png"))
