@@ -34,14 +34,20 @@ WIDTH, HEIGHT = 1280, 860  # a laptop's screen
 CANARY = "return document.body.dataset.pwned || null"
 FAILING = "def divide(a, b):\n    return a / b\n\nprint('about to divide')\ndivide(1, 0)\n"
 LIVE = "import time\nfor i in range(40):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)\n"
-# A 2x2 PNG made with the standard library only: no install needed.
+# A 160x90 bar chart as a PNG, made with the standard library only: no install needed.
 PNG = (
     "import struct, zlib\n"
     "def chunk(kind, data):\n"
     "    body = kind + data\n"
     "    return struct.pack('>I', len(data)) + body + struct.pack('>I', zlib.crc32(body))\n"
-    "rows = b''.join(b'\\x00' + b'\\xff\\x30\\x30' * 2 for _ in range(2))\n"
-    "png = (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 2, 2, 8, 2, 0, 0, 0))\n"
+    "heights = [30, 70, 50, 85]\n"
+    "def pixel(x, y):\n"
+    "    bar = x // 40\n"
+    "    inside = 8 < x % 40 < 32 and 90 - y <= heights[bar]\n"
+    "    return b'\\x1f\\x5f\\xbf' if inside else b'\\xff\\xff\\xff'\n"
+    "rows = b''.join(b'\\x00' + b''.join(pixel(x, y) for x in range(160)) for y in range(90))\n"
+    "png = (b'\\x89PNG\\r\\n\\x1a\\n'\n"
+    "       + chunk(b'IHDR', struct.pack('>IIBBBBB', 160, 90, 8, 2, 0, 0, 0))\n"
     "       + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))\n"
     "open('outputs/chart.png', 'wb').write(png)\n"
     "print('wrote the chart')\n"
@@ -227,13 +233,13 @@ def test_a_png_artifact_is_shown_and_opens(console: Console) -> None:
         lambda: console.driver.find_elements(By.CSS_SELECTOR, ".preview img"), "the preview"
     )[0]
     console.wait(
-        lambda: console.driver.execute_script("return arguments[0].naturalWidth", image) == 2,
+        lambda: console.driver.execute_script("return arguments[0].naturalWidth", image) == 160,
         "the image decoded",
     )
     console.shoot("run-artifact")
     console.driver.find_element(By.CSS_SELECTOR, "a.preview").click()
     console.wait(lambda: console.driver.current_url.endswith("/preview/chart.png"), "the image")
-    assert console.driver.execute_script("return document.images[0].naturalWidth") == 2
+    assert console.driver.execute_script("return document.images[0].naturalWidth") == 160
 
 
 def test_hostile_output_names_and_html_run_nothing(console: Console) -> None:
