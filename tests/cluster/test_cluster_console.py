@@ -55,3 +55,4 @@ def test_the_console_answers_on_every_api_node(
         health = browser.get("/console/health")
         assert health.status_code == 200 and "cluster API node" in health.text
         assert "database" in health.text
+        assert re.search(r"worker \S+</td>.*?live, 0 of \d+ slot", health.text, re.S), health.text

@@ -145,19 +145,21 @@ class Backend:
     def info(self) -> ServerInfo:
         return server_info(self._node.settings)
 
+    async def _timed(self, name: str, call: Callable[[], list[Check]]) -> list[Check]:
+        """``call`` in a thread, abandoned (and said so) after PROBE_TIMEOUT_S."""
+        with anyio.move_on_after(PROBE_TIMEOUT_S):
+            found: list[Check] = await anyio.to_thread.run_sync(
+                call, abandon_on_cancel=True, limiter=self._limiter
+            )
+            return found
+        return [Check(name, False, f"no answer within {PROBE_TIMEOUT_S:g} s")]
+
     async def checks(self) -> list[Check]:
         """The readiness checks of ``/readyz``, each within a timeout, by name."""
         found: list[Check] = []
 
         async def probe(name: str, check: Callable[[], Check]) -> None:
-            with anyio.move_on_after(PROBE_TIMEOUT_S):
-                found.append(
-                    await anyio.to_thread.run_sync(
-                        check, abandon_on_cancel=True, limiter=self._limiter
-                    )
-                )
-                return
-            found.append(Check(name, False, f"no answer within {PROBE_TIMEOUT_S:g} s"))
+            found.extend(await self._timed(name, lambda: [check()]))
 
         async with anyio.create_task_group() as group:
             for name, check in self._node.probes().items():
@@ -167,6 +169,10 @@ class Backend:
             state = "shutting down" if self._node.started else "starting"
             found.append(Check("accepting", False, state))
         return sorted(found, key=lambda check: check.name)
+
+    async def details(self) -> list[Check]:
+        """Cached environments, a cluster's workers: what readiness does not judge."""
+        return await self._timed("details", self._node.details)
 
     def gauges(self) -> dict[str, float | None]:
         """Queue depth, runs running and live sessions, as ``/metrics`` reports them."""

@@ -3,8 +3,9 @@
     GET /console/health          the page; /health/panel: its content alone (refreshed)
 
 Engine, image and store (or, on a cluster's API node, the database and the
-worker part's checks), prewarm progress; queue depth, runs running and live
-sessions as ``/metrics`` reports them; the warm pool and environment cache as
+worker part's checks), prewarm progress; the cached environments, or a
+cluster's workers with their load; queue depth, runs running and live sessions
+as ``/metrics`` reports them; the warm pool and environment cache as
 configured; the limits clients read from ``/v1/info``.
 """
 
@@ -31,6 +32,7 @@ async def _context(request: Request) -> dict[str, object]:
     return {
         "checks": checks,
         "ready": all(check.ok for check in checks),
+        "details": await backend.details(),
         "gauges": backend.gauges(),
         "in_flight": backend.in_flight(),
         "info": backend.info(),

@@ -58,8 +58,12 @@ def _filters(status: str | None, since: str | None) -> tuple[str | None, float |
 
 
 async def _table(
-    request: Request, status: str | None, since: str | None, page: int
+    request: Request,
+    status: str | None = None,
+    since: str | None = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> dict[str, object]:
+    """One page of the list, as the query asks (a dependency of the page and its rows)."""
     wanted, after = _filters(status, since)
     records, total = await console_of(request).backend.runs(
         status=wanted, since=after, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
@@ -77,31 +81,17 @@ async def _table(
     }
 
 
-PageNumber = Annotated[int, Query(ge=1, le=100_000)]
+Table = Annotated[dict[str, object], Depends(_table)]
 
 
 @router.get("/runs")
-async def runs_page(
-    request: Request,
-    viewer: ViewerDep,
-    status: str | None = None,
-    since: str | None = None,
-    page: PageNumber = 1,
-) -> Response:
-    context = await _table(request, status, since, page)
-    return render(request, "runs.html", context, viewer=viewer)
+async def runs_page(request: Request, viewer: ViewerDep, table: Table) -> Response:
+    return render(request, "runs.html", table, viewer=viewer)
 
 
 @router.get("/runs/rows")
-async def runs_rows(
-    request: Request,
-    viewer: ViewerDep,
-    status: str | None = None,
-    since: str | None = None,
-    page: PageNumber = 1,
-) -> Response:
-    context = await _table(request, status, since, page)
-    return render(request, "_runs_table.html", context, viewer=viewer)
+async def runs_rows(request: Request, viewer: ViewerDep, table: Table) -> Response:
+    return render(request, "_runs_table.html", table, viewer=viewer)
 
 
 @router.get("/runs/{run_id}")

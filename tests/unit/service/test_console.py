@@ -162,7 +162,7 @@ async def test_without_tokens_the_console_is_open_and_says_so(tmp_path: Path) ->
     async with console(settings) as client:
         page = await client.get("/console/health")
         assert page.status_code == 200 and "Authentication off" in page.text
-        assert "docker" in page.text
+        assert "docker" in page.text and "no cache (install_mode per_run)" in page.text
         assert (await client.get("/console/login")).status_code == 303
         refused = await client.post("/console/logout", headers={"origin": ORIGIN})
         assert refused.status_code == 403  # CSRF holds all the same
