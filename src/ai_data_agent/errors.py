@@ -13,8 +13,7 @@ and no detail::
     │   └── RequestTooLarge             payload_too_large  413  body, input files, counts
     ├── InstallFailed                   install_failed     422  requirements did not install
     ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
-    ├── Forbidden                       forbidden          403  a console form from another origin
-    │                                                           or without its CSRF token
+    ├── Forbidden                       forbidden          403  console form: bad origin or CSRF
     ├── NotFound                        not_found          404  no such run or session (or
     │                                                           artifact, file, route)
     ├── QueueFull                       queue_full         429  retry_after (``Retry-After``)

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from service_fakes import TOKEN, FakeExecutor, make_settings, running_service, wait_for_status
 
+from ai_data_agent.console import login
+from ai_data_agent.console.app import SECTIONS
 from ai_data_agent.console.cookies import COOKIE, KEY_FILENAME, MAX_AGE_S, Signer, Visit, load_key
 from ai_data_agent.console.highlight import highlight
 from ai_data_agent.console.templating import duration, size
@@ -310,3 +313,22 @@ def test_sizes_and_durations_read_well() -> None:
         "2 h 0 min",
         "30 d",
     ]
+
+
+async def test_every_form_route_checks_origin_and_token(settings: Settings) -> None:
+    """No state-changing console route can forget the check: each refuses a bare post."""
+    async with running_service(settings, token=None) as svc:
+        await sign_in(svc.client)
+        routers = [login.router, *(router for _, router in SECTIONS)]
+        posts = [
+            route.path
+            for router in routers
+            for route in router.routes
+            if isinstance(route, APIRoute) and "POST" in route.methods
+        ]
+        assert len(posts) >= 4, posts
+        for path in posts:
+            url = "/console" + path.replace("{run_id}", "r1").replace("{session_id}", "s1")
+            url = url.replace("{action}", "close")
+            answer = await svc.client.post(url, data={}, headers={"origin": ORIGIN})
+            assert answer.status_code == 403, (path, answer.status_code)
