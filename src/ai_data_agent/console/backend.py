@@ -23,13 +23,13 @@ from ai_data_agent.errors import NotReady
 from ai_data_agent.models import Artifact
 from ai_data_agent.service.cells import CellHandle
 from ai_data_agent.service.dispatcher import CANCEL_WAIT_S, wait_done
-from ai_data_agent.service.events import RunEvents
+from ai_data_agent.service.events import RunEvents, sse_line
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.node import ArtifactBody, ServiceNode
 from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
 from ai_data_agent.settings import Settings
 
-__all__ = ["ArtifactBody", "Backend", "Cell", "NodeProtocol"]
+__all__ = ["ArtifactBody", "Backend", "Cell", "NodeProtocol", "RunEvents", "sse_line"]
 
 PROBE_TIMEOUT_S = 5.0
 PROBE_THREADS = 3

@@ -24,6 +24,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, ActiveStatus
 from ai_data_agent.console import frames
+from ai_data_agent.console.backend import RunEvents, sse_line
 from ai_data_agent.console.pages import Page
 from ai_data_agent.console.web import (
     Viewer,
@@ -34,7 +35,6 @@ from ai_data_agent.console.web import (
 )
 from ai_data_agent.errors import NotFound, RequestRejected, Unauthorized
 from ai_data_agent.models import RunStatus
-from ai_data_agent.service.events import RunEvents, sse_line
 
 __all__ = ["PAGE", "router"]
 
