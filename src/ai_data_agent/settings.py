@@ -305,6 +305,16 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How often expired sandboxes are swept."
     )
 
+    # Operator console (/console) -------------------------------------------------
+    console_enabled: bool = Field(
+        True, description="Serve the operator console at /console (docs/console.md)."
+    )
+    console_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs the console's session cookies. Unset: a key made once in "
+        "data_dir (console.key, mode 0600). Give every API node of a cluster the same one.",
+    )
+
     # MCP server (the `mcp` extra) ---------------------------------------------
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost", "[::1]"],

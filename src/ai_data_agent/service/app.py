@@ -19,6 +19,7 @@ tokens are configured; docs/api.md has the details and examples)::
     GET    /readyz           Docker, sandbox image and store usable, else 503
     GET    /metrics          Prometheus text
     *      /mcp              MCP over streamable HTTP (with the mcp extra; docs/mcp.md)
+    GET    /console          the operator console (HTML; its own login; docs/console.md)
 
 A submission is validated once (`submission`), its limits resolved once
 (refusals answer 400/413 before anything is recorded), and a waiting POST is
@@ -56,14 +57,13 @@ from ai_data_agent.api_models import (
     RunSubmission,
     ServerInfo,
 )
-from ai_data_agent.checks import Check
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service import runs
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
 from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.events import sse_line
-from ai_data_agent.service.health import readiness
+from ai_data_agent.service.health import accepting, readiness
 from ai_data_agent.service.http_errors import install_error_handlers
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.mcp import mcp_endpoint
@@ -262,11 +262,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request, daemon: DaemonDep) -> dict[str, Any]:
     """Docker reachable, sandbox image present, store writable, taking runs; else 503.
     (An API node of a cluster checks its database, and Docker only if it also works.)"""
-    accepting = []
-    if not daemon.dispatcher.accepting:
-        state = "shutting down" if daemon.started else "starting"
-        accepting.append(Check("accepting", False, state))
-    return await readiness(daemon, request.app, *accepting)
+    return await readiness(daemon, request.app, *accepting(daemon))
 
 
 async def metrics(daemon: DaemonDep) -> Response:
@@ -359,4 +355,11 @@ def create_app(
     _add_health_routes(app)
     if mcp is not None:
         app.router.routes.append(mcp.route)
+    if settings.console_enabled:
+        # Imported here: the console reaches the node through service/ (its backend), so
+        # a module-level import would make importing the console first a circle.
+        from ai_data_agent.console import PATH as CONSOLE_PATH
+        from ai_data_agent.console import console_app
+
+        app.mount(CONSOLE_PATH, console_app(daemon))
     return app

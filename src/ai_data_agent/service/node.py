@@ -176,5 +176,9 @@ class ServiceNode(Protocol):
     def instant_checks(self) -> list[Check]:
         """Readiness checks that answer at once (prewarm progress, accepting)."""
 
+    def details(self) -> list[Check]:
+        """What an operator sees beside readiness (the console's health page: cached
+        environments, a cluster's workers), never part of ``/readyz``. Blocking."""
+
     def artifact_body(self, run_id: str, path: str) -> ArtifactBody | None:
         """A listed artifact's bytes (a checked file, or chunks); None when absent."""
