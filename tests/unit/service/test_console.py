@@ -25,6 +25,7 @@ from ai_data_agent.console.cookies import COOKIE, KEY_FILENAME, MAX_AGE_S, Signe
 from ai_data_agent.console.highlight import highlight
 from ai_data_agent.console.templating import duration, size
 from ai_data_agent.console.web import PAGE_CSP
+from ai_data_agent.executor import WarmPool
 from ai_data_agent.models import RunRequest, RunResult, RunStatus, Timings
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
@@ -166,9 +167,22 @@ async def test_without_tokens_the_console_is_open_and_says_so(tmp_path: Path) ->
         page = await client.get("/console/health")
         assert page.status_code == 200 and "Authentication off" in page.text
         assert "docker" in page.text and "no cache (install_mode per_run)" in page.text
+        assert "off (pool_size 0)" in page.text
         assert (await client.get("/console/login")).status_code == 303
         refused = await client.post("/console/logout", headers={"origin": ORIGIN})
         assert refused.status_code == 403  # CSRF holds all the same
+
+
+async def test_the_health_page_counts_the_warm_pool(tmp_path: Path) -> None:
+    executor = FakeExecutor()
+    pool = WarmPool(executor.backend, size=2, ttl_s=300)  # no profile: nothing starts
+    pool.taken, pool.missed = 3, 1
+    executor.pool = pool
+    settings = make_settings(tmp_path, api_tokens=[])
+    async with running_service(settings, executor, token=None) as svc:
+        page = await svc.client.get("/console/health")
+        assert "Environments and warm pool" in page.text
+        assert "0 idle (up to 2 per profile); 3 run(s) took one, 1 found none" in page.text
 
 
 async def test_the_console_can_be_turned_off(tmp_path: Path) -> None:
