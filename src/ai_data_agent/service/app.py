@@ -10,7 +10,7 @@ tokens are configured; docs/api.md has the details and examples)::
     POST   /v1/runs          RunSubmission (JSON, or multipart with files)
                              -> 200 RunResult (wait) | 202 RunAccepted
     GET    /v1/runs/{id}     RunRecord
-    GET    /v1/runs          RunPage, newest first (?status=&limit=&offset=)
+    GET    /v1/runs          RunPage, newest first (?status=&since=&limit=&offset=)
     DELETE /v1/runs/{id}     cancel; RunRecord
     GET    /v1/runs/{id}/artifacts          the files it left under outputs/
     GET    /v1/runs/{id}/artifacts/{path}   one of them
@@ -45,6 +45,7 @@ from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime
 from starlette.concurrency import iterate_in_threadpool
 
 from ai_data_agent import __version__
@@ -165,9 +166,17 @@ async def list_runs(
     status: Annotated[StatusFilter | None, Query(description="Only runs in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="Only runs created at or after this time (ISO 8601 with a zone, "
+            "or unix seconds)."
+        ),
+    ] = None,
 ) -> RunPage:
+    after = None if since is None else since.timestamp()
     items, total = await run_sync(
-        lambda: daemon.store.list(status=status, limit=limit, offset=offset)
+        lambda: daemon.store.list(status=status, limit=limit, offset=offset, since=after)
     )
     return RunPage(items=items, total=total, limit=limit, offset=offset)
 
