@@ -7,23 +7,9 @@
 # and we are root; elsewhere this says what to do and exits 69.
 set -euo pipefail
 
-log() { printf 'install-chromium: %s\n' "$*" >&2; }
-
 found() {
   command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1
 }
 
-if found; then
-  log "chromium and chromedriver present"
-  exit 0
-fi
-if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-  log "chromium or chromedriver not found: install them (sudo apt-get install chromium chromium-driver)"
-  exit 69
-fi
-log "installing Debian's chromium and chromium-driver packages"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
-found || { log "chromedriver still missing after the install"; exit 69; }
-log "installed"
+source "$(dirname "$0")/debian-packages.sh"
+provide install-chromium "chromium and chromedriver" chromium chromium-driver
