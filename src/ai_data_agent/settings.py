@@ -274,6 +274,11 @@ class Settings(BaseSettings):
 
     # Daemon ------------------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="Run records (SQLite) and stored results.")
+    storage_dir: Path | None = Field(
+        None,
+        description="Datasets and checkpoints (content-addressed blobs); unset: data_dir/storage. "
+        "In a cluster, a directory every API node shares.",
+    )
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Accepted bearer tokens, comma-separated."
     )
@@ -419,6 +424,11 @@ class Settings(BaseSettings):
         if level not in {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @property
+    def storage_root(self) -> Path:
+        """Where blobs are kept (`storage_dir`, else under `data_dir`)."""
+        return self.storage_dir or self.data_dir / "storage"
 
     @property
     def clustered(self) -> bool:
