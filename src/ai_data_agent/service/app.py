@@ -365,10 +365,10 @@ def create_app(
     if mcp is not None:
         app.router.routes.append(mcp.route)
     if settings.console_enabled:
-        # Imported here: the console reaches the node through service/ (its backend), so
-        # a module-level import would make importing the console first a circle.
-        from ai_data_agent.console import PATH as CONSOLE_PATH
-        from ai_data_agent.console import console_app
+        # Imported here: the console's backend imports service modules through the
+        # package, whose __init__ imports this module.
+        from ai_data_agent.service.console import PATH as CONSOLE_PATH
+        from ai_data_agent.service.console import console_app
 
         app.mount(CONSOLE_PATH, console_app(daemon))
     return app

@@ -19,14 +19,21 @@ import pytest
 from fastapi.routing import APIRoute
 from service_fakes import TOKEN, FakeExecutor, make_settings, running_service, wait_for_status
 
-from ai_data_agent.console import login
-from ai_data_agent.console.app import SECTIONS
-from ai_data_agent.console.cookies import COOKIE, KEY_FILENAME, MAX_AGE_S, Signer, Visit, load_key
-from ai_data_agent.console.highlight import highlight
-from ai_data_agent.console.templating import duration, size
-from ai_data_agent.console.web import PAGE_CSP
 from ai_data_agent.executor import WarmPool
 from ai_data_agent.models import RunRequest, RunResult, RunStatus, Timings
+from ai_data_agent.service.console import login
+from ai_data_agent.service.console.app import SECTIONS
+from ai_data_agent.service.console.cookies import (
+    COOKIE,
+    KEY_FILENAME,
+    MAX_AGE_S,
+    Signer,
+    Visit,
+    load_key,
+)
+from ai_data_agent.service.console.highlight import highlight
+from ai_data_agent.service.console.templating import duration, size
+from ai_data_agent.service.console.web import PAGE_CSP
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
 

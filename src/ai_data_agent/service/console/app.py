@@ -19,12 +19,12 @@ from fastapi.staticfiles import StaticFiles
 from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ai_data_agent.console import health, login, runs, sessions
-from ai_data_agent.console.backend import Backend, NodeProtocol
-from ai_data_agent.console.cookies import Visit
-from ai_data_agent.console.pages import Page
-from ai_data_agent.console.web import REVOKED, Console, VisitMiddleware, render
 from ai_data_agent.errors import AiDataAgentError, Unauthorized
+from ai_data_agent.service.console import health, login, runs, sessions
+from ai_data_agent.service.console.backend import Backend, NodeProtocol
+from ai_data_agent.service.console.cookies import Visit
+from ai_data_agent.service.console.pages import Page
+from ai_data_agent.service.console.web import REVOKED, Console, VisitMiddleware, render
 
 __all__ = ["PATH", "SECTIONS", "console_app"]
 
@@ -48,7 +48,7 @@ def console_app(node: NodeProtocol) -> FastAPI:
     app.include_router(login.router)
     for _, router in SECTIONS:
         app.include_router(router)
-    app.mount("/static", StaticFiles(packages=[("ai_data_agent.console", "static")]))
+    app.mount("/static", StaticFiles(packages=[("ai_data_agent.service.console", "static")]))
     app.add_api_route("/", _home, methods=["GET"])
     return app
 

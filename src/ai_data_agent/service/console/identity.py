@@ -19,7 +19,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Literal
 
-from ai_data_agent.console.backend import Backend
+from ai_data_agent.service.console.backend import Backend
 
 __all__ = ["BUILTIN_TENANT", "Identity", "Principal", "Role"]
 

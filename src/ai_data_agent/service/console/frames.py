@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
-from ai_data_agent.console.backend import ArtifactBody
 from ai_data_agent.models import Artifact
+from ai_data_agent.service.console.backend import ArtifactBody
 
 __all__ = ["FRAME_CSP", "INLINE_IMAGES", "MAX_PREVIEW_BYTES", "download", "html_frame", "image"]
 

@@ -1,6 +1,6 @@
 """The operator console: runs, sessions and health in a browser, served by the daemon at ``/console``.
 
-    from ai_data_agent.console import PATH, console_app
+    from ai_data_agent.service.console import PATH, console_app
     app.mount(PATH, console_app(node))      # one node, or a cluster's API node
 
 Server-rendered (Jinja2, autoescaped), one small script of its own, no CDN and
@@ -13,6 +13,6 @@ code produced, sandboxed), `pages` (the navigation), `login`, `runs`,
 `sessions`, `health`, `highlight`, `templating`. See docs/console.md.
 """
 
-from ai_data_agent.console.app import PATH, console_app
+from ai_data_agent.service.console.app import PATH, console_app
 
 __all__ = ["PATH", "console_app"]

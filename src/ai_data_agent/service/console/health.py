@@ -16,8 +16,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ai_data_agent.console.pages import Page
-from ai_data_agent.console.web import Viewer, console_of, current_viewer, render
+from ai_data_agent.service.console.pages import Page
+from ai_data_agent.service.console.web import Viewer, console_of, current_viewer, render
 
 __all__ = ["PAGE", "router"]
 

@@ -15,8 +15,8 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from ai_data_agent.console.cookies import Visit
-from ai_data_agent.console.web import checked_form, console_of, render, visit_of
+from ai_data_agent.service.console.cookies import Visit
+from ai_data_agent.service.console.web import checked_form, console_of, render, visit_of
 
 __all__ = ["router"]
 

@@ -21,11 +21,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from ai_data_agent.console import frames
-from ai_data_agent.console.backend import Backend, Cell
-from ai_data_agent.console.pages import Page
-from ai_data_agent.console.web import Viewer, checked_form, console_of, current_viewer, render
 from ai_data_agent.errors import NotFound
+from ai_data_agent.service.console import frames
+from ai_data_agent.service.console.backend import Backend, Cell
+from ai_data_agent.service.console.pages import Page
+from ai_data_agent.service.console.web import (
+    Viewer,
+    checked_form,
+    console_of,
+    current_viewer,
+    render,
+)
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
     CellResult,

@@ -23,18 +23,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, ActiveStatus
-from ai_data_agent.console import frames
-from ai_data_agent.console.backend import RunEvents, sse_line
-from ai_data_agent.console.pages import Page
-from ai_data_agent.console.web import (
+from ai_data_agent.errors import NotFound, RequestRejected, Unauthorized
+from ai_data_agent.models import RunStatus
+from ai_data_agent.service.console import frames
+from ai_data_agent.service.console.backend import RunEvents, sse_line
+from ai_data_agent.service.console.pages import Page
+from ai_data_agent.service.console.web import (
     Viewer,
     checked_form,
     console_of,
     current_viewer,
     render,
 )
-from ai_data_agent.errors import NotFound, RequestRejected, Unauthorized
-from ai_data_agent.models import RunStatus
 
 __all__ = ["PAGE", "router"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from ai_data_agent.console.highlight import highlight
+from ai_data_agent.service.console.highlight import highlight
 
 __all__ = ["Templates", "duration", "size", "when"]
 
@@ -73,7 +73,7 @@ def quote(path: str) -> str:
 class Templates:
     def __init__(self) -> None:
         self.env = Environment(
-            loader=PackageLoader("ai_data_agent.console", "templates"),
+            loader=PackageLoader("ai_data_agent.service.console", "templates"),
             autoescape=True,
             undefined=StrictUndefined,
             trim_blocks=True,

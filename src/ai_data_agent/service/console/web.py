@@ -25,12 +25,12 @@ from starlette.datastructures import FormData, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ai_data_agent.console.backend import Backend
-from ai_data_agent.console.cookies import COOKIE, MAX_AGE_S, Signer, Visit, load_key
-from ai_data_agent.console.identity import Identity, Principal
-from ai_data_agent.console.pages import Page
-from ai_data_agent.console.templating import Templates
 from ai_data_agent.errors import Unauthorized
+from ai_data_agent.service.console.backend import Backend
+from ai_data_agent.service.console.cookies import COOKIE, MAX_AGE_S, Signer, Visit, load_key
+from ai_data_agent.service.console.identity import Identity, Principal
+from ai_data_agent.service.console.pages import Page
+from ai_data_agent.service.console.templating import Templates
 
 __all__ = [
     "PAGE_CSP",
