@@ -1,0 +1,225 @@
+"""One connection from a sandbox through the proxy: check, resolve once, connect, verify, copy, log.
+
+    await Connection(box, resolver, log, (reader, writer), published=None).serve()
+
+What the sandbox is told: a refused destination answers ``403`` with the
+reason as the status line's phrase (``egress denied: 10.0.0.5 is a private
+address``); a name that does not resolve, or resolves only to refused
+addresses, answers ``502 egress: cannot resolve NAME`` either way, like a DNS
+failure, so the sandbox learns nothing of internal names (the log has the
+addresses and why). A published port has no HTTP: a refusal closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ai_data_agent.egress.http import BadRequest, parse_request, refusal_bytes
+from ai_data_agent.egress.log import EgressEvent, EgressLog, Outcome
+from ai_data_agent.egress.policy import Budget, Policy
+from ai_data_agent.egress.resolver import Resolver
+from ai_data_agent.egress.rules import Destination, IPAddress
+from ai_data_agent.egress.tls import MAX_HELLO_BYTES, NO_SNI, NotClientHello, client_hello_sni
+from ai_data_agent.egress.tunnel import Stream, Tunnel, close_writer
+
+__all__ = ["Connection", "SandboxState"]
+
+HEAD_TIMEOUT_S = 10.0
+HELLO_TIMEOUT_S = 10.0
+TLS_PORT = 443
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+
+
+@dataclass(eq=False)
+class SandboxState:
+    """One lease on the proxy's loop: its policy, budget, servers and connections in flight."""
+
+    owner: str
+    tenant: str | None
+    policy: Policy
+    budget: Budget
+    folder: Path
+    servers: list[asyncio.AbstractServer] = field(default_factory=list)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class _Refused(Exception):
+    """Ends a connection before its tunnel: the answer to send (None: just close)."""
+
+    def __init__(self, outcome: Outcome, reason: str, answer: bytes | None = None) -> None:
+        super().__init__(reason)
+        self.outcome: Outcome = outcome
+        self.reason = reason
+        self.answer = answer
+
+
+class Connection:
+    def __init__(
+        self,
+        box: SandboxState,
+        resolver: Resolver,
+        log: EgressLog,
+        stream: Stream,
+        published: str | None,
+    ) -> None:
+        self.box = box
+        self.resolver = resolver
+        self.log = log
+        self.stream = stream
+        self.published = published
+        self.host = "-"
+        self.port = 0
+        self.address: str | None = None
+        self.upstream: Stream | None = None
+        self.tunnel = Tunnel(box.budget, idle_timeout_s=box.budget.caps.idle_timeout_s)
+
+    async def serve(self) -> None:
+        """The whole connection; one log event when it ends (also when it is cancelled)."""
+        outcome: Outcome = "closed"
+        reason: str | None = "the run or session ended"
+        admitted = self.box.budget.admit()
+        try:
+            if admitted is not None:
+                raise _Refused("denied", admitted, self._answer(403, f"egress denied: {admitted}"))
+            if self.published is not None:
+                upstream, first = await self._published(self.published)
+            else:
+                upstream, first = await self._proxied()
+            outcome, reason = await self.tunnel.run(self.stream, upstream, first=first), None
+            if outcome == "capped":
+                reason = self.box.budget.exhausted
+        except _Refused as refused:
+            outcome, reason = refused.outcome, refused.reason
+            if refused.answer is not None:
+                await _send(self.stream[1], refused.answer)
+        finally:
+            if admitted is None:
+                self.box.budget.release()
+            if self.upstream is not None:
+                await close_writer(self.upstream[1])
+            await close_writer(self.stream[1])
+            self._record(outcome, reason)
+
+    def _answer(self, status: int, reason: str) -> bytes | None:
+        return None if self.published is not None else refusal_bytes(status, reason)
+
+    def _record(self, outcome: Outcome, reason: str | None) -> None:
+        self.log.record(
+            EgressEvent(
+                owner=self.box.owner,
+                tenant=self.box.tenant,
+                host=self.host,
+                port=self.port,
+                outcome=outcome,
+                address=self.address,
+                bytes_out=self.tunnel.bytes_out,
+                bytes_in=self.tunnel.bytes_in,
+                reason=reason,
+                via="publish" if self.published is not None else "proxy",
+            )
+        )
+
+    # -- the two ways in --------------------------------------------------------------
+    async def _published(self, name: str) -> tuple[Stream, bytes]:
+        destination = self.box.policy.publish[name]
+        upstream = await self._open(destination, published=True)
+        return upstream, b""
+
+    async def _proxied(self) -> tuple[Stream, bytes]:
+        reader, writer = self.stream
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+            request = parse_request(head)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
+            reason = f"no complete request head: {type(exc).__name__}"
+            raise _Refused("malformed", reason, refusal_bytes(400, reason)) from None
+        except BadRequest as exc:
+            raise _Refused("malformed", str(exc), refusal_bytes(400, str(exc))) from None
+        upstream = await self._open(request.destination, published=False)
+        if request.forward is not None:
+            return upstream, request.forward
+        writer.write(ESTABLISHED)
+        await writer.drain()
+        first = b""
+        if request.destination.port == TLS_PORT:
+            first = await self._client_hello(request.destination)
+        return upstream, first
+
+    # -- the checks -------------------------------------------------------------------
+    async def _open(self, destination: Destination, *, published: bool) -> Stream:
+        """The upstream connection, to an address that passed every check.
+
+        Raises:
+            _Refused: the destination or all its addresses are refused, or none answers.
+        """
+        self.host, self.port = str(destination.host), destination.port
+        policy = self.box.policy
+        refused = policy.refuse_destination(destination, published=published)
+        if refused is not None:
+            raise _Refused("denied", refused, self._answer(403, f"egress denied: {refused}"))
+        if isinstance(destination.host, str):
+            found = await self.resolver.resolve(destination.host)
+            addresses, refused = policy.usable_addresses(destination.host, found)
+            if refused is not None:
+                message = f"egress: cannot resolve {destination.host}"
+                raise _Refused("denied", refused, self._answer(502, message))
+        else:
+            addresses = [destination.host]
+        for address in addresses:
+            stream = await self._connect(address, destination.port)
+            if stream is not None:
+                self.address, self.upstream = str(address), stream
+                return stream
+        reason = f"egress: cannot connect to {destination}"
+        raise _Refused("unreachable", reason, self._answer(502, reason))
+
+    async def _connect(self, address: IPAddress, port: int) -> Stream | None:
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            timeout = self.box.budget.caps.connect_timeout_s
+            await asyncio.wait_for(loop.sock_connect(sock, (str(address), port)), timeout)
+            return await asyncio.open_connection(sock=sock)
+        except (OSError, TimeoutError):
+            sock.close()
+            return None
+
+    async def _client_hello(self, destination: Destination) -> bytes:
+        """The ClientHello, once its server name is checked against the CONNECT host.
+
+        Raises:
+            _Refused: not TLS, or another server name (the tunnel closes, already answered 200).
+        """
+        reader = self.stream[0]
+        data = b""
+        sni: str | None = None
+        try:
+            while sni is None and len(data) < MAX_HELLO_BYTES:
+                chunk = await asyncio.wait_for(reader.read(MAX_HELLO_BYTES), HELLO_TIMEOUT_S)
+                if not chunk:
+                    break
+                data += chunk
+                sni = client_hello_sni(data)
+        except (NotClientHello, TimeoutError) as exc:
+            raise _Refused("sni_mismatch", f"no TLS ClientHello on port 443: {exc}") from None
+        wanted = destination.host if isinstance(destination.host, str) else NO_SNI
+        if sni is None:
+            raise _Refused("sni_mismatch", "the TLS ClientHello did not arrive whole")
+        if sni != wanted:
+            named = repr(sni) if sni else "no server name"
+            raise _Refused("sni_mismatch", f"the TLS ClientHello names {named}, not {wanted!r}")
+        return data
+
+
+async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+    try:
+        writer.write(data)
+        await writer.drain()
+    except OSError:
+        pass  # the sandbox hung up first: nothing to tell it
