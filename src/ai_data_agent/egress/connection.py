@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ai_data_agent.egress.http import BadRequest, parse_request, refusal_bytes
+from ai_data_agent.egress.http import parse_request, refusal_bytes
 from ai_data_agent.egress.log import EgressEvent, EgressLog, Outcome
 from ai_data_agent.egress.policy import Budget, Policy
 from ai_data_agent.egress.resolver import Resolver
 from ai_data_agent.egress.rules import Destination, IPAddress
-from ai_data_agent.egress.tls import MAX_HELLO_BYTES, NO_SNI, NotClientHello, client_hello_sni
+from ai_data_agent.egress.tls import MAX_HELLO_BYTES, NO_SNI, client_hello_sni
 from ai_data_agent.egress.tunnel import Stream, Tunnel, close_writer
 
-__all__ = ["Connection", "SandboxState"]
+__all__ = ["Connection", "Refusal", "SandboxState"]
 
 HEAD_TIMEOUT_S = 10.0
 HELLO_TIMEOUT_S = 10.0
@@ -47,14 +47,13 @@ class SandboxState:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
-class _Refused(Exception):
-    """Ends a connection before its tunnel: the answer to send (None: just close)."""
+@dataclass(frozen=True)
+class Refusal:
+    """Why a connection ends before its tunnel, and the answer to send (None: just close)."""
 
-    def __init__(self, outcome: Outcome, reason: str, answer: bytes | None = None) -> None:
-        super().__init__(reason)
-        self.outcome: Outcome = outcome
-        self.reason = reason
-        self.answer = answer
+    outcome: Outcome
+    reason: str
+    answer: bytes | None = None
 
 
 class Connection:
@@ -81,31 +80,35 @@ class Connection:
         """The whole connection; one log event when it ends (also when it is cancelled)."""
         outcome: Outcome = "closed"
         reason: str | None = "the run or session ended"
-        admitted = self.box.budget.admit()
+        refused = self.box.budget.admit()
         try:
-            if admitted is not None:
-                raise _Refused("denied", admitted, self._answer(403, f"egress denied: {admitted}"))
-            if self.published is not None:
-                upstream, first = await self._published(self.published)
+            if refused is not None:
+                opened: Refusal | bytes = self._refuse("denied", 403, refused)
+            elif self.published is not None:
+                opened = await self._open(self.box.policy.publish[self.published], published=True)
             else:
-                upstream, first = await self._proxied()
-            outcome, reason = await self.tunnel.run(self.stream, upstream, first=first), None
-            if outcome == "capped":
-                reason = self.box.budget.exhausted
-        except _Refused as refused:
-            outcome, reason = refused.outcome, refused.reason
-            if refused.answer is not None:
-                await _send(self.stream[1], refused.answer)
+                opened = await self._proxied()
+            if isinstance(opened, Refusal):
+                outcome, reason = opened.outcome, opened.reason
+                if opened.answer is not None:
+                    await _send(self.stream[1], opened.answer)
+            else:
+                assert self.upstream is not None
+                outcome = await self.tunnel.run(self.stream, self.upstream, first=opened)
+                reason = self.box.budget.exhausted if outcome == "capped" else None
         finally:
-            if admitted is None:
+            if refused is None:
                 self.box.budget.release()
             if self.upstream is not None:
                 await close_writer(self.upstream[1])
             await close_writer(self.stream[1])
             self._record(outcome, reason)
 
-    def _answer(self, status: int, reason: str) -> bytes | None:
-        return None if self.published is not None else refusal_bytes(status, reason)
+    def _refuse(self, outcome: Outcome, status: int, reason: str, told: str = "") -> Refusal:
+        """A refusal; the sandbox is told ``told`` (default ``egress denied: <reason>``)."""
+        if self.published is not None:
+            return Refusal(outcome, reason)
+        return Refusal(outcome, reason, refusal_bytes(status, told or f"egress denied: {reason}"))
 
     def _record(self, outcome: Outcome, reason: str | None) -> None:
         self.log.record(
@@ -123,59 +126,49 @@ class Connection:
             )
         )
 
-    # -- the two ways in --------------------------------------------------------------
-    async def _published(self, name: str) -> tuple[Stream, bytes]:
-        destination = self.box.policy.publish[name]
-        upstream = await self._open(destination, published=True)
-        return upstream, b""
-
-    async def _proxied(self) -> tuple[Stream, bytes]:
+    async def _proxied(self) -> Refusal | bytes:
+        """The request head, its checks and the upstream connection; the bytes to send
+        upstream first (the forwarded head, or a checked ClientHello)."""
         reader, writer = self.stream
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
             request = parse_request(head)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
             reason = f"no complete request head: {type(exc).__name__}"
-            raise _Refused("malformed", reason, refusal_bytes(400, reason)) from None
-        except BadRequest as exc:
-            raise _Refused("malformed", str(exc), refusal_bytes(400, str(exc))) from None
-        upstream = await self._open(request.destination, published=False)
-        if request.forward is not None:
-            return upstream, request.forward
+            return self._refuse("malformed", 400, reason, reason)
+        except ValueError as exc:
+            return self._refuse("malformed", 400, str(exc), str(exc))
+        opened = await self._open(request.destination, published=False)
+        if isinstance(opened, Refusal) or request.forward is not None:
+            return opened if isinstance(opened, Refusal) else request.forward or b""
         writer.write(ESTABLISHED)
         await writer.drain()
-        first = b""
-        if request.destination.port == TLS_PORT:
-            first = await self._client_hello(request.destination)
-        return upstream, first
+        if request.destination.port != TLS_PORT:
+            return b""
+        return await self._client_hello(request.destination)
 
-    # -- the checks -------------------------------------------------------------------
-    async def _open(self, destination: Destination, *, published: bool) -> Stream:
-        """The upstream connection, to an address that passed every check.
-
-        Raises:
-            _Refused: the destination or all its addresses are refused, or none answers.
-        """
+    async def _open(self, destination: Destination, *, published: bool) -> Refusal | bytes:
+        """Connect ``self.upstream`` to an address that passed every check."""
         self.host, self.port = str(destination.host), destination.port
         policy = self.box.policy
         refused = policy.refuse_destination(destination, published=published)
         if refused is not None:
-            raise _Refused("denied", refused, self._answer(403, f"egress denied: {refused}"))
+            return self._refuse("denied", 403, refused)
         if isinstance(destination.host, str):
             found = await self.resolver.resolve(destination.host)
             addresses, refused = policy.usable_addresses(destination.host, found)
             if refused is not None:
-                message = f"egress: cannot resolve {destination.host}"
-                raise _Refused("denied", refused, self._answer(502, message))
+                told = f"egress: cannot resolve {destination.host}"
+                return self._refuse("denied", 502, refused, told)
         else:
             addresses = [destination.host]
         for address in addresses:
-            stream = await self._connect(address, destination.port)
-            if stream is not None:
-                self.address, self.upstream = str(address), stream
-                return stream
+            self.upstream = await self._connect(address, destination.port)
+            if self.upstream is not None:
+                self.address = str(address)
+                return b""
         reason = f"egress: cannot connect to {destination}"
-        raise _Refused("unreachable", reason, self._answer(502, reason))
+        return self._refuse("unreachable", 502, reason, reason)
 
     async def _connect(self, address: IPAddress, port: int) -> Stream | None:
         family = socket.AF_INET if address.version == 4 else socket.AF_INET6
@@ -190,12 +183,9 @@ class Connection:
             sock.close()
             return None
 
-    async def _client_hello(self, destination: Destination) -> bytes:
-        """The ClientHello, once its server name is checked against the CONNECT host.
-
-        Raises:
-            _Refused: not TLS, or another server name (the tunnel closes, already answered 200).
-        """
+    async def _client_hello(self, destination: Destination) -> Refusal | bytes:
+        """The ClientHello, once its server name is checked against the CONNECT host (a
+        refusal closes the tunnel: it was answered 200 already)."""
         reader = self.stream[0]
         data = b""
         sni: str | None = None
@@ -206,14 +196,14 @@ class Connection:
                     break
                 data += chunk
                 sni = client_hello_sni(data)
-        except (NotClientHello, TimeoutError) as exc:
-            raise _Refused("sni_mismatch", f"no TLS ClientHello on port 443: {exc}") from None
+        except (ValueError, TimeoutError) as exc:
+            return Refusal("sni_mismatch", f"no TLS ClientHello on port 443: {exc}")
         wanted = destination.host if isinstance(destination.host, str) else NO_SNI
         if sni is None:
-            raise _Refused("sni_mismatch", "the TLS ClientHello did not arrive whole")
+            return Refusal("sni_mismatch", "the TLS ClientHello did not arrive whole")
         if sni != wanted:
             named = repr(sni) if sni else "no server name"
-            raise _Refused("sni_mismatch", f"the TLS ClientHello names {named}, not {wanted!r}")
+            return Refusal("sni_mismatch", f"the TLS ClientHello names {named}, not {wanted!r}")
         return data
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from ai_data_agent.egress.rules import Destination, parse_destination
 
-__all__ = ["BadRequest", "ProxyRequest", "parse_request", "refusal_bytes"]
+__all__ = ["ProxyRequest", "parse_request", "refusal_bytes"]
 
 HOP_BY_HOP = frozenset(
     {
@@ -37,10 +37,6 @@ HOP_BY_HOP = frozenset(
 REASONS = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway", 504: "Gateway Timeout"}
 
 
-class BadRequest(ValueError):
-    """Not a request this proxy forwards; the message says why."""
-
-
 @dataclass(frozen=True)
 class ProxyRequest:
     method: str
@@ -52,25 +48,23 @@ def parse_request(head: bytes) -> ProxyRequest:
     """A request head (through the blank line) as the sandbox sent it.
 
     Raises:
-        BadRequest: not HTTP/1.x, not CONNECT or an ``http://`` URL, or a bad host.
+        ValueError: not HTTP/1.x, not CONNECT or an ``http://`` URL, or a bad host; the
+            message says which.
     """
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise BadRequest(f"not an HTTP/1.x request line: {lines[0][:80]!r}")
+        raise ValueError(f"not an HTTP/1.x request line: {lines[0][:80]!r}")
     method, target, version = parts
     headers = _headers(lines[1:])
-    try:
-        if method == "CONNECT":
-            return ProxyRequest(method, parse_destination(target), None)
-        url = urlsplit(target)
-        if url.scheme != "http" or not url.netloc or "@" in url.netloc:
-            raise BadRequest(
-                f"{method} {target[:80]}: only http:// URLs are forwarded (https goes by CONNECT)"
-            )
-        destination = parse_destination(url.netloc, default_port=80)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
+    if method == "CONNECT":
+        return ProxyRequest(method, parse_destination(target), None)
+    url = urlsplit(target)
+    if url.scheme != "http" or not url.netloc or "@" in url.netloc:
+        raise ValueError(
+            f"{method} {target[:80]}: only http:// URLs are forwarded (https goes by CONNECT)"
+        )
+    destination = parse_destination(url.netloc, default_port=80)
     path = url.path or "/"
     if url.query:
         path += "?" + url.query
@@ -88,7 +82,7 @@ def _headers(lines: list[str]) -> list[tuple[str, str]]:
             continue
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip():
-            raise BadRequest(f"not a header line: {line[:80]!r}")
+            raise ValueError(f"not a header line: {line[:80]!r}")
         found.append((name, value.strip()))
     return found
 

@@ -27,6 +27,7 @@ __all__ = [
     "IPAddress",
     "Rule",
     "RuleList",
+    "check_destination",
     "check_network",
     "check_rule",
     "parse_destination",
@@ -128,6 +129,13 @@ class Rule:
             host = f"[{self.host}]"
         return host if self.port is None else f"{host}:{self.port}"
 
+    @classmethod
+    def exactly(cls, destination: Destination) -> Rule:
+        """The rule that matches ``destination`` and nothing else."""
+        if isinstance(destination.host, str):
+            return cls("name", destination.host, destination.port)
+        return cls("ip", destination.host, destination.port)
+
     def matches(self, host: str | IPAddress, port: int) -> bool:
         """Whether a connection to ``host`` (normalised, see `parse_host`) and ``port`` is one."""
         if self.port is not None and port != self.port:
@@ -223,4 +231,14 @@ def check_network(text: str) -> str:
         ValueError: it is not.
     """
     ipaddress.ip_network(text.strip(), strict=False)
+    return text.strip()
+
+
+def check_destination(text: str) -> str:
+    """``text`` stripped, when it is ``host:port`` with a name or an address (a validator).
+
+    Raises:
+        ValueError: it is not.
+    """
+    parse_destination(text)
     return text.strip()

@@ -4,12 +4,12 @@
 
 Only what the check needs is parsed: the record layer (a ClientHello may span
 several handshake records), the handshake header, and the ``server_name``
-extension (RFC 6066 3). Anything that is not a ClientHello raises `NotClientHello`.
+extension (RFC 6066 3). Anything that is not a ClientHello raises ValueError.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_HELLO_BYTES", "NO_SNI", "NotClientHello", "client_hello_sni"]
+__all__ = ["MAX_HELLO_BYTES", "NO_SNI", "client_hello_sni"]
 
 MAX_HELLO_BYTES = 64 * 1024
 NO_SNI = ""
@@ -19,17 +19,13 @@ _SERVER_NAME = 0
 _HOST_NAME = 0
 
 
-class NotClientHello(ValueError):
-    """The bytes are not the start of a TLS ClientHello."""
-
-
 def _handshake_bytes(data: bytes) -> bytes:
     """The handshake layer's bytes in the complete records at the start of ``data``."""
     out = bytearray()
     pos = 0
     while pos + 5 <= len(data):
         if data[pos] != _HANDSHAKE or data[pos + 1] != 3:
-            raise NotClientHello("not a TLS handshake record")
+            raise ValueError("not a TLS handshake record")
         length = int.from_bytes(data[pos + 3 : pos + 5], "big")
         if pos + 5 + length > len(data):
             break
@@ -43,22 +39,22 @@ def client_hello_sni(data: bytes) -> str | None:
     when ``data`` does not hold the whole ClientHello yet.
 
     Raises:
-        NotClientHello: ``data`` starts with something else, or the message is malformed.
+        ValueError: ``data`` starts with something else, or the message is malformed.
     """
     if data and data[0] != _HANDSHAKE:
-        raise NotClientHello("not a TLS handshake record")
+        raise ValueError("not a TLS handshake record")
     hs = _handshake_bytes(data)
     if len(hs) < 4:
         return None
     if hs[0] != _CLIENT_HELLO:
-        raise NotClientHello("the first handshake message is not a ClientHello")
+        raise ValueError("the first handshake message is not a ClientHello")
     length = int.from_bytes(hs[1:4], "big")
     if len(hs) < 4 + length:
         return None
     try:
         return _sni(hs[4 : 4 + length])
     except IndexError as exc:
-        raise NotClientHello("a truncated ClientHello") from exc
+        raise ValueError("a truncated ClientHello") from exc
 
 
 def _take(body: bytes, pos: int, size_bytes: int) -> tuple[bytes, int]:

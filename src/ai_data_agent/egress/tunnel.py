@@ -7,7 +7,8 @@ Each direction copies until its end of file and then half-closes the other
 side, so request-response protocols finish; the tunnel ends when both
 directions have, when a byte cap of the sandbox is crossed (``capped``: the
 connection that crossed it ends, the run goes on), or when neither direction
-carried a byte for the idle timeout (``idle``).
+carried a byte for the idle timeout (``idle``). The bytes that would cross a
+cap are not sent.
 """
 
 from __future__ import annotations
@@ -34,12 +35,6 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
         pass  # gone already, or a peer that does not answer: closed on our side either way
 
 
-class _Ended(Exception):
-    def __init__(self, ending: Ending) -> None:
-        super().__init__(ending)
-        self.ending = ending
-
-
 class Tunnel:
     def __init__(self, budget: Budget, *, idle_timeout_s: float) -> None:
         self.budget = budget
@@ -47,35 +42,40 @@ class Tunnel:
         self.bytes_out = 0
         self.bytes_in = 0
         self._last = time.monotonic()
+        self._ending: Ending | None = None  # set by a copy that ends the whole tunnel
 
     async def run(self, sandbox: Stream, upstream: Stream, *, first: bytes = b"") -> Ending:
         """Copy until both directions end, or a cap or the idle timeout ends the tunnel.
         ``first`` is sent upstream before anything else (counted as out)."""
         if first:
-            self._count("out", len(first))
+            if not self._count("out", len(first)):
+                return "capped"
             upstream[1].write(first)
-        copies = [
+        copies = {
             asyncio.ensure_future(self._copy(sandbox[0], upstream[1], "out")),
             asyncio.ensure_future(self._copy(upstream[0], sandbox[1], "in")),
-        ]
+        }
         try:
-            await asyncio.gather(*copies)
-        except _Ended as ended:
-            return ended.ending
+            pending = copies
+            while pending and self._ending is None:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for copy in copies:
                 copy.cancel()
             await asyncio.gather(*copies, return_exceptions=True)
-        return "allowed"
+        return self._ending or "allowed"
 
-    def _count(self, direction: Direction, size: int) -> None:
+    def _count(self, direction: Direction, size: int) -> bool:
+        """Count bytes about to pass; False (the tunnel ends, ``capped``) past a cap."""
         if direction == "out":
             self.bytes_out += size
         else:
             self.bytes_in += size
         self._last = time.monotonic()
         if not self.budget.take(direction, size):
-            raise _Ended("capped")
+            self._ending = "capped"
+            return False
+        return True
 
     async def _copy(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: Direction
@@ -85,7 +85,8 @@ class Tunnel:
                 data = await asyncio.wait_for(reader.read(CHUNK), self.idle_timeout_s)
             except TimeoutError:
                 if time.monotonic() - self._last >= self.idle_timeout_s:
-                    raise _Ended("idle") from None
+                    self._ending = "idle"
+                    return
                 continue  # the other direction is busy
             except OSError:
                 data = b""  # reset by the peer: this direction is over
@@ -96,7 +97,8 @@ class Tunnel:
                     except OSError:
                         pass  # the other side is gone too
                 return
-            self._count(direction, len(data))
+            if not self._count(direction, len(data)):
+                return
             writer.write(data)
             try:
                 await writer.drain()

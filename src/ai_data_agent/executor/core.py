@@ -21,7 +21,8 @@ from typing import Any
 
 from loguru import logger
 
-from ai_data_agent.errors import ExecutorError
+from ai_data_agent.egress.proxy import EgressLease, EgressProxy
+from ai_data_agent.errors import AiDataAgentError, ExecutorError
 from ai_data_agent.executor.backend import Backend
 from ai_data_agent.executor.conversation import Transcript
 from ai_data_agent.executor.driver import Assignment, SandboxDriver
@@ -48,8 +49,16 @@ class Executor:
     `pool`). Call `close` (or use it as a context manager) to drain the pool.
     """
 
-    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend | None = None,
+        egress: EgressProxy | None = None,
+    ) -> None:
         self.settings = settings
+        # The egress proxy (its thread starts at the first lease), when the operator
+        # allows egress; a caller may pass its own (another resolver, a namespace).
+        self.egress = egress or (EgressProxy(settings) if settings.egress_allow else None)
         self.controller_id = uuid.uuid4().hex[:12]
         if backend is None:
             from ai_data_agent.executor.docker_backend import DockerBackend
@@ -89,6 +98,8 @@ class Executor:
             self.env_cache.close(stop_compiles=stop_compiles)
         self.driver.close()
         self.backend.close()
+        if self.egress is not None:
+            self.egress.close()
 
     def start_pool(self) -> None:
         """Fill the warm pool now rather than at the first run (a daemon does this at start)."""
@@ -203,8 +214,10 @@ class Executor:
         *,
         install: bool = False,
         lifetime: float = 0.0,
+        egress: EgressLease | None = None,
     ) -> ContainerSpec:
-        """The container of a run or a session; ``lifetime`` extends its deadline label."""
+        """The container of a run or a session; ``lifetime`` extends its deadline label;
+        ``egress`` mounts the sandbox's egress sockets."""
         mounts: tuple[VolumeMount, ...] = ()
         if self.env_cache is not None:  # every sandbox mounts it: one profile with the pool
             self.env_cache.prepare()  # else Docker would create the volume root-owned
@@ -218,7 +231,29 @@ class Executor:
             needs_install=install,
             mounts=mounts,
             extra_lifetime_s=lifetime,
+            egress_dir=egress.host_dir if egress is not None else None,
         )
+
+    def egress_lease(self, owner: str, limits: Limits) -> EgressLease | None:
+        """The egress proxy's lease for a run or session with an allow-list, else None.
+        Open it before the container is made (it mounts the lease's folder); close it
+        when the run or session ends.
+
+        Raises:
+            ExecutorError: this executor has no egress proxy, or it cannot listen.
+        """
+        if limits.egress is None:
+            return None
+        if self.egress is None:
+            raise ExecutorError(
+                "an egress allow-list was granted, but this executor has no egress proxy",
+                run_id=owner,
+                step="egress",
+            )
+        try:
+            return self.egress.open(owner, allow=limits.egress.allow, publish=limits.egress.publish)
+        except (AiDataAgentError, ValueError) as exc:
+            raise ExecutorError(f"cannot open egress: {exc}", run_id=owner, step="egress") from exc
 
     def _drive(
         self,
@@ -233,22 +268,29 @@ class Executor:
     ) -> Transcript:
         env = environment.env if environment is not None else None
         per_run_install = bool(request.requirements) and env is None
-        assignment = Assignment(
-            spec=self.sandbox_spec(limits, image, run_id, install=per_run_install),
-            job=run_job(self.settings, request, limits, env.path if env is not None else None),
-            inputs=[item.data for item in request.files],
-            code_timeout_s=limits.timeout_s,
-        )
-        in_use = self.env_cache.using(env.key) if env and self.env_cache else nullcontext()
-        with in_use:
-            return self.driver.drive(
-                assignment,
-                run_id=run_id,
-                on_event=on_event,
-                cancel=cancel,
-                artifacts_dir=artifacts_dir,
-                defer_removal=self.pool is not None,  # the latency mode: return at the result
+        egress = self.egress_lease(run_id, limits)
+        try:
+            assignment = Assignment(
+                spec=self.sandbox_spec(
+                    limits, image, run_id, install=per_run_install, egress=egress
+                ),
+                job=run_job(self.settings, request, limits, env.path if env is not None else None),
+                inputs=[item.data for item in request.files],
+                code_timeout_s=limits.timeout_s,
             )
+            in_use = self.env_cache.using(env.key) if env and self.env_cache else nullcontext()
+            with in_use:
+                return self.driver.drive(
+                    assignment,
+                    run_id=run_id,
+                    on_event=on_event,
+                    cancel=cancel,
+                    artifacts_dir=artifacts_dir,
+                    defer_removal=self.pool is not None,  # the latency mode: return at the result
+                )
+        finally:
+            if egress is not None:
+                egress.close()  # every tunnel of the run ends with it
 
     def _lost(self, environment: Ready, run_id: str, *, retried: bool) -> None:
         """The cached environment vanished from the volume: forget it, so it is installed again."""

@@ -15,14 +15,17 @@ from typing import Any, Literal
 from packaging.requirements import Requirement
 from pydantic import BaseModel, Field
 
+from ai_data_agent.executor.spec import EGRESS_MOUNT
 from ai_data_agent.models import InputFile, Limits, RunRequest
 from ai_data_agent.settings import Settings
 
 __all__ = [
+    "EgressJob",
     "FileEntry",
     "InstallSpec",
     "Job",
     "compile_job",
+    "egress_job",
     "install_job",
     "probe_job",
     "prune_job",
@@ -60,6 +63,20 @@ class FileEntry(BaseModel):
         return [cls(path=f.path, size=len(f.data)) for f in files]
 
 
+class EgressJob(BaseModel):
+    """The relay the runner starts before the code (`sandbox.egress_relay`)."""
+
+    dir: str = Field(description="Where the sandbox sees its egress sockets.")
+    publish: list[str] = Field(default_factory=list, description="Published ports' names.")
+
+
+def egress_job(limits: Limits) -> EgressJob | None:
+    """The relay of a run or session with an egress allow-list, else None."""
+    if limits.egress is None:
+        return None
+    return EgressJob(dir=EGRESS_MOUNT, publish=sorted(limits.egress.publish))
+
+
 class ArtifactCaps(BaseModel):
     max_count: int = 0
     max_total_bytes: int = 0
@@ -76,6 +93,7 @@ class Job(BaseModel):
     env_paths: list[str] = Field(default_factory=list)
     timeout_s: float = 0.0
     network: bool = False
+    egress: EgressJob | None = None
     exec_env: dict[str, str] = Field(default_factory=dict)
     stdout_limit: int = 0
     stderr_limit: int = 0
@@ -129,6 +147,7 @@ def run_job(settings: Settings, request: RunRequest, limits: Limits, env_path: s
         env_paths=[env_path] if env_path is not None else [],
         timeout_s=limits.timeout_s,
         network=limits.network,
+        egress=egress_job(limits),
         exec_env=request.env,
         stdout_limit=settings.stdout_limit_bytes,
         stderr_limit=settings.stderr_limit_bytes,
@@ -142,11 +161,17 @@ def run_job(settings: Settings, request: RunRequest, limits: Limits, env_path: s
 
 
 def session_job(
-    settings: Settings, env: dict[str, str], files: list[FileEntry], env_path: str | None
+    settings: Settings,
+    env: dict[str, str],
+    files: list[FileEntry],
+    env_path: str | None,
+    egress: EgressJob | None = None,
 ) -> Job:
-    """A session: the kernel in this sandbox, cells until ``close`` (never a network)."""
+    """A session: the kernel in this sandbox, cells until ``close`` (never a network
+    interface; ``egress``, its relay to the egress proxy)."""
     return Job(
         mode="session",
+        egress=egress,
         env_paths=[env_path] if env_path is not None else [],
         exec_env=env,
         stdout_limit=settings.stdout_limit_bytes,

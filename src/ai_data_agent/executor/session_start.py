@@ -2,7 +2,7 @@
 
     started = launch(executor, session_id, limits, request, env)
     if started is None: ...      # the cached environment is gone: install it again
-    wire, generation = started
+    wire, generation, egress = started     # egress: the session's lease, closed at its end
 
 The container comes from the warm pool when one matches (a session's container
 is a run's, with a longer deadline label). Until the kernel says it started,
@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from ai_data_agent.egress.proxy import EgressLease
 from ai_data_agent.errors import ExecutorError, SessionGone
 from ai_data_agent.executor.envindex import CachedEnv
 from ai_data_agent.executor.frames import KernelFrame, ResultFrame
-from ai_data_agent.executor.jobs import FileEntry, session_job
+from ai_data_agent.executor.jobs import FileEntry, egress_job, session_job
 from ai_data_agent.executor.protocol import encode_message, new_token
 from ai_data_agent.executor.wire import SessionWire
 from ai_data_agent.models import Limits
@@ -40,9 +41,11 @@ def launch(
     limits: Limits,
     request: SessionRequest,
     env: CachedEnv | None,
-) -> tuple[SessionWire, int] | None:
-    """The sandbox with its kernel up, and the kernel's generation; None when the cached
-    environment turned out to be gone (nothing is left behind then either).
+) -> tuple[SessionWire, int, EgressLease | None] | None:
+    """The sandbox with its kernel up, the kernel's generation, and the session's lease on
+    the egress proxy when it has an allow-list (the caller closes it when the session
+    ends); None when the cached environment turned out to be gone (nothing is left
+    behind then either).
 
     Raises:
         ExecutorError: Docker failed, the runner refused, or no kernel started.
@@ -50,14 +53,24 @@ def launch(
     settings = executor.settings
     image = executor.backend.resolve_image()
     lifetime = settings.session_max_lifetime_s
-    spec = executor.sandbox_spec(limits, image, session_id, lifetime=lifetime)
-    sandbox = executor.driver.sandbox(spec, session_id)
-    token = new_token()
-    wire = SessionWire(sandbox, token, session_id)
+    egress = executor.egress_lease(session_id, limits)
     generation = None
     try:
+        spec = executor.sandbox_spec(limits, image, session_id, lifetime=lifetime, egress=egress)
+        sandbox = executor.driver.sandbox(spec, session_id)
+    except BaseException:
+        if egress is not None:
+            egress.close()
+        raise
+    token = new_token()
+    wire = SessionWire(sandbox, token, session_id)
+    try:
         job = session_job(
-            settings, request.env, FileEntry.of(request.files), env.path if env else None
+            settings,
+            request.env,
+            FileEntry.of(request.files),
+            env.path if env else None,
+            egress_job(limits),
         )
         job.token = token
         sandbox.send(encode_message(job.encode()))
@@ -74,7 +87,9 @@ def launch(
                 logger.bind(run_id=session_id).warning("cleanup failed: {}", exc)
             if env is not None and executor.env_cache is not None:
                 executor.env_cache.release(env.key)
-    return None if generation is None else (wire, generation)
+            if egress is not None:
+                egress.close()
+    return None if generation is None else (wire, generation, egress)
 
 
 def _wait_started(wire: SessionWire, session_id: str, has_env: bool) -> int | None:

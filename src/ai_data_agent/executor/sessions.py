@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from ai_data_agent.egress.proxy import EgressLease
 from ai_data_agent.errors import (
     ExecutorError,
     RequestRejected,
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Session"]
 
-START_WAIT_S = 120.0
 OP_WAIT_S = 60.0
 CELL_SLACK_S = 30.0
 UPLOAD_BYTES_PER_S = 10 * 1024 * 1024
@@ -97,6 +97,7 @@ class Session:
         self.image = ""
         self.error: str | None = None
         self._wire: SessionWire | None = None
+        self._egress: EgressLease | None = None
         self._call = threading.Lock()
         self._in_cell = False
         self._log = logger.bind(run_id=self.id)
@@ -115,7 +116,7 @@ class Session:
                 self.env = self._install(self.requirements, f"{self.id}-start")
             started = launch(self.executor, self.id, self.limits, self.request, self.env)
             if started is not None:
-                self._wire, self.generation = started
+                self._wire, self.generation, self._egress = started
                 break
             lost = self.env
             cache = self.executor.env_cache
@@ -144,6 +145,8 @@ class Session:
             wire.ended = True
             wire.report_noise()
             self._remove(wire.sandbox)
+        if self._egress is not None:
+            self._egress.close()  # every tunnel of the session ends with it
         if self.env is not None and self.executor.env_cache is not None:
             self.executor.env_cache.release(self.env.key)
         self._log.info("session {}{}", status.value, f": {reason}" if reason else "")

@@ -21,6 +21,7 @@ from ai_data_agent.settings import Settings
 
 __all__ = [
     "CA_BUNDLE_PATH",
+    "EGRESS_MOUNT",
     "ENVS_MOUNT",
     "LABEL_CONTROLLER",
     "LABEL_DEADLINE",
@@ -47,6 +48,7 @@ LABEL_OWNER = LABEL_PREFIX + "owner"  # the controller process, see `owner`
 SANDBOX_USER = "1000:1000"
 CA_BUNDLE_PATH = "/etc/ai-data-agent/ca-bundle.crt"
 ENVS_MOUNT = "/opt/ai-data-agent/envs"  # the shared, read-only environment cache
+EGRESS_MOUNT = "/opt/ai-data-agent/egress"  # the sandbox's own egress sockets (`egress.proxy`)
 # Extra time a sandbox may live beyond install + timeout before a sweep may
 # remove it as abandoned.
 SWEEP_SLACK_S = 120
@@ -113,6 +115,10 @@ class ContainerSpec:
     detach_network_before_code: bool
     ca_bundle: Path | None = None
     mounts: tuple[VolumeMount, ...] = ()
+    # The host folder of this sandbox's egress sockets, bind-mounted read-only at
+    # EGRESS_MOUNT (a socket connects on a read-only mount). A sandbox with one is made
+    # for its run or session, never pooled: its profile differs from the pool's.
+    egress_dir: Path | None = None
     # Relative CPU weight under contention (Docker's default is 1024); background work
     # such as compiling a new environment's bytecode yields to runs.
     cpu_shares: int | None = None
@@ -159,6 +165,7 @@ def build_spec(
     mounts: tuple[VolumeMount, ...] = (),
     extra_lifetime_s: float = 0.0,
     now: float | None = None,
+    egress_dir: Path | None = None,
 ) -> ContainerSpec:
     """The container for one run.
 
@@ -195,4 +202,5 @@ def build_spec(
         detach_network_before_code=network is not None and not limits.network,
         ca_bundle=settings.ca_bundle,
         mounts=mounts,
+        egress_dir=egress_dir,
     )

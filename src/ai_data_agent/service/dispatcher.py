@@ -33,6 +33,7 @@ from typing import Literal, Protocol
 
 from loguru import logger
 
+from ai_data_agent.egress.proxy import EgressProxy
 from ai_data_agent.errors import AiDataAgentError, NotReady, QueueFull
 from ai_data_agent.executor import RunEvent
 from ai_data_agent.executor.backend import Backend
@@ -78,6 +79,9 @@ class RunExecutor(Protocol):
 
     @property
     def env_cache(self) -> EnvCache | None: ...
+
+    @property
+    def egress(self) -> EgressProxy | None: ...
 
     def run(
         self,

@@ -21,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ai_data_agent.egress.log import EgressEvent
 from ai_data_agent.models import RunResult, RunStatus
 
 __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
@@ -93,6 +94,18 @@ class ServiceMetrics:
         self.retention_deleted = Counter(
             "ai_data_agent_records_deleted", "Run records removed by retention.", registry=r
         )
+        self.egress_connections = Counter(
+            "ai_data_agent_egress_connections",
+            "Connections through the egress proxy, allowed or refused, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.egress_bytes = Counter(
+            "ai_data_agent_egress_bytes",
+            "Bytes through the egress proxy, by direction (out: from sandboxes).",
+            ["direction"],
+            registry=r,
+        )
 
     def bind_sessions(self, active: Callable[[], float]) -> None:
         self.sessions_active.set_function(active)
@@ -108,6 +121,12 @@ class ServiceMetrics:
             self.install_seconds.observe(result.timings.install_s)
             self.execute_seconds.observe(result.timings.execute_s)
             self.total_seconds.observe(result.timings.total_s)
+
+    def observe_egress(self, event: EgressEvent) -> None:
+        """Count one egress connection (a sink of the proxy's `EgressLog`)."""
+        self.egress_connections.labels(outcome=event.outcome).inc()
+        self.egress_bytes.labels(direction="out").inc(event.bytes_out)
+        self.egress_bytes.labels(direction="in").inc(event.bytes_in)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
