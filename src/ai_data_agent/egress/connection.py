@@ -30,6 +30,8 @@ __all__ = ["Connection", "Refusal", "SandboxState"]
 
 HEAD_TIMEOUT_S = 10.0
 HELLO_TIMEOUT_S = 10.0
+LINGER_S = 1.0
+LINGER_BYTES = 1024 * 1024
 TLS_PORT = 443
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
@@ -91,7 +93,7 @@ class Connection:
             if isinstance(opened, Refusal):
                 outcome, reason = opened.outcome, opened.reason
                 if opened.answer is not None:
-                    await _send(self.stream[1], opened.answer)
+                    await _answer(self.stream, opened.answer)
             else:
                 assert self.upstream is not None
                 outcome = await self.tunnel.run(self.stream, self.upstream, first=opened)
@@ -207,9 +209,17 @@ class Connection:
         return data
 
 
-async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+async def _answer(stream: Stream, answer: bytes) -> None:
+    """Send a refusal, then read what the sandbox still sends (briefly) before closing:
+    closing with unread bytes would reset the connection before the answer is read."""
+    reader, writer = stream
     try:
-        writer.write(data)
+        writer.write(answer)
         await writer.drain()
-    except OSError:
-        pass  # the sandbox hung up first: nothing to tell it
+        if writer.can_write_eof():
+            writer.write_eof()
+        unread = LINGER_BYTES
+        while unread > 0 and (chunk := await asyncio.wait_for(reader.read(65536), LINGER_S)):
+            unread -= len(chunk)
+    except (OSError, TimeoutError):
+        pass  # the sandbox hung up, or sends on: closed either way

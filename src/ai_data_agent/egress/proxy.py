@@ -40,7 +40,7 @@ from ai_data_agent.egress.resolver import Resolver, SystemResolver
 from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.settings import Settings
 
-__all__ = ["PROXY_SOCKET", "EgressLease", "EgressProxy", "publish_socket"]
+__all__ = ["PROXY_SOCKET", "EgressLease", "EgressProxy", "enter_netns", "publish_socket"]
 
 PROXY_SOCKET = "proxy.sock"
 CALL_TIMEOUT_S = 30.0
@@ -208,9 +208,9 @@ class EgressProxy:
     ) -> None:
         try:
             if self.netns is not None:
-                _enter_netns(self.netns)
+                enter_netns(self.netns)
                 loop.set_default_executor(  # lookups happen in the namespace too
-                    ThreadPoolExecutor(4, initializer=_enter_netns, initargs=(self.netns,))
+                    ThreadPoolExecutor(4, initializer=enter_netns, initargs=(self.netns,))
                 )
             asyncio.set_event_loop(loop)
         except OSError as exc:
@@ -269,7 +269,7 @@ class EgressProxy:
         shutil.rmtree(box.folder, ignore_errors=True)
 
 
-def _enter_netns(path: Path) -> None:
+def enter_netns(path: Path) -> None:
     """Move the calling thread into the network namespace at ``path``.
 
     Raises:

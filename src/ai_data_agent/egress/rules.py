@@ -68,8 +68,9 @@ def parse_host(text: str) -> str | IPAddress:
     return name
 
 
-def _split_port(text: str) -> tuple[str, int | None]:
-    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address."""
+def _split_port(text: str, *, port_required: bool = False) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address (with a
+    last ``:port`` when one is required: urllib sends ``CONNECT ::1:443``)."""
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -78,7 +79,10 @@ def _split_port(text: str) -> tuple[str, int | None]:
         if rest and not rest.startswith(":"):
             raise ValueError(f"{text!r}: expected ':port' after ']'")
         return text[: end + 1], _port(rest[1:], text) if rest else None
-    if text.count(":") > 1:  # a bare IPv6 address has no port
+    if text.count(":") > 1:  # a bare IPv6 address
+        if port_required:
+            host, _, port = text.rpartition(":")
+            return host, _port(port, text)
         return text, None
     host, sep, port = text.partition(":")
     return host, _port(port, text) if sep else None
@@ -108,7 +112,7 @@ def parse_destination(text: str, default_port: int | None = None) -> Destination
     Raises:
         ValueError: a bad host or port, or no port where one is needed.
     """
-    host, port = _split_port(text.strip())
+    host, port = _split_port(text.strip(), port_required=default_port is None)
     port = port if port is not None else default_port
     if port is None:
         raise ValueError(f"{text!r}: a port is needed (host:port)")

@@ -67,14 +67,14 @@ class Tunnel:
 
     def _count(self, direction: Direction, size: int) -> bool:
         """Count bytes about to pass; False (the tunnel ends, ``capped``) past a cap."""
+        if not self.budget.take(direction, size):
+            self._ending = "capped"
+            return False
         if direction == "out":
             self.bytes_out += size
         else:
             self.bytes_in += size
         self._last = time.monotonic()
-        if not self.budget.take(direction, size):
-            self._ending = "capped"
-            return False
         return True
 
     async def _copy(
