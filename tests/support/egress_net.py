@@ -9,7 +9,7 @@
 Each server binds and accepts on a thread of its own; with ``netns`` that thread
 first enters the namespace, so the server lives in it. `PrivateInternet` is
 the integration tests' private internet: a namespace made with ``ip netns``,
-documentation addresses on a dummy interface in it (HTTPS servers on
+documentation addresses on its loopback interface (HTTPS servers on
 203.0.113.10 and .11, a TCP echo server on 203.0.113.20), and canaries on
 169.254.169.254 and 10.0.0.5 that record anything reaching them.
 """
@@ -209,14 +209,12 @@ class PrivateInternet:
         _ip("netns", "add", name)
         try:
             _ip("-n", name, "link", "set", "lo", "up")
-            _ip("-n", name, "link", "add", "net0", "type", "dummy")
-            _ip("-n", name, "link", "set", "net0", "up")
             for address in (cls.FILES, cls.MIRROR, cls.ECHO, cls.METADATA, cls.PRIVATE):
-                _ip("-n", name, "addr", "add", f"{address}/32", "dev", "net0")
+                _ip("-n", name, "addr", "add", f"{address}/32", "dev", "lo")
             netns = Path("/run/netns") / name
             with ExitStack() as stack:
                 files = stack.enter_context(
-                    HttpsServer(ca, ["files.test"], (cls.FILES, 443), netns)
+                    HttpsServer(ca, ["files.test", "rebind.test"], (cls.FILES, 443), netns)
                 )
                 mirror = stack.enter_context(
                     HttpsServer(ca, ["mirror.test"], (cls.MIRROR, 443), netns)

@@ -187,6 +187,11 @@ class EgressProxy:
         if loop is not None and box in self._boxes:
             self._call(loop, self._release(box))
 
+    @property
+    def socket_dir(self) -> Path | None:
+        """The folder that holds every lease's folder (None until the proxy starts)."""
+        return self._base
+
     def connections(self) -> int:
         """Connections in flight now, of every lease."""
         return sum(len(box.tasks) for box in list(self._boxes))
