@@ -15,6 +15,7 @@ import pytest
 
 from ai_data_agent import Executor, RunRequest
 from ai_data_agent.egress.log import EgressEvent
+from ai_data_agent.egress.resolver import HostsResolver
 from ai_data_agent.session_models import SessionRequest
 from tests.support.egress_net import PrivateInternet
 from tests.support.wait import poll
@@ -166,6 +167,10 @@ def test_a_run_reaches_exactly_its_allowed_hosts(
     # The files server saw exactly the allowed requests; the canaries nothing (autouse check).
     assert sorted(internet.files.served[-3:]) == ["/hello", "/one", "/requests"]
     assert_nothing_left(executor)
+    # Names off the list are never looked up (no DNS exfiltration); listed ones once a connection.
+    assert executor.egress is not None and isinstance(executor.egress.resolver, HostsResolver)
+    lookups = executor.egress.resolver.lookups
+    assert "evil.test" not in lookups and lookups.count("rebind.test") == 2
     by_outcome: dict[str, list[EgressEvent]] = {}
     for event in events:
         assert event.owner == f"egress-{runtime}"
