@@ -16,6 +16,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,22 @@ def opener(env: dict[str, str], ca: trustme.CA) -> urllib.request.OpenerDirector
         urllib.request.ProxyHandler({"http": env["HTTP_PROXY"], "https": env["HTTPS_PROXY"]}),
         urllib.request.HTTPSHandler(context=context),
     )
+
+
+@contextmanager
+def published_echo(
+    files: HttpsServer, echo: EchoServer, events: list[EgressEvent], **settings: Any
+) -> Iterator[tuple[EgressLease, tuple[str, int]]]:
+    """A proxy with ``settings``, a lease that publishes the echo server as ``PG``, and the
+    local address the relay gives it."""
+    proxy = make_proxy(files, echo, events, **settings)
+    try:
+        lease = proxy.open("run-pg", allow=[], publish={"PG": f"db.test:{echo.port}"})
+        host, port = relay(lease)["AI_DATA_AGENT_EGRESS_PG"].split(":")
+        yield lease, (host, int(port))
+        lease.close()
+    finally:
+        proxy.close()
 
 
 def raw_connect(lease: EgressLease, head: bytes) -> socket.socket:
@@ -297,26 +314,17 @@ def test_a_published_port_reaches_its_destination_and_nothing_else(
 def test_a_published_port_still_gets_the_address_checks(
     files: HttpsServer, echo: EchoServer, events: list[EgressEvent]
 ) -> None:
-    proxy = make_proxy(files, echo, events, egress_allow_cidrs=[])  # loopback is not listed now
-    try:
-        lease = proxy.open("run-9", allow=[], publish={"PG": f"db.test:{echo.port}"})
-        host, port = relay(lease)["AI_DATA_AGENT_EGRESS_PG"].split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as conn:
+    with published_echo(files, echo, events, egress_allow_cidrs=[]) as (_, address):  # no loopback
+        with socket.create_connection(address, timeout=10) as conn:
             assert conn.recv(100) == b""  # closed: no HTTP on a published port
-        assert last_event(events).reason.endswith("is a loopback address (an address of db.test)")
-    finally:
-        proxy.close()
+    assert events[0].reason == f"{echo_address(echo)} is a loopback address (an address of db.test)"
 
 
 def test_the_connection_cap_refuses_the_next_one_only(
     files: HttpsServer, echo: EchoServer, events: list[EgressEvent]
 ) -> None:
-    proxy = make_proxy(files, echo, events, egress_max_connections=2)
-    try:
-        lease = proxy.open("run-10", allow=[], publish={"PG": f"db.test:{echo.port}"})
-        env = relay(lease)
-        host, port = env["AI_DATA_AGENT_EGRESS_PG"].split(":")
-        held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+    with published_echo(files, echo, events, egress_max_connections=2) as (lease, address):
+        held = [socket.create_connection(address, timeout=10) for _ in range(2)]
         for conn in held:
             conn.sendall(b"ping")
             assert conn.recv(10) == b"ping"
@@ -327,12 +335,9 @@ def test_the_connection_cap_refuses_the_next_one_only(
         for conn in held:
             conn.close()
         poll(lambda: lease.connections() == 0, timeout_s=10, what="the held connections ended")
-        with socket.create_connection((host, int(port)), timeout=10) as conn:
+        with socket.create_connection(address, timeout=10) as conn:
             conn.sendall(b"again")
             assert conn.recv(10) == b"again"
-        lease.close()
-    finally:
-        proxy.close()
 
 
 def test_the_byte_cap_ends_the_connection_that_crosses_it(
@@ -363,16 +368,10 @@ def test_the_byte_cap_ends_the_connection_that_crosses_it(
 def test_an_idle_tunnel_is_closed(
     files: HttpsServer, echo: EchoServer, events: list[EgressEvent]
 ) -> None:
-    proxy = make_proxy(files, echo, events, egress_idle_timeout_s=0.3)
-    try:
-        lease = proxy.open("run-12", allow=[], publish={"PG": f"db.test:{echo.port}"})
-        host, port = relay(lease)["AI_DATA_AGENT_EGRESS_PG"].split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as conn:
+    with published_echo(files, echo, events, egress_idle_timeout_s=0.3) as (_, address):
+        with socket.create_connection(address, timeout=10) as conn:
             assert conn.recv(10) == b""  # closed by the proxy after 0.3 s without data
         assert last_event(events).outcome == "idle"
-        lease.close()
-    finally:
-        proxy.close()
 
 
 def test_closing_the_lease_closes_every_tunnel_and_removes_its_sockets(
