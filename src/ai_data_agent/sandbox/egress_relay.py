@@ -76,8 +76,11 @@ class Relay:
             for key, mask in self.selector.select():
                 if isinstance(key.data, str):
                     self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
-                else:
+                    continue
+                try:
                     self._service(key.data, mask)
+                except (OSError, ValueError, KeyError):  # one pair's trouble ends that pair only
+                    self._close(key.data)
 
     def _accept(self, server: socket.socket, path: str) -> None:
         try:
