@@ -130,6 +130,8 @@ class EgressProxy:
             ready.wait()
             if failure:
                 thread.join()
+                if self._own_base:
+                    shutil.rmtree(self._base, ignore_errors=True)
                 raise ConfigurationError(f"the egress proxy cannot start: {failure[0]}")
             self._loop, self._thread = loop, thread
         logger.info("egress proxy started: sockets under {}", self._base)
