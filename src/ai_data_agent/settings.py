@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ai_data_agent.egress.rules import check_network, check_rule
 from ai_data_agent.requirements import check_requirement
 
 __all__ = [
@@ -39,6 +40,9 @@ DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
 RequirementText = Annotated[str, AfterValidator(check_requirement)]
+EgressRule = Annotated[str, AfterValidator(check_rule)]
+EgressNetwork = Annotated[str, AfterValidator(check_network)]
+COMMA_SEPARATED = "api_tokens mcp_allowed_hosts egress_allow egress_deny egress_allow_cidrs".split()
 # Where hosts keep the system CA bundle, in the order Go's crypto/x509 looks on Linux.
 SYSTEM_CA_BUNDLES = (
     Path("/etc/ssl/certs/ca-certificates.crt"),  # Debian, Ubuntu, Gentoo, Arch, Alpine
@@ -253,6 +257,43 @@ class Settings(BaseSettings):
         "Nothing else of the controller's environment reaches a container.",
     )
 
+    # Egress: an allow-list of hosts, through a checked proxy (docs/security.md "Egress") ---
+    egress_allow: Annotated[list[EgressRule], NoDecode] = Field(
+        default_factory=list,
+        description='Hosts a run or session may ask to reach (`network: {"allow": [...]}`), '
+        "comma-separated: `example.com`, `*.example.com` (its subdomains), `*` (any name), an IP "
+        "address (reached only when listed), each optionally with `:port`. Empty: egress is off.",
+    )
+    egress_deny: Annotated[list[EgressRule], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts never reached, even when an allow rule matches (same syntax).",
+    )
+    egress_allow_cidrs: Annotated[list[EgressNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Address ranges reachable although not global (internal data hosts; networks "
+        "where public names resolve into private or documentation ranges), comma-separated "
+        "CIDRs. Every other non-global address (loopback, private, link-local, metadata, CGNAT, "
+        "reserved) is refused.",
+    )
+    egress_max_connections: int = Field(
+        16, ge=1, description="Connections one sandbox may have open through the proxy at once."
+    )
+    egress_max_bytes_out: int = Field(
+        64 * MiB, ge=0, description="Bytes one sandbox may send through the proxy in all."
+    )
+    egress_max_bytes_in: int = Field(
+        1024 * MiB, ge=0, description="Bytes one sandbox may receive through the proxy in all."
+    )
+    egress_idle_timeout_s: float = Field(
+        60.0, gt=0, description="A proxied connection with no data either way this long is closed."
+    )
+    egress_socket_dir: Path | None = Field(
+        None,
+        description="Folder of the proxy's per-sandbox Unix sockets (bind-mounted into "
+        "sandboxes, so the Docker engine must see the same path). Default: a private temporary "
+        "folder of the daemon.",
+    )
+
     # Operations --------------------------------------------------------------
     docker_host: str | None = Field(
         None, description="Docker endpoint; default: DOCKER_HOST or the local socket."
@@ -363,7 +404,7 @@ class Settings(BaseSettings):
     server: str | None = Field(None, description="Daemon URL: the CLI sends runs there.")
     token: SecretStr | None = Field(None, description="Bearer token the client sends.")
 
-    @field_validator("api_tokens", "mcp_allowed_hosts", mode="before")
+    @field_validator(*COMMA_SEPARATED, mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
