@@ -64,3 +64,11 @@ def test_every_egress_connection_is_counted() -> None:
     assert 'ai_data_agent_egress_bytes_total{direction="in"} 30.0' in text
     assert 'ai_data_agent_egress_bytes_total{direction="out"} 10.0' in text
 
+
+async def test_info_tells_clients_which_hosts_they_may_ask_for(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, egress_allow=["files.test", "*.example.com:443"])
+    async with running_service(settings) as svc:
+        info = (await svc.client.get("/v1/info")).json()
+        assert info["egress_allow"] == ["files.test", "*.example.com:443"]
+    async with running_service(make_settings(tmp_path / "off")) as svc:
+        assert (await svc.client.get("/v1/info")).json()["egress_allow"] == []
