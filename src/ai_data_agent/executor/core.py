@@ -98,8 +98,8 @@ class Executor:
 
     def close(self, *, stop_compiles: bool = False) -> None:
         """Drain the warm pool, finish deferred removals (nothing left behind), close the
-        engine connection and stop the egress proxy; background compiles are waited for, or stopped
-        with ``stop_compiles`` (see `EnvCache.close`).
+        engine connection and stop the egress proxy; background compiles are waited for,
+        or stopped with ``stop_compiles`` (see `EnvCache.close`).
 
         Idempotent; the executor stays usable (it reconnects, without a pool).
         """
