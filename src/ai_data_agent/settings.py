@@ -40,8 +40,8 @@ DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
 RequirementText = Annotated[str, AfterValidator(check_requirement)]
-EgressRule = Annotated[str, AfterValidator(check_rule)]
-EgressNetwork = Annotated[str, AfterValidator(check_network)]
+EgressRules = Annotated[list[Annotated[str, AfterValidator(check_rule)]], NoDecode]
+EgressNetworks = Annotated[list[Annotated[str, AfterValidator(check_network)]], NoDecode]
 COMMA_SEPARATED = "api_tokens mcp_allowed_hosts egress_allow egress_deny egress_allow_cidrs".split()
 # Where hosts keep the system CA bundle, in the order Go's crypto/x509 looks on Linux.
 SYSTEM_CA_BUNDLES = (
@@ -257,41 +257,24 @@ class Settings(BaseSettings):
         "Nothing else of the controller's environment reaches a container.",
     )
 
-    # Egress: an allow-list of hosts, through a checked proxy (docs/security.md "Egress") ---
-    egress_allow: Annotated[list[EgressRule], NoDecode] = Field(
+    # Egress: hosts reached through a checked proxy (docs/security.md "Egress") ----------
+    egress_allow: EgressRules = Field(
         default_factory=list,
-        description='Hosts a run or session may ask to reach (`network: {"allow": [...]}`), '
-        "comma-separated: `example.com`, `*.example.com` (its subdomains), `*` (any name), an IP "
-        "address (reached only when listed), each optionally with `:port`. Empty: egress is off.",
+        description="Hosts a run or session may ask for, comma-separated: `example.com`, `*.example."
+        "com` (subdomains), `*`, an IP address; each optionally `:port`. Empty: egress is off.",
     )
-    egress_deny: Annotated[list[EgressRule], NoDecode] = Field(
-        default_factory=list,
-        description="Hosts never reached, even when an allow rule matches (same syntax).",
+    egress_deny: EgressRules = Field(default_factory=list, description="Hosts never reached.")
+    egress_allow_cidrs: EgressNetworks = Field(
+        default_factory=list, description="Non-global ranges (CIDRs) reachable all the same."
     )
-    egress_allow_cidrs: Annotated[list[EgressNetwork], NoDecode] = Field(
-        default_factory=list,
-        description="Address ranges reachable although not global (internal data hosts; networks "
-        "where public names resolve into private or documentation ranges), comma-separated "
-        "CIDRs. Every other non-global address (loopback, private, link-local, metadata, CGNAT, "
-        "reserved) is refused.",
-    )
-    egress_max_connections: int = Field(
-        16, ge=1, description="Connections one sandbox may have open through the proxy at once."
-    )
-    egress_max_bytes_out: int = Field(
-        64 * MiB, ge=0, description="Bytes one sandbox may send through the proxy in all."
-    )
-    egress_max_bytes_in: int = Field(
-        1024 * MiB, ge=0, description="Bytes one sandbox may receive through the proxy in all."
-    )
-    egress_idle_timeout_s: float = Field(
-        60.0, gt=0, description="A proxied connection with no data either way this long is closed."
-    )
+    egress_max_connections: int = Field(16, ge=1, description="Proxied connections per sandbox.")
+    egress_max_bytes_out: int = Field(64 * MiB, ge=0, description="Bytes a sandbox may send.")
+    egress_max_bytes_in: int = Field(1024 * MiB, ge=0, description="Bytes a sandbox may receive.")
+    egress_idle_timeout_s: float = Field(60.0, gt=0, description="Seconds an idle tunnel lives.")
     egress_socket_dir: Path | None = Field(
         None,
-        description="Folder of the proxy's per-sandbox Unix sockets (bind-mounted into "
-        "sandboxes, so the Docker engine must see the same path). Default: a private temporary "
-        "folder of the daemon.",
+        description="Folder of the proxy's per-sandbox Unix sockets, bind-mounted into sandboxes: "
+        "the Docker engine must see the same path. Default: a private temporary folder.",
     )
 
     # Operations --------------------------------------------------------------
@@ -315,6 +298,11 @@ class Settings(BaseSettings):
 
     # Daemon ------------------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="Run records (SQLite) and stored results.")
+    storage_dir: Path | None = Field(
+        None,
+        description="Datasets and checkpoints (content-addressed blobs); unset: data_dir/storage. "
+        "In a cluster, a directory every API node shares.",
+    )
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Accepted bearer tokens, comma-separated."
     )
@@ -344,6 +332,16 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")
     reaper_interval_s: float = Field(
         30.0, gt=0, description="How often expired sandboxes are swept."
+    )
+
+    # Operator console (/console) -------------------------------------------------
+    console_enabled: bool = Field(
+        True, description="Serve the operator console at /console (docs/console.md)."
+    )
+    console_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs the console's session cookies. Unset: a key made once in "
+        "data_dir (console.key, mode 0600). Give every API node of a cluster the same one.",
     )
 
     # MCP server (the `mcp` extra) ---------------------------------------------
@@ -450,6 +448,11 @@ class Settings(BaseSettings):
         if level not in {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @property
+    def storage_root(self) -> Path:
+        """Where blobs are kept (`storage_dir`, else under `data_dir`)."""
+        return self.storage_dir or self.data_dir / "storage"
 
     @property
     def clustered(self) -> bool:
