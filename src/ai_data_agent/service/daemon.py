@@ -45,6 +45,8 @@ class Daemon:
         self.executor = executor
         self.store = RunStore(settings.data_dir / STORE_FILENAME)
         self.metrics = ServiceMetrics()
+        if executor.egress is not None:  # every egress connection is counted
+            executor.egress.log.add_sink(self.metrics.egress.observe)
         self.auth = TokenAuth(settings)
         self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
         session_store = SessionStore(
@@ -72,6 +74,8 @@ class Daemon:
         self._executor_hook(self.executor.start_pool)  # after the sweep, which spares our own
         if self.executor.env_cache is not None:  # a first install finds its staging volume made
             self._executor_hook(self.executor.env_cache.prepare)
+        if self.executor.egress is not None:  # the proxy runs on its own thread in this process
+            self._executor_hook(self.executor.egress.start)
         self.prewarm.start()
         self.dispatcher.start()
         self.reaper.start()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ai_data_agent.checks import Check
+from ai_data_agent.egress.proxy import EgressProxy
 from ai_data_agent.executor import Backend, EnvCache, EventHandler, Session, WarmPool
 from ai_data_agent.models import Limits, RunRequest, RunResult
 from ai_data_agent.service.auth import TokenAuth
@@ -78,6 +79,10 @@ class RunExecutor(Protocol):
 
     @property
     def pool(self) -> WarmPool | None: ...
+
+    @property
+    def egress(self) -> EgressProxy | None:
+        """The egress proxy of runs and sessions with an allow-list; None: egress is off."""
 
     def run(
         self,
