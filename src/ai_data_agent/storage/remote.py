@@ -85,7 +85,9 @@ class HttpBlobStore:
         self._cache_max = cache_max_bytes
         self._max = max_bytes
         self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S), follow_redirects=False
+            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            follow_redirects=False,
+            trust_env=False,  # never through a proxy of the environment: the secret goes along
         )
 
     def close(self) -> None:
