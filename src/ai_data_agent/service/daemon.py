@@ -31,6 +31,7 @@ from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import BlobStore, LocalBlobStore
 
 __all__ = ["REASON_STALE", "Daemon"]
 
@@ -55,6 +56,7 @@ class Daemon:
         self.sessions = SessionManager(settings, executor, session_store, self.metrics)
         self.prewarm = Prewarmer(settings, executor)
         self.reaper = Reaper(settings, executor, self.store, self.metrics)
+        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
         self.started = False
         self.startup_error: Exception | None = None
 
