@@ -12,7 +12,9 @@ below, and anything else with ``500 internal`` and no detail::
     ├── RequestRejected                 invalid_request    400 (422: the body does not validate)
     │   └── RequestTooLarge             payload_too_large  413  body, input files, counts
     ├── InstallFailed                   install_failed     422  requirements did not install
-    ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
+    ├── Unauthorized                    unauthorized       401  missing, wrong, revoked or expired
+    │                                                           bearer token
+    ├── Forbidden                       forbidden          403  an admin's call by an agent tenant
     ├── NotFound                        not_found          404  no such run or session (or
     │   │                                                       artifact, route)
     │   └── FileNotFound                file_not_found     404  path: no such file in a session
@@ -64,6 +66,7 @@ __all__ = [
     "DockerUnavailable",
     "ExecutorError",
     "FileNotFound",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",
@@ -196,6 +199,13 @@ class Unauthorized(AiDataAgentError):
 
     default_code = "unauthorized"
     http_status = 401
+
+
+class Forbidden(AiDataAgentError):
+    """An admin's call (tenants, tokens, the audit log) made with an agent tenant's token."""
+
+    default_code = "forbidden"
+    http_status = 403
 
 
 class NotFound(AiDataAgentError):

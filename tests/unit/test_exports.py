@@ -16,6 +16,7 @@ EXPORTED = [
     "Executor",
     "ExecutorError",
     "FileNotFound",
+    "Forbidden",
     "InputFile",
     "InstallFailed",
     "NotFound",
@@ -106,6 +107,7 @@ def test_version_matches_the_distribution() -> None:
 CLIENT_EXPORTED = [
     "Client",
     "FileNotFound",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",

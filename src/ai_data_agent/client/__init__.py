@@ -37,6 +37,7 @@ from ai_data_agent.client.sessions import RemoteSession
 from ai_data_agent.client.wire import error_from_response
 from ai_data_agent.errors import (
     FileNotFound,
+    Forbidden,
     InstallFailed,
     NotFound,
     NotReady,
@@ -56,6 +57,7 @@ from ai_data_agent.errors import (
 __all__ = [
     "Client",
     "FileNotFound",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",

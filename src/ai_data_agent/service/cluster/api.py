@@ -26,12 +26,14 @@ from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
 from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.follower import Follower
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
+from ai_data_agent.service.cluster.pg_tenants import PgAuditStore, PgTenantStore
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
 from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.health import probe
@@ -44,6 +46,7 @@ from ai_data_agent.service.node import (
 )
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["ClusterDispatcher", "ClusterNode"]
 
@@ -83,8 +86,10 @@ class ClusterDispatcher:
     def close(self) -> None:
         self._accepting = False
 
-    def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
-        """Admit ``request`` cluster-wide and follow it.
+    def submit(
+        self, request: RunRequest, limits: Limits, *, tenant: str = ADMIN_TENANT
+    ) -> RunHandle:
+        """Admit ``request`` (``tenant``'s) cluster-wide and follow it.
 
         Raises:
             QueueFull: the cluster is full; nothing was recorded.
@@ -96,7 +101,12 @@ class ClusterDispatcher:
         s = self._settings
         try:
             self._store.admit(
-                run_id, request, limits, max_queued=s.max_queued_runs, lease_s=s.lease_timeout_s
+                run_id,
+                request,
+                limits,
+                max_queued=s.max_queued_runs,
+                lease_s=s.lease_timeout_s,
+                tenant=tenant,
             )
         except psycopg.Error as exc:
             logger.error("cannot admit a run: {}", exc)
@@ -137,7 +147,9 @@ class ClusterNode:
         self.db = Database(settings, role="api")
         self._store = PgRunStore(self.db, migrate=True)
         self.metrics = ServiceMetrics()
-        self.auth = TokenAuth(settings)
+        self.tenants = PgTenantStore(self.db)
+        self.auth = TokenAuth(settings, self.tenants)
+        self.audit = AuditLog(PgAuditStore(self.db), retention_s=settings.audit_retention_s)
         self.registry = WorkerRegistry(self.db)
         self.follower = Follower(settings, self.db, self._store)
         self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
@@ -178,6 +190,8 @@ class ClusterNode:
             ConfigurationError: the database cannot be reached or prepared.
         """
         self._store.open()
+        self.tenants.open()
+        self.audit.start()
         self.follower.start()
         self.listener.start()
         if self.worker is not None:
@@ -208,6 +222,7 @@ class ClusterNode:
             self.listener.stop()
             self.follower.stop()
             self._sessions.shutdown()
+            self.audit.stop()
             self._store.close()
         logger.info("API node stopped")
 
