@@ -195,10 +195,29 @@ class InstallFailed(AiDataAgentError):
 
 
 class Unauthorized(AiDataAgentError):
-    """The daemon wants a bearer token it did not get (missing, malformed or wrong)."""
+    """The daemon wants a bearer token it did not get (missing, malformed, wrong, revoked or
+    expired).
+
+    Attributes:
+        token, tenant: the refused token's name and tenant, when the daemon knows it (a
+            revoked or expired one), for its audit log; never sent to the client.
+    """
 
     default_code = "unauthorized"
     http_status = 401
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        token: str | None = None,
+        tenant: str | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.token = token
+        self.tenant = tenant
 
 
 class Forbidden(AiDataAgentError):

@@ -21,7 +21,7 @@ from typing import Any
 from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ai_data_agent.errors import NotReady
+from ai_data_agent.errors import NotReady, Unauthorized
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.http_errors import error_response
 from ai_data_agent.tenant_models import AuditEntry, Principal
@@ -105,12 +105,17 @@ def _code(body: bytes) -> str | None:
 
 def entry_of(scope: Scope, status: int, code: str | None) -> AuditEntry:
     state = scope.get("state") or {}
-    principal = state.get("principal")
+    principal, refused = state.get("principal"), state.get("refused")
+    tenant = token = None
+    if isinstance(principal, Principal):
+        tenant, token = principal.tenant, principal.token
+    elif isinstance(refused, Unauthorized):  # a revoked or expired token: say whose
+        tenant, token = refused.tenant, refused.token
     client = scope.get("client")
     return AuditEntry(
         at=datetime.now(UTC),
-        tenant=principal.tenant if isinstance(principal, Principal) else None,
-        token=principal.token if isinstance(principal, Principal) else None,
+        tenant=tenant,
+        token=token,
         action=_action(scope),
         object_id=_object(scope),
         status=status,

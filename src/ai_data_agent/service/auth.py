@@ -140,9 +140,9 @@ class TokenAuth:
         info, tenant = found
         now = datetime.now(UTC)
         if info.revoked_at is not None:
-            raise Unauthorized(f"token {info.name!r} was revoked")
+            raise Unauthorized("this token was revoked", token=info.name, tenant=tenant.name)
         if info.expires_at is not None and info.expires_at <= now:
-            raise Unauthorized(f"token {info.name!r} expired")
+            raise Unauthorized("this token expired", token=info.name, tenant=tenant.name)
         self._touch(info.name, now.timestamp())
         return Principal(tenant=tenant.name, role=tenant.role, token=info.name)
 

@@ -17,7 +17,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ai_data_agent.errors import Forbidden
+from ai_data_agent.errors import Forbidden, Unauthorized
 from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.tenant_models import Principal
 
@@ -53,7 +53,11 @@ def principal_of(
     Raises:
         Unauthorized: no acceptable token. NotReady: the tokens cannot be read.
     """
-    principal = node_of(request).auth.principal(request.headers.get("authorization"))
+    try:
+        principal = node_of(request).auth.principal(request.headers.get("authorization"))
+    except Unauthorized as exc:
+        request.state.refused = exc  # the audit entry names a known token that was refused
+        raise
     request.state.principal = principal
     return principal
 

@@ -85,6 +85,7 @@ class _TokenGuard:
             )
             self._check_pin(headers.get(SESSION_HEADER), principal)
         except AiDataAgentError as exc:  # Unauthorized (401), NotFound (404), NotReady (503)
+            scope.setdefault("state", {})["refused"] = exc  # for the audit entry
             await error_response(exc)(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
