@@ -12,8 +12,7 @@ below, and anything else with ``500 internal`` and no detail::
     ├── RequestRejected                 invalid_request    400 (422: the body does not validate)
     │   └── RequestTooLarge             payload_too_large  413  body, input files, counts
     ├── InstallFailed                   install_failed     422  requirements did not install
-    ├── Unauthorized                    unauthorized       401  missing, wrong, revoked or expired
-    │                                                           bearer token
+    ├── Unauthorized                    unauthorized       401  token missing, wrong, revoked, expired
     ├── Forbidden                       forbidden          403  an admin's call by an agent tenant
     ├── NotFound                        not_found          404  no such run or session (or
     │   │                                                       artifact, route)
@@ -195,29 +194,10 @@ class InstallFailed(AiDataAgentError):
 
 
 class Unauthorized(AiDataAgentError):
-    """The daemon wants a bearer token it did not get (missing, malformed, wrong, revoked or
-    expired).
-
-    Attributes:
-        token, tenant: the refused token's name and tenant, when the daemon knows it (a
-            revoked or expired one), for its audit log; never sent to the client.
-    """
+    """The daemon wants a bearer token it did not get (missing, malformed or wrong)."""
 
     default_code = "unauthorized"
     http_status = 401
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        token: str | None = None,
-        tenant: str | None = None,
-        code: str | None = None,
-        status_code: int | None = None,
-    ) -> None:
-        super().__init__(message, code=code, status_code=status_code)
-        self.token = token
-        self.tenant = tenant
 
 
 class Forbidden(AiDataAgentError):

@@ -231,13 +231,7 @@ def audit(
     as_json: AsJson = False,
 ) -> None:
     """The audit log, newest first: who did what, to which object, and the answer."""
-    query = AuditQuery(
-        tenant=tenant,
-        action=action,
-        since=None if since is None else since.timestamp(),
-        until=None if until is None else until.timestamp(),
-        limit=limit,
-    )
+    query = AuditQuery.of(tenant=tenant, action=action, since=since, until=until, limit=limit)
     with admin_for(server) as admin:
         entries = admin.audit(query)
     if as_json:

@@ -21,7 +21,7 @@ from typing import Any
 from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ai_data_agent.errors import NotReady, Unauthorized
+from ai_data_agent.errors import NotReady
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.http_errors import error_response
 from ai_data_agent.tenant_models import AuditEntry, Principal
@@ -109,8 +109,8 @@ def entry_of(scope: Scope, status: int, code: str | None) -> AuditEntry:
     tenant = token = None
     if isinstance(principal, Principal):
         tenant, token = principal.tenant, principal.token
-    elif isinstance(refused, Unauthorized):  # a revoked or expired token: say whose
-        tenant, token = refused.tenant, refused.token
+    elif isinstance(refused, tuple):  # a revoked or expired token: say whose
+        tenant, token = refused
     client = scope.get("client")
     return AuditEntry(
         at=datetime.now(UTC),

@@ -140,11 +140,23 @@ class TokenAuth:
         info, tenant = found
         now = datetime.now(UTC)
         if info.revoked_at is not None:
-            raise Unauthorized("this token was revoked", token=info.name, tenant=tenant.name)
+            raise Unauthorized("this token was revoked")
         if info.expires_at is not None and info.expires_at <= now:
-            raise Unauthorized("this token expired", token=info.name, tenant=tenant.name)
+            raise Unauthorized("this token expired")
         self._touch(info.name, now.timestamp())
         return Principal(tenant=tenant.name, role=tenant.role, token=info.name)
+
+    def holder(self, authorization: str | None) -> tuple[str, str] | None:
+        """The tenant and name of the stored token ``authorization`` presents, whatever its
+        state: what the audit entry of a refusal names (a revoked or expired token)."""
+        presented = (authorization or "").partition(" ")[2].strip()
+        if self._tenants is None or not presented:
+            return None
+        try:
+            found = self._tenants.token(token_digest(presented))
+        except Exception:  # the refusal is answered all the same
+            return None
+        return None if found is None else (found[1].name, found[0].name)
 
     def _touch(self, name: str, now: float) -> None:
         """Write the token's last use, at most once a minute per token per process."""

@@ -53,10 +53,11 @@ def principal_of(
     Raises:
         Unauthorized: no acceptable token. NotReady: the tokens cannot be read.
     """
+    auth, header = node_of(request).auth, request.headers.get("authorization")
     try:
-        principal = node_of(request).auth.principal(request.headers.get("authorization"))
-    except Unauthorized as exc:
-        request.state.refused = exc  # the audit entry names a known token that was refused
+        principal = auth.principal(header)
+    except Unauthorized:
+        request.state.refused = auth.holder(header)  # a revoked or expired token, named
         raise
     request.state.principal = principal
     return principal

@@ -185,6 +185,21 @@ class AuditQuery:
     before: int | None = None
     limit: int = 100
 
+    @classmethod
+    def of(
+        cls,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        **fields: Any,
+    ) -> AuditQuery:
+        """A query with times given as datetimes (the other fields as the class's)."""
+        return cls(
+            since=None if since is None else since.timestamp(),
+            until=None if until is None else until.timestamp(),
+            **fields,
+        )
+
 
 class AuditRecords(Protocol):
     """The audit log's storage. See the module docstring."""

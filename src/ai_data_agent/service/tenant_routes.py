@@ -105,13 +105,8 @@ async def read_audit(
     limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_PAGE)] = 100,
 ) -> AuditPage:
     """Every authenticated action, allowed or refused, with who, what and the answer."""
-    query = AuditQuery(
-        tenant=tenant,
-        action=action,
-        since=None if since is None else since.timestamp(),
-        until=None if until is None else until.timestamp(),
-        before=before,
-        limit=limit,
+    query = AuditQuery.of(
+        tenant=tenant, action=action, since=since, until=until, before=before, limit=limit
     )
     items = await run_sync(node.audit.query, query)
     more = len(items) == limit and items[-1].seq is not None

@@ -172,3 +172,52 @@ async def test_the_openapi_document_has_the_admins_routes(settings: Settings) ->
     )
     assert "/v1/audit" in spec["paths"] and "tenant" in str(spec["paths"]["/v1/runs"]["get"])
     assert "403" in spec["paths"]["/v1/tokens"]["post"]["responses"]
+
+
+async def test_an_mcp_session_is_pinned_to_the_principal_that_opened_it(tmp_path: Path) -> None:
+    from starlette.types import Receive, Scope, Send
+
+    from ai_data_agent.service.mcp.http import _TokenGuard
+    from ai_data_agent.service.mcp.in_daemon import CALLER
+
+    store = TenantStore(tmp_path / "tenants.sqlite3")
+    store.open()
+    admin = TenantAdmin(store)
+    secrets = {}
+    for name in ("a", "b"):
+        admin.add_tenant(TenantCreate(name=name))
+        secrets[name] = admin.new_token(TokenCreate(tenant=name, name=f"{name}-1")).secret
+    callers: list[str] = []
+
+    async def sdk(scope: Scope, receive: Receive, send: Send) -> None:
+        callers.append(CALLER.get().tenant)
+        headers = [(b"mcp-session-id", b"s1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    guard = _TokenGuard(sdk, TokenAuth(make_settings(tmp_path), store))
+
+    async def call(tenant: str, session: str | None) -> int:
+        headers = [(b"authorization", f"Bearer {secrets[tenant]}".encode())]
+        if session is not None:
+            headers.append((b"mcp-session-id", session.encode()))
+        scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": headers}
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        await guard(scope, receive, send)  # type: ignore[arg-type]
+        status = sent[0]["status"]
+        assert isinstance(status, int)
+        return status
+
+    assert await call("a", None) == 200  # opens s1: pinned to a
+    assert await call("a", "s1") == 200
+    assert await call("b", "s1") == 404  # another principal's MCP session
+    assert await call("b", None) == 200
+    assert callers == ["a", "a", "b"]
+    store.close()

@@ -32,7 +32,7 @@ from starlette.datastructures import Headers
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ai_data_agent.errors import AiDataAgentError, NotFound
+from ai_data_agent.errors import AiDataAgentError, NotFound, Unauthorized
 from ai_data_agent.mcp.server import build_server
 from ai_data_agent.mcp.tools import ToolOptions
 from ai_data_agent.service.auth import TokenAuth
@@ -78,14 +78,15 @@ class _TokenGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        header = headers.get("authorization")
         try:
             # In a thread: the check may read the token file or the tenant store.
-            principal = await anyio.to_thread.run_sync(
-                self.auth.principal, headers.get("authorization")
-            )
+            principal = await anyio.to_thread.run_sync(self.auth.principal, header)
             self._check_pin(headers.get(SESSION_HEADER), principal)
         except AiDataAgentError as exc:  # Unauthorized (401), NotFound (404), NotReady (503)
-            scope.setdefault("state", {})["refused"] = exc  # for the audit entry
+            if isinstance(exc, Unauthorized):  # the audit entry names a known token
+                holder = await anyio.to_thread.run_sync(self.auth.holder, header)
+                scope.setdefault("state", {})["refused"] = holder
             await error_response(exc)(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
