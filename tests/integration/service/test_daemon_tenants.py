@@ -4,6 +4,10 @@ to a burst or a kill -9."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -234,6 +238,21 @@ def test_secrets_are_nowhere_in_the_data_dir_or_the_log(tenancy: Tenancy) -> Non
     for secret in [made["secret"], *tenancy.secrets.values()]:
         for path in files:
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_the_command_line_over_http_needs_an_admins_token(tenancy: Tenancy) -> None:
+    cli = str(Path(sys.executable).with_name("ai-data-agent"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_DATA_AGENT_")}
+    argv = [cli, "token", "ls", "--json", "--server", tenancy.daemon.url]
+    mine = subprocess.run(
+        argv, env={**env, "AI_DATA_AGENT_TOKEN": tenancy.secrets["ops-1"]}, capture_output=True
+    )
+    assert mine.returncode == 0, mine.stderr
+    assert "a-1" in {json.loads(line)["name"] for line in mine.stdout.splitlines()}
+    theirs = subprocess.run(
+        argv, env={**env, "AI_DATA_AGENT_TOKEN": tenancy.secrets["b-1"]}, capture_output=True
+    )
+    assert theirs.returncode == 77 and b"admin" in theirs.stderr
 
 
 # -- /mcp ------------------------------------------------------------------------------
