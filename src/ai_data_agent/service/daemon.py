@@ -51,7 +51,8 @@ class Daemon:
         self.tenants = TenantStore(settings.data_dir / TENANTS_FILENAME)
         self.auth = TokenAuth(settings, self.tenants)
         self.audit = AuditLog(
-            AuditStore(settings.data_dir / AUDIT_FILENAME), retention_s=settings.audit_retention_s
+            AuditStore(settings.data_dir / AUDIT_FILENAME, fsync=settings.audit_fsync),
+            retention_s=settings.audit_retention_s,
         )
         self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
         session_store = SessionStore(

@@ -124,8 +124,10 @@ class DaemonSandbox:
         status, code, found = 200, None, object_id
         try:
             result = await call()
-        except AiDataAgentError as exc:
-            status, code = exc.http_status or 500, exc.code or "internal"
+        except Exception as exc:  # a refusal: its status and code; anything else: 500
+            known = exc if isinstance(exc, AiDataAgentError) else None
+            status = (known.http_status if known else None) or 500
+            code = (known.code if known else None) or "internal"
             raise
         else:
             found = object_id or getattr(result, "id", None)
