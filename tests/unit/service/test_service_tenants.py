@@ -39,6 +39,7 @@ CREATE TABLE sessions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, node TEXT NOT NULL,
     status TEXT NOT NULL, info TEXT NOT NULL
 );
+CREATE INDEX sessions_by_status ON sessions (status, seq);
 CREATE TABLE cells (
     session_id TEXT NOT NULL, n INTEGER NOT NULL, result TEXT NOT NULL,
     PRIMARY KEY (session_id, n)
