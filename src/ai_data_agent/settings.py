@@ -337,6 +337,14 @@ class Settings(BaseSettings):
     )
     retention_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Records kept this long.")
     retention_max_runs: int = Field(10_000, ge=1, description="At most this many records kept.")
+    audit_retention_s: float = Field(
+        90 * 24 * 3600.0, gt=0, description="Audit log entries are kept this long."
+    )
+    audit_fsync: bool = Field(
+        False,
+        description="One node: sync each audit commit to disk (survives power loss; a disk "
+        "sync per request batch). Off: an answered request's entry survives a crash or kill -9.",
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")
     reaper_interval_s: float = Field(
         30.0, gt=0, description="How often expired sandboxes are swept."

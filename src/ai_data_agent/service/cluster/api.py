@@ -29,6 +29,7 @@ from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
@@ -37,6 +38,7 @@ from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.follower import Follower
 from ai_data_agent.service.cluster.pg_nodes import ApiNodes
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
+from ai_data_agent.service.cluster.pg_tenants import PgAuditStore, PgTenantStore
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
 from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.health import probe
@@ -50,6 +52,7 @@ from ai_data_agent.service.node import (
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobStore, LocalBlobStore
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["ClusterDispatcher", "ClusterNode"]
 
@@ -89,8 +92,10 @@ class ClusterDispatcher:
     def close(self) -> None:
         self._accepting = False
 
-    def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
-        """Admit ``request`` cluster-wide and follow it.
+    def submit(
+        self, request: RunRequest, limits: Limits, *, tenant: str = ADMIN_TENANT
+    ) -> RunHandle:
+        """Admit ``request`` (``tenant``'s) cluster-wide and follow it.
 
         Raises:
             QueueFull: the cluster is full; nothing was recorded.
@@ -102,7 +107,12 @@ class ClusterDispatcher:
         s = self._settings
         try:
             self._store.admit(
-                run_id, request, limits, max_queued=s.max_queued_runs, lease_s=s.lease_timeout_s
+                run_id,
+                request,
+                limits,
+                max_queued=s.max_queued_runs,
+                lease_s=s.lease_timeout_s,
+                tenant=tenant,
             )
         except psycopg.Error as exc:
             logger.error("cannot admit a run: {}", exc)
@@ -143,7 +153,9 @@ class ClusterNode:
         self.db = Database(settings, role="api")
         self._store = PgRunStore(self.db, migrate=True)
         self.metrics = ServiceMetrics()
-        self.auth = TokenAuth(settings)
+        self.tenants = PgTenantStore(self.db)
+        self.auth = TokenAuth(settings, self.tenants)
+        self.audit = AuditLog(PgAuditStore(self.db), retention_s=settings.audit_retention_s)
         self.registry = WorkerRegistry(self.db)
         self.follower = Follower(settings, self.db, self._store)
         self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
@@ -193,6 +205,8 @@ class ClusterNode:
         self._store.open()
         self.blob_server.secret = self.api_nodes.secret()
         self._advertise()
+        self.tenants.open()
+        self.audit.start()
         self.follower.start()
         self.listener.start()
         if self.worker is not None:
@@ -229,6 +243,7 @@ class ClusterNode:
             self.follower.stop()
             self._sessions.shutdown()
             self._leave()
+            self.audit.stop()
             self._store.close()
         logger.info("API node stopped")
 
