@@ -132,8 +132,7 @@ async def test_only_the_node_secret_opens_the_routes_never_a_tenant_token(
     node: Node,
 ) -> None:
     await _put(node.client, DIGEST, DATA)
-    tenant = {"Authorization": f"Bearer {TOKEN}"}
-    assert (await node.client.get("/v1/info", headers=tenant)).status_code == 200  # a valid token
+    tenant = {"Authorization": f"Bearer {TOKEN}"}  # the token the settings accept, an admin's
     url = f"{BLOBS_ROUTE}/{DIGEST}"
     for headers in (
         {},
