@@ -169,6 +169,9 @@ class ServerInfo(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable, machine-readable: invalid_request, unauthorized, ...")
     message: str
+    quota: str | None = Field(None, description="quota_exceeded: which quota, e.g. queued_runs.")
+    limit: int | None = Field(None, description="quota_exceeded: the tenant's limit.")
+    used: int | None = Field(None, description="quota_exceeded: what the tenant holds now.")
 
 
 class ErrorBody(BaseModel):

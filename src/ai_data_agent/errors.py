@@ -15,41 +15,35 @@ below, and anything else with ``500 internal`` and no detail::
     ├── InstallFailed                   install_failed     422  requirements did not install
     ├── Unauthorized                    unauthorized       401  token missing, wrong, revoked, expired
     ├── Forbidden                       forbidden          403  an admin's call by an agent tenant
-    ├── NotFound                        not_found          404  no such run or session (or
-    │   │                                                       artifact, route)
+    ├── NotFound                        not_found          404  no such run, session, artifact
     │   └── FileNotFound                file_not_found     404  path: no such file in a session
     ├── QueueFull                       queue_full         429  retry_after (``Retry-After``)
+    │   └── QuotaExceeded               quota_exceeded     429  a tenant's quota, limit, used
     ├── SessionError                    -                  -    session_id
     │   ├── SessionBusy                 session_busy       409  another call is in progress
     │   ├── SessionGone                 session_gone       410  closed, expired or lost
     │   └── SessionLimit                session_limit      429  no room; retry_after
-    ├── NotReady                        not_ready          503  starting, shutting down, store or
-    │                                                           token file unusable
-    ├── ServerError                     internal           500  the daemon failed, or answered
-    │                                                           outside the API
+    ├── NotReady                        not_ready          503  starting, stopping, store unusable
+    ├── ServerError                     internal           500  failed, or answered outside the API
     ├── ServerUnreachable               unreachable        -    no HTTP answer at all (client)
     ├── RunIncomplete                   (its status)       -    a wait ended without a result
     ├── ConfigurationError              not_ready          503  settings that cannot work
-    └── ExecutorError                   not_ready          503  host or Docker failure
+    └── ExecutorError                   not_ready          503  host or Docker failure (in a
+        │                                                       run: its ``error`` status)
         └── DockerUnavailable           not_ready          503  the engine cannot be reached
-
-Inside a run, a host failure is the run's ``error`` status, not an answer;
-outside one (a session's call) the daemon answers it ``503 not_ready``, which a
-client raises as `NotReady`.
 
 Every error has ``message``, ``code`` (the stable code, or None), ``status_code``
 (the HTTP status of the answer it arrived in; None when raised in this process)
 and ``run_id`` (the run concerned, when there is one); the classes add their own
-context (``field``/``reason``, ``path``, ``retry_after``, ``session_id``,
-``report``, ``record``, ``container_id``/``step``).
+context (``field``/``reason``, ``path``, ``retry_after``, ``quota``/``limit``/``used``,
+``session_id``, ``report``, ``record``, ``container_id``/``step``).
 
     try:
         client.run("print(1)")
     except QueueFull as exc:
         time.sleep(exc.retry_after or 5)
 
-Docker and requests exceptions are translated where they are raised (the
-executor's Docker backend), httpx exceptions in the client, always ``raise ... from exc``.
+Docker, requests and httpx exceptions are translated where raised, ``raise ... from exc``.
 """
 
 from __future__ import annotations
@@ -72,6 +66,7 @@ __all__ = [
     "NotFound",
     "NotReady",
     "QueueFull",
+    "QuotaExceeded",
     "RequestRejected",
     "RequestTooLarge",
     "RunIncomplete",
@@ -94,8 +89,7 @@ class AiDataAgentError(Exception):
     Attributes:
         message: what went wrong, for people (never a traceback).
         code: the stable, machine-readable code (``queue_full``, ...), or None.
-        status_code: the HTTP status of the answer this arrived in; None when
-            it was raised in this process.
+        status_code: the HTTP status it arrived in; None when raised in this process.
         run_id: the run concerned, when there is one.
     """
 
@@ -123,8 +117,7 @@ class RequestRejected(AiDataAgentError):
     """A run request that breaks a rule or a server policy; nothing was started or recorded.
 
     Attributes:
-        field: the part of the request at fault (``timeout_s``, ``files.0``,
-            ``body.code``), or None when there are several or it is not known.
+        field: the part at fault (``timeout_s``, ``files.0``, ``body.code``), or None.
         reason: what is wrong with it.
     """
 
@@ -241,11 +234,8 @@ class FileNotFound(NotFound):
 
 
 class QueueFull(AiDataAgentError):
-    """Every worker is busy and the queue is full; nothing was recorded: retry.
-
-    Attributes:
-        retry_after: seconds the daemon suggests waiting, when it said.
-    """
+    """Every worker is busy and the queue is full; nothing was recorded: retry after
+    ``retry_after`` seconds (what the daemon suggests, when it said)."""
 
     default_code = "queue_full"
     http_status = 429
@@ -262,12 +252,29 @@ class QueueFull(AiDataAgentError):
         self.retry_after = retry_after
 
 
-class SessionError(AiDataAgentError):
-    """A session that cannot take this call.
+class QuotaExceeded(QueueFull):
+    """A tenant's ``quota`` (``concurrent_sessions``, ...) is used up: ``used`` of ``limit``;
+    nothing was recorded: retry once one of its runs or sessions ends."""
 
-    Attributes:
-        session_id: the session, when known.
-    """
+    default_code = "quota_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        quota: str | None = None,
+        limit: int | None = None,
+        used: int | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, code=code, status_code=status_code)
+        self.quota, self.limit, self.used = quota, limit, used
+
+
+class SessionError(AiDataAgentError):
+    """A session that cannot take this call; ``session_id`` names it, when known."""
 
     def __init__(
         self,
@@ -296,11 +303,8 @@ class SessionGone(SessionError):
 
 
 class SessionLimit(SessionError):
-    """The server holds as many sessions (or as much session memory) as it may.
-
-    Attributes:
-        retry_after: seconds the daemon suggests waiting, when it said.
-    """
+    """The server holds as many sessions (or as much session memory) as it may; retry
+    after ``retry_after`` seconds (what the daemon suggests, when it said)."""
 
     default_code = "session_limit"
     http_status = 429
@@ -383,15 +387,8 @@ class ExecutorError(AiDataAgentError):
         container_id: str | None = None,
         step: str | None = None,
     ) -> None:
-        context = ", ".join(
-            f"{k}={v}"
-            for k, v in (
-                ("run", run_id),
-                ("container", container_id and container_id[:12]),
-                ("step", step),
-            )
-            if v
-        )
+        parts = (("run", run_id), ("container", container_id and container_id[:12]), ("step", step))
+        context = ", ".join(f"{k}={v}" for k, v in parts if v)
         super().__init__(f"{message} ({context})" if context else message, run_id=run_id)
         self.message = message
         self.container_id = container_id

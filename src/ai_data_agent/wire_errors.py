@@ -14,6 +14,7 @@ to the status (an older or newer daemon, a proxy's page), then to `ServerError`.
 
 from __future__ import annotations
 
+from ai_data_agent.api_models import ErrorDetail
 from ai_data_agent.errors import (
     AiDataAgentError,
     FileNotFound,
@@ -22,6 +23,7 @@ from ai_data_agent.errors import (
     NotFound,
     NotReady,
     QueueFull,
+    QuotaExceeded,
     RequestRejected,
     RequestTooLarge,
     ServerError,
@@ -44,6 +46,7 @@ HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     NotFound,
     FileNotFound,
     QueueFull,
+    QuotaExceeded,
     SessionBusy,
     SessionGone,
     SessionLimit,
@@ -79,12 +82,14 @@ def rebuild_error(
     retry_after: float | None = None,
     session_id: str | None = None,
     run_id: str | None = None,
+    usage: ErrorDetail | None = None,
 ) -> AiDataAgentError:
     """The error an answer stands for (`error_class`), with the context it carried.
 
     ``status`` is the HTTP status it arrived in (None when it did not come over HTTP);
     ``retry_after`` counts for `QueueFull` and `SessionLimit`, ``session_id`` for the
-    session errors, ``run_id`` for any.
+    session errors, ``run_id`` for any, the ``quota``, ``limit`` and ``used`` of ``usage``
+    (the answer's error body) for `QuotaExceeded`.
     """
     cls = error_class(status, code)
     error: AiDataAgentError
@@ -93,6 +98,17 @@ def rebuild_error(
     elif issubclass(cls, SessionLimit):
         error = cls(
             message, retry_after=retry_after, session_id=session_id, code=code, status_code=status
+        )
+    elif issubclass(cls, QuotaExceeded):
+        quota, limit, used = (usage.quota, usage.limit, usage.used) if usage else (None,) * 3
+        error = cls(
+            message,
+            quota=quota,
+            limit=limit,
+            used=used,
+            retry_after=retry_after,
+            code=code,
+            status_code=status,
         )
     elif issubclass(cls, QueueFull):
         error = cls(message, retry_after=retry_after, code=code, status_code=status)

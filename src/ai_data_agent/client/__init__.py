@@ -24,7 +24,8 @@ Errors are the package's one tree (`ai_data_agent.errors`), the same class the
 daemon raised: `RequestRejected` (400/422, and a request that does not validate
 here), `RequestTooLarge` (413), `Unauthorized`, `Forbidden` (403: an admin's call
 with an agent's token), `NotFound` (`FileNotFound` for a
-session's file), `QueueFull` (with ``retry_after``), `SessionBusy`,
+session's file), `QueueFull` (with ``retry_after``; `QuotaExceeded`, a tenant's
+quota used up, with ``quota``, ``limit`` and ``used`` too), `SessionBusy`,
 `SessionGone`, `SessionLimit`, `NotReady`, `ServerError` (500, or an answer
 outside the API), `ServerUnreachable` (no answer) and `RunIncomplete` (a wait
 without a result). The server's body is read only as the documented
@@ -44,6 +45,7 @@ from ai_data_agent.errors import (
     NotFound,
     NotReady,
     QueueFull,
+    QuotaExceeded,
     RequestRejected,
     RequestTooLarge,
     RunIncomplete,
@@ -64,6 +66,7 @@ __all__ = [
     "NotFound",
     "NotReady",
     "QueueFull",
+    "QuotaExceeded",
     "RemoteSession",
     "RequestRejected",
     "RequestTooLarge",

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from ai_data_agent.api_models import ErrorBody
+from ai_data_agent.api_models import ErrorBody, ErrorDetail
 from ai_data_agent.errors import AiDataAgentError, ServerError
 from ai_data_agent.wire_errors import rebuild_error
 
@@ -53,15 +53,16 @@ def error_from_response(response: httpx.Response, *, run_id: str | None = None) 
     page from a proxy, a traceback) is dropped for the status line.
     """
     status = response.status_code
+    detail: ErrorDetail | None
     try:
         detail = ErrorBody.model_validate_json(response.content, strict=True).error
         code: str | None = detail.code
         message = detail.message[:MAX_MESSAGE_CHARS]
     except ValidationError:
-        code = None
+        detail, code = None, None
         message = f"{status} {response.reason_phrase}".strip()
     retry_after = _retry_after(response.headers.get("retry-after"))
-    error = rebuild_error(code, message, status=status, retry_after=retry_after)
+    error = rebuild_error(code, message, status=status, retry_after=retry_after, usage=detail)
     error.run_id = run_id
     return error
 

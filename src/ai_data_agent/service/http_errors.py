@@ -8,8 +8,9 @@ This is the one place that turns exceptions into answers. An error of the
 package's tree (`ai_data_agent.errors`) is answered with its class's status and
 code: 400 ``invalid_request``, 401 ``unauthorized`` (with a ``WWW-Authenticate``
 challenge), 404 ``not_found`` (``file_not_found`` for a session's file), 409 ``session_busy``, 410 ``session_gone``, 413
-``payload_too_large``, 422 ``install_failed``, 429 ``queue_full`` and
-``session_limit`` (with ``Retry-After``), 503 ``not_ready`` (host failures
+``payload_too_large``, 422 ``install_failed``, 429 ``queue_full``, ``session_limit``
+and ``quota_exceeded`` (with ``Retry-After``; the last names ``quota``, ``limit`` and
+``used`` beside the message), 503 ``not_ready`` (host failures
 outside a run included), 500 ``internal``. A body or query
 that does not validate is 422 ``invalid_request``, its problems summarised as
 ``location: problem`` pairs without echoing input; the framework's own 404,
@@ -33,6 +34,7 @@ from ai_data_agent.api_models import ErrorBody, ErrorDetail
 from ai_data_agent.errors import (
     AiDataAgentError,
     QueueFull,
+    QuotaExceeded,
     RequestRejected,
     SessionLimit,
     Unauthorized,
@@ -61,14 +63,22 @@ def error_response(
     status = status or error.http_status
     if status is None or error.code is None:
         return _json(500, INTERNAL, INTERNAL_MESSAGE)
-    return _json(status, error.code, str(error), {**_headers(error), **(headers or {})})
+    detail = ErrorDetail(code=error.code, message=str(error)[:MAX_MESSAGE])
+    if isinstance(error, QuotaExceeded):
+        detail.quota, detail.limit, detail.used = error.quota, error.limit, error.used
+    return _answer(status, detail, {**_headers(error), **(headers or {})})
 
 
 def _json(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    body = ErrorBody(error=ErrorDetail(code=code, message=message[:MAX_MESSAGE]))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    return _answer(status, ErrorDetail(code=code, message=message[:MAX_MESSAGE]), headers)
+
+
+def _answer(status: int, detail: ErrorDetail, headers: Mapping[str, str] | None) -> JSONResponse:
+    """The error body; a field that is None (a quota's, for other errors) is left out."""
+    body = ErrorBody(error=detail).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _headers(error: AiDataAgentError) -> dict[str, str]:
