@@ -57,11 +57,13 @@ class Daemon:
             AuditStore(settings.data_dir / AUDIT_FILENAME, fsync=settings.audit_fsync),
             retention_s=settings.audit_retention_s,
         )
-        self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
+        self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics, self.tenants)
         session_store = SessionStore(
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
         )
-        self.sessions = SessionManager(settings, executor, session_store, self.metrics)
+        self.sessions = SessionManager(
+            settings, executor, session_store, self.metrics, self.tenants
+        )
         self.prewarm = Prewarmer(settings, executor)
         self.reaper = Reaper(settings, executor, self.store, self.metrics)
         self.blobs: BlobStore = LocalBlobStore(settings.storage_root)

@@ -13,7 +13,9 @@
 
 At most ``max_concurrent_runs`` runs execute at once (one worker thread each)
 and at most ``max_queued_runs`` wait; a submission beyond that raises
-`QueueFull` and leaves no record. The record is committed before the run is
+`QueueFull`, and one beyond its tenant's quotas `QuotaExceeded` (``quotas``),
+both leaving no record. A free worker takes the next run of the tenant with
+the fewest running (`FairQueue`), so one tenant's flood does not starve another. The record is committed before the run is
 queued, so nothing a client heard of can be lost, and every run ends with
 exactly one terminal write (`RunStore.finish` is conditional); its handle then
 carries the final `RunResult`. Between the two, a worker thread executes the run
@@ -27,16 +29,16 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from loguru import logger
 
-from ai_data_agent.errors import NotReady, QueueFull
+from ai_data_agent.errors import NotReady, QueueFull, QuotaExceeded
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.execution import ClaimedRun, execute_run
+from ai_data_agent.service.fair_queue import FairQueue
 from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import (
@@ -47,10 +49,11 @@ from ai_data_agent.service.node import (
     STOP_SLACK_S,
     RunExecutor,
 )
-from ai_data_agent.service.records import Outcome
+from ai_data_agent.service.quotas import check_runs, quotas_of
+from ai_data_agent.service.records import Outcome, TenantRecords
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
-from ai_data_agent.tenant_models import ADMIN_TENANT
+from ai_data_agent.tenant_models import ADMIN_TENANT, Quotas
 
 __all__ = ["ARTIFACTS_SUBDIR", "Dispatcher"]
 
@@ -63,23 +66,31 @@ class _Entry:
 
     handle: RunHandle
     run: ClaimedRun
-    state: Literal["queued", "running", "done"] = "queued"
+    tenant: str
+    state: Literal["queued", "running", "ending", "done"] = "queued"
 
 
 class Dispatcher:
     """`node.RunDispatcher` of one node: a bounded queue in memory over the SQLite records,
-    and a worker thread per concurrent run. See the module docstring."""
+    and a worker thread per concurrent run. See the module docstring. ``tenants`` holds
+    the quotas (None: no quotas)."""
 
     def __init__(
-        self, settings: Settings, executor: RunExecutor, store: RunStore, metrics: ServiceMetrics
+        self,
+        settings: Settings,
+        executor: RunExecutor,
+        store: RunStore,
+        metrics: ServiceMetrics,
+        tenants: TenantRecords | None = None,
     ) -> None:
         self._settings = settings
         self._executor = executor
         self._store = store
         self._metrics = metrics
+        self._tenants = tenants
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._queue: deque[_Entry] = deque()
+        self._queue: FairQueue[_Entry] = FairQueue()
         self._entries: dict[str, _Entry] = {}  # queued and running, by id
         self._running = 0
         self._state: Literal["new", "accepting", "draining", "stopped"] = "new"
@@ -121,27 +132,30 @@ class Dispatcher:
 
         Raises:
             QueueFull: no room; nothing was recorded.
-            NotReady: the daemon is starting or shutting down, or the record could
-                not be written (disk full, store gone); nothing was queued.
+            QuotaExceeded: ``tenant`` holds as many runs as its quotas let it; nothing was
+                recorded.
+            NotReady: the daemon is starting or shutting down, or the record (or the
+                tenant's quotas) could not be written (read); nothing was queued.
         """
+        quotas = quotas_of(self._tenants, tenant)
         with self._lock:
-            self._admit()
+            self._admit(tenant, quotas)
             run_id = uuid.uuid4().hex
-            entry = _Entry(RunHandle(run_id), ClaimedRun(run_id, request, limits))
+            entry = _Entry(RunHandle(run_id), ClaimedRun(run_id, request, limits), tenant)
             try:  # under the lock, so the worker that picks it up finds the record
                 self._store.insert(entry.run.id, request, tenant=tenant)
             except sqlite3.Error as exc:
                 logger.error("cannot record a new run: {}", exc)
                 raise NotReady("the run store cannot be written") from exc
             self._entries[entry.run.id] = entry
-            self._queue.append(entry)
+            self._queue.push(tenant, entry, cap=quotas.concurrent_runs)
             self._changed.notify_all()
         entry.handle.events.publish("status", {"status": "queued"})
         logger.bind(run_id=entry.run.id).debug("run queued ({} waiting)", len(self._queue))
         return entry.handle
 
-    def _admit(self) -> None:
-        """Raise unless one more run fits (lock held)."""
+    def _admit(self, tenant: str, quotas: Quotas) -> None:
+        """Raise unless one more run of ``tenant`` fits (lock held)."""
         if self._state != "accepting":
             reason = "starting" if self._state == "new" else "shutting down"
             raise NotReady(f"the daemon is {reason}; it takes no new runs")
@@ -153,6 +167,18 @@ class Dispatcher:
                 f"{self._settings.max_queued_runs})",
                 retry_after=RUN_RETRY_AFTER_S,
             )
+        running, queued = self._queue.running(tenant), self._queue.queued(tenant)
+        try:
+            check_runs(
+                quotas,
+                tenant,
+                running=running,
+                queued=queued,
+                slots=self._settings.max_concurrent_runs,
+            )
+        except QuotaExceeded:
+            self._metrics.rejected.labels(reason="quota_exceeded").inc()
+            raise
 
     def artifacts_dir(self, run_id: str) -> Path:
         """Where a run's artifacts are stored (they expire with its record)."""
@@ -176,7 +202,7 @@ class Dispatcher:
                 return None
             was_queued = entry.state == "queued"
             if was_queued:
-                self._queue.remove(entry)
+                self._queue.remove(entry.tenant, entry)
                 self._release(entry)
             else:
                 entry.run.cancel.set()
@@ -198,8 +224,7 @@ class Dispatcher:
             self._state = "draining"
             grace = self._settings.shutdown_grace_s
             self._deadline = time.monotonic() + grace
-            queued = list(self._queue)
-            self._queue.clear()
+            queued = self._queue.drain()
             for entry in queued:
                 self._release(entry)
             self._changed.notify_all()
@@ -254,11 +279,12 @@ class Dispatcher:
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._queue and self._state == "accepting":
+                while not self._queue.ready() and self._state == "accepting":
                     self._changed.wait()
-                if not self._queue:
+                taken = self._queue.pop()
+                if taken is None:
                     return
-                entry = self._queue.popleft()
+                entry = taken[1]
                 entry.state = "running"
                 self._running += 1
             try:
@@ -266,11 +292,21 @@ class Dispatcher:
             except Exception as exc:  # a worker must outlive any one run
                 logger.bind(run_id=entry.run.id).opt(exception=exc).error("worker failed: {}", exc)
             finally:
+                self._vacate(entry)
                 with self._lock:
-                    self._running -= 1
                     self._release(entry)
-                    self._changed.notify_all()
                 entry.handle.set_done()
+
+    def _vacate(self, entry: _Entry) -> None:
+        """Give a running entry's slot back (once): its tenant's count drops now, while
+        its handle stays findable until the worker is done with it."""
+        with self._lock:
+            if entry.state != "running":
+                return
+            entry.state = "ending"
+            self._running -= 1
+            self._queue.done(entry.tenant)
+            self._changed.notify_all()
 
     def _execute(self, entry: _Entry) -> None:
         run = entry.run
@@ -281,6 +317,7 @@ class Dispatcher:
         outcome = execute_run(
             self._executor, run, publish, self.artifacts_dir(run.id), log_of="daemon"
         )
+        self._vacate(entry)  # before the result is out: whoever hears of it may submit again
         self._finish(entry, outcome)
 
     def _finish(self, entry: _Entry, outcome: Outcome) -> None:

@@ -8,7 +8,9 @@
     manager.close(info.id); manager.stop()
 
 At most ``max_sessions`` live at once, and their memory (plus what the runs
-in flight may take) within the host's budget: beyond either, `SessionLimit`.
+in flight may take) within the host's budget: beyond either, `SessionLimit`;
+a tenant's at most its ``concurrent_sessions`` quota (`quotas`), beyond which
+`QuotaExceeded` (a closed session stops counting as `close` returns).
 One call per session at a time: a cell while another call runs is
 `SessionBusy`, and nothing is queued. Idle sessions and sessions past their
 maximum lifetime expire (container removed); later calls get `SessionGone`.
@@ -18,6 +20,7 @@ Every method is blocking (call them from worker threads).
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +38,8 @@ from ai_data_agent.executor import RunEvent, Session
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import SESSION_RETRY_AFTER_S, RunExecutor
-from ai_data_agent.service.records import SessionRegistry
+from ai_data_agent.service.quotas import check_sessions, quotas_of
+from ai_data_agent.service.records import SessionRegistry, TenantRecords
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
     CellRequest,
@@ -47,7 +51,7 @@ from ai_data_agent.session_models import (
     SessionStatus,
 )
 from ai_data_agent.settings import Settings
-from ai_data_agent.tenant_models import ADMIN_TENANT
+from ai_data_agent.tenant_models import ADMIN_TENANT, Quotas
 
 __all__ = ["SessionManager"]
 
@@ -66,7 +70,7 @@ class _Live:
 
 
 class SessionManager:
-    """See the module docstring."""
+    """See the module docstring; ``tenants`` holds the quotas (None: none, as on a worker)."""
 
     def __init__(
         self,
@@ -74,14 +78,17 @@ class SessionManager:
         executor: RunExecutor,
         store: SessionRegistry,
         metrics: ServiceMetrics,
+        tenants: TenantRecords | None = None,
     ) -> None:
         self.settings = settings
         self.executor = executor
         self.store = store
         self.metrics = metrics
+        self.tenants = tenants
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         self._starting = 0
+        self._starting_by: Counter[str] = Counter()  # sessions starting, by tenant
         self._starting_memory = 0
         self._stop = threading.Event()
         self._accepting = True
@@ -120,11 +127,14 @@ class SessionManager:
         self.store.close()
 
     # -- sessions ---------------------------------------------------------------------
-    def _admit(self, memory_mb: int) -> None:
-        """Reserve room for one more session (lock held), or raise `SessionLimit`."""
+    def _admit(self, memory_mb: int, tenant: str, quotas: Quotas) -> None:
+        """Reserve room for one more session of ``tenant`` (lock held), or raise
+        `QuotaExceeded` or `SessionLimit`."""
         s = self.settings
         if not self._accepting:
             raise NotReady("the daemon is shutting down; it starts no new sessions")
+        held = sum(1 for live in self._live.values() if live.tenant == tenant)
+        check_sessions(quotas, tenant, live=held + self._starting_by[tenant])
         if s.max_sessions == 0:
             raise SessionLimit(
                 "sessions are disabled on this server (max_sessions = 0)",
@@ -146,6 +156,7 @@ class SessionManager:
                 retry_after=SESSION_RETRY_AFTER_S,
             )
         self._starting += 1
+        self._starting_by[tenant] += 1
         self._starting_memory += memory_mb
 
     def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo:
@@ -153,28 +164,33 @@ class SessionManager:
 
         Raises:
             RequestRejected: the request breaks a server limit.
+            QuotaExceeded: ``tenant`` holds its ``concurrent_sessions``.
             SessionLimit: no room (count or memory).
             NotReady: the daemon is shutting down.
             InstallFailed: its requirements did not install.
             ExecutorError: Docker or the host failed.
         """
+        quotas = quotas_of(self.tenants, tenant)
         session = self.executor.new_session(request)
         memory = session.limits.memory_mb
         with self._lock:
-            self._admit(memory)
+            self._admit(memory, tenant, quotas)
+        started = False
         try:
             self.store.put(self._info(session, tenant))
             session.start()
+            started = True
         except BaseException:
             session.close(SessionStatus.LOST, "the session did not start")
             self.store.put(self._info(session, tenant))
             raise
         finally:
-            with self._lock:
+            with self._lock:  # starting to live in one step: never counted out between
                 self._starting -= 1
+                self._starting_by[tenant] -= 1
                 self._starting_memory -= memory
-        with self._lock:
-            self._live[session.id] = _Live(session, tenant)
+                if started:
+                    self._live[session.id] = _Live(session, tenant)
         self.metrics.sessions_started.inc()
         info = self._info(session, tenant)
         self.store.put(info)
