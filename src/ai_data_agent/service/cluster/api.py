@@ -50,6 +50,8 @@ from ai_data_agent.service.node import (
     SessionService,
 )
 from ai_data_agent.service.prewarm import Prewarmer
+from ai_data_agent.service.quotas import quotas_of
+from ai_data_agent.service.records import TenantRecords
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobStore, LocalBlobStore
 from ai_data_agent.tenant_models import ADMIN_TENANT
@@ -68,10 +70,16 @@ class ClusterDispatcher:
     handles of runs that execute on any worker (`Follower`), cancels told by NOTIFY."""
 
     def __init__(
-        self, settings: Settings, store: PgRunStore, follower: Follower, metrics: ServiceMetrics
+        self,
+        settings: Settings,
+        store: PgRunStore,
+        follower: Follower,
+        metrics: ServiceMetrics,
+        tenants: TenantRecords,
     ) -> None:
         self._settings = settings
         self._store = store
+        self._tenants = tenants
         self._follower = follower
         self._metrics = metrics
         self._accepting = False
@@ -99,10 +107,12 @@ class ClusterDispatcher:
 
         Raises:
             QueueFull: the cluster is full; nothing was recorded.
+            QuotaExceeded: the tenant holds as many runs as its quotas let it.
             NotReady: shutting down, or the database cannot be reached.
         """
         if not self._accepting:
             raise NotReady("the API node is starting or shutting down; it takes no new runs")
+        quotas = quotas_of(self._tenants, tenant)
         run_id = uuid.uuid4().hex
         s = self._settings
         try:
@@ -113,12 +123,13 @@ class ClusterDispatcher:
                 max_queued=s.max_queued_runs,
                 lease_s=s.lease_timeout_s,
                 tenant=tenant,
+                quotas=quotas,
             )
         except psycopg.Error as exc:
             logger.error("cannot admit a run: {}", exc)
             raise unavailable(exc) from exc
-        except QueueFull:
-            self._metrics.rejected.labels(reason="queue_full").inc()
+        except QueueFull as exc:  # QuotaExceeded too
+            self._metrics.rejected.labels(reason=exc.code or "queue_full").inc()
             raise
         logger.bind(run_id=run_id).debug("run admitted")
         return self._follower.track(run_id)
@@ -158,8 +169,10 @@ class ClusterNode:
         self.audit = AuditLog(PgAuditStore(self.db), retention_s=settings.audit_retention_s)
         self.registry = WorkerRegistry(self.db)
         self.follower = Follower(settings, self.db, self._store)
-        self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
-        self._sessions: ClusterSessions = ClusterSessions(settings, self.db)
+        self._dispatcher = ClusterDispatcher(
+            settings, self._store, self.follower, self.metrics, self.tenants
+        )
+        self._sessions: ClusterSessions = ClusterSessions(settings, self.db, self.tenants)
         self.node_id = uuid.uuid4().hex
         self.api_nodes = ApiNodes(self.db, lease_s=settings.lease_timeout_s)
         # The directory all API nodes share; workers reach it through `blob_server`.

@@ -1,6 +1,6 @@
 """An API node's sessions: every call routed to the worker that holds the session.
 
-    sessions = ClusterSessions(settings, db)
+    sessions = ClusterSessions(settings, db, tenants)   # tenants: the quotas
     info = sessions.create(SessionRequest())        # some worker with room starts it
     handle = sessions.submit_cell(info.id, CellRequest(code="1 + 1"))
     await wait_done(handle)                         # fed from the database
@@ -30,6 +30,8 @@ from ai_data_agent.service.cluster.pg_sessions import Call, PgSessionCalls, PgSe
 from ai_data_agent.service.cluster.worker_sessions import FILES
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.node import SESSION_RETRY_AFTER_S
+from ai_data_agent.service.quotas import quotas_of
+from ai_data_agent.service.records import TenantRecords
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
     CellRequest,
@@ -40,7 +42,7 @@ from ai_data_agent.session_models import (
     SessionRequest,
 )
 from ai_data_agent.settings import Settings
-from ai_data_agent.tenant_models import ADMIN_TENANT
+from ai_data_agent.tenant_models import ADMIN_TENANT, Quotas
 from ai_data_agent.wire_errors import rebuild_error
 
 __all__ = ["ClusterSessions"]
@@ -73,9 +75,10 @@ class _Cell:
 
 
 class ClusterSessions:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, tenants: TenantRecords) -> None:
         self.settings = settings
         self.db = db
+        self.tenants = tenants  # the quotas, checked as a create's call is written
         self.registry = PgSessionRegistry(db, node="api", prunes=True)
         self.calls = PgSessionCalls(db)
         self._lock = threading.Condition()
@@ -174,10 +177,11 @@ class ClusterSessions:
         args: str,
         payload: bytes | None,
         tenant: str = ADMIN_TENANT,
+        quotas: Quotas | None = None,
     ) -> int:
         try:
             return self.calls.submit(
-                kind, session_id, worker, args=args, payload=payload, tenant=tenant
+                kind, session_id, worker, args=args, payload=payload, tenant=tenant, quotas=quotas
             )
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
@@ -189,7 +193,9 @@ class ClusterSessions:
                 "sessions are disabled on this server (max_sessions = 0)",
                 retry_after=SESSION_RETRY_AFTER_S,
             )
-        call_id = self._submit("create", "", None, request.model_dump_json(), None, tenant)
+        quotas = quotas_of(self.tenants, tenant)
+        args = request.model_dump_json()
+        call_id = self._submit("create", "", None, args, None, tenant, quotas)
         claim_wait = self.settings.queue_poll_s + 1.0
         call = self._wait(call_id, claim_wait)
         if call.status == "queued" and self.calls.withdraw(

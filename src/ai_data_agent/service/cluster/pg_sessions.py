@@ -21,14 +21,16 @@ from typing import Any
 
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL
+from ai_data_agent.service.quotas import check_sessions
 from ai_data_agent.service.session_store import session_of_row
 from ai_data_agent.session_models import CellResult, SessionInfo
-from ai_data_agent.tenant_models import ADMIN_TENANT
+from ai_data_agent.tenant_models import ADMIN_TENANT, Quotas
 
 __all__ = ["CHANNEL_SESSION", "Call", "PgSessionCalls", "PgSessionRegistry"]
 
 CHANNEL_SESSION = "ada_session"  # calls wait for a worker (payload: its id, or "*")
 ANY_WORKER = "*"
+QUOTA_LOCK = 0x61646134  # with the tenant's hash: pg_advisory_xact_lock of its creates ("ada4")
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,14 @@ class PgSessionCalls:
         args: str = "{}",
         payload: bytes | None = None,
         tenant: str = ADMIN_TENANT,
+        quotas: Quotas | None = None,
     ) -> int:
+        """A new call; for a ``create``, only if ``tenant``'s ``quotas`` allow one more
+        session (`QuotaExceeded` otherwise), counted under a lock per tenant."""
         with self.db.connection() as conn, conn.transaction():
+            if kind == "create" and quotas is not None and quotas.concurrent_sessions is not None:
+                conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (QUOTA_LOCK, tenant))
+                check_sessions(quotas, tenant, live=_held(conn, tenant))
             row = conn.execute(
                 "INSERT INTO session_calls (session_id, worker, kind, args, payload, tenant) "
                 "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
@@ -303,3 +311,25 @@ class PgSessionCalls:
             if cursor.rowcount == 1:
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_CALL, str(call_id)))
         return cursor.rowcount == 1
+
+
+def _held(conn: Any, tenant: str) -> int:
+    """``tenant``'s sessions live or on their way: idle, busy and starting rows, creates no
+    worker took, and creates taken whose row is not written yet (a running create has a
+    starting row until its session is up; the short while after, until its answer, it
+    counts twice: a refusal then errs towards the limit, never past it)."""
+    rows = conn.execute(
+        "SELECT COUNT(*) FILTER (WHERE status IN ('idle', 'busy')), "
+        "COUNT(*) FILTER (WHERE status = 'starting') FROM sessions "
+        "WHERE tenant = %s AND status IN ('starting', 'idle', 'busy')",
+        (tenant,),
+    ).fetchone()
+    calls = conn.execute(
+        "SELECT COUNT(*) FILTER (WHERE status = 'queued'), "
+        "COUNT(*) FILTER (WHERE status = 'running') FROM session_calls "
+        "WHERE tenant = %s AND kind = 'create' AND status IN ('queued', 'running')",
+        (tenant,),
+    ).fetchone()
+    live, starting = (int(rows[0]), int(rows[1])) if rows else (0, 0)
+    queued, taken = (int(calls[0]), int(calls[1])) if calls else (0, 0)
+    return live + starting + queued + max(taken - starting, 0)

@@ -7,11 +7,13 @@
     store.finish_owned(run_id, worker_id, outcome, artifacts_dir=folder)
 
 The `RunRecords` guarantees hold as for SQLite (the same contract tests run on
-both). Admission counts every active run of the cluster under a transaction
-advisory lock, so the bound (the live workers' slots plus ``max_queued_runs``)
-holds wherever the request lands. A claim moves the oldest queued run to
-``running`` under this worker in one statement, and only while the worker's
-lease is live; a worker's terminal write is conditional on the run still being
+both). Admission counts every active run of the cluster, and the tenant's,
+under a transaction advisory lock, so the bound (the live workers' slots plus
+``max_queued_runs``) and the tenant's quotas (`quotas.check_runs`) hold
+wherever the request lands. A claim, one at a time under another advisory lock,
+moves to ``running`` under this worker the oldest queued run of the tenant
+running fewest (skipping a tenant at its ``concurrent_runs``, carried on the
+run as ``tenant_cap``), and only while the worker's lease is live; a worker's terminal write is conditional on the run still being
 ``running`` under it, so a worker whose runs were declared interrupted loses
 its late write (and its artifacts with it). Every change another node waits
 for is followed by a NOTIFY carrying the run id only (`CHANNEL_QUEUE`,
@@ -33,8 +35,9 @@ from ai_data_agent.models import Limits, RunRequest
 from ai_data_agent.service.cluster import pg_events, schema
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.node import RUN_RETRY_AFTER_S
+from ai_data_agent.service.quotas import check_runs
 from ai_data_agent.service.records import Outcome, record_from_row
-from ai_data_agent.tenant_models import ADMIN_TENANT
+from ai_data_agent.tenant_models import ADMIN_TENANT, Quotas
 
 __all__ = ["CHANNEL_CANCEL", "CHANNEL_QUEUE", "CHANNEL_RUN", "Claimed", "PgRunStore"]
 
@@ -42,6 +45,7 @@ CHANNEL_QUEUE = "ada_queue"  # a run was queued: workers with a free slot claim
 CHANNEL_RUN = "ada_run"  # a run (or cell) has new events or ended: its followers look
 CHANNEL_CANCEL = "ada_cancel"  # a running run was asked to stop: its worker looks
 ADMISSION_LOCK = 0x61646132  # pg_advisory_xact_lock key of admissions ("ada2")
+CLAIM_LOCK = 0x61646133  # and of claims ("ada3"): a tenant's running count is exact
 OPEN_WAIT_S = 30.0
 _COLUMNS = "id, status, created_at, started_at, finished_at, request, result, error, tenant"
 Claimed = tuple[str, RunRequest, Limits | None]
@@ -96,15 +100,17 @@ class PgRunStore:
         max_queued: int,
         lease_s: float,
         tenant: str = ADMIN_TENANT,
+        quotas: Quotas | None = None,
         now: float | None = None,
     ) -> RunRecord:
-        """Record ``request`` as ``tenant``'s, queued, if the cluster has room; wake the
-        workers.
+        """Record ``request`` as ``tenant``'s, queued, if the cluster has room and the
+        tenant's ``quotas`` allow it; wake the workers.
 
         Room: fewer active runs than the live workers' slots plus ``max_queued``.
 
         Raises:
             QueueFull: no room; nothing was recorded.
+            QuotaExceeded: the tenant holds as many runs as its quotas let it.
             psycopg.Error: the database failed; nothing was recorded.
         """
         with self.db.connection() as conn, conn.transaction():
@@ -122,7 +128,18 @@ class PgRunStore:
                     f"worker slot(s) + {max_queued} queued)",
                     retry_after=RUN_RETRY_AFTER_S,
                 )
-            return self._insert(conn, run_id, request, limits, tenant, now)
+            quotas = quotas or Quotas()
+            row = conn.execute(
+                "SELECT COUNT(*) FILTER (WHERE status = 'running'), "
+                "COUNT(*) FILTER (WHERE status = 'queued') FROM runs "
+                "WHERE tenant = %s AND status IN ('queued', 'running')",
+                (tenant,),
+            ).fetchone()
+            running, queued = (int(row[0]), int(row[1])) if row else (0, 0)
+            check_runs(quotas, tenant, running=running, queued=queued, slots=slots or None)
+            return self._insert(
+                conn, run_id, request, limits, tenant, now, cap=quotas.concurrent_runs
+            )
 
     def _insert(
         self,
@@ -132,17 +149,20 @@ class PgRunStore:
         limits: Limits | None,
         tenant: str,
         now: float | None,
+        *,
+        cap: int | None = None,
     ) -> RunRecord:
         created = time.time() if now is None else now
         conn.execute(
-            "INSERT INTO runs (id, status, created_at, request, limits, tenant) "
-            "VALUES (%s, 'queued', %s, %s, %s, %s)",
+            "INSERT INTO runs (id, status, created_at, request, limits, tenant, tenant_cap) "
+            "VALUES (%s, 'queued', %s, %s, %s, %s, %s)",
             (
                 run_id,
                 created,
                 request.model_dump_json(),
                 None if limits is None else limits.model_dump_json(),
                 tenant,
+                cap,
             ),
         )
         pg_events.append(conn, run_id, [("status", '{"status": "queued"}')])
@@ -165,12 +185,17 @@ class PgRunStore:
         return cursor.rowcount == 1
 
     def claim(self, worker_id: str, *, now: float | None = None) -> Claimed | None:
-        """Take the oldest queued run for ``worker_id`` (while its lease is live), or None."""
-        with self.db.connection() as conn:
+        """Take the next queued run for ``worker_id`` (while its lease is live), or None:
+        the oldest of the tenant running fewest, below its cap."""
+        with self.db.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
             row = conn.execute(
                 "UPDATE runs SET status = 'running', started_at = %s, worker = %s "
-                "WHERE seq = (SELECT seq FROM runs WHERE status = 'queued' ORDER BY seq "
-                "  LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                "WHERE seq = (SELECT q.seq FROM runs q CROSS JOIN LATERAL ("
+                "    SELECT COUNT(*) AS n FROM runs r WHERE r.tenant = q.tenant "
+                "    AND r.status = 'running') busy "
+                "  WHERE q.status = 'queued' AND (q.tenant_cap IS NULL OR busy.n < q.tenant_cap) "
+                "  ORDER BY busy.n, q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED) "
                 "AND EXISTS (SELECT 1 FROM workers WHERE id = %s AND state = 'live') "
                 "RETURNING id, request, limits",
                 (time.time() if now is None else now, worker_id, worker_id),

@@ -194,7 +194,20 @@ CREATE INDEX audit_by_at ON audit (at);
 # A worker is granted nothing new: it reads a create's owner through its grant on
 # session_calls, and never reads tenants, tokens or the audit log.
 
-MIGRATIONS: tuple[tuple[int, LiteralString], ...] = ((1, V1), (2, V2), (3, V3), (4, V4))
+V5: LiteralString = """
+-- Quotas: a run carries its tenant's concurrent_runs as admitted (NULL: no cap), so a
+-- worker's claim skips a tenant at its cap without reading the tenants table.
+ALTER TABLE runs ADD COLUMN tenant_cap INTEGER;
+CREATE INDEX runs_running_by_tenant ON runs (tenant) WHERE status = 'running';
+"""
+
+MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+)
 LATEST = MIGRATIONS[-1][0]
 
 
