@@ -23,6 +23,7 @@ from ai_data_agent.errors import (
     NotFound,
     NotReady,
     QueueFull,
+    QuotaExceeded,
     RequestRejected,
     RequestTooLarge,
     RunIncomplete,
@@ -409,6 +410,19 @@ def test_queue_full_carries_retry_after(
     with pytest.raises(QueueFull) as info:
         client_for(recorder).run("print(1)")
     assert info.value.retry_after == expected
+
+
+def test_a_quota_answer_is_quota_exceeded_with_the_quota_its_limit_and_its_use(
+    client_for: Any,
+) -> None:
+    body = {"code": "quota_exceeded", "message": "at its quota", "quota": "queued_runs"}
+    answer = {"error": {**body, "limit": 2, "used": 2}}
+    recorder = Recorder(httpx.Response(429, json=answer, headers={"Retry-After": "5"}))
+    with pytest.raises(QuotaExceeded) as info:
+        client_for(recorder).submit("print(1)")
+    err = info.value
+    assert isinstance(err, QueueFull)  # whoever retries on a full queue retries on this too
+    assert (err.quota, err.limit, err.used, err.retry_after) == ("queued_runs", 2, 2, 5.0)
 
 
 def test_retry_after_as_an_http_date(client_for: Any) -> None:

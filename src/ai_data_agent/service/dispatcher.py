@@ -35,7 +35,7 @@ from typing import Literal
 
 from loguru import logger
 
-from ai_data_agent.errors import NotReady, QueueFull, QuotaExceeded
+from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
 from ai_data_agent.service.execution import ClaimedRun, execute_run
 from ai_data_agent.service.fair_queue import FairQueue
@@ -66,7 +66,6 @@ class _Entry:
 
     handle: RunHandle
     run: ClaimedRun
-    tenant: str
     state: Literal["queued", "running", "ending", "done"] = "queued"
 
 
@@ -141,7 +140,7 @@ class Dispatcher:
         with self._lock:
             self._admit(tenant, quotas)
             run_id = uuid.uuid4().hex
-            entry = _Entry(RunHandle(run_id), ClaimedRun(run_id, request, limits), tenant)
+            entry = _Entry(RunHandle(run_id), ClaimedRun(run_id, request, limits, tenant))
             try:  # under the lock, so the worker that picks it up finds the record
                 self._store.insert(entry.run.id, request, tenant=tenant)
             except sqlite3.Error as exc:
@@ -155,12 +154,18 @@ class Dispatcher:
         return entry.handle
 
     def _admit(self, tenant: str, quotas: Quotas) -> None:
-        """Raise unless one more run of ``tenant`` fits (lock held)."""
+        """Raise unless one more run of ``tenant`` fits (lock held); count a refusal."""
+        try:
+            self._check_room(tenant, quotas)
+        except QueueFull as exc:  # QuotaExceeded too
+            self._metrics.observe_rejected(exc, tenant)
+            raise
+
+    def _check_room(self, tenant: str, quotas: Quotas) -> None:
         if self._state != "accepting":
             reason = "starting" if self._state == "new" else "shutting down"
             raise NotReady(f"the daemon is {reason}; it takes no new runs")
         if len(self._entries) >= self.capacity:
-            self._metrics.rejected.labels(reason="queue_full").inc()
             raise QueueFull(
                 f"{self._running} run(s) running and {len(self._queue)} queued, the most "
                 f"this daemon takes ({self._settings.max_concurrent_runs} + "
@@ -168,17 +173,8 @@ class Dispatcher:
                 retry_after=RUN_RETRY_AFTER_S,
             )
         running, queued = self._queue.running(tenant), self._queue.queued(tenant)
-        try:
-            check_runs(
-                quotas,
-                tenant,
-                running=running,
-                queued=queued,
-                slots=self._settings.max_concurrent_runs,
-            )
-        except QuotaExceeded:
-            self._metrics.rejected.labels(reason="quota_exceeded").inc()
-            raise
+        slots = self._settings.max_concurrent_runs
+        check_runs(quotas, tenant, running=running, queued=queued, slots=slots)
 
     def artifacts_dir(self, run_id: str) -> Path:
         """Where a run's artifacts are stored (they expire with its record)."""
@@ -202,7 +198,7 @@ class Dispatcher:
                 return None
             was_queued = entry.state == "queued"
             if was_queued:
-                self._queue.remove(entry.tenant, entry)
+                self._queue.remove(entry.run.tenant, entry)
                 self._release(entry)
             else:
                 entry.run.cancel.set()
@@ -305,7 +301,7 @@ class Dispatcher:
                 return
             entry.state = "ending"
             self._running -= 1
-            self._queue.done(entry.tenant)
+            self._queue.done(entry.run.tenant)
             self._changed.notify_all()
 
     def _execute(self, entry: _Entry) -> None:
@@ -330,7 +326,7 @@ class Dispatcher:
             log.opt(exception=exc).error("cannot record the end of the run ({}): {}", status, exc)
             changed = False
         if changed:
-            self._metrics.observe_finished(status, result)
+            self._metrics.observe_finished(status, result, entry.run.tenant)
             if result is None:  # the executor logged nothing for it
                 log.info("run finished: status={} error={}", status, outcome.error)
         final = result or RunResult(id=run_id, status=status, error=outcome.error)

@@ -30,6 +30,7 @@ from ai_data_agent.executor import RunEvent
 from ai_data_agent.models import Limits, RunRequest, RunStatus
 from ai_data_agent.service.node import REASON_SHUTDOWN_RUNNING, RunExecutor
 from ai_data_agent.service.records import Outcome
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["LIVE_STATUSES", "ClaimedRun", "Publish", "execute_run"]
 
@@ -45,6 +46,7 @@ class ClaimedRun:
     id: str
     request: RunRequest
     limits: Limits | None  # None: the executor's defaults (a record admitted without them)
+    tenant: str = ADMIN_TENANT  # whose it is: its metrics are counted under this name
     cancel: threading.Event = field(default_factory=threading.Event)
     interrupted: bool = False  # stopped by a shutdown, not by a client
 

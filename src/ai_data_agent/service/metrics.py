@@ -6,7 +6,10 @@
     text = metrics.render()          # for GET /metrics
 
 Queue depth and the running count are read from the dispatcher when scraped
-(`bind_gauges`), so they can never drift from the truth.
+(`bind_gauges`), so they can never drift from the truth. Runs and quota
+refusals are counted per tenant too, under at most `MAX_TENANT_LABELS` tenant
+names (tenants are made by an admin; past the bound, they count as ``_other``),
+so a scrape stays small however many tenants come and go.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from prometheus_client import (
 )
 
 from ai_data_agent.egress.log import EgressEvent
+from ai_data_agent.errors import QueueFull, QuotaExceeded
 from ai_data_agent.models import RunResult, RunStatus
 
 __all__ = ["CONTENT_TYPE", "EgressMetrics", "ServiceMetrics"]
@@ -30,6 +34,8 @@ __all__ = ["CONTENT_TYPE", "EgressMetrics", "ServiceMetrics"]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Seconds: from sub-second hello-worlds to the 600 s timeout cap plus installs.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200)
+MAX_TENANT_LABELS = 100  # distinct tenant label values per process
+OTHER_TENANTS = "_other"  # the label of tenants past the bound (not a valid tenant name)
 
 
 class EgressMetrics:
@@ -67,6 +73,19 @@ class ServiceMetrics:
         self.rejected = Counter(
             "ai_data_agent_runs_rejected", "Submissions refused at once.", ["reason"], registry=r
         )
+        self.tenant_runs = Counter(
+            "ai_data_agent_tenant_runs",
+            "Runs that reached a terminal status, by tenant.",
+            ["tenant", "status"],
+            registry=r,
+        )
+        self.quota_refusals = Counter(
+            "ai_data_agent_quota_refusals",
+            "Runs and sessions refused for a tenant's quota, by tenant and quota.",
+            ["tenant", "quota"],
+            registry=r,
+        )
+        self._tenants: set[str] = set()
         self.install_seconds = Histogram(
             "ai_data_agent_run_install_seconds",
             "Time installing requirements.",
@@ -127,9 +146,32 @@ class ServiceMetrics:
         self.queue_depth.set_function(queue_depth)
         self.running.set_function(running)
 
-    def observe_finished(self, status: RunStatus, result: RunResult | None) -> None:
-        """Count a terminal run; time it when a container ran (``result`` present)."""
+    def tenant_label(self, tenant: str) -> str:
+        """``tenant`` as a label value: its name, or `OTHER_TENANTS` past the bound."""
+        if tenant not in self._tenants and len(self._tenants) >= MAX_TENANT_LABELS:
+            return OTHER_TENANTS
+        self._tenants.add(tenant)
+        return tenant
+
+    def observe_rejected(self, error: QueueFull, tenant: str) -> None:
+        """Count a run refused for room, by its code (and a quota's, `observe_quota`)."""
+        self.rejected.labels(reason=error.code or "queue_full").inc()
+        if isinstance(error, QuotaExceeded):
+            self.observe_quota(error, tenant)
+
+    def observe_quota(self, error: QuotaExceeded, tenant: str) -> None:
+        """Count a run or session refused for ``tenant``'s quota."""
+        label = self.tenant_label(tenant)
+        self.quota_refusals.labels(tenant=label, quota=error.quota or "unknown").inc()
+
+    def observe_finished(
+        self, status: RunStatus, result: RunResult | None, tenant: str | None = None
+    ) -> None:
+        """Count a terminal run (under its ``tenant`` too, when known); time it when a
+        container ran (``result`` present)."""
         self.runs.labels(status=status.value).inc()
+        if tenant is not None:
+            self.tenant_runs.labels(tenant=self.tenant_label(tenant), status=status.value).inc()
         if result is not None:
             self.install_seconds.observe(result.timings.install_s)
             self.execute_seconds.observe(result.timings.execute_s)

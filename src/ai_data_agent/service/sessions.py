@@ -9,8 +9,7 @@
 
 At most ``max_sessions`` live at once, and their memory (plus what the runs
 in flight may take) within the host's budget: beyond either, `SessionLimit`;
-a tenant's at most its ``concurrent_sessions`` quota (`quotas`), beyond which
-`QuotaExceeded` (a closed session stops counting as `close` returns).
+a tenant's beyond its ``concurrent_sessions``, `QuotaExceeded` (`quotas`).
 One call per session at a time: a cell while another call runs is
 `SessionBusy`, and nothing is queued. Idle sessions and sessions past their
 maximum lifetime expire (container removed); later calls get `SessionGone`.
@@ -30,6 +29,7 @@ from loguru import logger
 from ai_data_agent.errors import (
     AiDataAgentError,
     NotReady,
+    QuotaExceeded,
     SessionBusy,
     SessionGone,
     SessionLimit,
@@ -87,7 +87,6 @@ class SessionManager:
         self.tenants = tenants
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
-        self._starting = 0
         self._starting_by: Counter[str] = Counter()  # sessions starting, by tenant
         self._starting_memory = 0
         self._stop = threading.Event()
@@ -99,7 +98,7 @@ class SessionManager:
     def live_count(self) -> int:
         """Sessions live or starting now."""
         with self._lock:
-            return len(self._live) + self._starting
+            return len(self._live) + self._starting_by.total()
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -128,19 +127,22 @@ class SessionManager:
 
     # -- sessions ---------------------------------------------------------------------
     def _admit(self, memory_mb: int, tenant: str, quotas: Quotas) -> None:
-        """Reserve room for one more session of ``tenant`` (lock held), or raise
-        `QuotaExceeded` or `SessionLimit`."""
+        """Reserve room for one more session of ``tenant`` (lock held), or raise."""
         s = self.settings
         if not self._accepting:
             raise NotReady("the daemon is shutting down; it starts no new sessions")
         held = sum(1 for live in self._live.values() if live.tenant == tenant)
-        check_sessions(quotas, tenant, live=held + self._starting_by[tenant])
+        try:
+            check_sessions(quotas, tenant, live=held + self._starting_by[tenant])
+        except QuotaExceeded as exc:
+            self.metrics.observe_quota(exc, tenant)
+            raise
         if s.max_sessions == 0:
             raise SessionLimit(
                 "sessions are disabled on this server (max_sessions = 0)",
                 retry_after=SESSION_RETRY_AFTER_S,
             )
-        count = len(self._live) + self._starting
+        count = len(self._live) + self._starting_by.total()
         if count >= s.max_sessions:
             raise SessionLimit(
                 f"{count} sessions live, the most this server keeps ({s.max_sessions})",
@@ -155,7 +157,6 @@ class SessionManager:
                 f"runs may take {reserved} MiB of this host's {budget} MiB budget",
                 retry_after=SESSION_RETRY_AFTER_S,
             )
-        self._starting += 1
         self._starting_by[tenant] += 1
         self._starting_memory += memory_mb
 
@@ -186,7 +187,6 @@ class SessionManager:
             raise
         finally:
             with self._lock:  # starting to live in one step: never counted out between
-                self._starting -= 1
                 self._starting_by[tenant] -= 1
                 self._starting_memory -= memory
                 if started:

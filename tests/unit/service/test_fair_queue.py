@@ -6,6 +6,7 @@ import pytest
 
 from ai_data_agent.errors import QuotaExceeded
 from ai_data_agent.service.fair_queue import FairQueue
+from ai_data_agent.service.metrics import MAX_TENANT_LABELS, OTHER_TENANTS, ServiceMetrics
 from ai_data_agent.service.quotas import check_runs, check_sessions
 from ai_data_agent.tenant_models import Quotas
 
@@ -109,3 +110,11 @@ def test_session_quota() -> None:
         2,
         2,
     )
+
+
+def test_tenant_labels_are_bounded() -> None:
+    metrics = ServiceMetrics()
+    names = [f"t{n}" for n in range(MAX_TENANT_LABELS)]
+    assert [metrics.tenant_label(name) for name in names] == names
+    assert metrics.tenant_label("one-more") == OTHER_TENANTS
+    assert metrics.tenant_label("t0") == "t0"  # a tenant already labelled keeps its name

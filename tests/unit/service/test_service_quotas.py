@@ -74,9 +74,13 @@ async def test_a_tenant_over_its_run_quota_gets_429_and_its_queued_run_waits_at_
         assert [r.status_code for r in admin] == [202] * 3  # the built-in admin: unlimited
         metrics = (await client.get("/metrics")).text
         assert 'ai_data_agent_runs_rejected_total{reason="quota_exceeded"} 1.0' in metrics
+        assert 'quota_refusals_total{quota="queued_runs",tenant="team-a"} 1.0' in metrics
         executor.release.set()
         for accepted in (first, second):
             await wait_for_status(client, accepted.json()["id"], {"succeeded"})
+        metrics = (await client.get("/metrics")).text
+        assert 'ai_data_agent_tenant_runs_total{status="succeeded",tenant="team-a"} 2.0' in metrics
+        assert 'ai_data_agent_tenant_runs_total{status="succeeded",tenant="team-b"} 1.0' in metrics
 
 
 async def test_queued_runs_0_refuses_beyond_concurrent_runs_and_counts_a_run_out_as_it_ends(
@@ -135,12 +139,10 @@ async def test_a_tenants_sessions_are_capped_and_a_close_frees_one_at_once(
         async with httpx.AsyncClient(transport=transport, base_url="http://d") as client:
             created = [await client.post("/v1/sessions", json={}, headers=team) for _ in range(2)]
             assert [r.status_code for r in created] == [201, 201]
-            assert_quota(
-                await client.post("/v1/sessions", json={}, headers=team),
-                "concurrent_sessions",
-                2,
-                2,
-            )
+            refused = await client.post("/v1/sessions", json={}, headers=team)
+            assert_quota(refused, "concurrent_sessions", 2, 2)
+            metrics = app.state.daemon.metrics.render().decode()
+            assert 'refusals_total{quota="concurrent_sessions",tenant="team-a"} 1.0' in metrics
             admin = {"Authorization": f"Bearer {TOKEN}"}
             assert (await client.post("/v1/sessions", json={}, headers=admin)).status_code == 201
             closed = await client.delete(f"/v1/sessions/{created[0].json()['id']}", headers=team)

@@ -129,7 +129,7 @@ class ClusterDispatcher:
             logger.error("cannot admit a run: {}", exc)
             raise unavailable(exc) from exc
         except QueueFull as exc:  # QuotaExceeded too
-            self._metrics.rejected.labels(reason=exc.code or "queue_full").inc()
+            self._metrics.observe_rejected(exc, tenant)
             raise
         logger.bind(run_id=run_id).debug("run admitted")
         return self._follower.track(run_id)
@@ -172,7 +172,9 @@ class ClusterNode:
         self._dispatcher = ClusterDispatcher(
             settings, self._store, self.follower, self.metrics, self.tenants
         )
-        self._sessions: ClusterSessions = ClusterSessions(settings, self.db, self.tenants)
+        self._sessions: ClusterSessions = ClusterSessions(
+            settings, self.db, self.tenants, self.metrics
+        )
         self.node_id = uuid.uuid4().hex
         self.api_nodes = ApiNodes(self.db, lease_s=settings.lease_timeout_s)
         # The directory all API nodes share; workers reach it through `blob_server`.

@@ -1,6 +1,6 @@
 """An API node's sessions: every call routed to the worker that holds the session.
 
-    sessions = ClusterSessions(settings, db, tenants)   # tenants: the quotas
+    sessions = ClusterSessions(settings, db, tenants, metrics)   # tenants: the quotas
     info = sessions.create(SessionRequest())        # some worker with room starts it
     handle = sessions.submit_cell(info.id, CellRequest(code="1 + 1"))
     await wait_done(handle)                         # fed from the database
@@ -23,12 +23,19 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from ai_data_agent.errors import AiDataAgentError, NotReady, SessionGone, SessionLimit
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    NotReady,
+    QuotaExceeded,
+    SessionGone,
+    SessionLimit,
+)
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_sessions import Call, PgSessionCalls, PgSessionRegistry
 from ai_data_agent.service.cluster.worker_sessions import FILES
 from ai_data_agent.service.handles import CellHandle
+from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import SESSION_RETRY_AFTER_S
 from ai_data_agent.service.quotas import quotas_of
 from ai_data_agent.service.records import TenantRecords
@@ -75,10 +82,13 @@ class _Cell:
 
 
 class ClusterSessions:
-    def __init__(self, settings: Settings, db: Database, tenants: TenantRecords) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, tenants: TenantRecords, metrics: ServiceMetrics
+    ) -> None:
         self.settings = settings
         self.db = db
         self.tenants = tenants  # the quotas, checked as a create's call is written
+        self.metrics = metrics
         self.registry = PgSessionRegistry(db, node="api", prunes=True)
         self.calls = PgSessionCalls(db)
         self._lock = threading.Condition()
@@ -195,7 +205,11 @@ class ClusterSessions:
             )
         quotas = quotas_of(self.tenants, tenant)
         args = request.model_dump_json()
-        call_id = self._submit("create", "", None, args, None, tenant, quotas)
+        try:
+            call_id = self._submit("create", "", None, args, None, tenant, quotas)
+        except QuotaExceeded as exc:
+            self.metrics.observe_quota(exc, tenant)
+            raise
         claim_wait = self.settings.queue_poll_s + 1.0
         call = self._wait(call_id, claim_wait)
         if call.status == "queued" and self.calls.withdraw(

@@ -48,7 +48,7 @@ ADMISSION_LOCK = 0x61646132  # pg_advisory_xact_lock key of admissions ("ada2")
 CLAIM_LOCK = 0x61646133  # and of claims ("ada3"): a tenant's running count is exact
 OPEN_WAIT_S = 30.0
 _COLUMNS = "id, status, created_at, started_at, finished_at, request, result, error, tenant"
-Claimed = tuple[str, RunRequest, Limits | None]
+Claimed = tuple[str, RunRequest, Limits | None, str]  # id, request, limits, tenant
 
 
 class PgRunStore:
@@ -197,16 +197,17 @@ class PgRunStore:
                 "  WHERE q.status = 'queued' AND (q.tenant_cap IS NULL OR busy.n < q.tenant_cap) "
                 "  ORDER BY busy.n, q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED) "
                 "AND EXISTS (SELECT 1 FROM workers WHERE id = %s AND state = 'live') "
-                "RETURNING id, request, limits",
+                "RETURNING id, request, limits, tenant",
                 (time.time() if now is None else now, worker_id, worker_id),
             ).fetchone()
         if row is None:
             return None
-        run_id, request, limits = row
+        run_id, request, limits, tenant = row
         return (
             run_id,
             RunRequest.model_validate_json(request),
             None if limits is None else Limits.model_validate_json(limits),
+            tenant,
         )
 
     def finish(self, run_id: str, outcome: Outcome, *, now: float | None = None) -> bool:

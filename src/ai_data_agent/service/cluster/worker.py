@@ -237,7 +237,7 @@ class Worker:
             outcome = Outcome(RunStatus.ERROR, error=f"the worker failed: {exc}")
         try:
             self.pump.flush(run.id)
-            self._finish(run.id, outcome, folder)
+            self._finish(run, outcome, folder)
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -245,9 +245,9 @@ class Worker:
                 self._runs.pop(run.id, None)
                 self._lock.notify_all()
 
-    def _finish(self, run_id: str, outcome: Outcome, folder: Path | None) -> None:
+    def _finish(self, run: ClaimedRun, outcome: Outcome, folder: Path | None) -> None:
         """The terminal write, retried until the database answers (or the worker stops)."""
-        log = logger.bind(run_id=run_id)
+        run_id, log = run.id, logger.bind(run_id=run.id)
         delay = 0.2
         while True:
             try:
@@ -267,7 +267,7 @@ class Worker:
                 )
                 folder = None
         if won:
-            self.metrics.observe_finished(outcome.status, outcome.result)
+            self.metrics.observe_finished(outcome.status, outcome.result, run.tenant)
         else:
             log.warning("the run was already ended elsewhere; this worker's result is dropped")
 
