@@ -34,6 +34,7 @@ from ai_data_agent.errors import (
     NotFound,
     NotReady,
     QueueFull,
+    QuotaExceeded,
     RequestRejected,
     RequestTooLarge,
     ServerError,
@@ -60,6 +61,7 @@ WIRE = {
     NotFound: (404, "not_found"),
     FileNotFound: (404, "file_not_found"),
     QueueFull: (429, "queue_full"),
+    QuotaExceeded: (429, "quota_exceeded"),
     SessionBusy: (409, "session_busy"),
     SessionGone: (410, "session_gone"),
     SessionLimit: (429, "session_limit"),
@@ -132,6 +134,9 @@ def raising_route(app: FastAPI) -> None:
         "Forbidden": Forbidden("tenant 'a' is not an admin"),
         "FileNotFound": FileNotFound("no file outputs/x.png in the session", path="outputs/x.png"),
         "QueueFull": QueueFull("1 running and 1 queued", retry_after=2.5),
+        "QuotaExceeded": QuotaExceeded(
+            "at its quota queued_runs = 2", quota="queued_runs", limit=2, used=2, retry_after=2.5
+        ),
         "SessionBusy": SessionBusy("session s1 is busy", session_id="s1"),
         "SessionGone": SessionGone("session s1 is closed", session_id="s1"),
         "SessionLimit": SessionLimit("4 sessions live", retry_after=2.5),
@@ -182,6 +187,8 @@ def test_each_class_the_daemon_raises_is_the_class_the_client_raises(
         assert again.retry_after == 3
     if isinstance(again, RequestRejected):
         assert again.reason == response.json()["error"]["message"]
+    if isinstance(again, QuotaExceeded):
+        assert (again.quota, again.limit, again.used) == ("queued_runs", 2, 2)
 
 
 def test_an_error_without_an_http_status_is_500_without_detail(tmp_path: Path) -> None:
