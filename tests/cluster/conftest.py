@@ -1,6 +1,7 @@
 """Fixtures of the cluster tests: a throwaway PostgreSQL for the session, a database per test.
 
     def test_x(pg: Postgres, database: str, api_settings: Settings): ...
+    def test_y(open_store: Callable[..., PgRunStore]): ...   # PgRunStores, closed after
 
 Every test here needs PostgreSQL's server programs (Debian's ``postgresql``,
 which .ci/run installs): a missing one fails, it never skips.
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from ai_data_agent.service.cluster.db import Database
+from ai_data_agent.service.cluster.pg_store import PgRunStore
 from ai_data_agent.settings import Settings
 from tests.support.engines import PrivateEngine
 
@@ -99,3 +102,19 @@ def cluster(pg: Postgres, database: str, tmp_path: Path) -> Iterator[Cluster]:
     leftovers = made.close()
     gc.collect()  # leaked sockets warn now, inside this test, not at the session's end
     assert not leftovers, f"sandboxes left on the private engines: {leftovers}"
+
+
+@pytest.fixture
+def open_store(cluster_settings: Callable[..., Settings]) -> Iterator[Callable[..., PgRunStore]]:
+    made: list[PgRunStore] = []
+
+    def build(role: str = "api", **overrides: object) -> PgRunStore:
+        settings = cluster_settings(role, **overrides)
+        store = PgRunStore(Database(settings, role=role), migrate=role == "api")
+        store.open()
+        made.append(store)
+        return store
+
+    yield build
+    for store in made:
+        store.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,22 +25,6 @@ from .postgres import Postgres
 
 pytestmark = pytest.mark.cluster
 LIMITS = Limits(timeout_s=5, memory_mb=256, cpus=1, network=False)
-
-
-@pytest.fixture
-def open_store(cluster_settings: Callable[..., Settings]) -> Iterator[Callable[..., PgRunStore]]:
-    made: list[PgRunStore] = []
-
-    def build(role: str = "api", **overrides: object) -> PgRunStore:
-        settings = cluster_settings(role, **overrides)
-        store = PgRunStore(Database(settings, role=role), migrate=role == "api")
-        store.open()
-        made.append(store)
-        return store
-
-    yield build
-    for store in made:
-        store.close()
 
 
 def connect(settings: Settings) -> psycopg.Connection:

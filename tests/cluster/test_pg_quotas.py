@@ -5,39 +5,22 @@ skipped."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 
 from ai_data_agent.errors import QuotaExceeded
 from ai_data_agent.models import Limits, RunRequest, RunStatus
-from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_sessions import PgSessionCalls, PgSessionRegistry
 from ai_data_agent.service.cluster.pg_store import PgRunStore
 from ai_data_agent.service.cluster.pg_workers import WorkerRegistry
 from ai_data_agent.service.records import Outcome
 from ai_data_agent.session_models import SessionInfo, SessionStatus
-from ai_data_agent.settings import Settings
 from ai_data_agent.tenant_models import Quotas
 
 pytestmark = pytest.mark.cluster
 LIMITS = Limits(timeout_s=5, memory_mb=256, cpus=1, network=False)
-
-
-@pytest.fixture
-def open_store(cluster_settings: Callable[..., Settings]) -> Iterator[Callable[..., PgRunStore]]:
-    made: list[PgRunStore] = []
-
-    def build(role: str = "api") -> PgRunStore:
-        store = PgRunStore(Database(cluster_settings(role), role=role), migrate=role == "api")
-        store.open()
-        made.append(store)
-        return store
-
-    yield build
-    for store in made:
-        store.close()
 
 
 def admit(store: PgRunStore, run_id: str, tenant: str, quotas: Quotas | None = None) -> None:
