@@ -62,12 +62,17 @@ class Role(StrEnum):
 
 
 class Quotas(BaseModel):
-    """A tenant's limits; None is unlimited. Stored here, enforced by admission."""
+    """A tenant's limits; None is unlimited. Stored here, enforced by admission
+    (``service/quotas.py``: the runs and sessions counts; the others not yet)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    concurrent_runs: int | None = Field(None, ge=0, description="Runs running at once.")
-    queued_runs: int | None = Field(None, ge=0, description="Runs waiting at once.")
+    concurrent_runs: int | None = Field(
+        None, ge=0, description="Runs running at once; more wait in the queue."
+    )
+    queued_runs: int | None = Field(
+        None, ge=0, description="Runs held beyond concurrent_runs; more are refused (429)."
+    )
     concurrent_sessions: int | None = Field(None, ge=0, description="Live sessions at once.")
     cpu_seconds_per_hour: float | None = Field(
         None, ge=0, description="CPU time of runs and cells in any hour."

@@ -124,7 +124,8 @@ class RunDispatcher(Protocol):
     def submit(
         self, request: RunRequest, limits: Limits, *, tenant: str = ADMIN_TENANT
     ) -> RunHandle:
-        """Record and queue ``request`` as ``tenant``'s; raises `QueueFull` or `NotReady`."""
+        """Record and queue ``request`` as ``tenant``'s; raises `QueueFull` (`QuotaExceeded`
+        beyond the tenant's quotas) or `NotReady`."""
 
     def find(self, run_id: str) -> RunHandle | None:
         """The handle of an active run (its live events and completion), or None."""
