@@ -190,12 +190,13 @@ class PgRunStore:
         with self.db.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
             row = conn.execute(
+                "WITH busy AS (SELECT tenant, COUNT(*) AS n FROM runs WHERE status = 'running' "
+                "  GROUP BY tenant) "
                 "UPDATE runs SET status = 'running', started_at = %s, worker = %s "
-                "WHERE seq = (SELECT q.seq FROM runs q CROSS JOIN LATERAL ("
-                "    SELECT COUNT(*) AS n FROM runs r WHERE r.tenant = q.tenant "
-                "    AND r.status = 'running') busy "
-                "  WHERE q.status = 'queued' AND (q.tenant_cap IS NULL OR busy.n < q.tenant_cap) "
-                "  ORDER BY busy.n, q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED) "
+                "WHERE seq = (SELECT q.seq FROM runs q LEFT JOIN busy ON busy.tenant = q.tenant "
+                "  WHERE q.status = 'queued' "
+                "  AND (q.tenant_cap IS NULL OR COALESCE(busy.n, 0) < q.tenant_cap) "
+                "  ORDER BY COALESCE(busy.n, 0), q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED) "
                 "AND EXISTS (SELECT 1 FROM workers WHERE id = %s AND state = 'live') "
                 "RETURNING id, request, limits, tenant",
                 (time.time() if now is None else now, worker_id, worker_id),
