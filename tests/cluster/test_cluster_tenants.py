@@ -1,6 +1,7 @@
 """Tenants in a cluster: what one API node made for a tenant, the other answers 404 to
 another tenant; a token revoked through one node is refused by the other at once; the audit
-log is the cluster's."""
+log is the cluster's; a tenant's session quota holds whichever node it asks, and a close
+through one node frees a slot the other gives at once."""
 
 from __future__ import annotations
 
@@ -75,3 +76,38 @@ def test_tenants_see_only_their_own_through_either_api_node(
         assert [(e["tenant"], e["object_id"]) for e in created] == [("a", sid)]
         with as_(one, secrets["a"]) as a:
             assert a.delete(f"/v1/sessions/{sid}").json()["status"] == "closed"
+
+
+def test_a_tenants_session_quota_holds_across_api_nodes(
+    cluster: Cluster, engines: list[PrivateEngine]
+) -> None:
+    one, two = cluster.api(), cluster.api()
+    cluster.worker(engines[0], max_sessions=4)
+    with one.client() as admin:
+        quotas = {"concurrent_sessions": 2}
+        made = admin.post("/v1/tenants", json={"name": "a", "quotas": quotas})
+        assert made.status_code == 201, made.text
+        token = admin.post("/v1/tokens", json={"tenant": "a", "name": "a-1"})
+        assert token.status_code == 201, token.text
+        secret = token.json()["secret"]
+    with as_(one, secret) as a_one, as_(two, secret) as a_two:
+        first = a_one.post("/v1/sessions", json={})
+        second = a_two.post("/v1/sessions", json={})
+        assert first.status_code == second.status_code == 201, (first.text, second.text)
+        for a in (a_one, a_two):
+            refused = a.post("/v1/sessions", json={})
+            assert refused.status_code == 429, refused.text
+            assert int(refused.headers["retry-after"]) > 0
+            error = refused.json()["error"]
+            assert (error["code"], error["quota"], error["limit"], error["used"]) == (
+                "quota_exceeded",
+                "concurrent_sessions",
+                2,
+                2,
+            )
+        closed = a_two.delete(f"/v1/sessions/{first.json()['id']}")
+        assert closed.status_code == 200 and closed.json()["status"] == "closed", closed.text
+        third = a_one.post("/v1/sessions", json={})
+        assert third.status_code == 201, third.text
+        for made in (second, third):
+            assert a_one.delete(f"/v1/sessions/{made.json()['id']}").status_code == 200
