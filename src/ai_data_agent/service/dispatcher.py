@@ -15,8 +15,9 @@ At most ``max_concurrent_runs`` runs execute at once (one worker thread each)
 and at most ``max_queued_runs`` wait; a submission beyond that raises
 `QueueFull`, and one beyond its tenant's quotas `QuotaExceeded` (``quotas``),
 both leaving no record. A free worker takes the next run of the tenant with
-the fewest running (`FairQueue`), so one tenant's flood does not starve another. The record is committed before the run is
-queued, so nothing a client heard of can be lost, and every run ends with
+the fewest running (`FairQueue`), so one tenant's flood does not starve
+another. The record is committed before the run is queued, so nothing a
+client heard of can be lost, and every run ends with
 exactly one terminal write (`RunStore.finish` is conditional); its handle then
 carries the final `RunResult`. Between the two, a worker thread executes the run
 with `execution.execute_run`, as a cluster's worker does. Blocking methods are for worker threads
