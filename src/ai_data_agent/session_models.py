@@ -133,7 +133,15 @@ class DisplayOutput(BaseModel):
 class CellError(BaseModel):
     ename: str
     evalue: str
-    traceback: list[str] = Field(default_factory=list, description="Lines showing the cell's code.")
+    traceback: list[str] = Field(
+        default_factory=list,
+        description="The traceback as Python formats it: pieces that end in newlines, joined as is.",
+    )
+
+    @property
+    def text(self) -> str:
+        """The traceback as Python prints it (``ename: evalue`` when there is none)."""
+        return "".join(self.traceback) or f"{self.ename}: {self.evalue}\n"
 
 
 class CellTimings(BaseModel):

@@ -124,8 +124,7 @@ def cell_text(cell: CellResult, links: Sequence[ResourceLink]) -> str:
         value = str(cell.result.data.get("text/plain", ""))
         parts.append(_section("value", value[:VALUE_HEAD]))
     if cell.error is not None:
-        trace = "\n".join(cell.error.traceback) or f"{cell.error.ename}: {cell.error.evalue}"
-        parts.append(_section("error", tail(trace, STDERR_TAIL)))
+        parts.append(_section("error", tail(cell.error.text, STDERR_TAIL)))
     if links:
         parts.append(_section("files under outputs/", _artifact_lines(links)))
     return "\n".join(parts)

@@ -83,6 +83,7 @@ async def test_print_plot_state_install_and_files(
 
         failed = await client.call_tool("run_python", {"code": "{}['missing']"})
         assert failed.is_error and "KeyError: 'missing'" in text_of(failed)
+        assert "Traceback (most recent call last):\n  File" in text_of(failed)  # no blank line
     # The process ended: its default session and the one it created are gone.
     assert managed_containers(docker_client, session_id) == []
     assert managed_containers(docker_client, default_id) == []

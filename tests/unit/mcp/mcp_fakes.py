@@ -157,10 +157,10 @@ class FakeSandbox:
             error = CellError(
                 ename="ZeroDivisionError",
                 evalue="division by zero",
-                traceback=[
-                    "Traceback (most recent call last):",
-                    '  File "<cell 1>", line 1',
-                    "ZeroDivisionError: division by zero",
+                traceback=[  # as the kernel sends it: TracebackException.format()
+                    "Traceback (most recent call last):\n",
+                    '  File "<cell 1>", line 1, in <module>\n    1/0\n    ~^~\n',
+                    "ZeroDivisionError: division by zero\n",
                 ],
             )
             job = FakeJob(_cell(session_id, count, status=CellStatus.ERROR, error=error))
