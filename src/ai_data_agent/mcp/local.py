@@ -1,4 +1,4 @@
-"""The `Sandbox` of ``ai-data-agent mcp`` without ``--server``: the library on the local engine.
+"""The `SandboxService` of ``ai-data-agent mcp`` without ``--server``: the library on the local engine.
 
     async with LocalSandbox(settings) as sandbox:
         job = await sandbox.start_run(RunRequest(code="print(1)"), on_output)
@@ -25,7 +25,7 @@ import anyio
 from ai_data_agent.errors import NotFound, SessionGone, SessionLimit
 from ai_data_agent.executor import Executor, RunEvent, Session
 from ai_data_agent.limits import resolve_run
-from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink, ThreadJob
+from ai_data_agent.mcp.sandbox import Capabilities, OutputSink, ThreadJob, ToolJob
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.session_models import (
@@ -79,7 +79,7 @@ class LocalSandbox:
         await self.aclose()
 
     # -- runs ---------------------------------------------------------------------------
-    async def start_run(self, request: RunRequest, on_output: OutputSink) -> Job[RunResult]:
+    async def start_run(self, request: RunRequest, on_output: OutputSink) -> ToolJob[RunResult]:
         limits = resolve_run(request, self.settings)  # RequestRejected before any thread starts
         cancel = threading.Event()
         run_id = uuid.uuid4().hex
@@ -141,7 +141,7 @@ class LocalSandbox:
 
     async def start_cell(
         self, session_id: str, code: str, timeout_s: float | None, on_output: OutputSink
-    ) -> Job[CellResult]:
+    ) -> ToolJob[CellResult]:
         session = self._session(session_id)
 
         def run() -> CellResult:

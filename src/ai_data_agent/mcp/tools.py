@@ -41,7 +41,7 @@ from ai_data_agent.mcp.results import (
     run_text,
     tool_result,
 )
-from ai_data_agent.mcp.sandbox import Sandbox
+from ai_data_agent.mcp.sandbox import SandboxService
 from ai_data_agent.models import InputFile, RunRequest
 from ai_data_agent.session_models import CellResult, SessionRequest
 
@@ -75,9 +75,9 @@ async def _guard(call: Callable[[], Awaitable[CallToolResult]]) -> CallToolResul
 
 
 class SandboxTools:
-    """The tool functions over one `Sandbox`. See the module docstring."""
+    """The tool functions over one `SandboxService`. See the module docstring."""
 
-    def __init__(self, sandbox: Sandbox, options: ToolOptions) -> None:
+    def __init__(self, sandbox: SandboxService, options: ToolOptions) -> None:
         self.sandbox = sandbox
         self.options = options
         self._default: str | None = None

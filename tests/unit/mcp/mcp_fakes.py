@@ -1,4 +1,4 @@
-"""A `Sandbox` in memory for the MCP tools' unit tests: what each code does is below.
+"""A `SandboxService` in memory for the MCP tools' unit tests: what each code does is below.
 
 "sleep"      a cell that runs until cancelled (then ``interrupted``, state preserved)
 "1/0"        a cell that fails with a traceback

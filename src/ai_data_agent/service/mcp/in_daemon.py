@@ -1,4 +1,4 @@
-"""The `Sandbox` of the daemon's ``/mcp``: its node's dispatcher, run store and sessions.
+"""The `SandboxService` of the daemon's ``/mcp``: its node's dispatcher, run store and sessions.
 
     sandbox = DaemonSandbox(app.state.daemon)     # one node, or a cluster's API node
 
@@ -19,7 +19,7 @@ import anyio
 from anyio.to_thread import run_sync
 
 from ai_data_agent.errors import ServerError
-from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink
+from ai_data_agent.mcp.sandbox import Capabilities, OutputSink, ToolJob
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.service import runs
 from ai_data_agent.service.events import RunEvents
@@ -47,7 +47,7 @@ async def _pump(events: RunEvents, on_output: OutputSink) -> None:
 
 
 class _Followed(Generic[H]):
-    """A run or cell of the node, as an MCP `Job`: its output fed to ``on_output``."""
+    """A run or cell of the node, as an MCP `ToolJob`: its output fed to ``on_output``."""
 
     def __init__(self, node: ServiceNode, handle: H, on_output: OutputSink) -> None:
         self._node = node
@@ -95,7 +95,7 @@ class DaemonSandbox:
             interrupt_grace_s=s.interrupt_grace_s,
         )
 
-    async def start_run(self, request: RunRequest, on_output: OutputSink) -> Job[RunResult]:
+    async def start_run(self, request: RunRequest, on_output: OutputSink) -> ToolJob[RunResult]:
         handle = await runs.admit(self.node, request)  # refused: nothing recorded
         return _RunJob(self.node, handle, on_output)
 
@@ -111,7 +111,7 @@ class DaemonSandbox:
 
     async def start_cell(
         self, session_id: str, code: str, timeout_s: float | None, on_output: OutputSink
-    ) -> Job[CellResult]:
+    ) -> ToolJob[CellResult]:
         request = CellRequest(code=code, timeout_s=timeout_s)
         handle = await run_sync(self.node.sessions.submit_cell, session_id, request)
         return _CellJob(self.node, handle, on_output)
