@@ -276,6 +276,11 @@ class SessionGone(SessionError):
     default_code = "session_gone"
     http_status = 410
 
+    @classmethod
+    def ended(cls, session_id: str, status: str | None) -> SessionGone:
+        """The one wording for a session that takes no calls: its status, or ``unknown``."""
+        return cls(f"session {session_id[:64]} is {status or 'unknown'}", session_id=session_id)
+
 
 class SessionLimit(SessionError):
     """The server holds as many sessions (or as much session memory) as it may.

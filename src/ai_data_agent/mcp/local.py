@@ -41,6 +41,7 @@ __all__ = ["LocalSandbox"]
 
 T = TypeVar("T")
 KEPT_RUNS = 200  # results whose artifacts stay readable; older folders are removed
+KEPT_ENDED = 200  # closed sessions whose status a call still names
 
 
 def _forward(on_output: OutputSink) -> Callable[[RunEvent], None]:
@@ -70,6 +71,7 @@ class LocalSandbox:
         self._folder = Path(tempfile.mkdtemp(prefix="ai-data-agent-mcp-"))
         self._runs: dict[str, RunResult] = {}
         self._sessions: dict[str, Session] = {}
+        self._ended: dict[str, SessionInfo] = {}
         self._lock = threading.Lock()
 
     async def __aenter__(self) -> LocalSandbox:
@@ -123,8 +125,9 @@ class LocalSandbox:
     def _session(self, session_id: str) -> Session:
         with self._lock:
             session = self._sessions.get(session_id)
+            ended = self._ended.get(session_id)
         if session is None:
-            raise SessionGone(f"session {session_id[:64]} is unknown", session_id=session_id)
+            raise SessionGone.ended(session_id, ended.status.value if ended else None)
         return session
 
     async def create_session(self, request: SessionRequest) -> SessionInfo:
@@ -178,10 +181,15 @@ class LocalSandbox:
     async def close_session(self, session_id: str) -> SessionInfo | None:
         with self._lock:
             session = self._sessions.pop(session_id, None)
-        if session is None:
-            return None
+            if session is None:
+                return self._ended.get(session_id)
         await _in_thread(session.close)
-        return session.info()
+        info = session.info()
+        with self._lock:  # a closed session answers as on a daemon: closed, not unknown
+            self._ended[session_id] = info
+            while len(self._ended) > KEPT_ENDED:
+                del self._ended[next(iter(self._ended))]
+        return info
 
     async def aclose(self) -> None:
         with self._lock:

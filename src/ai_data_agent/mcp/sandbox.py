@@ -117,7 +117,9 @@ class SandboxService(Protocol):
 
     async def restart(self, session_id: str) -> SessionInfo: ...
 
-    async def close_session(self, session_id: str) -> SessionInfo | None: ...
+    async def close_session(self, session_id: str) -> SessionInfo | None:
+        """Its record, closed now or before (as it ended); None when it is unknown.
+        A call to a session that ended raises ``SessionGone.ended`` with its status."""
 
     async def aclose(self) -> None:
         """Release what this object holds: a local sandbox closes its sessions (their

@@ -278,8 +278,9 @@ class SandboxTools:
             sid = await self._session_id(session_id)
             self._forget_if_default(sid)
             info = await self.sandbox.close_session(sid)
-            status = info.status.value if info is not None else "unknown"
-            return tool_result(f"session {sid} is {status}; its container is removed")
+            if info is None:
+                raise SessionGone.ended(sid, None)
+            return tool_result(f"session {sid} is {info.status.value}; its container is removed")
 
         return await _guard(call)
 

@@ -203,6 +203,8 @@ class FakeSandbox:
         return self._info(session_id)
 
     async def close_session(self, session_id: str) -> SessionInfo | None:
+        if session_id not in self.sessions:
+            return None
         self.closed.append(session_id)
         return self._info(session_id)
 

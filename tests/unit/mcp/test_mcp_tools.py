@@ -139,6 +139,9 @@ async def test_service_errors_are_results_and_nothing_internal_leaks(http_tools:
     assert SECRET not in text_of(crash) and "Traceback" not in text_of(crash)
     gone = await http_tools.call("list_files", session_id="nope")
     assert gone.is_error and "session_gone" in text_of(gone)
+    unknown = await http_tools.call("close_session", session_id="nope")
+    assert unknown.is_error
+    assert text_of(unknown) == "error (session_gone): session nope is unknown"
     bad = await http_tools.call("upload_file", session_id=session_id, path="a.txt")
     assert bad.is_error and "exactly one of text and base64" in text_of(bad)
 

@@ -161,8 +161,7 @@ class ClusterSessions:
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
         if where is None or where[1] not in LIVE_SESSION_STATUSES:
-            status = where[1] if where is not None else "unknown"
-            raise SessionGone(f"session {session_id} is {status}", session_id=session_id)
+            raise SessionGone.ended(session_id, where[1] if where is not None else None)
         return where[0]
 
     def _submit(
