@@ -66,9 +66,11 @@ def _output_sections(stdout: str, stderr: str, stdout_cut: bool, stderr_cut: boo
 
 
 def artifact_link(run_id: str, artifact: Artifact) -> ResourceLink:
+    """A run's file, named as a session's: by its path under the working directory
+    (``outputs/<path>``); the run's resource takes the path under ``outputs/``."""
     return ResourceLink(
         type="resource_link",
-        name=artifact.path,
+        name=artifact.file_path,
         uri=f"ai-data-agent://runs/{run_id}/artifacts/{artifact.path}",
         mime_type=artifact.media_type,
         size=artifact.size,
@@ -104,7 +106,7 @@ def run_text(result: RunResult, links: Sequence[ResourceLink]) -> str:
         result.stdout, result.stderr, result.stdout_truncated, result.stderr_truncated
     )
     if links:
-        parts.append(_section("files under outputs/", _artifact_lines(links)))
+        parts.append(_section("files", _artifact_lines(links)))
     return "\n".join(parts)
 
 
@@ -126,7 +128,7 @@ def cell_text(cell: CellResult, links: Sequence[ResourceLink]) -> str:
     if cell.error is not None:
         parts.append(_section("error", tail(cell.error.text, STDERR_TAIL)))
     if links:
-        parts.append(_section("files under outputs/", _artifact_lines(links)))
+        parts.append(_section("files", _artifact_lines(links)))
     return "\n".join(parts)
 
 

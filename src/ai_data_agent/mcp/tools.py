@@ -188,9 +188,7 @@ class SandboxTools:
         except SessionGone:
             self._forget_if_default(session_id)
             raise
-        links = [
-            file_link(session_id, f"outputs/{a.path}", a.size, a.media_type) for a in cell.artifacts
-        ]
+        links = [file_link(session_id, a.file_path, a.size, a.media_type) for a in cell.artifacts]
         return tool_result(
             cell_text(cell, links),
             images=cell_images(cell),

@@ -3,6 +3,7 @@
 "sleep"      a cell that runs until cancelled (then ``interrupted``, state preserved)
 "1/0"        a cell that fails with a traceback
 "png"        a cell with two PNG display outputs and a PNG value
+"write"      a cell that leaves outputs/figure_1.png
 "busy"       SessionBusy before the cell starts
 "crash"      an unexpected exception whose message must not reach the model
 anything     succeeds, printing the code
@@ -78,6 +79,10 @@ class FakeJob:
         self.done.set()
 
 
+def _figure() -> Artifact:
+    return Artifact(path="figure_1.png", size=len(tiny_png()), sha256="x", media_type="image/png")
+
+
 def _cell(session_id: str, count: int, **fields: object) -> CellResult:
     base: dict[str, object] = {
         "session_id": session_id,
@@ -113,15 +118,12 @@ class FakeSandbox:
     async def start_run(self, request: RunRequest, on_output: OutputSink) -> FakeJob:
         self.runs.append(request)
         on_output("stdout", f"ran {request.code}\n")
-        png = Artifact(
-            path="figure_1.png", size=len(tiny_png()), sha256="x", media_type="image/png"
-        )
         result = RunResult(
             id="run1",
             status=RunStatus.SUCCEEDED,
             exit_code=0,
             stdout=f"ran {request.code}\n",
-            artifacts=[png],
+            artifacts=[_figure()],
         )
         job = FakeJob(result)
         self.jobs.append(job)
@@ -164,6 +166,8 @@ class FakeSandbox:
                 ],
             )
             job = FakeJob(_cell(session_id, count, status=CellStatus.ERROR, error=error))
+        elif code == "write":
+            job = FakeJob(_cell(session_id, count, artifacts=[_figure()]))
         elif code == "png":
             image = {"text/plain": "<Figure>", "image/png": base64.b64encode(tiny_png()).decode()}
             outputs = [DisplayOutput(data=image), DisplayOutput(data=image)]

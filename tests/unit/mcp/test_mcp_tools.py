@@ -125,6 +125,7 @@ async def test_a_one_shot_run_returns_output_and_figures(http_tools: Harness) ->
     assert [base64.b64decode(i.data) for i in images] == [tiny_png()]
     links = [b for b in result.content if isinstance(b, ResourceLink)]
     assert [str(link.uri) for link in links] == ["ai-data-agent://runs/run1/artifacts/figure_1.png"]
+    assert "--- files ---\noutputs/figure_1.png (" in text_of(result)
     (request,) = http_tools.sandbox.runs
     assert request.timeout_s == 45.0  # the MCP default, under clients' 60 s
     assert [(f.path, f.data) for f in request.files] == [("a.txt", b"x")]
@@ -193,3 +194,26 @@ async def test_progress_while_a_cell_runs_and_cancel_interrupts_it(
     await anyio.sleep(0.1)
     (job,) = stdio_tools.sandbox.jobs
     assert job.cancelled, "the cancelled call did not interrupt its cell"
+
+
+async def test_runs_and_cells_name_their_files_by_the_path_in_the_working_directory(
+    http_tools: Harness,
+) -> None:
+    session_id = text_of(await http_tools.call("create_session")).split()[1]
+    cell = await http_tools.call("run_python", code="write", session_id=session_id)
+    run = await http_tools.call("run_python", code="write")
+    named = [
+        [(b.name, str(b.uri)) for b in result.content if isinstance(b, ResourceLink)]
+        for result in (cell, run)
+    ]
+    assert named == [
+        [
+            (
+                "outputs/figure_1.png",
+                f"ai-data-agent://sessions/{session_id}/files/outputs/figure_1.png",
+            )
+        ],
+        [("outputs/figure_1.png", "ai-data-agent://runs/run1/artifacts/figure_1.png")],
+    ]
+    for result in (cell, run):
+        assert "--- files ---\noutputs/figure_1.png (" in text_of(result)
