@@ -240,7 +240,7 @@ def test_outcomes_are_reported_as_on_the_local_engine(
     [
         (RequestRejected(None, "timeout_s: 900 is above the server cap 600", status_code=400), 2),
         (RequestTooLarge(None, "body: larger than 2048 bytes", status_code=413), 2),
-        (QueueFull("queue is full", status_code=429, retry_after=5), 125),
+        (QueueFull("queue is full", status_code=429, retry_after=5), 75),
         (ServerUnreachable("cannot reach http://daemon.test:8000: ConnectError"), 125),
     ],
 )

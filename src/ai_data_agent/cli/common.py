@@ -38,6 +38,7 @@ from ai_data_agent.errors import (
     AiDataAgentError,
     DockerUnavailable,
     NotFound,
+    QueueFull,
     RequestRejected,
     SessionBusy,
     SessionError,
@@ -92,11 +93,11 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 def exit_for(exc: AiDataAgentError, token: object) -> typer.Exit:
-    """`fail` for an error of the tree: 77 for the token, 75 busy (retry), 2 when it is
-    the caller's to fix, else 125. ``token`` is the one sent, for what to do about it."""
+    """`fail` for an error of the tree: 77 for the token, 75 busy or full (retry), 2 when
+    it is the caller's to fix, else 125. ``token`` is the one sent, for what to do about it."""
     if isinstance(exc, Unauthorized):
         return fail(auth_hint(exc, token), EXIT_AUTH)
-    if isinstance(exc, SessionBusy | SessionLimit):
+    if isinstance(exc, SessionBusy | SessionLimit | QueueFull):
         return fail(str(exc), EXIT_BUSY)
     if isinstance(exc, RequestRejected | NotFound | SessionError):
         return fail(str(exc), EXIT_USAGE)
