@@ -22,7 +22,8 @@ below, and anything else with ``500 internal`` and no detail::
     │   ├── SessionGone                 session_gone       410  closed, expired or lost
     │   └── SessionLimit                session_limit      429  no room; retry_after
     ├── NotReady                        not_ready          503  starting, shutting down, store or
-    │                                                           token file unusable
+    │   │                                                       token file unusable
+    │   └── NoWorker                    no_worker          503  a cluster with no live worker
     ├── ServerError                     internal           500  the daemon failed, or answered
     │                                                           outside the API
     ├── ServerUnreachable               unreachable        -    no HTTP answer at all (client)
@@ -65,6 +66,7 @@ __all__ = [
     "ExecutorError",
     "FileNotFound",
     "InstallFailed",
+    "NoWorker",
     "NotFound",
     "NotReady",
     "QueueFull",
@@ -310,6 +312,12 @@ class NotReady(AiDataAgentError):
 
     default_code = "not_ready"
     http_status = 503
+
+
+class NoWorker(NotReady):
+    """A cluster with no live worker: nothing executes now (an admitted run stays queued)."""
+
+    default_code = "no_worker"
 
 
 class ServerError(AiDataAgentError):

@@ -38,6 +38,7 @@ from ai_data_agent.errors import (
     AiDataAgentError,
     DockerUnavailable,
     NotFound,
+    NoWorker,
     QueueFull,
     RequestRejected,
     SessionBusy,
@@ -97,7 +98,7 @@ def exit_for(exc: AiDataAgentError, token: object) -> typer.Exit:
     it is the caller's to fix, else 125. ``token`` is the one sent, for what to do about it."""
     if isinstance(exc, Unauthorized):
         return fail(auth_hint(exc, token), EXIT_AUTH)
-    if isinstance(exc, SessionBusy | SessionLimit | QueueFull):
+    if isinstance(exc, SessionBusy | SessionLimit | QueueFull | NoWorker):
         return fail(str(exc), EXIT_BUSY)
     if isinstance(exc, RequestRejected | NotFound | SessionError):
         return fail(str(exc), EXIT_USAGE)

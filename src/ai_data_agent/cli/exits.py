@@ -39,7 +39,7 @@ EXIT_CODES: dict[RunStatus, int] = {
 }
 EXIT_INFRASTRUCTURE = EXIT_CODES[RunStatus.ERROR]
 EXIT_NO_ENGINE = 69  # no Docker engine answers (EX_UNAVAILABLE); nothing was started
-EXIT_BUSY = 75  # a busy session, no room for one, a full queue (EX_TEMPFAIL): retry
+EXIT_BUSY = 75  # a busy session, no room, a full queue, no worker (EX_TEMPFAIL): retry
 EXIT_AUTH = 77  # the daemon refused the token, or wants one (EX_NOPERM); nothing was started
 CELL_EXIT_CODES = {
     CellStatus.SUCCEEDED: 0,

@@ -23,7 +23,8 @@ Errors are the package's one tree (`ai_data_agent.errors`), the same class the
 daemon raised: `RequestRejected` (400/422, and a request that does not validate
 here), `RequestTooLarge` (413), `Unauthorized`, `NotFound` (`FileNotFound` for a
 session's file), `QueueFull` (with ``retry_after``), `SessionBusy`,
-`SessionGone`, `SessionLimit`, `NotReady`, `ServerError` (500, or an answer
+`SessionGone`, `SessionLimit`, `NotReady` (`NoWorker`: a cluster with no live
+worker), `ServerError` (500, or an answer
 outside the API), `ServerUnreachable` (no answer) and `RunIncomplete` (a wait
 without a result). The server's body is read only as the documented
 ``{"error": {"code", "message"}}`` shape, never echoed raw.
@@ -40,6 +41,7 @@ from ai_data_agent.errors import (
     InstallFailed,
     NotFound,
     NotReady,
+    NoWorker,
     QueueFull,
     RequestRejected,
     RequestTooLarge,
@@ -57,6 +59,7 @@ __all__ = [
     "Client",
     "FileNotFound",
     "InstallFailed",
+    "NoWorker",
     "NotFound",
     "NotReady",
     "QueueFull",

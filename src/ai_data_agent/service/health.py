@@ -8,7 +8,9 @@ block (`probes`: the engine, the image, a database) and those that answer at
 once (`instant_checks`: prewarm progress); ``/readyz`` runs the first kind in
 threads of its own limiter, each abandoned after `READY_CHECK_TIMEOUT_S`, so a
 hung engine is reported ("no answer") instead of holding the answer or
-starving the API's own threads.
+starving the API's own threads. A passing check may be ``degraded`` (a cluster's
+API node with no live worker): the node is ready to admit (200), and the
+answer says ``"execution": "degraded"`` and which check says why.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def _limiter(app: Starlette) -> anyio.CapacityLimiter:
 
 
 async def readiness(node: Probed, app: Starlette, *extra: Check) -> dict[str, Any]:
-    """Every check of ``node`` (and ``extra``) by name, when all pass.
+    """Every check of ``node`` (and ``extra``) by name, when all pass: ``admission`` is
+    ready, ``execution`` ready or, when a check says so, ``degraded``.
 
     Raises:
         NotReady: some failed; the message names each with why.
@@ -100,4 +103,10 @@ async def readiness(node: Probed, app: Starlette, *extra: Check) -> dict[str, An
     failed = [c for c in checks.values() if not c.ok]
     if failed:
         raise NotReady("; ".join(f"{c.name}: {c.detail}" for c in failed))
-    return {"status": "ready", "checks": {name: c.detail for name, c in sorted(checks.items())}}
+    degraded = any(c.degraded for c in checks.values())
+    return {
+        "status": "ready",
+        "admission": "ready",
+        "execution": "degraded" if degraded else "ready",
+        "checks": {name: c.detail for name, c in sorted(checks.items())},
+    }

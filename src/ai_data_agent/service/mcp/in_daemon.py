@@ -54,14 +54,27 @@ class _Followed(Generic[H]):
         self._handle = handle
         self._on_output = on_output
 
+    async def _ended(self) -> None:
+        await wait_done(self._handle)
+
     async def _done(self) -> H:
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
             group.start_soon(_pump, self._handle.events, self._on_output)
-            await wait_done(self._handle)
+            try:
+                await self._ended()
+            except Exception as exc:  # raised below, not as an exception group
+                failure = exc
+                group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         return self._handle
 
 
 class _RunJob(_Followed[RunHandle]):
+    async def _ended(self) -> None:
+        await runs.wait_executed(self._node, self._handle)  # NoWorker: nothing can run it
+
     async def wait(self) -> RunResult:
         return await runs.final_result(self._node, await self._done())
 
