@@ -22,7 +22,7 @@ from loguru import logger
 from ai_data_agent.checks import Check
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.dispatcher import Dispatcher
-from ai_data_agent.service.health import engine_probes, probe
+from ai_data_agent.service.health import engine_probes, probe, writable_probe
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
@@ -114,6 +114,7 @@ class Daemon:
         return {
             **engine_probes(self.executor),
             "store": probe("store", self.store.probe_writable, "writable"),
+            "writable": writable_probe(self.settings, self.executor),
         }
 
     def instant_checks(self) -> list[Check]:

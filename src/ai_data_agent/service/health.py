@@ -1,6 +1,7 @@
 """Readiness, the same on every node: the checks a node names, run at once with a timeout.
 
     probes = {**engine_probes(executor), "store": probe("store", store.probe_writable, "writable")}
+    probes["writable"] = writable_probe(settings, executor)   # every directory the node writes
     answer = await readiness(node, request.app)          # {"status": "ready", ...} or NotReady
 
 A node (one daemon, a cluster's API node, a worker) lists its checks that may
@@ -15,6 +16,7 @@ answer says ``"execution": "degraded"`` and which check says why.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -22,10 +24,18 @@ import anyio
 from starlette.applications import Starlette
 
 from ai_data_agent.checks import Check
-from ai_data_agent.errors import NotReady
+from ai_data_agent.errors import AiDataAgentError, NotReady
 from ai_data_agent.service.node import RunExecutor
+from ai_data_agent.settings import Settings
 
-__all__ = ["READY_CHECK_TIMEOUT_S", "Probed", "engine_probes", "probe", "readiness"]
+__all__ = [
+    "READY_CHECK_TIMEOUT_S",
+    "Probed",
+    "engine_probes",
+    "probe",
+    "readiness",
+    "writable_probe",
+]
 
 READY_CHECK_TIMEOUT_S = 5.0
 PROBE_THREADS = 6  # readiness checks in flight at once (three per probe)
@@ -62,6 +72,28 @@ def engine_probes(executor: RunExecutor) -> dict[str, Probe]:
         "docker": probe("docker", backend.ping, "reachable"),
         "image": probe("image", backend.check_image),
     }
+
+
+def writable_probe(settings: Settings, executor: RunExecutor) -> Probe:
+    """Every directory a node that executes writes: ``data_dir`` (records, artifacts,
+    scratch) and, with the environment cache, its index's. A file is made in each."""
+
+    def check() -> Check:
+        cache = executor.env_cache
+        try:
+            paths = [settings.data_dir, *([cache.index_path.parent] if cache else [])]
+        except AiDataAgentError as exc:  # the engine, asked for its id: the docker check says
+            return Check.failed("writable", exc)
+        for path in paths:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=path):
+                    pass
+            except OSError as exc:
+                return Check("writable", False, f"{path}: {exc.strerror or exc}")
+        return Check("writable", True, ", ".join(str(p) for p in paths))
+
+    return check
 
 
 async def _timed(check: Probe, name: str, limiter: anyio.CapacityLimiter) -> Check:

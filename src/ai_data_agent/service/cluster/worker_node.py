@@ -20,7 +20,7 @@ from ai_data_agent.checks import Check
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.cluster.worker_sessions import SessionHost
-from ai_data_agent.service.health import engine_probes
+from ai_data_agent.service.health import engine_probes, writable_probe
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
@@ -71,7 +71,11 @@ class WorkerNode:
 
     # -- readiness ---------------------------------------------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:
-        return {**engine_probes(self.executor), "lease": self.check_lease}
+        return {
+            **engine_probes(self.executor),
+            "writable": writable_probe(self.settings, self.executor),
+            "lease": self.check_lease,
+        }
 
     def instant_checks(self) -> list[Check]:
         return [self.prewarm.check()] if self.prewarm.sets else []
