@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from ai_data_agent.models import (
     Artifact,
+    DisplayOutput,
     EnvVars,
     InputFiles,
     InstallReport,
@@ -119,15 +120,6 @@ class PackagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     requirements: list[RequirementLine] = Field(min_length=1)
-
-
-class DisplayOutput(BaseModel):
-    """A MIME bundle: ``text/plain`` always; ``text/html``, ``image/png`` (base64) and others
-    when the object offers them."""
-
-    data: dict[str, Any]
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    truncated: bool = Field(False, description="Richer representations dropped to fit the caps.")
 
 
 class CellError(BaseModel):

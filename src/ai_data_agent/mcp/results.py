@@ -1,6 +1,7 @@
 """Tool results for a model: one text block that says what happened, then images and links.
 
     text = cell_text(cell)                       # status, output tails, value, traceback
+    text = run_text(result, links)               # a one-shot run: the same sections
     result = tool_result(text, images=pngs, links=links, failed=cell.status != "succeeded")
     result = error_result(exc)                   # a refusal or failure, never a traceback
 
@@ -21,12 +22,13 @@ from collections.abc import Iterable, Sequence
 from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
 from ai_data_agent.errors import AiDataAgentError
-from ai_data_agent.models import Artifact, RunResult
-from ai_data_agent.session_models import CellResult, DisplayOutput, PackagesResult
+from ai_data_agent.models import Artifact, DisplayOutput, RunResult
+from ai_data_agent.session_models import CellResult, PackagesResult
 
 __all__ = [
     "INTERNAL_MESSAGE",
     "artifact_link",
+    "bundle_images",
     "cell_images",
     "cell_text",
     "error_result",
@@ -91,8 +93,14 @@ def _artifact_lines(links: Sequence[ResourceLink]) -> str:
     return "\n".join(f"{link.name} ({link.size} bytes): {link.uri}" for link in links)
 
 
+def _value_section(value: DisplayOutput | None) -> list[str]:
+    if value is None:
+        return []
+    return [_section("value", str(value.data.get("text/plain", ""))[:VALUE_HEAD])]
+
+
 def run_text(result: RunResult, links: Sequence[ResourceLink]) -> str:
-    """A one-shot run: status line, output tails, error, artifacts."""
+    """A one-shot run: status line, error, output tails, the value, artifacts."""
     head = f"status: {result.status.value}"
     if result.exit_code is not None:
         head += f" (exit code {result.exit_code})"
@@ -105,6 +113,7 @@ def run_text(result: RunResult, links: Sequence[ResourceLink]) -> str:
     parts += _output_sections(
         result.stdout, result.stderr, result.stdout_truncated, result.stderr_truncated
     )
+    parts += _value_section(result.result)
     if links:
         parts.append(_section("files", _artifact_lines(links)))
     return "\n".join(parts)
@@ -122,9 +131,7 @@ def cell_text(cell: CellResult, links: Sequence[ResourceLink]) -> str:
     parts += _output_sections(
         cell.stdout, cell.stderr, cell.stdout_truncated, cell.stderr_truncated
     )
-    if cell.result is not None:
-        value = str(cell.result.data.get("text/plain", ""))
-        parts.append(_section("value", value[:VALUE_HEAD]))
+    parts += _value_section(cell.result)
     if cell.error is not None:
         parts.append(_section("error", tail(cell.error.text, STDERR_TAIL)))
     if links:
@@ -159,11 +166,15 @@ def _png(data: object) -> bytes | None:
     return raw if raw.startswith(PNG_MAGIC) else None
 
 
+def bundle_images(bundles: Iterable[DisplayOutput | None]) -> list[bytes]:
+    """The PNG images of MIME bundles, in order (a cell's outputs then its value, a run's value)."""
+    found = [_png(bundle.data.get(PNG)) for bundle in bundles if bundle is not None]
+    return [image for image in found if image is not None]
+
+
 def cell_images(cell: CellResult) -> list[bytes]:
     """PNG images of a cell, in order: display outputs (figures), then the value."""
-    bundles: list[DisplayOutput] = [*cell.outputs, *([cell.result] if cell.result else [])]
-    found = [_png(bundle.data.get(PNG)) for bundle in bundles]
-    return [image for image in found if image is not None]
+    return bundle_images([*cell.outputs, cell.result])
 
 
 def tool_result(

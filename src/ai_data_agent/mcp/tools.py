@@ -33,6 +33,7 @@ from ai_data_agent.mcp.progress import LiveOutput, follow
 from ai_data_agent.mcp.results import (
     INTERNAL_MESSAGE,
     artifact_link,
+    bundle_images,
     cell_images,
     cell_text,
     error_result,
@@ -162,7 +163,7 @@ class SandboxTools:
             job, ctx.report_progress, total_s=request.timeout_s, grace_s=grace, output=output
         )
         links = [artifact_link(result.id, a) for a in result.artifacts]
-        images: list[bytes] = []
+        images = bundle_images([result.result])
         for artifact in result.artifacts:
             if artifact.media_type == PNG and len(images) < self.options.max_images:
                 images.append(await self.sandbox.artifact(result.id, artifact.path))

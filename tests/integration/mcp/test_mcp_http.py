@@ -121,6 +121,13 @@ async def test_hostile_code_ends_as_through_the_api(mcp_daemon: Daemon, name: st
     assert "ai_data_agent/" not in text  # no traceback of the controller's own code
 
 
+async def test_a_one_shot_run_shows_its_last_expressions_value(mcp_daemon: Daemon) -> None:
+    async with connect(mcp_daemon) as client:
+        result = await client.call_tool("run_python", {"code": "x = 6\nprint('six')\nx * 7"})
+    assert not result.is_error, text_of(result)
+    assert "--- stdout ---\nsix\n--- value ---\n42" in text_of(result)
+
+
 async def test_stdio_through_a_daemon(mcp_daemon: Daemon, tmp_path: Any) -> None:
     """`ai-data-agent mcp --server URL`: the default session lives on the daemon."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AI_DATA_AGENT_")}

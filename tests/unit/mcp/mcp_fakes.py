@@ -124,6 +124,7 @@ class FakeSandbox:
             exit_code=0,
             stdout=f"ran {request.code}\n",
             artifacts=[_figure()],
+            result=DisplayOutput(data={"text/plain": repr(request.code)}),
         )
         job = FakeJob(result)
         self.jobs.append(job)

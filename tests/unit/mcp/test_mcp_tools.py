@@ -126,6 +126,7 @@ async def test_a_one_shot_run_returns_output_and_figures(http_tools: Harness) ->
     links = [b for b in result.content if isinstance(b, ResourceLink)]
     assert [str(link.uri) for link in links] == ["ai-data-agent://runs/run1/artifacts/figure_1.png"]
     assert "--- files ---\noutputs/figure_1.png (" in text_of(result)
+    assert "--- value ---\n'print(1)'" in text_of(result)  # the last expression's, as in a cell
     (request,) = http_tools.sandbox.runs
     assert request.timeout_s == 45.0  # the MCP default, under clients' 60 s
     assert [(f.path, f.data) for f in request.files] == [("a.txt", b"x")]
