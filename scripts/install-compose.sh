@@ -5,11 +5,10 @@
 # Debian's `docker-compose` package is installed with apt-get when we are root;
 # elsewhere this says what to do and exits 69. Nothing is started here.
 set -euo pipefail
-source "$(dirname "$0")/apt-install.sh"
 
 found() {
   docker-compose version >/dev/null 2>&1 || docker compose version >/dev/null 2>&1
 }
 
-ensure_package install-compose docker-compose found "docker-compose (or docker compose)" \
-  "install one (sudo apt-get install docker-compose)"
+source "$(dirname "$0")/debian-packages.sh"
+provide install-compose "docker-compose (or docker compose)" docker-compose

@@ -26,6 +26,7 @@ from ai_data_agent.models import (
     EnvVars,
     InputFiles,
     InstallReport,
+    NetworkOption,
     PackageInfo,
     RequirementLine,
     SkippedArtifact,
@@ -101,6 +102,11 @@ class SessionRequest(BaseModel):
     cpus: StrictFloat | None = Field(None, gt=0, le=64, description="CPU limit (cores).")
     cell_timeout_s: StrictFloat | None = Field(
         None, gt=0, description="Default time limit of a cell in this session."
+    )
+    network: NetworkOption = Field(
+        False,
+        description='`{"allow": [...]}`: the session\'s code reaches only those hosts, through '
+        "the egress proxy, for its whole life. `true` (unrestricted) is for runs only.",
     )
 
 

@@ -13,6 +13,7 @@ EXPORTED = [
     "AiDataAgentError",
     "ConfigurationError",
     "DockerUnavailable",
+    "EgressRefused",
     "Executor",
     "ExecutorError",
     "FileNotFound",

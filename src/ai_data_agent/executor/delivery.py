@@ -28,6 +28,7 @@ SANDBOX_MODULES = (
     "bootstrap",
     "channel",
     "display",
+    "egress_relay",
     "environment",
     "envstore",
     "execute",

@@ -34,6 +34,8 @@ class WorkerNode:
         self.settings = settings
         self.executor = executor
         self.metrics = metrics
+        if executor.egress is not None:  # every egress connection is counted
+            executor.egress.log.add_sink(metrics.egress.observe)
         self.db = Database(settings, role="worker")
         self.worker = Worker(settings, executor, self.db, metrics)
         self.sessions = SessionHost(self.worker)
