@@ -25,6 +25,7 @@ def test_with_no_live_worker_runs_queue_sessions_are_refused_and_readyz_says_so(
     body = ready.json()
     assert (body["admission"], body["execution"]) == ("ready", "degraded"), body  # ... not to run
     assert body["checks"]["workers"] == "0 live"
+    assert body["checks"]["storage"].endswith("storage"), body  # the blobs' directory takes a write
 
     with api.client() as client:
         started = time.monotonic()

@@ -14,8 +14,9 @@ import pytest
 from testcontainers.core.container import DockerContainer
 
 from ai_data_agent import Executor
+from ai_data_agent.executor.delivery import bundle
 from ai_data_agent.executor.spec import LABEL_MANAGED, SANDBOX_USER
-from ai_data_agent.sandbox.bootstrap import bundle_of, source_of
+from ai_data_agent.sandbox.bootstrap import source_of
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ from ai_data_agent.sandbox.environment import (
     remove_tree,
 )
 from ai_data_agent.sandbox.install import pip_install_command, run_captured, tail
-from ai_data_agent.sandbox.bootstrap import bundle_of, source_of
+from ai_data_agent.sandbox.bootstrap import source_of
 
 def _exercise():
     facts = {"uid": os.getuid(), "isolated": sys.flags.isolated, "pathsep": os.pathsep}
@@ -61,16 +62,14 @@ def _exercise():
 _exercise()
 """
 
+SCRIPT_PATH = "/tmp/exercise.py"
+APPEND = "import sys; open(sys.argv[1], 'a').write(sys.argv[2])"
+CHUNK = 32_000  # characters; each stays under 128 KiB once UTF-8 encoded
 BASELINE = "import json, sys; print(json.dumps(sorted(sys.modules)))"
 
 
-# The modules the exercise loads: the whole bundle would not fit in one argument
-# (Linux takes at most 128 KiB per argument).
-EXERCISED = ("bootstrap", "channel", "environment", "install", "verify")
-
-
 def exercise_script() -> str:
-    body = bundle_of("environment", EXERCISED).split(b"\n", 1)[1].decode()
+    body = bundle().split(b"\n", 1)[1].decode()
     return f"BOOTSTRAP = {source_of('bootstrap')!r}\nBUNDLE = {body!r}\n{EXERCISE}"
 
 
@@ -95,7 +94,13 @@ def test_runner_steps_work_in_the_unmodified_image(
     with sandbox_like:
         container_id = sandbox_like.get_container_id()
         labels = sandbox_like.get_wrapped_container().labels
-        exit_code, output = sandbox_like.exec(["python3", "-I", "-S", "-c", script])
+        # The script exceeds the kernel's limit for one argument (128 KiB): it
+        # reaches the container's tmpfs in pieces and runs from there.
+        for start in range(0, len(script), CHUNK):
+            append = ["python3", "-c", APPEND, SCRIPT_PATH, script[start : start + CHUNK]]
+            append_code, append_output = sandbox_like.exec(append)
+            assert append_code == 0, append_output.decode(errors="replace")
+        exit_code, output = sandbox_like.exec(["python3", "-I", "-S", SCRIPT_PATH])
         # What the bare interpreter loads at startup.
         baseline_code, baseline = sandbox_like.exec(["python3", "-I", "-S", "-c", BASELINE])
 

@@ -1,7 +1,7 @@
 """Readiness, the same on every node: the checks a node names, run at once with a timeout.
 
     probes = {**engine_probes(executor), "store": probe("store", store.probe_writable, "writable")}
-    probes["writable"] = writable_probe(settings, executor)   # every directory the node writes
+    probes["writable"] = writable_probe(executor, settings.data_dir)   # each directory it writes
     answer = await readiness(node, request.app, *accepting(node))   # {"status": "ready", ...}
     checks = await node_checks(node, limiter)            # every Check by name, failed ones too
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -29,7 +30,6 @@ from starlette.applications import Starlette
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import AiDataAgentError, NotReady
 from ai_data_agent.service.node import RunExecutor, ServiceNode
-from ai_data_agent.settings import Settings
 
 __all__ = [
     "READY_CHECK_TIMEOUT_S",
@@ -81,24 +81,24 @@ def engine_probes(executor: RunExecutor) -> dict[str, Probe]:
     }
 
 
-def writable_probe(settings: Settings, executor: RunExecutor) -> Probe:
-    """Every directory a node that executes writes: ``data_dir`` (records, artifacts,
-    scratch) and, with the environment cache, its index's. A file is made in each."""
+def writable_probe(executor: RunExecutor | None, *dirs: Path, name: str = "writable") -> Probe:
+    """Every directory a node writes: ``dirs`` (data_dir, a storage directory) and, when
+    it executes with the environment cache, its index's. A file is made in each."""
 
     def check() -> Check:
-        cache = executor.env_cache
+        cache = executor.env_cache if executor is not None else None
         try:
-            paths = [settings.data_dir, *([cache.index_path.parent] if cache else [])]
+            paths = [*dirs, *([cache.index_path.parent] if cache else [])]
         except AiDataAgentError as exc:  # the engine, asked for its id: the docker check says
-            return Check.failed("writable", exc)
+            return Check.failed(name, exc)
         for path in paths:
             try:
                 path.mkdir(parents=True, exist_ok=True)
                 with tempfile.TemporaryFile(dir=path):
                     pass
             except OSError as exc:
-                return Check("writable", False, f"{path}: {exc.strerror or exc}")
-        return Check("writable", True, ", ".join(str(p) for p in paths))
+                return Check(name, False, f"{path}: {exc.strerror or exc}")
+        return Check(name, True, ", ".join(str(p) for p in paths))
 
     return check
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -487,7 +488,21 @@ async def test_readyz_checks_every_directory_the_daemon_writes(
         monkeypatch.setattr(executor, "env_cache", writable, raising=False)
         ready = await svc.client.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json()["checks"]["writable"] == f"{settings.data_dir}, {tmp_path / 'cache'}"
+        expected = f"{settings.data_dir}, {settings.storage_root}, {tmp_path / 'cache'}"
+        assert ready.json()["checks"]["writable"] == expected
+
+
+async def test_readyz_checks_the_storage_directory(settings: Settings, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    settings = settings.model_copy(update={"storage_dir": shared})
+    async with running_service(settings) as svc:
+        ready = await svc.client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert str(shared) in ready.json()["checks"]["writable"]
+        shutil.rmtree(shared)
+        shared.write_text("a file where the storage directory was: unwritable, even for root")
+        message = assert_error(await svc.client.get("/readyz"), 503, "not_ready")
+        assert f"writable: {shared}: File exists" in message
 
 
 async def test_readyz_does_not_wait_for_a_hung_engine(
