@@ -153,7 +153,7 @@ def test_readyz_checks_the_data_volume_where_the_controller_writes(
     deployment: Deployment,
 ) -> None:
     checks = httpx.get(f"{deployment.url}/readyz", timeout=10).json()["checks"]
-    assert checks["writable"].startswith("/app/data, /app/data/cache/"), checks
+    assert checks["writable"].startswith("/app/data, /app/data/storage, /app/data/cache/"), checks
 
 
 def test_a_run_with_a_requirement_and_an_artifact(
