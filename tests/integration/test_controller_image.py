@@ -13,6 +13,7 @@ Nothing is pulled: the image is built from the local base by
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
 from ai_data_agent.client import Client, RunIncomplete, Unauthorized
-from ai_data_agent.executor.spec import LABEL_MANAGED
+from ai_data_agent.executor.spec import LABEL_CONTROLLER
 from ai_data_agent.models import RunStatus
 
 pytestmark = pytest.mark.integration
@@ -39,6 +40,17 @@ TOKEN = secrets.token_urlsafe(24)
 
 def _env_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _controller_id(container: DockerContainer) -> str:
+    """The id the daemon labels its sandboxes with, from its start line: others' are not ours."""
+    stdout, stderr = container.get_logs()
+    found = re.search(
+        r"daemon started: controller (\w+)", (stdout + stderr).decode("utf-8", "replace")
+    )
+    if found is None:
+        pytest.fail("the controller's log does not say its controller id", pytrace=False)
+    return found.group(1)
 
 
 def _wait_ready(url: str, container: DockerContainer) -> None:
@@ -100,13 +112,15 @@ def controller(
     try:
         url = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(PORT)}"
         _wait_ready(url, container)
+        controller_id = _controller_id(container)
         yield url
     finally:
         try:
             container.get_wrapped_container().stop(timeout=45)  # SIGTERM, as compose does
         finally:
             container.stop()
-    left = docker_client.containers.list(all=True, filters={"label": LABEL_MANAGED}, sparse=True)
+    ours = {"label": f"{LABEL_CONTROLLER}={controller_id}"}
+    left = docker_client.containers.list(all=True, filters=ours, sparse=True)
     assert not left, f"sandboxes left after the controller stopped: {[c.short_id for c in left]}"
 
 
