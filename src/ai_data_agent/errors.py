@@ -24,6 +24,7 @@ below, and anything else with ``500 internal`` and no detail::
     │   ├── SessionGone                 session_gone       410  closed, expired or lost
     │   └── SessionLimit                session_limit      429  no room; retry_after
     ├── NotReady                        not_ready          503  starting, stopping, store unusable
+    │   └── NoWorker                    no_worker          503  a cluster with no live worker
     ├── ServerError                     internal           500  failed, or answered outside the API
     ├── ServerUnreachable               unreachable        -    no HTTP answer at all (client)
     ├── RunIncomplete                   (its status)       -    a wait ended without a result
@@ -63,6 +64,7 @@ __all__ = [
     "FileNotFound",
     "Forbidden",
     "InstallFailed",
+    "NoWorker",
     "NotFound",
     "NotReady",
     "QueueFull",
@@ -115,11 +117,8 @@ class AiDataAgentError(Exception):
 
 class RequestRejected(AiDataAgentError):
     """A run request that breaks a rule or a server policy; nothing was started or recorded.
-
-    Attributes:
-        field: the part at fault (``timeout_s``, ``files.0``, ``body.code``), or None.
-        reason: what is wrong with it.
-    """
+    ``field`` is the part at fault (``timeout_s``, ``files.0``, ``body.code``) or None,
+    ``reason`` what is wrong with it."""
 
     default_code = "invalid_request"
     http_status = 400
@@ -175,10 +174,7 @@ class EgressRefused(RequestRejected):
 
 class InstallFailed(AiDataAgentError):
     """Requirements that did not install (a session's); nothing was started or changed.
-
-    Attributes:
-        report: the installer's `InstallReport`, when this process has it.
-    """
+    ``report`` is the installer's `InstallReport`, when this process has it."""
 
     default_code = "install_failed"
     http_status = 422
@@ -301,6 +297,11 @@ class SessionGone(SessionError):
     default_code = "session_gone"
     http_status = 410
 
+    @classmethod
+    def ended(cls, session_id: str, status: str | None) -> SessionGone:
+        """The one wording for a session that takes no calls: its status, or ``unknown``."""
+        return cls(f"session {session_id[:64]} is {status or 'unknown'}", session_id=session_id)
+
 
 class SessionLimit(SessionError):
     """The server holds as many sessions (or as much session memory) as it may; retry
@@ -329,6 +330,12 @@ class NotReady(AiDataAgentError):
     http_status = 503
 
 
+class NoWorker(NotReady):
+    """A cluster with no live worker: nothing executes now (an admitted run stays queued)."""
+
+    default_code = "no_worker"
+
+
 class ServerError(AiDataAgentError):
     """The daemon failed (500 ``internal``), or answered something outside its API
     (code ``invalid_response``: a body of the wrong shape, an artifact of the wrong hash)."""
@@ -346,11 +353,8 @@ class ServerUnreachable(AiDataAgentError):
 class RunIncomplete(AiDataAgentError):
     """A wait for a run ended without its result: the deadline passed (code
     ``wait_timeout``), or the run ended without one (code: its status, e.g.
-    ``cancelled`` while queued, ``interrupted`` by a restart).
-
-    Attributes:
-        record: the run's record as last seen.
-    """
+    ``cancelled`` while queued, ``interrupted`` by a restart). ``record`` is the run's
+    record as last seen."""
 
     default_code = "incomplete"
 
@@ -367,14 +371,9 @@ class ConfigurationError(AiDataAgentError):
 
 
 class ExecutorError(AiDataAgentError):
-    """A host or Docker failure during a run.
-
-    Attributes:
-        run_id: the run this happened in.
-        container_id: the container, when one existed.
-        step: what the executor was doing (``image``, ``create``, ``start``,
-            ``attach``, ``install``, ``network``, ``execute``, ``collect``, ``remove``).
-    """
+    """A host or Docker failure during ``run_id``, in ``container_id`` (when one existed),
+    at ``step``: what the executor was doing (``image``, ``create``, ``start``, ``attach``,
+    ``install``, ``network``, ``execute``, ``collect``, ``remove``)."""
 
     default_code = "not_ready"
     http_status = 503

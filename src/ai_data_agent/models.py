@@ -45,6 +45,7 @@ from ai_data_agent.requirements import (
 __all__ = [
     "OUTPUTS_DIR",
     "Artifact",
+    "DisplayOutput",
     "EgressRequest",
     "EnvVars",
     "EnvironmentInfo",
@@ -328,6 +329,15 @@ class Artifact(BaseModel):
         return f"{OUTPUTS_DIR}/{self.path}"
 
 
+class DisplayOutput(BaseModel):
+    """A MIME bundle: ``text/plain`` always; ``text/html``, ``image/png`` (base64) and others
+    when the object offers them."""
+
+    data: dict[str, Any]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    truncated: bool = Field(False, description="Richer representations dropped to fit the caps.")
+
+
 class SkippedArtifact(BaseModel):
     path: str
     reason: str
@@ -353,3 +363,9 @@ class RunResult(BaseModel):
     artifacts_truncated: bool = Field(False, description="A count or size cap was hit.")
     image: str = ""
     error: str | None = Field(None, description="What went wrong, for `error` and kills.")
+    result: DisplayOutput | None = Field(
+        None,
+        description="The value of the code's last expression as a MIME bundle, as a cell's "
+        "`result`; None when the code does not end with an expression (or ends with `;`), "
+        "the value is None, or the code did not finish.",
+    )

@@ -26,7 +26,8 @@ here), `RequestTooLarge` (413), `Unauthorized`, `Forbidden` (403: an admin's cal
 with an agent's token), `NotFound` (`FileNotFound` for a
 session's file), `QueueFull` (with ``retry_after``; `QuotaExceeded`, a tenant's
 quota used up, with ``quota``, ``limit`` and ``used`` too), `SessionBusy`,
-`SessionGone`, `SessionLimit`, `NotReady`, `ServerError` (500, or an answer
+`SessionGone`, `SessionLimit`, `NotReady` (`NoWorker`: a cluster with no live
+worker), `ServerError` (500, or an answer
 outside the API), `ServerUnreachable` (no answer) and `RunIncomplete` (a wait
 without a result). The server's body is read only as the documented
 ``{"error": {"code", "message"}}`` shape, never echoed raw.
@@ -44,6 +45,7 @@ from ai_data_agent.errors import (
     InstallFailed,
     NotFound,
     NotReady,
+    NoWorker,
     QueueFull,
     QuotaExceeded,
     RequestRejected,
@@ -63,6 +65,7 @@ __all__ = [
     "FileNotFound",
     "Forbidden",
     "InstallFailed",
+    "NoWorker",
     "NotFound",
     "NotReady",
     "QueueFull",

@@ -22,8 +22,8 @@ from ai_data_agent.sandbox.bootstrap import bundle_of
 
 __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
 
-# Every module the runner may import or hand on: figures and verify run as programs,
-# and the bootstrap starts the session kernel too.
+# Every module the runner may import or hand on: figures, lastvalue and verify run as
+# programs, and the bootstrap starts the session kernel too.
 SANDBOX_MODULES = (
     "bootstrap",
     "channel",
@@ -37,6 +37,7 @@ SANDBOX_MODULES = (
     "install",
     "kernel",
     "kernelproc",
+    "lastvalue",
     "outputs",
     "runner",
     "session",

@@ -29,6 +29,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.executor.spec import ENVS_MOUNT
 from ai_data_agent.models import PackageInfo
 from ai_data_agent.settings import user_cache_dir
@@ -146,13 +147,21 @@ class EnvIndex:
     """What is in the cache: SQLite, safe across threads and processes."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Raises:
+        ConfigurationError: the file cannot be created or written (a read-only home)."""
         self.path = path
         self._local = threading.local()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        with self._db() as db:
-            db.executescript(SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._db() as db:
+                db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                f"cannot write the environment cache's index {path}: {exc}; point "
+                "AI_DATA_AGENT_ENV_CACHE_INDEX (or XDG_CACHE_HOME) at a writable place"
+            ) from exc
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
