@@ -27,6 +27,7 @@ __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
 SANDBOX_MODULES = (
     "bootstrap",
     "channel",
+    "codeproc",
     "display",
     "egress_relay",
     "environment",
@@ -38,6 +39,7 @@ SANDBOX_MODULES = (
     "kernel",
     "kernelproc",
     "outputs",
+    "preload",
     "runner",
     "session",
     "verify",

@@ -103,7 +103,12 @@ class VerifySection(_Frame):
     packages: list[PackageInfo] = Field(default_factory=list)
 
 
+ModuleName = Annotated[str, Field(max_length=200)]
+EnvFile = Annotated[str, Field(max_length=500)]
+
+
 class ExecuteSection(_Frame):
+    preimported: Annotated[list[ModuleName], Field(max_length=100)] = Field(default_factory=list)
     exit_code: int | None = None
     signal: int | None = None
     timed_out: bool = False
@@ -147,6 +152,7 @@ class ResultFrame(_Frame):
     sandbox_removed: bool | None = None
     mismatch: list[str] = Field(default_factory=list)
     env_missing: list[str] = Field(default_factory=list)
+    imported: Annotated[list[EnvFile], Field(max_length=5000)] = Field(default_factory=list)
     size: Annotated[int, Field(ge=0)] = 0
     # publish, compile, prune (and an install that found its environment published)
     published: bool | None = None
