@@ -222,7 +222,8 @@ class Executor:
             return None
         if on_event is not None:
             on_event(RunEvent(run_id, "phase", "installing"))
-        return self.env_cache.get_or_install(list(request.requirements), image, run_id)
+        requirements = list(request.requirements)
+        return self.env_cache.get_or_install(requirements, image, run_id, imports_follow=True)
 
     # -- what a session asks of its executor (`SandboxProvider`) ----------------------
     @property
@@ -276,23 +277,33 @@ class Executor:
     ) -> Transcript:
         env = environment.env if environment is not None else None
         per_run_install = bool(request.requirements) and env is None
+        job = run_job(self.settings, request, limits, env.path if env is not None else None)
+        # A set not compiled yet: its imports say what to compile first (`EnvCache.imported`).
+        job.report_imports = env is not None and not env.compiled
         assignment = Assignment(
             spec=self.sandbox_spec(limits, image, run_id, install=per_run_install),
-            job=run_job(self.settings, request, limits, env.path if env is not None else None),
+            job=job,
             inputs=[item.data for item in request.files],
             code_timeout_s=limits.timeout_s,
             egress=limits.egress,
         )
         in_use = self.env_cache.using(env.key) if env and self.env_cache else nullcontext()
-        with in_use:
-            return self.driver.drive(
-                assignment,
-                run_id=run_id,
-                on_event=on_event,
-                cancel=cancel,
-                artifacts_dir=artifacts_dir,
-                defer_removal=self.pool is not None,  # the latency mode: return at the result
-            )
+        transcript: Transcript | None = None
+        try:
+            with in_use:
+                transcript = self.driver.drive(
+                    assignment,
+                    run_id=run_id,
+                    on_event=on_event,
+                    cancel=cancel,
+                    artifacts_dir=artifacts_dir,
+                    defer_removal=self.pool is not None,  # the latency mode: return at the result
+                )
+        finally:
+            if job.report_imports and env is not None and self.env_cache is not None:
+                frame = transcript.result if transcript is not None else None
+                self.env_cache.imported(env.key, frame.imported if frame is not None else [])
+        return transcript
 
     def _result(
         self,
