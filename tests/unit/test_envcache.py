@@ -692,4 +692,4 @@ def test_the_pool_starts_once_with_the_cache_mounted(tmp_path: Path, backend: Ca
         names = [name for name, _ in backend.ensured]
         assert names[:2] == [CACHE_VOLUME, UV_CACHE_VOLUME]
         assert all(n.startswith("ai-data-agent-stage-") for n in names[2:])  # made ahead
-    assert backend.started[0].calls == ["send:bundle", "remove"]  # drained at close
+    assert backend.started[0].calls == ["send:bundle", "send:warm", "remove"]  # drained at close
