@@ -13,7 +13,8 @@ below, and anything else with ``500 internal`` and no detail::
     │   ├── RequestTooLarge             payload_too_large  413  body, input files, counts
     │   └── EgressRefused               invalid_request    422  a host not on the egress allow-list
     ├── InstallFailed                   install_failed     422  requirements did not install
-    ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
+    ├── Unauthorized                    unauthorized       401  token missing, wrong, revoked, expired
+    ├── Forbidden                       forbidden          403  an admin's call by an agent tenant
     ├── NotFound                        not_found          404  no such run or session (or
     │   │                                                       artifact, route)
     │   └── FileNotFound                file_not_found     404  path: no such file in a session
@@ -66,6 +67,7 @@ __all__ = [
     "EgressRefused",
     "ExecutorError",
     "FileNotFound",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",
@@ -205,6 +207,13 @@ class Unauthorized(AiDataAgentError):
 
     default_code = "unauthorized"
     http_status = 401
+
+
+class Forbidden(AiDataAgentError):
+    """An admin's call (tenants, tokens, the audit log) made with an agent tenant's token."""
+
+    default_code = "forbidden"
+    http_status = 403
 
 
 class NotFound(AiDataAgentError):

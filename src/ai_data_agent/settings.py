@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -66,6 +67,13 @@ def system_ca_bundle() -> Path | None:
         if path.is_file():
             return path.resolve()
     return None
+
+
+def _http_base_url(value: str) -> str:
+    parts = urlsplit(value)  # the base of a node's routes: http(s), a host, no query
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ValueError("must be an http(s):// URL with a host, such as http://10.0.0.5:8000")
+    return value.rstrip("/")
 
 
 def user_cache_dir() -> Path:
@@ -340,6 +348,14 @@ class Settings(BaseSettings):
     )
     retention_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Records kept this long.")
     retention_max_runs: int = Field(10_000, ge=1, description="At most this many records kept.")
+    audit_retention_s: float = Field(
+        90 * 24 * 3600.0, gt=0, description="Audit log entries are kept this long."
+    )
+    audit_fsync: bool = Field(
+        False,
+        description="One node: sync each audit commit to disk (survives power loss; a disk "
+        "sync per request batch). Off: an answered request's entry survives a crash or kill -9.",
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")
     reaper_interval_s: float = Field(
         30.0, gt=0, description="How often expired sandboxes are swept."
@@ -407,6 +423,18 @@ class Settings(BaseSettings):
     )
     worker_name: str | None = Field(
         None, description="This worker's name in the cluster; default: the host name."
+    )
+    advertise_url: Annotated[str, AfterValidator(_http_base_url)] | None = Field(
+        None,
+        description="The URL workers reach this API node at, to read and write the cluster's "
+        "storage (datasets, checkpoints). Default: http://HOST:PORT of `serve`, unless HOST "
+        "is a wildcard address (0.0.0.0, ::): then set it.",
+    )
+    blob_max_bytes: int = Field(
+        20 * 1024 * MiB, ge=1, description="Largest blob a worker may write through an API node."
+    )
+    blob_cache_max_bytes: int = Field(
+        20 * 1024 * MiB, ge=0, description="A worker's copies of the cluster's blobs (LRU)."
     )
 
     # Client ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 from ai_data_agent.errors import (
     AiDataAgentError,
     FileNotFound,
+    Forbidden,
     InstallFailed,
     NotFound,
     NotReady,
@@ -39,6 +40,7 @@ HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     RequestTooLarge,
     InstallFailed,
     Unauthorized,
+    Forbidden,
     NotFound,
     FileNotFound,
     QueueFull,
@@ -53,6 +55,7 @@ _BY_CODE = {cls.default_code: cls for cls in HTTP_ERRORS}
 _BY_STATUS = {
     400: RequestRejected,
     401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: SessionBusy,
     410: SessionGone,

@@ -17,6 +17,7 @@ EXPORTED = [
     "Executor",
     "ExecutorError",
     "FileNotFound",
+    "Forbidden",
     "InputFile",
     "InstallFailed",
     "NotFound",
@@ -107,6 +108,7 @@ def test_version_matches_the_distribution() -> None:
 CLIENT_EXPORTED = [
     "Client",
     "FileNotFound",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",

@@ -20,8 +20,11 @@ from pathlib import Path
 from loguru import logger
 
 from ai_data_agent.checks import Check
+from ai_data_agent.service.audit import AuditLog
+from ai_data_agent.service.audit_store import AUDIT_FILENAME, AuditStore
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.dispatcher import Dispatcher
+from ai_data_agent.service.egress_audit import EgressAudit
 from ai_data_agent.service.health import engine_probes, probe
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
@@ -30,7 +33,9 @@ from ai_data_agent.service.reaper import Reaper
 from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
+from ai_data_agent.service.tenant_store import TENANTS_FILENAME, TenantStore
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import BlobStore, LocalBlobStore
 
 __all__ = ["REASON_STALE", "Daemon"]
 
@@ -47,7 +52,12 @@ class Daemon:
         self.metrics = ServiceMetrics()
         if executor.egress is not None:  # every egress connection is counted
             executor.egress.log.add_sink(self.metrics.egress.observe)
-        self.auth = TokenAuth(settings)
+        self.tenants = TenantStore(settings.data_dir / TENANTS_FILENAME)
+        self.auth = TokenAuth(settings, self.tenants)
+        self.audit = AuditLog(
+            AuditStore(settings.data_dir / AUDIT_FILENAME, fsync=settings.audit_fsync),
+            retention_s=settings.audit_retention_s,
+        )
         self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
         session_store = SessionStore(
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
@@ -55,6 +65,10 @@ class Daemon:
         self.sessions = SessionManager(settings, executor, session_store, self.metrics)
         self.prewarm = Prewarmer(settings, executor)
         self.reaper = Reaper(settings, executor, self.store, self.metrics)
+        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
+        self.egress_audit = EgressAudit(self.audit, self._tenant_of)
+        if executor.egress is not None:  # and written to the audit log
+            executor.egress.log.add_sink(self.egress_audit.observe)
         self.started = False
         self.startup_error: Exception | None = None
 
@@ -65,6 +79,8 @@ class Daemon:
             ConfigurationError: the store cannot be opened or written.
         """
         self.store.open()
+        self.tenants.open()
+        self.audit.start()
         stale = self.store.interrupt_active(REASON_STALE)
         if stale:
             logger.warning("marked {} run(s) of a previous process interrupted", len(stale))
@@ -102,8 +118,19 @@ class Daemon:
             self.sessions.stop()
             self.reaper.stop()
             self._executor_hook(self.executor.close)  # drains the executor's warm pool, if any
+            self.egress_audit.close()
+            self.audit.stop()  # after the last answer: every entry is written
+            self.tenants.close()
             self.store.close()
         logger.info("daemon stopped")
+
+    def _tenant_of(self, owner: str) -> str | None:
+        """The tenant of a run or session, by its id (blocking: a store is read)."""
+        record = self.store.get(owner)
+        if record is not None:
+            return record.tenant
+        info = self.sessions.get(owner)
+        return None if info is None else info.tenant
 
     @staticmethod
     def _executor_hook(hook: Callable[[], None]) -> None:
