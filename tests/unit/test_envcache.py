@@ -64,7 +64,7 @@ class CacheBackend(ScriptedBackend):
             "install": lambda job: installed(),
             "publish": lambda job: [result(published=True, size=4321)],
             "prune": lambda job: [result(removed=job["prune"]["keys"])],
-            "compile": lambda job: [result(compiled=True)],
+            "compile": lambda job: [result(compiled=True, complete=True)],
         }
         self.ensured: list[tuple[str, dict[str, str]]] = []
         self.removed_volumes: list[str] = []
@@ -313,10 +313,10 @@ def test_a_compile_waiting_for_imports_starts_anyway_after_a_while(
     assert isinstance(outcome, Ready) and compile_job["compile"]["first"] == []
 
 
-def test_a_failed_compile_is_not_recorded_and_the_next_hit_compiles_again(
+def test_a_compile_that_did_not_go_through_is_not_recorded_and_the_next_hit_compiles(
     make_cache: Callable[..., EnvCache], backend: CacheBackend
 ) -> None:
-    backend.handlers["compile"] = lambda job: [result(compiled=False)]
+    backend.handlers["compile"] = lambda job: [result(compiled=False, complete=False)]
     cache = make_cache()
     cache.get_or_install(["pandas"], "img", "run-1")
     cache.close()
@@ -325,6 +325,20 @@ def test_a_failed_compile_is_not_recorded_and_the_next_hit_compiles_again(
 
     assert isinstance(again, Ready) and again.hit and not again.env.compiled
     assert len(backend.jobs("compile")) == 2
+
+
+def test_a_compile_that_went_through_with_bad_files_is_not_repeated(
+    make_cache: Callable[..., EnvCache], backend: CacheBackend
+) -> None:
+    backend.handlers["compile"] = lambda job: [result(compiled=False, complete=True)]
+    cache = make_cache()
+    cache.get_or_install(["pandas"], "img", "run-1")
+    cache.close()
+    again = cache.get_or_install(["pandas"], "img", "run-2")
+    cache.close()
+
+    assert isinstance(again, Ready) and again.hit and again.env.compiled
+    assert len(backend.jobs("compile")) == 1
 
 
 def test_a_second_request_is_a_hit_without_a_sandbox(

@@ -72,7 +72,8 @@ def test_compile_writes_bytecode_named_for_the_import_path(
     monkeypatch.chdir(envs)  # compile_env changes the cwd; the fixture restores it
     envstore.publish_env(str(staged), str(envs), "k1", {})
     assert envstore.read_manifest(str(envs), "k1") == {"size": ANY, "compiled": False}
-    assert envstore.compile_env(str(envs), "k1", workers=1) == {"compiled": True, "first": 0}
+    report = envstore.compile_env(str(envs), "k1", workers=1)
+    assert report == {"compiled": True, "complete": True, "first": 0}
     [pyc] = (envs / "k1" / "six" / "__pycache__").iterdir()
     code = marshal.loads(pyc.read_bytes()[16:])
     assert code.co_filename == str(envs / "k1" / "six" / "__init__.py")
@@ -88,16 +89,34 @@ def test_compile_takes_the_files_a_run_imported_first_and_only_inside_the_enviro
     envstore.publish_env(str(staged), str(envs), "k1", {})
     seen_before_the_rest: list[bool] = []
 
-    def cut_short(*args: Any, **kwargs: Any) -> bool:
+    def some_fail(*args: Any, **kwargs: Any) -> bool:
         seen_before_the_rest.append((envs / "k1" / "six" / "__pycache__").is_dir())
-        return False  # as a compile killed half-way: no marker
+        return False  # a file that does not compile: it never will
 
-    monkeypatch.setattr(compileall, "compile_dir", cut_short)
+    monkeypatch.setattr(compileall, "compile_dir", some_fail)
     first = ["six/__init__.py", "../k1/six/__init__.py", "/etc/passwd", "missing.py"]
     report = envstore.compile_env(str(envs), "k1", workers=1, first=first)
 
-    assert report == {"compiled": False, "first": 1}
+    assert report == {"compiled": False, "complete": True, "first": 1}
     assert seen_before_the_rest == [True]
+    manifest = envstore.read_manifest(str(envs), "k1")
+    assert manifest is not None and manifest["compiled"] is True  # not to be tried again
+
+
+def test_a_compile_cut_short_leaves_no_marker(
+    staged: Path, envs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compileall
+
+    monkeypatch.chdir(envs)
+    envstore.publish_env(str(staged), str(envs), "k1", {})
+
+    def killed(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("killed")  # as the process dies half-way
+
+    monkeypatch.setattr(compileall, "compile_dir", killed)
+    with pytest.raises(RuntimeError):
+        envstore.compile_env(str(envs), "k1", workers=1)
     manifest = envstore.read_manifest(str(envs), "k1")
     assert manifest is not None and manifest["compiled"] is False
 

@@ -157,6 +157,7 @@ class ResultFrame(_Frame):
     # publish, compile, prune (and an install that found its environment published)
     published: bool | None = None
     compiled: bool | None = None
+    complete: bool | None = None  # the compile walked the whole environment
     manifest: dict[str, Any] | None = None
     removed: list[str] = Field(default_factory=list)
     # session

@@ -24,7 +24,7 @@ import time
 
 from ai_data_agent.sandbox.environment import ENV_MANIFEST, remove_tree, tree_size
 
-ENV_COMPILED = ".ai-data-agent-compiled"  # in an environment whose bytecode is all compiled
+ENV_COMPILED = ".ai-data-agent-compiled"  # in an environment whose compile ran to its end
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
@@ -69,8 +69,10 @@ def compile_env(
     envs_dir: str, key: str, workers: int, first: list[str] | None = None
 ) -> dict[str, Any]:
     """Compile a published environment's bytecode, in ``workers`` processes: the files
-    ``first`` (relative to it: what a run imported, in its order), then the rest; a
-    marker then says the whole of it is compiled (`read_manifest` reports it).
+    ``first`` (relative to it: what a run imported, in its order), then the rest. Once
+    the walk is over (``complete``) a marker says so (`read_manifest` reports it),
+    even if some files did not compile (``compiled`` False): those never will, and a
+    compile that was cut short leaves no marker, so the next one finishes it.
 
     It works inside the environment's directory (its cwd), never by its path: if
     the environment is pruned meanwhile, the compile follows it to the trash
@@ -84,16 +86,15 @@ def compile_env(
     try:
         os.chdir(path)
     except OSError:
-        return {"compiled": False}
+        return {"compiled": False, "complete": False}
     early = [rel for rel in first or [] if _inside(rel) and os.path.isfile(rel)]
     if early:
         _compile_files(early, path, max(workers, 1))
     # ddir: the file names in the bytecode are those runs import from.
     ok = compileall.compile_dir(".", quiet=2, workers=max(workers, 1), ddir=path)
-    if ok:
-        with open(ENV_COMPILED, "w", encoding="utf-8") as fh:
-            fh.write(str(time.time()))
-    return {"compiled": bool(ok), "first": len(early)}
+    with open(ENV_COMPILED, "w", encoding="utf-8") as fh:
+        fh.write(str(time.time()))
+    return {"compiled": bool(ok), "complete": True, "first": len(early)}
 
 
 def _inside(rel: str) -> bool:

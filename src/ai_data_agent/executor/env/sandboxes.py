@@ -193,7 +193,8 @@ class CacheSandboxes:
         self, key: str, run_id: str, stop: threading.Event, first: list[str] | None = None
     ) -> bool:
         """Compile environment ``key``'s bytecode, the files ``first`` (relative to it) before
-        the rest (``stop`` kills it); True when all of it compiled. Failures are logged."""
+        the rest (``stop`` kills it); True when the compile went through all of it (files
+        that do not compile stay so). Failures are logged."""
         log = logger.bind(run_id=run_id)
         started = time.monotonic()
         try:
@@ -209,7 +210,7 @@ class CacheSandboxes:
                 len(first or []),
                 frame.compiled,
             )
-            return bool(frame.compiled)
+            return bool(frame.complete)
         except ExecutorError as exc:
             if stop.is_set():
                 log.info("bytecode of {} left uncompiled: the cache is closing", key[:12])
