@@ -313,32 +313,23 @@ def test_a_compile_waiting_for_imports_starts_anyway_after_a_while(
     assert isinstance(outcome, Ready) and compile_job["compile"]["first"] == []
 
 
-def test_a_compile_that_did_not_go_through_is_not_recorded_and_the_next_hit_compiles(
-    make_cache: Callable[..., EnvCache], backend: CacheBackend
+@pytest.mark.parametrize(
+    ("complete", "compiles"),
+    [(False, 2), (True, 1)],
+    ids=["cut-short-compiles-again", "went-through-with-bad-files-is-done"],
+)
+def test_only_a_compile_that_went_through_is_recorded(
+    make_cache: Callable[..., EnvCache], backend: CacheBackend, complete: bool, compiles: int
 ) -> None:
-    backend.handlers["compile"] = lambda job: [result(compiled=False, complete=False)]
+    backend.handlers["compile"] = lambda job: [result(compiled=False, complete=complete)]
     cache = make_cache()
     cache.get_or_install(["pandas"], "img", "run-1")
     cache.close()
     again = cache.get_or_install(["pandas"], "img", "run-2")
     cache.close()
 
-    assert isinstance(again, Ready) and again.hit and not again.env.compiled
-    assert len(backend.jobs("compile")) == 2
-
-
-def test_a_compile_that_went_through_with_bad_files_is_not_repeated(
-    make_cache: Callable[..., EnvCache], backend: CacheBackend
-) -> None:
-    backend.handlers["compile"] = lambda job: [result(compiled=False, complete=True)]
-    cache = make_cache()
-    cache.get_or_install(["pandas"], "img", "run-1")
-    cache.close()
-    again = cache.get_or_install(["pandas"], "img", "run-2")
-    cache.close()
-
-    assert isinstance(again, Ready) and again.hit and again.env.compiled
-    assert len(backend.jobs("compile")) == 1
+    assert isinstance(again, Ready) and again.hit and again.env.compiled is complete
+    assert len(backend.jobs("compile")) == compiles
 
 
 def test_a_second_request_is_a_hit_without_a_sandbox(
