@@ -308,6 +308,11 @@ class EnvironmentInfo(BaseModel):
     mismatches: list[str] = Field(
         default_factory=list, description="Differences between install, verify and execute envs."
     )
+    preimported: list[str] = Field(
+        default_factory=list,
+        description="Modules the code's interpreter had imported before the code came (a "
+        "pre-imported warm sandbox of its requirement set); empty otherwise.",
+    )
 
 
 class Artifact(BaseModel):

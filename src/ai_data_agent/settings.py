@@ -178,11 +178,22 @@ class Settings(BaseSettings):
     pool_size: int = Field(
         0,
         ge=0,
-        description="Warm containers per profile; 0 disables the pool. With the pool, a used "
-        "container is removed in the background right after its result (close() waits).",
+        description="Warm containers per profile (at most); 0 disables the pool. With the pool, "
+        "a used container is removed in the background right after its result.",
     )
     pool_ttl_s: float = Field(
         300.0, gt=0, description="A pooled container older than this is recycled."
+    )
+    pool_memory_mb: int = Field(
+        1024, ge=64, description="Resident memory all pooled sandboxes together may hold."
+    )
+    pool_recent_sets: int = Field(
+        2, ge=0, description="Sets asked for often lately also get a pre-imported pool profile."
+    )
+    pool_preimport: list[str] | None = Field(
+        None,
+        description="Modules a pre-imported sandbox imports where its set has them; default: "
+        "the top-level modules of the set's own requirements (matplotlib with pyplot).",
     )
 
     # Sessions ----------------------------------------------------------------------

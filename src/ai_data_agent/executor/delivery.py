@@ -27,6 +27,7 @@ __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
 SANDBOX_MODULES = (
     "bootstrap",
     "channel",
+    "codeproc",
     "display",
     "egress_relay",
     "environment",
@@ -39,6 +40,7 @@ SANDBOX_MODULES = (
     "kernelproc",
     "lastvalue",
     "outputs",
+    "preload",
     "runner",
     "session",
     "verify",

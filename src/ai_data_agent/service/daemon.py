@@ -172,11 +172,17 @@ class Daemon:
         if pool is None:
             return Check("warm pool", True, "off (pool_size 0): every run starts a container")
         idle = pool.idle_count()
+        profiles = [
+            f"{p.name}{' (' + ' '.join(p.modules) + ')' if p.modules else ''}: "
+            f"{p.idle}/{p.target} idle, {p.rss_mb:.0f} MB each"
+            + (f", imports failed: {p.broken}" if p.broken else "")
+            for p in pool.profiles()
+        ]
         return Check(
             "warm pool",
             True,
             f"{idle} idle (up to {pool.size} per profile); {pool.taken} run(s) took one, "
-            f"{pool.missed} found none",
+            f"{pool.missed} found none" + ("; " + "; ".join(profiles) if profiles else ""),
         )
 
     def artifact_body(self, run_id: str, path: str) -> Path | None:
