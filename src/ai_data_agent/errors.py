@@ -17,6 +17,7 @@ below, and anything else with ``500 internal`` and no detail::
     │   │                                                       artifact, route)
     │   └── FileNotFound                file_not_found     404  path: no such file in a session
     ├── QueueFull                       queue_full         429  retry_after (``Retry-After``)
+    ├── DatasetInUse                    dataset_in_use     409  a live session mounts it
     ├── SessionError                    -                  -    session_id
     │   ├── SessionBusy                 session_busy       409  another call is in progress
     │   ├── SessionGone                 session_gone       410  closed, expired or lost
@@ -61,6 +62,7 @@ from ai_data_agent.models import InstallReport
 __all__ = [
     "AiDataAgentError",
     "ConfigurationError",
+    "DatasetInUse",
     "DockerUnavailable",
     "ExecutorError",
     "FileNotFound",
@@ -242,6 +244,13 @@ class QueueFull(AiDataAgentError):
     ) -> None:
         super().__init__(message, code=code, status_code=status_code)
         self.retry_after = retry_after
+
+
+class DatasetInUse(AiDataAgentError):
+    """A dataset (or version) that a live session mounts: not deleted unless forced."""
+
+    default_code = "dataset_in_use"
+    http_status = 409
 
 
 class SessionError(AiDataAgentError):

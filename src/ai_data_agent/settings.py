@@ -223,6 +223,28 @@ class Settings(BaseSettings):
     max_artifacts: int = Field(100, ge=0, description="Files returned from outputs/ per run.")
     max_artifact_total_bytes: int = Field(64 * MiB, ge=0, description="Their total size.")
 
+    # Datasets (docs/datasets.md) ------------------------------------------------
+    dataset_max_file_bytes: int = Field(20 * 1024 * MiB, ge=0, description="Largest dataset file.")
+    dataset_max_version_bytes: int = Field(
+        20 * 1024 * MiB, ge=0, description="Bytes in all files of one dataset version."
+    )
+    dataset_max_files: int = Field(10_000, ge=1, description="Most files in one dataset version.")
+    dataset_max_tenant_bytes: int = Field(
+        100 * 1024 * MiB, ge=0, description="A tenant's storage quota: its datasets, all versions."
+    )
+    dataset_cache_max_bytes: int = Field(
+        50 * 1024 * MiB,
+        ge=0,
+        description="Dataset versions copied onto an engine (to mount them) beyond this: the "
+        "least recently used are evicted.",
+    )
+    dataset_cache_max_age_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="A dataset copy on an engine unused this long: evicted."
+    )
+    pool_data_profiles: int = Field(
+        2, ge=0, description="Dataset mount sets the warm pool also keeps containers for."
+    )
+
     # Request validation ------------------------------------------------------
     max_code_bytes: int = Field(1 * MiB, ge=1, description="Largest code accepted.")
     max_requirements: int = Field(100, ge=0, description="Most requirements in one request.")

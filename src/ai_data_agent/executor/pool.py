@@ -1,9 +1,10 @@
 """The warm pool: started, never-used sandboxes, each taken by exactly one run.
 
     pool = WarmPool(backend, size=2, ttl_s=300)
-    pool.add_profile(spec)              # keep `size` sandboxes like `spec` ready
+    key = pool.add_profile(spec)        # keep `size` sandboxes like `spec` ready
     sandbox = pool.take(spec)           # one of them, or None: start a fresh one
     pool.settled(sandbox)               # its hot start is over: refill now
+    pool.remove_profile(key)            # stop keeping them; the idle ones go
     pool.close()                        # remove every idle sandbox
 
 A pooled sandbox is a fresh container whose runner is loaded and waits for
@@ -70,17 +71,29 @@ class WarmPool:
         self.taken = 0
         self.missed = 0
 
-    def add_profile(self, make_spec: Callable[[str], ContainerSpec]) -> None:
-        """Keep sandboxes of ``make_spec(pool_id)`` ready; the refill thread starts them."""
+    def add_profile(self, make_spec: Callable[[str], ContainerSpec]) -> tuple[object, ...]:
+        """Keep sandboxes of ``make_spec(pool_id)`` ready; the refill thread starts them.
+        Returns the profile's key (for `remove_profile`)."""
         profile = make_spec("pool").profile()
         with self._cond:
             if self._closed or profile in self._profiles:
-                return
+                return profile
             self._profiles[profile] = _Profile(make_spec)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._refill, name="warm-pool", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
+        return profile
+
+    def remove_profile(self, profile: tuple[object, ...]) -> None:
+        """Stop keeping sandboxes of ``profile``; its idle ones are removed now."""
+        with self._cond:
+            entry = self._profiles.pop(profile, None)
+            idle = entry.idle if entry is not None else []
+            if entry is not None:
+                entry.idle = []
+        for item in idle:
+            self._remove(item.sandbox)
 
     def take(self, spec: ContainerSpec) -> Sandbox | None:
         """A ready sandbox with the profile of ``spec``, or None."""
@@ -171,8 +184,8 @@ class WarmPool:
         with self._cond:
             profile.starting -= 1
             profile.failures = 0
-            if self._closed:
-                keep = False
+            if self._closed or not any(p is profile for p in self._profiles.values()):
+                keep = False  # closed, or the profile was removed meanwhile
             else:
                 profile.idle.append(_Idle(sandbox, time.monotonic()))
                 keep = True

@@ -15,6 +15,7 @@ tokens are configured; docs/api.md has the details and examples)::
     GET    /v1/runs/{id}/artifacts          the files it left under outputs/
     GET    /v1/runs/{id}/artifacts/{path}   one of them
     GET    /v1/runs/{id}/events             live status and output (Server-Sent Events)
+    *      /v1/datasets...   datasets: upload, list, read, describe, delete (`datasets.routes`)
     GET    /healthz          the process answers
     GET    /readyz           Docker, sandbox image and store usable, else 503
     GET    /metrics          Prometheus text
@@ -62,6 +63,8 @@ from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service import runs
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
 from ai_data_agent.service.daemon import Daemon
+from ai_data_agent.service.datasets.owner import dataset_owner
+from ai_data_agent.service.datasets.routes import router as datasets_router
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.health import readiness
 from ai_data_agent.service.http_errors import install_error_handlers
@@ -142,7 +145,8 @@ async def submit_run(
     """With ``wait`` (the default) answer 200 with the `RunResult` when the run ends;
     otherwise 202 with the run id and a ``Location`` to poll, at once."""
     submission = await read_submission(request, daemon.settings)
-    handle = await runs.admit(daemon, submission.to_request())  # 400/413: nothing recorded
+    owner = dataset_owner(request)
+    handle = await runs.admit(daemon, submission.to_request(), owner=owner)  # refused: no record
     if not (submission.wait if wait is None else wait):
         accepted = RunAccepted(id=handle.id, status=ActiveStatus.QUEUED)
         return JSONResponse(
@@ -252,6 +256,7 @@ async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
 
 
 v1.include_router(sessions_router)
+v1.include_router(datasets_router)
 
 
 async def healthz() -> dict[str, str]:

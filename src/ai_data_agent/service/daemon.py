@@ -21,6 +21,9 @@ from loguru import logger
 
 from ai_data_agent.checks import Check
 from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.datasets.keeper import DatasetKeeper
+from ai_data_agent.service.datasets.service import DatasetService
+from ai_data_agent.service.datasets.sqlite_store import DATASETS_FILENAME, DatasetStore
 from ai_data_agent.service.dispatcher import Dispatcher
 from ai_data_agent.service.health import engine_probes, probe
 from ai_data_agent.service.metrics import ServiceMetrics
@@ -31,6 +34,7 @@ from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import LocalBlobStore
 
 __all__ = ["REASON_STALE", "Daemon"]
 
@@ -46,13 +50,21 @@ class Daemon:
         self.store = RunStore(settings.data_dir / STORE_FILENAME)
         self.metrics = ServiceMetrics()
         self.auth = TokenAuth(settings)
-        self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
+        records = DatasetStore(settings.data_dir / DATASETS_FILENAME)
+        self.datasets = DatasetService(settings, records, LocalBlobStore(settings.storage_root))
+        if executor.datasets is not None:
+            executor.datasets.connect(self.datasets)
+        keeper = DatasetKeeper(self.datasets, executor.datasets)
+        keeper.bind_metrics(self.metrics.registry)
+        self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics, self.datasets)
         session_store = SessionStore(
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
         )
-        self.sessions = SessionManager(settings, executor, session_store, self.metrics)
+        self.sessions = SessionManager(
+            settings, executor, session_store, self.metrics, self.datasets
+        )
         self.prewarm = Prewarmer(settings, executor)
-        self.reaper = Reaper(settings, executor, self.store, self.metrics)
+        self.reaper = Reaper(settings, executor, self.store, self.metrics, also=keeper.tick)
         self.started = False
         self.startup_error: Exception | None = None
 
@@ -63,6 +75,7 @@ class Daemon:
             ConfigurationError: the store cannot be opened or written.
         """
         self.store.open()
+        self.datasets.records.open()
         stale = self.store.interrupt_active(REASON_STALE)
         if stale:
             logger.warning("marked {} run(s) of a previous process interrupted", len(stale))
@@ -99,6 +112,7 @@ class Daemon:
             self.reaper.stop()
             self._executor_hook(self.executor.close)  # drains the executor's warm pool, if any
             self.store.close()
+            self.datasets.records.close()
         logger.info("daemon stopped")
 
     @staticmethod

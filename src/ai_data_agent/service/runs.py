@@ -1,6 +1,6 @@
 """What a client may do with runs, the same through both doors: the HTTP routes and ``/mcp``.
 
-    handle = await admit(node, request)          # limits resolved once; QueueFull, NotReady
+    handle = await admit(node, request, owner=tenant)   # limits resolved once; QueueFull, NotReady
     result = await final_result(node, handle)    # waits without a thread
     record = await record_or_404(node, run_id)
     artifact, body = await listed_artifact(node, run_id, "out.csv")
@@ -27,14 +27,18 @@ from ai_data_agent.service.records import result_of
 __all__ = ["admit", "cancel", "final_result", "listed_artifact", "record_or_404", "stored_result"]
 
 
-async def admit(node: ServiceNode, request: RunRequest) -> RunHandle:
-    """Resolve ``request``'s limits and submit it.
+async def admit(node: ServiceNode, request: RunRequest, *, owner: str) -> RunHandle:
+    """Resolve ``request``'s limits, pin its datasets (``owner``'s) and submit it.
 
     Raises:
         RequestRejected: it breaks a server limit (nothing recorded).
+        NotFound: it names a dataset ``owner`` does not have.
         QueueFull, NotReady: as `RunDispatcher.submit`.
     """
     limits = resolve_run(request, node.settings)
+    if request.datasets:  # the record names the versions the run will read
+        pinned = await anyio.to_thread.run_sync(node.datasets.pin, owner, request.datasets)
+        request = request.model_copy(update={"datasets": pinned})
     return await anyio.to_thread.run_sync(node.dispatcher.submit, request, limits)
 
 

@@ -109,6 +109,7 @@ class FakeExecutor:
 
     controller_id = "fakecontroller"
     env_cache = None
+    datasets = None
 
     def __init__(self) -> None:
         self.backend = FakeBackend()

@@ -31,8 +31,11 @@ from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
 from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.follower import Follower
+from ai_data_agent.service.cluster.pg_datasets import PgDatasetStore
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
+from ai_data_agent.service.datasets.keeper import DatasetKeeper
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.health import probe
 from ai_data_agent.service.metrics import ServiceMetrics
@@ -44,6 +47,7 @@ from ai_data_agent.service.node import (
 )
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import LocalBlobStore
 
 __all__ = ["ClusterDispatcher", "ClusterNode"]
 
@@ -142,6 +146,8 @@ class ClusterNode:
         self.follower = Follower(settings, self.db, self._store)
         self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
         self._sessions: ClusterSessions = ClusterSessions(settings, self.db)
+        blobs = LocalBlobStore(settings.storage_root)  # the directory every API node shares
+        self._datasets = DatasetService(settings, PgDatasetStore(self.db), blobs)
         self.listener = Listener(
             self.db, [CHANNEL_RUN, CHANNEL_CALL], self._on_notify, self._on_reconnect
         )
@@ -152,6 +158,10 @@ class ClusterNode:
 
             self.worker = WorkerNode(settings, executor or Executor(settings), self.metrics)
             self.prewarm = self.worker.prewarm
+        self.dataset_keeper = DatasetKeeper(
+            self._datasets, self.worker.executor.datasets if self.worker is not None else None
+        )
+        self.dataset_keeper.bind_metrics(self.metrics.registry)
         self.started = False
         self.startup_error: Exception | None = None
         self._stop = threading.Event()
@@ -170,6 +180,10 @@ class ClusterNode:
     @property
     def sessions(self) -> SessionService:
         return self._sessions
+
+    @property
+    def datasets(self) -> DatasetService:
+        return self._datasets
 
     def start(self) -> None:
         """Connect, migrate, follow; then the worker part, if any.
@@ -249,6 +263,7 @@ class ClusterNode:
                     self.metrics.retention_deleted.inc(deleted)
                     self._sessions.housekeeping()
                     self.registry.prune(older_than_s=WORKERS_KEPT_S)
+                    self.dataset_keeper.tick()
             except psycopg.Error as exc:
                 logger.warning("cluster housekeeping failed (will retry): {}", exc)
 

@@ -18,13 +18,16 @@ from loguru import logger
 
 from ai_data_agent.checks import Check
 from ai_data_agent.service.cluster.db import Database
+from ai_data_agent.service.cluster.pg_datasets import PgDatasetStore
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.cluster.worker_sessions import SessionHost
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.health import engine_probes
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import LocalBlobStore
 
 __all__ = ["WorkerNode"]
 
@@ -35,7 +38,13 @@ class WorkerNode:
         self.executor = executor
         self.metrics = metrics
         self.db = Database(settings, role="worker")
+        # The worker reads versions from the storage directory the API nodes share.
+        blobs = LocalBlobStore(settings.storage_root)
+        self.datasets = DatasetService(settings, PgDatasetStore(self.db), blobs)
+        if executor.datasets is not None:
+            executor.datasets.connect(self.datasets)
         self.worker = Worker(settings, executor, self.db, metrics)
+        self.worker.datasets = self.datasets
         self.sessions = SessionHost(self.worker)
         self.prewarm = Prewarmer(settings, executor)
         self.started = False

@@ -22,6 +22,8 @@ from ai_data_agent.errors import ServerError
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.service import runs
+from ai_data_agent.service.datasets.owner import ADMIN_TENANT
+from ai_data_agent.service.datasets.routes import pin_session
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.handles import CellHandle, Completion, RunHandle, wait_done
 from ai_data_agent.service.node import ServiceNode
@@ -96,7 +98,7 @@ class DaemonSandbox:
         )
 
     async def start_run(self, request: RunRequest, on_output: OutputSink) -> Job[RunResult]:
-        handle = await runs.admit(self.node, request)  # refused: nothing recorded
+        handle = await runs.admit(self.node, request, owner=ADMIN_TENANT)  # refused: no record
         return _RunJob(self.node, handle, on_output)
 
     async def artifact(self, run_id: str, path: str) -> bytes:
@@ -107,6 +109,7 @@ class DaemonSandbox:
         return await run_sync(b"".join, body)
 
     async def create_session(self, request: SessionRequest) -> SessionInfo:
+        request = await pin_session(self.node, ADMIN_TENANT, request)
         return await run_sync(self.node.sessions.create, request)
 
     async def start_cell(
