@@ -5,6 +5,7 @@
     ai-data-agent mcp                     # MCP tools on stdio (the mcp extra; docs/mcp.md)
     AI_DATA_AGENT_DATABASE_URL=postgresql://... ai-data-agent worker   # a cluster's worker
     ai-data-agent session new -p pandas ; ai-data-agent repl
+    ai-data-agent dataset put sales sales.csv ; ai-data-agent run x.py --dataset sales
     ai-data-agent doctor ; ai-data-agent cache list ; ai-data-agent sweep
 
 The commands that need the local engine (``run`` without ``--server``,
@@ -18,6 +19,7 @@ from __future__ import annotations
 import typer
 
 from ai_data_agent.cli.admin import cache_app, doctor, sweep
+from ai_data_agent.cli.datasets import dataset_app
 from ai_data_agent.cli.repl import repl
 from ai_data_agent.cli.run import run
 from ai_data_agent.cli.serve import mcp, serve, worker
@@ -40,6 +42,7 @@ app.command("repl")(repl)
 app.command()(sweep)
 app.add_typer(cache_app, name="cache")
 app.add_typer(session_app, name="session")
+app.add_typer(dataset_app, name="dataset")
 
 
 def main() -> None:

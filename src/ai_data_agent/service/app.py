@@ -63,7 +63,7 @@ from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service import runs
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
 from ai_data_agent.service.daemon import Daemon
-from ai_data_agent.service.datasets.owner import dataset_owner
+from ai_data_agent.service.datasets import owner
 from ai_data_agent.service.datasets.routes import router as datasets_router
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.health import readiness
@@ -145,8 +145,8 @@ async def submit_run(
     """With ``wait`` (the default) answer 200 with the `RunResult` when the run ends;
     otherwise 202 with the run id and a ``Location`` to poll, at once."""
     submission = await read_submission(request, daemon.settings)
-    owner = dataset_owner(request)
-    handle = await runs.admit(daemon, submission.to_request(), owner=owner)  # refused: no record
+    tenant = owner.dataset_owner(request)
+    handle = await runs.admit(daemon, submission.to_request(), owner=tenant)  # refused: no record
     if not (submission.wait if wait is None else wait):
         accepted = RunAccepted(id=handle.id, status=ActiveStatus.QUEUED)
         return JSONResponse(

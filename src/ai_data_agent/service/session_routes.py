@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ai_data_agent.errors import NotFound, RequestRejected
 from ai_data_agent.paths import check_relative_path
-from ai_data_agent.service.datasets.owner import dataset_owner
+from ai_data_agent.service.datasets import owner
 from ai_data_agent.service.datasets.routes import pin_session
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.handles import CellHandle, wait_done
@@ -88,7 +88,7 @@ async def _known(manager: SessionService, session_id: str) -> SessionInfo:
 @router.post("", status_code=201, summary="Start a session (a kernel in a fresh sandbox)")
 async def create_session(body: SessionRequest, manager: Manager, request: Request) -> SessionInfo:
     """Its ``datasets`` are pinned to the versions they name now, and mounted read-only."""
-    body = await pin_session(request.app.state.daemon, dataset_owner(request), body)
+    body = await pin_session(request.app.state.daemon, owner.dataset_owner(request), body)
     return await run_sync(manager.create, body)
 
 

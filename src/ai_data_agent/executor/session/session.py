@@ -396,4 +396,5 @@ class Session:
             memory_mb=self.limits.memory_mb,
             cpus=self.limits.cpus,
             error=self.error,
+            datasets=list(self.request.datasets),
         )

@@ -41,8 +41,8 @@ from ai_data_agent.dataset_models import (
     PromoteRequest,
 )
 from ai_data_agent.errors import NotFound, RequestRejected
+from ai_data_agent.service.datasets import owner
 from ai_data_agent.service.datasets.describe import describe
-from ai_data_agent.service.datasets.owner import audit_dataset, dataset_owner
 from ai_data_agent.service.datasets.service import Body
 from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.session_models import LIVE_SESSION_STATUSES, SessionRequest
@@ -158,7 +158,7 @@ async def upload_version(
 ) -> DatasetVersion:
     """Streamed to storage as it arrives and hashed meanwhile; the version exists only once
     every byte is in. Refused (nothing kept): a bad name or tar entry (400), a cap (413)."""
-    tenant = dataset_owner(request)
+    tenant = owner.dataset_owner(request)
     try:
         DatasetMount(name=name)
     except ValueError as exc:
@@ -167,28 +167,30 @@ async def upload_version(
     try:
         version = await run_sync(_node(request).datasets.upload, tenant, name, body)
     except ClientDisconnect as exc:
-        audit_dataset(request, "upload", name, "cut")
+        owner.audit_dataset(request, "upload", name, "cut")
         raise RequestRejected("body", "the upload ended before its end; nothing was kept") from exc
     except Exception:
-        audit_dataset(request, "upload", name, "refused")
+        owner.audit_dataset(request, "upload", name, "refused")
         raise
-    audit_dataset(request, "upload", f"{name}@{version.version}", "ok")
+    owner.audit_dataset(request, "upload", f"{name}@{version.version}", "ok")
     return version
 
 
 @router.get("/datasets", summary="The tenant's datasets")
 async def list_datasets(request: Request) -> DatasetPage:
-    return await run_sync(_node(request).datasets.page, dataset_owner(request))
+    return await run_sync(_node(request).datasets.page, owner.dataset_owner(request))
 
 
 @router.get("/datasets/{name}", summary="A dataset: its versions, sizes, hashes and files")
 async def get_dataset(name: str, request: Request) -> DatasetInfo:
-    return await run_sync(_node(request).datasets.dataset, dataset_owner(request), _name(name))
+    return await run_sync(
+        _node(request).datasets.dataset, owner.dataset_owner(request), _name(name)
+    )
 
 
 @router.get("/datasets/{name}/versions/{version}", summary="One version and its files")
 async def get_version(name: str, version: str, request: Request) -> DatasetVersion:
-    tenant, datasets = dataset_owner(request), _node(request).datasets
+    tenant, datasets = owner.dataset_owner(request), _node(request).datasets
     return await run_sync(datasets.version, tenant, _name(name), _version(version))
 
 
@@ -199,12 +201,12 @@ async def get_version(name: str, version: str, request: Request) -> DatasetVersi
     summary="A file's bytes (Range requests answered 206)",
 )
 async def get_file(name: str, version: str, path: str, request: Request) -> FileResponse:
-    tenant, datasets = dataset_owner(request), _node(request).datasets
+    tenant, datasets = owner.dataset_owner(request), _node(request).datasets
     number = _version(version)
     if number is None:
         number = (await run_sync(datasets.version, tenant, _name(name), None)).version
     entry, local = await run_sync(datasets.file, tenant, _name(name), number, path)
-    audit_dataset(request, "download", f"{name}@{number}/{path[:200]}", "ok")
+    owner.audit_dataset(request, "download", f"{name}@{number}/{path[:200]}", "ok")
     media_type = mimetypes.guess_type(path, strict=False)[0] or "application/octet-stream"
     return FileResponse(
         local,
@@ -220,7 +222,7 @@ async def get_file(name: str, version: str, path: str, request: Request) -> File
 )
 async def describe_version(name: str, version: str, request: Request) -> DatasetDescription:
     """Computed once per version inside a sandbox (a run of the tenant), then cached."""
-    node, tenant = _node(request), dataset_owner(request)
+    node, tenant = _node(request), owner.dataset_owner(request)
     number = _version(version)
     if number is None:
         number = (await run_sync(node.datasets.version, tenant, _name(name), None)).version
@@ -230,7 +232,7 @@ async def describe_version(name: str, version: str, request: Request) -> Dataset
 async def _delete(
     request: Request, name: str, version: int | None, force: bool
 ) -> list[DatasetVersion]:
-    node, tenant = _node(request), dataset_owner(request)
+    node, tenant = _node(request), owner.dataset_owner(request)
     sessions = await run_sync(node.sessions.sessions)
     live = [s for s in sessions if s.status in LIVE_SESSION_STATUSES]
     mounted = {m.digest for s in live for m in s.datasets if m.digest}
@@ -240,9 +242,9 @@ async def _delete(
             lambda: node.datasets.delete(tenant, name, version, force=force, mounted=mounted)
         )
     except Exception:
-        audit_dataset(request, "delete", target, "refused")
+        owner.audit_dataset(request, "delete", target, "refused")
         raise
-    audit_dataset(request, "delete", target, "ok")
+    owner.audit_dataset(request, "delete", target, "ok")
     return deleted
 
 
@@ -275,11 +277,11 @@ async def promote_session_files(
 ) -> DatasetVersion:
     """Files under ``outputs/`` are stored relative to it (``outputs/clean.parquet`` is
     ``clean.parquet``), others as they are; the upload caps and quota apply."""
-    node, tenant = _node(request), dataset_owner(request)
+    node, tenant = _node(request), owner.dataset_owner(request)
     if await run_sync(node.sessions.get, session_id) is None:
         raise NotFound(f"no session with id {session_id[:64]!r}")
     version = await run_sync(node.sessions.promote, session_id, tenant, body.name, list(body.paths))
-    audit_dataset(request, "upload", f"{body.name}@{version.version}", "ok")
+    owner.audit_dataset(request, "upload", f"{body.name}@{version.version}", "ok")
     return version
 
 

@@ -18,10 +18,12 @@ from typing import Generic, TypeVar
 import anyio
 from anyio.to_thread import run_sync
 
+from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
 from ai_data_agent.errors import ServerError
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.service import runs
+from ai_data_agent.service.datasets.describe import describe
 from ai_data_agent.service.datasets.owner import ADMIN_TENANT
 from ai_data_agent.service.datasets.routes import pin_session
 from ai_data_agent.service.events import RunEvents
@@ -136,6 +138,15 @@ class DaemonSandbox:
 
     async def close_session(self, session_id: str) -> SessionInfo | None:
         return await run_sync(self.node.sessions.close, session_id)
+
+    async def datasets(self) -> DatasetPage:
+        return await run_sync(self.node.datasets.page, ADMIN_TENANT)
+
+    async def describe_dataset(self, name: str, version: int | None) -> DatasetDescription:
+        if version is None:
+            found = await run_sync(self.node.datasets.version, ADMIN_TENANT, name, None)
+            version = found.version
+        return await describe(self.node, ADMIN_TENANT, name, version)
 
     async def aclose(self) -> None:
         """Nothing of its own: the daemon closes its sessions when it stops."""
