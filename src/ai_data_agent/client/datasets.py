@@ -44,7 +44,7 @@ from ai_data_agent.dataset_models import (
 from ai_data_agent.errors import RequestRejected
 from ai_data_agent.paths import check_relative_path
 
-__all__ = ["Datasets", "Progress", "folder_tar"]
+__all__ = ["Datasets", "Progress", "folder_tar", "folder_tar_size"]
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 CHUNK = 1024 * 1024
@@ -90,6 +90,17 @@ def folder_tar(files: list[tuple[str, Path, int]]) -> Iterator[bytes]:
     yield bytes(2 * tarfile.BLOCKSIZE)
 
 
+def folder_tar_size(files: list[tuple[str, Path, int]]) -> int:
+    """The length of `folder_tar` of ``files``: headers, data padded to blocks, the end."""
+    total = 2 * tarfile.BLOCKSIZE
+    for name, _, size in files:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mode = 0o644
+        total += len(info.tobuf(format=tarfile.PAX_FORMAT)) + size + (-size % tarfile.BLOCKSIZE)
+    return total
+
+
 def _counted(chunks: Iterator[bytes], total: int, progress: Progress | None) -> Iterator[bytes]:
     done = 0
     for chunk in chunks:
@@ -126,12 +137,14 @@ class Datasets:
         if path.is_dir():
             files = _files_of(path)
             total = sum(size for _, _, size in files)
-            body, headers = folder_tar(files), {"Content-Type": "application/x-tar"}
+            body, kind, length = folder_tar(files), "application/x-tar", folder_tar_size(files)
             params: dict[str, str] = {}
         else:
-            total = path.stat().st_size
-            body, headers = _file_chunks(path), {"Content-Type": "application/octet-stream"}
+            total = length = path.stat().st_size
+            body, kind = _file_chunks(path), "application/octet-stream"
             params = {"path": path.name}
+        # A declared length, not chunks: the daemon refuses one over its cap before any byte.
+        headers = {"Content-Type": kind, "Content-Length": str(length)}
         response = self._transport.request(
             "POST",
             url,

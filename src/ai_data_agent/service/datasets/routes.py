@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, cast
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 from anyio.to_thread import run_sync
@@ -53,7 +53,9 @@ TAR_TYPES = frozenset(
     {"application/x-tar", "application/tar", "application/gzip", "application/x-gzip"}
     | {"application/x-gtar", "application/x-bzip2", "application/x-xz"}
 )
-PULL_BYTES = 1024 * 1024  # body chunks handed to the ingest thread at once, at most
+PULL_BYTES = 1024 * 1024  # body bytes handed to the ingest thread at once, at least
+PIPE_CHUNKS = 8  # read ahead of the ingest thread: at most this many (memory: 8 MiB or so)
+T = TypeVar("T")
 VERSION = re.compile(r"^(latest|[1-9][0-9]{0,8})$")
 router = APIRouter(tags=["datasets"])
 
@@ -94,37 +96,66 @@ def _version(version: str) -> int | None:
     return None if version == "latest" else int(version)
 
 
-class _BodyPull:
-    """The request body as a blocking iterator for a worker thread: each step awaits the
-    next chunks on the event loop (coalesced up to `PULL_BYTES`)."""
+class _BodyPipe:
+    """The request body as a blocking iterator for a worker thread, read ahead on the event
+    loop: a task reads the socket into a bounded queue (`PIPE_CHUNKS` chunks of up to
+    `PULL_BYTES`) while the thread writes and hashes what came before, so receiving and
+    storing overlap. A failure of the body (the client gone, a cap) is raised in the thread."""
 
     def __init__(self, request: Request) -> None:
-        self._stream: AsyncIterator[bytes] = request.stream().__aiter__()
-        self._ended = False
+        self._request = request
+        self._send, self._receive = anyio.create_memory_object_stream[list[bytes]](PIPE_CHUNKS)
+        self._error: BaseException | None = None
 
-    async def _next(self) -> bytes | None:
+    async def produce(self) -> None:
         parts: list[bytes] = []
         size = 0
-        while not self._ended and size < PULL_BYTES:
-            try:
-                chunk = await self._stream.__anext__()
-            except StopAsyncIteration:
-                self._ended = True
-                break
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts) if parts else None
+        try:
+            async with self._send:
+                async for chunk in self._request.stream():
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size >= PULL_BYTES:  # handed over as they came: no copy to join them
+                        await self._send.send(parts)
+                        parts, size = [], 0
+                if parts:
+                    await self._send.send(parts)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:  # the thread raises it when the queue runs dry
+            self._error = exc
 
     def __iter__(self) -> Iterator[bytes]:
-        while (chunk := anyio.from_thread.run(self._next)) is not None:
-            if chunk:
-                yield chunk
+        while True:
+            try:
+                yield from anyio.from_thread.run(self._receive.receive)
+            except anyio.EndOfStream:
+                if self._error is not None:
+                    raise self._error from None
+                return
 
 
-def _body(request: Request, path: str | None) -> Body:
+async def _ingest(pipe: _BodyPipe, work: Callable[[], T]) -> T:
+    """``work()`` in a worker thread while ``pipe`` reads the body; the reader stops with it.
+    What ``work`` raises is raised as it is (not in a group)."""
+    done: list[T] = []
+    failed: list[Exception] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(pipe.produce)
+        try:
+            done.append(await run_sync(work))
+        except Exception as exc:
+            failed.append(exc)
+        finally:
+            group.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
+    return done[0]
+
+
+def _body(request: Request, path: str | None, chunks: _BodyPipe) -> Body:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
-    chunks = _BodyPull(request)
     if media_type == "multipart/form-data":
         found = re.search(r'boundary="?([^";]+)"?', content_type)
         if found is None:
@@ -163,9 +194,11 @@ async def upload_version(
         DatasetMount(name=name)
     except ValueError as exc:
         raise RequestRejected("name", str(exc).splitlines()[-1]) from exc
-    body = _body(request, path)
+    pipe = _BodyPipe(request)
+    body = _body(request, path, pipe)
+    datasets = _node(request).datasets
     try:
-        version = await run_sync(_node(request).datasets.upload, tenant, name, body)
+        version = await _ingest(pipe, lambda: datasets.upload(tenant, name, body))
     except ClientDisconnect as exc:
         owner.audit_dataset(request, "upload", name, "cut")
         raise RequestRejected("body", "the upload ended before its end; nothing was kept") from exc
