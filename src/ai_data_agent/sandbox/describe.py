@@ -146,7 +146,8 @@ def describe_csv(path: str, kind: str) -> dict[str, Any]:
     for row in reader:
         if len(rows) >= SAMPLE_ROWS:
             break
-        rows.append(row)
+        if row:  # a blank line is no row
+            rows.append(row)
     if len(sample) == SAMPLE_BYTES and rows:
         rows.pop()  # the sample may end inside the last row
     kinds: list[str | None] = [None] * len(header)

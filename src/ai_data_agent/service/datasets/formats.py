@@ -142,6 +142,10 @@ def read_tar(ingest: Ingest, chunks: Iterable[bytes]) -> None:
             handle = archive.extractfile(member)
             assert handle is not None  # a regular member always has one
             ingest.add(name, _read(handle), what=what)
+    # The archive's end is not the body's: read to the end, so that a body cut short
+    # (the client gone) fails the upload rather than passing for a shorter archive.
+    while source.read(READ_CHUNK):
+        pass
 
 
 class _Parts:
