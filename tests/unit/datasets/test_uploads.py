@@ -170,17 +170,19 @@ def multipart(parts: list[tuple[str, str, bytes]], boundary: str = "XyZ") -> byt
     out = b""
     for name, filename, data in parts:
         out += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-        ).encode() + data + b"\r\n"
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     return out + f"--{boundary}--\r\n".encode()
 
 
 def test_multipart_files_stream_part_by_part(service: DatasetService) -> None:
     body = multipart([("files", "a/x.csv", b"1,2\n" * 5000), ("files", "y.txt", b"y")])
-    version = service.upload(
-        TENANT, "parts", Body("multipart", chunks(body, 333), boundary=b"XyZ")
-    )
+    version = service.upload(TENANT, "parts", Body("multipart", chunks(body, 333), boundary=b"XyZ"))
     assert [(f.path, f.size) for f in service.manifest(version.digest) or []] == [
         ("a/x.csv", 20000),
         ("y.txt", 1),
@@ -190,7 +192,9 @@ def test_multipart_files_stream_part_by_part(service: DatasetService) -> None:
         ([("files", "../z", b"z")], "not normalised"),
     ):
         with pytest.raises(RequestRejected, match=says):
-            service.upload(TENANT, "bad", Body("multipart", chunks(multipart(parts)), boundary=b"XyZ"))
+            service.upload(
+                TENANT, "bad", Body("multipart", chunks(multipart(parts)), boundary=b"XyZ")
+            )
 
 
 @pytest.mark.parametrize("where", [0.4, 0.99])

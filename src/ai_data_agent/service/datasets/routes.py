@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 from anyio.to_thread import run_sync
 from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
 from fastapi.responses import FileResponse
 from starlette.requests import ClientDisconnect
 
@@ -125,6 +126,10 @@ class _BodyPipe:
         except Exception as exc:  # the thread raises it when the queue runs dry
             self._error = exc
 
+    def close(self) -> None:
+        self._send.close()
+        self._receive.close()
+
     def __iter__(self) -> Iterator[bytes]:
         while True:
             try:
@@ -140,20 +145,23 @@ async def _ingest(pipe: _BodyPipe, work: Callable[[], T]) -> T:
     What ``work`` raises is raised as it is (not in a group)."""
     done: list[T] = []
     failed: list[Exception] = []
-    async with anyio.create_task_group() as group:
-        group.start_soon(pipe.produce)
-        try:
-            done.append(await run_sync(work))
-        except Exception as exc:
-            failed.append(exc)
-        finally:
-            group.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(pipe.produce)
+            try:
+                done.append(await run_sync(work))
+            except Exception as exc:
+                failed.append(exc)
+            finally:
+                group.cancel_scope.cancel()
+    finally:
+        pipe.close()
     if failed:
         raise failed[0]
     return done[0]
 
 
-def _body(request: Request, path: str | None, chunks: _BodyPipe) -> Body:
+def _body(request: Request, path: str | None, chunks: Iterable[bytes]) -> Body:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type == "multipart/form-data":
@@ -192,8 +200,9 @@ async def upload_version(
     tenant = owner.dataset_owner(request)
     try:
         DatasetMount(name=name)
-    except ValueError as exc:
-        raise RequestRejected("name", str(exc).splitlines()[-1]) from exc
+    except ValidationError as exc:
+        raise RequestRejected.from_errors(exc.errors()) from exc
+    _body(request, path, ())  # refused before the body is read
     pipe = _BodyPipe(request)
     body = _body(request, path, pipe)
     datasets = _node(request).datasets

@@ -1,0 +1,205 @@
+"""The datasets API in-process (no Docker): uploads, reads, deletes, caps, and tenants.
+
+Tenants arrive with tokens; until then every request is the built-in admin's, and
+these tests stand two tenants up through the one seam that says who asks
+(`owner.dataset_owner`), from a test header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import Request
+from service_fakes import Service, assert_error, make_settings, running_service
+
+from ai_data_agent.service.datasets import owner
+from ai_data_agent.service.datasets.service import DatasetService
+
+pytestmark = pytest.mark.anyio
+CSV = b"date,units\n2024-01-01,3\n2024-01-02,4\n"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def tenant_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    def from_header(request: Request) -> str:
+        return request.headers.get("x-test-tenant", owner.ADMIN_TENANT)
+
+    monkeypatch.setattr(owner, "dataset_owner", from_header)
+
+
+@pytest.fixture
+async def svc(tmp_path: Path) -> AsyncIterator[Service]:
+    settings = make_settings(tmp_path, dataset_max_file_bytes=1 << 20)
+    async with running_service(settings) as service:
+        yield service
+
+
+def as_tenant(name: str) -> dict[str, str]:
+    return {"x-test-tenant": name}
+
+
+async def put(
+    client: httpx.AsyncClient, name: str, data: bytes = CSV, tenant: str = "a"
+) -> httpx.Response:
+    return await client.post(
+        f"/v1/datasets/{name}/versions",
+        params={"path": "sales.csv"},
+        content=data,
+        headers={"Content-Type": "application/octet-stream", **as_tenant(tenant)},
+    )
+
+
+async def test_a_version_is_uploaded_listed_read_and_deleted(svc: Service) -> None:
+    created = await put(svc.client, "sales")
+    assert created.status_code == 201, created.text
+    assert created.json()["version"] == 1
+    second = await put(svc.client, "sales", CSV + b"2024-01-03,5\n")
+    assert second.json()["version"] == 2
+    listed = (await svc.client.get("/v1/datasets", headers=as_tenant("a"))).json()
+    assert [(d["name"], d["latest"], d["versions"]) for d in listed["items"]] == [("sales", 2, 2)]
+    assert listed["storage_bytes"] == 2 * len(CSV) + 13
+    info = (await svc.client.get("/v1/datasets/sales", headers=as_tenant("a"))).json()
+    (first_file,) = info["versions"][1]["files"]
+    assert first_file["sha256"] == hashlib.sha256(CSV).hexdigest()
+    ranged = await svc.client.get(
+        "/v1/datasets/sales/versions/1/files/sales.csv",
+        headers={"Range": "bytes=5-9", **as_tenant("a")},
+    )
+    assert (ranged.status_code, ranged.content) == (206, CSV[5:10])
+    latest = await svc.client.get("/v1/datasets/sales/versions/latest", headers=as_tenant("a"))
+    assert latest.json()["version"] == 2
+    gone = await svc.client.delete("/v1/datasets/sales/versions/1", headers=as_tenant("a"))
+    assert [v["version"] for v in gone.json()] == [1]
+    missing = await svc.client.get("/v1/datasets/sales/versions/1", headers=as_tenant("a"))
+    assert_error(missing, 404, "not_found")
+
+
+async def test_another_tenant_gets_404_everywhere_and_cannot_mount(svc: Service) -> None:
+    assert (await put(svc.client, "secret", tenant="a")).status_code == 201
+    b = as_tenant("b")
+    for method, url in (
+        ("GET", "/v1/datasets/secret"),
+        ("GET", "/v1/datasets/secret/versions/1"),
+        ("GET", "/v1/datasets/secret/versions/latest"),
+        ("GET", "/v1/datasets/secret/versions/1/files/sales.csv"),
+        ("GET", "/v1/datasets/secret/versions/1/describe"),
+        ("DELETE", "/v1/datasets/secret"),
+        ("DELETE", "/v1/datasets/secret/versions/1"),
+    ):
+        answer = await svc.client.request(method, url, headers=b)
+        assert_error(answer, 404, "not_found")
+    assert (await svc.client.get("/v1/datasets", headers=b)).json()["items"] == []
+    run = await svc.client.post(
+        "/v1/runs", json={"code": "print(1)", "datasets": ["secret"]}, headers=b
+    )
+    assert_error(run, 404, "not_found")
+    session = await svc.client.post("/v1/sessions", json={"datasets": ["secret@1"]}, headers=b)
+    assert_error(session, 404, "not_found")
+    # B's own dataset of the same name is B's, and A's stays A's.
+    assert (await put(svc.client, "secret", b"other\n", tenant="b")).json()["version"] == 1
+    mine = (await svc.client.get("/v1/datasets/secret", headers=as_tenant("a"))).json()
+    assert mine["size"] == len(CSV)
+
+
+async def test_a_pinned_mount_is_in_the_record(svc: Service) -> None:
+    await put(svc.client, "sales")
+    answer = await svc.client.post(
+        "/v1/runs",
+        json={"code": "print(1)", "datasets": ["sales", {"name": "sales", "path": "/mnt/s"}]},
+        params={"wait": "false"},
+        headers=as_tenant("a"),
+    )
+    assert answer.status_code == 202, answer.text
+    record = (await svc.client.get(f"/v1/runs/{answer.json()['id']}")).json()
+    pinned = record["request"]["datasets"]
+    assert [(m["version"], m["path"]) for m in pinned] == [(1, "/data/sales"), (1, "/mnt/s")]
+    assert all(len(m["digest"]) == 64 for m in pinned)
+    wrong = await svc.client.post(
+        "/v1/runs",
+        json={"code": "1", "datasets": [{"name": "sales", "digest": "0" * 64}]},
+        headers=as_tenant("a"),
+    )
+    assert_error(wrong, 400, "invalid_request")
+
+
+async def test_uploads_are_refused_with_what_is_wrong(svc: Service) -> None:
+    bad_name = await put(svc.client, "-bad")
+    assert "dataset name" in assert_error(bad_name, 400, "invalid_request")
+    no_path = await svc.client.post(
+        "/v1/datasets/x/versions",
+        content=b"1",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert "?path=" in assert_error(no_path, 400, "invalid_request")
+    other_type = await svc.client.post(
+        "/v1/datasets/x/versions", content=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert_error(other_type, 400, "invalid_request")
+    too_big = await put(svc.client, "big", bytes((1 << 20) + 1))
+    assert "per-file cap" in assert_error(too_big, 413, "payload_too_large")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    tarred = await svc.client.post(
+        "/v1/datasets/t/versions",
+        content=buffer.getvalue(),
+        headers={"Content-Type": "application/x-tar"},
+    )
+    assert "'escape'" in assert_error(tarred, 400, "invalid_request")
+    assert (await svc.client.get("/v1/datasets")).json()["items"] == []
+
+
+async def test_the_body_cap_of_an_upload_is_the_datasets_not_the_json_one(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, max_body_bytes=1024, dataset_max_version_bytes=1 << 20)
+    async with running_service(settings) as svc:
+        fits = await put(svc.client, "ok", bytes(64 * 1024))  # far past max_body_bytes
+        assert fits.status_code == 201, fits.text
+        declared = await svc.client.post(
+            "/v1/datasets/x/versions",
+            params={"path": "x"},
+            content=bytes(100),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(1 << 40)},
+        )
+        assert_error(declared, 413, "payload_too_large")
+
+
+def test_gc_takes_what_no_version_names_and_nothing_else(tmp_path: Path) -> None:
+    from ai_data_agent.service.datasets.service import Body
+    from ai_data_agent.service.datasets.sqlite_store import DatasetStore
+    from ai_data_agent.settings import Settings
+    from ai_data_agent.storage import LocalBlobStore
+
+    store = DatasetStore(tmp_path / "d.sqlite3")
+    store.open()
+    service = DatasetService(Settings(data_dir=tmp_path), store, LocalBlobStore(tmp_path / "s"))
+    old = service.upload("a", "d", Body("file", [b"old"], path="x"))
+    kept = service.upload("a", "d", Body("file", [b"new"], path="x"))
+    shared = service.upload("a", "e", Body("file", [b"old"], path="y"))  # the same bytes
+    spare = service.blobs.writer()
+    spare.write(b"a checkpoint's")
+    checkpoint = spare.commit().digest
+    service.delete("a", "d", 1, force=False, mounted=set())
+    assert service.collect_garbage(grace_s=0, keep={checkpoint}).blobs == []  # all named
+    service.delete("a", "e", None, force=False, mounted=set())
+    report = service.collect_garbage(grace_s=0, keep={checkpoint})
+    old_blob = (service.manifest(kept.digest) or [])[0]
+    assert report.manifests == 1 and len(report.blobs) == 1
+    assert service.blobs.exists(old_blob.sha256) and service.blobs.exists(checkpoint)
+    assert not service.blobs.exists(hashlib.sha256(b"old").hexdigest())
+    assert service.manifest(old.digest) is None and shared.digest != kept.digest
+    store.close()
