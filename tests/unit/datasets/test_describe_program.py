@@ -145,8 +145,15 @@ def test_mounts_read_as_names_pins_or_objects(given: object, expected: tuple) ->
 
 @pytest.mark.parametrize(
     "bad",
-    [["../x"], ["a@b"], [{"name": "a", "path": "/etc"}], [{"name": "a", "path": "/data/../x"}]]
-    + [["a", {"name": "b", "path": "/data/a/b"}], ["a", "a"], [f"d{i}" for i in range(17)]],
+    [
+        ["../x"],
+        ["a@b"],
+        [{"name": "a", "path": "/etc"}],
+        [{"name": "a", "path": "/data/../x"}],
+        ["a", {"name": "b", "path": "/data/a/b"}],
+        ["a", "a"],
+        [f"d{i}" for i in range(17)],
+    ],
 )
 def test_bad_mounts_are_refused(bad: list[object]) -> None:
     from pydantic import ValidationError

@@ -25,8 +25,8 @@ from ai_data_agent import wire_errors
 from ai_data_agent.client import Client, error_from_response
 from ai_data_agent.errors import (
     AiDataAgentError,
-    DatasetInUse,
     ConfigurationError,
+    DatasetInUse,
     DockerUnavailable,
     ExecutorError,
     FileNotFound,

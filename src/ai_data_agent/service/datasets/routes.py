@@ -28,8 +28,8 @@ from typing import Annotated, Any, TypeVar, cast
 import anyio
 from anyio.to_thread import run_sync
 from fastapi import APIRouter, Query, Request
-from pydantic import ValidationError
 from fastapi.responses import FileResponse
+from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from ai_data_agent.dataset_models import (
