@@ -142,6 +142,11 @@ class ServerInfo(BaseModel):
     limits: RunLimitsInfo
     install_timeout_s: float = Field(description="Time an install of requirements may take.")
     allow_network: bool = Field(description="Whether a request may ask for network.")
+    egress_allow: list[str] = Field(
+        default_factory=list,
+        description='Hosts a run or session may ask to reach (`network: {"allow": [...]}`), '
+        "the operator's egress allow-list; empty: egress is off.",
+    )
     cancel_wait_s: float = Field(description="How long DELETE waits for the sandbox to go.")
     max_body_bytes: int
     max_code_bytes: int

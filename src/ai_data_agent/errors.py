@@ -10,7 +10,8 @@ below, and anything else with ``500 internal`` and no detail::
 
     AiDataAgentError                    code               HTTP
     ├── RequestRejected                 invalid_request    400 (422: the body does not validate)
-    │   └── RequestTooLarge             payload_too_large  413  body, input files, counts
+    │   ├── RequestTooLarge             payload_too_large  413  body, input files, counts
+    │   └── EgressRefused               invalid_request    422  a host not on the egress allow-list
     ├── InstallFailed                   install_failed     422  requirements did not install
     ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
     ├── NotFound                        not_found          404  no such run or session (or
@@ -64,6 +65,7 @@ __all__ = [
     "ConfigurationError",
     "DatasetInUse",
     "DockerUnavailable",
+    "EgressRefused",
     "ExecutorError",
     "FileNotFound",
     "InstallFailed",
@@ -169,6 +171,13 @@ class RequestTooLarge(RequestRejected):
 
     default_code = "payload_too_large"
     http_status = 413
+
+
+class EgressRefused(RequestRejected):
+    """``network`` asks for a host the server's egress allow-list does not give (the reason
+    names it), or for egress where it is off."""
+
+    http_status = 422
 
 
 class InstallFailed(AiDataAgentError):

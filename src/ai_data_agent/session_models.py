@@ -26,6 +26,7 @@ from ai_data_agent.models import (
     EnvVars,
     InputFiles,
     InstallReport,
+    NetworkOption,
     PackageInfo,
     RequirementLine,
     SkippedArtifact,
@@ -106,6 +107,11 @@ class SessionRequest(BaseModel):
         default_factory=list,
         description='Datasets mounted read-only for the session\'s life: "sales", "sales@3" or '
         '{"name", "version", "path"} (default path /data/<name>).',
+    )
+    network: NetworkOption = Field(
+        False,
+        description='`{"allow": [...]}`: the session\'s code reaches only those hosts, through '
+        "the egress proxy, for its whole life. `true` (unrestricted) is for runs only.",
     )
 
 

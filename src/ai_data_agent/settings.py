@@ -22,8 +22,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from ai_data_agent.dataset_settings import DatasetSettings
+from ai_data_agent.egress.rules import check_network, check_rule
 from ai_data_agent.requirements import check_requirement
 
 __all__ = [
@@ -39,6 +41,9 @@ DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
 RequirementText = Annotated[str, AfterValidator(check_requirement)]
+EgressRules = Annotated[list[Annotated[str, AfterValidator(check_rule)]], NoDecode]
+EgressNetworks = Annotated[list[Annotated[str, AfterValidator(check_network)]], NoDecode]
+COMMA_SEPARATED = "api_tokens mcp_allowed_hosts egress_allow egress_deny egress_allow_cidrs".split()
 # Where hosts keep the system CA bundle, in the order Go's crypto/x509 looks on Linux.
 SYSTEM_CA_BUNDLES = (
     Path("/etc/ssl/certs/ca-certificates.crt"),  # Debian, Ubuntu, Gentoo, Arch, Alpine
@@ -69,7 +74,7 @@ def user_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ai-data-agent"
 
 
-class Settings(BaseSettings):
+class Settings(DatasetSettings):
     """Server-side policy and plumbing. A request can lower limits, never raise them."""
 
     model_config = SettingsConfigDict(env_prefix="AI_DATA_AGENT_", extra="forbid")
@@ -223,28 +228,6 @@ class Settings(BaseSettings):
     max_artifacts: int = Field(100, ge=0, description="Files returned from outputs/ per run.")
     max_artifact_total_bytes: int = Field(64 * MiB, ge=0, description="Their total size.")
 
-    # Datasets (docs/datasets.md) ------------------------------------------------
-    dataset_max_file_bytes: int = Field(20 * 1024 * MiB, ge=0, description="Largest dataset file.")
-    dataset_max_version_bytes: int = Field(
-        20 * 1024 * MiB, ge=0, description="Bytes in all files of one dataset version."
-    )
-    dataset_max_files: int = Field(10_000, ge=1, description="Most files in one dataset version.")
-    dataset_max_tenant_bytes: int = Field(
-        100 * 1024 * MiB, ge=0, description="A tenant's storage quota: its datasets, all versions."
-    )
-    dataset_cache_max_bytes: int = Field(
-        50 * 1024 * MiB,
-        ge=0,
-        description="Dataset versions copied onto an engine (to mount them) beyond this: the "
-        "least recently used are evicted.",
-    )
-    dataset_cache_max_age_s: float = Field(
-        7 * 24 * 3600.0, gt=0, description="A dataset copy on an engine unused this long: evicted."
-    )
-    pool_data_profiles: int = Field(
-        2, ge=0, description="Dataset mount sets the warm pool also keeps containers for."
-    )
-
     # Request validation ------------------------------------------------------
     max_code_bytes: int = Field(1 * MiB, ge=1, description="Largest code accepted.")
     max_requirements: int = Field(100, ge=0, description="Most requirements in one request.")
@@ -275,6 +258,26 @@ class Settings(BaseSettings):
         "Nothing else of the controller's environment reaches a container.",
     )
 
+    # Egress: hosts reached through a checked proxy (docs/security.md "Egress") ----------
+    egress_allow: EgressRules = Field(
+        default_factory=list,
+        description="Hosts a run or session may ask for, comma-separated: `example.com`, `*.example."
+        "com` (subdomains), `*`, an IP address; each optionally `:port`. Empty: egress is off.",
+    )
+    egress_deny: EgressRules = Field(default_factory=list, description="Hosts never reached.")
+    egress_allow_cidrs: EgressNetworks = Field(
+        default_factory=list, description="Non-global ranges (CIDRs) reachable all the same."
+    )
+    egress_max_connections: int = Field(16, ge=1, description="Proxied connections per sandbox.")
+    egress_max_bytes_out: int = Field(64 * MiB, ge=0, description="Bytes a sandbox may send.")
+    egress_max_bytes_in: int = Field(1024 * MiB, ge=0, description="Bytes a sandbox may receive.")
+    egress_idle_timeout_s: float = Field(60.0, gt=0, description="Seconds an idle tunnel lives.")
+    egress_socket_dir: Path | None = Field(
+        None,
+        description="Folder of the proxy's per-sandbox Unix sockets, bind-mounted into sandboxes: "
+        "the Docker engine must see the same path. Default: a private temporary folder.",
+    )
+
     # Operations --------------------------------------------------------------
     docker_host: str | None = Field(
         None, description="Docker endpoint; default: DOCKER_HOST or the local socket."
@@ -296,11 +299,6 @@ class Settings(BaseSettings):
 
     # Daemon ------------------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="Run records (SQLite) and stored results.")
-    storage_dir: Path | None = Field(
-        None,
-        description="Datasets and checkpoints (content-addressed blobs); unset: data_dir/storage. "
-        "In a cluster, a directory every API node shares.",
-    )
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Accepted bearer tokens, comma-separated."
     )
@@ -330,6 +328,16 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")
     reaper_interval_s: float = Field(
         30.0, gt=0, description="How often expired sandboxes are swept."
+    )
+
+    # Operator console (/console) -------------------------------------------------
+    console_enabled: bool = Field(
+        True, description="Serve the operator console at /console (docs/console.md)."
+    )
+    console_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs the console's session cookies. Unset: a key made once in "
+        "data_dir (console.key, mode 0600). Give every API node of a cluster the same one.",
     )
 
     # MCP server (the `mcp` extra) ---------------------------------------------
@@ -390,7 +398,7 @@ class Settings(BaseSettings):
     server: str | None = Field(None, description="Daemon URL: the CLI sends runs there.")
     token: SecretStr | None = Field(None, description="Bearer token the client sends.")
 
-    @field_validator("api_tokens", "mcp_allowed_hosts", mode="before")
+    @field_validator(*COMMA_SEPARATED, mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

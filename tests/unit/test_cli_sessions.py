@@ -244,3 +244,16 @@ def test_a_cell_names_its_files_by_the_path_session_get_takes(
     assert shown.exit_code == 1  # an exception in the cell
     assert "file: outputs/plots/chart.png (3 bytes, image/png)" in shown.stderr
     assert "KeyError: 'x'" in shown.stderr
+
+
+def test_new_asks_for_the_allow_hosts_and_for_no_network_without_them(
+    daemon: Callable[..., StubDaemon],
+) -> None:
+    stub = daemon({("POST", "/v1/sessions"): httpx.Response(201, json=session_json(SESSION))})
+    out = session("new", "--allow", "files.example.com", "--allow", "*.s3.example.com:443")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.strip() == SESSION
+    body = json.loads(stub.requests[-1].content)
+    assert body["network"] == {"allow": ["files.example.com", "*.s3.example.com:443"]}
+    assert session("new").exit_code == 0
+    assert "network" not in json.loads(stub.requests[-1].content)

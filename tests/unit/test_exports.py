@@ -14,6 +14,7 @@ EXPORTED = [
     "ConfigurationError",
     "DatasetInUse",
     "DockerUnavailable",
+    "EgressRefused",
     "Executor",
     "ExecutorError",
     "FileNotFound",

@@ -36,6 +36,7 @@ import functools
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -217,12 +218,20 @@ class Client(Connection):
         return parse(response, RunRecord)
 
     def list(
-        self, status: RunStatus | str | None = None, *, limit: int = 50, offset: int = 0
+        self,
+        status: RunStatus | str | None = None,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        since: datetime | None = None,
     ) -> RunPage:
-        """Records newest first, optionally only those with ``status``."""
+        """Records newest first, optionally only those with ``status``, or created at or
+        after ``since`` (a naive time is local time, as Python reads it)."""
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
         if status is not None:
             params["status"] = str(status)
+        if since is not None:
+            params["since"] = since.astimezone(UTC).isoformat()
         return parse(self.transport.request("GET", "/v1/runs", params=params), RunPage)
 
     # -- artifacts and live events -----------------------------------------------------

@@ -30,6 +30,7 @@ SANDBOX_MODULES = (
     "channel",
     "describe",
     "display",
+    "egress_relay",
     "environment",
     "envstore",
     "execute",

@@ -10,7 +10,7 @@ tokens are configured; docs/api.md has the details and examples)::
     POST   /v1/runs          RunSubmission (JSON, or multipart with files)
                              -> 200 RunResult (wait) | 202 RunAccepted
     GET    /v1/runs/{id}     RunRecord
-    GET    /v1/runs          RunPage, newest first (?status=&limit=&offset=)
+    GET    /v1/runs          RunPage, newest first (?status=&since=&limit=&offset=)
     DELETE /v1/runs/{id}     cancel; RunRecord
     GET    /v1/runs/{id}/artifacts          the files it left under outputs/
     GET    /v1/runs/{id}/artifacts/{path}   one of them
@@ -20,6 +20,7 @@ tokens are configured; docs/api.md has the details and examples)::
     GET    /readyz           Docker, sandbox image and store usable, else 503
     GET    /metrics          Prometheus text
     *      /mcp              MCP over streamable HTTP (with the mcp extra; docs/mcp.md)
+    GET    /console          the operator console (HTML; its own login; docs/console.md)
 
 A submission is validated once (`submission`), its limits resolved once
 (refusals answer 400/413 before anything is recorded), and a waiting POST is
@@ -45,6 +46,7 @@ from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime
 from starlette.concurrency import iterate_in_threadpool
 
 from ai_data_agent import __version__
@@ -57,7 +59,6 @@ from ai_data_agent.api_models import (
     RunSubmission,
     ServerInfo,
 )
-from ai_data_agent.checks import Check
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service import runs
@@ -66,7 +67,7 @@ from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.datasets import owner
 from ai_data_agent.service.datasets.routes import router as datasets_router
 from ai_data_agent.service.events import sse_line
-from ai_data_agent.service.health import readiness
+from ai_data_agent.service.health import accepting, readiness
 from ai_data_agent.service.http_errors import install_error_handlers
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.mcp import mcp_endpoint
@@ -169,9 +170,17 @@ async def list_runs(
     status: Annotated[StatusFilter | None, Query(description="Only runs in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="Only runs created at or after this time (ISO 8601 with a zone, "
+            "or unix seconds)."
+        ),
+    ] = None,
 ) -> RunPage:
+    after = None if since is None else since.timestamp()
     items, total = await run_sync(
-        lambda: daemon.store.list(status=status, limit=limit, offset=offset)
+        lambda: daemon.store.list(status=status, limit=limit, offset=offset, since=after)
     )
     return RunPage(items=items, total=total, limit=limit, offset=offset)
 
@@ -267,11 +276,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request, daemon: DaemonDep) -> dict[str, Any]:
     """Docker reachable, sandbox image present, store writable, taking runs; else 503.
     (An API node of a cluster checks its database, and Docker only if it also works.)"""
-    accepting = []
-    if not daemon.dispatcher.accepting:
-        state = "shutting down" if daemon.started else "starting"
-        accepting.append(Check("accepting", False, state))
-    return await readiness(daemon, request.app, *accepting)
+    return await readiness(daemon, request.app, *accepting(daemon))
 
 
 async def metrics(daemon: DaemonDep) -> Response:
@@ -364,4 +369,11 @@ def create_app(
     _add_health_routes(app)
     if mcp is not None:
         app.router.routes.append(mcp.route)
+    if settings.console_enabled:
+        # Imported here: the console's backend imports service modules through the
+        # package, whose __init__ imports this module.
+        from ai_data_agent.service.console import PATH as CONSOLE_PATH
+        from ai_data_agent.service.console import console_app
+
+        app.mount(CONSOLE_PATH, console_app(daemon))
     return app

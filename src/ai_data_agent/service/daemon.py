@@ -49,6 +49,8 @@ class Daemon:
         self.executor = executor
         self.store = RunStore(settings.data_dir / STORE_FILENAME)
         self.metrics = ServiceMetrics()
+        if executor.egress is not None:  # every egress connection is counted
+            executor.egress.log.add_sink(self.metrics.egress.observe)
         self.auth = TokenAuth(settings)
         records = DatasetStore(settings.data_dir / DATASETS_FILENAME)
         self.datasets = DatasetService(settings, records, LocalBlobStore(settings.storage_root))
@@ -85,6 +87,8 @@ class Daemon:
         self._executor_hook(self.executor.start_pool)  # after the sweep, which spares our own
         if self.executor.env_cache is not None:  # a first install finds its staging volume made
             self._executor_hook(self.executor.env_cache.prepare)
+        if self.executor.egress is not None:  # the proxy runs on its own thread in this process
+            self._executor_hook(self.executor.egress.start)
         self.prewarm.start()
         self.dispatcher.start()
         self.reaper.start()
@@ -132,6 +136,32 @@ class Daemon:
 
     def instant_checks(self) -> list[Check]:
         return [self.prewarm.check()] if self.prewarm.sets else []
+
+    def details(self) -> list[Check]:
+        return [self._environments(), self._pool()]
+
+    def _environments(self) -> Check:
+        cache = self.executor.env_cache
+        if cache is None:
+            return Check("environments", True, "no cache (install_mode per_run)")
+        try:
+            cached = cache.index.all()
+        except Exception as exc:
+            return Check.failed("environments", exc)
+        size = sum(env.size_bytes for env in cached) / 2**20
+        return Check("environments", True, f"{len(cached)} cached, {size:.0f} MiB")
+
+    def _pool(self) -> Check:
+        pool = self.executor.pool
+        if pool is None:
+            return Check("warm pool", True, "off (pool_size 0): every run starts a container")
+        idle = pool.idle_count()
+        return Check(
+            "warm pool",
+            True,
+            f"{idle} idle (up to {pool.size} per profile); {pool.taken} run(s) took one, "
+            f"{pool.missed} found none",
+        )
 
     def artifact_body(self, run_id: str, path: str) -> Path | None:
         """The artifact's file in the run's own directory (never outside it), or None."""

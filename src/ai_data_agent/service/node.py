@@ -18,7 +18,8 @@ from typing import Protocol
 
 from ai_data_agent.checks import Check
 from ai_data_agent.dataset_models import DatasetVersion
-from ai_data_agent.executor import Backend, EnvCache, EventHandler, Session
+from ai_data_agent.egress.proxy import EgressProxy
+from ai_data_agent.executor import Backend, EnvCache, EventHandler, Session, WarmPool
 from ai_data_agent.executor.data import EngineDatasets
 from ai_data_agent.models import Limits, RunRequest, RunResult
 from ai_data_agent.service.auth import TokenAuth
@@ -82,6 +83,13 @@ class RunExecutor(Protocol):
     @property
     def datasets(self) -> EngineDatasets | None:
         """Dataset versions on its engine (a node connects its store), or None."""
+
+    @property
+    def pool(self) -> WarmPool | None: ...
+
+    @property
+    def egress(self) -> EgressProxy | None:
+        """The egress proxy of runs and sessions with an allow-list; None: egress is off."""
 
     def run(
         self,
@@ -188,6 +196,11 @@ class ServiceNode(Protocol):
 
     def instant_checks(self) -> list[Check]:
         """Readiness checks that answer at once (prewarm progress, accepting)."""
+
+    def details(self) -> list[Check]:
+        """What an operator sees beside readiness (the console's health page: cached
+        environments and the warm pool, a cluster's workers), never part of ``/readyz``.
+        Blocking."""
 
     def artifact_body(self, run_id: str, path: str) -> ArtifactBody | None:
         """A listed artifact's bytes (a checked file, or chunks); None when absent."""

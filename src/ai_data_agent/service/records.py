@@ -70,9 +70,15 @@ class RunRecords(Protocol):
         """Which of ``run_ids`` still have a record."""
 
     def list(
-        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        since: float | None = None,
     ) -> tuple[list[RunRecord], int]:
-        """A page of records, newest first, and the total matching ``status``."""
+        """A page of records, newest first, and the total matching ``status`` and created
+        at or after ``since`` (unix seconds), when given."""
 
 
 class SessionRegistry(Protocol):

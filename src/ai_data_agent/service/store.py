@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS runs (
     error       TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_by_status_created ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # SQL is written out literally (no string building); the active statuses
@@ -187,19 +189,40 @@ class RunStore(SqliteFile):
         return {row[0] for row in rows}
 
     def list(
-        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        since: float | None = None,
     ) -> tuple[list[RunRecord], int]:
-        """A page of records, newest first, and the total matching ``status``."""
+        """A page of records, newest first, and the total matching ``status`` and ``since``.
+
+        One statement per shape (with a status or without), each able to use its index.
+        """
+        values = {"status": status, "since": since or 0.0, "limit": limit, "offset": offset}
         with self._lock:
             db = self._db()
-            total = db.execute(
-                "SELECT COUNT(*) FROM runs WHERE (:status IS NULL OR status = :status)",
-                {"status": status},
-            ).fetchone()[0]
-            rows = db.execute(
-                "SELECT id, status, created_at, started_at, finished_at, request, result, error "
-                "FROM runs WHERE (:status IS NULL OR status = :status) "
-                "ORDER BY seq DESC LIMIT :limit OFFSET :offset",
-                {"status": status, "limit": limit, "offset": offset},
-            ).fetchall()
+            if status is None:
+                total = db.execute(
+                    "SELECT COUNT(*) FROM runs WHERE created_at >= :since", values
+                ).fetchone()[0]
+                rows = db.execute(
+                    "SELECT id, status, created_at, started_at, finished_at, request, result, "
+                    "error FROM runs WHERE created_at >= :since "
+                    "ORDER BY seq DESC LIMIT :limit OFFSET :offset",
+                    values,
+                ).fetchall()
+            else:
+                total = db.execute(
+                    "SELECT COUNT(*) FROM runs WHERE status = :status AND created_at >= :since",
+                    values,
+                ).fetchone()[0]
+                rows = db.execute(
+                    "SELECT id, status, created_at, started_at, finished_at, request, result, "
+                    # +created_at: walk runs_by_status in seq order, not sort a range.
+                    "error FROM runs WHERE status = :status AND +created_at >= :since "
+                    "ORDER BY seq DESC LIMIT :limit OFFSET :offset",
+                    values,
+                ).fetchall()
         return [record_from_row(row) for row in rows], int(total)

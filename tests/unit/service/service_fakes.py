@@ -110,6 +110,8 @@ class FakeExecutor:
     controller_id = "fakecontroller"
     env_cache = None
     datasets = None
+    egress = None
+    pool = None
 
     def __init__(self) -> None:
         self.backend = FakeBackend()

@@ -277,6 +277,22 @@ class ClusterNode:
     def instant_checks(self) -> list[Check]:
         return self.worker.instant_checks() if self.worker is not None else []
 
+    def details(self) -> list[Check]:
+        """Each worker the cluster knows: live ones first, with their load."""
+        try:
+            workers = self.registry.listing()
+        except psycopg.Error as exc:
+            return [Check.failed("workers", exc)]
+        return [
+            Check(
+                f"worker {w.name}",
+                w.state == "live",
+                f"{w.state}, {w.running} of {w.slots} slot(s) busy, heartbeat "
+                f"{w.heartbeat_age_s:.0f} s ago, version {w.version or '?'}",
+            )
+            for w in workers
+        ] or [Check("workers", False, "no worker has registered")]
+
     def artifact_body(self, run_id: str, path: str) -> ArtifactBody | None:
         try:
             return pg_events.artifact_chunks(self.db, run_id, path)

@@ -318,18 +318,26 @@ class PgRunStore:
         return {row[0] for row in rows}
 
     def list(
-        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        since: float | None = None,
     ) -> tuple[list[RunRecord], int]:
+        values = {"s": status, "since": since, "limit": limit, "offset": offset}
         with self.db.connection() as conn:
             total = conn.execute(
-                "SELECT COUNT(*) FROM runs WHERE (%(s)s::text IS NULL OR status = %(s)s)",
-                {"s": status},
+                "SELECT COUNT(*) FROM runs WHERE (%(s)s::text IS NULL OR status = %(s)s) "
+                "AND (%(since)s::float8 IS NULL OR created_at >= %(since)s)",
+                values,
             ).fetchone()
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM runs "  # noqa: S608 (a constant)
                 "WHERE (%(s)s::text IS NULL OR status = %(s)s) "
+                "AND (%(since)s::float8 IS NULL OR created_at >= %(since)s) "
                 "ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s",
-                {"s": status, "limit": limit, "offset": offset},
+                values,
             ).fetchall()
         return [record_from_row(row) for row in rows], int(total[0]) if total else 0
 

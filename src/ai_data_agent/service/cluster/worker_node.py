@@ -37,6 +37,8 @@ class WorkerNode:
         self.settings = settings
         self.executor = executor
         self.metrics = metrics
+        if executor.egress is not None:  # every egress connection is counted
+            executor.egress.log.add_sink(metrics.egress.observe)
         self.db = Database(settings, role="worker")
         # The worker reads versions from the storage directory the API nodes share.
         blobs = LocalBlobStore(settings.storage_root)
