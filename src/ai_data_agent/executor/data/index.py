@@ -13,17 +13,16 @@ whose volume is gone is filled again.
 
 from __future__ import annotations
 
-import fcntl
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ai_data_agent.executor.engine_index import EngineIndex
+
 __all__ = ["DataIndex", "FilledVolume"]
 
+TOUCH_EVERY_S = 60.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS volumes (
     digest TEXT PRIMARY KEY, volume TEXT NOT NULL, size INTEGER NOT NULL,
@@ -40,44 +39,23 @@ class FilledVolume:
     last_used: float
 
 
-class DataIndex:
+class DataIndex(EngineIndex):
     """Filled dataset volumes on one engine; safe across threads and processes."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._local = threading.local()
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-        with self._db() as db:
-            db.executescript(SCHEMA)
+        super().__init__(path, SCHEMA)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        yield conn
-
-    @contextmanager
-    def lock(self, digest: str) -> Iterator[None]:
+    def lock(self, digest: str) -> AbstractContextManager[None]:
         """Held while ``digest`` is looked up and filled, by one thread of one process."""
-        with self._guard:
-            lock = self._locks.setdefault(digest, threading.Lock())
-        folder = self.path.parent / "locks"
-        folder.mkdir(exist_ok=True)
-        with lock, (folder / f"data-{digest[:32]}.lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return self.key_lock(f"data-{digest[:32]}")
 
     def get(self, digest: str) -> FilledVolume | None:
-        with self._db() as db:
-            db.execute("UPDATE volumes SET last_used = ? WHERE digest = ?", (time.time(), digest))
+        now = time.time()
+        with self._db() as db:  # written (synced) at most once a minute: eviction needs no more
+            db.execute(
+                "UPDATE volumes SET last_used = ? WHERE digest = ? AND last_used < ?",
+                (now, digest, now - TOUCH_EVERY_S),
+            )
             row = db.execute("SELECT * FROM volumes WHERE digest = ?", (digest,)).fetchone()
         return FilledVolume(*row) if row else None
 
