@@ -244,8 +244,12 @@ def test_describe_runs_in_a_sandbox_and_the_daemon_never_loads_pandas_or_pyarrow
     assert "pyarrow" not in loaded and "pandas" not in loaded
 
 
-def test_a_version_is_copied_onto_the_engine_once(daemon: Daemon, client: Client) -> None:
-    client.datasets.put("once", SAMPLES / "sales.csv")
+def test_a_version_is_copied_onto_the_engine_once(
+    daemon: Daemon, client: Client, tmp_path: Path
+) -> None:
+    unique = tmp_path / "sales.csv"  # bytes no earlier run on this engine can have copied
+    unique.write_bytes((SAMPLES / "sales.csv").read_bytes() + os.urandom(8).hex().encode())
+    client.datasets.put("once", unique)
     for _ in range(2):
         assert client.run(
             "print(len(open('/data/once/sales.csv').read()))", datasets=["once"]
