@@ -24,9 +24,9 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from ai_data_agent.dataset_settings import DatasetSettings
 from ai_data_agent.egress.rules import check_network, check_rule
 from ai_data_agent.requirements import check_requirement
+from ai_data_agent.storage_settings import StorageSettings
 
 __all__ = [
     "DEFAULT_FALLBACK_IMAGE",
@@ -74,7 +74,7 @@ def user_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ai-data-agent"
 
 
-class Settings(DatasetSettings):
+class Settings(StorageSettings):
     """Server-side policy and plumbing. A request can lower limits, never raise them."""
 
     model_config = SettingsConfigDict(env_prefix="AI_DATA_AGENT_", extra="forbid")

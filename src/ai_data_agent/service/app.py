@@ -21,6 +21,8 @@ tokens are configured; docs/api.md has the details and examples)::
     GET    /metrics          Prometheus text
     *      /mcp              MCP over streamable HTTP (with the mcp extra; docs/mcp.md)
     GET    /console          the operator console (HTML; its own login; docs/console.md)
+    *      /internal/blobs/{digest}   a cluster's API node: workers' blob transfers only
+                             (`cluster.blob_routes`; the node secret, no bearer token)
 
 A submission is validated once (`submission`), its limits resolved once
 (refusals answer 400/413 before anything is recorded), and a waiting POST is
@@ -367,6 +369,11 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, caps=BodyCaps.of(settings))
     app.include_router(v1)
     _add_health_routes(app)
+    if settings.clustered:  # workers read and write the cluster's blobs here
+        from ai_data_agent.service.cluster.api import ClusterNode
+        from ai_data_agent.service.cluster.blob_routes import install_blob_routes
+
+        install_blob_routes(app, cast(ClusterNode, daemon).blob_server)
     if mcp is not None:
         app.router.routes.append(mcp.route)
     if settings.console_enabled:

@@ -34,7 +34,7 @@ from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
 from ai_data_agent.settings import Settings
-from ai_data_agent.storage import LocalBlobStore
+from ai_data_agent.storage import BlobStore, LocalBlobStore
 
 __all__ = ["REASON_STALE", "Daemon"]
 
@@ -52,8 +52,9 @@ class Daemon:
         if executor.egress is not None:  # every egress connection is counted
             executor.egress.log.add_sink(self.metrics.egress.observe)
         self.auth = TokenAuth(settings)
+        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
         records = DatasetStore(settings.data_dir / DATASETS_FILENAME)
-        self.datasets = DatasetService(settings, records, LocalBlobStore(settings.storage_root))
+        self.datasets = DatasetService(settings, records, self.blobs)
         if executor.datasets is not None:
             executor.datasets.connect(self.datasets)
         keeper = DatasetKeeper(self.datasets, executor.datasets)

@@ -36,6 +36,7 @@ from ai_data_agent.session_models import (
     SessionRequest,
 )
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import BlobStore
 
 __all__ = [
     "CANCEL_WAIT_S",
@@ -170,6 +171,7 @@ class ServiceNode(Protocol):
     settings: Settings
     auth: TokenAuth
     metrics: ServiceMetrics
+    blobs: BlobStore  # datasets and checkpoints: data_dir's or the cluster's shared storage
     started: bool
     startup_error: Exception | None
 

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from ai_data_agent.service.app import create_app
 from ai_data_agent.service.node import ServiceNode
-from ai_data_agent.service.serving import check_bind_policy, configure_server_logging, run_app
+from ai_data_agent.service.serving import (
+    check_bind_policy,
+    configure_server_logging,
+    run_app,
+    with_advertise_url,
+)
 from ai_data_agent.settings import Settings
 
 __all__ = ["serve"]
@@ -38,6 +43,7 @@ def serve(
     """
     configure_server_logging(settings)
     check_bind_policy(settings, host, insecure)
+    settings = with_advertise_url(settings, host, port)
     app = create_app(settings, with_worker=with_worker)
     node: ServiceNode = app.state.daemon
 

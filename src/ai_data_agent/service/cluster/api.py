@@ -10,6 +10,9 @@ an API node that dies loses nothing and any API node answers for any run.
 Admission is cluster-wide (`PgRunStore.admit`); a database that cannot be
 reached means ``/readyz`` 503 and POSTs 503, with nothing recorded. On a timer
 it settles workers whose lease lapsed and applies retention, like any node.
+Its blobs (``blobs``) are the storage directory all API nodes share; workers
+read and write them through its internal routes (`blob_routes`), at the URL it
+advertises while it lives (`pg_nodes`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from ai_data_agent.models import Limits, RunRequest
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
+from ai_data_agent.service.cluster.blob_routes import BlobServer
 from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.follower import Follower
 from ai_data_agent.service.cluster.pg_datasets import PgDatasetStore
+from ai_data_agent.service.cluster.pg_nodes import ApiNodes
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
 from ai_data_agent.service.datasets.keeper import DatasetKeeper
@@ -47,7 +52,7 @@ from ai_data_agent.service.node import (
 )
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
-from ai_data_agent.storage import LocalBlobStore
+from ai_data_agent.storage import BlobStore, LocalBlobStore
 
 __all__ = ["ClusterDispatcher", "ClusterNode"]
 
@@ -146,8 +151,12 @@ class ClusterNode:
         self.follower = Follower(settings, self.db, self._store)
         self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
         self._sessions: ClusterSessions = ClusterSessions(settings, self.db)
-        blobs = LocalBlobStore(settings.storage_root)  # the directory every API node shares
-        self._datasets = DatasetService(settings, PgDatasetStore(self.db), blobs)
+        self.node_id = uuid.uuid4().hex
+        self.api_nodes = ApiNodes(self.db, lease_s=settings.lease_timeout_s)
+        # The directory all API nodes share; workers reach it through `blob_server`.
+        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
+        self.blob_server = BlobServer(self.blobs, max_bytes=settings.blob_max_bytes)
+        self._datasets = DatasetService(settings, PgDatasetStore(self.db), self.blobs)
         self.listener = Listener(
             self.db, [CHANNEL_RUN, CHANNEL_CALL], self._on_notify, self._on_reconnect
         )
@@ -156,7 +165,9 @@ class ClusterNode:
         if with_worker:
             from ai_data_agent.service.cluster.worker_node import WorkerNode
 
-            self.worker = WorkerNode(settings, executor or Executor(settings), self.metrics)
+            self.worker = WorkerNode(
+                settings, executor or Executor(settings), self.metrics, blobs=self.blobs
+            )
             self.prewarm = self.worker.prewarm
         self.dataset_keeper = DatasetKeeper(
             self._datasets, self.worker.executor.datasets if self.worker is not None else None
@@ -192,6 +203,8 @@ class ClusterNode:
             ConfigurationError: the database cannot be reached or prepared.
         """
         self._store.open()
+        self.blob_server.secret = self.api_nodes.secret()
+        self._advertise()
         self.follower.start()
         self.listener.start()
         if self.worker is not None:
@@ -206,6 +219,11 @@ class ClusterNode:
             "on" if self.auth.enabled else "off",
             "with a worker" if self.worker is not None else "no worker",
         )
+        if self.settings.advertise_url is None:
+            logger.warning(
+                "this API node advertises no URL (AI_DATA_AGENT_ADVERTISE_URL): workers cannot "
+                "reach the cluster's storage through it"
+            )
 
     def begin_shutdown(self) -> None:
         self._dispatcher.close()
@@ -222,6 +240,7 @@ class ClusterNode:
             self.listener.stop()
             self.follower.stop()
             self._sessions.shutdown()
+            self._leave()
             self._store.close()
         logger.info("API node stopped")
 
@@ -235,6 +254,16 @@ class ClusterNode:
         self.follower.resync()
         self._sessions.resync()
 
+    def _advertise(self) -> None:
+        if self.settings.advertise_url is not None:
+            self.api_nodes.advertise(self.node_id, self.settings.advertise_url)
+
+    def _leave(self) -> None:
+        try:
+            self.api_nodes.leave(self.node_id)
+        except psycopg.Error as exc:
+            logger.warning("could not withdraw this API node's URL: {}", exc)
+
     def _queued(self) -> float:
         try:
             return float(self._store.list(status="queued", limit=1)[1])
@@ -246,6 +275,7 @@ class ClusterNode:
         last_retention = 0.0
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             try:
+                self._advertise()
                 expired = self.registry.expire(lease_s=self.settings.lease_timeout_s)
                 if expired.workers:
                     logger.warning(
@@ -263,6 +293,7 @@ class ClusterNode:
                     self.metrics.retention_deleted.inc(deleted)
                     self._sessions.housekeeping()
                     self.registry.prune(older_than_s=WORKERS_KEPT_S)
+                    self.api_nodes.prune()
                     self.dataset_keeper.tick()
             except psycopg.Error as exc:
                 logger.warning("cluster housekeeping failed (will retry): {}", exc)

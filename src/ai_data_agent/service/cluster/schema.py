@@ -135,6 +135,26 @@ END $$;
 """
 
 V3: LiteralString = """
+-- The live API nodes and the URL workers reach them at, for the cluster's blobs.
+CREATE TABLE api_nodes (
+    id           TEXT PRIMARY KEY,
+    url          TEXT NOT NULL,
+    started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- The secret nodes present to each other's internal routes, made once: 244 bits
+-- from the server's strong random source (gen_random_uuid, in core since 13).
+INSERT INTO meta (key, value)
+  VALUES ('node_secret', replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''))
+  ON CONFLICT (key) DO NOTHING;
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
+    GRANT SELECT ON api_nodes, meta TO ai_data_agent_worker;
+  END IF;
+END $$;
+"""
+
+V4: LiteralString = """
 -- Datasets: named per tenant, immutable numbered versions, each naming a manifest of
 -- files (content-addressed blobs in the shared storage directory).
 CREATE TABLE datasets (
@@ -181,7 +201,7 @@ DO $$ BEGIN
 END $$;
 """
 
-MIGRATIONS: tuple[tuple[int, LiteralString], ...] = ((1, V1), (2, V2), (3, V3))
+MIGRATIONS: tuple[tuple[int, LiteralString], ...] = ((1, V1), (2, V2), (3, V3), (4, V4))
 LATEST = MIGRATIONS[-1][0]
 
 
