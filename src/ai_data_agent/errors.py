@@ -33,15 +33,13 @@ below, and anything else with ``500 internal`` and no detail::
     └── ExecutorError                   not_ready          503  host or Docker failure
         └── DockerUnavailable           not_ready          503  the engine cannot be reached
 
-Inside a run, a host failure is the run's ``error`` status, not an answer;
-outside one (a session's call) the daemon answers it ``503 not_ready``, which a
-client raises as `NotReady`.
+Inside a run, a host failure is the run's ``error`` status, not an answer; outside one
+(a session's call) the daemon answers it ``503 not_ready``, which a client raises as `NotReady`.
 
-Every error has ``message``, ``code`` (the stable code, or None), ``status_code``
-(the HTTP status of the answer it arrived in; None when raised in this process)
-and ``run_id`` (the run concerned, when there is one); the classes add their own
-context (``field``/``reason``, ``path``, ``retry_after``, ``session_id``,
-``report``, ``record``, ``container_id``/``step``).
+Every error has ``message``, ``code`` (the stable code, or None), ``status_code`` (the HTTP
+status of the answer it arrived in; None when raised in this process) and ``run_id`` (the
+run concerned, when there is one); the classes add their own context (``field``/``reason``,
+``path``, ``retry_after``, ``session_id``, ``report``, ``record``, ``container_id``/``step``).
 
     try:
         client.run("print(1)")
