@@ -41,6 +41,9 @@ __all__ = ["DATA_VOLUME_PREFIX", "LABEL_DATASET", "DatasetSource", "EngineDatase
 DATA_VOLUME_PREFIX = "ai-data-agent-data-"
 LABEL_DATASET = LABEL_PREFIX + "dataset"  # the version's digest
 INDEX_FILENAME = "datacache.sqlite3"
+# A volume found whole is trusted this long without asking the engine again: only this
+# process removes dataset copies (one daemon per engine), and it forgets what it removes.
+VERIFIED_S = 60.0
 
 
 class DatasetSource(BlobSource, Protocol):
@@ -64,6 +67,7 @@ class EngineDatasets:
         self._index: DataIndex | None = None
         self._guard = threading.Lock()
         self._in_use: dict[str, int] = {}
+        self._verified: dict[str, float] = {}  # digest -> when its volume was last found whole
 
     def connect(self, source: DatasetSource) -> None:
         """Where versions come from (a daemon's store, a worker's view of the cluster's)."""
@@ -112,10 +116,14 @@ class EngineDatasets:
         if source is None:
             raise ConfigurationError("datasets are mounted by a daemon (ai-data-agent serve)")
         name = volume_name(digest)
+        with self._guard:
+            if time.monotonic() - self._verified.get(digest, -VERIFIED_S) < VERIFIED_S:
+                return name
         with self.index.lock(digest):
             known = self.index.get(digest)
             labels = self.backend.volume_labels(name)
             if known is not None and labels is not None and labels.get(LABEL_DATASET) == digest:
+                self._found(digest)
                 return name
             files = source.manifest(digest)
             if files is None:
@@ -133,8 +141,13 @@ class EngineDatasets:
             )
             self.backend.fill_volume(name, {LABEL_DATASET: digest}, archive(files, source))
             self.index.put(digest, name, size)
+            self._found(digest)
         self._prune_quietly(run_id)
         return name
+
+    def _found(self, digest: str) -> None:
+        with self._guard:
+            self._verified[digest] = time.monotonic()
 
     # -- eviction ---------------------------------------------------------------------
     def prune(self, *, max_bytes: int | None = None, max_age_s: float | None = None) -> list[str]:
@@ -151,6 +164,8 @@ class EngineDatasets:
             too_big = max_bytes is not None and total > max_bytes
             with self._guard:
                 held = entry.digest in self._in_use
+                if (too_old or too_big) and not held:
+                    self._verified.pop(entry.digest, None)  # asked the engine again next time
             if not (too_old or too_big) or held:
                 continue
             try:
