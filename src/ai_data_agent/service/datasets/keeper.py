@@ -1,13 +1,16 @@
 """The datasets' housekeeping on a node's timer, and what metrics and doctor report of them.
 
     keeper = DatasetKeeper(datasets, engine)        # engine: None on an API node without one
+    keeper.keep_blobs_of(checkpoints.named_blobs)   # every other record of the blob store
     keeper.tick()                                   # GC, then engine copies beyond their bounds
     keeper.bind_metrics(metrics.registry)           # gauges read when scraped
 
 A tick removes what no version names any more (manifests, then blobs older
 than the grace period: an upload not recorded yet is spared) and evicts the
-engine's dataset copies beyond their size and age bounds. It never raises:
-what fails now is tried again at the next tick.
+engine's dataset copies beyond their size and age bounds. The blob store is
+shared with every other kind of record that keeps bytes there (checkpoints):
+each registers what it names (`keep_blobs_of`), or the sweep takes its blobs.
+It never raises: what fails now is tried again at the next tick.
 """
 
 from __future__ import annotations
@@ -27,10 +30,18 @@ class DatasetKeeper:
     def __init__(self, datasets: DatasetService, engine: EngineDatasets | None) -> None:
         self.datasets = datasets
         self.engine = engine
+        self._others: list[Callable[[], set[str]]] = []
+
+    def keep_blobs_of(self, named: Callable[[], set[str]]) -> None:
+        """Spare, at every collection, the blobs ``named()`` answers (another record kind's)."""
+        self._others.append(named)
+
+    def _kept(self) -> set[str]:
+        return set().union(*(named() for named in self._others))
 
     def tick(self) -> None:
         try:
-            self.datasets.collect_garbage()
+            self.datasets.collect_garbage(keep=self._kept)
         except Exception as exc:
             logger.warning("dataset GC failed (will retry): {}", exc)
         if self.engine is not None:

@@ -224,13 +224,14 @@ class DatasetService:
 
     # -- lifecycle ------------------------------------------------------------------------
     def collect_garbage(
-        self, *, grace_s: float = GC_GRACE_S, keep: set[str] | None = None
+        self, *, grace_s: float = GC_GRACE_S, keep: Callable[[], set[str]] | None = None
     ) -> GarbageReport:
-        """Drop manifests no version names, then blobs no manifest names (nor ``keep``: other
-        records' blobs, such as checkpoints), older than ``grace_s``."""
+        """Drop manifests no version names, then blobs no manifest names (nor ``keep()``:
+        what other records of the same store name, such as checkpoints), older than
+        ``grace_s``. ``keep`` is asked under the blob lock."""
         with self.records.blob_lock():
             manifests = self.records.drop_orphan_manifests()
-            spared = self.records.named_blobs() | in_flight() | (keep or set())
+            spared = self.records.named_blobs() | in_flight() | (keep() if keep else set())
             removed = self.blobs.sweep(spared, older_than_s=grace_s)
         if manifests or removed:
             logger.info(
