@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, StrictBool
 
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -78,6 +79,7 @@ class RunRecord(BaseModel):
     """A run as the daemon stores it: written before its container exists."""
 
     id: str
+    tenant: str = Field(ADMIN_TENANT, description="The tenant whose token submitted it.")
     status: ActiveStatus | RunStatus
     created_at: datetime
     started_at: datetime | None = None

@@ -193,6 +193,7 @@ class DatasetInfo(BaseModel):
 
 
 class DatasetSummary(BaseModel):
+    tenant: str = Field(description="Its owner (an admin's listing shows every tenant's).")
     name: str
     latest: int = Field(description="The newest version's number.")
     versions: int
@@ -201,10 +202,11 @@ class DatasetSummary(BaseModel):
 
 
 class DatasetPage(BaseModel):
-    """``GET /v1/datasets``: the tenant's datasets by name, and the storage they use."""
+    """``GET /v1/datasets``: the tenant's datasets by name (an admin's: every tenant's, by
+    tenant and name), and the storage they use."""
 
     items: list[DatasetSummary]
-    storage_bytes: int = Field(description="The tenant's dataset bytes, all versions.")
+    storage_bytes: int = Field(description="Their bytes, all versions (what quotas count).")
 
 
 class PromoteRequest(BaseModel):

@@ -13,7 +13,8 @@ below, and anything else with ``500 internal`` and no detail::
     │   ├── RequestTooLarge             payload_too_large  413  body, input files, counts
     │   └── EgressRefused               invalid_request    422  a host not on the egress allow-list
     ├── InstallFailed                   install_failed     422  requirements did not install
-    ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
+    ├── Unauthorized                    unauthorized       401  token missing, wrong, revoked, expired
+    ├── Forbidden                       forbidden          403  an admin's call by an agent tenant
     ├── NotFound                        not_found          404  no such run or session (or
     │   │                                                       artifact, route)
     │   └── FileNotFound                file_not_found     404  path: no such file in a session
@@ -66,6 +67,7 @@ __all__ = [
     "EgressRefused",
     "ExecutorError",
     "FileNotFound",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",
@@ -207,6 +209,13 @@ class Unauthorized(AiDataAgentError):
     http_status = 401
 
 
+class Forbidden(AiDataAgentError):
+    """An admin's call (tenants, tokens, the audit log) made with an agent tenant's token."""
+
+    default_code = "forbidden"
+    http_status = 403
+
+
 class NotFound(AiDataAgentError):
     """No run with that id (or retention removed it), no such artifact, or no such route."""
 
@@ -324,8 +333,7 @@ class NotReady(AiDataAgentError):
 
 
 class ServerError(AiDataAgentError):
-    """The daemon failed (500 ``internal``), or answered something outside its API
-    (code ``invalid_response``: a body of the wrong shape, an artifact of the wrong hash)."""
+    """The daemon failed (500 ``internal``), or answered outside its API (``invalid_response``)."""
 
     default_code = "internal"
     http_status = 500
@@ -338,9 +346,8 @@ class ServerUnreachable(AiDataAgentError):
 
 
 class RunIncomplete(AiDataAgentError):
-    """A wait for a run ended without its result: the deadline passed (code
-    ``wait_timeout``), or the run ended without one (code: its status, e.g.
-    ``cancelled`` while queued, ``interrupted`` by a restart).
+    """A wait for a run ended without its result: the deadline passed (code ``wait_timeout``),
+    or the run ended without one (its status: ``cancelled`` while queued, ``interrupted``...).
 
     Attributes:
         record: the run's record as last seen.
@@ -381,15 +388,8 @@ class ExecutorError(AiDataAgentError):
         container_id: str | None = None,
         step: str | None = None,
     ) -> None:
-        context = ", ".join(
-            f"{k}={v}"
-            for k, v in (
-                ("run", run_id),
-                ("container", container_id and container_id[:12]),
-                ("step", step),
-            )
-            if v
-        )
+        parts = (("run", run_id), ("container", container_id and container_id[:12]), ("step", step))
+        context = ", ".join(f"{k}={v}" for k, v in parts if v)
         super().__init__(f"{message} ({context})" if context else message, run_id=run_id)
         self.message = message
         self.container_id = container_id

@@ -31,6 +31,7 @@ from ai_data_agent.models import (
     RequirementLine,
     SkippedArtifact,
 )
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = [
     "LIVE_SESSION_STATUSES",
@@ -206,6 +207,7 @@ class SessionInfo(BaseModel):
     """A session as the daemon knows it."""
 
     id: str
+    tenant: str = Field(ADMIN_TENANT, description="The tenant whose token started it.")
     status: SessionStatus
     created_at: datetime
     last_activity_at: datetime

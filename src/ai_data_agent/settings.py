@@ -325,6 +325,10 @@ class Settings(StorageSettings):
     )
     retention_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Records kept this long.")
     retention_max_runs: int = Field(10_000, ge=1, description="At most this many records kept.")
+    audit_retention_s: float = Field(90 * 86400.0, gt=0, description="Audit log kept this long.")
+    audit_fsync: bool = Field(
+        False, description="One node: sync each audit commit to disk (survives power loss too)."
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")
     reaper_interval_s: float = Field(
         30.0, gt=0, description="How often expired sandboxes are swept."

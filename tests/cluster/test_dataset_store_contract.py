@@ -14,12 +14,12 @@ from ai_data_agent.errors import RequestTooLarge
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_datasets import PgDatasetStore
 from ai_data_agent.service.cluster.pg_store import PgRunStore
-from ai_data_agent.service.datasets.records import DatasetRecords, NewVersion
+from ai_data_agent.service.datasets.records import DatasetRecords, NewVersion, StorageQuota
 from ai_data_agent.service.datasets.sqlite_store import DATASETS_FILENAME, DatasetStore
 from ai_data_agent.settings import Settings
 
 pytestmark = pytest.mark.cluster
-QUOTA = 10_000
+QUOTA = StorageQuota(10_000)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -62,6 +62,8 @@ def test_versions_are_numbered_and_read_back_with_their_manifest(store: DatasetR
     assert (summary.latest, summary.versions, summary.size) == (2, 2, 6)
     assert store.tenant_bytes("a") == 6 and store.datasets("b") == []
     assert store.dataset("b", "sales") is None and store.version("b", "sales", 1) is None
+    store.add_version("b", "other", NewVersion(files(b"4")), quota=QUOTA)
+    assert [(s.tenant, s.name) for s in store.datasets(None)] == [("a", "sales"), ("b", "other")]
 
 
 def test_the_quota_holds_for_concurrent_additions(store: DatasetRecords) -> None:

@@ -18,6 +18,7 @@ EXPORTED = [
     "Executor",
     "ExecutorError",
     "FileNotFound",
+    "Forbidden",
     "InputFile",
     "InstallFailed",
     "NotFound",
@@ -108,6 +109,7 @@ def test_version_matches_the_distribution() -> None:
 CLIENT_EXPORTED = [
     "Client",
     "FileNotFound",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",

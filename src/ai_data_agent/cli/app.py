@@ -7,6 +7,7 @@
     ai-data-agent session new -p pandas ; ai-data-agent repl
     ai-data-agent dataset put sales sales.csv ; ai-data-agent run x.py --dataset sales
     ai-data-agent doctor ; ai-data-agent cache list ; ai-data-agent sweep
+    ai-data-agent tenant add team-a ; ai-data-agent token new team-a ci ; ai-data-agent audit
 
 The commands that need the local engine (``run`` without ``--server``,
 ``doctor``, ``sweep``, ``cache``, ``repl`` without ``--server``) check it first:
@@ -24,6 +25,7 @@ from ai_data_agent.cli.repl import repl
 from ai_data_agent.cli.run import run
 from ai_data_agent.cli.serve import mcp, serve, worker
 from ai_data_agent.cli.sessions import session_app
+from ai_data_agent.cli.tenants import audit, tenant_app, token_app
 
 __all__ = ["app", "main"]
 
@@ -43,6 +45,9 @@ app.command()(sweep)
 app.add_typer(cache_app, name="cache")
 app.add_typer(session_app, name="session")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(token_app, name="token")
+app.command()(audit)
 
 
 def main() -> None:

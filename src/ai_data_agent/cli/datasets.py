@@ -123,10 +123,10 @@ def list_datasets(server: Server = None, as_json: AsJson = False) -> None:
         typer.echo(page.model_dump_json(indent=2))
         return
     rows = [
-        [d.name, str(d.latest), str(d.versions), str(d.size), f"{d.updated_at:%Y-%m-%d %H:%M}"]
+        [d.tenant, d.name, str(d.latest), str(d.versions), str(d.size), f"{d.updated_at:%F %H:%M}"]
         for d in page.items
     ]
-    _table(["NAME", "LATEST", "VERSIONS", "BYTES", "UPDATED"], rows)
+    _table(["TENANT", "NAME", "LATEST", "VERSIONS", "BYTES", "UPDATED"], rows)
 
 
 @dataset_app.command("show")

@@ -155,8 +155,10 @@ class Datasets:
         )
         return parse(response, DatasetVersion)
 
-    def list(self) -> DatasetPage:
-        return parse(self._transport.request("GET", "/v1/datasets"), DatasetPage)
+    def list(self, *, tenant: str | None = None) -> DatasetPage:
+        """The tenant's datasets; an admin's token: every tenant's, or ``tenant``'s."""
+        params = {} if tenant is None else {"tenant": tenant}
+        return parse(self._transport.request("GET", "/v1/datasets", params=params), DatasetPage)
 
     def show(self, name: str) -> DatasetInfo:
         """A dataset's versions (newest first), each with its files."""

@@ -53,6 +53,7 @@ from ai_data_agent.client.connection import Connection
 from ai_data_agent.client.datasets import Datasets
 from ai_data_agent.client.requests import RunOptions, check_sizes, run_body, run_request
 from ai_data_agent.client.sessions import RemoteSession, list_sessions, open_session
+from ai_data_agent.client.tenants import Audit, Tenants, Tokens
 from ai_data_agent.client.wire import invalid_response, parse, read_events, segment
 from ai_data_agent.errors import RunIncomplete, ServerError
 from ai_data_agent.models import Artifact, RunRequest, RunResult, RunStatus
@@ -84,6 +85,22 @@ class Client(Connection):
         """The daemon's datasets: put, list, show, describe, get, delete (`Datasets`)."""
         return Datasets(self)
 
+    # -- an admin's ------------------------------------------------------------------
+    @property
+    def tenants(self) -> Tenants:
+        """Tenants (``/v1/tenants``; an admin's token)."""
+        return Tenants(self)
+
+    @property
+    def tokens(self) -> Tokens:
+        """Tokens (``/v1/tokens``; an admin's token)."""
+        return Tokens(self)
+
+    @property
+    def audit(self) -> Audit:
+        """The audit log (``/v1/audit``; an admin's token)."""
+        return Audit(self)
+
     # -- sessions ---------------------------------------------------------------------
     def session(self, **fields: Any) -> RemoteSession:
         """Start a session on the daemon (fields as `SessionRequest`'s); see `RemoteSession`.
@@ -103,9 +120,10 @@ class Client(Connection):
         response = self.transport.request("GET", f"/v1/sessions/{segment(session_id)}")
         return RemoteSession(self, parse(response, SessionInfo))
 
-    def sessions(self) -> builtins.list[SessionInfo]:
-        """Live sessions first, then those that ended, newest first."""
-        return list_sessions(self)
+    def sessions(self, *, tenant: str | None = None) -> builtins.list[SessionInfo]:
+        """Live sessions first, then those that ended, newest first (an admin's token:
+        every tenant's, or ``tenant``'s)."""
+        return list_sessions(self, tenant=tenant)
 
     # -- runs -----------------------------------------------------------------------
     def run(
@@ -221,15 +239,19 @@ class Client(Connection):
         self,
         status: RunStatus | str | None = None,
         *,
+        tenant: str | None = None,
         limit: int = 50,
         offset: int = 0,
         since: datetime | None = None,
     ) -> RunPage:
-        """Records newest first, optionally only those with ``status``, or created at or
-        after ``since`` (a naive time is local time, as Python reads it)."""
+        """Records newest first, optionally only those with ``status`` (an admin's token:
+        every tenant's, or ``tenant``'s; an agent's: its own), or created at or after
+        ``since`` (a naive time is local time, as Python reads it)."""
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
         if status is not None:
             params["status"] = str(status)
+        if tenant is not None:
+            params["tenant"] = tenant
         if since is not None:
             params["since"] = since.astimezone(UTC).isoformat()
         return parse(self.transport.request("GET", "/v1/runs", params=params), RunPage)

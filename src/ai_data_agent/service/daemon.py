@@ -20,6 +20,8 @@ from pathlib import Path
 from loguru import logger
 
 from ai_data_agent.checks import Check
+from ai_data_agent.service.audit import AuditLog
+from ai_data_agent.service.audit_store import AUDIT_FILENAME, AuditStore
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.datasets.keeper import DatasetKeeper
 from ai_data_agent.service.datasets.service import DatasetService
@@ -33,6 +35,7 @@ from ai_data_agent.service.reaper import Reaper
 from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
+from ai_data_agent.service.tenant_store import TENANTS_FILENAME, TenantStore
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobStore, LocalBlobStore
 
@@ -51,10 +54,15 @@ class Daemon:
         self.metrics = ServiceMetrics()
         if executor.egress is not None:  # every egress connection is counted
             executor.egress.log.add_sink(self.metrics.egress.observe)
-        self.auth = TokenAuth(settings)
+        self.tenants = TenantStore(settings.data_dir / TENANTS_FILENAME)
+        self.auth = TokenAuth(settings, self.tenants)
+        self.audit = AuditLog(
+            AuditStore(settings.data_dir / AUDIT_FILENAME, fsync=settings.audit_fsync),
+            retention_s=settings.audit_retention_s,
+        )
         self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
         records = DatasetStore(settings.data_dir / DATASETS_FILENAME)
-        self.datasets = DatasetService(settings, records, self.blobs)
+        self.datasets = DatasetService(settings, records, self.blobs, self.tenants)
         if executor.datasets is not None:
             executor.datasets.connect(self.datasets)
         keeper = DatasetKeeper(self.datasets, executor.datasets)
@@ -78,6 +86,8 @@ class Daemon:
             ConfigurationError: the store cannot be opened or written.
         """
         self.store.open()
+        self.tenants.open()
+        self.audit.start()
         self.datasets.records.open()
         stale = self.store.interrupt_active(REASON_STALE)
         if stale:
@@ -116,6 +126,8 @@ class Daemon:
             self.sessions.stop()
             self.reaper.stop()
             self._executor_hook(self.executor.close)  # drains the executor's warm pool, if any
+            self.audit.stop()  # after the last answer: every entry is written
+            self.tenants.close()
             self.store.close()
             self.datasets.records.close()
         logger.info("daemon stopped")

@@ -29,11 +29,11 @@ from ai_data_agent.dataset_models import SavedDataset
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.executor import RunEvent
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
-from ai_data_agent.service.datasets.owner import ADMIN_TENANT
 from ai_data_agent.service.datasets.promote import save_outputs
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.node import REASON_SHUTDOWN_RUNNING, RunExecutor
 from ai_data_agent.service.records import Outcome
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["LIVE_STATUSES", "ClaimedRun", "Publish", "execute_run"]
 
@@ -49,6 +49,7 @@ class ClaimedRun:
     id: str
     request: RunRequest
     limits: Limits | None  # None: the executor's defaults (a record admitted without them)
+    tenant: str = ADMIN_TENANT  # whose run: its saved outputs are this tenant's dataset
     cancel: threading.Event = field(default_factory=threading.Event)
     interrupted: bool = False  # stopped by a shutdown, not by a client
 
@@ -116,11 +117,11 @@ def execute_run(
 def _saved(
     datasets: DatasetService | None, run: ClaimedRun, artifacts_dir: Path, result: RunResult
 ) -> SavedDataset:
-    """What became of the run's ``save_outputs_as``: a version of the run's tenant's dataset
-    (every run is the built-in admin tenant's for now), or why not."""
+    """What became of the run's ``save_outputs_as``: a version of the run's tenant's dataset,
+    or why not."""
     name = run.request.save_outputs_as or ""
     if datasets is None:
         return SavedDataset(name=name, error="this node keeps no datasets")
     if result.status != RunStatus.SUCCEEDED:
         return SavedDataset(name=name, error=f"the run {result.status}: nothing was saved")
-    return save_outputs(datasets, ADMIN_TENANT, run.id, name, artifacts_dir, result.artifacts)
+    return save_outputs(datasets, run.tenant, run.id, name, artifacts_dir, result.artifacts)

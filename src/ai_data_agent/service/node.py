@@ -22,11 +22,12 @@ from ai_data_agent.egress.proxy import EgressProxy
 from ai_data_agent.executor import Backend, EnvCache, EventHandler, Session, WarmPool
 from ai_data_agent.executor.data import EngineDatasets
 from ai_data_agent.models import Limits, RunRequest, RunResult
+from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import CellHandle, RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.records import RunRecords
+from ai_data_agent.service.records import RunRecords, TenantRecords
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -37,6 +38,7 @@ from ai_data_agent.session_models import (
 )
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobStore
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = [
     "CANCEL_WAIT_S",
@@ -126,8 +128,10 @@ class RunDispatcher(Protocol):
     def in_flight(self) -> int:
         """Runs a drain waits for before the node stops listening."""
 
-    def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
-        """Record and queue ``request``; raises `QueueFull` or `NotReady`."""
+    def submit(
+        self, request: RunRequest, limits: Limits, *, tenant: str = ADMIN_TENANT
+    ) -> RunHandle:
+        """Record and queue ``request`` as ``tenant``'s; raises `QueueFull` or `NotReady`."""
 
     def find(self, run_id: str) -> RunHandle | None:
         """The handle of an active run (its live events and completion), or None."""
@@ -137,13 +141,14 @@ class RunDispatcher(Protocol):
 
 
 class SessionService(Protocol):
-    """The sessions API's operations (all blocking; a cell's handle is waited on)."""
+    """The sessions API's operations (all blocking; a cell's handle is waited on), for
+    every tenant: `ownership.TenantSessions` is what a principal may do with them."""
 
-    def create(self, request: SessionRequest) -> SessionInfo: ...
+    def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo: ...
 
     def get(self, session_id: str) -> SessionInfo | None: ...
 
-    def sessions(self) -> list[SessionInfo]: ...
+    def sessions(self, *, tenant: str | None = None) -> list[SessionInfo]: ...
 
     def close(self, session_id: str) -> SessionInfo | None: ...
 
@@ -168,6 +173,10 @@ class SessionService(Protocol):
 
 
 class ServiceNode(Protocol):
+    """A node as the routes and ``/mcp`` see it: its stores, dispatcher and sessions (for
+    every tenant: the routes go through `runs` and `ownership.TenantSessions`), the tokens
+    (`auth`, over `tenants`) and the audit log every door writes to."""
+
     settings: Settings
     auth: TokenAuth
     metrics: ServiceMetrics
@@ -177,6 +186,12 @@ class ServiceNode(Protocol):
 
     @property
     def store(self) -> RunRecords: ...
+
+    @property
+    def tenants(self) -> TenantRecords: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
     @property
     def dispatcher(self) -> RunDispatcher: ...

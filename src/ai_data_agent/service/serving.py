@@ -51,12 +51,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind_policy(settings: Settings, host: str, insecure: bool) -> None:
+def check_bind_policy(
+    settings: Settings,
+    host: str,
+    insecure: bool,
+    stored_tokens: Callable[[], bool] = lambda: False,
+) -> None:
     """Refuse to expose an unauthenticated daemon beyond this machine.
 
+    ``stored_tokens`` says whether the tenant store holds tokens (auth is then on).
+
     Raises:
-        ConfigurationError: ``host`` is not loopback, no token is configured and
-            ``insecure`` is false; or the token file cannot be read.
+        ConfigurationError: ``host`` is not loopback, no token is configured or stored
+            and ``insecure`` is false; or the token file cannot be read.
     """
     try:
         tokens = settings.accepted_tokens()
@@ -69,13 +76,14 @@ def check_bind_policy(settings: Settings, host: str, insecure: bool) -> None:
         logger.warning(
             "the token file {} is empty: every /v1 request will get 401", settings.api_token_file
         )
-    if configured or is_loopback(host):
+    if configured or is_loopback(host) or stored_tokens():
         return
     if not insecure:
         raise ConfigurationError(
             f"refusing to listen on {host} without API tokens: anyone who can reach that "
             "address could run code on this machine. Set AI_DATA_AGENT_API_TOKENS (or "
-            "AI_DATA_AGENT_API_TOKEN_FILE), listen on 127.0.0.1, or pass --insecure if "
+            "AI_DATA_AGENT_API_TOKEN_FILE) or make one (ai-data-agent token new), listen on "
+            "127.0.0.1, or pass --insecure if "
             "something else guards the port."
         )
     logger.warning("listening on {} WITHOUT authentication (--insecure)", host)

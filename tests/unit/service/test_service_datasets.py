@@ -1,9 +1,6 @@
-"""The datasets API in-process (no Docker): uploads, reads, deletes, caps, and tenants.
-
-Tenants arrive with tokens; until then every request is the built-in admin's, and
-these tests stand two tenants up through the one seam that says who asks
-(`owner.dataset_owner`), from a test header.
-"""
+"""The datasets API in-process (no Docker): uploads, reads, deletes, caps, and tenants
+(agent tenants ``a`` and ``b`` with tokens of their own, beside the configured admin token),
+their storage quotas and the audit log."""
 
 from __future__ import annotations
 
@@ -15,11 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import Request
+from fastapi.routing import APIRoute
 from service_fakes import Service, assert_error, make_settings, running_service
 
-from ai_data_agent.service.datasets import owner
+from ai_data_agent.service import app as app_module
+from ai_data_agent.service import session_routes, tenant_routes
+from ai_data_agent.service.audit_http import ACTIONS
+from ai_data_agent.service.datasets import routes
 from ai_data_agent.service.datasets.service import DatasetService
+from ai_data_agent.service.tenant_admin import TenantAdmin
+from ai_data_agent.service.tenant_store import TenantStore
+from ai_data_agent.tenant_models import Quotas, TenantCreate, TokenCreate
 
 pytestmark = pytest.mark.anyio
 CSV = b"date,units\n2024-01-01,3\n2024-01-02,4\n"
@@ -30,23 +33,33 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(autouse=True)
-def tenant_header(monkeypatch: pytest.MonkeyPatch) -> None:
-    def from_header(request: Request) -> str:
-        return request.headers.get("x-test-tenant", owner.ADMIN_TENANT)
+SECRETS: dict[str, str] = {}  # tenant -> its token's secret, for the running test
 
-    monkeypatch.setattr(owner, "dataset_owner", from_header)
+
+def add_tenants(data_dir: Path, **quotas: Quotas) -> None:
+    """Agent tenants ``a`` and ``b`` (and any in ``quotas``), each with a token."""
+    store = TenantStore(data_dir / "tenants.sqlite3")
+    store.open()
+    try:
+        admin = TenantAdmin(store)
+        for name in sorted({"a", "b", *quotas}):
+            admin.add_tenant(TenantCreate(name=name, quotas=quotas.get(name, Quotas())))
+            token = TokenCreate(tenant=name, name=f"{name}-1")
+            SECRETS[name] = admin.new_token(token).secret
+    finally:
+        store.close()
 
 
 @pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[Service]:
     settings = make_settings(tmp_path, dataset_max_file_bytes=1 << 20)
+    add_tenants(tmp_path)
     async with running_service(settings) as service:
         yield service
 
 
 def as_tenant(name: str) -> dict[str, str]:
-    return {"x-test-tenant": name}
+    return {"Authorization": f"Bearer {SECRETS[name]}"}
 
 
 async def put(
@@ -112,6 +125,56 @@ async def test_another_tenant_gets_404_everywhere_and_cannot_mount(svc: Service)
     assert mine["size"] == len(CSV)
 
 
+async def test_the_admin_sees_every_tenants_datasets_and_names_one(svc: Service) -> None:
+    await put(svc.client, "sales", tenant="a")
+    await put(svc.client, "sales", CSV + CSV, tenant="b")
+    everyone = (await svc.client.get("/v1/datasets")).json()  # the configured admin token
+    assert [(d["tenant"], d["name"]) for d in everyone["items"]] == [("a", "sales"), ("b", "sales")]
+    assert everyone["storage_bytes"] == 3 * len(CSV)
+    only_b = (await svc.client.get("/v1/datasets", params={"tenant": "b"})).json()
+    assert [d["tenant"] for d in only_b["items"]] == ["b"]
+    bs = await svc.client.get("/v1/datasets/sales", params={"tenant": "b"})
+    assert bs.json()["size"] == 2 * len(CSV)
+    assert_error(await svc.client.get("/v1/datasets/sales"), 404, "not_found")  # the admin's own
+    # An agent naming another tenant acts on its own, as on every list.
+    own = await svc.client.get("/v1/datasets/sales", params={"tenant": "b"}, headers=as_tenant("a"))
+    assert own.json()["size"] == len(CSV)
+
+
+async def test_a_tenants_storage_quota_bounds_its_datasets(tmp_path: Path) -> None:
+    add_tenants(tmp_path, q=Quotas(storage_bytes=2 * len(CSV)))
+    async with running_service(make_settings(tmp_path)) as svc:
+        assert (await put(svc.client, "one", tenant="q")).status_code == 201
+        assert (await put(svc.client, "two", tenant="q")).status_code == 201
+        over = await put(svc.client, "three", tenant="q")
+        message = assert_error(over, 413, "payload_too_large")
+        assert "storage quota (storage_bytes)" in message
+        listed = (await svc.client.get("/v1/datasets", headers=as_tenant("q"))).json()
+        assert [d["name"] for d in listed["items"]] == ["one", "two"]
+        assert (await put(svc.client, "three", tenant="a")).status_code == 201  # a's own room
+
+
+async def test_dataset_requests_are_in_the_audit_log(svc: Service) -> None:
+    await put(svc.client, "sales", tenant="a")
+    await svc.client.get("/v1/datasets/sales/versions/1/files/sales.csv", headers=as_tenant("a"))
+    await svc.client.get("/v1/datasets/sales", headers=as_tenant("b"))
+    await svc.client.delete("/v1/datasets/sales", headers=as_tenant("a"))
+    page = (await svc.client.get("/v1/audit", params={"action": "dataset.put"})).json()
+    entries = (await svc.client.get("/v1/audit")).json()["items"]
+    seen = [(e["tenant"], e["action"], e["object_id"], e["status"]) for e in reversed(entries)]
+    assert ("a", "dataset.put", "sales@1", 201) in seen
+    assert ("a", "dataset.download", "sales@1/sales.csv", 200) in seen
+    assert ("b", "dataset.get", "sales", 404) in seen
+    assert ("a", "dataset.rm", "sales", 200) in seen
+    assert [e["object_id"] for e in page["items"]] == ["sales@1"]
+
+
+def test_every_v1_route_has_its_audit_action() -> None:
+    routers = (app_module.v1, session_routes.router, routes.router, tenant_routes.router)
+    names = {r.name for router in routers for r in router.routes if isinstance(r, APIRoute)}
+    assert len(names) > 30 and not names - set(ACTIONS)
+
+
 async def test_a_pinned_mount_is_in_the_record(svc: Service) -> None:
     await put(svc.client, "sales")
     answer = await svc.client.post(
@@ -166,6 +229,7 @@ async def test_the_body_cap_of_an_upload_is_the_datasets_not_the_json_one(
     tmp_path: Path,
 ) -> None:
     settings = make_settings(tmp_path, max_body_bytes=1024, dataset_max_version_bytes=1 << 20)
+    add_tenants(tmp_path)
     async with running_service(settings) as svc:
         fits = await put(svc.client, "ok", bytes(64 * 1024))  # far past max_body_bytes
         assert fits.status_code == 201, fits.text

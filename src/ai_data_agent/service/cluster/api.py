@@ -29,6 +29,7 @@ from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
@@ -38,6 +39,7 @@ from ai_data_agent.service.cluster.follower import Follower
 from ai_data_agent.service.cluster.pg_datasets import PgDatasetStore
 from ai_data_agent.service.cluster.pg_nodes import ApiNodes
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
+from ai_data_agent.service.cluster.pg_tenants import PgAuditStore, PgTenantStore
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
 from ai_data_agent.service.datasets.keeper import DatasetKeeper
 from ai_data_agent.service.datasets.service import DatasetService
@@ -53,6 +55,7 @@ from ai_data_agent.service.node import (
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobStore, LocalBlobStore
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["ClusterDispatcher", "ClusterNode"]
 
@@ -92,8 +95,10 @@ class ClusterDispatcher:
     def close(self) -> None:
         self._accepting = False
 
-    def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
-        """Admit ``request`` cluster-wide and follow it.
+    def submit(
+        self, request: RunRequest, limits: Limits, *, tenant: str = ADMIN_TENANT
+    ) -> RunHandle:
+        """Admit ``request`` (``tenant``'s) cluster-wide and follow it.
 
         Raises:
             QueueFull: the cluster is full; nothing was recorded.
@@ -105,7 +110,12 @@ class ClusterDispatcher:
         s = self._settings
         try:
             self._store.admit(
-                run_id, request, limits, max_queued=s.max_queued_runs, lease_s=s.lease_timeout_s
+                run_id,
+                request,
+                limits,
+                max_queued=s.max_queued_runs,
+                lease_s=s.lease_timeout_s,
+                tenant=tenant,
             )
         except psycopg.Error as exc:
             logger.error("cannot admit a run: {}", exc)
@@ -146,7 +156,9 @@ class ClusterNode:
         self.db = Database(settings, role="api")
         self._store = PgRunStore(self.db, migrate=True)
         self.metrics = ServiceMetrics()
-        self.auth = TokenAuth(settings)
+        self.tenants = PgTenantStore(self.db)
+        self.auth = TokenAuth(settings, self.tenants)
+        self.audit = AuditLog(PgAuditStore(self.db), retention_s=settings.audit_retention_s)
         self.registry = WorkerRegistry(self.db)
         self.follower = Follower(settings, self.db, self._store)
         self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
@@ -156,7 +168,7 @@ class ClusterNode:
         # The directory all API nodes share; workers reach it through `blob_server`.
         self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
         self.blob_server = BlobServer(self.blobs, max_bytes=settings.blob_max_bytes)
-        self._datasets = DatasetService(settings, PgDatasetStore(self.db), self.blobs)
+        self._datasets = DatasetService(settings, PgDatasetStore(self.db), self.blobs, self.tenants)
         self.listener = Listener(
             self.db, [CHANNEL_RUN, CHANNEL_CALL], self._on_notify, self._on_reconnect
         )
@@ -205,6 +217,8 @@ class ClusterNode:
         self._store.open()
         self.blob_server.secret = self.api_nodes.secret()
         self._advertise()
+        self.tenants.open()
+        self.audit.start()
         self.follower.start()
         self.listener.start()
         if self.worker is not None:
@@ -241,6 +255,7 @@ class ClusterNode:
             self.follower.stop()
             self._sessions.shutdown()
             self._leave()
+            self.audit.stop()
             self._store.close()
         logger.info("API node stopped")
 

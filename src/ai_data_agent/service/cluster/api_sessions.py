@@ -41,6 +41,7 @@ from ai_data_agent.session_models import (
     SessionRequest,
 )
 from ai_data_agent.settings import Settings
+from ai_data_agent.tenant_models import ADMIN_TENANT
 from ai_data_agent.wire_errors import rebuild_error
 
 __all__ = ["ClusterSessions"]
@@ -167,21 +168,29 @@ class ClusterSessions:
         return where[0]
 
     def _submit(
-        self, kind: str, session_id: str, worker: str | None, args: str, payload: bytes | None
+        self,
+        kind: str,
+        session_id: str,
+        worker: str | None,
+        args: str,
+        payload: bytes | None,
+        tenant: str = ADMIN_TENANT,
     ) -> int:
         try:
-            return self.calls.submit(kind, session_id, worker, args=args, payload=payload)
+            return self.calls.submit(
+                kind, session_id, worker, args=args, payload=payload, tenant=tenant
+            )
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
 
     # -- the sessions API -----------------------------------------------------------
-    def create(self, request: SessionRequest) -> SessionInfo:
+    def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo:
         if self.settings.max_sessions == 0:
             raise SessionLimit(
                 "sessions are disabled on this server (max_sessions = 0)",
                 retry_after=SESSION_RETRY_AFTER_S,
             )
-        call_id = self._submit("create", "", None, request.model_dump_json(), None)
+        call_id = self._submit("create", "", None, request.model_dump_json(), None, tenant)
         claim_wait = self.settings.queue_poll_s + 1.0
         call = self._wait(call_id, claim_wait)
         if call.status == "queued" and self.calls.withdraw(
@@ -203,8 +212,8 @@ class ClusterSessions:
     def get(self, session_id: str) -> SessionInfo | None:
         return self.registry.get(session_id)
 
-    def sessions(self) -> list[SessionInfo]:
-        return self.registry.recent()
+    def sessions(self, *, tenant: str | None = None) -> list[SessionInfo]:
+        return self.registry.recent(tenant=tenant)
 
     def close(self, session_id: str) -> SessionInfo | None:
         where = self.registry.node_of(session_id)

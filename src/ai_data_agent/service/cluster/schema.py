@@ -155,6 +155,46 @@ END $$;
 """
 
 V4: LiteralString = """
+-- Tenants: every run and session has an owner; rows made before belong to 'admin'.
+ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'admin';
+CREATE INDEX runs_by_tenant ON runs (tenant, seq);
+ALTER TABLE sessions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'admin';
+CREATE INDEX sessions_by_tenant ON sessions (tenant, seq);
+ALTER TABLE session_calls ADD COLUMN tenant TEXT;              -- a create's owner
+CREATE TABLE tenants (
+    name       TEXT PRIMARY KEY,
+    role       TEXT NOT NULL,                  -- admin, agent
+    quotas     TEXT NOT NULL,                  -- Quotas JSON
+    created_at DOUBLE PRECISION NOT NULL,
+    builtin    BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE tokens (
+    name         TEXT PRIMARY KEY,
+    tenant       TEXT NOT NULL REFERENCES tenants (name),
+    digest       TEXT NOT NULL UNIQUE,         -- sha256 of the secret, hex; never the secret
+    created_at   DOUBLE PRECISION NOT NULL,
+    last_used_at DOUBLE PRECISION,
+    expires_at   DOUBLE PRECISION,
+    revoked_at   DOUBLE PRECISION
+);
+CREATE TABLE audit (
+    seq       BIGSERIAL PRIMARY KEY,
+    at        DOUBLE PRECISION NOT NULL,        -- unix seconds
+    tenant    TEXT,
+    token     TEXT,
+    action    TEXT NOT NULL,
+    object_id TEXT,
+    status    INTEGER NOT NULL,
+    code      TEXT,
+    client    TEXT
+);
+CREATE INDEX audit_by_tenant ON audit (tenant, seq);
+CREATE INDEX audit_by_at ON audit (at);
+"""
+# A worker is granted nothing new: it reads a create's owner through its grant on
+# session_calls, and never reads tokens or the audit log (V5 lets it read tenants).
+
+V5: LiteralString = """
 -- Datasets: named per tenant, immutable numbered versions, each naming a manifest of
 -- files (content-addressed blobs in the shared storage directory).
 CREATE TABLE datasets (
@@ -194,14 +234,15 @@ CREATE INDEX manifest_files_by_blob ON manifest_files (sha256);
 DO $$ BEGIN
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
     -- A worker reads manifests to mount versions, and records the versions that
-    -- sessions and runs promote (never deletes).
+    -- sessions and runs promote (never deletes), within their tenant's storage quota.
     GRANT SELECT, INSERT, UPDATE ON datasets, dataset_versions, manifests, manifest_files
       TO ai_data_agent_worker;
+    GRANT SELECT (name, role, quotas, created_at, builtin) ON tenants TO ai_data_agent_worker;
   END IF;
 END $$;
 """
 
-MIGRATIONS: tuple[tuple[int, LiteralString], ...] = ((1, V1), (2, V2), (3, V3), (4, V4))
+MIGRATIONS: tuple[tuple[int, LiteralString], ...] = ((1, V1), (2, V2), (3, V3), (4, V4), (5, V5))
 LATEST = MIGRATIONS[-1][0]
 
 

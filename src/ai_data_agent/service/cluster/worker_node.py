@@ -24,6 +24,7 @@ from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_datasets import PgDatasetStore
 from ai_data_agent.service.cluster.pg_nodes import ApiNodes
+from ai_data_agent.service.cluster.pg_tenants import PgTenantStore
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.cluster.worker_sessions import SessionHost
 from ai_data_agent.service.datasets.service import DatasetService
@@ -69,7 +70,9 @@ class WorkerNode:
         if blobs is None:
             self._remote = blobs = remote_blobs(settings, self.db)
         self.blobs: BlobStore = blobs
-        self.datasets = DatasetService(settings, PgDatasetStore(self.db), self.blobs)
+        # A run's or session's promoted files count toward its tenant's storage quota.
+        tenants = PgTenantStore(self.db)
+        self.datasets = DatasetService(settings, PgDatasetStore(self.db), self.blobs, tenants)
         if executor.datasets is not None:
             executor.datasets.connect(self.datasets)
         self.worker = Worker(settings, executor, self.db, metrics)

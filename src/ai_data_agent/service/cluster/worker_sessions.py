@@ -134,7 +134,9 @@ class SessionHost:
         manager, sid, args = self.manager, call.session_id, json.loads(call.args)
         answers: dict[str, Callable[[], tuple[str | None, bytes | None]]] = {
             "create": lambda: (
-                manager.create(SessionRequest.model_validate_json(call.args)).model_dump_json(),
+                manager.create(
+                    SessionRequest.model_validate_json(call.args), tenant=call.tenant
+                ).model_dump_json(),
                 None,
             ),
             "interrupt": lambda: (json.dumps({"interrupted": manager.interrupt(sid)}), None),

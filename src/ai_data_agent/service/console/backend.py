@@ -29,11 +29,14 @@ from ai_data_agent.service.info import server_info
 from ai_data_agent.service.node import ArtifactBody, ServiceNode
 from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
 from ai_data_agent.settings import Settings
+from ai_data_agent.tenant_models import Principal
 
 __all__ = ["ArtifactBody", "Backend", "Cell", "NodeProtocol", "RunEvents", "sse_line"]
 
 PROBE_THREADS = 3  # the console's readiness probes in flight at once
 MAX_CELLS = 100  # the newest cells a session's page shows
+# Who the console acts as: it signs in only the configured tokens (the built-in admin's).
+CONSOLE_PRINCIPAL = Principal.builtin_admin("console")
 GAUGES = {
     "queued": "ai_data_agent_queue_depth",
     "running": "ai_data_agent_runs_running",
@@ -91,11 +94,11 @@ class Backend:
         Raises:
             NotFound: no such run.
         """
-        return await runs.record_or_404(self._node, run_id)
+        return await runs.record_or_404(self._node, CONSOLE_PRINCIPAL, run_id)
 
     async def cancel(self, run_id: str) -> None:
         """Cancel an active run and wait (a bounded time) for it to end, as the API does."""
-        await runs.cancel(self._node, run_id)
+        await runs.cancel(self._node, CONSOLE_PRINCIPAL, run_id)
 
     async def run_events(self, run_id: str) -> RunEvents | None:
         """An active run's events (from its first), or None once it has ended."""
@@ -108,7 +111,7 @@ class Backend:
         Raises:
             NotFound: no such run, or it lists no such artifact (or its bytes are gone).
         """
-        return await runs.listed_artifact(self._node, run_id, path)
+        return await runs.listed_artifact(self._node, CONSOLE_PRINCIPAL, run_id, path)
 
     # -- sessions ---------------------------------------------------------------------
     async def sessions(self) -> list[SessionInfo]:

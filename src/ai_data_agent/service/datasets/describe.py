@@ -28,6 +28,7 @@ from ai_data_agent.models import InputFile, RunRequest, RunResult, RunStatus
 from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.service import runs
 from ai_data_agent.service.node import ServiceNode
+from ai_data_agent.tenant_models import Principal, Role
 
 __all__ = ["MOUNT", "describe", "describe_request"]
 
@@ -118,7 +119,9 @@ async def _compute(
 
 async def _run(node: ServiceNode, tenant: str, request: RunRequest) -> RunResult:
     request = request.model_copy(update={"timeout_s": min(TIMEOUT_S, node.settings.max_timeout_s)})
-    handle = await runs.admit(node, request, owner=tenant)
+    # The tenant's own run (its quotas, its record), whoever asked: an admin may describe
+    # another tenant's dataset, which only that tenant's run may mount.
+    handle = await runs.admit(node, Principal(tenant=tenant, role=Role.AGENT), request)
     return await runs.final_result(node, handle)
 
 

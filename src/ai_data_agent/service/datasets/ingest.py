@@ -30,7 +30,7 @@ from loguru import logger
 from ai_data_agent.dataset_models import DatasetFile
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
 from ai_data_agent.paths import check_relative_path
-from ai_data_agent.service.datasets.records import DatasetRecords
+from ai_data_agent.service.datasets.records import DatasetRecords, StorageQuota
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobRef, BlobStore, BlobWriter
 
@@ -55,14 +55,16 @@ class UploadCaps:
     max_version_bytes: int
     max_files: int
     quota_left: int
+    quota_name: str = "dataset_max_tenant_bytes"
 
     @classmethod
-    def of(cls, settings: Settings, *, used: int) -> UploadCaps:
+    def of(cls, settings: Settings, *, quota: StorageQuota, used: int) -> UploadCaps:
         return cls(
             max_file_bytes=settings.dataset_max_file_bytes,
             max_version_bytes=settings.dataset_max_version_bytes,
             max_files=settings.dataset_max_files,
-            quota_left=max(settings.dataset_max_tenant_bytes - used, 0),
+            quota_left=quota.left(used),
+            quota_name=quota.name,
         )
 
 
@@ -111,7 +113,7 @@ class Ingest:
         return min(
             (caps.max_file_bytes, "the per-file cap"),
             (caps.max_version_bytes - self.size, "the cap of a version"),
-            (caps.quota_left - self.size, "the tenant's storage quota"),
+            (caps.quota_left - self.size, f"the tenant's storage quota ({caps.quota_name})"),
         )
 
     def add(self, path: str, chunks: Iterable[bytes], *, what: str | None = None) -> DatasetFile:

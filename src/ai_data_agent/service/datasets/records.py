@@ -1,7 +1,7 @@
 """What every dataset store does, on SQLite (one node) and PostgreSQL (a cluster).
 
     records: DatasetRecords = DatasetStore(data_dir / "datasets.sqlite3")   # or PgDatasetStore(db)
-    version = records.add_version("admin", "sales", NewVersion(files), quota=100 << 30)
+    version = records.add_version("admin", "sales", NewVersion(files), quota=StorageQuota(1 << 30))
     records.version("admin", "sales", None)           # the latest, or None
     records.manifest(version.digest)                   # its files (content-addressed)
     with records.blob_lock():                          # blobs are recorded or deleted under it
@@ -34,8 +34,29 @@ from ai_data_agent.dataset_models import (
     VersionSource,
     manifest_digest,
 )
+from ai_data_agent.errors import RequestTooLarge
 
-__all__ = ["DatasetRecords", "DatasetUsage", "NewVersion"]
+__all__ = ["DatasetRecords", "DatasetUsage", "NewVersion", "StorageQuota"]
+
+
+@dataclass(frozen=True)
+class StorageQuota:
+    """What a tenant's datasets may hold, all versions: ``limit`` bytes, and which limit
+    that is (the tenant's own quota ``storage_bytes``, or the server's cap)."""
+
+    limit: int
+    name: str = "dataset_max_tenant_bytes"
+
+    def left(self, used: int) -> int:
+        return max(self.limit - used, 0)
+
+    def refusal(self, size: int, used: int) -> RequestTooLarge:
+        """The error of a version of ``size`` bytes that does not fit beside ``used``."""
+        return RequestTooLarge(
+            self.name,
+            f"this version ({size} bytes) would take the tenant's datasets to {used + size} "
+            f"bytes, over its storage quota ({self.name}) of {self.limit} bytes ({used} used)",
+        )
 
 
 @dataclass(frozen=True)
@@ -71,16 +92,22 @@ class DatasetRecords(Protocol):
     def close(self) -> None: ...
 
     def add_version(
-        self, tenant: str, name: str, new: NewVersion, *, quota: int, now: float | None = None
+        self,
+        tenant: str,
+        name: str,
+        new: NewVersion,
+        *,
+        quota: StorageQuota,
+        now: float | None = None,
     ) -> DatasetVersion:
         """Record the next version of ``name`` (the dataset is created with its first).
 
         Raises:
-            RequestTooLarge: the tenant's datasets would pass ``quota`` bytes; nothing recorded.
+            RequestTooLarge: the tenant's datasets would pass ``quota``; nothing recorded.
         """
 
-    def datasets(self, tenant: str) -> list[DatasetSummary]:
-        """The tenant's datasets, by name."""
+    def datasets(self, tenant: str | None) -> list[DatasetSummary]:
+        """The tenant's datasets by name (None: every tenant's, by tenant and name)."""
 
     def dataset(self, tenant: str, name: str, *, files: bool = False) -> DatasetInfo | None:
         """A dataset with its versions (newest first), each with its files when ``files``."""

@@ -1,6 +1,6 @@
 """The datasets API: upload versions as streams, read them back, describe and delete them.
 
-    GET    /v1/datasets                                    DatasetPage
+    GET    /v1/datasets                                    DatasetPage (?tenant=: an admin's)
     POST   /v1/datasets/{name}/versions                    the body -> 201 DatasetVersion
     GET    /v1/datasets/{name}                             DatasetInfo (versions, files)
     GET    /v1/datasets/{name}/versions/{v}                DatasetVersion ({v}: 3, or latest)
@@ -13,9 +13,11 @@ An upload is one file (``application/octet-stream`` with ``?path=``), a tar
 stream (``application/x-tar``, gzip, bzip2 or xz compressed too) or
 ``multipart/form-data`` with one ``files`` part per file; every body streams
 from the socket into blobs on a worker thread, a chunk at a time, under the
-dataset caps (not the JSON body cap). Everything belongs to the requesting
-tenant (`owner.dataset_owner`): another tenant's dataset answers ``404``
-as one that does not exist. Uploads, downloads and deletes are audited.
+dataset caps (not the JSON body cap). A dataset is named within its tenant,
+and a request acts on its principal's tenant's datasets: another tenant's
+answers ``404`` as one that does not exist. An admin may name a tenant with
+``?tenant=`` on every route (and lists every tenant's without it). Every
+request is in the audit log (`audit_http`, actions ``dataset.*``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import mimetypes
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from anyio.to_thread import run_sync
@@ -42,11 +44,13 @@ from ai_data_agent.dataset_models import (
     PromoteRequest,
 )
 from ai_data_agent.errors import NotFound, RequestRejected
-from ai_data_agent.service.datasets import owner
 from ai_data_agent.service.datasets.describe import describe
 from ai_data_agent.service.datasets.service import Body
+from ai_data_agent.service.deps import NodeDep, PrincipalDep, note_object
 from ai_data_agent.service.node import ServiceNode
+from ai_data_agent.service.ownership import TenantSessions
 from ai_data_agent.session_models import LIVE_SESSION_STATUSES, SessionRequest
+from ai_data_agent.tenant_models import Principal
 
 __all__ = ["pin_session", "router"]
 
@@ -81,8 +85,15 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def _node(request: Request) -> ServiceNode:
-    return cast(ServiceNode, request.app.state.daemon)
+TenantQuery = Annotated[
+    str | None,
+    Query(description="An admin: this tenant's datasets (an agent's are always its own)."),
+]
+
+
+def _tenant(principal: Principal, tenant: str | None) -> str:
+    """The tenant whose datasets a request acts on: the principal's, or an admin's pick."""
+    return principal.scope(tenant) or principal.tenant
 
 
 def _name(name: str) -> str:
@@ -191,13 +202,17 @@ def _body(request: Request, path: str | None, chunks: Iterable[bytes]) -> Body:
 async def upload_version(
     name: str,
     request: Request,
+    node: NodeDep,
+    principal: PrincipalDep,
     path: Annotated[
         str | None, Query(description="The file's path in the dataset (one-file uploads).")
     ] = None,
+    tenant: TenantQuery = None,
 ) -> DatasetVersion:
     """Streamed to storage as it arrives and hashed meanwhile; the version exists only once
-    every byte is in. Refused (nothing kept): a bad name or tar entry (400), a cap (413)."""
-    tenant = owner.dataset_owner(request)
+    every byte is in. Refused (nothing kept): a bad name or tar entry (400), a cap or the
+    tenant's storage quota (413, naming it)."""
+    owner = _tenant(principal, tenant)
     try:
         DatasetMount(name=name)
     except ValidationError as exc:
@@ -205,35 +220,35 @@ async def upload_version(
     _body(request, path, ())  # refused before the body is read
     pipe = _BodyPipe(request)
     body = _body(request, path, pipe)
-    datasets = _node(request).datasets
+    datasets = node.datasets
     try:
-        version = await _ingest(pipe, lambda: datasets.upload(tenant, name, body))
+        version = await _ingest(pipe, lambda: datasets.upload(owner, name, body))
     except ClientDisconnect as exc:
-        owner.audit_dataset(request, "upload", name, "cut")
         raise RequestRejected("body", "the upload ended before its end; nothing was kept") from exc
-    except Exception:
-        owner.audit_dataset(request, "upload", name, "refused")
-        raise
-    owner.audit_dataset(request, "upload", f"{name}@{version.version}", "ok")
+    note_object(request, f"{name}@{version.version}")
     return version
 
 
-@router.get("/datasets", summary="The tenant's datasets")
-async def list_datasets(request: Request) -> DatasetPage:
-    return await run_sync(_node(request).datasets.page, owner.dataset_owner(request))
+@router.get("/datasets", summary="The tenant's datasets (an admin: every tenant's)")
+async def list_datasets(
+    node: NodeDep, principal: PrincipalDep, tenant: TenantQuery = None
+) -> DatasetPage:
+    return await run_sync(node.datasets.page, principal.scope(tenant))
 
 
 @router.get("/datasets/{name}", summary="A dataset: its versions, sizes, hashes and files")
-async def get_dataset(name: str, request: Request) -> DatasetInfo:
-    return await run_sync(
-        _node(request).datasets.dataset, owner.dataset_owner(request), _name(name)
-    )
+async def get_dataset(
+    name: str, node: NodeDep, principal: PrincipalDep, tenant: TenantQuery = None
+) -> DatasetInfo:
+    return await run_sync(node.datasets.dataset, _tenant(principal, tenant), _name(name))
 
 
 @router.get("/datasets/{name}/versions/{version}", summary="One version and its files")
-async def get_version(name: str, version: str, request: Request) -> DatasetVersion:
-    tenant, datasets = owner.dataset_owner(request), _node(request).datasets
-    return await run_sync(datasets.version, tenant, _name(name), _version(version))
+async def get_version(
+    name: str, version: str, node: NodeDep, principal: PrincipalDep, tenant: TenantQuery = None
+) -> DatasetVersion:
+    owner = _tenant(principal, tenant)
+    return await run_sync(node.datasets.version, owner, _name(name), _version(version))
 
 
 @router.get(
@@ -242,13 +257,19 @@ async def get_version(name: str, version: str, request: Request) -> DatasetVersi
     responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Range"}},
     summary="A file's bytes (Range requests answered 206)",
 )
-async def get_file(name: str, version: str, path: str, request: Request) -> FileResponse:
-    tenant, datasets = owner.dataset_owner(request), _node(request).datasets
+async def get_file(
+    name: str,
+    version: str,
+    path: str,
+    node: NodeDep,
+    principal: PrincipalDep,
+    tenant: TenantQuery = None,
+) -> FileResponse:
+    owner, datasets = _tenant(principal, tenant), node.datasets
     number = _version(version)
     if number is None:
-        number = (await run_sync(datasets.version, tenant, _name(name), None)).version
-    entry, local = await run_sync(datasets.file, tenant, _name(name), number, path)
-    owner.audit_dataset(request, "download", f"{name}@{number}/{path[:200]}", "ok")
+        number = (await run_sync(datasets.version, owner, _name(name), None)).version
+    entry, local = await run_sync(datasets.file, owner, _name(name), number, path)
     media_type = mimetypes.guess_type(path, strict=False)[0] or "application/octet-stream"
     return FileResponse(
         local,
@@ -262,50 +283,56 @@ async def get_file(name: str, version: str, path: str, request: Request) -> File
     "/datasets/{name}/versions/{version}/describe",
     summary="Columns, types, row counts and first rows of the tabular files",
 )
-async def describe_version(name: str, version: str, request: Request) -> DatasetDescription:
+async def describe_version(
+    name: str, version: str, node: NodeDep, principal: PrincipalDep, tenant: TenantQuery = None
+) -> DatasetDescription:
     """Computed once per version inside a sandbox (a run of the tenant), then cached."""
-    node, tenant = _node(request), owner.dataset_owner(request)
+    owner = _tenant(principal, tenant)
     number = _version(version)
     if number is None:
-        number = (await run_sync(node.datasets.version, tenant, _name(name), None)).version
-    return await describe(node, tenant, _name(name), number)
+        number = (await run_sync(node.datasets.version, owner, _name(name), None)).version
+    return await describe(node, owner, _name(name), number)
 
 
 async def _delete(
-    request: Request, name: str, version: int | None, force: bool
+    node: ServiceNode, owner: str, name: str, version: int | None, force: bool
 ) -> list[DatasetVersion]:
-    node, tenant = _node(request), owner.dataset_owner(request)
-    sessions = await run_sync(node.sessions.sessions)
+    sessions = await run_sync(lambda: node.sessions.sessions(tenant=owner))
     live = [s for s in sessions if s.status in LIVE_SESSION_STATUSES]
     mounted = {m.digest for s in live for m in s.datasets if m.digest}
-    target = name if version is None else f"{name}@{version}"
-    try:
-        deleted = await run_sync(
-            lambda: node.datasets.delete(tenant, name, version, force=force, mounted=mounted)
-        )
-    except Exception:
-        owner.audit_dataset(request, "delete", target, "refused")
-        raise
-    owner.audit_dataset(request, "delete", target, "ok")
-    return deleted
+    return await run_sync(
+        lambda: node.datasets.delete(owner, name, version, force=force, mounted=mounted)
+    )
 
 
 Force = Annotated[bool, Query(description="Delete even while a live session mounts it.")]
 
 
 @router.delete("/datasets/{name}", summary="Delete a dataset, every version")
-async def delete_dataset(name: str, request: Request, force: Force = False) -> list[DatasetVersion]:
-    """Refused (409 ``dataset_in_use``) while a live session mounts one of its versions,
-    unless ``force``. The files go from storage at the next garbage collection."""
-    return await _delete(request, _name(name), None, force)
+async def delete_dataset(
+    name: str,
+    node: NodeDep,
+    principal: PrincipalDep,
+    force: Force = False,
+    tenant: TenantQuery = None,
+) -> list[DatasetVersion]:
+    """Refused (409 ``dataset_in_use``) while a live session of the tenant mounts one of
+    its versions, unless ``force``. The files go from storage at the next garbage
+    collection."""
+    return await _delete(node, _tenant(principal, tenant), _name(name), None, force)
 
 
 @router.delete("/datasets/{name}/versions/{version}", summary="Delete one version")
 async def delete_version(
-    name: str, version: int, request: Request, force: Force = False
+    name: str,
+    version: int,
+    node: NodeDep,
+    principal: PrincipalDep,
+    force: Force = False,
+    tenant: TenantQuery = None,
 ) -> list[DatasetVersion]:
     """As deleting the dataset, for one version; the last version takes the dataset along."""
-    return await _delete(request, _name(name), version, force)
+    return await _delete(node, _tenant(principal, tenant), _name(name), version, force)
 
 
 @router.post(
@@ -315,25 +342,25 @@ async def delete_version(
     summary="Keep files of a session as a new dataset version",
 )
 async def promote_session_files(
-    session_id: str, body: PromoteRequest, request: Request
+    session_id: str, body: PromoteRequest, request: Request, node: NodeDep, principal: PrincipalDep
 ) -> DatasetVersion:
     """Files under ``outputs/`` are stored relative to it (``outputs/clean.parquet`` is
-    ``clean.parquet``), others as they are; the upload caps and quota apply."""
-    node, tenant = _node(request), owner.dataset_owner(request)
-    if await run_sync(node.sessions.get, session_id) is None:
-        raise NotFound(f"no session with id {session_id[:64]!r}")
-    version = await run_sync(node.sessions.promote, session_id, tenant, body.name, list(body.paths))
-    owner.audit_dataset(request, "upload", f"{body.name}@{version.version}", "ok")
+    ``clean.parquet``), others as they are, as a dataset of the session's tenant; the
+    upload caps and the tenant's storage quota apply."""
+    info = await run_sync(TenantSessions(node.sessions).get, principal, session_id)
+    paths = list(body.paths)
+    version = await run_sync(node.sessions.promote, session_id, info.tenant, body.name, paths)
+    note_object(request, f"{body.name}@{version.version}")
     return version
 
 
-async def pin_session(node: ServiceNode, tenant: str, body: SessionRequest) -> SessionRequest:
-    """A session request with its datasets pinned to the versions it will mount.
+def pin_session(node: ServiceNode, tenant: str, body: SessionRequest) -> SessionRequest:
+    """A session request with its datasets pinned to the versions it will mount (blocks).
 
     Raises:
         NotFound: a dataset ``tenant`` does not have.
     """
     if not body.datasets:
         return body
-    pinned = await run_sync(node.datasets.pin, tenant, body.datasets)
+    pinned = node.datasets.pin(tenant, body.datasets)
     return body.model_copy(update={"datasets": pinned})

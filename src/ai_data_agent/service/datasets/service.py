@@ -1,13 +1,16 @@
 """What a node does with datasets, the same on one node and on a cluster's nodes.
 
-    datasets = DatasetService(settings, DatasetStore(path), LocalBlobStore(root))
+    datasets = DatasetService(settings, DatasetStore(path), LocalBlobStore(root), tenants)
     version = datasets.upload("admin", "sales", Body.single(chunks, "sales.csv"))
     pinned = datasets.pin("admin", [DatasetMount.model_validate("sales")])   # for a run
     datasets.delete("admin", "sales", None, force=False, mounted=set())
     datasets.collect_garbage()               # unnamed manifests and blobs go
 
 Every operation takes the owning tenant: a dataset of another tenant does not
-exist for it (`NotFound`, as for a name never used). The records are a
+exist for it (`NotFound`, as for a name never used). What a tenant's datasets
+hold, all versions, stays within its storage quota: the smaller of its own
+``Quotas.storage_bytes`` (read from ``tenants``) and the server's
+``dataset_max_tenant_bytes``. The records are a
 `DatasetRecords` (SQLite or PostgreSQL), the bytes a `BlobStore`; a version
 is recorded only under the store's blob lock and only once each of its blobs
 is found there, and blobs are deleted only under that lock and only when no
@@ -36,7 +39,8 @@ from ai_data_agent.dataset_models import (
 from ai_data_agent.errors import DatasetInUse, NotFound, RequestRejected, ServerError
 from ai_data_agent.service.datasets.formats import read_file, read_multipart, read_tar
 from ai_data_agent.service.datasets.ingest import Ingest, UploadCaps, in_flight
-from ai_data_agent.service.datasets.records import DatasetRecords, NewVersion
+from ai_data_agent.service.datasets.records import DatasetRecords, NewVersion, StorageQuota
+from ai_data_agent.service.records import TenantRecords
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobStore
 
@@ -76,14 +80,25 @@ class GarbageReport:
 class DatasetService:
     """A node's datasets; see the module docstring."""
 
-    def __init__(self, settings: Settings, records: DatasetRecords, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        records: DatasetRecords,
+        blobs: BlobStore,
+        tenants: TenantRecords | None = None,
+    ) -> None:
         self.settings = settings
         self.records = records
         self.blobs = blobs
+        self.tenants = tenants  # whose quotas bound their storage (None: the setting alone)
 
-    def storage_quota(self, tenant: str) -> int:
-        """The tenant's storage quota in bytes (one setting for every tenant, for now)."""
-        return self.settings.dataset_max_tenant_bytes
+    def storage_quota(self, tenant: str) -> StorageQuota:
+        """The tenant's storage quota: its own ``storage_bytes``, where that is below the
+        server's ``dataset_max_tenant_bytes``."""
+        cap = StorageQuota(self.settings.dataset_max_tenant_bytes)
+        found = self.tenants.get_tenant(tenant) if self.tenants is not None else None
+        own = None if found is None else found.quotas.storage_bytes
+        return StorageQuota(own, "storage_bytes") if own is not None and own < cap.limit else cap
 
     # -- writes -------------------------------------------------------------------------
     def upload(self, tenant: str, name: str, body: Body) -> DatasetVersion:
@@ -105,13 +120,15 @@ class DatasetService:
     ) -> DatasetVersion:
         """``fill`` an `Ingest` (upload, promotion), then record the version; an ingest
         that fails leaves no version and takes its blobs away again."""
-        caps = UploadCaps.of(self.settings, used=self.records.tenant_bytes(tenant))
+        quota = self.storage_quota(tenant)
+        caps = UploadCaps.of(self.settings, quota=quota, used=self.records.tenant_bytes(tenant))
         ingest = Ingest(self.blobs, caps)
         try:
             fill(ingest)
             if not ingest.files:
                 raise RequestRejected("files", "a version needs at least one file")
-            version = self._record(tenant, name, NewVersion(ingest.files, source, source_id))
+            new = NewVersion(ingest.files, source, source_id)
+            version = self._record(tenant, name, new, quota)
         except BaseException:
             ingest.abandon(self.records)
             raise
@@ -126,7 +143,9 @@ class DatasetService:
         )
         return version
 
-    def _record(self, tenant: str, name: str, new: NewVersion) -> DatasetVersion:
+    def _record(
+        self, tenant: str, name: str, new: NewVersion, quota: StorageQuota
+    ) -> DatasetVersion:
         with self.records.blob_lock():
             missing = [f.path for f in new.files if not self.blobs.exists(f.sha256)]
             if missing:  # removed meanwhile by another upload's cleanup: nothing is lost
@@ -134,7 +153,7 @@ class DatasetService:
                     f"{len(missing)} file(s) vanished from storage during the upload "
                     f"(first: {missing[0]!r}); upload again"
                 )
-            return self.records.add_version(tenant, name, new, quota=self.storage_quota(tenant))
+            return self.records.add_version(tenant, name, new, quota=quota)
 
     def delete(
         self, tenant: str, name: str, version: int | None, *, force: bool, mounted: set[str]
@@ -160,10 +179,10 @@ class DatasetService:
         return self.records.delete(tenant, name, version)
 
     # -- reads ----------------------------------------------------------------------------
-    def page(self, tenant: str) -> DatasetPage:
-        return DatasetPage(
-            items=self.records.datasets(tenant), storage_bytes=self.records.tenant_bytes(tenant)
-        )
+    def page(self, tenant: str | None) -> DatasetPage:
+        """The tenant's datasets (None: every tenant's) and the bytes they hold."""
+        items = self.records.datasets(tenant)
+        return DatasetPage(items=items, storage_bytes=sum(item.size for item in items))
 
     def dataset(self, tenant: str, name: str) -> DatasetInfo:
         found = self.records.dataset(tenant, name, files=True)

@@ -26,13 +26,15 @@ from ai_data_agent.dataset_models import (
     DatasetSummary,
     DatasetVersion,
 )
-from ai_data_agent.errors import RequestTooLarge
-from ai_data_agent.service.datasets.records import DatasetUsage, NewVersion
+from ai_data_agent.service.datasets.records import DatasetUsage, NewVersion, StorageQuota
 
 __all__ = ["MAX_LISTED_FILES", "Conn", "SqlDatasets"]
 
 MAX_LISTED_FILES = 10_000
 VERSION_COLUMNS = "name, version, digest, size, files, created_at, source, source_id"
+SUMMARIES = (
+    "SELECT tenant, name, MAX(version), COUNT(*), SUM(size), MAX(created_at) FROM dataset_versions "
+)
 
 
 class Rows(Protocol):
@@ -75,7 +77,13 @@ class SqlDatasets:
 
     # -- writes ---------------------------------------------------------------------
     def add_version(
-        self, tenant: str, name: str, new: NewVersion, *, quota: int, now: float | None = None
+        self,
+        tenant: str,
+        name: str,
+        new: NewVersion,
+        *,
+        quota: StorageQuota,
+        now: float | None = None,
     ) -> DatasetVersion:
         created = time.time() if now is None else now
         with self._tx() as conn:
@@ -83,13 +91,8 @@ class SqlDatasets:
             used = conn.execute(
                 "SELECT COALESCE(SUM(size), 0) FROM dataset_versions WHERE tenant = ?", (tenant,)
             ).fetchone()[0]
-            if used + new.size > quota:
-                raise RequestTooLarge(
-                    "storage",
-                    f"this version ({new.size} bytes) would take the tenant's datasets to "
-                    f"{used + new.size} bytes, over its storage quota of {quota} bytes "
-                    f"({used} used)",
-                )
+            if used + new.size > quota.limit:
+                raise quota.refusal(new.size, used)
             conn.execute(
                 "INSERT INTO datasets (tenant, name, created_at, next_version) "
                 "VALUES (?, ?, ?, 1) ON CONFLICT DO NOTHING",
@@ -162,22 +165,26 @@ class SqlDatasets:
         return len(doomed)
 
     # -- reads ----------------------------------------------------------------------
-    def datasets(self, tenant: str) -> list[DatasetSummary]:
+    def datasets(self, tenant: str | None) -> list[DatasetSummary]:
         with self._tx() as conn:
-            rows = conn.execute(
-                "SELECT name, MAX(version), COUNT(*), SUM(size), MAX(created_at) "
-                "FROM dataset_versions WHERE tenant = ? GROUP BY name ORDER BY name",
-                (tenant,),
-            ).fetchall()
+            found = (
+                conn.execute(SUMMARIES + "GROUP BY tenant, name ORDER BY tenant, name")
+                if tenant is None
+                else conn.execute(
+                    SUMMARIES + "WHERE tenant = ? GROUP BY tenant, name ORDER BY name", (tenant,)
+                )
+            )
+            rows = found.fetchall()
         return [
             DatasetSummary(
+                tenant=owner,
                 name=name,
                 latest=latest,
                 versions=count,
                 size=size,
                 updated_at=datetime.fromtimestamp(updated, UTC),
             )
-            for name, latest, count, size, updated in rows
+            for owner, name, latest, count, size, updated in rows
         ]
 
     def dataset(self, tenant: str, name: str, *, files: bool = False) -> DatasetInfo | None:
