@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ai_data_agent.service.console.identity import Principal
+from ai_data_agent.tenant_models import Principal
 
 __all__ = ["Page"]
 
