@@ -1,9 +1,11 @@
 """Datasets in a cluster: stored once for the cluster, mounted by runs and sessions on any worker.
 
-A dataset uploaded through API node A is read (hash checked inside the sandbox)
-by runs on both workers and by a session on worker 2; the session's promoted
-file is a new version that a run reads. The API nodes share the storage
-directory; the workers read its blobs as the cluster lets them.
+A dataset uploaded by tenant A through API node A is read (hash checked inside
+the sandbox) by A's runs on both workers and by A's session on worker 2; the
+session's promoted file is a new version that a run reads, and a second one
+passes A's storage quota (read by the worker). Tenant B finds none of it
+through API node B. The API nodes share the storage directory; the workers
+read its blobs as the cluster lets them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import json
 import threading
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.engines import PrivateEngine
 
-from .nodes import Cluster, poll
+from .nodes import Cluster, Node, poll
 from .test_cluster_runs import running_on
 
 pytestmark = [
@@ -33,6 +36,12 @@ READ = (
 )
 
 
+def as_tenant(node: Node, secret: str, timeout: float = 60) -> httpx.Client:
+    client = node.client(timeout)
+    client.headers["Authorization"] = f"Bearer {secret}"
+    return client
+
+
 def test_a_dataset_from_one_api_node_is_mounted_on_two_workers(
     cluster: Cluster, engines: list[PrivateEngine]
 ) -> None:
@@ -40,7 +49,14 @@ def test_a_dataset_from_one_api_node_is_mounted_on_two_workers(
     one, two = cluster.api(**shared), cluster.api(**shared)
     cluster.worker(engines[0], max_concurrent_runs=1, max_sessions=0, **shared)
     cluster.worker(engines[1], max_concurrent_runs=1, max_sessions=1, **shared)
-    with one.client() as client:
+    secrets: dict[str, str] = {}
+    with one.client() as admin:
+        for name, quotas in (("a", {"storage_bytes": 2 * len(DATA) + 100}), ("b", {})):
+            made = admin.post("/v1/tenants", json={"name": name, "quotas": quotas})
+            assert made.status_code == 201, made.text
+            token = admin.post("/v1/tokens", json={"tenant": name, "name": f"{name}-1"})
+            secrets[name] = token.json()["secret"]
+    with as_tenant(one, secrets["a"]) as client:
         put = client.post(
             "/v1/datasets/sales/versions",
             params={"path": "sales.csv"},
@@ -49,12 +65,16 @@ def test_a_dataset_from_one_api_node_is_mounted_on_two_workers(
         )
     assert put.status_code == 201, put.text
     expected = hashlib.sha256(DATA).hexdigest()
+    with as_tenant(two, secrets["b"]) as other:
+        assert other.get("/v1/datasets/sales").status_code == 404
+        mount = other.post("/v1/runs", json={"code": "1", "datasets": ["sales"]})
+        assert mount.status_code == 404, mount.text
 
     # Two runs at once: one slot per worker, so each worker mounts the version.
     results: list[dict[str, Any]] = []
 
     def run() -> None:
-        with two.client(timeout=120) as client:
+        with as_tenant(two, secrets["a"], timeout=120) as client:
             results.append(
                 client.post("/v1/runs", json={"code": READ, "datasets": ["sales"]}).json()
             )
@@ -76,7 +96,7 @@ def test_a_dataset_from_one_api_node_is_mounted_on_two_workers(
     assert [r["stdout"].strip() for r in results] == [expected, expected], results
     assert all(r["datasets"][0]["digest"] == put.json()["digest"] for r in results)
 
-    with two.client(timeout=120) as client:
+    with as_tenant(two, secrets["a"], timeout=120) as client:
         session = client.post("/v1/sessions", json={"datasets": ["sales@1"]})
         assert session.status_code == 201, session.text
         sid = session.json()["id"]
@@ -92,8 +112,12 @@ def test_a_dataset_from_one_api_node_is_mounted_on_two_workers(
             f"/v1/sessions/{sid}/datasets", json={"name": "clean", "paths": ["outputs/clean.csv"]}
         )
         assert promoted.status_code == 201, promoted.text
+        over = client.post(
+            f"/v1/sessions/{sid}/datasets", json={"name": "more", "paths": ["outputs/clean.csv"]}
+        )
+        assert over.status_code == 413 and "storage_bytes" in over.text, over.text
         client.delete(f"/v1/sessions/{sid}")
-    with one.client(timeout=120) as client:
+    with as_tenant(one, secrets["a"], timeout=120) as client:
         read = client.post(
             "/v1/runs",
             json={
@@ -103,4 +127,4 @@ def test_a_dataset_from_one_api_node_is_mounted_on_two_workers(
         ).json()
         assert read["stdout"].strip() == expected, json.dumps(read)[:2000]
         listed = client.get("/v1/datasets").json()
-    assert {d["name"] for d in listed["items"]} == {"sales", "clean"}
+    assert {(d["tenant"], d["name"]) for d in listed["items"]} == {("a", "sales"), ("a", "clean")}
