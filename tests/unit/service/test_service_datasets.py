@@ -136,6 +136,13 @@ async def test_the_admin_sees_every_tenants_datasets_and_names_one(svc: Service)
     bs = await svc.client.get("/v1/datasets/sales", params={"tenant": "b"})
     assert bs.json()["size"] == 2 * len(CSV)
     assert_error(await svc.client.get("/v1/datasets/sales"), 404, "not_found")  # the admin's own
+    nobody = await svc.client.post(
+        "/v1/datasets/x/versions",
+        params={"path": "x", "tenant": "ghost"},
+        content=b"1",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert "no tenant 'ghost'" in assert_error(nobody, 404, "not_found")
     # An agent naming another tenant acts on its own, as on every list.
     own = await svc.client.get("/v1/datasets/sales", params={"tenant": "b"}, headers=as_tenant("a"))
     assert own.json()["size"] == len(CSV)

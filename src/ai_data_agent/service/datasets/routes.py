@@ -213,6 +213,8 @@ async def upload_version(
     every byte is in. Refused (nothing kept): a bad name or tar entry (400), a cap or the
     tenant's storage quota (413, naming it)."""
     owner = _tenant(principal, tenant)
+    if owner != principal.tenant and await run_sync(node.tenants.get_tenant, owner) is None:
+        raise NotFound(f"no tenant {owner[:64]!r}")  # an admin's upload for no one
     try:
         DatasetMount(name=name)
     except ValidationError as exc:
