@@ -78,6 +78,8 @@ CONSOLE_ACTIONS = {
     "logout": "console.logout",
     "cancel_run": "run.cancel",
     "session_action": "session.{action}",
+    "console_new_token": "token.new",
+    "console_revoke_token": "token.revoke",
 }
 MAX_FIELD = 300  # an object id or path kept in an entry
 _OBJECT_PARAMS = ("run_id", "session_id", "name")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -152,7 +153,10 @@ class Console:
         )
 
     def text(self) -> str:
-        return str(self.driver.find_element(By.TAG_NAME, "body").text)
+        try:
+            return str(self.driver.find_element(By.TAG_NAME, "body").text)
+        except StaleElementReferenceException:  # the page was replaced meanwhile: none yet
+            return ""
 
     def has(self, selector: str) -> bool:
         return bool(self.driver.find_elements(By.CSS_SELECTOR, selector))
@@ -364,6 +368,22 @@ def test_another_tenant_sees_nothing_and_a_revoked_token_signs_out(console: Cons
     assert "no longer accepted" in console.text()
     _sign_in(console, CONSOLE_TOKEN)  # the admin again, for the tests that follow
     assert admins_run[:12] in console.text() and "Tenant" in console.text()
+
+
+def test_the_admins_pages_tenants_and_audit(console: Console) -> None:
+    console.open("/tenants")
+    console.wait(lambda: "team-b-1" in console.text(), "the tenants page with the tokens")
+    assert "revoked" in console.text()  # team-b-1, by the test before
+    console.shoot("tenants")
+    console.driver.find_element(By.ID, "new-name").send_keys("browser-made\n")
+    console.wait(lambda: "this once" in console.text(), "the new token's secret")
+    secret = console.driver.find_element(By.ID, "secret").text
+    with console.daemon.client() as http:
+        answer = http.get("/v1/runs", headers={"Authorization": f"Bearer {secret}"})
+    assert answer.status_code == 200
+    console.open("/audit?action=console.")
+    console.wait(lambda: "console.login" in console.text(), "the sign-ins in the audit log")
+    console.shoot("audit")
 
 
 def test_removing_the_token_signs_the_browser_out(console: Console, token_file: Path) -> None:

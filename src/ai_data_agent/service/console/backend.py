@@ -16,6 +16,7 @@ timeout, as ``/readyz`` runs them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -32,11 +33,33 @@ from ai_data_agent.service.health import accepting, node_checks, timed
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.node import ArtifactBody, ServiceNode
 from ai_data_agent.service.ownership import TenantSessions
-from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
+from ai_data_agent.service.records import AuditQuery
+from ai_data_agent.service.tenant_admin import TenantAdmin
+from ai_data_agent.session_models import (
+    LIVE_SESSION_STATUSES,
+    CellResult,
+    SessionInfo,
+    SessionStatus,
+)
 from ai_data_agent.settings import Settings
-from ai_data_agent.tenant_models import Principal
+from ai_data_agent.tenant_models import (
+    AuditEntry,
+    NewToken,
+    Principal,
+    Tenant,
+    TokenCreate,
+    TokenInfo,
+)
 
-__all__ = ["ArtifactBody", "Backend", "Cell", "NodeProtocol", "RunEvents", "sse_line"]
+__all__ = [
+    "ArtifactBody",
+    "Backend",
+    "Cell",
+    "NodeProtocol",
+    "RunEvents",
+    "TenantUsage",
+    "sse_line",
+]
 
 PROBE_THREADS = 3  # the console's readiness probes in flight at once
 MAX_CELLS = 100  # the newest cells a session's page shows
@@ -47,6 +70,19 @@ GAUGES = {
 }
 
 Cell = CellResult | CellHandle
+LIVE = LIVE_SESSION_STATUSES
+
+
+@dataclass(frozen=True)
+class TenantUsage:
+    """A tenant and what it uses now (its quotas are in ``tenant.quotas``)."""
+
+    tenant: Tenant
+    running: int
+    queued: int
+    sessions: int
+
+
 NodeProtocol = ServiceNode  # what the console is built on (`console_app`)
 
 
@@ -60,6 +96,7 @@ class Backend:
     def __init__(self, node: ServiceNode) -> None:
         self._node = node
         self._sessions = TenantSessions(node.sessions)
+        self._admin = TenantAdmin(node.tenants)
         self._limiter = anyio.CapacityLimiter(PROBE_THREADS)
 
     @property
@@ -160,6 +197,49 @@ class Backend:
 
     async def close(self, principal: Principal, session_id: str) -> None:
         await _thread(self._sessions.close, principal, session_id)
+
+    # -- tenants and tokens (an admin's page) -------------------------------------------
+    async def tenants(self) -> list[TenantUsage]:
+        """Every tenant with what it uses now: runs running and queued, live sessions."""
+        found: list[TenantUsage] = await _thread(self._tenant_usage)
+        return found
+
+    def _tenant_usage(self) -> list[TenantUsage]:
+        live = [s.tenant for s in self._node.sessions.sessions() if s.status in LIVE]
+        found = []
+        for tenant in self._admin.tenants():
+            counts = {
+                status: self._node.store.list(status=status, tenant=tenant.name, limit=1)[1]
+                for status in ("running", "queued")
+            }
+            found.append(
+                TenantUsage(tenant, counts["running"], counts["queued"], live.count(tenant.name))
+            )
+        return found
+
+    async def tokens(self) -> list[TokenInfo]:
+        found: list[TokenInfo] = await _thread(self._admin.tokens)
+        return found
+
+    async def new_token(self, create: TokenCreate) -> NewToken:
+        """A new token of an existing tenant; its secret is in this answer only.
+
+        Raises:
+            NotFound: no such tenant.
+            Conflict: a token of that name exists.
+        """
+        await _thread(self._admin.tenant, create.tenant)
+        made: NewToken = await _thread(self._admin.new_token, create)
+        return made
+
+    async def revoke(self, name: str) -> None:
+        """Raises: NotFound: no token of that name."""
+        await _thread(self._admin.revoke, name)
+
+    # -- the audit log (an admin's page) ----------------------------------------------
+    async def audit(self, query: AuditQuery) -> list[AuditEntry]:
+        found: list[AuditEntry] = await _thread(self._node.audit.query, query)
+        return found
 
     # -- health -----------------------------------------------------------------------
     def info(self) -> ServerInfo:

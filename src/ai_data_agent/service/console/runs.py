@@ -27,7 +27,7 @@ from ai_data_agent.errors import NotFound, RequestRejected, Unauthorized
 from ai_data_agent.models import RunStatus
 from ai_data_agent.service.console import frames
 from ai_data_agent.service.console.backend import RunEvents, sse_line
-from ai_data_agent.service.console.pages import Page
+from ai_data_agent.service.console.pages import SINCE, Page
 from ai_data_agent.service.console.web import (
     Viewer,
     checked_form,
@@ -41,7 +41,6 @@ __all__ = ["PAGE", "router"]
 PAGE = Page("runs", "Runs")
 PAGE_SIZE = 50
 STATUSES = [s.value for s in ActiveStatus] + [s.value for s in RunStatus]
-SINCE = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
 RECHECK_S = 2.0  # how often a live stream checks that its viewer may still look
 
 router = APIRouter()
