@@ -10,13 +10,16 @@ SANDBOX_IMAGE ?= python:3.12-slim
 
 # No registry may be reachable: never let testcontainers pull its reaper.
 export TESTCONTAINERS_RYUK_DISABLED := true
+# `docker-compose` (v1) when it is there, else the `docker compose` plugin (looked up when
+# a recipe runs, after `compose` may have installed it).
+COMPOSE = $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-compose || echo docker compose)
 # The docker CLI here talks to the engine ai-data-agent uses.
 ifneq ($(AI_DATA_AGENT_DOCKER_HOST),)
 export DOCKER_HOST := $(AI_DATA_AGENT_DOCKER_HOST)
 endif
 
 .PHONY: help setup engine images test test-quick test-slow soak bench lint typecheck format run-sample example-mcp doctor sweep \
-  controller-image compose-up compose-down clean \
+  controller-image compose compose-up compose-down clean \
   postgres chromium test-cluster
 
 help: ## list the targets
@@ -45,7 +48,7 @@ images: engine ## make a sandbox image available (pull, else build the local Deb
 	  images/base/build.sh $(BASE_IMAGE); \
 	fi
 
-test: engine setup images postgres chromium ## the whole suite with coverage: unit, integration (the console in Chromium too), cluster; one report
+test: engine setup images postgres chromium compose ## the whole suite with coverage: unit, integration (the console in Chromium, the compose deployment too), cluster; one report
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest tests/unit -q
 	$(BIN)/coverage run -m pytest tests/integration -q -m "integration and not slow"
@@ -58,6 +61,9 @@ postgres: ## make PostgreSQL's server programs available (apt-get as root) for t
 
 chromium: ## make Debian's chromium and chromium-driver available (apt-get as root) for the console's browser tests
 	@bash scripts/install-chromium.sh
+
+compose: ## make docker-compose (or docker compose) available (apt-get as root) for the compose test
+	@bash scripts/install-compose.sh
 
 test-cluster: engine setup images postgres ## API nodes, workers and a throwaway PostgreSQL on private engines (root)
 	$(BIN)/pytest tests/cluster -q -m "cluster and not slow"
@@ -103,11 +109,11 @@ sweep: engine setup ## remove sandbox containers left by dead controllers
 controller-image: engine setup images ## build ai-data-agent/controller:latest offline (host wheelhouse, no pulls)
 	images/controller/build.sh
 
-compose-up: controller-image ## start the controller with compose (needs DOCKER_GID, AI_DATA_AGENT_API_TOKENS)
-	docker-compose up -d
+compose-up: controller-image compose ## start the controller with compose (needs DOCKER_GID, AI_DATA_AGENT_API_TOKENS)
+	$(COMPOSE) up -d
 
-compose-down: engine ## stop the compose controller (SIGTERM, then its grace period)
-	docker-compose down
+compose-down: engine compose ## stop the compose controller (SIGTERM, then its grace period)
+	$(COMPOSE) down
 
 clean: ## remove the venv, caches and build leftovers (images stay)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info build sample-output \

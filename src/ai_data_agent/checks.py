@@ -2,6 +2,7 @@
 
 Check("docker", True, "engine 20.10.24")
 Check.failed("store", exc)   # Check("store", False, "OperationalError: disk I/O error")
+Check("workers", True, "0 live", degraded=True)   # passes, yet nothing can execute now
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    degraded: bool = False  # passing, but work cannot execute now (a cluster with no worker)
 
     @classmethod
     def failed(cls, name: str, exc: BaseException) -> Check:

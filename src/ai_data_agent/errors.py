@@ -25,7 +25,8 @@ below, and anything else with ``500 internal`` and no detail::
     │   ├── SessionGone                 session_gone       410  closed, expired or lost
     │   └── SessionLimit                session_limit      429  no room; retry_after
     ├── NotReady                        not_ready          503  starting, shutting down, store or
-    │                                                           token file unusable
+    │   │                                                       token file unusable
+    │   └── NoWorker                    no_worker          503  a cluster with no live worker
     ├── ServerError                     internal           500  the daemon failed, or answered
     │                                                           outside the API
     ├── ServerUnreachable               unreachable        -    no HTTP answer at all (client)
@@ -69,6 +70,7 @@ __all__ = [
     "FileNotFound",
     "Forbidden",
     "InstallFailed",
+    "NoWorker",
     "NotFound",
     "NotReady",
     "QueueFull",
@@ -301,6 +303,11 @@ class SessionGone(SessionError):
     default_code = "session_gone"
     http_status = 410
 
+    @classmethod
+    def ended(cls, session_id: str, status: str | None) -> SessionGone:
+        """The one wording for a session that takes no calls: its status, or ``unknown``."""
+        return cls(f"session {session_id[:64]} is {status or 'unknown'}", session_id=session_id)
+
 
 class SessionLimit(SessionError):
     """The server holds as many sessions (or as much session memory) as it may.
@@ -330,6 +337,12 @@ class NotReady(AiDataAgentError):
 
     default_code = "not_ready"
     http_status = 503
+
+
+class NoWorker(NotReady):
+    """A cluster with no live worker: nothing executes now (an admitted run stays queued)."""
+
+    default_code = "no_worker"
 
 
 class ServerError(AiDataAgentError):

@@ -46,6 +46,7 @@ from ai_data_agent.requirements import (
 __all__ = [
     "OUTPUTS_DIR",
     "Artifact",
+    "DisplayOutput",
     "EgressRequest",
     "EnvVars",
     "EnvironmentInfo",
@@ -338,6 +339,15 @@ class Artifact(BaseModel):
         return f"{OUTPUTS_DIR}/{self.path}"
 
 
+class DisplayOutput(BaseModel):
+    """A MIME bundle: ``text/plain`` always; ``text/html``, ``image/png`` (base64) and others
+    when the object offers them."""
+
+    data: dict[str, Any]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    truncated: bool = Field(False, description="Richer representations dropped to fit the caps.")
+
+
 class SkippedArtifact(BaseModel):
     path: str
     reason: str
@@ -368,4 +378,10 @@ class RunResult(BaseModel):
     )
     saved_as: SavedDataset | None = Field(
         None, description="The dataset version save_outputs_as made (or why none)."
+    )
+    result: DisplayOutput | None = Field(
+        None,
+        description="The value of the code's last expression as a MIME bundle, as a cell's "
+        "`result`; None when the code does not end with an expression (or ends with `;`), "
+        "the value is None, or the code did not finish.",
     )

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from ai_data_agent.dataset_models import DatasetMount, DatasetMounts
 from ai_data_agent.models import (
     Artifact,
+    DisplayOutput,
     EnvVars,
     InputFiles,
     InstallReport,
@@ -134,19 +135,18 @@ class PackagesRequest(BaseModel):
     requirements: list[RequirementLine] = Field(min_length=1)
 
 
-class DisplayOutput(BaseModel):
-    """A MIME bundle: ``text/plain`` always; ``text/html``, ``image/png`` (base64) and others
-    when the object offers them."""
-
-    data: dict[str, Any]
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    truncated: bool = Field(False, description="Richer representations dropped to fit the caps.")
-
-
 class CellError(BaseModel):
     ename: str
     evalue: str
-    traceback: list[str] = Field(default_factory=list, description="Lines showing the cell's code.")
+    traceback: list[str] = Field(
+        default_factory=list,
+        description="The traceback as Python formats it: pieces that end in newlines, joined as is.",
+    )
+
+    @property
+    def text(self) -> str:
+        """The traceback as Python prints it (``ename: evalue`` when there is none)."""
+        return "".join(self.traceback) or f"{self.ename}: {self.evalue}\n"
 
 
 class CellTimings(BaseModel):

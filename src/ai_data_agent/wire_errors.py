@@ -22,6 +22,7 @@ from ai_data_agent.errors import (
     InstallFailed,
     NotFound,
     NotReady,
+    NoWorker,
     QueueFull,
     RequestRejected,
     RequestTooLarge,
@@ -50,6 +51,7 @@ HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     SessionGone,
     SessionLimit,
     NotReady,
+    NoWorker,
     ServerError,
 )
 _BY_CODE = {cls.default_code: cls for cls in HTTP_ERRORS}

@@ -33,6 +33,7 @@ import pytest
 from ai_data_agent import Executor, RunRequest, RunResult, Settings
 from ai_data_agent.executor.docker.backend import DockerBackend
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_MANAGED, LABEL_RUN_ID
+from tests.support.controller_image import ensure_controller_image
 from tests.support.daemon import Daemon
 from tests.support.settings import build_settings, ca_bundle, sandbox_image
 
@@ -98,6 +99,12 @@ def make_settings(settings_kwargs: dict[str, Any]) -> Callable[..., Settings]:
         return build_settings({k: v for k, v in values.items() if k not in without})
 
     return build
+
+
+@pytest.fixture(scope="session")
+def controller_image(docker_client: docker.DockerClient) -> str:
+    """The controller image, built once a session when missing or older than the code."""
+    return ensure_controller_image(docker_client)
 
 
 @pytest.fixture(scope="session")

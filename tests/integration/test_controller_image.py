@@ -7,39 +7,34 @@ its HTTP API with `ai_data_agent.client.Client`: the sandboxes it starts are
 siblings on the host engine, and none may be left behind.
 
 Nothing is pulled: the image is built from the local base by
-``images/controller/build.sh`` when it is missing or older than the code.
+``images/controller/build.sh`` when it is missing or older than the code
+(the ``controller_image`` fixture, shared with the compose deployment's test).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import docker
-import docker.errors
 import httpx
 import pytest
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
 from ai_data_agent.client import Client, RunIncomplete, Unauthorized
-from ai_data_agent.executor.spec import LABEL_MANAGED
+from ai_data_agent.executor.spec import LABEL_CONTROLLER
 from ai_data_agent.models import RunStatus
 
 pytestmark = pytest.mark.integration
 
-IMAGE = "ai-data-agent/controller:latest"
-REPO = Path(__file__).resolve().parents[2]
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 PORT = 8000
 READY_TIMEOUT_S = 90.0
-BUILD_TIMEOUT_S = 900
 TOKEN = secrets.token_urlsafe(24)
 
 
@@ -47,37 +42,15 @@ def _env_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _built_at(image: str, docker_client: docker.DockerClient) -> float | None:
-    try:
-        created = str(docker_client.images.get(image).attrs["Created"])
-    except docker.errors.ImageNotFound:
-        return None
-    # e.g. 2025-01-01T12:00:00.123456789Z: at most microseconds for fromisoformat
-    created = re.sub(r"(\.\d{6})\d*", r"\1", created).replace("Z", "+00:00")
-    return datetime.fromisoformat(created).timestamp()
-
-
-def _code_changed_at() -> float:
-    here = REPO / "images/controller"
-    sources = [REPO / "pyproject.toml", here / "Dockerfile", here / "build.sh"]
-    sources += (REPO / "src/ai_data_agent").rglob("*.py")
-    return max(path.stat().st_mtime for path in sources if path.is_file())
-
-
-@pytest.fixture(scope="session")
-def controller_image(docker_client: docker.DockerClient) -> str:
-    """The image, built by build.sh when missing or older than the code it holds."""
-    built_at = _built_at(IMAGE, docker_client)
-    if built_at is None or built_at < _code_changed_at():
-        build = subprocess.run(
-            [str(REPO / "images/controller/build.sh"), IMAGE],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-            check=False,
-        )
-        assert build.returncode == 0, f"build.sh failed:\n{build.stdout}\n{build.stderr}"
-    return IMAGE
+def _controller_id(container: DockerContainer) -> str:
+    """The id the daemon labels its sandboxes with, from its start line: others' are not ours."""
+    stdout, stderr = container.get_logs()
+    found = re.search(
+        r"daemon started: controller (\w+)", (stdout + stderr).decode("utf-8", "replace")
+    )
+    if found is None:
+        pytest.fail("the controller's log does not say its controller id", pytrace=False)
+    return found.group(1)
 
 
 def _wait_ready(url: str, container: DockerContainer) -> None:
@@ -139,13 +112,15 @@ def controller(
     try:
         url = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(PORT)}"
         _wait_ready(url, container)
+        controller_id = _controller_id(container)
         yield url
     finally:
         try:
             container.get_wrapped_container().stop(timeout=45)  # SIGTERM, as compose does
         finally:
             container.stop()
-    left = docker_client.containers.list(all=True, filters={"label": LABEL_MANAGED}, sparse=True)
+    ours = {"label": f"{LABEL_CONTROLLER}={controller_id}"}
+    left = docker_client.containers.list(all=True, filters=ours, sparse=True)
     assert not left, f"sandboxes left after the controller stopped: {[c.short_id for c in left]}"
 
 

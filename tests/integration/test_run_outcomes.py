@@ -23,6 +23,18 @@ def test_failing_code_is_failed_with_a_traceback(executor: Executor) -> None:
     assert result.error is None
 
 
+def test_the_last_expressions_value_is_the_results_mime_bundle(executor: Executor) -> None:
+    code = "import statistics\nrows = [3, 1, 2]\nprint(len(rows))\nstatistics.median(rows)"
+
+    result = executor.run(RunRequest(code=code))
+
+    assert (result.status, result.stdout) == (RunStatus.SUCCEEDED, "3\n")
+    assert result.result is not None and result.result.data == {"text/plain": "2"}
+    failed = executor.run(RunRequest(code="x = 1\nx / 0"))
+    assert failed.status == RunStatus.FAILED and failed.result is None
+    assert 'main.py", line 2, in <module>' in failed.stderr and "<string>" not in failed.stderr
+
+
 def test_infinite_loop_times_out_within_the_bound(executor: Executor) -> None:
     timeout_s = 2.0
 

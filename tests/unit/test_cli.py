@@ -22,6 +22,7 @@ from ai_data_agent.cli.stopping import Stopped
 from ai_data_agent.errors import (
     AiDataAgentError,
     ConfigurationError,
+    NoWorker,
     QueueFull,
     RequestRejected,
     RequestTooLarge,
@@ -247,7 +248,8 @@ def test_outcomes_are_reported_as_on_the_local_engine(
     [
         (RequestRejected(None, "timeout_s: 900 is above the server cap 600", status_code=400), 2),
         (RequestTooLarge(None, "body: larger than 2048 bytes", status_code=413), 2),
-        (QueueFull("queue is full", status_code=429, retry_after=5), 125),
+        (QueueFull("queue is full", status_code=429, retry_after=5), 75),
+        (NoWorker("no live worker in the cluster: run r1 stays queued", status_code=503), 75),
         (ServerUnreachable("cannot reach http://daemon.test:8000: ConnectError"), 125),
     ],
 )

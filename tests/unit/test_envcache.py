@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from fakes import ScriptedBackend, ScriptedSandbox, ScriptItem
 
-from ai_data_agent.errors import ExecutorError
+from ai_data_agent.errors import ConfigurationError, ExecutorError
 from ai_data_agent.executor.core import Executor
 from ai_data_agent.executor.driver import SandboxDriver
 from ai_data_agent.executor.env import EnvCache, InstallFailure, Ready
@@ -185,6 +185,18 @@ def test_the_default_index_is_per_engine_under_the_user_cache(
     cache = EnvCache(Settings(), backend, SandboxDriver(Settings(), backend), "c")
     assert cache.index.path == default_index_path("fake-engine")
     assert cache.index.path.parent.is_dir()
+
+
+def test_an_index_that_cannot_be_written_is_a_configuration_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, backend: CacheBackend
+) -> None:
+    (tmp_path / "home").write_text("a file, not a directory: as unwritable as a read-only root")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    cache = EnvCache(Settings(), backend, SandboxDriver(Settings(), backend), "c")
+    with pytest.raises(ConfigurationError) as info:
+        cache.index  # noqa: B018 (the property opens it)
+    assert str(default_index_path("fake-engine")) in info.value.message
+    assert "AI_DATA_AGENT_ENV_CACHE_INDEX" in info.value.message
 
 
 # -- the image probe --------------------------------------------------------------------------

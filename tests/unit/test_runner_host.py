@@ -346,3 +346,66 @@ def test_publish_then_adopt_then_prune(sandbox_tmp: Path, tmp_path: Path) -> Non
     assert refused["error"].startswith("ValueError: bad key")
     missing = drive(job("prune", prune={}), sandbox_tmp).result
     assert missing["error"].startswith("KeyError")
+
+
+# -- the last expression's value (sandbox.lastvalue) ----------------------------------------------
+def test_the_last_expressions_value_comes_back_as_a_mime_bundle(sandbox_tmp: Path) -> None:
+    code = "class T:\n    def _repr_html_(self):\n        return '<b>6</b>'\nx = 6\nprint(x)\nT()"
+    t = drive(make_job(code), sandbox_tmp)
+    assert t.output("stdout") == "6\n"  # the value is not printed: python main.py prints none
+    value = t.result["execute"]["value"]
+    assert value["data"]["text/html"] == "<b>6</b>"
+    assert value["data"]["text/plain"].startswith("<__main__.T object at")
+    assert value["truncated"] is False
+
+
+@pytest.mark.parametrize("code", ["x = 42", "print(42)", "None", "42;", "def f():\n    return 42"])
+def test_no_value_without_a_last_expression_or_with_none_or_a_semicolon(
+    sandbox_tmp: Path, code: str
+) -> None:
+    t = drive(make_job(code), sandbox_tmp)
+    assert t.result["execute"]["exit_code"] == 0
+    assert "value" not in t.result["execute"]
+
+
+def test_the_code_runs_as_python_main_py_would_run_it(sandbox_tmp: Path) -> None:
+    code = (
+        "import os, pickle, sys\n"
+        "class Point:\n    pass\n"
+        "pickle.loads(pickle.dumps(Point()))\n"  # classes of __main__ pickle
+        "print(__name__, sys.argv, __file__ == os.path.abspath('main.py'))\n"
+        "print(sys.path[0] == os.getcwd(), sorted(k for k in globals() if not k.startswith('__')))\n"
+        "if __name__ == '__main__':\n    print('main')\n"
+    )
+    t = drive(make_job(code), sandbox_tmp)
+    assert (
+        t.output("stdout")
+        == "__main__ ['main.py'] True\nTrue ['Point', 'os', 'pickle', 'sys']\nmain\n"
+    )
+
+
+def test_a_traceback_shows_only_the_codes_frames(sandbox_tmp: Path) -> None:
+    t = drive(make_job("def f():\n    raise ValueError('boom')\nf()"), sandbox_tmp)
+    assert t.result["execute"]["exit_code"] == 1
+    stderr = t.output("stderr")
+    assert stderr.startswith("Traceback (most recent call last):\n")
+    frames = [line for line in stderr.splitlines() if line.startswith("  File ")]
+    assert len(frames) == 2 and all("main.py" in line for line in frames), stderr
+    assert stderr.endswith("ValueError: boom\n")
+
+
+def test_a_syntax_error_reads_as_pythons(sandbox_tmp: Path) -> None:
+    t = drive(make_job("x = (\n"), sandbox_tmp)
+    assert t.result["execute"]["exit_code"] == 1
+    stderr = t.output("stderr")
+    assert "Traceback" not in stderr and 'main.py", line 1' in stderr, stderr
+    assert "SyntaxError: '(' was never closed" in stderr
+
+
+def test_a_forged_value_file_is_read_only_when_it_is_a_regular_json_bundle(
+    sandbox_tmp: Path,
+) -> None:
+    code = "import os\nos.symlink('/etc/passwd', os.path.join(os.environ['HOME'], 'value.json'))"
+    t = drive(make_job(code), sandbox_tmp)
+    assert t.result["execute"]["exit_code"] == 0
+    assert "value" not in t.result["execute"]

@@ -153,9 +153,7 @@ def print_cell(cell: CellResult, images: Path | None) -> None:
             str(cell.result.data.get("text/plain", "")), markup=False, highlight=False
         )
     if cell.error is not None:
-        sys.stderr.write(
-            "".join(cell.error.traceback) or f"{cell.error.ename}: {cell.error.evalue}\n"
-        )
+        sys.stderr.write(cell.error.text)
     for artifact in cell.artifacts:
         err_console.print(
             f"file: {artifact.file_path} ({artifact.size} bytes, {artifact.media_type})",

@@ -40,6 +40,8 @@ from ai_data_agent.errors import (
     DockerUnavailable,
     Forbidden,
     NotFound,
+    NoWorker,
+    QueueFull,
     RequestRejected,
     SessionBusy,
     SessionError,
@@ -94,13 +96,13 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 def exit_for(exc: AiDataAgentError, token: object) -> typer.Exit:
-    """`fail` for an error of the tree: 77 for the token, 75 busy (retry), 2 when it is
-    the caller's to fix, else 125. ``token`` is the one sent, for what to do about it."""
+    """`fail` for an error of the tree: 77 for the token, 75 busy or full (retry), 2 when
+    it is the caller's to fix, else 125. ``token`` is the one sent, for what to do about it."""
     if isinstance(exc, Unauthorized):
         return fail(auth_hint(exc, token), EXIT_AUTH)
     if isinstance(exc, Forbidden):
         return fail(f"{exc}; this needs an admin's token", EXIT_AUTH)
-    if isinstance(exc, SessionBusy | SessionLimit):
+    if isinstance(exc, SessionBusy | SessionLimit | QueueFull | NoWorker):
         return fail(str(exc), EXIT_BUSY)
     if isinstance(exc, RequestRejected | NotFound | SessionError | DatasetInUse):
         return fail(str(exc), EXIT_USAGE)

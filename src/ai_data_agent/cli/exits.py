@@ -7,7 +7,7 @@ A run exits with the program's exit code, or the code of an outcome that is not 
 program's own (`EXIT_CODES`); a cell with 0, 1 for an exception, or the same codes
 as a run for the same outcomes (`CELL_EXIT_CODES`). Refusals and failures have
 codes of their own, from sysexits.h where one fits: 2 bad input, 69 no engine,
-75 busy (try again), 77 the token, 125 infrastructure (`ai_data_agent.cli.common.exit_for`
+75 busy or full (try again), 77 the token, 125 infrastructure (`ai_data_agent.cli.common.exit_for`
 picks one for an error).
 """
 
@@ -39,7 +39,7 @@ EXIT_CODES: dict[RunStatus, int] = {
 }
 EXIT_INFRASTRUCTURE = EXIT_CODES[RunStatus.ERROR]
 EXIT_NO_ENGINE = 69  # no Docker engine answers (EX_UNAVAILABLE); nothing was started
-EXIT_BUSY = 75  # a session busy with another call, or no room for one (EX_TEMPFAIL): retry
+EXIT_BUSY = 75  # a busy session, no room, a full queue, no worker (EX_TEMPFAIL): retry
 EXIT_AUTH = 77  # the daemon refused the token, or wants one (EX_NOPERM); nothing was started
 CELL_EXIT_CODES = {
     CellStatus.SUCCEEDED: 0,

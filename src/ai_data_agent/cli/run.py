@@ -244,7 +244,8 @@ def run(
 
     Exits with the program's exit code, or 122 install failed, 123 output cap
     exceeded, 124 timed out, 125 infrastructure error, 130 cancelled, 137 memory
-    exceeded, 2 bad input, 69 no Docker engine, 77 token refused by the daemon;
+    exceeded, 2 bad input, 69 no Docker engine, 75 the daemon's queue is full or its cluster
+    has no live worker (retry), 77 token refused by the daemon;
     stopped by SIGINT, SIGTERM or SIGHUP, 128 + the signal (130, 143, 129) once the
     sandbox is removed (with --server: once the run is cancelled on the daemon).
     """

@@ -25,7 +25,8 @@ daemon raised: `RequestRejected` (400/422, and a request that does not validate
 here), `RequestTooLarge` (413), `Unauthorized`, `Forbidden` (403: an admin's call
 with an agent's token), `NotFound` (`FileNotFound` for a
 session's file), `QueueFull` (with ``retry_after``), `SessionBusy`,
-`SessionGone`, `SessionLimit`, `NotReady`, `ServerError` (500, or an answer
+`SessionGone`, `SessionLimit`, `NotReady` (`NoWorker`: a cluster with no live
+worker), `ServerError` (500, or an answer
 outside the API), `ServerUnreachable` (no answer) and `RunIncomplete` (a wait
 without a result). The server's body is read only as the documented
 ``{"error": {"code", "message"}}`` shape, never echoed raw.
@@ -43,6 +44,7 @@ from ai_data_agent.errors import (
     InstallFailed,
     NotFound,
     NotReady,
+    NoWorker,
     QueueFull,
     RequestRejected,
     RequestTooLarge,
@@ -61,6 +63,7 @@ __all__ = [
     "FileNotFound",
     "Forbidden",
     "InstallFailed",
+    "NoWorker",
     "NotFound",
     "NotReady",
     "QueueFull",

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ai_data_agent.executor.protocol import FrameReader
-from ai_data_agent.models import PackageInfo
+from ai_data_agent.models import DisplayOutput, PackageInfo
 
 __all__ = [
     "AckFrame",
@@ -103,6 +103,19 @@ class VerifySection(_Frame):
     packages: list[PackageInfo] = Field(default_factory=list)
 
 
+class OutputSection(_Frame):
+    """A MIME bundle, its metadata, and whether richer representations were dropped."""
+
+    data: dict[str, Any]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    truncated: bool = False
+
+    def as_output(self, max_bytes: int) -> DisplayOutput | None:
+        """The bundle as the API returns it, or None when it is over ``max_bytes``."""
+        output = DisplayOutput(data=self.data, metadata=self.metadata, truncated=self.truncated)
+        return output if len(output.model_dump_json()) <= max_bytes else None
+
+
 class ExecuteSection(_Frame):
     exit_code: int | None = None
     signal: int | None = None
@@ -111,6 +124,7 @@ class ExecuteSection(_Frame):
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     duration_s: Seconds = 0.0
+    value: OutputSection | None = None  # the last expression's bundle (`sandbox.lastvalue`)
 
 
 class EnvironmentSection(_Frame):
@@ -168,14 +182,6 @@ class KernelFrame(_Frame):
     event: Literal["started", "lost"]
     generation: int
     reason: str = ""
-
-
-class OutputSection(_Frame):
-    """A MIME bundle, its metadata, and whether richer representations were dropped."""
-
-    data: dict[str, Any]
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    truncated: bool = False
 
 
 class DisplayFrame(OutputSection):

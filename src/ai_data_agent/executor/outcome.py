@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from ai_data_agent.executor.conversation import Transcript
 from ai_data_agent.executor.diagnose import install_error
-from ai_data_agent.executor.frames import InstallSection, ResultFrame
+from ai_data_agent.executor.frames import ExecuteSection, InstallSection, ResultFrame
 from ai_data_agent.models import (
+    DisplayOutput,
     EnvironmentInfo,
     InstallReport,
     RunRequest,
@@ -111,6 +112,13 @@ def _environment(frame: ResultFrame) -> EnvironmentInfo:
     )
 
 
+def _value(execute: ExecuteSection | None, max_bytes: int) -> DisplayOutput | None:
+    """The last expression's value, when the code ran to its end and left one."""
+    if execute is None or execute.value is None or execute.exit_code != 0:
+        return None
+    return execute.value.as_output(max_bytes)
+
+
 def run_result(
     run_id: str, image: str, request: RunRequest, transcript: Transcript, settings: Settings
 ) -> RunResult:
@@ -150,6 +158,7 @@ def run_result(
         artifacts_truncated=collector.truncated,
         image=image,
         error=error,
+        result=_value(execute, settings.display_max_bytes),
     )
 
 

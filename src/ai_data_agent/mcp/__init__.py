@@ -8,8 +8,8 @@ Needs the optional ``mcp`` extra (``pip install 'ai-data-agent[mcp]'``); without
 it the daemon starts all the same, without ``/mcp``. A tool call meets, in
 order: `server` (the SDK's server, its tools and resources), `tools` (the
 tools, with `descriptions`, `files` for file arguments and `progress` for live
-output), then a `sandbox.Sandbox`, the one interface the tools know, and
-`results` shapes what comes back. Two implementations of `Sandbox` live here:
+output), then a `sandbox.SandboxService`, the one interface the tools know, and
+`results` shapes what comes back. Two implementations of `SandboxService` live here:
 the library on the local engine (`local`) and a daemon over HTTP (`remote`);
 `stdio` serves either on stdin/stdout. The daemon's own, over its dispatcher
 and sessions, is part of the daemon (`ai_data_agent.service.mcp`): this

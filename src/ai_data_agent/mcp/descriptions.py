@@ -10,7 +10,7 @@ _RUN = (
     "Run Python 3 code in a locked-down sandbox: a throwaway container with no network, "
     "limited memory and CPU. Install packages with `requirements` (e.g. ['pandas', "
     "'matplotlib']); put input files with `files`. The result starts with the status, then "
-    "the end of stdout and stderr, the value of the last expression (in a session), the "
+    "the end of stdout and stderr, the value of the last expression (as in a notebook), the "
     "traceback when the code fails (the result is then an error), matplotlib figures as PNG "
     "images, and links to files the code wrote under `outputs/`. Print what you need to see; "
     "save files to show under `outputs/`. Keep each call short (`timeout_s`, default 45 s): "
@@ -69,7 +69,7 @@ RESTART = (
 )
 CLOSE = "Close a session: its sandbox and files are removed."
 
-CODE = "Python source. In a session, the value of the last expression is returned."
+CODE = "Python source. The value of the last expression is returned, as in a notebook."
 REQUIREMENTS = "PEP 508 requirements to install from the package index, e.g. ['pandas']."
 FILES = "Input files: each {path, text} or {path, base64}, placed under the working directory."
 TIMEOUT = "Seconds the code may run (default 45; the server caps it)."

@@ -1,4 +1,4 @@
-"""The `Sandbox` of ``ai-data-agent mcp`` without ``--server``: the library on the local engine.
+"""The `SandboxService` of ``ai-data-agent mcp`` without ``--server``: the library on the local engine.
 
     async with LocalSandbox(settings) as sandbox:
         job = await sandbox.start_run(RunRequest(code="print(1)"), on_output)
@@ -26,7 +26,7 @@ from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
 from ai_data_agent.errors import NotFound, RequestRejected, SessionGone, SessionLimit
 from ai_data_agent.executor import Executor, RunEvent, Session
 from ai_data_agent.limits import resolve_run
-from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink, ThreadJob
+from ai_data_agent.mcp.sandbox import Capabilities, OutputSink, ThreadJob, ToolJob
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.session_models import (
@@ -43,6 +43,7 @@ __all__ = ["LocalSandbox"]
 T = TypeVar("T")
 KEPT_RUNS = 200  # results whose artifacts stay readable; older folders are removed
 NO_DATASETS = "datasets live on a daemon: start this server with `ai-data-agent mcp --server URL`"
+KEPT_ENDED = 200  # closed sessions whose status a call still names
 
 
 def _forward(on_output: OutputSink) -> Callable[[RunEvent], None]:
@@ -72,6 +73,7 @@ class LocalSandbox:
         self._folder = Path(tempfile.mkdtemp(prefix="ai-data-agent-mcp-"))
         self._runs: dict[str, RunResult] = {}
         self._sessions: dict[str, Session] = {}
+        self._ended: dict[str, SessionInfo] = {}
         self._lock = threading.Lock()
 
     async def __aenter__(self) -> LocalSandbox:
@@ -81,7 +83,7 @@ class LocalSandbox:
         await self.aclose()
 
     # -- runs ---------------------------------------------------------------------------
-    async def start_run(self, request: RunRequest, on_output: OutputSink) -> Job[RunResult]:
+    async def start_run(self, request: RunRequest, on_output: OutputSink) -> ToolJob[RunResult]:
         limits = resolve_run(request, self.settings)  # RequestRejected before any thread starts
         cancel = threading.Event()
         run_id = uuid.uuid4().hex
@@ -125,8 +127,9 @@ class LocalSandbox:
     def _session(self, session_id: str) -> Session:
         with self._lock:
             session = self._sessions.get(session_id)
+            ended = self._ended.get(session_id)
         if session is None:
-            raise SessionGone(f"session {session_id[:64]} is unknown", session_id=session_id)
+            raise SessionGone.ended(session_id, ended.status.value if ended else None)
         return session
 
     async def create_session(self, request: SessionRequest) -> SessionInfo:
@@ -143,7 +146,7 @@ class LocalSandbox:
 
     async def start_cell(
         self, session_id: str, code: str, timeout_s: float | None, on_output: OutputSink
-    ) -> Job[CellResult]:
+    ) -> ToolJob[CellResult]:
         session = self._session(session_id)
 
         def run() -> CellResult:
@@ -180,10 +183,15 @@ class LocalSandbox:
     async def close_session(self, session_id: str) -> SessionInfo | None:
         with self._lock:
             session = self._sessions.pop(session_id, None)
-        if session is None:
-            return None
+            if session is None:
+                return self._ended.get(session_id)
         await _in_thread(session.close)
-        return session.info()
+        info = session.info()
+        with self._lock:  # a closed session answers as on a daemon: closed, not unknown
+            self._ended[session_id] = info
+            while len(self._ended) > KEPT_ENDED:
+                del self._ended[next(iter(self._ended))]
+        return info
 
     async def datasets(self) -> DatasetPage:
         raise RequestRejected("datasets", NO_DATASETS)

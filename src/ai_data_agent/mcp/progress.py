@@ -2,7 +2,7 @@
 
     outcome = await follow(job, report, total_s=timeout, grace_s=2.0, output=output)
 
-`follow` waits for a `Job`; every `EVERY_S` it reports the seconds elapsed
+`follow` waits for a `ToolJob`; every `EVERY_S` it reports the seconds elapsed
 (of ``total_s``) and the last line of output so far through ``report`` (the
 request's ``ctx.report_progress``, a no-op when the client sent no progress
 token). When the wait is cancelled (the client cancelled the MCP request, or
@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import anyio
 
-from ai_data_agent.mcp.sandbox import Job
+from ai_data_agent.mcp.sandbox import ToolJob
 
 __all__ = ["EVERY_S", "LiveOutput", "follow"]
 
@@ -65,7 +65,7 @@ async def _report_every(report: Report, total_s: float | None, output: LiveOutpu
 
 
 async def follow(
-    job: Job[T], report: Report, *, total_s: float | None, grace_s: float, output: LiveOutput
+    job: ToolJob[T], report: Report, *, total_s: float | None, grace_s: float, output: LiveOutput
 ) -> T:
     """``job``'s outcome, with progress while it runs; a cancelled wait stops the job."""
     failure: Exception | None = None

@@ -1,4 +1,4 @@
-"""The `Sandbox` of ``ai-data-agent mcp --server URL``: a daemon through the HTTP client.
+"""The `SandboxService` of ``ai-data-agent mcp --server URL``: a daemon through the HTTP client.
 
     sandbox = await RemoteSandbox.connect(Client(url, token))
 
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from ai_data_agent.client import Client, RemoteSession
 from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
 from ai_data_agent.errors import NotFound, ServerError
-from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink, ThreadJob
+from ai_data_agent.mcp.sandbox import Capabilities, OutputSink, ThreadJob, ToolJob
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.session_models import (
     CellResult,
@@ -69,7 +69,7 @@ class RemoteSandbox:
         return cls(client, capabilities)
 
     # -- runs ---------------------------------------------------------------------------
-    async def start_run(self, request: RunRequest, on_output: OutputSink) -> Job[RunResult]:
+    async def start_run(self, request: RunRequest, on_output: OutputSink) -> ToolJob[RunResult]:
         run_id = await _in_thread(lambda: self.client.submit_request(request))
 
         def follow() -> RunResult:
@@ -121,7 +121,7 @@ class RemoteSandbox:
 
     async def start_cell(
         self, session_id: str, code: str, timeout_s: float | None, on_output: OutputSink
-    ) -> Job[CellResult]:
+    ) -> ToolJob[CellResult]:
         session = await _in_thread(lambda: self._session(session_id))
 
         def output(kind: str, data: dict[str, Any]) -> None:

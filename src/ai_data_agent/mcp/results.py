@@ -1,6 +1,7 @@
 """Tool results for a model: one text block that says what happened, then images and links.
 
     text = cell_text(cell)                       # status, output tails, value, traceback
+    text = run_text(result, links)               # a one-shot run: the same sections
     result = tool_result(text, images=pngs, links=links, failed=cell.status != "succeeded")
     result = error_result(exc)                   # a refusal or failure, never a traceback
 
@@ -21,12 +22,13 @@ from collections.abc import Iterable, Sequence
 from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
 from ai_data_agent.errors import AiDataAgentError
-from ai_data_agent.models import Artifact, RunResult
-from ai_data_agent.session_models import CellResult, DisplayOutput, PackagesResult
+from ai_data_agent.models import Artifact, DisplayOutput, RunResult
+from ai_data_agent.session_models import CellResult, PackagesResult
 
 __all__ = [
     "INTERNAL_MESSAGE",
     "artifact_link",
+    "bundle_images",
     "cell_images",
     "cell_text",
     "error_result",
@@ -66,9 +68,11 @@ def _output_sections(stdout: str, stderr: str, stdout_cut: bool, stderr_cut: boo
 
 
 def artifact_link(run_id: str, artifact: Artifact) -> ResourceLink:
+    """A run's file, named as a session's: by its path under the working directory
+    (``outputs/<path>``); the run's resource takes the path under ``outputs/``."""
     return ResourceLink(
         type="resource_link",
-        name=artifact.path,
+        name=artifact.file_path,
         uri=f"ai-data-agent://runs/{run_id}/artifacts/{artifact.path}",
         mime_type=artifact.media_type,
         size=artifact.size,
@@ -89,8 +93,14 @@ def _artifact_lines(links: Sequence[ResourceLink]) -> str:
     return "\n".join(f"{link.name} ({link.size} bytes): {link.uri}" for link in links)
 
 
+def _value_section(value: DisplayOutput | None) -> list[str]:
+    if value is None:
+        return []
+    return [_section("value", str(value.data.get("text/plain", ""))[:VALUE_HEAD])]
+
+
 def run_text(result: RunResult, links: Sequence[ResourceLink]) -> str:
-    """A one-shot run: status line, output tails, error, artifacts."""
+    """A one-shot run: status line, error, output tails, the value, artifacts."""
     head = f"status: {result.status.value}"
     if result.exit_code is not None:
         head += f" (exit code {result.exit_code})"
@@ -103,8 +113,9 @@ def run_text(result: RunResult, links: Sequence[ResourceLink]) -> str:
     parts += _output_sections(
         result.stdout, result.stderr, result.stdout_truncated, result.stderr_truncated
     )
+    parts += _value_section(result.result)
     if links:
-        parts.append(_section("files under outputs/", _artifact_lines(links)))
+        parts.append(_section("files", _artifact_lines(links)))
     return "\n".join(parts)
 
 
@@ -120,14 +131,11 @@ def cell_text(cell: CellResult, links: Sequence[ResourceLink]) -> str:
     parts += _output_sections(
         cell.stdout, cell.stderr, cell.stdout_truncated, cell.stderr_truncated
     )
-    if cell.result is not None:
-        value = str(cell.result.data.get("text/plain", ""))
-        parts.append(_section("value", value[:VALUE_HEAD]))
+    parts += _value_section(cell.result)
     if cell.error is not None:
-        trace = "\n".join(cell.error.traceback) or f"{cell.error.ename}: {cell.error.evalue}"
-        parts.append(_section("error", tail(trace, STDERR_TAIL)))
+        parts.append(_section("error", tail(cell.error.text, STDERR_TAIL)))
     if links:
-        parts.append(_section("files under outputs/", _artifact_lines(links)))
+        parts.append(_section("files", _artifact_lines(links)))
     return "\n".join(parts)
 
 
@@ -158,11 +166,15 @@ def _png(data: object) -> bytes | None:
     return raw if raw.startswith(PNG_MAGIC) else None
 
 
+def bundle_images(bundles: Iterable[DisplayOutput | None]) -> list[bytes]:
+    """The PNG images of MIME bundles, in order (a cell's outputs then its value, a run's value)."""
+    found = [_png(bundle.data.get(PNG)) for bundle in bundles if bundle is not None]
+    return [image for image in found if image is not None]
+
+
 def cell_images(cell: CellResult) -> list[bytes]:
     """PNG images of a cell, in order: display outputs (figures), then the value."""
-    bundles: list[DisplayOutput] = [*cell.outputs, *([cell.result] if cell.result else [])]
-    found = [_png(bundle.data.get(PNG)) for bundle in bundles]
-    return [image for image in found if image is not None]
+    return bundle_images([*cell.outputs, cell.result])
 
 
 def tool_result(

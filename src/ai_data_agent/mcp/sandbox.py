@@ -1,13 +1,13 @@
 """What the MCP tools need of a sandbox service, whatever runs it.
 
-    sandbox: Sandbox = LocalSandbox(settings)        # the library on the local engine
-    sandbox = DaemonSandbox(daemon)                   # inside the daemon: its own records
-    sandbox = RemoteSandbox(client)                   # a daemon over HTTP
-    job = await sandbox.start_run(request, on_output)
-    result = await job.wait()                         # cancellable; job.cancel() stops it
+    sandbox: SandboxService = LocalSandbox(settings)  # the library on the local engine
+    sandbox = DaemonSandbox(daemon)                    # inside the daemon: its own records
+    sandbox = RemoteSandbox(client)                    # a daemon over HTTP
+    job = await sandbox.start_run(request, on_output)  # a ToolJob
+    result = await job.wait()                          # cancellable; job.cancel() stops it
 
-The tools are written against `Sandbox` alone. A call that runs code returns a
-`Job` at once, so that the tools can wait for it (a cancelled wait leaves the
+The tools are written against `SandboxService` alone. A call that runs code returns a
+`ToolJob` at once, so that the tools can wait for it (a cancelled wait leaves the
 job running), report progress while it runs, and stop it when the MCP request
 is cancelled. ``on_output(kind, text)`` sees ``stdout`` and ``stderr`` as they
 are produced, on any thread. Errors are the package's one tree
@@ -32,7 +32,7 @@ from ai_data_agent.session_models import (
     SessionRequest,
 )
 
-__all__ = ["Capabilities", "Job", "OutputSink", "Sandbox", "ThreadJob"]
+__all__ = ["Capabilities", "OutputSink", "SandboxService", "ThreadJob", "ToolJob"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -41,7 +41,7 @@ OutputSink = Callable[[str, str], None]
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What the service behind a `Sandbox` allows, for the tools' defaults and annotations."""
+    """What the service behind a `SandboxService` allows, for the tools' defaults and annotations."""
 
     allow_network: bool
     sessions: bool
@@ -49,7 +49,7 @@ class Capabilities:
     interrupt_grace_s: float
 
 
-class Job(Protocol[T_co]):
+class ToolJob(Protocol[T_co]):
     """Work in progress: a run or a cell."""
 
     async def wait(self) -> T_co:
@@ -60,7 +60,7 @@ class Job(Protocol[T_co]):
 
 
 class ThreadJob(Generic[T]):
-    """A blocking call on its own thread, awaited from the event loop (`Job`)."""
+    """A blocking call on its own thread, awaited from the event loop (`ToolJob`)."""
 
     def __init__(self, call: Callable[[], T], stop: Callable[[], Awaitable[None]]) -> None:
         self._stop = stop
@@ -92,12 +92,12 @@ class ThreadJob(Generic[T]):
         await self._stop()
 
 
-class Sandbox(Protocol):
+class SandboxService(Protocol):
     """See the module docstring. Every method may raise from `ai_data_agent.errors`."""
 
     capabilities: Capabilities
 
-    async def start_run(self, request: RunRequest, on_output: OutputSink) -> Job[RunResult]: ...
+    async def start_run(self, request: RunRequest, on_output: OutputSink) -> ToolJob[RunResult]: ...
 
     async def artifact(self, run_id: str, path: str) -> bytes:
         """A file a run left under outputs/ (``path`` relative to it), as its result lists."""
@@ -106,7 +106,7 @@ class Sandbox(Protocol):
 
     async def start_cell(
         self, session_id: str, code: str, timeout_s: float | None, on_output: OutputSink
-    ) -> Job[CellResult]: ...
+    ) -> ToolJob[CellResult]: ...
 
     async def install(self, session_id: str, requirements: list[str]) -> PackagesResult: ...
 
@@ -118,7 +118,9 @@ class Sandbox(Protocol):
 
     async def restart(self, session_id: str) -> SessionInfo: ...
 
-    async def close_session(self, session_id: str) -> SessionInfo | None: ...
+    async def close_session(self, session_id: str) -> SessionInfo | None:
+        """Its record, closed now or before (as it ended); None when it is unknown.
+        A call to a session that ended raises ``SessionGone.ended`` with its status."""
 
     async def datasets(self) -> DatasetPage:
         """The datasets this caller may mount."""

@@ -1,4 +1,4 @@
-"""The MCP server over a `Sandbox`: tools, file resources, instructions.
+"""The MCP server over a `SandboxService`: tools, file resources, instructions.
 
     server, tools = build_server(sandbox, ToolOptions(default_session=True, ...))
     await server.run_stdio_async()          # or its HTTP app, in the daemon
@@ -23,7 +23,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from ai_data_agent import __version__
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.mcp.dataset_tools import DatasetTools
-from ai_data_agent.mcp.sandbox import Sandbox
+from ai_data_agent.mcp.sandbox import SandboxService
 from ai_data_agent.mcp.tools import SandboxTools, ToolOptions
 
 __all__ = ["INSTRUCTIONS", "build_server"]
@@ -47,7 +47,7 @@ async def _read(call: Awaitable[bytes]) -> bytes:
         raise ResourceError(exc.message) from exc
 
 
-def build_server(sandbox: Sandbox, options: ToolOptions) -> tuple[MCPServer, SandboxTools]:
+def build_server(sandbox: SandboxService, options: ToolOptions) -> tuple[MCPServer, SandboxTools]:
     """An `MCPServer` with the tools and resources over ``sandbox``."""
     server: MCPServer = MCPServer(
         "ai-data-agent",

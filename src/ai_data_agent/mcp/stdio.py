@@ -21,7 +21,7 @@ from ai_data_agent.client import Client
 from ai_data_agent.executor import Executor
 from ai_data_agent.mcp.local import LocalSandbox
 from ai_data_agent.mcp.remote import RemoteSandbox
-from ai_data_agent.mcp.sandbox import Sandbox
+from ai_data_agent.mcp.sandbox import SandboxService
 from ai_data_agent.mcp.server import build_server
 from ai_data_agent.mcp.tools import ToolOptions
 from ai_data_agent.settings import Settings
@@ -40,7 +40,7 @@ def serve_stdio(settings: Settings, server: str | None = None, token: str | None
     anyio.run(_serve, settings, server, token)
 
 
-async def _sandbox(settings: Settings, server: str | None, token: str | None) -> Sandbox:
+async def _sandbox(settings: Settings, server: str | None, token: str | None) -> SandboxService:
     if server is None:
         return LocalSandbox(settings, Executor(settings))
     client = Client(server, token=token)

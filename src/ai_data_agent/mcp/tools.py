@@ -33,6 +33,7 @@ from ai_data_agent.mcp.progress import LiveOutput, follow
 from ai_data_agent.mcp.results import (
     INTERNAL_MESSAGE,
     artifact_link,
+    bundle_images,
     cell_images,
     cell_text,
     error_result,
@@ -41,7 +42,7 @@ from ai_data_agent.mcp.results import (
     run_text,
     tool_result,
 )
-from ai_data_agent.mcp.sandbox import Sandbox
+from ai_data_agent.mcp.sandbox import SandboxService
 from ai_data_agent.models import InputFile, RunRequest
 from ai_data_agent.session_models import CellResult, SessionRequest
 
@@ -76,9 +77,9 @@ async def guard(call: Callable[[], Awaitable[CallToolResult]]) -> CallToolResult
 
 
 class SandboxTools:
-    """The tool functions over one `Sandbox`. See the module docstring."""
+    """The tool functions over one `SandboxService`. See the module docstring."""
 
-    def __init__(self, sandbox: Sandbox, options: ToolOptions) -> None:
+    def __init__(self, sandbox: SandboxService, options: ToolOptions) -> None:
         self.sandbox = sandbox
         self.options = options
         self._default: str | None = None
@@ -175,7 +176,7 @@ class SandboxTools:
             job, ctx.report_progress, total_s=request.timeout_s, grace_s=grace, output=output
         )
         links = [artifact_link(result.id, a) for a in result.artifacts]
-        images: list[bytes] = []
+        images = bundle_images([result.result])
         for artifact in result.artifacts:
             if artifact.media_type == PNG and len(images) < self.options.max_images:
                 images.append(await self.sandbox.artifact(result.id, artifact.path))
@@ -201,9 +202,7 @@ class SandboxTools:
         except SessionGone:
             self._forget_if_default(session_id)
             raise
-        links = [
-            file_link(session_id, f"outputs/{a.path}", a.size, a.media_type) for a in cell.artifacts
-        ]
+        links = [file_link(session_id, a.file_path, a.size, a.media_type) for a in cell.artifacts]
         return tool_result(
             cell_text(cell, links),
             images=cell_images(cell),
@@ -295,8 +294,9 @@ class SandboxTools:
             sid = await self._session_id(session_id)
             self._forget_if_default(sid)
             info = await self.sandbox.close_session(sid)
-            status = info.status.value if info is not None else "unknown"
-            return tool_result(f"session {sid} is {status}; its container is removed")
+            if info is None:
+                raise SessionGone.ended(sid, None)
+            return tool_result(f"session {sid} is {info.status.value}; its container is removed")
 
         return await guard(call)
 

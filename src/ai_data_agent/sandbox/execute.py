@@ -1,9 +1,10 @@
 """Running the user's code: a child interpreter, its output pumped as capped frames.
 
-    report = execute(channel, job, work, env)   # exit code, signal, timeouts, caps
+    report = execute(channel, job, work, env)   # exit code, signal, timeouts, caps, value
 
-The code runs as ``python main.py`` in its own session (so the whole process
-group can be killed), with the env install and verify used, stdin closed and
+The code runs as ``python main.py`` would (`lastvalue`, which also keeps the
+value of a last expression) in its own session (so the whole process group
+can be killed), with the env install and verify used, stdin closed and
 stdout/stderr read here: decoded incrementally, cut at the job's caps and sent
 as ``out`` frames while it runs. Standard library only, Python >= 3.9.
 """
@@ -18,7 +19,9 @@ import subprocess
 import sys
 import time
 
+from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel
+from ai_data_agent.sandbox.lastvalue import MAIN_FILE, read_value
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 
     Emit = Callable[[dict[str, Any]], None]
 
-MAIN_FILE = "main.py"
+VALUE_FILE = "value.json"  # in the sandbox dir, beside work/ (the code's cwd)
 # After the main process exits, a background child may still hold the pipes
 # open; read what is already there, briefly, then stop.
 DRAIN_AFTER_EXIT_S = 0.2
@@ -132,15 +135,18 @@ class OutputPump:
 def execute(
     channel: Channel, job: Mapping[str, Any], work: str, env: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Write the code to ``work/main.py``, run it, pump its output; report how it ended."""
+    """Write the code to ``work/main.py``, run it, pump its output; report how it ended
+    (with ``value``, the last expression's MIME bundle, when there is one)."""
     with open(os.path.join(work, MAIN_FILE), "w", encoding="utf-8") as fh:
         fh.write(job["code"])
     limits = {"stdout": int(job["stdout_limit"]), "stderr": int(job["stderr_limit"])}
     pump = OutputPump(channel.emit, limits, kill_on_cap=job.get("output_policy") == "kill")
     channel.phase("running")
     started = time.monotonic()
+    value_path = os.path.join(os.path.dirname(work), VALUE_FILE)
+    command = [sys.executable, "-c", source_of("lastvalue"), source_of("display"), value_path]
     proc = subprocess.Popen(
-        [sys.executable, MAIN_FILE],
+        command,
         cwd=work,
         env=dict(env),
         stdin=subprocess.DEVNULL,
@@ -150,4 +156,7 @@ def execute(
     )
     report = pump.run(proc, float(job["timeout_s"]))
     report["duration_s"] = time.monotonic() - started
+    value = read_value(value_path)
+    if value is not None:
+        report["value"] = value
     return report

@@ -28,7 +28,7 @@ from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.datasets.sqlite_store import DATASETS_FILENAME, DatasetStore
 from ai_data_agent.service.dispatcher import Dispatcher
 from ai_data_agent.service.egress_audit import EgressAudit
-from ai_data_agent.service.health import engine_probes, probe
+from ai_data_agent.service.health import engine_probes, probe, writable_probe
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
@@ -158,6 +158,9 @@ class Daemon:
         return {
             **engine_probes(self.executor),
             "store": probe("store", self.store.probe_writable, "writable"),
+            "writable": writable_probe(
+                self.executor, self.settings.data_dir, self.settings.storage_root
+            ),
         }
 
     def instant_checks(self) -> list[Check]:

@@ -193,6 +193,9 @@ class Dispatcher:
             logger.bind(run_id=run_id).info("cancel requested; stopping the sandbox")
         return entry.handle
 
+    def check_execution(self, run_id: str) -> None:
+        """This node executes what it admits: there is always something to run it."""
+
     # -- shutdown ---------------------------------------------------------------------
     def begin_shutdown(self) -> None:
         """Refuse new runs, interrupt queued ones, give running ones the grace period.

@@ -1,6 +1,7 @@
 """Readiness, the same on every node: the checks a node names, run at once with a timeout.
 
     probes = {**engine_probes(executor), "store": probe("store", store.probe_writable, "writable")}
+    probes["writable"] = writable_probe(executor, settings.data_dir)   # each directory it writes
     answer = await readiness(node, request.app, *accepting(node))   # {"status": "ready", ...}
     checks = await node_checks(node, limiter)            # every Check by name, failed ones too
 
@@ -10,19 +11,24 @@ once (`instant_checks`: prewarm progress); ``/readyz`` runs the first kind in
 threads of its own limiter, each abandoned after `READY_CHECK_TIMEOUT_S`, so a
 hung engine is reported ("no answer") instead of holding the answer or
 starving the API's own threads. The console's health page runs the same
-checks (`node_checks`) and shows them whether they pass or not.
+checks (`node_checks`) and shows them whether they pass or not. A passing check
+may be ``degraded`` (a cluster's API node with no live worker): the node is
+ready to admit (200), and the answer says ``"execution": "degraded"`` and which
+check says why.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 from starlette.applications import Starlette
 
 from ai_data_agent.checks import Check
-from ai_data_agent.errors import NotReady
+from ai_data_agent.errors import AiDataAgentError, NotReady
 from ai_data_agent.service.node import RunExecutor, ServiceNode
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "probe",
     "readiness",
     "timed",
+    "writable_probe",
 ]
 
 READY_CHECK_TIMEOUT_S = 5.0
@@ -72,6 +79,28 @@ def engine_probes(executor: RunExecutor) -> dict[str, Probe]:
         "docker": probe("docker", backend.ping, "reachable"),
         "image": probe("image", backend.check_image),
     }
+
+
+def writable_probe(executor: RunExecutor | None, *dirs: Path, name: str = "writable") -> Probe:
+    """Every directory a node writes: ``dirs`` (data_dir, a storage directory) and, when
+    it executes with the environment cache, its index's. A file is made in each."""
+
+    def check() -> Check:
+        cache = executor.env_cache if executor is not None else None
+        try:
+            paths = [*dirs, *([cache.index_path.parent] if cache else [])]
+        except AiDataAgentError as exc:  # the engine, asked for its id: the docker check says
+            return Check.failed(name, exc)
+        for path in paths:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=path):
+                    pass
+            except OSError as exc:
+                return Check(name, False, f"{path}: {exc.strerror or exc}")
+        return Check(name, True, ", ".join(str(p) for p in paths))
+
+    return check
 
 
 async def timed(name: str, call: Callable[[], list[Check]], limiter: Limiter) -> list[Check]:
@@ -120,7 +149,8 @@ def _limiter(app: Starlette) -> Limiter:
 
 
 async def readiness(node: Probed, app: Starlette, *extra: Check) -> dict[str, Any]:
-    """Every check of ``node`` (and ``extra``) by name, when all pass.
+    """Every check of ``node`` (and ``extra``) by name, when all pass: ``admission`` is
+    ready, ``execution`` ready or, when a check says so, ``degraded``.
 
     Raises:
         NotReady: some failed; the message names each with why.
@@ -129,4 +159,10 @@ async def readiness(node: Probed, app: Starlette, *extra: Check) -> dict[str, An
     failed = [c for c in checks.values() if not c.ok]
     if failed:
         raise NotReady("; ".join(f"{c.name}: {c.detail}" for c in failed))
-    return {"status": "ready", "checks": {name: c.detail for name, c in sorted(checks.items())}}
+    degraded = any(c.degraded for c in checks.values())
+    return {
+        "status": "ready",
+        "admission": "ready",
+        "execution": "degraded" if degraded else "ready",
+        "checks": {name: c.detail for name, c in sorted(checks.items())},
+    }

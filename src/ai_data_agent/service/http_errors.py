@@ -10,7 +10,8 @@ code: 400 ``invalid_request``, 401 ``unauthorized`` (with a ``WWW-Authenticate``
 challenge), 404 ``not_found`` (``file_not_found`` for a session's file), 409 ``session_busy``, 410 ``session_gone``, 413
 ``payload_too_large``, 422 ``install_failed``, 429 ``queue_full`` and
 ``session_limit`` (with ``Retry-After``), 503 ``not_ready`` (host failures
-outside a run included), 500 ``internal``. A body or query
+outside a run included) and ``no_worker`` (with the queued run's ``Location``),
+500 ``internal``. A body or query
 that does not validate is 422 ``invalid_request``, its problems summarised as
 ``location: problem`` pairs without echoing input; the framework's own 404,
 405 and 413 are ``not_found``, ``method_not_allowed`` and ``payload_too_large``. Anything else is 500
@@ -32,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ai_data_agent.api_models import ErrorBody, ErrorDetail
 from ai_data_agent.errors import (
     AiDataAgentError,
+    NoWorker,
     QueueFull,
     RequestRejected,
     SessionLimit,
@@ -76,6 +78,8 @@ def _headers(error: AiDataAgentError) -> dict[str, str]:
         return dict(CHALLENGE)
     if isinstance(error, QueueFull | SessionLimit) and error.retry_after is not None:
         return {"Retry-After": str(math.ceil(error.retry_after))}
+    if isinstance(error, NoWorker) and error.run_id is not None:
+        return {"Location": f"/v1/runs/{error.run_id}"}  # the run stays queued there
     return {}
 
 

@@ -139,6 +139,10 @@ class RunDispatcher(Protocol):
     def cancel(self, run_id: str) -> RunHandle | None:
         """Cancel an active run; its handle to wait on, or None when it is not active."""
 
+    def check_execution(self, run_id: str) -> None:
+        """Raise `NoWorker` when nothing can execute ``run_id`` now (a cluster without a
+        live worker, the run still queued); a node that executes its own runs never does."""
+
 
 class SessionService(Protocol):
     """The sessions API's operations (all blocking; a cell's handle is waited on), for

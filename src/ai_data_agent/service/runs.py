@@ -1,7 +1,7 @@
 """What a client may do with runs, the same through both doors: the HTTP routes and ``/mcp``.
 
     handle = await admit(node, principal, request)   # limits resolved once; QueueFull, NotReady
-    result = await final_result(node, handle)        # waits without a thread
+    result = await final_result(node, handle)        # waits without a thread; NoWorker
     record = await record_or_404(node, principal, run_id)
     items, total = await page(node, principal, status=None, tenant=None, limit=50, offset=0)
     artifact, body = await listed_artifact(node, principal, run_id, "out.csv")
@@ -33,6 +33,7 @@ from ai_data_agent.service.records import result_of
 from ai_data_agent.tenant_models import Principal
 
 __all__ = [
+    "EXECUTION_CHECK_S",
     "admit",
     "cancel",
     "events_of",
@@ -41,7 +42,11 @@ __all__ = [
     "page",
     "record_or_404",
     "stored_result",
+    "wait_executed",
 ]
+
+# How often a waiter asks whether anything can execute its run (a cluster's live workers).
+EXECUTION_CHECK_S = 2.0
 
 
 async def admit(node: ServiceNode, principal: Principal, request: RunRequest) -> RunHandle:
@@ -75,9 +80,27 @@ def stored_result(record: RunRecord | None, run_id: str) -> RunResult:
     return result_of(record)
 
 
+async def wait_executed(node: ServiceNode, handle: RunHandle) -> None:
+    """Wait until the run has ended, asking at once and every `EXECUTION_CHECK_S` whether
+    anything can execute it.
+
+    Raises:
+        NoWorker: it is queued on a cluster with no live worker (it stays queued).
+    """
+    while not handle.done:
+        await anyio.to_thread.run_sync(node.dispatcher.check_execution, handle.id)
+        with anyio.move_on_after(EXECUTION_CHECK_S):
+            await wait_done(handle)
+            return
+
+
 async def final_result(node: ServiceNode, handle: RunHandle) -> RunResult:
-    """The run's result once it has ended: the one in hand, else its record's."""
-    await wait_done(handle)
+    """The run's result once it has ended: the one in hand, else its record's.
+
+    Raises:
+        NoWorker: as `wait_executed`: nothing waits for a run that nothing can execute.
+    """
+    await wait_executed(node, handle)
     if handle.result is not None:
         return handle.result
     # A worker that never finished the run: its record says what happened.

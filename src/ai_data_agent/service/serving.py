@@ -181,7 +181,9 @@ def run_app(
     server = _Server(config, node, in_flight, drain_s)
     try:
         server.run()
-    except SystemExit as exc:  # uvicorn exits like this when it cannot bind
+    except SystemExit as exc:  # uvicorn exits so when the node's start fails, or the bind
+        if node.startup_error is not None:
+            raise ConfigurationError(f"the {what} did not start: {node.startup_error}") from exc
         raise ConfigurationError(f"the {what} could not listen on {host}:{port}") from exc
     if not server.started:
         reason = node.startup_error or "see the log above"

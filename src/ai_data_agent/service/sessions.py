@@ -223,8 +223,7 @@ class SessionManager:
             live = self._live.get(session_id)
             if live is None:
                 info = self.store.get(session_id)
-                status = info.status.value if info is not None else "unknown"
-                raise SessionGone(f"session {session_id} is {status}", session_id=session_id)
+                raise SessionGone.ended(session_id, info.status.value if info else None)
             if live.busy:
                 raise SessionBusy(
                     f"session {session_id} is busy with another call", session_id=session_id

@@ -20,6 +20,7 @@ from typing import Any
 import docker
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp_types import TextContent
 
 from ai_data_agent.executor.spec import LABEL_MANAGED
 from tests.support.daemon import Daemon
@@ -32,6 +33,10 @@ SESSION_SETTINGS = {
     "session_max_memory_mb": 512,
 }
 CLI = str(Path(sys.executable).with_name("ai-data-agent"))
+CLOSED = "session S is closed; its container is removed"
+GONE = "error (session_gone): session S is closed"
+# What the tools answer once a session is closed, over stdio (local or a daemon) and /mcp.
+ENDED_SESSION_ANSWERS = [(False, CLOSED), (False, CLOSED), (True, GONE), (True, GONE)]
 
 
 @pytest.fixture
@@ -71,3 +76,15 @@ def managed_containers(docker_client: docker.DockerClient, name: str) -> list[st
     """Managed containers whose labels mention ``name`` (a session or run id)."""
     found = docker_client.containers.list(all=True, filters={"label": LABEL_MANAGED}, sparse=True)
     return [c.short_id for c in found if name in " ".join((c.attrs.get("Labels") or {}).values())]
+
+
+async def ended_session_answers(client: Client, session_id: str) -> list[tuple[bool, str]]:
+    """Close the session twice, then call it: each answer's ``is_error`` and text (id: S)."""
+    answers = []
+    calls = [("close_session", {}), ("close_session", {}), ("run_python", {"code": "1"})]
+    for name, arguments in [*calls, ("list_files", {})]:
+        result = await client.call_tool(name, {"session_id": session_id, **arguments})
+        block = result.content[0]
+        assert isinstance(block, TextContent)
+        answers.append((result.is_error, block.text.replace(session_id, "S")))
+    return answers

@@ -18,7 +18,7 @@ from mcp_types import CallToolResult, TextContent
 
 from tests.support.daemon import Daemon
 
-from .conftest import CLI
+from .conftest import CLI, ENDED_SESSION_ANSWERS, ended_session_answers
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -85,7 +85,7 @@ async def test_progress_during_a_cell_and_cancel_keeps_the_state(mcp_daemon: Dae
         assert time.monotonic() - started < 15
         after = await _cell(client, session_id, "x * 6")
         assert "--- value ---\n42" in text_of(after)
-        await client.call_tool("close_session", {"session_id": session_id})
+        assert await ended_session_answers(client, session_id) == ENDED_SESSION_ANSWERS
 
 
 HOSTILE = {
@@ -121,6 +121,13 @@ async def test_hostile_code_ends_as_through_the_api(mcp_daemon: Daemon, name: st
     assert "ai_data_agent/" not in text  # no traceback of the controller's own code
 
 
+async def test_a_one_shot_run_shows_its_last_expressions_value(mcp_daemon: Daemon) -> None:
+    async with connect(mcp_daemon) as client:
+        result = await client.call_tool("run_python", {"code": "x = 6\nprint('six')\nx * 7"})
+    assert not result.is_error, text_of(result)
+    assert "--- stdout ---\nsix\n--- value ---\n42" in text_of(result)
+
+
 async def test_stdio_through_a_daemon(mcp_daemon: Daemon, tmp_path: Any) -> None:
     """`ai-data-agent mcp --server URL`: the default session lives on the daemon."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AI_DATA_AGENT_")}
@@ -135,5 +142,6 @@ async def test_stdio_through_a_daemon(mcp_daemon: Daemon, tmp_path: Any) -> None
         session_id = text_of(second).split()[3].rstrip(",")
         live = mcp_daemon.client().get(f"/v1/sessions/{session_id}").json()
         assert live["status"] == "idle" and live["execution_count"] == 2
+        assert await ended_session_answers(client, session_id) == ENDED_SESSION_ANSWERS
     closed = mcp_daemon.client().get(f"/v1/sessions/{session_id}").json()
     assert closed["status"] == "closed"  # the process ended: its default session too

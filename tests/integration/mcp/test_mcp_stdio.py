@@ -14,7 +14,13 @@ import pytest
 from mcp_types import CallToolResult, ImageContent, TextContent
 
 from ..test_sessions import png_size
-from .conftest import CLI, managed_containers, settings_env
+from .conftest import (
+    CLI,
+    ENDED_SESSION_ANSWERS,
+    ended_session_answers,
+    managed_containers,
+    settings_env,
+)
 
 pytestmark = [pytest.mark.integration]
 INITIALIZE = {
@@ -83,6 +89,8 @@ async def test_print_plot_state_install_and_files(
 
         failed = await client.call_tool("run_python", {"code": "{}['missing']"})
         assert failed.is_error and "KeyError: 'missing'" in text_of(failed)
+        assert "Traceback (most recent call last):\n  File" in text_of(failed)  # no blank line
+        assert await ended_session_answers(client, session_id) == ENDED_SESSION_ANSWERS
     # The process ended: its default session and the one it created are gone.
     assert managed_containers(docker_client, session_id) == []
     assert managed_containers(docker_client, default_id) == []

@@ -1,8 +1,9 @@
-"""A `Sandbox` in memory for the MCP tools' unit tests: what each code does is below.
+"""A `SandboxService` in memory for the MCP tools' unit tests: what each code does is below.
 
 "sleep"      a cell that runs until cancelled (then ``interrupted``, state preserved)
 "1/0"        a cell that fails with a traceback
 "png"        a cell with two PNG display outputs and a PNG value
+"write"      a cell that leaves outputs/figure_1.png
 "busy"       SessionBusy before the cell starts
 "crash"      an unexpected exception whose message must not reach the model
 anything     succeeds, printing the code
@@ -78,6 +79,10 @@ class FakeJob:
         self.done.set()
 
 
+def _figure() -> Artifact:
+    return Artifact(path="figure_1.png", size=len(tiny_png()), sha256="x", media_type="image/png")
+
+
 def _cell(session_id: str, count: int, **fields: object) -> CellResult:
     base: dict[str, object] = {
         "session_id": session_id,
@@ -113,15 +118,13 @@ class FakeSandbox:
     async def start_run(self, request: RunRequest, on_output: OutputSink) -> FakeJob:
         self.runs.append(request)
         on_output("stdout", f"ran {request.code}\n")
-        png = Artifact(
-            path="figure_1.png", size=len(tiny_png()), sha256="x", media_type="image/png"
-        )
         result = RunResult(
             id="run1",
             status=RunStatus.SUCCEEDED,
             exit_code=0,
             stdout=f"ran {request.code}\n",
-            artifacts=[png],
+            artifacts=[_figure()],
+            result=DisplayOutput(data={"text/plain": repr(request.code)}),
         )
         job = FakeJob(result)
         self.jobs.append(job)
@@ -157,13 +160,15 @@ class FakeSandbox:
             error = CellError(
                 ename="ZeroDivisionError",
                 evalue="division by zero",
-                traceback=[
-                    "Traceback (most recent call last):",
-                    '  File "<cell 1>", line 1',
-                    "ZeroDivisionError: division by zero",
+                traceback=[  # as the kernel sends it: TracebackException.format()
+                    "Traceback (most recent call last):\n",
+                    '  File "<cell 1>", line 1, in <module>\n    1/0\n    ~^~\n',
+                    "ZeroDivisionError: division by zero\n",
                 ],
             )
             job = FakeJob(_cell(session_id, count, status=CellStatus.ERROR, error=error))
+        elif code == "write":
+            job = FakeJob(_cell(session_id, count, artifacts=[_figure()]))
         elif code == "png":
             image = {"text/plain": "<Figure>", "image/png": base64.b64encode(tiny_png()).decode()}
             outputs = [DisplayOutput(data=image), DisplayOutput(data=image)]
@@ -203,6 +208,8 @@ class FakeSandbox:
         return self._info(session_id)
 
     async def close_session(self, session_id: str) -> SessionInfo | None:
+        if session_id not in self.sessions:
+            return None
         self.closed.append(session_id)
         return self._info(session_id)
 

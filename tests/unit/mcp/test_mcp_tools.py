@@ -111,8 +111,12 @@ async def test_a_failing_cell_is_an_error_with_its_traceback(http_tools: Harness
     assert result.is_error
     text = text_of(result)
     assert text.startswith("status: error")
-    assert "Traceback (most recent call last):" in text
-    assert "ZeroDivisionError: division by zero" in text
+    trace = (
+        "Traceback (most recent call last):\n"
+        '  File "<cell 1>", line 1, in <module>\n    1/0\n    ~^~\n'
+        "ZeroDivisionError: division by zero"
+    )
+    assert trace in text  # as Python prints it: no blank line between its lines
 
 
 async def test_a_one_shot_run_returns_output_and_figures(http_tools: Harness) -> None:
@@ -125,6 +129,8 @@ async def test_a_one_shot_run_returns_output_and_figures(http_tools: Harness) ->
     assert [base64.b64decode(i.data) for i in images] == [tiny_png()]
     links = [b for b in result.content if isinstance(b, ResourceLink)]
     assert [str(link.uri) for link in links] == ["ai-data-agent://runs/run1/artifacts/figure_1.png"]
+    assert "--- files ---\noutputs/figure_1.png (" in text_of(result)
+    assert "--- value ---\n'print(1)'" in text_of(result)  # the last expression's, as in a cell
     (request,) = http_tools.sandbox.runs
     assert request.timeout_s == 45.0  # the MCP default, under clients' 60 s
     assert [(f.path, f.data) for f in request.files] == [("a.txt", b"x")]
@@ -139,6 +145,9 @@ async def test_service_errors_are_results_and_nothing_internal_leaks(http_tools:
     assert SECRET not in text_of(crash) and "Traceback" not in text_of(crash)
     gone = await http_tools.call("list_files", session_id="nope")
     assert gone.is_error and "session_gone" in text_of(gone)
+    unknown = await http_tools.call("close_session", session_id="nope")
+    assert unknown.is_error
+    assert text_of(unknown) == "error (session_gone): session nope is unknown"
     bad = await http_tools.call("upload_file", session_id=session_id, path="a.txt")
     assert bad.is_error and "exactly one of text and base64" in text_of(bad)
 
@@ -190,3 +199,26 @@ async def test_progress_while_a_cell_runs_and_cancel_interrupts_it(
     await anyio.sleep(0.1)
     (job,) = stdio_tools.sandbox.jobs
     assert job.cancelled, "the cancelled call did not interrupt its cell"
+
+
+async def test_runs_and_cells_name_their_files_by_the_path_in_the_working_directory(
+    http_tools: Harness,
+) -> None:
+    session_id = text_of(await http_tools.call("create_session")).split()[1]
+    cell = await http_tools.call("run_python", code="write", session_id=session_id)
+    run = await http_tools.call("run_python", code="write")
+    named = [
+        [(b.name, str(b.uri)) for b in result.content if isinstance(b, ResourceLink)]
+        for result in (cell, run)
+    ]
+    assert named == [
+        [
+            (
+                "outputs/figure_1.png",
+                f"ai-data-agent://sessions/{session_id}/files/outputs/figure_1.png",
+            )
+        ],
+        [("outputs/figure_1.png", "ai-data-agent://runs/run1/artifacts/figure_1.png")],
+    ]
+    for result in (cell, run):
+        assert "--- files ---\noutputs/figure_1.png (" in text_of(result)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import anyio
@@ -208,6 +210,7 @@ async def test_health_and_readiness_need_no_token(settings: Settings) -> None:
         ready = await svc.client.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["image"] == "fake/sandbox:1"
+        assert (ready.json()["admission"], ready.json()["execution"]) == ("ready", "ready")
 
 
 async def test_no_tokens_configured_means_no_auth(tmp_path: Path) -> None:
@@ -467,6 +470,39 @@ async def test_readyz_is_503_with_reasons(settings: Settings) -> None:
         assert "image: RuntimeError: no image" in message
         assert "store" not in message
         ErrorBody.model_validate(response.json())
+
+
+async def test_readyz_checks_every_directory_the_daemon_writes(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor = FakeExecutor()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory: as unwritable as a read-only root, even for root")
+    index = blocked / "engines" / "e1" / "envcache.sqlite3"
+    async with running_service(settings, executor) as svc:
+        cache = SimpleNamespace(index_path=index)  # where the index goes, unwritable
+        monkeypatch.setattr(executor, "env_cache", cache, raising=False)
+        message = assert_error(await svc.client.get("/readyz"), 503, "not_ready")
+        assert f"writable: {index.parent}: Not a directory" in message
+        writable = SimpleNamespace(index_path=tmp_path / "cache" / "envcache.sqlite3")
+        monkeypatch.setattr(executor, "env_cache", writable, raising=False)
+        ready = await svc.client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        expected = f"{settings.data_dir}, {settings.storage_root}, {tmp_path / 'cache'}"
+        assert ready.json()["checks"]["writable"] == expected
+
+
+async def test_readyz_checks_the_storage_directory(settings: Settings, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    settings = settings.model_copy(update={"storage_dir": shared})
+    async with running_service(settings) as svc:
+        ready = await svc.client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert str(shared) in ready.json()["checks"]["writable"]
+        shutil.rmtree(shared)
+        shared.write_text("a file where the storage directory was: unwritable, even for root")
+        message = assert_error(await svc.client.get("/readyz"), 503, "not_ready")
+        assert f"writable: {shared}: File exists" in message
 
 
 async def test_readyz_does_not_wait_for_a_hung_engine(

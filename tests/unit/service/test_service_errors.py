@@ -34,6 +34,7 @@ from ai_data_agent.errors import (
     InstallFailed,
     NotFound,
     NotReady,
+    NoWorker,
     QueueFull,
     RequestRejected,
     RequestTooLarge,
@@ -66,6 +67,7 @@ WIRE = {
     SessionGone: (410, "session_gone"),
     SessionLimit: (429, "session_limit"),
     NotReady: (503, "not_ready"),
+    NoWorker: (503, "no_worker"),
     ServerError: (500, "internal"),
 }
 
@@ -139,6 +141,7 @@ def raising_route(app: FastAPI) -> None:
         "SessionGone": SessionGone("session s1 is closed", session_id="s1"),
         "SessionLimit": SessionLimit("4 sessions live", retry_after=2.5),
         "NotReady": NotReady("the daemon is shutting down"),
+        "NoWorker": NoWorker("no live worker: run r1 stays queued", run_id="r1"),
         "ServerError": ServerError("run x has no terminal record"),
         "ExecutorError": ExecutorError("cannot create the container", run_id="x", step="create"),
         "AiDataAgentError": AiDataAgentError("secret-detail"),
@@ -185,6 +188,8 @@ def test_each_class_the_daemon_raises_is_the_class_the_client_raises(
         assert again.retry_after == 3
     if isinstance(again, RequestRejected):
         assert again.reason == response.json()["error"]["message"]
+    if cls is NoWorker:
+        assert response.headers["location"] == "/v1/runs/r1"  # where the queued run is
 
 
 def test_an_error_without_an_http_status_is_500_without_detail(tmp_path: Path) -> None:

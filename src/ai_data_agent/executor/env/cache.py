@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from loguru import logger
@@ -125,11 +126,16 @@ class EnvCache:
         )
 
     @property
+    def index_path(self) -> Path:
+        """The setting, else the default for this engine (asks the engine its id)."""
+        return self.settings.env_cache_index or default_index_path(self.backend.engine_id())
+
+    @property
     def index(self) -> EnvIndex:
+        """Raises: ConfigurationError: it cannot be written (`EnvIndex`)."""
         with self._guard:
             if self._index is None:
-                path = self.settings.env_cache_index or default_index_path(self.backend.engine_id())
-                self._index = EnvIndex(path)
+                self._index = EnvIndex(self.index_path)
             return self._index
 
     @property

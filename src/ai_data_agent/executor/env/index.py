@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.executor.engine_index import EngineIndex
 from ai_data_agent.executor.spec import ENVS_MOUNT
 from ai_data_agent.models import PackageInfo
@@ -143,7 +145,15 @@ class EnvIndex(EngineIndex):
     """What is in the cache: SQLite, safe across threads and processes."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path, SCHEMA)
+        """Raises:
+        ConfigurationError: the file cannot be created or written (a read-only home)."""
+        try:
+            super().__init__(path, SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                f"cannot write the environment cache's index {path}: {exc}; point "
+                "AI_DATA_AGENT_ENV_CACHE_INDEX (or XDG_CACHE_HOME) at a writable place"
+            ) from exc
 
     def install_lock(self, key: str) -> AbstractContextManager[None]:
         """Held while ``key`` is looked up and installed: by one thread of one process at a time."""

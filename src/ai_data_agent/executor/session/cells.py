@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.events import Emitter, EventHandler
-from ai_data_agent.executor.frames import CellFrame, DisplayFrame, Frame, OutputSection
+from ai_data_agent.executor.frames import CellFrame, DisplayFrame, Frame
 from ai_data_agent.executor.output import Output
 from ai_data_agent.session_models import (
     CellError,
@@ -28,15 +28,7 @@ from ai_data_agent.session_models import (
 )
 from ai_data_agent.settings import Settings
 
-__all__ = ["CellCollector", "display_output"]
-
-
-def display_output(frame: OutputSection, max_bytes: int) -> DisplayOutput | None:
-    """A rich output as the API returns it, or None when it is over the cap."""
-    output = DisplayOutput(data=frame.data, metadata=frame.metadata, truncated=frame.truncated)
-    if len(output.model_dump_json()) > max_bytes:
-        return None
-    return output
+__all__ = ["CellCollector"]
 
 
 class CellCollector:
@@ -75,7 +67,7 @@ class CellCollector:
         return None
 
     def _display(self, frame: DisplayFrame) -> None:
-        output = display_output(frame, self.settings.display_max_bytes)
+        output = frame.as_output(self.settings.display_max_bytes)
         size = len(output.model_dump_json()) if output is not None else 0
         if output is None or self.outputs_bytes + size > self.settings.cell_display_max_bytes:
             self.outputs_truncated = True
@@ -90,7 +82,7 @@ class CellCollector:
         out.artifacts.close()
         result = None
         if done.result is not None:
-            result = display_output(done.result, self.settings.display_max_bytes)
+            result = done.result.as_output(self.settings.display_max_bytes)
         error = None
         if done.error is not None:
             error = CellError(

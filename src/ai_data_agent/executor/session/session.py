@@ -152,7 +152,7 @@ class Session:
     # -- calls ----------------------------------------------------------------------
     def _begin(self) -> SessionWire:
         if self._wire is None or self.status not in (SessionStatus.IDLE, SessionStatus.BUSY):
-            raise SessionGone(f"session {self.id} is {self.status.value}", session_id=self.id)
+            raise SessionGone.ended(self.id, self.status.value)
         if not self._call.acquire(blocking=False):
             raise SessionBusy(f"session {self.id} is busy with another call", session_id=self.id)
         self.status = SessionStatus.BUSY

@@ -25,8 +25,9 @@ from collections.abc import Callable
 import psycopg
 from loguru import logger
 
+from ai_data_agent.api_models import ActiveStatus
 from ai_data_agent.checks import Check
-from ai_data_agent.errors import NotReady, QueueFull
+from ai_data_agent.errors import NotReady, NoWorker, QueueFull
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Limits, RunRequest
 from ai_data_agent.service.audit import AuditLog
@@ -44,7 +45,7 @@ from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistr
 from ai_data_agent.service.datasets.keeper import DatasetKeeper
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import RunHandle
-from ai_data_agent.service.health import probe
+from ai_data_agent.service.health import probe, writable_probe
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import (
     REASON_CANCELLED_QUEUED,
@@ -71,12 +72,18 @@ class ClusterDispatcher:
     handles of runs that execute on any worker (`Follower`), cancels told by NOTIFY."""
 
     def __init__(
-        self, settings: Settings, store: PgRunStore, follower: Follower, metrics: ServiceMetrics
+        self,
+        settings: Settings,
+        store: PgRunStore,
+        follower: Follower,
+        metrics: ServiceMetrics,
+        workers: WorkerRegistry,
     ) -> None:
         self._settings = settings
         self._store = store
         self._follower = follower
         self._metrics = metrics
+        self._workers = workers
         self._accepting = False
 
     @property
@@ -145,6 +152,21 @@ class ClusterDispatcher:
         self._follower.notify(run_id)
         return handle
 
+    def check_execution(self, run_id: str) -> None:
+        """Raises `NoWorker` while ``run_id`` is queued and no worker holds a live lease."""
+        try:
+            if self._workers.live(lease_s=self._settings.lease_timeout_s):
+                return
+            record = self._store.get(run_id)
+        except psycopg.Error as exc:
+            raise unavailable(exc) from exc
+        if record is not None and record.status == ActiveStatus.QUEUED:
+            raise NoWorker(
+                f"no live worker in the cluster: run {run_id} stays queued and starts when a "
+                f"worker does; follow it at /v1/runs/{run_id}",
+                run_id=run_id,
+            )
+
 
 class ClusterNode:
     """`node.ServiceNode` of a cluster's API node (see the module docstring)."""
@@ -161,7 +183,9 @@ class ClusterNode:
         self.audit = AuditLog(PgAuditStore(self.db), retention_s=settings.audit_retention_s)
         self.registry = WorkerRegistry(self.db)
         self.follower = Follower(settings, self.db, self._store)
-        self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
+        self._dispatcher = ClusterDispatcher(
+            settings, self._store, self.follower, self.metrics, self.registry
+        )
         self._sessions: ClusterSessions = ClusterSessions(settings, self.db)
         self.node_id = uuid.uuid4().hex
         self.api_nodes = ApiNodes(self.db, lease_s=settings.lease_timeout_s)
@@ -314,8 +338,20 @@ class ClusterNode:
                 logger.warning("cluster housekeeping failed (will retry): {}", exc)
 
     # -- what the app asks ----------------------------------------------------------
+    def _live_workers(self) -> Check:
+        """Ready to admit whatever the count; with none, nothing executes (degraded)."""
+        try:
+            live = self.registry.live(lease_s=self.settings.lease_timeout_s)
+        except psycopg.Error as exc:
+            return Check.failed("workers", exc)
+        return Check("workers", True, f"{live} live", degraded=live == 0)
+
     def probes(self) -> dict[str, Callable[[], Check]]:
-        probes = {"database": probe("database", self._store.probe_writable, "writable")}
+        probes = {
+            "database": probe("database", self._store.probe_writable, "writable"),
+            "workers": self._live_workers,
+            "storage": writable_probe(None, self.settings.storage_root, name="storage"),
+        }
         if self.worker is not None:
             probes.update(self.worker.probes())
         return probes

@@ -9,9 +9,11 @@
 worker (`pg_sessions`), answered there; this node waits on NOTIFY
 (`CHANNEL_CALL`, the call id) with a slow poll as the safety net. A session
 whose worker is gone is ``lost``: its calls answer ``410 session_gone``, and it
-is never started again elsewhere. A ``create`` that no worker takes within
+is never started again elsewhere. A ``create`` with no live worker in the
+cluster is answered ``503 no_worker`` at once; one that no worker takes within
 a poll interval and a second (a worker with room looks at least that often,
-even without the NOTIFY) is withdrawn and answered ``429 session_limit``.
+even without the NOTIFY) is withdrawn and answered ``429 session_limit`` (or
+``no_worker``, when the last worker went meanwhile).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from dataclasses import dataclass, field
 import psycopg
 
 from ai_data_agent.dataset_models import DatasetVersion
-from ai_data_agent.errors import AiDataAgentError, NotReady, SessionGone, SessionLimit
+from ai_data_agent.errors import AiDataAgentError, NotReady, NoWorker, SessionGone, SessionLimit
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_sessions import Call, PgSessionCalls, PgSessionRegistry
+from ai_data_agent.service.cluster.pg_workers import WorkerRegistry
 from ai_data_agent.service.cluster.worker_sessions import FILES
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.node import SESSION_RETRY_AFTER_S
@@ -79,6 +82,7 @@ class ClusterSessions:
         self.db = db
         self.registry = PgSessionRegistry(db, node="api", prunes=True)
         self.calls = PgSessionCalls(db)
+        self.workers = WorkerRegistry(db)
         self._lock = threading.Condition()
         self._changes = 0
         self._cells: dict[int, _Cell] = {}
@@ -163,8 +167,7 @@ class ClusterSessions:
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
         if where is None or where[1] not in LIVE_SESSION_STATUSES:
-            status = where[1] if where is not None else "unknown"
-            raise SessionGone(f"session {session_id} is {status}", session_id=session_id)
+            raise SessionGone.ended(session_id, where[1] if where is not None else None)
         return where[0]
 
     def _submit(
@@ -183,6 +186,14 @@ class ClusterSessions:
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
 
+    def _require_a_worker(self) -> None:
+        try:
+            live = self.workers.live(lease_s=self.settings.lease_timeout_s)
+        except psycopg.Error as exc:
+            raise NotReady(f"the database cannot be reached: {exc}") from exc
+        if not live:
+            raise NoWorker("no live worker in the cluster: a session cannot start until one does")
+
     # -- the sessions API -----------------------------------------------------------
     def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo:
         if self.settings.max_sessions == 0:
@@ -190,14 +201,16 @@ class ClusterSessions:
                 "sessions are disabled on this server (max_sessions = 0)",
                 retry_after=SESSION_RETRY_AFTER_S,
             )
+        self._require_a_worker()
         call_id = self._submit("create", "", None, request.model_dump_json(), None, tenant)
         claim_wait = self.settings.queue_poll_s + 1.0
         call = self._wait(call_id, claim_wait)
         if call.status == "queued" and self.calls.withdraw(
             call_id, "session_limit", "no worker had room for a session"
         ):
+            self._require_a_worker()
             raise SessionLimit(
-                f"no worker took the session within {claim_wait:g} s (all full, or none live)",
+                f"no worker took the session within {claim_wait:g} s (every worker is full)",
                 retry_after=SESSION_RETRY_AFTER_S,
             )
         call = self._wait(call_id, START_WAIT_S)

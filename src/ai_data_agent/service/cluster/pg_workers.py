@@ -3,6 +3,7 @@
     registry = WorkerRegistry(db)
     registry.register(worker_id, name="droplet-2", slots=2)
     registry.heartbeat(worker_id)        # False: the cluster has declared it lost
+    registry.live(lease_s=30)            # how many renewed their lease within it
     expired = registry.expire(lease_s=30) # any node, on a timer: runs interrupted, sessions lost
     registry.stop(worker_id)             # a clean exit
 
@@ -86,6 +87,16 @@ class WorkerRegistry:
                 (worker_id,),
             )
         return cursor.rowcount == 1
+
+    def live(self, *, lease_s: float) -> int:
+        """Workers ``live`` whose lease was renewed within ``lease_s``: those that can execute."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM workers WHERE state = 'live' "
+                "AND heartbeat_at >= now() - make_interval(secs => %s)",
+                (lease_s,),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def stop(self, worker_id: str) -> None:
         with self.db.connection() as conn:

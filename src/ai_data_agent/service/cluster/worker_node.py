@@ -30,7 +30,7 @@ from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.cluster.worker_sessions import SessionHost
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.egress_audit import EgressAudit
-from ai_data_agent.service.health import engine_probes
+from ai_data_agent.service.health import engine_probes, writable_probe
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
@@ -132,7 +132,11 @@ class WorkerNode:
 
     # -- readiness ---------------------------------------------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:
-        probes = {**engine_probes(self.executor), "lease": self.check_lease}
+        probes = {
+            **engine_probes(self.executor),
+            "writable": writable_probe(self.executor, self.settings.data_dir),
+            "lease": self.check_lease,
+        }
         remote = self._remote
         if remote is not None:
             probes["api_nodes"] = lambda: check_storage(remote)

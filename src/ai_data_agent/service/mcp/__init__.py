@@ -7,7 +7,7 @@
 A request to ``/mcp`` meets, in order: `lazy` (the SDK is loaded at the first
 request, not at the daemon's start), `http` (the bearer token, the Host
 allow-list, the SDK's streamable HTTP transport), the tools of
-`ai_data_agent.mcp`, and `in_daemon` (their `Sandbox` over the node: a run is
+`ai_data_agent.mcp`, and `in_daemon` (their `SandboxService` over the node: a run is
 admitted, recorded and counted as a ``POST /v1/runs``, a session is one of
 ``/v1/sessions``). The same on one node and on a cluster's API node.
 """

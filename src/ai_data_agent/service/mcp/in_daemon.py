@@ -1,4 +1,4 @@
-"""The `Sandbox` of the daemon's ``/mcp``: its node's dispatcher, run store and sessions.
+"""The `SandboxService` of the daemon's ``/mcp``: its node's dispatcher, run store and sessions.
 
     sandbox = DaemonSandbox(app.state.daemon)     # one node, or a cluster's API node
 
@@ -28,7 +28,7 @@ from anyio.to_thread import run_sync
 
 from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
 from ai_data_agent.errors import AiDataAgentError, ServerError, Unauthorized
-from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink
+from ai_data_agent.mcp.sandbox import Capabilities, OutputSink, ToolJob
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.service import runs
 from ai_data_agent.service.datasets.describe import describe
@@ -70,21 +70,34 @@ async def _pump(events: RunEvents, on_output: OutputSink) -> None:
 
 
 class _Followed(Generic[H]):
-    """A run or cell of the node, as an MCP `Job`: its output fed to ``on_output``."""
+    """A run or cell of the node, as an MCP `ToolJob`: its output fed to ``on_output``."""
 
     def __init__(self, node: ServiceNode, handle: H, on_output: OutputSink) -> None:
         self._node = node
         self._handle = handle
         self._on_output = on_output
 
+    async def _ended(self) -> None:
+        await wait_done(self._handle)
+
     async def _done(self) -> H:
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
             group.start_soon(_pump, self._handle.events, self._on_output)
-            await wait_done(self._handle)
+            try:
+                await self._ended()
+            except Exception as exc:  # raised below, not as an exception group
+                failure = exc
+                group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         return self._handle
 
 
 class _RunJob(_Followed[RunHandle]):
+    async def _ended(self) -> None:
+        await runs.wait_executed(self._node, self._handle)  # NoWorker: nothing can run it
+
     async def wait(self) -> RunResult:
         return await runs.final_result(self._node, await self._done())
 
@@ -147,7 +160,7 @@ class DaemonSandbox:
             )
             await self.node.audit.record(entry)
 
-    async def start_run(self, request: RunRequest, on_output: OutputSink) -> Job[RunResult]:
+    async def start_run(self, request: RunRequest, on_output: OutputSink) -> ToolJob[RunResult]:
         handle = await self._audited(  # refused: nothing recorded
             "run.create", None, lambda: runs.admit(self.node, _caller(), request)
         )
@@ -183,7 +196,7 @@ class DaemonSandbox:
 
     async def start_cell(
         self, session_id: str, code: str, timeout_s: float | None, on_output: OutputSink
-    ) -> Job[CellResult]:
+    ) -> ToolJob[CellResult]:
         request = CellRequest(code=code, timeout_s=timeout_s)
         handle = await self._session(
             "cell", session_id, lambda s, p: s.submit_cell(p, session_id, request)
