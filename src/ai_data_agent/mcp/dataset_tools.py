@@ -21,7 +21,7 @@ from pydantic import Field
 from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
 from ai_data_agent.mcp import descriptions as doc
 from ai_data_agent.mcp.results import tool_result
-from ai_data_agent.mcp.sandbox import Sandbox
+from ai_data_agent.mcp.sandbox import SandboxService
 from ai_data_agent.mcp.tools import guard
 
 __all__ = ["DatasetTools", "description_text", "page_text"]
@@ -59,7 +59,7 @@ def description_text(description: DatasetDescription) -> str:
 
 
 class DatasetTools:
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: SandboxService) -> None:
         self.sandbox = sandbox
 
     async def list_datasets(self) -> CallToolResult:
