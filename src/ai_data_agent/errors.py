@@ -19,6 +19,7 @@ below, and anything else with ``500 internal`` and no detail::
     │   │                                                       artifact, route)
     │   └── FileNotFound                file_not_found     404  path: no such file in a session
     ├── QueueFull                       queue_full         429  retry_after (``Retry-After``)
+    ├── DatasetInUse                    dataset_in_use     409  a live session mounts it
     ├── SessionError                    -                  -    session_id
     │   ├── SessionBusy                 session_busy       409  another call is in progress
     │   ├── SessionGone                 session_gone       410  closed, expired or lost
@@ -34,15 +35,13 @@ below, and anything else with ``500 internal`` and no detail::
     └── ExecutorError                   not_ready          503  host or Docker failure
         └── DockerUnavailable           not_ready          503  the engine cannot be reached
 
-Inside a run, a host failure is the run's ``error`` status, not an answer;
-outside one (a session's call) the daemon answers it ``503 not_ready``, which a
-client raises as `NotReady`.
+Inside a run, a host failure is the run's ``error`` status, not an answer; outside one
+(a session's call) the daemon answers it ``503 not_ready``, which a client raises as `NotReady`.
 
-Every error has ``message``, ``code`` (the stable code, or None), ``status_code``
-(the HTTP status of the answer it arrived in; None when raised in this process)
-and ``run_id`` (the run concerned, when there is one); the classes add their own
-context (``field``/``reason``, ``path``, ``retry_after``, ``session_id``,
-``report``, ``record``, ``container_id``/``step``).
+Every error has ``message``, ``code`` (the stable code, or None), ``status_code`` (the HTTP
+status of the answer it arrived in; None when raised in this process) and ``run_id`` (the
+run concerned, when there is one); the classes add their own context (``field``/``reason``,
+``path``, ``retry_after``, ``session_id``, ``report``, ``record``, ``container_id``/``step``).
 
     try:
         client.run("print(1)")
@@ -64,6 +63,7 @@ from ai_data_agent.models import InstallReport
 __all__ = [
     "AiDataAgentError",
     "ConfigurationError",
+    "DatasetInUse",
     "DockerUnavailable",
     "EgressRefused",
     "ExecutorError",
@@ -264,6 +264,13 @@ class QueueFull(AiDataAgentError):
         self.retry_after = retry_after
 
 
+class DatasetInUse(AiDataAgentError):
+    """A dataset (or version) that a live session mounts: not deleted unless forced."""
+
+    default_code = "dataset_in_use"
+    http_status = 409
+
+
 class SessionError(AiDataAgentError):
     """A session that cannot take this call.
 
@@ -339,8 +346,7 @@ class NoWorker(NotReady):
 
 
 class ServerError(AiDataAgentError):
-    """The daemon failed (500 ``internal``), or answered something outside its API
-    (code ``invalid_response``: a body of the wrong shape, an artifact of the wrong hash)."""
+    """The daemon failed (500 ``internal``), or answered outside its API (``invalid_response``)."""
 
     default_code = "internal"
     http_status = 500
@@ -353,9 +359,8 @@ class ServerUnreachable(AiDataAgentError):
 
 
 class RunIncomplete(AiDataAgentError):
-    """A wait for a run ended without its result: the deadline passed (code
-    ``wait_timeout``), or the run ended without one (code: its status, e.g.
-    ``cancelled`` while queued, ``interrupted`` by a restart).
+    """A wait for a run ended without its result: the deadline passed (code ``wait_timeout``),
+    or the run ended without one (its status: ``cancelled`` while queued, ``interrupted``...).
 
     Attributes:
         record: the run's record as last seen.
@@ -396,15 +401,8 @@ class ExecutorError(AiDataAgentError):
         container_id: str | None = None,
         step: str | None = None,
     ) -> None:
-        context = ", ".join(
-            f"{k}={v}"
-            for k, v in (
-                ("run", run_id),
-                ("container", container_id and container_id[:12]),
-                ("step", step),
-            )
-            if v
-        )
+        parts = (("run", run_id), ("container", container_id and container_id[:12]), ("step", step))
+        context = ", ".join(f"{k}={v}" for k, v in parts if v)
         super().__init__(f"{message} ({context})" if context else message, run_id=run_id)
         self.message = message
         self.container_id = container_id

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ai_data_agent.errors import (
     AiDataAgentError,
+    DatasetInUse,
     FileNotFound,
     Forbidden,
     InstallFailed,
@@ -45,6 +46,7 @@ HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     NotFound,
     FileNotFound,
     QueueFull,
+    DatasetInUse,
     SessionBusy,
     SessionGone,
     SessionLimit,

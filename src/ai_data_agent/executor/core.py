@@ -27,6 +27,8 @@ from loguru import logger
 from ai_data_agent.egress.proxy import EgressProxy
 from ai_data_agent.executor.backend import Backend
 from ai_data_agent.executor.conversation import Transcript
+from ai_data_agent.executor.data import EngineDatasets
+from ai_data_agent.executor.data.profiles import WarmDataProfiles
 from ai_data_agent.executor.driver import Assignment, SandboxDriver
 from ai_data_agent.executor.env import (
     CachedEnv,
@@ -99,6 +101,8 @@ class Executor:
             if settings.install_mode == "cache"
             else None
         )
+        self.datasets = EngineDatasets(settings, backend)
+        self._data_profiles = WarmDataProfiles(self.pool, settings.pool_data_profiles)
         self._pool_started = False
         self._pool_lock = threading.Lock()
 
@@ -134,9 +138,7 @@ class Executor:
             self._pool_started = True
         image = self.backend.resolve_image()
         defaults = default_limits(self.settings)
-        # A pooled sandbox may be taken by a run or by a session: its label covers either.
-        use = max(self.settings.max_timeout_s, self.settings.session_max_lifetime_s)
-        lifetime = self.settings.pool_ttl_s + use
+        lifetime = self._pool_lifetime()
 
         def pool_spec(pool_id: str) -> ContainerSpec:
             return self.sandbox_spec(defaults, image, pool_id, install=False, lifetime=lifetime)
@@ -155,6 +157,11 @@ class Executor:
         modules = self.settings.pool_preimport
         warmth = Warmth((env.path,), tuple(modules) if modules is not None else None)
         self.pool.add_profile(self._pool_spec, warmth, floor=1)
+
+    def _pool_lifetime(self) -> float:
+        """A pooled sandbox may be taken by a run or by a session: its label covers either."""
+        use = max(self.settings.max_timeout_s, self.settings.session_max_lifetime_s)
+        return self.settings.pool_ttl_s + use
 
     # -- public -------------------------------------------------------------------
     def session(self, request: SessionRequest | None = None, **fields: Any) -> Session:
@@ -217,13 +224,16 @@ class Executor:
                     run_id, image, request, environment.install, environment.error, self.settings
                 )
             transcript = self._drive(
-                request, limits, image, run_id, environment, on_event, cancel, artifacts_dir
+                request, limits, image, run_id, environment, on_event, cancel, artifacts_dir, data
             )
             if environment is not None and transcript.result and transcript.result.env_missing:
                 return Vanished(environment.env.key)
             return self._result(run_id, image, request, transcript, environment)
 
-        result = once_more_if_vanished(self.env_cache, attempt, run_id=run_id, step="install")
+        with self.datasets.using(request.datasets):  # pruning spares them until the run ends
+            data = self.datasets.volume_mounts(request.datasets, run_id)
+            result = once_more_if_vanished(self.env_cache, attempt, run_id=run_id, step="install")
+        result.datasets = list(request.datasets)
         result.timings.total_s = round(time.monotonic() - started, 4)
         logger.bind(run_id=run_id).info(
             "run finished: status={} exit_code={} install_s={:.2f} execute_s={:.2f} "
@@ -259,10 +269,20 @@ class Executor:
         return self.backend.resolve_image()
 
     def open_sandbox(self, order: SandboxOrder) -> SandboxLink:
-        spec = self.sandbox_spec(order.limits, order.image, order.run_id, lifetime=order.lifetime_s)
-        return self.driver.open(
-            spec, order.job, run_id=order.run_id, inputs=order.inputs, egress=order.limits.egress
-        )
+        with self.datasets.using(
+            order.datasets
+        ):  # once its container exists, the engine holds them
+            data = self.datasets.volume_mounts(order.datasets, order.run_id)
+            spec = self.sandbox_spec(
+                order.limits, order.image, order.run_id, lifetime=order.lifetime_s, data=data
+            )
+            return self.driver.open(
+                spec,
+                order.job,
+                run_id=order.run_id,
+                inputs=order.inputs,
+                egress=order.limits.egress,
+            )
 
     def sandbox_spec(
         self,
@@ -272,12 +292,15 @@ class Executor:
         *,
         install: bool = False,
         lifetime: float = 0.0,
+        data: tuple[VolumeMount, ...] = (),
     ) -> ContainerSpec:
-        """The container of a run or a session; ``lifetime`` extends its deadline label."""
+        """The container of a run or a session; ``lifetime`` extends its deadline label;
+        ``data``: its datasets' volumes."""
         mounts: tuple[VolumeMount, ...] = ()
         if self.env_cache is not None:  # every sandbox mounts it: one profile with the pool
             self.env_cache.prepare()  # else Docker would create the volume root-owned
             mounts = self.env_cache.run_mounts()
+        mounts += data
         return build_spec(
             self.settings,
             limits,
@@ -299,14 +322,21 @@ class Executor:
         on_event: EventHandler | None,
         cancel: threading.Event | None,
         artifacts_dir: Path | None,
+        data: tuple[VolumeMount, ...],
     ) -> Transcript:
         env = environment.env if environment is not None else None
         per_run_install = bool(request.requirements) and env is None
         job = run_job(self.settings, request, limits, env.path if env is not None else None)
         # A set not compiled yet: its imports say what to compile first (`EnvCache.imported`).
         job.report_imports = env is not None and not env.compiled
+        if data and not per_run_install:  # the next run of these datasets takes a warm one
+            self._data_profiles.keep(
+                lambda pool_id: self.sandbox_spec(
+                    limits, image, pool_id, data=data, lifetime=self._pool_lifetime()
+                )
+            )
         assignment = Assignment(
-            spec=self.sandbox_spec(limits, image, run_id, install=per_run_install),
+            spec=self.sandbox_spec(limits, image, run_id, install=per_run_install, data=data),
             job=job,
             inputs=[item.data for item in request.files],
             code_timeout_s=limits.timeout_s,

@@ -1,10 +1,11 @@
 """The warm pool: started, never-used sandboxes per profile, each taken by exactly one run.
 
     pool = WarmPool(backend, size=2, ttl_s=300, memory_mb=1024, recent_sets=2)
-    pool.add_profile(make_spec)                          # plain: ``size`` kept ready
+    key = pool.add_profile(make_spec)                    # plain: ``size`` kept ready
     pool.add_profile(make_spec, Warmth(env_paths=(path,)), floor=1)   # pandas imported
     sandbox = pool.take(spec, Warmth(env_paths=(path,)))  # that set's, else a plain one, else None
     pool.settled(sandbox)                                 # its hot start is over: refill now
+    pool.remove_profile(key)                              # stop keeping them; the idle ones go
     pool.close()                                          # remove every idle sandbox
 
 A pooled sandbox is a fresh container whose runner is loaded and whose code
@@ -42,7 +43,7 @@ from loguru import logger
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.executor.backend import Backend, Sandbox
 from ai_data_agent.executor.delivery import launch
-from ai_data_agent.executor.sizing import Idle, Profile, ProfileState, Sizing
+from ai_data_agent.executor.sizing import Idle, Key, Profile, ProfileState, Sizing
 from ai_data_agent.executor.spec import ContainerSpec
 from ai_data_agent.executor.warm import Warmth, warm_up
 
@@ -84,19 +85,28 @@ class WarmPool:
         warmth: Warmth | None = None,
         *,
         floor: int | None = None,
-    ) -> None:
+    ) -> Key:
         """Keep sandboxes of ``make_spec(pool_id)`` with ``warmth`` ready (plain by default:
         ``size`` of them; a pre-imported profile at least ``floor``, 1 by default); the
-        refill thread starts them. A profile added again keeps the higher floor."""
+        refill thread starts them. A profile added again keeps the higher floor. Returns
+        the profile's key (for `remove_profile`)."""
         warmth = warmth or Warmth()
         with self._cond:
             if self._closed:
-                return
-            self.sizing.add(make_spec, warmth, floor)
+                return Sizing.key(make_spec, warmth)
+            profile = self.sizing.add(make_spec, warmth, floor)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._refill, name="warm-pool", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
+            return profile.key
+
+    def remove_profile(self, key: Key) -> None:
+        """Stop keeping sandboxes of the profile ``key``; its idle ones are removed now."""
+        with self._cond:
+            idle = self.sizing.remove(key)
+        for item in idle:
+            self._remove(item.sandbox)
 
     def take(self, spec: ContainerSpec, warmth: Warmth | None = None) -> Sandbox | None:
         """A ready sandbox with the profile of ``spec``: one pre-imported with ``warmth``'s
@@ -186,7 +196,9 @@ class WarmPool:
         with self._cond:
             profile.starting -= 1
             profile.failures = 0
-            keep = not self._closed and profile.warmed(report)
+            # Not kept once closed, or when the profile was removed meanwhile.
+            live = any(p is profile for p in self.sizing.profiles)
+            keep = not self._closed and live and profile.warmed(report)
             if keep:
                 profile.idle.append(Idle(sandbox, self._clock()))
             self._cond.notify_all()

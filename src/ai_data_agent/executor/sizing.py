@@ -28,7 +28,7 @@ from ai_data_agent.executor.backend import Sandbox
 from ai_data_agent.executor.spec import ContainerSpec
 from ai_data_agent.executor.warm import WarmReport, Warmth
 
-__all__ = ["DEMAND_WINDOW_S", "Idle", "Profile", "ProfileState", "Sizing"]
+__all__ = ["DEMAND_WINDOW_S", "Idle", "Key", "Profile", "ProfileState", "Sizing"]
 
 DEMAND_WINDOW_S = 60.0
 RECENT_MIN_REQUESTS = 2
@@ -53,6 +53,7 @@ class Profile:
     warmth: Warmth
     floor: int
     order: int
+    key: Key
     idle: list[Idle] = field(default_factory=list)
     starting: int = 0
     failures: int = 0
@@ -119,23 +120,33 @@ class Sizing:
     def add(
         self, make_spec: Callable[[str], ContainerSpec], warmth: Warmth, floor: int | None = None
     ) -> Profile:
-        key = (make_spec("pool").profile(), warmth.env_paths)
+        key = self.key(make_spec, warmth)
         floor = 1 if floor is None else floor
         known = self._by_key.get(key)
         if known is not None:
             known.floor = max(known.floor, floor)
             return known
         self._made += 1
-        profile = Profile(make_spec, warmth, floor, self._made)
+        profile = Profile(make_spec, warmth, floor, self._made, key)
         self.profiles.append(profile)
         self._by_key[key] = profile
         return profile
 
-    def _drop(self, key: Key) -> None:
-        profile = self._by_key.pop(key)
+    @staticmethod
+    def key(make_spec: Callable[[str], ContainerSpec], warmth: Warmth) -> Key:
+        return (make_spec("pool").profile(), warmth.env_paths)
+
+    def remove(self, key: Key) -> list[Idle]:
+        """Forget the profile ``key`` (if known); its idle sandboxes, to remove."""
+        profile = self._by_key.pop(key, None)
+        if profile is None:
+            return []
         self.profiles.remove(profile)
-        self._retired += profile.idle
-        profile.idle = []
+        idle, profile.idle = profile.idle, []
+        return idle
+
+    def _drop(self, key: Key) -> None:
+        self._retired += self.remove(key)
 
     # -- demand -------------------------------------------------------------------
     def _ask(self, times: deque[float], now: float) -> int:

@@ -23,6 +23,9 @@ from ai_data_agent.checks import Check
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.audit_store import AUDIT_FILENAME, AuditStore
 from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.datasets.keeper import DatasetKeeper
+from ai_data_agent.service.datasets.service import DatasetService
+from ai_data_agent.service.datasets.sqlite_store import DATASETS_FILENAME, DatasetStore
 from ai_data_agent.service.dispatcher import Dispatcher
 from ai_data_agent.service.egress_audit import EgressAudit
 from ai_data_agent.service.health import engine_probes, probe, writable_probe
@@ -58,14 +61,22 @@ class Daemon:
             AuditStore(settings.data_dir / AUDIT_FILENAME, fsync=settings.audit_fsync),
             retention_s=settings.audit_retention_s,
         )
-        self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
+        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
+        records = DatasetStore(settings.data_dir / DATASETS_FILENAME)
+        self.datasets = DatasetService(settings, records, self.blobs, self.tenants)
+        if executor.datasets is not None:
+            executor.datasets.connect(self.datasets)
+        keeper = DatasetKeeper(self.datasets, executor.datasets)
+        keeper.bind_metrics(self.metrics.registry)
+        self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics, self.datasets)
         session_store = SessionStore(
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
         )
-        self.sessions = SessionManager(settings, executor, session_store, self.metrics)
+        self.sessions = SessionManager(
+            settings, executor, session_store, self.metrics, self.datasets
+        )
         self.prewarm = Prewarmer(settings, executor)
-        self.reaper = Reaper(settings, executor, self.store, self.metrics)
-        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
+        self.reaper = Reaper(settings, executor, self.store, self.metrics, also=keeper.tick)
         self.egress_audit = EgressAudit(self.audit, self._tenant_of)
         if executor.egress is not None:  # and written to the audit log
             executor.egress.log.add_sink(self.egress_audit.observe)
@@ -81,6 +92,7 @@ class Daemon:
         self.store.open()
         self.tenants.open()
         self.audit.start()
+        self.datasets.records.open()
         stale = self.store.interrupt_active(REASON_STALE)
         if stale:
             logger.warning("marked {} run(s) of a previous process interrupted", len(stale))
@@ -122,6 +134,7 @@ class Daemon:
             self.audit.stop()  # after the last answer: every entry is written
             self.tenants.close()
             self.store.close()
+            self.datasets.records.close()
         logger.info("daemon stopped")
 
     def _tenant_of(self, owner: str) -> str | None:

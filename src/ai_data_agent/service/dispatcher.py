@@ -36,6 +36,7 @@ from loguru import logger
 
 from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.execution import ClaimedRun, execute_run
 from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
@@ -71,12 +72,18 @@ class Dispatcher:
     and a worker thread per concurrent run. See the module docstring."""
 
     def __init__(
-        self, settings: Settings, executor: RunExecutor, store: RunStore, metrics: ServiceMetrics
+        self,
+        settings: Settings,
+        executor: RunExecutor,
+        store: RunStore,
+        metrics: ServiceMetrics,
+        datasets: DatasetService | None = None,
     ) -> None:
         self._settings = settings
         self._executor = executor
         self._store = store
         self._metrics = metrics
+        self.datasets = datasets  # where a run's save_outputs_as goes
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: deque[_Entry] = deque()
@@ -127,7 +134,7 @@ class Dispatcher:
         with self._lock:
             self._admit()
             run_id = uuid.uuid4().hex
-            entry = _Entry(RunHandle(run_id), ClaimedRun(run_id, request, limits))
+            entry = _Entry(RunHandle(run_id), ClaimedRun(run_id, request, limits, tenant))
             try:  # under the lock, so the worker that picks it up finds the record
                 self._store.insert(entry.run.id, request, tenant=tenant)
             except sqlite3.Error as exc:
@@ -282,7 +289,12 @@ class Dispatcher:
             return
         publish = entry.handle.events.publish_json
         outcome = execute_run(
-            self._executor, run, publish, self.artifacts_dir(run.id), log_of="daemon"
+            self._executor,
+            run,
+            publish,
+            self.artifacts_dir(run.id),
+            log_of="daemon",
+            datasets=self.datasets,
         )
         self._finish(entry, outcome)
 

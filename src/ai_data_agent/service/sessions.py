@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
+from ai_data_agent.dataset_models import DatasetVersion
 from ai_data_agent.errors import (
     AiDataAgentError,
     NotReady,
@@ -32,6 +33,8 @@ from ai_data_agent.errors import (
     SessionLimit,
 )
 from ai_data_agent.executor import RunEvent, Session
+from ai_data_agent.service.datasets.promote import promote_session
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import SESSION_RETRY_AFTER_S, RunExecutor
@@ -74,11 +77,13 @@ class SessionManager:
         executor: RunExecutor,
         store: SessionRegistry,
         metrics: ServiceMetrics,
+        datasets: DatasetService | None = None,
     ) -> None:
         self.settings = settings
         self.executor = executor
         self.store = store
         self.metrics = metrics
+        self.datasets = datasets  # where promoted files go
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         self._starting = 0
@@ -351,6 +356,16 @@ class SessionManager:
         found = self._guarded(session_id, lambda s: s.files())
         assert isinstance(found, list)
         return found
+
+    def promote(self, session_id: str, tenant: str, name: str, paths: list[str]) -> DatasetVersion:
+        datasets = self.datasets
+        if datasets is None:
+            raise NotReady("this node keeps no datasets")
+        version = self._guarded(
+            session_id, lambda s: promote_session(datasets, s, tenant, name, paths)
+        )
+        assert isinstance(version, DatasetVersion)
+        return version
 
     # -- expiry -----------------------------------------------------------------------
     def expire(self, now: datetime | None = None) -> list[str]:

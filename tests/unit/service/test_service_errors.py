@@ -26,6 +26,7 @@ from ai_data_agent.client import Client, error_from_response
 from ai_data_agent.errors import (
     AiDataAgentError,
     ConfigurationError,
+    DatasetInUse,
     DockerUnavailable,
     ExecutorError,
     FileNotFound,
@@ -61,6 +62,7 @@ WIRE = {
     NotFound: (404, "not_found"),
     FileNotFound: (404, "file_not_found"),
     QueueFull: (429, "queue_full"),
+    DatasetInUse: (409, "dataset_in_use"),
     SessionBusy: (409, "session_busy"),
     SessionGone: (410, "session_gone"),
     SessionLimit: (429, "session_limit"),
@@ -134,6 +136,7 @@ def raising_route(app: FastAPI) -> None:
         "Forbidden": Forbidden("tenant 'a' is not an admin"),
         "FileNotFound": FileNotFound("no file outputs/x.png in the session", path="outputs/x.png"),
         "QueueFull": QueueFull("1 running and 1 queued", retry_after=2.5),
+        "DatasetInUse": DatasetInUse("dataset sales version 2 is mounted by a live session"),
         "SessionBusy": SessionBusy("session s1 is busy", session_id="s1"),
         "SessionGone": SessionGone("session s1 is closed", session_id="s1"),
         "SessionLimit": SessionLimit("4 sessions live", retry_after=2.5),

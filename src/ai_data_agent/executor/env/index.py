@@ -18,10 +18,9 @@ import fcntl
 import hashlib
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ai_data_agent.errors import ConfigurationError
+from ai_data_agent.executor.engine_index import EngineIndex
 from ai_data_agent.executor.spec import ENVS_MOUNT
 from ai_data_agent.models import PackageInfo
 from ai_data_agent.settings import user_cache_dir
@@ -160,48 +160,23 @@ def _env(row: tuple[Any, ...]) -> CachedEnv:
     )
 
 
-class EnvIndex:
+class EnvIndex(EngineIndex):
     """What is in the cache: SQLite, safe across threads and processes."""
 
     def __init__(self, path: Path) -> None:
         """Raises:
         ConfigurationError: the file cannot be created or written (a read-only home)."""
-        self.path = path
-        self._local = threading.local()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._db() as db:
-                db.executescript(SCHEMA)
+            super().__init__(path, SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(
                 f"cannot write the environment cache's index {path}: {exc}; point "
                 "AI_DATA_AGENT_ENV_CACHE_INDEX (or XDG_CACHE_HOME) at a writable place"
             ) from exc
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        yield conn
-
-    @contextmanager
-    def install_lock(self, key: str) -> Iterator[None]:
+    def install_lock(self, key: str) -> AbstractContextManager[None]:
         """Held while ``key`` is looked up and installed: by one thread of one process at a time."""
-        with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        lock_dir = self.path.parent / "locks"
-        lock_dir.mkdir(exist_ok=True)
-        with lock, (lock_dir / f"{key}.lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return self.key_lock(key)
 
     @contextmanager
     def compile_lock(self, key: str) -> Iterator[bool]:

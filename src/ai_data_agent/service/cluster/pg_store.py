@@ -44,7 +44,7 @@ CHANNEL_CANCEL = "ada_cancel"  # a running run was asked to stop: its worker loo
 ADMISSION_LOCK = 0x61646132  # pg_advisory_xact_lock key of admissions ("ada2")
 OPEN_WAIT_S = 30.0
 _COLUMNS = "id, status, created_at, started_at, finished_at, request, result, error, tenant"
-Claimed = tuple[str, RunRequest, Limits | None]
+Claimed = tuple[str, RunRequest, Limits | None, str]  # id, request, limits, tenant
 
 
 class PgRunStore:
@@ -172,16 +172,17 @@ class PgRunStore:
                 "WHERE seq = (SELECT seq FROM runs WHERE status = 'queued' ORDER BY seq "
                 "  LIMIT 1 FOR UPDATE SKIP LOCKED) "
                 "AND EXISTS (SELECT 1 FROM workers WHERE id = %s AND state = 'live') "
-                "RETURNING id, request, limits",
+                "RETURNING id, request, limits, tenant",
                 (time.time() if now is None else now, worker_id, worker_id),
             ).fetchone()
         if row is None:
             return None
-        run_id, request, limits = row
+        run_id, request, limits, tenant = row
         return (
             run_id,
             RunRequest.model_validate_json(request),
             None if limits is None else Limits.model_validate_json(limits),
+            tenant,
         )
 
     def finish(self, run_id: str, outcome: Outcome, *, now: float | None = None) -> bool:
