@@ -27,8 +27,9 @@ Knobs (environment): BENCH_N (hello-world samples per variant, 20),
 BENCH_WARMUP (2), BENCH_POOL_SIZE (2), BENCH_PANDAS_N (5), BENCH_PER_RUN_N (3),
 BENCH_CLIENTS (4), BENCH_TPUT_RUNS (runs per client, 12), BENCH_TPUT_BLOCKS (4),
 BENCH_PROFILE_N (8), BENCH_EXPERIMENTS (1), BENCH_PEERS (0), BENCH_PEER_N (3),
+BENCH_DATASET_BYTES (2 GiB), BENCH_DESCRIBE_BYTES (1 GiB),
 BENCH_PEER_PYTHON (/tmp/peer-venv/bin/python), BENCH_SKIP (comma list of: http,
-pandas, throughput, profile, cluster), BENCH_OUT, BENCH_LOG_LEVEL (WARNING); the
+pandas, throughput, profile, sessions, datasets, cluster), BENCH_OUT, BENCH_LOG_LEVEL (WARNING); the
 cluster section (`bench.cluster`) has knobs of its own.
 """
 
@@ -70,6 +71,8 @@ except ImportError as exc:  # pragma: no cover - a usage error, not a code path
 from ai_data_agent.client import Client
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_RUN_ID
 from bench import cluster as cluster_bench
+from bench import datasets as dataset_bench
+from bench.datasets import DatasetBench
 from bench.floor import CA_BUNDLE, HELLO, Floor, vm_rss
 from bench.profile import InstallSteps, PhaseProfiler, summarise
 from bench.sessions import SessionBench
@@ -777,6 +780,14 @@ class Bench:
                 self.results["sessions"] = bench.run(settings)
             except Exception as exc:  # report what there is, and why the rest is missing
                 self.note(f"sessions section failed: {type(exc).__name__}: {exc}")
+        if "datasets" not in cfg.skip:
+            log("datasets: upload, start with a mount, reading it, describe")
+            settings = {"sandbox_image": self.image, "ca_bundle": self.cfg.ca_bundle}
+            try:
+                datasets = DatasetBench(self.tmp / "datasets", settings, cfg.n, cfg.pool_size)
+                self.results["datasets"] = datasets.run()
+            except Exception as exc:  # report what there is, and why the rest is missing
+                self.note(f"datasets section failed: {type(exc).__name__}: {exc}")
         if "profile" not in cfg.skip:
             self.results["phases"] = self.phases()
         self.results["rss_floor_controller_bytes"] = self.floor_controller_rss()
@@ -987,6 +998,7 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     target("cell round trip over HTTP (1 + 1) p50 <= 0.020 s", cell, 0.020)
     for name, value in (results.get("rss_idle_bytes") or {}).items():
         target(f"idle controller RSS ({name} daemon) <= 80 MB", value / MB if value else None, 80)
+    dataset_targets(results.get("datasets") or {}, target)
     # What the experiments would give (not the product's configuration).
     count = len(targets)
     target(
@@ -998,6 +1010,20 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     for item in targets[count:]:
         item["experiment"] = True
     return ratios, targets
+
+
+def dataset_targets(found: dict[str, Any], target: Callable[..., None]) -> None:
+    """The datasets' targets: upload throughput and memory, start with a mount, describe."""
+    upload = found.get("upload") or {}
+    ratio = upload.get("throughput_vs_cp")
+    target("dataset upload (2 GiB) throughput >= 0.5x cp", ratio, 0.5, at_most=False)
+    peak = upload.get("daemon_peak_rss_bytes")
+    target("daemon RSS during the upload <= 150 MB", peak / MB if peak else None, 150)
+    for key, label in (("start_fresh", "fresh"), ("start_pool", "warm pool")):
+        delta = (found.get(key) or {}).get("delta_p50_s")
+        target(f"run start with a 2 GiB dataset, {label}: p50 <= +0.050 s", delta, 0.05)
+    seconds = (found.get("describe") or {}).get("seconds")
+    target("describe of a 1 GiB CSV <= 10 s", seconds, 10.0)
 
 
 def render(results: dict[str, Any]) -> str:
@@ -1181,6 +1207,7 @@ def render(results: dict[str, Any]) -> str:
         for item in rows:
             share = f"{item['share'] * 100:5.1f}%" if item.get("share") is not None else ""
             lines.append(f"  {item['phase']:<52} {item['median_ms']:>8.1f} {share}")
+    lines.extend(dataset_bench.render(results.get("datasets")))
     lines.extend(cluster_bench.render(results.get("cluster")))
     for text in results.get("notes", []):
         lines.append(f"note: {text}")

@@ -25,6 +25,7 @@ import typing
 from ai_data_agent.errors import (
     AiDataAgentError,
     ConfigurationError,
+    DatasetInUse,
     DockerUnavailable,
     EgressRefused,
     ExecutorError,
@@ -56,6 +57,7 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "AiDataAgentError",
     "ConfigurationError",
+    "DatasetInUse",
     "DockerUnavailable",
     "EgressRefused",
     "Executor",

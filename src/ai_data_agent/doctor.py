@@ -20,6 +20,7 @@ from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import LocalBlobStore
 
 __all__ = ["print_report", "run_checks"]
 
@@ -99,6 +100,26 @@ def _environment_checks(probe: RunResult, seen: dict[str, Any]) -> list[Check]:
     ]
 
 
+def _dataset_storage(settings: Settings, executor: Executor) -> Check:
+    """The datasets' storage directory can be written; what it and the engine hold."""
+    root = settings.storage_root
+    store = LocalBlobStore(root)
+    try:
+        if root.exists():  # else a daemon makes it; doctor writes nothing new
+            store.prepare()
+        count, size = store.usage()
+        copies, copied = executor.datasets.usage()
+    except AiDataAgentError as exc:
+        return Check("Dataset storage", False, str(exc))
+    where = f"{root} writable" if root.exists() else f"{root} not made yet (the daemon makes it)"
+    return Check(
+        "Dataset storage",
+        True,
+        f"{where}: {count} blob(s), {size} bytes; "
+        f"{copies} dataset version(s) copied onto this engine, {copied} bytes",
+    )
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Run every check; never raises for a failed check."""
     executor = Executor(settings)
@@ -137,6 +158,7 @@ def run_checks(settings: Settings) -> list[Check]:
                 f"exit code {failing.exit_code}",
             )
         )
+        checks.append(_dataset_storage(settings, executor))
         leftovers = executor.backend.sandboxes(executor.controller_id)
         checks.append(
             Check(

@@ -19,6 +19,7 @@ below, and anything else with ``500 internal`` and no detail::
     │   └── FileNotFound                file_not_found     404  path: no such file in a session
     ├── QueueFull                       queue_full         429  retry_after (``Retry-After``)
     │   └── QuotaExceeded               quota_exceeded     429  a tenant's quota, limit, used
+    ├── DatasetInUse                    dataset_in_use     409  a live session mounts it
     ├── SessionError                    -                  -    session_id
     │   ├── SessionBusy                 session_busy       409  another call is in progress
     │   ├── SessionGone                 session_gone       410  closed, expired or lost
@@ -39,11 +40,6 @@ and ``run_id`` (the run concerned, when there is one); the classes add their own
 context (``field``/``reason``, ``path``, ``retry_after``, ``quota``/``limit``/``used``,
 ``session_id``, ``report``, ``record``, ``container_id``/``step``).
 
-    try:
-        client.run("print(1)")
-    except QueueFull as exc:
-        time.sleep(exc.retry_after or 5)
-
 Docker, requests and httpx exceptions are translated where raised, ``raise ... from exc``.
 """
 
@@ -58,6 +54,7 @@ from ai_data_agent.models import InstallReport
 __all__ = [
     "AiDataAgentError",
     "ConfigurationError",
+    "DatasetInUse",
     "DockerUnavailable",
     "EgressRefused",
     "ExecutorError",
@@ -269,6 +266,13 @@ class QuotaExceeded(QueueFull):
         self.quota, self.limit, self.used = quota, limit, used
 
 
+class DatasetInUse(AiDataAgentError):
+    """A dataset (or version) that a live session mounts: not deleted unless forced."""
+
+    default_code = "dataset_in_use"
+    http_status = 409
+
+
 class SessionError(AiDataAgentError):
     """A session that cannot take this call; ``session_id`` names it, when known."""
 
@@ -337,8 +341,7 @@ class NoWorker(NotReady):
 
 
 class ServerError(AiDataAgentError):
-    """The daemon failed (500 ``internal``), or answered something outside its API
-    (code ``invalid_response``: a body of the wrong shape, an artifact of the wrong hash)."""
+    """The daemon failed (500 ``internal``), or answered outside its API (``invalid_response``)."""
 
     default_code = "internal"
     http_status = 500

@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from ai_data_agent.dataset_models import DatasetMount, DatasetMounts, DatasetName, SavedDataset
 from ai_data_agent.egress.rules import check_destination, check_rule
 from ai_data_agent.paths import check_relative_path
 from ai_data_agent.requirements import (
@@ -265,6 +266,15 @@ class RunRequest(BaseModel):
         None,
         description="Override the server's install mode (per_run: pip installs into the run's own sandbox dir).",
     )
+    datasets: DatasetMounts = Field(
+        default_factory=list,
+        description="Datasets mounted read-only, at /data/<name> unless a mount says otherwise: "
+        '"sales" (the latest version), "sales@3", or {"name", "version", "path"}. The record '
+        "names the version each resolved to.",
+    )
+    save_outputs_as: DatasetName | None = Field(
+        None, description="Store the files left under outputs/ as a new version of this dataset."
+    )
 
 
 class PackageInfo(BaseModel):
@@ -307,6 +317,11 @@ class EnvironmentInfo(BaseModel):
     )
     mismatches: list[str] = Field(
         default_factory=list, description="Differences between install, verify and execute envs."
+    )
+    preimported: list[str] = Field(
+        default_factory=list,
+        description="Modules the code's interpreter had imported before the code came (a "
+        "pre-imported warm sandbox of its requirement set); empty otherwise.",
     )
 
 
@@ -363,6 +378,12 @@ class RunResult(BaseModel):
     artifacts_truncated: bool = Field(False, description="A count or size cap was hit.")
     image: str = ""
     error: str | None = Field(None, description="What went wrong, for `error` and kills.")
+    datasets: list[DatasetMount] = Field(
+        default_factory=list, description="The dataset versions mounted, pinned."
+    )
+    saved_as: SavedDataset | None = Field(
+        None, description="The dataset version save_outputs_as made (or why none)."
+    )
     result: DisplayOutput | None = Field(
         None,
         description="The value of the code's last expression as a MIME bundle, as a cell's "

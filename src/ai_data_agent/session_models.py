@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
+from ai_data_agent.dataset_models import DatasetMount, DatasetMounts
 from ai_data_agent.models import (
     Artifact,
     DisplayOutput,
@@ -103,6 +104,11 @@ class SessionRequest(BaseModel):
     cpus: StrictFloat | None = Field(None, gt=0, le=64, description="CPU limit (cores).")
     cell_timeout_s: StrictFloat | None = Field(
         None, gt=0, description="Default time limit of a cell in this session."
+    )
+    datasets: DatasetMounts = Field(
+        default_factory=list,
+        description='Datasets mounted read-only for the session\'s life: "sales", "sales@3" or '
+        '{"name", "version", "path"} (default path /data/<name>).',
     )
     network: NetworkOption = Field(
         False,
@@ -215,6 +221,9 @@ class SessionInfo(BaseModel):
     memory_mb: int = 0
     cpus: float = 0.0
     error: str | None = Field(None, description="Why it was lost or closed, when it was.")
+    datasets: list[DatasetMount] = Field(
+        default_factory=list, description="The dataset versions it mounts, pinned."
+    )
 
 
 class SessionPage(BaseModel):

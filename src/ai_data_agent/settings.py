@@ -13,7 +13,6 @@ import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -23,10 +22,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from ai_data_agent.egress.rules import check_network, check_rule
 from ai_data_agent.requirements import check_requirement
+from ai_data_agent.storage_settings import StorageSettings
 
 __all__ = [
     "DEFAULT_FALLBACK_IMAGE",
@@ -69,19 +69,12 @@ def system_ca_bundle() -> Path | None:
     return None
 
 
-def _http_base_url(value: str) -> str:
-    parts = urlsplit(value)  # the base of a node's routes: http(s), a host, no query
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-        raise ValueError("must be an http(s):// URL with a host, such as http://10.0.0.5:8000")
-    return value.rstrip("/")
-
-
 def user_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/ai-data-agent`` (``~/.cache`` by default): the host user's own state."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ai-data-agent"
 
 
-class Settings(BaseSettings):
+class Settings(StorageSettings):
     """Server-side policy and plumbing. A request can lower limits, never raise them."""
 
     model_config = SettingsConfigDict(env_prefix="AI_DATA_AGENT_", extra="forbid")
@@ -178,11 +171,22 @@ class Settings(BaseSettings):
     pool_size: int = Field(
         0,
         ge=0,
-        description="Warm containers per profile; 0 disables the pool. With the pool, a used "
-        "container is removed in the background right after its result (close() waits).",
+        description="Warm containers per profile (at most); 0 disables the pool. With the pool, "
+        "a used container is removed in the background right after its result.",
     )
     pool_ttl_s: float = Field(
         300.0, gt=0, description="A pooled container older than this is recycled."
+    )
+    pool_memory_mb: int = Field(
+        1024, ge=64, description="Resident memory all pooled sandboxes together may hold."
+    )
+    pool_recent_sets: int = Field(
+        2, ge=0, description="Sets asked for often lately also get a pre-imported pool profile."
+    )
+    pool_preimport: list[str] | None = Field(
+        None,
+        description="Modules a pre-imported sandbox imports where its set has them; default: "
+        "the top-level modules of the set's own requirements (matplotlib with pyplot).",
     )
 
     # Sessions ----------------------------------------------------------------------
@@ -306,11 +310,6 @@ class Settings(BaseSettings):
 
     # Daemon ------------------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="Run records (SQLite) and stored results.")
-    storage_dir: Path | None = Field(
-        None,
-        description="Datasets and checkpoints (content-addressed blobs); unset: data_dir/storage. "
-        "In a cluster, a directory every API node shares.",
-    )
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Accepted bearer tokens, comma-separated."
     )
@@ -337,13 +336,9 @@ class Settings(BaseSettings):
     )
     retention_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Records kept this long.")
     retention_max_runs: int = Field(10_000, ge=1, description="At most this many records kept.")
-    audit_retention_s: float = Field(
-        90 * 24 * 3600.0, gt=0, description="Audit log entries are kept this long."
-    )
+    audit_retention_s: float = Field(90 * 86400.0, gt=0, description="Audit log kept this long.")
     audit_fsync: bool = Field(
-        False,
-        description="One node: sync each audit commit to disk (survives power loss; a disk "
-        "sync per request batch). Off: an answered request's entry survives a crash or kill -9.",
+        False, description="One node: sync each audit commit to disk (survives power loss too)."
     )
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")
     reaper_interval_s: float = Field(
@@ -412,18 +407,6 @@ class Settings(BaseSettings):
     )
     worker_name: str | None = Field(
         None, description="This worker's name in the cluster; default: the host name."
-    )
-    advertise_url: Annotated[str, AfterValidator(_http_base_url)] | None = Field(
-        None,
-        description="The URL workers reach this API node at, to read and write the cluster's "
-        "storage (datasets, checkpoints). Default: http://HOST:PORT of `serve`, unless HOST "
-        "is a wildcard address (0.0.0.0, ::): then set it.",
-    )
-    blob_max_bytes: int = Field(
-        20 * 1024 * MiB, ge=1, description="Largest blob a worker may write through an API node."
-    )
-    blob_cache_max_bytes: int = Field(
-        20 * 1024 * MiB, ge=0, description="A worker's copies of the cluster's blobs (LRU)."
     )
 
     # Client ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 from ai_data_agent.api_models import ErrorDetail
 from ai_data_agent.errors import (
     AiDataAgentError,
+    DatasetInUse,
     FileNotFound,
     Forbidden,
     InstallFailed,
@@ -48,6 +49,7 @@ HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     FileNotFound,
     QueueFull,
     QuotaExceeded,
+    DatasetInUse,
     SessionBusy,
     SessionGone,
     SessionLimit,

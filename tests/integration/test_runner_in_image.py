@@ -30,8 +30,9 @@ from ai_data_agent.sandbox.environment import (
     build_env, cgroup_oom_kills, env_mismatches, make_sandbox_dir, network_interfaces,
     remove_tree,
 )
-from ai_data_agent.sandbox.install import pip_install_command, run_captured, tail
-from ai_data_agent.sandbox.bootstrap import source_of
+from ai_data_agent.sandbox.install import pip_install_command, tail
+from ai_data_agent.sandbox.codeproc import CodeProcess
+from ai_data_agent.sandbox.verify import inspect
 
 def _exercise():
     facts = {"uid": os.getuid(), "isolated": sys.flags.isolated, "pathsep": os.pathsep}
@@ -44,12 +45,14 @@ def _exercise():
     facts["tail"] = tail("abcdef", 3)
     facts["interfaces"] = network_interfaces()
     facts["oom_kills"] = cgroup_oom_kills()
-    # The verify program, in the env the runner builds, as the runner runs it.
-    verify = run_captured(
-        [sys.executable, "-c", source_of("verify"), json.dumps([]), sandbox], env, sandbox, 60.0
-    )
-    observed = json.loads(verify.stdout)["observed"]
+    # The code's interpreter, in the env the runner builds, as the runner starts it.
+    child = CodeProcess.start(env, sandbox, ["json"])
+    warm = child.report(60.0) or {}
+    child.kill()
+    facts["code_imported"] = warm.get("imported")
+    observed = warm.get("observed") or {}
     facts["verify_mismatches"] = env_mismatches(dict(env, executable=sys.executable), observed)
+    facts["inspect"] = inspect(["six"], sandbox, [sandbox])
     locked = os.path.join(sandbox, "locked")
     os.mkdir(locked)
     open(os.path.join(locked, "file"), "w").close()
@@ -127,6 +130,8 @@ def test_runner_steps_work_in_the_unmodified_image(
     assert facts["interfaces"] == ["lo"]
     assert facts["oom_kills"] == 0
     assert facts["verify_mismatches"] == []
+    assert facts["code_imported"] == ["json"]
+    assert facts["inspect"] == {"found": {"six": None}, "packages": []}
     assert facts["removed"] is True
     assert baseline_code == 0, baseline
     stdlib = set(facts["stdlib_module_names"])

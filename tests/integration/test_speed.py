@@ -5,6 +5,7 @@ Behaviour only: speed is measured by `make bench`, never here.
 
 from __future__ import annotations
 
+import json
 import stat
 import threading
 import time
@@ -215,6 +216,67 @@ def test_pool_serves_cached_environments_and_other_limits_start_fresh(tmp_path: 
 
     assert warm.status == hit.status == other.status == RunStatus.SUCCEEDED
     assert hit.install.cache_hit and hit.stdout == "ok\n"
+    assert _managed_containers(executor) == []
+
+
+PROBE_CODE = """
+import json, os, socket, sys
+try:
+    open(f"/proc/{os.getppid()}/mem", "rb").read(1)
+    runner_memory = "readable"
+except OSError as exc:
+    runner_memory = type(exc).__name__
+print(json.dumps({
+    "host": socket.gethostname(),
+    "uid": os.getuid(),
+    "interfaces": [name for _, name in socket.if_nameindex()],
+    "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
+    "runner_memory": runner_memory,
+    "six_loaded": "six" in sys.modules,
+}))
+"""
+
+
+def _wait_for_profiles(executor: Executor, timeout_s: float = 120) -> None:
+    """Every pool profile holds what it targets (the pre-imported one included)."""
+    assert executor.pool is not None
+    executor.driver.close()  # deferred removals of earlier runs
+    deadline = time.monotonic() + timeout_s
+    while not all(p.idle >= p.target for p in executor.pool.profiles()):
+        assert time.monotonic() < deadline, executor.pool.profiles()
+        time.sleep(0.05)
+
+
+def test_a_prewarmed_set_runs_in_its_own_pre_imported_never_reused_sandboxes(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path, pool_size=1, pool_recent_sets=0, prewarm=[["six"]])
+    with Executor(settings) as executor:
+        executor.start_pool()
+        first = executor.run(RunRequest(code="pass", requirements=["six"]))  # the profile
+        assert first.status == RunStatus.SUCCEEDED, first.error
+        runs = []
+        for _ in range(2):
+            _wait_for_profiles(executor)
+            runs.append(executor.run(RunRequest(code=PROBE_CODE, requirements=["six"])))
+        _wait_for_profiles(executor)
+        other = executor.run(RunRequest(code=PROBE_CODE))  # no set: a plain sandbox
+        assert executor.pool is not None
+        states = {p.name: p for p in executor.pool.profiles()}
+
+    assert [r.status for r in [*runs, other]] == [RunStatus.SUCCEEDED] * 3, other.error
+    facts = [json.loads(r.stdout) for r in [*runs, other]]
+    assert [r.environment.preimported for r in runs] == [["six"], ["six"]]
+    assert other.environment.preimported == []
+    assert [f["six_loaded"] for f in facts] == [True, True, False]
+    assert len({f["host"] for f in facts}) == 3  # each run its own container
+    for fact in facts:  # user code as before: uid 1000, only lo, no runner pipes or memory
+        assert fact["uid"] == 1000 and fact["interfaces"] == ["lo"]
+        assert fact["fds"] == [0, 1, 2, 3]  # 3: the listing's own
+        assert fact["runner_memory"] == "PermissionError"
+    warm = [p for name, p in states.items() if name != "plain"]
+    assert len(warm) == 1 and warm[0].modules == ("six",) and warm[0].taken == 2
+    assert 0 < warm[0].rss_mb < 150
     assert _managed_containers(executor) == []
 
 

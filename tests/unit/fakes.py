@@ -101,6 +101,19 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def warm_token(data: bytes) -> str | None:
+    """The token of a pooled sandbox's warm message (`executor.warm`), None for other data."""
+    try:
+        message = decode_message(data)
+    except (AssertionError, ValueError):
+        return None
+    return str(message["token"]) if message.get("mode") == "warm" else None
+
+
+def _is_warm(data: bytes) -> bool:
+    return warm_token(data) is not None
+
+
 def _spec_ids(user: str) -> tuple[int, int]:
     uid, _, gid = user.partition(":")
     return int(uid), int(gid or uid)
@@ -123,6 +136,7 @@ class ProcessSandbox:
         self.run_id = run_id
         self.calls: list[str] = []
         self.jobs: list[dict[str, Any]] = []
+        self.warm_jobs: list[dict[str, Any]] = []
         self._emulate_isolation = emulate_isolation
         self._fail_send = fail_send
         self._id = "fake-" + uuid.uuid4().hex
@@ -177,6 +191,9 @@ class ProcessSandbox:
         if not self._loaded:
             self._loaded = True  # the bundle of sandbox modules, for the bootstrap
             self.calls.append("send:bundle")
+        elif not self.jobs and _is_warm(data):
+            self.warm_jobs.append(decode_message(data))  # a pooled sandbox's, before its job
+            self.calls.append("send:warm")
         elif not self.jobs:
             job = decode_message(data)
             self.jobs.append(job)
@@ -409,6 +426,7 @@ class ScriptedSandbox:
         self._respond = respond
         self._killed = threading.Event()
         self._token: str | None = None
+        self._warm_reply: bytes | None = None
         self._loaded = False
 
     @property
@@ -419,6 +437,11 @@ class ScriptedSandbox:
         if not self._loaded:
             self._loaded = True  # the bundle of sandbox modules, for the bootstrap
             self.calls.append("send:bundle")
+            return
+        if self._token is None and _is_warm(data):  # pooled: report warm, as a runner does
+            self.calls.append("send:warm")
+            token = str(decode_message(data)["token"])
+            self._warm_reply = frame_line(token, {"k": "warm", "imported": [], "rss_kb": 20480})
             return
         if self._token is None:
             self.calls.append("send:job")
@@ -441,6 +464,9 @@ class ScriptedSandbox:
     def read(self, timeout_s: float) -> tuple[int, bytes] | None:
         if self._killed.is_set():
             return 0, b""
+        if self._warm_reply is not None:
+            reply, self._warm_reply = self._warm_reply, None
+            return STDOUT, reply
         if self._token is not None and self._pending:
             item = self._pending.pop(0)
             if isinstance(item, dict):

@@ -22,6 +22,7 @@ from ai_data_agent.errors import ConfigurationError, ExecutorError
 from ai_data_agent.executor.core import Executor
 from ai_data_agent.executor.driver import SandboxDriver
 from ai_data_agent.executor.env import EnvCache, InstallFailure, Ready
+from ai_data_agent.executor.env import cache as cache_module
 from ai_data_agent.executor.env.index import CachedEnv, ImageInfo, cache_key, default_index_path
 from ai_data_agent.executor.env.sandboxes import CACHE_VOLUME, STAGE_MOUNT, UV_CACHE_VOLUME
 from ai_data_agent.executor.spec import ENVS_MOUNT, ContainerSpec, VolumeMount
@@ -63,7 +64,7 @@ class CacheBackend(ScriptedBackend):
             "install": lambda job: installed(),
             "publish": lambda job: [result(published=True, size=4321)],
             "prune": lambda job: [result(removed=job["prune"]["keys"])],
-            "compile": lambda job: [result(compiled=True)],
+            "compile": lambda job: [result(compiled=True, complete=True)],
         }
         self.ensured: list[tuple[str, dict[str, str]]] = []
         self.removed_volumes: list[str] = []
@@ -288,6 +289,61 @@ def test_a_miss_installs_in_its_own_sandbox_then_publishes(
     assert sorted(backend.removed_volumes) == sorted(staged) and stage in staged
 
 
+def test_a_new_environment_compiles_first_what_the_run_that_follows_imported(
+    make_cache: Callable[..., EnvCache], backend: CacheBackend
+) -> None:
+    cache = make_cache()
+    outcome = cache.get_or_install(["pandas"], "img", "run-1", imports_follow=True)
+    assert isinstance(outcome, Ready) and not outcome.env.compiled
+    assert backend.jobs("compile") == []  # it waits for the run's imports
+
+    first = ["pandas/__init__.py", "numpy/__init__.py"]
+    cache.imported(outcome.env.key, first)
+    cache.imported(outcome.env.key, ["late.py"])  # already under way: ignored
+    cache.close()
+
+    (compile_job,) = backend.jobs("compile")
+    assert compile_job["compile"]["first"] == first
+    entry = cache.index.get(outcome.env.key)
+    assert entry is not None and entry.compiled  # recorded: the next hit compiles nothing
+    again = cache.get_or_install(["pandas"], "img", "run-2")
+    cache.close()
+    assert isinstance(again, Ready) and again.hit and again.env.compiled
+    assert len(backend.jobs("compile")) == 1
+
+
+def test_a_compile_waiting_for_imports_starts_anyway_after_a_while(
+    make_cache: Callable[..., EnvCache], backend: CacheBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "HINT_WAIT_S", 0.05)  # the run never reports
+    cache = make_cache()
+    outcome = cache.get_or_install(["pandas"], "img", "run-1", imports_follow=True)
+
+    poll(lambda: backend.jobs("compile"), timeout_s=10, what="the compile without a hint")
+    cache.close()
+    (compile_job,) = backend.jobs("compile")
+    assert isinstance(outcome, Ready) and compile_job["compile"]["first"] == []
+
+
+@pytest.mark.parametrize(
+    ("complete", "compiles"),
+    [(False, 2), (True, 1)],
+    ids=["cut-short-compiles-again", "went-through-with-bad-files-is-done"],
+)
+def test_only_a_compile_that_went_through_is_recorded(
+    make_cache: Callable[..., EnvCache], backend: CacheBackend, complete: bool, compiles: int
+) -> None:
+    backend.handlers["compile"] = lambda job: [result(compiled=False, complete=complete)]
+    cache = make_cache()
+    cache.get_or_install(["pandas"], "img", "run-1")
+    cache.close()
+    again = cache.get_or_install(["pandas"], "img", "run-2")
+    cache.close()
+
+    assert isinstance(again, Ready) and again.hit and again.env.compiled is complete
+    assert len(backend.jobs("compile")) == compiles
+
+
 def test_a_second_request_is_a_hit_without_a_sandbox(
     make_cache: Callable[..., EnvCache], backend: CacheBackend
 ) -> None:
@@ -320,6 +376,9 @@ def test_close_can_stop_a_running_compile_and_keeps_the_environment(
     assert "kill" in compiled.calls and compiled.calls[-1] == "remove"
     again = cache.get_or_install(["pandas"], "img", "run-2")  # the cache stays usable
     assert isinstance(again, Ready) and again.hit  # bytecode is optional: the env is kept
+    assert not again.env.compiled  # so the hit compiles it again, in the background
+    poll(lambda: len(backend.jobs("compile")) == 2, timeout_s=10, what="the compile resumed")
+    cache.close(stop_compiles=True)
 
 
 def test_the_uv_binary_is_shipped_to_uv_installs_only(
@@ -349,6 +408,7 @@ def test_an_environment_another_controller_published_is_adopted(
         "created_at": 1000.0,
         "install_s": 12.5,
         "size": 999,
+        "compiled": True,
     }
     backend.handlers["install"] = lambda job: [result(manifest=manifest, oom_kills=0)]
     cache = make_cache()
@@ -356,7 +416,8 @@ def test_an_environment_another_controller_published_is_adopted(
 
     assert isinstance(outcome, Ready) and outcome.hit
     assert outcome.env.installer == "uv" and outcome.env.size_bytes == 999
-    assert backend.modes() == ["probe", "install"]  # nothing to publish
+    assert outcome.env.compiled
+    assert backend.modes() == ["probe", "install"]  # nothing to publish, nothing to compile
     assert cache.index.get(outcome.env.key) is not None
     assert len(backend.removed_volumes) == 1
 
@@ -648,4 +709,4 @@ def test_the_pool_starts_once_with_the_cache_mounted(tmp_path: Path, backend: Ca
         names = [name for name, _ in backend.ensured]
         assert names[:2] == [CACHE_VOLUME, UV_CACHE_VOLUME]
         assert all(n.startswith("ai-data-agent-stage-") for n in names[2:])  # made ahead
-    assert backend.started[0].calls == ["send:bundle", "remove"]  # drained at close
+    assert backend.started[0].calls == ["send:bundle", "send:warm", "remove"]  # drained at close

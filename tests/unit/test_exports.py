@@ -12,6 +12,7 @@ import ai_data_agent.errors
 EXPORTED = [
     "AiDataAgentError",
     "ConfigurationError",
+    "DatasetInUse",
     "DockerUnavailable",
     "EgressRefused",
     "Executor",

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from fakes import EngineStub
+from fakes import EngineStub, frame_line, warm_token
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor import pool as pool_module
+from ai_data_agent.executor.backend import STDOUT
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.spec import ContainerSpec, build_spec
 from ai_data_agent.limits import default_limits
@@ -43,9 +44,16 @@ class GateSession:
     born: float = field(default_factory=time.monotonic)
     calls: list[str] = field(default_factory=list)
     fail_remove: bool = False
+    replies: list[bytes] = field(default_factory=list)
 
     def send(self, data: bytes) -> None:
         self.calls.append("send")
+        token = warm_token(data)
+        if token is not None:  # a pooled sandbox's warm message: report as a runner does
+            self.replies.append(frame_line(token, {"k": "warm", "imported": [], "rss_kb": 20480}))
+
+    def read(self, timeout_s: float) -> tuple[int, bytes] | None:
+        return (STDOUT, self.replies.pop(0)) if self.replies else None
 
     def remove(self) -> None:
         self.calls.append("remove")

@@ -18,6 +18,7 @@ import time
 import types
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -70,10 +71,54 @@ def test_compile_writes_bytecode_named_for_the_import_path(
 ) -> None:
     monkeypatch.chdir(envs)  # compile_env changes the cwd; the fixture restores it
     envstore.publish_env(str(staged), str(envs), "k1", {})
-    assert envstore.compile_env(str(envs), "k1", workers=1) == {"compiled": True}
+    assert envstore.read_manifest(str(envs), "k1") == {"size": ANY, "compiled": False}
+    report = envstore.compile_env(str(envs), "k1", workers=1)
+    assert report == {"compiled": True, "complete": True, "first": 0}
     [pyc] = (envs / "k1" / "six" / "__pycache__").iterdir()
     code = marshal.loads(pyc.read_bytes()[16:])
     assert code.co_filename == str(envs / "k1" / "six" / "__init__.py")
+    assert envstore.read_manifest(str(envs), "k1") == {"size": ANY, "compiled": True}
+
+
+def test_compile_takes_the_files_a_run_imported_first_and_only_inside_the_environment(
+    staged: Path, envs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compileall
+
+    monkeypatch.chdir(envs)
+    envstore.publish_env(str(staged), str(envs), "k1", {})
+    seen_before_the_rest: list[bool] = []
+
+    def some_fail(*args: Any, **kwargs: Any) -> bool:
+        seen_before_the_rest.append((envs / "k1" / "six" / "__pycache__").is_dir())
+        return False  # a file that does not compile: it never will
+
+    monkeypatch.setattr(compileall, "compile_dir", some_fail)
+    first = ["six/__init__.py", "../k1/six/__init__.py", "/etc/passwd", "missing.py"]
+    report = envstore.compile_env(str(envs), "k1", workers=1, first=first)
+
+    assert report == {"compiled": False, "complete": True, "first": 1}
+    assert seen_before_the_rest == [True]
+    manifest = envstore.read_manifest(str(envs), "k1")
+    assert manifest is not None and manifest["compiled"] is True  # not to be tried again
+
+
+def test_a_compile_cut_short_leaves_no_marker(
+    staged: Path, envs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compileall
+
+    monkeypatch.chdir(envs)
+    envstore.publish_env(str(staged), str(envs), "k1", {})
+
+    def killed(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("killed")  # as the process dies half-way
+
+    monkeypatch.setattr(compileall, "compile_dir", killed)
+    with pytest.raises(RuntimeError):
+        envstore.compile_env(str(envs), "k1", workers=1)
+    manifest = envstore.read_manifest(str(envs), "k1")
+    assert manifest is not None and manifest["compiled"] is False
 
 
 def test_a_compile_whose_environment_is_pruned_meanwhile_recreates_nothing(
@@ -257,28 +302,31 @@ def test_go_is_the_exact_line_within_the_wait(tmp_path: Path) -> None:
 
 
 # -- verify ------------------------------------------------------------------------------------
-def test_verify_reports_what_the_interpreter_finds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    dist = tmp_path / "aida_probe-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: aida-probe\nVersion: 1.0\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(
-        sys, "argv", ["verify", json.dumps(["Aida_Probe", "not-there"]), str(tmp_path)]
+def test_verify_reads_the_metadata_the_code_would_find(tmp_path: Path) -> None:
+    env, other = tmp_path / "env", tmp_path / "other"
+    for folder, name, version in ((env, "aida_probe", "1.0"), (other, "aida_probe", "2.0")):
+        dist = folder / f"{name}-{version}.dist-info"
+        dist.mkdir(parents=True)
+        (dist / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: aida-probe\nVersion: {version}\n\nName: not this\n"
+        )
+    egg = other / "legacy_pkg-0.3-py3.11.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: Legacy.Pkg\nVersion: 0.3\n")
+    (other / "broken-1.0.dist-info").mkdir()  # no METADATA: not a distribution
+
+    report = verify.inspect(
+        ["Aida_Probe", "legacy-pkg", "not-there"], str(env), search=[str(env), str(other)]
     )
-    monkeypatch.setenv("HOME", "/home/sandbox")
 
-    verify.main()
-
-    report = json.loads(capsys.readouterr().out)
-    assert report["found"] == {
+    assert report["found"] == {  # the first on the path wins, as for the interpreter
         "Aida_Probe": {"name": "aida-probe", "version": "1.0"},
+        "legacy-pkg": {"name": "Legacy.Pkg", "version": "0.3"},
         "not-there": None,
     }
     assert report["packages"] == [{"name": "aida-probe", "version": "1.0"}]
-    assert report["observed"]["HOME"] == "/home/sandbox"
     assert verify.norm("Foo_Bar.baz") == "foo-bar-baz"
+    assert verify.norm("a--b__c") == "a-b-c"
 
 
 # -- figures -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
     ai-data-agent mcp                     # MCP tools on stdio (the mcp extra; docs/mcp.md)
     AI_DATA_AGENT_DATABASE_URL=postgresql://... ai-data-agent worker   # a cluster's worker
     ai-data-agent session new -p pandas ; ai-data-agent repl
+    ai-data-agent dataset put sales sales.csv ; ai-data-agent run x.py --dataset sales
     ai-data-agent doctor ; ai-data-agent cache list ; ai-data-agent sweep
     ai-data-agent tenant add team-a ; ai-data-agent token new team-a ci ; ai-data-agent audit
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import typer
 
 from ai_data_agent.cli.admin import cache_app, doctor, sweep
+from ai_data_agent.cli.datasets import dataset_app
 from ai_data_agent.cli.repl import repl
 from ai_data_agent.cli.run import run
 from ai_data_agent.cli.serve import mcp, serve, worker
@@ -42,6 +44,7 @@ app.command("repl")(repl)
 app.command()(sweep)
 app.add_typer(cache_app, name="cache")
 app.add_typer(session_app, name="session")
+app.add_typer(dataset_app, name="dataset")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(token_app, name="token")
 app.command()(audit)

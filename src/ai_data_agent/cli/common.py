@@ -36,6 +36,7 @@ from ai_data_agent.cli.exits import (
 from ai_data_agent.client import Client
 from ai_data_agent.errors import (
     AiDataAgentError,
+    DatasetInUse,
     DockerUnavailable,
     Forbidden,
     NotFound,
@@ -103,7 +104,7 @@ def exit_for(exc: AiDataAgentError, token: object) -> typer.Exit:
         return fail(f"{exc}; this needs an admin's token", EXIT_AUTH)
     if isinstance(exc, SessionBusy | SessionLimit | QueueFull | NoWorker):
         return fail(str(exc), EXIT_BUSY)
-    if isinstance(exc, RequestRejected | NotFound | SessionError):
+    if isinstance(exc, RequestRejected | NotFound | SessionError | DatasetInUse):
         return fail(str(exc), EXIT_USAGE)
     return fail(str(exc), EXIT_INFRASTRUCTURE)
 

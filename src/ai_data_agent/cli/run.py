@@ -199,6 +199,15 @@ ServerUrl = Annotated[
         "AI_DATA_AGENT_SERVER variable).",
     ),
 ]
+Datasets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        metavar="NAME[@V]",
+        help="A daemon's dataset, mounted read-only at /data/NAME (repeatable; --server).",
+    ),
+]
 Token = Annotated[
     str | None,
     typer.Option(
@@ -221,6 +230,7 @@ def run(
     env: EnvPairs = None,
     file_specs: FileSpecs = None,
     output_dir: OutputDir = None,
+    dataset: Datasets = None,
     server: ServerUrl = None,
     token: Token = None,
     as_json: Annotated[
@@ -251,11 +261,14 @@ def run(
             network=network_option(allow or [], unrestricted=network),
             env=_env_pairs(env or []),
             files=input_files(file_specs or []),
+            datasets=dataset or [],
         )
     except ValidationError as exc:
         raise fail(str(RequestRejected.from_errors(exc.errors())), EXIT_USAGE) from exc
     output_dir = _output_directory(output_dir)
     server = server or settings.server
+    if server is None and dataset:
+        raise fail("datasets live on a daemon: pass --server URL", EXIT_USAGE)
     if server is None:
         require_engine(settings)
     result = _execute(settings, request, server, token, as_json=as_json, output_dir=output_dir)

@@ -102,6 +102,10 @@ def new(
     cpus: Annotated[float | None, typer.Option(help="CPU limit (cores).")] = None,
     cell_timeout: Annotated[float | None, typer.Option(help="Default seconds per cell.")] = None,
     allow: AllowHosts = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", "-d", metavar="NAME[@V]", help="Mounted at /data/NAME."),
+    ] = None,
     server: Server = None,
     as_json: AsJson = False,
 ) -> None:
@@ -115,6 +119,7 @@ def new(
         "cpus": cpus,
         "cell_timeout_s": cell_timeout,
         "network": network_option(allow) if allow else None,
+        "datasets": dataset,
     }
     with client, working(starting(requirements, "on the daemon")):
         session = guarded(

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from ai_data_agent.api_models import RunSubmission, ServerInfo
 from ai_data_agent.caps import check_input_files
+from ai_data_agent.dataset_models import DatasetMount
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
 from ai_data_agent.models import EgressRequest, InputFile, RunRequest
 
@@ -35,6 +36,8 @@ class RunOptions(TypedDict, total=False):
     env: Mapping[str, str] | None
     files: Sequence[InputFile]
     install_mode: Literal["cache", "per_run"] | None
+    datasets: Sequence[str | DatasetMount]
+    save_outputs_as: str | None
 
 
 def run_request(code: str, **options: Unpack[RunOptions]) -> RunRequest:
@@ -44,7 +47,12 @@ def run_request(code: str, **options: Unpack[RunOptions]) -> RunRequest:
         RequestRejected: they do not validate (as the daemon would answer 422).
     """
     fields: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
-    for name, container in (("requirements", list), ("files", list), ("env", dict)):
+    for name, container in (
+        ("requirements", list),
+        ("files", list),
+        ("env", dict),
+        ("datasets", list),
+    ):
         if name in fields:
             fields[name] = container(fields[name])
     try:

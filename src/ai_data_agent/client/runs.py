@@ -32,6 +32,7 @@ caps are what limit them.
 from __future__ import annotations
 
 import builtins
+import functools
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -49,6 +50,7 @@ from ai_data_agent.api_models import (
     RunRecord,
 )
 from ai_data_agent.client.connection import Connection
+from ai_data_agent.client.datasets import Datasets
 from ai_data_agent.client.requests import RunOptions, check_sizes, run_body, run_request
 from ai_data_agent.client.sessions import RemoteSession, list_sessions, open_session
 from ai_data_agent.client.tenants import Audit, Tenants, Tokens
@@ -77,6 +79,11 @@ class Client(Connection):
             a run (`run` computes its own read timeout from the run's limits).
         transport: an httpx transport to use instead of the network (tests).
     """
+
+    @functools.cached_property
+    def datasets(self) -> Datasets:
+        """The daemon's datasets: put, list, show, describe, get, delete (`Datasets`)."""
+        return Datasets(self)
 
     # -- an admin's ------------------------------------------------------------------
     @property

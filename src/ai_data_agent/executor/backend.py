@@ -8,6 +8,7 @@ as a local subprocess or play it from a script.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -119,6 +120,13 @@ class Backend(Protocol):
         """Create a named volume owned by the sandbox user, unless it exists with ``labels``."""
 
     def remove_volume(self, name: str) -> None: ...
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        """A named volume's labels; None when it does not exist."""
+
+    def fill_volume(self, name: str, labels: dict[str, str], archive: Iterable[bytes]) -> None:
+        """Create a named volume and extract the tar stream ``archive`` into it (a dataset
+        version's files); on failure the volume is removed."""
 
     def sandboxes(self, controller_id: str) -> list[str]:
         """Ids of the sandbox containers of ``controller_id`` that exist now."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,11 @@ from loguru import logger
 from ai_data_agent.egress.proxy import EgressProxy
 from ai_data_agent.executor.backend import Backend
 from ai_data_agent.executor.conversation import Transcript
+from ai_data_agent.executor.data import EngineDatasets
+from ai_data_agent.executor.data.profiles import WarmDataProfiles
 from ai_data_agent.executor.driver import Assignment, SandboxDriver
 from ai_data_agent.executor.env import (
+    CachedEnv,
     EnvCache,
     Environments,
     InstallFailure,
@@ -35,6 +39,7 @@ from ai_data_agent.executor.env import (
     Vanished,
     once_more_if_vanished,
 )
+from ai_data_agent.executor.env.index import normal_requirement
 from ai_data_agent.executor.events import EventHandler, RunEvent
 from ai_data_agent.executor.jobs import run_job
 from ai_data_agent.executor.link import SandboxLink
@@ -42,6 +47,7 @@ from ai_data_agent.executor.outcome import install_failed_result, run_result
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.session import SandboxOrder, Session
 from ai_data_agent.executor.spec import ContainerSpec, VolumeMount, build_spec
+from ai_data_agent.executor.warm import Warmth
 from ai_data_agent.limits import default_limits, resolve_run
 from ai_data_agent.models import Limits, RunRequest, RunResult
 from ai_data_agent.session_models import SessionRequest
@@ -77,16 +83,26 @@ class Executor:
             backend = DockerBackend(settings)
         self.backend = backend
         self.pool = (
-            WarmPool(backend, size=settings.pool_size, ttl_s=settings.pool_ttl_s)
+            WarmPool(
+                backend,
+                size=settings.pool_size,
+                ttl_s=settings.pool_ttl_s,
+                memory_mb=settings.pool_memory_mb,
+                recent_sets=settings.pool_recent_sets,
+            )
             if settings.pool_size > 0
             else None
         )
+        self._prewarm = {_normal(s) for s in settings.prewarm}
+        self._pool_spec: Callable[[str], ContainerSpec] | None = None
         self.driver = SandboxDriver(settings, backend, self.pool, self.egress)
         self.env_cache = (
             EnvCache(settings, backend, self.driver, self.controller_id)
             if settings.install_mode == "cache"
             else None
         )
+        self.datasets = EngineDatasets(settings, backend)
+        self._data_profiles = WarmDataProfiles(self.pool, settings.pool_data_profiles)
         self._pool_started = False
         self._pool_lock = threading.Lock()
 
@@ -122,14 +138,30 @@ class Executor:
             self._pool_started = True
         image = self.backend.resolve_image()
         defaults = default_limits(self.settings)
-        # A pooled sandbox may be taken by a run or by a session: its label covers either.
+        lifetime = self._pool_lifetime()
+
+        def pool_spec(pool_id: str) -> ContainerSpec:
+            return self.sandbox_spec(defaults, image, pool_id, install=False, lifetime=lifetime)
+
+        self._pool_spec = pool_spec
+        self.pool.add_profile(pool_spec)
+
+    def _keep_warm(self, requirements: list[str], env: CachedEnv) -> None:
+        """A prewarm set's environment gets its pre-imported pool profile (`warm`)."""
+        if (
+            self.pool is None
+            or self._pool_spec is None
+            or _normal(requirements) not in self._prewarm
+        ):
+            return
+        modules = self.settings.pool_preimport
+        warmth = Warmth((env.path,), tuple(modules) if modules is not None else None)
+        self.pool.add_profile(self._pool_spec, warmth, floor=1)
+
+    def _pool_lifetime(self) -> float:
+        """A pooled sandbox may be taken by a run or by a session: its label covers either."""
         use = max(self.settings.max_timeout_s, self.settings.session_max_lifetime_s)
-        lifetime = self.settings.pool_ttl_s + use
-        self.pool.add_profile(
-            lambda pool_id: self.sandbox_spec(
-                defaults, image, pool_id, install=False, lifetime=lifetime
-            )
-        )
+        return self.settings.pool_ttl_s + use
 
     # -- public -------------------------------------------------------------------
     def session(self, request: SessionRequest | None = None, **fields: Any) -> Session:
@@ -192,13 +224,16 @@ class Executor:
                     run_id, image, request, environment.install, environment.error, self.settings
                 )
             transcript = self._drive(
-                request, limits, image, run_id, environment, on_event, cancel, artifacts_dir
+                request, limits, image, run_id, environment, on_event, cancel, artifacts_dir, data
             )
             if environment is not None and transcript.result and transcript.result.env_missing:
                 return Vanished(environment.env.key)
             return self._result(run_id, image, request, transcript, environment)
 
-        result = once_more_if_vanished(self.env_cache, attempt, run_id=run_id, step="install")
+        with self.datasets.using(request.datasets):  # pruning spares them until the run ends
+            data = self.datasets.volume_mounts(request.datasets, run_id)
+            result = once_more_if_vanished(self.env_cache, attempt, run_id=run_id, step="install")
+        result.datasets = list(request.datasets)
         result.timings.total_s = round(time.monotonic() - started, 4)
         logger.bind(run_id=run_id).info(
             "run finished: status={} exit_code={} install_s={:.2f} execute_s={:.2f} "
@@ -222,7 +257,8 @@ class Executor:
             return None
         if on_event is not None:
             on_event(RunEvent(run_id, "phase", "installing"))
-        return self.env_cache.get_or_install(list(request.requirements), image, run_id)
+        requirements = list(request.requirements)
+        return self.env_cache.get_or_install(requirements, image, run_id, imports_follow=True)
 
     # -- what a session asks of its executor (`SandboxProvider`) ----------------------
     @property
@@ -233,10 +269,20 @@ class Executor:
         return self.backend.resolve_image()
 
     def open_sandbox(self, order: SandboxOrder) -> SandboxLink:
-        spec = self.sandbox_spec(order.limits, order.image, order.run_id, lifetime=order.lifetime_s)
-        return self.driver.open(
-            spec, order.job, run_id=order.run_id, inputs=order.inputs, egress=order.limits.egress
-        )
+        with self.datasets.using(
+            order.datasets
+        ):  # once its container exists, the engine holds them
+            data = self.datasets.volume_mounts(order.datasets, order.run_id)
+            spec = self.sandbox_spec(
+                order.limits, order.image, order.run_id, lifetime=order.lifetime_s, data=data
+            )
+            return self.driver.open(
+                spec,
+                order.job,
+                run_id=order.run_id,
+                inputs=order.inputs,
+                egress=order.limits.egress,
+            )
 
     def sandbox_spec(
         self,
@@ -246,12 +292,15 @@ class Executor:
         *,
         install: bool = False,
         lifetime: float = 0.0,
+        data: tuple[VolumeMount, ...] = (),
     ) -> ContainerSpec:
-        """The container of a run or a session; ``lifetime`` extends its deadline label."""
+        """The container of a run or a session; ``lifetime`` extends its deadline label;
+        ``data``: its datasets' volumes."""
         mounts: tuple[VolumeMount, ...] = ()
         if self.env_cache is not None:  # every sandbox mounts it: one profile with the pool
             self.env_cache.prepare()  # else Docker would create the volume root-owned
             mounts = self.env_cache.run_mounts()
+        mounts += data
         return build_spec(
             self.settings,
             limits,
@@ -273,26 +322,45 @@ class Executor:
         on_event: EventHandler | None,
         cancel: threading.Event | None,
         artifacts_dir: Path | None,
+        data: tuple[VolumeMount, ...],
     ) -> Transcript:
         env = environment.env if environment is not None else None
         per_run_install = bool(request.requirements) and env is None
+        job = run_job(self.settings, request, limits, env.path if env is not None else None)
+        # A set not compiled yet: its imports say what to compile first (`EnvCache.imported`).
+        job.report_imports = env is not None and not env.compiled
+        if data and not per_run_install:  # the next run of these datasets takes a warm one
+            self._data_profiles.keep(
+                lambda pool_id: self.sandbox_spec(
+                    limits, image, pool_id, data=data, lifetime=self._pool_lifetime()
+                )
+            )
         assignment = Assignment(
-            spec=self.sandbox_spec(limits, image, run_id, install=per_run_install),
-            job=run_job(self.settings, request, limits, env.path if env is not None else None),
+            spec=self.sandbox_spec(limits, image, run_id, install=per_run_install, data=data),
+            job=job,
             inputs=[item.data for item in request.files],
             code_timeout_s=limits.timeout_s,
             egress=limits.egress,
         )
+        if env is not None:
+            self._keep_warm(list(request.requirements), env)
         in_use = self.env_cache.using(env.key) if env and self.env_cache else nullcontext()
-        with in_use:
-            return self.driver.drive(
-                assignment,
-                run_id=run_id,
-                on_event=on_event,
-                cancel=cancel,
-                artifacts_dir=artifacts_dir,
-                defer_removal=self.pool is not None,  # the latency mode: return at the result
-            )
+        transcript: Transcript | None = None
+        try:
+            with in_use:
+                transcript = self.driver.drive(
+                    assignment,
+                    run_id=run_id,
+                    on_event=on_event,
+                    cancel=cancel,
+                    artifacts_dir=artifacts_dir,
+                    defer_removal=self.pool is not None,  # the latency mode: return at the result
+                )
+        finally:
+            if job.report_imports and env is not None and self.env_cache is not None:
+                frame = transcript.result if transcript is not None else None
+                self.env_cache.imported(env.key, frame.imported if frame is not None else [])
+        return transcript
 
     def _result(
         self,
@@ -318,3 +386,8 @@ class Executor:
         )
         result.timings.install_s = 0.0 if hit else round(env.install_s, 4)
         return result
+
+
+def _normal(requirements: Iterable[str]) -> tuple[str, ...]:
+    """A requirement set as the cache tells sets apart: names normalised, order ignored."""
+    return tuple(sorted(normal_requirement(line) for line in requirements))

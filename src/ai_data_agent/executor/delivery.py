@@ -23,10 +23,14 @@ from ai_data_agent.sandbox.bootstrap import bundle_of
 __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
 
 # Every module the runner may import or hand on: figures, lastvalue and verify run as
-# programs, and the bootstrap starts the session kernel too.
+# programs, and the bootstrap starts the session kernel too. (describe and parquet travel
+# as a describe run's input files instead; they are here so that every module is checked
+# alike.)
 SANDBOX_MODULES = (
     "bootstrap",
     "channel",
+    "codeproc",
+    "describe",
     "display",
     "egress_relay",
     "environment",
@@ -39,6 +43,8 @@ SANDBOX_MODULES = (
     "kernelproc",
     "lastvalue",
     "outputs",
+    "parquet",
+    "preload",
     "runner",
     "session",
     "verify",

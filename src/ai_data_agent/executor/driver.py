@@ -5,8 +5,9 @@
     transcript = driver.drive(Assignment(spec, job, inputs), run_id=run_id)   # a run, an install
     driver.close()              # waits for removals deferred to the background
 
-A sandbox comes from the warm pool when one with the same profile waits there,
-else it is started (`delivery.launch`). A run or session with an egress
+A sandbox comes from the warm pool when one with the same profile waits there
+(for a run or session of a cached set, one that imported the set's modules
+first, else a plain one), else it is started (`delivery.launch`). A run or session with an egress
 allow-list gets its lease on the egress proxy here, before its container is
 made (the lease's folder of sockets is bind-mounted into it, so such a
 sandbox is always a fresh one); the lease is the link's and closes with it.
@@ -41,6 +42,7 @@ from ai_data_agent.executor.link import SandboxLink
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.protocol import encode_message, new_token
 from ai_data_agent.executor.spec import EGRESS_MOUNT, ContainerSpec
+from ai_data_agent.executor.warm import Warmth
 from ai_data_agent.models import EgressRequest
 from ai_data_agent.settings import Settings
 
@@ -119,7 +121,7 @@ class SandboxDriver:
             if lease is not None:
                 spec = replace(spec, egress_dir=lease.host_dir)
                 job.egress = EgressJob(dir=EGRESS_MOUNT, publish=sorted(lease.publish))
-            sandbox = self._sandbox(spec, run_id)
+            sandbox = self._sandbox(spec, run_id, self._warmth(job))
         except BaseException:
             if lease is not None:
                 lease.close()
@@ -202,10 +204,22 @@ class SandboxDriver:
         except (AiDataAgentError, ValueError) as exc:
             raise ExecutorError(f"cannot open egress: {exc}", run_id=run_id, step="egress") from exc
 
-    def _sandbox(self, spec: ContainerSpec, run_id: str) -> Sandbox:
-        """A started sandbox with its runner loaded: from the warm pool, else a fresh one."""
+    def _warmth(self, job: Job) -> Warmth | None:
+        """The pre-imported pool profile ``job`` may take: a run or a session of a cached
+        environment with nothing to install and no variables of its own (its code
+        interpreter started without them); the runner checks the same again."""
+        if job.mode not in ("run", "session") or not job.env_paths:
+            return None
+        if job.exec_env or not job.install.skip:
+            return None
+        modules = self.settings.pool_preimport
+        return Warmth(tuple(job.env_paths), tuple(modules) if modules is not None else None)
+
+    def _sandbox(self, spec: ContainerSpec, run_id: str, warmth: Warmth | None) -> Sandbox:
+        """A started sandbox with its runner loaded: from the warm pool (pre-imported with
+        ``warmth``'s environment, else plain), else a fresh one."""
         log = logger.bind(run_id=run_id)
-        sandbox = self.pool.take(spec) if self.pool is not None else None
+        sandbox = self.pool.take(spec, warmth) if self.pool is not None else None
         if sandbox is not None:
             log.debug("container {} taken from the warm pool", sandbox.container_id[:12])
             return sandbox

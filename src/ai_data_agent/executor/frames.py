@@ -116,7 +116,12 @@ class OutputSection(_Frame):
         return output if len(output.model_dump_json()) <= max_bytes else None
 
 
+ModuleName = Annotated[str, Field(max_length=200)]
+EnvFile = Annotated[str, Field(max_length=500)]
+
+
 class ExecuteSection(_Frame):
+    preimported: Annotated[list[ModuleName], Field(max_length=100)] = Field(default_factory=list)
     exit_code: int | None = None
     signal: int | None = None
     timed_out: bool = False
@@ -161,10 +166,12 @@ class ResultFrame(_Frame):
     sandbox_removed: bool | None = None
     mismatch: list[str] = Field(default_factory=list)
     env_missing: list[str] = Field(default_factory=list)
+    imported: Annotated[list[EnvFile], Field(max_length=5000)] = Field(default_factory=list)
     size: Annotated[int, Field(ge=0)] = 0
     # publish, compile, prune (and an install that found its environment published)
     published: bool | None = None
     compiled: bool | None = None
+    complete: bool | None = None  # the compile walked the whole environment
     manifest: dict[str, Any] | None = None
     removed: list[str] = Field(default_factory=list)
     # session

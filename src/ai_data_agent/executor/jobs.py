@@ -33,7 +33,7 @@ __all__ = [
     "session_job",
 ]
 
-Mode = Literal["run", "install", "publish", "compile", "prune", "probe", "session"]
+Mode = Literal["run", "install", "publish", "compile", "prune", "probe", "session", "warm"]
 
 
 class RequirementEntry(BaseModel):
@@ -102,6 +102,12 @@ class Job(BaseModel):
     cell_display_max_bytes: int | None = None
     prune: dict[str, Any] | None = None
     compile: dict[str, Any] | None = None
+    modules: list[str] | None = Field(
+        None, description="warm: import these first (None: the environment's own top modules)."
+    )
+    report_imports: bool = Field(
+        False, description="run: report the environment's files the code imported."
+    )
 
     def encode(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -194,8 +200,11 @@ def publish_job(src: str, envs: str, key: str, manifest: dict[str, Any]) -> Job:
     return Job(mode="publish", publish={"src": src, "envs": envs, "key": key, "manifest": manifest})
 
 
-def compile_job(envs: str, key: str, workers: int) -> Job:
-    return Job(mode="compile", compile={"envs": envs, "key": key, "workers": workers})
+def compile_job(envs: str, key: str, workers: int, first: list[str] | None = None) -> Job:
+    """Compile environment ``key``'s bytecode: the files ``first`` (relative to it), then
+    the rest."""
+    spec = {"envs": envs, "key": key, "workers": workers, "first": list(first or [])}
+    return Job(mode="compile", compile=spec)
 
 
 def prune_job(envs: str, keys: list[str]) -> Job:

@@ -109,6 +109,7 @@ def _environment(frame: ResultFrame) -> EnvironmentInfo:
         **described,
         sandbox_removed=frame.sandbox_removed,
         mismatches=[m[:500] for m in frame.mismatch[:MAX_MISMATCHES]],
+        preimported=list(frame.execute.preimported) if frame.execute is not None else [],
     )
 
 

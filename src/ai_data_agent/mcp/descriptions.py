@@ -27,8 +27,25 @@ RUN_PYTHON_HTTP = _RUN + (
 CREATE_SESSION = (
     "Start a session: a sandbox with a live Python kernel whose variables, imports and files "
     "persist across run_python calls that pass its `session_id`. Optional `requirements` are "
-    "installed first and `files` placed in its working directory. Sessions expire when idle; "
-    "close them with close_session when done."
+    "installed first, `files` placed in its working directory, and `datasets` mounted "
+    "read-only at /data/<name>. Sessions expire when idle; close them with close_session "
+    "when done."
+)
+LIST_DATASETS = (
+    "List the datasets you can mount (uploaded once by a person, kept across sessions): "
+    "name, latest version and size. Mount one with `datasets` in run_python or "
+    "create_session; describe_dataset tells what is inside before you load it."
+)
+DESCRIBE_DATASET = (
+    "What a dataset holds, without loading it: its CSV, TSV, JSON lines and parquet files "
+    "with their columns, types, row counts and first rows. Read it before writing code "
+    "against /data/<name>/<file>. The first call for a version may take seconds."
+)
+DATASET_NAME = "The dataset's name, as list_datasets shows it."
+DATASET_VERSION = "A version number; omit it for the latest."
+DATASETS = (
+    "Datasets to mount read-only, at /data/<name>: e.g. ['sales'] (latest) or "
+    "['sales@2']. For a session, only when it starts (create_session, or the first call)."
 )
 INSTALL = (
     "Install more packages into a session (PEP 508 requirements, e.g. 'scikit-learn' or "

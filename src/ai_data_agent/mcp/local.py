@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ai_data_agent.errors import NotFound, SessionGone, SessionLimit
+from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
+from ai_data_agent.errors import NotFound, RequestRejected, SessionGone, SessionLimit
 from ai_data_agent.executor import Executor, RunEvent, Session
 from ai_data_agent.limits import resolve_run
 from ai_data_agent.mcp.sandbox import Capabilities, OutputSink, ThreadJob, ToolJob
@@ -41,6 +42,7 @@ __all__ = ["LocalSandbox"]
 
 T = TypeVar("T")
 KEPT_RUNS = 200  # results whose artifacts stay readable; older folders are removed
+NO_DATASETS = "datasets live on a daemon: start this server with `ai-data-agent mcp --server URL`"
 KEPT_ENDED = 200  # closed sessions whose status a call still names
 
 
@@ -190,6 +192,12 @@ class LocalSandbox:
             while len(self._ended) > KEPT_ENDED:
                 del self._ended[next(iter(self._ended))]
         return info
+
+    async def datasets(self) -> DatasetPage:
+        raise RequestRejected("datasets", NO_DATASETS)
+
+    async def describe_dataset(self, name: str, version: int | None) -> DatasetDescription:
+        raise RequestRejected("datasets", NO_DATASETS)
 
     async def aclose(self) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ import anyio
 from pydantic import ValidationError
 
 from ai_data_agent.client import Client, RemoteSession
+from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
 from ai_data_agent.errors import NotFound, ServerError
 from ai_data_agent.mcp.sandbox import Capabilities, OutputSink, ThreadJob, ToolJob
 from ai_data_agent.models import RunRequest, RunResult
@@ -155,6 +156,12 @@ class RemoteSandbox:
         except NotFound:
             return None
         return await _in_thread(session.close)
+
+    async def datasets(self) -> DatasetPage:
+        return await _in_thread(self.client.datasets.list)
+
+    async def describe_dataset(self, name: str, version: int | None) -> DatasetDescription:
+        return await _in_thread(lambda: self.client.datasets.describe(name, version))
 
     async def aclose(self) -> None:
         await _in_thread(self.client.close)

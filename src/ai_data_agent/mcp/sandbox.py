@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.session_models import (
     CellResult,
@@ -120,6 +121,12 @@ class SandboxService(Protocol):
     async def close_session(self, session_id: str) -> SessionInfo | None:
         """Its record, closed now or before (as it ended); None when it is unknown.
         A call to a session that ended raises ``SessionGone.ended`` with its status."""
+
+    async def datasets(self) -> DatasetPage:
+        """The datasets this caller may mount."""
+
+    async def describe_dataset(self, name: str, version: int | None) -> DatasetDescription:
+        """A version's description (the latest when ``version`` is None)."""
 
     async def aclose(self) -> None:
         """Release what this object holds: a local sandbox closes its sessions (their

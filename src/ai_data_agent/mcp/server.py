@@ -22,6 +22,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 
 from ai_data_agent import __version__
 from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.mcp.dataset_tools import DatasetTools
 from ai_data_agent.mcp.sandbox import SandboxService
 from ai_data_agent.mcp.tools import SandboxTools, ToolOptions
 
@@ -30,8 +31,10 @@ __all__ = ["INSTRUCTIONS", "build_server"]
 INSTRUCTIONS = (
     "ai-data-agent runs Python for data analysis in locked-down sandboxes (no network for "
     "the code). Use run_python for code; create_session when work spans several calls "
-    "(variables persist); upload_file and read_file to move files in and out. Results show "
-    "the end of stdout/stderr, the last expression's value, tracebacks and figures."
+    "(variables persist); upload_file and read_file to move files in and out; "
+    "list_datasets and describe_dataset for the data kept on the server, mounted read-only "
+    "at /data/<name> with `datasets`. Results show the end of stdout/stderr, the last "
+    "expression's value, tracebacks and figures."
 )
 OCTET_STREAM = "application/octet-stream"
 
@@ -55,6 +58,7 @@ def build_server(sandbox: SandboxService, options: ToolOptions) -> tuple[MCPServ
     )
     tools = SandboxTools(sandbox, options)
     tools.register(server)
+    DatasetTools(sandbox).register(server)
 
     @server.resource(
         "ai-data-agent://sessions/{session_id}/files/{+path}",

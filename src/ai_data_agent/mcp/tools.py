@@ -46,13 +46,14 @@ from ai_data_agent.mcp.sandbox import SandboxService
 from ai_data_agent.models import InputFile, RunRequest
 from ai_data_agent.session_models import CellResult, SessionRequest
 
-__all__ = ["SandboxTools", "ToolOptions"]
+__all__ = ["SandboxTools", "ToolOptions", "guard"]
 
 PNG = "image/png"
 SessionId = Annotated[str | None, Field(description=doc.SESSION_ID)]
 Requirements = Annotated[list[str] | None, Field(description=doc.REQUIREMENTS)]
 Files = Annotated[list[FileArg] | None, Field(description=doc.FILES)]
 FilePath = Annotated[str, Field(description=doc.PATH)]
+Datasets = Annotated[list[str] | None, Field(description=doc.DATASETS)]
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class ToolOptions:
     cell_timeout_s: float  # run_python's time limit when the call sets none
 
 
-async def _guard(call: Callable[[], Awaitable[CallToolResult]]) -> CallToolResult:
+async def guard(call: Callable[[], Awaitable[CallToolResult]]) -> CallToolResult:
     """The tool's result, or its error as a result the model can read."""
     try:
         return await call()
@@ -85,14 +86,18 @@ class SandboxTools:
         self._default_lock = anyio.Lock()
 
     # -- sessions -----------------------------------------------------------------------
-    async def _default_session(self, requirements: list[str], files: list[InputFile]) -> str:
+    async def _default_session(
+        self, requirements: list[str], files: list[InputFile], datasets: list[str]
+    ) -> str:
         async with self._default_lock:
             if self._default is None:
-                info = await self.sandbox.create_session(
-                    SessionRequest(requirements=requirements, files=files)
+                request = SessionRequest.model_validate(
+                    {"requirements": requirements, "files": files, "datasets": datasets}
                 )
+                info = await self.sandbox.create_session(request)
                 self._default = info.id
                 return info.id
+        _no_datasets_now(datasets)
         await self._prepare(self._default, requirements, files)
         return self._default
 
@@ -109,7 +114,7 @@ class SandboxTools:
             return session_id
         if not self.options.default_session:
             raise RequestRejected("session_id", "required here: call create_session first")
-        return await self._default_session([], [])
+        return await self._default_session([], [], [])
 
     def _forget_if_default(self, session_id: str) -> None:
         if session_id == self._default:
@@ -134,23 +139,31 @@ class SandboxTools:
         files: Files = None,
         timeout_s: Annotated[float | None, Field(gt=0, description=doc.TIMEOUT)] = None,
         session_id: SessionId = None,
+        datasets: Datasets = None,
     ) -> CallToolResult:
         async def call() -> CallToolResult:
             inputs = [f.to_input() for f in files or []]
             timeout = min(timeout_s or self.options.cell_timeout_s, self._max_timeout())
             if session_id or self.options.default_session:
                 if session_id:
+                    _no_datasets_now(datasets or [])
                     await self._prepare(session_id, requirements or [], inputs)
                     sid = session_id
                 else:
-                    sid = await self._default_session(requirements or [], inputs)
+                    sid = await self._default_session(requirements or [], inputs, datasets or [])
                 return await self._cell(sid, code, timeout, ctx)
-            request = RunRequest(
-                code=code, requirements=requirements or [], files=inputs, timeout_s=timeout
+            request = RunRequest.model_validate(
+                {
+                    "code": code,
+                    "requirements": requirements or [],
+                    "files": inputs,
+                    "timeout_s": timeout,
+                    "datasets": datasets or [],
+                }
             )
             return await self._run(request, ctx)
 
-        return await _guard(call)
+        return await guard(call)
 
     def _max_timeout(self) -> float:
         return self.sandbox.capabilities.max_timeout_s
@@ -200,11 +213,15 @@ class SandboxTools:
 
     # -- the session tools --------------------------------------------------------------
     async def create_session(
-        self, requirements: Requirements = None, files: Files = None
+        self, requirements: Requirements = None, files: Files = None, datasets: Datasets = None
     ) -> CallToolResult:
         async def call() -> CallToolResult:
-            request = SessionRequest(
-                requirements=requirements or [], files=[f.to_input() for f in files or []]
+            request = SessionRequest.model_validate(
+                {
+                    "requirements": requirements or [],
+                    "files": [f.to_input() for f in files or []],
+                    "datasets": datasets or [],
+                }
             )
             info = await self.sandbox.create_session(request)
             packages = ", ".join(f"{p.name} {p.version}" for p in info.packages) or "none"
@@ -214,7 +231,7 @@ class SandboxTools:
                 f"packages: {packages}"
             )
 
-        return await _guard(call)
+        return await guard(call)
 
     async def install_packages(
         self,
@@ -225,7 +242,7 @@ class SandboxTools:
             sid = await self._session_id(session_id)
             return tool_result(packages_text(await self.sandbox.install(sid, requirements)))
 
-        return await _guard(call)
+        return await guard(call)
 
     async def upload_file(
         self,
@@ -240,7 +257,7 @@ class SandboxTools:
             stored = await self.sandbox.upload(sid, path, data)
             return tool_result(f"wrote {stored} ({len(data)} bytes) in session {sid}")
 
-        return await _guard(call)
+        return await guard(call)
 
     async def list_files(self, session_id: SessionId = None) -> CallToolResult:
         async def call() -> CallToolResult:
@@ -251,7 +268,7 @@ class SandboxTools:
             body = "\n".join(lines) if lines else "(no files)"
             return tool_result(f"files of session {sid}:\n{body}", links=links)
 
-        return await _guard(call)
+        return await guard(call)
 
     async def read_file(self, path: FilePath, session_id: SessionId = None) -> CallToolResult:
         async def call() -> CallToolResult:
@@ -259,7 +276,7 @@ class SandboxTools:
             data = await self.sandbox.download(sid, path)
             return read_file_result(sid, path, data, self.options.max_images)
 
-        return await _guard(call)
+        return await guard(call)
 
     async def restart_session(self, session_id: SessionId = None) -> CallToolResult:
         async def call() -> CallToolResult:
@@ -270,7 +287,7 @@ class SandboxTools:
                 "variable is gone, files and installed packages stay"
             )
 
-        return await _guard(call)
+        return await guard(call)
 
     async def close_session(self, session_id: SessionId = None) -> CallToolResult:
         async def call() -> CallToolResult:
@@ -281,7 +298,7 @@ class SandboxTools:
                 raise SessionGone.ended(sid, None)
             return tool_result(f"session {sid} is {info.status.value}; its container is removed")
 
-        return await _guard(call)
+        return await guard(call)
 
     # -- registration -------------------------------------------------------------------
     def register(self, server: MCPServer) -> None:
@@ -318,6 +335,13 @@ class SandboxTools:
                 annotations=hints,
                 structured_output=False,
             )
+
+
+def _no_datasets_now(datasets: list[str]) -> None:
+    if datasets:
+        raise RequestRejected(
+            "datasets", "a session mounts datasets when it starts: pass them to create_session"
+        )
 
 
 def _hints(

@@ -139,6 +139,21 @@ def cgroup_oom_kills() -> int | None:
     return None
 
 
+def resident_kb(pids: list[int]) -> int:
+    """Resident memory (VmRSS, kB) of ``pids`` together; one gone or unreadable counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def network_interfaces() -> list[str]:
     """Names of the network interfaces this container has."""
     try:

@@ -4,6 +4,7 @@
     compile_env("/opt/ai-data-agent/envs", key, workers=2)
     prune_envs("/opt/ai-data-agent/envs", [key])
     read_manifest("/opt/ai-data-agent/envs", key)
+    cache_job(job)       # the runner's modes publish, compile, prune and probe
 
 Environments appear and disappear by rename only, so no run ever sees half of
 one. An environment is published before its bytecode is compiled; the compile
@@ -22,6 +23,8 @@ import shutil
 import time
 
 from ai_data_agent.sandbox.environment import ENV_MANIFEST, remove_tree, tree_size
+
+ENV_COMPILED = ".ai-data-agent-compiled"  # in an environment whose compile ran to its end
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
@@ -62,8 +65,14 @@ def publish_env(src: str, envs_dir: str, key: str, manifest: dict[str, Any]) -> 
     return {"published": True, "size": tree_size(final)}
 
 
-def compile_env(envs_dir: str, key: str, workers: int) -> dict[str, Any]:
-    """Compile a published environment's bytecode, in ``workers`` processes.
+def compile_env(
+    envs_dir: str, key: str, workers: int, first: list[str] | None = None
+) -> dict[str, Any]:
+    """Compile a published environment's bytecode, in ``workers`` processes: the files
+    ``first`` (relative to it: what a run imported, in its order), then the rest. Once
+    the walk is over (``complete``) a marker says so (`read_manifest` reports it),
+    even if some files did not compile (``compiled`` False): those never will, and a
+    compile that was cut short leaves no marker, so the next one finishes it.
 
     It works inside the environment's directory (its cwd), never by its path: if
     the environment is pruned meanwhile, the compile follows it to the trash
@@ -77,10 +86,42 @@ def compile_env(envs_dir: str, key: str, workers: int) -> dict[str, Any]:
     try:
         os.chdir(path)
     except OSError:
-        return {"compiled": False}
+        return {"compiled": False, "complete": False}
+    early = [rel for rel in first or [] if _inside(rel) and os.path.isfile(rel)]
+    if early:
+        _compile_files(early, path, max(workers, 1))
     # ddir: the file names in the bytecode are those runs import from.
     ok = compileall.compile_dir(".", quiet=2, workers=max(workers, 1), ddir=path)
-    return {"compiled": bool(ok)}
+    with open(ENV_COMPILED, "w", encoding="utf-8") as fh:
+        fh.write(str(time.time()))
+    return {"compiled": bool(ok), "complete": True, "first": len(early)}
+
+
+def _inside(rel: str) -> bool:
+    """A path relative to the environment that stays inside it."""
+    return (
+        bool(rel) and not rel.startswith("/") and ".." not in rel.split("/") and "\x00" not in rel
+    )
+
+
+def _compile_one(rel: str, root: str) -> bool:
+    import compileall
+
+    return bool(
+        compileall.compile_file(rel, ddir=os.path.join(root, os.path.dirname(rel)), quiet=2)
+    )
+
+
+def _compile_files(files: list[str], root: str, workers: int) -> None:
+    """``files`` in their order, ``workers`` at a time (what compile_dir does, for a list)."""
+    if workers <= 1 or len(files) < 2:
+        for rel in files:
+            _compile_one(rel, root)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_compile_one, files, [root] * len(files)))
 
 
 def _discard(envs_dir: str, key: str) -> bool:
@@ -107,6 +148,7 @@ def read_manifest(envs_dir: str, key: str) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         return None
     data["size"] = tree_size(os.path.join(envs_dir, key))
+    data["compiled"] = os.path.isfile(os.path.join(envs_dir, key, ENV_COMPILED))
     return data
 
 
@@ -128,3 +170,32 @@ def prune_envs(envs_dir: str, keys: list[str]) -> dict[str, Any]:
         if name.startswith((".tmp-", ".trash-")) and stale:
             remove_tree(path)
     return {"removed": removed}
+
+
+def probe() -> dict[str, Any]:
+    """The image's python, as the environment cache keys it."""
+    import sys
+    import sysconfig
+
+    return {
+        "python": "{}.{}.{}".format(*sys.version_info[:3]),
+        "tag": sys.implementation.cache_tag,
+        "platform": sysconfig.get_platform(),
+    }
+
+
+def cache_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Modes ``publish``, ``compile``, ``prune`` and ``probe``: no sandbox dir, no user code."""
+    mode = job["mode"]
+    spec = job.get(mode) or {}
+    try:
+        if mode == "publish":
+            return publish_env(spec["src"], spec["envs"], spec["key"], spec["manifest"])
+        if mode == "prune":
+            return prune_envs(spec["envs"], list(spec["keys"]))
+        if mode == "compile":
+            first = [str(p) for p in spec.get("first") or []]
+            return compile_env(spec["envs"], spec["key"], int(spec["workers"]), first)
+        return probe()
+    except (OSError, KeyError, ValueError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}

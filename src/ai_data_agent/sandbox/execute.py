@@ -1,10 +1,11 @@
 """Running the user's code: a child interpreter, its output pumped as capped frames.
 
-    report = execute(channel, job, work, env)   # exit code, signal, timeouts, caps, value
+    report = execute(channel, job, work, child, release)   # exit code, signal, caps, value
 
-The code runs as ``python main.py`` would (`lastvalue`, which also keeps the
-value of a last expression) in its own session (so the whole process group
-can be killed), with the env install and verify used, stdin closed and
+The code runs in its own interpreter (`codeproc`: started before the code, it
+then runs ``main.py`` as ``python main.py`` would, keeping the value of a last
+expression: `lastvalue`) in its own session (so the whole process group can be
+killed), with the env install and verify used, stdin /dev/null and
 stdout/stderr read here: decoded incrementally, cut at the job's caps and sent
 as ``out`` frames while it runs. Standard library only, Python >= 3.9.
 """
@@ -16,10 +17,8 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 
-from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel
 from ai_data_agent.sandbox.lastvalue import MAIN_FILE, read_value
 
@@ -27,6 +26,8 @@ TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
+
+    from ai_data_agent.sandbox.codeproc import CodeProcess
 
     Emit = Callable[[dict[str, Any]], None]
 
@@ -133,28 +134,29 @@ class OutputPump:
 
 
 def execute(
-    channel: Channel, job: Mapping[str, Any], work: str, env: Mapping[str, str]
+    channel: Channel,
+    job: Mapping[str, Any],
+    work: str,
+    child: CodeProcess,
+    release: Callable[[str, str], None],
 ) -> dict[str, Any]:
-    """Write the code to ``work/main.py``, run it, pump its output; report how it ended
-    (with ``value``, the last expression's MIME bundle, when there is one)."""
-    with open(os.path.join(work, MAIN_FILE), "w", encoding="utf-8") as fh:
+    """Write the code to ``work/main.py``, have ``release`` start it in ``child`` (the
+    code's interpreter, `codeproc`; its last expression's bundle goes to the file named
+    second), pump its output; report how it ended (with ``value``, that bundle, when
+    there is one)."""
+    path = os.path.join(work, MAIN_FILE)
+    with open(path, "w", encoding="utf-8") as fh:
         fh.write(job["code"])
     limits = {"stdout": int(job["stdout_limit"]), "stderr": int(job["stderr_limit"])}
     pump = OutputPump(channel.emit, limits, kill_on_cap=job.get("output_policy") == "kill")
+    for stream, data in child.early.items():  # written before the code: its output too
+        if data:
+            pump.feed(stream, data)
     channel.phase("running")
     started = time.monotonic()
     value_path = os.path.join(os.path.dirname(work), VALUE_FILE)
-    command = [sys.executable, "-c", source_of("lastvalue"), source_of("display"), value_path]
-    proc = subprocess.Popen(
-        command,
-        cwd=work,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    report = pump.run(proc, float(job["timeout_s"]))
+    release(path, value_path)
+    report = pump.run(child.proc, float(job["timeout_s"]))
     report["duration_s"] = time.monotonic() - started
     value = read_value(value_path)
     if value is not None:

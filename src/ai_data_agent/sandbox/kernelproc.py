@@ -1,6 +1,7 @@
 """The session kernel as the runner sees it: a child interpreter, its pipes, its end.
 
     kernel = KernelProcess.start(env, work, config, bundle)   # waits for "ready"
+    kernel = KernelProcess.adopt(child, config, sources)      # from a started `codeproc`
     kernel.send({"op": "cell", "code": "1 + 1", "count": 1})
     for message in kernel.messages(): ...                     # display, done, env
     kernel.interrupt(); kernel.kill()
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from ai_data_agent.sandbox.bootstrap import PACKAGE, bundle_of, source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from ai_data_agent.sandbox.codeproc import CodeProcess
+
+KERNEL_MODULES = ("channel", "display", "kernel")
 READY_WAIT_S = 60.0
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -82,6 +87,25 @@ class KernelProcess:
             proc.stdin.close()
         except OSError:
             pass  # it died at once; the wait below says so
+        kernel.wait_ready()
+        return kernel
+
+    @classmethod
+    def adopt(
+        cls, child: CodeProcess, config: dict[str, Any], sources: dict[str, str]
+    ) -> KernelProcess:
+        """The kernel made from a started code interpreter (`codeproc`, a warm one that
+        may have imported the session's modules): it becomes the kernel on its two pipes.
+
+        Raises:
+            KernelGone: it exited or did not get ready in time.
+        """
+        try:
+            child.send({"op": "kernel", "config": config, "sources": sources})
+        except OSError:
+            pass  # it died: the wait below says so
+        kernel = cls(child.proc, child.ops, child.reports)
+        kernel.buffer += child.buffer
         kernel.wait_ready()
         return kernel
 
@@ -191,3 +215,22 @@ class KernelProcess:
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def open_kernel(
+    env: Mapping[str, str], cwd: str, config: dict[str, Any], child: CodeProcess | None = None
+) -> KernelProcess:
+    """A kernel ready for cells: made from ``child`` (a started code interpreter) when there
+    is one and it takes the role, else started afresh.
+
+    Raises:
+        KernelGone: no kernel could start.
+    """
+    if child is not None:
+        sources = {f"{PACKAGE}.{m}": source_of(m) for m in KERNEL_MODULES}
+        try:
+            return KernelProcess.adopt(child, config, sources)
+        except KernelGone:
+            pass  # killed by now: a fresh one, as if there had been none
+    bundle = bundle_of("kernel", KERNEL_MODULES)
+    return KernelProcess.start(env, cwd, config, bundle, source_of("bootstrap"))

@@ -28,18 +28,16 @@ import selectors
 import time
 
 from ai_data_agent.sandbox import files as session_files
-from ai_data_agent.sandbox.bootstrap import bundle_of, source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel, MessageStream
 from ai_data_agent.sandbox.environment import as_the_user_sees_it, cgroup_oom_kills
 from ai_data_agent.sandbox.execute import OutputPump
-from ai_data_agent.sandbox.kernelproc import KernelGone, KernelProcess
+from ai_data_agent.sandbox.kernelproc import KernelGone, KernelProcess, open_kernel
 from ai_data_agent.sandbox.outputs import send_artifacts, signatures
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
     from typing import IO, Any
 
-KERNEL_MODULES = ("channel", "display", "kernel")
 IDLE_WAIT_S = 1.0
 STATUSES = {"ok": "succeeded", "error": "error", "interrupted": "interrupted"}
 
@@ -64,8 +62,11 @@ class Cell:
 class SessionLoop:
     """Serves one session until ``close`` or the end of the controller's input."""
 
-    def __init__(self, channel: Channel, job: dict[str, Any], space: Any, stdin_fd: int) -> None:
+    def __init__(
+        self, channel: Channel, job: dict[str, Any], space: Any, stdin_fd: int, child: Any = None
+    ) -> None:
         self.channel = channel
+        self.child = child  # a started code interpreter (`codeproc`) for the first kernel
         self.job = job
         self.space = space
         self.incoming = MessageStream(stdin_fd)
@@ -90,13 +91,8 @@ class SessionLoop:
             "display_max_bytes": self.display_max,
             "cell_display_max_bytes": self.cell_display_max,
         }
-        self.kernel = KernelProcess.start(
-            self.space.env,
-            self.space.work,
-            config,
-            bundle_of("kernel", KERNEL_MODULES),
-            source_of("bootstrap"),
-        )
+        child, self.child = self.child, None
+        self.kernel = open_kernel(self.space.env, self.space.work, config, child)
         self.generation += 1
         self.channel.emit({"k": "kernel", "event": "started", "generation": self.generation})
 
@@ -382,9 +378,12 @@ def _checked_error(error: Any) -> dict[str, Any] | None:
     }
 
 
-def serve(channel: Channel, job: dict[str, Any], space: Any, stdin: IO[bytes]) -> dict[str, Any]:
-    """Mode ``session``: until ``close``; the result frame's fields."""
-    loop = SessionLoop(channel, job, space, stdin.fileno())
+def serve(
+    channel: Channel, job: dict[str, Any], space: Any, stdin: IO[bytes], child: Any = None
+) -> dict[str, Any]:
+    """Mode ``session``: until ``close``; the result frame's fields. ``child``, a started
+    code interpreter (`codeproc`), becomes the first kernel."""
+    loop = SessionLoop(channel, job, space, stdin.fileno(), child)
     try:
         loop.run()
     except KernelGone as exc:

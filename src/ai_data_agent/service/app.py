@@ -16,6 +16,7 @@ tokens exist; docs/api.md has the details and examples)::
     GET    /v1/runs/{id}/artifacts/{path}   one of them
     GET    /v1/runs/{id}/events             live status and output (Server-Sent Events)
     /v1/sessions...   sessions (`session_routes`)
+    /v1/datasets...   datasets: upload, list, read, describe, delete (`datasets.routes`)
     /v1/tenants, /v1/tokens, /v1/audit      the admin's (`tenant_routes`)
     GET    /healthz          the process answers
     GET    /readyz           Docker, sandbox image and store usable, else 503
@@ -70,6 +71,7 @@ from ai_data_agent.service import runs
 from ai_data_agent.service.audit_http import AuditMiddleware
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
 from ai_data_agent.service.daemon import Daemon
+from ai_data_agent.service.datasets.routes import router as datasets_router
 from ai_data_agent.service.deps import NodeDep, PrincipalDep, note_object, principal_of
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.health import accepting, readiness
@@ -258,6 +260,7 @@ async def cancel_run(run_id: str, daemon: DaemonDep, principal: PrincipalDep) ->
 
 
 v1.include_router(sessions_router)
+v1.include_router(datasets_router)
 v1.include_router(tenants_router)
 
 

@@ -52,6 +52,15 @@ ACTIONS = {
     "list_session_files": "session.files",
     "put_session_file": "session.upload",
     "get_session_file": "session.download",
+    "promote_session_files": "session.promote",
+    "list_datasets": "dataset.list",
+    "upload_version": "dataset.put",
+    "get_dataset": "dataset.get",
+    "get_version": "dataset.version",
+    "get_file": "dataset.download",
+    "describe_version": "dataset.describe",
+    "delete_dataset": "dataset.rm",
+    "delete_version": "dataset.rm",
     "list_tenants": "tenant.list",
     "add_tenant": "tenant.add",
     "get_tenant": "tenant.get",
@@ -104,6 +113,8 @@ def _object(scope: Scope) -> str | None:
     found = next((str(params[key]) for key in _OBJECT_PARAMS if key in params), None)
     if found is not None and "count" in params:
         found = f"{found}/cells/{params['count']}"
+    if found is not None and "version" in params:  # a dataset's: sales@3
+        found = f"{found}@{params['version']}"
     if found is not None and "path" in params:
         found = f"{found}/{params['path']}"
     if found is None and not scope.get("route") and scope["path"] != "/mcp":

@@ -58,6 +58,7 @@ __all__ = [
 MULTIPART_PART_OVERHEAD = 3 * MAX_PATH_LENGTH + 512
 LINGER_IDLE_S = 5.0  # as nginx's lingering_timeout
 SESSION_FILE = re.compile(r"^/v1/sessions/[^/]+/files/.")  # PUT: one file, its raw bytes
+DATASET_UPLOAD = re.compile(r"^/v1/datasets/[^/]+/versions$")  # POST: a dataset version
 Ending = Literal["ended", "client gone", "byte bound", "time bound", "idle"]
 
 
@@ -72,6 +73,7 @@ class BodyCaps:
     blob: int = 0
     discard_bytes: int = 0
     discard_s: float = 0.0
+    dataset: int = 0  # a dataset upload (any content type): a version and its headers
 
     @classmethod
     def of(cls, settings: Settings) -> BodyCaps:
@@ -86,6 +88,8 @@ class BodyCaps:
             blob=settings.blob_max_bytes,
             discard_bytes=settings.body_discard_max_bytes,
             discard_s=settings.body_discard_timeout_s,
+            dataset=settings.dataset_max_version_bytes
+            + settings.dataset_max_files * 2 * MULTIPART_PART_OVERHEAD,
         )
 
     def for_type(self, content_type: bytes) -> tuple[int, bool]:
@@ -231,7 +235,9 @@ class BodyLimitMiddleware:
         has_body = chunked or (declared or 0) > 0
         request = _Lingering(receive, send, self.caps, declared, ended=not has_body)
         limit, streamed = self.caps.for_type(content_type)
-        if scope["path"].startswith(BLOBS_ROUTE):
+        if scope["method"] == "POST" and DATASET_UPLOAD.match(scope["path"]):
+            limit, streamed = self.caps.dataset, True  # streamed into storage as it arrives
+        elif scope["path"].startswith(BLOBS_ROUTE):
             limit, streamed = self.caps.blob, True
         if (declared or 0) > limit:
             await self._too_large(scope, request, limit, streamed)

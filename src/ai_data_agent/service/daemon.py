@@ -23,6 +23,9 @@ from ai_data_agent.checks import Check
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.audit_store import AUDIT_FILENAME, AuditStore
 from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.datasets.keeper import DatasetKeeper
+from ai_data_agent.service.datasets.service import DatasetService
+from ai_data_agent.service.datasets.sqlite_store import DATASETS_FILENAME, DatasetStore
 from ai_data_agent.service.dispatcher import Dispatcher
 from ai_data_agent.service.egress_audit import EgressAudit
 from ai_data_agent.service.health import engine_probes, probe, writable_probe
@@ -58,16 +61,24 @@ class Daemon:
             AuditStore(settings.data_dir / AUDIT_FILENAME, fsync=settings.audit_fsync),
             retention_s=settings.audit_retention_s,
         )
-        self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics, self.tenants)
+        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
+        records = DatasetStore(settings.data_dir / DATASETS_FILENAME)
+        self.datasets = DatasetService(settings, records, self.blobs, self.tenants)
+        if executor.datasets is not None:
+            executor.datasets.connect(self.datasets)
+        keeper = DatasetKeeper(self.datasets, executor.datasets)
+        keeper.bind_metrics(self.metrics.registry)
+        self.dispatcher = Dispatcher(
+            settings, executor, self.store, self.metrics, self.datasets, tenants=self.tenants
+        )
         session_store = SessionStore(
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
         )
         self.sessions = SessionManager(
-            settings, executor, session_store, self.metrics, self.tenants
+            settings, executor, session_store, self.metrics, self.datasets, tenants=self.tenants
         )
         self.prewarm = Prewarmer(settings, executor)
-        self.reaper = Reaper(settings, executor, self.store, self.metrics)
-        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
+        self.reaper = Reaper(settings, executor, self.store, self.metrics, also=keeper.tick)
         self.egress_audit = EgressAudit(self.audit, self._tenant_of)
         if executor.egress is not None:  # and written to the audit log
             executor.egress.log.add_sink(self.egress_audit.observe)
@@ -83,6 +94,7 @@ class Daemon:
         self.store.open()
         self.tenants.open()
         self.audit.start()
+        self.datasets.records.open()
         stale = self.store.interrupt_active(REASON_STALE)
         if stale:
             logger.warning("marked {} run(s) of a previous process interrupted", len(stale))
@@ -124,6 +136,7 @@ class Daemon:
             self.audit.stop()  # after the last answer: every entry is written
             self.tenants.close()
             self.store.close()
+            self.datasets.records.close()
         logger.info("daemon stopped")
 
     def _tenant_of(self, owner: str) -> str | None:
@@ -174,11 +187,17 @@ class Daemon:
         if pool is None:
             return Check("warm pool", True, "off (pool_size 0): every run starts a container")
         idle = pool.idle_count()
+        profiles = [
+            f"{p.name}{' (' + ' '.join(p.modules) + ')' if p.modules else ''}: "
+            f"{p.idle}/{p.target} idle, {p.rss_mb:.0f} MB each"
+            + (f", imports failed: {p.broken}" if p.broken else "")
+            for p in pool.profiles()
+        ]
         return Check(
             "warm pool",
             True,
             f"{idle} idle (up to {pool.size} per profile); {pool.taken} run(s) took one, "
-            f"{pool.missed} found none",
+            f"{pool.missed} found none" + ("; " + "; ".join(profiles) if profiles else ""),
         )
 
     def artifact_body(self, run_id: str, path: str) -> Path | None:

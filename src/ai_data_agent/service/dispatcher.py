@@ -38,6 +38,7 @@ from loguru import logger
 
 from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.execution import ClaimedRun, execute_run
 from ai_data_agent.service.fair_queue import FairQueue
 from ai_data_agent.service.handles import RunHandle
@@ -81,12 +82,14 @@ class Dispatcher:
         executor: RunExecutor,
         store: RunStore,
         metrics: ServiceMetrics,
+        datasets: DatasetService | None = None,
         tenants: TenantRecords | None = None,
     ) -> None:
         self._settings = settings
         self._executor = executor
         self._store = store
         self._metrics = metrics
+        self.datasets = datasets  # where a run's save_outputs_as goes
         self._tenants = tenants
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -315,7 +318,12 @@ class Dispatcher:
             return
         publish = entry.handle.events.publish_json
         outcome = execute_run(
-            self._executor, run, publish, self.artifacts_dir(run.id), log_of="daemon"
+            self._executor,
+            run,
+            publish,
+            self.artifacts_dir(run.id),
+            log_of="daemon",
+            datasets=self.datasets,
         )
         self._vacate(entry)  # before the result is out: whoever hears of it may submit again
         self._finish(entry, outcome)

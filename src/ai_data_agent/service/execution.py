@@ -25,9 +25,12 @@ from pathlib import Path
 
 from loguru import logger
 
+from ai_data_agent.dataset_models import SavedDataset
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.executor import RunEvent
-from ai_data_agent.models import Limits, RunRequest, RunStatus
+from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.service.datasets.promote import save_outputs
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.node import REASON_SHUTDOWN_RUNNING, RunExecutor
 from ai_data_agent.service.records import Outcome
 from ai_data_agent.tenant_models import ADMIN_TENANT
@@ -46,7 +49,7 @@ class ClaimedRun:
     id: str
     request: RunRequest
     limits: Limits | None  # None: the executor's defaults (a record admitted without them)
-    tenant: str = ADMIN_TENANT  # whose it is: its metrics are counted under this name
+    tenant: str = ADMIN_TENANT  # whose run: its metrics, and its saved outputs' dataset
     cancel: threading.Event = field(default_factory=threading.Event)
     interrupted: bool = False  # stopped by a shutdown, not by a client
 
@@ -72,11 +75,13 @@ def execute_run(
     artifacts_dir: Path,
     *,
     log_of: str,
+    datasets: DatasetService | None = None,
 ) -> Outcome:
     """Run ``run`` through the executor; never raises for the run's own failures.
 
     ``log_of`` names the process whose log has the traceback of a crash
-    (``daemon``, ``worker``), for the error a client reads.
+    (``daemon``, ``worker``), for the error a client reads. A run with
+    ``save_outputs_as`` that succeeded leaves its artifacts in ``datasets``.
     """
     log = logger.bind(run_id=run.id)
 
@@ -95,6 +100,8 @@ def execute_run(
             artifacts_dir=artifacts_dir,
             limits=run.limits,
         )
+        if run.request.save_outputs_as is not None:
+            result.saved_as = _saved(datasets, run, artifacts_dir, result)
         outcome = Outcome(result.status, result, result.error)
     except AiDataAgentError as exc:
         # Host or Docker failure (or bad configuration): a terminal record, no traceback.
@@ -105,3 +112,16 @@ def execute_run(
         message = f"internal error ({type(exc).__name__}); see the {log_of}'s log"
         outcome = Outcome(RunStatus.ERROR, error=message)
     return _interrupted(outcome) if run.interrupted else outcome
+
+
+def _saved(
+    datasets: DatasetService | None, run: ClaimedRun, artifacts_dir: Path, result: RunResult
+) -> SavedDataset:
+    """What became of the run's ``save_outputs_as``: a version of the run's tenant's dataset,
+    or why not."""
+    name = run.request.save_outputs_as or ""
+    if datasets is None:
+        return SavedDataset(name=name, error="this node keeps no datasets")
+    if result.status != RunStatus.SUCCEEDED:
+        return SavedDataset(name=name, error=f"the run {result.status}: nothing was saved")
+    return save_outputs(datasets, run.tenant, run.id, name, artifacts_dir, result.artifacts)

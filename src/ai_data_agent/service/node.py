@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Protocol
 
 from ai_data_agent.checks import Check
+from ai_data_agent.dataset_models import DatasetVersion
 from ai_data_agent.egress.proxy import EgressProxy
 from ai_data_agent.executor import Backend, EnvCache, EventHandler, Session, WarmPool
+from ai_data_agent.executor.data import EngineDatasets
 from ai_data_agent.models import Limits, RunRequest, RunResult
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import CellHandle, RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.records import RunRecords, TenantRecords
@@ -79,6 +82,10 @@ class RunExecutor(Protocol):
 
     @property
     def env_cache(self) -> EnvCache | None: ...
+
+    @property
+    def datasets(self) -> EngineDatasets | None:
+        """Dataset versions on its engine (a node connects its store), or None."""
 
     @property
     def pool(self) -> WarmPool | None: ...
@@ -166,6 +173,9 @@ class SessionService(Protocol):
 
     def files(self, session_id: str) -> list[SessionFile]: ...
 
+    def promote(self, session_id: str, tenant: str, name: str, paths: list[str]) -> DatasetVersion:
+        """Files of the session as the next version of ``tenant``'s dataset ``name``."""
+
 
 class ServiceNode(Protocol):
     """A node as the routes and ``/mcp`` see it: its stores, dispatcher and sessions (for
@@ -193,6 +203,9 @@ class ServiceNode(Protocol):
 
     @property
     def sessions(self) -> SessionService: ...
+
+    @property
+    def datasets(self) -> DatasetService: ...
 
     def start(self) -> None: ...
 

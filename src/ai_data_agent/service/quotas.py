@@ -21,11 +21,12 @@ from __future__ import annotations
 from loguru import logger
 
 from ai_data_agent.errors import NotReady, QuotaExceeded
+from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RUN_RETRY_AFTER_S, SESSION_RETRY_AFTER_S
 from ai_data_agent.service.records import TenantRecords
 from ai_data_agent.tenant_models import Quotas
 
-__all__ = ["check_runs", "check_sessions", "quotas_of", "run_cap"]
+__all__ = ["admit_session", "check_runs", "check_sessions", "quotas_of", "run_cap"]
 
 
 def quotas_of(tenants: TenantRecords | None, tenant: str) -> Quotas:
@@ -84,6 +85,15 @@ def check_sessions(quotas: Quotas, tenant: str, *, live: int) -> None:
     limit = quotas.concurrent_sessions
     if limit is not None and live >= limit:
         raise _exceeded(tenant, "concurrent_sessions", limit, live, SESSION_RETRY_AFTER_S)
+
+
+def admit_session(quotas: Quotas, tenant: str, *, live: int, metrics: ServiceMetrics) -> None:
+    """`check_sessions`, a refusal counted in ``metrics``."""
+    try:
+        check_sessions(quotas, tenant, live=live)
+    except QuotaExceeded as exc:
+        metrics.observe_quota(exc, tenant)
+        raise
 
 
 def _exceeded(tenant: str, quota: str, limit: int, used: int, retry_after: float) -> QuotaExceeded:

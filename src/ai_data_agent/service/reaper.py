@@ -2,7 +2,8 @@
 
     reaper = Reaper(settings, executor, store, metrics)
     reaper.sweep_orphans(ids)  # at startup: dead controllers' sandboxes and those of `ids`
-    reaper.start()             # then every reaper_interval_s: expired sandboxes, retention
+    reaper.start()             # then every reaper_interval_s: expired sandboxes, retention,
+                               # and what ``also`` does (the datasets' housekeeping)
     reaper.stop()
 
 If the engine is unreachable at startup, the orphan sweep is retried on every
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -30,8 +32,14 @@ class Reaper:
     """Sweeps sandboxes and applies retention; one daemon thread."""
 
     def __init__(
-        self, settings: Settings, executor: RunExecutor, store: RunStore, metrics: ServiceMetrics
+        self,
+        settings: Settings,
+        executor: RunExecutor,
+        store: RunStore,
+        metrics: ServiceMetrics,
+        also: Callable[[], None] | None = None,
     ) -> None:
+        self._also = also  # more housekeeping on the same timer (datasets)
         self._settings = settings
         self._backend = executor.backend
         self._controller_id = executor.controller_id  # its own sandboxes are spared
@@ -103,6 +111,8 @@ class Reaper:
         else:
             self.sweep_expired()
         self.apply_retention()
+        if self._also is not None:
+            self._also()
 
     def start(self) -> None:
         if self._thread is None:

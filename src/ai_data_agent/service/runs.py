@@ -50,13 +50,20 @@ EXECUTION_CHECK_S = 2.0
 
 
 async def admit(node: ServiceNode, principal: Principal, request: RunRequest) -> RunHandle:
-    """Resolve ``request``'s limits and submit it as the principal's tenant's run.
+    """Resolve ``request``'s limits, pin its datasets (the tenant's) and submit it as the
+    principal's tenant's run.
 
     Raises:
         RequestRejected: it breaks a server limit (nothing recorded).
+        NotFound: it names a dataset the tenant does not have.
         QueueFull, NotReady: as `RunDispatcher.submit`.
     """
     limits = resolve_run(request, node.settings)
+    if request.datasets:  # the record names the versions the run will read
+        pinned = await anyio.to_thread.run_sync(
+            node.datasets.pin, principal.tenant, request.datasets
+        )
+        request = request.model_copy(update={"datasets": pinned})
     return await anyio.to_thread.run_sync(
         partial(node.dispatcher.submit, request, limits, tenant=principal.tenant)
     )

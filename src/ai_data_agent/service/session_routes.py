@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ai_data_agent.errors import RequestRejected
 from ai_data_agent.paths import check_relative_path
+from ai_data_agent.service.datasets.routes import pin_session
 from ai_data_agent.service.deps import PrincipalDep, node_of, note_object
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.handles import CellHandle, wait_done
@@ -81,6 +82,9 @@ def _file_path(path: str) -> str:
 async def create_session(
     body: SessionRequest, request: Request, manager: Manager, principal: PrincipalDep
 ) -> SessionInfo:
+    """Its ``datasets`` (the tenant's) are pinned to the versions they name now, and
+    mounted read-only."""
+    body = await run_sync(pin_session, node_of(request), principal.tenant, body)
     info = await run_sync(manager.create, principal, body)
     note_object(request, info.id)
     return info

@@ -7,13 +7,12 @@
     await wait_done(handle)                           # service.handles: result, events
     manager.close(info.id); manager.stop()
 
-At most ``max_sessions`` live at once, and their memory (plus what the runs
-in flight may take) within the host's budget: beyond either, `SessionLimit`;
-a tenant's beyond its ``concurrent_sessions``, `QuotaExceeded` (`quotas`).
-One call per session at a time: a cell while another call runs is
-`SessionBusy`, and nothing is queued. Idle sessions and sessions past their
-maximum lifetime expire (container removed); later calls get `SessionGone`.
-Every method is blocking (call them from worker threads).
+At most ``max_sessions`` live at once, and their memory (plus what the runs in flight
+may take) within the host's budget: beyond either, `SessionLimit` (a tenant beyond its
+quota: `QuotaExceeded`). One call per session at a time: a cell while another call runs
+is `SessionBusy`, and nothing is queued. Idle sessions and sessions past their maximum
+lifetime expire (container removed); later calls get `SessionGone`. Every method is
+blocking (call them from worker threads).
 """
 
 from __future__ import annotations
@@ -26,19 +25,21 @@ from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
+from ai_data_agent.dataset_models import DatasetVersion
 from ai_data_agent.errors import (
     AiDataAgentError,
     NotReady,
-    QuotaExceeded,
     SessionBusy,
     SessionGone,
     SessionLimit,
 )
 from ai_data_agent.executor import RunEvent, Session
+from ai_data_agent.service.datasets.promote import promote_session
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import SESSION_RETRY_AFTER_S, RunExecutor
-from ai_data_agent.service.quotas import check_sessions, quotas_of
+from ai_data_agent.service.quotas import admit_session, quotas_of
 from ai_data_agent.service.records import SessionRegistry, TenantRecords
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
@@ -78,13 +79,14 @@ class SessionManager:
         executor: RunExecutor,
         store: SessionRegistry,
         metrics: ServiceMetrics,
+        datasets: DatasetService | None = None,
         tenants: TenantRecords | None = None,
     ) -> None:
         self.settings = settings
         self.executor = executor
         self.store = store
         self.metrics = metrics
-        self.tenants = tenants
+        self.datasets, self.tenants = datasets, tenants  # where promoted files go; the quotas
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         self._starting_by: Counter[str] = Counter()  # sessions starting, by tenant
@@ -132,11 +134,7 @@ class SessionManager:
         if not self._accepting:
             raise NotReady("the daemon is shutting down; it starts no new sessions")
         held = sum(1 for live in self._live.values() if live.tenant == tenant)
-        try:
-            check_sessions(quotas, tenant, live=held + self._starting_by[tenant])
-        except QuotaExceeded as exc:
-            self.metrics.observe_quota(exc, tenant)
-            raise
+        admit_session(quotas, tenant, live=held + self._starting_by[tenant], metrics=self.metrics)
         if s.max_sessions == 0:
             raise SessionLimit(
                 "sessions are disabled on this server (max_sessions = 0)",
@@ -176,11 +174,9 @@ class SessionManager:
         memory = session.limits.memory_mb
         with self._lock:
             self._admit(memory, tenant, quotas)
-        started = False
         try:
             self.store.put(self._info(session, tenant))
             session.start()
-            started = True
         except BaseException:
             session.close(SessionStatus.LOST, "the session did not start")
             self.store.put(self._info(session, tenant))
@@ -189,7 +185,7 @@ class SessionManager:
             with self._lock:  # starting to live in one step: never counted out between
                 self._starting_by[tenant] -= 1
                 self._starting_memory -= memory
-                if started:
+                if session.status in LIVE_SESSION_STATUSES:  # it started
                     self._live[session.id] = _Live(session, tenant)
         self.metrics.sessions_started.inc()
         info = self._info(session, tenant)
@@ -367,6 +363,16 @@ class SessionManager:
         found = self._guarded(session_id, lambda s: s.files())
         assert isinstance(found, list)
         return found
+
+    def promote(self, session_id: str, tenant: str, name: str, paths: list[str]) -> DatasetVersion:
+        datasets = self.datasets
+        if datasets is None:
+            raise NotReady("this node keeps no datasets")
+        version = self._guarded(
+            session_id, lambda s: promote_session(datasets, s, tenant, name, paths)
+        )
+        assert isinstance(version, DatasetVersion)
+        return version
 
     # -- expiry -----------------------------------------------------------------------
     def expire(self, now: datetime | None = None) -> list[str]:

@@ -27,6 +27,8 @@ TOOLS = {
     "read_file",
     "restart_session",
     "close_session",
+    "list_datasets",
+    "describe_dataset",
 }
 
 
@@ -87,11 +89,13 @@ async def test_tool_list_schemas_and_annotations(http_tools: Harness) -> None:
         "files",
         "timeout_s",
         "session_id",
+        "datasets",
     }
     assert run.input_schema["properties"]["code"]["description"]
     hints = {name: tool.annotations for name, tool in tools.items()}
     assert hints["run_python"].open_world_hint is False  # the server allows no network
     assert hints["list_files"].read_only_hint and hints["read_file"].read_only_hint
+    assert hints["list_datasets"].read_only_hint and hints["describe_dataset"].read_only_hint
     assert not hints["run_python"].read_only_hint
     assert hints["close_session"].destructive_hint and hints["restart_session"].destructive_hint
     assert hints["install_packages"].idempotent_hint and not hints["run_python"].idempotent_hint

@@ -109,6 +109,7 @@ class FakeExecutor:
 
     controller_id = "fakecontroller"
     env_cache = None
+    datasets = None
     egress = None
     pool = None
 

@@ -20,6 +20,9 @@ from fastapi.routing import APIRoute
 from service_fakes import TOKEN, FakeExecutor, make_settings, running_service, wait_for_status
 
 from ai_data_agent.executor import WarmPool
+from ai_data_agent.executor.spec import ContainerSpec, build_spec
+from ai_data_agent.executor.warm import WarmReport, Warmth
+from ai_data_agent.limits import default_limits
 from ai_data_agent.models import RunRequest, RunResult, RunStatus, Timings
 from ai_data_agent.service.console import login
 from ai_data_agent.service.console.app import SECTIONS
@@ -190,6 +193,19 @@ async def test_the_health_page_counts_the_warm_pool(tmp_path: Path) -> None:
         page = await svc.client.get("/console/health")
         assert "Environments and warm pool" in page.text
         assert "0 idle (up to 2 per profile); 3 run(s) took one, 1 found none" in page.text
+
+    def make_spec(pool_id: str) -> ContainerSpec:
+        limits = default_limits(settings)
+        return build_spec(
+            settings, limits, image="img", run_id=pool_id, controller_id="c", needs_install=False
+        )
+
+    # Profiles as the refill thread would leave them (none started here).
+    warm = pool.sizing.add(make_spec, Warmth(("/opt/ai-data-agent/envs/ab12cd34ef56aa",)), 1)
+    warm.warmed(WarmReport(k="warm", imported=["pandas"], rss_kb=120 * 1024))
+    async with running_service(settings, executor, token=None) as svc:
+        page = await svc.client.get("/console/health")
+        assert "ab12cd34ef56 (pandas): 0/1 idle, 120 MB each" in page.text
 
 
 async def test_the_console_can_be_turned_off(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from ai_data_agent.client import Client, error_from_response
 from ai_data_agent.errors import (
     AiDataAgentError,
     ConfigurationError,
+    DatasetInUse,
     DockerUnavailable,
     ExecutorError,
     FileNotFound,
@@ -63,6 +64,7 @@ WIRE = {
     FileNotFound: (404, "file_not_found"),
     QueueFull: (429, "queue_full"),
     QuotaExceeded: (429, "quota_exceeded"),
+    DatasetInUse: (409, "dataset_in_use"),
     SessionBusy: (409, "session_busy"),
     SessionGone: (410, "session_gone"),
     SessionLimit: (429, "session_limit"),
@@ -139,6 +141,7 @@ def raising_route(app: FastAPI) -> None:
         "QuotaExceeded": QuotaExceeded(
             "at its quota queued_runs = 2", quota="queued_runs", limit=2, used=2, retry_after=2.5
         ),
+        "DatasetInUse": DatasetInUse("dataset sales version 2 is mounted by a live session"),
         "SessionBusy": SessionBusy("session s1 is busy", session_id="s1"),
         "SessionGone": SessionGone("session s1 is closed", session_id="s1"),
         "SessionLimit": SessionLimit("4 sessions live", retry_after=2.5),

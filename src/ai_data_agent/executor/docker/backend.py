@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import docker
@@ -26,6 +27,7 @@ from loguru import logger
 
 from ai_data_agent.errors import ConfigurationError, DockerUnavailable, ExecutorError
 from ai_data_agent.executor.backend import SweepRule
+from ai_data_agent.executor.docker import datafill
 from ai_data_agent.executor.docker import sweep as docker_sweep
 from ai_data_agent.executor.docker import volumes as docker_volumes
 from ai_data_agent.executor.docker.sandbox import DOCKER_ERRORS, DockerSandbox
@@ -326,3 +328,9 @@ class DockerBackend:
 
     def remove_volume(self, name: str) -> None:
         docker_volumes.remove_volume(self.client.api, name)
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        return datafill.volume_labels(self.client.api, name)
+
+    def fill_volume(self, name: str, labels: dict[str, str], archive: Iterable[bytes]) -> None:
+        datafill.fill_volume(self.client.api, name, labels, archive, self.resolve_image())

@@ -54,9 +54,10 @@ from ai_data_agent.executor.jobs import probe_job, prune_job
 from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_PREFIX, VolumeMount
 from ai_data_agent.settings import Settings
 
-__all__ = ["EnvCache", "Environments", "Vanished", "once_more_if_vanished"]
+__all__ = ["EnvCache", "Environments", "PendingCompile", "Vanished", "once_more_if_vanished"]
 
 LABEL_CACHE = LABEL_PREFIX + "cache"
+HINT_WAIT_S = 60.0  # a new environment's compile waits this long at most for a run's imports
 T = TypeVar("T")
 
 
@@ -105,6 +106,18 @@ def once_more_if_vanished(
 
 
 @dataclass
+class PendingCompile:
+    """A compile of environment ``key`` not finished yet: ``first``, the files to compile
+    first (what a run imported); ``timer`` ends the wait for them."""
+
+    key: str
+    run_id: str
+    first: list[str] = field(default_factory=list)
+    submitted: bool = False
+    timer: threading.Timer | None = None
+
+
+@dataclass
 class EnvCache:
     """Installs requirement sets once and hands out read-only environments."""
 
@@ -117,6 +130,7 @@ class EnvCache:
     _volumes_ready: bool = field(default=False, init=False)
     _in_use: dict[str, int] = field(default_factory=dict, init=False)
     _background: ThreadPoolExecutor | None = field(default=None, init=False)
+    _compiles: dict[str, PendingCompile] = field(default_factory=dict, init=False)
     _stop_compiles: threading.Event = field(default_factory=threading.Event, init=False)
     sandboxes: CacheSandboxes = field(init=False)
 
@@ -199,9 +213,12 @@ class EnvCache:
             self.release(key)
 
     def get_or_install(
-        self, requirements: list[str], image: str, run_id: str
+        self, requirements: list[str], image: str, run_id: str, *, imports_follow: bool = False
     ) -> Ready | InstallFailure:
-        """The environment for ``requirements``, installed (or adopted) if needed.
+        """The environment for ``requirements``, installed (or adopted) if needed. Its
+        bytecode is compiled in the background when it is not yet (a new environment, a
+        compile that was cut short); with ``imports_follow`` the caller reports what its
+        code imported (`imported`), and a new environment compiles those files first.
 
         Raises:
             ExecutorError: Docker failed.
@@ -212,13 +229,15 @@ class EnvCache:
             env = self.index.get(key)
             if env is not None:
                 logger.bind(run_id=run_id).info("environment cache hit: {}", key[:12])
+                if not env.compiled:
+                    self._compile_later(key, run_id, hinted=False)
                 return Ready(env, hit=True)
             outcome = self.sandboxes.install(key, requirements, run_id)
             if isinstance(outcome, InstallFailure):
                 return outcome
-            if outcome.published:
-                self._compile_later(key, run_id)
             self.index.put(outcome.env)
+            if not outcome.env.compiled:
+                self._compile_later(key, run_id, hinted=imports_follow and outcome.published)
         with self.using(key):  # the new environment is not evicted by its own install
             try:
                 self.prune_to_bounds()
@@ -226,25 +245,72 @@ class EnvCache:
                 logger.bind(run_id=run_id).warning("cache eviction failed: {}", exc)
         return outcome
 
-    def _compile_later(self, key: str, run_id: str) -> None:
-        """Compile the new environment's bytecode in the background (pruning spares it)."""
-        self.hold(key)
-
-        def compile_env(stop: threading.Event) -> None:
-            try:
-                self.sandboxes.compile(key, run_id, stop)
-            finally:
-                self.release(key)
-
+    def _compile_later(self, key: str, run_id: str, *, hinted: bool) -> None:
+        """Compile environment ``key``'s bytecode in the background (pruning spares it
+        meanwhile); with ``hinted``, once the run that follows reports its imports
+        (`imported`), or after `HINT_WAIT_S`. Once per key at a time in this process."""
         with self._guard:
+            if key in self._compiles:
+                return  # waiting, queued or running
+            pending = self._compiles[key] = PendingCompile(key, run_id)
+            self._in_use[key] = self._in_use.get(key, 0) + 1
+            if hinted:
+                pending.timer = threading.Timer(HINT_WAIT_S, self.imported, (key, []))
+                pending.timer.daemon = True
+                pending.timer.start()
+                return
+        self._submit(pending)
+
+    def imported(self, key: str, files: list[str]) -> None:
+        """What a run of ``key`` imported (files relative to it): compiled first, when the
+        environment's compile waits for them."""
+        with self._guard:
+            pending = self._compiles.get(key)
+            if pending is None or pending.submitted:
+                return
+            pending.first = list(files)
+        self._submit(pending)
+
+    def _submit(self, pending: PendingCompile) -> None:
+        with self._guard:
+            if pending.submitted:
+                return
+            pending.submitted = True
+            if pending.timer is not None:
+                pending.timer.cancel()
             if self._background is None:
                 self._background = ThreadPoolExecutor(1, thread_name_prefix="compile")
-            self._background.submit(compile_env, self._stop_compiles)
+            background, stop = self._background, self._stop_compiles
+        background.submit(self._compile, pending, stop)
+
+    def _compile(self, pending: PendingCompile, stop: threading.Event) -> None:
+        key = pending.key
+        try:
+            with self.index.compile_lock(key) as mine:
+                if not mine:  # another process compiles it; it records the outcome
+                    return
+                if self.sandboxes.compile(key, pending.run_id, stop, pending.first):
+                    self.index.mark_compiled(key)
+        finally:
+            with self._guard:
+                self._compiles.pop(key, None)
+            self.release(key)
 
     def close(self, *, stop_compiles: bool = False) -> None:
-        """Wait for background compiles, or with ``stop_compiles`` stop them (for a process
-        that is about to be killed: the environment stays, without the rest of its
-        bytecode); remove the staging volume made ahead. Idempotent; the cache stays usable."""
+        """Wait for background compiles (those waiting for a run's imports start now), or
+        with ``stop_compiles`` stop them (for a process that is about to be killed: the
+        environment stays, without the rest of its bytecode, and its next hit compiles
+        it); remove the staging volume made ahead. Idempotent; the cache stays usable."""
+        with self._guard:
+            waiting = [p for p in self._compiles.values() if not p.submitted]
+        for pending in waiting:
+            if not stop_compiles:
+                self._submit(pending)
+            elif pending.timer is not None:
+                pending.timer.cancel()
+                with self._guard:
+                    self._compiles.pop(pending.key, None)
+                self.release(pending.key)
         with self._guard:
             background, self._background = self._background, None
             stop, self._stop_compiles = self._stop_compiles, threading.Event()

@@ -18,10 +18,9 @@ import fcntl
 import hashlib
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,19 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ai_data_agent.errors import ConfigurationError
+from ai_data_agent.executor.engine_index import EngineIndex
 from ai_data_agent.executor.spec import ENVS_MOUNT
 from ai_data_agent.models import PackageInfo
 from ai_data_agent.settings import user_cache_dir
 
-__all__ = ["CachedEnv", "EnvIndex", "ImageInfo", "cache_key", "default_index_path"]
+__all__ = [
+    "CachedEnv",
+    "EnvIndex",
+    "ImageInfo",
+    "cache_key",
+    "default_index_path",
+    "normal_requirement",
+]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS envs (
@@ -43,7 +50,11 @@ CREATE TABLE IF NOT EXISTS envs (
     created REAL NOT NULL, last_used REAL NOT NULL, install_s REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
     image_id TEXT PRIMARY KEY, python TEXT NOT NULL, platform TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS compiled (key TEXT PRIMARY KEY, at REAL NOT NULL);
 """
+# The bytecode state has a table of its own: controllers of older versions share the
+# file and read `envs` by position.
+SELECT_ENVS = "SELECT envs.*, compiled.key IS NOT NULL FROM envs LEFT JOIN compiled USING (key)"
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class CachedEnv:
     last_used_at: float
     install_s: float = 0.0
     log_tail: str = ""
+    compiled: bool = False  # its bytecode is all there (the last compile finished)
 
     @property
     def path(self) -> str:
@@ -101,17 +113,21 @@ class CachedEnv:
                 created_at=float(manifest["created_at"]),
                 last_used_at=time.time(),
                 install_s=float(manifest.get("install_s") or 0.0),
+                compiled=manifest.get("compiled") is True,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an environment manifest: {exc}") from exc
 
 
+def normal_requirement(line: str) -> str:
+    """A requirement as the cache keys it: its name canonical (``Pandas>=2`` is ``pandas>=2``)."""
+    req = Requirement(line)
+    return str(req).replace(req.name, canonicalize_name(req.name), 1)
+
+
 def cache_key(requirements: list[str], image_id: str, image: ImageInfo, flavour: str) -> str:
     """Stable key of a requirement set: normalised, sorted, with what makes wheels differ."""
-    normal = sorted(
-        str(req).replace(req.name, canonicalize_name(req.name), 1)
-        for req in (Requirement(line) for line in requirements)
-    )
+    normal = sorted(normal_requirement(line) for line in requirements)
     blob = {
         "requirements": normal,
         "image": image_id,
@@ -129,7 +145,7 @@ def default_index_path(engine_id: str) -> Path:
 
 
 def _env(row: tuple[Any, ...]) -> CachedEnv:
-    key, reqs, packages, installer, fallback, size, created, last_used, install_s = row
+    key, reqs, packages, installer, fallback, size, created, last_used, install_s, compiled = row
     return CachedEnv(
         key=key,
         requirements=json.loads(reqs),
@@ -140,49 +156,41 @@ def _env(row: tuple[Any, ...]) -> CachedEnv:
         created_at=created,
         last_used_at=last_used,
         install_s=install_s,
+        compiled=bool(compiled),
     )
 
 
-class EnvIndex:
+class EnvIndex(EngineIndex):
     """What is in the cache: SQLite, safe across threads and processes."""
 
     def __init__(self, path: Path) -> None:
         """Raises:
         ConfigurationError: the file cannot be created or written (a read-only home)."""
-        self.path = path
-        self._local = threading.local()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._db() as db:
-                db.executescript(SCHEMA)
+            super().__init__(path, SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(
                 f"cannot write the environment cache's index {path}: {exc}; point "
                 "AI_DATA_AGENT_ENV_CACHE_INDEX (or XDG_CACHE_HOME) at a writable place"
             ) from exc
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        yield conn
+    def install_lock(self, key: str) -> AbstractContextManager[None]:
+        """Held while ``key`` is looked up and installed: by one thread of one process at a time."""
+        return self.key_lock(key)
 
     @contextmanager
-    def install_lock(self, key: str) -> Iterator[None]:
-        """Held while ``key`` is looked up and installed: by one thread of one process at a time."""
-        with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.Lock())
+    def compile_lock(self, key: str) -> Iterator[bool]:
+        """Whether this caller compiles ``key`` now: False while another process does."""
         lock_dir = self.path.parent / "locks"
         lock_dir.mkdir(exist_ok=True)
-        with lock, (lock_dir / f"{key}.lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with (lock_dir / f"{key}.compile").open("a") as fh:
             try:
-                yield
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -190,8 +198,12 @@ class EnvIndex:
         with self._db() as db:
             if touch:
                 db.execute("UPDATE envs SET last_used = ? WHERE key = ?", (time.time(), key))
-            row = db.execute("SELECT * FROM envs WHERE key = ?", (key,)).fetchone()
+            row = db.execute(f"{SELECT_ENVS} WHERE key = ?", (key,)).fetchone()
         return _env(row) if row else None
+
+    def mark_compiled(self, key: str) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO compiled VALUES (?, ?)", (key, time.time()))
 
     def put(self, env: CachedEnv) -> None:
         packages = json.dumps([p.model_dump() for p in env.packages])
@@ -210,15 +222,20 @@ class EnvIndex:
                     env.install_s,
                 ),
             )
+            if env.compiled:
+                db.execute("INSERT OR REPLACE INTO compiled VALUES (?, ?)", (env.key, time.time()))
+            else:
+                db.execute("DELETE FROM compiled WHERE key = ?", (env.key,))
 
     def all(self) -> list[CachedEnv]:
         with self._db() as db:
-            rows = db.execute("SELECT * FROM envs ORDER BY last_used DESC").fetchall()
+            rows = db.execute(f"{SELECT_ENVS} ORDER BY last_used DESC").fetchall()
         return [_env(r) for r in rows]
 
     def delete(self, keys: list[str]) -> None:
         with self._db() as db:
             db.executemany("DELETE FROM envs WHERE key = ?", [(k,) for k in keys])
+            db.executemany("DELETE FROM compiled WHERE key = ?", [(k,) for k in keys])
 
     def image_info(self, image_id: str) -> ImageInfo | None:
         with self._db() as db:

@@ -189,25 +189,34 @@ class CacheSandboxes:
         finally:
             self.staging.discard(stage)
 
-    def compile(self, key: str, run_id: str, stop: threading.Event) -> None:
-        """Compile environment ``key``'s bytecode (``stop`` kills it); failures are logged."""
+    def compile(
+        self, key: str, run_id: str, stop: threading.Event, first: list[str] | None = None
+    ) -> bool:
+        """Compile environment ``key``'s bytecode, the files ``first`` (relative to it) before
+        the rest (``stop`` kills it); True when the compile went through all of it (files
+        that do not compile stay so). Failures are logged."""
         log = logger.bind(run_id=run_id)
         started = time.monotonic()
         try:
             if stop.is_set():
-                return
+                return False
             mounts = (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=False),)
-            job = compile_job(ENVS_MOUNT, key, max(int(self.install_cpus()), 1))
+            job = compile_job(ENVS_MOUNT, key, max(int(self.install_cpus()), 1), first)
             frame = self.result(job, f"{run_id}-compile", mounts, cancel=stop)
-            elapsed = time.monotonic() - started
             log.info(
-                "environment {} compiled in {:.2f}s (ok: {})", key[:12], elapsed, frame.compiled
+                "environment {} compiled in {:.2f}s ({} file(s) first; ok: {})",
+                key[:12],
+                time.monotonic() - started,
+                len(first or []),
+                frame.compiled,
             )
+            return bool(frame.complete)
         except ExecutorError as exc:
             if stop.is_set():
                 log.info("bytecode of {} left uncompiled: the cache is closing", key[:12])
             else:
                 log.warning("bytecode of {} not compiled: {}", key[:12], exc)
+            return False
 
     def _installed(
         self,

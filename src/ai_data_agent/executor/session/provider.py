@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ai_data_agent.dataset_models import DatasetMount
 from ai_data_agent.executor.env import Environments
 from ai_data_agent.executor.jobs import Job
 from ai_data_agent.executor.link import SandboxLink
@@ -27,7 +28,7 @@ __all__ = ["SandboxOrder", "SandboxProvider"]
 @dataclass(frozen=True)
 class SandboxOrder:
     """A session's sandbox: its limits and image, its job and the bytes that follow the job,
-    and how long beyond a run's its deadline label lets it live."""
+    how long beyond a run's its deadline label lets it live, and its datasets."""
 
     run_id: str
     limits: Limits
@@ -35,6 +36,7 @@ class SandboxOrder:
     job: Job
     inputs: Sequence[bytes] = ()
     lifetime_s: float = 0.0
+    datasets: Sequence[DatasetMount] = ()  # pinned: mounted read-only
 
 
 class SandboxProvider(Protocol):

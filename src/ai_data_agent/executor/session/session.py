@@ -336,26 +336,40 @@ class Session:
             FileNotFound: no such file.
             RequestRejected: not a regular file, or over the artifact cap.
         """
-        rel = normalise_relative_path(path)
-        cap = self.settings.max_artifact_total_bytes
         with tempfile.TemporaryDirectory(prefix="ai-data-agent-download-") as folder:
-            collector = ArtifactCollector(Path(folder), 1, cap)
+            return self.fetch(
+                path, Path(folder), self.settings.max_artifact_total_bytes
+            ).read_bytes()
 
-            def receive(frame: Frame) -> None:
-                if isinstance(frame, ArtifactBegin | ArtifactData | ArtifactEnd):
-                    collector.handle(frame)
+    def fetch(self, path: str, folder: Path, max_bytes: int) -> Path:
+        """Copy a file under the working directory to ``folder`` (at its relative path,
+        checked: size and sha256), streamed; the local file.
 
-            message = {"op": "get", "path": rel, "max_bytes": cap}
+        Raises:
+            FileNotFound: no such file.
+            RequestRejected: not a regular file, or larger than ``max_bytes``.
+        """
+        rel = normalise_relative_path(path)
+        collector = ArtifactCollector(folder, 1, max_bytes)
+
+        def receive(frame: Frame) -> None:
+            if isinstance(frame, ArtifactBegin | ArtifactData | ArtifactEnd):
+                collector.handle(frame)
+
+        message = {"op": "get", "path": rel, "max_bytes": max_bytes}
+        try:
             ack = self.call(
-                message, deadline_s=OP_WAIT_S + cap / UPLOAD_BYTES_PER_S, on_frame=receive
+                message, deadline_s=OP_WAIT_S + max_bytes / UPLOAD_BYTES_PER_S, on_frame=receive
             )
             collector.finish(None)
-            if not ack.ok or not collector.artifacts:
-                reason = ack.error or (collector.skipped[0].reason if collector.skipped else "?")
-                if reason == "no such file":  # the runner's word (sandbox/files.download)
-                    raise FileNotFound(f"no file {rel} in the session", path=rel)
-                raise RequestRejected("path", f"cannot read {rel}: {reason}")
-            return (Path(folder) / rel).read_bytes()
+        finally:
+            collector.close()
+        if not ack.ok or not collector.artifacts:
+            reason = ack.error or (collector.skipped[0].reason if collector.skipped else "?")
+            if reason == "no such file":  # the runner's word (sandbox/files.download)
+                raise FileNotFound(f"no file {rel} in the session", path=rel)
+            raise RequestRejected("path", f"cannot read {rel}: {reason}")
+        return folder / rel
 
     def files(self) -> list[SessionFile]:
         """Regular files under the working directory (at most 1000)."""
@@ -382,4 +396,5 @@ class Session:
             memory_mb=self.limits.memory_mb,
             cpus=self.limits.cpus,
             error=self.error,
+            datasets=list(self.request.datasets),
         )

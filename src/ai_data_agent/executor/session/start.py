@@ -47,7 +47,9 @@ def start_kernel(
     inputs = [item.data for item in request.files]
     lifetime = settings.session_max_lifetime_s
     link = provider.open_sandbox(
-        SandboxOrder(session_id, limits, image, job, inputs, lifetime_s=lifetime)
+        SandboxOrder(
+            session_id, limits, image, job, inputs, lifetime_s=lifetime, datasets=request.datasets
+        )
     )
     wire = SessionWire(link)
     started: int | Vanished | None = None

@@ -37,10 +37,13 @@ from ai_data_agent.service.cluster.api_sessions import ClusterSessions
 from ai_data_agent.service.cluster.blob_routes import BlobServer
 from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.follower import Follower
+from ai_data_agent.service.cluster.pg_datasets import PgDatasetStore
 from ai_data_agent.service.cluster.pg_nodes import ApiNodes
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
 from ai_data_agent.service.cluster.pg_tenants import PgAuditStore, PgTenantStore
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
+from ai_data_agent.service.datasets.keeper import DatasetKeeper
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.health import probe, writable_probe
 from ai_data_agent.service.metrics import ServiceMetrics
@@ -198,6 +201,7 @@ class ClusterNode:
         # The directory all API nodes share; workers reach it through `blob_server`.
         self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
         self.blob_server = BlobServer(self.blobs, max_bytes=settings.blob_max_bytes)
+        self._datasets = DatasetService(settings, PgDatasetStore(self.db), self.blobs, self.tenants)
         self.listener = Listener(
             self.db, [CHANNEL_RUN, CHANNEL_CALL], self._on_notify, self._on_reconnect
         )
@@ -210,6 +214,10 @@ class ClusterNode:
                 settings, executor or Executor(settings), self.metrics, blobs=self.blobs
             )
             self.prewarm = self.worker.prewarm
+        self.dataset_keeper = DatasetKeeper(
+            self._datasets, self.worker.executor.datasets if self.worker is not None else None
+        )
+        self.dataset_keeper.bind_metrics(self.metrics.registry)
         self.started = False
         self.startup_error: Exception | None = None
         self._stop = threading.Event()
@@ -228,6 +236,10 @@ class ClusterNode:
     @property
     def sessions(self) -> SessionService:
         return self._sessions
+
+    @property
+    def datasets(self) -> DatasetService:
+        return self._datasets
 
     def start(self) -> None:
         """Connect, migrate, follow; then the worker part, if any.
@@ -330,6 +342,7 @@ class ClusterNode:
                     self._sessions.housekeeping()
                     self.registry.prune(older_than_s=WORKERS_KEPT_S)
                     self.api_nodes.prune()
+                    self.dataset_keeper.tick()
             except psycopg.Error as exc:
                 logger.warning("cluster housekeeping failed (will retry): {}", exc)
 

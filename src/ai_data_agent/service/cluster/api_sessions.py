@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from ai_data_agent.dataset_models import DatasetVersion
 from ai_data_agent.errors import (
     AiDataAgentError,
     NotReady,
@@ -282,6 +283,12 @@ class ClusterSessions:
 
     def files(self, session_id: str) -> list[SessionFile]:
         return FILES.validate_json(self._route("files", session_id).result or "[]")
+
+    def promote(self, session_id: str, tenant: str, name: str, paths: list[str]) -> DatasetVersion:
+        args = json.dumps({"tenant": tenant, "name": name, "paths": paths})
+        return DatasetVersion.model_validate_json(
+            self._route("promote", session_id, args=args).result or ""
+        )
 
     # -- cells ------------------------------------------------------------------------
     def submit_cell(self, session_id: str, request: CellRequest) -> CellHandle:

@@ -192,9 +192,57 @@ CREATE INDEX audit_by_tenant ON audit (tenant, seq);
 CREATE INDEX audit_by_at ON audit (at);
 """
 # A worker is granted nothing new: it reads a create's owner through its grant on
-# session_calls, and never reads tenants, tokens or the audit log.
+# session_calls, and never reads tokens or the audit log (V5 lets it read tenants).
 
 V5: LiteralString = """
+-- Datasets: named per tenant, immutable numbered versions, each naming a manifest of
+-- files (content-addressed blobs in the shared storage directory).
+CREATE TABLE datasets (
+    tenant       TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    created_at   DOUBLE PRECISION NOT NULL,
+    next_version INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE dataset_versions (
+    tenant     TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    digest     TEXT NOT NULL,
+    size       BIGINT NOT NULL,
+    files      INTEGER NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    source     TEXT NOT NULL,
+    source_id  TEXT,
+    PRIMARY KEY (tenant, name, version)
+);
+CREATE INDEX dataset_versions_by_digest ON dataset_versions (digest);
+CREATE TABLE manifests (
+    digest      TEXT PRIMARY KEY,
+    size        BIGINT NOT NULL,
+    files       INTEGER NOT NULL,
+    description TEXT
+);
+CREATE TABLE manifest_files (
+    digest TEXT NOT NULL,
+    path   TEXT NOT NULL,
+    size   BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (digest, path)
+);
+CREATE INDEX manifest_files_by_blob ON manifest_files (sha256);
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
+    -- A worker reads manifests to mount versions, and records the versions that
+    -- sessions and runs promote (never deletes), within their tenant's storage quota.
+    GRANT SELECT, INSERT, UPDATE ON datasets, dataset_versions, manifests, manifest_files
+      TO ai_data_agent_worker;
+    GRANT SELECT (name, role, quotas, created_at, builtin) ON tenants TO ai_data_agent_worker;
+  END IF;
+END $$;
+"""
+
+V6: LiteralString = """
 -- Quotas: a run carries its tenant's concurrent_runs as admitted (NULL: no cap), so a
 -- worker's claim skips a tenant at its cap without reading the tenants table.
 ALTER TABLE runs ADD COLUMN tenant_cap INTEGER;
@@ -207,6 +255,7 @@ MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
     (3, V3),
     (4, V4),
     (5, V5),
+    (6, V6),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -44,6 +44,7 @@ from ai_data_agent.service.cluster.pg_store import (
 )
 from ai_data_agent.service.cluster.pg_workers import WorkerRegistry
 from ai_data_agent.service.cluster.pump import EventPump
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.execution import ClaimedRun, execute_run
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import STOP_SLACK_S, RunExecutor
@@ -89,6 +90,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._listener: Listener | None = None
         self.queued = 0  # the cluster's queue depth, as last seen
+        self.datasets: DatasetService | None = None  # where save_outputs_as goes (WorkerNode's)
         self.lease_ok = False
         metrics.bind_gauges(lambda: self.queued, lambda: len(self._runs))
 
@@ -231,7 +233,9 @@ class Worker:
             def publish(name: str, data: str) -> None:
                 self.pump.publish(run.id, name, data)
 
-            outcome = execute_run(self.executor, run, publish, folder, log_of="worker")
+            outcome = execute_run(
+                self.executor, run, publish, folder, log_of="worker", datasets=self.datasets
+            )
         except Exception as exc:  # a slot must outlive any one run, and the run must end
             logger.bind(run_id=run.id).opt(exception=exc).error("worker slot failed: {}", exc)
             outcome = Outcome(RunStatus.ERROR, error=f"the worker failed: {exc}")

@@ -23,10 +23,12 @@ from ai_data_agent.checks import Check
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.cluster.db import Database
+from ai_data_agent.service.cluster.pg_datasets import PgDatasetStore
 from ai_data_agent.service.cluster.pg_nodes import ApiNodes
-from ai_data_agent.service.cluster.pg_tenants import PgAuditStore
+from ai_data_agent.service.cluster.pg_tenants import PgAuditStore, PgTenantStore
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.cluster.worker_sessions import SessionHost
+from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.egress_audit import EgressAudit
 from ai_data_agent.service.health import engine_probes, writable_probe
 from ai_data_agent.service.metrics import ServiceMetrics
@@ -75,7 +77,13 @@ class WorkerNode:
         if blobs is None:
             self._remote = blobs = remote_blobs(settings, self.db)
         self.blobs: BlobStore = blobs
+        # A run's or session's promoted files count toward its tenant's storage quota.
+        tenants = PgTenantStore(self.db)
+        self.datasets = DatasetService(settings, PgDatasetStore(self.db), self.blobs, tenants)
+        if executor.datasets is not None:
+            executor.datasets.connect(self.datasets)
         self.worker = Worker(settings, executor, self.db, metrics)
+        self.worker.datasets = self.datasets
         self.sessions = SessionHost(self.worker)
         self.prewarm = Prewarmer(settings, executor)
         self.started = False

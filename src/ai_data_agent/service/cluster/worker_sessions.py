@@ -56,7 +56,7 @@ class SessionHost:
         self.registry = PgSessionRegistry(worker.db, node=worker.id)
         self.calls = PgSessionCalls(worker.db)
         self.manager = SessionManager(
-            worker.settings, worker.executor, self.registry, worker.metrics
+            worker.settings, worker.executor, self.registry, worker.metrics, worker.datasets
         )
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -152,6 +152,12 @@ class SessionHost:
             "download": lambda: (None, manager.download(sid, str(args["path"]))),
             "files": lambda: (FILES.dump_json(manager.files(sid)).decode(), None),
             "close": lambda: (self._close(sid), None),
+            "promote": lambda: (
+                manager.promote(
+                    sid, str(args["tenant"]), str(args["name"]), list(args["paths"])
+                ).model_dump_json(),
+                None,
+            ),
         }
         if call.kind == "cell":
             self._cell(call)

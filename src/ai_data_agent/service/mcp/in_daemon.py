@@ -26,10 +26,13 @@ from typing import Generic, TypeVar
 import anyio
 from anyio.to_thread import run_sync
 
+from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
 from ai_data_agent.errors import AiDataAgentError, ServerError, Unauthorized
 from ai_data_agent.mcp.sandbox import Capabilities, OutputSink, ToolJob
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.service import runs
+from ai_data_agent.service.datasets.describe import describe
+from ai_data_agent.service.datasets.routes import pin_session
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.handles import CellHandle, Completion, RunHandle, wait_done
 from ai_data_agent.service.node import ServiceNode
@@ -187,7 +190,9 @@ class DaemonSandbox:
         )
 
     async def create_session(self, request: SessionRequest) -> SessionInfo:
-        return await self._session("create", None, lambda s, p: s.create(p, request))
+        return await self._session(
+            "create", None, lambda s, p: s.create(p, pin_session(self.node, p.tenant, request))
+        )
 
     async def start_cell(
         self, session_id: str, code: str, timeout_s: float | None, on_output: OutputSink
@@ -221,6 +226,25 @@ class DaemonSandbox:
 
     async def close_session(self, session_id: str) -> SessionInfo | None:
         return await self._session("close", session_id, lambda s, p: s.close(p, session_id))
+
+    async def datasets(self) -> DatasetPage:
+        """The caller's tenant's: those its runs and sessions mount by name."""
+        tenant = _caller().tenant
+        return await self._audited(
+            "dataset.list", None, lambda: run_sync(self.node.datasets.page, tenant)
+        )
+
+    async def describe_dataset(self, name: str, version: int | None) -> DatasetDescription:
+        tenant = _caller().tenant
+
+        async def described() -> DatasetDescription:
+            number = version
+            if number is None:
+                found = await run_sync(self.node.datasets.version, tenant, name, None)
+                number = found.version
+            return await describe(self.node, tenant, name, number)
+
+        return await self._audited("dataset.describe", name, described)
 
     async def aclose(self) -> None:
         """Nothing of its own: the daemon closes its sessions when it stops."""

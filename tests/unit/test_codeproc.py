@@ -1,0 +1,66 @@
+"""The code's interpreter (`sandbox.codeproc`, `sandbox.preload`) on the host: started
+before the code, it imports what it is given, reports, then runs ``main.py`` as
+``python main.py`` would (its exit status, its output, its files written)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from ai_data_agent.sandbox.codeproc import CodeProcess
+
+CODE = """
+import sys, threading
+f = open("left-open.txt", "w")  # never closed: the exit still writes it
+f.write("kept")
+def late():
+    print("from a thread", flush=True)
+threading.Timer(0.2, late).start()  # a non-daemon thread: the exit waits for it
+print("out", sys.argv[0], "csv" in sys.modules)
+sys.exit(EXIT)
+"""
+
+
+def run(tmp_path: Path, modules: list[str], exit_arg: str) -> tuple[CodeProcess, int, str, str]:
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path)}
+    child = CodeProcess.start(env, str(tmp_path), modules)
+    warm = child.report(60.0)
+    assert warm is not None and warm["observed"]["executable"] == sys.executable
+    main = tmp_path / "main.py"
+    main.write_text(CODE.replace("EXIT", exit_arg))
+    child.release(str(main), env)
+    child.proc.stdin = None  # closed once the bundle went in
+    out, err = child.proc.communicate(timeout=60)
+    return child, child.proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("modules", [[], ["csv"]], ids=["plain", "preimported"])
+def test_the_code_runs_as_a_script_and_exits_as_one(tmp_path: Path, modules: list[str]) -> None:
+    child, status, out, err = run(tmp_path, modules, "3")
+
+    assert child.imported == modules
+    assert status == 3, err
+    assert out.splitlines() == [f"out main.py {bool(modules)}", "from a thread"]
+    assert (tmp_path / "left-open.txt").read_text() == "kept"
+
+
+@pytest.mark.parametrize("modules", [[], ["csv"]], ids=["plain", "preimported"])
+def test_an_exit_message_goes_to_stderr_with_status_1(tmp_path: Path, modules: list[str]) -> None:
+    _, status, _, err = run(tmp_path, modules, "'bye'")
+
+    assert status == 1 and err.strip().endswith("bye")
+
+
+def test_a_failed_preimport_is_reported_and_nothing_after_it_imported(tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path)}
+    child = CodeProcess.start(env, str(tmp_path), ["json", "no_such_module_x", "csv"])
+    try:
+        warm = child.report(60.0)
+        assert warm is not None and "no_such_module_x" in warm["error"]
+        assert child.imported == []  # an interpreter whose imports failed is not used as warm
+        assert warm["imported"] == ["json"]
+    finally:
+        child.kill()
