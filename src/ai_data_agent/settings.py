@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from ai_data_agent.egress.rules import check_network, check_rule
+from ai_data_agent.egress_settings import EgressSettings
 from ai_data_agent.requirements import check_requirement
 from ai_data_agent.storage_settings import StorageSettings
 
@@ -41,8 +41,6 @@ DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
 RequirementText = Annotated[str, AfterValidator(check_requirement)]
-EgressRules = Annotated[list[Annotated[str, AfterValidator(check_rule)]], NoDecode]
-EgressNetworks = Annotated[list[Annotated[str, AfterValidator(check_network)]], NoDecode]
 COMMA_SEPARATED = "api_tokens mcp_allowed_hosts egress_allow egress_deny egress_allow_cidrs".split()
 # Where hosts keep the system CA bundle, in the order Go's crypto/x509 looks on Linux.
 SYSTEM_CA_BUNDLES = (
@@ -74,7 +72,7 @@ def user_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ai-data-agent"
 
 
-class Settings(StorageSettings):
+class Settings(StorageSettings, EgressSettings):
     """Server-side policy and plumbing. A request can lower limits, never raise them."""
 
     model_config = SettingsConfigDict(env_prefix="AI_DATA_AGENT_", extra="forbid")
@@ -267,26 +265,6 @@ class Settings(StorageSettings):
         default_factory=list,
         description="Names of controller environment variables passed into sandboxes. "
         "Nothing else of the controller's environment reaches a container.",
-    )
-
-    # Egress: hosts reached through a checked proxy (docs/security.md "Egress") ----------
-    egress_allow: EgressRules = Field(
-        default_factory=list,
-        description="Hosts a run or session may ask for, comma-separated: `example.com`, `*.example."
-        "com` (subdomains), `*`, an IP address; each optionally `:port`. Empty: egress is off.",
-    )
-    egress_deny: EgressRules = Field(default_factory=list, description="Hosts never reached.")
-    egress_allow_cidrs: EgressNetworks = Field(
-        default_factory=list, description="Non-global ranges (CIDRs) reachable all the same."
-    )
-    egress_max_connections: int = Field(16, ge=1, description="Proxied connections per sandbox.")
-    egress_max_bytes_out: int = Field(64 * MiB, ge=0, description="Bytes a sandbox may send.")
-    egress_max_bytes_in: int = Field(1024 * MiB, ge=0, description="Bytes a sandbox may receive.")
-    egress_idle_timeout_s: float = Field(60.0, gt=0, description="Seconds an idle tunnel lives.")
-    egress_socket_dir: Path | None = Field(
-        None,
-        description="Folder of the proxy's per-sandbox Unix sockets, bind-mounted into sandboxes: "
-        "the Docker engine must see the same path. Default: a private temporary folder.",
     )
 
     # Operations --------------------------------------------------------------
