@@ -24,6 +24,7 @@ import typing
 
 from ai_data_agent.errors import (
     AiDataAgentError,
+    CheckpointFailed,
     ConfigurationError,
     DockerUnavailable,
     ExecutorError,
@@ -51,6 +52,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "AiDataAgentError",
+    "CheckpointFailed",
     "ConfigurationError",
     "DockerUnavailable",
     "Executor",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ai_data_agent.errors import (
     AiDataAgentError,
+    CheckpointFailed,
     FileNotFound,
     InstallFailed,
     NotFound,
@@ -45,6 +46,7 @@ HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     SessionBusy,
     SessionGone,
     SessionLimit,
+    CheckpointFailed,
     NotReady,
     ServerError,
 )

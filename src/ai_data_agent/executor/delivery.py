@@ -27,6 +27,7 @@ __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
 SANDBOX_MODULES = (
     "bootstrap",
     "channel",
+    "checkpoint",
     "display",
     "environment",
     "envstore",
@@ -39,6 +40,7 @@ SANDBOX_MODULES = (
     "outputs",
     "runner",
     "session",
+    "snapshot",
     "verify",
 )
 

@@ -191,3 +191,31 @@ class KernelProcess:
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def checked_output(message: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
+    """A display output from the kernel, as the controller gets it: a bundle of strings
+    (JSON values for JSON types) within the cap, else None."""
+    data = message.get("data")
+    metadata = message.get("metadata")
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        return None
+    output = {
+        "data": data,
+        "metadata": metadata if isinstance(metadata, dict) else {},
+        "truncated": bool(message.get("truncated")),
+    }
+    if len(json.dumps(output, default=str)) > max_bytes:
+        return None
+    return output
+
+
+def checked_error(error: Any) -> dict[str, Any] | None:
+    if not isinstance(error, dict):
+        return None
+    lines = error.get("traceback")
+    return {
+        "ename": str(error.get("ename", ""))[:200],
+        "evalue": str(error.get("evalue", ""))[:2000],
+        "traceback": [str(line)[:20000] for line in lines][:200] if isinstance(lines, list) else [],
+    }

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ class Session:
     def call(
         self,
         message: dict[str, Any],
-        payload: bytes = b"",
+        payload: bytes | Iterable[bytes] = b"",
         deadline_s: float = OP_WAIT_S,
         on_frame: Callable[[Frame], None] | None = None,
     ) -> AckFrame:

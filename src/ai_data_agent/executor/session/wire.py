@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ai_data_agent.errors import ExecutorError, SessionGone
@@ -44,8 +44,8 @@ class SessionWire:
         tail = self.link.stderr_tail()
         return SessionGone(f"{why}{': ' + tail if tail else ''}", session_id=self.session_id)
 
-    def send(self, message: dict[str, Any], payload: bytes = b"") -> None:
-        """Send one operation (and the bytes it announces).
+    def send(self, message: dict[str, Any], payload: bytes | Iterable[bytes] = b"") -> None:
+        """Send one operation (and the bytes it announces, whole or in chunks as they are read).
 
         Raises:
             SessionGone: the sandbox no longer takes input.
@@ -54,7 +54,12 @@ class SessionWire:
             raise self._gone("the session's sandbox has ended")
         with self._send_lock:
             try:
-                self.link.send(encode_message(message) + payload)
+                if isinstance(payload, bytes):
+                    self.link.send(encode_message(message) + payload)
+                else:
+                    self.link.send(encode_message(message))
+                    for chunk in payload:
+                        self.link.send(chunk)
             except ExecutorError as exc:
                 raise self._gone(f"cannot write to the session's sandbox ({exc.message})") from exc
 

@@ -1,0 +1,285 @@
+"""A session's checkpoint taken out of its sandbox into a blob store, and put back into a new one.
+
+    snap = take_snapshot(session, store, seq=4, base=previous, max_bytes=cap, timeout_s=60)
+    snap.namespace, snap.files, snap.kept, snap.lost      # blobs and what they hold
+    outcome = restore_snapshot(new_session, store, snap, timeout_s=60)
+    outcome.state, outcome.restored, outcome.lost         # "restored", names back, names not
+
+The namespace is serialised inside the sandbox (`sandbox.checkpoint`,
+`sandbox.snapshot`) and reaches here as opaque bytes: nothing on the host
+ever unpickles it. It is streamed, with each file of the working directory,
+into its own blob (content-addressed, so an unchanged file costs nothing
+twice). A restore streams the blobs back, hashing them on the way: a blob
+that no longer has the digest the checkpoint names is refused
+(`CheckpointFailed`) before the kernel reads anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from loguru import logger
+
+from ai_data_agent.checkpoint_models import LostVariable
+from ai_data_agent.errors import CheckpointFailed, RequestTooLarge
+from ai_data_agent.executor.frames import (
+    CheckpointBegin,
+    CheckpointData,
+    CheckpointDone,
+    CheckpointEnd,
+    CheckpointSame,
+    Frame,
+    LostEntry,
+    RestoredFrame,
+)
+from ai_data_agent.executor.session.session import Session
+from ai_data_agent.models import SkippedArtifact
+from ai_data_agent.storage import BlobRef, BlobStore, BlobWriter
+
+__all__ = ["RestoreOutcome", "Snapshot", "StoredFile", "restore_snapshot", "take_snapshot"]
+
+SLACK_S = 30.0  # beyond the serialiser's time limit: the files, and the wire
+SEND_CHUNK = 1024 * 1024
+SEND_BYTES_PER_S = 10 * 1024 * 1024  # the slowest stream a restore waits for
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file of the working directory in a checkpoint: its path and its blob."""
+
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A checkpoint as taken: its blobs, and what it says of the namespace."""
+
+    namespace: BlobRef
+    files: tuple[StoredFile, ...]
+    kept: tuple[str, ...] = ()
+    lost: tuple[LostVariable, ...] = ()
+    skipped: tuple[SkippedArtifact, ...] = ()
+    execution_count: int = 0
+    generation: int = 0
+    streamed_bytes: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return self.namespace.size + sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    """``restored``: the kernel read the namespace back (``lost`` lists what it could not);
+    ``lost``: the kernel had to be replaced, the files are back and no variable is."""
+
+    state: str
+    restored: tuple[str, ...] = ()
+    lost: tuple[LostVariable, ...] = ()
+    error: str | None = None
+
+
+def _lost(entries: list[LostEntry]) -> tuple[LostVariable, ...]:
+    return tuple(LostVariable(name=e.name, type=e.type, reason=e.reason) for e in entries)
+
+
+@dataclass
+class _Receiver:
+    """A checkpoint's frames into blobs, within ``max_bytes`` in all."""
+
+    store: BlobStore
+    base: dict[str, StoredFile]
+    max_bytes: int
+    path: str | None = None
+    writer: BlobWriter | None = None
+    namespace: BlobRef | None = None
+    files: list[StoredFile] = field(default_factory=list)
+    done: CheckpointDone | None = None
+    written: int = 0
+    problem: str | None = None
+
+    def take(self, frame: Frame) -> None:
+        if isinstance(frame, CheckpointBegin):
+            self._begin(frame.path)
+        elif isinstance(frame, CheckpointData):
+            self._data(frame.data)
+        elif isinstance(frame, CheckpointEnd):
+            self._end()
+        elif isinstance(frame, CheckpointSame):
+            known = self.base.get(frame.path)
+            if known is None or not self.store.exists(known.digest):
+                self.problem = self.problem or f"{frame.path}: unchanged, but its blob is gone"
+            else:
+                self.files.append(known)
+        elif isinstance(frame, CheckpointDone):
+            self.done = frame
+
+    def _begin(self, path: str) -> None:
+        self._discard()
+        self.path = path
+        if self.problem is None:
+            left = max(self.max_bytes - self.written, 0)
+            self.writer = self.store.writer(max_bytes=left, what="checkpoint")
+
+    def _data(self, text: str) -> None:
+        if self.writer is None:
+            return
+        try:
+            chunk = base64.b64decode(text, validate=True)
+            self.writer.write(chunk)
+        except binascii.Error:
+            self.problem = "a malformed frame from the sandbox"
+            self._discard()
+        except RequestTooLarge:
+            self.problem = f"the checkpoint is larger than {self.max_bytes} bytes"
+            self.writer = None  # the writer discarded its file
+
+    def _end(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return
+        ref = writer.commit()
+        self.written += ref.size
+        if self.path == "":
+            self.namespace = ref
+        elif self.path is not None:
+            self.files.append(StoredFile(self.path, ref.digest, ref.size))
+
+    def _discard(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.__exit__(None, None, None)
+
+
+def take_snapshot(
+    session: Session,
+    store: BlobStore,
+    *,
+    seq: int,
+    base: tuple[int, tuple[StoredFile, ...]] | None,
+    max_bytes: int,
+    timeout_s: float,
+) -> Snapshot:
+    """Checkpoint ``session`` (idle) into ``store``. ``base`` is the checkpoint taken before
+    in the same sandbox (its seq and files): files unchanged since are not sent again.
+
+    Raises:
+        CheckpointFailed: the serialiser failed or ran out of time; the session is unharmed.
+        RequestTooLarge: the checkpoint would pass ``max_bytes``.
+        SessionBusy, SessionGone: as for any call.
+    """
+    files = {f.path: f for f in base[1]} if base is not None else {}
+    receiver = _Receiver(store, files, max_bytes)
+    message = {
+        "op": "checkpoint",
+        "seq": seq,
+        "base": base[0] if base is not None else None,
+        "max_bytes": max_bytes,
+        "timeout_s": timeout_s,
+    }
+    try:
+        session.call(message, deadline_s=timeout_s + SLACK_S, on_frame=receiver.take)
+    finally:
+        receiver._discard()
+    done = receiver.done
+    error = receiver.problem or (done.error if done is not None else "no report from the sandbox")
+    if error is not None or receiver.namespace is None or done is None:
+        message_text = f"the checkpoint of session {session.id} failed: {error}"
+        if "larger than" in (error or ""):
+            raise RequestTooLarge("checkpoint", f"larger than {max_bytes} bytes")
+        raise CheckpointFailed(message_text, session_id=session.id)
+    return Snapshot(
+        namespace=receiver.namespace,
+        files=tuple(receiver.files),
+        kept=tuple(done.kept),
+        lost=_lost(done.lost),
+        skipped=tuple(SkippedArtifact(path=s.path, reason=s.reason) for s in done.skipped),
+        execution_count=session.execution_count,
+        generation=session.generation,
+        streamed_bytes=done.bytes,
+    )
+
+
+class _Verified:
+    """A blob's bytes in chunks, hashed as they go; `check` after the last one."""
+
+    def __init__(self, store: BlobStore, digest: str) -> None:
+        self.digest = digest
+        self.hash = hashlib.sha256()
+        try:
+            self.file: BinaryIO = store.open(digest)
+        except FileNotFoundError as exc:
+            raise CheckpointFailed(f"the checkpoint's blob {digest[:12]} is gone") from exc
+
+    def chunks(self) -> Iterator[bytes]:
+        with self.file:
+            while chunk := self.file.read(SEND_CHUNK):
+                self.hash.update(chunk)
+                yield chunk
+
+    def check(self, what: str) -> None:
+        if self.hash.hexdigest() != self.digest:
+            raise CheckpointFailed(
+                f"refused: {what} no longer has the content the checkpoint was signed with"
+            )
+
+
+def restore_snapshot(
+    session: Session, store: BlobStore, snap: Snapshot, *, timeout_s: float
+) -> RestoreOutcome:
+    """Put ``snap``'s files back in ``session`` (fresh), then have its kernel read the namespace.
+
+    Raises:
+        CheckpointFailed: a blob is gone or changed (nothing of the namespace was read).
+        SessionGone: the sandbox died.
+    """
+    for item in snap.files:
+        blob = _Verified(store, item.digest)
+        wait = 60.0 + item.size / SEND_BYTES_PER_S
+        session.call({"op": "put", "path": item.path, "size": item.size}, blob.chunks(), wait)
+        blob.check(item.path)
+    blob = _Verified(store, snap.namespace.digest)
+    size = snap.namespace.size
+    ack = session.call(
+        {"op": "restore_data", "size": size}, blob.chunks(), 60.0 + size / SEND_BYTES_PER_S
+    )
+    blob.check("the namespace")
+    if not ack.ok:
+        raise CheckpointFailed(f"the sandbox could not take the namespace: {ack.error}")
+    reports: list[RestoredFrame] = []
+
+    def keep(frame: Frame) -> None:
+        if isinstance(frame, RestoredFrame):
+            reports.append(frame)
+
+    started = time.monotonic()
+    session.call(
+        {"op": "restore", "timeout_s": timeout_s}, deadline_s=timeout_s + SLACK_S, on_frame=keep
+    )
+    if not reports:
+        raise CheckpointFailed("the sandbox did not report the restore")
+    report = reports[-1]
+    lost = list(_lost(report.lost))
+    unread = [n for n in snap.kept if n not in report.restored and n not in {v.name for v in lost}]
+    why = report.error or "not read back"
+    lost += [LostVariable(name=n, reason=why) for n in unread]
+    logger.bind(run_id=session.id).info(
+        "restored {} variable(s), {} lost, in {:.2f} s",
+        len(report.restored),
+        len(lost),
+        time.monotonic() - started,
+    )
+    return RestoreOutcome(
+        state=report.state,
+        restored=tuple(report.restored),
+        lost=tuple(lost),
+        error=report.error or None,
+    )
