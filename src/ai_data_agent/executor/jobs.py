@@ -92,6 +92,7 @@ class Job(BaseModel):
     display_max_bytes: int | None = None
     cell_display_max_bytes: int | None = None
     serialiser: dict[str, str] | None = Field(None, description="session: checkpoints' sources.")
+    generation: int | None = Field(None, description="session: the kernels counted before.")
     prune: dict[str, Any] | None = None
     compile: dict[str, Any] | None = None
 

@@ -79,7 +79,7 @@ class SessionLoop:
         self.display_max = int(job.get("display_max_bytes", 2 * 1024 * 1024))
         self.cell_display_max = int(job.get("cell_display_max_bytes", 8 * 1024 * 1024))
         self.kernel: KernelProcess | None = None
-        self.generation = 0
+        self.generation = int(job.get("generation") or 0)
         self.cell: Cell | None = None
         self.idle_pump = self._pump()
         self.upload: session_files.Upload | None = None

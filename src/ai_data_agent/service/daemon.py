@@ -21,8 +21,11 @@ from loguru import logger
 
 from ai_data_agent.checks import Check
 from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.checkpoint_records import KEY_FILENAME, Signer, load_key
+from ai_data_agent.service.checkpoint_store import CHECKPOINTS_FILENAME, CheckpointStore
 from ai_data_agent.service.dispatcher import Dispatcher
 from ai_data_agent.service.health import engine_probes, probe
+from ai_data_agent.service.kept_sessions import KeptSessions
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
@@ -31,6 +34,7 @@ from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import LocalBlobStore
 
 __all__ = ["REASON_STALE", "Daemon"]
 
@@ -50,7 +54,14 @@ class Daemon:
         session_store = SessionStore(
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
         )
-        self.sessions = SessionManager(settings, executor, session_store, self.metrics)
+        self.sessions = KeptSessions(
+            settings,
+            SessionManager(settings, executor, session_store, self.metrics),
+            CheckpointStore(settings.data_dir / CHECKPOINTS_FILENAME),
+            LocalBlobStore(settings.storage_root),
+            Signer(lambda: load_key(settings.data_dir / KEY_FILENAME)),
+            self.metrics,
+        )
         self.prewarm = Prewarmer(settings, executor)
         self.reaper = Reaper(settings, executor, self.store, self.metrics)
         self.started = False

@@ -88,7 +88,7 @@ class RunExecutor(Protocol):
     ) -> RunResult:
         """Blocking and thread-safe."""
 
-    def new_session(self, request: SessionRequest) -> Session:
+    def new_session(self, request: SessionRequest, session_id: str | None = None) -> Session:
         """A session of this executor, not started yet (`Session.start`)."""
 
     def start_pool(self) -> None: ...

@@ -156,15 +156,26 @@ class SessionManager:
             InstallFailed: its requirements did not install.
             ExecutorError: Docker or the host failed.
         """
-        session = self.executor.new_session(request)
+        return self.launch(self.executor.new_session(request))
+
+    def launch(
+        self,
+        session: Session,
+        prepare: Callable[[Session], object] | None = None,
+        failed: SessionStatus = SessionStatus.LOST,
+    ) -> SessionInfo:
+        """Admit and start ``session``, ``prepare`` it (a resume's restore), make it live;
+        one that fails ends ``failed``. Raises as `create`, and what ``prepare`` raises."""
         memory = session.limits.memory_mb
         with self._lock:
             self._admit(memory)
         try:
             self.store.put(self._info(session))
             session.start()
+            if prepare is not None:
+                prepare(session)
         except BaseException:
-            session.close(SessionStatus.LOST, "the session did not start")
+            session.close(failed, "the session did not start")
             self.store.put(self._info(session))
             raise
         finally:
@@ -231,6 +242,14 @@ class SessionManager:
             raise
         finally:
             self._release(live)
+
+    def hold(self, session_id: str, call: Callable[[Session], object]) -> object:
+        """``call`` with the live session held for it alone, as any call is (`SessionBusy`)."""
+        return self._guarded(session_id, call)
+
+    def end(self, session_id: str, status: SessionStatus, reason: str | None) -> None:
+        """End a live session as ``status`` (``paused`` by a keeper); its container goes."""
+        self._end(session_id, status, reason)
 
     def close(self, session_id: str) -> SessionInfo | None:
         """End a session now (a running cell ends with it); None when it is unknown."""
@@ -361,7 +380,12 @@ class SessionManager:
         if now - session.created_at > timedelta(seconds=self.settings.session_max_lifetime_s):
             return "maximum lifetime reached"
         idle = now - session.last_activity_at
-        if not live.busy and idle > timedelta(seconds=self.settings.session_idle_timeout_s):
+        idle_ends = self.settings.session_idle_action == "expire"  # else a keeper pauses it
+        if (
+            idle_ends
+            and not live.busy
+            and idle > timedelta(seconds=self.settings.session_idle_timeout_s)
+        ):
             return "idle timeout"
         return None
 

@@ -25,6 +25,7 @@ from ai_data_agent import wire_errors
 from ai_data_agent.client import Client, error_from_response
 from ai_data_agent.errors import (
     AiDataAgentError,
+    CheckpointFailed,
     ConfigurationError,
     DockerUnavailable,
     ExecutorError,
@@ -61,6 +62,7 @@ WIRE = {
     SessionBusy: (409, "session_busy"),
     SessionGone: (410, "session_gone"),
     SessionLimit: (429, "session_limit"),
+    CheckpointFailed: (422, "checkpoint_failed"),
     NotReady: (503, "not_ready"),
     ServerError: (500, "internal"),
 }
@@ -132,6 +134,7 @@ def raising_route(app: FastAPI) -> None:
         "SessionBusy": SessionBusy("session s1 is busy", session_id="s1"),
         "SessionGone": SessionGone("session s1 is closed", session_id="s1"),
         "SessionLimit": SessionLimit("4 sessions live", retry_after=2.5),
+        "CheckpointFailed": CheckpointFailed("the serialiser ran out of time", session_id="s1"),
         "NotReady": NotReady("the daemon is shutting down"),
         "ServerError": ServerError("run x has no terminal record"),
         "ExecutorError": ExecutorError("cannot create the container", run_id="x", step="create"),

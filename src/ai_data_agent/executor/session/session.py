@@ -31,6 +31,7 @@ from typing import Any
 
 from loguru import logger
 
+from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.errors import (
     FileNotFound,
     RequestRejected,
@@ -58,6 +59,7 @@ from ai_data_agent.limits import resolve_run, resolve_session
 from ai_data_agent.models import InstallReport, RunRequest
 from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.session_models import (
+    LIVE_SESSION_STATUSES,
     CellResult,
     PackagesResult,
     SessionFile,
@@ -97,6 +99,9 @@ class Session:
         self.execution_count = 0
         self.image = ""
         self.error: str | None = None
+        self.checkpoint_seq: int | None = None  # its latest checkpoint
+        self.restore_report: RestoreReport | None = None  # its latest resume
+        self.restore_unreported = False  # the next cell says it was restored
         self._wire: SessionWire | None = None
         self._call = threading.Lock()
         self._in_cell = False
@@ -121,7 +126,9 @@ class Session:
     def _start_once(self) -> tuple[SessionWire, int] | Vanished:
         if self.requirements:
             self.env = self._install(self.requirements, f"{self.id}-start")
-        return start_kernel(self.provider, self.id, self.limits, self.request, self.env, self.image)
+        return start_kernel(
+            self.provider, self.id, self.limits, self.request, self.env, self.image, self.generation
+        )
 
     def _install(self, requirements: list[str], run_id: str) -> CachedEnv:
         return install_env(
@@ -132,7 +139,7 @@ class Session:
         self, status: SessionStatus = SessionStatus.CLOSED, reason: str | None = None
     ) -> None:
         """End the session and remove its container (also while a cell runs). Idempotent."""
-        if self.status in (SessionStatus.CLOSED, SessionStatus.EXPIRED, SessionStatus.LOST):
+        if self.status not in LIVE_SESSION_STATUSES:  # ended (or paused) already
             return
         self.status, self.error = status, reason
         wire, self._wire = self._wire, None
@@ -238,13 +245,20 @@ class Session:
                 done = collector.handle(frame)
                 if done is not None:
                     self.generation = done.generation
-                    return collector.result(done, time.monotonic() - started)
+                    return self._reported(collector.result(done, time.monotonic() - started))
             raise AssertionError("unreachable: frames() raises at its deadline")
         except SessionGone as exc:
             raise self._lost(exc) from None
         finally:
             self._in_cell = False
             self._end()
+
+    def _reported(self, cell: CellResult) -> CellResult:
+        """The first cell after a resume says so (``restored``, and what came back)."""
+        unreported, self.restore_unreported = self.restore_unreported, False
+        if not unreported or cell.state != "preserved":
+            return cell
+        return cell.model_copy(update={"state": "restored", "restore": self.restore_report})
 
     def interrupt(self) -> bool:
         """Interrupt the running cell (SIGINT, then a kill after the grace period); False when
@@ -382,4 +396,6 @@ class Session:
             memory_mb=self.limits.memory_mb,
             cpus=self.limits.cpus,
             error=self.error,
+            checkpoint=self.checkpoint_seq,
+            restore=self.restore_report,
         )

@@ -63,7 +63,7 @@ class PgSessionRegistry:
             conn.execute(
                 "INSERT INTO sessions (id, node, status, info) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (id) DO UPDATE SET node = excluded.node, status = excluded.status, "
-                "info = excluded.info WHERE sessions.status IN ('starting', 'idle', 'busy')",
+                "info = excluded.info WHERE sessions.status IN ('starting', 'idle', 'busy', 'paused')",
                 (info.id, self.node, info.status.value, info.model_dump_json()),
             )
 
@@ -128,7 +128,7 @@ class PgSessionRegistry:
             doomed = [
                 row[0]
                 for row in conn.execute(
-                    "SELECT id FROM sessions WHERE status NOT IN ('starting', 'idle', 'busy') "
+                    "SELECT id FROM sessions WHERE status NOT IN ('starting', 'idle', 'busy', 'paused') "
                     "ORDER BY seq DESC OFFSET %s",
                     (keep,),
                 ).fetchall()

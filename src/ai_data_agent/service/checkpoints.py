@@ -1,0 +1,321 @@
+"""Checkpoint, pause, resume and fork: sessions of a `SessionManager` that outlive their container.
+
+    keeper = Checkpoints(settings, manager, records, blobs, signer, metrics)
+    keeper.checkpoint(sid)                 # CheckpointInfo: kept, lost (with why), size
+    keeper.pause(sid)                      # checkpoint, then the container goes
+    keeper.ready(sid)                      # before any call: a paused session resumes
+    keeper.fork(sid, ForkRequest())        # a new session from the same state
+
+A resume starts a fresh container (from the pool where one fits) with the
+checkpoint's requirements and limits, puts its files back and has its kernel
+read the namespace (`executor.session.checkpoint`); the first cell after says
+so (``state: restored``, with what came back and what did not, including what
+the checkpoint could not keep). A checkpoint's record is signed
+(`checkpoint_records.Signer`) and checked before anything is restored; it
+belongs to the session's tenant, and another tenant's call finds nothing
+(`NotFound`). The host never unpickles anything of a checkpoint.
+`kept_sessions.KeptSessions` puts this in front of the manager's calls.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from loguru import logger
+
+from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, RestoreReport
+from ai_data_agent.errors import (
+    AiDataAgentError,
+    NotFound,
+    SessionGone,
+)
+from ai_data_agent.executor import Session
+from ai_data_agent.executor.session.checkpoint import (
+    StoredFile,
+    restore_snapshot,
+    take_snapshot,
+)
+from ai_data_agent.service.checkpoint_records import (
+    ADMIN_TENANT,
+    CheckpointRecord,
+    CheckpointRecords,
+    Signer,
+)
+from ai_data_agent.service.handles import CellHandle
+from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.sessions import SessionManager
+from ai_data_agent.session_models import (
+    LIVE_SESSION_STATUSES,
+    SessionInfo,
+    SessionStatus,
+)
+from ai_data_agent.settings import Settings
+from ai_data_agent.storage import BlobStore
+
+__all__ = ["Checkpoints", "session_tenant"]
+
+KEPT_LISTED = 1000
+SETTLE_SLACK_S = 30.0
+REASON_RECOVERED = "the daemon stopped; the next call resumes it from checkpoint {}"
+
+
+def session_tenant(session_id: str) -> str:
+    """The tenant a session belongs to (every session is the built-in admin's until tenants
+    exist: the one place that changes then)."""
+    return ADMIN_TENANT
+
+
+def _scope(tenant: str | None) -> str | None:
+    """Whose records ``tenant`` may read: its own, or (admin, None) everyone's."""
+    return None if tenant in (None, ADMIN_TENANT) else tenant
+
+
+class Checkpoints:
+    """See the module docstring. Every method blocks (call them from threads)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        manager: SessionManager,
+        records: CheckpointRecords,
+        blobs: BlobStore,
+        signer: Signer,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.records = records
+        self.blobs = blobs
+        self.signer = signer
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self.settled: dict[str, threading.Event] = {}  # the checkpoint after a cell, per session
+        self._resuming: dict[str, threading.Lock] = {}
+        self._bases: dict[str, tuple[int, tuple[StoredFile, ...]]] = {}  # in the container now
+
+    def recover(self) -> None:
+        """Sessions a previous process left live: paused where a checkpoint can resume them
+        (the rest are lost, as the manager marks them)."""
+        store = self.manager.store
+        store.open()
+        live = [i for i in store.recent(limit=KEPT_LISTED) if i.status in LIVE_SESSION_STATUSES]
+        kept = self.records.with_checkpoints([i.id for i in live])
+        for info in live:
+            record = self.records.latest(info.id, tenant=None) if info.id in kept else None
+            if record is not None:
+                store.put(_paused(info, REASON_RECOVERED.format(record.seq), record.seq))
+        if kept:
+            logger.info("{} session(s) of a previous process paused at their checkpoint", len(kept))
+
+    # -- checkpoints ------------------------------------------------------------------
+    def checkpoint(self, session_id: str, *, tenant: str | None = None) -> CheckpointInfo:
+        """A checkpoint of the live session now (of a paused one: its latest)."""
+        info = self.owned(session_id, tenant)
+        if info.status == SessionStatus.PAUSED:
+            record = self.records.latest(session_id, tenant=_scope(tenant))
+            if record is not None:
+                return record.info()
+        self.settle(session_id)
+        return self.take_now(session_id).info()
+
+    def checkpoints(self, session_id: str, *, tenant: str | None = None) -> list[CheckpointInfo]:
+        self.owned(session_id, tenant)
+        return [r.info() for r in self.records.history(session_id, tenant=_scope(tenant))]
+
+    def pause(
+        self, session_id: str, *, tenant: str | None = None, reason: str = "paused by request"
+    ) -> SessionInfo:
+        """Checkpoint, then remove the container: the session holds nothing until resumed."""
+        info = self.owned(session_id, tenant)
+        if info.status != SessionStatus.PAUSED:
+            self.settle(session_id)
+
+            def take_and_end(session: Session) -> None:
+                self.take(session)
+                self.manager.end(session_id, SessionStatus.PAUSED, reason)
+
+            self.manager.hold(session_id, take_and_end)
+            self._bases.pop(session_id, None)
+        paused = self.manager.get(session_id)
+        assert paused is not None
+        return paused
+
+    def resume(self, session_id: str, *, tenant: str | None = None) -> RestoreReport:
+        """Resume a paused session (a live one: ``state: preserved``, nothing done)."""
+        self.owned(session_id, tenant)
+        self.settle(session_id)
+        return self.resume_paused(session_id)
+
+    def fork(
+        self, session_id: str, request: ForkRequest, *, tenant: str | None = None
+    ) -> SessionInfo:
+        """A new session from a checkpoint: the one named, else a fresh one of a live session,
+        else the latest."""
+        info = self.owned(session_id, tenant)
+        scope = _scope(tenant)
+        record: CheckpointRecord | None
+        if request.checkpoint is not None:
+            record = self.records.get(session_id, request.checkpoint, tenant=scope)
+        elif info.status in LIVE_SESSION_STATUSES:
+            self.settle(session_id)
+            record = self.take_now(session_id)
+        else:
+            record = self.records.latest(session_id, tenant=scope)
+        if record is None:
+            which = request.checkpoint or "to fork from"
+            raise NotFound(f"session {session_id[:64]!r} has no checkpoint {which}")
+        fork_id = uuid.uuid4().hex
+        self._start_from(record, fork_id, SessionStatus.LOST, forked=True)
+        forked = self.manager.get(fork_id)
+        assert forked is not None
+        return forked
+
+    # -- inside -------------------------------------------------------------------------
+    def owned(self, session_id: str, tenant: str | None) -> SessionInfo:
+        """The session, when ``tenant`` may see it; else `NotFound` (existence not revealed)."""
+        info = self.manager.get(session_id)
+        scope = _scope(tenant)
+        if info is None or (scope is not None and session_tenant(session_id) != scope):
+            raise NotFound(f"no session with id {session_id[:64]!r}")
+        return info
+
+    def take_now(self, session_id: str) -> CheckpointRecord:
+        """A checkpoint of the live session, held for it (`SessionBusy` while a call runs)."""
+        record = self.manager.hold(session_id, self.take)
+        assert isinstance(record, CheckpointRecord)
+        return record
+
+    def take(self, session: Session) -> CheckpointRecord:
+        seq = self.records.next_seq(session.id)
+        started = time.monotonic()
+        try:
+            snap = take_snapshot(
+                session,
+                self.blobs,
+                seq=seq,
+                base=self._bases.get(session.id),
+                max_bytes=self.settings.checkpoint_max_bytes,
+                timeout_s=self.settings.checkpoint_timeout_s,
+            )
+        except AiDataAgentError:
+            self.metrics.checkpoints.labels(outcome="failed").inc()
+            raise
+        record = CheckpointRecord.of(
+            snap,
+            session_id=session.id,
+            tenant=session_tenant(session.id),
+            seq=seq,
+            request=session.request,
+            requirements=list(session.requirements),
+            image=session.image,
+            created_at=time.time(),
+        )
+        record = self.signer.sign(record)
+        self.records.add(record)
+        self.records.prune(session.id, keep=self.settings.checkpoints_kept)
+        self._bases[session.id] = record.base()
+        session.checkpoint_seq = seq
+        self.metrics.checkpoints.labels(outcome="taken").inc()
+        self.metrics.checkpoint_bytes.inc(snap.streamed_bytes)
+        logger.bind(run_id=session.id).info(
+            "checkpoint {}: {} kept, {} lost, {} bytes, {:.3f} s",
+            seq,
+            len(snap.kept),
+            len(snap.lost),
+            record.size,
+            time.monotonic() - started,
+        )
+        return record
+
+    def after_cell(self, handle: CellHandle, settled: threading.Event) -> None:
+        try:
+            if handle.result is not None:
+                self.manager.hold(handle.session_id, self.take)
+        except AiDataAgentError as exc:
+            logger.bind(run_id=handle.session_id).warning("no checkpoint after the cell: {}", exc)
+        finally:
+            settled.set()
+
+    def settle(self, session_id: str) -> None:
+        """Wait for the checkpoint that follows the session's last cell, if one is on its way."""
+        settled = self.settled.get(session_id)
+        if settled is not None:
+            settled.wait(self.settings.checkpoint_timeout_s + SETTLE_SLACK_S)
+
+    def ready(self, session_id: str) -> None:
+        """Before a call: the last cell's checkpoint done, and a paused session resumed."""
+        self.settle(session_id)
+        info = self.manager.get(session_id)
+        if info is not None and info.status == SessionStatus.PAUSED:
+            self.resume_paused(session_id)
+
+    def resume_paused(self, session_id: str) -> RestoreReport:
+        with self._lock:
+            lock = self._resuming.setdefault(session_id, threading.Lock())
+        with lock:  # one resume at a time; the others find it live
+            info = self.manager.get(session_id)
+            if info is None or info.status != SessionStatus.PAUSED:
+                if info is None or info.status not in LIVE_SESSION_STATUSES:
+                    status = info.status.value if info is not None else "unknown"
+                    raise SessionGone(f"session {session_id} is {status}", session_id=session_id)
+                return RestoreReport(session_id=session_id, state="preserved")
+            record = self.records.latest(session_id, tenant=None)
+            if record is None:
+                self.end_paused(info, SessionStatus.LOST, "paused, but its checkpoint is gone")
+                raise SessionGone(f"session {session_id} has no checkpoint", session_id=session_id)
+            return self._start_from(record, session_id, SessionStatus.PAUSED, forked=False)
+
+    def _start_from(
+        self, record: CheckpointRecord, session_id: str, failed: SessionStatus, *, forked: bool
+    ) -> RestoreReport:
+        """A session ``session_id`` started from ``record``: its files and namespace restored.
+
+        Raises:
+            CheckpointFailed: the record or a blob is not as signed (no container is left).
+            SessionLimit, InstallFailed, ExecutorError: as for a new session.
+        """
+        self.signer.check(record)
+        request = record.request.model_copy(update={"requirements": record.requirements})
+        session = self.manager.executor.new_session(request, session_id=session_id)
+        session.generation = record.generation
+        reports: list[RestoreReport] = []
+
+        def restore(started: Session) -> None:
+            outcome = restore_snapshot(
+                started, self.blobs, record.snapshot(), timeout_s=started.limits.timeout_s
+            )
+            started.execution_count = record.execution_count
+            report = RestoreReport(
+                session_id=started.id,
+                checkpoint=record.seq,
+                execution_count=record.execution_count,
+                state="restored" if outcome.state == "restored" else "lost",
+                restored=list(outcome.restored),
+                lost=[*record.lost, *outcome.lost],
+                error=outcome.error,
+            )
+            started.restore_report, started.restore_unreported = report, True
+            started.checkpoint_seq = None if forked else record.seq
+            reports.append(report)
+
+        self.manager.launch(session, restore, failed)
+        self._bases.pop(session_id, None)
+        report = reports[0]
+        self.metrics.restores.labels(state=report.state).inc()
+        self.metrics.restore_lost.inc(len(report.lost))
+        return report
+
+    def end_paused(self, info: SessionInfo, status: SessionStatus, reason: str) -> None:
+        """A paused session ends (closed, expired, lost): its record says so, its
+        checkpoints go (their blobs with the next sweep)."""
+        update = {"status": status, "error": reason, "idle_expires_at": None}
+        self.manager.store.put(info.model_copy(update=update))
+        self.records.delete_session(info.id)
+        self.metrics.sessions_ended.labels(status=status.value).inc()
+
+
+def _paused(info: SessionInfo, reason: str, seq: int) -> SessionInfo:
+    update = {"status": SessionStatus.PAUSED, "error": reason, "checkpoint": seq}
+    return info.model_copy(update=update | {"idle_expires_at": None})
