@@ -189,8 +189,8 @@ def _child(config: dict[str, Any], namespace: dict[str, Any], fd: int) -> None:
         os.set_blocking(fd, True)
         with os.fdopen(fd, "wb", buffering=PIPE_SIZE) as out:
             report = _write_all(config, namespace, out)
-        with open(str(config["report"]), "w") as fh:
-            json.dump(report, fh)
+            with open(str(config["report"]), "w") as fh:  # before the FIFO's end, its sign
+                json.dump(report, fh)
         code = 0
     except BaseException:  # the exit status says so; the runner names the failure
         code = 1

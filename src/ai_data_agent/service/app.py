@@ -61,6 +61,7 @@ from ai_data_agent.executor import Executor
 from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service import runs
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
+from ai_data_agent.service.checkpoint_routes import router as checkpoints_router
 from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.health import readiness
@@ -252,6 +253,7 @@ async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
 
 
 v1.include_router(sessions_router)
+v1.include_router(checkpoints_router)
 
 
 async def healthz() -> dict[str, str]:

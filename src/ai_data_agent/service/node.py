@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, RestoreReport
 from ai_data_agent.checks import Check
 from ai_data_agent.executor import Backend, EnvCache, EventHandler, Session
 from ai_data_agent.models import Limits, RunRequest, RunResult
@@ -42,6 +43,7 @@ __all__ = [
     "SESSION_RETRY_AFTER_S",
     "STOP_SLACK_S",
     "ArtifactBody",
+    "CheckpointService",
     "RunDispatcher",
     "RunExecutor",
     "ServiceNode",
@@ -146,6 +148,24 @@ class SessionService(Protocol):
     def download(self, session_id: str, path: str) -> bytes: ...
 
     def files(self, session_id: str) -> list[SessionFile]: ...
+
+
+class CheckpointService(Protocol):
+    """The checkpoints API's operations (blocking); ``tenant`` is the caller's (None: any)."""
+
+    def checkpoint(self, session_id: str, *, tenant: str | None = None) -> CheckpointInfo: ...
+
+    def checkpoints(
+        self, session_id: str, *, tenant: str | None = None
+    ) -> list[CheckpointInfo]: ...
+
+    def pause(self, session_id: str, *, tenant: str | None = None) -> SessionInfo: ...
+
+    def resume(self, session_id: str, *, tenant: str | None = None) -> RestoreReport: ...
+
+    def fork(
+        self, session_id: str, request: ForkRequest, *, tenant: str | None = None
+    ) -> SessionInfo: ...
 
 
 class ServiceNode(Protocol):
