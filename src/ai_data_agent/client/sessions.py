@@ -226,7 +226,9 @@ class RemoteSession:
     def fork(self, checkpoint: int | None = None) -> RemoteSession:
         """A new session from a checkpoint (default: a fresh one, or the latest)."""
         body = ForkRequest(checkpoint=checkpoint).model_dump()
-        return RemoteSession(self.client, parse(self._slow("POST", "/fork", json=body), SessionInfo))
+        return RemoteSession(
+            self.client, parse(self._slow("POST", "/fork", json=body), SessionInfo)
+        )
 
     def install(self, requirements: list[str]) -> PackagesResult:
         """Add requirements (installed outside the session's sandbox, then put on its path)."""

@@ -296,7 +296,7 @@ class Checkpoints:
                 lost=[*record.lost, *outcome.lost],
                 error=outcome.error,
             )
-            started.restore_report, started.restore_unreported = report, True
+            started.restore_report = started.restore_pending = report
             started.checkpoint_seq = None if forked else record.seq
             reports.append(report)
 

@@ -139,8 +139,11 @@ def test_a_daemon_killed_resumes_at_the_last_cell_with_a_checkpoint_after_each(
         s.run("n = 1")
         s.run("n += 1")
         session_id = s.id
-        poll(lambda: len(s.checkpoints()) >= 1 and s.checkpoints()[0].execution_count == 2,
-             timeout_s=30, what="the checkpoint of cell 2")
+        poll(
+            lambda: len(s.checkpoints()) >= 1 and s.checkpoints()[0].execution_count == 2,
+            timeout_s=30,
+            what="the checkpoint of cell 2",
+        )
     daemon.kill()
     again = daemon.restart()
     try:

@@ -59,7 +59,6 @@ from ai_data_agent.limits import resolve_run, resolve_session
 from ai_data_agent.models import InstallReport, RunRequest
 from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.session_models import (
-    LIVE_SESSION_STATUSES,
     CellResult,
     PackagesResult,
     SessionFile,
@@ -101,7 +100,7 @@ class Session:
         self.error: str | None = None
         self.checkpoint_seq: int | None = None  # its latest checkpoint
         self.restore_report: RestoreReport | None = None  # its latest resume
-        self.restore_unreported = False  # the next cell says it was restored
+        self.restore_pending: RestoreReport | None = None  # the next cell says so
         self._wire: SessionWire | None = None
         self._call = threading.Lock()
         self._in_cell = False
@@ -139,7 +138,7 @@ class Session:
         self, status: SessionStatus = SessionStatus.CLOSED, reason: str | None = None
     ) -> None:
         """End the session and remove its container (also while a cell runs). Idempotent."""
-        if self.status not in LIVE_SESSION_STATUSES:  # ended (or paused) already
+        if self.status not in (SessionStatus.STARTING, SessionStatus.IDLE, SessionStatus.BUSY):
             return
         self.status, self.error = status, reason
         wire, self._wire = self._wire, None
@@ -254,11 +253,11 @@ class Session:
             self._end()
 
     def _reported(self, cell: CellResult) -> CellResult:
-        """The first cell after a resume says so (``restored``, and what came back)."""
-        unreported, self.restore_unreported = self.restore_unreported, False
-        if not unreported or cell.state != "preserved":
+        """The first cell after a resume says so (restored or lost, and what came back)."""
+        report, self.restore_pending = self.restore_pending, None
+        if report is None or cell.state != "preserved":
             return cell
-        return cell.model_copy(update={"state": "restored", "restore": self.restore_report})
+        return cell.model_copy(update={"state": report.state, "restore": report})
 
     def interrupt(self) -> bool:
         """Interrupt the running cell (SIGINT, then a kill after the grace period); False when
