@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ai_data_agent.errors import NotFound, SessionGone, SessionLimit
+from ai_data_agent.errors import NotFound, RequestRejected, SessionGone, SessionLimit
 from ai_data_agent.executor import Executor, RunEvent, Session
 from ai_data_agent.limits import resolve_run
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink, ThreadJob
@@ -174,6 +174,11 @@ class LocalSandbox:
             return session.info()
 
         return await self._call(session_id, restart)
+
+    async def fork(self, session_id: str) -> SessionInfo:
+        raise RequestRejected(
+            None, "forking a session needs a daemon, which keeps checkpoints: use --server"
+        )
 
     async def close_session(self, session_id: str) -> SessionInfo | None:
         with self._lock:

@@ -117,6 +117,9 @@ class Sandbox(Protocol):
 
     async def restart(self, session_id: str) -> SessionInfo: ...
 
+    async def fork(self, session_id: str) -> SessionInfo:
+        """A new session from the session's state now (a daemon's checkpoint)."""
+
     async def close_session(self, session_id: str) -> SessionInfo | None: ...
 
     async def aclose(self) -> None:

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import anyio
 from anyio.to_thread import run_sync
 
+from ai_data_agent.checkpoint_models import ForkRequest
 from ai_data_agent.errors import ServerError
 from ai_data_agent.mcp.sandbox import Capabilities, Job, OutputSink
 from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.service import runs
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.handles import CellHandle, Completion, RunHandle, wait_done
-from ai_data_agent.service.node import ServiceNode
+from ai_data_agent.service.node import CheckpointService, ServiceNode
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -130,6 +131,10 @@ class DaemonSandbox:
 
     async def restart(self, session_id: str) -> SessionInfo:
         return await run_sync(self.node.sessions.restart, session_id)
+
+    async def fork(self, session_id: str) -> SessionInfo:
+        service = cast(CheckpointService, self.node.sessions)
+        return await run_sync(lambda: service.fork(session_id, ForkRequest()))
 
     async def close_session(self, session_id: str) -> SessionInfo | None:
         return await run_sync(self.node.sessions.close, session_id)
