@@ -336,7 +336,7 @@ class SessionLoop:
         elif op == "close":
             self.closing = True
         elif self.cell is not None or self.checkpoints.busy:
-            self._ack(op, ok=False, error="a cell or a checkpoint is running")
+            self._ack(op, ok=False, error=f"a {'cell' if self.cell else 'checkpoint'} is running")
         elif op == "cell":
             self._start_cell(message)
         elif op == "restart":
