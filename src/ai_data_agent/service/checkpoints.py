@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import cast
 
 from loguru import logger
 
@@ -34,6 +35,7 @@ from ai_data_agent.errors import (
 from ai_data_agent.executor import Session
 from ai_data_agent.executor.session.checkpoint import (
     StoredFile,
+    Taken,
     restore_snapshot,
     take_snapshot,
 )
@@ -93,6 +95,7 @@ class Checkpoints:
         self._lock = threading.Lock()
         self.settled: dict[str, threading.Event] = {}  # the checkpoint after a cell, per session
         self._resuming: dict[str, threading.Lock] = {}
+        self._writing: dict[str, threading.Lock] = {}  # one checkpoint of a session at a time
         self._bases: dict[str, tuple[int, tuple[StoredFile, ...]]] = {}  # in the container now
 
     def recover(self) -> None:
@@ -188,10 +191,19 @@ class Checkpoints:
         return record
 
     def take(self, session: Session) -> CheckpointRecord:
-        seq = self.records.next_seq(session.id)
-        started = time.monotonic()
+        """A checkpoint of ``session`` (held by the caller), durable on return."""
+        return self.persist(session, self.stream(session))
+
+    def stream(self, session: Session) -> tuple[int, float, Taken]:
+        """The checkpoint out of the sandbox, not committed yet (`persist` commits it):
+        (its seq, when it began, what was taken). Holds the session's writing lock until
+        `persist`: checkpoints of one session are numbered and stored one after the other."""
+        lock = self._writing.setdefault(session.id, threading.Lock())
+        lock.acquire()
         try:
-            snap = take_snapshot(
+            seq = self.records.next_seq(session.id)
+            started = time.monotonic()
+            taken = take_snapshot(
                 session,
                 self.blobs,
                 seq=seq,
@@ -199,23 +211,33 @@ class Checkpoints:
                 max_bytes=self.settings.checkpoint_max_bytes,
                 timeout_s=self.settings.checkpoint_timeout_s,
             )
-        except AiDataAgentError:
+        except BaseException:
+            lock.release()
             self.metrics.checkpoints.labels(outcome="failed").inc()
             raise
-        record = CheckpointRecord.of(
-            snap,
-            session_id=session.id,
-            tenant=session_tenant(session.id),
-            seq=seq,
-            request=session.request,
-            requirements=list(session.requirements),
-            image=session.image,
-            created_at=time.time(),
-        )
-        record = self.signer.sign(record)
-        self.records.add(record)
-        self.records.prune(session.id, keep=self.settings.checkpoints_kept)
-        self._bases[session.id] = record.base()
+        return seq, started, taken
+
+    def persist(self, session: Session, streamed: tuple[int, float, Taken]) -> CheckpointRecord:
+        """Commit the blobs of `stream`, then its signed record (the session may be in use)."""
+        seq, started, taken = streamed
+        try:
+            snap = taken.commit()
+            record = CheckpointRecord.of(
+                snap,
+                session_id=session.id,
+                tenant=session_tenant(session.id),
+                seq=seq,
+                request=session.request,
+                requirements=list(session.requirements),
+                image=session.image,
+                created_at=time.time(),
+            )
+            record = self.signer.sign(record)
+            self.records.add(record)
+            self.records.prune(session.id, keep=self.settings.checkpoints_kept)
+            self._bases[session.id] = record.base()
+        finally:
+            self._writing[session.id].release()
         session.checkpoint_seq = seq
         self.metrics.checkpoints.labels(outcome="taken").inc()
         self.metrics.checkpoint_bytes.inc(snap.streamed_bytes)
@@ -230,13 +252,27 @@ class Checkpoints:
         return record
 
     def after_cell(self, handle: CellHandle, settled: threading.Event) -> None:
+        """The checkpoint that follows a cell: the session is held only while it streams
+        out; the next call may begin while its blobs and record are committed."""
+        session: list[Session] = []
+
+        def stream(held: Session) -> tuple[int, float, Taken]:
+            session.append(held)
+            return self.stream(held)
+
+        log = logger.bind(run_id=handle.session_id)
         try:
-            if handle.result is not None:
-                self.manager.hold(handle.session_id, self.take)
+            streamed = self.manager.hold(handle.session_id, stream) if handle.result else None
         except AiDataAgentError as exc:
-            logger.bind(run_id=handle.session_id).warning("no checkpoint after the cell: {}", exc)
+            log.warning("no checkpoint after the cell: {}", exc)
+            streamed = None
         finally:
             settled.set()
+        if streamed is not None:
+            try:
+                self.persist(session[0], cast(tuple[int, float, Taken], streamed))
+            except Exception as exc:  # the timer's thread: log, the next cell tries again
+                log.warning("the checkpoint after the cell was not stored: {}", exc)
 
     def settle(self, session_id: str) -> None:
         """Wait for the checkpoint that follows the session's last cell, if one is on its way."""

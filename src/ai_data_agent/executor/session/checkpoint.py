@@ -42,7 +42,14 @@ from ai_data_agent.executor.session.session import Session
 from ai_data_agent.models import SkippedArtifact
 from ai_data_agent.storage import BlobRef, BlobStore, BlobWriter
 
-__all__ = ["RestoreOutcome", "Snapshot", "StoredFile", "restore_snapshot", "take_snapshot"]
+__all__ = [
+    "RestoreOutcome",
+    "Snapshot",
+    "StoredFile",
+    "Taken",
+    "restore_snapshot",
+    "take_snapshot",
+]
 
 SLACK_S = 30.0  # beyond the serialiser's time limit: the files, and the wire
 SEND_CHUNK = 1024 * 1024
@@ -92,6 +99,15 @@ def _lost(entries: list[LostEntry]) -> tuple[LostVariable, ...]:
 
 
 @dataclass
+class _Part:
+    """A blob written whole, committed later (``path`` ``""``: the namespace)."""
+
+    path: str
+    writer: BlobWriter | None = None
+    known: StoredFile | None = None  # unchanged since the base: its blob is there already
+
+
+@dataclass
 class _Receiver:
     """A checkpoint's frames into blobs, within ``max_bytes`` in all."""
 
@@ -100,8 +116,7 @@ class _Receiver:
     max_bytes: int
     path: str | None = None
     writer: BlobWriter | None = None
-    namespace: BlobRef | None = None
-    files: list[StoredFile] = field(default_factory=list)
+    parts: list[_Part] = field(default_factory=list)
     done: CheckpointDone | None = None
     written: int = 0
     problem: str | None = None
@@ -118,13 +133,13 @@ class _Receiver:
             if known is None or not self.store.exists(known.digest):
                 self.problem = self.problem or f"{frame.path}: unchanged, but its blob is gone"
             else:
-                self.files.append(known)
+                self.parts.append(_Part(frame.path, known=known))
         elif isinstance(frame, CheckpointDone):
             self.done = frame
 
     def _begin(self, path: str) -> None:
-        self._discard()
-        self.path = path
+        self._drop(self.writer)
+        self.path, self.writer = path, None
         if self.problem is None:
             left = max(self.max_bytes - self.written, 0)
             self.writer = self.store.writer(max_bytes=left, what="checkpoint")
@@ -135,28 +150,72 @@ class _Receiver:
         try:
             chunk = base64.b64decode(text, validate=True)
             self.writer.write(chunk)
+            self.written += len(chunk)
         except binascii.Error:
             self.problem = "a malformed frame from the sandbox"
-            self._discard()
+            self._drop(self.writer)
+            self.writer = None
         except RequestTooLarge:
             self.problem = f"the checkpoint is larger than {self.max_bytes} bytes"
             self.writer = None  # the writer discarded its file
 
     def _end(self) -> None:
-        writer, self.writer = self.writer, None
-        if writer is None:
-            return
-        ref = writer.commit()
-        self.written += ref.size
-        if self.path == "":
-            self.namespace = ref
-        elif self.path is not None:
-            self.files.append(StoredFile(self.path, ref.digest, ref.size))
+        if self.writer is not None and self.path is not None:
+            self.parts.append(_Part(self.path, self.writer))
+        self.writer = None
 
-    def _discard(self) -> None:
-        writer, self.writer = self.writer, None
+    @staticmethod
+    def _drop(writer: BlobWriter | None) -> None:
         if writer is not None:
             writer.__exit__(None, None, None)
+
+    def discard(self) -> None:
+        self._drop(self.writer)
+        for part in self.parts:
+            self._drop(part.writer)
+        self.writer, self.parts = None, []
+
+
+@dataclass
+class Taken:
+    """A checkpoint out of its sandbox, its blobs written but not committed yet: `commit`
+    makes them durable and visible (a caller may let the session go on first)."""
+
+    receiver: _Receiver
+    done: CheckpointDone
+    execution_count: int
+    generation: int
+
+    def commit(self) -> Snapshot:
+        namespace: BlobRef | None = None
+        files: list[StoredFile] = []
+        try:
+            for part in self.receiver.parts:
+                if part.known is not None:
+                    files.append(part.known)
+                elif part.writer is not None:
+                    ref = part.writer.commit()
+                    if part.path:
+                        files.append(StoredFile(part.path, ref.digest, ref.size))
+                    else:
+                        namespace = ref
+        finally:
+            self.receiver.discard()
+        assert namespace is not None  # take_snapshot checked that there is one
+        done = self.done
+        return Snapshot(
+            namespace=namespace,
+            files=tuple(files),
+            kept=tuple(done.kept),
+            lost=_lost(done.lost),
+            skipped=tuple(SkippedArtifact(path=s.path, reason=s.reason) for s in done.skipped),
+            execution_count=self.execution_count,
+            generation=self.generation,
+            streamed_bytes=done.bytes,
+        )
+
+    def discard(self) -> None:
+        self.receiver.discard()
 
 
 def take_snapshot(
@@ -167,9 +226,10 @@ def take_snapshot(
     base: tuple[int, tuple[StoredFile, ...]] | None,
     max_bytes: int,
     timeout_s: float,
-) -> Snapshot:
-    """Checkpoint ``session`` (idle) into ``store``. ``base`` is the checkpoint taken before
-    in the same sandbox (its seq and files): files unchanged since are not sent again.
+) -> Taken:
+    """Checkpoint ``session`` (idle) into ``store``; `Taken.commit` then makes it durable.
+    ``base`` is the checkpoint taken before in the same sandbox (its seq and files): files
+    unchanged since are not sent again.
 
     Raises:
         CheckpointFailed: the serialiser failed or ran out of time; the session is unharmed.
@@ -187,25 +247,20 @@ def take_snapshot(
     }
     try:
         session.call(message, deadline_s=timeout_s + SLACK_S, on_frame=receiver.take)
-    finally:
-        receiver._discard()
-    done = receiver.done
-    error = receiver.problem or (done.error if done is not None else "no report from the sandbox")
-    if error is not None or receiver.namespace is None or done is None:
-        message_text = f"the checkpoint of session {session.id} failed: {error}"
-        if "larger than" in (error or ""):
-            raise RequestTooLarge("checkpoint", f"larger than {max_bytes} bytes")
-        raise CheckpointFailed(message_text, session_id=session.id)
-    return Snapshot(
-        namespace=receiver.namespace,
-        files=tuple(receiver.files),
-        kept=tuple(done.kept),
-        lost=_lost(done.lost),
-        skipped=tuple(SkippedArtifact(path=s.path, reason=s.reason) for s in done.skipped),
-        execution_count=session.execution_count,
-        generation=session.generation,
-        streamed_bytes=done.bytes,
-    )
+        done = receiver.done
+        error = receiver.problem or (done.error if done is not None else "no report")
+        if error is None and not any(p.path == "" for p in receiver.parts):
+            error = "no namespace from the sandbox"
+        if error is not None or done is None:
+            if "larger than" in (error or ""):
+                raise RequestTooLarge("checkpoint", f"larger than {max_bytes} bytes")
+            raise CheckpointFailed(
+                f"the checkpoint of session {session.id} failed: {error}", session_id=session.id
+            )
+    except BaseException:
+        receiver.discard()
+        raise
+    return Taken(receiver, done, session.execution_count, session.generation)
 
 
 class _Verified:
