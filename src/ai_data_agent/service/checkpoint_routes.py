@@ -34,7 +34,7 @@ __all__ = ["caller_tenant", "router"]
 
 
 def _service(request: Request) -> CheckpointService:
-    return cast(CheckpointService, request.app.state.daemon.sessions)
+    return cast(CheckpointService, request.app.state.daemon.checkpoints)
 
 
 def caller_tenant(request: Request) -> str:

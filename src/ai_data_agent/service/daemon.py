@@ -120,6 +120,11 @@ class Daemon:
         except Exception as exc:
             logger.warning("executor {}() failed: {}", hook.__name__, exc)
 
+    @property
+    def checkpoints(self) -> KeptSessions:
+        """Checkpoints are the kept sessions' own calls (`node.CheckpointService`)."""
+        return self.sessions
+
     # -- what the app asks (see `node.ServiceNode`) -----------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:
         return {

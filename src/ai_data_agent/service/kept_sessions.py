@@ -60,8 +60,13 @@ class KeptSessions:
         blobs: BlobStore,
         signer: Signer,
         metrics: ServiceMetrics,
+        *,
+        keeps_house: bool = True,
     ) -> None:
         self.settings = settings
+        # One node recovers what a crash left live, expires paused sessions and sweeps
+        # blobs; in a cluster the API nodes and the workers' leases do (a worker may not).
+        self.keeps_house = keeps_house
         self.manager = manager
         self.keeper = Checkpoints(settings, manager, records, blobs, signer, metrics)
         self._stop = threading.Event()
@@ -75,7 +80,8 @@ class KeptSessions:
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
         self.keeper.records.open()
-        self.keeper.recover()
+        if self.keeps_house:
+            self.keeper.recover()
         self.manager.start()
         self._timer = threading.Thread(target=self._loop, name="session-keeper", daemon=True)
         self._timer.start()
@@ -210,9 +216,9 @@ class KeptSessions:
                 and since > idle
             ):
                 self._pause_idle(info)
-            elif info.status == SessionStatus.PAUSED and since > kept:
+            elif info.status == SessionStatus.PAUSED and since > kept and self.keeps_house:
                 self.keeper.end_paused(info, SessionStatus.EXPIRED, "paused past its retention")
-        if time.monotonic() - self._swept > SWEEP_EVERY_S:
+        if self.keeps_house and time.monotonic() - self._swept > SWEEP_EVERY_S:
             self._swept = time.monotonic()
             self.keeper.blobs.sweep(self.keeper.records.digests(), older_than_s=BLOB_GRACE_S)
 

@@ -28,6 +28,7 @@ from ai_data_agent.executor import Executor
 from ai_data_agent.models import Limits, RunRequest
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.cluster import pg_events
+from ai_data_agent.service.cluster.api_checkpoints import ClusterCheckpoints
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
 from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.follower import Follower
@@ -39,6 +40,7 @@ from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import (
     REASON_CANCELLED_QUEUED,
     ArtifactBody,
+    CheckpointService,
     RunExecutor,
     SessionService,
 )
@@ -142,6 +144,7 @@ class ClusterNode:
         self.follower = Follower(settings, self.db, self._store)
         self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
         self._sessions: ClusterSessions = ClusterSessions(settings, self.db)
+        self._checkpoints = ClusterCheckpoints(settings, self._sessions, self.db)
         self.listener = Listener(
             self.db, [CHANNEL_RUN, CHANNEL_CALL], self._on_notify, self._on_reconnect
         )
@@ -171,6 +174,10 @@ class ClusterNode:
     def sessions(self) -> SessionService:
         return self._sessions
 
+    @property
+    def checkpoints(self) -> CheckpointService:
+        return self._checkpoints
+
     def start(self) -> None:
         """Connect, migrate, follow; then the worker part, if any.
 
@@ -178,6 +185,7 @@ class ClusterNode:
             ConfigurationError: the database cannot be reached or prepared.
         """
         self._store.open()
+        self._checkpoints.start()  # the cluster's checkpoint key, before a worker reads it
         self.follower.start()
         self.listener.start()
         if self.worker is not None:
@@ -248,6 +256,7 @@ class ClusterNode:
                     )
                     self.metrics.retention_deleted.inc(deleted)
                     self._sessions.housekeeping()
+                    self._checkpoints.housekeeping()
                     self.registry.prune(older_than_s=WORKERS_KEPT_S)
             except psycopg.Error as exc:
                 logger.warning("cluster housekeeping failed (will retry): {}", exc)

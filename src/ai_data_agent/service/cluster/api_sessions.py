@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.errors import AiDataAgentError, NotReady, SessionGone, SessionLimit
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.db import Database
@@ -38,6 +39,7 @@ from ai_data_agent.session_models import (
     SessionFile,
     SessionInfo,
     SessionRequest,
+    SessionStatus,
 )
 from ai_data_agent.settings import Settings
 from ai_data_agent.wire_errors import rebuild_error
@@ -156,8 +158,12 @@ class ClusterSessions:
         self.calls.prune(older_than_s=CALLS_KEPT_S)
 
     def _worker_of(self, session_id: str) -> str:
+        """The worker holding the session; a paused one is resumed first, where there is room."""
         try:
             where = self.registry.node_of(session_id)
+            if where is not None and where[1] == SessionStatus.PAUSED:
+                self.resume_anywhere(session_id)
+                where = self.registry.node_of(session_id)
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
         if where is None or where[1] not in LIVE_SESSION_STATUSES:
@@ -172,6 +178,38 @@ class ClusterSessions:
             return self.calls.submit(kind, session_id, worker, args=args, payload=payload)
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
+
+    def route(self, kind: str, session_id: str, *, args: str = "{}") -> Call:
+        """A call on the worker holding the session (a paused one is resumed first)."""
+        return self._route(kind, session_id, args=args)
+
+    def anywhere(self, kind: str, session_id: str, args: str = "{}") -> Call:
+        """A call any worker with room may take (a resume, a fork of a paused session).
+
+        Raises:
+            SessionLimit: no worker took it in time. The call's own error, when it failed.
+        """
+        call_id = self._submit(kind, session_id, None, args, None)
+        claim_wait = self.settings.queue_poll_s + 1.0
+        call = self._wait(call_id, claim_wait)
+        if call.status == "queued" and self.calls.withdraw(
+            call_id, "session_limit", "no worker had room for the session"
+        ):
+            raise SessionLimit(
+                f"no worker took the session within {claim_wait:g} s (all full, or none live)",
+                retry_after=SESSION_RETRY_AFTER_S,
+            )
+        call = self._wait(call_id, START_WAIT_S)
+        self._forget(call_id)
+        if call.status == "failed":
+            raise _error(call)
+        if call.status != "done":
+            raise NotReady(f"the session did not start within {START_WAIT_S:g} s")
+        return call
+
+    def resume_anywhere(self, session_id: str) -> RestoreReport:
+        """Resume a paused session on any worker with room: its pin moves there."""
+        return RestoreReport.model_validate_json(self.anywhere("resume", session_id).result or "")
 
     # -- the sessions API -----------------------------------------------------------
     def create(self, request: SessionRequest) -> SessionInfo:
@@ -207,6 +245,8 @@ class ClusterSessions:
 
     def close(self, session_id: str) -> SessionInfo | None:
         where = self.registry.node_of(session_id)
+        if where is not None and where[1] == SessionStatus.PAUSED:
+            self.registry.end_paused(session_id, SessionStatus.CLOSED, "closed by request")
         if where is None or where[1] not in LIVE_SESSION_STATUSES:
             return self.registry.get(session_id)
         try:

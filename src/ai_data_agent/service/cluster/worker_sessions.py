@@ -24,7 +24,10 @@ import psycopg
 from loguru import logger
 from pydantic import TypeAdapter
 
+from ai_data_agent.checkpoint_models import ForkRequest
 from ai_data_agent.errors import AiDataAgentError, NotFound
+from ai_data_agent.service.checkpoint_records import Signer
+from ai_data_agent.service.cluster.pg_checkpoints import PgCheckpointStore, cluster_key
 from ai_data_agent.service.cluster.pg_sessions import (
     ANY_WORKER,
     CHANNEL_SESSION,
@@ -34,6 +37,7 @@ from ai_data_agent.service.cluster.pg_sessions import (
 )
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.handles import CellHandle
+from ai_data_agent.service.kept_sessions import KeptSessions
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
@@ -41,6 +45,7 @@ from ai_data_agent.session_models import (
     SessionFile,
     SessionRequest,
 )
+from ai_data_agent.storage import LocalBlobStore
 
 __all__ = ["SessionHost"]
 
@@ -55,8 +60,14 @@ class SessionHost:
         self.worker = worker
         self.registry = PgSessionRegistry(worker.db, node=worker.id)
         self.calls = PgSessionCalls(worker.db)
-        self.manager = SessionManager(
-            worker.settings, worker.executor, self.registry, worker.metrics
+        self.manager = KeptSessions(
+            worker.settings,
+            SessionManager(worker.settings, worker.executor, self.registry, worker.metrics),
+            PgCheckpointStore(worker.db),
+            LocalBlobStore(worker.settings.storage_root),
+            Signer(lambda: cluster_key(worker.db)),
+            worker.metrics,
+            keeps_house=False,
         )
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -150,6 +161,13 @@ class SessionHost:
             "download": lambda: (None, manager.download(sid, str(args["path"]))),
             "files": lambda: (FILES.dump_json(manager.files(sid)).decode(), None),
             "close": lambda: (self._close(sid), None),
+            "checkpoint": lambda: (manager.checkpoint(sid).model_dump_json(), None),
+            "pause": lambda: (manager.pause(sid).model_dump_json(), None),
+            "resume": lambda: (manager.resume(sid).model_dump_json(), None),
+            "fork": lambda: (
+                manager.fork(sid, ForkRequest.model_validate_json(call.args)).model_dump_json(),
+                None,
+            ),
         }
         if call.kind == "cell":
             self._cell(call)

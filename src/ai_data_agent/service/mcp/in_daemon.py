@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 import anyio
 from anyio.to_thread import run_sync
@@ -25,7 +25,7 @@ from ai_data_agent.models import RunRequest, RunResult
 from ai_data_agent.service import runs
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.handles import CellHandle, Completion, RunHandle, wait_done
-from ai_data_agent.service.node import CheckpointService, ServiceNode
+from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -133,7 +133,7 @@ class DaemonSandbox:
         return await run_sync(self.node.sessions.restart, session_id)
 
     async def fork(self, session_id: str) -> SessionInfo:
-        service = cast(CheckpointService, self.node.sessions)
+        service = self.node.checkpoints
         return await run_sync(lambda: service.fork(session_id, ForkRequest()))
 
     async def close_session(self, session_id: str) -> SessionInfo | None:
