@@ -90,12 +90,15 @@ class Checkpoints:
 
     @property
     def busy(self) -> bool:
-        return self.current is not None
+        """Other operations wait until the namespace is captured and the files are sent."""
+        return self.current is not None and not self.current.captured
 
     def operation(self, message: dict[str, Any]) -> session_files.Upload | None:
         """``checkpoint``, ``restore_data`` (an upload, returned) or ``restore``."""
         op = str(message.get("op"))
-        if op != "restore_data" and not self.serialiser:
+        if self.current is not None:  # its namespace still streaming out
+            self.loop._ack(op, ok=False, error="a checkpoint is running")
+        elif op != "restore_data" and not self.serialiser:
             self.loop._ack(op, ok=False, error="this session has no serialiser")
         elif op == "checkpoint":
             self._checkpoint(message)
@@ -175,9 +178,12 @@ class Checkpoints:
         if self.current is not None:
             self.current.tick(time.monotonic())
 
-    def ended(self, job: Checkpoint, ok: bool) -> None:
+    def ended(self, job: Checkpoint, acknowledge: bool) -> None:
+        """The checkpoint's end (``ckpt_done`` is out); one that failed before its capture
+        is acknowledged as failed."""
         self.current = None
-        self.loop._ack("checkpoint", ok=ok)
+        if acknowledge:
+            self.loop._ack("checkpoint", ok=False)
 
 
 class Checkpoint:
@@ -200,6 +206,8 @@ class Checkpoint:
         self.fd: int | None = None
         self.sent = 0
         self.done = False
+        self.captured = False  # the namespace forked and the files sent: acknowledged
+        self.skipped: list[dict[str, str]] = []
         for stale in (self.fifo, self.report, self.progress):
             if os.path.lexists(stale):
                 os.unlink(stale)
@@ -221,13 +229,20 @@ class Checkpoint:
         return self.pid is not None and self.fd is not None and not self.done
 
     def started(self, message: dict[str, Any]) -> None:
-        """The kernel's answer: the child's pid, or why there is none."""
+        """The kernel's answer: the child's pid (the namespace is captured: the files go
+        now, then the ack, and the namespace streams on while the next cells run)."""
         pid = message.get("pid")
         if not isinstance(pid, int) or pid <= 0:
             self.fail(f"the kernel could not start the checkpoint: {message.get('error')}")
             return
         self.pid = pid
+        skipped = self._send_files()
+        if skipped is None:
+            return
+        self.skipped = skipped[:MAX_SKIPPED]
         self.channel.emit({"k": "ckpt_begin", "path": ""})
+        self.captured = True
+        self.loop._ack("checkpoint")
 
     def relay(self) -> None:
         """Forward what the FIFO holds now; at its end, the files and the report."""
@@ -252,12 +267,8 @@ class Checkpoint:
         self._close_fifo()
         self.channel.emit({"k": "ckpt_end"})
         report = self._child_report()
-        if report is None:
-            return
-        skipped = self._send_files()
-        if skipped is None:
-            return
-        self._finish(dict(report, skipped=skipped[:MAX_SKIPPED]))
+        if report is not None:
+            self._finish(dict(report, skipped=self.skipped))
 
     def _child_report(self) -> dict[str, Any] | None:
         try:
@@ -330,7 +341,7 @@ class Checkpoint:
         self.done = True
         self._cleanup()
         self.channel.emit(dict(fields, k="ckpt_done", seq=self.seq, bytes=self.sent))
-        self.owner.ended(self, ok="error" not in fields)
+        self.owner.ended(self, acknowledge=not self.captured)
 
     def tick(self, now: float) -> None:
         if not self.done and now >= self.deadline:

@@ -221,7 +221,11 @@ class Checkpoints:
         """Commit the blobs of `stream`, then its signed record (the session may be in use)."""
         seq, started, taken = streamed
         try:
-            snap = taken.commit()
+            try:
+                snap = taken.commit()
+            except AiDataAgentError:
+                self.metrics.checkpoints.labels(outcome="failed").inc()
+                raise
             record = CheckpointRecord.of(
                 snap,
                 session_id=session.id,

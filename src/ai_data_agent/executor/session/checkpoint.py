@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import BinaryIO
 from loguru import logger
 
 from ai_data_agent.checkpoint_models import LostVariable
-from ai_data_agent.errors import CheckpointFailed, RequestTooLarge
+from ai_data_agent.errors import AiDataAgentError, CheckpointFailed, RequestTooLarge, SessionGone
 from ai_data_agent.executor.frames import (
     CheckpointBegin,
     CheckpointData,
@@ -109,7 +110,8 @@ class _Part:
 
 @dataclass
 class _Receiver:
-    """A checkpoint's frames into blobs, within ``max_bytes`` in all."""
+    """A checkpoint's frames into blobs, within ``max_bytes`` in all; the sidecar of the
+    session's wire until ``ckpt_done`` (or the stream's end)."""
 
     store: BlobStore
     base: dict[str, StoredFile]
@@ -120,9 +122,14 @@ class _Receiver:
     done: CheckpointDone | None = None
     written: int = 0
     problem: str | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
 
-    def take(self, frame: Frame) -> None:
-        if isinstance(frame, CheckpointBegin):
+    def take(self, frame: Frame | None) -> bool:
+        """Keep ``frame`` if it is the checkpoint's (True); None: the stream ended."""
+        if frame is None:
+            self.problem = self.problem or "the session's sandbox ended"
+            self.finished.set()
+        elif isinstance(frame, CheckpointBegin):
             self._begin(frame.path)
         elif isinstance(frame, CheckpointData):
             self._data(frame.data)
@@ -136,6 +143,10 @@ class _Receiver:
                 self.parts.append(_Part(frame.path, known=known))
         elif isinstance(frame, CheckpointDone):
             self.done = frame
+            self.finished.set()
+        else:
+            return False
+        return True
 
     def _begin(self, path: str) -> None:
         self._drop(self.writer)
@@ -175,34 +186,49 @@ class _Receiver:
             self._drop(part.writer)
         self.writer, self.parts = None, []
 
+    def failure(self, session_id: str) -> AiDataAgentError | None:
+        """Why the checkpoint failed, once it is over; None when it did not."""
+        done = self.done
+        error = self.problem or (done.error if done is not None else "no report")
+        if error is None and not any(p.path == "" for p in self.parts):
+            error = "no namespace from the sandbox"
+        if error is None:
+            return None
+        if "larger than" in error:
+            return RequestTooLarge("checkpoint", f"larger than {self.max_bytes} bytes")
+        return CheckpointFailed(
+            f"the checkpoint of session {session_id} failed: {error}", session_id=session_id
+        )
+
 
 @dataclass
 class Taken:
-    """A checkpoint out of its sandbox, its blobs written but not committed yet: `commit`
-    makes them durable and visible (a caller may let the session go on first)."""
+    """A checkpoint captured in its sandbox (the namespace at that instant, the files sent);
+    the namespace may still be streaming out while the session goes on. `commit` waits for
+    it and makes the blobs durable and visible."""
 
     receiver: _Receiver
-    done: CheckpointDone
+    session_id: str
     execution_count: int
     generation: int
+    wait_s: float
 
     def commit(self) -> Snapshot:
-        namespace: BlobRef | None = None
-        files: list[StoredFile] = []
+        """Raises:
+        CheckpointFailed, RequestTooLarge: the rest of it failed (nothing is kept).
+        """
+        receiver = self.receiver
         try:
-            for part in self.receiver.parts:
-                if part.known is not None:
-                    files.append(part.known)
-                elif part.writer is not None:
-                    ref = part.writer.commit()
-                    if part.path:
-                        files.append(StoredFile(part.path, ref.digest, ref.size))
-                    else:
-                        namespace = ref
+            if not receiver.finished.wait(self.wait_s):
+                receiver.problem = receiver.problem or "the namespace did not arrive in time"
+            failure = receiver.failure(self.session_id)
+            if failure is not None:
+                raise failure
+            namespace, files = self._commit_parts()
         finally:
-            self.receiver.discard()
-        assert namespace is not None  # take_snapshot checked that there is one
-        done = self.done
+            receiver.discard()
+        assert receiver.done is not None  # failure() says so otherwise
+        done = receiver.done
         return Snapshot(
             namespace=namespace,
             files=tuple(files),
@@ -214,8 +240,20 @@ class Taken:
             streamed_bytes=done.bytes,
         )
 
-    def discard(self) -> None:
-        self.receiver.discard()
+    def _commit_parts(self) -> tuple[BlobRef, list[StoredFile]]:
+        namespace: BlobRef | None = None
+        files: list[StoredFile] = []
+        for part in self.receiver.parts:
+            if part.known is not None:
+                files.append(part.known)
+            elif part.writer is not None:
+                ref = part.writer.commit()
+                if part.path:
+                    files.append(StoredFile(part.path, ref.digest, ref.size))
+                else:
+                    namespace = ref
+        assert namespace is not None  # failure() checked that there is one
+        return namespace, files
 
 
 def take_snapshot(
@@ -227,7 +265,8 @@ def take_snapshot(
     max_bytes: int,
     timeout_s: float,
 ) -> Taken:
-    """Checkpoint ``session`` (idle) into ``store``; `Taken.commit` then makes it durable.
+    """Capture a checkpoint of ``session`` (idle): on return its namespace is forked in the
+    sandbox and its files are here; `Taken.commit` waits for the namespace and stores it.
     ``base`` is the checkpoint taken before in the same sandbox (its seq and files): files
     unchanged since are not sent again.
 
@@ -236,8 +275,17 @@ def take_snapshot(
         RequestTooLarge: the checkpoint would pass ``max_bytes``.
         SessionBusy, SessionGone: as for any call.
     """
-    files = {f.path: f for f in base[1]} if base is not None else {}
-    receiver = _Receiver(store, files, max_bytes)
+    wire = session.wire
+    if wire is None:
+        raise SessionGone(f"session {session.id} has no sandbox", session_id=session.id)
+    receiver = _Receiver(store, {f.path: f for f in base[1]} if base is not None else {}, max_bytes)
+
+    def take(frame: Frame | None) -> bool:
+        kept = receiver.take(frame)
+        if receiver.finished.is_set() and wire.sidecar is take:
+            wire.sidecar = None  # the frames after it are the calls' again
+        return kept
+
     message = {
         "op": "checkpoint",
         "seq": seq,
@@ -245,22 +293,23 @@ def take_snapshot(
         "max_bytes": max_bytes,
         "timeout_s": timeout_s,
     }
+    wire.sidecar = take
     try:
-        session.call(message, deadline_s=timeout_s + SLACK_S, on_frame=receiver.take)
-        done = receiver.done
-        error = receiver.problem or (done.error if done is not None else "no report")
-        if error is None and not any(p.path == "" for p in receiver.parts):
-            error = "no namespace from the sandbox"
-        if error is not None or done is None:
-            if "larger than" in (error or ""):
-                raise RequestTooLarge("checkpoint", f"larger than {max_bytes} bytes")
-            raise CheckpointFailed(
-                f"the checkpoint of session {session.id} failed: {error}", session_id=session.id
+        ack = session.call(message, deadline_s=timeout_s + SLACK_S)
+        if not ack.ok:
+            receiver.finished.wait(SLACK_S)  # its report comes before the ack
+            raise receiver.failure(session.id) or CheckpointFailed(
+                f"the checkpoint of session {session.id} failed: {ack.error}",
+                session_id=session.id,
             )
     except BaseException:
+        if wire.sidecar is take:
+            wire.sidecar = None
         receiver.discard()
         raise
-    return Taken(receiver, done, session.execution_count, session.generation)
+    return Taken(
+        receiver, session.id, session.execution_count, session.generation, timeout_s + SLACK_S
+    )
 
 
 class _Verified:

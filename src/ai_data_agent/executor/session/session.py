@@ -50,7 +50,7 @@ from ai_data_agent.executor.frames import (
     Frame,
     KernelFrame,
 )
-from ai_data_agent.executor.session.cells import CellCollector
+from ai_data_agent.executor.session.cells import CellCollector, restored
 from ai_data_agent.executor.session.env import install_env, package_diff
 from ai_data_agent.executor.session.provider import SandboxProvider
 from ai_data_agent.executor.session.start import start_kernel
@@ -244,7 +244,8 @@ class Session:
                 done = collector.handle(frame)
                 if done is not None:
                     self.generation = done.generation
-                    return self._reported(collector.result(done, time.monotonic() - started))
+                    report, self.restore_pending = self.restore_pending, None
+                    return restored(collector.result(done, time.monotonic() - started), report)
             raise AssertionError("unreachable: frames() raises at its deadline")
         except SessionGone as exc:
             raise self._lost(exc) from None
@@ -252,12 +253,9 @@ class Session:
             self._in_cell = False
             self._end()
 
-    def _reported(self, cell: CellResult) -> CellResult:
-        """The first cell after a resume says so (restored or lost, and what came back)."""
-        report, self.restore_pending = self.restore_pending, None
-        if report is None or cell.state != "preserved":
-            return cell
-        return cell.model_copy(update={"state": report.state, "restore": report})
+    @property
+    def wire(self) -> SessionWire | None:
+        return self._wire
 
     def interrupt(self) -> bool:
         """Interrupt the running cell (SIGINT, then a kill after the grace period); False when
