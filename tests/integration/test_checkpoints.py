@@ -22,6 +22,7 @@ from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import CellRequest, CellStatus, SessionRequest, SessionStatus
 from ai_data_agent.storage import LocalBlobStore
+from tests.support.wait import poll
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +177,23 @@ def test_a_changed_blob_or_record_is_refused_and_another_tenant_finds_nothing(
     with pytest.raises(CheckpointFailed, match="no longer has the content"):
         sessions.resume(sid)
     assert sessions.get(sid).status is SessionStatus.PAUSED  # refused, not lost
+
+
+def test_cells_run_while_the_checkpoint_after_the_last_one_streams_out(
+    kept: Callable[..., KeptSessions],
+) -> None:
+    sessions = kept(checkpoint_after_each_cell=True)
+    sid = sessions.create(SessionRequest()).id
+    run(sessions, sid, "big = bytes(range(256)) * 80_000\nn = 0")  # 20 MB to stream
+    for i in range(1, 6):  # each cell waits for the last capture only, not for the bytes
+        cell = run(sessions, sid, "n += 1\nprint('x' * 10_000)\nn")
+        assert cell.result.data["text/plain"] == str(i) and cell.stdout == "x" * 10_000 + "\n"
+    sessions.keeper.settle(sid)
+
+    def stored() -> bool:
+        latest = sessions.keeper.records.latest(sid, tenant=None)
+        return latest is not None and latest.execution_count == 6
+
+    poll(stored, timeout_s=60, what="the checkpoint after the last cell")
+    sessions.pause(sid)
+    assert run(sessions, sid, "n, len(big)").result.data["text/plain"] == "(5, 20480000)"
