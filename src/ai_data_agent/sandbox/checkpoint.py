@@ -121,6 +121,7 @@ class Checkpoints:
             job.fail("the kernel died")
             return
         self.current = job
+        job.capture()
 
     def _restore(self, message: dict[str, Any]) -> None:
         from ai_data_agent.sandbox.session import Cell
@@ -228,14 +229,9 @@ class Checkpoint:
         """The child runs: its FIFO is to be read."""
         return self.pid is not None and self.fd is not None and not self.done
 
-    def started(self, message: dict[str, Any]) -> None:
-        """The kernel's answer: the child's pid (the namespace is captured: the files go
-        now, then the ack, and the namespace streams on while the next cells run)."""
-        pid = message.get("pid")
-        if not isinstance(pid, int) or pid <= 0:
-            self.fail(f"the kernel could not start the checkpoint: {message.get('error')}")
-            return
-        self.pid = pid
+    def capture(self) -> None:
+        """The kernel has the order to fork, before any later cell: the files go now, and
+        the ack; the namespace follows as the child writes it, while the next cells run."""
         skipped = self._send_files()
         if skipped is None:
             return
@@ -243,6 +239,14 @@ class Checkpoint:
         self.channel.emit({"k": "ckpt_begin", "path": ""})
         self.captured = True
         self.loop._ack("checkpoint")
+
+    def started(self, message: dict[str, Any]) -> None:
+        """The kernel's answer: the child's pid, or why there is none."""
+        pid = message.get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            self.fail(f"the kernel could not start the checkpoint: {message.get('error')}")
+            return
+        self.pid = pid
 
     def relay(self) -> None:
         """Forward what the FIFO holds now; at its end, the files and the report."""
