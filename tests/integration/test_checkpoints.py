@@ -16,6 +16,7 @@ from ai_data_agent.checkpoint_models import ForkRequest
 from ai_data_agent.errors import CheckpointFailed, NotFound, RequestTooLarge
 from ai_data_agent.service.checkpoint_records import KEY_FILENAME, Signer, load_key
 from ai_data_agent.service.checkpoint_store import CHECKPOINTS_FILENAME, CheckpointStore
+from ai_data_agent.service.checkpoints import Checkpoints
 from ai_data_agent.service.kept_sessions import KeptSessions
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
@@ -62,12 +63,14 @@ def kept(
         metrics = ServiceMetrics()
         store = SessionStore(tmp_path / SESSIONS_FILENAME, node=executor.controller_id)
         sessions = KeptSessions(
-            settings,
-            SessionManager(settings, executor, store, metrics),
-            CheckpointStore(tmp_path / CHECKPOINTS_FILENAME),
-            LocalBlobStore(settings.storage_root),
-            Signer(lambda: load_key(tmp_path / KEY_FILENAME)),
-            metrics,
+            Checkpoints(
+                settings,
+                SessionManager(settings, executor, store, metrics),
+                CheckpointStore(tmp_path / CHECKPOINTS_FILENAME),
+                LocalBlobStore(settings.storage_root),
+                Signer(lambda: load_key(tmp_path / KEY_FILENAME)),
+                metrics,
+            )
         )
         sessions.start()
         made.append(sessions)

@@ -24,7 +24,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +46,7 @@ __all__ = [
     "FileRecord",
     "Signer",
     "load_key",
+    "merged_blobs",
 ]
 
 ADMIN_TENANT = "admin"  # the built-in tenant every token belongs to until tenants exist
@@ -113,8 +114,9 @@ class CheckpointRecord(BaseModel):
     def size(self) -> int:
         return self.namespace_size + sum(f.size for f in self.files)
 
-    def digests(self) -> set[str]:
-        return {self.namespace_digest, *(f.digest for f in self.files)}
+    def blobs(self) -> dict[str, int]:
+        """Every blob it names, with its size."""
+        return {self.namespace_digest: self.namespace_size} | {f.digest: f.size for f in self.files}
 
     def snapshot(self) -> Snapshot:
         """The blobs and names a restore needs."""
@@ -151,6 +153,14 @@ class CheckpointRecord(BaseModel):
         """What the MAC covers: every field but the MAC, in one canonical form."""
         fields = self.model_dump(mode="json", exclude={"mac"})
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def merged_blobs(texts: Iterable[str]) -> dict[str, int]:
+    """The blobs of several records (their ``blobs()`` as JSON), each once."""
+    sizes: dict[str, int] = {}
+    for text in texts:
+        sizes.update(json.loads(text))
+    return sizes
 
 
 class Signer:

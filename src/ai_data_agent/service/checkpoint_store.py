@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ai_data_agent.service.checkpoint_records import CheckpointRecord
+from ai_data_agent.service.checkpoint_records import CheckpointRecord, merged_blobs
 from ai_data_agent.service.sqlite import SqliteFile
 
 __all__ = ["CHECKPOINTS_FILENAME", "CheckpointStore"]
@@ -34,12 +34,6 @@ CREATE INDEX IF NOT EXISTS checkpoints_by_tenant ON checkpoints (tenant);
 _TENANT = "(? IS NULL OR tenant = ?)"
 
 
-def _blobs(record: CheckpointRecord) -> str:
-    sizes = {record.namespace_digest: record.namespace_size}
-    sizes.update({f.digest: f.size for f in record.files})
-    return json.dumps(sizes)
-
-
 class CheckpointStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path, what="the checkpoint store", schema=SCHEMA)
@@ -54,7 +48,7 @@ class CheckpointStore(SqliteFile):
                     record.seq,
                     record.tenant,
                     record.model_dump_json(),
-                    _blobs(record),
+                    json.dumps(record.blobs()),
                 ),
             )
 
@@ -127,10 +121,7 @@ class CheckpointStore(SqliteFile):
                 .execute(f"SELECT blobs FROM checkpoints WHERE {_TENANT}", (tenant, tenant))  # noqa: S608
                 .fetchall()
             )
-        sizes: dict[str, int] = {}
-        for (text,) in rows:
-            sizes.update(json.loads(text))
-        return sizes
+        return merged_blobs(row[0] for row in rows)
 
     def digests(self) -> set[str]:
         return set(self._blob_sizes(None))

@@ -23,6 +23,7 @@ from ai_data_agent.checks import Check
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.checkpoint_records import KEY_FILENAME, Signer, load_key
 from ai_data_agent.service.checkpoint_store import CHECKPOINTS_FILENAME, CheckpointStore
+from ai_data_agent.service.checkpoints import Checkpoints
 from ai_data_agent.service.dispatcher import Dispatcher
 from ai_data_agent.service.health import engine_probes, probe
 from ai_data_agent.service.kept_sessions import KeptSessions
@@ -55,12 +56,14 @@ class Daemon:
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
         )
         self.sessions = KeptSessions(
-            settings,
-            SessionManager(settings, executor, session_store, self.metrics),
-            CheckpointStore(settings.data_dir / CHECKPOINTS_FILENAME),
-            LocalBlobStore(settings.storage_root),
-            Signer(lambda: load_key(settings.data_dir / KEY_FILENAME)),
-            self.metrics,
+            Checkpoints(
+                settings,
+                SessionManager(settings, executor, session_store, self.metrics),
+                CheckpointStore(settings.data_dir / CHECKPOINTS_FILENAME),
+                LocalBlobStore(settings.storage_root),
+                Signer(lambda: load_key(settings.data_dir / KEY_FILENAME)),
+                self.metrics,
+            )
         )
         self.prewarm = Prewarmer(settings, executor)
         self.reaper = Reaper(settings, executor, self.store, self.metrics)

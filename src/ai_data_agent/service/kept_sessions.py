@@ -1,7 +1,7 @@
 """The sessions of one node as the routes see them: a `SessionManager` whose sessions outlive
 their containers (`checkpoints.Checkpoints`).
 
-    sessions = KeptSessions(settings, manager, records, blobs, signer, metrics)
+    sessions = KeptSessions(Checkpoints(settings, manager, records, blobs, signer, metrics))
     sessions.start()        # sessions a crash left live, with a checkpoint: paused
     sessions.submit_cell(sid, CellRequest(code="df.shape"))   # a paused session resumes first
     sessions.stop()         # live sessions paused (SIGTERM, an upgrade)
@@ -23,11 +23,8 @@ from loguru import logger
 
 from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, RestoreReport
 from ai_data_agent.errors import AiDataAgentError, SessionBusy, SessionGone
-from ai_data_agent.service.checkpoint_records import CheckpointRecords, Signer
 from ai_data_agent.service.checkpoints import Checkpoints
 from ai_data_agent.service.handles import CellHandle
-from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
     CellRequest,
@@ -38,8 +35,6 @@ from ai_data_agent.session_models import (
     SessionRequest,
     SessionStatus,
 )
-from ai_data_agent.settings import Settings
-from ai_data_agent.storage import BlobStore
 
 __all__ = ["KeptSessions"]
 
@@ -52,23 +47,13 @@ REASON_SHUTDOWN = "the daemon shut down; the next call resumes it from checkpoin
 class KeptSessions:
     """See the module docstring. Every method blocks (call them from threads)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        manager: SessionManager,
-        records: CheckpointRecords,
-        blobs: BlobStore,
-        signer: Signer,
-        metrics: ServiceMetrics,
-        *,
-        keeps_house: bool = True,
-    ) -> None:
-        self.settings = settings
+    def __init__(self, keeper: Checkpoints, *, keeps_house: bool = True) -> None:
+        self.settings = keeper.settings
+        self.manager = keeper.manager
+        self.keeper = keeper
         # One node recovers what a crash left live, expires paused sessions and sweeps
         # blobs; in a cluster the API nodes and the workers' leases do (a worker may not).
         self.keeps_house = keeps_house
-        self.manager = manager
-        self.keeper = Checkpoints(settings, manager, records, blobs, signer, metrics)
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self._swept = 0.0

@@ -10,9 +10,8 @@ from collections.abc import Callable
 import docker
 import pytest
 
-from ai_data_agent.client import Client
-from ai_data_agent.executor.spec import LABEL_MANAGED, LABEL_RUN_ID
 from ai_data_agent.session_models import CellStatus, SessionStatus
+from tests.integration.service.test_daemon_sessions import client_of, containers_of
 from tests.support.daemon import Daemon
 from tests.support.wait import poll
 
@@ -50,17 +49,6 @@ CHECK = (
     "assert total() == 4960 and scale(1) == 30\n"
     "print('all back')"
 )
-
-
-def client_of(daemon: Daemon) -> Client:
-    return Client(daemon.url, daemon.token, timeout=60)
-
-
-def containers_of(docker_client: docker.DockerClient, session_id: str) -> list[str]:
-    found = docker_client.containers.list(
-        all=True, filters={"label": [LABEL_MANAGED, f"{LABEL_RUN_ID}={session_id}"]}, sparse=True
-    )
-    return [c.id for c in found]
 
 
 def test_pause_resume_and_fork_bring_back_the_namespace_and_the_files(

@@ -184,7 +184,8 @@ class ClusterSessions:
         return self._route(kind, session_id, args=args)
 
     def anywhere(self, kind: str, session_id: str, args: str = "{}") -> Call:
-        """A call any worker with room may take (a resume, a fork of a paused session).
+        """A call any worker with room may take (a create, a resume, a fork of a paused
+        session), answered within the time a session takes to start.
 
         Raises:
             SessionLimit: no worker took it in time. The call's own error, when it failed.
@@ -200,11 +201,12 @@ class ClusterSessions:
                 retry_after=SESSION_RETRY_AFTER_S,
             )
         call = self._wait(call_id, START_WAIT_S)
-        self._forget(call_id)
         if call.status == "failed":
+            self._forget(call_id)
             raise _error(call)
-        if call.status != "done":
+        if call.status != "done" or call.result is None:
             raise NotReady(f"the session did not start within {START_WAIT_S:g} s")
+        self._forget(call_id)
         return call
 
     def resume_anywhere(self, session_id: str) -> RestoreReport:
@@ -218,24 +220,8 @@ class ClusterSessions:
                 "sessions are disabled on this server (max_sessions = 0)",
                 retry_after=SESSION_RETRY_AFTER_S,
             )
-        call_id = self._submit("create", "", None, request.model_dump_json(), None)
-        claim_wait = self.settings.queue_poll_s + 1.0
-        call = self._wait(call_id, claim_wait)
-        if call.status == "queued" and self.calls.withdraw(
-            call_id, "session_limit", "no worker had room for a session"
-        ):
-            raise SessionLimit(
-                f"no worker took the session within {claim_wait:g} s (all full, or none live)",
-                retry_after=SESSION_RETRY_AFTER_S,
-            )
-        call = self._wait(call_id, START_WAIT_S)
-        if call.status == "failed":
-            self._forget(call_id)
-            raise _error(call)
-        if call.result is None:
-            raise NotReady(f"the session did not start within {START_WAIT_S:g} s")
-        self._forget(call_id)
-        return SessionInfo.model_validate_json(call.result)
+        call = self.anywhere("create", "", request.model_dump_json())
+        return SessionInfo.model_validate_json(call.result or "")
 
     def get(self, session_id: str) -> SessionInfo | None:
         return self.registry.get(session_id)

@@ -17,7 +17,7 @@ import json
 import secrets
 
 from ai_data_agent.errors import ConfigurationError
-from ai_data_agent.service.checkpoint_records import CheckpointRecord
+from ai_data_agent.service.checkpoint_records import CheckpointRecord, merged_blobs
 from ai_data_agent.service.cluster.db import Database
 
 __all__ = ["KEY_NAME", "PgCheckpointStore", "cluster_key"]
@@ -43,12 +43,6 @@ def cluster_key(db: Database, *, create: bool = False) -> bytes:
     return bytes.fromhex(str(row[0]))
 
 
-def _blobs(record: CheckpointRecord) -> str:
-    sizes = {record.namespace_digest: record.namespace_size}
-    sizes.update({f.digest: f.size for f in record.files})
-    return json.dumps(sizes)
-
-
 class PgCheckpointStore:
     def __init__(self, db: Database, *, prunes: bool = False) -> None:
         self.db = db
@@ -70,7 +64,7 @@ class PgCheckpointStore:
                     record.seq,
                     record.tenant,
                     record.model_dump_json(),
-                    _blobs(record),
+                    json.dumps(record.blobs()),
                 ),
             )
 
@@ -152,10 +146,7 @@ class PgCheckpointStore:
                 "SELECT blobs FROM checkpoints WHERE (%s::text IS NULL OR tenant = %s)",
                 (tenant, tenant),
             ).fetchall()
-        sizes: dict[str, int] = {}
-        for (text,) in rows:
-            sizes.update(json.loads(text))
-        return sizes
+        return merged_blobs(row[0] for row in rows)
 
     def digests(self) -> set[str]:
         return set(self._blob_sizes(None))

@@ -27,6 +27,7 @@ from pydantic import TypeAdapter
 from ai_data_agent.checkpoint_models import ForkRequest
 from ai_data_agent.errors import AiDataAgentError, NotFound
 from ai_data_agent.service.checkpoint_records import Signer
+from ai_data_agent.service.checkpoints import Checkpoints
 from ai_data_agent.service.cluster.pg_checkpoints import PgCheckpointStore, cluster_key
 from ai_data_agent.service.cluster.pg_sessions import (
     ANY_WORKER,
@@ -60,15 +61,15 @@ class SessionHost:
         self.worker = worker
         self.registry = PgSessionRegistry(worker.db, node=worker.id)
         self.calls = PgSessionCalls(worker.db)
-        self.manager = KeptSessions(
+        keeper = Checkpoints(
             worker.settings,
             SessionManager(worker.settings, worker.executor, self.registry, worker.metrics),
             PgCheckpointStore(worker.db),
             LocalBlobStore(worker.settings.storage_root),
             Signer(lambda: cluster_key(worker.db)),
             worker.metrics,
-            keeps_house=False,
         )
+        self.manager = KeptSessions(keeper, keeps_house=False)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._accepting = True
