@@ -97,6 +97,21 @@ def test_pause_resume_and_fork_bring_back_the_namespace_and_the_files(
     poll(lambda: not containers_of(docker_client, s.id), timeout_s=30, what="no container")
 
 
+def test_an_idle_session_is_paused_and_its_next_cell_resumes_it(
+    start_daemon: Callable[..., Daemon], docker_client: docker.DockerClient
+) -> None:
+    daemon = start_daemon(session_idle_timeout_s=1.5)  # session_idle_action: pause
+    with client_of(daemon) as client:
+        s = client.session()
+        s.run("word = 'kept'")
+        poll(lambda: s.refresh().status is SessionStatus.PAUSED, timeout_s=20, what="the pause")
+        assert s.info.checkpoint == 1
+        poll(lambda: not containers_of(docker_client, s.id), timeout_s=30, what="no container")
+        cell = s.run("word")
+        assert cell.state == "restored" and cell.result.data["text/plain"] == "'kept'"
+        s.close()
+
+
 def test_a_daemon_stopped_and_started_again_resumes_its_sessions(
     start_daemon: Callable[..., Daemon],
 ) -> None:
