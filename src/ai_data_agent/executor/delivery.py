@@ -26,6 +26,7 @@ __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
 # and the bootstrap starts the session kernel too.
 SANDBOX_MODULES = (
     "bootstrap",
+    "capture",
     "channel",
     "checkpoint",
     "display",

@@ -1,39 +1,33 @@
-"""The runner's side of checkpoints: the namespace and the files streamed out, and read back in.
+"""The runner's side of checkpoints: the operations, and what comes back into a fresh kernel.
 
-    job = Checkpoint(loop, {"op": "checkpoint", "seq": 4, "base": 3, "max_bytes": n, "timeout_s": 60})
-    job.started(message)      # the kernel forked its child (see `snapshot`)
-    job.relay()               # the FIFO is readable: its bytes go out as frames
-    job.tick(now)             # past its deadline: the child is killed
+    checkpoints = Checkpoints(loop)                  # the session loop's; writes the serialiser
+    upload = checkpoints.operation(message)          # checkpoint, restore_data, restore
+    checkpoints.kernel_reply(message)                # the kernel's "snapshot" and "restored"
 
 Operations of the controller (`OPS`):
 
-* ``checkpoint``: the kernel forks a child that writes the namespace to a
-  FIFO; its bytes go out as ``ckpt_begin`` (path ``""``), ``ckpt_data``
-  (base64) and ``ckpt_end`` frames, then every regular file under ``work/``
-  the same way, by its path (a file unchanged since the checkpoint ``base``
-  this runner sent is one ``ckpt_same`` frame), then ``ckpt_done`` (kept and
-  lost names, files skipped, or the error) and the ``ack``. Past ``max_bytes``
-  or the deadline the child is killed and the checkpoint fails; the kernel and
-  the files are untouched either way.
+* ``checkpoint``: the kernel is told to fork a child that writes the
+  namespace to a FIFO (`snapshot`); the files go out at once, then the
+  ``ack``: the checkpoint is captured, and the next cells may run while the
+  namespace streams out (`capture.Checkpoint`, ``ckpt_done`` at its end). Past
+  ``max_bytes`` or the deadline the child is killed and the checkpoint fails;
+  the kernel and the files are untouched either way.
 * ``restore_data``: the bytes of a namespace, kept in a private file until
 * ``restore``: the kernel reads them back (as a cell: at the time limit an
   interrupt, then a fresh kernel, whose state is lost); one ``restored``
   frame (names restored and lost, ``state``), then the ``ack``.
 
-Files come back through ``put``. Standard library only, Python >= 3.9.
+Files come back through ``put``. One checkpoint or restore at a time.
+Standard library only, Python >= 3.9.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import signal
-import stat
 import time
 
 from ai_data_agent.sandbox import files as session_files
-from ai_data_agent.sandbox.channel import Channel
+from ai_data_agent.sandbox.capture import Checkpoint, private_dir
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
@@ -42,12 +36,7 @@ if TYPE_CHECKING:
 OPS = ("checkpoint", "restore_data", "restore")
 KERNEL_REPLIES = ("snapshot", "restored")
 RESTORE_COUNT = -1  # the restore runs as a cell of this count, under a cell's deadlines
-PRIVATE_DIR = ".checkpoint"  # in the sandbox dir, beside work/: never archived
 SERIALISER_DIR = ".serialiser"
-CHUNK = 768 * 1024  # 1 MiB of base64 per frame
-MAX_FILES = 10_000
-MAX_REPORT_BYTES = 1024 * 1024
-MAX_SKIPPED = 100
 
 
 def install_serialiser(sandbox: str, sources: dict[str, str]) -> str:
@@ -65,16 +54,6 @@ def install_serialiser(sandbox: str, sources: dict[str, str]) -> str:
     os.chmod(package, 0o500)
     os.chmod(where, 0o500)
     return where
-
-
-def private_dir(sandbox: str) -> str:
-    path = os.path.join(sandbox, PRIVATE_DIR)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
-def file_signature(st: os.stat_result) -> list[int]:
-    return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
 class Checkpoints:
@@ -124,11 +103,8 @@ class Checkpoints:
         job.capture()
 
     def _restore(self, message: dict[str, Any]) -> None:
-        from ai_data_agent.sandbox.session import Cell
-
         loop = self.loop
-        timeout = float(message.get("timeout_s", 60))
-        loop.cell = Cell(RESTORE_COUNT, timeout, loop._pump(), {})
+        loop.begin_cell(RESTORE_COUNT, float(message.get("timeout_s", 60)))
         request = {"op": "restore", "path": restore_path(loop), "serialiser": self.serialiser}
         try:
             loop.kernel.send(request)
@@ -185,223 +161,6 @@ class Checkpoints:
         self.current = None
         if acknowledge:
             self.loop._ack("checkpoint", ok=False)
-
-
-class Checkpoint:
-    """One checkpoint in flight (see the module docstring)."""
-
-    def __init__(self, owner: Checkpoints, message: dict[str, Any]) -> None:
-        self.owner = owner
-        loop = owner.loop
-        self.loop = loop
-        self.channel: Channel = loop.channel
-        self.seq = int(message.get("seq", 0))
-        self.base = message.get("base")
-        self.max_bytes = int(message.get("max_bytes", 0))
-        self.deadline = time.monotonic() + float(message.get("timeout_s", 60))
-        where = private_dir(loop.space.sandbox)
-        self.fifo = os.path.join(where, f"snapshot-{self.seq}")
-        self.report = self.fifo + ".json"
-        self.progress = self.fifo + ".name"
-        self.pid: int | None = None
-        self.fd: int | None = None
-        self.sent = 0
-        self.done = False
-        self.captured = False  # the namespace forked and the files sent: acknowledged
-        self.skipped: list[dict[str, str]] = []
-        for stale in (self.fifo, self.report, self.progress):
-            if os.path.lexists(stale):
-                os.unlink(stale)
-        os.mkfifo(self.fifo, 0o600)
-        self.fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
-
-    def kernel_message(self) -> dict[str, Any]:
-        return {
-            "op": "snapshot",
-            "fifo": self.fifo,
-            "report": self.report,
-            "progress": self.progress,
-            "serialiser": self.owner.serialiser,
-        }
-
-    @property
-    def relaying(self) -> bool:
-        """The child runs: its FIFO is to be read."""
-        return self.pid is not None and self.fd is not None and not self.done
-
-    def capture(self) -> None:
-        """The kernel has the order to fork, before any later cell: the files go now, and
-        the ack; the namespace follows as the child writes it, while the next cells run."""
-        skipped = self._send_files()
-        if skipped is None:
-            return
-        self.skipped = skipped[:MAX_SKIPPED]
-        self.channel.emit({"k": "ckpt_begin", "path": ""})
-        self.captured = True
-        self.loop._ack("checkpoint")
-
-    def started(self, message: dict[str, Any]) -> None:
-        """The kernel's answer: the child's pid, or why there is none."""
-        pid = message.get("pid")
-        if not isinstance(pid, int) or pid <= 0:
-            self.fail(f"the kernel could not start the checkpoint: {message.get('error')}")
-            return
-        self.pid = pid
-
-    def relay(self) -> None:
-        """Forward what the FIFO holds now; at its end, the files and the report."""
-        assert self.fd is not None
-        try:
-            data = os.read(self.fd, CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self.fail(f"cannot read the namespace: {exc.strerror}")
-            return
-        if not data:
-            self._namespace_written()
-            return
-        self.sent += len(data)
-        if self.max_bytes and self.sent > self.max_bytes:
-            self.fail(f"the checkpoint is larger than {self.max_bytes} bytes")
-            return
-        self.channel.emit({"k": "ckpt_data", "d": base64.b64encode(data).decode()})
-
-    def _namespace_written(self) -> None:
-        self._close_fifo()
-        self.channel.emit({"k": "ckpt_end"})
-        report = self._child_report()
-        if report is not None:
-            self._finish(dict(report, skipped=self.skipped))
-
-    def _child_report(self) -> dict[str, Any] | None:
-        try:
-            with open(self.report, "rb") as fh:
-                report = json.loads(fh.read(MAX_REPORT_BYTES))
-        except (OSError, ValueError):
-            self.fail("the serialiser ended without finishing (it crashed or was killed)")
-            return None
-        if not isinstance(report, dict):
-            self.fail("the serialiser's report is malformed")
-            return None
-        return {
-            "kept": [str(n)[:200] for n in report.get("kept") or []],
-            "lost": [
-                {
-                    "name": str(e.get("name"))[:200],
-                    "type": str(e.get("type"))[:200],
-                    "reason": str(e.get("reason"))[:300],
-                }
-                for e in report.get("lost") or []
-                if isinstance(e, dict)
-            ],
-        }
-
-    def _send_files(self) -> list[dict[str, str]] | None:
-        """Every regular file under ``work/`` (links and devices skipped); None on failure."""
-        work = self.loop.space.work
-        owner = self.owner
-        previous = owner.file_signatures if owner.signatures_seq == self.base else {}
-        now: dict[str, list[int]] = {}
-        skipped: list[dict[str, str]] = []
-        for rel, path, st in _walk(work, skipped):
-            signature = file_signature(st)
-            if previous.get(rel) == signature:
-                self.channel.emit({"k": "ckpt_same", "path": rel})
-                now[rel] = signature
-                continue
-            if self.max_bytes and self.sent + st.st_size > self.max_bytes:
-                self.fail(f"the checkpoint is larger than {self.max_bytes} bytes")
-                return None
-            reason = self._send_file(rel, path, st.st_size)
-            if reason is None:
-                now[rel] = signature
-            else:
-                skipped.append({"path": rel, "reason": reason})
-        owner.file_signatures, owner.signatures_seq = now, self.seq
-        return skipped
-
-    def _send_file(self, rel: str, path: str, size: int) -> str | None:
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
-        except OSError as exc:
-            return f"cannot open: {exc.strerror}"
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return "not a regular file"
-            self.channel.emit({"k": "ckpt_begin", "path": rel})
-            left = size
-            while left:  # never more than the size scanned: files may grow
-                chunk = fh.read(min(CHUNK, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                self.sent += len(chunk)
-                self.channel.emit({"k": "ckpt_data", "d": base64.b64encode(chunk).decode()})
-            self.channel.emit({"k": "ckpt_end"})
-        return None
-
-    def _finish(self, fields: dict[str, Any]) -> None:
-        self.done = True
-        self._cleanup()
-        self.channel.emit(dict(fields, k="ckpt_done", seq=self.seq, bytes=self.sent))
-        self.owner.ended(self, acknowledge=not self.captured)
-
-    def tick(self, now: float) -> None:
-        if not self.done and now >= self.deadline:
-            name = ""
-            try:
-                with open(self.progress) as fh:
-                    name = fh.read(200)
-            except OSError:
-                pass
-            where = f" (while writing {name})" if name else ""
-            self.fail(f"the serialiser did not finish in time{where}")
-
-    def fail(self, reason: str) -> None:
-        if self.done:
-            return
-        self._finish({"error": reason})
-
-    def _close_fifo(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def _cleanup(self) -> None:
-        if self.pid is not None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)  # gone already, or stopped now
-            except OSError:
-                pass
-        self._close_fifo()
-        for path in (self.fifo, self.report, self.progress):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
-
-def _walk(work: str, skipped: list[dict[str, str]]) -> list[tuple[str, str, os.stat_result]]:
-    """(relative path, path, stat) of the regular files under ``work``, links not followed."""
-    found: list[tuple[str, str, os.stat_result]] = []
-    for root, dirs, names in os.walk(work, followlinks=False):
-        dirs.sort()
-        for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, work).replace(os.sep, "/")
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
-                skipped.append({"path": rel, "reason": kind})
-            elif len(found) >= MAX_FILES:
-                skipped.append({"path": rel, "reason": f"more than {MAX_FILES} files"})
-            else:
-                found.append((rel, path, st))
-    return found
 
 
 def restore_upload(loop: Any, message: dict[str, Any]) -> session_files.Upload:

@@ -349,10 +349,14 @@ class SessionLoop:
         else:
             self.upload = session_files.operation(self.channel, self.space, message, self._ack)
 
+    def begin_cell(self, count: int, timeout_s: float) -> Cell:
+        """The cell in flight from now (a restore too), under a cell's deadlines."""
+        self.cell = Cell(count, timeout_s, self._pump(), signatures(self.space.outputs))
+        return self.cell
+
     def _start_cell(self, message: dict[str, Any]) -> None:
         count = int(message.get("count", 0))
-        timeout = float(message.get("timeout_s", 60))
-        self.cell = Cell(count, timeout, self._pump(), signatures(self.space.outputs))
+        self.begin_cell(count, float(message.get("timeout_s", 60)))
         try:
             assert self.kernel is not None
             self.kernel.send({"op": "cell", "code": str(message.get("code", "")), "count": count})
