@@ -111,15 +111,16 @@ def run_text(result: RunResult, links: Sequence[ResourceLink]) -> str:
     return "\n".join(parts)
 
 
-def restore_text(report: RestoreReport) -> str:
-    """A resume, in a line or two: what came back from which checkpoint, and what did not."""
+def restore_text(report: RestoreReport, how: str = "the session was paused and resumed") -> str:
+    """A resume (or a fork: ``how``), in a line or two: what came back from which
+    checkpoint, and what did not."""
     lost = ", ".join(f"{v.name} ({v.type}: {v.reason})" for v in report.lost[:20])
     if report.state == "lost":
-        head = f"(the session resumed from checkpoint {report.checkpoint} with its files, but "
+        head = f"({how} from checkpoint {report.checkpoint} with its files, but "
         return head + f"no variable: {report.error or 'the restore failed'})"
     line = (
-        f"(the session was paused and resumed from checkpoint {report.checkpoint}, after cell "
-        f"{report.execution_count}: {len(report.restored)} variable(s) back"
+        f"({how} from checkpoint {report.checkpoint}, after cell {report.execution_count}: "
+        f"{len(report.restored)} variable(s) back"
     )
     return line + (f"; not restored: {lost})" if lost else ")")
 
@@ -127,7 +128,8 @@ def restore_text(report: RestoreReport) -> str:
 def fork_text(source: str, info: SessionInfo) -> str:
     """A fork: the new session's id, and what it carries over."""
     text = f"new session {info.id}, forked from {source}"
-    return text + ("\n" + restore_text(info.restore) if info.restore is not None else "")
+    restore = info.restore
+    return text + ("\n" + restore_text(restore, "it starts") if restore is not None else "")
 
 
 def cell_text(cell: CellResult, links: Sequence[ResourceLink]) -> str:

@@ -118,7 +118,7 @@ async def test_a_fork_names_the_new_session_and_what_it_did_not_carry_over(
     session_id = text_of(await http_tools.call("create_session")).split()[1]
     text = text_of(await http_tools.call("fork_session", session_id=session_id))
     assert text.startswith(f"new session s2, forked from {session_id}")
-    assert "resumed from checkpoint 1" in text and "1 variable(s) back" in text
+    assert "(it starts from checkpoint 1, after cell 0: 1 variable(s) back" in text
     assert "sock (socket: TypeError: cannot pickle)" in text
 
 
