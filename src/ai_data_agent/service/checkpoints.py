@@ -354,6 +354,12 @@ class Checkpoints:
         self.manager.store.put(info.model_copy(update=update))
         self.records.delete_session(info.id)
         self.metrics.sessions_ended.labels(status=status.value).inc()
+        self.forget(info.id)
+
+    def forget(self, session_id: str) -> None:
+        """A session that ended needs none of what was kept for its checkpoints."""
+        for held in (self.settled, self._resuming, self._bases):  # its writing lock may be held
+            held.pop(session_id, None)
 
 
 def _paused(info: SessionInfo, reason: str, seq: int) -> SessionInfo:

@@ -115,7 +115,9 @@ class KeptSessions:
             self.keeper.end_paused(info, SessionStatus.CLOSED, "closed by request")
             return self.manager.get(session_id)
         self.keeper.settle(session_id)
-        return self.manager.close(session_id)
+        closed = self.manager.close(session_id)
+        self.keeper.forget(session_id)
+        return closed
 
     def submit_cell(self, session_id: str, request: CellRequest) -> CellHandle:
         self.keeper.ready(session_id)
