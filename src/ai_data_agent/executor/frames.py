@@ -230,8 +230,11 @@ class CheckpointBegin(_Frame):
 
 
 class CheckpointData(_Frame):
+    """A chunk of a checkpoint's part: its bytes as they are (``raw``), or base64 (``d``)."""
+
     k: Literal["ckpt_data"]
-    data: str = Field(alias="d")
+    data: str = Field("", alias="d")
+    raw: bytes | None = None
 
 
 class CheckpointEnd(_Frame):

@@ -8,14 +8,14 @@
 
 ``owner`` is the session loop's `checkpoint.Checkpoints`. The frames:
 ``ckpt_begin`` (a file's path, or ``""`` for the namespace), ``ckpt_data``
-(base64), ``ckpt_end``; ``ckpt_same`` for a file unchanged since the checkpoint
-``base`` this runner sent; ``ckpt_done`` last (kept and lost names, files
-skipped, or the error). Standard library only, Python >= 3.9.
+(followed by its bytes as they are: `Channel.emit_raw`), ``ckpt_end``;
+``ckpt_same`` for a file unchanged since the checkpoint ``base`` this runner
+sent; ``ckpt_done`` last (kept and lost names, files skipped, or the error).
+Standard library only, Python >= 3.9.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 PRIVATE_DIR = ".checkpoint"  # in the sandbox dir, beside work/: never archived
-CHUNK = 768 * 1024  # 1 MiB of base64 per frame
+CHUNK = 1024 * 1024  # raw bytes per frame, within the controller's frame cap
 MAX_FILES = 10_000
 MAX_REPORT_BYTES = 1024 * 1024
 MAX_SKIPPED = 100
@@ -123,7 +123,7 @@ class Checkpoint:
         if self.max_bytes and self.sent > self.max_bytes:
             self.fail(f"the checkpoint is larger than {self.max_bytes} bytes")
             return
-        self.channel.emit({"k": "ckpt_data", "d": base64.b64encode(data).decode()})
+        self.channel.emit_raw({"k": "ckpt_data"}, data)
 
     def _namespace_written(self) -> None:
         self._close_fifo()
@@ -195,7 +195,7 @@ class Checkpoint:
                     break
                 left -= len(chunk)
                 self.sent += len(chunk)
-                self.channel.emit({"k": "ckpt_data", "d": base64.b64encode(chunk).decode()})
+                self.channel.emit_raw({"k": "ckpt_data"}, chunk)
             self.channel.emit({"k": "ckpt_end"})
         return None
 

@@ -132,7 +132,7 @@ class _Receiver:
         elif isinstance(frame, CheckpointBegin):
             self._begin(frame.path)
         elif isinstance(frame, CheckpointData):
-            self._data(frame.data)
+            self._data(frame.raw, frame.data)
         elif isinstance(frame, CheckpointEnd):
             self._end()
         elif isinstance(frame, CheckpointSame):
@@ -155,11 +155,11 @@ class _Receiver:
             left = max(self.max_bytes - self.written, 0)
             self.writer = self.store.writer(max_bytes=left, what="checkpoint")
 
-    def _data(self, text: str) -> None:
+    def _data(self, raw: bytes | None, text: str) -> None:
         if self.writer is None:
             return
         try:
-            chunk = base64.b64decode(text, validate=True)
+            chunk = raw if raw is not None else base64.b64decode(text, validate=True)
             self.writer.write(chunk)
             self.written += len(chunk)
         except binascii.Error:
