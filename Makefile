@@ -17,7 +17,7 @@ endif
 
 .PHONY: help setup engine images test test-quick test-slow soak bench lint typecheck format run-sample example-mcp doctor sweep \
   controller-image compose-up compose-down clean \
-  postgres test-cluster
+  postgres chromium test-cluster
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ images: engine ## make a sandbox image available (pull, else build the local Deb
 	  images/base/build.sh $(BASE_IMAGE); \
 	fi
 
-test: engine setup images postgres ## the whole suite with coverage: unit, integration, cluster; one report (floor in pyproject.toml)
+test: engine setup images postgres chromium ## the whole suite with coverage: unit, integration (the console in Chromium too), cluster; one report
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest tests/unit -q
 	$(BIN)/coverage run -m pytest tests/integration -q -m "integration and not slow"
@@ -55,6 +55,9 @@ test: engine setup images postgres ## the whole suite with coverage: unit, integ
 
 postgres: ## make PostgreSQL's server programs available (apt-get as root) for test-cluster
 	@bash scripts/install-postgres.sh
+
+chromium: ## make Debian's chromium and chromium-driver available (apt-get as root) for the console's browser tests
+	@bash scripts/install-chromium.sh
 
 test-cluster: engine setup images postgres ## API nodes, workers and a throwaway PostgreSQL on private engines (root)
 	$(BIN)/pytest tests/cluster -q -m "cluster and not slow"

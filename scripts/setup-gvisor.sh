@@ -12,6 +12,9 @@
 # `--network=none` is required here: without it runsc fails to start containers
 # on this kernel. It also means a runsc sandbox has no network at all (see
 # docs/security.md), so requirements cannot be installed under runsc.
+# `--host-uds=open` lets a sandbox connect to (never create) host Unix sockets that
+# are bind-mounted into it: the only ones are the egress proxy's, one folder per
+# sandbox with an egress allow-list (docs/security.md "Egress").
 set -euo pipefail
 
 RUNSC=/usr/bin/runsc
@@ -36,7 +39,7 @@ changed=$(python3 - "$DAEMON_JSON" "$RUNSC" <<'PY'
 import json, os, sys, tempfile
 
 path, runsc = sys.argv[1], sys.argv[2]
-wanted = {"path": runsc, "runtimeArgs": ["--network=none"]}
+wanted = {"path": runsc, "runtimeArgs": ["--network=none", "--host-uds=open"]}
 try:
     with open(path) as fh:
         text = fh.read()

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, StrictBool
 
 from ai_data_agent.models import RunRequest, RunResult, RunStatus
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -78,6 +79,7 @@ class RunRecord(BaseModel):
     """A run as the daemon stores it: written before its container exists."""
 
     id: str
+    tenant: str = Field(ADMIN_TENANT, description="The tenant whose token submitted it.")
     status: ActiveStatus | RunStatus
     created_at: datetime
     started_at: datetime | None = None
@@ -142,6 +144,11 @@ class ServerInfo(BaseModel):
     limits: RunLimitsInfo
     install_timeout_s: float = Field(description="Time an install of requirements may take.")
     allow_network: bool = Field(description="Whether a request may ask for network.")
+    egress_allow: list[str] = Field(
+        default_factory=list,
+        description='Hosts a run or session may ask to reach (`network: {"allow": [...]}`), '
+        "the operator's egress allow-list; empty: egress is off.",
+    )
     cancel_wait_s: float = Field(description="How long DELETE waits for the sandbox to go.")
     max_body_bytes: int
     max_code_bytes: int

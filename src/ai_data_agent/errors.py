@@ -10,9 +10,11 @@ below, and anything else with ``500 internal`` and no detail::
 
     AiDataAgentError                    code               HTTP
     ├── RequestRejected                 invalid_request    400 (422: the body does not validate)
-    │   └── RequestTooLarge             payload_too_large  413  body, input files, counts
+    │   ├── RequestTooLarge             payload_too_large  413  body, input files, counts
+    │   └── EgressRefused               invalid_request    422  a host not on the egress allow-list
     ├── InstallFailed                   install_failed     422  requirements did not install
-    ├── Unauthorized                    unauthorized       401  missing or wrong bearer token
+    ├── Unauthorized                    unauthorized       401  token missing, wrong, revoked, expired
+    ├── Forbidden                       forbidden          403  an admin's call by an agent tenant
     ├── NotFound                        not_found          404  no such run or session (or
     │   │                                                       artifact, route)
     │   └── FileNotFound                file_not_found     404  path: no such file in a session
@@ -64,8 +66,10 @@ __all__ = [
     "CheckpointFailed",
     "ConfigurationError",
     "DockerUnavailable",
+    "EgressRefused",
     "ExecutorError",
     "FileNotFound",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",
@@ -171,6 +175,13 @@ class RequestTooLarge(RequestRejected):
     http_status = 413
 
 
+class EgressRefused(RequestRejected):
+    """``network`` asks for a host the server's egress allow-list does not give (the reason
+    names it), or for egress where it is off."""
+
+    http_status = 422
+
+
 class InstallFailed(AiDataAgentError):
     """Requirements that did not install (a session's); nothing was started or changed.
 
@@ -198,6 +209,13 @@ class Unauthorized(AiDataAgentError):
 
     default_code = "unauthorized"
     http_status = 401
+
+
+class Forbidden(AiDataAgentError):
+    """An admin's call (tenants, tokens, the audit log) made with an agent tenant's token."""
+
+    default_code = "forbidden"
+    http_status = 403
 
 
 class NotFound(AiDataAgentError):

@@ -13,12 +13,13 @@ request raises before anything is recorded or started.
 from __future__ import annotations
 
 from ai_data_agent.caps import check_input_files
-from ai_data_agent.errors import RequestRejected
-from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.egress.rules import Rule, RuleList, parse_destination, parse_rule
+from ai_data_agent.errors import EgressRefused, RequestRejected
+from ai_data_agent.models import EgressRequest, Limits, RunRequest
 from ai_data_agent.session_models import SessionRequest
 from ai_data_agent.settings import Settings
 
-__all__ = ["capped", "default_limits", "resolve_run", "resolve_session"]
+__all__ = ["capped", "check_egress", "default_limits", "resolve_run", "resolve_session"]
 
 
 def default_limits(settings: Settings) -> Limits:
@@ -59,7 +60,10 @@ def resolve_run(request: RunRequest, settings: Settings) -> Limits:
         max_file_bytes=settings.max_input_file_bytes,
         max_total_bytes=settings.max_input_total_bytes,
     )
-    if request.network and not settings.allow_network:
+    egress = request.network if isinstance(request.network, EgressRequest) else None
+    if egress is not None:
+        check_egress(egress, settings)
+    elif request.network and not settings.allow_network:
         raise RequestRejected("network", "network for user code is disabled on this server")
     defaults = default_limits(settings)
     return Limits(
@@ -70,7 +74,8 @@ def resolve_run(request: RunRequest, settings: Settings) -> Limits:
             capped("memory_mb", request.memory_mb, defaults.memory_mb, settings.max_memory_mb)
         ),
         cpus=capped("cpus", request.cpus, defaults.cpus, settings.max_cpus),
-        network=request.network,
+        network=request.network is True,
+        egress=egress,
     )
 
 
@@ -97,7 +102,36 @@ def resolve_session(request: SessionRequest, settings: Settings) -> Limits:
         "memory_mb", request.memory_mb, s.session_default_memory_mb, s.session_max_memory_mb
     )
     cpus = capped("cpus", request.cpus, s.session_default_cpus, s.session_max_cpus)
-    return Limits(timeout_s=timeout, memory_mb=int(memory), cpus=cpus, network=False)
+    if request.network is True:
+        raise RequestRejected(
+            "network", 'a session reaches hosts by allow-list only: {"allow": ["host", ...]}'
+        )
+    egress = request.network if isinstance(request.network, EgressRequest) else None
+    if egress is not None:
+        check_egress(egress, settings)
+    return Limits(timeout_s=timeout, memory_mb=int(memory), cpus=cpus, network=False, egress=egress)
+
+
+def check_egress(egress: EgressRequest, settings: Settings) -> None:
+    """Every host ``egress`` asks for (allowed or published) is on the server's allow-list
+    and not on its deny-list.
+
+    Raises:
+        EgressRefused: egress is off here, or a host it asks for is not allowed (named).
+    """
+    if not settings.egress_allow:
+        raise EgressRefused(
+            "network", "egress is off on this server (the operator sets AI_DATA_AGENT_EGRESS_ALLOW)"
+        )
+    allowed, denied = RuleList.parse(settings.egress_allow), RuleList.parse(settings.egress_deny)
+    asked = [("network.allow", parse_rule(text)) for text in egress.allow]
+    for name, target in egress.publish.items():
+        asked.append((f"network.publish.{name}", Rule.exactly(parse_destination(target))))
+    for field, rule in asked:
+        if not allowed.covers(rule):
+            raise EgressRefused(field, f"{rule} is not on this server's egress allow-list")
+        if denied.covers(rule):
+            raise EgressRefused(field, f"{rule} is on this server's egress deny-list")
 
 
 def _check_sizes(request: RunRequest, settings: Settings) -> None:

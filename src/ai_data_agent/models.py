@@ -17,21 +17,24 @@ import base64
 import binascii
 import re
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
+    Tag,
     field_validator,
     model_validator,
 )
 
+from ai_data_agent.egress.rules import check_destination, check_rule
 from ai_data_agent.paths import check_relative_path
 from ai_data_agent.requirements import (
     MAX_REQUIREMENT_LENGTH,
@@ -42,12 +45,14 @@ from ai_data_agent.requirements import (
 __all__ = [
     "OUTPUTS_DIR",
     "Artifact",
+    "EgressRequest",
     "EnvVars",
     "EnvironmentInfo",
     "InputFile",
     "InputFiles",
     "InstallReport",
     "Limits",
+    "NetworkOption",
     "PackageInfo",
     "RequirementLine",
     "RunRequest",
@@ -138,6 +143,50 @@ class InputFile(BaseModel):
         return self._data or b""
 
 
+PUBLISH_NAME = r"^[A-Z][A-Z0-9_]{0,31}$"
+MAX_EGRESS_RULES = 64
+MAX_PUBLISHED = 16
+
+
+class EgressRequest(BaseModel):
+    """``network: {"allow": [...]}``: reach exactly these hosts, through the daemon's checked
+    proxy (the sandbox itself keeps no network interface but ``lo``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow: tuple[Annotated[str, AfterValidator(check_rule)], ...] = Field(
+        max_length=MAX_EGRESS_RULES,
+        description="Hosts the code may reach through HTTP_PROXY/HTTPS_PROXY: `example.com`, "
+        "`*.example.com`, optionally `:port`; a subset of the server's egress allow-list.",
+    )
+    publish: dict[
+        Annotated[str, Field(pattern=PUBLISH_NAME)],
+        Annotated[str, AfterValidator(check_destination)],
+    ] = Field(
+        default_factory=dict,
+        max_length=MAX_PUBLISHED,
+        description="NAME -> host:port for clients that speak no proxy (databases): each is a "
+        "local port, told to the code as AI_DATA_AGENT_EGRESS_<NAME>=127.0.0.1:<port>.",
+    )
+
+
+def _network_kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "flag"
+    return "egress" if isinstance(value, dict | EgressRequest) else None
+
+
+# ``network``: a flag, or an allow-list; one error at ``network`` for anything else.
+NetworkOption = Annotated[
+    Annotated[StrictBool, Tag("flag")] | Annotated[EgressRequest, Tag("egress")],
+    Discriminator(
+        _network_kind,
+        custom_error_type="network",
+        custom_error_message='Input should be true, false or {"allow": [...]}',
+    ),
+]
+
+
 class Limits(BaseModel):
     """Resolved limits of one run (request values bounded by settings)."""
 
@@ -146,7 +195,8 @@ class Limits(BaseModel):
     timeout_s: float
     memory_mb: int
     cpus: float
-    network: bool
+    network: bool  # unrestricted network (the server allows it)
+    egress: EgressRequest | None = None  # reach these hosts through the egress proxy
 
 
 def _unique_paths(value: list[InputFile]) -> list[InputFile]:
@@ -201,7 +251,11 @@ class RunRequest(BaseModel):
     )
     memory_mb: StrictInt | None = Field(None, ge=64, description="Memory limit (MiB, swap equal).")
     cpus: StrictFloat | None = Field(None, gt=0, le=64, description="CPU limit (cores).")
-    network: StrictBool = Field(False, description="Network for user code (if the server allows).")
+    network: NetworkOption = Field(
+        False,
+        description="Network for user code: `true` is unrestricted (if the server allows it); "
+        '`{"allow": [...]}` reaches only those hosts, through the egress proxy.',
+    )
     env: EnvVars = Field(default_factory=dict, description="Extra environment variables.")
     files: InputFiles = Field(
         default_factory=list, description="Input files, placed under the working directory."

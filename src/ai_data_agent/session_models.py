@@ -26,10 +26,12 @@ from ai_data_agent.models import (
     EnvVars,
     InputFiles,
     InstallReport,
+    NetworkOption,
     PackageInfo,
     RequirementLine,
     SkippedArtifact,
 )
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = [
     "LIVE_SESSION_STATUSES",
@@ -102,6 +104,11 @@ class SessionRequest(BaseModel):
     cpus: StrictFloat | None = Field(None, gt=0, le=64, description="CPU limit (cores).")
     cell_timeout_s: StrictFloat | None = Field(
         None, gt=0, description="Default time limit of a cell in this session."
+    )
+    network: NetworkOption = Field(
+        False,
+        description='`{"allow": [...]}`: the session\'s code reaches only those hosts, through '
+        "the egress proxy, for its whole life. `true` (unrestricted) is for runs only.",
     )
 
 
@@ -202,6 +209,7 @@ class SessionInfo(BaseModel):
     """A session as the daemon knows it."""
 
     id: str
+    tenant: str = Field(ADMIN_TENANT, description="The tenant whose token started it.")
     status: SessionStatus
     created_at: datetime
     last_activity_at: datetime

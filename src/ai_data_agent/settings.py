@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ai_data_agent.egress.rules import check_network, check_rule
 from ai_data_agent.requirements import check_requirement
 
 __all__ = [
@@ -39,6 +41,9 @@ DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
 RequirementText = Annotated[str, AfterValidator(check_requirement)]
+EgressRules = Annotated[list[Annotated[str, AfterValidator(check_rule)]], NoDecode]
+EgressNetworks = Annotated[list[Annotated[str, AfterValidator(check_network)]], NoDecode]
+COMMA_SEPARATED = "api_tokens mcp_allowed_hosts egress_allow egress_deny egress_allow_cidrs".split()
 # Where hosts keep the system CA bundle, in the order Go's crypto/x509 looks on Linux.
 SYSTEM_CA_BUNDLES = (
     Path("/etc/ssl/certs/ca-certificates.crt"),  # Debian, Ubuntu, Gentoo, Arch, Alpine
@@ -62,6 +67,13 @@ def system_ca_bundle() -> Path | None:
         if path.is_file():
             return path.resolve()
     return None
+
+
+def _http_base_url(value: str) -> str:
+    parts = urlsplit(value)  # the base of a node's routes: http(s), a host, no query
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ValueError("must be an http(s):// URL with a host, such as http://10.0.0.5:8000")
+    return value.rstrip("/")
 
 
 def user_cache_dir() -> Path:
@@ -266,6 +278,26 @@ class Settings(BaseSettings):
         "Nothing else of the controller's environment reaches a container.",
     )
 
+    # Egress: hosts reached through a checked proxy (docs/security.md "Egress") ----------
+    egress_allow: EgressRules = Field(
+        default_factory=list,
+        description="Hosts a run or session may ask for, comma-separated: `example.com`, `*.example."
+        "com` (subdomains), `*`, an IP address; each optionally `:port`. Empty: egress is off.",
+    )
+    egress_deny: EgressRules = Field(default_factory=list, description="Hosts never reached.")
+    egress_allow_cidrs: EgressNetworks = Field(
+        default_factory=list, description="Non-global ranges (CIDRs) reachable all the same."
+    )
+    egress_max_connections: int = Field(16, ge=1, description="Proxied connections per sandbox.")
+    egress_max_bytes_out: int = Field(64 * MiB, ge=0, description="Bytes a sandbox may send.")
+    egress_max_bytes_in: int = Field(1024 * MiB, ge=0, description="Bytes a sandbox may receive.")
+    egress_idle_timeout_s: float = Field(60.0, gt=0, description="Seconds an idle tunnel lives.")
+    egress_socket_dir: Path | None = Field(
+        None,
+        description="Folder of the proxy's per-sandbox Unix sockets, bind-mounted into sandboxes: "
+        "the Docker engine must see the same path. Default: a private temporary folder.",
+    )
+
     # Operations --------------------------------------------------------------
     docker_host: str | None = Field(
         None, description="Docker endpoint; default: DOCKER_HOST or the local socket."
@@ -318,9 +350,27 @@ class Settings(BaseSettings):
     )
     retention_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Records kept this long.")
     retention_max_runs: int = Field(10_000, ge=1, description="At most this many records kept.")
+    audit_retention_s: float = Field(
+        90 * 24 * 3600.0, gt=0, description="Audit log entries are kept this long."
+    )
+    audit_fsync: bool = Field(
+        False,
+        description="One node: sync each audit commit to disk (survives power loss; a disk "
+        "sync per request batch). Off: an answered request's entry survives a crash or kill -9.",
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time runs get to finish.")
     reaper_interval_s: float = Field(
         30.0, gt=0, description="How often expired sandboxes are swept."
+    )
+
+    # Operator console (/console) -------------------------------------------------
+    console_enabled: bool = Field(
+        True, description="Serve the operator console at /console (docs/console.md)."
+    )
+    console_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs the console's session cookies. Unset: a key made once in "
+        "data_dir (console.key, mode 0600). Give every API node of a cluster the same one.",
     )
 
     # MCP server (the `mcp` extra) ---------------------------------------------
@@ -376,12 +426,24 @@ class Settings(BaseSettings):
     worker_name: str | None = Field(
         None, description="This worker's name in the cluster; default: the host name."
     )
+    advertise_url: Annotated[str, AfterValidator(_http_base_url)] | None = Field(
+        None,
+        description="The URL workers reach this API node at, to read and write the cluster's "
+        "storage (datasets, checkpoints). Default: http://HOST:PORT of `serve`, unless HOST "
+        "is a wildcard address (0.0.0.0, ::): then set it.",
+    )
+    blob_max_bytes: int = Field(
+        20 * 1024 * MiB, ge=1, description="Largest blob a worker may write through an API node."
+    )
+    blob_cache_max_bytes: int = Field(
+        20 * 1024 * MiB, ge=0, description="A worker's copies of the cluster's blobs (LRU)."
+    )
 
     # Client ------------------------------------------------------------------
     server: str | None = Field(None, description="Daemon URL: the CLI sends runs there.")
     token: SecretStr | None = Field(None, description="Bearer token the client sends.")
 
-    @field_validator("api_tokens", "mcp_allowed_hosts", mode="before")
+    @field_validator(*COMMA_SEPARATED, mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

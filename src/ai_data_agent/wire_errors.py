@@ -18,6 +18,7 @@ from ai_data_agent.errors import (
     AiDataAgentError,
     CheckpointFailed,
     FileNotFound,
+    Forbidden,
     InstallFailed,
     NotFound,
     NotReady,
@@ -40,6 +41,7 @@ HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     RequestTooLarge,
     InstallFailed,
     Unauthorized,
+    Forbidden,
     NotFound,
     FileNotFound,
     QueueFull,
@@ -55,6 +57,7 @@ _BY_CODE = {cls.default_code: cls for cls in HTTP_ERRORS}
 _BY_STATUS = {
     400: RequestRejected,
     401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: SessionBusy,
     410: SessionGone,

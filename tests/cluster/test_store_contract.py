@@ -126,6 +126,9 @@ def test_list_pages_newest_first_with_a_status_filter(store: RunRecords) -> None
     assert [r.id for r in page] == ["r3", "r2"] and total == 5
     cancelled, count = store.list(status="cancelled")
     assert [r.id for r in cancelled] == ["r1"] and count == 1
+    recent, count = store.list(since=1003.0)
+    assert [r.id for r in recent] == ["r4", "r3"] and count == 2
+    assert store.list(status="cancelled", since=1002.0) == ([], 0)
 
 
 def test_retention_keeps_active_records_and_the_newest(store: RunRecords) -> None:

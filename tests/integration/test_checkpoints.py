@@ -19,10 +19,12 @@ from ai_data_agent.service.checkpoint_store import CHECKPOINTS_FILENAME, Checkpo
 from ai_data_agent.service.checkpoints import Checkpoints
 from ai_data_agent.service.kept_sessions import KeptSessions
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.ownership import TenantCheckpoints
 from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import CellRequest, CellStatus, SessionRequest, SessionStatus
 from ai_data_agent.storage import LocalBlobStore
+from ai_data_agent.tenant_models import Principal, Role
 from tests.support.wait import poll
 
 pytestmark = pytest.mark.integration
@@ -145,18 +147,27 @@ def test_a_changed_blob_or_record_is_refused_and_another_tenant_finds_nothing(
     kept: Callable[..., KeptSessions], tmp_path: Path
 ) -> None:
     sessions = kept()
-    sid = sessions.create(SessionRequest()).id
+    owned = TenantCheckpoints(sessions, sessions)
+    tenant_a, tenant_b = (Principal(tenant=t, role=Role.AGENT) for t in ("a", "b"))
+    sid = sessions.create(SessionRequest(), tenant="a").id
     run(sessions, sid, "secret = 'tenant a'")
-    info = sessions.checkpoint(sid)
+    info = owned.checkpoint(tenant_a, sid)
     for call in (
-        lambda: sessions.checkpoints(sid, tenant="b"),
-        lambda: sessions.resume(sid, tenant="b"),
-        lambda: sessions.fork(sid, ForkRequest(checkpoint=info.seq), tenant="b"),
-        lambda: sessions.pause(sid, tenant="b"),
+        lambda: owned.checkpoint(tenant_b, sid),
+        lambda: owned.checkpoints(tenant_b, sid),
+        lambda: owned.resume(tenant_b, sid),
+        lambda: owned.fork(tenant_b, sid, ForkRequest(checkpoint=info.seq)),
+        lambda: owned.pause(tenant_b, sid),
     ):
         with pytest.raises(NotFound):
             call()
-    sessions.pause(sid)
+    admins = owned.fork(Principal.builtin_admin(), sid, ForkRequest(checkpoint=info.seq))
+    assert admins.tenant == "admin"  # a fork is the caller's
+    with pytest.raises(NotFound):
+        owned.checkpoints(tenant_a, admins.id)
+    sessions.close(admins.id)
+    assert owned.pause(tenant_a, sid).status is SessionStatus.PAUSED
+    assert sessions.keeper.records.latest(sid, tenant="a") is not None  # the session's tenant
 
     db = sqlite3.connect(tmp_path / CHECKPOINTS_FILENAME)
     (text,) = db.execute("SELECT record FROM checkpoints WHERE session_id = ?", (sid,)).fetchone()

@@ -28,7 +28,14 @@ from ai_data_agent.errors import (
     ServerUnreachable,
     Unauthorized,
 )
-from ai_data_agent.models import Artifact, InstallReport, RunRequest, RunResult, RunStatus
+from ai_data_agent.models import (
+    Artifact,
+    EgressRequest,
+    InstallReport,
+    RunRequest,
+    RunResult,
+    RunStatus,
+)
 from ai_data_agent.service import server
 from ai_data_agent.settings import Settings
 
@@ -277,6 +284,20 @@ def test_bad_requests_exit_2_before_anything_is_sent(
     assert message in " ".join(out.stderr.split())
     assert "Value error" not in out.stderr  # our words, not pydantic's wrapping
     assert fake_client.made == []
+
+
+def test_allow_asks_for_exactly_those_hosts_and_excludes_network(
+    runner: CliRunner, fake_client: type[FakeClient]
+) -> None:
+    allow = ["--allow", "files.example.com", "--allow", "*.s3.example.com:443"]
+    out = runner.invoke(app, ["run", "-", "--server", SERVER, *allow], input="pass\n")
+    assert out.exit_code == 0, out.output
+    [request] = fake_client.made[0].calls
+    assert request.network == EgressRequest(allow=("files.example.com", "*.s3.example.com:443"))
+    out = runner.invoke(app, ["run", "-", "--server", SERVER, "--network", *allow], input="")
+    assert out.exit_code == 2
+    assert "--network and --allow exclude each other" in out.stderr
+    assert len(fake_client.made) == 1  # nothing more was sent
 
 
 def test_a_bad_requirements_file_names_the_line(

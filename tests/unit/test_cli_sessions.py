@@ -281,3 +281,16 @@ def test_checkpoint_pause_resume_and_fork_say_what_came_back(
     assert session("resume", SESSION).stdout.startswith("restored: 1 variable(s) back")
     assert session("fork", SESSION, "--checkpoint", "2").stdout == "f" * 32 + "\n"
     assert json.loads(stub.requests[-1].content) == {"checkpoint": 2}
+
+
+def test_new_asks_for_the_allow_hosts_and_for_no_network_without_them(
+    daemon: Callable[..., StubDaemon],
+) -> None:
+    stub = daemon({("POST", "/v1/sessions"): httpx.Response(201, json=session_json(SESSION))})
+    out = session("new", "--allow", "files.example.com", "--allow", "*.s3.example.com:443")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.strip() == SESSION
+    body = json.loads(stub.requests[-1].content)
+    assert body["network"] == {"allow": ["files.example.com", "*.s3.example.com:443"]}
+    assert session("new").exit_code == 0
+    assert "network" not in json.loads(stub.requests[-1].content)

@@ -7,7 +7,7 @@ import email.policy
 import inspect
 import json
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
@@ -320,7 +320,16 @@ def test_list_without_a_filter_sends_none(client_for: Any) -> None:
         httpx.Response(200, json={"items": [], "total": 0, "limit": 50, "offset": 0})
     )
     client_for(recorder).list()
-    assert "status" not in recorder.last.url.params
+    assert "status" not in recorder.last.url.params and "since" not in recorder.last.url.params
+
+
+def test_list_sends_since_as_an_aware_time(client_for: Any) -> None:
+    recorder = Recorder(
+        httpx.Response(200, json={"items": [], "total": 0, "limit": 50, "offset": 0})
+    )
+    since = datetime(2025, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))
+    client_for(recorder).list(since=since)
+    assert recorder.last.url.params["since"] == "2025-03-01T10:30:00+00:00"
 
 
 def test_wait_polls_until_terminal(client_for: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from ai_data_agent.executor.docker.backend import DockerBackend
 from ai_data_agent.executor.owner import owner_is_dead, owner_label
 from ai_data_agent.executor.spec import (
     CA_BUNDLE_PATH,
+    EGRESS_MOUNT,
     LABEL_CONTROLLER,
     LABEL_DEADLINE,
     LABEL_MANAGED,
@@ -226,6 +228,15 @@ def test_host_config_network_and_ca_bundle_mount(tmp_path: Path) -> None:
     assert mount["Type"] == "bind" and mount["ReadOnly"] is True
     assert (mount["Source"], mount["Target"]) == (str(bundle.resolve()), CA_BUNDLE_PATH)
     assert "binds" not in config  # -v binds would create a missing source on the host
+
+
+def test_host_config_egress_sockets_mount(tmp_path: Path) -> None:
+    spec = dataclasses.replace(spec_for(), egress_dir=tmp_path)
+    config = host_config(spec)
+    assert config["network_mode"] == "none"  # egress goes through the proxy's sockets only
+    [mount] = config["mounts"]
+    assert mount["Type"] == "bind" and mount["ReadOnly"] is True
+    assert (mount["Source"], mount["Target"]) == (str(tmp_path), EGRESS_MOUNT)
 
 
 def test_owner_label_is_alive_for_this_process_and_dead_for_a_gone_one() -> None:

@@ -6,6 +6,7 @@
     AI_DATA_AGENT_DATABASE_URL=postgresql://... ai-data-agent worker   # a cluster's worker
     ai-data-agent session new -p pandas ; ai-data-agent repl
     ai-data-agent doctor ; ai-data-agent cache list ; ai-data-agent sweep
+    ai-data-agent tenant add team-a ; ai-data-agent token new team-a ci ; ai-data-agent audit
 
 The commands that need the local engine (``run`` without ``--server``,
 ``doctor``, ``sweep``, ``cache``, ``repl`` without ``--server``) check it first:
@@ -22,6 +23,7 @@ from ai_data_agent.cli.repl import repl
 from ai_data_agent.cli.run import run
 from ai_data_agent.cli.serve import mcp, serve, worker
 from ai_data_agent.cli.sessions import session_app
+from ai_data_agent.cli.tenants import audit, tenant_app, token_app
 
 __all__ = ["app", "main"]
 
@@ -40,6 +42,9 @@ app.command("repl")(repl)
 app.command()(sweep)
 app.add_typer(cache_app, name="cache")
 app.add_typer(session_app, name="session")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(token_app, name="token")
+app.command()(audit)
 
 
 def main() -> None:

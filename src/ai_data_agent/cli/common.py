@@ -37,6 +37,7 @@ from ai_data_agent.client import Client
 from ai_data_agent.errors import (
     AiDataAgentError,
     DockerUnavailable,
+    Forbidden,
     NotFound,
     RequestRejected,
     SessionBusy,
@@ -96,6 +97,8 @@ def exit_for(exc: AiDataAgentError, token: object) -> typer.Exit:
     the caller's to fix, else 125. ``token`` is the one sent, for what to do about it."""
     if isinstance(exc, Unauthorized):
         return fail(auth_hint(exc, token), EXIT_AUTH)
+    if isinstance(exc, Forbidden):
+        return fail(f"{exc}; this needs an admin's token", EXIT_AUTH)
     if isinstance(exc, SessionBusy | SessionLimit):
         return fail(str(exc), EXIT_BUSY)
     if isinstance(exc, RequestRejected | NotFound | SessionError):

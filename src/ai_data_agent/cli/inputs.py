@@ -1,8 +1,9 @@
-"""What the commands read from the user's side: code, requirements and input files.
+"""What the commands read from the user's side: code, requirements, input files, network.
 
     code = read_code("analysis.py")                               # or "-" for stdin
     requirements = read_requirements(Path("requirements.txt"), ["six"])
     files = input_files(["sales.csv:data/sales.csv", "./a//b.csv"])   # a/b.csv
+    network = network_option(["files.example.com"])             # {"allow": [...]}
 
 Anything unreadable or invalid stops the command with exit 2 and says which
 argument (`ai_data_agent.cli.common.fail`).
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path, PurePath
+from typing import Annotated
 
+import typer
 from pydantic import ValidationError
 
 from ai_data_agent.cli.common import fail
@@ -21,7 +24,17 @@ from ai_data_agent.errors import RequestRejected
 from ai_data_agent.models import InputFile, parse_requirements_text
 from ai_data_agent.paths import normalise_relative_path
 
-__all__ = ["input_files", "read_code", "read_requirements"]
+__all__ = ["AllowHosts", "input_files", "network_option", "read_code", "read_requirements"]
+
+AllowHosts = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow",
+        metavar="HOST",
+        help="A host the code may reach through the egress proxy: files.example.com, "
+        "*.example.com, optionally :PORT (repeatable; on the server's egress allow-list).",
+    ),
+]
 
 
 def read_code(file: str) -> str:
@@ -70,3 +83,10 @@ def input_files(specs: list[str]) -> list[InputFile]:
             reason = RequestRejected.from_errors(exc.errors()).reason
             raise fail(f"--file {spec}: {reason}", EXIT_USAGE) from exc
     return files
+
+
+def network_option(allow: list[str], *, unrestricted: bool = False) -> bool | dict[str, list[str]]:
+    """A request's ``network``: only the ``--allow`` hosts, else ``--network``'s flag."""
+    if allow and unrestricted:
+        raise fail("--network and --allow exclude each other (--allow: only its hosts)", EXIT_USAGE)
+    return {"allow": allow} if allow else unrestricted

@@ -37,7 +37,13 @@ from ai_data_agent.cli.common import (
     setup_logging,
 )
 from ai_data_agent.cli.exits import EXIT_USAGE, exit_code_for
-from ai_data_agent.cli.inputs import input_files, read_code, read_requirements
+from ai_data_agent.cli.inputs import (
+    AllowHosts,
+    input_files,
+    network_option,
+    read_code,
+    read_requirements,
+)
 from ai_data_agent.cli.stopping import stop_code, stoppable
 from ai_data_agent.client import Client
 from ai_data_agent.errors import AiDataAgentError, RequestRejected
@@ -211,6 +217,7 @@ def run(
     memory: Annotated[int | None, typer.Option(help="Memory limit in MiB.")] = None,
     cpus: Annotated[float | None, typer.Option(help="CPU limit (cores).")] = None,
     network: Annotated[bool, typer.Option(help="Network for the code (if allowed).")] = False,
+    allow: AllowHosts = None,
     env: EnvPairs = None,
     file_specs: FileSpecs = None,
     output_dir: OutputDir = None,
@@ -240,7 +247,7 @@ def run(
             timeout_s=timeout,
             memory_mb=memory,
             cpus=cpus,
-            network=network,
+            network=network_option(allow or [], unrestricted=network),
             env=_env_pairs(env or []),
             files=input_files(file_specs or []),
         )

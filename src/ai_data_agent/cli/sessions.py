@@ -40,7 +40,13 @@ from ai_data_agent.cli.common import (
     working,
 )
 from ai_data_agent.cli.exits import CELL_EXIT_CODES, EXIT_USAGE
-from ai_data_agent.cli.inputs import input_files, read_code, read_requirements
+from ai_data_agent.cli.inputs import (
+    AllowHosts,
+    input_files,
+    network_option,
+    read_code,
+    read_requirements,
+)
 from ai_data_agent.cli.stopping import stop_code
 from ai_data_agent.client import Client, RemoteSession
 from ai_data_agent.client.sessions import file_path
@@ -96,6 +102,7 @@ def new(
     memory: Annotated[int | None, typer.Option(help="Memory limit in MiB.")] = None,
     cpus: Annotated[float | None, typer.Option(help="CPU limit (cores).")] = None,
     cell_timeout: Annotated[float | None, typer.Option(help="Default seconds per cell.")] = None,
+    allow: AllowHosts = None,
     server: Server = None,
     as_json: AsJson = False,
 ) -> None:
@@ -108,6 +115,7 @@ def new(
         "memory_mb": memory,
         "cpus": cpus,
         "cell_timeout_s": cell_timeout,
+        "network": network_option(allow) if allow else None,
     }
     with client, working(starting(requirements, "on the daemon")):
         session = guarded(

@@ -12,6 +12,7 @@ Inside, in the order a request meets it:
 - ``runs``: `Client`, the front door: runs (``run``, ``submit``, ``wait``,
   ``follow``, ``cancel``, artifacts) and the way into sessions;
 - ``sessions``: `RemoteSession`, one session's calls (cells, files, packages);
+- ``tenants``: an admin's calls: `Tenants`, `Tokens`, `Audit` (``client.tenants``, ...);
 - ``requests``: what a run sends, checked against the daemon's caps first;
 - ``connection``: `Connection`, one daemon as both see it: the transport and
   the daemon's ``/v1/info``, read once;
@@ -21,7 +22,8 @@ Inside, in the order a request meets it:
 
 Errors are the package's one tree (`ai_data_agent.errors`), the same class the
 daemon raised: `RequestRejected` (400/422, and a request that does not validate
-here), `RequestTooLarge` (413), `Unauthorized`, `NotFound` (`FileNotFound` for a
+here), `RequestTooLarge` (413), `Unauthorized`, `Forbidden` (403: an admin's call
+with an agent's token), `NotFound` (`FileNotFound` for a
 session's file), `QueueFull` (with ``retry_after``), `SessionBusy`,
 `SessionGone`, `SessionLimit`, `NotReady`, `ServerError` (500, or an answer
 outside the API), `ServerUnreachable` (no answer) and `RunIncomplete` (a wait
@@ -37,6 +39,7 @@ from ai_data_agent.client.sessions import RemoteSession
 from ai_data_agent.client.wire import error_from_response
 from ai_data_agent.errors import (
     FileNotFound,
+    Forbidden,
     InstallFailed,
     NotFound,
     NotReady,
@@ -56,6 +59,7 @@ from ai_data_agent.errors import (
 __all__ = [
     "Client",
     "FileNotFound",
+    "Forbidden",
     "InstallFailed",
     "NotFound",
     "NotReady",

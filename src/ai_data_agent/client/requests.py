@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ai_data_agent.api_models import RunSubmission, ServerInfo
 from ai_data_agent.caps import check_input_files
 from ai_data_agent.errors import RequestRejected, RequestTooLarge
-from ai_data_agent.models import InputFile, RunRequest
+from ai_data_agent.models import EgressRequest, InputFile, RunRequest
 
 __all__ = ["RunOptions", "check_sizes", "run_body", "run_request"]
 
@@ -31,7 +31,7 @@ class RunOptions(TypedDict, total=False):
     timeout_s: float | None
     memory_mb: int | None
     cpus: float | None
-    network: bool
+    network: bool | EgressRequest | Mapping[str, Any]  # `{"allow": [...]}`: see EgressRequest
     env: Mapping[str, str] | None
     files: Sequence[InputFile]
     install_mode: Literal["cache", "per_run"] | None

@@ -35,6 +35,7 @@ import builtins
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -50,6 +51,7 @@ from ai_data_agent.api_models import (
 from ai_data_agent.client.connection import Connection
 from ai_data_agent.client.requests import RunOptions, check_sizes, run_body, run_request
 from ai_data_agent.client.sessions import RemoteSession, list_sessions, open_session
+from ai_data_agent.client.tenants import Audit, Tenants, Tokens
 from ai_data_agent.client.wire import invalid_response, parse, read_events, segment
 from ai_data_agent.errors import RunIncomplete, ServerError
 from ai_data_agent.models import Artifact, RunRequest, RunResult, RunStatus
@@ -76,6 +78,22 @@ class Client(Connection):
         transport: an httpx transport to use instead of the network (tests).
     """
 
+    # -- an admin's ------------------------------------------------------------------
+    @property
+    def tenants(self) -> Tenants:
+        """Tenants (``/v1/tenants``; an admin's token)."""
+        return Tenants(self)
+
+    @property
+    def tokens(self) -> Tokens:
+        """Tokens (``/v1/tokens``; an admin's token)."""
+        return Tokens(self)
+
+    @property
+    def audit(self) -> Audit:
+        """The audit log (``/v1/audit``; an admin's token)."""
+        return Audit(self)
+
     # -- sessions ---------------------------------------------------------------------
     def session(self, **fields: Any) -> RemoteSession:
         """Start a session on the daemon (fields as `SessionRequest`'s); see `RemoteSession`.
@@ -95,9 +113,10 @@ class Client(Connection):
         response = self.transport.request("GET", f"/v1/sessions/{segment(session_id)}")
         return RemoteSession(self, parse(response, SessionInfo))
 
-    def sessions(self) -> builtins.list[SessionInfo]:
-        """Live sessions first, then those that ended, newest first."""
-        return list_sessions(self)
+    def sessions(self, *, tenant: str | None = None) -> builtins.list[SessionInfo]:
+        """Live sessions first, then those that ended, newest first (an admin's token:
+        every tenant's, or ``tenant``'s)."""
+        return list_sessions(self, tenant=tenant)
 
     # -- runs -----------------------------------------------------------------------
     def run(
@@ -210,12 +229,24 @@ class Client(Connection):
         return parse(response, RunRecord)
 
     def list(
-        self, status: RunStatus | str | None = None, *, limit: int = 50, offset: int = 0
+        self,
+        status: RunStatus | str | None = None,
+        *,
+        tenant: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        since: datetime | None = None,
     ) -> RunPage:
-        """Records newest first, optionally only those with ``status``."""
+        """Records newest first, optionally only those with ``status`` (an admin's token:
+        every tenant's, or ``tenant``'s; an agent's: its own), or created at or after
+        ``since`` (a naive time is local time, as Python reads it)."""
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
         if status is not None:
             params["status"] = str(status)
+        if tenant is not None:
+            params["tenant"] = tenant
+        if since is not None:
+            params["since"] = since.astimezone(UTC).isoformat()
         return parse(self.transport.request("GET", "/v1/runs", params=params), RunPage)
 
     # -- artifacts and live events -----------------------------------------------------

@@ -101,9 +101,11 @@ def open_session(connection: Connection, **fields: Any) -> RemoteSession:
     return RemoteSession(connection, parse(response, SessionInfo))
 
 
-def list_sessions(connection: Connection) -> list[SessionInfo]:
+def list_sessions(connection: Connection, *, tenant: str | None = None) -> list[SessionInfo]:
     """``GET /v1/sessions``: live sessions first, then those that ended, newest first."""
-    return parse(connection.transport.request("GET", "/v1/sessions"), SessionPage).items
+    params = {} if tenant is None else {"tenant": tenant}
+    response = connection.transport.request("GET", "/v1/sessions", params=params)
+    return parse(response, SessionPage).items
 
 
 class RemoteSession:

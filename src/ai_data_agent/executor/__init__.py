@@ -17,6 +17,7 @@ from ai_data_agent.executor.backend import Backend, SweepRule
 from ai_data_agent.executor.core import Executor
 from ai_data_agent.executor.env import EnvCache, InstallFailure
 from ai_data_agent.executor.events import EventHandler, RunEvent
+from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.session import SandboxProvider, Session
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "SandboxProvider",
     "Session",
     "SweepRule",
+    "WarmPool",
 ]

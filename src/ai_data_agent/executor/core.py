@@ -23,6 +23,7 @@ from typing import Any
 
 from loguru import logger
 
+from ai_data_agent.egress.proxy import EgressProxy
 from ai_data_agent.executor.backend import Backend
 from ai_data_agent.executor.conversation import Transcript
 from ai_data_agent.executor.driver import Assignment, SandboxDriver
@@ -55,10 +56,20 @@ class Executor:
     It keeps the environment cache (see `env`, unless the install mode is
     ``per_run``) and, when ``settings.pool_size`` > 0, a warm pool (see
     `pool`). Call `close` (or use it as a context manager) to drain the pool.
+    When the operator allows egress (``settings.egress_allow``), it keeps the
+    egress proxy that runs and sessions with an allow-list reach hosts through.
     """
 
-    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend | None = None,
+        egress: EgressProxy | None = None,
+    ) -> None:
         self.settings = settings
+        # The egress proxy (its thread starts at the first lease), when the operator
+        # allows egress; a caller may pass its own (another resolver, a namespace).
+        self.egress = egress or (EgressProxy(settings) if settings.egress_allow else None)
         self.controller_id = uuid.uuid4().hex[:12]
         if backend is None:
             from ai_data_agent.executor.docker import DockerBackend
@@ -70,7 +81,7 @@ class Executor:
             if settings.pool_size > 0
             else None
         )
-        self.driver = SandboxDriver(settings, backend, self.pool)
+        self.driver = SandboxDriver(settings, backend, self.pool, self.egress)
         self.env_cache = (
             EnvCache(settings, backend, self.driver, self.controller_id)
             if settings.install_mode == "cache"
@@ -86,9 +97,9 @@ class Executor:
         self.close()
 
     def close(self, *, stop_compiles: bool = False) -> None:
-        """Drain the warm pool, finish deferred removals (nothing left behind) and
-        close the engine connection; background compiles are waited for, or stopped
-        with ``stop_compiles`` (see `EnvCache.close`).
+        """Drain the warm pool, finish deferred removals (nothing left behind), close the
+        engine connection and stop the egress proxy; background compiles are waited for,
+        or stopped with ``stop_compiles`` (see `EnvCache.close`).
 
         Idempotent; the executor stays usable (it reconnects, without a pool).
         """
@@ -98,6 +109,8 @@ class Executor:
             self.env_cache.close(stop_compiles=stop_compiles)
         self.driver.close()
         self.backend.close()
+        if self.egress is not None:
+            self.egress.close()
 
     def start_pool(self) -> None:
         """Fill the warm pool now rather than at the first run (a daemon does this at start)."""
@@ -221,7 +234,9 @@ class Executor:
 
     def open_sandbox(self, order: SandboxOrder) -> SandboxLink:
         spec = self.sandbox_spec(order.limits, order.image, order.run_id, lifetime=order.lifetime_s)
-        return self.driver.open(spec, order.job, run_id=order.run_id, inputs=order.inputs)
+        return self.driver.open(
+            spec, order.job, run_id=order.run_id, inputs=order.inputs, egress=order.limits.egress
+        )
 
     def sandbox_spec(
         self,
@@ -266,6 +281,7 @@ class Executor:
             job=run_job(self.settings, request, limits, env.path if env is not None else None),
             inputs=[item.data for item in request.files],
             code_timeout_s=limits.timeout_s,
+            egress=limits.egress,
         )
         in_use = self.env_cache.using(env.key) if env and self.env_cache else nullcontext()
         with in_use:

@@ -30,6 +30,7 @@ SANDBOX_MODULES = (
     "channel",
     "checkpoint",
     "display",
+    "egress_relay",
     "environment",
     "envstore",
     "execute",

@@ -6,12 +6,16 @@
     driver.close()              # waits for removals deferred to the background
 
 A sandbox comes from the warm pool when one with the same profile waits there,
-else it is started (`delivery.launch`). `open` sends the job with a fresh
-frame token, the input files and, for installs, the uv binary, and hands back
-the `link.SandboxLink` that reads its frames: a session keeps it for its
-life; `drive` has `Conversation` read it under the controller's deadlines and
-removes the container in every path. With ``defer_removal`` a sandbox that
-ended cleanly is removed in the background after the caller has its answer.
+else it is started (`delivery.launch`). A run or session with an egress
+allow-list gets its lease on the egress proxy here, before its container is
+made (the lease's folder of sockets is bind-mounted into it, so such a
+sandbox is always a fresh one); the lease is the link's and closes with it.
+`open` sends the job with a fresh frame token, the input files and, for
+installs, the uv binary, and hands back the `link.SandboxLink` that reads its
+frames: a session keeps it for its life; `drive` has `Conversation` read it
+under the controller's deadlines and removes the container in every path.
+With ``defer_removal`` a sandbox that ended cleanly is removed in the
+background after the caller has its answer (its tunnels end at once).
 `Executor` (runs, sessions) and `EnvCache` (its own sandboxes) open theirs here.
 """
 
@@ -20,21 +24,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from loguru import logger
 
+from ai_data_agent.egress.proxy import EgressLease, EgressProxy
+from ai_data_agent.errors import AiDataAgentError, ExecutorError
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.backend import Backend, Sandbox
 from ai_data_agent.executor.conversation import Budget, Conversation, Transcript
 from ai_data_agent.executor.delivery import launch
 from ai_data_agent.executor.events import EventHandler
-from ai_data_agent.executor.jobs import Job
+from ai_data_agent.executor.jobs import EgressJob, Job
 from ai_data_agent.executor.link import SandboxLink
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.protocol import encode_message, new_token
-from ai_data_agent.executor.spec import ContainerSpec
+from ai_data_agent.executor.spec import EGRESS_MOUNT, ContainerSpec
+from ai_data_agent.models import EgressRequest
 from ai_data_agent.settings import Settings
 
 __all__ = ["Assignment", "SandboxDriver"]
@@ -45,22 +52,34 @@ REMOVAL_THREADS = 2
 
 @dataclass(frozen=True)
 class Assignment:
-    """What one sandbox does: its container, its job, and the bytes that follow the job."""
+    """What one sandbox does: its container, its job, the bytes that follow the job, and
+    the hosts it reaches through the egress proxy."""
 
     spec: ContainerSpec
     job: Job
     inputs: Sequence[bytes] = ()
     ship_uv: bool = False
     code_timeout_s: float = 0.0
+    egress: EgressRequest | None = None
 
 
 class SandboxDriver:
-    """Opens sandboxes and drives one-shot jobs through their conversation. Thread-safe."""
+    """Opens sandboxes and drives one-shot jobs through their conversation. Thread-safe.
 
-    def __init__(self, settings: Settings, backend: Backend, pool: WarmPool | None = None) -> None:
+    ``egress`` is the proxy that serves sandboxes with an allow-list (None: egress is off).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        pool: WarmPool | None = None,
+        egress: EgressProxy | None = None,
+    ) -> None:
         self.settings = settings
         self.backend = backend
         self.pool = pool
+        self.egress = egress
         self._removals = ThreadPoolExecutor(REMOVAL_THREADS, thread_name_prefix="remove")
         self._lock = threading.Lock()
 
@@ -79,12 +98,15 @@ class SandboxDriver:
         run_id: str,
         inputs: Sequence[bytes] = (),
         ship_uv: bool = False,
+        egress: EgressRequest | None = None,
     ) -> SandboxLink:
         """A started sandbox (pooled or fresh) with ``job``, under a new frame token, and the
-        bytes that follow it sent; the caller settles and removes it.
+        bytes that follow it sent; the caller settles and removes it. With ``egress``, the
+        sandbox reaches those hosts through the egress proxy until the link is removed.
 
         Raises:
-            ExecutorError: Docker or the host failed; nothing is left behind.
+            ExecutorError: Docker or the host failed, or the egress proxy cannot serve the
+                sandbox; nothing is left behind.
         """
         token = new_token()
         uv_path = self.settings.uv_path() if ship_uv else None
@@ -92,7 +114,17 @@ class SandboxDriver:
         job.token = token
         if uv_path is not None:
             job.install.uv_size = uv_path.stat().st_size
-        link = SandboxLink(self._sandbox(spec, run_id), token, run_id, self.pool)
+        lease = self._lease(egress, run_id) if egress is not None else None
+        try:
+            if lease is not None:
+                spec = replace(spec, egress_dir=lease.host_dir)
+                job.egress = EgressJob(dir=EGRESS_MOUNT, publish=sorted(lease.publish))
+            sandbox = self._sandbox(spec, run_id)
+        except BaseException:
+            if lease is not None:
+                lease.close()
+            raise
+        link = SandboxLink(sandbox, token, run_id, self.pool, egress=lease)
         try:
             link.send(encode_message(job.encode()))
             for blob in inputs:
@@ -126,6 +158,7 @@ class SandboxDriver:
             run_id=run_id,
             inputs=assignment.inputs,
             ship_uv=assignment.ship_uv,
+            egress=assignment.egress,
         )
         collector = ArtifactCollector(
             artifacts_dir, self.settings.max_artifacts, self.settings.max_artifact_total_bytes
@@ -145,11 +178,29 @@ class SandboxDriver:
         finally:
             link.settled()
             collector.close()
+            link.close_egress()  # the run's tunnels end with it, not with a deferred removal
             if deferred:
                 self._remove_later(link)
             else:
                 link.remove()
         return transcript
+
+    def _lease(self, egress: EgressRequest, run_id: str) -> EgressLease:
+        """The sandbox's lease on the egress proxy: its sockets, listening.
+
+        Raises:
+            ExecutorError: egress is off here, or the proxy cannot listen.
+        """
+        if self.egress is None:
+            raise ExecutorError(
+                "an egress allow-list was granted, but this executor has no egress proxy",
+                run_id=run_id,
+                step="egress",
+            )
+        try:
+            return self.egress.open(run_id, allow=egress.allow, publish=egress.publish)
+        except (AiDataAgentError, ValueError) as exc:
+            raise ExecutorError(f"cannot open egress: {exc}", run_id=run_id, step="egress") from exc
 
     def _sandbox(self, spec: ContainerSpec, run_id: str) -> Sandbox:
         """A started sandbox with its runner loaded: from the warm pool, else a fresh one."""

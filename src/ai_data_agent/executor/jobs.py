@@ -20,6 +20,7 @@ from ai_data_agent.models import InputFile, Limits, RunRequest
 from ai_data_agent.settings import Settings
 
 __all__ = [
+    "EgressJob",
     "FileEntry",
     "InstallSpec",
     "Job",
@@ -61,6 +62,14 @@ class FileEntry(BaseModel):
         return [cls(path=f.path, size=len(f.data)) for f in files]
 
 
+class EgressJob(BaseModel):
+    """The relay the runner starts before the code (`sandbox.egress_relay`); the driver
+    adds it to the job of a sandbox with an egress lease."""
+
+    dir: str = Field(description="Where the sandbox sees its egress sockets.")
+    publish: list[str] = Field(default_factory=list, description="Published ports' names.")
+
+
 class ArtifactCaps(BaseModel):
     max_count: int = 0
     max_total_bytes: int = 0
@@ -77,6 +86,7 @@ class Job(BaseModel):
     env_paths: list[str] = Field(default_factory=list)
     timeout_s: float = 0.0
     network: bool = False
+    egress: EgressJob | None = None
     exec_env: dict[str, str] = Field(default_factory=dict)
     stdout_limit: int = 0
     stderr_limit: int = 0

@@ -3,7 +3,7 @@
     link = driver.open(spec, job, run_id=run_id, inputs=files)   # from the warm pool, or fresh
     frames = link.read(0.25)    # what the next chunk completes; None at the end of the stream
     link.settled()              # past its start: the warm pool may refill
-    link.remove()               # idempotent; a failure is logged, never raised
+    link.remove()               # idempotent; a failure is logged, never raised; egress closed
 
 Runs (`conversation.Conversation`) and sessions (`session.wire.SessionWire`)
 read their sandboxes through here. Every byte is hostile: only lines that
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from loguru import logger
 
+from ai_data_agent.egress.proxy import EgressLease
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import STDERR, STDOUT, Sandbox
 from ai_data_agent.executor.frames import Frame, typed_frames
@@ -29,9 +30,15 @@ class SandboxLink:
     """A started sandbox whose runner has its job (see the module docstring)."""
 
     def __init__(
-        self, sandbox: Sandbox, token: str, run_id: str, pool: WarmPool | None = None
+        self,
+        sandbox: Sandbox,
+        token: str,
+        run_id: str,
+        pool: WarmPool | None = None,
+        egress: EgressLease | None = None,
     ) -> None:
         self.sandbox = sandbox
+        self.egress = egress  # the sandbox's lease on the egress proxy, if it has one
         self.run_id = run_id
         self.reader = FrameReader(token)
         self.runner_stderr = bytearray()
@@ -85,10 +92,23 @@ class SandboxLink:
         if self._pool is not None:
             self._pool.settled(self.sandbox)
 
+    def close_egress(self) -> None:
+        """Close the sandbox's egress lease, if any: every tunnel ends. Idempotent; a
+        failure is logged, never raised."""
+        if self.egress is None:
+            return
+        try:
+            self.egress.close()
+        except Exception as exc:  # a proxy that does not answer in time, or has stopped
+            self._log.warning("closing the sandbox's egress failed: {}", exc)
+
     def remove(self) -> None:
-        """Remove the container; a failure is logged (the retries and the sweep find it by
-        label), never raised over the error that may be on its way."""
+        """Remove the container, then close its egress lease; a failure is logged (the
+        retries and the sweep find it by label), never raised over the error that may be
+        on its way."""
         try:
             self.sandbox.remove()
         except ExecutorError as exc:
             self._log.warning("cleanup failed: {}", exc)
+        finally:
+            self.close_egress()

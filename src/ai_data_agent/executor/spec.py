@@ -22,6 +22,7 @@ from ai_data_agent.settings import Settings
 
 __all__ = [
     "CA_BUNDLE_PATH",
+    "EGRESS_MOUNT",
     "ENVS_MOUNT",
     "LABEL_CONTROLLER",
     "LABEL_DEADLINE",
@@ -51,6 +52,7 @@ CA_BUNDLE_PATH = "/etc/ai-data-agent/ca-bundle.crt"
 ENVS_MOUNT = "/opt/ai-data-agent/envs"  # the shared, read-only environment cache
 STAGE_MOUNT = "/opt/ai-data-agent/stage"  # an install's staging volume, in its own sandbox
 UV_CACHE_MOUNT = "/opt/ai-data-agent/uv-cache"  # uv's download cache, in install sandboxes
+EGRESS_MOUNT = "/opt/ai-data-agent/egress"  # the sandbox's own egress sockets (`egress.proxy`)
 # Extra time a sandbox may live beyond install + timeout before a sweep may
 # remove it as abandoned.
 SWEEP_SLACK_S = 120
@@ -112,6 +114,10 @@ class ContainerSpec:
     detach_network_before_code: bool
     ca_bundle: Path | None = None
     mounts: tuple[VolumeMount, ...] = ()
+    # The host folder of this sandbox's egress sockets (its lease's, set by the driver),
+    # bind-mounted read-only at EGRESS_MOUNT (a socket connects on a read-only mount). A
+    # sandbox with one is made for its run or session, never pooled: its profile differs.
+    egress_dir: Path | None = None
     # Relative CPU weight under contention (Docker's default is 1024); background work
     # such as compiling a new environment's bytecode yields to runs.
     cpu_shares: int | None = None

@@ -182,9 +182,18 @@ def run_flow(channel: Channel, job: Job, space: Workspace, result: dict[str, Any
     if job["mode"] == "install":
         result["size"] = tree_size(space.target) if space.target else 0
         return
+    start_egress(job, space)
     result["execute"] = execute(channel, job, space.work, space.env)
     channel.phase("collecting")
     result["artifacts"] = collect_outputs(channel, job, space)
+
+
+def start_egress(job: Job, space: Workspace) -> None:
+    """With an egress allow-list: the relay to the proxy's sockets, and the code's proxy variables."""
+    if job.get("egress"):
+        from ai_data_agent.sandbox.egress_relay import start
+
+        space.env.update(start(job["egress"]))
 
 
 def install_requirements(channel: Channel, job: Job, space: Workspace) -> dict[str, Any]:
@@ -221,6 +230,7 @@ def session_flow(channel: Channel, job: Job, space: Workspace, result: dict[str,
     if refused is not None:
         result.update(refused)
         return
+    start_egress(job, space)
     channel.phase("ready")
     result.update(session.serve(channel, dict(job), space, channel.stdin))
 

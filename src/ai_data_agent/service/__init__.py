@@ -7,7 +7,7 @@
 
 A request meets, in order: `server` and `serving` (uvicorn, the bind policy,
 logging, the drain at SIGTERM), `app` (the routes; `session_routes` for
-sessions, `mcp` for ``/mcp``), `body_limit`, `auth`, `submission` (a POST body,
+sessions, `mcp` for ``/mcp``, `console` for ``/console``), `body_limit`, `auth`, `submission` (a POST body,
 validated once), `runs` (what a client does with runs, the same for the
 routes and ``/mcp``), then the node behind them, seen only through `node`
 (its contracts: `ServiceNode`, `RunDispatcher`, `SessionService`,

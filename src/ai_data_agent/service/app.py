@@ -4,22 +4,31 @@
     app = create_app(settings, fake_executor)    # tests: anything shaped like Executor
 
 Routes (``/v1`` and ``/metrics`` need ``Authorization: Bearer <token>`` when
-tokens are configured; docs/api.md has the details and examples)::
+tokens exist; docs/api.md has the details and examples)::
 
     GET    /v1/info          ServerInfo: version, limits, caps, features
     POST   /v1/runs          RunSubmission (JSON, or multipart with files)
                              -> 200 RunResult (wait) | 202 RunAccepted
     GET    /v1/runs/{id}     RunRecord
-    GET    /v1/runs          RunPage, newest first (?status=&limit=&offset=)
+    GET    /v1/runs          RunPage, newest first (?status=&tenant=&since=&limit=&offset=)
     DELETE /v1/runs/{id}     cancel; RunRecord
     GET    /v1/runs/{id}/artifacts          the files it left under outputs/
     GET    /v1/runs/{id}/artifacts/{path}   one of them
     GET    /v1/runs/{id}/events             live status and output (Server-Sent Events)
+    /v1/sessions...   sessions (`session_routes`)
+    /v1/tenants, /v1/tokens, /v1/audit      the admin's (`tenant_routes`)
     GET    /healthz          the process answers
     GET    /readyz           Docker, sandbox image and store usable, else 503
     GET    /metrics          Prometheus text
     *      /mcp              MCP over streamable HTTP (with the mcp extra; docs/mcp.md)
+    GET    /console          the operator console (HTML; its own login; docs/console.md)
+    *      /internal/blobs/{digest}   a cluster's API node: workers' blob transfers only
+                             (`cluster.blob_routes`; the node secret, no bearer token)
 
+Every ``/v1`` request resolves its `Principal` once (`deps.principal_of`): a
+run or session belongs to the tenant whose token made it, and another
+tenant's is 404 (`ownership`). Every ``/v1`` and ``/mcp`` request has its
+audit entry committed before its answer starts (`audit_http`).
 A submission is validated once (`submission`), its limits resolved once
 (refusals answer 400/413 before anything is recorded), and a waiting POST is
 answered with the result its run's handle carries: what the routes do with
@@ -40,10 +49,9 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, cast
 
 import anyio
-from anyio.to_thread import run_sync
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime
 from starlette.concurrency import iterate_in_threadpool
 
 from ai_data_agent import __version__
@@ -56,15 +64,16 @@ from ai_data_agent.api_models import (
     RunSubmission,
     ServerInfo,
 )
-from ai_data_agent.checks import Check
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service import runs
+from ai_data_agent.service.audit_http import AuditMiddleware
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
 from ai_data_agent.service.checkpoint_routes import router as checkpoints_router
 from ai_data_agent.service.daemon import Daemon
+from ai_data_agent.service.deps import NodeDep, PrincipalDep, note_object, principal_of
 from ai_data_agent.service.events import sse_line
-from ai_data_agent.service.health import readiness
+from ai_data_agent.service.health import accepting, readiness
 from ai_data_agent.service.http_errors import install_error_handlers
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.mcp import mcp_endpoint
@@ -74,6 +83,7 @@ from ai_data_agent.service.node import RunExecutor, ServiceNode
 from ai_data_agent.service.openapi import ApiApp, install_docs
 from ai_data_agent.service.session_routes import router as sessions_router
 from ai_data_agent.service.submission import OPENAPI_REQUEST_BODY, read_submission
+from ai_data_agent.service.tenant_routes import router as tenants_router
 from ai_data_agent.settings import Settings
 
 __all__ = ["create_app"]
@@ -85,32 +95,15 @@ StatusFilter = ActiveStatus | RunStatus
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
-        (401, "missing or wrong bearer token (`unauthorized`)"),
-        (404, "no such run (`not_found`)"),
+        (401, "missing, wrong, revoked or expired bearer token (`unauthorized`)"),
+        (404, "no such run, or another tenant's (`not_found`)"),
         (413, "request body too large (`payload_too_large`)"),
         (422, "invalid request (`invalid_request`)"),
         (503, "not ready or shutting down (`not_ready`)"),
     )
 }
-_bearer = HTTPBearer(auto_error=False, description="A token from AI_DATA_AGENT_API_TOKENS.")
-
-
-def _daemon(request: Request) -> ServiceNode:
-    return cast(ServiceNode, request.app.state.daemon)
-
-
-DaemonDep = Annotated[ServiceNode, Depends(_daemon)]
-
-
-def _require_token(
-    request: Request,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> None:
-    # A sync dependency, so FastAPI runs it in a thread: it may read the token file.
-    _daemon(request).auth.verify(request.headers.get("authorization"))
-
-
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(_require_token)], responses=_ERRORS)
+DaemonDep = NodeDep
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(principal_of)], responses=_ERRORS)
 RUNS: list[str | Enum] = ["runs"]  # the OpenAPI tag of the run routes
 
 
@@ -136,6 +129,7 @@ async def get_info(daemon: DaemonDep) -> ServerInfo:
 async def submit_run(
     request: Request,
     daemon: DaemonDep,
+    principal: PrincipalDep,
     wait: Annotated[
         bool | None, Query(description="Overrides the body's `wait` when given.")
     ] = None,
@@ -143,7 +137,8 @@ async def submit_run(
     """With ``wait`` (the default) answer 200 with the `RunResult` when the run ends;
     otherwise 202 with the run id and a ``Location`` to poll, at once."""
     submission = await read_submission(request, daemon.settings)
-    handle = await runs.admit(daemon, submission.to_request())  # 400/413: nothing recorded
+    handle = await runs.admit(daemon, principal, submission.to_request())  # 400/413: nothing
+    note_object(request, handle.id)
     if not (submission.wait if wait is None else wait):
         accepted = RunAccepted(id=handle.id, status=ActiveStatus.QUEUED)
         return JSONResponse(
@@ -156,26 +151,38 @@ async def submit_run(
 
 
 @v1.get("/runs/{run_id}", tags=RUNS, summary="A run's record")
-async def get_run(run_id: str, daemon: DaemonDep) -> RunRecord:
-    return await runs.record_or_404(daemon, run_id)
+async def get_run(run_id: str, daemon: DaemonDep, principal: PrincipalDep) -> RunRecord:
+    return await runs.record_or_404(daemon, principal, run_id)
 
 
 @v1.get("/runs", tags=RUNS, summary="Runs, newest first")
 async def list_runs(
     daemon: DaemonDep,
+    principal: PrincipalDep,
     status: Annotated[StatusFilter | None, Query(description="Only runs in this status.")] = None,
+    tenant: Annotated[
+        str | None, Query(description="An admin: only this tenant's (an agent sees its own).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="Only runs created at or after this time (ISO 8601 with a zone, "
+            "or unix seconds)."
+        ),
+    ] = None,
 ) -> RunPage:
-    items, total = await run_sync(
-        lambda: daemon.store.list(status=status, limit=limit, offset=offset)
+    after = None if since is None else since.timestamp()
+    items, total = await runs.page(
+        daemon, principal, status=status, tenant=tenant, limit=limit, offset=offset, since=after
     )
     return RunPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @v1.get("/runs/{run_id}/artifacts", tags=RUNS, summary="The files a run left under outputs/")
-async def list_artifacts(run_id: str, daemon: DaemonDep) -> list[Artifact]:
-    record = await runs.record_or_404(daemon, run_id)
+async def list_artifacts(run_id: str, daemon: DaemonDep, principal: PrincipalDep) -> list[Artifact]:
+    record = await runs.record_or_404(daemon, principal, run_id)
     return list(record.result.artifacts) if record.result is not None else []
 
 
@@ -186,9 +193,11 @@ async def list_artifacts(run_id: str, daemon: DaemonDep) -> list[Artifact]:
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-async def get_artifact(run_id: str, path: str, daemon: DaemonDep) -> Response:
+async def get_artifact(
+    run_id: str, path: str, daemon: DaemonDep, principal: PrincipalDep
+) -> Response:
     """Only files the run's result lists are served, from the run's own storage."""
-    artifact, body = await runs.listed_artifact(daemon, run_id, path)
+    artifact, body = await runs.listed_artifact(daemon, principal, run_id, path)
     name = PurePosixPath(path).name
     if isinstance(body, Path):
         return FileResponse(
@@ -215,28 +224,26 @@ async def get_artifact(run_id: str, path: str, daemon: DaemonDep) -> Response:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def run_events(run_id: str, daemon: DaemonDep) -> StreamingResponse:
+async def run_events(run_id: str, daemon: DaemonDep, principal: PrincipalDep) -> StreamingResponse:
     """``status`` events (queued, installing, running, collecting), ``stdout`` and
     ``stderr`` chunks as produced, and a final ``result`` with the `RunResult`. A
     client that connects late gets everything produced so far first; for a run
     that has ended, the stored output and result."""
-    handle = await run_sync(daemon.dispatcher.find, run_id)
+    handle, _ = await runs.events_of(daemon, principal, run_id)  # a 404 before the stream
 
     async def stream() -> AsyncIterator[str]:
         if handle is not None:
             async for name, data in handle.events.follow():
                 yield sse_line(name, data)
             return
-        record = await runs.record_or_404(daemon, run_id)
-        result = runs.stored_result(record, run_id)
-        yield sse_line("status", json.dumps({"status": str(record.status)}))
+        ended = await runs.record_or_404(daemon, principal, run_id)
+        result = runs.stored_result(ended, run_id)
+        yield sse_line("status", json.dumps({"status": str(ended.status)}))
         for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
             if text:
                 yield sse_line(name, json.dumps({"data": text}))
         yield sse_line("result", result.model_dump_json())
 
-    if handle is None:
-        await runs.record_or_404(daemon, run_id)  # a 404 before the stream starts
     return StreamingResponse(
         stream(),
         media_type="text/event-stream",
@@ -245,15 +252,15 @@ async def run_events(run_id: str, daemon: DaemonDep) -> StreamingResponse:
 
 
 @v1.delete("/runs/{run_id}", tags=RUNS, summary="Cancel a queued or running run")
-async def cancel_run(run_id: str, daemon: DaemonDep) -> RunRecord:
+async def cancel_run(run_id: str, daemon: DaemonDep, principal: PrincipalDep) -> RunRecord:
     """A queued run is cancelled without starting; a running one is killed and its
     container removed before the answer. A finished run is returned unchanged."""
-    await runs.cancel(daemon, run_id)
-    return await runs.record_or_404(daemon, run_id)
+    return await runs.cancel(daemon, principal, run_id)
 
 
 v1.include_router(sessions_router)
 v1.include_router(checkpoints_router)
+v1.include_router(tenants_router)
 
 
 async def healthz() -> dict[str, str]:
@@ -264,11 +271,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request, daemon: DaemonDep) -> dict[str, Any]:
     """Docker reachable, sandbox image present, store writable, taking runs; else 503.
     (An API node of a cluster checks its database, and Docker only if it also works.)"""
-    accepting = []
-    if not daemon.dispatcher.accepting:
-        state = "shutting down" if daemon.started else "starting"
-        accepting.append(Check("accepting", False, state))
-    return await readiness(daemon, request.app, *accepting)
+    return await readiness(daemon, request.app, *accepting(daemon))
 
 
 async def metrics(daemon: DaemonDep) -> Response:
@@ -326,7 +329,7 @@ def _add_health_routes(app: FastAPI) -> None:
         methods=["GET"],
         tags=["health"],
         summary="Prometheus metrics",
-        dependencies=[Depends(_require_token)],
+        dependencies=[Depends(principal_of)],
         response_class=Response,
         responses={401: _ERRORS[401]},
     )
@@ -357,8 +360,21 @@ def create_app(
     app.state.daemon = daemon
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, caps=BodyCaps.of(settings))
+    app.add_middleware(AuditMiddleware, log=daemon.audit)  # outside: it sees every answer
     app.include_router(v1)
     _add_health_routes(app)
+    if settings.clustered:  # workers read and write the cluster's blobs here
+        from ai_data_agent.service.cluster.api import ClusterNode
+        from ai_data_agent.service.cluster.blob_routes import install_blob_routes
+
+        install_blob_routes(app, cast(ClusterNode, daemon).blob_server)
     if mcp is not None:
         app.router.routes.append(mcp.route)
+    if settings.console_enabled:
+        # Imported here: the console's backend imports service modules through the
+        # package, whose __init__ imports this module.
+        from ai_data_agent.service.console import PATH as CONSOLE_PATH
+        from ai_data_agent.service.console import console_app
+
+        app.mount(CONSOLE_PATH, console_app(daemon))
     return app

@@ -13,7 +13,8 @@ caps, so that whatever those allow fits: ``multipart/form-data`` (a run's
 request part plus its input files) and ``application/octet-stream`` (one
 session file). They are not buffered here (the form parser spools files to
 disk); they stream through, counted, and reading past the cap raises a 413 in
-the route that reads them.
+the route that reads them. So do the blobs a cluster's workers upload to an API
+node (`storage.remote.BLOBS_ROUTE`), within ``blob_max_bytes``.
 
 An answer sent while the body is still arriving (those 413s, or a route's early
 error) closes the connection, but not at once. Most clients (urllib,
@@ -42,6 +43,7 @@ from ai_data_agent.errors import RequestTooLarge
 from ai_data_agent.paths import MAX_PATH_LENGTH
 from ai_data_agent.service.http_errors import error_response
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage.remote import BLOBS_ROUTE
 
 __all__ = [
     "LINGER_IDLE_S",
@@ -61,12 +63,13 @@ Ending = Literal["ended", "client gone", "byte bound", "time bound", "idle"]
 
 @dataclass(frozen=True)
 class BodyCaps:
-    """Body caps in bytes: JSON and the rest, multipart uploads, raw file uploads; and the
-    bounds of the discarding after an early answer (none by default)."""
+    """Body caps in bytes: JSON and the rest, multipart uploads, raw file uploads, blobs
+    from workers; and the bounds of the discarding after an early answer (none by default)."""
 
     default: int
     multipart: int
     octet_stream: int
+    blob: int = 0
     discard_bytes: int = 0
     discard_s: float = 0.0
 
@@ -80,6 +83,7 @@ class BodyCaps:
             default=settings.max_body_bytes,
             multipart=settings.max_body_bytes + files,
             octet_stream=max(settings.max_body_bytes, settings.max_input_file_bytes),
+            blob=settings.blob_max_bytes,
             discard_bytes=settings.body_discard_max_bytes,
             discard_s=settings.body_discard_timeout_s,
         )
@@ -201,6 +205,8 @@ class BodyLimitMiddleware:
     ) -> None:
         session_file = scope["method"] == "PUT" and bool(SESSION_FILE.match(scope["path"]))
         message = _too_large_message(limit, streamed, session_file=session_file)
+        if scope["path"].startswith(BLOBS_ROUTE):
+            message = f"larger than {limit} bytes (blob_max_bytes)"
         error = RequestTooLarge("body", message)
         response = error_response(error, headers={"Connection": "close"})
         await response(scope, request.receive, request.send)
@@ -225,6 +231,8 @@ class BodyLimitMiddleware:
         has_body = chunked or (declared or 0) > 0
         request = _Lingering(receive, send, self.caps, declared, ended=not has_body)
         limit, streamed = self.caps.for_type(content_type)
+        if scope["path"].startswith(BLOBS_ROUTE):
+            limit, streamed = self.caps.blob, True
         if (declared or 0) > limit:
             await self._too_large(scope, request, limit, streamed)
         elif streamed:

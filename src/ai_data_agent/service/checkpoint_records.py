@@ -39,7 +39,6 @@ from ai_data_agent.session_models import SessionRequest
 from ai_data_agent.storage import BlobRef
 
 __all__ = [
-    "ADMIN_TENANT",
     "KEY_FILENAME",
     "CheckpointRecord",
     "CheckpointRecords",
@@ -49,7 +48,6 @@ __all__ = [
     "merged_blobs",
 ]
 
-ADMIN_TENANT = "admin"  # the built-in tenant every token belongs to until tenants exist
 KEY_FILENAME = "checkpoint.key"
 
 

@@ -12,8 +12,9 @@ read the namespace (`executor.session.checkpoint`); the first cell after says
 so (``state: restored``, with what came back and what did not, including what
 the checkpoint could not keep). A checkpoint's record is signed
 (`checkpoint_records.Signer`) and checked before anything is restored; it
-belongs to the session's tenant, and another tenant's call finds nothing
-(`NotFound`). The host never unpickles anything of a checkpoint.
+belongs to the session's tenant, a fork to the tenant that asked for it. Like
+the manager this serves every tenant: `ownership.TenantCheckpoints` is what a
+principal may do. The host never unpickles anything of a checkpoint.
 `kept_sessions.KeptSessions` puts this in front of the manager's calls.
 """
 
@@ -40,7 +41,6 @@ from ai_data_agent.executor.session.checkpoint import (
     take_snapshot,
 )
 from ai_data_agent.service.checkpoint_records import (
-    ADMIN_TENANT,
     CheckpointRecord,
     CheckpointRecords,
     Signer,
@@ -55,23 +55,13 @@ from ai_data_agent.session_models import (
 )
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobStore
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
-__all__ = ["Checkpoints", "session_tenant"]
+__all__ = ["Checkpoints"]
 
 KEPT_LISTED = 1000
 SETTLE_SLACK_S = 30.0
 REASON_RECOVERED = "the daemon stopped; the next call resumes it from checkpoint {}"
-
-
-def session_tenant(session_id: str) -> str:
-    """The tenant a session belongs to (every session is the built-in admin's until tenants
-    exist: the one place that changes then)."""
-    return ADMIN_TENANT
-
-
-def _scope(tenant: str | None) -> str | None:
-    """Whose records ``tenant`` may read: its own, or (admin, None) everyone's."""
-    return None if tenant in (None, ADMIN_TENANT) else tenant
 
 
 class Checkpoints:
@@ -113,25 +103,23 @@ class Checkpoints:
             logger.info("{} session(s) of a previous process paused at their checkpoint", len(kept))
 
     # -- checkpoints ------------------------------------------------------------------
-    def checkpoint(self, session_id: str, *, tenant: str | None = None) -> CheckpointInfo:
+    def checkpoint(self, session_id: str) -> CheckpointInfo:
         """A checkpoint of the live session now (of a paused one: its latest)."""
-        info = self.owned(session_id, tenant)
+        info = self.known(session_id)
         if info.status == SessionStatus.PAUSED:
-            record = self.records.latest(session_id, tenant=_scope(tenant))
+            record = self.records.latest(session_id, tenant=None)
             if record is not None:
                 return record.info()
         self.settle(session_id)
         return self.take_now(session_id).info()
 
-    def checkpoints(self, session_id: str, *, tenant: str | None = None) -> list[CheckpointInfo]:
-        self.owned(session_id, tenant)
-        return [r.info() for r in self.records.history(session_id, tenant=_scope(tenant))]
+    def checkpoints(self, session_id: str) -> list[CheckpointInfo]:
+        self.known(session_id)
+        return [r.info() for r in self.records.history(session_id, tenant=None)]
 
-    def pause(
-        self, session_id: str, *, tenant: str | None = None, reason: str = "paused by request"
-    ) -> SessionInfo:
+    def pause(self, session_id: str, *, reason: str = "paused by request") -> SessionInfo:
         """Checkpoint, then remove the container: the session holds nothing until resumed."""
-        info = self.owned(session_id, tenant)
+        info = self.known(session_id)
         if info.status != SessionStatus.PAUSED:
             self.settle(session_id)
 
@@ -145,42 +133,40 @@ class Checkpoints:
         assert paused is not None
         return paused
 
-    def resume(self, session_id: str, *, tenant: str | None = None) -> RestoreReport:
+    def resume(self, session_id: str) -> RestoreReport:
         """Resume a paused session (a live one: ``state: preserved``, nothing done)."""
-        self.owned(session_id, tenant)
+        self.known(session_id)
         self.settle(session_id)
         return self.resume_paused(session_id)
 
     def fork(
-        self, session_id: str, request: ForkRequest, *, tenant: str | None = None
+        self, session_id: str, request: ForkRequest, *, tenant: str = ADMIN_TENANT
     ) -> SessionInfo:
-        """A new session from a checkpoint: the one named, else a fresh one of a live session,
-        else the latest."""
-        info = self.owned(session_id, tenant)
-        scope = _scope(tenant)
+        """A new session of ``tenant`` from a checkpoint: the one named, else a fresh one of
+        a live session, else the latest."""
+        info = self.known(session_id)
         record: CheckpointRecord | None
         if request.checkpoint is not None:
-            record = self.records.get(session_id, request.checkpoint, tenant=scope)
+            record = self.records.get(session_id, request.checkpoint, tenant=None)
         elif info.status in LIVE_SESSION_STATUSES:
             self.settle(session_id)
             record = self.take_now(session_id)
         else:
-            record = self.records.latest(session_id, tenant=scope)
+            record = self.records.latest(session_id, tenant=None)
         if record is None:
             which = request.checkpoint or "to fork from"
             raise NotFound(f"session {session_id[:64]!r} has no checkpoint {which}")
         fork_id = uuid.uuid4().hex
-        self._start_from(record, fork_id, SessionStatus.LOST, forked=True)
+        self._start_from(record, fork_id, tenant, SessionStatus.LOST, forked=True)
         forked = self.manager.get(fork_id)
         assert forked is not None
         return forked
 
     # -- inside -------------------------------------------------------------------------
-    def owned(self, session_id: str, tenant: str | None) -> SessionInfo:
-        """The session, when ``tenant`` may see it; else `NotFound` (existence not revealed)."""
+    def known(self, session_id: str) -> SessionInfo:
+        """The session; `NotFound` when there is none."""
         info = self.manager.get(session_id)
-        scope = _scope(tenant)
-        if info is None or (scope is not None and session_tenant(session_id) != scope):
+        if info is None:
             raise NotFound(f"no session with id {session_id[:64]!r}")
         return info
 
@@ -229,7 +215,7 @@ class Checkpoints:
             record = CheckpointRecord.of(
                 snap,
                 session_id=session.id,
-                tenant=session_tenant(session.id),
+                tenant=self._tenant_of(session.id),
                 seq=seq,
                 request=session.request,
                 requirements=list(session.requirements),
@@ -305,12 +291,21 @@ class Checkpoints:
             if record is None:
                 self.end_paused(info, SessionStatus.LOST, "paused, but its checkpoint is gone")
                 raise SessionGone(f"session {session_id} has no checkpoint", session_id=session_id)
-            return self._start_from(record, session_id, SessionStatus.PAUSED, forked=False)
+            return self._start_from(
+                record, session_id, info.tenant, SessionStatus.PAUSED, forked=False
+            )
 
     def _start_from(
-        self, record: CheckpointRecord, session_id: str, failed: SessionStatus, *, forked: bool
+        self,
+        record: CheckpointRecord,
+        session_id: str,
+        tenant: str,
+        failed: SessionStatus,
+        *,
+        forked: bool,
     ) -> RestoreReport:
-        """A session ``session_id`` started from ``record``: its files and namespace restored.
+        """A session ``session_id`` of ``tenant`` started from ``record``: its files and
+        namespace restored.
 
         Raises:
             CheckpointFailed: the record or a blob is not as signed (no container is left).
@@ -340,12 +335,16 @@ class Checkpoints:
             started.checkpoint_seq = None if forked else record.seq
             reports.append(report)
 
-        self.manager.launch(session, restore, failed)
+        self.manager.launch(session, tenant, restore, failed)
         self._bases.pop(session_id, None)
         report = reports[0]
         self.metrics.restores.labels(state=report.state).inc()
         self.metrics.restore_lost.inc(len(report.lost))
         return report
+
+    def _tenant_of(self, session_id: str) -> str:
+        info = self.manager.get(session_id)
+        return info.tenant if info is not None else ADMIN_TENANT
 
     def end_paused(self, info: SessionInfo, status: SessionStatus, reason: str) -> None:
         """A paused session ends (closed, expired, lost): its record says so, its

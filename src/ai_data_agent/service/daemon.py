@@ -20,6 +20,8 @@ from pathlib import Path
 from loguru import logger
 
 from ai_data_agent.checks import Check
+from ai_data_agent.service.audit import AuditLog
+from ai_data_agent.service.audit_store import AUDIT_FILENAME, AuditStore
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.checkpoint_records import KEY_FILENAME, Signer, load_key
 from ai_data_agent.service.checkpoint_store import CHECKPOINTS_FILENAME, CheckpointStore
@@ -34,8 +36,9 @@ from ai_data_agent.service.reaper import Reaper
 from ai_data_agent.service.session_store import SESSIONS_FILENAME, SessionStore
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.service.store import STORE_FILENAME, RunStore
+from ai_data_agent.service.tenant_store import TENANTS_FILENAME, TenantStore
 from ai_data_agent.settings import Settings
-from ai_data_agent.storage import LocalBlobStore
+from ai_data_agent.storage import BlobStore, LocalBlobStore
 
 __all__ = ["REASON_STALE", "Daemon"]
 
@@ -50,17 +53,25 @@ class Daemon:
         self.executor = executor
         self.store = RunStore(settings.data_dir / STORE_FILENAME)
         self.metrics = ServiceMetrics()
-        self.auth = TokenAuth(settings)
+        if executor.egress is not None:  # every egress connection is counted
+            executor.egress.log.add_sink(self.metrics.egress.observe)
+        self.tenants = TenantStore(settings.data_dir / TENANTS_FILENAME)
+        self.auth = TokenAuth(settings, self.tenants)
+        self.audit = AuditLog(
+            AuditStore(settings.data_dir / AUDIT_FILENAME, fsync=settings.audit_fsync),
+            retention_s=settings.audit_retention_s,
+        )
         self.dispatcher = Dispatcher(settings, executor, self.store, self.metrics)
         session_store = SessionStore(
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
         )
+        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
         self.sessions = KeptSessions(
             Checkpoints(
                 settings,
                 SessionManager(settings, executor, session_store, self.metrics),
                 CheckpointStore(settings.data_dir / CHECKPOINTS_FILENAME),
-                LocalBlobStore(settings.storage_root),
+                self.blobs,
                 Signer(lambda: load_key(settings.data_dir / KEY_FILENAME)),
                 self.metrics,
             )
@@ -77,6 +88,8 @@ class Daemon:
             ConfigurationError: the store cannot be opened or written.
         """
         self.store.open()
+        self.tenants.open()
+        self.audit.start()
         stale = self.store.interrupt_active(REASON_STALE)
         if stale:
             logger.warning("marked {} run(s) of a previous process interrupted", len(stale))
@@ -86,6 +99,8 @@ class Daemon:
         self._executor_hook(self.executor.start_pool)  # after the sweep, which spares our own
         if self.executor.env_cache is not None:  # a first install finds its staging volume made
             self._executor_hook(self.executor.env_cache.prepare)
+        if self.executor.egress is not None:  # the proxy runs on its own thread in this process
+            self._executor_hook(self.executor.egress.start)
         self.prewarm.start()
         self.dispatcher.start()
         self.reaper.start()
@@ -112,6 +127,8 @@ class Daemon:
             self.sessions.stop()
             self.reaper.stop()
             self._executor_hook(self.executor.close)  # drains the executor's warm pool, if any
+            self.audit.stop()  # after the last answer: every entry is written
+            self.tenants.close()
             self.store.close()
         logger.info("daemon stopped")
 
@@ -137,6 +154,32 @@ class Daemon:
 
     def instant_checks(self) -> list[Check]:
         return [self.prewarm.check()] if self.prewarm.sets else []
+
+    def details(self) -> list[Check]:
+        return [self._environments(), self._pool()]
+
+    def _environments(self) -> Check:
+        cache = self.executor.env_cache
+        if cache is None:
+            return Check("environments", True, "no cache (install_mode per_run)")
+        try:
+            cached = cache.index.all()
+        except Exception as exc:
+            return Check.failed("environments", exc)
+        size = sum(env.size_bytes for env in cached) / 2**20
+        return Check("environments", True, f"{len(cached)} cached, {size:.0f} MiB")
+
+    def _pool(self) -> Check:
+        pool = self.executor.pool
+        if pool is None:
+            return Check("warm pool", True, "off (pool_size 0): every run starts a container")
+        idle = pool.idle_count()
+        return Check(
+            "warm pool",
+            True,
+            f"{idle} idle (up to {pool.size} per profile); {pool.taken} run(s) took one, "
+            f"{pool.missed} found none",
+        )
 
     def artifact_body(self, run_id: str, path: str) -> Path | None:
         """The artifact's file in the run's own directory (never outside it), or None."""

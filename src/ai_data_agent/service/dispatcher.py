@@ -50,6 +50,7 @@ from ai_data_agent.service.node import (
 from ai_data_agent.service.records import Outcome
 from ai_data_agent.service.store import RunStore
 from ai_data_agent.settings import Settings
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["ARTIFACTS_SUBDIR", "Dispatcher"]
 
@@ -112,9 +113,11 @@ class Dispatcher:
             self._workers.append(worker)
 
     # -- requests -------------------------------------------------------------------
-    def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
-        """Record ``request`` as ``queued`` (durably) and queue it, to run with ``limits``
-        (the request's, resolved against the settings at admission).
+    def submit(
+        self, request: RunRequest, limits: Limits, *, tenant: str = ADMIN_TENANT
+    ) -> RunHandle:
+        """Record ``request`` as ``queued`` (durably, as ``tenant``'s) and queue it, to run
+        with ``limits`` (the request's, resolved against the settings at admission).
 
         Raises:
             QueueFull: no room; nothing was recorded.
@@ -126,7 +129,7 @@ class Dispatcher:
             run_id = uuid.uuid4().hex
             entry = _Entry(RunHandle(run_id), ClaimedRun(run_id, request, limits))
             try:  # under the lock, so the worker that picks it up finds the record
-                self._store.insert(entry.run.id, request)
+                self._store.insert(entry.run.id, request, tenant=tenant)
             except sqlite3.Error as exc:
                 logger.error("cannot record a new run: {}", exc)
                 raise NotReady("the run store cannot be written") from exc

@@ -1,14 +1,16 @@
 """Readiness, the same on every node: the checks a node names, run at once with a timeout.
 
     probes = {**engine_probes(executor), "store": probe("store", store.probe_writable, "writable")}
-    answer = await readiness(node, request.app)          # {"status": "ready", ...} or NotReady
+    answer = await readiness(node, request.app, *accepting(node))   # {"status": "ready", ...}
+    checks = await node_checks(node, limiter)            # every Check by name, failed ones too
 
 A node (one daemon, a cluster's API node, a worker) lists its checks that may
 block (`probes`: the engine, the image, a database) and those that answer at
 once (`instant_checks`: prewarm progress); ``/readyz`` runs the first kind in
 threads of its own limiter, each abandoned after `READY_CHECK_TIMEOUT_S`, so a
 hung engine is reported ("no answer") instead of holding the answer or
-starving the API's own threads.
+starving the API's own threads. The console's health page runs the same
+checks (`node_checks`) and shows them whether they pass or not.
 """
 
 from __future__ import annotations
@@ -21,14 +23,24 @@ from starlette.applications import Starlette
 
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotReady
-from ai_data_agent.service.node import RunExecutor
+from ai_data_agent.service.node import RunExecutor, ServiceNode
 
-__all__ = ["READY_CHECK_TIMEOUT_S", "Probed", "engine_probes", "probe", "readiness"]
+__all__ = [
+    "READY_CHECK_TIMEOUT_S",
+    "Probed",
+    "accepting",
+    "engine_probes",
+    "node_checks",
+    "probe",
+    "readiness",
+    "timed",
+]
 
 READY_CHECK_TIMEOUT_S = 5.0
 PROBE_THREADS = 6  # readiness checks in flight at once (three per probe)
 
 Probe = Callable[[], Check]
+Limiter = anyio.CapacityLimiter
 
 
 class Probed(Protocol):
@@ -62,20 +74,46 @@ def engine_probes(executor: RunExecutor) -> dict[str, Probe]:
     }
 
 
-async def _timed(check: Probe, name: str, limiter: anyio.CapacityLimiter) -> Check:
-    # A hung engine call is abandoned, not waited for. Its thread holds a token of
-    # the probes' own limiter until it returns, so probes that hang can only starve
-    # later probes (which then report "no answer"), never the API's store calls.
+async def timed(name: str, call: Callable[[], list[Check]], limiter: Limiter) -> list[Check]:
+    """The checks ``call`` returns, or one named ``name`` saying it gave no answer within
+    `READY_CHECK_TIMEOUT_S`.
+
+    A hung call is abandoned, not waited for. Its thread holds a token of ``limiter``
+    (the probes' own) until it returns, so probes that hang can only starve later
+    probes (which then report "no answer"), never the API's store calls.
+    """
     with anyio.move_on_after(READY_CHECK_TIMEOUT_S):
-        result: Check = await anyio.to_thread.run_sync(
-            check, abandon_on_cancel=True, limiter=limiter
+        found: list[Check] = await anyio.to_thread.run_sync(
+            call, abandon_on_cancel=True, limiter=limiter
         )
-        return result
-    return Check(name, False, f"no answer within {READY_CHECK_TIMEOUT_S:g} s")
+        return found
+    return [Check(name, False, f"no answer within {READY_CHECK_TIMEOUT_S:g} s")]
 
 
-def _limiter(app: Starlette) -> anyio.CapacityLimiter:
-    limiter: anyio.CapacityLimiter | None = getattr(app.state, "probe_limiter", None)
+async def node_checks(node: Probed, limiter: Limiter, *extra: Check) -> dict[str, Check]:
+    """Every check of ``node`` (and ``extra``) by name, the blocking ones run at once
+    in threads of ``limiter``, each within `READY_CHECK_TIMEOUT_S`."""
+    checks: dict[str, Check] = {}
+
+    async def run(check: Probe, name: str) -> None:
+        checks[name] = (await timed(name, lambda: [check()], limiter))[0]
+
+    async with anyio.create_task_group() as group:
+        for name, check in node.probes().items():
+            group.start_soon(run, check, name)
+    checks.update((check.name, check) for check in (*node.instant_checks(), *extra))
+    return checks
+
+
+def accepting(node: ServiceNode) -> list[Check]:
+    """A failed ``accepting`` check while ``node`` takes no runs (starting, stopping)."""
+    if node.dispatcher.accepting:
+        return []
+    return [Check("accepting", False, "shutting down" if node.started else "starting")]
+
+
+def _limiter(app: Starlette) -> Limiter:
+    limiter: Limiter | None = getattr(app.state, "probe_limiter", None)
     if limiter is None:  # made on the event loop, at the first probe
         limiter = app.state.probe_limiter = anyio.CapacityLimiter(PROBE_THREADS)
     return limiter
@@ -87,16 +125,7 @@ async def readiness(node: Probed, app: Starlette, *extra: Check) -> dict[str, An
     Raises:
         NotReady: some failed; the message names each with why.
     """
-    checks: dict[str, Check] = {}
-    limiter = _limiter(app)
-
-    async def run(check: Probe, name: str) -> None:
-        checks[name] = await _timed(check, name, limiter)
-
-    async with anyio.create_task_group() as group:
-        for name, check in node.probes().items():
-            group.start_soon(run, check, name)
-    checks.update((check.name, check) for check in (*node.instant_checks(), *extra))
+    checks = await node_checks(node, _limiter(app), *extra)
     failed = [c for c in checks.values() if not c.ok]
     if failed:
         raise NotReady("; ".join(f"{c.name}: {c.detail}" for c in failed))

@@ -42,6 +42,7 @@ def server_info(settings: Settings) -> ServerInfo:
         ),
         install_timeout_s=settings.install_timeout_s,
         allow_network=settings.allow_network,
+        egress_allow=list(settings.egress_allow),
         cancel_wait_s=CANCEL_WAIT_S,
         max_body_bytes=settings.max_body_bytes,
         max_code_bytes=settings.max_code_bytes,

@@ -35,6 +35,7 @@ from ai_data_agent.session_models import (
     SessionRequest,
     SessionStatus,
 )
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["KeptSessions"]
 
@@ -99,14 +100,14 @@ class KeptSessions:
             logger.bind(run_id=info.id).warning("no checkpoint at shutdown: {}", exc)
 
     # -- the sessions API (node.SessionService) -----------------------------------------
-    def create(self, request: SessionRequest) -> SessionInfo:
-        return self.manager.create(request)
+    def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo:
+        return self.manager.create(request, tenant=tenant)
 
     def get(self, session_id: str) -> SessionInfo | None:
         return self.manager.get(session_id)
 
-    def sessions(self) -> list[SessionInfo]:
-        return self.manager.sessions()
+    def sessions(self, *, tenant: str | None = None) -> list[SessionInfo]:
+        return self.manager.sessions(tenant=tenant)
 
     def close(self, session_id: str) -> SessionInfo | None:
         """Close a session; a paused one without a container, its checkpoints deleted."""
@@ -164,20 +165,20 @@ class KeptSessions:
         return self.manager.files(session_id)
 
     # -- checkpoints (node.CheckpointService) -------------------------------------------
-    def checkpoint(self, session_id: str, *, tenant: str | None = None) -> CheckpointInfo:
-        return self.keeper.checkpoint(session_id, tenant=tenant)
+    def checkpoint(self, session_id: str) -> CheckpointInfo:
+        return self.keeper.checkpoint(session_id)
 
-    def checkpoints(self, session_id: str, *, tenant: str | None = None) -> list[CheckpointInfo]:
-        return self.keeper.checkpoints(session_id, tenant=tenant)
+    def checkpoints(self, session_id: str) -> list[CheckpointInfo]:
+        return self.keeper.checkpoints(session_id)
 
-    def pause(self, session_id: str, *, tenant: str | None = None) -> SessionInfo:
-        return self.keeper.pause(session_id, tenant=tenant)
+    def pause(self, session_id: str) -> SessionInfo:
+        return self.keeper.pause(session_id)
 
-    def resume(self, session_id: str, *, tenant: str | None = None) -> RestoreReport:
-        return self.keeper.resume(session_id, tenant=tenant)
+    def resume(self, session_id: str) -> RestoreReport:
+        return self.keeper.resume(session_id)
 
     def fork(
-        self, session_id: str, request: ForkRequest, *, tenant: str | None = None
+        self, session_id: str, request: ForkRequest, *, tenant: str = ADMIN_TENANT
     ) -> SessionInfo:
         return self.keeper.fork(session_id, request, tenant=tenant)
 

@@ -2,6 +2,7 @@
 
     metrics = ServiceMetrics()
     metrics.observe_finished(RunStatus.SUCCEEDED, result)
+    proxy.log.add_sink(metrics.egress.observe)     # every egress connection
     text = metrics.render()          # for GET /metrics
 
 Queue depth and the running count are read from the dispatcher when scraped
@@ -21,21 +22,45 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ai_data_agent.egress.log import EgressEvent
 from ai_data_agent.models import RunResult, RunStatus
 
-__all__ = ["CONTENT_TYPE", "ServiceMetrics"]
+__all__ = ["CONTENT_TYPE", "EgressMetrics", "ServiceMetrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Seconds: from sub-second hello-worlds to the 600 s timeout cap plus installs.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200)
 
 
+class EgressMetrics:
+    """Connections through the egress proxy and their bytes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connections = Counter(
+            "ai_data_agent_egress_connections",
+            "Connections through the egress proxy, allowed or refused, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "ai_data_agent_egress_bytes",
+            "Bytes through the egress proxy, by direction (out: from sandboxes).",
+            ["direction"],
+            registry=registry,
+        )
+
+    def observe(self, event: EgressEvent) -> None:
+        """Count one connection (a sink of the proxy's `EgressLog`)."""
+        self.connections.labels(outcome=event.outcome).inc()
+        self.bytes.labels(direction="out").inc(event.bytes_out)
+        self.bytes.labels(direction="in").inc(event.bytes_in)
+
+
 class ServiceMetrics:
     """The daemon's counters, histograms and gauges."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        r = self.registry = CollectorRegistry(auto_describe=True)
         self.runs = Counter(
             "ai_data_agent_runs", "Runs that reached a terminal status.", ["status"], registry=r
         )
@@ -105,6 +130,7 @@ class ServiceMetrics:
         self.retention_deleted = Counter(
             "ai_data_agent_records_deleted", "Run records removed by retention.", registry=r
         )
+        self.egress = EgressMetrics(r)
 
     def bind_sessions(self, active: Callable[[], float]) -> None:
         self.sessions_active.set_function(active)

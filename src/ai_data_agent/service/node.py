@@ -18,12 +18,14 @@ from typing import Protocol
 
 from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, RestoreReport
 from ai_data_agent.checks import Check
-from ai_data_agent.executor import Backend, EnvCache, EventHandler, Session
+from ai_data_agent.egress.proxy import EgressProxy
+from ai_data_agent.executor import Backend, EnvCache, EventHandler, Session, WarmPool
 from ai_data_agent.models import Limits, RunRequest, RunResult
+from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.handles import CellHandle, RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
-from ai_data_agent.service.records import RunRecords
+from ai_data_agent.service.records import RunRecords, TenantRecords
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -33,6 +35,8 @@ from ai_data_agent.session_models import (
     SessionRequest,
 )
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import BlobStore
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = [
     "CANCEL_WAIT_S",
@@ -78,6 +82,13 @@ class RunExecutor(Protocol):
     @property
     def env_cache(self) -> EnvCache | None: ...
 
+    @property
+    def pool(self) -> WarmPool | None: ...
+
+    @property
+    def egress(self) -> EgressProxy | None:
+        """The egress proxy of runs and sessions with an allow-list; None: egress is off."""
+
     def run(
         self,
         request: RunRequest,
@@ -112,8 +123,10 @@ class RunDispatcher(Protocol):
     def in_flight(self) -> int:
         """Runs a drain waits for before the node stops listening."""
 
-    def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
-        """Record and queue ``request``; raises `QueueFull` or `NotReady`."""
+    def submit(
+        self, request: RunRequest, limits: Limits, *, tenant: str = ADMIN_TENANT
+    ) -> RunHandle:
+        """Record and queue ``request`` as ``tenant``'s; raises `QueueFull` or `NotReady`."""
 
     def find(self, run_id: str) -> RunHandle | None:
         """The handle of an active run (its live events and completion), or None."""
@@ -123,13 +136,14 @@ class RunDispatcher(Protocol):
 
 
 class SessionService(Protocol):
-    """The sessions API's operations (all blocking; a cell's handle is waited on)."""
+    """The sessions API's operations (all blocking; a cell's handle is waited on), for
+    every tenant: `ownership.TenantSessions` is what a principal may do with them."""
 
-    def create(self, request: SessionRequest) -> SessionInfo: ...
+    def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo: ...
 
     def get(self, session_id: str) -> SessionInfo | None: ...
 
-    def sessions(self) -> list[SessionInfo]: ...
+    def sessions(self, *, tenant: str | None = None) -> list[SessionInfo]: ...
 
     def close(self, session_id: str) -> SessionInfo | None: ...
 
@@ -151,32 +165,44 @@ class SessionService(Protocol):
 
 
 class CheckpointService(Protocol):
-    """The checkpoints API's operations (blocking); ``tenant`` is the caller's (None: any)."""
+    """The checkpoints API's operations (blocking), for every tenant:
+    `ownership.TenantCheckpoints` is what a principal may do with them."""
 
-    def checkpoint(self, session_id: str, *, tenant: str | None = None) -> CheckpointInfo: ...
+    def checkpoint(self, session_id: str) -> CheckpointInfo: ...
 
-    def checkpoints(
-        self, session_id: str, *, tenant: str | None = None
-    ) -> list[CheckpointInfo]: ...
+    def checkpoints(self, session_id: str) -> list[CheckpointInfo]: ...
 
-    def pause(self, session_id: str, *, tenant: str | None = None) -> SessionInfo: ...
+    def pause(self, session_id: str) -> SessionInfo: ...
 
-    def resume(self, session_id: str, *, tenant: str | None = None) -> RestoreReport: ...
+    def resume(self, session_id: str) -> RestoreReport: ...
 
     def fork(
-        self, session_id: str, request: ForkRequest, *, tenant: str | None = None
-    ) -> SessionInfo: ...
+        self, session_id: str, request: ForkRequest, *, tenant: str = ADMIN_TENANT
+    ) -> SessionInfo:
+        """A new session of ``tenant`` (the caller's) from one of ``session_id``'s
+        checkpoints."""
 
 
 class ServiceNode(Protocol):
+    """A node as the routes and ``/mcp`` see it: its stores, dispatcher and sessions (for
+    every tenant: the routes go through `runs` and `ownership.TenantSessions`), the tokens
+    (`auth`, over `tenants`) and the audit log every door writes to."""
+
     settings: Settings
     auth: TokenAuth
     metrics: ServiceMetrics
+    blobs: BlobStore  # datasets and checkpoints: data_dir's or the cluster's shared storage
     started: bool
     startup_error: Exception | None
 
     @property
     def store(self) -> RunRecords: ...
+
+    @property
+    def tenants(self) -> TenantRecords: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
     @property
     def dispatcher(self) -> RunDispatcher: ...
@@ -198,6 +224,11 @@ class ServiceNode(Protocol):
 
     def instant_checks(self) -> list[Check]:
         """Readiness checks that answer at once (prewarm progress, accepting)."""
+
+    def details(self) -> list[Check]:
+        """What an operator sees beside readiness (the console's health page: cached
+        environments and the warm pool, a cluster's workers), never part of ``/readyz``.
+        Blocking."""
 
     def artifact_body(self, run_id: str, path: str) -> ArtifactBody | None:
         """A listed artifact's bytes (a checked file, or chunks); None when absent."""

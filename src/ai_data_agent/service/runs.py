@@ -1,18 +1,24 @@
 """What a client may do with runs, the same through both doors: the HTTP routes and ``/mcp``.
 
-    handle = await admit(node, request)          # limits resolved once; QueueFull, NotReady
-    result = await final_result(node, handle)    # waits without a thread
-    record = await record_or_404(node, run_id)
-    artifact, body = await listed_artifact(node, run_id, "out.csv")
-    await cancel(node, run_id)                   # waits (bounded) for the terminal record
+    handle = await admit(node, principal, request)   # limits resolved once; QueueFull, NotReady
+    result = await final_result(node, handle)        # waits without a thread
+    record = await record_or_404(node, principal, run_id)
+    items, total = await page(node, principal, status=None, tenant=None, limit=50, offset=0)
+    artifact, body = await listed_artifact(node, principal, run_id, "out.csv")
+    handle, record = await events_of(node, principal, run_id)   # live, or the stored record
+    await cancel(node, principal, run_id)            # waits (bounded) for the terminal record
 
-Each takes the `node.ServiceNode` (one node or a cluster's API node) and runs
-its blocking calls in worker threads, so the event loop never waits on a
-store or an engine. Errors are the tree's (`NotFound` is a 404 over HTTP and a
-tool error over MCP).
+Each takes the `node.ServiceNode` (one node or a cluster's API node) and the
+request's `Principal`, and runs its blocking calls in worker threads, so the
+event loop never waits on a store or an engine. A run belongs to the tenant
+that submitted it; another tenant's run is `NotFound`, exactly as one that
+never existed (`ownership`). Errors are the tree's (`NotFound` is a 404 over
+HTTP and a tool error over MCP).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import anyio
 
@@ -22,20 +28,33 @@ from ai_data_agent.limits import resolve_run
 from ai_data_agent.models import Artifact, RunRequest, RunResult
 from ai_data_agent.service.handles import RunHandle, wait_done
 from ai_data_agent.service.node import CANCEL_WAIT_S, ArtifactBody, ServiceNode
+from ai_data_agent.service.ownership import owned
 from ai_data_agent.service.records import result_of
+from ai_data_agent.tenant_models import Principal
 
-__all__ = ["admit", "cancel", "final_result", "listed_artifact", "record_or_404", "stored_result"]
+__all__ = [
+    "admit",
+    "cancel",
+    "events_of",
+    "final_result",
+    "listed_artifact",
+    "page",
+    "record_or_404",
+    "stored_result",
+]
 
 
-async def admit(node: ServiceNode, request: RunRequest) -> RunHandle:
-    """Resolve ``request``'s limits and submit it.
+async def admit(node: ServiceNode, principal: Principal, request: RunRequest) -> RunHandle:
+    """Resolve ``request``'s limits and submit it as the principal's tenant's run.
 
     Raises:
         RequestRejected: it breaks a server limit (nothing recorded).
         QueueFull, NotReady: as `RunDispatcher.submit`.
     """
     limits = resolve_run(request, node.settings)
-    return await anyio.to_thread.run_sync(node.dispatcher.submit, request, limits)
+    return await anyio.to_thread.run_sync(
+        partial(node.dispatcher.submit, request, limits, tenant=principal.tenant)
+    )
 
 
 def stored_result(record: RunRecord | None, run_id: str) -> RunResult:
@@ -58,22 +77,60 @@ async def final_result(node: ServiceNode, handle: RunHandle) -> RunResult:
     return stored_result(await anyio.to_thread.run_sync(node.store.get, handle.id), handle.id)
 
 
-async def record_or_404(node: ServiceNode, run_id: str) -> RunRecord:
+async def record_or_404(node: ServiceNode, principal: Principal, run_id: str) -> RunRecord:
+    """The run's record, if the principal sees it.
+
+    Raises:
+        NotFound: no such run, or another tenant's.
+    """
     record = await anyio.to_thread.run_sync(node.store.get, run_id)
-    if record is None:
-        raise NotFound(f"no run with id {run_id[:64]!r}", run_id=run_id)
+    missing = NotFound(f"no run with id {run_id[:64]!r}", run_id=run_id)
+    owned(principal, None if record is None else record.tenant, missing)
+    assert record is not None
     return record
 
 
+async def page(
+    node: ServiceNode,
+    principal: Principal,
+    *,
+    status: str | None,
+    tenant: str | None,
+    limit: int,
+    offset: int,
+    since: float | None = None,
+) -> tuple[list[RunRecord], int]:
+    """A page of the runs the principal sees (an admin: every tenant's, or ``tenant``'s),
+    created at or after ``since`` (unix seconds) when given."""
+    scope = principal.scope(tenant)
+    listing = partial(
+        node.store.list, status=status, tenant=scope, limit=limit, offset=offset, since=since
+    )
+    return await anyio.to_thread.run_sync(listing)
+
+
+async def events_of(
+    node: ServiceNode, principal: Principal, run_id: str
+) -> tuple[RunHandle | None, RunRecord]:
+    """The live handle of a run the principal sees (None once it ended), and its record.
+
+    Raises:
+        NotFound: no such run, or another tenant's.
+    """
+    record = await record_or_404(node, principal, run_id)
+    return await anyio.to_thread.run_sync(node.dispatcher.find, run_id), record
+
+
 async def listed_artifact(
-    node: ServiceNode, run_id: str, path: str
+    node: ServiceNode, principal: Principal, run_id: str, path: str
 ) -> tuple[Artifact, ArtifactBody]:
     """An artifact the run's result lists, and its bytes from the run's own storage.
 
     Raises:
-        NotFound: no such run, or it lists no such artifact (or its bytes are gone).
+        NotFound: no such run (or another tenant's), or it lists no such artifact (or its
+            bytes are gone).
     """
-    record = await record_or_404(node, run_id)
+    record = await record_or_404(node, principal, run_id)
     listed = {a.path: a for a in record.result.artifacts} if record.result is not None else {}
     artifact = listed.get(path)
     body = None
@@ -84,10 +141,16 @@ async def listed_artifact(
     return artifact, body
 
 
-async def cancel(node: ServiceNode, run_id: str) -> None:
+async def cancel(node: ServiceNode, principal: Principal, run_id: str) -> RunRecord:
     """Cancel an active run and wait (up to `CANCEL_WAIT_S`) for its terminal record; a run
-    that is not active is left as it is."""
+    that is not active is left as it is. Its record after.
+
+    Raises:
+        NotFound: no such run, or another tenant's.
+    """
+    await record_or_404(node, principal, run_id)
     handle = await anyio.to_thread.run_sync(node.dispatcher.cancel, run_id)
     if handle is not None:
         with anyio.move_on_after(CANCEL_WAIT_S):
             await wait_done(handle)
+    return await record_or_404(node, principal, run_id)

@@ -14,10 +14,41 @@ from __future__ import annotations
 
 from ai_data_agent.service.app import create_app
 from ai_data_agent.service.node import ServiceNode
-from ai_data_agent.service.serving import check_bind_policy, configure_server_logging, run_app
+from ai_data_agent.service.serving import (
+    check_bind_policy,
+    configure_server_logging,
+    run_app,
+    with_advertise_url,
+)
+from ai_data_agent.service.tenant_store import TENANTS_FILENAME, TenantStore
 from ai_data_agent.settings import Settings
 
-__all__ = ["serve"]
+__all__ = ["serve", "stored_tokens"]
+
+
+def stored_tokens(settings: Settings) -> bool:
+    """Whether the tenant store (the data dir's, or the cluster's) holds a token; False
+    when it cannot be read (the bind policy then wants configured tokens)."""
+    if settings.clustered:
+        import psycopg  # the postgres extra, there with a database_url
+
+        from ai_data_agent.service.cluster.db import conninfo
+
+        try:
+            with psycopg.connect(conninfo(settings, role="api")) as conn:
+                row = conn.execute("SELECT EXISTS (SELECT 1 FROM tokens)").fetchone()
+        except psycopg.Error:  # no database yet, or no tokens table: none stored
+            return False
+        return bool(row and row[0])
+    path = settings.data_dir / TENANTS_FILENAME
+    if not path.exists():
+        return False
+    store = TenantStore(path)
+    try:
+        store.open()
+        return store.has_tokens()
+    finally:
+        store.close()
 
 
 def serve(
@@ -37,7 +68,8 @@ def serve(
             start (store not writable, port taken); the message says why.
     """
     configure_server_logging(settings)
-    check_bind_policy(settings, host, insecure)
+    check_bind_policy(settings, host, insecure, lambda: stored_tokens(settings))
+    settings = with_advertise_url(settings, host, port)
     app = create_app(settings, with_worker=with_worker)
     node: ServiceNode = app.state.daemon
 

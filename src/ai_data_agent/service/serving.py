@@ -2,6 +2,7 @@
 
     configure_server_logging(settings)
     check_bind_policy(settings, host, insecure)     # ConfigurationError: exposed without tokens
+    settings = with_advertise_url(settings, host, port)   # an API node: where workers reach it
     run_app(app, node, settings, host, port, what="daemon", in_flight=lambda: 0)   # blocking
 
 Used by the daemon (`server.serve`, an API node included) and a cluster's
@@ -29,7 +30,13 @@ from ai_data_agent.logs import configure_logging, route_std_logging
 from ai_data_agent.service.node import STOP_SLACK_S
 from ai_data_agent.settings import Settings
 
-__all__ = ["check_bind_policy", "configure_server_logging", "is_loopback", "run_app"]
+__all__ = [
+    "check_bind_policy",
+    "configure_server_logging",
+    "is_loopback",
+    "run_app",
+    "with_advertise_url",
+]
 
 DRAIN_POLL_S = 0.1
 
@@ -44,12 +51,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind_policy(settings: Settings, host: str, insecure: bool) -> None:
+def check_bind_policy(
+    settings: Settings,
+    host: str,
+    insecure: bool,
+    stored_tokens: Callable[[], bool] = lambda: False,
+) -> None:
     """Refuse to expose an unauthenticated daemon beyond this machine.
 
+    ``stored_tokens`` says whether the tenant store holds tokens (auth is then on).
+
     Raises:
-        ConfigurationError: ``host`` is not loopback, no token is configured and
-            ``insecure`` is false; or the token file cannot be read.
+        ConfigurationError: ``host`` is not loopback, no token is configured or stored
+            and ``insecure`` is false; or the token file cannot be read.
     """
     try:
         tokens = settings.accepted_tokens()
@@ -62,16 +76,35 @@ def check_bind_policy(settings: Settings, host: str, insecure: bool) -> None:
         logger.warning(
             "the token file {} is empty: every /v1 request will get 401", settings.api_token_file
         )
-    if configured or is_loopback(host):
+    if configured or is_loopback(host) or stored_tokens():
         return
     if not insecure:
         raise ConfigurationError(
             f"refusing to listen on {host} without API tokens: anyone who can reach that "
             "address could run code on this machine. Set AI_DATA_AGENT_API_TOKENS (or "
-            "AI_DATA_AGENT_API_TOKEN_FILE), listen on 127.0.0.1, or pass --insecure if "
+            "AI_DATA_AGENT_API_TOKEN_FILE) or make one (ai-data-agent token new), listen on "
+            "127.0.0.1, or pass --insecure if "
             "something else guards the port."
         )
     logger.warning("listening on {} WITHOUT authentication (--insecure)", host)
+
+
+def with_advertise_url(settings: Settings, host: str, port: int) -> Settings:
+    """``settings`` of a cluster's API node with ``advertise_url`` defaulting to the
+    address it listens on, unless that is a wildcard (then workers would not know which)."""
+    bare = host.strip("[]")
+    if not settings.clustered or settings.advertise_url is not None or _is_wildcard(bare):
+        return settings
+    name = f"[{bare}]" if ":" in bare else bare
+    return settings.model_copy(update={"advertise_url": f"http://{name}:{port}"})
+
+
+def _is_wildcard(host: str) -> bool:
+    """Every address of the machine (0.0.0.0, ::): there is none to advertise."""
+    try:
+        return not host or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False  # a name
 
 
 class _Served(Protocol):

@@ -1,7 +1,7 @@
 """The sessions API: a kernel per session, cells one at a time, files in and out.
 
     POST   /v1/sessions                          SessionRequest -> 201 SessionInfo
-    GET    /v1/sessions                          SessionPage, live first
+    GET    /v1/sessions                          SessionPage, live first (?tenant=)
     GET    /v1/sessions/{id}                     SessionInfo
     DELETE /v1/sessions/{id}                     close; SessionInfo
     POST   /v1/sessions/{id}/cells               CellRequest -> 200 CellResult | 202 CellAccepted
@@ -14,7 +14,7 @@
     PUT    /v1/sessions/{id}/files/{path}        the raw bytes -> 201 SessionFile
     GET    /v1/sessions/{id}/files/{path}        the bytes
 
-Same auth and error shape as runs; ``409 session_busy`` for a call while
+Same auth, ownership (another tenant's session is 404) and error shape as runs; ``409 session_busy`` for a call while
 another runs (nothing is queued), ``410 session_gone`` once the session
 ended, ``429 session_limit`` when no session fits, ``422 install_failed``
 when requirements do not install, ``400`` for a file path that is not a normal
@@ -29,17 +29,18 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Annotated, cast
+from typing import Annotated
 
 from anyio.to_thread import run_sync
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ai_data_agent.errors import NotFound, RequestRejected
+from ai_data_agent.errors import RequestRejected
 from ai_data_agent.paths import check_relative_path
+from ai_data_agent.service.deps import PrincipalDep, node_of, note_object
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.handles import CellHandle, wait_done
-from ai_data_agent.service.node import SessionService
+from ai_data_agent.service.ownership import TenantSessions
 from ai_data_agent.session_models import (
     CellAccepted,
     CellRequest,
@@ -56,11 +57,11 @@ from ai_data_agent.session_models import (
 __all__ = ["router"]
 
 
-def _manager(request: Request) -> SessionService:
-    return cast(SessionService, request.app.state.daemon.sessions)
+def _manager(request: Request) -> TenantSessions:
+    return TenantSessions(node_of(request).sessions)
 
 
-Manager = Annotated[SessionService, Depends(_manager)]
+Manager = Annotated[TenantSessions, Depends(_manager)]
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
 
@@ -76,34 +77,34 @@ def _file_path(path: str) -> str:
         raise RequestRejected("path", str(exc)) from exc
 
 
-async def _known(manager: SessionService, session_id: str) -> SessionInfo:
-    info = await run_sync(manager.get, session_id)
-    if info is None:
-        raise NotFound(f"no session with id {session_id[:64]!r}")
-    return info
-
-
 @router.post("", status_code=201, summary="Start a session (a kernel in a fresh sandbox)")
-async def create_session(body: SessionRequest, manager: Manager) -> SessionInfo:
-    return await run_sync(manager.create, body)
+async def create_session(
+    body: SessionRequest, request: Request, manager: Manager, principal: PrincipalDep
+) -> SessionInfo:
+    info = await run_sync(manager.create, principal, body)
+    note_object(request, info.id)
+    return info
 
 
 @router.get("", summary="Sessions, live first")
-async def list_sessions(manager: Manager) -> SessionPage:
-    return SessionPage(items=await run_sync(manager.sessions))
+async def list_sessions(
+    manager: Manager,
+    principal: PrincipalDep,
+    tenant: Annotated[
+        str | None, Query(description="An admin: only this tenant's (an agent sees its own).")
+    ] = None,
+) -> SessionPage:
+    return SessionPage(items=await run_sync(manager.sessions, principal, tenant))
 
 
 @router.get("/{session_id}", summary="A session")
-async def get_session(session_id: str, manager: Manager) -> SessionInfo:
-    return await _known(manager, session_id)
+async def get_session(session_id: str, manager: Manager, principal: PrincipalDep) -> SessionInfo:
+    return await run_sync(manager.get, principal, session_id)
 
 
 @router.delete("/{session_id}", summary="Close a session; its container is removed")
-async def close_session(session_id: str, manager: Manager) -> SessionInfo:
-    await _known(manager, session_id)
-    info = await run_sync(manager.close, session_id)
-    assert info is not None
-    return info
+async def close_session(session_id: str, manager: Manager, principal: PrincipalDep) -> SessionInfo:
+    return await run_sync(manager.close, principal, session_id)
 
 
 def _accepted(handle: CellHandle) -> JSONResponse:
@@ -125,11 +126,12 @@ def _finished(handle: CellHandle) -> JSONResponse:
     responses={202: {"model": CellAccepted, "description": "running; poll the `Location`"}},
     summary="Run a cell",
 )
-async def run_cell(session_id: str, body: CellRequest, manager: Manager) -> Response:
+async def run_cell(
+    session_id: str, body: CellRequest, manager: Manager, principal: PrincipalDep
+) -> Response:
     """With ``wait`` (the default) answer 200 with the `CellResult` when the cell ends;
     otherwise 202 at once."""
-    await _known(manager, session_id)
-    handle = await run_sync(manager.submit_cell, session_id, body)
+    handle = await run_sync(manager.submit_cell, principal, session_id, body)
     if not body.wait:
         return _accepted(handle)
     await wait_done(handle)
@@ -142,11 +144,10 @@ async def run_cell(session_id: str, body: CellRequest, manager: Manager) -> Resp
     responses={202: {"model": CellAccepted, "description": "still running"}},
     summary="A cell's result",
 )
-async def get_cell(session_id: str, count: int, manager: Manager) -> Response:
-    await _known(manager, session_id)
-    found = await run_sync(manager.cell, session_id, count)
-    if found is None:
-        raise NotFound(f"session {session_id[:64]!r} has no cell {count}")
+async def get_cell(
+    session_id: str, count: int, manager: Manager, principal: PrincipalDep
+) -> Response:
+    found = await run_sync(manager.cell, principal, session_id, count)
     if isinstance(found, CellHandle):
         return _accepted(found)
     return JSONResponse(found.model_dump(mode="json"))
@@ -158,14 +159,13 @@ async def get_cell(session_id: str, count: int, manager: Manager) -> Response:
     responses={200: {"content": {"text/event-stream": {}}}},
     summary="A cell's live output as Server-Sent Events",
 )
-async def cell_events(session_id: str, count: int, manager: Manager) -> StreamingResponse:
+async def cell_events(
+    session_id: str, count: int, manager: Manager, principal: PrincipalDep
+) -> StreamingResponse:
     """``status``, ``stdout``/``stderr`` chunks, ``display`` (a MIME bundle) as they happen,
     and last ``result`` (the `CellResult`) or ``error``. Late clients get the backlog first;
     for a finished cell, its stored output and result."""
-    await _known(manager, session_id)
-    found = await run_sync(manager.cell, session_id, count)
-    if found is None:
-        raise NotFound(f"session {session_id[:64]!r} has no cell {count}")
+    found = await run_sync(manager.cell, principal, session_id, count)
 
     async def stream() -> AsyncIterator[str]:
         if isinstance(found, CellHandle):
@@ -188,30 +188,34 @@ async def cell_events(session_id: str, count: int, manager: Manager) -> Streamin
 
 
 @router.post("/{session_id}/interrupt", summary="Interrupt the running cell")
-async def interrupt_session(session_id: str, manager: Manager) -> Interrupted:
-    await _known(manager, session_id)
-    return Interrupted(interrupted=await run_sync(manager.interrupt, session_id))
+async def interrupt_session(
+    session_id: str, manager: Manager, principal: PrincipalDep
+) -> Interrupted:
+    return Interrupted(interrupted=await run_sync(manager.interrupt, principal, session_id))
 
 
 @router.post("/{session_id}/restart", summary="A fresh kernel: variables lost, files kept")
-async def restart_session(session_id: str, manager: Manager) -> SessionInfo:
-    await _known(manager, session_id)
-    return await run_sync(manager.restart, session_id)
+async def restart_session(
+    session_id: str, manager: Manager, principal: PrincipalDep
+) -> SessionInfo:
+    return await run_sync(manager.restart, principal, session_id)
 
 
 @router.post("/{session_id}/packages", summary="Add requirements to the session")
-async def add_packages(session_id: str, body: PackagesRequest, manager: Manager) -> PackagesResult:
+async def add_packages(
+    session_id: str, body: PackagesRequest, manager: Manager, principal: PrincipalDep
+) -> PackagesResult:
     """The union of the session's requirements and these installs through the environment
     cache (never in the session's container, which has no network) and goes on the kernel's
     path; ``restart_required`` says when an imported distribution changed version."""
-    await _known(manager, session_id)
-    return await run_sync(manager.install, session_id, list(body.requirements))
+    return await run_sync(manager.install, principal, session_id, list(body.requirements))
 
 
 @router.get("/{session_id}/files", summary="Files under the session's working directory")
-async def list_session_files(session_id: str, manager: Manager) -> list[SessionFile]:
-    await _known(manager, session_id)
-    return await run_sync(manager.files, session_id)
+async def list_session_files(
+    session_id: str, manager: Manager, principal: PrincipalDep
+) -> list[SessionFile]:
+    return await run_sync(manager.files, principal, session_id)
 
 
 @router.put(
@@ -228,12 +232,12 @@ async def list_session_files(session_id: str, manager: Manager) -> list[SessionF
     },
 )
 async def put_session_file(
-    session_id: str, path: str, request: Request, manager: Manager
+    session_id: str, path: str, request: Request, manager: Manager, principal: PrincipalDep
 ) -> SessionFile:
     path = _file_path(path)
-    await _known(manager, session_id)
+    await run_sync(manager.get, principal, session_id)  # a 404 before the body is read
     data = await request.body()
-    stored = await run_sync(manager.upload, session_id, path, data)
+    stored = await run_sync(manager.upload, principal, session_id, path, data)
     return SessionFile(path=stored, size=len(data), modified_at=datetime.now(UTC))
 
 
@@ -243,10 +247,11 @@ async def put_session_file(
     responses={200: {"content": {"application/octet-stream": {}}}},
     summary="Download a file",
 )
-async def get_session_file(session_id: str, path: str, manager: Manager) -> Response:
+async def get_session_file(
+    session_id: str, path: str, manager: Manager, principal: PrincipalDep
+) -> Response:
     path = _file_path(path)
-    await _known(manager, session_id)
-    data = await run_sync(manager.download, session_id, path)
+    data = await run_sync(manager.download, principal, session_id, path)
     media_type = mimetypes.guess_type(path, strict=False)[0] or "application/octet-stream"
     name = urllib.parse.quote(PurePosixPath(path).name, safe="")
     headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{name}"}

@@ -21,7 +21,7 @@ from pathlib import Path
 from ai_data_agent.service.sqlite import SqliteFile
 from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
 
-__all__ = ["SESSIONS_FILENAME", "SessionStore"]
+__all__ = ["SESSIONS_FILENAME", "SessionStore", "session_of_row"]
 
 SESSIONS_FILENAME = "sessions.sqlite3"
 SCHEMA = """
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     id      TEXT NOT NULL UNIQUE,
     node    TEXT NOT NULL,
     status  TEXT NOT NULL,
-    info    TEXT NOT NULL                 -- SessionInfo JSON
+    info    TEXT NOT NULL,                -- SessionInfo JSON
+    tenant  TEXT NOT NULL DEFAULT 'admin' -- the tenant whose token started it
 );
 CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
 CREATE TABLE IF NOT EXISTS cells (
@@ -40,47 +41,52 @@ CREATE TABLE IF NOT EXISTS cells (
     PRIMARY KEY (session_id, n)
 );
 """
+# A file written before tenants: its sessions belong to the built-in admin tenant.
+COLUMNS = (("sessions", "tenant", "TEXT NOT NULL DEFAULT 'admin'"),)
+INDEXES = "CREATE INDEX IF NOT EXISTS sessions_by_tenant ON sessions (tenant, seq);"
 
 
 class SessionStore(SqliteFile):
     """`records.SessionRegistry` in one SQLite file of one daemon."""
 
     def __init__(self, path: Path, *, node: str) -> None:
-        super().__init__(path, what="the session store", schema=SCHEMA)
+        super().__init__(
+            path, what="the session store", schema=SCHEMA, columns=COLUMNS, after=INDEXES
+        )
         self.node = node
 
     def put(self, info: SessionInfo) -> None:
         """Record a session's state, as held by this node; an ended session stays as it ended."""
         with self._lock:
             self._db().execute(
-                "INSERT INTO sessions (id, node, status, info) VALUES (?, ?, ?, ?) "
+                "INSERT INTO sessions (id, node, status, info, tenant) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET node = excluded.node, status = excluded.status, "
                 "info = excluded.info WHERE sessions.status IN ('starting', 'idle', 'busy', 'paused')",
-                (info.id, self.node, info.status.value, info.model_dump_json()),
+                (info.id, self.node, info.status.value, info.model_dump_json(), info.tenant),
             )
 
     def get(self, session_id: str) -> SessionInfo | None:
         with self._lock:
             row = (
                 self._db()
-                .execute("SELECT info FROM sessions WHERE id = ?", (session_id,))
+                .execute("SELECT info, tenant FROM sessions WHERE id = ?", (session_id,))
                 .fetchone()
             )
-        return None if row is None else SessionInfo.model_validate_json(row[0])
+        return None if row is None else session_of_row(row)
 
-    def recent(self, *, limit: int = 100) -> list[SessionInfo]:
-        """Live first, then the newest."""
+    def recent(self, *, tenant: str | None = None, limit: int = 100) -> list[SessionInfo]:
+        """Live first, then the newest (of ``tenant``; None: any)."""
         with self._lock:
             rows = (
                 self._db()
                 .execute(
-                    "SELECT info FROM sessions ORDER BY status IN ('starting', 'idle', 'busy') "
-                    "DESC, seq DESC LIMIT ?",
-                    (limit,),
+                    "SELECT info, tenant FROM sessions WHERE (:tenant IS NULL OR tenant = :tenant) "
+                    "ORDER BY status IN ('starting', 'idle', 'busy') DESC, seq DESC LIMIT :limit",
+                    {"tenant": tenant, "limit": limit},
                 )
                 .fetchall()
             )
-        return [SessionInfo.model_validate_json(row[0]) for row in rows]
+        return [session_of_row(row) for row in rows]
 
     def lose_live(self, reason: str) -> list[str]:
         """Mark every live session ``lost``: at a start, the process that held them is gone
@@ -134,3 +140,10 @@ class SessionStore(SqliteFile):
             db.executemany("DELETE FROM cells WHERE session_id = ?", [(d,) for d in doomed])
             db.executemany("DELETE FROM sessions WHERE id = ?", [(d,) for d in doomed])
         return len(doomed)
+
+
+def session_of_row(row: tuple[str, str]) -> SessionInfo:
+    """A session of an (info JSON, tenant) row: the column names the owner (a row older
+    than tenants has JSON without one)."""
+    info = SessionInfo.model_validate_json(row[0])
+    return info if info.tenant == row[1] else info.model_copy(update={"tenant": row[1]})

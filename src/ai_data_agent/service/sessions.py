@@ -47,6 +47,7 @@ from ai_data_agent.session_models import (
     SessionStatus,
 )
 from ai_data_agent.settings import Settings
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["SessionManager"]
 
@@ -59,6 +60,7 @@ REASON_SHUTDOWN = "the daemon shut down"
 @dataclass
 class _Live:
     session: Session
+    tenant: str
     busy: bool = False
     cell: CellHandle | None = None
 
@@ -146,8 +148,8 @@ class SessionManager:
         self._starting += 1
         self._starting_memory += memory_mb
 
-    def create(self, request: SessionRequest) -> SessionInfo:
-        """Start a session (installs and the container first: seconds).
+    def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo:
+        """Start a session of ``tenant`` (installs and the container first: seconds).
 
         Raises:
             RequestRejected: the request breaks a server limit.
@@ -156,56 +158,66 @@ class SessionManager:
             InstallFailed: its requirements did not install.
             ExecutorError: Docker or the host failed.
         """
-        return self.launch(self.executor.new_session(request))
+        return self.launch(self.executor.new_session(request), tenant)
 
     def launch(
         self,
         session: Session,
+        tenant: str,
         prepare: Callable[[Session], object] | None = None,
         failed: SessionStatus = SessionStatus.LOST,
     ) -> SessionInfo:
-        """Admit and start ``session``, ``prepare`` it (a resume's restore), make it live;
-        one that fails ends ``failed``. Raises as `create`, and what ``prepare`` raises."""
+        """Admit and start ``session`` of ``tenant``, ``prepare`` it (a resume's restore),
+        make it live; one that fails ends ``failed``. Raises as `create`, and what
+        ``prepare`` raises."""
         memory = session.limits.memory_mb
         with self._lock:
             self._admit(memory)
         try:
-            self.store.put(self._info(session))
+            self.store.put(self._info(session, tenant))
             session.start()
             if prepare is not None:
                 prepare(session)
         except BaseException:
             session.close(failed, "the session did not start")
-            self.store.put(self._info(session))
+            self.store.put(self._info(session, tenant))
             raise
         finally:
             with self._lock:
                 self._starting -= 1
                 self._starting_memory -= memory
         with self._lock:
-            self._live[session.id] = _Live(session)
+            self._live[session.id] = _Live(session, tenant)
         self.metrics.sessions_started.inc()
-        info = self._info(session)
+        info = self._info(session, tenant)
         self.store.put(info)
         return info
 
-    def _info(self, session: Session) -> SessionInfo:
+    def _info(self, session: Session, tenant: str) -> SessionInfo:
         info = session.info()
         idle = info.last_activity_at + timedelta(seconds=self.settings.session_idle_timeout_s)
         ends = info.created_at + timedelta(seconds=self.settings.session_max_lifetime_s)
         live = info.status in LIVE_SESSION_STATUSES
-        return info.model_copy(update={"idle_expires_at": idle if live else None, "ends_at": ends})
+        update = {"idle_expires_at": idle if live else None, "ends_at": ends, "tenant": tenant}
+        return info.model_copy(update=update)
 
     def get(self, session_id: str) -> SessionInfo | None:
         with self._lock:
             live = self._live.get(session_id)
-        return self._info(live.session) if live is not None else self.store.get(session_id)
+        if live is not None:
+            return self._info(live.session, live.tenant)
+        return self.store.get(session_id)
 
-    def sessions(self) -> list[SessionInfo]:
-        """Live sessions first, then the ones that ended, newest first."""
+    def sessions(self, *, tenant: str | None = None) -> list[SessionInfo]:
+        """Live sessions first, then the ones that ended, newest first (of ``tenant``;
+        None: every tenant's)."""
         with self._lock:
-            live = {sid: self._info(entry.session) for sid, entry in self._live.items()}
-        stored = self.store.recent()
+            live = {
+                sid: self._info(entry.session, entry.tenant)
+                for sid, entry in self._live.items()
+                if tenant is None or entry.tenant == tenant
+            }
+        stored = self.store.recent(tenant=tenant)
         return list(live.values()) + [s for s in stored if s.id not in live]
 
     def _take(self, session_id: str) -> _Live:
@@ -231,7 +243,7 @@ class SessionManager:
     def _release(self, live: _Live) -> None:
         with self._lock:
             live.busy = False
-        self.store.put(self._info(live.session))
+        self.store.put(self._info(live.session, live.tenant))
 
     def _guarded(self, session_id: str, call: Callable[[Session], object]) -> object:
         live = self._take(session_id)
@@ -262,7 +274,7 @@ class SessionManager:
         if live is None:
             return
         live.session.close(status, reason)
-        self.store.put(self._info(live.session))
+        self.store.put(self._info(live.session, live.tenant))
         self.metrics.sessions_ended.labels(status=live.session.status.value).inc()
 
     # -- cells ------------------------------------------------------------------------

@@ -5,7 +5,9 @@
             with self._lock:
                 self._db().execute(...)
 
-`open` creates the data directory, the file and its schema (idempotent); every
+`open` creates the data directory, the file and its schema (idempotent), adds
+the ``columns`` a file of an earlier version lacks, then runs ``after`` (indexes
+over them); every
 statement then runs on one autocommit connection in WAL mode, serialised by
 ``_lock``, from worker threads only. `close` is idempotent; a store used
 after it raises `sqlite3.ProgrammingError`.
@@ -26,11 +28,20 @@ class SqliteFile:
     """See the module docstring. ``what`` names the store in errors ("the run store")."""
 
     def __init__(
-        self, path: Path, *, what: str, schema: str, pragmas: tuple[str, ...] = ()
+        self,
+        path: Path,
+        *,
+        what: str,
+        schema: str,
+        pragmas: tuple[str, ...] = (),
+        columns: tuple[tuple[str, str, str], ...] = (),
+        after: str = "",
     ) -> None:
         self.path = path
         self._what = what
         self._schema = schema
+        self._columns = columns  # (table, column, its definition) added to older files
+        self._after = after
         self._pragmas = ("journal_mode=WAL", *pragmas)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -58,6 +69,8 @@ class SqliteFile:
                 for pragma in self._pragmas:
                     conn.execute(f"PRAGMA {pragma}")
                 conn.executescript(self._schema)
+                _add_columns(conn, self._columns)
+                conn.executescript(self._after)
             except sqlite3.Error as exc:
                 conn.close()
                 raise ConfigurationError(
@@ -77,3 +90,23 @@ class SqliteFile:
         if self._conn is None:
             raise sqlite3.ProgrammingError(f"{self._what} is not open")
         return self._conn
+
+
+def _add_columns(conn: sqlite3.Connection, columns: tuple[tuple[str, str, str], ...]) -> None:
+    """Add each column its table lacks (a file written by an earlier version), in one
+    transaction. Names and definitions are the stores' constants, never input."""
+    missing = [
+        (table, column, definition)
+        for table, column, definition in columns
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    ]
+    if not missing:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, definition in missing:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -25,11 +25,12 @@ from ai_data_agent.api_models import ActiveStatus, RunRecord
 from ai_data_agent.models import RunRequest
 from ai_data_agent.service.records import Outcome, record_from_row
 from ai_data_agent.service.sqlite import SqliteFile
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["STORE_FILENAME", "RunStore"]
 
 STORE_FILENAME = "runs.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: newest first
@@ -40,13 +41,23 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     request     TEXT NOT NULL,                      -- RunRequest JSON
     result      TEXT,                               -- RunResult JSON, when a container ran
-    error       TEXT
+    error       TEXT,
+    tenant      TEXT NOT NULL DEFAULT 'admin'       -- the tenant whose token submitted it
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_by_status_created ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-# SQL is written out literally (no string building); the active statuses
-# appear as "('queued', 'running')", matching ACTIVE_RUN_STATUSES.
+# A file of version 1 had no tenants: its runs belong to the built-in admin tenant.
+COLUMNS = (("runs", "tenant", "TEXT NOT NULL DEFAULT 'admin'"),)
+INDEXES = """
+CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, seq);
+CREATE INDEX IF NOT EXISTS runs_by_tenant_status ON runs (tenant, status, seq);
+"""
+_COLUMNS = "id, status, created_at, started_at, finished_at, request, result, error, tenant"
+# SQL is written out literally (`list` joins constant conditions, nothing else); the
+# active statuses appear as "('queued', 'running')", matching ACTIVE_RUN_STATUSES.
 
 
 class RunStore(SqliteFile):
@@ -56,19 +67,35 @@ class RunStore(SqliteFile):
         # FULL: a commit is on disk (WAL fsync'd) before it returns, so an
         # acknowledged run survives power loss, not just a crash.
         pragmas = ("synchronous=FULL", f"user_version={SCHEMA_VERSION}")
-        super().__init__(path, what="the run store", schema=SCHEMA, pragmas=pragmas)
+        super().__init__(
+            path,
+            what="the run store",
+            schema=SCHEMA,
+            pragmas=pragmas,
+            columns=COLUMNS,
+            after=INDEXES,
+        )
 
     # -- writes -------------------------------------------------------------------
-    def insert(self, run_id: str, request: RunRequest, *, now: float | None = None) -> RunRecord:
-        """Record a new ``queued`` run; durable when this returns."""
+    def insert(
+        self,
+        run_id: str,
+        request: RunRequest,
+        *,
+        tenant: str = ADMIN_TENANT,
+        now: float | None = None,
+    ) -> RunRecord:
+        """Record a new ``queued`` run of ``tenant``; durable when this returns."""
         created = time.time() if now is None else now
         with self._lock:
             self._db().execute(
-                "INSERT INTO runs (id, status, created_at, request) VALUES (?, 'queued', ?, ?)",
-                (run_id, created, request.model_dump_json()),
+                "INSERT INTO runs (id, status, created_at, request, tenant) "
+                "VALUES (?, 'queued', ?, ?, ?)",
+                (run_id, created, request.model_dump_json(), tenant),
             )
         return RunRecord(
             id=run_id,
+            tenant=tenant,
             status=ActiveStatus.QUEUED,
             created_at=datetime.fromtimestamp(created, UTC),
             request=request,
@@ -164,8 +191,7 @@ class RunStore(SqliteFile):
     def get(self, run_id: str) -> RunRecord | None:
         with self._lock:
             cursor = self._db().execute(
-                "SELECT id, status, created_at, started_at, finished_at, request, result, error "
-                "FROM runs WHERE id = ?",
+                f"SELECT {_COLUMNS} FROM runs WHERE id = ?",  # noqa: S608 (a constant)
                 (run_id,),
             )
             row = cursor.fetchone()
@@ -187,19 +213,37 @@ class RunStore(SqliteFile):
         return {row[0] for row in rows}
 
     def list(
-        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        since: float | None = None,
     ) -> tuple[list[RunRecord], int]:
-        """A page of records, newest first, and the total matching ``status``."""
+        """A page of records, newest first, and the total matching ``status``, ``tenant``
+        and created at or after ``since`` (None: any).
+
+        The statement has only the conditions given (each a constant), so that SQLite
+        can walk the index of that shape in ``seq`` order rather than sort.
+        """
+        conditions = []
+        if status is not None:
+            conditions.append("status = :status")
+        if tenant is not None:
+            conditions.append("tenant = :tenant")
+        if since is not None:
+            # +created_at with another filter: walk that filter's index in seq order.
+            conditions.append("+created_at >= :since" if conditions else "created_at >= :since")
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        params = {"status": status, "tenant": tenant, "since": since}
+        params |= {"limit": limit, "offset": offset}
         with self._lock:
             db = self._db()
-            total = db.execute(
-                "SELECT COUNT(*) FROM runs WHERE (:status IS NULL OR status = :status)",
-                {"status": status},
-            ).fetchone()[0]
+            total = db.execute(f"SELECT COUNT(*) FROM runs {where}", params).fetchone()[0]  # noqa: S608 (constants)
             rows = db.execute(
-                "SELECT id, status, created_at, started_at, finished_at, request, result, error "
-                "FROM runs WHERE (:status IS NULL OR status = :status) "
+                f"SELECT {_COLUMNS} FROM runs {where} "  # noqa: S608 (constants)
                 "ORDER BY seq DESC LIMIT :limit OFFSET :offset",
-                {"status": status, "limit": limit, "offset": offset},
+                params,
             ).fetchall()
         return [record_from_row(row) for row in rows], int(total)

@@ -14,9 +14,13 @@ leaves nothing anyone can name. What a blob means (a dataset version's file,
 a checkpoint) and who owns it lives in the records that name its digest;
 the store only keeps bytes. `BlobStore` is the interface the callers see, so
 an object store can stand beside `LocalBlobStore` (a directory, which all API
-nodes of a cluster share) without changing them.
+nodes of a cluster share) without changing them. A node hands its store out as
+``node.blobs``: the one-node daemon's and an API node's are a `LocalBlobStore`,
+a cluster worker's an `HttpBlobStore` (the API nodes' store, over HTTP, with
+local copies).
 """
 
 from ai_data_agent.storage.blobs import BlobRef, BlobStore, BlobWriter, LocalBlobStore
+from ai_data_agent.storage.remote import HttpBlobStore
 
-__all__ = ["BlobRef", "BlobStore", "BlobWriter", "LocalBlobStore"]
+__all__ = ["BlobRef", "BlobStore", "BlobWriter", "HttpBlobStore", "LocalBlobStore"]

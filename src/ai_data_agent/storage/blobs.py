@@ -57,6 +57,11 @@ class BlobWriter(Protocol):
     def size(self) -> int:
         """Bytes written so far."""
 
+    @property
+    def digest(self) -> str:
+        """The sha256 (lower-case hex) of the bytes written so far: checked before `commit`
+        when the writer was told which blob to expect."""
+
     def write(self, chunk: bytes) -> None:
         """Append ``chunk``.
 
@@ -124,6 +129,10 @@ class _LocalWriter:
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def digest(self) -> str:
+        return self._hash.hexdigest()
 
     def write(self, chunk: bytes) -> None:
         if self._file is None:
@@ -229,7 +238,7 @@ class LocalBlobStore:
     def sweep(self, keep: set[str], *, older_than_s: float) -> list[str]:
         cutoff = time.time() - older_than_s
         removed = []
-        for path in self._blob_files():
+        for path in self.blob_files():
             if path.name not in keep and _older(path, cutoff):
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
@@ -241,12 +250,13 @@ class LocalBlobStore:
 
     def usage(self) -> tuple[int, int]:
         count = size = 0
-        for path in self._blob_files():
+        for path in self.blob_files():
             count += 1
             size += path.stat().st_size
         return count, size
 
-    def _blob_files(self) -> Iterator[Path]:
+    def blob_files(self) -> Iterator[Path]:
+        """The files of the blobs held, in no order (a cache evicts by their mtime)."""
         blobs = self.root / BLOBS
         if not blobs.is_dir():
             return

@@ -109,6 +109,8 @@ class FakeExecutor:
 
     controller_id = "fakecontroller"
     env_cache = None
+    egress = None
+    pool = None
 
     def __init__(self) -> None:
         self.backend = FakeBackend()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 import pytest
@@ -172,7 +174,8 @@ async def test_requests_beyond_server_limits_are_400(
 
 async def test_bad_query_parameters_are_422(settings: Settings) -> None:
     async with running_service(settings) as svc:
-        for query in ("status=bogus", "limit=0", "limit=100000", "offset=-1"):
+        bad = ("status=bogus", "limit=0", "limit=100000", "offset=-1", "since=yesterday")
+        for query in (*bad, "since=2025-03-01T12:00:00"):  # a time without a zone is ambiguous
             assert_error(await svc.client.get(f"/v1/runs?{query}"), 422, "invalid_request")
 
 
@@ -336,6 +339,21 @@ async def test_list_newest_first_with_pagination_and_status_filter(tmp_path: Pat
         assert [r.id for r in failed.items] == [ids[3], ids[1]]
         none = (await svc.client.get("/v1/runs?status=queued")).json()
         assert none == {"items": [], "total": 0, "limit": 50, "offset": 0}
+
+
+async def test_list_since_keeps_runs_created_at_or_after_it(settings: Settings) -> None:
+    async with running_service(settings) as svc:
+        first = (await svc.client.post("/v1/runs", json={"code": "a"})).json()["id"]
+        record = RunRecord.model_validate((await svc.client.get(f"/v1/runs/{first}")).json())
+        second = (await svc.client.post("/v1/runs", json={"code": "b"})).json()["id"]
+        created = record.created_at - timedelta(milliseconds=1)  # the record keeps microseconds
+        iso = created.isoformat().replace("+00:00", "Z")
+        for since in (quote(iso), f"{created.timestamp():.6f}"):
+            page = RunPage.model_validate((await svc.client.get(f"/v1/runs?since={since}")).json())
+            assert [r.id for r in page.items] == [second, first] and page.total == 2
+        later = quote((record.created_at + timedelta(days=1)).isoformat())
+        page = RunPage.model_validate((await svc.client.get(f"/v1/runs?since={later}")).json())
+        assert (page.items, page.total) == ([], 0)
 
 
 # -- load ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from ai_data_agent.errors import (
     DockerUnavailable,
     ExecutorError,
     FileNotFound,
+    Forbidden,
     InstallFailed,
     NotFound,
     NotReady,
@@ -56,6 +57,7 @@ WIRE = {
     RequestTooLarge: (413, "payload_too_large"),
     InstallFailed: (422, "install_failed"),
     Unauthorized: (401, "unauthorized"),
+    Forbidden: (403, "forbidden"),
     NotFound: (404, "not_found"),
     FileNotFound: (404, "file_not_found"),
     QueueFull: (429, "queue_full"),
@@ -129,6 +131,7 @@ def raising_route(app: FastAPI) -> None:
         "InstallFailed": InstallFailed("no matching distribution for nope"),
         "Unauthorized": Unauthorized("wrong bearer token"),
         "NotFound": NotFound("no run with id 'x'", run_id="x"),
+        "Forbidden": Forbidden("tenant 'a' is not an admin"),
         "FileNotFound": FileNotFound("no file outputs/x.png in the session", path="outputs/x.png"),
         "QueueFull": QueueFull("1 running and 1 queued", retry_after=2.5),
         "SessionBusy": SessionBusy("session s1 is busy", session_id="s1"),
@@ -152,7 +155,8 @@ def test_the_tree_is_the_wire_table() -> None:
     for cls, (status, code) in WIRE.items():
         assert wire_errors.error_class(status, code) is cls
     # A body that is not ours (a proxy's page): by its status alone.
-    by_status = {400: RequestRejected, 401: Unauthorized, 404: NotFound, 409: SessionBusy}
+    by_status = {400: RequestRejected, 401: Unauthorized, 403: Forbidden, 404: NotFound}
+    by_status |= {409: SessionBusy}
     by_status |= {410: SessionGone, 413: RequestTooLarge, 422: RequestRejected, 429: QueueFull}
     by_status |= {503: NotReady, 500: ServerError, 502: ServerError}
     assert {status: wire_errors.error_class(status, None) for status in by_status} == by_status

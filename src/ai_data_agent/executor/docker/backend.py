@@ -29,7 +29,12 @@ from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.executor.docker import sweep as docker_sweep
 from ai_data_agent.executor.docker import volumes as docker_volumes
 from ai_data_agent.executor.docker.sandbox import DOCKER_ERRORS, DockerSandbox
-from ai_data_agent.executor.spec import CA_BUNDLE_PATH, LABEL_CONTROLLER, ContainerSpec
+from ai_data_agent.executor.spec import (
+    CA_BUNDLE_PATH,
+    EGRESS_MOUNT,
+    LABEL_CONTROLLER,
+    ContainerSpec,
+)
 from ai_data_agent.settings import Settings
 
 __all__ = ["DockerBackend", "connect"]
@@ -231,6 +236,8 @@ class DockerBackend:
             # A bind mount, not a -v bind: a source missing on the engine's host is an
             # error here, where -v would create it there as an empty directory.
             mounts.append(Mount(CA_BUNDLE_PATH, str(spec.ca_bundle), type="bind", read_only=True))
+        if spec.egress_dir is not None:
+            mounts.append(Mount(EGRESS_MOUNT, str(spec.egress_dir), type="bind", read_only=True))
         result: dict[str, Any] = self.client.api.create_host_config(
             read_only=spec.read_only,
             tmpfs=spec.tmpfs,

@@ -10,6 +10,9 @@ an API node that dies loses nothing and any API node answers for any run.
 Admission is cluster-wide (`PgRunStore.admit`); a database that cannot be
 reached means ``/readyz`` 503 and POSTs 503, with nothing recorded. On a timer
 it settles workers whose lease lapsed and applies retention, like any node.
+Its blobs (``blobs``) are the storage directory all API nodes share; workers
+read and write them through its internal routes (`blob_routes`), at the URL it
+advertises while it lives (`pg_nodes`).
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ from ai_data_agent.checks import Check
 from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Limits, RunRequest
+from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.api_checkpoints import ClusterCheckpoints
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
+from ai_data_agent.service.cluster.blob_routes import BlobServer
 from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.follower import Follower
+from ai_data_agent.service.cluster.pg_nodes import ApiNodes
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
+from ai_data_agent.service.cluster.pg_tenants import PgAuditStore, PgTenantStore
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
 from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.health import probe
@@ -46,6 +53,8 @@ from ai_data_agent.service.node import (
 )
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import BlobStore, LocalBlobStore
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["ClusterDispatcher", "ClusterNode"]
 
@@ -85,8 +94,10 @@ class ClusterDispatcher:
     def close(self) -> None:
         self._accepting = False
 
-    def submit(self, request: RunRequest, limits: Limits) -> RunHandle:
-        """Admit ``request`` cluster-wide and follow it.
+    def submit(
+        self, request: RunRequest, limits: Limits, *, tenant: str = ADMIN_TENANT
+    ) -> RunHandle:
+        """Admit ``request`` (``tenant``'s) cluster-wide and follow it.
 
         Raises:
             QueueFull: the cluster is full; nothing was recorded.
@@ -98,7 +109,12 @@ class ClusterDispatcher:
         s = self._settings
         try:
             self._store.admit(
-                run_id, request, limits, max_queued=s.max_queued_runs, lease_s=s.lease_timeout_s
+                run_id,
+                request,
+                limits,
+                max_queued=s.max_queued_runs,
+                lease_s=s.lease_timeout_s,
+                tenant=tenant,
             )
         except psycopg.Error as exc:
             logger.error("cannot admit a run: {}", exc)
@@ -139,12 +155,19 @@ class ClusterNode:
         self.db = Database(settings, role="api")
         self._store = PgRunStore(self.db, migrate=True)
         self.metrics = ServiceMetrics()
-        self.auth = TokenAuth(settings)
+        self.tenants = PgTenantStore(self.db)
+        self.auth = TokenAuth(settings, self.tenants)
+        self.audit = AuditLog(PgAuditStore(self.db), retention_s=settings.audit_retention_s)
         self.registry = WorkerRegistry(self.db)
         self.follower = Follower(settings, self.db, self._store)
         self._dispatcher = ClusterDispatcher(settings, self._store, self.follower, self.metrics)
         self._sessions: ClusterSessions = ClusterSessions(settings, self.db)
-        self._checkpoints = ClusterCheckpoints(settings, self._sessions, self.db)
+        self.node_id = uuid.uuid4().hex
+        self.api_nodes = ApiNodes(self.db, lease_s=settings.lease_timeout_s)
+        # The directory all API nodes share; workers reach it through `blob_server`.
+        self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
+        self.blob_server = BlobServer(self.blobs, max_bytes=settings.blob_max_bytes)
+        self._checkpoints = ClusterCheckpoints(settings, self._sessions, self.db, self.blobs)
         self.listener = Listener(
             self.db, [CHANNEL_RUN, CHANNEL_CALL], self._on_notify, self._on_reconnect
         )
@@ -153,7 +176,9 @@ class ClusterNode:
         if with_worker:
             from ai_data_agent.service.cluster.worker_node import WorkerNode
 
-            self.worker = WorkerNode(settings, executor or Executor(settings), self.metrics)
+            self.worker = WorkerNode(
+                settings, executor or Executor(settings), self.metrics, blobs=self.blobs
+            )
             self.prewarm = self.worker.prewarm
         self.started = False
         self.startup_error: Exception | None = None
@@ -185,6 +210,10 @@ class ClusterNode:
             ConfigurationError: the database cannot be reached or prepared.
         """
         self._store.open()
+        self.blob_server.secret = self.api_nodes.secret()
+        self._advertise()
+        self.tenants.open()
+        self.audit.start()
         self._checkpoints.start()  # the cluster's checkpoint key, before a worker reads it
         self.follower.start()
         self.listener.start()
@@ -200,6 +229,11 @@ class ClusterNode:
             "on" if self.auth.enabled else "off",
             "with a worker" if self.worker is not None else "no worker",
         )
+        if self.settings.advertise_url is None:
+            logger.warning(
+                "this API node advertises no URL (AI_DATA_AGENT_ADVERTISE_URL): workers cannot "
+                "reach the cluster's storage through it"
+            )
 
     def begin_shutdown(self) -> None:
         self._dispatcher.close()
@@ -216,6 +250,8 @@ class ClusterNode:
             self.listener.stop()
             self.follower.stop()
             self._sessions.shutdown()
+            self._leave()
+            self.audit.stop()
             self._store.close()
         logger.info("API node stopped")
 
@@ -229,6 +265,16 @@ class ClusterNode:
         self.follower.resync()
         self._sessions.resync()
 
+    def _advertise(self) -> None:
+        if self.settings.advertise_url is not None:
+            self.api_nodes.advertise(self.node_id, self.settings.advertise_url)
+
+    def _leave(self) -> None:
+        try:
+            self.api_nodes.leave(self.node_id)
+        except psycopg.Error as exc:
+            logger.warning("could not withdraw this API node's URL: {}", exc)
+
     def _queued(self) -> float:
         try:
             return float(self._store.list(status="queued", limit=1)[1])
@@ -240,6 +286,7 @@ class ClusterNode:
         last_retention = 0.0
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             try:
+                self._advertise()
                 expired = self.registry.expire(lease_s=self.settings.lease_timeout_s)
                 if expired.workers:
                     logger.warning(
@@ -258,6 +305,7 @@ class ClusterNode:
                     self._sessions.housekeeping()
                     self._checkpoints.housekeeping()
                     self.registry.prune(older_than_s=WORKERS_KEPT_S)
+                    self.api_nodes.prune()
             except psycopg.Error as exc:
                 logger.warning("cluster housekeeping failed (will retry): {}", exc)
 
@@ -270,6 +318,22 @@ class ClusterNode:
 
     def instant_checks(self) -> list[Check]:
         return self.worker.instant_checks() if self.worker is not None else []
+
+    def details(self) -> list[Check]:
+        """Each worker the cluster knows: live ones first, with their load."""
+        try:
+            workers = self.registry.listing()
+        except psycopg.Error as exc:
+            return [Check.failed("workers", exc)]
+        return [
+            Check(
+                f"worker {w.name}",
+                w.state == "live",
+                f"{w.state}, {w.running} of {w.slots} slot(s) busy, heartbeat "
+                f"{w.heartbeat_age_s:.0f} s ago, version {w.version or '?'}",
+            )
+            for w in workers
+        ] or [Check("workers", False, "no worker has registered")]
 
     def artifact_body(self, run_id: str, path: str) -> ArtifactBody | None:
         try:

@@ -19,13 +19,13 @@ from loguru import logger
 
 from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, RestoreReport
 from ai_data_agent.errors import NotFound, SessionGone
-from ai_data_agent.service.checkpoints import session_tenant
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_checkpoints import PgCheckpointStore, cluster_key
 from ai_data_agent.session_models import LIVE_SESSION_STATUSES, SessionInfo, SessionStatus
 from ai_data_agent.settings import Settings
-from ai_data_agent.storage import LocalBlobStore
+from ai_data_agent.storage import BlobStore
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["ClusterCheckpoints"]
 
@@ -33,49 +33,48 @@ BLOB_GRACE_S = 3600.0  # a blob just written by a worker, not recorded yet, is s
 
 
 class ClusterCheckpoints:
-    def __init__(self, settings: Settings, sessions: ClusterSessions, db: Database) -> None:
+    def __init__(
+        self, settings: Settings, sessions: ClusterSessions, db: Database, blobs: BlobStore
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.db = db
         self.records = PgCheckpointStore(db, prunes=True)
-        self.blobs = LocalBlobStore(settings.storage_root)
+        self.blobs = blobs
 
     def start(self) -> None:
         """Make the cluster's key, once (workers read it)."""
         cluster_key(self.db, create=True)
 
-    def _owned(self, session_id: str, tenant: str | None) -> SessionInfo:
+    def _known(self, session_id: str) -> SessionInfo:
         info = self.sessions.get(session_id)
-        if info is None or tenant not in (None, "admin", session_tenant(session_id)):
+        if info is None:
             raise NotFound(f"no session with id {session_id[:64]!r}")
         return info
 
-    def _scope(self, tenant: str | None) -> str | None:
-        return None if tenant in (None, "admin") else tenant
-
-    def checkpoint(self, session_id: str, *, tenant: str | None = None) -> CheckpointInfo:
-        info = self._owned(session_id, tenant)
+    def checkpoint(self, session_id: str) -> CheckpointInfo:
+        info = self._known(session_id)
         if info.status == SessionStatus.PAUSED:
-            record = self.records.latest(session_id, tenant=self._scope(tenant))
+            record = self.records.latest(session_id, tenant=None)
             if record is not None:
                 return record.info()
         call = self.sessions.route("checkpoint", session_id)
         return CheckpointInfo.model_validate_json(call.result or "")
 
-    def checkpoints(self, session_id: str, *, tenant: str | None = None) -> list[CheckpointInfo]:
-        self._owned(session_id, tenant)
-        return [r.info() for r in self.records.history(session_id, tenant=self._scope(tenant))]
+    def checkpoints(self, session_id: str) -> list[CheckpointInfo]:
+        self._known(session_id)
+        return [r.info() for r in self.records.history(session_id, tenant=None)]
 
-    def pause(self, session_id: str, *, tenant: str | None = None) -> SessionInfo:
-        info = self._owned(session_id, tenant)
+    def pause(self, session_id: str) -> SessionInfo:
+        info = self._known(session_id)
         if info.status == SessionStatus.PAUSED:
             return info
         return SessionInfo.model_validate_json(
             self.sessions.route("pause", session_id).result or ""
         )
 
-    def resume(self, session_id: str, *, tenant: str | None = None) -> RestoreReport:
-        info = self._owned(session_id, tenant)
+    def resume(self, session_id: str) -> RestoreReport:
+        info = self._known(session_id)
         if info.status in LIVE_SESSION_STATUSES:
             return RestoreReport(session_id=session_id, state="preserved")
         if info.status != SessionStatus.PAUSED:
@@ -83,15 +82,16 @@ class ClusterCheckpoints:
         return self.sessions.resume_anywhere(session_id)
 
     def fork(
-        self, session_id: str, request: ForkRequest, *, tenant: str | None = None
+        self, session_id: str, request: ForkRequest, *, tenant: str = ADMIN_TENANT
     ) -> SessionInfo:
-        """On the session's worker when it is live (a checkpoint of it now), else anywhere."""
-        info = self._owned(session_id, tenant)
+        """On the session's worker when it is live (a checkpoint of it now), else anywhere;
+        the new session is ``tenant``'s."""
+        info = self._known(session_id)
         args = request.model_dump_json()
         if info.status in LIVE_SESSION_STATUSES:
-            call = self.sessions.route("fork", session_id, args=args)
+            call = self.sessions.route("fork", session_id, args=args, tenant=tenant)
         else:
-            call = self.sessions.anywhere("fork", session_id, args)
+            call = self.sessions.anywhere("fork", session_id, args, tenant)
         return SessionInfo.model_validate_json(call.result or "")
 
     def housekeeping(self) -> None:

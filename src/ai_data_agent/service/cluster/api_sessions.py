@@ -42,6 +42,7 @@ from ai_data_agent.session_models import (
     SessionStatus,
 )
 from ai_data_agent.settings import Settings
+from ai_data_agent.tenant_models import ADMIN_TENANT
 from ai_data_agent.wire_errors import rebuild_error
 
 __all__ = ["ClusterSessions"]
@@ -128,7 +129,13 @@ class ClusterSessions:
                     self._lock.wait(min(remaining, self.settings.queue_poll_s))
 
     def _route(
-        self, kind: str, session_id: str, *, args: str = "{}", payload: bytes | None = None
+        self,
+        kind: str,
+        session_id: str,
+        *,
+        args: str = "{}",
+        payload: bytes | None = None,
+        tenant: str = ADMIN_TENANT,
     ) -> Call:
         """Run one call on the session's worker and return its answered row.
 
@@ -137,7 +144,7 @@ class ClusterSessions:
             NotFound: no such session. The call's own error, when it failed.
         """
         worker = self._worker_of(session_id)
-        call = self._wait(self._submit(kind, session_id, worker, args, payload), OP_WAIT_S)
+        call = self._wait(self._submit(kind, session_id, worker, args, payload, tenant), OP_WAIT_S)
         if call.status == "failed":
             self._forget(call.id)
             raise _error(call)
@@ -172,25 +179,39 @@ class ClusterSessions:
         return where[0]
 
     def _submit(
-        self, kind: str, session_id: str, worker: str | None, args: str, payload: bytes | None
+        self,
+        kind: str,
+        session_id: str,
+        worker: str | None,
+        args: str,
+        payload: bytes | None,
+        tenant: str = ADMIN_TENANT,
     ) -> int:
         try:
-            return self.calls.submit(kind, session_id, worker, args=args, payload=payload)
+            return self.calls.submit(
+                kind, session_id, worker, args=args, payload=payload, tenant=tenant
+            )
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
 
-    def route(self, kind: str, session_id: str, *, args: str = "{}") -> Call:
-        """A call on the worker holding the session (a paused one is resumed first)."""
-        return self._route(kind, session_id, args=args)
+    def route(
+        self, kind: str, session_id: str, *, args: str = "{}", tenant: str = ADMIN_TENANT
+    ) -> Call:
+        """A call on the worker holding the session (a paused one is resumed first);
+        ``tenant`` owns what a fork starts."""
+        return self._route(kind, session_id, args=args, tenant=tenant)
 
-    def anywhere(self, kind: str, session_id: str, args: str = "{}") -> Call:
+    def anywhere(
+        self, kind: str, session_id: str, args: str = "{}", tenant: str = ADMIN_TENANT
+    ) -> Call:
         """A call any worker with room may take (a create, a resume, a fork of a paused
-        session), answered within the time a session takes to start.
+        session; ``tenant`` owns what a create or a fork starts), answered within the
+        time a session takes to start.
 
         Raises:
             SessionLimit: no worker took it in time. The call's own error, when it failed.
         """
-        call_id = self._submit(kind, session_id, None, args, None)
+        call_id = self._submit(kind, session_id, None, args, None, tenant)
         claim_wait = self.settings.queue_poll_s + 1.0
         call = self._wait(call_id, claim_wait)
         if call.status == "queued" and self.calls.withdraw(
@@ -214,20 +235,20 @@ class ClusterSessions:
         return RestoreReport.model_validate_json(self.anywhere("resume", session_id).result or "")
 
     # -- the sessions API -----------------------------------------------------------
-    def create(self, request: SessionRequest) -> SessionInfo:
+    def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo:
         if self.settings.max_sessions == 0:
             raise SessionLimit(
                 "sessions are disabled on this server (max_sessions = 0)",
                 retry_after=SESSION_RETRY_AFTER_S,
             )
-        call = self.anywhere("create", "", request.model_dump_json())
+        call = self.anywhere("create", "", request.model_dump_json(), tenant)
         return SessionInfo.model_validate_json(call.result or "")
 
     def get(self, session_id: str) -> SessionInfo | None:
         return self.registry.get(session_id)
 
-    def sessions(self) -> list[SessionInfo]:
-        return self.registry.recent()
+    def sessions(self, *, tenant: str | None = None) -> list[SessionInfo]:
+        return self.registry.recent(tenant=tenant)
 
     def close(self, session_id: str) -> SessionInfo | None:
         where = self.registry.node_of(session_id)

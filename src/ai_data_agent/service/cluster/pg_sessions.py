@@ -21,7 +21,9 @@ from typing import Any
 
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL
+from ai_data_agent.service.session_store import session_of_row
 from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["CHANNEL_SESSION", "Call", "PgSessionCalls", "PgSessionRegistry"]
 
@@ -42,6 +44,7 @@ class Call:
     result_data: bytes | None = None
     error_code: str | None = None
     error: str | None = None
+    tenant: str = ADMIN_TENANT  # a create's or a fork's: whose session it starts
 
 
 class PgSessionRegistry:
@@ -63,18 +66,21 @@ class PgSessionRegistry:
         resume (``starting``): a worker declared lost cannot touch what moved elsewhere."""
         with self.db.connection() as conn:
             conn.execute(
-                "INSERT INTO sessions (id, node, status, info) VALUES (%s, %s, %s, %s) "
+                "INSERT INTO sessions (id, node, status, info, tenant) "
+                "VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO UPDATE SET node = excluded.node, status = excluded.status, "
                 "info = excluded.info WHERE (sessions.status IN ('starting', 'idle', 'busy') "
                 "AND sessions.node = excluded.node) OR (sessions.status = 'paused' AND "
                 "(sessions.node = excluded.node OR excluded.status = 'starting'))",
-                (info.id, self.node, info.status.value, info.model_dump_json()),
+                (info.id, self.node, info.status.value, info.model_dump_json(), info.tenant),
             )
 
     def get(self, session_id: str) -> SessionInfo | None:
         with self.db.connection() as conn:
-            row = conn.execute("SELECT info FROM sessions WHERE id = %s", (session_id,)).fetchone()
-        return None if row is None else SessionInfo.model_validate_json(row[0])
+            row = conn.execute(
+                "SELECT info, tenant FROM sessions WHERE id = %s", (session_id,)
+            ).fetchone()
+        return None if row is None else session_of_row(row)
 
     def node_of(self, session_id: str) -> tuple[str, str] | None:
         """(worker id, status) of a session, or None."""
@@ -84,15 +90,15 @@ class PgSessionRegistry:
             ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
 
-    def recent(self, *, limit: int = 100) -> list[SessionInfo]:
-        """Live first, then the newest."""
+    def recent(self, *, tenant: str | None = None, limit: int = 100) -> list[SessionInfo]:
+        """Live first, then the newest (of ``tenant``; None: any)."""
         with self.db.connection() as conn:
             rows = conn.execute(
-                "SELECT info FROM sessions ORDER BY status IN ('starting', 'idle', 'busy') DESC, "
-                "seq DESC LIMIT %s",
-                (limit,),
+                "SELECT info, tenant FROM sessions WHERE (%(t)s::text IS NULL OR tenant = %(t)s) "
+                "ORDER BY status IN ('starting', 'idle', 'busy') DESC, seq DESC LIMIT %(limit)s",
+                {"t": tenant, "limit": limit},
             ).fetchall()
-        return [SessionInfo.model_validate_json(row[0]) for row in rows]
+        return [session_of_row(row) for row in rows]
 
     def lose_live(self, reason: str) -> list[str]:
         """Only this node's sessions (a new worker id holds none; its peers' are not its own)."""
@@ -178,13 +184,13 @@ class PgSessionRegistry:
 
 
 _CALL_COLUMNS = (
-    "id, session_id, kind, status, args, payload, n, result, result_data, error_code, error"
+    "id, session_id, kind, status, args, payload, n, result, result_data, error_code, error, tenant"
 )
 
 
 def _call(row: tuple[Any, ...]) -> Call:
     """A `Call` of a row of `_CALL_COLUMNS` (psycopg gives bytea as memoryview)."""
-    cid, sid, kind, status, args, payload, n, result, data, code, error = row
+    cid, sid, kind, status, args, payload, n, result, data, code, error, tenant = row
     return Call(
         int(cid),
         str(sid),
@@ -197,6 +203,7 @@ def _call(row: tuple[Any, ...]) -> Call:
         None if data is None else bytes(data),
         None if code is None else str(code),
         None if error is None else str(error),
+        ADMIN_TENANT if tenant is None else str(tenant),  # a call of an older API node
     )
 
 
@@ -214,12 +221,13 @@ class PgSessionCalls:
         *,
         args: str = "{}",
         payload: bytes | None = None,
+        tenant: str = ADMIN_TENANT,
     ) -> int:
         with self.db.connection() as conn, conn.transaction():
             row = conn.execute(
-                "INSERT INTO session_calls (session_id, worker, kind, args, payload) "
-                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (session_id, worker, kind, args, payload),
+                "INSERT INTO session_calls (session_id, worker, kind, args, payload, tenant) "
+                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (session_id, worker, kind, args, payload, tenant),
             ).fetchone()
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_SESSION, worker or ANY_WORKER))
         assert row is not None

@@ -34,6 +34,7 @@ from ai_data_agent.service.cluster import pg_events, schema
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.node import RUN_RETRY_AFTER_S
 from ai_data_agent.service.records import Outcome, record_from_row
+from ai_data_agent.tenant_models import ADMIN_TENANT
 
 __all__ = ["CHANNEL_CANCEL", "CHANNEL_QUEUE", "CHANNEL_RUN", "Claimed", "PgRunStore"]
 
@@ -42,7 +43,7 @@ CHANNEL_RUN = "ada_run"  # a run (or cell) has new events or ended: its follower
 CHANNEL_CANCEL = "ada_cancel"  # a running run was asked to stop: its worker looks
 ADMISSION_LOCK = 0x61646132  # pg_advisory_xact_lock key of admissions ("ada2")
 OPEN_WAIT_S = 30.0
-_COLUMNS = "id, status, created_at, started_at, finished_at, request, result, error"
+_COLUMNS = "id, status, created_at, started_at, finished_at, request, result, error, tenant"
 Claimed = tuple[str, RunRequest, Limits | None]
 
 
@@ -75,9 +76,16 @@ class PgRunStore:
         self.db.close()
 
     # -- writes -------------------------------------------------------------------
-    def insert(self, run_id: str, request: RunRequest, *, now: float | None = None) -> RunRecord:
+    def insert(
+        self,
+        run_id: str,
+        request: RunRequest,
+        *,
+        tenant: str = ADMIN_TENANT,
+        now: float | None = None,
+    ) -> RunRecord:
         with self.db.connection() as conn, conn.transaction():
-            return self._insert(conn, run_id, request, None, now)
+            return self._insert(conn, run_id, request, None, tenant, now)
 
     def admit(
         self,
@@ -87,9 +95,11 @@ class PgRunStore:
         *,
         max_queued: int,
         lease_s: float,
+        tenant: str = ADMIN_TENANT,
         now: float | None = None,
     ) -> RunRecord:
-        """Record ``request`` as queued if the cluster has room; wake the workers.
+        """Record ``request`` as ``tenant``'s, queued, if the cluster has room; wake the
+        workers.
 
         Room: fewer active runs than the live workers' slots plus ``max_queued``.
 
@@ -112,7 +122,7 @@ class PgRunStore:
                     f"worker slot(s) + {max_queued} queued)",
                     retry_after=RUN_RETRY_AFTER_S,
                 )
-            return self._insert(conn, run_id, request, limits, now)
+            return self._insert(conn, run_id, request, limits, tenant, now)
 
     def _insert(
         self,
@@ -120,23 +130,26 @@ class PgRunStore:
         run_id: str,
         request: RunRequest,
         limits: Limits | None,
+        tenant: str,
         now: float | None,
     ) -> RunRecord:
         created = time.time() if now is None else now
         conn.execute(
-            "INSERT INTO runs (id, status, created_at, request, limits) "
-            "VALUES (%s, 'queued', %s, %s, %s)",
+            "INSERT INTO runs (id, status, created_at, request, limits, tenant) "
+            "VALUES (%s, 'queued', %s, %s, %s, %s)",
             (
                 run_id,
                 created,
                 request.model_dump_json(),
                 None if limits is None else limits.model_dump_json(),
+                tenant,
             ),
         )
         pg_events.append(conn, run_id, [("status", '{"status": "queued"}')])
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_QUEUE, run_id))
         return RunRecord(
             id=run_id,
+            tenant=tenant,
             status="queued",
             created_at=datetime.fromtimestamp(created, UTC),
             request=request,
@@ -318,18 +331,26 @@ class PgRunStore:
         return {row[0] for row in rows}
 
     def list(
-        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        since: float | None = None,
     ) -> tuple[list[RunRecord], int]:
+        where = (
+            "WHERE (%(s)s::text IS NULL OR status = %(s)s) "
+            "AND (%(t)s::text IS NULL OR tenant = %(t)s) "
+            "AND (%(since)s::float8 IS NULL OR created_at >= %(since)s)"
+        )
+        params = {"s": status, "t": tenant, "since": since, "limit": limit, "offset": offset}
         with self.db.connection() as conn:
-            total = conn.execute(
-                "SELECT COUNT(*) FROM runs WHERE (%(s)s::text IS NULL OR status = %(s)s)",
-                {"s": status},
-            ).fetchone()
+            total = conn.execute(f"SELECT COUNT(*) FROM runs {where}", params).fetchone()  # noqa: S608 (constants)
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM runs "  # noqa: S608 (a constant)
-                "WHERE (%(s)s::text IS NULL OR status = %(s)s) "
+                f"SELECT {_COLUMNS} FROM runs {where} "  # noqa: S608 (constants)
                 "ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s",
-                {"s": status, "limit": limit, "offset": offset},
+                params,
             ).fetchall()
         return [record_from_row(row) for row in rows], int(total[0]) if total else 0
 

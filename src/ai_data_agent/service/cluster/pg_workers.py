@@ -27,7 +27,7 @@ from ai_data_agent import __version__
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN
 
-__all__ = ["CHANNEL_CALL", "Expired", "WorkerRegistry"]
+__all__ = ["CHANNEL_CALL", "Expired", "WorkerEntry", "WorkerRegistry"]
 
 CHANNEL_CALL = "ada_call"  # a session call changed (payload: its id): the waiting API node looks
 REASON_LOST = (
@@ -45,9 +45,30 @@ class Expired:
     sessions: list[str]
 
 
+@dataclass(frozen=True)
+class WorkerEntry:
+    name: str
+    state: str  # live, stopped, lost
+    slots: int
+    running: int
+    heartbeat_age_s: float
+    version: str
+
+
 class WorkerRegistry:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def listing(self) -> list[WorkerEntry]:
+        """Every worker still listed, live ones first, with the runs each is running."""
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT w.name, w.state, w.slots, (SELECT count(*) FROM runs r "
+                "WHERE r.worker = w.id AND r.status = 'running'), "
+                "extract(epoch FROM now() - w.heartbeat_at)::float8, w.version "
+                "FROM workers w ORDER BY w.state <> 'live', w.name"
+            ).fetchall()
+        return [WorkerEntry(n, s, slots, run, age, v) for n, s, slots, run, age, v in rows]
 
     def register(self, worker_id: str, *, name: str, slots: int) -> None:
         with self.db.connection() as conn:

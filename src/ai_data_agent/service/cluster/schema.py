@@ -135,6 +135,66 @@ END $$;
 """
 
 V3: LiteralString = """
+-- The live API nodes and the URL workers reach them at, for the cluster's blobs.
+CREATE TABLE api_nodes (
+    id           TEXT PRIMARY KEY,
+    url          TEXT NOT NULL,
+    started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- The secret nodes present to each other's internal routes, made once: 244 bits
+-- from the server's strong random source (gen_random_uuid, in core since 13).
+INSERT INTO meta (key, value)
+  VALUES ('node_secret', replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''))
+  ON CONFLICT (key) DO NOTHING;
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
+    GRANT SELECT ON api_nodes, meta TO ai_data_agent_worker;
+  END IF;
+END $$;
+"""
+
+V4: LiteralString = """
+-- Tenants: every run and session has an owner; rows made before belong to 'admin'.
+ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'admin';
+CREATE INDEX runs_by_tenant ON runs (tenant, seq);
+ALTER TABLE sessions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'admin';
+CREATE INDEX sessions_by_tenant ON sessions (tenant, seq);
+ALTER TABLE session_calls ADD COLUMN tenant TEXT;              -- a create's owner
+CREATE TABLE tenants (
+    name       TEXT PRIMARY KEY,
+    role       TEXT NOT NULL,                  -- admin, agent
+    quotas     TEXT NOT NULL,                  -- Quotas JSON
+    created_at DOUBLE PRECISION NOT NULL,
+    builtin    BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE tokens (
+    name         TEXT PRIMARY KEY,
+    tenant       TEXT NOT NULL REFERENCES tenants (name),
+    digest       TEXT NOT NULL UNIQUE,         -- sha256 of the secret, hex; never the secret
+    created_at   DOUBLE PRECISION NOT NULL,
+    last_used_at DOUBLE PRECISION,
+    expires_at   DOUBLE PRECISION,
+    revoked_at   DOUBLE PRECISION
+);
+CREATE TABLE audit (
+    seq       BIGSERIAL PRIMARY KEY,
+    at        DOUBLE PRECISION NOT NULL,        -- unix seconds
+    tenant    TEXT,
+    token     TEXT,
+    action    TEXT NOT NULL,
+    object_id TEXT,
+    status    INTEGER NOT NULL,
+    code      TEXT,
+    client    TEXT
+);
+CREATE INDEX audit_by_tenant ON audit (tenant, seq);
+CREATE INDEX audit_by_at ON audit (at);
+"""
+# A worker is granted nothing new: it reads a create's owner through its grant on
+# session_calls, and never reads tenants, tokens or the audit log.
+
+V6: LiteralString = """
 -- Checkpoints of sessions: taken on the worker that holds one, resumed on any (pg_checkpoints).
 CREATE TABLE checkpoints (
     session_id TEXT NOT NULL,
@@ -147,14 +207,14 @@ CREATE TABLE checkpoints (
 CREATE INDEX checkpoints_by_tenant ON checkpoints (tenant);
 DO $$ BEGIN
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
-    -- Take and read checkpoints, and read the key that signs them; prune: API nodes only.
+    -- Take and read checkpoints (their key is in meta); prune: API nodes only.
     GRANT SELECT, INSERT ON checkpoints TO ai_data_agent_worker;
-    GRANT SELECT ON meta TO ai_data_agent_worker;
   END IF;
 END $$;
 """
+# V5 is reserved for the datasets' tables.
 
-MIGRATIONS: tuple[tuple[int, LiteralString], ...] = ((1, V1), (2, V2), (3, V3))
+MIGRATIONS: tuple[tuple[int, LiteralString], ...] = ((1, V1), (2, V2), (3, V3), (4, V4), (6, V6))
 LATEST = MIGRATIONS[-1][0]
 
 

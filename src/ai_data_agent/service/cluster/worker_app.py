@@ -39,7 +39,7 @@ def _node(request: Request) -> WorkerNode:
 
 def create_worker_app(settings: Settings, executor: RunExecutor | None = None) -> FastAPI:
     node = WorkerNode(settings, executor or Executor(settings), ServiceMetrics())
-    auth = TokenAuth(settings)
+    auth = TokenAuth(settings, None)  # the operator's tokens: a worker reads no tenant store
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +59,7 @@ def create_worker_app(settings: Settings, executor: RunExecutor | None = None) -
     install_error_handlers(app)
 
     def require_token(request: Request) -> None:
-        auth.verify(request.headers.get("authorization"))
+        auth.principal(request.headers.get("authorization"))
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:

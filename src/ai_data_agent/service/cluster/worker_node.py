@@ -2,12 +2,15 @@
 
     node = WorkerNode(settings, Executor(settings), ServiceMetrics())
     node.start()            # schema check, registration, engine sweep, pool, prewarm, work
-    node.probes()           # readiness: docker, image, database
+    node.probes()           # readiness: docker, image, database, API nodes
+    node.blobs              # the cluster's blobs (`HttpBlobStore`, through the API nodes)
     node.stop()
 
 Used by ``ai-data-agent worker`` (with `worker_app` for /healthz, /readyz and
-/metrics) and by ``serve --with-worker`` inside an API node. The worker takes
-runs and session calls only from the database; it listens on no port for work.
+/metrics) and by ``serve --with-worker`` inside an API node, which passes its
+own blob store (the shared directory). The worker takes runs and session calls
+only from the database; it listens on no port for work, and reaches the
+cluster's blobs at the URLs the API nodes advertise.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from collections.abc import Callable
 from loguru import logger
 
 from ai_data_agent.checks import Check
+from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.service.cluster.db import Database
+from ai_data_agent.service.cluster.pg_nodes import ApiNodes
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.cluster.worker_sessions import SessionHost
 from ai_data_agent.service.health import engine_probes
@@ -25,18 +30,45 @@ from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
 from ai_data_agent.settings import Settings
+from ai_data_agent.storage import BlobStore
+from ai_data_agent.storage.remote import HttpBlobStore
 
-__all__ = ["WorkerNode"]
+__all__ = ["BLOB_CACHE", "WorkerNode", "remote_blobs"]
+
+BLOB_CACHE = "blob-cache"  # under data_dir: a worker's copies of the cluster's blobs
+
+
+def remote_blobs(settings: Settings, db: Database) -> HttpBlobStore:
+    """A worker's view of the cluster's blobs: through the live API nodes, cached locally."""
+    return HttpBlobStore(
+        settings.data_dir / BLOB_CACHE,
+        ApiNodes(db, lease_s=settings.lease_timeout_s),
+        cache_max_bytes=settings.blob_cache_max_bytes,
+        max_bytes=settings.blob_max_bytes,
+    )
 
 
 class WorkerNode:
-    def __init__(self, settings: Settings, executor: RunExecutor, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        executor: RunExecutor,
+        metrics: ServiceMetrics,
+        *,
+        blobs: BlobStore | None = None,
+    ) -> None:
         self.settings = settings
         self.executor = executor
         self.metrics = metrics
+        if executor.egress is not None:  # every egress connection is counted
+            executor.egress.log.add_sink(metrics.egress.observe)
         self.db = Database(settings, role="worker")
+        self._remote: HttpBlobStore | None = None  # None: the API node's own store is given
+        if blobs is None:
+            self._remote = blobs = remote_blobs(settings, self.db)
+        self.blobs: BlobStore = blobs
         self.worker = Worker(settings, executor, self.db, metrics)
-        self.sessions = SessionHost(self.worker)
+        self.sessions = SessionHost(self.worker, self.blobs)
         self.prewarm = Prewarmer(settings, executor)
         self.started = False
         self.startup_error: Exception | None = None
@@ -67,11 +99,17 @@ class WorkerNode:
                 self.executor.close()
             except Exception as exc:
                 logger.warning("executor close() failed: {}", exc)
+            if self._remote is not None:
+                self._remote.close()
             self.db.close()
 
     # -- readiness ---------------------------------------------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:
-        return {**engine_probes(self.executor), "lease": self.check_lease}
+        probes = {**engine_probes(self.executor), "lease": self.check_lease}
+        remote = self._remote
+        if remote is not None:
+            probes["api_nodes"] = lambda: check_storage(remote)
+        return probes
 
     def instant_checks(self) -> list[Check]:
         return [self.prewarm.check()] if self.prewarm.sets else []
@@ -86,3 +124,12 @@ class WorkerNode:
         if not self.worker.lease_ok:
             return Check("lease", False, "this worker's lease is not renewed yet")
         return Check("lease", True, f"live as {self.worker.name} ({self.worker.id})")
+
+
+def check_storage(remote: HttpBlobStore) -> Check:
+    """An API node answers at its advertised URL, to this worker's node secret."""
+    try:
+        url = remote.probe()
+    except AiDataAgentError as exc:
+        return Check("api_nodes", False, f"the cluster's storage cannot be reached: {exc}")
+    return Check("api_nodes", True, f"the cluster's storage answers at {url}")

@@ -1,6 +1,6 @@
 """A worker's side of sessions: the calls routed to it, run on its own `SessionManager`.
 
-    host = SessionHost(worker)          # its engine, database and metrics
+    host = SessionHost(worker, blobs)   # its engine, database and metrics; the cluster's blobs
     host.attach(); worker.start(); host.start()
     ...
     host.stop()
@@ -46,7 +46,7 @@ from ai_data_agent.session_models import (
     SessionFile,
     SessionRequest,
 )
-from ai_data_agent.storage import LocalBlobStore
+from ai_data_agent.storage import BlobStore
 
 __all__ = ["SessionHost"]
 
@@ -56,7 +56,7 @@ FILES = TypeAdapter(list[SessionFile])
 class SessionHost:
     """The session calls a worker answers, on a `SessionManager` of its own engine."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, blobs: BlobStore) -> None:
         self.settings = worker.settings
         self.worker = worker
         self.registry = PgSessionRegistry(worker.db, node=worker.id)
@@ -65,7 +65,7 @@ class SessionHost:
             worker.settings,
             SessionManager(worker.settings, worker.executor, self.registry, worker.metrics),
             PgCheckpointStore(worker.db),
-            LocalBlobStore(worker.settings.storage_root),
+            blobs,
             Signer(lambda: cluster_key(worker.db)),
             worker.metrics,
         )
@@ -146,7 +146,9 @@ class SessionHost:
         manager, sid, args = self.manager, call.session_id, json.loads(call.args)
         answers: dict[str, Callable[[], tuple[str | None, bytes | None]]] = {
             "create": lambda: (
-                manager.create(SessionRequest.model_validate_json(call.args)).model_dump_json(),
+                manager.create(
+                    SessionRequest.model_validate_json(call.args), tenant=call.tenant
+                ).model_dump_json(),
                 None,
             ),
             "interrupt": lambda: (json.dumps({"interrupted": manager.interrupt(sid)}), None),
@@ -166,7 +168,9 @@ class SessionHost:
             "pause": lambda: (manager.pause(sid).model_dump_json(), None),
             "resume": lambda: (manager.resume(sid).model_dump_json(), None),
             "fork": lambda: (
-                manager.fork(sid, ForkRequest.model_validate_json(call.args)).model_dump_json(),
+                manager.fork(
+                    sid, ForkRequest.model_validate_json(call.args), tenant=call.tenant
+                ).model_dump_json(),
                 None,
             ),
         }

@@ -7,8 +7,13 @@
 
 Requests are stateless by default (``mcp_stateless``): each POST stands alone,
 answered with JSON unless the call streams (progress notifications), then as
-Server-Sent Events. Before the SDK sees a request, its bearer token is checked
-as for ``/v1`` (`TokenAuth`: constant time; 401 with ``WWW-Authenticate``).
+Server-Sent Events. Before the SDK sees a request, its bearer token becomes a
+`Principal` as for ``/v1`` (`TokenAuth`; 401 with ``WWW-Authenticate``), set
+in `in_daemon.CALLER` for the tools (the SDK's tasks start in the request's
+context and inherit it) and in the request's state for the audit log. With
+MCP sessions (``mcp_stateless`` false) a session's tasks keep the principal of
+the request that opened it, so a session is pinned to it: another principal's
+request to it is 404.
 The SDK then refuses a Host header outside ``mcp_allowed_hosts`` (421) and a
 browser Origin outside them (403), against DNS rebinding. Bodies are capped
 at ``max_body_bytes`` (by the app's middleware, and the SDK's own cap).
@@ -16,6 +21,7 @@ at ``max_body_bytes`` (by the app's middleware, and the SDK's own cap).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,20 +30,23 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.errors import AiDataAgentError, NotFound, Unauthorized
 from ai_data_agent.mcp.server import build_server
 from ai_data_agent.mcp.tools import ToolOptions
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.http_errors import error_response
-from ai_data_agent.service.mcp.in_daemon import DaemonSandbox
+from ai_data_agent.service.mcp.in_daemon import CALLER, DaemonSandbox
 from ai_data_agent.service.node import ServiceNode
 from ai_data_agent.settings import Settings
+from ai_data_agent.tenant_models import Principal
 
 __all__ = ["PATH", "McpEndpoint", "transport_security"]
 
 PATH = "/mcp"
+SESSION_HEADER = "mcp-session-id"
+PINNED_SESSIONS = 10_000  # MCP sessions remembered with their principal (oldest forgotten)
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
@@ -56,22 +65,49 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 
 
 class _TokenGuard:
-    """ASGI: the API's bearer-token check in front of the MCP transport."""
+    """ASGI: the request's principal in front of the MCP transport (see the module
+    docstring)."""
 
     def __init__(self, app: ASGIApp, auth: TokenAuth) -> None:
         self.app = app
         self.auth = auth
+        self._owners: OrderedDict[str, Principal] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.auth.enabled:
-            header = Headers(scope=scope).get("authorization")
-            try:
-                # In a thread: the check may read the token file.
-                await anyio.to_thread.run_sync(self.auth.verify, header)
-            except AiDataAgentError as exc:  # Unauthorized (401), or NotReady (503)
-                await error_response(exc)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        header = headers.get("authorization")
+        try:
+            # In a thread: the check may read the token file or the tenant store.
+            principal = await anyio.to_thread.run_sync(self.auth.principal, header)
+            self._check_pin(headers.get(SESSION_HEADER), principal)
+        except AiDataAgentError as exc:  # Unauthorized (401), NotFound (404), NotReady (503)
+            if isinstance(exc, Unauthorized):  # the audit entry names a known token
+                holder = await anyio.to_thread.run_sync(self.auth.holder, header)
+                scope.setdefault("state", {})["refused"] = holder
+            await error_response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        CALLER.set(principal)
+
+        async def pinning(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                found = Headers(raw=message.get("headers", [])).get(SESSION_HEADER)
+                if found is not None and found not in self._owners:
+                    self._owners[found] = principal
+                    while len(self._owners) > PINNED_SESSIONS:
+                        self._owners.popitem(last=False)
+            await send(message)
+
+        await self.app(scope, receive, pinning)
+
+    def _check_pin(self, session_id: str | None, principal: Principal) -> None:
+        """Raise `NotFound` when the MCP session was opened by another principal."""
+        owner = self._owners.get(session_id) if session_id else None
+        if owner is not None and owner != principal:
+            raise NotFound("no such MCP session")
 
 
 class McpEndpoint:

@@ -1,0 +1,29 @@
+"""The console's pages, as the navigation shows them: the one list a new page is added to.
+
+    RUNS = Page("runs", "Runs")                       # /console/runs, for everyone
+    TENANTS = Page("tenants", "Tenants", admin_only=True)
+
+A page module (`runs`, `sessions`, `health`) defines its `Page` and a router;
+`app.SECTIONS` pairs them, in the order of the navigation. docs/console.md says
+how to add one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ai_data_agent.service.console.identity import Principal
+
+__all__ = ["Page"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One entry of the navigation: ``/console/<key>``, titled ``title``."""
+
+    key: str
+    title: str
+    admin_only: bool = False
+
+    def visible_to(self, principal: Principal) -> bool:
+        return principal.is_admin or not self.admin_only

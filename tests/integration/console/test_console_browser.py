@@ -1,0 +1,347 @@
+"""The operator console in a real browser (headless Chromium) against a real daemon with real runs.
+
+One daemon and one browser for the module (the tests run in order: the last one
+removes the browser's token and sees it signed out). A session with pandas and
+matplotlib starts in the background at the beginning, while the runs are tested.
+Screenshots of each page go to test-output/console/ for a person to look at.
+
+Security cases: output, artifact names and HTML (an artifact, a cell's
+``_repr_html_``) that would set a canary on the console page if any of it ran
+in the console's origin; a form posted from another origin without the CSRF token.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.support.browser import chromium, output_dir
+from tests.support.daemon import Daemon
+from tests.support.wait import poll
+
+pytestmark = pytest.mark.integration
+
+CONSOLE_TOKEN = "console-browser-token"
+WIDTH, HEIGHT = 1280, 860  # a laptop's screen
+CANARY = "return document.body.dataset.pwned || null"
+FAILING = "def divide(a, b):\n    return a / b\n\nprint('about to divide')\ndivide(1, 0)\n"
+LIVE = "import time\nfor i in range(40):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)\n"
+# A 160x90 bar chart as a PNG, made with the standard library only: no install needed.
+PNG = (
+    "import struct, zlib\n"
+    "def chunk(kind, data):\n"
+    "    body = kind + data\n"
+    "    return struct.pack('>I', len(data)) + body + struct.pack('>I', zlib.crc32(body))\n"
+    "heights = [30, 70, 50, 85]\n"
+    "def pixel(x, y):\n"
+    "    bar = x // 40\n"
+    "    inside = 8 < x % 40 < 32 and 90 - y <= heights[bar]\n"
+    "    return b'\\x1f\\x5f\\xbf' if inside else b'\\xff\\xff\\xff'\n"
+    "rows = b''.join(b'\\x00' + b''.join(pixel(x, y) for x in range(160)) for y in range(90))\n"
+    "png = (b'\\x89PNG\\r\\n\\x1a\\n'\n"
+    "       + chunk(b'IHDR', struct.pack('>IIBBBBB', 160, 90, 8, 2, 0, 0, 0))\n"
+    "       + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))\n"
+    "open('outputs/chart.png', 'wb').write(png)\n"
+    "print('wrote the chart')\n"
+)
+HOSTILE = (
+    "import pathlib\n"
+    "print('<script>document.body.dataset.pwned = \"stdout\"</script>')\n"
+    "print('<img src=x onerror=\"document.body.dataset.pwned = 1\">')\n"
+    "out = pathlib.Path('outputs')\n"
+    "(out / '<img src=x onerror=\"document.body.dataset.pwned = 2\">.txt').write_text('x')\n"
+    "(out / '<script>name.txt').write_text('x')\n"
+    "(out / 'evil.html').write_text(\n"
+    "    '<p id=hello>hello</p><script>document.body.dataset.ran = \"yes\";'\n"
+    "    'parent.document.body.dataset.pwned = \"frame\"</script>')\n"
+)
+SESSION_CELLS = (
+    "import pandas as pd\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+    "df = pd.DataFrame({'region': ['north', 'south', 'east'], 'units': [7, 5, 3]})",
+    "df",
+    "ax = df.plot.bar(x='region', y='units', legend=False)\nax.set_title('Units by region')\nplt.show()",
+    "class Evil:\n    def _repr_html_(self):\n"
+    "        return ('<b id=evil>evil</b><script>parent.document.body.dataset.pwned = \"cell\"'\n"
+    "                '</script><img src=x onerror=\"parent.document.body.dataset.pwned = 3\">')\n"
+    "Evil()",
+)
+
+
+def _start_session(daemon: Daemon) -> str:
+    """A session with a table, a chart and hostile HTML among its cells; its id."""
+    with daemon.client(timeout=300) as http:
+        created = http.post("/v1/sessions", json={"requirements": ["pandas", "matplotlib"]})
+        assert created.status_code == 201, created.text
+        session_id: str = created.json()["id"]
+        for code in SESSION_CELLS:
+            cell = http.post(f"/v1/sessions/{session_id}/cells", json={"code": code})
+            assert cell.status_code == 200 and cell.json()["status"] == "succeeded", cell.text
+    return session_id
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("console-tokens") / "tokens"
+    path.write_text(f"{CONSOLE_TOKEN}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    settings_kwargs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, token_file: Path
+) -> Iterator[Daemon]:
+    values = {
+        **settings_kwargs,
+        "install_mode": "cache",
+        "installer": "uv",
+        "max_concurrent_runs": 2,
+        "max_queued_runs": 4,
+        "api_token_file": token_file,
+    }
+    started = Daemon.start(tmp_path_factory.mktemp("console-data"), values)
+    yield started
+    started.stop()
+    print(f"--- daemon log ({started.url}) ---\n{started.log()}")
+
+
+@pytest.fixture(scope="module")
+def session_id(daemon: Daemon) -> Iterator[Future[str]]:
+    """The session's id, made in the background from the module's start."""
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(_start_session, daemon)
+        yield future
+        if future.done() and future.exception() is None:
+            daemon.client().delete(f"/v1/sessions/{future.result()}")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"), width=WIDTH, height=HEIGHT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Console:
+    """The browser on the daemon's console, with the module's waits and screenshots."""
+
+    def __init__(self, driver: WebDriver, daemon: Daemon) -> None:
+        self.driver = driver
+        self.daemon = daemon
+        self.shots = output_dir("console")
+
+    def open(self, path: str) -> None:
+        self.driver.get(f"{self.daemon.url}/console{path}")
+
+    def wait(self, check: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
+        return poll(
+            check,
+            timeout_s=timeout_s,
+            what=what,
+            interval_s=0.1,
+            diagnostics=lambda: f"at {self.driver.current_url}:\n{self.text()[-3000:]}",
+        )
+
+    def text(self) -> str:
+        return str(self.driver.find_element(By.TAG_NAME, "body").text)
+
+    def has(self, selector: str) -> bool:
+        return bool(self.driver.find_elements(By.CSS_SELECTOR, selector))
+
+    def shoot(self, name: str) -> None:
+        """A screenshot of the whole page (the window grows to fit it, up to a bound)."""
+        height = self.driver.execute_script(
+            "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight"
+        )
+        self.driver.set_window_size(WIDTH, min(max(int(height), HEIGHT), 4000))
+        try:
+            self.driver.save_screenshot(str(self.shots / f"{name}.png"))
+        finally:
+            self.driver.set_window_size(WIDTH, HEIGHT)
+
+    def canary(self) -> object:
+        return self.driver.execute_script(CANARY)
+
+    def submit(self, code: str, **fields: Any) -> str:
+        with self.daemon.client() as http:
+            answer = http.post("/v1/runs", json={"code": code, "wait": False, **fields})
+        assert answer.status_code == 202, answer.text
+        run_id: str = answer.json()["id"]
+        return run_id
+
+
+@pytest.fixture(scope="module")
+def console(browser: WebDriver, daemon: Daemon, session_id: Future[str]) -> Console:
+    return Console(browser, daemon)
+
+
+def test_sign_in_with_a_token(console: Console) -> None:
+    console.open("/runs")
+    console.wait(lambda: "/console/login" in console.driver.current_url, "the login page")
+    console.shoot("login")
+    field = console.driver.find_element(By.ID, "token")
+    field.send_keys("not-a-token\n")
+    console.wait(lambda: "not accepted" in console.text(), "the refusal")
+    console.driver.find_element(By.ID, "token").send_keys(CONSOLE_TOKEN + "\n")
+    console.wait(lambda: console.driver.current_url.endswith("/console/runs"), "the runs page")
+    assert "token" in console.text() and "Sign out" in console.text()
+
+
+def test_a_failed_run_shows_its_traceback(console: Console) -> None:
+    run_id = console.submit(FAILING)
+    console.daemon.wait_terminal(run_id)
+    console.open("/runs?status=failed")
+    console.wait(lambda: console.has(f"a[href$='/runs/{run_id}']"), "the failed run listed")
+    console.shoot("runs")
+    console.driver.find_element(By.CSS_SELECTOR, f"a[href$='/runs/{run_id}']").click()
+    console.wait(lambda: "ZeroDivisionError" in console.text(), "the traceback")
+    stderr = console.driver.find_element(By.ID, "stderr").text
+    assert "Traceback (most recent call last)" in stderr and "divide(1, 0)" in stderr
+    assert console.driver.find_element(By.ID, "run-status").text == "failed"
+    assert console.has("pre.code span.k")  # the code is highlighted
+    console.shoot("run-failed")
+
+
+def test_a_running_run_shows_its_output_live(console: Console) -> None:
+    run_id = console.submit(LIVE)
+    console.open(f"/runs/{run_id}")
+    assert console.has("[data-events]"), "the page of an active run follows its events"
+    console.wait(lambda: "tick 5" in console.driver.find_element(By.ID, "stdout").text, "output")
+    # Still the same page (no reload yet), still running: the output arrived live.
+    assert console.has("[data-events]")
+    assert console.driver.find_element(By.ID, "run-status").text == "running"
+    console.shoot("run-live")
+    console.wait(lambda: not console.has("[data-events]"), "the final page", timeout_s=60)
+    assert console.driver.find_element(By.ID, "run-status").text == "succeeded"
+    assert "tick 39" in console.driver.find_element(By.ID, "stdout").text
+
+
+def test_a_png_artifact_is_shown_and_opens(console: Console) -> None:
+    run_id = console.submit(PNG)
+    console.daemon.wait_terminal(run_id)
+    console.open(f"/runs/{run_id}")
+    image = console.wait(
+        lambda: console.driver.find_elements(By.CSS_SELECTOR, ".preview img"), "the preview"
+    )[0]
+    console.wait(
+        lambda: console.driver.execute_script("return arguments[0].naturalWidth", image) == 160,
+        "the image decoded",
+    )
+    console.shoot("run-artifact")
+    console.driver.find_element(By.CSS_SELECTOR, "a.preview").click()
+    console.wait(lambda: console.driver.current_url.endswith("/preview/chart.png"), "the image")
+    assert console.driver.execute_script("return document.images[0].naturalWidth") == 160
+
+
+def test_hostile_output_names_and_html_run_nothing(console: Console) -> None:
+    run_id = console.submit(HOSTILE)
+    console.daemon.wait_terminal(run_id)
+    console.open(f"/runs/{run_id}")
+    frame = console.wait(lambda: console.driver.find_elements(By.CSS_SELECTOR, "iframe"), "frame")
+    console.driver.switch_to.frame(frame[0])
+    console.wait(lambda: console.has("#hello"), "the HTML artifact in its frame")
+    assert console.driver.execute_script("return document.body.dataset.ran || null") is None
+    console.driver.switch_to.default_content()
+    assert "<script>document.body.dataset.pwned" in console.text()  # shown as text
+    assert '<img src=x onerror="document.body.dataset.pwned = 2">.txt' in console.text()
+    assert console.canary() is None
+    console.shoot("run-hostile")
+    # Opened on its own, the HTML is still sandboxed: its script does not run.
+    console.open(f"/runs/{run_id}/preview/evil.html")
+    console.wait(lambda: console.has("#hello"), "the HTML artifact alone")
+    assert console.driver.execute_script("return document.body.dataset.ran || null") is None
+
+
+class _Attacker(http.server.BaseHTTPRequestHandler):
+    page = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(self.page)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_cross_site_post_is_refused_and_cancel_works(console: Console) -> None:
+    run_id = console.submit("import time\nprint('waiting', flush=True)\ntime.sleep(50)")
+    console.open(f"/runs/{run_id}")
+    status = console.driver.find_element(By.ID, "run-status")
+    console.wait(lambda: status.text == "running", "the run running")
+    # Another origin (same site: a different port) posts the cancel form without a token.
+    target = f"{console.daemon.url}/console/runs/{run_id}/cancel"
+    _Attacker.page = (
+        f'<form id="f" method="post" action="{target}"><input name="x" value="1"></form>'
+        "<script>document.getElementById('f').submit()</script>"
+    ).encode()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Attacker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        console.driver.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        console.wait(lambda: "refused" in console.text(), "the refusal")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert console.daemon.record(run_id)["status"] == "running"
+    console.open(f"/runs/{run_id}")
+    console.driver.find_element(By.ID, "cancel").click()
+    console.wait(
+        lambda: console.driver.find_element(By.ID, "run-status").text == "cancelled", "cancelled"
+    )
+    assert console.daemon.record(run_id)["status"] == "cancelled"
+    console.shoot("run-cancelled")
+
+
+def test_a_session_shows_its_table_and_chart(console: Console, session_id: Future[str]) -> None:
+    found = session_id.result(timeout=300)
+    console.open("/sessions")
+    console.wait(lambda: console.has(f"a[href$='/sessions/{found}']"), "the session listed")
+    console.shoot("sessions")
+    console.driver.find_element(By.CSS_SELECTOR, f"a[href$='/sessions/{found}']").click()
+    console.wait(lambda: console.has("img.figure") and console.has("iframe.frame"), "outputs")
+    figure = console.driver.find_element(By.CSS_SELECTOR, "img.figure")
+    console.wait(
+        lambda: console.driver.execute_script("return arguments[0].naturalWidth", figure) > 100,
+        "the chart decoded",
+    )
+    frames = console.driver.find_elements(By.CSS_SELECTOR, "iframe.frame")
+    assert len(frames) == 2  # the DataFrame and the hostile HTML
+    console.driver.switch_to.frame(frames[0])
+    console.wait(lambda: "north" in console.text() and console.has("table"), "the DataFrame")
+    console.driver.switch_to.default_content()
+    console.driver.switch_to.frame(frames[1])
+    console.wait(lambda: console.has("#evil"), "the hostile HTML in its frame")
+    console.driver.switch_to.default_content()
+    assert console.canary() is None
+    console.shoot("session")
+
+
+def test_health_page(console: Console) -> None:
+    console.open("/health")
+    console.wait(
+        lambda: "docker" in console.text() and "queued" in console.text().lower(), "health"
+    )
+    assert "ready" in console.text()
+    console.shoot("health")
+
+
+def test_removing_the_token_signs_the_browser_out(console: Console, token_file: Path) -> None:
+    console.open("/runs")
+    console.wait(lambda: "Sign out" in console.text(), "signed in")
+    token_file.write_text("")
+    # The runs page refreshes itself: its next refresh finds the token gone.
+    console.wait(lambda: "/console/login" in console.driver.current_url, "the login page")
+    assert "no longer accepted" in console.text()
+    console.open("/runs")
+    console.wait(lambda: "/console/login" in console.driver.current_url, "still signed out")
