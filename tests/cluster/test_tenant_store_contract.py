@@ -168,6 +168,8 @@ def test_the_audit_log_filters_pages_and_expires(stores: Stores) -> None:
     assert len(rest) == 3 and all(e.seq is not None and e.seq < last for e in rest)
     assert len(audit.query(AuditQuery(tenant="a"))) == 5
     assert len(audit.query(AuditQuery(action="run.get"))) == 1
+    assert len(audit.query(AuditQuery(action="run."))) == 6  # a family: a prefix
+    assert audit.query(AuditQuery(action="run")) == [] == audit.query(AuditQuery(action="ru."))
     since = (NOW + timedelta(seconds=3)).timestamp()
     until = (NOW + timedelta(seconds=10)).timestamp()
     assert len(audit.query(AuditQuery(since=since, until=until))) == 2

@@ -1,4 +1,5 @@
-"""Every ``/v1`` and ``/mcp`` request in the audit log, before its answer leaves.
+"""Every ``/v1`` and ``/mcp`` request, and every form the console posts, in the audit log,
+before its answer leaves.
 
     app.add_middleware(AuditMiddleware, log=node.audit)
 
@@ -26,7 +27,7 @@ from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.http_errors import error_response
 from ai_data_agent.tenant_models import AuditEntry, Principal
 
-__all__ = ["ACTIONS", "AuditMiddleware", "audited_path"]
+__all__ = ["ACTIONS", "CONSOLE_ACTIONS", "AuditMiddleware", "is_audited"]
 
 # The action of each route, by its endpoint's name (every /v1 route has one here).
 ACTIONS = {
@@ -66,12 +67,25 @@ ACTIONS = {
     "revoke_token": "token.revoke",
     "read_audit": "audit.read",
 }
+# The console's forms (its pages are reads, refreshed every few seconds: not logged).
+CONSOLE_PREFIX = "/console/"
+CONSOLE_ACTIONS = {
+    "login": "console.login",
+    "logout": "console.logout",
+    "cancel_run": "run.cancel",
+    "session_action": "session.{action}",
+    "console_new_token": "token.new",
+    "console_revoke_token": "token.revoke",
+}
 MAX_FIELD = 300  # an object id or path kept in an entry
 _OBJECT_PARAMS = ("run_id", "session_id", "name")
 
 
-def audited_path(path: str) -> bool:
-    return path.startswith("/v1/") or path == "/v1" or path == "/mcp"
+def is_audited(scope: Scope) -> bool:
+    path: str = scope["path"]
+    if path.startswith("/v1/") or path == "/v1" or path == "/mcp":
+        return True
+    return path.startswith(CONSOLE_PREFIX) and scope["method"] == "POST"
 
 
 def _action(scope: Scope) -> str:
@@ -79,6 +93,9 @@ def _action(scope: Scope) -> str:
     name = getattr(route, "name", None)
     if scope["path"] == "/mcp":
         return "mcp"
+    if scope["path"].startswith(CONSOLE_PREFIX):
+        action = CONSOLE_ACTIONS.get(name or "", "console.unknown")
+        return action.format(**(scope.get("path_params") or {}))[:64]
     if name in ACTIONS:
         return ACTIONS[name]
     return f"unknown {scope['method']}"  # no route: an unknown path, answered 404 or 405
@@ -137,7 +154,7 @@ class AuditMiddleware:
         self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not audited_path(scope["path"]):
+        if scope["type"] != "http" or not is_audited(scope):
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})

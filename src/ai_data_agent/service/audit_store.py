@@ -75,10 +75,13 @@ def entry_of_row(row: tuple[Any, ...]) -> AuditEntry:
 
 
 def query_params(query: AuditQuery) -> dict[str, Any]:
-    """The named parameters of `QUERY_WHERE`, for both stores."""
+    """The named parameters of the query, for both stores: an action ending in a dot
+    (``egress.``) is a family, matched as a prefix."""
+    family = query.action is not None and query.action.endswith(".")
     return {
         "tenant": query.tenant,
-        "action": query.action,
+        "action": None if family else query.action,
+        "family": query.action if family else None,
         "since": query.since,
         "until": query.until,
         "before": query.before,
@@ -118,6 +121,7 @@ class AuditStore(SqliteFile):
                     f"SELECT {ENTRY_COLUMNS} FROM audit "  # noqa: S608 (a constant)
                     "WHERE (:tenant IS NULL OR tenant = :tenant) "
                     "AND (:action IS NULL OR action = :action) "
+                    "AND (:family IS NULL OR substr(action, 1, length(:family)) = :family) "
                     "AND (:since IS NULL OR at >= :since) AND (:until IS NULL OR at < :until) "
                     "AND (:before IS NULL OR seq < :before) ORDER BY seq DESC LIMIT :limit",
                     query_params(query),

@@ -2,6 +2,7 @@
 
     auth = TokenAuth(settings, tenants)         # tenants: a records.TenantRecords (a worker: None)
     principal = auth.principal("Bearer ada_...")   # Unauthorized (401) unless accepted
+    auth.principal_of_digest(token_digest(secret))  # the same, from what the console keeps
     secret, digest = new_secret()                # a new token: show the secret once, keep the digest
 
 Two kinds of token are accepted. The operator's configured tokens
@@ -105,13 +106,25 @@ class TokenAuth:
         presented = presented.strip()
         if scheme.lower() != "bearer" or not presented:
             raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-        configured = self._configured(presented)
+        return self.principal_of_digest(token_digest(presented))
+
+    def principal_of_digest(self, digest: str) -> Principal:
+        """The principal of the token whose `token_digest` is ``digest``: what the console
+        keeps of a token, checked again on each of its requests.
+
+        Raises:
+            Unauthorized: no token has this digest now (removed, revoked or expired).
+            NotReady: the token file or the tenant store cannot be read.
+        """
+        if not self.enabled:
+            return Principal.builtin_admin()
+        configured = self._configured(digest)
         if configured is not None:
             return Principal.builtin_admin(configured)
-        return self._stored_principal(presented)
+        return self._stored_principal(digest)
 
-    def _configured(self, presented: str) -> str | None:
-        """The name of the configured token ``presented`` is, or None."""
+    def _configured(self, digest: str) -> str | None:
+        """The name of the configured token whose digest is ``digest``, or None."""
         if not self.configured:
             return None
         try:
@@ -119,19 +132,19 @@ class TokenAuth:
         except (OSError, UnicodeDecodeError) as exc:
             logger.error("cannot read the API token file: {}", exc)
             raise NotReady("the daemon cannot read its token file") from exc
-        candidate = presented.encode()
+        candidate = digest.encode()
         # No early exit: the time taken says nothing about which token came close.
         matched = None
         for token in accepted:
-            if hmac.compare_digest(candidate, token.encode()):
+            if hmac.compare_digest(candidate, token_digest(token).encode()):
                 matched = token
         return None if matched is None else configured_name(matched)
 
-    def _stored_principal(self, presented: str) -> Principal:
+    def _stored_principal(self, digest: str) -> Principal:
         if self._tenants is None:
             raise Unauthorized("wrong bearer token")
         try:
-            found = self._tenants.token(token_digest(presented))
+            found = self._tenants.token(digest)
         except Exception as exc:
             logger.error("cannot read the tenant store: {}", exc)
             raise NotReady("the daemon cannot read its tenant store") from exc

@@ -27,6 +27,7 @@ from ai_data_agent.service.checkpoint_records import KEY_FILENAME, Signer, load_
 from ai_data_agent.service.checkpoint_store import CHECKPOINTS_FILENAME, CheckpointStore
 from ai_data_agent.service.checkpoints import Checkpoints
 from ai_data_agent.service.dispatcher import Dispatcher
+from ai_data_agent.service.egress_audit import EgressAudit
 from ai_data_agent.service.health import engine_probes, probe
 from ai_data_agent.service.kept_sessions import KeptSessions
 from ai_data_agent.service.metrics import ServiceMetrics
@@ -78,6 +79,9 @@ class Daemon:
         )
         self.prewarm = Prewarmer(settings, executor)
         self.reaper = Reaper(settings, executor, self.store, self.metrics)
+        self.egress_audit = EgressAudit(self.audit, self._tenant_of)
+        if executor.egress is not None:  # and written to the audit log
+            executor.egress.log.add_sink(self.egress_audit.observe)
         self.started = False
         self.startup_error: Exception | None = None
 
@@ -127,10 +131,19 @@ class Daemon:
             self.sessions.stop()
             self.reaper.stop()
             self._executor_hook(self.executor.close)  # drains the executor's warm pool, if any
+            self.egress_audit.close()
             self.audit.stop()  # after the last answer: every entry is written
             self.tenants.close()
             self.store.close()
         logger.info("daemon stopped")
+
+    def _tenant_of(self, owner: str) -> str | None:
+        """The tenant of a run or session, by its id (blocking: a store is read)."""
+        record = self.store.get(owner)
+        if record is not None:
+            return record.tenant
+        info = self.sessions.get(owner)
+        return None if info is None else info.tenant
 
     @staticmethod
     def _executor_hook(hook: Callable[[], None]) -> None:

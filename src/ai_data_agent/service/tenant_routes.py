@@ -98,7 +98,10 @@ async def read_audit(
     node: NodeDep,
     _: AdminDep,
     tenant: str | None = None,
-    action: Annotated[str | None, Query(description="For example run.create.")] = None,
+    action: Annotated[
+        str | None,
+        Query(description="For example run.create; ending in a dot (egress.), a family."),
+    ] = None,
     since: Annotated[datetime | None, Query(description="Entries at or after.")] = None,
     until: Annotated[datetime | None, Query(description="Entries before.")] = None,
     before: Annotated[int | None, Query(description="Page on: a `next_before`.")] = None,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -152,7 +153,10 @@ class Console:
         )
 
     def text(self) -> str:
-        return str(self.driver.find_element(By.TAG_NAME, "body").text)
+        try:
+            return str(self.driver.find_element(By.TAG_NAME, "body").text)
+        except StaleElementReferenceException:  # the page was replaced meanwhile: none yet
+            return ""
 
     def has(self, selector: str) -> bool:
         return bool(self.driver.find_elements(By.CSS_SELECTOR, selector))
@@ -193,7 +197,7 @@ def test_sign_in_with_a_token(console: Console) -> None:
     console.wait(lambda: "not accepted" in console.text(), "the refusal")
     console.driver.find_element(By.ID, "token").send_keys(CONSOLE_TOKEN + "\n")
     console.wait(lambda: console.driver.current_url.endswith("/console/runs"), "the runs page")
-    assert "token" in console.text() and "Sign out" in console.text()
+    assert "(admin, config-" in console.text() and "Sign out" in console.text()
 
 
 def test_a_failed_run_shows_its_traceback(console: Console) -> None:
@@ -334,6 +338,52 @@ def test_health_page(console: Console) -> None:
     )
     assert "ready" in console.text()
     console.shoot("health")
+
+
+def _sign_in(console: Console, token: str) -> None:
+    console.driver.delete_all_cookies()
+    console.open("/login")
+    console.driver.find_element(By.ID, "token").send_keys(token + "\n")
+    console.wait(lambda: console.driver.current_url.endswith("/console/runs"), "the runs page")
+
+
+def test_another_tenant_sees_nothing_and_a_revoked_token_signs_out(console: Console) -> None:
+    admins_run = console.submit("print('the admin tenant')")
+    with console.daemon.client() as http:
+        assert http.post("/v1/tenants", json={"name": "team-b"}).status_code == 201
+        made = http.post("/v1/tokens", json={"tenant": "team-b", "name": "team-b-1"})
+        assert made.status_code == 201, made.text
+    _sign_in(console, made.json()["secret"])
+    assert "team-b" in console.text() and "0 runs" in console.text()
+    assert admins_run[:12] not in console.text()
+    console.shoot("tenant-runs")
+    console.open(f"/runs/{admins_run}")
+    console.wait(lambda: "no run with id" in console.text(), "the admin's run is not found")
+    console.open("/sessions")
+    console.wait(lambda: "0 live, 0 listed" in console.text(), "no sessions of another tenant")
+    console.open("/runs")
+    with console.daemon.client() as http:
+        assert http.delete("/v1/tokens/team-b-1").status_code == 200
+    console.wait(lambda: "/console/login" in console.driver.current_url, "the login page")
+    assert "no longer accepted" in console.text()
+    _sign_in(console, CONSOLE_TOKEN)  # the admin again, for the tests that follow
+    assert admins_run[:12] in console.text() and "Tenant" in console.text()
+
+
+def test_the_admins_pages_tenants_and_audit(console: Console) -> None:
+    console.open("/tenants")
+    console.wait(lambda: "team-b-1" in console.text(), "the tenants page with the tokens")
+    assert "revoked" in console.text()  # team-b-1, by the test before
+    console.shoot("tenants")
+    console.driver.find_element(By.ID, "new-name").send_keys("browser-made\n")
+    console.wait(lambda: "this once" in console.text(), "the new token's secret")
+    secret = console.driver.find_element(By.ID, "secret").text
+    with console.daemon.client() as http:
+        answer = http.get("/v1/runs", headers={"Authorization": f"Bearer {secret}"})
+    assert answer.status_code == 200
+    console.open("/audit?action=console.")
+    console.wait(lambda: "console.login" in console.text(), "the sign-ins in the audit log")
+    console.shoot("audit")
 
 
 def test_removing_the_token_signs_the_browser_out(console: Console, token_file: Path) -> None:

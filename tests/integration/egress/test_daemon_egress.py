@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from tests.support.daemon import Daemon
+from tests.support.wait import poll
 
 pytestmark = pytest.mark.integration
 
@@ -66,5 +68,17 @@ def test_the_daemon_runs_the_proxy_and_counts_its_connections(
             + "403 egress denied: evil.test:443 is not on the allow-list",
         }
         metrics = client.get("/metrics").text
+
+        def egress_entries() -> list[dict[str, Any]]:
+            audit = client.get("/v1/audit", params={"limit": 50}).json()["items"]
+            found = [e for e in audit if e["action"].startswith("egress.")]
+            return found if len(found) >= 3 else []
+
+        # Written by the audit log's own thread, a moment after the run answers.
+        egress = poll(egress_entries, timeout_s=10, what="the egress entries")
+    for host in ("nowhere.invalid", me, "evil.test"):
+        found = [e for e in egress if e["object_id"].startswith(f"{result['id']} {host}:")]
+        assert found, (host, egress)  # each connection in the audit log, as the run's tenant's
+        assert all(e["tenant"] == "admin" and e["status"] >= 400 for e in found), found
     assert 'ai_data_agent_egress_connections_total{outcome="denied"} 3.0' in metrics
     assert f"egress denied {me}:" in daemon.log(None)

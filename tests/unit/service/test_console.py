@@ -353,3 +353,154 @@ async def test_every_form_route_checks_origin_and_token(settings: Settings) -> N
             url = url.replace("{action}", "close")
             answer = await svc.client.post(url, data={}, headers={"origin": ORIGIN})
             assert answer.status_code == 403, (path, answer.status_code)
+
+
+async def _agent(client: httpx.AsyncClient, tenant: str) -> str:
+    """A new agent tenant and its token's secret, made over the API by the admin."""
+    assert (await client.post("/v1/tenants", json={"name": tenant})).status_code == 201
+    made = await client.post("/v1/tokens", json={"tenant": tenant, "name": f"{tenant}-1"})
+    assert made.status_code == 201, made.text
+    secret: str = made.json()["secret"]
+    return secret
+
+
+async def test_a_tenant_sees_only_its_own_and_a_revoked_token_signs_out(
+    settings: Settings,
+) -> None:
+    async with running_service(settings) as svc:
+        secret_a = await _agent(svc.client, "team-a")
+        secret_b = await _agent(svc.client, "team-b")
+        as_a = {"Authorization": f"Bearer {secret_a}"}
+        answer = await svc.client.post("/v1/runs", json={"code": "print('a')"}, headers=as_a)
+        run_a = answer.json()["id"]
+        transport = httpx.ASGITransport(app=svc.app)
+
+        def browser() -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=transport, base_url=ORIGIN)
+
+        async with browser() as b, browser() as a, browser() as admin:
+            assert (await sign_in(b, secret_b)).status_code == 303
+            listed = await b.get("/console/runs")
+            assert "team-b" in listed.text and "0 runs" in listed.text, listed.text
+            assert run_a[:12] not in listed.text and ">Tenant<" not in listed.text
+            assert "0 runs" in (await b.get("/console/runs?tenant=team-a")).text  # its own only
+            for path in ("", "/events", "/artifacts/out.txt", "/preview/out.png"):
+                answer = await b.get(f"/console/runs/{run_a}{path}")
+                assert answer.status_code == 404, (path, answer.status_code)
+            page = await b.get("/console/runs")
+            cancel = await b.post(
+                f"/console/runs/{run_a}/cancel",
+                data={"csrf": csrf_of(page)},
+                headers={"origin": ORIGIN},
+            )
+            assert cancel.status_code == 404
+
+            assert ">Health<" not in listed.text  # the node's page is an admin's
+            assert (await b.get("/console/health")).status_code == 403
+
+            assert (await sign_in(a, secret_a)).status_code == 303
+            assert run_a[:12] in (await a.get("/console/runs")).text
+            assert (await a.get(f"/console/runs/{run_a}")).status_code == 200
+
+            assert (await sign_in(admin)).status_code == 303
+            everyone = await admin.get("/console/runs")
+            assert run_a[:12] in everyone.text and ">Tenant<" in everyone.text
+            assert run_a[:12] not in (await admin.get("/console/runs?tenant=team-b")).text
+
+            revoked = await svc.client.delete("/v1/tokens/team-a-1")
+            assert revoked.status_code == 200, revoked.text
+            gone = await a.get("/console/runs")
+            assert gone.status_code == 303 and "why=revoked" in gone.headers["location"]
+            assert (await b.get("/console/runs")).status_code == 200  # B's token still holds
+
+
+async def test_the_consoles_forms_are_in_the_audit_log_and_its_pages_are_not(
+    settings: Settings,
+) -> None:
+    async with running_service(settings) as svc:
+        secret = await _agent(svc.client, "team-a")
+        transport = httpx.ASGITransport(app=svc.app)
+        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as browser:
+            assert (await sign_in(browser, "not-a-token")).status_code == 401
+            assert (await sign_in(browser, secret)).status_code == 303
+            page = await browser.get("/console/runs")
+            missing = await browser.post(
+                "/console/sessions/s-none/close",
+                data={"csrf": csrf_of(page)},
+                headers={"origin": ORIGIN},
+            )
+            assert missing.status_code == 404
+        entries = (await svc.client.get("/v1/audit?limit=10")).json()["items"]
+        console = [e for e in entries if e["action"].startswith(("console.", "session."))]
+        seen = [(e["action"], e["tenant"], e["status"]) for e in reversed(console)]
+        assert seen == [
+            ("console.login", None, 401),
+            ("console.login", "team-a", 303),
+            ("session.close", "team-a", 404),
+        ], entries
+        assert not any(e["action"] == "console.unknown" for e in entries)
+
+        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as browser:
+            assert (await sign_in(browser, secret)).status_code == 303
+            assert (await browser.get("/console/audit")).status_code == 403  # an agent's token
+            assert (await sign_in(browser)).status_code == 303
+            page = await browser.get("/console/audit?action=console.")
+            assert page.status_code == 200 and ">Audit log<" in page.text
+            assert page.text.count("<code>console.login</code>") == 4  # 1 refused, 3 accepted
+            assert "<code>session.close</code>" not in page.text
+            rows = await browser.get("/console/audit/rows?tenant=team-a&action=session.close")
+            assert rows.text.count("<code>session.close</code>") == 1 and "404" in rows.text
+            assert (await browser.get("/console/audit?since=1y")).status_code == 400
+
+
+async def test_an_admin_sees_tenants_makes_a_token_once_and_revokes_it(
+    settings: Settings,
+) -> None:
+    async with running_service(settings) as svc:
+        secret = await _agent(svc.client, "team-a")
+        quota = {"quotas": {"concurrent_runs": 3, "storage_bytes": 2048}}
+        assert (await svc.client.patch("/v1/tenants/team-a", json=quota)).status_code == 200
+        transport = httpx.ASGITransport(app=svc.app)
+        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as browser:
+            assert (await sign_in(browser, secret)).status_code == 303
+            assert (await browser.get("/console/tenants")).status_code == 403
+            assert (await sign_in(browser)).status_code == 303
+            page = await browser.get("/console/tenants")
+            assert page.status_code == 200, page.text
+            assert "team-a" in page.text and "0 / 3" in page.text and "2.0 KiB" in page.text
+            assert "team-a-1" in page.text and secret not in page.text
+
+            async def post(path: str, **fields: str) -> httpx.Response:
+                form = await browser.get("/console/tenants")
+                data = {"csrf": csrf_of(form), **fields}
+                return await browser.post(path, data=data, headers={"origin": ORIGIN})
+
+            made = await post("/console/tenants/tokens", tenant="team-a", name="laptop")
+            assert made.status_code == 201, made.text
+            found = re.search(r'<code id="secret" class="secret">([^<]+)</code>', made.text)
+            assert found, made.text
+            as_new = {"Authorization": f"Bearer {found.group(1)}"}
+            assert (await svc.client.get("/v1/runs", headers=as_new)).status_code == 200
+            assert found.group(1) not in (await browser.get("/console/tenants")).text  # once
+
+            again = await post("/console/tenants/tokens", tenant="team-a", name="laptop")
+            assert again.status_code == 400 and "exists" in again.text
+            for fields in ({"tenant": "nobody", "name": "x"}, {"tenant": "team-a", "name": "a b"}):
+                assert (await post("/console/tenants/tokens", **fields)).status_code in (400, 404)
+            bad = await post("/console/tenants/tokens", tenant="team-a", name="y", expires_h="x")
+            assert bad.status_code == 400 and "expires_h" in bad.text
+
+            revoked = await post("/console/tenants/tokens/laptop/revoke")
+            assert revoked.status_code == 303
+            assert (await svc.client.get("/v1/runs", headers=as_new)).status_code == 401
+        entries = (await svc.client.get("/v1/audit?action=token.")).json()["items"]
+        seen = [(e["action"], e["object_id"], e["status"]) for e in reversed(entries)]
+        assert seen == [
+            ("token.new", "team-a-1", 201),  # over the API
+            ("token.new", "laptop", 201),
+            ("token.new", "laptop", 400),
+            ("token.new", "x", 404),
+            ("token.new", "a b", 400),
+            ("token.new", "y", 400),
+            ("token.revoke", "laptop", 303),
+        ]

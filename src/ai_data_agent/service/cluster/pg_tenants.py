@@ -189,6 +189,7 @@ class PgAuditStore:
                 f"SELECT {ENTRY_COLUMNS} FROM audit "  # noqa: S608 (a constant)
                 "WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s) "
                 "AND (%(action)s::text IS NULL OR action = %(action)s) "
+                "AND (%(family)s::text IS NULL OR left(action, length(%(family)s)) = %(family)s) "
                 "AND (%(since)s::float8 IS NULL OR at >= %(since)s) "
                 "AND (%(until)s::float8 IS NULL OR at < %(until)s) "
                 "AND (%(before)s::bigint IS NULL OR seq < %(before)s) "

@@ -21,10 +21,13 @@ from loguru import logger
 
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_nodes import ApiNodes
+from ai_data_agent.service.cluster.pg_tenants import PgAuditStore
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.cluster.worker_sessions import SessionHost
+from ai_data_agent.service.egress_audit import EgressAudit
 from ai_data_agent.service.health import engine_probes
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
@@ -63,6 +66,11 @@ class WorkerNode:
         if executor.egress is not None:  # every egress connection is counted
             executor.egress.log.add_sink(metrics.egress.observe)
         self.db = Database(settings, role="worker")
+        # Its egress connections in the cluster's audit log, as a daemon writes its own.
+        self.audit = AuditLog(PgAuditStore(self.db), retention_s=settings.audit_retention_s)
+        self.egress_audit = EgressAudit(self.audit, self._tenant_of)
+        if executor.egress is not None:
+            executor.egress.log.add_sink(self.egress_audit.observe)
         self._remote: HttpBlobStore | None = None  # None: the API node's own store is given
         if blobs is None:
             self._remote = blobs = remote_blobs(settings, self.db)
@@ -78,6 +86,7 @@ class WorkerNode:
         ConfigurationError: the database cannot be reached, or its schema is too old."""
         self.sessions.attach()  # its channel, before the worker starts listening
         self.worker.start()
+        self.audit.start()
         self.sessions.start()
         try:
             self.executor.start_pool()  # after the worker's sweep, which spares its own
@@ -101,7 +110,17 @@ class WorkerNode:
                 logger.warning("executor close() failed: {}", exc)
             if self._remote is not None:
                 self._remote.close()
+            self.egress_audit.close()
+            self.audit.stop()
             self.db.close()
+
+    def _tenant_of(self, owner: str) -> str | None:
+        """The tenant of a run or session, by its id (blocking: the database is read)."""
+        record = self.worker.store.get(owner)
+        if record is not None:
+            return record.tenant
+        info = self.sessions.registry.get(owner)
+        return None if info is None else info.tenant
 
     # -- readiness ---------------------------------------------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:

@@ -20,7 +20,7 @@ from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ai_data_agent.errors import AiDataAgentError, Unauthorized
-from ai_data_agent.service.console import health, login, runs, sessions
+from ai_data_agent.service.console import audit, health, login, runs, sessions, tenants
 from ai_data_agent.service.console.backend import Backend, NodeProtocol
 from ai_data_agent.service.console.cookies import Visit
 from ai_data_agent.service.console.pages import Page
@@ -32,6 +32,8 @@ PATH = "/console"
 SECTIONS: tuple[tuple[Page, APIRouter], ...] = (
     (runs.PAGE, runs.router),
     (sessions.PAGE, sessions.router),
+    (tenants.PAGE, tenants.router),
+    (audit.PAGE, audit.router),
     (health.PAGE, health.router),
 )
 FETCH_HEADER = "x-console-fetch"  # console.js's requests: a 401, not a redirect

@@ -1,10 +1,13 @@
 """The console's one view of the node behind it, through the protocols the HTTP routes use.
 
     backend = Backend(node)              # a `Daemon`, or a cluster's API node
-    records, total = await backend.runs(status="failed", since=None, limit=50, offset=0)
-    events = await backend.run_events(run_id)   # an active run's live events, or None
+    records, total = await backend.runs(principal, status="failed", tenant=None,
+                                        since=None, limit=50, offset=0)
+    events = await backend.run_events(principal, run_id)   # live events, or None once ended
 
-Every other console module reaches the node through this one, so one implementation
+Each run and session call takes the viewer's `Principal` and goes through the
+same ownership rule as the API (`runs`, `ownership.TenantSessions`): an agent
+tenant sees only its own, anything else is `NotFound`. Every other console module reaches the node through this one, so one implementation
 serves one node and a cluster's API node alike, and a change of the node's protocols
 touches one file. Blocking calls run in worker threads; readiness probes run with a
 timeout, as ``/readyz`` runs them.
@@ -13,30 +16,53 @@ timeout, as ``/readyz`` runs them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
 from ai_data_agent.api_models import RunRecord, ServerInfo
 from ai_data_agent.checks import Check
-from ai_data_agent.errors import NotReady
+from ai_data_agent.errors import NotFound
 from ai_data_agent.models import Artifact
 from ai_data_agent.service import runs
+from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.events import RunEvents, sse_line
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.health import accepting, node_checks, timed
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.node import ArtifactBody, ServiceNode
-from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
+from ai_data_agent.service.ownership import TenantSessions
+from ai_data_agent.service.records import AuditQuery
+from ai_data_agent.service.tenant_admin import TenantAdmin
+from ai_data_agent.session_models import (
+    LIVE_SESSION_STATUSES,
+    CellResult,
+    SessionInfo,
+    SessionStatus,
+)
 from ai_data_agent.settings import Settings
-from ai_data_agent.tenant_models import Principal
+from ai_data_agent.tenant_models import (
+    AuditEntry,
+    NewToken,
+    Principal,
+    Tenant,
+    TokenCreate,
+    TokenInfo,
+)
 
-__all__ = ["ArtifactBody", "Backend", "Cell", "NodeProtocol", "RunEvents", "sse_line"]
+__all__ = [
+    "ArtifactBody",
+    "Backend",
+    "Cell",
+    "NodeProtocol",
+    "RunEvents",
+    "TenantUsage",
+    "sse_line",
+]
 
 PROBE_THREADS = 3  # the console's readiness probes in flight at once
 MAX_CELLS = 100  # the newest cells a session's page shows
-# Who the console acts as: it signs in only the configured tokens (the built-in admin's).
-CONSOLE_PRINCIPAL = Principal.builtin_admin("console")
 GAUGES = {
     "queued": "ai_data_agent_queue_depth",
     "running": "ai_data_agent_runs_running",
@@ -44,6 +70,19 @@ GAUGES = {
 }
 
 Cell = CellResult | CellHandle
+LIVE = LIVE_SESSION_STATUSES
+
+
+@dataclass(frozen=True)
+class TenantUsage:
+    """A tenant and what it uses now (its quotas are in ``tenant.quotas``)."""
+
+    tenant: Tenant
+    running: int
+    queued: int
+    sessions: int
+
+
 NodeProtocol = ServiceNode  # what the console is built on (`console_app`)
 
 
@@ -56,6 +95,8 @@ class Backend:
 
     def __init__(self, node: ServiceNode) -> None:
         self._node = node
+        self._sessions = TenantSessions(node.sessions)
+        self._admin = TenantAdmin(node.tenants)
         self._limiter = anyio.CapacityLimiter(PROBE_THREADS)
 
     @property
@@ -64,84 +105,141 @@ class Backend:
 
     # -- tokens -----------------------------------------------------------------------
     @property
-    def auth_enabled(self) -> bool:
-        return self._node.auth.enabled
+    def auth(self) -> TokenAuth:
+        return self._node.auth
 
-    def accepted_tokens(self) -> set[str]:
-        """The tokens the API accepts now (the token file is read now). Blocking.
-
-        Raises:
-            NotReady: the token file cannot be read.
-        """
-        try:
-            return self._node.settings.accepted_tokens()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise NotReady("the daemon cannot read its token file") from exc
-
-    # -- runs -------------------------------------------------------------------------
+    # -- runs (the principal's: another tenant's is `NotFound`, as in the API) -----------
     async def runs(
-        self, *, status: str | None, since: float | None, limit: int, offset: int
+        self,
+        principal: Principal,
+        *,
+        status: str | None,
+        tenant: str | None,
+        since: float | None,
+        limit: int,
+        offset: int,
     ) -> tuple[list[RunRecord], int]:
-        store = self._node.store
-        found: tuple[list[RunRecord], int] = await _thread(
-            lambda: store.list(status=status, since=since, limit=limit, offset=offset)
+        return await runs.page(
+            self._node,
+            principal,
+            status=status,
+            tenant=tenant,
+            since=since,
+            limit=limit,
+            offset=offset,
         )
-        return found
 
-    async def run(self, run_id: str) -> RunRecord:
+    async def run(self, principal: Principal, run_id: str) -> RunRecord:
         """A run's record.
 
         Raises:
-            NotFound: no such run.
+            NotFound: no such run, or another tenant's.
         """
-        return await runs.record_or_404(self._node, CONSOLE_PRINCIPAL, run_id)
+        return await runs.record_or_404(self._node, principal, run_id)
 
-    async def cancel(self, run_id: str) -> None:
+    async def cancel(self, principal: Principal, run_id: str) -> None:
         """Cancel an active run and wait (a bounded time) for it to end, as the API does."""
-        await runs.cancel(self._node, CONSOLE_PRINCIPAL, run_id)
+        await runs.cancel(self._node, principal, run_id)
 
-    async def run_events(self, run_id: str) -> RunEvents | None:
-        """An active run's events (from its first), or None once it has ended."""
-        handle = await _thread(self._node.dispatcher.find, run_id)
+    async def run_events(self, principal: Principal, run_id: str) -> RunEvents | None:
+        """An active run's events (from its first), or None once it has ended.
+
+        Raises:
+            NotFound: no such run, or another tenant's.
+        """
+        handle, _ = await runs.events_of(self._node, principal, run_id)
         return None if handle is None else handle.events
 
-    async def artifact(self, run_id: str, path: str) -> tuple[Artifact, ArtifactBody]:
+    async def artifact(
+        self, principal: Principal, run_id: str, path: str
+    ) -> tuple[Artifact, ArtifactBody]:
         """A listed artifact of a run and its bytes.
 
         Raises:
-            NotFound: no such run, or it lists no such artifact (or its bytes are gone).
+            NotFound: no such run, another tenant's, or it lists no such artifact (or its
+                bytes are gone).
         """
-        return await runs.listed_artifact(self._node, CONSOLE_PRINCIPAL, run_id, path)
+        return await runs.listed_artifact(self._node, principal, run_id, path)
 
-    # -- sessions ---------------------------------------------------------------------
-    async def sessions(self) -> list[SessionInfo]:
-        found: list[SessionInfo] = await _thread(self._node.sessions.sessions)
+    # -- sessions (the principal's, as runs) ----------------------------------------------
+    async def sessions(self, principal: Principal, tenant: str | None) -> list[SessionInfo]:
+        found: list[SessionInfo] = await _thread(self._sessions.sessions, principal, tenant)
         return found
 
-    async def session(self, session_id: str) -> SessionInfo | None:
-        info: SessionInfo | None = await _thread(self._node.sessions.get, session_id)
+    async def session(self, principal: Principal, session_id: str) -> SessionInfo | None:
+        try:
+            info: SessionInfo = await _thread(self._sessions.get, principal, session_id)
+        except NotFound:
+            return None
         return info
 
-    async def cell(self, session_id: str, count: int) -> Cell | None:
-        found: Cell | None = await _thread(self._node.sessions.cell, session_id, count)
+    async def cell(self, principal: Principal, session_id: str, count: int) -> Cell | None:
+        try:
+            found: Cell = await _thread(self._sessions.cell, principal, session_id, count)
+        except NotFound:
+            return None
         return found
 
-    async def cells(self, info: SessionInfo) -> list[Cell]:
+    async def cells(self, principal: Principal, info: SessionInfo) -> list[Cell]:
         """The session's newest cells in order, a running one last; cells the store no
         longer has are left out."""
         last = info.execution_count + (1 if info.status is SessionStatus.BUSY else 0)
-        found = [await self.cell(info.id, n) for n in range(max(1, last - MAX_CELLS + 1), last + 1)]
+        first = max(1, last - MAX_CELLS + 1)
+        found = [await self.cell(principal, info.id, n) for n in range(first, last + 1)]
         return [cell for cell in found if cell is not None]
 
-    async def interrupt(self, session_id: str) -> bool:
-        interrupted: bool = await _thread(self._node.sessions.interrupt, session_id)
+    async def interrupt(self, principal: Principal, session_id: str) -> bool:
+        interrupted: bool = await _thread(self._sessions.interrupt, principal, session_id)
         return interrupted
 
-    async def restart(self, session_id: str) -> None:
-        await _thread(self._node.sessions.restart, session_id)
+    async def restart(self, principal: Principal, session_id: str) -> None:
+        await _thread(self._sessions.restart, principal, session_id)
 
-    async def close(self, session_id: str) -> None:
-        await _thread(self._node.sessions.close, session_id)
+    async def close(self, principal: Principal, session_id: str) -> None:
+        await _thread(self._sessions.close, principal, session_id)
+
+    # -- tenants and tokens (an admin's page) -------------------------------------------
+    async def tenants(self) -> list[TenantUsage]:
+        """Every tenant with what it uses now: runs running and queued, live sessions."""
+        found: list[TenantUsage] = await _thread(self._tenant_usage)
+        return found
+
+    def _tenant_usage(self) -> list[TenantUsage]:
+        live = [s.tenant for s in self._node.sessions.sessions() if s.status in LIVE]
+        found = []
+        for tenant in self._admin.tenants():
+            counts = {
+                status: self._node.store.list(status=status, tenant=tenant.name, limit=1)[1]
+                for status in ("running", "queued")
+            }
+            found.append(
+                TenantUsage(tenant, counts["running"], counts["queued"], live.count(tenant.name))
+            )
+        return found
+
+    async def tokens(self) -> list[TokenInfo]:
+        found: list[TokenInfo] = await _thread(self._admin.tokens)
+        return found
+
+    async def new_token(self, create: TokenCreate) -> NewToken:
+        """A new token of an existing tenant; its secret is in this answer only.
+
+        Raises:
+            NotFound: no such tenant.
+            Conflict: a token of that name exists.
+        """
+        await _thread(self._admin.tenant, create.tenant)
+        made: NewToken = await _thread(self._admin.new_token, create)
+        return made
+
+    async def revoke(self, name: str) -> None:
+        """Raises: NotFound: no token of that name."""
+        await _thread(self._admin.revoke, name)
+
+    # -- the audit log (an admin's page) ----------------------------------------------
+    async def audit(self, query: AuditQuery) -> list[AuditEntry]:
+        found: list[AuditEntry] = await _thread(self._node.audit.query, query)
+        return found
 
     # -- health -----------------------------------------------------------------------
     def info(self) -> ServerInfo:

@@ -17,13 +17,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ai_data_agent.service.console.pages import Page
-from ai_data_agent.service.console.web import Viewer, console_of, current_viewer, render
+from ai_data_agent.service.console.web import Viewer, console_of, current_admin, render
 
 __all__ = ["PAGE", "router"]
 
-PAGE = Page("health", "Health")
+PAGE = Page("health", "Health", admin_only=True)  # the node, not a tenant's things
 router = APIRouter()
-ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+AdminDep = Annotated[Viewer, Depends(current_admin)]
 
 
 async def _context(request: Request) -> dict[str, object]:
@@ -41,10 +41,10 @@ async def _context(request: Request) -> dict[str, object]:
 
 
 @router.get("/health")
-async def health_page(request: Request, viewer: ViewerDep) -> Response:
+async def health_page(request: Request, viewer: AdminDep) -> Response:
     return render(request, "health.html", await _context(request), viewer=viewer)
 
 
 @router.get("/health/panel")
-async def health_panel(request: Request, viewer: ViewerDep) -> Response:
+async def health_panel(request: Request, viewer: AdminDep) -> Response:
     return render(request, "_health_panel.html", await _context(request), viewer=viewer)

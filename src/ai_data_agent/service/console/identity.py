@@ -1,89 +1,58 @@
 """Who is looking: a token presented at login becomes a `Principal`, checked again on every request.
 
-    identity = Identity(backend, key)
-    found = identity.authenticate("s3cret")     # (Principal, credential) or None; blocking
+    identity = Identity(backend)
+    found = identity.authenticate("ada_...")    # (Principal, credential) or None; blocking
     identity.resolve(credential)                # the same Principal while the token is accepted
 
-This is the seam where tenants plug in: today every token the API accepts is the
-built-in ``admin`` tenant's, and the credential kept in the session cookie is a
-keyed hash of the token (never the token), matched against the accepted tokens
-on every request, so a token removed from the token file logs its console
-sessions out at once. With authentication off (no tokens: loopback dev mode)
-everyone is that admin, and every page says so.
+The tokens and tenants are the API's (`service.auth`): an operator's configured
+token is the built-in ``admin``, a stored token its tenant's, with its role.
+The credential kept in the (signed) visit cookie is the token's digest, what
+the tenant store keeps of it, never the token: it opens nothing of the API.
+It is resolved again on every request, so a revoked or expired token, or one
+removed from the token file, logs its console visits out at once. With
+authentication off (no tokens: loopback dev mode) everyone is the built-in
+admin, and every page says so.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from dataclasses import dataclass
-from typing import Literal
-
+from ai_data_agent.errors import Unauthorized
+from ai_data_agent.service.auth import token_digest
 from ai_data_agent.service.console.backend import Backend
+from ai_data_agent.tenant_models import Principal
 
-__all__ = ["BUILTIN_TENANT", "Identity", "Principal", "Role"]
-
-Role = Literal["admin", "agent"]
-BUILTIN_TENANT = "admin"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """A tenant acting through one of its tokens."""
-
-    tenant: str
-    role: Role
-    token_name: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
-OPEN_PRINCIPAL = Principal(BUILTIN_TENANT, "admin", "(authentication off)")
+__all__ = ["Identity", "Principal"]
 
 
 class Identity:
     """Tokens to principals, for the console's login and its per-request check."""
 
-    def __init__(self, backend: Backend, key: bytes) -> None:
+    def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._key = key
 
     @property
     def open(self) -> bool:
         """Authentication is off: every visitor is the built-in admin."""
-        return not self._backend.auth_enabled
-
-    def _credential(self, token: str) -> str:
-        return hmac.new(self._key, b"token\0" + token.encode(), hashlib.sha256).hexdigest()
-
-    @staticmethod
-    def _principal(credential: str) -> Principal:
-        return Principal(BUILTIN_TENANT, "admin", f"token {credential[:8]}")
+        return not self._backend.auth.enabled
 
     def authenticate(self, token: str) -> tuple[Principal, str] | None:
         """The principal of an accepted token and the credential to keep for it, or None.
-        Blocking (the token file is read).
+        Blocking (the token file or the tenant store is read).
 
         Raises:
-            NotReady: the token file cannot be read.
+            NotReady: the token file or the tenant store cannot be read.
         """
-        credential = self._credential(token)
-        return (
-            None if self.resolve(credential) is None else (self._principal(credential), credential)
-        )
+        credential = token_digest(token)
+        principal = self.resolve(credential)
+        return None if principal is None else (principal, credential)
 
     def resolve(self, credential: str) -> Principal | None:
         """The principal while its token is still accepted, else None. Blocking.
 
         Raises:
-            NotReady: the token file cannot be read.
+            NotReady: the token file or the tenant store cannot be read.
         """
-        if self.open:
-            return OPEN_PRINCIPAL
-        matched = False
-        # No early exit: the time taken says nothing about which token matched.
-        for token in self._backend.accepted_tokens():
-            matched |= hmac.compare_digest(self._credential(token), credential)
-        return self._principal(credential) if matched else None
+        try:
+            return self._backend.auth.principal_of_digest(credential)
+        except Unauthorized:
+            return None

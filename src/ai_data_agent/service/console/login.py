@@ -63,7 +63,8 @@ async def login(request: Request) -> Response:
             "error": "That token is not accepted.",
         }
         return render(request, "login.html", context, status=401)
-    _, credential = found
+    principal, credential = found
+    request.state.principal = principal  # who the audit entry names
     request.state.visit = visit_of(request).logged_in(credential)
     return RedirectResponse(_next(request, form.get("next")), status_code=303)
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ai_data_agent.service.console.identity import Principal
+from ai_data_agent.tenant_models import Principal
 
-__all__ = ["Page"]
+__all__ = ["SINCE", "Page"]
+
+# The ages a list may be narrowed to, in seconds.
+SINCE = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
 
 
 @dataclass(frozen=True)

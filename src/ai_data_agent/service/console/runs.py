@@ -27,7 +27,7 @@ from ai_data_agent.errors import NotFound, RequestRejected, Unauthorized
 from ai_data_agent.models import RunStatus
 from ai_data_agent.service.console import frames
 from ai_data_agent.service.console.backend import RunEvents, sse_line
-from ai_data_agent.service.console.pages import Page
+from ai_data_agent.service.console.pages import SINCE, Page
 from ai_data_agent.service.console.web import (
     Viewer,
     checked_form,
@@ -41,7 +41,6 @@ __all__ = ["PAGE", "router"]
 PAGE = Page("runs", "Runs")
 PAGE_SIZE = 50
 STATUSES = [s.value for s in ActiveStatus] + [s.value for s in RunStatus]
-SINCE = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
 RECHECK_S = 2.0  # how often a live stream checks that its viewer may still look
 
 router = APIRouter()
@@ -59,16 +58,25 @@ def _filters(status: str | None, since: str | None) -> tuple[str | None, float |
 
 async def _table(
     request: Request,
+    viewer: ViewerDep,
     status: str | None = None,
     since: str | None = None,
+    tenant: Annotated[str | None, Query(max_length=64)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> dict[str, object]:
-    """One page of the list, as the query asks (a dependency of the page and its rows)."""
+    """One page of the list, as the query asks (a dependency of the page and its rows);
+    ``tenant`` narrows an admin's list (an agent's is always its own)."""
     wanted, after = _filters(status, since)
     records, total = await console_of(request).backend.runs(
-        status=wanted, since=after, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+        viewer.principal,
+        status=wanted,
+        tenant=tenant or None,
+        since=after,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
     )
     return {
+        "tenant": tenant or "",
         "records": records,
         "total": total,
         "page": page,
@@ -96,7 +104,7 @@ async def runs_rows(request: Request, viewer: ViewerDep, table: Table) -> Respon
 
 @router.get("/runs/{run_id}")
 async def run_page(request: Request, run_id: str, viewer: ViewerDep) -> Response:
-    record = await console_of(request).backend.run(run_id)
+    record = await console_of(request).backend.run(viewer.principal, run_id)
     return render(
         request,
         "run.html",
@@ -143,9 +151,7 @@ async def _follow(request: Request, events: RunEvents | None) -> AsyncIterator[s
 @router.get("/runs/{run_id}/events")
 async def run_events(request: Request, run_id: str, viewer: ViewerDep) -> StreamingResponse:
     backend = console_of(request).backend
-    events = await backend.run_events(run_id)
-    if events is None:
-        await backend.run(run_id)  # a 404 for a run that does not exist
+    events = await backend.run_events(viewer.principal, run_id)
     return StreamingResponse(
         _follow(request, events),
         media_type="text/event-stream",
@@ -157,20 +163,22 @@ async def run_events(request: Request, run_id: str, viewer: ViewerDep) -> Stream
 async def cancel_run(request: Request, run_id: str, viewer: ViewerDep) -> Response:
     await checked_form(request)
     backend = console_of(request).backend
-    await backend.run(run_id)  # a 404 for a run that does not exist
-    await backend.cancel(run_id)
+    await backend.run(viewer.principal, run_id)  # a 404 for a run it does not see
+    await backend.cancel(viewer.principal, run_id)
     base = request.scope.get("root_path", "")
     return RedirectResponse(f"{base}/runs/{run_id}", status_code=303)
 
 
 @router.get("/runs/{run_id}/artifacts/{path:path}")
 async def artifact(request: Request, run_id: str, path: str, viewer: ViewerDep) -> Response:
-    return frames.download(*await console_of(request).backend.artifact(run_id, path))
+    return frames.download(
+        *await console_of(request).backend.artifact(viewer.principal, run_id, path)
+    )
 
 
 @router.get("/runs/{run_id}/preview/{path:path}")
 async def preview(request: Request, run_id: str, path: str, viewer: ViewerDep) -> Response:
-    artifact, body = await console_of(request).backend.artifact(run_id, path)
+    artifact, body = await console_of(request).backend.artifact(viewer.principal, run_id, path)
     if artifact.media_type not in frames.INLINE_IMAGES and artifact.media_type != "text/html":
         raise NotFound(f"artifact {path[:200]!r} ({artifact.media_type}) has no preview")
     data = await anyio.to_thread.run_sync(frames.read_preview, body)

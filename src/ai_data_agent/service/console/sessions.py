@@ -18,7 +18,7 @@ import base64
 import binascii
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ai_data_agent.errors import NotFound
@@ -47,8 +47,8 @@ ViewerDep = Annotated[Viewer, Depends(current_viewer)]
 Action = Literal["interrupt", "restart", "close"]
 
 
-async def _session(backend: Backend, session_id: str) -> SessionInfo:
-    info = await backend.session(session_id)
+async def _session(backend: Backend, viewer: Viewer, session_id: str) -> SessionInfo:
+    info = await backend.session(viewer.principal, session_id)
     if info is None:
         raise NotFound(f"no session with id {session_id[:64]!r}")
     return info
@@ -60,21 +60,33 @@ def _outputs(cell: CellResult) -> list[tuple[str, DisplayOutput]]:
     return shown + ([("result", cell.result)] if cell.result is not None else [])
 
 
+async def _list(
+    request: Request,
+    viewer: ViewerDep,
+    tenant: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, object]:
+    """The sessions the viewer sees (an admin's narrowed to ``tenant`` when given)."""
+    sessions = await console_of(request).backend.sessions(viewer.principal, tenant or None)
+    live = sum(1 for s in sessions if s.status in LIVE_SESSION_STATUSES)
+    return {
+        "sessions": sessions,
+        "live_count": live,
+        "live": LIVE_SESSION_STATUSES,
+        "tenant": tenant or "",
+    }
+
+
+Listing = Annotated[dict[str, object], Depends(_list)]
+
+
 @router.get("/sessions")
-async def sessions_page(request: Request, viewer: ViewerDep) -> Response:
-    sessions = await console_of(request).backend.sessions()
-    return render(request, "sessions.html", _list(sessions), viewer=viewer)
+async def sessions_page(request: Request, viewer: ViewerDep, listing: Listing) -> Response:
+    return render(request, "sessions.html", listing, viewer=viewer)
 
 
 @router.get("/sessions/rows")
-async def sessions_rows(request: Request, viewer: ViewerDep) -> Response:
-    sessions = await console_of(request).backend.sessions()
-    return render(request, "_sessions_table.html", _list(sessions), viewer=viewer)
-
-
-def _list(sessions: list[SessionInfo]) -> dict[str, object]:
-    live = sum(1 for s in sessions if s.status in LIVE_SESSION_STATUSES)
-    return {"sessions": sessions, "live_count": live, "live": LIVE_SESSION_STATUSES}
+async def sessions_rows(request: Request, viewer: ViewerDep, listing: Listing) -> Response:
+    return render(request, "_sessions_table.html", listing, viewer=viewer)
 
 
 def _shown(cell: Cell) -> dict[str, object]:
@@ -84,10 +96,10 @@ def _shown(cell: Cell) -> dict[str, object]:
     return {"count": cell.count, "result": None, "outputs": []}
 
 
-async def _cells_context(request: Request, session_id: str) -> dict[str, object]:
+async def _cells_context(request: Request, viewer: Viewer, session_id: str) -> dict[str, object]:
     backend = console_of(request).backend
-    info = await _session(backend, session_id)
-    cells = await backend.cells(info)
+    info = await _session(backend, viewer, session_id)
+    cells = await backend.cells(viewer.principal, info)
     return {
         "info": info,
         "cells": [_shown(cell) for cell in cells],
@@ -97,18 +109,20 @@ async def _cells_context(request: Request, session_id: str) -> dict[str, object]
 
 @router.get("/sessions/{session_id}")
 async def session_page(request: Request, session_id: str, viewer: ViewerDep) -> Response:
-    context = await _cells_context(request, session_id)
+    context = await _cells_context(request, viewer, session_id)
     return render(request, "session.html", context, viewer=viewer)
 
 
 @router.get("/sessions/{session_id}/cells")
 async def session_cells(request: Request, session_id: str, viewer: ViewerDep) -> Response:
-    context = await _cells_context(request, session_id)
+    context = await _cells_context(request, viewer, session_id)
     return render(request, "_session_cells.html", context, viewer=viewer)
 
 
-async def _output(request: Request, session_id: str, count: int, key: str) -> DisplayOutput:
-    cell = await console_of(request).backend.cell(session_id, count)
+async def _output(
+    request: Request, viewer: Viewer, session_id: str, count: int, key: str
+) -> DisplayOutput:
+    cell = await console_of(request).backend.cell(viewer.principal, session_id, count)
     found = dict(_outputs(cell)) if isinstance(cell, CellResult) else {}
     if key not in found:
         raise NotFound(f"session {session_id[:64]!r} has no output {key[:20]!r} in cell {count}")
@@ -119,7 +133,7 @@ async def _output(request: Request, session_id: str, count: int, key: str) -> Di
 async def output_png(
     request: Request, session_id: str, count: int, key: str, viewer: ViewerDep
 ) -> Response:
-    data = (await _output(request, session_id, count, key)).data.get("image/png")
+    data = (await _output(request, viewer, session_id, count, key)).data.get("image/png")
     try:
         png = base64.b64decode(data, validate=True) if isinstance(data, str) else None
     except (binascii.Error, ValueError):
@@ -133,7 +147,7 @@ async def output_png(
 async def output_html(
     request: Request, session_id: str, count: int, key: str, viewer: ViewerDep
 ) -> Response:
-    html = (await _output(request, session_id, count, key)).data.get("text/html")
+    html = (await _output(request, viewer, session_id, count, key)).data.get("text/html")
     if not isinstance(html, str):
         raise NotFound(f"output {key[:20]!r} of cell {count} has no HTML")
     return frames.html_frame(html)
@@ -145,12 +159,12 @@ async def session_action(
 ) -> Response:
     await checked_form(request)
     backend = console_of(request).backend
-    await _session(backend, session_id)
+    await _session(backend, viewer, session_id)
     if action == "interrupt":
-        await backend.interrupt(session_id)
+        await backend.interrupt(viewer.principal, session_id)
     elif action == "restart":
-        await backend.restart(session_id)
+        await backend.restart(viewer.principal, session_id)
     else:
-        await backend.close(session_id)
+        await backend.close(viewer.principal, session_id)
     base = request.scope.get("root_path", "")
     return RedirectResponse(f"{base}/sessions/{session_id}", status_code=303)

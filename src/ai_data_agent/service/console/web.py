@@ -25,7 +25,7 @@ from starlette.datastructures import FormData, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ai_data_agent.errors import Unauthorized
+from ai_data_agent.errors import Forbidden, Unauthorized
 from ai_data_agent.service.console.backend import Backend
 from ai_data_agent.service.console.cookies import COOKIE, MAX_AGE_S, Signer, Visit, load_key
 from ai_data_agent.service.console.identity import Identity, Principal
@@ -83,7 +83,7 @@ class Console:
         async with self._lock:
             if self._keyed is None:
                 key = await anyio.to_thread.run_sync(load_key, self.backend.settings)
-                self._keyed = Keyed(Signer(key), Identity(self.backend, key))
+                self._keyed = Keyed(Signer(key), Identity(self.backend))
             return self._keyed
 
 
@@ -157,7 +157,21 @@ async def current_viewer(request: Request) -> Viewer:
     principal = await anyio.to_thread.run_sync(keyed.identity.resolve, credential or "")
     if principal is None:
         raise Unauthorized("the token is no longer accepted", code=REVOKED)
+    request.state.principal = principal  # who the audit entry of a form names
     return Viewer(principal, keyed.signer.csrf(visit_of(request)), keyed.identity.open)
+
+
+async def current_admin(request: Request) -> Viewer:
+    """The logged-in viewer of an admin's page.
+
+    Raises:
+        Forbidden: the viewer's tenant is no admin.
+        Unauthorized, NotReady: as `current_viewer`.
+    """
+    viewer = await current_viewer(request)
+    if not viewer.principal.is_admin:
+        raise Forbidden("this page is for admins")
+    return viewer
 
 
 def same_origin(request: Request) -> bool:
