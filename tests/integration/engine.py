@@ -10,15 +10,28 @@ from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_MANAGED, LABEL_O
 
 __all__ = ["controller_containers", "owned_by", "run_containers"]
 
+ATTEMPTS = 5  # listings of containers that keep going away while they are inspected
+
+
+def _listed(client: docker.DockerClient, label: str) -> list[Any]:
+    """The containers with ``label``, inspected. docker-py lists, then inspects each: one
+    removed in between is a 404, so the listing is taken again."""
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return client.containers.list(all=True, filters={"label": label})
+        except docker.errors.NotFound:
+            continue
+    return client.containers.list(all=True, filters={"label": label})
+
 
 def run_containers(client: docker.DockerClient, run_id: str) -> list[Any]:
     """Every container (running or not) of one run."""
-    return client.containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
+    return _listed(client, f"{LABEL_RUN_ID}={run_id}")
 
 
 def controller_containers(client: docker.DockerClient, controller: str) -> list[Any]:
     """Every container (running or not) of one controller."""
-    return client.containers.list(all=True, filters={"label": f"{LABEL_CONTROLLER}={controller}"})
+    return _listed(client, f"{LABEL_CONTROLLER}={controller}")
 
 
 def owned_by(client: docker.DockerClient, pid: int) -> list[Any]:
