@@ -217,6 +217,19 @@ class Settings(StorageSettings, EgressSettings):
     cell_timeout_s: float = Field(
         60.0, gt=0, description="Time limit of a cell when neither it nor its session sets one."
     )
+    session_idle_action: Literal["pause", "expire"] = Field(
+        "pause",
+        description="An idle session is paused (checkpointed, container removed) or expired.",
+    )
+    session_paused_retention_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="A paused session expires this long after its last call."
+    )
+    checkpoint_after_each_cell: bool = Field(
+        False, description="Checkpoint after every cell (after its answer): a crash loses one cell."
+    )
+    checkpoint_max_bytes: int = Field(4096 * MiB, ge=1024, description="Largest checkpoint.")
+    checkpoint_timeout_s: float = Field(120.0, gt=0, description="Time a checkpoint may take.")
+    checkpoints_kept: int = Field(3, ge=1, description="Checkpoints kept per session, newest.")
     interrupt_grace_s: float = Field(
         2.0,
         ge=0,

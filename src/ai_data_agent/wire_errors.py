@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ai_data_agent.errors import (
     AiDataAgentError,
+    CheckpointFailed,
     DatasetInUse,
     FileNotFound,
     Forbidden,
@@ -50,6 +51,7 @@ HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     SessionBusy,
     SessionGone,
     SessionLimit,
+    CheckpointFailed,
     NotReady,
     NoWorker,
     ServerError,

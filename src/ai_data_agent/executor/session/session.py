@@ -24,13 +24,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
+from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.errors import (
     FileNotFound,
     RequestRejected,
@@ -49,7 +50,7 @@ from ai_data_agent.executor.frames import (
     Frame,
     KernelFrame,
 )
-from ai_data_agent.executor.session.cells import CellCollector
+from ai_data_agent.executor.session.cells import CellCollector, restored
 from ai_data_agent.executor.session.env import install_env, package_diff
 from ai_data_agent.executor.session.provider import SandboxProvider
 from ai_data_agent.executor.session.start import start_kernel
@@ -97,6 +98,9 @@ class Session:
         self.execution_count = 0
         self.image = ""
         self.error: str | None = None
+        self.checkpoint_seq: int | None = None  # its latest checkpoint
+        self.restore_report: RestoreReport | None = None  # its latest resume
+        self.restore_pending: RestoreReport | None = None  # the next cell says so
         self._wire: SessionWire | None = None
         self._call = threading.Lock()
         self._in_cell = False
@@ -121,7 +125,9 @@ class Session:
     def _start_once(self) -> tuple[SessionWire, int] | Vanished:
         if self.requirements:
             self.env = self._install(self.requirements, f"{self.id}-start")
-        return start_kernel(self.provider, self.id, self.limits, self.request, self.env, self.image)
+        return start_kernel(
+            self.provider, self.id, self.limits, self.request, self.env, self.image, self.generation
+        )
 
     def _install(self, requirements: list[str], run_id: str) -> CachedEnv:
         return install_env(
@@ -132,7 +138,7 @@ class Session:
         self, status: SessionStatus = SessionStatus.CLOSED, reason: str | None = None
     ) -> None:
         """End the session and remove its container (also while a cell runs). Idempotent."""
-        if self.status in (SessionStatus.CLOSED, SessionStatus.EXPIRED, SessionStatus.LOST):
+        if self.status not in (SessionStatus.STARTING, SessionStatus.IDLE, SessionStatus.BUSY):
             return
         self.status, self.error = status, reason
         wire, self._wire = self._wire, None
@@ -188,7 +194,7 @@ class Session:
     def call(
         self,
         message: dict[str, Any],
-        payload: bytes = b"",
+        payload: bytes | Iterable[bytes] = b"",
         deadline_s: float = OP_WAIT_S,
         on_frame: Callable[[Frame], None] | None = None,
     ) -> AckFrame:
@@ -238,13 +244,18 @@ class Session:
                 done = collector.handle(frame)
                 if done is not None:
                     self.generation = done.generation
-                    return collector.result(done, time.monotonic() - started)
+                    report, self.restore_pending = self.restore_pending, None
+                    return restored(collector.result(done, time.monotonic() - started), report)
             raise AssertionError("unreachable: frames() raises at its deadline")
         except SessionGone as exc:
             raise self._lost(exc) from None
         finally:
             self._in_cell = False
             self._end()
+
+    @property
+    def wire(self) -> SessionWire | None:
+        return self._wire
 
     def interrupt(self) -> bool:
         """Interrupt the running cell (SIGINT, then a kill after the grace period); False when
@@ -397,4 +408,6 @@ class Session:
             cpus=self.limits.cpus,
             error=self.error,
             datasets=list(self.request.datasets),
+            checkpoint=self.checkpoint_seq,
+            restore=self.restore_report,
         )

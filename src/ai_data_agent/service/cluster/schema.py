@@ -242,7 +242,33 @@ DO $$ BEGIN
 END $$;
 """
 
-MIGRATIONS: tuple[tuple[int, LiteralString], ...] = ((1, V1), (2, V2), (3, V3), (4, V4), (5, V5))
+V6: LiteralString = """
+-- Checkpoints of sessions: taken on the worker that holds one, resumed on any (pg_checkpoints).
+CREATE TABLE checkpoints (
+    session_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    tenant     TEXT NOT NULL,
+    record     TEXT NOT NULL,                      -- CheckpointRecord JSON, its MAC included
+    blobs      TEXT NOT NULL,                      -- {digest: size} of the blobs it names
+    PRIMARY KEY (session_id, seq)
+);
+CREATE INDEX checkpoints_by_tenant ON checkpoints (tenant);
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
+    -- Take and read checkpoints (their key is in meta); prune: API nodes only.
+    GRANT SELECT, INSERT ON checkpoints TO ai_data_agent_worker;
+  END IF;
+END $$;
+"""
+
+MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+)
 LATEST = MIGRATIONS[-1][0]
 
 
