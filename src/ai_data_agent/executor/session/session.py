@@ -56,7 +56,7 @@ from ai_data_agent.executor.session.provider import SandboxProvider
 from ai_data_agent.executor.session.start import start_kernel
 from ai_data_agent.executor.session.wire import SessionWire
 from ai_data_agent.limits import resolve_run, resolve_session
-from ai_data_agent.models import InstallReport, RunRequest
+from ai_data_agent.models import Artifact, InstallReport, RunRequest
 from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.session_models import (
     CellResult,
@@ -340,16 +340,18 @@ class Session:
             raise RequestRejected("path", f"cannot write {rel}: {ack.error}")
         return rel
 
-    def download(self, path: str) -> bytes:
-        """The bytes of a file under the working directory (checked: size and sha256).
+    def download(self, path: str | Artifact) -> bytes:
+        """The bytes of a file under the working directory (checked: size and sha256); an
+        artifact of a cell is found at its `Artifact.file_path`.
 
         Raises:
             FileNotFound: no such file.
-            RequestRejected: not a regular file, or over the artifact cap.
+            RequestRejected: an unsafe path, not a regular file, or over the artifact cap.
         """
+        where = path.file_path if isinstance(path, Artifact) else path
         with tempfile.TemporaryDirectory(prefix="ai-data-agent-download-") as folder:
             return self.fetch(
-                path, Path(folder), self.settings.max_artifact_total_bytes
+                where, Path(folder), self.settings.max_artifact_total_bytes
             ).read_bytes()
 
     def fetch(self, path: str, folder: Path, max_bytes: int) -> Path:
@@ -358,9 +360,12 @@ class Session:
 
         Raises:
             FileNotFound: no such file.
-            RequestRejected: not a regular file, or larger than ``max_bytes``.
+            RequestRejected: an unsafe path, not a regular file, or larger than ``max_bytes``.
         """
-        rel = normalise_relative_path(path)
+        try:
+            rel = normalise_relative_path(path)
+        except ValueError as exc:
+            raise RequestRejected("path", str(exc)) from exc
         collector = ArtifactCollector(folder, 1, max_bytes)
 
         def receive(frame: Frame) -> None:
