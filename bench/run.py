@@ -70,6 +70,7 @@ except ImportError as exc:  # pragma: no cover - a usage error, not a code path
 
 from ai_data_agent.client import Client
 from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_RUN_ID
+from bench import checkpoints as checkpoint_bench
 from bench import cluster as cluster_bench
 from bench import datasets as dataset_bench
 from bench.datasets import DatasetBench
@@ -788,6 +789,14 @@ class Bench:
                 self.results["datasets"] = datasets.run()
             except Exception as exc:  # report what there is, and why the rest is missing
                 self.note(f"datasets section failed: {type(exc).__name__}: {exc}")
+        if "checkpoints" not in cfg.skip:
+            log("checkpoints: a small namespace, a 100 MB DataFrame, a checkpoint after each cell")
+            settings = {"sandbox_image": self.image, "ca_bundle": self.cfg.ca_bundle}
+            try:
+                bench = checkpoint_bench.CheckpointBench(self.tmp, cfg.n, cfg.pool_size)
+                self.results["checkpoints"] = bench.run(settings)
+            except Exception as exc:  # report what there is, and why the rest is missing
+                self.note(f"checkpoints section failed: {type(exc).__name__}: {exc}")
         if "profile" not in cfg.skip:
             self.results["phases"] = self.phases()
         self.results["rss_floor_controller_bytes"] = self.floor_controller_rss()
@@ -996,6 +1005,8 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     target("session start from the warm pool p50 <= 0.5 s", start, 0.5)
     cell = (sessions.get("cell") or {}).get("http", {}).get("p50")
     target("cell round trip over HTTP (1 + 1) p50 <= 0.020 s", cell, 0.020)
+    for name, value, most in checkpoint_bench.targets(results.get("checkpoints") or {}):
+        target(name, value, most)
     for name, value in (results.get("rss_idle_bytes") or {}).items():
         target(f"idle controller RSS ({name} daemon) <= 80 MB", value / MB if value else None, 80)
     dataset_targets(results.get("datasets") or {}, target)
@@ -1195,6 +1206,7 @@ def render(results: dict[str, Any]) -> str:
                 )
             )
     lines += render_sessions(results.get("sessions"))
+    lines += checkpoint_bench.render(results.get("checkpoints"))
     lines.append("")
     lines.append("targets, as ratios (RSS in MB)")
     for t in results.get("targets", []):

@@ -24,6 +24,7 @@ import typing
 
 from ai_data_agent.errors import (
     AiDataAgentError,
+    CheckpointFailed,
     ConfigurationError,
     DatasetInUse,
     DockerUnavailable,
@@ -56,6 +57,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "AiDataAgentError",
+    "CheckpointFailed",
     "ConfigurationError",
     "DatasetInUse",
     "DockerUnavailable",

@@ -23,7 +23,8 @@ below, and anything else with ``500 internal`` and no detail::
     ├── SessionError                    -                  -    session_id
     │   ├── SessionBusy                 session_busy       409  another call is in progress
     │   ├── SessionGone                 session_gone       410  closed, expired or lost
-    │   └── SessionLimit                session_limit      429  no room; retry_after
+    │   ├── SessionLimit                session_limit      429  no room; retry_after
+    │   └── CheckpointFailed            checkpoint_failed  422  not taken, or refused (its MAC)
     ├── NotReady                        not_ready          503  starting, stopping, store unusable
     │   └── NoWorker                    no_worker          503  a cluster with no live worker
     ├── ServerError                     internal           500  failed, or answered outside the API
@@ -53,6 +54,7 @@ from ai_data_agent.models import InstallReport
 
 __all__ = [
     "AiDataAgentError",
+    "CheckpointFailed",
     "ConfigurationError",
     "DatasetInUse",
     "DockerUnavailable",
@@ -325,6 +327,15 @@ class SessionLimit(SessionError):
     ) -> None:
         super().__init__(message, session_id=session_id, code=code, status_code=status_code)
         self.retry_after = retry_after
+
+
+class CheckpointFailed(SessionError):
+    """A checkpoint that could not be taken (the serialiser failed or ran out of time) or
+    that a resume refuses (a blob no longer matches what the daemon signed). The session
+    itself is unharmed by a failed checkpoint."""
+
+    default_code = "checkpoint_failed"
+    http_status = 422
 
 
 class NotReady(AiDataAgentError):

@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
+from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.dataset_models import DatasetMount, DatasetMounts
 from ai_data_agent.models import (
     Artifact,
@@ -55,7 +56,7 @@ __all__ = [
     "StateOutcome",
 ]
 
-StateOutcome = Literal["preserved", "lost"]
+StateOutcome = Literal["preserved", "lost", "restored"]
 
 
 class CellStatus(StrEnum):
@@ -78,6 +79,7 @@ class SessionStatus(StrEnum):
     CLOSED = "closed"  # closed by request
     EXPIRED = "expired"  # idle timeout or maximum lifetime
     LOST = "lost"  # its sandbox or controller died
+    PAUSED = "paused"  # checkpointed, no container: the next call resumes it
 
 
 # A session that holds (or is getting) a container; SQL in the stores spells it out
@@ -161,7 +163,10 @@ class CellResult(BaseModel):
     execution_count: int
     generation: int = Field(description="The kernel that ran it; a new kernel has lost the state.")
     status: CellStatus
-    state: StateOutcome = Field(description="Whether variables from earlier cells still exist.")
+    state: StateOutcome = Field(
+        description="Whether variables from earlier cells still exist (restored: the session "
+        "was resumed from a checkpoint before this cell, see restore)."
+    )
     stdout: str = ""
     stderr: str = ""
     stdout_truncated: bool = False
@@ -176,6 +181,9 @@ class CellResult(BaseModel):
     artifacts_skipped: list[SkippedArtifact] = Field(default_factory=list)
     artifacts_truncated: bool = False
     timings: CellTimings = Field(default_factory=CellTimings)
+    restore: RestoreReport | None = Field(
+        None, description="The resume this cell caused, when the session was paused."
+    )
 
 
 class PackageChange(BaseModel):
@@ -224,6 +232,8 @@ class SessionInfo(BaseModel):
     datasets: list[DatasetMount] = Field(
         default_factory=list, description="The dataset versions it mounts, pinned."
     )
+    checkpoint: int | None = Field(None, description="Its latest checkpoint's seq.")
+    restore: RestoreReport | None = Field(None, description="Its latest resume.")
 
 
 class SessionPage(BaseModel):

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from ai_data_agent.egress.rules import check_network, check_rule
+from ai_data_agent.egress_settings import EgressSettings
 from ai_data_agent.requirements import check_requirement
 from ai_data_agent.storage_settings import StorageSettings
 
@@ -41,8 +41,6 @@ DEFAULT_SANDBOX_IMAGE = "python:3.12-slim"
 DEFAULT_FALLBACK_IMAGE = "ai-data-agent/base:bookworm"
 MiB = 1024 * 1024
 RequirementText = Annotated[str, AfterValidator(check_requirement)]
-EgressRules = Annotated[list[Annotated[str, AfterValidator(check_rule)]], NoDecode]
-EgressNetworks = Annotated[list[Annotated[str, AfterValidator(check_network)]], NoDecode]
 COMMA_SEPARATED = "api_tokens mcp_allowed_hosts egress_allow egress_deny egress_allow_cidrs".split()
 # Where hosts keep the system CA bundle, in the order Go's crypto/x509 looks on Linux.
 SYSTEM_CA_BUNDLES = (
@@ -74,7 +72,7 @@ def user_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ai-data-agent"
 
 
-class Settings(StorageSettings):
+class Settings(StorageSettings, EgressSettings):
     """Server-side policy and plumbing. A request can lower limits, never raise them."""
 
     model_config = SettingsConfigDict(env_prefix="AI_DATA_AGENT_", extra="forbid")
@@ -219,6 +217,19 @@ class Settings(StorageSettings):
     cell_timeout_s: float = Field(
         60.0, gt=0, description="Time limit of a cell when neither it nor its session sets one."
     )
+    session_idle_action: Literal["pause", "expire"] = Field(
+        "pause",
+        description="An idle session is paused (checkpointed, container removed) or expired.",
+    )
+    session_paused_retention_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="A paused session expires this long after its last call."
+    )
+    checkpoint_after_each_cell: bool = Field(
+        False, description="Checkpoint after every cell (after its answer): a crash loses one cell."
+    )
+    checkpoint_max_bytes: int = Field(4096 * MiB, ge=1024, description="Largest checkpoint.")
+    checkpoint_timeout_s: float = Field(120.0, gt=0, description="Time a checkpoint may take.")
+    checkpoints_kept: int = Field(3, ge=1, description="Checkpoints kept per session, newest.")
     interrupt_grace_s: float = Field(
         2.0,
         ge=0,
@@ -267,26 +278,6 @@ class Settings(StorageSettings):
         default_factory=list,
         description="Names of controller environment variables passed into sandboxes. "
         "Nothing else of the controller's environment reaches a container.",
-    )
-
-    # Egress: hosts reached through a checked proxy (docs/security.md "Egress") ----------
-    egress_allow: EgressRules = Field(
-        default_factory=list,
-        description="Hosts a run or session may ask for, comma-separated: `example.com`, `*.example."
-        "com` (subdomains), `*`, an IP address; each optionally `:port`. Empty: egress is off.",
-    )
-    egress_deny: EgressRules = Field(default_factory=list, description="Hosts never reached.")
-    egress_allow_cidrs: EgressNetworks = Field(
-        default_factory=list, description="Non-global ranges (CIDRs) reachable all the same."
-    )
-    egress_max_connections: int = Field(16, ge=1, description="Proxied connections per sandbox.")
-    egress_max_bytes_out: int = Field(64 * MiB, ge=0, description="Bytes a sandbox may send.")
-    egress_max_bytes_in: int = Field(1024 * MiB, ge=0, description="Bytes a sandbox may receive.")
-    egress_idle_timeout_s: float = Field(60.0, gt=0, description="Seconds an idle tunnel lives.")
-    egress_socket_dir: Path | None = Field(
-        None,
-        description="Folder of the proxy's per-sandbox Unix sockets, bind-mounted into sandboxes: "
-        "the Docker engine must see the same path. Default: a private temporary folder.",
     )
 
     # Operations --------------------------------------------------------------

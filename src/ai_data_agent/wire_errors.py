@@ -17,6 +17,7 @@ from __future__ import annotations
 from ai_data_agent.api_models import ErrorDetail
 from ai_data_agent.errors import (
     AiDataAgentError,
+    CheckpointFailed,
     DatasetInUse,
     FileNotFound,
     Forbidden,
@@ -53,6 +54,7 @@ HTTP_ERRORS: tuple[type[AiDataAgentError], ...] = (
     SessionBusy,
     SessionGone,
     SessionLimit,
+    CheckpointFailed,
     NotReady,
     NoWorker,
     ServerError,

@@ -45,7 +45,9 @@ def test_migration_from_the_previous_version_keeps_the_data(
 ) -> None:
     settings = cluster_settings("api")
     with connect(settings) as conn:
-        assert schema.migrate(conn, target=schema.LATEST - 1) == list(range(1, schema.LATEST))
+        assert schema.migrate(conn, target=schema.LATEST - 1) == [
+            n for n, _ in schema.MIGRATIONS[:-1]
+        ]
     old = PgRunStore(Database(settings, role="api"), migrate=False)
     with pytest.raises(Exception, match="schema is at version"):
         old.open()  # a node of this version refuses an older schema it may not migrate

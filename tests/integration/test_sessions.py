@@ -161,6 +161,17 @@ def test_a_failed_upload_says_the_users_path_and_why(session: Session) -> None:
     assert refused.value.reason == "cannot write outputs: outputs is a directory"
 
 
+def test_a_download_takes_an_artifact_and_refuses_an_unsafe_path_in_the_tree(
+    session: Session,
+) -> None:
+    cell = session.run("open('outputs/n.txt', 'w').write('42')")
+    assert session.download(cell.artifacts[0]) == b"42"  # at its file_path, outputs/n.txt
+    for path in ("../etc/passwd", "/etc/passwd", ""):
+        with pytest.raises(RequestRejected) as refused:
+            session.download(path)
+        assert refused.value.field == "path", path
+
+
 def test_a_cell_cannot_read_the_controllers_operations(session: Session) -> None:
     # Pid 1's stdin is /dev/null: the operations (and uploads) the controller sends
     # reach the runner alone.

@@ -8,6 +8,7 @@ import json
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from client_stub import BASE, INFO, error_response, session_json
 from typer.testing import CliRunner
 
+from ai_data_agent.checkpoint_models import CheckpointInfo, LostVariable, RestoreReport
 from ai_data_agent.cli import app
 from ai_data_agent.cli import common as cli_common
 from ai_data_agent.cli.exits import EXIT_BUSY, EXIT_USAGE
@@ -244,6 +246,41 @@ def test_a_cell_names_its_files_by_the_path_session_get_takes(
     assert shown.exit_code == 1  # an exception in the cell
     assert "file: outputs/plots/chart.png (3 bytes, image/png)" in shown.stderr
     assert "KeyError: 'x'" in shown.stderr
+
+
+def test_checkpoint_pause_resume_and_fork_say_what_came_back(
+    daemon: Callable[..., StubDaemon],
+) -> None:
+    lost = [LostVariable(name="sock", type="socket", reason="TypeError: cannot pickle")]
+    info = CheckpointInfo(
+        session_id=SESSION,
+        seq=2,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        execution_count=5,
+        bytes=1234,
+        kept=["df", "f"],
+        lost=lost,
+    )
+    report = RestoreReport(
+        session_id=SESSION, checkpoint=2, state="restored", restored=["df"], lost=lost
+    )
+    paused = {**session_json(SESSION), "status": "paused", "checkpoint": 2}
+    stub = daemon(
+        {
+            ("POST", "/checkpoint"): httpx.Response(201, json=info.model_dump(mode="json")),
+            ("POST", "/pause"): httpx.Response(200, json=paused),
+            ("POST", "/resume"): httpx.Response(200, json=report.model_dump(mode="json")),
+            ("POST", "/fork"): httpx.Response(201, json=session_json("f" * 32)),
+        }
+    )
+    out = session("checkpoint", SESSION)
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith("checkpoint 2 after cell 5: 2 kept, 1 not, 1234 bytes")
+    assert "not kept: sock (socket): TypeError: cannot pickle" in out.stdout
+    assert session("pause", SESSION).stdout == "paused at checkpoint 2\n"
+    assert session("resume", SESSION).stdout.startswith("restored: 1 variable(s) back")
+    assert session("fork", SESSION, "--checkpoint", "2").stdout == "f" * 32 + "\n"
+    assert json.loads(stub.requests[-1].content) == {"checkpoint": 2}
 
 
 def test_new_asks_for_the_allow_hosts_and_for_no_network_without_them(

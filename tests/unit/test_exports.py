@@ -11,6 +11,7 @@ import ai_data_agent.errors
 
 EXPORTED = [
     "AiDataAgentError",
+    "CheckpointFailed",
     "ConfigurationError",
     "DatasetInUse",
     "DockerUnavailable",

@@ -157,3 +157,33 @@ def test_a_flood_of_lines_that_are_not_frames_is_read_at_memory_speed(line_bytes
     scan = _fastest(lambda: [chunk.find(b"\n") for chunk in chunks])
 
     assert _fastest(read) < 8 * scan + 0.05
+
+
+@pytest.mark.parametrize("step", [1, 7, 10_000])
+def test_raw_bytes_follow_the_frame_that_announces_them(step: int) -> None:
+    payload = b"\n\x00" + line({"k": "fake"}) + bytes(range(256)) + b"no newline at the end"
+    data = (
+        line({"k": "a"})
+        + line({"k": "ckpt_data", "raw": len(payload)})
+        + payload
+        + line({"k": "ckpt_data", "raw": 0})
+        + line({"k": "b"})
+    )
+    reader = FrameReader(TOKEN)
+    frames = []
+    for i in range(0, len(data), step):
+        frames += reader.feed(data[i : i + step])
+    assert frames == [
+        {"k": "a"},
+        {"k": "ckpt_data", "raw": payload},
+        {"k": "ckpt_data", "raw": b""},
+        {"k": "b"},
+    ]
+    assert reader.noise_lines == 0 and reader.bad_frames == 0
+
+
+@pytest.mark.parametrize("size", [-1, "10", 5 * 1024 * 1024, True])
+def test_a_raw_size_that_is_not_one_announces_nothing(size: object) -> None:
+    reader = FrameReader(TOKEN)
+    frames = reader.feed(line({"k": "ckpt_data", "raw": size}) + line({"k": "b"}))
+    assert frames == [{"k": "ckpt_data", "raw": None}, {"k": "b"}]

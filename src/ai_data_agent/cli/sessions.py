@@ -27,6 +27,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ai_data_agent.checkpoint_models import LostVariable
 from ai_data_agent.cli.cells import Outcome, print_cell, run_interruptible, show_output
 from ai_data_agent.cli.common import (
     client_for,
@@ -283,6 +284,52 @@ def restart(session_id: str, server: Server = None) -> None:
     """A fresh kernel: variables lost, files kept."""
     info = _call(session_id, server, lambda s: s.restart())
     typer.echo(f"generation {info.generation}")
+
+
+def _lost_lines(lost: list[LostVariable]) -> str:
+    return "".join(f"\n  not kept: {v.name} ({v.type}): {v.reason}" for v in lost)
+
+
+@session_app.command("checkpoint")
+def checkpoint(session_id: str, server: Server = None, as_json: AsJson = False) -> None:
+    """Checkpoint the session: its variables (those that can be kept) and files."""
+    info = _call(session_id, server, lambda s: s.checkpoint())
+    if as_json:
+        typer.echo(info.model_dump_json(indent=2))
+        return
+    head = f"checkpoint {info.seq} after cell {info.execution_count}: {len(info.kept)} kept"
+    typer.echo(f"{head}, {len(info.lost)} not, {info.bytes} bytes{_lost_lines(info.lost)}")
+
+
+@session_app.command("pause")
+def pause(session_id: str, server: Server = None) -> None:
+    """Checkpoint, then remove the container; the next call (or `resume`) resumes it."""
+    info = _call(session_id, server, lambda s: s.pause())
+    typer.echo(f"{info.status.value} at checkpoint {info.checkpoint}")
+
+
+@session_app.command("resume")
+def resume(session_id: str, server: Server = None, as_json: AsJson = False) -> None:
+    """Resume a paused session: which variables came back, which did not."""
+    report = _call(session_id, server, lambda s: s.resume())
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    head = f"{report.state}: {len(report.restored)} variable(s) back"
+    typer.echo(f"{head}{_lost_lines(report.lost)}")
+
+
+@session_app.command("fork")
+def fork(
+    session_id: str,
+    checkpoint: Annotated[
+        int | None, typer.Option(help="The checkpoint's number (default: now, or the latest).")
+    ] = None,
+    server: Server = None,
+) -> None:
+    """A new session from the session's state; prints its id."""
+    forked = _call(session_id, server, lambda s: s.fork(checkpoint))
+    typer.echo(forked.id)
 
 
 @session_app.command("rm")

@@ -32,6 +32,12 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from ai_data_agent.caps import check_input_files
+from ai_data_agent.checkpoint_models import (
+    CheckpointInfo,
+    CheckpointPage,
+    ForkRequest,
+    RestoreReport,
+)
 from ai_data_agent.client.connection import Connection
 from ai_data_agent.client.wire import invalid_response, parse, read_events, segment
 from ai_data_agent.errors import FileNotFound, RequestRejected, RequestTooLarge
@@ -53,6 +59,7 @@ from ai_data_agent.session_models import (
 __all__ = ["CELL_MARGIN_S", "RemoteSession", "file_path", "list_sessions", "open_session"]
 
 CELL_MARGIN_S = 60.0  # beyond a cell's timeout and grace: answering, a kernel restart
+STATE_WAIT_S = 600.0  # a checkpoint, a pause, a resume or a fork: a container, the bytes
 _FILES = TypeAdapter(list[SessionFile])
 
 
@@ -190,6 +197,40 @@ class RemoteSession:
         """A fresh kernel: variables lost, files kept."""
         self.info = parse(self._call("POST", "/restart"), SessionInfo)
         return self.info
+
+    # -- checkpoints: the state kept past the container -------------------------------
+    def _slow(self, method: str, suffix: str, **kwargs: Any) -> httpx.Response:
+        """A call that may start a container and restore a checkpoint: a long read timeout."""
+        timeout = self.client.read_timeout(STATE_WAIT_S + self.client.timeout)
+        return self._call(method, suffix, timeout=timeout, **kwargs)
+
+    def checkpoint(self) -> CheckpointInfo:
+        """Checkpoint the session now: what was kept and what could not be (and why).
+
+        Raises:
+            CheckpointFailed: the serialiser failed or ran out of time (the session is unharmed).
+        """
+        return parse(self._slow("POST", "/checkpoint"), CheckpointInfo)
+
+    def checkpoints(self) -> list[CheckpointInfo]:
+        """The session's checkpoints, newest first."""
+        return parse(self._call("GET", "/checkpoints"), CheckpointPage).items
+
+    def pause(self) -> SessionInfo:
+        """Checkpoint, then remove the container (``paused``); the next call resumes it."""
+        self.info = parse(self._slow("POST", "/pause"), SessionInfo)
+        return self.info
+
+    def resume(self) -> RestoreReport:
+        """Resume a paused session: which variables came back, which did not."""
+        return parse(self._slow("POST", "/resume"), RestoreReport)
+
+    def fork(self, checkpoint: int | None = None) -> RemoteSession:
+        """A new session from a checkpoint (default: a fresh one, or the latest)."""
+        body = ForkRequest(checkpoint=checkpoint).model_dump()
+        return RemoteSession(
+            self.client, parse(self._slow("POST", "/fork", json=body), SessionInfo)
+        )
 
     def install(self, requirements: list[str]) -> PackagesResult:
         """Add requirements (installed outside the session's sandbox, then put on its path)."""

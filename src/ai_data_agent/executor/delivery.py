@@ -28,7 +28,9 @@ __all__ = ["SANDBOX_MODULES", "bundle", "launch"]
 # alike.)
 SANDBOX_MODULES = (
     "bootstrap",
+    "capture",
     "channel",
+    "checkpoint",
     "codeproc",
     "describe",
     "display",
@@ -47,6 +49,7 @@ SANDBOX_MODULES = (
     "preload",
     "runner",
     "session",
+    "snapshot",
     "verify",
 )
 

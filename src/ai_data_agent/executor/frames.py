@@ -27,6 +27,11 @@ __all__ = [
     "ArtifactEnd",
     "ArtifactsSection",
     "CellFrame",
+    "CheckpointBegin",
+    "CheckpointData",
+    "CheckpointDone",
+    "CheckpointEnd",
+    "CheckpointSame",
     "DisplayFrame",
     "EnvironmentSection",
     "ErrorSection",
@@ -36,9 +41,11 @@ __all__ = [
     "InstallSection",
     "KernelFrame",
     "LogFrame",
+    "LostEntry",
     "OutFrame",
     "OutputSection",
     "PhaseFrame",
+    "RestoredFrame",
     "ResultFrame",
     "SkippedEntry",
     "VerifySection",
@@ -228,6 +235,61 @@ class CellFrame(_Frame):
     artifacts: ArtifactsSection | None = None
 
 
+class CheckpointBegin(_Frame):
+    """Session mode: a part of a checkpoint begins (path ``""``: the namespace, else a file)."""
+
+    k: Literal["ckpt_begin"]
+    path: str
+
+
+class CheckpointData(_Frame):
+    """A chunk of a checkpoint's part: its bytes as they are (``raw``), or base64 (``d``)."""
+
+    k: Literal["ckpt_data"]
+    data: str = Field("", alias="d")
+    raw: bytes | None = None
+
+
+class CheckpointEnd(_Frame):
+    k: Literal["ckpt_end"]
+
+
+class CheckpointSame(_Frame):
+    """A file unchanged since the checkpoint this runner sent before (``base``)."""
+
+    k: Literal["ckpt_same"]
+    path: str
+
+
+class LostEntry(_Frame):
+    name: str
+    type: str = ""
+    reason: str = ""
+
+
+class CheckpointDone(_Frame):
+    """The end of a checkpoint: what was kept and lost, or why it failed."""
+
+    k: Literal["ckpt_done"]
+    seq: int = 0
+    bytes: Annotated[int, Field(ge=0)] = 0
+    kept: list[str] = Field(default_factory=list)
+    lost: list[LostEntry] = Field(default_factory=list)
+    skipped: list[SkippedEntry] = Field(default_factory=list)
+    error: str | None = None
+
+
+class RestoredFrame(_Frame):
+    """The end of a restore: the names read back and those lost; ``lost`` when the kernel
+    had to be replaced (then nothing of the namespace is there)."""
+
+    k: Literal["restored"]
+    state: Literal["restored", "lost"]
+    restored: list[str] = Field(default_factory=list)
+    lost: list[LostEntry] = Field(default_factory=list)
+    error: str = ""
+
+
 class FileEntry(_Frame):
     path: str
     size: Annotated[int, Field(ge=0)]
@@ -259,7 +321,13 @@ Frame = Annotated[
     | KernelFrame
     | DisplayFrame
     | CellFrame
-    | AckFrame,
+    | AckFrame
+    | CheckpointBegin
+    | CheckpointData
+    | CheckpointEnd
+    | CheckpointSame
+    | CheckpointDone
+    | RestoredFrame,
     Field(discriminator="k"),
 ]
 _FRAME: TypeAdapter[Frame] = TypeAdapter(Frame)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from packaging.requirements import Requirement
 from pydantic import BaseModel, Field
 
+from ai_data_agent.executor.serialiser import serialiser_sources
 from ai_data_agent.models import InputFile, Limits, RunRequest
 from ai_data_agent.settings import Settings
 
@@ -100,6 +101,8 @@ class Job(BaseModel):
     interrupt_grace_s: float | None = None
     display_max_bytes: int | None = None
     cell_display_max_bytes: int | None = None
+    serialiser: dict[str, str] | None = Field(None, description="session: checkpoints' sources.")
+    generation: int | None = Field(None, description="session: the kernels counted before.")
     prune: dict[str, Any] | None = None
     compile: dict[str, Any] | None = None
     modules: list[str] | None = Field(
@@ -175,6 +178,7 @@ def session_job(
         interrupt_grace_s=settings.interrupt_grace_s,
         display_max_bytes=settings.display_max_bytes,
         cell_display_max_bytes=settings.cell_display_max_bytes,
+        serialiser=serialiser_sources(),
     )
 
 

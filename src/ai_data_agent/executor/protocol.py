@@ -59,19 +59,34 @@ class FrameReader:
     _buffer: bytearray = field(default_factory=bytearray)
     _skipping: str = ""  # the line begun is NOISE or OVER_LONG: dropped up to its end
     _prefix: bytes = field(init=False, repr=False)
+    _raw_frame: dict[str, Any] | None = None  # a frame whose raw bytes are arriving
+    _raw: bytearray = field(default_factory=bytearray)
+    _raw_left: int = 0
 
     def __post_init__(self) -> None:
         self._prefix = self.token.encode() + b" "
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        """Add bytes; return the complete, valid frames they finish."""
+        """Add bytes; return the complete, valid frames they finish.
+
+        A frame with ``"raw": n`` (a whole number up to the frame cap) is followed by
+        exactly ``n`` bytes, not a line: its ``raw`` is those bytes (a checkpoint's, sent
+        as they are rather than as base64).
+        """
         frames: list[dict[str, Any]] = []
         position = 0
-        while (newline := data.find(b"\n", position)) >= 0:
+        while True:
+            if self._raw_frame is not None:
+                position = self._take_raw(data, position, frames)
+                if self._raw_frame is not None:
+                    return frames
+            newline = data.find(b"\n", position)
+            if newline < 0:
+                break
             frame = self._line(data, position, newline)
-            if frame is not None:
-                frames.append(frame)
             position = newline + 1
+            if frame is not None and not self._announces_raw(frame):
+                frames.append(frame)
         if not self._skipping and position < len(data):
             self._buffer += memoryview(data)[position:]
             if not self._could_be_frame():
@@ -79,6 +94,28 @@ class FrameReader:
             elif len(self._buffer) > self.max_frame_bytes:
                 self._skip(OVER_LONG)  # whoever wrote it
         return frames
+
+    def _announces_raw(self, frame: dict[str, Any]) -> bool:
+        size = frame.get("raw")
+        if size is None:
+            return False
+        if type(size) is not int or not 0 <= size <= self.max_frame_bytes:
+            frame["raw"] = None  # not a size: the frame will not fit its kind
+            return False
+        self._raw_frame, self._raw_left = frame, size
+        return True
+
+    def _take_raw(self, data: bytes, position: int, frames: list[dict[str, Any]]) -> int:
+        """Add what ``data`` holds of the raw bytes being read; the position after them."""
+        end = min(position + self._raw_left, len(data))
+        self._raw += memoryview(data)[position:end]
+        self._raw_left -= end - position
+        if not self._raw_left and self._raw_frame is not None:
+            self._raw_frame["raw"] = bytes(self._raw)
+            frames.append(self._raw_frame)
+            self._raw_frame = None
+            self._raw.clear()
+        return end
 
     def _could_be_frame(self) -> bool:
         head = bytes(self._buffer[: len(self._prefix)])

@@ -68,6 +68,11 @@ RESTART = (
     "or when the kernel is stuck."
 )
 CLOSE = "Close a session: its sandbox and files are removed."
+FORK = (
+    "Start a new session from a session's state now (its variables and files, from a "
+    "checkpoint), to try another approach without touching the first. Returns the new "
+    "session's id; what could not be carried over is listed."
+)
 
 CODE = "Python source. The value of the last expression is returned, as in a notebook."
 REQUIREMENTS = "PEP 508 requirements to install from the package index, e.g. ['pandas']."

@@ -180,6 +180,11 @@ class LocalSandbox:
 
         return await self._call(session_id, restart)
 
+    async def fork(self, session_id: str) -> SessionInfo:
+        raise RequestRejected(
+            None, "forking a session needs a daemon, which keeps checkpoints: use --server"
+        )
+
     async def close_session(self, session_id: str) -> SessionInfo | None:
         with self._lock:
             session = self._sessions.pop(session_id, None)

@@ -148,6 +148,9 @@ class RemoteSandbox:
     async def restart(self, session_id: str) -> SessionInfo:
         return await self._call(session_id, lambda s: s.restart())
 
+    async def fork(self, session_id: str) -> SessionInfo:
+        return await self._call(session_id, lambda s: s.fork().info)
+
     async def close_session(self, session_id: str) -> SessionInfo | None:
         with self._lock:
             self._sessions.pop(session_id, None)

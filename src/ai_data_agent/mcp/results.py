@@ -21,9 +21,10 @@ from collections.abc import Iterable, Sequence
 
 from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
+from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.models import Artifact, DisplayOutput, RunResult
-from ai_data_agent.session_models import CellResult, PackagesResult
+from ai_data_agent.session_models import CellResult, PackagesResult, SessionInfo
 
 __all__ = [
     "INTERNAL_MESSAGE",
@@ -33,7 +34,9 @@ __all__ = [
     "cell_text",
     "error_result",
     "file_link",
+    "fork_text",
     "packages_text",
+    "restore_text",
     "run_text",
     "tail",
     "tool_result",
@@ -119,6 +122,27 @@ def run_text(result: RunResult, links: Sequence[ResourceLink]) -> str:
     return "\n".join(parts)
 
 
+def restore_text(report: RestoreReport, how: str = "the session was paused and resumed") -> str:
+    """A resume (or a fork: ``how``), in a line or two: what came back from which
+    checkpoint, and what did not."""
+    lost = ", ".join(f"{v.name} ({v.type}: {v.reason})" for v in report.lost[:20])
+    if report.state == "lost":
+        head = f"({how} from checkpoint {report.checkpoint} with its files, but "
+        return head + f"no variable: {report.error or 'the restore failed'})"
+    line = (
+        f"({how} from checkpoint {report.checkpoint}, after cell {report.execution_count}: "
+        f"{len(report.restored)} variable(s) back"
+    )
+    return line + (f"; not restored: {lost})" if lost else ")")
+
+
+def fork_text(source: str, info: SessionInfo) -> str:
+    """A fork: the new session's id, and what it carries over."""
+    text = f"new session {info.id}, forked from {source}"
+    restore = info.restore
+    return text + ("\n" + restore_text(restore, "it starts") if restore is not None else "")
+
+
 def cell_text(cell: CellResult, links: Sequence[ResourceLink]) -> str:
     """A cell: status and state, output tails, the value, the traceback, files."""
     head = (
@@ -126,7 +150,9 @@ def cell_text(cell: CellResult, links: Sequence[ResourceLink]) -> str:
         f"state {cell.state}; {cell.timings.total_s:.1f} s"
     )
     parts = [head]
-    if cell.state == "lost":
+    if cell.restore is not None:
+        parts.append(restore_text(cell.restore))
+    elif cell.state == "lost":
         parts.append("(the kernel restarted: variables from earlier cells are gone; files stay)")
     parts += _output_sections(
         cell.stdout, cell.stderr, cell.stdout_truncated, cell.stderr_truncated

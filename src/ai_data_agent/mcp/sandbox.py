@@ -118,6 +118,9 @@ class SandboxService(Protocol):
 
     async def restart(self, session_id: str) -> SessionInfo: ...
 
+    async def fork(self, session_id: str) -> SessionInfo:
+        """A new session from the session's state now (a daemon's checkpoint)."""
+
     async def close_session(self, session_id: str) -> SessionInfo | None:
         """Its record, closed now or before (as it ended); None when it is unknown.
         A call to a session that ended raises ``SessionGone.ended`` with its status."""

@@ -38,6 +38,7 @@ from ai_data_agent.mcp.results import (
     cell_text,
     error_result,
     file_link,
+    fork_text,
     packages_text,
     run_text,
     tool_result,
@@ -289,6 +290,14 @@ class SandboxTools:
 
         return await guard(call)
 
+    async def fork_session(self, session_id: SessionId = None) -> CallToolResult:
+        async def call() -> CallToolResult:
+            sid = await self._session_id(session_id)
+            info = await self.sandbox.fork(sid)
+            return tool_result(fork_text(sid, info))
+
+        return await guard(call)
+
     async def close_session(self, session_id: SessionId = None) -> CallToolResult:
         async def call() -> CallToolResult:
             sid = await self._session_id(session_id)
@@ -321,6 +330,7 @@ class SandboxTools:
                 doc.RESTART,
                 _hints("Restart the kernel", destructive=True, idempotent=True),
             ),
+            (self.fork_session, doc.FORK, _hints("Fork a session")),
             (
                 self.close_session,
                 doc.CLOSE,

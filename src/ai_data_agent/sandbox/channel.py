@@ -98,6 +98,13 @@ class Channel:
         self.out.write(line)
         self.out.flush()
 
+    def emit_raw(self, frame: dict[str, Any], data: bytes) -> None:
+        """A frame followed by ``data`` as it is (``"raw": len(data)`` tells the reader)."""
+        line = json.dumps(dict(frame, raw=len(data)), ensure_ascii=True).encode()
+        self.out.write(self.token + b" " + line + b"\n")
+        self.out.write(data)
+        self.out.flush()
+
     def log(self, level: str, msg: str) -> None:
         self.emit({"k": "log", "level": level, "msg": msg})
 

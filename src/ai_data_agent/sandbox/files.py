@@ -69,8 +69,9 @@ class Upload:
     announced bytes are consumed, so the next message is read where it starts.
     """
 
-    def __init__(self, path: str, work: str, size: int) -> None:
+    def __init__(self, path: str, work: str, size: int, op: str = "put") -> None:
         self.path = path
+        self.op = op
         self.left = size
         self.size = size
         self.target = ""
@@ -116,9 +117,9 @@ class Upload:
             except OSError as exc:
                 self._fail(exc)
         if self.error is None:
-            ack("put", path=self.path, size=self.size)
+            ack(self.op, path=self.path, size=self.size)
         else:
-            ack("put", ok=False, path=self.path, error=self.error)
+            ack(self.op, ok=False, path=self.path, error=self.error)
         return None
 
 

@@ -34,6 +34,7 @@ import sys
 import traceback
 import types
 
+from ai_data_agent.sandbox import snapshot
 from ai_data_agent.sandbox.channel import read_message
 from ai_data_agent.sandbox.display import fit, mime_bundle
 
@@ -181,6 +182,7 @@ class Kernel:
         self.cell_bytes = 0
         self.cell_truncated = False
         self.loop: Any = None
+        self.children: list[int] = []  # checkpoints' writers, reaped as they end
         signal.signal(signal.SIGINT, self._on_sigint)
         sys.meta_path.insert(0, _AfterImport(IPYTHON_DISPLAY_MODULES, self._patch_ipython))  # type: ignore[arg-type]
 
@@ -327,6 +329,22 @@ class Kernel:
                 self.control.send(done)
             elif message.get("op") == "env":
                 self.control.send(self.switch_env(message))
+            elif message.get("op") in ("snapshot", "restore"):
+                self.control.send(self.checkpoint(message))
+
+    def checkpoint(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Fork the writer of a checkpoint, or read one back (interruptible, as a cell is)."""
+        self.children = snapshot.reap(self.children)
+        if message.get("op") == "snapshot":
+            pipes = [self.control.incoming.fileno(), self.control.outgoing.fileno()]
+            reply = snapshot.fork_snapshot(self.module.__dict__, dict(message, close_fds=pipes))
+            self.children += [reply["pid"]] if "pid" in reply else []
+            return reply
+        self.executing = True
+        try:
+            return snapshot.restore(self.module.__dict__, message)
+        finally:
+            self.executing = False
 
 
 class _PngImage:

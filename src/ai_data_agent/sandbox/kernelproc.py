@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ai_data_agent.sandbox.codeproc import CodeProcess
 
-KERNEL_MODULES = ("channel", "display", "kernel")
+KERNEL_MODULES = ("channel", "display", "kernel", "snapshot")
 READY_WAIT_S = 60.0
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -234,3 +234,31 @@ def open_kernel(
             pass  # killed by now: a fresh one, as if there had been none
     bundle = bundle_of("kernel", KERNEL_MODULES)
     return KernelProcess.start(env, cwd, config, bundle, source_of("bootstrap"))
+
+
+def checked_output(message: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
+    """A display output from the kernel, as the controller gets it: a bundle of strings
+    (JSON values for JSON types) within the cap, else None."""
+    data = message.get("data")
+    metadata = message.get("metadata")
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        return None
+    output = {
+        "data": data,
+        "metadata": metadata if isinstance(metadata, dict) else {},
+        "truncated": bool(message.get("truncated")),
+    }
+    if len(json.dumps(output, default=str)) > max_bytes:
+        return None
+    return output
+
+
+def checked_error(error: Any) -> dict[str, Any] | None:
+    if not isinstance(error, dict):
+        return None
+    lines = error.get("traceback")
+    return {
+        "ename": str(error.get("ename", ""))[:200],
+        "evalue": str(error.get("evalue", ""))[:2000],
+        "traceback": [str(line)[:20000] for line in lines][:200] if isinstance(lines, list) else [],
+    }

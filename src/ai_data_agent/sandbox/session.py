@@ -27,11 +27,18 @@ import os
 import selectors
 import time
 
+from ai_data_agent.sandbox import checkpoint as checkpoints
 from ai_data_agent.sandbox import files as session_files
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel, MessageStream
 from ai_data_agent.sandbox.environment import as_the_user_sees_it, cgroup_oom_kills
 from ai_data_agent.sandbox.execute import OutputPump
-from ai_data_agent.sandbox.kernelproc import KernelGone, KernelProcess, open_kernel
+from ai_data_agent.sandbox.kernelproc import (
+    KernelGone,
+    KernelProcess,
+    checked_error,
+    checked_output,
+    open_kernel,
+)
 from ai_data_agent.sandbox.outputs import send_artifacts, signatures
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
@@ -74,12 +81,13 @@ class SessionLoop:
         self.display_max = int(job.get("display_max_bytes", 2 * 1024 * 1024))
         self.cell_display_max = int(job.get("cell_display_max_bytes", 8 * 1024 * 1024))
         self.kernel: KernelProcess | None = None
-        self.generation = 0
+        self.generation = int(job.get("generation") or 0)
         self.cell: Cell | None = None
         self.idle_pump = self._pump()
         self.upload: session_files.Upload | None = None
         self.oom_seen = cgroup_oom_kills() or 0
         self.closing = False
+        self.checkpoints = checkpoints.Checkpoints(self)
 
     # -- kernel ---------------------------------------------------------------------
     def _pump(self) -> OutputPump:
@@ -122,11 +130,12 @@ class SessionLoop:
             sel.register(self.kernel.stdout, selectors.EVENT_READ, "stdout")
             sel.register(self.kernel.stderr, selectors.EVENT_READ, "stderr")
             sel.register(self.kernel.messages_fd, selectors.EVENT_READ, "kernel")
+        self.checkpoints.register(sel)
 
     def _wait(self) -> float:
         cell = self.cell
         if cell is None:
-            return IDLE_WAIT_S
+            return self.checkpoints.wait(IDLE_WAIT_S)
         due = cell.kill_at if cell.kill_at is not None else cell.deadline
         return max(min(due - time.monotonic(), IDLE_WAIT_S), 0.0)
 
@@ -136,6 +145,8 @@ class SessionLoop:
             self._serve_controller()
         elif what in ("stdout", "stderr"):
             self._forward_output(what)
+        elif what == "snapshot":
+            self.checkpoints.relay()
         else:
             self._serve_kernel()
 
@@ -166,6 +177,7 @@ class SessionLoop:
                     break
 
     def _check_deadlines(self) -> None:
+        self.checkpoints.tick()
         cell = self.cell
         if cell is None:
             return
@@ -197,6 +209,8 @@ class SessionLoop:
                 self._display(message)
             elif kind == "done" and self.cell is not None:
                 self._cell_done(message)
+            elif kind in checkpoints.KERNEL_REPLIES:
+                self.checkpoints.kernel_reply(message)
             elif kind == "env":
                 imported = [str(n) for n in message.get("imported") or []][:1000]
                 self._ack("env", imported=imported)
@@ -204,7 +218,7 @@ class SessionLoop:
     def _display(self, message: dict[str, Any]) -> None:
         cell = self.cell
         assert cell is not None
-        output = _checked_output(message, self.display_max)
+        output = checked_output(message, self.display_max)
         size = len(json.dumps(output)) if output is not None else 0
         if output is None or cell.display_bytes + size > self.cell_display_max:
             cell.truncated = True
@@ -222,8 +236,8 @@ class SessionLoop:
         self._finish(
             status=status,
             state="preserved",
-            error=_checked_error(message.get("error")),
-            result=_checked_output(result, self.display_max) if isinstance(result, dict) else None,
+            error=checked_error(message.get("error")),
+            result=checked_output(result, self.display_max) if isinstance(result, dict) else None,
             truncated=cell.truncated or bool(message.get("truncated")),
         )
 
@@ -264,6 +278,10 @@ class SessionLoop:
     def _finish(self, **fields: Any) -> None:
         cell = self.cell
         assert cell is not None
+        if cell.count == checkpoints.RESTORE_COUNT:
+            self.cell = None
+            self.checkpoints.restored({"error": fields["error"]["evalue"]}, fields["state"])
+            return
         if fields["state"] == "preserved":
             self._drain_output()
         for stream in ("stdout", "stderr"):
@@ -314,8 +332,8 @@ class SessionLoop:
             self._ack("interrupt", running=self.cell is not None)
         elif op == "close":
             self.closing = True
-        elif self.cell is not None:
-            self._ack(op, ok=False, error="a cell is running")
+        elif self.cell is not None or self.checkpoints.busy:
+            self._ack(op, ok=False, error=f"a {'cell' if self.cell else 'checkpoint'} is running")
         elif op == "cell":
             self._start_cell(message)
         elif op == "restart":
@@ -323,13 +341,19 @@ class SessionLoop:
             self._ack("restart", generation=self.generation)
         elif op == "env":
             self._switch_env(message)
+        elif op in checkpoints.OPS:
+            self.upload = self.checkpoints.operation(message)
         else:
             self.upload = session_files.operation(self.channel, self.space, message, self._ack)
 
+    def begin_cell(self, count: int, timeout_s: float) -> Cell:
+        """The cell in flight from now (a restore too), under a cell's deadlines."""
+        self.cell = Cell(count, timeout_s, self._pump(), signatures(self.space.outputs))
+        return self.cell
+
     def _start_cell(self, message: dict[str, Any]) -> None:
         count = int(message.get("count", 0))
-        timeout = float(message.get("timeout_s", 60))
-        self.cell = Cell(count, timeout, self._pump(), signatures(self.space.outputs))
+        self.begin_cell(count, float(message.get("timeout_s", 60)))
         try:
             assert self.kernel is not None
             self.kernel.send({"op": "cell", "code": str(message.get("code", "")), "count": count})
@@ -348,34 +372,6 @@ class SessionLoop:
         except KernelGone:
             self._kernel_lost(None)
             self._ack("env", imported=[])
-
-
-def _checked_output(message: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
-    """A display output from the kernel, as the controller gets it: a bundle of strings
-    (JSON values for JSON types) within the cap, else None."""
-    data = message.get("data")
-    metadata = message.get("metadata")
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        return None
-    output = {
-        "data": data,
-        "metadata": metadata if isinstance(metadata, dict) else {},
-        "truncated": bool(message.get("truncated")),
-    }
-    if len(json.dumps(output, default=str)) > max_bytes:
-        return None
-    return output
-
-
-def _checked_error(error: Any) -> dict[str, Any] | None:
-    if not isinstance(error, dict):
-        return None
-    lines = error.get("traceback")
-    return {
-        "ename": str(error.get("ename", ""))[:200],
-        "evalue": str(error.get("evalue", ""))[:2000],
-        "traceback": [str(line)[:20000] for line in lines][:200] if isinstance(lines, list) else [],
-    }
 
 
 def serve(

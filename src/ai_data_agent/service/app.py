@@ -70,6 +70,7 @@ from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service import runs
 from ai_data_agent.service.audit_http import AuditMiddleware
 from ai_data_agent.service.body_limit import BodyCaps, BodyLimitMiddleware
+from ai_data_agent.service.checkpoint_routes import router as checkpoints_router
 from ai_data_agent.service.daemon import Daemon
 from ai_data_agent.service.datasets.routes import router as datasets_router
 from ai_data_agent.service.deps import NodeDep, PrincipalDep, note_object, principal_of
@@ -261,6 +262,7 @@ async def cancel_run(run_id: str, daemon: DaemonDep, principal: PrincipalDep) ->
 
 v1.include_router(sessions_router)
 v1.include_router(datasets_router)
+v1.include_router(checkpoints_router)
 v1.include_router(tenants_router)
 
 

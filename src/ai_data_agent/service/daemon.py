@@ -23,12 +23,16 @@ from ai_data_agent.checks import Check
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.audit_store import AUDIT_FILENAME, AuditStore
 from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.checkpoint_records import KEY_FILENAME, Signer, load_key
+from ai_data_agent.service.checkpoint_store import CHECKPOINTS_FILENAME, CheckpointStore
+from ai_data_agent.service.checkpoints import Checkpoints
 from ai_data_agent.service.datasets.keeper import DatasetKeeper
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.datasets.sqlite_store import DATASETS_FILENAME, DatasetStore
 from ai_data_agent.service.dispatcher import Dispatcher
 from ai_data_agent.service.egress_audit import EgressAudit
 from ai_data_agent.service.health import engine_probes, probe, writable_probe
+from ai_data_agent.service.kept_sessions import KeptSessions
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
@@ -74,8 +78,24 @@ class Daemon:
         session_store = SessionStore(
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
         )
-        self.sessions = SessionManager(
-            settings, executor, session_store, self.metrics, self.datasets, tenants=self.tenants
+        checkpoints = CheckpointStore(settings.data_dir / CHECKPOINTS_FILENAME)
+        keeper.keep_blobs_of(checkpoints.digests)  # one sweep of the blob store, for both
+        self.sessions = KeptSessions(
+            Checkpoints(
+                settings,
+                SessionManager(
+                    settings,
+                    executor,
+                    session_store,
+                    self.metrics,
+                    self.datasets,
+                    tenants=self.tenants,
+                ),
+                checkpoints,
+                self.blobs,
+                Signer(lambda: load_key(settings.data_dir / KEY_FILENAME)),
+                self.metrics,
+            )
         )
         self.prewarm = Prewarmer(settings, executor)
         self.reaper = Reaper(settings, executor, self.store, self.metrics, also=keeper.tick)
@@ -154,6 +174,11 @@ class Daemon:
             hook()
         except Exception as exc:
             logger.warning("executor {}() failed: {}", hook.__name__, exc)
+
+    @property
+    def checkpoints(self) -> KeptSessions:
+        """Checkpoints are the kept sessions' own calls (`node.CheckpointService`)."""
+        return self.sessions
 
     # -- what the app asks (see `node.ServiceNode`) -----------------------------------
     def probes(self) -> dict[str, Callable[[], Check]]:

@@ -134,6 +134,18 @@ class ServiceMetrics:
             "Session kernels replaced (state lost: timeouts, crashes, memory, restarts).",
             registry=r,
         )
+        self.checkpoints = Counter(
+            "ai_data_agent_checkpoints", "Session checkpoints, by outcome.", ["outcome"], registry=r
+        )
+        self.checkpoint_bytes = Counter(
+            "ai_data_agent_checkpoint_bytes", "Bytes of the checkpoints taken.", registry=r
+        )
+        self.restores = Counter(
+            "ai_data_agent_restores", "Sessions resumed or forked, by state.", ["state"], registry=r
+        )
+        self.restore_lost = Counter(
+            "ai_data_agent_restore_lost_names", "Variables not saved or not restored.", registry=r
+        )
         self.retention_deleted = Counter(
             "ai_data_agent_records_deleted", "Run records removed by retention.", registry=r
         )

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, RestoreReport
 from ai_data_agent.checks import Check
 from ai_data_agent.dataset_models import DatasetVersion
 from ai_data_agent.egress.proxy import EgressProxy
@@ -49,6 +50,7 @@ __all__ = [
     "SESSION_RETRY_AFTER_S",
     "STOP_SLACK_S",
     "ArtifactBody",
+    "CheckpointService",
     "RunDispatcher",
     "RunExecutor",
     "ServiceNode",
@@ -106,7 +108,7 @@ class RunExecutor(Protocol):
     ) -> RunResult:
         """Blocking and thread-safe."""
 
-    def new_session(self, request: SessionRequest) -> Session:
+    def new_session(self, request: SessionRequest, session_id: str | None = None) -> Session:
         """A session of this executor, not started yet (`Session.start`)."""
 
     def start_pool(self) -> None: ...
@@ -177,6 +179,25 @@ class SessionService(Protocol):
         """Files of the session as the next version of ``tenant``'s dataset ``name``."""
 
 
+class CheckpointService(Protocol):
+    """The checkpoints API's operations (blocking), for every tenant:
+    `ownership.TenantCheckpoints` is what a principal may do with them."""
+
+    def checkpoint(self, session_id: str) -> CheckpointInfo: ...
+
+    def checkpoints(self, session_id: str) -> list[CheckpointInfo]: ...
+
+    def pause(self, session_id: str) -> SessionInfo: ...
+
+    def resume(self, session_id: str) -> RestoreReport: ...
+
+    def fork(
+        self, session_id: str, request: ForkRequest, *, tenant: str = ADMIN_TENANT
+    ) -> SessionInfo:
+        """A new session of ``tenant`` (the caller's) from one of ``session_id``'s
+        checkpoints."""
+
+
 class ServiceNode(Protocol):
     """A node as the routes and ``/mcp`` see it: its stores, dispatcher and sessions (for
     every tenant: the routes go through `runs` and `ownership.TenantSessions`), the tokens
@@ -206,6 +227,9 @@ class ServiceNode(Protocol):
 
     @property
     def datasets(self) -> DatasetService: ...
+
+    @property
+    def checkpoints(self) -> CheckpointService: ...
 
     def start(self) -> None: ...
 

@@ -4,6 +4,7 @@
     sessions = TenantSessions(node.sessions)
     info = sessions.create(principal, SessionRequest())     # the principal's tenant owns it
     sessions.submit_cell(principal, info.id, CellRequest(code="1 + 1"))   # NotFound if not its
+    TenantCheckpoints(node.sessions, node.checkpoints).fork(principal, info.id, ForkRequest())
 
 The rule is one: a tenant sees and acts only on what its tokens made, and
 whatever it may not see does not exist for it (`NotFound`, 404, the answer
@@ -16,9 +17,10 @@ way with `owned`.
 
 from __future__ import annotations
 
+from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, RestoreReport
 from ai_data_agent.errors import NotFound
 from ai_data_agent.service.handles import CellHandle
-from ai_data_agent.service.node import SessionService
+from ai_data_agent.service.node import CheckpointService, SessionService
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -29,7 +31,7 @@ from ai_data_agent.session_models import (
 )
 from ai_data_agent.tenant_models import Principal
 
-__all__ = ["TenantSessions", "owned"]
+__all__ = ["TenantCheckpoints", "TenantSessions", "owned"]
 
 
 def owned(principal: Principal, owner: str | None, missing: NotFound) -> None:
@@ -116,3 +118,33 @@ class TenantSessions:
     def files(self, principal: Principal, session_id: str) -> list[SessionFile]:
         self.get(principal, session_id)
         return self.service.files(session_id)
+
+
+class TenantCheckpoints:
+    """`node.CheckpointService` as a principal may use it: a session's checkpoints are its
+    tenant's (another's session is `NotFound`, its checkpoints with it), and a fork is
+    the caller's tenant's."""
+
+    def __init__(self, sessions: SessionService, checkpoints: CheckpointService) -> None:
+        self.sessions = TenantSessions(sessions)
+        self.service = checkpoints
+
+    def checkpoint(self, principal: Principal, session_id: str) -> CheckpointInfo:
+        self.sessions.get(principal, session_id)
+        return self.service.checkpoint(session_id)
+
+    def checkpoints(self, principal: Principal, session_id: str) -> list[CheckpointInfo]:
+        self.sessions.get(principal, session_id)
+        return self.service.checkpoints(session_id)
+
+    def pause(self, principal: Principal, session_id: str) -> SessionInfo:
+        self.sessions.get(principal, session_id)
+        return self.service.pause(session_id)
+
+    def resume(self, principal: Principal, session_id: str) -> RestoreReport:
+        self.sessions.get(principal, session_id)
+        return self.service.resume(session_id)
+
+    def fork(self, principal: Principal, session_id: str, request: ForkRequest) -> SessionInfo:
+        self.sessions.get(principal, session_id)
+        return self.service.fork(session_id, request, tenant=principal.tenant)

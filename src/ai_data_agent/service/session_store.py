@@ -61,7 +61,7 @@ class SessionStore(SqliteFile):
             self._db().execute(
                 "INSERT INTO sessions (id, node, status, info, tenant) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET node = excluded.node, status = excluded.status, "
-                "info = excluded.info WHERE sessions.status IN ('starting', 'idle', 'busy')",
+                "info = excluded.info WHERE sessions.status IN ('starting', 'idle', 'busy', 'paused')",
                 (info.id, self.node, info.status.value, info.model_dump_json(), info.tenant),
             )
 
@@ -132,7 +132,7 @@ class SessionStore(SqliteFile):
             doomed = [
                 row[0]
                 for row in db.execute(
-                    "SELECT id FROM sessions WHERE status NOT IN ('starting', 'idle', 'busy') "
+                    "SELECT id FROM sessions WHERE status NOT IN ('starting', 'idle', 'busy', 'paused') "
                     "ORDER BY seq DESC LIMIT -1 OFFSET ?",
                     (keep,),
                 ).fetchall()

@@ -122,7 +122,7 @@ class SessionManager:
         with self._lock:
             ids = list(self._live)
         for session_id in ids:
-            self._end(session_id, SessionStatus.CLOSED, REASON_SHUTDOWN)
+            self.end(session_id, SessionStatus.CLOSED, REASON_SHUTDOWN)
         if self._timer is not None:
             self._timer.join(timeout=5)
         self.store.close()
@@ -169,16 +169,28 @@ class SessionManager:
             InstallFailed: its requirements did not install.
             ExecutorError: Docker or the host failed.
         """
+        return self.launch(self.executor.new_session(request), tenant)
+
+    def launch(
+        self,
+        session: Session,
+        tenant: str,
+        prepare: Callable[[Session], object] | None = None,
+        failed: SessionStatus = SessionStatus.LOST,
+    ) -> SessionInfo:
+        """Admit and start ``session`` of ``tenant``, ``prepare`` it (a resume's restore),
+        make it live; a failure ends it ``failed`` and raises (as `create`, or ``prepare``)."""
         quotas = quotas_of(self.tenants, tenant)
-        session = self.executor.new_session(request)
         memory = session.limits.memory_mb
         with self._lock:
             self._admit(memory, tenant, quotas)
         try:
             self.store.put(self._info(session, tenant))
             session.start()
+            if prepare is not None:
+                prepare(session)
         except BaseException:
-            session.close(SessionStatus.LOST, "the session did not start")
+            session.close(failed, "the session did not start")
             self.store.put(self._info(session, tenant))
             raise
         finally:
@@ -243,22 +255,24 @@ class SessionManager:
             live.busy = False
         self.store.put(self._info(live.session, live.tenant))
 
-    def _guarded(self, session_id: str, call: Callable[[Session], object]) -> object:
+    def hold(self, session_id: str, call: Callable[[Session], object]) -> object:
+        """``call`` with the live session held for it alone, as any call is (`SessionBusy`)."""
         live = self._take(session_id)
         try:
             return call(live.session)
         except SessionGone:
-            self._end(session_id, SessionStatus.LOST, None)
+            self.end(session_id, SessionStatus.LOST, None)
             raise
         finally:
             self._release(live)
 
     def close(self, session_id: str) -> SessionInfo | None:
         """End a session now (a running cell ends with it); None when it is unknown."""
-        self._end(session_id, SessionStatus.CLOSED, "closed by request")
+        self.end(session_id, SessionStatus.CLOSED, "closed by request")
         return self.store.get(session_id)
 
-    def _end(self, session_id: str, status: SessionStatus, reason: str | None) -> None:
+    def end(self, session_id: str, status: SessionStatus, reason: str | None) -> None:
+        """End a live session as ``status`` (``paused`` by a keeper); its container goes."""
         with self._lock:
             live = self._live.pop(session_id, None)
         if live is None:
@@ -309,7 +323,7 @@ class SessionManager:
         except AiDataAgentError as exc:
             error = exc
             if isinstance(exc, SessionGone):
-                self._end(session.id, SessionStatus.LOST, str(exc))
+                self.end(session.id, SessionStatus.LOST, str(exc))
             handle.events.publish("error", {"message": str(exc)})
         except Exception as exc:  # a worker must outlive any one cell
             logger.bind(run_id=session.id).opt(exception=exc).error("cell crashed: {}", exc)
@@ -340,27 +354,27 @@ class SessionManager:
         return live.session.interrupt()
 
     def restart(self, session_id: str) -> SessionInfo:
-        self._guarded(session_id, lambda s: s.restart())
+        self.hold(session_id, lambda s: s.restart())
         self.metrics.kernel_restarts.inc()
         info = self.get(session_id)
         assert info is not None
         return info
 
     def install(self, session_id: str, requirements: list[str]) -> PackagesResult:
-        result = self._guarded(session_id, lambda s: s.install(requirements))
+        result = self.hold(session_id, lambda s: s.install(requirements))
         assert isinstance(result, PackagesResult)
         return result
 
     def upload(self, session_id: str, path: str, data: bytes) -> str:
-        return str(self._guarded(session_id, lambda s: s.upload(path, data)))
+        return str(self.hold(session_id, lambda s: s.upload(path, data)))
 
     def download(self, session_id: str, path: str) -> bytes:
-        data = self._guarded(session_id, lambda s: s.download(path))
+        data = self.hold(session_id, lambda s: s.download(path))
         assert isinstance(data, bytes)
         return data
 
     def files(self, session_id: str) -> list[SessionFile]:
-        found = self._guarded(session_id, lambda s: s.files())
+        found = self.hold(session_id, lambda s: s.files())
         assert isinstance(found, list)
         return found
 
@@ -368,9 +382,7 @@ class SessionManager:
         datasets = self.datasets
         if datasets is None:
             raise NotReady("this node keeps no datasets")
-        version = self._guarded(
-            session_id, lambda s: promote_session(datasets, s, tenant, name, paths)
-        )
+        version = self.hold(session_id, lambda s: promote_session(datasets, s, tenant, name, paths))
         assert isinstance(version, DatasetVersion)
         return version
 
@@ -383,7 +395,7 @@ class SessionManager:
                 (sid, why) for sid, live in self._live.items() if (why := self._due(live, now))
             ]
         for session_id, reason in doomed:
-            self._end(session_id, SessionStatus.EXPIRED, reason)
+            self.end(session_id, SessionStatus.EXPIRED, reason)
         return [sid for sid, _ in doomed]
 
     def _due(self, live: _Live, now: datetime) -> str | None:
@@ -391,8 +403,9 @@ class SessionManager:
         session = live.session
         if now - session.created_at > timedelta(seconds=self.settings.session_max_lifetime_s):
             return "maximum lifetime reached"
-        idle = now - session.last_activity_at
-        if not live.busy and idle > timedelta(seconds=self.settings.session_idle_timeout_s):
+        idle_s = (now - session.last_activity_at).total_seconds()
+        paused = self.settings.session_idle_action == "pause"  # by a keeper, not expired
+        if not (paused or live.busy) and idle_s > self.settings.session_idle_timeout_s:
             return "idle timeout"
         return None
 

@@ -145,3 +145,20 @@ async def test_stdio_through_a_daemon(mcp_daemon: Daemon, tmp_path: Any) -> None
         assert await ended_session_answers(client, session_id) == ENDED_SESSION_ANSWERS
     closed = mcp_daemon.client().get(f"/v1/sessions/{session_id}").json()
     assert closed["status"] == "closed"  # the process ended: its default session too
+
+
+async def test_a_paused_session_resumes_on_run_python_and_forks(mcp_daemon: Daemon) -> None:
+    async with connect(mcp_daemon) as client:
+        session_id = text_of(await client.call_tool("create_session", {})).split()[1]
+        await _cell(client, session_id, "x = 6\nimport socket\nconn = socket.socket()")
+        paused = mcp_daemon.client().post(f"/v1/sessions/{session_id}/pause")
+        assert paused.json()["status"] == "paused", paused.text
+        text = text_of(await _cell(client, session_id, "x * 7"))
+        assert "state restored" in text and "resumed from checkpoint 1" in text
+        assert "conn (socket" in text and "--- value ---\n42" in text
+        fork = text_of(await client.call_tool("fork_session", {"session_id": session_id}))
+        fork_id = fork.split()[2].rstrip(",")
+        assert fork.startswith(f"new session {fork_id}, forked from {session_id}")
+        assert "--- value ---\n42" in text_of(await _cell(client, fork_id, "x * 7"))
+        for sid in (fork_id, session_id):
+            await client.call_tool("close_session", {"session_id": sid})

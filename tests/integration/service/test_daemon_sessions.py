@@ -102,7 +102,7 @@ def test_busy_is_refused_and_a_second_client_sees_the_same_session(
 def test_an_idle_session_expires_and_leaves_no_container(
     start_daemon: Callable[..., Daemon], docker_client: docker.DockerClient
 ) -> None:
-    daemon = start_daemon(**CACHE, session_idle_timeout_s=1.5)
+    daemon = start_daemon(**CACHE, session_idle_timeout_s=1.5, session_idle_action="expire")
     with client_of(daemon) as client:
         session = client.session()
         assert containers_of(docker_client, session.id)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import anyio
 
+from ai_data_agent.checkpoint_models import LostVariable, RestoreReport
 from ai_data_agent.errors import SessionBusy, SessionGone
 from ai_data_agent.mcp.sandbox import Capabilities, OutputSink
 from ai_data_agent.models import (
@@ -206,6 +207,17 @@ class FakeSandbox:
     async def restart(self, session_id: str) -> SessionInfo:
         self._known(session_id)
         return self._info(session_id)
+
+    async def fork(self, session_id: str) -> SessionInfo:
+        self._known(session_id)
+        fork_id = f"s{len(self.sessions) + 1}"
+        self.sessions[fork_id] = list(self.sessions[session_id])
+        self.files_of[fork_id] = dict(self.files_of[session_id])
+        lost = [LostVariable(name="sock", type="socket", reason="TypeError: cannot pickle")]
+        report = RestoreReport(
+            session_id=fork_id, checkpoint=1, state="restored", restored=["df"], lost=lost
+        )
+        return self._info(fork_id).model_copy(update={"restore": report})
 
     async def close_session(self, session_id: str) -> SessionInfo | None:
         if session_id not in self.sessions:

@@ -26,6 +26,7 @@ TOOLS = {
     "list_files",
     "read_file",
     "restart_session",
+    "fork_session",
     "close_session",
     "list_datasets",
     "describe_dataset",
@@ -117,6 +118,16 @@ async def test_a_failing_cell_is_an_error_with_its_traceback(http_tools: Harness
         "ZeroDivisionError: division by zero"
     )
     assert trace in text  # as Python prints it: no blank line between its lines
+
+
+async def test_a_fork_names_the_new_session_and_what_it_did_not_carry_over(
+    http_tools: Harness,
+) -> None:
+    session_id = text_of(await http_tools.call("create_session")).split()[1]
+    text = text_of(await http_tools.call("fork_session", session_id=session_id))
+    assert text.startswith(f"new session s2, forked from {session_id}")
+    assert "(it starts from checkpoint 1, after cell 0: 1 variable(s) back" in text
+    assert "sock (socket: TypeError: cannot pickle)" in text
 
 
 async def test_a_one_shot_run_returns_output_and_figures(http_tools: Harness) -> None:

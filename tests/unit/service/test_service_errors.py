@@ -25,6 +25,7 @@ from ai_data_agent import wire_errors
 from ai_data_agent.client import Client, error_from_response
 from ai_data_agent.errors import (
     AiDataAgentError,
+    CheckpointFailed,
     ConfigurationError,
     DatasetInUse,
     DockerUnavailable,
@@ -68,6 +69,7 @@ WIRE = {
     SessionBusy: (409, "session_busy"),
     SessionGone: (410, "session_gone"),
     SessionLimit: (429, "session_limit"),
+    CheckpointFailed: (422, "checkpoint_failed"),
     NotReady: (503, "not_ready"),
     NoWorker: (503, "no_worker"),
     ServerError: (500, "internal"),
@@ -145,6 +147,7 @@ def raising_route(app: FastAPI) -> None:
         "SessionBusy": SessionBusy("session s1 is busy", session_id="s1"),
         "SessionGone": SessionGone("session s1 is closed", session_id="s1"),
         "SessionLimit": SessionLimit("4 sessions live", retry_after=2.5),
+        "CheckpointFailed": CheckpointFailed("the serialiser ran out of time", session_id="s1"),
         "NotReady": NotReady("the daemon is shutting down"),
         "NoWorker": NoWorker("no live worker: run r1 stays queued", run_id="r1"),
         "ServerError": ServerError("run x has no terminal record"),

@@ -169,10 +169,10 @@ async def test_cell_events_stream_output_and_the_result(tmp_path: Path, sandbox_
 async def test_idle_sessions_expire_and_their_calls_are_gone(
     tmp_path: Path, sandbox_tmp: Path
 ) -> None:
-    async with daemon(tmp_path, sandbox_tmp) as (client, d):
+    async with daemon(tmp_path, sandbox_tmp, session_idle_action="expire") as (client, d):
         sid = (await client.post("/v1/sessions", json={})).json()["id"]
         later = datetime.now(UTC) + timedelta(seconds=d.settings.session_idle_timeout_s + 1)
-        assert await anyio.to_thread.run_sync(d.sessions.expire, later) == [sid]
+        assert await anyio.to_thread.run_sync(d.sessions.manager.expire, later) == [sid]
         info = (await client.get(f"/v1/sessions/{sid}")).json()
         assert (info["status"], info["error"]) == ("expired", "idle timeout")
         assert_error(
@@ -188,8 +188,30 @@ async def test_a_restart_of_the_daemon_marks_live_sessions_lost(
         info = d.sessions.get(sid)
         assert info is not None
         # As if the process had died with the session busy: its record says busy.
-        d.sessions._live.pop(sid).session.close(SessionStatus.LOST)
-        d.sessions.store.put(info.model_copy(update={"status": SessionStatus.BUSY}))
+        d.sessions.manager._live.pop(sid).session.close(SessionStatus.LOST)
+        d.sessions.manager.store.put(info.model_copy(update={"status": SessionStatus.BUSY}))
     async with daemon(tmp_path, sandbox_tmp) as (client, _):
         info = (await client.get(f"/v1/sessions/{sid}")).json()
         assert info["status"] == "lost" and "next start" in info["error"]
+
+
+async def test_a_paused_session_resumes_at_its_next_cell_and_says_so(
+    tmp_path: Path, sandbox_tmp: Path
+) -> None:
+    async with daemon(tmp_path, sandbox_tmp) as (client, d):
+        sid = (await client.post("/v1/sessions", json={})).json()["id"]
+        await client.post(
+            f"/v1/sessions/{sid}/cells", json={"code": "x = 41\nimport socket\ns = socket.socket()"}
+        )
+        paused = await client.post(f"/v1/sessions/{sid}/pause")
+        assert paused.status_code == 200, paused.text
+        assert (paused.json()["status"], paused.json()["checkpoint"]) == ("paused", 1)
+        assert d.sessions.manager.live_count == 0
+        cell = (await client.post(f"/v1/sessions/{sid}/cells", json={"code": "x + 1"})).json()
+        assert (cell["state"], cell["result"]["data"]["text/plain"]) == ("restored", "42")
+        assert cell["restore"]["execution_count"] == 1 and cell["execution_count"] == 2
+        assert [v["name"] for v in cell["restore"]["lost"]] == ["s"]
+        listed = (await client.get(f"/v1/sessions/{sid}/checkpoints")).json()["items"]
+        assert [c["seq"] for c in listed] == [1]
+        resumed = (await client.post(f"/v1/sessions/{sid}/resume")).json()
+        assert resumed["state"] == "preserved"

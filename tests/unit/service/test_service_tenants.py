@@ -222,3 +222,20 @@ async def test_an_mcp_session_is_pinned_to_the_principal_that_opened_it(tmp_path
     assert await call("b", None) == 200
     assert callers == ["a", "a", "b"]
     store.close()
+
+
+async def test_the_checkpoint_routes_are_audited_by_name(settings: Settings) -> None:
+    calls = {
+        ("POST", "checkpoint"): "session.checkpoint",
+        ("GET", "checkpoints"): "session.checkpoints",
+        ("POST", "pause"): "session.pause",
+        ("POST", "resume"): "session.resume",
+        ("POST", "fork"): "session.fork",
+    }
+    async with running_service(settings) as svc:
+        for method, route in calls:
+            answer = await svc.client.request(method, f"/v1/sessions/nope/{route}")
+            assert answer.status_code == 404, answer.text
+        page = (await svc.client.get("/v1/audit", params={"limit": 10})).json()
+    audited = [(e["action"], e["status"]) for e in page["items"] if e["object_id"] == "nope"]
+    assert sorted(audited) == sorted((action, 404) for action in calls.values())

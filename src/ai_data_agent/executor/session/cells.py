@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.executor.artifacts import ArtifactCollector
 from ai_data_agent.executor.events import Emitter, EventHandler
 from ai_data_agent.executor.frames import CellFrame, DisplayFrame, Frame
@@ -28,7 +29,14 @@ from ai_data_agent.session_models import (
 )
 from ai_data_agent.settings import Settings
 
-__all__ = ["CellCollector"]
+__all__ = ["CellCollector", "restored"]
+
+
+def restored(cell: CellResult, report: RestoreReport | None) -> CellResult:
+    """The first cell after a resume says so (``restored``, or ``lost``; what came back)."""
+    if report is None or cell.state != "preserved":
+        return cell
+    return cell.model_copy(update={"state": report.state, "restore": report})
 
 
 class CellCollector:

@@ -24,13 +24,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
+from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.errors import (
     FileNotFound,
     RequestRejected,
@@ -49,13 +50,13 @@ from ai_data_agent.executor.frames import (
     Frame,
     KernelFrame,
 )
-from ai_data_agent.executor.session.cells import CellCollector
+from ai_data_agent.executor.session.cells import CellCollector, restored
 from ai_data_agent.executor.session.env import install_env, package_diff
 from ai_data_agent.executor.session.provider import SandboxProvider
 from ai_data_agent.executor.session.start import start_kernel
 from ai_data_agent.executor.session.wire import SessionWire
 from ai_data_agent.limits import resolve_run, resolve_session
-from ai_data_agent.models import InstallReport, RunRequest
+from ai_data_agent.models import Artifact, InstallReport, RunRequest
 from ai_data_agent.paths import normalise_relative_path
 from ai_data_agent.session_models import (
     CellResult,
@@ -97,6 +98,9 @@ class Session:
         self.execution_count = 0
         self.image = ""
         self.error: str | None = None
+        self.checkpoint_seq: int | None = None  # its latest checkpoint
+        self.restore_report: RestoreReport | None = None  # its latest resume
+        self.restore_pending: RestoreReport | None = None  # the next cell says so
         self._wire: SessionWire | None = None
         self._call = threading.Lock()
         self._in_cell = False
@@ -121,7 +125,9 @@ class Session:
     def _start_once(self) -> tuple[SessionWire, int] | Vanished:
         if self.requirements:
             self.env = self._install(self.requirements, f"{self.id}-start")
-        return start_kernel(self.provider, self.id, self.limits, self.request, self.env, self.image)
+        return start_kernel(
+            self.provider, self.id, self.limits, self.request, self.env, self.image, self.generation
+        )
 
     def _install(self, requirements: list[str], run_id: str) -> CachedEnv:
         return install_env(
@@ -132,7 +138,7 @@ class Session:
         self, status: SessionStatus = SessionStatus.CLOSED, reason: str | None = None
     ) -> None:
         """End the session and remove its container (also while a cell runs). Idempotent."""
-        if self.status in (SessionStatus.CLOSED, SessionStatus.EXPIRED, SessionStatus.LOST):
+        if self.status not in (SessionStatus.STARTING, SessionStatus.IDLE, SessionStatus.BUSY):
             return
         self.status, self.error = status, reason
         wire, self._wire = self._wire, None
@@ -188,7 +194,7 @@ class Session:
     def call(
         self,
         message: dict[str, Any],
-        payload: bytes = b"",
+        payload: bytes | Iterable[bytes] = b"",
         deadline_s: float = OP_WAIT_S,
         on_frame: Callable[[Frame], None] | None = None,
     ) -> AckFrame:
@@ -238,13 +244,18 @@ class Session:
                 done = collector.handle(frame)
                 if done is not None:
                     self.generation = done.generation
-                    return collector.result(done, time.monotonic() - started)
+                    report, self.restore_pending = self.restore_pending, None
+                    return restored(collector.result(done, time.monotonic() - started), report)
             raise AssertionError("unreachable: frames() raises at its deadline")
         except SessionGone as exc:
             raise self._lost(exc) from None
         finally:
             self._in_cell = False
             self._end()
+
+    @property
+    def wire(self) -> SessionWire | None:
+        return self._wire
 
     def interrupt(self) -> bool:
         """Interrupt the running cell (SIGINT, then a kill after the grace period); False when
@@ -329,16 +340,18 @@ class Session:
             raise RequestRejected("path", f"cannot write {rel}: {ack.error}")
         return rel
 
-    def download(self, path: str) -> bytes:
-        """The bytes of a file under the working directory (checked: size and sha256).
+    def download(self, path: str | Artifact) -> bytes:
+        """The bytes of a file under the working directory (checked: size and sha256); an
+        artifact of a cell is found at its `Artifact.file_path`.
 
         Raises:
             FileNotFound: no such file.
-            RequestRejected: not a regular file, or over the artifact cap.
+            RequestRejected: an unsafe path, not a regular file, or over the artifact cap.
         """
+        where = path.file_path if isinstance(path, Artifact) else path
         with tempfile.TemporaryDirectory(prefix="ai-data-agent-download-") as folder:
             return self.fetch(
-                path, Path(folder), self.settings.max_artifact_total_bytes
+                where, Path(folder), self.settings.max_artifact_total_bytes
             ).read_bytes()
 
     def fetch(self, path: str, folder: Path, max_bytes: int) -> Path:
@@ -347,9 +360,12 @@ class Session:
 
         Raises:
             FileNotFound: no such file.
-            RequestRejected: not a regular file, or larger than ``max_bytes``.
+            RequestRejected: an unsafe path, not a regular file, or larger than ``max_bytes``.
         """
-        rel = normalise_relative_path(path)
+        try:
+            rel = normalise_relative_path(path)
+        except ValueError as exc:
+            raise RequestRejected("path", str(exc)) from exc
         collector = ArtifactCollector(folder, 1, max_bytes)
 
         def receive(frame: Frame) -> None:
@@ -397,4 +413,6 @@ class Session:
             cpus=self.limits.cpus,
             error=self.error,
             datasets=list(self.request.datasets),
+            checkpoint=self.checkpoint_seq,
+            restore=self.restore_report,
         )

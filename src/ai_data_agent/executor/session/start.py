@@ -35,6 +35,7 @@ def start_kernel(
     request: SessionRequest,
     env: CachedEnv | None,
     image: str,
+    generation: int = 0,
 ) -> tuple[SessionWire, int] | Vanished:
     """The sandbox with its kernel up, and the kernel's generation; `Vanished` when the
     cached environment turned out to be gone (nothing is left behind then either).
@@ -44,6 +45,7 @@ def start_kernel(
     """
     settings = provider.settings
     job = session_job(settings, request.env, FileEntry.of(request.files), env.path if env else None)
+    job.generation = generation  # a resumed session's kernels count on from its checkpoint's
     inputs = [item.data for item in request.files]
     lifetime = settings.session_max_lifetime_s
     link = provider.open_sandbox(

@@ -33,6 +33,7 @@ from ai_data_agent.models import Limits, RunRequest
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.cluster import pg_events
+from ai_data_agent.service.cluster.api_checkpoints import ClusterCheckpoints
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
 from ai_data_agent.service.cluster.blob_routes import BlobServer
 from ai_data_agent.service.cluster.db import Database, Listener
@@ -50,6 +51,7 @@ from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import (
     REASON_CANCELLED_QUEUED,
     ArtifactBody,
+    CheckpointService,
     RunExecutor,
     SessionService,
 )
@@ -202,6 +204,7 @@ class ClusterNode:
         self.blobs: BlobStore = LocalBlobStore(settings.storage_root)
         self.blob_server = BlobServer(self.blobs, max_bytes=settings.blob_max_bytes)
         self._datasets = DatasetService(settings, PgDatasetStore(self.db), self.blobs, self.tenants)
+        self._checkpoints = ClusterCheckpoints(settings, self._sessions, self.db, self.blobs)
         self.listener = Listener(
             self.db, [CHANNEL_RUN, CHANNEL_CALL], self._on_notify, self._on_reconnect
         )
@@ -218,6 +221,8 @@ class ClusterNode:
             self._datasets, self.worker.executor.datasets if self.worker is not None else None
         )
         self.dataset_keeper.bind_metrics(self.metrics.registry)
+        # One sweep of the shared blob store spares datasets' and checkpoints' blobs alike.
+        self.dataset_keeper.keep_blobs_of(self._checkpoints.records.digests)
         self.started = False
         self.startup_error: Exception | None = None
         self._stop = threading.Event()
@@ -241,6 +246,10 @@ class ClusterNode:
     def datasets(self) -> DatasetService:
         return self._datasets
 
+    @property
+    def checkpoints(self) -> CheckpointService:
+        return self._checkpoints
+
     def start(self) -> None:
         """Connect, migrate, follow; then the worker part, if any.
 
@@ -252,6 +261,7 @@ class ClusterNode:
         self._advertise()
         self.tenants.open()
         self.audit.start()
+        self._checkpoints.start()  # the cluster's checkpoint key, before a worker reads it
         self.follower.start()
         self.listener.start()
         if self.worker is not None:
@@ -340,6 +350,7 @@ class ClusterNode:
                     )
                     self.metrics.retention_deleted.inc(deleted)
                     self._sessions.housekeeping()
+                    self._checkpoints.housekeeping()
                     self.registry.prune(older_than_s=WORKERS_KEPT_S)
                     self.api_nodes.prune()
                     self.dataset_keeper.tick()

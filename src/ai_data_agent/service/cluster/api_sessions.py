@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.dataset_models import DatasetVersion
 from ai_data_agent.errors import (
     AiDataAgentError,
@@ -52,6 +53,7 @@ from ai_data_agent.session_models import (
     SessionFile,
     SessionInfo,
     SessionRequest,
+    SessionStatus,
 )
 from ai_data_agent.settings import Settings
 from ai_data_agent.tenant_models import ADMIN_TENANT, Quotas
@@ -146,7 +148,13 @@ class ClusterSessions:
                     self._lock.wait(min(remaining, self.settings.queue_poll_s))
 
     def _route(
-        self, kind: str, session_id: str, *, args: str = "{}", payload: bytes | None = None
+        self,
+        kind: str,
+        session_id: str,
+        *,
+        args: str = "{}",
+        payload: bytes | None = None,
+        tenant: str = ADMIN_TENANT,
     ) -> Call:
         """Run one call on the session's worker and return its answered row.
 
@@ -155,7 +163,7 @@ class ClusterSessions:
             NotFound: no such session. The call's own error, when it failed.
         """
         worker = self._worker_of(session_id)
-        call = self._wait(self._submit(kind, session_id, worker, args, payload), OP_WAIT_S)
+        call = self._wait(self._submit(kind, session_id, worker, args, payload, tenant), OP_WAIT_S)
         if call.status == "failed":
             self._forget(call.id)
             raise _error(call)
@@ -176,8 +184,12 @@ class ClusterSessions:
         self.calls.prune(older_than_s=CALLS_KEPT_S)
 
     def _worker_of(self, session_id: str) -> str:
+        """The worker holding the session; a paused one is resumed first, where there is room."""
         try:
             where = self.registry.node_of(session_id)
+            if where is not None and where[1] == SessionStatus.PAUSED:
+                self.resume_anywhere(session_id)
+                where = self.registry.node_of(session_id)
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
         if where is None or where[1] not in LIVE_SESSION_STATUSES:
@@ -209,25 +221,35 @@ class ClusterSessions:
         if not live:
             raise NoWorker("no live worker in the cluster: a session cannot start until one does")
 
-    # -- the sessions API -----------------------------------------------------------
-    def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo:
-        if self.settings.max_sessions == 0:
-            raise SessionLimit(
-                "sessions are disabled on this server (max_sessions = 0)",
-                retry_after=SESSION_RETRY_AFTER_S,
-            )
+    def route(
+        self, kind: str, session_id: str, *, args: str = "{}", tenant: str = ADMIN_TENANT
+    ) -> Call:
+        """A call on the worker holding the session (a paused one is resumed first);
+        ``tenant`` owns what a fork starts."""
+        return self._route(kind, session_id, args=args, tenant=tenant)
+
+    def anywhere(
+        self, kind: str, session_id: str, args: str = "{}", tenant: str = ADMIN_TENANT
+    ) -> Call:
+        """A call any worker with room may take (a create, a resume, a fork of a paused
+        session; ``tenant`` owns what a create or a fork starts), answered within the
+        time a session takes to start.
+
+        Raises:
+            NoWorker: no live worker in the cluster.
+            SessionLimit: no worker took it in time. The call's own error, when it failed.
+        """
         self._require_a_worker()
-        quotas = quotas_of(self.tenants, tenant)
-        args = request.model_dump_json()
+        quotas = quotas_of(self.tenants, tenant) if kind == "create" else None
         try:
-            call_id = self._submit("create", "", None, args, None, tenant, quotas)
+            call_id = self._submit(kind, session_id, None, args, None, tenant, quotas)
         except QuotaExceeded as exc:
             self.metrics.observe_quota(exc, tenant)
             raise
         claim_wait = self.settings.queue_poll_s + 1.0
         call = self._wait(call_id, claim_wait)
         if call.status == "queued" and self.calls.withdraw(
-            call_id, "session_limit", "no worker had room for a session"
+            call_id, "session_limit", "no worker had room for the session"
         ):
             self._require_a_worker()
             raise SessionLimit(
@@ -238,10 +260,24 @@ class ClusterSessions:
         if call.status == "failed":
             self._forget(call_id)
             raise _error(call)
-        if call.result is None:
+        if call.status != "done" or call.result is None:
             raise NotReady(f"the session did not start within {START_WAIT_S:g} s")
         self._forget(call_id)
-        return SessionInfo.model_validate_json(call.result)
+        return call
+
+    def resume_anywhere(self, session_id: str) -> RestoreReport:
+        """Resume a paused session on any worker with room: its pin moves there."""
+        return RestoreReport.model_validate_json(self.anywhere("resume", session_id).result or "")
+
+    # -- the sessions API -----------------------------------------------------------
+    def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo:
+        if self.settings.max_sessions == 0:
+            raise SessionLimit(
+                "sessions are disabled on this server (max_sessions = 0)",
+                retry_after=SESSION_RETRY_AFTER_S,
+            )
+        call = self.anywhere("create", "", request.model_dump_json(), tenant)
+        return SessionInfo.model_validate_json(call.result or "")
 
     def get(self, session_id: str) -> SessionInfo | None:
         return self.registry.get(session_id)
@@ -251,6 +287,8 @@ class ClusterSessions:
 
     def close(self, session_id: str) -> SessionInfo | None:
         where = self.registry.node_of(session_id)
+        if where is not None and where[1] == SessionStatus.PAUSED:
+            self.registry.end_paused(session_id, SessionStatus.CLOSED, "closed by request")
         if where is None or where[1] not in LIVE_SESSION_STATUSES:
             return self.registry.get(session_id)
         try:

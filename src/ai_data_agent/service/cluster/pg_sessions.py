@@ -23,7 +23,7 @@ from ai_data_agent.service.cluster.db import Database
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL
 from ai_data_agent.service.quotas import check_sessions
 from ai_data_agent.service.session_store import session_of_row
-from ai_data_agent.session_models import CellResult, SessionInfo
+from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
 from ai_data_agent.tenant_models import ADMIN_TENANT, Quotas
 
 __all__ = ["CHANNEL_SESSION", "Call", "PgSessionCalls", "PgSessionRegistry"]
@@ -46,7 +46,7 @@ class Call:
     result_data: bytes | None = None
     error_code: str | None = None
     error: str | None = None
-    tenant: str = ADMIN_TENANT  # a create's: whose session it starts
+    tenant: str = ADMIN_TENANT  # a create's or a fork's: whose session it starts
 
 
 class PgSessionRegistry:
@@ -64,12 +64,16 @@ class PgSessionRegistry:
         """The node closes the database."""
 
     def put(self, info: SessionInfo) -> None:
+        """Only the node holding a session writes it, but a paused one is any node's to
+        resume (``starting``): a worker declared lost cannot touch what moved elsewhere."""
         with self.db.connection() as conn:
             conn.execute(
                 "INSERT INTO sessions (id, node, status, info, tenant) "
                 "VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO UPDATE SET node = excluded.node, status = excluded.status, "
-                "info = excluded.info WHERE sessions.status IN ('starting', 'idle', 'busy')",
+                "info = excluded.info WHERE (sessions.status IN ('starting', 'idle', 'busy') "
+                "AND sessions.node = excluded.node) OR (sessions.status = 'paused' AND "
+                "(sessions.node = excluded.node OR excluded.status = 'starting'))",
                 (info.id, self.node, info.status.value, info.model_dump_json(), info.tenant),
             )
 
@@ -109,6 +113,34 @@ class PgSessionRegistry:
             ).fetchall()
         return [row[0] for row in rows]
 
+    def end_paused(self, session_id: str, status: SessionStatus, reason: str) -> bool:
+        """End a paused session (closed, expired); its checkpoints go with it. An API node's."""
+        with self.db.connection() as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE sessions SET status = %s, info = (info::jsonb || jsonb_build_object("
+                "'status', %s::text, 'error', %s::text))::text "
+                "WHERE id = %s AND status = 'paused'",
+                (status.value, status.value, reason, session_id),
+            )
+            conn.execute("DELETE FROM checkpoints WHERE session_id = %s", (session_id,))
+        return cursor.rowcount == 1
+
+    def expire_paused(self, *, older_than_s: float, reason: str) -> list[str]:
+        """Paused sessions idle past ``older_than_s`` expire, their checkpoints with them."""
+        with self.db.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                "UPDATE sessions SET status = 'expired', info = (info::jsonb || "
+                "jsonb_build_object('status', 'expired', 'error', %s::text))::text "
+                "WHERE status = 'paused' AND (info::jsonb->>'last_activity_at')::timestamptz "
+                "< now() - make_interval(secs => %s) RETURNING id",
+                (reason, older_than_s),
+            ).fetchall()
+            conn.execute(
+                "DELETE FROM checkpoints WHERE session_id IN (SELECT id FROM sessions WHERE "
+                "status NOT IN ('starting', 'idle', 'busy', 'paused'))"
+            )
+        return [str(row[0]) for row in rows]
+
     def put_cell(self, result: CellResult) -> None:
         with self.db.connection() as conn:
             conn.execute(
@@ -136,7 +168,7 @@ class PgSessionRegistry:
             doomed = [
                 row[0]
                 for row in conn.execute(
-                    "SELECT id FROM sessions WHERE status NOT IN ('starting', 'idle', 'busy') "
+                    "SELECT id FROM sessions WHERE status NOT IN ('starting', 'idle', 'busy', 'paused') "
                     "ORDER BY seq DESC OFFSET %s",
                     (keep,),
                 ).fetchall()
@@ -261,7 +293,8 @@ class PgSessionCalls:
             if room:
                 rows += conn.execute(
                     "UPDATE session_calls SET status = 'running', worker = %s WHERE id = ("  # noqa: S608
-                    "SELECT id FROM session_calls WHERE status = 'queued' AND kind = 'create' "
+                    "SELECT id FROM session_calls WHERE status = 'queued' "
+                    "AND kind IN ('create', 'resume', 'fork') "
                     "AND worker IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
                     f"RETURNING {_CALL_COLUMNS}",
                     (worker_id,),

@@ -36,6 +36,7 @@ REASON_LOST = (
     "cut off) while the run was in flight; it is not run again"
 )
 REASON_SESSION_LOST = "the worker {} holding the session stopped renewing its lease"
+REASON_SESSION_PAUSED = REASON_SESSION_LOST + "; the next call resumes it from its last checkpoint"
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,16 @@ class WorkerRegistry:
 
     @staticmethod
     def _lose_sessions(conn: psycopg.Connection) -> list[str]:
+        # A session with a checkpoint is paused instead, pinned to no worker: its next call
+        # resumes it on any (the pin moves).
+        conn.execute(
+            "UPDATE sessions s SET status = 'paused', node = '', info = (s.info::jsonb || "
+            "jsonb_build_object('status', 'paused', 'error', format(%s, w.name), "
+            "'idle_expires_at', NULL))::text FROM workers w WHERE s.node = w.id "
+            "AND w.state <> 'live' AND s.status IN ('starting', 'idle', 'busy') "
+            "AND EXISTS (SELECT 1 FROM checkpoints c WHERE c.session_id = s.id)",
+            (REASON_SESSION_PAUSED.replace("{}", "%s"),),
+        )
         rows = conn.execute(
             "UPDATE sessions s SET status = 'lost', info = (s.info::jsonb || jsonb_build_object("
             "'status', 'lost', 'error', format(%s, w.name), 'idle_expires_at', NULL))::text "

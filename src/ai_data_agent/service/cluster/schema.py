@@ -243,6 +243,25 @@ END $$;
 """
 
 V6: LiteralString = """
+-- Checkpoints of sessions: taken on the worker that holds one, resumed on any (pg_checkpoints).
+CREATE TABLE checkpoints (
+    session_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    tenant     TEXT NOT NULL,
+    record     TEXT NOT NULL,                      -- CheckpointRecord JSON, its MAC included
+    blobs      TEXT NOT NULL,                      -- {digest: size} of the blobs it names
+    PRIMARY KEY (session_id, seq)
+);
+CREATE INDEX checkpoints_by_tenant ON checkpoints (tenant);
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
+    -- Take and read checkpoints (their key is in meta); prune: API nodes only.
+    GRANT SELECT, INSERT ON checkpoints TO ai_data_agent_worker;
+  END IF;
+END $$;
+"""
+
+V7: LiteralString = """
 -- Quotas: a run carries its tenant's concurrent_runs as admitted (NULL: no cap), so a
 -- worker's claim skips a tenant at its cap without reading the tenants table.
 ALTER TABLE runs ADD COLUMN tenant_cap INTEGER;
@@ -256,6 +275,7 @@ MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
     (4, V4),
     (5, V5),
     (6, V6),
+    (7, V7),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -84,7 +84,7 @@ class WorkerNode:
             executor.datasets.connect(self.datasets)
         self.worker = Worker(settings, executor, self.db, metrics)
         self.worker.datasets = self.datasets
-        self.sessions = SessionHost(self.worker)
+        self.sessions = SessionHost(self.worker, self.blobs)
         self.prewarm = Prewarmer(settings, executor)
         self.started = False
         self.startup_error: Exception | None = None

@@ -1,6 +1,6 @@
 """A worker's side of sessions: the calls routed to it, run on its own `SessionManager`.
 
-    host = SessionHost(worker)          # its engine, database and metrics
+    host = SessionHost(worker, blobs)   # its engine, database and metrics; the cluster's blobs
     host.attach(); worker.start(); host.start()
     ...
     host.stop()
@@ -24,7 +24,11 @@ import psycopg
 from loguru import logger
 from pydantic import TypeAdapter
 
+from ai_data_agent.checkpoint_models import ForkRequest
 from ai_data_agent.errors import AiDataAgentError, NotFound
+from ai_data_agent.service.checkpoint_records import Signer
+from ai_data_agent.service.checkpoints import Checkpoints
+from ai_data_agent.service.cluster.pg_checkpoints import PgCheckpointStore, cluster_key
 from ai_data_agent.service.cluster.pg_sessions import (
     ANY_WORKER,
     CHANNEL_SESSION,
@@ -34,6 +38,7 @@ from ai_data_agent.service.cluster.pg_sessions import (
 )
 from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.handles import CellHandle
+from ai_data_agent.service.kept_sessions import KeptSessions
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
@@ -41,6 +46,7 @@ from ai_data_agent.session_models import (
     SessionFile,
     SessionRequest,
 )
+from ai_data_agent.storage import BlobStore
 
 __all__ = ["SessionHost"]
 
@@ -50,14 +56,22 @@ FILES = TypeAdapter(list[SessionFile])
 class SessionHost:
     """The session calls a worker answers, on a `SessionManager` of its own engine."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, blobs: BlobStore) -> None:
         self.settings = worker.settings
         self.worker = worker
         self.registry = PgSessionRegistry(worker.db, node=worker.id)
         self.calls = PgSessionCalls(worker.db)
-        self.manager = SessionManager(
-            worker.settings, worker.executor, self.registry, worker.metrics, worker.datasets
+        keeper = Checkpoints(
+            worker.settings,
+            SessionManager(
+                worker.settings, worker.executor, self.registry, worker.metrics, worker.datasets
+            ),
+            PgCheckpointStore(worker.db),
+            blobs,
+            Signer(lambda: cluster_key(worker.db)),
+            worker.metrics,
         )
+        self.manager = KeptSessions(keeper, keeps_house=False)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._accepting = True
@@ -152,6 +166,15 @@ class SessionHost:
             "download": lambda: (None, manager.download(sid, str(args["path"]))),
             "files": lambda: (FILES.dump_json(manager.files(sid)).decode(), None),
             "close": lambda: (self._close(sid), None),
+            "checkpoint": lambda: (manager.checkpoint(sid).model_dump_json(), None),
+            "pause": lambda: (manager.pause(sid).model_dump_json(), None),
+            "resume": lambda: (manager.resume(sid).model_dump_json(), None),
+            "fork": lambda: (
+                manager.fork(
+                    sid, ForkRequest.model_validate_json(call.args), tenant=call.tenant
+                ).model_dump_json(),
+                None,
+            ),
             "promote": lambda: (
                 manager.promote(
                     sid, str(args["tenant"]), str(args["name"]), list(args["paths"])

@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 import anyio
 from anyio.to_thread import run_sync
 
+from ai_data_agent.checkpoint_models import ForkRequest
 from ai_data_agent.dataset_models import DatasetDescription, DatasetPage
 from ai_data_agent.errors import AiDataAgentError, ServerError, Unauthorized
 from ai_data_agent.mcp.sandbox import Capabilities, OutputSink, ToolJob
@@ -36,7 +37,7 @@ from ai_data_agent.service.datasets.routes import pin_session
 from ai_data_agent.service.events import RunEvents
 from ai_data_agent.service.handles import CellHandle, Completion, RunHandle, wait_done
 from ai_data_agent.service.node import ServiceNode
-from ai_data_agent.service.ownership import TenantSessions
+from ai_data_agent.service.ownership import TenantCheckpoints, TenantSessions
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -223,6 +224,15 @@ class DaemonSandbox:
 
     async def restart(self, session_id: str) -> SessionInfo:
         return await self._session("restart", session_id, lambda s, p: s.restart(p, session_id))
+
+    async def fork(self, session_id: str) -> SessionInfo:
+        """A new session of the caller's from the session's state (audited as its new id)."""
+        owned, principal = TenantCheckpoints(self.node.sessions, self.node.checkpoints), _caller()
+        return await self._audited(
+            "session.fork",
+            None,
+            lambda: run_sync(owned.fork, principal, session_id, ForkRequest()),
+        )
 
     async def close_session(self, session_id: str) -> SessionInfo | None:
         return await self._session("close", session_id, lambda s, p: s.close(p, session_id))

@@ -1,0 +1,389 @@
+"""A session's checkpoint taken out of its sandbox into a blob store, and put back into a new one.
+
+    snap = take_snapshot(session, store, seq=4, base=previous, max_bytes=cap, timeout_s=60)
+    snap.namespace, snap.files, snap.kept, snap.lost      # blobs and what they hold
+    outcome = restore_snapshot(new_session, store, snap, timeout_s=60)
+    outcome.state, outcome.restored, outcome.lost         # "restored", names back, names not
+
+The namespace is serialised inside the sandbox (`sandbox.checkpoint`,
+`sandbox.snapshot`) and reaches here as opaque bytes: nothing on the host
+ever unpickles it. It is streamed, with each file of the working directory,
+into its own blob (content-addressed, so an unchanged file costs nothing
+twice). A restore streams the blobs back, hashing them on the way: a blob
+that no longer has the digest the checkpoint names is refused
+(`CheckpointFailed`) before the kernel reads anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from loguru import logger
+
+from ai_data_agent.checkpoint_models import LostVariable
+from ai_data_agent.errors import AiDataAgentError, CheckpointFailed, RequestTooLarge, SessionGone
+from ai_data_agent.executor.frames import (
+    CheckpointBegin,
+    CheckpointData,
+    CheckpointDone,
+    CheckpointEnd,
+    CheckpointSame,
+    Frame,
+    LostEntry,
+    RestoredFrame,
+)
+from ai_data_agent.executor.session.session import Session
+from ai_data_agent.models import SkippedArtifact
+from ai_data_agent.storage import BlobRef, BlobStore, BlobWriter
+
+__all__ = [
+    "RestoreOutcome",
+    "Snapshot",
+    "StoredFile",
+    "Taken",
+    "restore_snapshot",
+    "take_snapshot",
+]
+
+SLACK_S = 30.0  # beyond the serialiser's time limit: the files, and the wire
+SEND_CHUNK = 1024 * 1024
+SEND_BYTES_PER_S = 10 * 1024 * 1024  # the slowest stream a restore waits for
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file of the working directory in a checkpoint: its path and its blob."""
+
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A checkpoint as taken: its blobs, and what it says of the namespace."""
+
+    namespace: BlobRef
+    files: tuple[StoredFile, ...]
+    kept: tuple[str, ...] = ()
+    lost: tuple[LostVariable, ...] = ()
+    skipped: tuple[SkippedArtifact, ...] = ()
+    execution_count: int = 0
+    generation: int = 0
+    streamed_bytes: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return self.namespace.size + sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    """``restored``: the kernel read the namespace back (``lost`` lists what it could not);
+    ``lost``: the kernel had to be replaced, the files are back and no variable is."""
+
+    state: str
+    restored: tuple[str, ...] = ()
+    lost: tuple[LostVariable, ...] = ()
+    error: str | None = None
+
+
+def _lost(entries: list[LostEntry]) -> tuple[LostVariable, ...]:
+    return tuple(LostVariable(name=e.name, type=e.type, reason=e.reason) for e in entries)
+
+
+@dataclass
+class _Part:
+    """A blob written whole, committed later (``path`` ``""``: the namespace)."""
+
+    path: str
+    writer: BlobWriter | None = None
+    known: StoredFile | None = None  # unchanged since the base: its blob is there already
+
+
+@dataclass
+class _Receiver:
+    """A checkpoint's frames into blobs, within ``max_bytes`` in all; the sidecar of the
+    session's wire until ``ckpt_done`` (or the stream's end)."""
+
+    store: BlobStore
+    base: dict[str, StoredFile]
+    max_bytes: int
+    path: str | None = None
+    writer: BlobWriter | None = None
+    parts: list[_Part] = field(default_factory=list)
+    done: CheckpointDone | None = None
+    written: int = 0
+    problem: str | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def take(self, frame: Frame | None) -> bool:
+        """Keep ``frame`` if it is the checkpoint's (True); None: the stream ended."""
+        if frame is None:
+            self.problem = self.problem or "the session's sandbox ended"
+            self.finished.set()
+        elif isinstance(frame, CheckpointBegin):
+            self._begin(frame.path)
+        elif isinstance(frame, CheckpointData):
+            self._data(frame.raw, frame.data)
+        elif isinstance(frame, CheckpointEnd):
+            self._end()
+        elif isinstance(frame, CheckpointSame):
+            known = self.base.get(frame.path)
+            if known is None or not self.store.exists(known.digest):
+                self.problem = self.problem or f"{frame.path}: unchanged, but its blob is gone"
+            else:
+                self.parts.append(_Part(frame.path, known=known))
+        elif isinstance(frame, CheckpointDone):
+            self.done = frame
+            self.finished.set()
+        else:
+            return False
+        return True
+
+    def _begin(self, path: str) -> None:
+        self._drop(self.writer)
+        self.path, self.writer = path, None
+        if self.problem is None:
+            left = max(self.max_bytes - self.written, 0)
+            self.writer = self.store.writer(max_bytes=left, what="checkpoint")
+
+    def _data(self, raw: bytes | None, text: str) -> None:
+        if self.writer is None:
+            return
+        try:
+            chunk = raw if raw is not None else base64.b64decode(text, validate=True)
+            self.writer.write(chunk)
+            self.written += len(chunk)
+        except binascii.Error:
+            self.problem = "a malformed frame from the sandbox"
+            self._drop(self.writer)
+            self.writer = None
+        except RequestTooLarge:
+            self.problem = f"the checkpoint is larger than {self.max_bytes} bytes"
+            self.writer = None  # the writer discarded its file
+
+    def _end(self) -> None:
+        if self.writer is not None and self.path is not None:
+            self.parts.append(_Part(self.path, self.writer))
+        self.writer = None
+
+    @staticmethod
+    def _drop(writer: BlobWriter | None) -> None:
+        if writer is not None:
+            writer.__exit__(None, None, None)
+
+    def discard(self) -> None:
+        self._drop(self.writer)
+        for part in self.parts:
+            self._drop(part.writer)
+        self.writer, self.parts = None, []
+
+    def failure(self, session_id: str) -> AiDataAgentError | None:
+        """Why the checkpoint failed, once it is over; None when it did not."""
+        done = self.done
+        error = self.problem or (done.error if done is not None else "no report")
+        if error is None and not any(p.path == "" for p in self.parts):
+            error = "no namespace from the sandbox"
+        if error is None:
+            return None
+        if "larger than" in error:
+            return RequestTooLarge("checkpoint", f"larger than {self.max_bytes} bytes")
+        return CheckpointFailed(
+            f"the checkpoint of session {session_id} failed: {error}", session_id=session_id
+        )
+
+
+@dataclass
+class Taken:
+    """A checkpoint captured in its sandbox (the namespace at that instant, the files sent);
+    the namespace may still be streaming out while the session goes on. `commit` waits for
+    it and makes the blobs durable and visible."""
+
+    receiver: _Receiver
+    session_id: str
+    execution_count: int
+    generation: int
+    wait_s: float
+
+    def commit(self) -> Snapshot:
+        """Raises:
+        CheckpointFailed, RequestTooLarge: the rest of it failed (nothing is kept).
+        """
+        receiver = self.receiver
+        try:
+            if not receiver.finished.wait(self.wait_s):
+                receiver.problem = receiver.problem or "the namespace did not arrive in time"
+            failure = receiver.failure(self.session_id)
+            if failure is not None:
+                raise failure
+            namespace, files = self._commit_parts()
+        finally:
+            receiver.discard()
+        assert receiver.done is not None  # failure() says so otherwise
+        done = receiver.done
+        return Snapshot(
+            namespace=namespace,
+            files=tuple(files),
+            kept=tuple(done.kept),
+            lost=_lost(done.lost),
+            skipped=tuple(SkippedArtifact(path=s.path, reason=s.reason) for s in done.skipped),
+            execution_count=self.execution_count,
+            generation=self.generation,
+            streamed_bytes=done.bytes,
+        )
+
+    def _commit_parts(self) -> tuple[BlobRef, list[StoredFile]]:
+        namespace: BlobRef | None = None
+        files: list[StoredFile] = []
+        for part in self.receiver.parts:
+            if part.known is not None:
+                files.append(part.known)
+            elif part.writer is not None:
+                ref = part.writer.commit()
+                if part.path:
+                    files.append(StoredFile(part.path, ref.digest, ref.size))
+                else:
+                    namespace = ref
+        assert namespace is not None  # failure() checked that there is one
+        return namespace, files
+
+
+def take_snapshot(
+    session: Session,
+    store: BlobStore,
+    *,
+    seq: int,
+    base: tuple[int, tuple[StoredFile, ...]] | None,
+    max_bytes: int,
+    timeout_s: float,
+) -> Taken:
+    """Capture a checkpoint of ``session`` (idle): on return its namespace is forked in the
+    sandbox and its files are here; `Taken.commit` waits for the namespace and stores it.
+    ``base`` is the checkpoint taken before in the same sandbox (its seq and files): files
+    unchanged since are not sent again.
+
+    Raises:
+        CheckpointFailed: the serialiser failed or ran out of time; the session is unharmed.
+        RequestTooLarge: the checkpoint would pass ``max_bytes``.
+        SessionBusy, SessionGone: as for any call.
+    """
+    wire = session.wire
+    if wire is None:
+        raise SessionGone(f"session {session.id} has no sandbox", session_id=session.id)
+    receiver = _Receiver(store, {f.path: f for f in base[1]} if base is not None else {}, max_bytes)
+
+    def take(frame: Frame | None) -> bool:
+        kept = receiver.take(frame)
+        if receiver.finished.is_set() and wire.sidecar is take:
+            wire.sidecar = None  # the frames after it are the calls' again
+        return kept
+
+    message = {
+        "op": "checkpoint",
+        "seq": seq,
+        "base": base[0] if base is not None else None,
+        "max_bytes": max_bytes,
+        "timeout_s": timeout_s,
+    }
+    wire.sidecar = take
+    try:
+        ack = session.call(message, deadline_s=timeout_s + SLACK_S)
+        if not ack.ok:
+            receiver.finished.wait(SLACK_S)  # its report comes before the ack
+            raise receiver.failure(session.id) or CheckpointFailed(
+                f"the checkpoint of session {session.id} failed: {ack.error}",
+                session_id=session.id,
+            )
+    except BaseException:
+        if wire.sidecar is take:
+            wire.sidecar = None
+        receiver.discard()
+        raise
+    return Taken(
+        receiver, session.id, session.execution_count, session.generation, timeout_s + SLACK_S
+    )
+
+
+class _Verified:
+    """A blob's bytes in chunks, hashed as they go; `check` after the last one."""
+
+    def __init__(self, store: BlobStore, digest: str) -> None:
+        self.digest = digest
+        self.hash = hashlib.sha256()
+        try:
+            self.file: BinaryIO = store.open(digest)
+        except FileNotFoundError as exc:
+            raise CheckpointFailed(f"the checkpoint's blob {digest[:12]} is gone") from exc
+
+    def chunks(self) -> Iterator[bytes]:
+        with self.file:
+            while chunk := self.file.read(SEND_CHUNK):
+                self.hash.update(chunk)
+                yield chunk
+
+    def check(self, what: str) -> None:
+        if self.hash.hexdigest() != self.digest:
+            raise CheckpointFailed(
+                f"refused: {what} no longer has the content the checkpoint was signed with"
+            )
+
+
+def restore_snapshot(
+    session: Session, store: BlobStore, snap: Snapshot, *, timeout_s: float
+) -> RestoreOutcome:
+    """Put ``snap``'s files back in ``session`` (fresh), then have its kernel read the namespace.
+
+    Raises:
+        CheckpointFailed: a blob is gone or changed (nothing of the namespace was read).
+        SessionGone: the sandbox died.
+    """
+    for item in snap.files:
+        blob = _Verified(store, item.digest)
+        wait = 60.0 + item.size / SEND_BYTES_PER_S
+        session.call({"op": "put", "path": item.path, "size": item.size}, blob.chunks(), wait)
+        blob.check(item.path)
+    blob = _Verified(store, snap.namespace.digest)
+    size = snap.namespace.size
+    ack = session.call(
+        {"op": "restore_data", "size": size}, blob.chunks(), 60.0 + size / SEND_BYTES_PER_S
+    )
+    blob.check("the namespace")
+    if not ack.ok:
+        raise CheckpointFailed(f"the sandbox could not take the namespace: {ack.error}")
+    reports: list[RestoredFrame] = []
+
+    def keep(frame: Frame) -> None:
+        if isinstance(frame, RestoredFrame):
+            reports.append(frame)
+
+    started = time.monotonic()
+    session.call(
+        {"op": "restore", "timeout_s": timeout_s}, deadline_s=timeout_s + SLACK_S, on_frame=keep
+    )
+    if not reports:
+        raise CheckpointFailed("the sandbox did not report the restore")
+    report = reports[-1]
+    lost = list(_lost(report.lost))
+    unread = [n for n in snap.kept if n not in report.restored and n not in {v.name for v in lost}]
+    why = report.error or "not read back"
+    lost += [LostVariable(name=n, reason=why) for n in unread]
+    logger.bind(run_id=session.id).info(
+        "restored {} variable(s), {} lost, in {:.2f} s",
+        len(report.restored),
+        len(lost),
+        time.monotonic() - started,
+    )
+    return RestoreOutcome(
+        state=report.state,
+        restored=tuple(report.restored),
+        lost=tuple(lost),
+        error=report.error or None,
+    )
