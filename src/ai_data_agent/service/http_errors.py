@@ -20,6 +20,7 @@ that does not validate is 422 ``invalid_request``, its problems summarised as
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import cast
@@ -40,7 +41,7 @@ from ai_data_agent.errors import (
     Unauthorized,
 )
 
-__all__ = ["CHALLENGE", "error_response", "install_error_handlers"]
+__all__ = ["CHALLENGE", "error_event", "error_response", "install_error_handlers"]
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ai-data-agent"'}
 MAX_MESSAGE = 2000
@@ -64,6 +65,14 @@ def error_response(
     if status is None or error.code is None:
         return _json(500, INTERNAL, INTERNAL_MESSAGE)
     return _json(status, error.code, str(error), {**_headers(error), **(headers or {})})
+
+
+def error_event(error: AiDataAgentError) -> str:
+    """``error``'s body as an SSE ``error`` event's data, with its status and run."""
+    body = ErrorBody(
+        error=ErrorDetail(code=error.code or INTERNAL, message=str(error)[:MAX_MESSAGE])
+    )
+    return json.dumps({**body.model_dump(), "status": error.http_status, "run_id": error.run_id})
 
 
 def _json(
