@@ -43,8 +43,16 @@ def test_with_no_live_worker_runs_queue_sessions_are_refused_and_readyz_says_so(
         assert time.monotonic() - started < ANSWER_WITHIN_S
         assert session.status_code == 503, session.text
         assert session.json()["error"]["code"] == "no_worker"
-    with Client(api.url, token=TOKEN) as remote, pytest.raises(NoWorker):
-        remote.session()  # the client raises the class the daemon answered with
+    with Client(api.url, token=TOKEN) as remote:
+        with pytest.raises(NoWorker):
+            remote.session()  # the client raises the class the daemon answered with
+        # Followed live (the CLI's run --server): the event stream ends with the error.
+        followed = remote.submit("print('followed')")
+        started = time.monotonic()
+        with pytest.raises(NoWorker) as no_worker:
+            remote.follow(followed, lambda stream, text: None)
+        assert time.monotonic() - started < ANSWER_WITHIN_S
+        assert no_worker.value.run_id == followed
 
     cluster.worker(engines[0])
     assert api.wait_terminal(run_id)["status"] == "succeeded"  # the queued run ran

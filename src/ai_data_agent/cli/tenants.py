@@ -18,11 +18,13 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from ai_data_agent.cli.common import err_console, fail, out_console
 from ai_data_agent.cli.exits import EXIT_USAGE
 from ai_data_agent.cli.tenancy import admin_for
+from ai_data_agent.errors import RequestRejected
 from ai_data_agent.service.records import AuditQuery
 from ai_data_agent.tenant_models import Quotas, Role, TenantCreate, TenantUpdate, TokenCreate
 
@@ -100,8 +102,8 @@ def tenant_add(
     )
     try:
         create = TenantCreate(name=name, role=role, quotas=_quotas(limits, egress_allow))
-    except ValueError as exc:
-        raise fail(str(exc), EXIT_USAGE) from exc
+    except ValidationError as exc:  # what is wrong, by field, as the API says it
+        raise fail(RequestRejected.from_errors(exc.errors()).reason, EXIT_USAGE) from exc
     with admin_for(server) as admin:
         tenant = admin.add_tenant(create)
     typer.echo(tenant.model_dump_json(indent=2) if as_json else tenant.name)

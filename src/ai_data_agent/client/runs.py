@@ -55,10 +55,11 @@ from ai_data_agent.client.requests import RunOptions, check_sizes, run_body, run
 from ai_data_agent.client.sessions import RemoteSession, list_sessions, open_session
 from ai_data_agent.client.tenants import Audit, Tenants, Tokens
 from ai_data_agent.client.wire import invalid_response, parse, read_events, segment
-from ai_data_agent.errors import RunIncomplete, ServerError
+from ai_data_agent.errors import AiDataAgentError, RunIncomplete, ServerError
 from ai_data_agent.models import Artifact, RunRequest, RunResult, RunStatus
 from ai_data_agent.paths import check_relative_path
 from ai_data_agent.session_models import SessionInfo
+from ai_data_agent.wire_errors import rebuild_error
 
 __all__ = ["WAIT_MARGIN_S", "Client"]
 
@@ -309,10 +310,13 @@ class Client(Connection):
         Raises:
             RunIncomplete: the run ended without a result (cancelled while queued, ...).
             NotFound: no run has this id.
+            NoWorker: it is queued on a cluster with no live worker (it stays queued).
         """
         for name, data in self.events(run_id):
             if name in ("stdout", "stderr"):
                 on_output(name, str(data.get("data", "")))
+            elif name == "error":  # what an answer would have been (`no_worker`)
+                raise _event_error(data, run_id)
             elif name == "result":
                 try:
                     return RunResult.model_validate(data)
@@ -352,3 +356,16 @@ class Client(Connection):
         info = self.info()
         run_timeout = request.timeout_s or info.limits.timeout_s.default
         return run_timeout + info.install_timeout_s + WAIT_MARGIN_S + self.timeout
+
+
+def _event_error(data: dict[str, Any], run_id: str) -> AiDataAgentError:
+    """The error an SSE ``error`` event stands for, as the tree's class."""
+    found = data.get("error")
+    detail: dict[str, Any] = found if isinstance(found, dict) else {}
+    status = data.get("status")
+    return rebuild_error(
+        str(detail.get("code") or "") or None,
+        str(detail.get("message") or "the run's event stream ended with an error"),
+        status=status if isinstance(status, int) else None,
+        run_id=run_id,
+    )

@@ -65,6 +65,7 @@ from ai_data_agent.api_models import (
     RunSubmission,
     ServerInfo,
 )
+from ai_data_agent.errors import NoWorker
 from ai_data_agent.executor import Executor
 from ai_data_agent.models import Artifact, RunResult, RunStatus
 from ai_data_agent.service import runs
@@ -76,7 +77,7 @@ from ai_data_agent.service.datasets.routes import router as datasets_router
 from ai_data_agent.service.deps import NodeDep, PrincipalDep, note_object, principal_of
 from ai_data_agent.service.events import sse_line
 from ai_data_agent.service.health import accepting, readiness
-from ai_data_agent.service.http_errors import install_error_handlers
+from ai_data_agent.service.http_errors import error_event, install_error_handlers
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.mcp import mcp_endpoint
 from ai_data_agent.service.mcp.lazy import LazyEndpoint
@@ -230,13 +231,18 @@ async def run_events(run_id: str, daemon: DaemonDep, principal: PrincipalDep) ->
     """``status`` events (queued, installing, running, collecting), ``stdout`` and
     ``stderr`` chunks as produced, and a final ``result`` with the `RunResult`. A
     client that connects late gets everything produced so far first; for a run
-    that has ended, the stored output and result."""
+    that has ended, the stored output and result. A queued run that nothing can
+    execute (a cluster without a live worker) ends the stream with an ``error``
+    event: the error body an answer would carry (``no_worker``)."""
     handle, _ = await runs.events_of(daemon, principal, run_id)  # a 404 before the stream
 
     async def stream() -> AsyncIterator[str]:
         if handle is not None:
-            async for name, data in handle.events.follow():
-                yield sse_line(name, data)
+            try:
+                async for name, data in runs.executed_events(daemon, handle):
+                    yield sse_line(name, data)
+            except NoWorker as exc:  # the run stays queued; the client raises it again
+                yield sse_line("error", error_event(exc))
             return
         ended = await runs.record_or_404(daemon, principal, run_id)
         result = runs.stored_result(ended, run_id)

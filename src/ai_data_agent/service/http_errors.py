@@ -21,6 +21,7 @@ that does not validate is 422 ``invalid_request``, its problems summarised as
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import cast
@@ -42,7 +43,7 @@ from ai_data_agent.errors import (
     Unauthorized,
 )
 
-__all__ = ["CHALLENGE", "error_response", "install_error_handlers"]
+__all__ = ["CHALLENGE", "error_event", "error_response", "install_error_handlers"]
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ai-data-agent"'}
 MAX_MESSAGE = 2000
@@ -69,6 +70,14 @@ def error_response(
     if isinstance(error, QuotaExceeded):
         detail.quota, detail.limit, detail.used = error.quota, error.limit, error.used
     return _answer(status, detail, {**_headers(error), **(headers or {})})
+
+
+def error_event(error: AiDataAgentError) -> str:
+    """``error``'s body as an SSE ``error`` event's data, with its status and run."""
+    body = ErrorBody(
+        error=ErrorDetail(code=error.code or INTERNAL, message=str(error)[:MAX_MESSAGE])
+    )
+    return json.dumps({**body.model_dump(), "status": error.http_status, "run_id": error.run_id})
 
 
 def _json(

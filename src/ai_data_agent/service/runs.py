@@ -18,6 +18,8 @@ HTTP and a tool error over MCP).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from functools import partial
 
 import anyio
@@ -37,6 +39,7 @@ __all__ = [
     "admit",
     "cancel",
     "events_of",
+    "executed_events",
     "final_result",
     "listed_artifact",
     "page",
@@ -92,6 +95,34 @@ async def wait_executed(node: ServiceNode, handle: RunHandle) -> None:
         with anyio.move_on_after(EXECUTION_CHECK_S):
             await wait_done(handle)
             return
+
+
+async def executed_events(node: ServiceNode, handle: RunHandle) -> AsyncIterator[tuple[str, str]]:
+    """The run's events (`RunEvents.follow`), asking at once and after every quiet
+    `EXECUTION_CHECK_S` whether anything can execute it.
+
+    Raises:
+        NoWorker: it is queued on a cluster with no live worker (it stays queued).
+    """
+    await anyio.to_thread.run_sync(node.dispatcher.check_execution, handle.id)
+    events = handle.events.follow().__aiter__()
+    pending: asyncio.Future[tuple[str, str]] | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(events.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=EXECUTION_CHECK_S)
+            if not done:
+                await anyio.to_thread.run_sync(node.dispatcher.check_execution, handle.id)
+                continue
+            try:
+                item = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
 
 
 async def final_result(node: ServiceNode, handle: RunHandle) -> RunResult:

@@ -520,3 +520,10 @@ async def test_an_admin_sees_tenants_makes_a_token_once_and_revokes_it(
             ("token.new", "y", 400),
             ("token.revoke", "laptop", 303),
         ]
+
+
+async def test_the_health_page_names_the_egress_allow_list(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, api_tokens=[], egress_allow=["api.example.com"])
+    async with running_service(settings, token=None) as svc:
+        page = await svc.client.get("/console/health")
+    assert "through the egress proxy, to: api.example.com" in page.text, page.text
