@@ -19,7 +19,14 @@ from ai_data_agent.models import EgressRequest, Limits, RunRequest
 from ai_data_agent.session_models import SessionRequest
 from ai_data_agent.settings import Settings
 
-__all__ = ["capped", "check_egress", "default_limits", "resolve_run", "resolve_session"]
+__all__ = [
+    "capped",
+    "check_egress",
+    "check_tenant_network",
+    "default_limits",
+    "resolve_run",
+    "resolve_session",
+]
 
 
 def default_limits(settings: Settings) -> Limits:
@@ -124,14 +131,38 @@ def check_egress(egress: EgressRequest, settings: Settings) -> None:
             "network", "egress is off on this server (the operator sets AI_DATA_AGENT_EGRESS_ALLOW)"
         )
     allowed, denied = RuleList.parse(settings.egress_allow), RuleList.parse(settings.egress_deny)
-    asked = [("network.allow", parse_rule(text)) for text in egress.allow]
-    for name, target in egress.publish.items():
-        asked.append((f"network.publish.{name}", Rule.exactly(parse_destination(target))))
-    for field, rule in asked:
+    for field, rule in _asked(egress):
         if not allowed.covers(rule):
             raise EgressRefused(field, f"{rule} is not on this server's egress allow-list")
         if denied.covers(rule):
             raise EgressRefused(field, f"{rule} is on this server's egress deny-list")
+
+
+def check_tenant_network(
+    network: bool | EgressRequest | None, allow: list[str] | None, tenant: str
+) -> None:
+    """A request's ``network`` is within ``tenant``'s own egress allow-list (its
+    ``Quotas.egress_allow``; None: it has none, and the server's list alone applies).
+
+    Raises:
+        EgressRefused: unrestricted network asked for, or a host not on the tenant's list.
+    """
+    if allow is None or not network:
+        return
+    if network is True:
+        raise EgressRefused("network", f"tenant {tenant} reaches only its egress allow-list")
+    allowed = RuleList.parse(allow)
+    for field, rule in _asked(network):
+        if not allowed.covers(rule):
+            raise EgressRefused(field, f"{rule} is not on tenant {tenant}'s egress allow-list")
+
+
+def _asked(egress: EgressRequest) -> list[tuple[str, Rule]]:
+    """Each host ``egress`` asks for (allowed or published), with the field naming it."""
+    asked = [("network.allow", parse_rule(text)) for text in egress.allow]
+    for name, target in egress.publish.items():
+        asked.append((f"network.publish.{name}", Rule.exactly(parse_destination(target))))
+    return asked
 
 
 def _check_sizes(request: RunRequest, settings: Settings) -> None:

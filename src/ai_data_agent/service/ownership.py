@@ -19,8 +19,11 @@ from __future__ import annotations
 
 from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, RestoreReport
 from ai_data_agent.errors import NotFound
+from ai_data_agent.limits import check_tenant_network
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.node import CheckpointService, SessionService
+from ai_data_agent.service.quotas import quotas_of
+from ai_data_agent.service.records import TenantRecords
 from ai_data_agent.session_models import (
     CellRequest,
     CellResult,
@@ -44,10 +47,19 @@ def owned(principal: Principal, owner: str | None, missing: NotFound) -> None:
 class TenantSessions:
     """`node.SessionService` as a principal may use it (blocking, like the service)."""
 
-    def __init__(self, sessions: SessionService) -> None:
+    def __init__(self, sessions: SessionService, tenants: TenantRecords | None = None) -> None:
         self.service = sessions
+        self.tenants = tenants  # whose own egress allow-lists a create is held to
 
     def create(self, principal: Principal, request: SessionRequest) -> SessionInfo:
+        """A new session of the principal's tenant.
+
+        Raises:
+            EgressRefused: it asks for a host off the tenant's own egress allow-list.
+        """
+        if request.network and self.tenants is not None:
+            allow = quotas_of(self.tenants, principal.tenant).egress_allow
+            check_tenant_network(request.network, allow, principal.tenant)
         return self.service.create(request, tenant=principal.tenant)
 
     def get(self, principal: Principal, session_id: str) -> SessionInfo:

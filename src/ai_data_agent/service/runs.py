@@ -26,11 +26,12 @@ import anyio
 
 from ai_data_agent.api_models import ACTIVE_RUN_STATUSES, RunRecord
 from ai_data_agent.errors import NotFound, ServerError
-from ai_data_agent.limits import resolve_run
+from ai_data_agent.limits import check_tenant_network, resolve_run
 from ai_data_agent.models import Artifact, RunRequest, RunResult
 from ai_data_agent.service.handles import RunHandle, wait_done
 from ai_data_agent.service.node import CANCEL_WAIT_S, ArtifactBody, ServiceNode
 from ai_data_agent.service.ownership import owned
+from ai_data_agent.service.quotas import quotas_of
 from ai_data_agent.service.records import result_of
 from ai_data_agent.tenant_models import Principal
 
@@ -57,11 +58,15 @@ async def admit(node: ServiceNode, principal: Principal, request: RunRequest) ->
     principal's tenant's run.
 
     Raises:
-        RequestRejected: it breaks a server limit (nothing recorded).
+        RequestRejected: it breaks a server limit, or asks for a host off the tenant's own
+            egress allow-list (nothing recorded).
         NotFound: it names a dataset the tenant does not have.
         QueueFull, NotReady: as `RunDispatcher.submit`.
     """
     limits = resolve_run(request, node.settings)
+    if request.network:
+        quotas = await anyio.to_thread.run_sync(quotas_of, node.tenants, principal.tenant)
+        check_tenant_network(request.network, quotas.egress_allow, principal.tenant)
     if request.datasets:  # the record names the versions the run will read
         pinned = await anyio.to_thread.run_sync(
             node.datasets.pin, principal.tenant, request.datasets

@@ -59,7 +59,8 @@ __all__ = ["router"]
 
 
 def _manager(request: Request) -> TenantSessions:
-    return TenantSessions(node_of(request).sessions)
+    node = node_of(request)
+    return TenantSessions(node.sessions, node.tenants)
 
 
 Manager = Annotated[TenantSessions, Depends(_manager)]
