@@ -14,7 +14,6 @@ The list reads one page of records through the store's indexed query
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -27,7 +26,7 @@ from ai_data_agent.errors import NotFound, RequestRejected, Unauthorized
 from ai_data_agent.models import RunStatus
 from ai_data_agent.service.console import frames
 from ai_data_agent.service.console.backend import RunEvents, sse_line
-from ai_data_agent.service.console.pages import SINCE, Page
+from ai_data_agent.service.console.pages import SINCE, Page, since_cutoff
 from ai_data_agent.service.console.web import (
     Viewer,
     checked_form,
@@ -51,9 +50,7 @@ def _filters(status: str | None, since: str | None) -> tuple[str | None, float |
     status, since = status or None, since or None
     if status is not None and status not in STATUSES:
         raise RequestRejected("status", f"must be one of {', '.join(STATUSES)}")
-    if since is not None and since not in SINCE:
-        raise RequestRejected("since", f"must be one of {', '.join(SINCE)}")
-    return status, None if since is None else time.time() - SINCE[since]
+    return status, since_cutoff(since)
 
 
 async def _table(
