@@ -211,9 +211,7 @@ class Settings(StorageSettings, EgressSettings):
         2048, ge=64, description="Highest memory limit a session may ask for."
     )
     session_default_cpus: float = Field(1.0, gt=0, description="CPU limit of a session by default.")
-    session_max_cpus: float = Field(
-        1.0, gt=0, description="Highest CPU limit a session may ask for."
-    )
+    session_max_cpus: float = Field(1.0, gt=0, description="Highest CPU a session may ask for.")
     cell_timeout_s: float = Field(
         60.0, gt=0, description="Time limit of a cell when neither it nor its session sets one."
     )
