@@ -3,7 +3,8 @@
 
 The step is recognised from outside: the record's status (queued), the
 container's existence (creating) and the processes ``docker top`` lists in it
-(pip: installing; main.py: running; the runner without main.py: collecting).
+(pip: installing; the code's ``sleep``: running; the runner, ``python3 -I -S -c``,
+without the code's interpreter, ``python3 -c``, once the code began: collecting).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ pytestmark = [
 ]
 
 SLEEPER = "import time; time.sleep(60)"
-# Slow to collect: many artifacts, streamed after the code ends.
+RUNNING = "import subprocess; subprocess.run(['sleep', '60'])"  # a process docker top shows
+# Slow to collect: many artifacts, streamed after the code ends (which began with a sleep).
 COLLECTED = (
-    "import os\n"
+    "import os, subprocess\n"
+    "subprocess.run(['sleep', '1'])\n"
     "for i in range(60):\n"
     "    with open(f'outputs/f{i}.bin', 'wb') as fh:\n"
     "        fh.write(os.urandom(1 << 20))\n"
@@ -121,14 +124,18 @@ def test_kill_9_while_creating(
 
 
 @pytest.mark.parametrize(
-    ("code", "marker", "absent"),
-    [(SLEEPER, "main.py", None), (COLLECTED, "-I -S -c", "main.py")],
+    ("code", "began", "marker", "absent"),
+    [
+        (RUNNING, "sleep 60", "sleep 60", None),
+        (COLLECTED, "sleep 1", "-I -S -c", "python3 -c"),
+    ],
     ids=["running", "collecting"],
 )
 def test_kill_9_while_running_or_collecting(
     daemon_on: Callable[..., Daemon],
     on_private_engine: PrivateEngine,
     code: str,
+    began: str,
     marker: str,
     absent: str | None,
 ) -> None:
@@ -143,8 +150,8 @@ def test_kill_9_while_running_or_collecting(
             return False
         listing = processes(client, container["Id"])
         seen.append(listing)
-        started = "main.py" in "".join(seen)
-        return marker in listing and (absent is None or (started and absent not in listing))
+        started = began in "".join(seen)
+        return started and marker in listing and (absent is None or absent not in listing)
 
     poll(in_step, timeout_s=30, what=f"the step ({marker} without {absent})")
     kill_restart_and_check(daemon, on_private_engine, [run_id])
