@@ -123,7 +123,9 @@ def test_serve_with_worker_admits_and_executes_in_one_process(
 ) -> None:
     node = cluster.api(with_worker=engines[2])
     ready = httpx.get(f"{node.url}/readyz", timeout=10).json()
-    assert set(ready["checks"]) == {"database", "docker", "image", "lease"}, ready
+    # The API node's checks (database, shared storage, live workers) and its worker's own.
+    expected = {"database", "storage", "workers", "docker", "image", "lease", "writable"}
+    assert set(ready["checks"]) == expected, ready
     with node.client() as client:
         answer = client.post("/v1/runs", json={"code": "print('here')"})
     assert answer.status_code == 200 and answer.json()["stdout"] == "here\n"
