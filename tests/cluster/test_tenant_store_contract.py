@@ -245,7 +245,7 @@ def test_a_schema_before_tenants_moves_on_with_every_row_the_admins(
                     '"last_activity_at": "2030-01-01T00:00:00Z"}',
                 ),
             )
-            assert schema.migrate(conn) == [3, 4, 5, 6]
+            assert schema.migrate(conn) == [n for n, _ in schema.MIGRATIONS if n >= 3]
         runs = PgRunStore(db, migrate=True)
         record = runs.get("old")
         assert record is not None and record.tenant == ADMIN_TENANT
