@@ -135,7 +135,7 @@ async def test_a_runs_page_names_the_datasets_it_mounted(settings: Settings) -> 
         assert "/console/datasets/weather/versions/1" in page.text
 
 
-async def test_a_session_pauses_and_resumes_from_its_page(
+async def test_a_session_shows_its_cells_code_pauses_and_resumes_from_its_page(
     tmp_path: Path, sandbox_tmp: Path
 ) -> None:
     async with daemon(tmp_path, sandbox_tmp) as (client, _):
@@ -159,7 +159,11 @@ async def test_a_session_pauses_and_resumes_from_its_page(
                 headers={"origin": origin, **headers},
             )
 
+        tagged = await client.post(f"/v1/sessions/{sid}/cells", json={"code": "t = '<b>x</b>'"})
+        assert tagged.json()["status"] == "succeeded", tagged.text
         page = await client.get(f"/console/sessions/{sid}")
+        assert page.text.count('<pre class="code cell-code">') == 2  # each cell's code
+        assert "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text
         assert 'id="pause"' in page.text and 'id="resume"' not in page.text
         assert "live: a container holds" in page.text
         assert (await act("pause", csrf="none")).status_code == 403

@@ -65,6 +65,7 @@ __all__ = [
     "ArtifactBody",
     "Backend",
     "Cell",
+    "CodedCell",
     "NodeProtocol",
     "RunEvents",
     "TenantUsage",
@@ -80,6 +81,7 @@ GAUGES = {
 }
 
 Cell = CellResult | CellHandle
+CodedCell = tuple[Cell, str | None]  # a cell and its code, where it is known
 LIVE = LIVE_SESSION_STATUSES
 
 
@@ -196,13 +198,28 @@ class Backend:
             return None
         return found
 
-    async def cells(self, principal: Principal, info: SessionInfo) -> list[Cell]:
-        """The session's newest cells in order, a running one last; cells the store no
-        longer has are left out."""
+    async def cells(self, principal: Principal, info: SessionInfo) -> list[CodedCell]:
+        """The session's newest cells in order, a running one last, each with its code
+        (None where the record has none); cells the store no longer has are left out."""
         last = info.execution_count + (1 if info.status is SessionStatus.BUSY else 0)
         first = max(1, last - MAX_CELLS + 1)
-        found = [await self.cell(principal, info.id, n) for n in range(first, last + 1)]
-        return [cell for cell in found if cell is not None]
+        found = await _thread(self._coded_cells, principal, info.id, range(first, last + 1))
+        return list(found)
+
+    def _coded_cells(self, principal: Principal, session_id: str, counts: range) -> list[CodedCell]:
+        found = []
+        for count in counts:
+            try:
+                cell = self._sessions.cell(principal, session_id, count)
+            except NotFound:
+                continue
+            code = (
+                cell.code
+                if isinstance(cell, CellHandle)
+                else self._node.sessions.cell_code(session_id, count)
+            )
+            found.append((cell, code))
+        return found
 
     async def interrupt(self, principal: Principal, session_id: str) -> bool:
         interrupted: bool = await _thread(self._sessions.interrupt, principal, session_id)

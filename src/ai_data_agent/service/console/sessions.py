@@ -8,9 +8,9 @@
     POST /console/sessions/{id}/interrupt|restart|close     (forms, CSRF)
     POST /console/sessions/{id}/pause|resume                a checkpoint, as the API's
 
-A cell's outputs come from its stored `CellResult` (the session registry keeps
-each cell's result, not its code): PNG figures as images, HTML (a DataFrame)
-in a sandboxed frame, anything else as its ``text/plain``.
+A cell's code (highlighted, as a run's) and outputs come from the session
+registry, which keeps each cell's result and code: PNG figures as images,
+HTML (a DataFrame) in a sandboxed frame, anything else as its ``text/plain``.
 """
 
 from __future__ import annotations
@@ -94,11 +94,12 @@ async def sessions_rows(request: Request, viewer: ViewerDep, listing: Listing) -
     return render(request, "_sessions_table.html", listing, viewer=viewer)
 
 
-def _shown(cell: Cell) -> dict[str, object]:
-    """A cell for the template: its number, its result (None while it runs), its outputs."""
+def _shown(cell: Cell, code: str | None) -> dict[str, object]:
+    """A cell for the template: its number, code, result (None while it runs), outputs."""
     if isinstance(cell, CellResult):
-        return {"count": cell.execution_count, "result": cell, "outputs": _outputs(cell)}
-    return {"count": cell.count, "result": None, "outputs": []}
+        shown = {"count": cell.execution_count, "result": cell, "outputs": _outputs(cell)}
+        return {**shown, "code": code}
+    return {"count": cell.count, "result": None, "outputs": [], "code": code}
 
 
 async def _cells_context(request: Request, viewer: Viewer, session_id: str) -> dict[str, object]:
@@ -107,7 +108,7 @@ async def _cells_context(request: Request, viewer: Viewer, session_id: str) -> d
     cells = await backend.cells(viewer.principal, info)
     return {
         "info": info,
-        "cells": [_shown(cell) for cell in cells],
+        "cells": [_shown(cell, code) for cell, code in cells],
         "live": info.status in LIVE_SESSION_STATUSES,
         "paused": info.status is SessionStatus.PAUSED,
     }
