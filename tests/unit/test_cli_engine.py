@@ -76,7 +76,9 @@ def test_engine_commands_stop_at_once_with_the_guidance(
     assert first.startswith(f"error: No Docker engine answers at {dead_socket}: ")
     assert out.stderr.splitlines()[1:] == GUIDANCE  # printed as written, not re-wrapped
     assert out.stdout == ""
-    assert elapsed < 5, f"{' '.join(command)} took {elapsed:.1f} s to give up"
+    # Far below the engine client's 60 s timeout, which a retry or a wait for it would hit;
+    # loose enough for a loaded machine.
+    assert elapsed < 20, f"{' '.join(command)} took {elapsed:.1f} s to give up"
 
 
 def test_the_project_setting_names_the_engine(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -160,6 +160,13 @@ class Console:
         except StaleElementReferenceException:  # the page was replaced meanwhile: none yet
             return ""
 
+    def text_of(self, element_id: str) -> str:
+        """The element's text; "" while the page that has it is loading or being replaced."""
+        try:
+            return str(self.driver.find_element(By.ID, element_id).text)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return ""
+
     def has(self, selector: str) -> bool:
         return bool(self.driver.find_elements(By.CSS_SELECTOR, selector))
 
@@ -235,7 +242,7 @@ def test_a_running_run_shows_its_output_live(console: Console) -> None:
     run_id = console.submit(LIVE)
     console.open(f"/runs/{run_id}")
     assert console.has("[data-events]"), "the page of an active run follows its events"
-    console.wait(lambda: "tick 5" in console.driver.find_element(By.ID, "stdout").text, "output")
+    console.wait(lambda: "tick 5" in console.text_of("stdout"), "output")
     # Still the same page (no reload yet), still running: the output arrived live.
     assert console.has("[data-events]")
     assert console.driver.find_element(By.ID, "run-status").text == "running"
@@ -297,8 +304,7 @@ class _Attacker(http.server.BaseHTTPRequestHandler):
 def test_a_cross_site_post_is_refused_and_cancel_works(console: Console) -> None:
     run_id = console.submit("import time\nprint('waiting', flush=True)\ntime.sleep(50)")
     console.open(f"/runs/{run_id}")
-    status = console.driver.find_element(By.ID, "run-status")
-    console.wait(lambda: status.text == "running", "the run running")
+    console.wait(lambda: console.text_of("run-status") == "running", "the run running")
     # Another origin (same site: a different port) posts the cancel form without a token.
     target = f"{console.daemon.url}/console/runs/{run_id}/cancel"
     _Attacker.page = (
@@ -315,10 +321,8 @@ def test_a_cross_site_post_is_refused_and_cancel_works(console: Console) -> None
         server.server_close()
     assert console.daemon.record(run_id)["status"] == "running"
     console.open(f"/runs/{run_id}")
-    console.driver.find_element(By.ID, "cancel").click()
-    console.wait(
-        lambda: console.driver.find_element(By.ID, "run-status").text == "cancelled", "cancelled"
-    )
+    console.click("#cancel", "the cancel button")
+    console.wait(lambda: console.text_of("run-status") == "cancelled", "cancelled")
     assert console.daemon.record(run_id)["status"] == "cancelled"
     console.shoot("run-cancelled")
 

@@ -513,12 +513,13 @@ async def test_readyz_does_not_wait_for_a_hung_engine(
     executor.backend.ping_gate = threading.Event()
     async with running_service(settings, executor) as svc:
         try:
+            # Bounds far below "never" that a loaded machine still meets.
             for _ in range(8):  # more hung probes than the probes' threads
-                with anyio.fail_after(3):
+                with anyio.fail_after(10):
                     response = await svc.client.get("/readyz")
                 assert "docker: no answer within 0.2 s" in assert_error(response, 503, "not_ready")
             # The API itself is not starved of threads.
-            with anyio.fail_after(3):
+            with anyio.fail_after(10):
                 assert (await svc.client.post("/v1/runs", json={"code": "x"})).status_code == 200
         finally:
             executor.backend.ping_gate.set()
