@@ -121,3 +121,17 @@ def test_a_tenants_session_quota_counts_live_sessions_and_creates_in_flight(
     two.submit("create", "", None, tenant="b", quotas=quotas)
     registry.put(live.model_copy(update={"status": SessionStatus.CLOSED}))
     two.submit("create", "", None, tenant="a", quotas=quotas)  # the close counts at once
+
+
+def test_resumes_and_forks_start_sessions_held_to_the_same_quota(
+    open_store: Callable[..., PgRunStore],
+) -> None:
+    calls = PgSessionCalls(open_store().db)
+    quotas = Quotas(concurrent_sessions=1)
+    calls.submit("resume", "paused1", None, tenant="a", quotas=quotas)  # on its way back
+    for kind in ("create", "fork", "resume"):
+        with pytest.raises(QuotaExceeded) as caught:
+            calls.submit(kind, "paused2", None, tenant="a", quotas=quotas)
+        assert (caught.value.quota, caught.value.used) == ("concurrent_sessions", 1)
+    calls.submit("fork", "paused2", None, tenant="b", quotas=quotas)  # another tenant's own
+    calls.submit("cell", "paused1", "w1", tenant="a", quotas=quotas)  # starts nothing

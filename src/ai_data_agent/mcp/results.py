@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable, Sequence
 
 from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
 from ai_data_agent.checkpoint_models import RestoreReport
-from ai_data_agent.errors import AiDataAgentError
+from ai_data_agent.errors import AiDataAgentError, QueueFull, SessionLimit
 from ai_data_agent.models import Artifact, DisplayOutput, RunResult
 from ai_data_agent.session_models import CellResult, PackagesResult, SessionInfo
 
@@ -228,4 +229,8 @@ def error_result(error: AiDataAgentError | str) -> CallToolResult:
     if isinstance(error, str):
         return tool_result(error, failed=True)
     code = f" ({error.code})" if error.code else ""
-    return tool_result(f"error{code}: {error.message}", failed=True)
+    # The model sees no Retry-After header: the wait goes into the text.
+    wait = ""
+    if isinstance(error, QueueFull | SessionLimit) and error.retry_after is not None:
+        wait = f" (retry after {math.ceil(error.retry_after)} s)"
+    return tool_result(f"error{code}: {error.message}{wait}", failed=True)

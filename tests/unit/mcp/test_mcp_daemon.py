@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx2
@@ -9,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
-from service_fakes import TOKEN, FakeExecutor, make_settings, running_service
+from service_fakes import TOKEN, FakeExecutor, make_settings, running_service, tenant_token
 
 import ai_data_agent.service.info
 import ai_data_agent.service.mcp
@@ -88,3 +89,22 @@ def test_allowed_hosts_take_any_port() -> None:
     security = transport_security(make_settings(Path("."), mcp_allowed_hosts="Example.COM"))
     assert security.allowed_hosts == ["example.com", "example.com:*"]
     assert "https://example.com:*" in security.allowed_origins
+
+
+async def test_a_tenant_over_its_quota_reads_the_quota_and_the_wait(tmp_path: Path) -> None:
+    svc_settings = settings(tmp_path)
+    header = tenant_token(svc_settings.data_dir, "team-a", concurrent_runs=0, queued_runs=0)
+    async with running_service(svc_settings, FakeExecutor()) as service:
+        transport = httpx2.ASGITransport(app=service.app)
+        async with (
+            httpx2.AsyncClient(transport=transport, headers=header) as http,
+            Client(streamable_http_client("http://daemon.test/mcp", http_client=http)) as mcp,
+        ):
+            result = await mcp.call_tool("run_python", {"code": "print(1)"})
+        block = result.content[0]
+        assert result.is_error and isinstance(block, TextContent)
+        assert block.text.startswith("error (quota_exceeded): tenant 'team-a' is at its quota")
+        assert "concurrent_runs = 0 (0 in use)" in block.text
+        assert re.search(r"\(retry after [1-9]\d* s\)$", block.text), block.text
+        runs = (await service.client.get("/v1/runs", params={"tenant": "team-a"})).json()
+        assert runs["items"] == []  # nothing recorded

@@ -31,7 +31,10 @@ from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.models import Artifact, Limits, RunRequest, RunResult, RunStatus, Timings
 from ai_data_agent.service import create_app
 from ai_data_agent.service.daemon import Daemon
+from ai_data_agent.service.tenant_admin import TenantAdmin
+from ai_data_agent.service.tenant_store import TenantStore
 from ai_data_agent.settings import Settings
+from ai_data_agent.tenant_models import Quotas, TenantCreate, TokenCreate
 
 TOKEN = "test-token-123"
 FAKE_IMAGE = "fake/sandbox:1"
@@ -186,6 +189,20 @@ class FakeExecutor:
             image=FAKE_IMAGE,
             artifacts=artifacts,
         )
+
+
+def tenant_token(data_dir: Path, tenant: str, **quotas: Any) -> dict[str, str]:
+    """The Authorization header of a new token of a new agent tenant with ``quotas``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = TenantStore(data_dir / "tenants.sqlite3")
+    store.open()
+    try:
+        admin = TenantAdmin(store)
+        admin.add_tenant(TenantCreate(name=tenant, quotas=Quotas(**quotas)))
+        secret = admin.new_token(TokenCreate(tenant=tenant, name=f"{tenant}-1")).secret
+    finally:
+        store.close()
+    return {"Authorization": f"Bearer {secret}"}
 
 
 def make_settings(tmp_path: Any, **overrides: Any) -> Settings:

@@ -4,7 +4,6 @@ the quota, its limit and its use; counts right the moment a run ends or a sessio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -13,31 +12,15 @@ from service_fakes import (
     TOKEN,
     make_settings,
     running_service,
+    tenant_token,
     wait_for_status,
     wait_until,
 )
 
 from ai_data_agent.executor.core import Executor
 from ai_data_agent.service import create_app
-from ai_data_agent.service.tenant_admin import TenantAdmin
-from ai_data_agent.service.tenant_store import TenantStore
-from ai_data_agent.tenant_models import Quotas, TenantCreate, TokenCreate
 
 pytestmark = pytest.mark.anyio
-
-
-def tenant_token(data_dir: Path, tenant: str, **quotas: Any) -> dict[str, str]:
-    """The Authorization header of a new token of a new agent tenant with ``quotas``."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = TenantStore(data_dir / "tenants.sqlite3")
-    store.open()
-    try:
-        admin = TenantAdmin(store)
-        admin.add_tenant(TenantCreate(name=tenant, quotas=Quotas(**quotas)))
-        secret = admin.new_token(TokenCreate(tenant=tenant, name=f"{tenant}-1")).secret
-    finally:
-        store.close()
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def assert_quota(response: httpx.Response, quota: str, limit: int, used: int) -> None:

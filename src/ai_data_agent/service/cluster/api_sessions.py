@@ -37,7 +37,12 @@ from ai_data_agent.errors import (
 )
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.db import Database
-from ai_data_agent.service.cluster.pg_sessions import Call, PgSessionCalls, PgSessionRegistry
+from ai_data_agent.service.cluster.pg_sessions import (
+    STARTS,
+    Call,
+    PgSessionCalls,
+    PgSessionRegistry,
+)
 from ai_data_agent.service.cluster.pg_workers import WorkerRegistry
 from ai_data_agent.service.cluster.worker_sessions import FILES
 from ai_data_agent.service.handles import CellHandle
@@ -56,7 +61,7 @@ from ai_data_agent.session_models import (
     SessionStatus,
 )
 from ai_data_agent.settings import Settings
-from ai_data_agent.tenant_models import ADMIN_TENANT, Quotas
+from ai_data_agent.tenant_models import ADMIN_TENANT
 from ai_data_agent.wire_errors import rebuild_error
 
 __all__ = ["ClusterSessions"]
@@ -204,12 +209,16 @@ class ClusterSessions:
         args: str,
         payload: bytes | None,
         tenant: str = ADMIN_TENANT,
-        quotas: Quotas | None = None,
     ) -> int:
+        """A call row; one that starts a session only within ``tenant``'s quota."""
+        quotas = quotas_of(self.tenants, tenant) if kind in STARTS else None
         try:
             return self.calls.submit(
                 kind, session_id, worker, args=args, payload=payload, tenant=tenant, quotas=quotas
             )
+        except QuotaExceeded as exc:
+            self.metrics.observe_quota(exc, tenant)
+            raise
         except psycopg.Error as exc:
             raise NotReady(f"the database cannot be reached: {exc}") from exc
 
@@ -240,12 +249,7 @@ class ClusterSessions:
             SessionLimit: no worker took it in time. The call's own error, when it failed.
         """
         self._require_a_worker()
-        quotas = quotas_of(self.tenants, tenant) if kind == "create" else None
-        try:
-            call_id = self._submit(kind, session_id, None, args, None, tenant, quotas)
-        except QuotaExceeded as exc:
-            self.metrics.observe_quota(exc, tenant)
-            raise
+        call_id = self._submit(kind, session_id, None, args, None, tenant)
         claim_wait = self.settings.queue_poll_s + 1.0
         call = self._wait(call_id, claim_wait)
         if call.status == "queued" and self.calls.withdraw(
@@ -266,8 +270,12 @@ class ClusterSessions:
         return call
 
     def resume_anywhere(self, session_id: str) -> RestoreReport:
-        """Resume a paused session on any worker with room: its pin moves there."""
-        return RestoreReport.model_validate_json(self.anywhere("resume", session_id).result or "")
+        """Resume a paused session on any worker with room (within its tenant's quota): its
+        pin moves there."""
+        info = self.registry.get(session_id)
+        owner = ADMIN_TENANT if info is None else info.tenant
+        call = self.anywhere("resume", session_id, tenant=owner)
+        return RestoreReport.model_validate_json(call.result or "")
 
     # -- the sessions API -----------------------------------------------------------
     def create(self, request: SessionRequest, *, tenant: str = ADMIN_TENANT) -> SessionInfo:

@@ -26,11 +26,12 @@ from ai_data_agent.service.session_store import session_of_row
 from ai_data_agent.session_models import CellResult, SessionInfo, SessionStatus
 from ai_data_agent.tenant_models import ADMIN_TENANT, Quotas
 
-__all__ = ["CHANNEL_SESSION", "Call", "PgSessionCalls", "PgSessionRegistry"]
+__all__ = ["CHANNEL_SESSION", "STARTS", "Call", "PgSessionCalls", "PgSessionRegistry"]
 
 CHANNEL_SESSION = "ada_session"  # calls wait for a worker (payload: its id, or "*")
 ANY_WORKER = "*"
-QUOTA_LOCK = 0x61646134  # with the tenant's hash: pg_advisory_xact_lock of its creates ("ada4")
+QUOTA_LOCK = 0x61646134  # with the tenant's hash: pg_advisory_xact_lock of its starts ("ada4")
+STARTS = ("create", "resume", "fork")  # the calls that start a session: held to the quota
 
 
 @dataclass(frozen=True)
@@ -234,10 +235,10 @@ class PgSessionCalls:
         tenant: str = ADMIN_TENANT,
         quotas: Quotas | None = None,
     ) -> int:
-        """A new call; for a ``create``, only if ``tenant``'s ``quotas`` allow one more
+        """A new call; for one of `STARTS`, only if ``tenant``'s ``quotas`` allow one more
         session (`QuotaExceeded` otherwise), counted under a lock per tenant."""
         with self.db.connection() as conn, conn.transaction():
-            if kind == "create" and quotas is not None and quotas.concurrent_sessions is not None:
+            if kind in STARTS and quotas is not None and quotas.concurrent_sessions is not None:
                 conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (QUOTA_LOCK, tenant))
                 check_sessions(quotas, tenant, live=_held(conn, tenant))
             row = conn.execute(
@@ -355,10 +356,10 @@ class PgSessionCalls:
 
 
 def _held(conn: Any, tenant: str) -> int:
-    """``tenant``'s sessions live or on their way: idle, busy and starting rows, creates no
-    worker took, and creates taken whose row is not written yet (a running create has a
-    starting row until its session is up; the short while after, until its answer, it
-    counts twice: a refusal then errs towards the limit, never past it)."""
+    """``tenant``'s sessions live or on their way: idle, busy and starting rows, starts
+    (creates, resumes, forks) no worker took, and starts taken whose row is not written yet
+    (a running start has a starting row until its session is up; the short while after,
+    until its answer, it counts twice: a refusal then errs towards the limit, never past it)."""
     rows = conn.execute(
         "SELECT COUNT(*) FILTER (WHERE status IN ('idle', 'busy')), "
         "COUNT(*) FILTER (WHERE status = 'starting') FROM sessions "
@@ -368,8 +369,8 @@ def _held(conn: Any, tenant: str) -> int:
     calls = conn.execute(
         "SELECT COUNT(*) FILTER (WHERE status = 'queued'), "
         "COUNT(*) FILTER (WHERE status = 'running') FROM session_calls "
-        "WHERE tenant = %s AND kind = 'create' AND status IN ('queued', 'running')",
-        (tenant,),
+        "WHERE tenant = %s AND kind = ANY(%s) AND status IN ('queued', 'running')",
+        (tenant, list(STARTS)),
     ).fetchone()
     live, starting = (int(rows[0]), int(rows[1])) if rows else (0, 0)
     queued, taken = (int(calls[0]), int(calls[1])) if calls else (0, 0)
