@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.sandbox.channel import Channel, read_message, receive_files
@@ -395,4 +396,7 @@ def main() -> int:
             prepared.close()
         result = dict(cache_job(job), k="result")
     channel.emit(result)
+    hold_s = job.get("hold_s")
+    if hold_s:  # the controller reads the container's CPU counter, then removes it
+        time.sleep(float(hold_s))
     return 0
