@@ -268,6 +268,23 @@ ALTER TABLE runs ADD COLUMN tenant_cap INTEGER;
 CREATE INDEX runs_running_by_tenant ON runs (tenant) WHERE status = 'running';
 """
 
+V8: LiteralString = """
+-- CPU time charged to tenants as runs and cells end (pg_cpu): cpu_seconds_per_hour over
+-- a sliding hour; a worker charges (and prunes rows older than the window), API nodes read.
+CREATE TABLE cpu_charges (
+    tenant    TEXT NOT NULL,
+    at        DOUBLE PRECISION NOT NULL,
+    seconds   DOUBLE PRECISION NOT NULL,
+    object_id TEXT NOT NULL
+);
+CREATE INDEX cpu_charges_by_tenant ON cpu_charges (tenant, at);
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
+    GRANT SELECT, INSERT, DELETE ON cpu_charges TO ai_data_agent_worker;
+  END IF;
+END $$;
+"""
+
 MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
     (1, V1),
     (2, V2),
@@ -276,6 +293,7 @@ MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
     (5, V5),
     (6, V6),
     (7, V7),
+    (8, V8),
 )
 LATEST = MIGRATIONS[-1][0]
 
