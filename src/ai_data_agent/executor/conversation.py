@@ -125,12 +125,15 @@ class Conversation:
                 break
         self._code_ended()
         self.link.report_noise()
+        held = self.held and t.result is not None and t.deadline_hit is None
+        if held:  # the runner waits to be removed: its CPU counter is still there
+            t.cpu_s = self.link.cpu_used_s()
         if t.finished_cleanly:
-            if self.held:
-                t.cpu_s = self.link.cpu_used_s()
-            elif not return_at_result:
+            if not held and not return_at_result:
                 self._await_exit()
         else:
+            if held:  # the runner could not tell its own OOM count: the engine's, once stopped
+                self.sandbox.kill()
             t.exit_state = self.sandbox.exit_state(timeout_s=10.0)
         return t
 

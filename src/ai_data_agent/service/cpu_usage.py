@@ -90,7 +90,7 @@ class CpuRecords(Protocol):
     def close(self) -> None: ...
 
     def charge(self, tenant: str, seconds: float, *, at: float, object_id: str) -> None:
-        """Record one charge (and forget those older than the quota's window)."""
+        """Record one charge, durably. Rows the window has left may go at the store's pace."""
 
     def charges(self, tenant: str, *, since: float) -> list[tuple[float, float]]:
         """``tenant``'s charges after ``since``: (unix time, seconds) each."""

@@ -270,7 +270,7 @@ CREATE INDEX runs_running_by_tenant ON runs (tenant) WHERE status = 'running';
 
 V8: LiteralString = """
 -- CPU time charged to tenants as runs and cells end (pg_cpu): cpu_seconds_per_hour over
--- a sliding hour; a worker charges (and prunes rows older than the window), API nodes read.
+-- a sliding hour; workers charge, API nodes read (and prune what the hour left behind).
 CREATE TABLE cpu_charges (
     tenant    TEXT NOT NULL,
     at        DOUBLE PRECISION NOT NULL,
@@ -280,7 +280,7 @@ CREATE TABLE cpu_charges (
 CREATE INDEX cpu_charges_by_tenant ON cpu_charges (tenant, at);
 DO $$ BEGIN
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
-    GRANT SELECT, INSERT, DELETE ON cpu_charges TO ai_data_agent_worker;
+    GRANT INSERT ON cpu_charges TO ai_data_agent_worker;
   END IF;
 END $$;
 """
