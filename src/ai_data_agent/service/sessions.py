@@ -280,6 +280,7 @@ class SessionManager:
             live = self._live.pop(session_id, None)
         if live is None:
             return
+        self._cell_cpu(live)  # what ran after its last cell is charged too
         live.session.close(status, reason)
         self.store.put(self._info(live.session, live.tenant))
         self.metrics.sessions_ended.labels(status=live.session.status.value).inc()
@@ -342,7 +343,8 @@ class SessionManager:
 
     def _cell_cpu(self, live: _Live) -> float | None:
         """The container's CPU seconds since the last reading, charged to the session's
-        tenant: what the cell used (and anything running in between)."""
+        tenant: what a cell used (and anything running in between), or, at the session's
+        end, what ran after its last cell."""
         wire = live.session.wire
         used = wire.link.cpu_used_s() if wire is not None else None
         if self.cpu is not None:
