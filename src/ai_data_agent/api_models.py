@@ -170,8 +170,10 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="Stable, machine-readable: invalid_request, unauthorized, ...")
     message: str
     quota: str | None = Field(None, description="quota_exceeded: which quota, e.g. queued_runs.")
-    limit: int | None = Field(None, description="quota_exceeded: the tenant's limit.")
-    used: int | None = Field(None, description="quota_exceeded: what the tenant holds now.")
+    limit: int | float | None = Field(None, description="quota_exceeded: the tenant's limit.")
+    used: int | float | None = Field(
+        None, description="quota_exceeded: what the tenant holds (or used) now."
+    )
 
 
 class ErrorBody(BaseModel):

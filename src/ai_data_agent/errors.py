@@ -249,7 +249,7 @@ class QueueFull(AiDataAgentError):
 
 class QuotaExceeded(QueueFull):
     """A tenant's ``quota`` (``concurrent_sessions``, ...) is used up: ``used`` of ``limit``;
-    nothing was recorded: retry once one of its runs or sessions ends."""
+    nothing was recorded: retry when a run or session ends, or older CPU use ages out."""
 
     default_code = "quota_exceeded"
 
@@ -258,8 +258,8 @@ class QuotaExceeded(QueueFull):
         message: str,
         *,
         quota: str | None = None,
-        limit: int | None = None,
-        used: int | None = None,
+        limit: float | None = None,
+        used: float | None = None,
         retry_after: float | None = None,
         code: str | None = None,
         status_code: int | None = None,

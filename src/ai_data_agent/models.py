@@ -378,6 +378,9 @@ class RunResult(BaseModel):
     artifacts_truncated: bool = Field(False, description="A count or size cap was hit.")
     image: str = ""
     error: str | None = Field(None, description="What went wrong, for `error` and kills.")
+    cpu_seconds: float | None = Field(
+        None, description="CPU time its container used (host-side cgroup); None: not read."
+    )
     datasets: list[DatasetMount] = Field(
         default_factory=list, description="The dataset versions mounted, pinned."
     )

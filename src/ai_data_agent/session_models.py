@@ -181,6 +181,10 @@ class CellResult(BaseModel):
     artifacts_skipped: list[SkippedArtifact] = Field(default_factory=list)
     artifacts_truncated: bool = False
     timings: CellTimings = Field(default_factory=CellTimings)
+    cpu_seconds: float | None = Field(
+        None,
+        description="CPU time of the session's container since the cell before; None: not read.",
+    )
     restore: RestoreReport | None = Field(
         None, description="The resume this cell caused, when the session was paused."
     )

@@ -62,8 +62,10 @@ class Role(StrEnum):
 
 
 class Quotas(BaseModel):
-    """A tenant's limits; None is unlimited. Stored here, enforced by admission
-    (``service/quotas.py``: the runs and sessions counts; the others not yet)."""
+    """A tenant's limits; None is unlimited. Stored here, enforced at admission: the runs'
+    and sessions' counts (``service/quotas.py``), ``cpu_seconds_per_hour`` over a sliding
+    hour of the CPU time charged as runs and cells end (``service/cpu_usage.py``),
+    ``storage_bytes`` as datasets are written, ``egress_allow`` on a request's network."""
 
     model_config = ConfigDict(extra="forbid")
 

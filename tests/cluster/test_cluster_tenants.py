@@ -1,7 +1,8 @@
 """Tenants in a cluster: what one API node made for a tenant, the other answers 404 to
 another tenant; a token revoked through one node is refused by the other at once; the audit
 log is the cluster's; a tenant's session quota holds whichever node it asks, and a close
-through one node frees a slot the other gives at once."""
+through one node frees a slot the other gives at once; the CPU time a worker charges
+refuses the tenant at the other node."""
 
 from __future__ import annotations
 
@@ -111,3 +112,33 @@ def test_a_tenants_session_quota_holds_across_api_nodes(
         assert third.status_code == 201, third.text
         for made in (second, third):
             assert a_one.delete(f"/v1/sessions/{made.json()['id']}").status_code == 200
+
+
+def test_the_cpu_a_workers_run_used_refuses_the_tenant_at_the_other_api_node(
+    cluster: Cluster, engines: list[PrivateEngine]
+) -> None:
+    one, two = cluster.api(), cluster.api()
+    cluster.worker(engines[0])
+    with one.client() as admin:
+        made = admin.post("/v1/tenants", json={"name": "c", "quotas": {"cpu_seconds_per_hour": 1}})
+        assert made.status_code == 201, made.text
+        token = admin.post("/v1/tokens", json={"tenant": "c", "name": "c-1"})
+        assert token.status_code == 201, token.text
+        secret = token.json()["secret"]
+    burn = "import time\nwhile time.process_time() < 1.2:\n    pass"
+    with as_(one, secret) as c_one, as_(two, secret) as c_two:
+        ran = c_one.post("/v1/runs", json={"code": burn})
+        assert ran.status_code == 200 and ran.json()["status"] == "succeeded", ran.text
+        assert ran.json()["cpu_seconds"] >= 1.2, ran.json()["cpu_seconds"]
+        for refused in (
+            c_two.post("/v1/runs", json={"code": "1"}),
+            c_two.post("/v1/sessions", json={}),
+        ):
+            assert refused.status_code == 429, refused.text
+            error = refused.json()["error"]
+            assert (error["code"], error["quota"], error["limit"]) == (
+                "quota_exceeded",
+                "cpu_seconds_per_hour",
+                1,
+            )
+            assert error["used"] >= 1.2 and int(refused.headers["retry-after"]) > 3500

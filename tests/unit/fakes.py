@@ -249,6 +249,9 @@ class ProcessSandbox:
     def detach_network(self) -> None:
         self.calls.append("detach")
 
+    def cpu_ns(self) -> int | None:
+        return None
+
     def _kill_all(self) -> None:
         for pid in [*descendants(self.proc.pid), self.proc.pid]:
             try:
@@ -483,6 +486,9 @@ class ScriptedSandbox:
 
     def detach_network(self) -> None:
         self.calls.append("detach")
+
+    def cpu_ns(self) -> int | None:
+        return None
 
     def kill(self) -> None:
         self.calls.append("kill")

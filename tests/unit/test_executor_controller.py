@@ -69,6 +69,7 @@ def test_network_detached_once_before_go_when_installing_without_network() -> No
         "detach",
         "send:go",
         "close_stdin",
+        "kill",  # it holds after its result (its CPU read): stopped for its exit state
         "exit_state",
         "remove",
     ]

@@ -63,6 +63,8 @@ def make_job(code: str, **overrides: Any) -> dict[str, Any]:
     backend = ScriptedBackend([], end_stream=True)
     Executor(Settings(allow_network=True), backend=backend).run(RunRequest(code=code, network=True))
     (job,) = backend.started[0].jobs
+    assert job["hold_s"] > 0  # a run's runner waits for its controller to read the CPU...
+    del job["hold_s"]  # ...which no one does here: it exits at its result
     job.update(overrides)
     return job
 
@@ -160,6 +162,13 @@ def test_sandbox_dir_is_removed(sandbox_tmp: Path) -> None:
     assert t.result["sandbox_removed"] is True
     assert not Path(t.result["environment"]["sandbox_dir"]).exists()
     assert list(sandbox_tmp.iterdir()) == []
+
+
+def test_a_held_runner_stays_after_its_result_until_the_hold_ends(sandbox_tmp: Path) -> None:
+    started = time.monotonic()
+    t = drive(make_job("print(1)", hold_s=1.5), sandbox_tmp)
+    assert t.returncode == 0 and t.result["execute"]["exit_code"] == 0
+    assert time.monotonic() - started >= 1.5  # the result came first; the exit after the hold
 
 
 def test_failing_code_gives_exit_code_and_traceback(sandbox_tmp: Path) -> None:

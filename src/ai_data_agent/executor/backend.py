@@ -84,6 +84,11 @@ class Sandbox(Protocol):
     def detach_network(self) -> None:
         """Take the install network away; must be complete when this returns."""
 
+    def cpu_ns(self) -> int | None:
+        """The CPU time the container has used since it started, in ns, as its cgroup
+        counts it on the host (never a figure from inside); None when it cannot be read
+        (it stopped, or the engine reports none). Never raises."""
+
     def kill(self) -> None:
         """Kill the container. Its output is not read after this: the stream is closed
         first, so that nothing still in it holds the engine (or the caller) up."""

@@ -48,6 +48,7 @@ class Transcript(Output):
     deadline_hit: str | None = None  # the phase in which the controller killed it
     code_s: float | None = None  # how long the code ran, as the controller saw it
     exit_state: ExitState = field(default_factory=lambda: ExitState(None, False))
+    cpu_s: float | None = None  # the container's CPU seconds, read on the host at its end
 
     @property
     def finished_cleanly(self) -> bool:
@@ -100,6 +101,7 @@ class Conversation:
         detach_network: bool = False,
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
+        held: bool = False,
     ) -> None:
         self.link = link
         self.sandbox = link.sandbox
@@ -109,6 +111,7 @@ class Conversation:
         self.detach_network = detach_network
         self.emit = Emitter(link.run_id, on_event)
         self.cancel = cancel
+        self.held = held  # the runner stays after its result (``Job.hold_s``) until removed
         self.log = logger.bind(run_id=link.run_id)
         self.deadline = time.monotonic() + budget.until_ready_s
         self.code_started: float | None = None
@@ -122,16 +125,22 @@ class Conversation:
                 break
         self._code_ended()
         self.link.report_noise()
+        held = self.held and t.result is not None and t.deadline_hit is None
+        if held:  # the runner waits to be removed: its CPU counter is still there
+            t.cpu_s = self.link.cpu_used_s()
         if t.finished_cleanly:
-            if not return_at_result:
+            if not held and not return_at_result:
                 self._await_exit()
         else:
+            if held:  # the runner could not tell its own OOM count: the engine's, once stopped
+                self.sandbox.kill()
             t.exit_state = self.sandbox.exit_state(timeout_s=10.0)
         return t
 
     def _stop(self, reason: str, message: str, level: str = "INFO") -> None:
         self.transcript.deadline_hit = reason
         self.log.log(level, message)
+        self.transcript.cpu_s = self.link.cpu_used_s()  # what it burnt until now is charged
         self.sandbox.kill()
 
     def _step(self) -> bool:

@@ -50,6 +50,9 @@ __all__ = ["Assignment", "SandboxDriver"]
 
 UV_CHUNK = 1024 * 1024
 REMOVAL_THREADS = 2
+# How long a run's runner stays after its result, for its CPU to be read; it is removed
+# right after, so this bounds only a controller that died in between.
+HOLD_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -121,12 +124,13 @@ class SandboxDriver:
             if lease is not None:
                 spec = replace(spec, egress_dir=lease.host_dir)
                 job.egress = EgressJob(dir=EGRESS_MOUNT, publish=sorted(lease.publish))
-            sandbox = self._sandbox(spec, run_id, self._warmth(job))
+            sandbox, pooled = self._sandbox(spec, run_id, self._warmth(job))
         except BaseException:
             if lease is not None:
                 lease.close()
             raise
-        link = SandboxLink(sandbox, token, run_id, self.pool, egress=lease)
+        mark = sandbox.cpu_ns() if pooled else 0  # a pooled one's warm-up is not charged
+        link = SandboxLink(sandbox, token, run_id, self.pool, egress=lease, cpu_mark_ns=mark)
         try:
             link.send(encode_message(job.encode()))
             for blob in inputs:
@@ -154,9 +158,11 @@ class SandboxDriver:
         Raises:
             ExecutorError: Docker or the host failed; the container is removed anyway.
         """
+        held = assignment.job.mode == "run"  # its CPU is charged: read before it goes
+        job = assignment.job.model_copy(update={"hold_s": HOLD_S}) if held else assignment.job
         link = self.open(
             assignment.spec,
-            assignment.job,
+            job,
             run_id=run_id,
             inputs=assignment.inputs,
             ship_uv=assignment.ship_uv,
@@ -175,6 +181,7 @@ class SandboxDriver:
                 detach_network=assignment.spec.detach_network_before_code,
                 on_event=on_event,
                 cancel=cancel,
+                held=held,
             ).run(return_at_result=defer_removal)
             deferred = defer_removal and transcript.finished_cleanly
         finally:
@@ -215,17 +222,19 @@ class SandboxDriver:
         modules = self.settings.pool_preimport
         return Warmth(tuple(job.env_paths), tuple(modules) if modules is not None else None)
 
-    def _sandbox(self, spec: ContainerSpec, run_id: str, warmth: Warmth | None) -> Sandbox:
+    def _sandbox(
+        self, spec: ContainerSpec, run_id: str, warmth: Warmth | None
+    ) -> tuple[Sandbox, bool]:
         """A started sandbox with its runner loaded: from the warm pool (pre-imported with
-        ``warmth``'s environment, else plain), else a fresh one."""
+        ``warmth``'s environment, else plain), else a fresh one; and whether it was pooled."""
         log = logger.bind(run_id=run_id)
         sandbox = self.pool.take(spec, warmth) if self.pool is not None else None
         if sandbox is not None:
             log.debug("container {} taken from the warm pool", sandbox.container_id[:12])
-            return sandbox
+            return sandbox, True
         sandbox = launch(self.backend, spec, run_id)
         log.debug("container {} started from {}", sandbox.container_id[:12], spec.image)
-        return sandbox
+        return sandbox, False
 
     def _remove_later(self, link: SandboxLink) -> None:
         with self._lock:

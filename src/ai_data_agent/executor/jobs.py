@@ -111,6 +111,9 @@ class Job(BaseModel):
     report_imports: bool = Field(
         False, description="run: report the environment's files the code imported."
     )
+    hold_s: float | None = Field(
+        None, description="After the result, stay this long: the controller reads the CPU."
+    )
 
     def encode(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -3,6 +3,7 @@
     link = driver.open(spec, job, run_id=run_id, inputs=files)   # from the warm pool, or fresh
     frames = link.read(0.25)    # what the next chunk completes; None at the end of the stream
     link.settled()              # past its start: the warm pool may refill
+    link.cpu_used_s()           # CPU seconds since the last reading (the first: since hand-out)
     link.remove()               # idempotent; a failure is logged, never raised; egress closed
 
 Runs (`conversation.Conversation`) and sessions (`session.wire.SessionWire`)
@@ -10,6 +11,10 @@ read their sandboxes through here. Every byte is hostile: only lines that
 carry the job's token count (`protocol.FrameReader`), each parsed into its
 type (`frames`); the runner's own stderr is kept, capped, for diagnosis; and
 every byte received is counted, so a caller can hold the stream to a budget.
+The container's CPU counter is read against a mark: the counter when the
+link was made for a pooled sandbox (what its warm-up used is nobody's), 0 for
+a fresh one; each reading moves the mark, so a session's cells are charged
+one delta each.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class SandboxLink:
         run_id: str,
         pool: WarmPool | None = None,
         egress: EgressLease | None = None,
+        cpu_mark_ns: int | None = 0,
     ) -> None:
         self.sandbox = sandbox
         self.egress = egress  # the sandbox's lease on the egress proxy, if it has one
@@ -44,6 +50,7 @@ class SandboxLink:
         self.runner_stderr = bytearray()
         self.received = 0
         self._pool = pool
+        self._cpu_mark_ns = cpu_mark_ns  # None: the counter could not be read at hand-out
         self._log = logger.bind(run_id=run_id)
 
     def send(self, data: bytes) -> None:
@@ -86,6 +93,17 @@ class SandboxLink:
                 self.reader.noise_lines,
                 self.reader.bad_frames,
             )
+
+    def cpu_used_s(self) -> float | None:
+        """CPU seconds the container used since the last reading (the first: since the
+        link was made), and move the mark; None when the counter cannot be read (the
+        mark stays, so the next reading charges this one's share too)."""
+        now = self.sandbox.cpu_ns()
+        if now is None or self._cpu_mark_ns is None:
+            self._cpu_mark_ns = self._cpu_mark_ns if now is None else now
+            return None
+        used, self._cpu_mark_ns = max(now - self._cpu_mark_ns, 0), now
+        return used / 1e9
 
     def settled(self) -> None:
         """Past its start: the warm pool need not wait for it to refill (`WarmPool.settled`)."""

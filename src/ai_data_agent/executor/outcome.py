@@ -159,6 +159,7 @@ def run_result(
         artifacts_truncated=collector.truncated,
         image=image,
         error=error,
+        cpu_seconds=None if transcript.cpu_s is None else round(transcript.cpu_s, 4),
         result=_value(execute, settings.display_max_bytes),
     )
 

@@ -19,7 +19,9 @@ runner reads one job (see `channel`) and runs its mode:
   both when it may (a run or session of that environment, no variables of
   its own), else they go and it starts as any other.
 
-The last frame is always the result (``{"k": "result", ...}``). Install, verify
+The last frame is always the result (``{"k": "result", ...}``); with the job's
+``hold_s`` the runner then waits that long, so the controller can read the
+container's CPU counter on the host before it removes the container. Install, verify
 and the code share one env (`environment.build_env`): ``PYTHONPATH`` is the
 sandbox dir first, joined with ``os.pathsep``, and ``HOME`` is the sandbox dir.
 The code's interpreter starts as soon as its env is known (before the job in
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ai_data_agent.sandbox.bootstrap import source_of
 from ai_data_agent.sandbox.channel import Channel, read_message, receive_files
@@ -395,4 +398,7 @@ def main() -> int:
             prepared.close()
         result = dict(cache_job(job), k="result")
     channel.emit(result)
+    hold_s = job.get("hold_s")
+    if hold_s:  # the controller reads the container's CPU counter, then removes it
+        time.sleep(float(hold_s))
     return 0

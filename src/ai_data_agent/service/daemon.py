@@ -26,6 +26,7 @@ from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.checkpoint_records import KEY_FILENAME, Signer, load_key
 from ai_data_agent.service.checkpoint_store import CHECKPOINTS_FILENAME, CheckpointStore
 from ai_data_agent.service.checkpoints import Checkpoints
+from ai_data_agent.service.cpu_usage import CpuAccount, CpuStore
 from ai_data_agent.service.datasets.keeper import DatasetKeeper
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.datasets.sqlite_store import DATASETS_FILENAME, DatasetStore
@@ -61,6 +62,7 @@ class Daemon:
             executor.egress.log.add_sink(self.metrics.egress.observe)
         self.tenants = TenantStore(settings.data_dir / TENANTS_FILENAME)
         self.auth = TokenAuth(settings, self.tenants)
+        self.cpu = CpuAccount(CpuStore(settings.data_dir / TENANTS_FILENAME), self.metrics)
         self.audit = AuditLog(
             AuditStore(settings.data_dir / AUDIT_FILENAME, fsync=settings.audit_fsync),
             retention_s=settings.audit_retention_s,
@@ -73,7 +75,13 @@ class Daemon:
         keeper = DatasetKeeper(self.datasets, executor.datasets)
         keeper.bind_metrics(self.metrics.registry)
         self.dispatcher = Dispatcher(
-            settings, executor, self.store, self.metrics, self.datasets, tenants=self.tenants
+            settings,
+            executor,
+            self.store,
+            self.metrics,
+            self.datasets,
+            tenants=self.tenants,
+            cpu=self.cpu,
         )
         session_store = SessionStore(
             settings.data_dir / SESSIONS_FILENAME, node=executor.controller_id
@@ -90,6 +98,7 @@ class Daemon:
                     self.metrics,
                     self.datasets,
                     tenants=self.tenants,
+                    cpu=self.cpu,
                 ),
                 checkpoints,
                 self.blobs,
@@ -113,6 +122,7 @@ class Daemon:
         """
         self.store.open()
         self.tenants.open()
+        self.cpu.ledger.open()
         self.audit.start()
         self.datasets.records.open()
         stale = self.store.interrupt_active(REASON_STALE)
@@ -155,6 +165,7 @@ class Daemon:
             self.egress_audit.close()
             self.audit.stop()  # after the last answer: every entry is written
             self.tenants.close()
+            self.cpu.ledger.close()
             self.store.close()
             self.datasets.records.close()
         logger.info("daemon stopped")

@@ -38,6 +38,7 @@ from loguru import logger
 
 from ai_data_agent.errors import NotReady, QueueFull
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.service.cpu_usage import CpuAccount
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.execution import ClaimedRun, execute_run
 from ai_data_agent.service.fair_queue import FairQueue
@@ -84,6 +85,7 @@ class Dispatcher:
         metrics: ServiceMetrics,
         datasets: DatasetService | None = None,
         tenants: TenantRecords | None = None,
+        cpu: CpuAccount | None = None,
     ) -> None:
         self._settings = settings
         self._executor = executor
@@ -91,6 +93,7 @@ class Dispatcher:
         self._metrics = metrics
         self.datasets = datasets  # where a run's save_outputs_as goes
         self._tenants = tenants
+        self._cpu = cpu  # where a run's CPU time is charged (None: nowhere)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: FairQueue[_Entry] = FairQueue()
@@ -324,6 +327,7 @@ class Dispatcher:
             self.artifacts_dir(run.id),
             log_of="daemon",
             datasets=self.datasets,
+            cpu=self._cpu,
         )
         self._vacate(entry)  # before the result is out: whoever hears of it may submit again
         self._finish(entry, outcome)

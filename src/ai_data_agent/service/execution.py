@@ -29,6 +29,7 @@ from ai_data_agent.dataset_models import SavedDataset
 from ai_data_agent.errors import AiDataAgentError
 from ai_data_agent.executor import RunEvent
 from ai_data_agent.models import Limits, RunRequest, RunResult, RunStatus
+from ai_data_agent.service.cpu_usage import CpuAccount
 from ai_data_agent.service.datasets.promote import save_outputs
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.node import REASON_SHUTDOWN_RUNNING, RunExecutor
@@ -76,12 +77,14 @@ def execute_run(
     *,
     log_of: str,
     datasets: DatasetService | None = None,
+    cpu: CpuAccount | None = None,
 ) -> Outcome:
     """Run ``run`` through the executor; never raises for the run's own failures.
 
     ``log_of`` names the process whose log has the traceback of a crash
     (``daemon``, ``worker``), for the error a client reads. A run with
-    ``save_outputs_as`` that succeeded leaves its artifacts in ``datasets``.
+    ``save_outputs_as`` that succeeded leaves its artifacts in ``datasets``. Its CPU time
+    is charged to its tenant in ``cpu`` before this returns, so the next admission sees it.
     """
     log = logger.bind(run_id=run.id)
 
@@ -100,6 +103,8 @@ def execute_run(
             artifacts_dir=artifacts_dir,
             limits=run.limits,
         )
+        if cpu is not None:
+            cpu.charge(run.tenant, result.cpu_seconds, object_id=run.id)
         if run.request.save_outputs_as is not None:
             result.saved_as = _saved(datasets, run, artifacts_dir, result)
         outcome = Outcome(result.status, result, result.error)

@@ -6,8 +6,8 @@
     text = metrics.render()          # for GET /metrics
 
 Queue depth and the running count are read from the dispatcher when scraped
-(`bind_gauges`), so they can never drift from the truth. Runs and quota
-refusals are counted per tenant too, under at most `MAX_TENANT_LABELS` tenant
+(`bind_gauges`), so they can never drift from the truth. Runs, CPU seconds and
+quota refusals are counted per tenant too, under at most `MAX_TENANT_LABELS` tenant
 names (tenants are made by an admin; past the bound, they count as ``_other``),
 so a scrape stays small however many tenants come and go.
 """
@@ -83,6 +83,12 @@ class ServiceMetrics:
             "ai_data_agent_quota_refusals",
             "Runs and sessions refused for a tenant's quota, by tenant and quota.",
             ["tenant", "quota"],
+            registry=r,
+        )
+        self.tenant_cpu = Counter(
+            "ai_data_agent_tenant_cpu_seconds",
+            "CPU seconds of runs and cells (their containers' cgroups), by tenant.",
+            ["tenant"],
             registry=r,
         )
         self._tenants: set[str] = set()
@@ -175,6 +181,10 @@ class ServiceMetrics:
         """Count a run or session refused for ``tenant``'s quota."""
         label = self.tenant_label(tenant)
         self.quota_refusals.labels(tenant=label, quota=error.quota or "unknown").inc()
+
+    def observe_cpu(self, tenant: str, seconds: float) -> None:
+        """Count CPU seconds charged to ``tenant`` (a run or cell that ended)."""
+        self.tenant_cpu.labels(tenant=self.tenant_label(tenant)).inc(seconds)
 
     def observe_finished(
         self, status: RunStatus, result: RunResult | None, tenant: str | None = None

@@ -25,6 +25,7 @@ from ai_data_agent.executor.data import EngineDatasets
 from ai_data_agent.models import Limits, RunRequest, RunResult
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.cpu_usage import CpuAccount
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import CellHandle, RunHandle
 from ai_data_agent.service.metrics import ServiceMetrics
@@ -209,6 +210,7 @@ class ServiceNode(Protocol):
     settings: Settings
     auth: TokenAuth
     metrics: ServiceMetrics
+    cpu: CpuAccount  # tenants' CPU time: charged as runs and cells end, checked at the doors
     blobs: BlobStore  # datasets and checkpoints: data_dir's or the cluster's shared storage
     started: bool
     startup_error: Exception | None

@@ -20,6 +20,7 @@ from __future__ import annotations
 from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, RestoreReport
 from ai_data_agent.errors import NotFound
 from ai_data_agent.limits import check_tenant_network
+from ai_data_agent.service.cpu_usage import CpuAccount
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.node import CheckpointService, SessionService
 from ai_data_agent.service.quotas import quotas_of
@@ -47,19 +48,29 @@ def owned(principal: Principal, owner: str | None, missing: NotFound) -> None:
 class TenantSessions:
     """`node.SessionService` as a principal may use it (blocking, like the service)."""
 
-    def __init__(self, sessions: SessionService, tenants: TenantRecords | None = None) -> None:
+    def __init__(
+        self,
+        sessions: SessionService,
+        tenants: TenantRecords | None = None,
+        cpu: CpuAccount | None = None,
+    ) -> None:
         self.service = sessions
         self.tenants = tenants  # whose own egress allow-lists a create is held to
+        self.cpu = cpu  # with tenants: creates and cells are held to cpu_seconds_per_hour
 
     def create(self, principal: Principal, request: SessionRequest) -> SessionInfo:
         """A new session of the principal's tenant.
 
         Raises:
             EgressRefused: it asks for a host off the tenant's own egress allow-list.
+            QuotaExceeded: the tenant used its ``cpu_seconds_per_hour`` (or as the service).
         """
-        if request.network and self.tenants is not None:
-            allow = quotas_of(self.tenants, principal.tenant).egress_allow
-            check_tenant_network(request.network, allow, principal.tenant)
+        if self.tenants is not None:
+            quotas = quotas_of(self.tenants, principal.tenant)
+            if request.network:
+                check_tenant_network(request.network, quotas.egress_allow, principal.tenant)
+            if self.cpu is not None:
+                self.cpu.admit(principal.tenant, quotas)
         return self.service.create(request, tenant=principal.tenant)
 
     def get(self, principal: Principal, session_id: str) -> SessionInfo:
@@ -90,7 +101,15 @@ class TenantSessions:
     def submit_cell(
         self, principal: Principal, session_id: str, request: CellRequest
     ) -> CellHandle:
-        self.get(principal, session_id)
+        """Start a cell of the principal's (or, an admin, any) session.
+
+        Raises:
+            NotFound: no such session, or another tenant's.
+            QuotaExceeded: the session's tenant used its ``cpu_seconds_per_hour``.
+        """
+        info = self.get(principal, session_id)
+        if self.tenants is not None and self.cpu is not None:
+            self.cpu.admit(info.tenant, quotas_of(self.tenants, info.tenant))
         return self.service.submit_cell(session_id, request)
 
     def cell(self, principal: Principal, session_id: str, count: int) -> CellHandle | CellResult:

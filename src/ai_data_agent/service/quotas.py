@@ -13,7 +13,8 @@ beyond that: a tenant holds at most ``concurrent_runs + queued_runs`` runs
 (``concurrent_runs`` unset: the host's slots), and with ``queued_runs`` unset
 only the host's queue bounds it. ``concurrent_sessions`` caps its live
 sessions. Counts drop the moment a run ends or a session closes, so the next
-admission sees them.
+admission sees them. ``cpu_seconds_per_hour`` is a charge, not a count: it is
+checked at the doors (`cpu_usage.CpuAccount`).
 """
 
 from __future__ import annotations

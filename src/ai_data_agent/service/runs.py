@@ -61,12 +61,14 @@ async def admit(node: ServiceNode, principal: Principal, request: RunRequest) ->
         RequestRejected: it breaks a server limit, or asks for a host off the tenant's own
             egress allow-list (nothing recorded).
         NotFound: it names a dataset the tenant does not have.
+        QuotaExceeded: the tenant used its ``cpu_seconds_per_hour`` (nothing recorded).
         QueueFull, NotReady: as `RunDispatcher.submit`.
     """
     limits = resolve_run(request, node.settings)
+    quotas = await anyio.to_thread.run_sync(quotas_of, node.tenants, principal.tenant)
     if request.network:
-        quotas = await anyio.to_thread.run_sync(quotas_of, node.tenants, principal.tenant)
         check_tenant_network(request.network, quotas.egress_allow, principal.tenant)
+    await anyio.to_thread.run_sync(partial(node.cpu.admit, principal.tenant, quotas, run=True))
     if request.datasets:  # the record names the versions the run will read
         pinned = await anyio.to_thread.run_sync(
             node.datasets.pin, principal.tenant, request.datasets

@@ -60,7 +60,7 @@ __all__ = ["router"]
 
 def _manager(request: Request) -> TenantSessions:
     node = node_of(request)
-    return TenantSessions(node.sessions, node.tenants)
+    return TenantSessions(node.sessions, node.tenants, node.cpu)
 
 
 Manager = Annotated[TenantSessions, Depends(_manager)]

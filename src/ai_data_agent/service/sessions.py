@@ -34,6 +34,7 @@ from ai_data_agent.errors import (
     SessionLimit,
 )
 from ai_data_agent.executor import RunEvent, Session
+from ai_data_agent.service.cpu_usage import CpuAccount
 from ai_data_agent.service.datasets.promote import promote_session
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import CellHandle
@@ -81,12 +82,14 @@ class SessionManager:
         metrics: ServiceMetrics,
         datasets: DatasetService | None = None,
         tenants: TenantRecords | None = None,
+        cpu: CpuAccount | None = None,
     ) -> None:
         self.settings = settings
         self.executor = executor
         self.store = store
         self.metrics = metrics
         self.datasets, self.tenants = datasets, tenants  # where promoted files go; the quotas
+        self.cpu = cpu  # where a cell's CPU time is charged (None: nowhere)
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         self._starting_by: Counter[str] = Counter()  # sessions starting, by tenant
@@ -277,6 +280,7 @@ class SessionManager:
             live = self._live.pop(session_id, None)
         if live is None:
             return
+        self._cell_cpu(live)  # what ran after its last cell is charged too
         live.session.close(status, reason)
         self.store.put(self._info(live.session, live.tenant))
         self.metrics.sessions_ended.labels(status=live.session.status.value).inc()
@@ -316,6 +320,7 @@ class SessionManager:
         error: AiDataAgentError | None = None
         try:
             result = session.run(request.code, timeout_s=request.timeout_s, on_event=on_event)
+            result.cpu_seconds = self._cell_cpu(live)
             self.store.put_cell(result, request.code)
             self.metrics.cells.labels(status=result.status.value).inc()
             self.metrics.kernel_restarts.inc(max(result.generation - generation, 0))
@@ -335,6 +340,16 @@ class SessionManager:
                 live.cell = None
             self._release(live)
             handle.set_done(result, error)
+
+    def _cell_cpu(self, live: _Live) -> float | None:
+        """The container's CPU seconds since the last reading, charged to the session's
+        tenant: what a cell used (and anything running in between), or, at the session's
+        end, what ran after its last cell."""
+        wire = live.session.wire
+        used = wire.link.cpu_used_s() if wire is not None else None
+        if self.cpu is not None:
+            self.cpu.charge(live.tenant, used, object_id=live.session.id)
+        return None if used is None else round(used, 4)
 
     def cell(self, session_id: str, count: int) -> CellHandle | CellResult | None:
         """The running cell's handle, a finished cell's result, or None."""

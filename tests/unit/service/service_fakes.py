@@ -6,7 +6,7 @@
 `FakeExecutor.run` behaves by the code it gets: ``block`` waits until
 ``executor.release`` is set or the run is cancelled; ``fail`` exits 1;
 ``explode`` raises `ExecutorError`; ``crash`` raises `RuntimeError`; anything
-else succeeds and echoes the code. The harness drives the app's lifespan
+else succeeds and echoes the code (``cpu 1.5`` reports 1.5 CPU seconds used). The harness drives the app's lifespan
 itself, because httpx's ASGITransport does not.
 """
 
@@ -188,6 +188,7 @@ class FakeExecutor:
             timings=Timings(install_s=0.1, execute_s=0.2, total_s=0.4),
             image=FAKE_IMAGE,
             artifacts=artifacts,
+            cpu_seconds=float(code[4:]) if code.startswith("cpu ") else None,
         )
 
 

@@ -3,11 +3,15 @@ the quota, its limit and its use; counts right the moment a run ends or a sessio
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fakes import FakeBackend
+from fastapi import FastAPI
 from service_fakes import (
     TOKEN,
     make_settings,
@@ -23,7 +27,24 @@ from ai_data_agent.service import create_app
 pytestmark = pytest.mark.anyio
 
 
-def assert_quota(response: httpx.Response, quota: str, limit: int, used: int) -> None:
+@asynccontextmanager
+async def sessions_app(
+    tmp_path: Path, sandbox_tmp: Path, **quotas: Any
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, dict[str, str]]]:
+    """The app on the fake engine (sessions run), its client, and the headers of a token of
+    ``team-a``, a tenant with ``quotas``."""
+    data = tmp_path / "data"
+    team = tenant_token(data, "team-a", **quotas)
+    config = make_settings(data, max_sessions=5, memory_budget_mb=0)
+    executor = Executor(config, backend=FakeBackend(sandbox_tmp, emulate_isolation=True))
+    app = create_app(config, executor)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://d") as client:
+            yield app, client, team
+
+
+def assert_quota(response: httpx.Response, quota: str, limit: float, used: float) -> None:
     assert response.status_code == 429, response.text
     error = response.json()["error"]
     assert (error["code"], error["quota"], error["limit"], error["used"]) == (
@@ -112,27 +133,60 @@ def anyio_backend() -> str:
 async def test_a_tenants_sessions_are_capped_and_a_close_frees_one_at_once(
     tmp_path: Path, sandbox_tmp: Path
 ) -> None:
-    data = tmp_path / "data"
-    team = tenant_token(data, "team-a", concurrent_sessions=2)
-    config = make_settings(data, max_sessions=5, memory_budget_mb=0)
-    executor = Executor(config, backend=FakeBackend(sandbox_tmp, emulate_isolation=True))
-    app = create_app(config, executor)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://d") as client:
-            created = [await client.post("/v1/sessions", json={}, headers=team) for _ in range(2)]
-            assert [r.status_code for r in created] == [201, 201]
-            refused = await client.post("/v1/sessions", json={}, headers=team)
-            assert_quota(refused, "concurrent_sessions", 2, 2)
-            metrics = app.state.daemon.metrics.render().decode()
-            assert 'refusals_total{quota="concurrent_sessions",tenant="team-a"} 1.0' in metrics
-            admin = {"Authorization": f"Bearer {TOKEN}"}
-            assert (await client.post("/v1/sessions", json={}, headers=admin)).status_code == 201
-            closed = await client.delete(f"/v1/sessions/{created[0].json()['id']}", headers=team)
-            assert closed.status_code == 200, closed.text
-            assert (await client.post("/v1/sessions", json={}, headers=team)).status_code == 201
-            raised = await client.patch(
-                "/v1/tenants/team-a", json={"quotas": {"concurrent_sessions": None}}, headers=admin
-            )
-            assert raised.status_code == 200, raised.text
-            assert (await client.post("/v1/sessions", json={}, headers=team)).status_code == 201
+    async with sessions_app(tmp_path, sandbox_tmp, concurrent_sessions=2) as (app, client, team):
+        created = [await client.post("/v1/sessions", json={}, headers=team) for _ in range(2)]
+        assert [r.status_code for r in created] == [201, 201]
+        refused = await client.post("/v1/sessions", json={}, headers=team)
+        assert_quota(refused, "concurrent_sessions", 2, 2)
+        metrics = app.state.daemon.metrics.render().decode()
+        assert 'refusals_total{quota="concurrent_sessions",tenant="team-a"} 1.0' in metrics
+        admin = {"Authorization": f"Bearer {TOKEN}"}
+        assert (await client.post("/v1/sessions", json={}, headers=admin)).status_code == 201
+        closed = await client.delete(f"/v1/sessions/{created[0].json()['id']}", headers=team)
+        assert closed.status_code == 200, closed.text
+        assert (await client.post("/v1/sessions", json={}, headers=team)).status_code == 201
+        raised = await client.patch(
+            "/v1/tenants/team-a", json={"quotas": {"concurrent_sessions": None}}, headers=admin
+        )
+        assert raised.status_code == 200, raised.text
+        assert (await client.post("/v1/sessions", json={}, headers=team)).status_code == 201
+
+
+async def test_a_tenant_over_its_cpu_seconds_per_hour_is_refused_sessions_and_cells(
+    tmp_path: Path, sandbox_tmp: Path
+) -> None:
+    async with sessions_app(tmp_path, sandbox_tmp, cpu_seconds_per_hour=1) as (app, client, team):
+        session = await client.post("/v1/sessions", json={}, headers=team)
+        assert session.status_code == 201, session.text
+        daemon = app.state.daemon
+        daemon.cpu.charge("team-a", 1.5, object_id="run-1")  # as a run's end does
+        refused = await client.post("/v1/sessions", json={}, headers=team)
+        assert_quota(refused, "cpu_seconds_per_hour", 1, 1.5)
+        assert 3590 <= int(refused.headers["retry-after"]) <= 3600
+        cell = await client.post(
+            f"/v1/sessions/{session.json()['id']}/cells", json={"code": "1"}, headers=team
+        )
+        assert_quota(cell, "cpu_seconds_per_hour", 1, 1.5)
+        metrics = daemon.metrics.render().decode()
+        assert 'ai_data_agent_tenant_cpu_seconds_total{tenant="team-a"} 1.5' in metrics
+        assert 'refusals_total{quota="cpu_seconds_per_hour",tenant="team-a"} 2.0' in metrics
+
+
+async def test_a_runs_cpu_seconds_are_charged_as_it_ends_and_the_next_run_is_refused(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path)
+    team = tenant_token(tmp_path, "team-a", cpu_seconds_per_hour=1)
+    async with running_service(settings) as service:
+        client = service.client
+        first = await client.post("/v1/runs?wait=true", json={"code": "cpu 0.6"}, headers=team)
+        assert first.json()["cpu_seconds"] == 0.6
+        second = await client.post("/v1/runs?wait=true", json={"code": "cpu 0.6"}, headers=team)
+        assert second.status_code == 200, second.text  # 0.6 < 1 when it was admitted
+        refused = await client.post("/v1/runs?wait=true", json={"code": "x"}, headers=team)
+        assert_quota(refused, "cpu_seconds_per_hour", 1, 1.2)
+        metrics = (await client.get("/metrics")).text
+        assert 'ai_data_agent_runs_rejected_total{reason="quota_exceeded"} 1.0' in metrics
+        assert 'ai_data_agent_tenant_cpu_seconds_total{tenant="team-a"} 1.2' in metrics
+        admin = await client.post("/v1/runs?wait=true", json={"code": "cpu 5"})
+        assert admin.status_code == 200  # no quota: charged, never refused

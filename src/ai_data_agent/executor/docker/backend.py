@@ -30,6 +30,7 @@ from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.executor.docker import datafill
 from ai_data_agent.executor.docker import sweep as docker_sweep
 from ai_data_agent.executor.docker import volumes as docker_volumes
+from ai_data_agent.executor.docker.cpu import CpuReader
 from ai_data_agent.executor.docker.sandbox import DOCKER_ERRORS, DockerSandbox
 from ai_data_agent.executor.spec import (
     CA_BUNDLE_PATH,
@@ -306,7 +307,10 @@ class DockerBackend:
                 container_id=container_id,
                 step=step,
             ) from exc
-        return DockerSandbox(self.client, container_id, sock, spec, run_id, self._remove_later)
+        usage_ns = CpuReader(self.client.api).usage_ns
+        return DockerSandbox(
+            self.client, container_id, sock, spec, run_id, self._remove_later, usage_ns
+        )
 
     def sandboxes(self, controller_id: str) -> list[str]:
         try:

@@ -1,6 +1,6 @@
 """A started sandbox container on Docker: its attach socket (stdin, stdout, stderr) and its end.
 
-    sandbox = DockerSandbox(client, container_id, socket, spec, run_id, on_remove_failed)
+    sandbox = DockerSandbox(client, container_id, socket, spec, run_id, on_remove_failed, usage_ns)
     sandbox.send(b"..."); sandbox.read(0.25); sandbox.detach_network(); sandbox.remove()
 
 Docker multiplexes stdout and stderr on the attach socket in frames with an
@@ -39,6 +39,7 @@ class DockerSandbox:
         spec: ContainerSpec,
         run_id: str,
         on_remove_failed: Callable[[str], None],
+        usage_ns: Callable[[str], int | None],
     ) -> None:
         self._on_remove_failed = on_remove_failed
         self._api = client.api
@@ -50,6 +51,7 @@ class DockerSandbox:
         self._buffer = bytearray()
         self._eof = False
         self._removed = False
+        self._usage_ns = usage_ns
 
     @property
     def container_id(self) -> str:
@@ -104,6 +106,9 @@ class DockerSandbox:
             if not chunk:
                 self._eof = True
             self._buffer += chunk
+
+    def cpu_ns(self) -> int | None:
+        return self._usage_ns(self._id)
 
     def detach_network(self) -> None:
         network = self._spec.network

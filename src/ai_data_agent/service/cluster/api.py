@@ -38,11 +38,13 @@ from ai_data_agent.service.cluster.api_sessions import ClusterSessions
 from ai_data_agent.service.cluster.blob_routes import BlobServer
 from ai_data_agent.service.cluster.db import Database, Listener
 from ai_data_agent.service.cluster.follower import Follower
+from ai_data_agent.service.cluster.pg_cpu import PgCpuStore
 from ai_data_agent.service.cluster.pg_datasets import PgDatasetStore
 from ai_data_agent.service.cluster.pg_nodes import ApiNodes
 from ai_data_agent.service.cluster.pg_store import CHANNEL_RUN, PgRunStore
 from ai_data_agent.service.cluster.pg_tenants import PgAuditStore, PgTenantStore
 from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistry
+from ai_data_agent.service.cpu_usage import CpuAccount
 from ai_data_agent.service.datasets.keeper import DatasetKeeper
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.handles import RunHandle
@@ -188,6 +190,7 @@ class ClusterNode:
         self._store = PgRunStore(self.db, migrate=True)
         self.metrics = ServiceMetrics()
         self.tenants = PgTenantStore(self.db)
+        self.cpu = CpuAccount(PgCpuStore(self.db), self.metrics)
         self.auth = TokenAuth(settings, self.tenants)
         self.audit = AuditLog(PgAuditStore(self.db), retention_s=settings.audit_retention_s)
         self.registry = WorkerRegistry(self.db)

@@ -273,6 +273,23 @@ V8: LiteralString = """
 ALTER TABLE cells ADD COLUMN code TEXT;
 """
 
+V9: LiteralString = """
+-- CPU time charged to tenants as runs and cells end (pg_cpu): cpu_seconds_per_hour over
+-- a sliding hour; workers charge, API nodes read (and prune what the hour left behind).
+CREATE TABLE cpu_charges (
+    tenant    TEXT NOT NULL,
+    at        DOUBLE PRECISION NOT NULL,
+    seconds   DOUBLE PRECISION NOT NULL,
+    object_id TEXT NOT NULL
+);
+CREATE INDEX cpu_charges_by_tenant ON cpu_charges (tenant, at);
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ai_data_agent_worker') THEN
+    GRANT INSERT ON cpu_charges TO ai_data_agent_worker;
+  END IF;
+END $$;
+"""
+
 MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
     (1, V1),
     (2, V2),
@@ -282,6 +299,7 @@ MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
     (6, V6),
     (7, V7),
     (8, V8),
+    (9, V9),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -36,6 +36,7 @@ from ai_data_agent.errors import ConfigurationError
 from ai_data_agent.executor.backend import SweepRule
 from ai_data_agent.models import RunStatus
 from ai_data_agent.service.cluster.db import Database, Listener
+from ai_data_agent.service.cluster.pg_cpu import PgCpuStore
 from ai_data_agent.service.cluster.pg_store import (
     CHANNEL_CANCEL,
     CHANNEL_QUEUE,
@@ -44,6 +45,7 @@ from ai_data_agent.service.cluster.pg_store import (
 )
 from ai_data_agent.service.cluster.pg_workers import WorkerRegistry
 from ai_data_agent.service.cluster.pump import EventPump
+from ai_data_agent.service.cpu_usage import CpuAccount
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.execution import ClaimedRun, execute_run
 from ai_data_agent.service.metrics import ServiceMetrics
@@ -91,6 +93,7 @@ class Worker:
         self._listener: Listener | None = None
         self.queued = 0  # the cluster's queue depth, as last seen
         self.datasets: DatasetService | None = None  # where save_outputs_as goes (WorkerNode's)
+        self.cpu = CpuAccount(PgCpuStore(db), metrics)  # where runs' and cells' CPU is charged
         self.lease_ok = False
         metrics.bind_gauges(lambda: self.queued, lambda: len(self._runs))
 
@@ -234,7 +237,13 @@ class Worker:
                 self.pump.publish(run.id, name, data)
 
             outcome = execute_run(
-                self.executor, run, publish, folder, log_of="worker", datasets=self.datasets
+                self.executor,
+                run,
+                publish,
+                folder,
+                log_of="worker",
+                datasets=self.datasets,
+                cpu=self.cpu,
             )
         except Exception as exc:  # a slot must outlive any one run, and the run must end
             logger.bind(run_id=run.id).opt(exception=exc).error("worker slot failed: {}", exc)

@@ -64,7 +64,12 @@ class SessionHost:
         keeper = Checkpoints(
             worker.settings,
             SessionManager(
-                worker.settings, worker.executor, self.registry, worker.metrics, worker.datasets
+                worker.settings,
+                worker.executor,
+                self.registry,
+                worker.metrics,
+                worker.datasets,
+                cpu=worker.cpu,
             ),
             PgCheckpointStore(worker.db),
             blobs,

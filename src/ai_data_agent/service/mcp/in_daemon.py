@@ -185,7 +185,8 @@ class DaemonSandbox:
         call: Callable[[TenantSessions, Principal], T],
     ) -> T:
         """``call`` on the node's sessions as the caller, in a thread, audited."""
-        owned, principal = TenantSessions(self.node.sessions, self.node.tenants), _caller()
+        owned = TenantSessions(self.node.sessions, self.node.tenants, self.node.cpu)
+        principal = _caller()
         return await self._audited(
             f"session.{action}", session_id, lambda: run_sync(call, owned, principal)
         )
