@@ -1,6 +1,6 @@
 """What the console's browser tests share: the runs they look at and the canary.
 
-    run_id = submit(daemon, HOSTILE)
+    run_id = daemon.submit(HOSTILE)
     assert browser_value(CANARY) is None  # nothing of HOSTILE ran on the console page
 
 The scripts are JavaScript expressions, for any driver: Selenium's ``execute_script``
@@ -9,11 +9,7 @@ takes ``f"return {CANARY}"``, WebDriver BiDi's ``script.evaluate`` takes ``CANAR
 
 from __future__ import annotations
 
-from typing import Any
-
-from tests.support.daemon import Daemon
-
-__all__ = ["CANARY", "CONSOLE_TOKEN", "FAILING", "HOSTILE", "HOSTILE_SHOWN", "RAN", "submit"]
+__all__ = ["CANARY", "CONSOLE_TOKEN", "FAILING", "HOSTILE", "HOSTILE_SHOWN", "RAN"]
 
 CONSOLE_TOKEN = "console-browser-token"
 # Set on the console page by any of HOSTILE's HTML that ran in the console's origin.
@@ -37,12 +33,3 @@ HOSTILE_SHOWN = (
     "<script>document.body.dataset.pwned",
     '<img src=x onerror="document.body.dataset.pwned = 2">.txt',
 )
-
-
-def submit(daemon: Daemon, code: str, **fields: Any) -> str:
-    """Start a run through the API without waiting for it; its id."""
-    with daemon.client() as http:
-        answer = http.post("/v1/runs", json={"code": code, "wait": False, **fields})
-    assert answer.status_code == 202, answer.text
-    run_id: str = answer.json()["id"]
-    return run_id

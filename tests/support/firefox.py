@@ -133,7 +133,7 @@ class Firefox:
         tree = self.command("browsingContext.getTree", root=self.context)
         return [child["context"] for child in tree["contexts"][0]["children"] or []]
 
-    def type(self, text: str) -> None:
+    def type_keys(self, text: str) -> None:
         """Type ``text`` with the keyboard into whatever has the focus (``\\ue007``: Enter)."""
         keys = [{"type": kind, "value": char} for char in text for kind in ("keyDown", "keyUp")]
         actions = [{"type": "key", "id": "keyboard", "actions": keys}]

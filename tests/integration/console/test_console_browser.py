@@ -32,7 +32,6 @@ from tests.support.console import (
     HOSTILE,
     HOSTILE_SHOWN,
     RAN,
-    submit,
 )
 from tests.support.daemon import Daemon
 from tests.support.wait import poll
@@ -162,7 +161,7 @@ class Console:
         return self.driver.execute_script(f"return {CANARY}")
 
     def submit(self, code: str, **fields: Any) -> str:
-        return submit(self.daemon, code, **fields)
+        return self.daemon.submit(code, **fields)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from tests.support.console import (
     HOSTILE,
     HOSTILE_SHOWN,
     RAN,
-    submit,
 )
 from tests.support.daemon import Daemon
 from tests.support.firefox import BiDiError, Firefox, firefox
@@ -76,9 +75,21 @@ class Console:
             diagnostics=lambda: f"at {self.value('location.href')}:\n{self.text()[-3000:]}",
         )
 
+    def click(self, selector: str, what: str) -> None:
+        """Click the element once it is there, again if a refresh replaced it meanwhile."""
+
+        def clicked() -> bool:
+            try:
+                self.browser.click(selector)
+            except BiDiError:
+                return False
+            return True
+
+        self.wait(clicked, what)
+
     def sign_in(self, token: str) -> None:
-        self.browser.click("#token")
-        self.browser.type(token + ENTER)
+        self.click("#token", "the token field")
+        self.browser.type_keys(token + ENTER)
 
     def shoot(self, name: str) -> None:
         self.browser.screenshot(self.shots / f"{name}.png")
@@ -113,13 +124,13 @@ def test_sign_in_with_a_token(console: Console) -> None:
 
 
 def test_a_failed_run_shows_its_traceback(console: Console) -> None:
-    run_id = submit(console.daemon, FAILING)
+    run_id = console.daemon.submit(FAILING)
     console.daemon.wait_terminal(run_id)
     console.open("/runs?status=failed")
     link = f"a[href$='/runs/{run_id}']"
     console.wait(lambda: console.has(link), "the failed run listed")
     console.shoot("runs")
-    console.browser.click(link)
+    console.click(link, "the failed run's link")
     console.wait(lambda: "ZeroDivisionError" in console.text(), "the traceback")
     stderr = str(console.value("document.getElementById('stderr').innerText"))
     assert "Traceback (most recent call last)" in stderr and "divide(1, 0)" in stderr
@@ -129,7 +140,7 @@ def test_a_failed_run_shows_its_traceback(console: Console) -> None:
 
 
 def test_hostile_output_names_and_html_run_nothing(console: Console) -> None:
-    run_id = submit(console.daemon, HOSTILE)
+    run_id = console.daemon.submit(HOSTILE)
     console.daemon.wait_terminal(run_id)
     console.open(f"/runs/{run_id}")
     frame = console.wait(console.browser.frames, "the HTML artifact's frame")[0]
