@@ -9,9 +9,19 @@ takes ``f"return {CANARY}"``, WebDriver BiDi's ``script.evaluate`` takes ``CANAR
 
 from __future__ import annotations
 
-__all__ = ["CANARY", "CONSOLE_TOKEN", "FAILING", "HOSTILE", "HOSTILE_SHOWN", "RAN"]
+__all__ = [
+    "CANARY",
+    "CONSOLE_TOKEN",
+    "FAILING",
+    "HEIGHT",
+    "HOSTILE",
+    "HOSTILE_SHOWN",
+    "RAN",
+    "WIDTH",
+]
 
 CONSOLE_TOKEN = "console-browser-token"
+WIDTH, HEIGHT = 1280, 860  # the browsers' window: a laptop's screen
 # Set on the console page by any of HOSTILE's HTML that ran in the console's origin.
 CANARY = "document.body.dataset.pwned || null"
 # Set inside HOSTILE's HTML artifact by its own script, if it ran at all.

@@ -29,16 +29,17 @@ from tests.support.console import (
     CANARY,
     CONSOLE_TOKEN,
     FAILING,
+    HEIGHT,
     HOSTILE,
     HOSTILE_SHOWN,
     RAN,
+    WIDTH,
 )
 from tests.support.daemon import Daemon
 from tests.support.wait import poll
 
 pytestmark = pytest.mark.integration
 
-WIDTH, HEIGHT = 1280, 860  # a laptop's screen
 LIVE = "import time\nfor i in range(40):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)\n"
 # A 160x90 bar chart as a PNG, made with the standard library only: no install needed.
 PNG = (

@@ -23,9 +23,11 @@ from tests.support.console import (
     CANARY,
     CONSOLE_TOKEN,
     FAILING,
+    HEIGHT,
     HOSTILE,
     HOSTILE_SHOWN,
     RAN,
+    WIDTH,
 )
 from tests.support.daemon import Daemon
 from tests.support.firefox import BiDiError, Firefox, firefox
@@ -33,7 +35,6 @@ from tests.support.wait import poll
 
 pytestmark = pytest.mark.integration
 
-WIDTH, HEIGHT = 1280, 860  # a laptop's screen
 ENTER = "\ue007"
 
 
