@@ -20,7 +20,7 @@ endif
 
 .PHONY: help setup engine images test test-quick test-slow soak bench lint typecheck format run-sample example-mcp doctor sweep \
   controller-image compose compose-up compose-down clean \
-  postgres chromium test-cluster
+  postgres chromium firefox test-cluster
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ images: engine ## make a sandbox image available (pull, else build the local Deb
 	  images/base/build.sh $(BASE_IMAGE); \
 	fi
 
-test: engine setup images postgres chromium compose ## the whole suite with coverage: unit, integration (the console in Chromium, the compose deployment too), cluster; one report
+test: engine setup images postgres chromium firefox compose ## the whole suite with coverage: unit, integration (the console in Chromium and Firefox, the compose deployment too), cluster; one report
 	$(BIN)/coverage erase
 	@# The unit tests need no engine and the cluster's bring their own PostgreSQL and
 	@# private engines: sharing nothing, they run side by side (the cluster suite mostly
@@ -67,6 +67,9 @@ postgres: ## make PostgreSQL's server programs available (apt-get as root) for t
 
 chromium: ## make Debian's chromium and chromium-driver available (apt-get as root) for the console's browser tests
 	@bash scripts/install-chromium.sh
+
+firefox: ## make Debian's firefox-esr available (apt-get as root) for the console's Firefox test
+	@bash scripts/install-firefox.sh
 
 compose: ## make docker-compose (or docker compose) available (apt-get as root) for the compose test
 	@bash scripts/install-compose.sh

@@ -205,6 +205,14 @@ class Daemon:
             self.data_dir, self.settings, extra_env=self.extra_env, port=self.port, token=self.token
         )
 
+    def submit(self, code: str, **fields: Any) -> str:
+        """Start a run (``fields``: more of its request) without waiting for it; its id."""
+        with self.client() as http:
+            answer = http.post("/v1/runs", json={"code": code, "wait": False, **fields})
+        assert answer.status_code == 202, answer.text
+        run_id: str = answer.json()["id"]
+        return run_id
+
     def record(self, run_id: str) -> dict[str, Any]:
         response = self._request("GET", f"/v1/runs/{run_id}")
         response.raise_for_status()

@@ -54,14 +54,6 @@ def processes(client: docker.DockerClient, container_id: str) -> str:
     return "\n".join(" ".join(row) for row in top.get("Processes") or [])
 
 
-def submit(daemon: Daemon, code: str, **body: Any) -> str:
-    with daemon.client() as client:
-        response = client.post("/v1/runs", json={"code": code, "wait": False, **body})
-    assert response.status_code == 202, response.text
-    run_id: str = response.json()["id"]
-    return run_id
-
-
 def kill_restart_and_check(daemon: Daemon, engine: PrivateEngine, run_ids: list[str]) -> None:
     daemon.kill()
     restarted = daemon.restart()
@@ -99,11 +91,11 @@ def test_kill_9_while_queued(
 ) -> None:
     daemon = daemon_on(max_concurrent_runs=1)
     client = on_private_engine.client()
-    running = submit(daemon, SLEEPER)
+    running = daemon.submit(SLEEPER)
     poll(
         lambda: container_of(client, running) is not None, timeout_s=30, what="the first container"
     )
-    queued = submit(daemon, SLEEPER)
+    queued = daemon.submit(SLEEPER)
     assert daemon.record(queued)["status"] == "queued"
 
     kill_restart_and_check(daemon, on_private_engine, [running, queued])
@@ -115,7 +107,7 @@ def test_kill_9_while_creating(
 ) -> None:
     daemon = daemon_on()
     client = on_private_engine.client()
-    run_id = submit(daemon, SLEEPER)
+    run_id = daemon.submit(SLEEPER)
     # As soon as the container exists, before its runner has started the code.
     poll(lambda: container_of(client, run_id) is not None, timeout_s=30, what="the container")
 
@@ -141,7 +133,7 @@ def test_kill_9_while_running_or_collecting(
 ) -> None:
     daemon = daemon_on()
     client = on_private_engine.client()
-    run_id = submit(daemon, code, timeout_s=60)
+    run_id = daemon.submit(code, timeout_s=60)
     seen: list[str] = []
 
     def in_step() -> bool:
@@ -164,7 +156,7 @@ def test_kill_9_while_installing(
     # The private engine has no network, so pip retries (and waits) for a while.
     daemon = daemon_on(install_mode="per_run", installer="pip", install_network="none")
     client = on_private_engine.client()
-    run_id = submit(daemon, "import six", requirements=["six"])
+    run_id = daemon.submit("import six", requirements=["six"])
 
     def installing() -> bool:
         container = container_of(client, run_id)

@@ -25,15 +25,21 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.support.browser import chromium, output_dir
+from tests.support.console import (
+    CANARY,
+    CONSOLE_TOKEN,
+    FAILING,
+    HEIGHT,
+    HOSTILE,
+    HOSTILE_SHOWN,
+    RAN,
+    WIDTH,
+)
 from tests.support.daemon import Daemon
 from tests.support.wait import poll
 
 pytestmark = pytest.mark.integration
 
-CONSOLE_TOKEN = "console-browser-token"
-WIDTH, HEIGHT = 1280, 860  # a laptop's screen
-CANARY = "return document.body.dataset.pwned || null"
-FAILING = "def divide(a, b):\n    return a / b\n\nprint('about to divide')\ndivide(1, 0)\n"
 LIVE = "import time\nfor i in range(40):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)\n"
 # A 160x90 bar chart as a PNG, made with the standard library only: no install needed.
 PNG = (
@@ -52,17 +58,6 @@ PNG = (
     "       + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))\n"
     "open('outputs/chart.png', 'wb').write(png)\n"
     "print('wrote the chart')\n"
-)
-HOSTILE = (
-    "import pathlib\n"
-    "print('<script>document.body.dataset.pwned = \"stdout\"</script>')\n"
-    "print('<img src=x onerror=\"document.body.dataset.pwned = 1\">')\n"
-    "out = pathlib.Path('outputs')\n"
-    "(out / '<img src=x onerror=\"document.body.dataset.pwned = 2\">.txt').write_text('x')\n"
-    "(out / '<script>name.txt').write_text('x')\n"
-    "(out / 'evil.html').write_text(\n"
-    "    '<p id=hello>hello</p><script>document.body.dataset.ran = \"yes\";'\n"
-    "    'parent.document.body.dataset.pwned = \"frame\"</script>')\n"
 )
 SALES_CSV = b"region,units\nnorth,7\nsouth,5\n<b>east</b>,3\n"
 READ_SALES = "print(open('/data/sales/sales.csv').read())"
@@ -88,31 +83,6 @@ def _start_session(daemon: Daemon) -> str:
             cell = http.post(f"/v1/sessions/{session_id}/cells", json={"code": code})
             assert cell.status_code == 200 and cell.json()["status"] == "succeeded", cell.text
     return session_id
-
-
-@pytest.fixture(scope="module")
-def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("console-tokens") / "tokens"
-    path.write_text(f"{CONSOLE_TOKEN}\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def daemon(
-    settings_kwargs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, token_file: Path
-) -> Iterator[Daemon]:
-    values = {
-        **settings_kwargs,
-        "install_mode": "cache",
-        "installer": "uv",
-        "max_concurrent_runs": 2,
-        "max_queued_runs": 4,
-        "api_token_file": token_file,
-    }
-    started = Daemon.start(tmp_path_factory.mktemp("console-data"), values)
-    yield started
-    started.stop()
-    print(f"--- daemon log ({started.url}) ---\n{started.log()}")
 
 
 @pytest.fixture(scope="module")
@@ -196,14 +166,10 @@ class Console:
         self.wait(clicked, what)
 
     def canary(self) -> object:
-        return self.driver.execute_script(CANARY)
+        return self.driver.execute_script(f"return {CANARY}")
 
     def submit(self, code: str, **fields: Any) -> str:
-        with self.daemon.client() as http:
-            answer = http.post("/v1/runs", json={"code": code, "wait": False, **fields})
-        assert answer.status_code == 202, answer.text
-        run_id: str = answer.json()["id"]
-        return run_id
+        return self.daemon.submit(code, **fields)
 
 
 @pytest.fixture(scope="module")
@@ -276,16 +242,15 @@ def test_hostile_output_names_and_html_run_nothing(console: Console) -> None:
     frame = console.wait(lambda: console.driver.find_elements(By.CSS_SELECTOR, "iframe"), "frame")
     console.driver.switch_to.frame(frame[0])
     console.wait(lambda: console.has("#hello"), "the HTML artifact in its frame")
-    assert console.driver.execute_script("return document.body.dataset.ran || null") is None
+    assert console.driver.execute_script(f"return {RAN}") is None
     console.driver.switch_to.default_content()
-    assert "<script>document.body.dataset.pwned" in console.text()  # shown as text
-    assert '<img src=x onerror="document.body.dataset.pwned = 2">.txt' in console.text()
+    assert all(shown in console.text() for shown in HOSTILE_SHOWN)  # as text
     assert console.canary() is None
     console.shoot("run-hostile")
     # Opened on its own, the HTML is still sandboxed: its script does not run.
     console.open(f"/runs/{run_id}/preview/evil.html")
     console.wait(lambda: console.has("#hello"), "the HTML artifact alone")
-    assert console.driver.execute_script("return document.body.dataset.ran || null") is None
+    assert console.driver.execute_script(f"return {RAN}") is None
 
 
 class _Attacker(http.server.BaseHTTPRequestHandler):
