@@ -8,8 +8,9 @@ extra ``ai-data-agent[postgres]``). The routes, ``/mcp``, the execution core and
 the node contracts are the service's own (`ai_data_agent.service`); only where
 runs and sessions are kept and how they cross machines is here.
 
-A request to an API node meets, in order: `api` (`ClusterNode`: admission
-bounded cluster-wide, cancel, housekeeping), `follower` (the `RunHandle` of a
+A request to an API node meets, in order: `api` (`ClusterNode`: the node's parts
+and housekeeping), `api_dispatcher` (admission bounded cluster-wide, cancel),
+`follower` (the `RunHandle` of a
 run executing elsewhere, fed from the database) or `api_sessions` (a session
 call routed to its worker as a row). A worker meets the same run from the
 other side: `worker` (claims, `execution.execute_run`, the lease), `pump` (its

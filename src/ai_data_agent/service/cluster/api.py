@@ -25,15 +25,13 @@ from collections.abc import Callable
 import psycopg
 from loguru import logger
 
-from ai_data_agent.api_models import ActiveStatus
 from ai_data_agent.checks import Check
-from ai_data_agent.errors import NotReady, NoWorker, QueueFull
 from ai_data_agent.executor import Executor
-from ai_data_agent.models import Limits, RunRequest
 from ai_data_agent.service.audit import AuditLog
 from ai_data_agent.service.auth import TokenAuth
 from ai_data_agent.service.cluster import pg_events
 from ai_data_agent.service.cluster.api_checkpoints import ClusterCheckpoints
+from ai_data_agent.service.cluster.api_dispatcher import ClusterDispatcher, unavailable
 from ai_data_agent.service.cluster.api_sessions import ClusterSessions
 from ai_data_agent.service.cluster.blob_routes import BlobServer
 from ai_data_agent.service.cluster.db import Database, Listener
@@ -47,136 +45,21 @@ from ai_data_agent.service.cluster.pg_workers import CHANNEL_CALL, WorkerRegistr
 from ai_data_agent.service.cpu_usage import CpuAccount
 from ai_data_agent.service.datasets.keeper import DatasetKeeper
 from ai_data_agent.service.datasets.service import DatasetService
-from ai_data_agent.service.handles import RunHandle
 from ai_data_agent.service.health import probe, writable_probe
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import (
-    REASON_CANCELLED_QUEUED,
     ArtifactBody,
     CheckpointService,
     RunExecutor,
     SessionService,
 )
 from ai_data_agent.service.prewarm import Prewarmer
-from ai_data_agent.service.quotas import quotas_of
-from ai_data_agent.service.records import TenantRecords
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobStore, LocalBlobStore
-from ai_data_agent.tenant_models import ADMIN_TENANT
 
-__all__ = ["ClusterDispatcher", "ClusterNode"]
+__all__ = ["ClusterNode"]
 
 WORKERS_KEPT_S = 7 * 24 * 3600.0  # gone workers stay listed this long (their runs name them)
-
-
-def unavailable(exc: psycopg.Error) -> NotReady:
-    return NotReady(f"the database cannot be reached: {exc}".strip())
-
-
-class ClusterDispatcher:
-    """`node.RunDispatcher` over the database: admission bounded cluster-wide, the
-    handles of runs that execute on any worker (`Follower`), cancels told by NOTIFY."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        store: PgRunStore,
-        follower: Follower,
-        metrics: ServiceMetrics,
-        tenants: TenantRecords,
-        workers: WorkerRegistry,
-    ) -> None:
-        self._settings = settings
-        self._store = store
-        self._tenants = tenants
-        self._follower = follower
-        self._metrics = metrics
-        self._workers = workers
-        self._accepting = False
-
-    @property
-    def accepting(self) -> bool:
-        return self._accepting
-
-    @property
-    def in_flight(self) -> int:
-        """Runs this node follows (its clients may wait on them): a drain keeps answering
-        until they end, wherever they run."""
-        return self._follower.following
-
-    def open(self) -> None:
-        self._accepting = True
-
-    def close(self) -> None:
-        self._accepting = False
-
-    def submit(
-        self, request: RunRequest, limits: Limits, *, tenant: str = ADMIN_TENANT
-    ) -> RunHandle:
-        """Admit ``request`` (``tenant``'s) cluster-wide and follow it.
-
-        Raises:
-            QueueFull: the cluster is full; nothing was recorded.
-            QuotaExceeded: the tenant holds as many runs as its quotas let it.
-            NotReady: shutting down, or the database cannot be reached.
-        """
-        if not self._accepting:
-            raise NotReady("the API node is starting or shutting down; it takes no new runs")
-        quotas = quotas_of(self._tenants, tenant)
-        run_id = uuid.uuid4().hex
-        s = self._settings
-        try:
-            self._store.admit(
-                run_id,
-                request,
-                limits,
-                max_queued=s.max_queued_runs,
-                lease_s=s.lease_timeout_s,
-                tenant=tenant,
-                quotas=quotas,
-            )
-        except psycopg.Error as exc:
-            logger.error("cannot admit a run: {}", exc)
-            raise unavailable(exc) from exc
-        except QueueFull as exc:  # QuotaExceeded too
-            self._metrics.observe_rejected(exc, tenant)
-            raise
-        logger.bind(run_id=run_id).debug("run admitted")
-        return self._follower.track(run_id)
-
-    def find(self, run_id: str) -> RunHandle | None:
-        try:
-            return self._follower.follow(run_id)
-        except psycopg.Error as exc:
-            raise unavailable(exc) from exc
-
-    def cancel(self, run_id: str) -> RunHandle | None:
-        """Cancel a queued run at once, or tell the worker running it (NOTIFY)."""
-        try:
-            handle = self._follower.follow(run_id)
-            if handle is None:
-                return None
-            outcome = self._store.request_cancel(run_id, REASON_CANCELLED_QUEUED)
-        except psycopg.Error as exc:
-            raise unavailable(exc) from exc
-        logger.bind(run_id=run_id).info("cancel requested: {}", outcome or "already ended")
-        self._follower.notify(run_id)
-        return handle
-
-    def check_execution(self, run_id: str) -> None:
-        """Raises `NoWorker` while ``run_id`` is queued and no worker holds a live lease."""
-        try:
-            if self._workers.live(lease_s=self._settings.lease_timeout_s):
-                return
-            record = self._store.get(run_id)
-        except psycopg.Error as exc:
-            raise unavailable(exc) from exc
-        if record is not None and record.status == ActiveStatus.QUEUED:
-            raise NoWorker(
-                f"no live worker in the cluster: run {run_id} stays queued and starts when a "
-                f"worker does; follow it at /v1/runs/{run_id}",
-                run_id=run_id,
-            )
 
 
 class ClusterNode:
