@@ -58,6 +58,7 @@ __all__ = ["EnvCache", "Environments", "PendingCompile", "Vanished", "once_more_
 
 LABEL_CACHE = LABEL_PREFIX + "cache"
 HINT_WAIT_S = 60.0  # a new environment's compile waits this long at most for a run's imports
+FIRST_COMPILE_MAX_S = 30.0  # a run waits this long at most for its imports' bytecode
 T = TypeVar("T")
 
 
@@ -113,6 +114,7 @@ class PendingCompile:
     key: str
     run_id: str
     first: list[str] = field(default_factory=list)
+    claimed: bool = False  # by the run that reports its imports (or the timer)
     submitted: bool = False
     timer: threading.Timer | None = None
 
@@ -262,13 +264,26 @@ class EnvCache:
         self._submit(pending)
 
     def imported(self, key: str, files: list[str]) -> None:
-        """What a run of ``key`` imported (files relative to it): compiled first, when the
-        environment's compile waits for them."""
+        """What a run of ``key`` imported (files relative to it), when the environment's
+        compile waits for them: compiled now, at a run's weight and before the caller
+        goes on (at most `FIRST_COMPILE_MAX_S`), so the next run finds their bytecode
+        even when it starts at once; the rest in the background."""
         with self._guard:
             pending = self._compiles.get(key)
-            if pending is None or pending.submitted:
+            if pending is None or pending.claimed or pending.submitted:
                 return
-            pending.first = list(files)
+            pending.claimed = True
+            if pending.timer is not None:
+                pending.timer.cancel()
+        if files:
+            cut = threading.Event()
+            timer = threading.Timer(FIRST_COMPILE_MAX_S, cut.set)
+            timer.start()
+            try:
+                done = self.sandboxes.compile(key, pending.run_id, cut, files, rest=False)
+            finally:
+                timer.cancel()
+            pending.first = [] if done else list(files)
         self._submit(pending)
 
     def _submit(self, pending: PendingCompile) -> None:
@@ -302,7 +317,8 @@ class EnvCache:
         environment stays, without the rest of its bytecode, and its next hit compiles
         it); remove the staging volume made ahead. Idempotent; the cache stays usable."""
         with self._guard:
-            waiting = [p for p in self._compiles.values() if not p.submitted]
+            # Those claimed are the reporting run's, which submits them.
+            waiting = [p for p in self._compiles.values() if not (p.submitted or p.claimed)]
         for pending in waiting:
             if not stop_compiles:
                 self._submit(pending)
