@@ -29,7 +29,7 @@ BENCH_CLIENTS (4), BENCH_TPUT_RUNS (runs per client, 12), BENCH_TPUT_BLOCKS (4),
 BENCH_PROFILE_N (8), BENCH_EXPERIMENTS (1), BENCH_PEERS (0), BENCH_PEER_N (3),
 BENCH_DATASET_BYTES (2 GiB), BENCH_DESCRIBE_BYTES (1 GiB),
 BENCH_PEER_PYTHON (/tmp/peer-venv/bin/python), BENCH_SKIP (comma list of: http,
-pandas, throughput, profile, sessions, datasets, cluster), BENCH_OUT, BENCH_LOG_LEVEL (WARNING); the
+pandas, throughput, profile, preimport, sessions, datasets, cluster), BENCH_OUT, BENCH_LOG_LEVEL (WARNING); the
 cluster section (`bench.cluster`) has knobs of its own.
 """
 
@@ -73,6 +73,7 @@ from ai_data_agent.executor.spec import LABEL_CONTROLLER, LABEL_RUN_ID
 from bench import checkpoints as checkpoint_bench
 from bench import cluster as cluster_bench
 from bench import datasets as dataset_bench
+from bench import preimport as preimport_bench
 from bench.datasets import DatasetBench
 from bench.floor import CA_BUNDLE, HELLO, Floor, vm_rss
 from bench.profile import InstallSteps, PhaseProfiler, summarise
@@ -773,6 +774,16 @@ class Bench:
                 self.results["pandas"] = self.pandas()
             except Exception as exc:  # report what there is, and why the rest is missing
                 self.note(f"pandas section failed: {type(exc).__name__}: {exc}")
+        if "preimport" not in cfg.skip:
+            log("pre-import: pandas runs and sessions from a pre-imported pool, plain cache hits")
+            settings = {"sandbox_image": self.image, "ca_bundle": self.cfg.ca_bundle}
+            try:
+                bench = preimport_bench.PreimportBench(
+                    self.tmp / "preimport", settings, cfg.pandas_n
+                )
+                self.results["preimport"] = bench.run()
+            except Exception as exc:  # report what there is, and why the rest is missing
+                self.note(f"pre-import section failed: {type(exc).__name__}: {exc}")
         if "sessions" not in cfg.skip:
             log("sessions: start, cell round trip, a 10-step analysis")
             settings = {"sandbox_image": self.image, "ca_bundle": self.cfg.ca_bundle}
@@ -1007,6 +1018,8 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     target("cell round trip over HTTP (1 + 1) p50 <= 0.020 s", cell, 0.020)
     for name, value, most in checkpoint_bench.targets(results.get("checkpoints") or {}):
         target(name, value, most)
+    for name, value, most in preimport_bench.targets(results.get("preimport") or {}):
+        target(name, value, most)
     for name, value in (results.get("rss_idle_bytes") or {}).items():
         target(f"idle controller RSS ({name} daemon) <= 80 MB", value / MB if value else None, 80)
     dataset_targets(results.get("datasets") or {}, target)
@@ -1207,6 +1220,7 @@ def render(results: dict[str, Any]) -> str:
             )
     lines += render_sessions(results.get("sessions"))
     lines += checkpoint_bench.render(results.get("checkpoints"))
+    lines += preimport_bench.render(results.get("preimport"))
     lines.append("")
     lines.append("targets, as ratios (RSS in MB)")
     for t in results.get("targets", []):
