@@ -2,7 +2,8 @@
 
 Two API nodes with the same ``console_secret``: a browser signed in on one is
 signed in on the other (behind a load balancer either may answer), and both
-show a run that a worker executed, with its output and artifact.
+show a run that a worker executed, with its output and artifact, and a session's
+cell with its code (kept in the shared database by the worker).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ pytestmark = [
     pytest.mark.filterwarnings(r"ignore:unclosed <socket\.socket:ResourceWarning"),
 ]
 
+CELL = "answer_from_a_worker = 6 * 7\nanswer_from_a_worker"
 CODE = "open('outputs/table.csv', 'w').write('a,b\\n1,2\\n'); print('made by a worker')"
 
 
@@ -33,6 +35,14 @@ def test_the_console_answers_on_every_api_node(
     cluster.worker(engines[0])
     run_id = one.submit(CODE)
     one.wait_terminal(run_id)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=one.url, headers=auth, timeout=180) as api:
+        created = api.post("/v1/sessions", json={})
+        assert created.status_code == 201, created.text
+        session_id = created.json()["id"]
+        cell = api.post(f"/v1/sessions/{session_id}/cells", json={"code": CELL})
+        assert cell.json()["status"] == "succeeded", cell.text
+        api.delete(f"/v1/sessions/{session_id}")
 
     with httpx.Client(base_url=one.url) as browser:
         form = browser.get("/console/login")
@@ -52,6 +62,9 @@ def test_the_console_answers_on_every_api_node(
         assert page.status_code == 200 and "made by a worker" in page.text
         download = browser.get(f"/console/runs/{run_id}/artifacts/table.csv")
         assert download.status_code == 200 and download.content == b"a,b\n1,2\n"
+        session = browser.get(f"/console/sessions/{session_id}")
+        assert session.status_code == 200 and '<pre class="code cell-code">' in session.text
+        assert "answer_from_a_worker" in session.text and "42" in session.text  # code, result
         health = browser.get("/console/health")
         assert health.status_code == 200 and "cluster API node" in health.text
         assert "database" in health.text

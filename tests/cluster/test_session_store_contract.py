@@ -96,6 +96,17 @@ def test_another_node_sees_what_one_wrote(make_registry: MakeRegistry) -> None:
     assert reader.get_cell("s1", 1) == cell("s1", 1, "hi\n")
 
 
+def test_a_cell_keeps_its_code_and_an_earlier_record_has_none(registry: SessionRegistry) -> None:
+    registry.put(session("s1"))
+    registry.put_cell(cell("s1", 1, "hi\n"), "print('hi')\n")
+    registry.put_cell(cell("s1", 2))  # as a writer that does not know the code
+    assert registry.cell_code("s1", 1) == "print('hi')\n"
+    assert registry.cell_code("s1", 2) is None and registry.cell_code("s1", 3) is None
+    registry.put_cell(cell("s1", 1, "again\n"), "print('again')")
+    assert registry.cell_code("s1", 1) == "print('again')"
+    assert registry.get_cell("s1", 1) == cell("s1", 1, "again\n")
+
+
 def test_an_ended_session_is_never_written_back_to_live(registry: SessionRegistry) -> None:
     registry.put(session("s1"))
     closed = session("s1", SessionStatus.CLOSED, error="closed by request", idle_expires_at=None)

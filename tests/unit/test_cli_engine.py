@@ -22,8 +22,9 @@ from ai_data_agent.executor.docker.backend import NO_ENGINE_HELP
 from ai_data_agent.models import RunStatus
 
 # docker-py's unix transport leaves the socket of a failed connect to the garbage
-# collector (docker/transport/unixconn.py): expected here, and collected after each
-# test so that its ResourceWarning never lands in an unrelated one.
+# collector (docker/transport/unixconn.py): expected here, and collected once after
+# this module's last test (a full collection takes seconds late in a session) so that
+# its ResourceWarning never lands in an unrelated module.
 pytestmark = pytest.mark.filterwarnings(r"ignore:unclosed <socket\.socket:ResourceWarning")
 
 # What to do: every line of the guidance after the one naming the endpoint and reason.
@@ -39,7 +40,7 @@ ENGINE_COMMANDS = [
 ]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _collect_failed_connections() -> Iterator[None]:
     yield
     gc.collect()

@@ -102,10 +102,11 @@ class RunHandle(Completion):
 class CellHandle(Completion):
     """A cell submitted to a session: its number, live events, and its result or error."""
 
-    def __init__(self, session_id: str, count: int) -> None:
+    def __init__(self, session_id: str, count: int, code: str | None = None) -> None:
         super().__init__()
         self.session_id = session_id
         self.count = count
+        self.code = code  # what runs (None where the handle's maker does not know it)
         self.result: CellResult | None = None
         self.error: AiDataAgentError | None = None
 

@@ -136,6 +136,9 @@ class KeptSessions:
     def cell(self, session_id: str, count: int) -> CellHandle | CellResult | None:
         return self.manager.cell(session_id, count)
 
+    def cell_code(self, session_id: str, count: int) -> str | None:
+        return self.manager.store.cell_code(session_id, count)
+
     def interrupt(self, session_id: str) -> bool:
         info = self.manager.get(session_id)
         if info is not None and info.status == SessionStatus.PAUSED:

@@ -163,6 +163,9 @@ class SessionService(Protocol):
 
     def cell(self, session_id: str, count: int) -> CellHandle | CellResult | None: ...
 
+    def cell_code(self, session_id: str, count: int) -> str | None:
+        """The code of a finished cell, where its record keeps it."""
+
     def interrupt(self, session_id: str) -> bool: ...
 
     def restart(self, session_id: str) -> SessionInfo: ...

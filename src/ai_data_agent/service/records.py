@@ -125,9 +125,13 @@ class SessionRegistry(Protocol):
     def lose_live(self, reason: str) -> list[str]:
         """Mark ``lost`` every live session this node holds; return their ids."""
 
-    def put_cell(self, result: CellResult) -> None: ...
+    def put_cell(self, result: CellResult, code: str | None = None) -> None:
+        """Record a cell's result and the code that made it (None: not known)."""
 
     def get_cell(self, session_id: str, n: int) -> CellResult | None: ...
+
+    def cell_code(self, session_id: str, n: int) -> str | None:
+        """The code of a recorded cell; None when no cell or no code is recorded."""
 
     def delete_before(self, keep: int) -> int:
         """Keep the newest ``keep`` ended sessions (and their cells); return how many went."""

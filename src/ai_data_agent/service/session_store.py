@@ -38,11 +38,13 @@ CREATE TABLE IF NOT EXISTS cells (
     session_id TEXT NOT NULL,
     n          INTEGER NOT NULL,
     result     TEXT NOT NULL,             -- CellResult JSON
+    code       TEXT,                      -- the cell's code (NULL: recorded without it)
     PRIMARY KEY (session_id, n)
 );
 """
-# A file written before tenants: its sessions belong to the built-in admin tenant.
-COLUMNS = (("sessions", "tenant", "TEXT NOT NULL DEFAULT 'admin'"),)
+# A file written before tenants: its sessions belong to the built-in admin tenant;
+# before cells kept their code: those cells have none.
+COLUMNS = (("sessions", "tenant", "TEXT NOT NULL DEFAULT 'admin'"), ("cells", "code", "TEXT"))
 INDEXES = "CREATE INDEX IF NOT EXISTS sessions_by_tenant ON sessions (tenant, seq);"
 
 
@@ -109,12 +111,21 @@ class SessionStore(SqliteFile):
                 lost.append(info.id)
         return lost
 
-    def put_cell(self, result: CellResult) -> None:
+    def put_cell(self, result: CellResult, code: str | None = None) -> None:
         with self._lock:
             self._db().execute(
-                "INSERT OR REPLACE INTO cells (session_id, n, result) VALUES (?, ?, ?)",
-                (result.session_id, result.execution_count, result.model_dump_json()),
+                "INSERT OR REPLACE INTO cells (session_id, n, result, code) VALUES (?, ?, ?, ?)",
+                (result.session_id, result.execution_count, result.model_dump_json(), code),
             )
+
+    def cell_code(self, session_id: str, n: int) -> str | None:
+        with self._lock:
+            row = (
+                self._db()
+                .execute("SELECT code FROM cells WHERE session_id = ? AND n = ?", (session_id, n))
+                .fetchone()
+            )
+        return None if row is None else row[0]
 
     def get_cell(self, session_id: str, n: int) -> CellResult | None:
         with self._lock:

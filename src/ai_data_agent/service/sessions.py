@@ -290,7 +290,7 @@ class SessionManager:
         """
         live = self._take(session_id)
         session = live.session
-        handle = CellHandle(session_id, session.execution_count + 1)
+        handle = CellHandle(session_id, session.execution_count + 1, request.code)
         live.cell = handle
         handle.events.publish("status", {"status": "running", "execution_count": handle.count})
         worker = threading.Thread(
@@ -316,7 +316,7 @@ class SessionManager:
         error: AiDataAgentError | None = None
         try:
             result = session.run(request.code, timeout_s=request.timeout_s, on_event=on_event)
-            self.store.put_cell(result)
+            self.store.put_cell(result, request.code)
             self.metrics.cells.labels(status=result.status.value).inc()
             self.metrics.kernel_restarts.inc(max(result.generation - generation, 0))
             handle.events.publish_json("result", result.model_dump_json())

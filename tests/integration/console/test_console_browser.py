@@ -64,6 +64,8 @@ HOSTILE = (
     "    '<p id=hello>hello</p><script>document.body.dataset.ran = \"yes\";'\n"
     "    'parent.document.body.dataset.pwned = \"frame\"</script>')\n"
 )
+SALES_CSV = b"region,units\nnorth,7\nsouth,5\n<b>east</b>,3\n"
+READ_SALES = "print(open('/data/sales/sales.csv').read())"
 SESSION_CELLS = (
     "import pandas as pd\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
     "df = pd.DataFrame({'region': ['north', 'south', 'east'], 'units': [7, 5, 3]})",
@@ -171,6 +173,20 @@ class Console:
             self.driver.save_screenshot(str(self.shots / f"{name}.png"))
         finally:
             self.driver.set_window_size(WIDTH, HEIGHT)
+
+    def click(self, selector: str, what: str) -> None:
+        """Click the element once it is there, again if a refresh replaced it meanwhile."""
+
+        def clicked() -> bool:
+            try:
+                found = self.driver.find_elements(By.CSS_SELECTOR, selector)
+                if found:
+                    found[0].click()
+                return bool(found)
+            except StaleElementReferenceException:
+                return False
+
+        self.wait(clicked, what)
 
     def canary(self) -> object:
         return self.driver.execute_script(CANARY)
@@ -331,6 +347,28 @@ def test_a_session_shows_its_table_and_chart(console: Console, session_id: Futur
     console.shoot("session")
 
 
+def test_a_session_pauses_and_resumes_from_its_page(
+    console: Console, session_id: Future[str]
+) -> None:
+    found = session_id.result(timeout=300)
+    console.open(f"/sessions/{found}")
+    console.wait(lambda: console.has("pre.cell-code span.k"), "the cells' code, highlighted")
+    assert "df = pd.DataFrame" in console.text()
+    console.click("#pause", "the pause button")
+    console.wait(lambda: "paused: checkpointed" in console.text(), "paused", timeout_s=120)
+    assert console.daemon.client().get(f"/v1/sessions/{found}").json()["status"] == "paused"
+    assert not console.has("#pause")
+    console.shoot("session-paused")
+    console.click("#resume", "the resume button")
+    console.wait(lambda: "live: a container" in console.text(), "resumed", timeout_s=120)
+    with console.daemon.client(timeout=120) as http:
+        cell = http.post(f"/v1/sessions/{found}/cells", json={"code": "int(df.units.sum())"})
+    assert cell.json()["result"]["data"]["text/plain"] == "15", cell.text  # df came back
+    audit = console.daemon.client().get("/v1/audit", params={"action": "session."}).json()
+    actions = [(e["action"], e["object_id"]) for e in audit["items"]]
+    assert ("session.pause", found) in actions and ("session.resume", found) in actions
+
+
 def test_health_page(console: Console) -> None:
     console.open("/health")
     console.wait(
@@ -338,6 +376,37 @@ def test_health_page(console: Console) -> None:
     )
     assert "ready" in console.text()
     console.shoot("health")
+
+
+def test_a_dataset_is_listed_with_its_versions_files_and_preview(console: Console) -> None:
+    with console.daemon.client() as http:
+        put = http.post(
+            "/v1/datasets/sales/versions",
+            params={"path": "sales.csv"},
+            content=SALES_CSV,
+            headers={"content-type": "application/octet-stream"},
+        )
+    assert put.status_code == 201, put.text
+    console.open("/datasets")
+    console.wait(lambda: console.has("a[href$='/datasets/sales?tenant=admin']"), "listed")
+    console.shoot("datasets")
+    console.driver.find_element(By.CSS_SELECTOR, "a[href$='/datasets/sales?tenant=admin']").click()
+    console.wait(lambda: "version 1" in console.text(), "its versions")
+    console.driver.find_element(By.LINK_TEXT, "version 1").click()
+    console.wait(lambda: "sales.csv" in console.text() and console.has("#describe"), "its files")
+    assert put.json()["digest"] in console.text()
+    console.shoot("dataset-version")
+    console.driver.find_element(By.ID, "describe").click()
+    console.wait(lambda: console.has("table.preview-rows"), "the preview", timeout_s=120)
+    cells = [c.text for c in console.driver.find_elements(By.CSS_SELECTOR, ".preview-rows td")]
+    assert "<b>east</b>" in cells and "north" in cells  # a value shown as text
+    assert "3 rows" in console.text() and console.canary() is None
+    console.shoot("dataset-describe")
+    run_id = console.submit(READ_SALES, datasets=["sales"])
+    assert console.daemon.wait_terminal(run_id)["status"] == "succeeded"
+    console.open(f"/runs/{run_id}")
+    mounts = console.wait(lambda: console.driver.find_elements(By.ID, "datasets"), "mounts")
+    assert "/data/sales" in mounts[0].text and "version 1" in mounts[0].text
 
 
 def _sign_in(console: Console, token: str) -> None:
@@ -361,6 +430,11 @@ def test_another_tenant_sees_nothing_and_a_revoked_token_signs_out(console: Cons
     console.wait(lambda: "no run with id" in console.text(), "the admin's run is not found")
     console.open("/sessions")
     console.wait(lambda: "0 live, 0 listed" in console.text(), "no sessions of another tenant")
+    console.open("/datasets")
+    console.wait(lambda: "No datasets." in console.text(), "no datasets of another tenant")
+    for path in ("/datasets/sales", "/datasets/sales/versions/1", "/datasets/sales?tenant=admin"):
+        console.open(path)
+        console.wait(lambda: "no dataset 'sales'" in console.text(), f"{path}: not found")
     console.open("/runs")
     with console.daemon.client() as http:
         assert http.delete("/v1/tokens/team-b-1").status_code == 200

@@ -47,6 +47,9 @@ CREATE TABLE cells (
 INSERT INTO sessions (id, node, status, info) VALUES ('old-session', 'ctl', 'closed',
   '{"id": "old-session", "status": "closed", "created_at": "2026-01-01T00:00:00Z",
     "last_activity_at": "2026-01-01T00:00:00Z"}');
+INSERT INTO cells (session_id, n, result) VALUES ('old-session', 1,
+  '{"session_id": "old-session", "execution_count": 1, "generation": 0,
+    "status": "succeeded", "state": "preserved"}');
 """
 
 
@@ -82,6 +85,10 @@ def test_the_stores_of_the_previous_version_open_with_every_row_the_admins(tmp_p
         assert runs.list(tenant=ADMIN_TENANT)[1] == 1 and runs.list(tenant="team-a")[1] == 0
         info = sessions.get("old-session")
         assert info is not None and info.tenant == ADMIN_TENANT
+        old_cell = sessions.get_cell("old-session", 1)
+        assert old_cell is not None and sessions.cell_code("old-session", 1) is None
+        sessions.put_cell(old_cell.model_copy(update={"execution_count": 2}), "x = 1")
+        assert sessions.cell_code("old-session", 2) == "x = 1"
         runs.insert("new-run", record.request, tenant="team-a")
         assert runs.list(tenant="team-a")[0][0].tenant == "team-a"
     finally:

@@ -347,6 +347,9 @@ class ClusterSessions:
                 return self._follow(call)
         return self.registry.get_cell(session_id, count)
 
+    def cell_code(self, session_id: str, count: int) -> str | None:
+        return self.registry.cell_code(session_id, count)
+
     def _follow(self, call: Call) -> CellHandle:
         assert call.n is not None
         with self._lock:

@@ -141,13 +141,21 @@ class PgSessionRegistry:
             )
         return [str(row[0]) for row in rows]
 
-    def put_cell(self, result: CellResult) -> None:
+    def put_cell(self, result: CellResult, code: str | None = None) -> None:
         with self.db.connection() as conn:
             conn.execute(
-                "INSERT INTO cells (session_id, n, result) VALUES (%s, %s, %s) "
-                "ON CONFLICT (session_id, n) DO UPDATE SET result = excluded.result",
-                (result.session_id, result.execution_count, result.model_dump_json()),
+                "INSERT INTO cells (session_id, n, result, code) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (session_id, n) DO UPDATE SET result = excluded.result, "
+                "code = excluded.code",
+                (result.session_id, result.execution_count, result.model_dump_json(), code),
             )
+
+    def cell_code(self, session_id: str, n: int) -> str | None:
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT code FROM cells WHERE session_id = %s AND n = %s", (session_id, n)
+            ).fetchone()
+        return None if row is None else row[0]
 
     def get_cell(self, session_id: str, n: int) -> CellResult | None:
         with self.db.connection() as conn:

@@ -268,6 +268,11 @@ ALTER TABLE runs ADD COLUMN tenant_cap INTEGER;
 CREATE INDEX runs_running_by_tenant ON runs (tenant) WHERE status = 'running';
 """
 
+V8: LiteralString = """
+-- A cell's code beside its result, for the console (NULL: a cell recorded without it).
+ALTER TABLE cells ADD COLUMN code TEXT;
+"""
+
 MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
     (1, V1),
     (2, V2),
@@ -276,6 +281,7 @@ MIGRATIONS: tuple[tuple[int, LiteralString], ...] = (
     (5, V5),
     (6, V6),
     (7, V7),
+    (8, V8),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -20,7 +20,15 @@ from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ai_data_agent.errors import AiDataAgentError, Unauthorized
-from ai_data_agent.service.console import audit, health, login, runs, sessions, tenants
+from ai_data_agent.service.console import (
+    audit,
+    datasets,
+    health,
+    login,
+    runs,
+    sessions,
+    tenants,
+)
 from ai_data_agent.service.console.backend import Backend, NodeProtocol
 from ai_data_agent.service.console.cookies import Visit
 from ai_data_agent.service.console.pages import Page
@@ -32,6 +40,7 @@ PATH = "/console"
 SECTIONS: tuple[tuple[Page, APIRouter], ...] = (
     (runs.PAGE, runs.router),
     (sessions.PAGE, sessions.router),
+    (datasets.PAGE, datasets.router),
     (tenants.PAGE, tenants.router),
     (audit.PAGE, audit.router),
     (health.PAGE, health.router),

@@ -5,8 +5,9 @@
                                         since=None, limit=50, offset=0)
     events = await backend.run_events(principal, run_id)   # live events, or None once ended
 
-Each run and session call takes the viewer's `Principal` and goes through the
-same ownership rule as the API (`runs`, `ownership.TenantSessions`): an agent
+Each run, session and dataset call takes the viewer's `Principal` and goes
+through the same ownership rule as the API (`runs`, `ownership.TenantSessions`,
+`ownership.TenantCheckpoints`, a dataset named within its tenant): an agent
 tenant sees only its own, anything else is `NotFound`. Every other console module reaches the node through this one, so one implementation
 serves one node and a cluster's API node alike, and a change of the node's protocols
 touches one file. Blocking calls run in worker threads; readiness probes run with a
@@ -22,17 +23,26 @@ from typing import Any
 import anyio
 
 from ai_data_agent.api_models import RunRecord, ServerInfo
+from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.checks import Check
+from ai_data_agent.dataset_models import (
+    DatasetDescription,
+    DatasetFile,
+    DatasetInfo,
+    DatasetPage,
+    DatasetVersion,
+)
 from ai_data_agent.errors import NotFound
 from ai_data_agent.models import Artifact
 from ai_data_agent.service import runs
 from ai_data_agent.service.auth import TokenAuth
+from ai_data_agent.service.datasets.describe import describe
 from ai_data_agent.service.events import RunEvents, sse_line
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.health import accepting, node_checks, timed
 from ai_data_agent.service.info import server_info
 from ai_data_agent.service.node import ArtifactBody, ServiceNode
-from ai_data_agent.service.ownership import TenantSessions
+from ai_data_agent.service.ownership import TenantCheckpoints, TenantSessions
 from ai_data_agent.service.records import AuditQuery
 from ai_data_agent.service.tenant_admin import TenantAdmin
 from ai_data_agent.session_models import (
@@ -55,6 +65,7 @@ __all__ = [
     "ArtifactBody",
     "Backend",
     "Cell",
+    "CodedCell",
     "NodeProtocol",
     "RunEvents",
     "TenantUsage",
@@ -70,6 +81,7 @@ GAUGES = {
 }
 
 Cell = CellResult | CellHandle
+CodedCell = tuple[Cell, str | None]  # a cell and its code, where it is known
 LIVE = LIVE_SESSION_STATUSES
 
 
@@ -86,6 +98,11 @@ class TenantUsage:
 NodeProtocol = ServiceNode  # what the console is built on (`console_app`)
 
 
+def _owner(principal: Principal, tenant: str | None) -> str:
+    """Whose dataset a request names: the principal's tenant's, or an admin's pick."""
+    return principal.scope(tenant) or principal.tenant
+
+
 async def _thread(function: Callable[..., Any], *args: Any) -> Any:
     return await anyio.to_thread.run_sync(function, *args)
 
@@ -96,6 +113,7 @@ class Backend:
     def __init__(self, node: ServiceNode) -> None:
         self._node = node
         self._sessions = TenantSessions(node.sessions)
+        self._checkpoints = TenantCheckpoints(node.sessions, node.checkpoints)
         self._admin = TenantAdmin(node.tenants)
         self._limiter = anyio.CapacityLimiter(PROBE_THREADS)
 
@@ -180,13 +198,28 @@ class Backend:
             return None
         return found
 
-    async def cells(self, principal: Principal, info: SessionInfo) -> list[Cell]:
-        """The session's newest cells in order, a running one last; cells the store no
-        longer has are left out."""
+    async def cells(self, principal: Principal, info: SessionInfo) -> list[CodedCell]:
+        """The session's newest cells in order, a running one last, each with its code
+        (None where the record has none); cells the store no longer has are left out."""
         last = info.execution_count + (1 if info.status is SessionStatus.BUSY else 0)
         first = max(1, last - MAX_CELLS + 1)
-        found = [await self.cell(principal, info.id, n) for n in range(first, last + 1)]
-        return [cell for cell in found if cell is not None]
+        found = await _thread(self._coded_cells, principal, info.id, range(first, last + 1))
+        return list(found)
+
+    def _coded_cells(self, principal: Principal, session_id: str, counts: range) -> list[CodedCell]:
+        found = []
+        for count in counts:
+            try:
+                cell = self._sessions.cell(principal, session_id, count)
+            except NotFound:
+                continue
+            code = (
+                cell.code
+                if isinstance(cell, CellHandle)
+                else self._node.sessions.cell_code(session_id, count)
+            )
+            found.append((cell, code))
+        return found
 
     async def interrupt(self, principal: Principal, session_id: str) -> bool:
         interrupted: bool = await _thread(self._sessions.interrupt, principal, session_id)
@@ -197,6 +230,59 @@ class Backend:
 
     async def close(self, principal: Principal, session_id: str) -> None:
         await _thread(self._sessions.close, principal, session_id)
+
+    async def pause(self, principal: Principal, session_id: str) -> SessionInfo:
+        """Checkpoint a live session, then remove its container (as ``POST .../pause``)."""
+        paused: SessionInfo = await _thread(self._checkpoints.pause, principal, session_id)
+        return paused
+
+    async def resume(self, principal: Principal, session_id: str) -> RestoreReport:
+        """A paused session in a fresh container, its state restored (as ``POST .../resume``)."""
+        report: RestoreReport = await _thread(self._checkpoints.resume, principal, session_id)
+        return report
+
+    # -- datasets (the principal's tenant's; an admin names another with ``tenant``) -------
+    async def datasets(self, principal: Principal, tenant: str | None) -> DatasetPage:
+        """The principal's tenant's datasets; an admin's: ``tenant``'s, or every tenant's."""
+        found: DatasetPage = await _thread(self._node.datasets.page, principal.scope(tenant))
+        return found
+
+    async def dataset(self, principal: Principal, tenant: str | None, name: str) -> DatasetInfo:
+        """Raises: NotFound: no such dataset of the tenant (another tenant's included)."""
+        found: DatasetInfo = await _thread(
+            self._node.datasets.dataset, _owner(principal, tenant), name
+        )
+        return found
+
+    async def dataset_version(
+        self, principal: Principal, tenant: str | None, name: str, version: int
+    ) -> DatasetVersion:
+        """A version with its files. Raises: NotFound: no such dataset or version."""
+        owner = _owner(principal, tenant)
+        found: DatasetVersion = await _thread(self._node.datasets.version, owner, name, version)
+        return found
+
+    async def dataset_file(
+        self, principal: Principal, tenant: str | None, name: str, version: int, path: str
+    ) -> tuple[DatasetFile, ArtifactBody]:
+        """A file of a version and its bytes. Raises: NotFound: no such version or file."""
+        owner = _owner(principal, tenant)
+        found: tuple[DatasetFile, ArtifactBody] = await _thread(
+            self._node.datasets.file, owner, name, version, path
+        )
+        return found
+
+    async def describe(
+        self, principal: Principal, tenant: str | None, name: str, version: int
+    ) -> DatasetDescription:
+        """The version's description, as ``GET .../describe``: cached, else computed now by a
+        run of the owning tenant (seconds).
+
+        Raises:
+            NotFound: no such dataset or version.
+            ServerError: the describe run failed.
+        """
+        return await describe(self._node, _owner(principal, tenant), name, version)
 
     # -- tenants and tokens (an admin's page) -------------------------------------------
     async def tenants(self) -> list[TenantUsage]:

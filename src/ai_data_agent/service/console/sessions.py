@@ -6,16 +6,18 @@
     GET  /console/sessions/{id}/cells/{n}/outputs/{k}.png   a figure (k: an index, or "result")
     GET  /console/sessions/{id}/cells/{n}/outputs/{k}.html  a table or other HTML, sandboxed
     POST /console/sessions/{id}/interrupt|restart|close     (forms, CSRF)
+    POST /console/sessions/{id}/pause|resume                a checkpoint, as the API's
 
-A cell's outputs come from its stored `CellResult` (the session registry keeps
-each cell's result, not its code): PNG figures as images, HTML (a DataFrame)
-in a sandboxed frame, anything else as its ``text/plain``.
+A cell's code (highlighted, as a run's) and outputs come from the session
+registry, which keeps each cell's result and code: PNG figures as images,
+HTML (a DataFrame) in a sandboxed frame, anything else as its ``text/plain``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -37,14 +39,16 @@ from ai_data_agent.session_models import (
     CellResult,
     DisplayOutput,
     SessionInfo,
+    SessionStatus,
 )
+from ai_data_agent.tenant_models import Principal
 
 __all__ = ["PAGE", "router"]
 
 PAGE = Page("sessions", "Sessions")
 router = APIRouter()
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
-Action = Literal["interrupt", "restart", "close"]
+Action = Literal["interrupt", "restart", "pause", "resume", "close"]
 
 
 async def _session(backend: Backend, viewer: Viewer, session_id: str) -> SessionInfo:
@@ -71,6 +75,7 @@ async def _list(
     return {
         "sessions": sessions,
         "live_count": live,
+        "paused_count": sum(1 for s in sessions if s.status is SessionStatus.PAUSED),
         "live": LIVE_SESSION_STATUSES,
         "tenant": tenant or "",
     }
@@ -89,11 +94,12 @@ async def sessions_rows(request: Request, viewer: ViewerDep, listing: Listing) -
     return render(request, "_sessions_table.html", listing, viewer=viewer)
 
 
-def _shown(cell: Cell) -> dict[str, object]:
-    """A cell for the template: its number, its result (None while it runs), its outputs."""
+def _shown(cell: Cell, code: str | None) -> dict[str, object]:
+    """A cell for the template: its number, code, result (None while it runs), outputs."""
     if isinstance(cell, CellResult):
-        return {"count": cell.execution_count, "result": cell, "outputs": _outputs(cell)}
-    return {"count": cell.count, "result": None, "outputs": []}
+        shown = {"count": cell.execution_count, "result": cell, "outputs": _outputs(cell)}
+        return {**shown, "code": code}
+    return {"count": cell.count, "result": None, "outputs": [], "code": code}
 
 
 async def _cells_context(request: Request, viewer: Viewer, session_id: str) -> dict[str, object]:
@@ -102,8 +108,9 @@ async def _cells_context(request: Request, viewer: Viewer, session_id: str) -> d
     cells = await backend.cells(viewer.principal, info)
     return {
         "info": info,
-        "cells": [_shown(cell) for cell in cells],
+        "cells": [_shown(cell, code) for cell, code in cells],
         "live": info.status in LIVE_SESSION_STATUSES,
+        "paused": info.status is SessionStatus.PAUSED,
     }
 
 
@@ -160,11 +167,13 @@ async def session_action(
     await checked_form(request)
     backend = console_of(request).backend
     await _session(backend, viewer, session_id)
-    if action == "interrupt":
-        await backend.interrupt(viewer.principal, session_id)
-    elif action == "restart":
-        await backend.restart(viewer.principal, session_id)
-    else:
-        await backend.close(viewer.principal, session_id)
+    calls: dict[Action, Callable[[Principal, str], Awaitable[object]]] = {
+        "interrupt": backend.interrupt,
+        "restart": backend.restart,
+        "pause": backend.pause,
+        "resume": backend.resume,
+        "close": backend.close,
+    }
+    await calls[action](viewer.principal, session_id)
     base = request.scope.get("root_path", "")
     return RedirectResponse(f"{base}/sessions/{session_id}", status_code=303)
