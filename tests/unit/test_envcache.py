@@ -327,9 +327,9 @@ def test_the_rest_of_a_new_environments_compile_waits_for_a_lull_in_runs(
     outcome = cache.get_or_install(["pandas"], "img", "run-1", imports_follow=True)
     assert isinstance(outcome, Ready)
     cache.imported(outcome.env.key, ["pandas/__init__.py"])
+    asked = time.monotonic()
     again = cache.get_or_install(["pandas"], "img", "run-2")  # the next run, at once
     assert isinstance(again, Ready) and again.hit
-    asked = time.monotonic()
     assert len(backend.jobs("compile")) == 1  # its imports only: the rest waits
 
     poll(lambda: len(backend.jobs("compile")) == 2, timeout_s=10, what="the rest's compile")
