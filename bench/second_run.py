@@ -54,12 +54,20 @@ def new_set() -> list[str]:
     return ["pandas", f"sqlparse ; python_version < '2.0.{time.time_ns()}'"]
 
 
-def timed(executor: Executor, requirements: list[str], before: str = "") -> float:
+def timed(
+    executor: Executor,
+    requirements: list[str],
+    before: str = "",
+    parts: dict[str, float] | None = None,
+) -> float:
+    """Seconds of one pandas run; its install and execute times go to ``parts``."""
     started = time.perf_counter()
     result = executor.run(RunRequest(code=before + PANDAS_CODE, requirements=requirements))
     elapsed = time.perf_counter() - started
     if result.status != "succeeded":
         raise RuntimeError(f"pandas run {result.status}: {result.error} {result.stderr[-300:]!r}")
+    if parts is not None:
+        parts.update(install=result.timings.install_s, execute=result.timings.execute_s)
     return elapsed
 
 
@@ -105,7 +113,9 @@ def one_round(executor: Executor, lines: list[str]) -> dict[str, Any]:
     lines.clear()
     seconds: dict[str, float] = {}
     base = timed(executor, REFERENCE)
-    seconds["first"] = timed(executor, requirements)
+    first: dict[str, float] = {}
+    seconds["first"] = timed(executor, requirements, parts=first)
+    out["first_parts"] = first
     seconds["second"] = timed(executor, requirements)
     hits = [base, timed(executor, REFERENCE)]
     out["compile_log"] = [m for m in lines if "compiled in" in m]
