@@ -58,8 +58,8 @@ __all__ = ["EnvCache", "PendingCompile"]
 LABEL_CACHE = LABEL_PREFIX + "cache"
 HINT_WAIT_S = 60.0  # a new environment's compile waits this long at most for a run's imports
 FIRST_COMPILE_MAX_S = 30.0  # a run waits this long at most for its imports' bytecode
-# The rest of a new environment's compile starts once no run asked for an environment
-# this long (at most `REST_WAIT_MAX_S` later): beside a run on a small host it slows it.
+# The rest of a new environment's compile starts once no run began or ended this long (at
+# most `REST_WAIT_MAX_S` later): beside a run on a small host it slows that run.
 REST_QUIET_S = 5.0
 REST_WAIT_MAX_S = 120.0
 
@@ -93,7 +93,7 @@ class EnvCache:
     _background: ThreadPoolExecutor | None = field(default=None, init=False)
     _compiles: dict[str, PendingCompile] = field(default_factory=dict, init=False)
     _stop_compiles: threading.Event = field(default_factory=threading.Event, init=False)
-    _last_asked: float = field(default=0.0, init=False)  # monotonic: a run's environment
+    _last_run: float = field(default=0.0, init=False)  # monotonic: a run began or ended
     sandboxes: CacheSandboxes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -186,7 +186,7 @@ class EnvCache:
             ExecutorError: Docker failed.
         """
         self.prepare()
-        self._last_asked = time.monotonic()
+        self._last_run = time.monotonic()
         key = self.key_for(requirements, image, run_id)
         with self.index.install_lock(key):
             env = self.index.get(key)
@@ -228,7 +228,8 @@ class EnvCache:
         """What a run of ``key`` imported (files relative to it), when the environment's
         compile waits for them: compiled now, at a run's weight and before the caller
         goes on (at most `FIRST_COMPILE_MAX_S`), so the next run finds their bytecode
-        even when it starts at once; the rest in the background."""
+        even when it starts at once; the rest in the background after a lull in runs."""
+        self._last_run = time.monotonic()
         with self._guard:
             pending = self._compiles.get(key)
             if pending is None or pending.claimed or pending.submitted:
@@ -245,15 +246,16 @@ class EnvCache:
             finally:
                 timer.cancel()
             pending.first = [] if done else list(files)
+        self._last_run = time.monotonic()  # the reporting run ends now
         with self._guard:
             pending.quiet_wait = True
-        self._when_quiet(pending, time.monotonic())
+        self._when_quiet(pending, self._last_run)
 
     def _when_quiet(self, pending: PendingCompile, since: float) -> None:
-        """Submit ``pending`` once no run asked for an environment for `REST_QUIET_S`, or
+        """Submit ``pending`` once no run began or ended for `REST_QUIET_S`, or
         `REST_WAIT_MAX_S` after ``since``; until then a timer looks again."""
         now = time.monotonic()
-        calm_s = now - self._last_asked
+        calm_s = now - self._last_run
         if calm_s >= REST_QUIET_S or now - since >= REST_WAIT_MAX_S:
             self._submit(pending)
             return
