@@ -262,9 +262,8 @@ class EnvCache:
         with self._guard:
             if pending.submitted or self._compiles.get(pending.key) is not pending:
                 return  # submitted or dropped by `close` meanwhile
-            pending.timer = threading.Timer(
-                REST_QUIET_S - calm_s, self._when_quiet, (pending, since)
-            )
+            left_s = min(REST_QUIET_S - calm_s, REST_WAIT_MAX_S - (now - since))
+            pending.timer = threading.Timer(left_s, self._when_quiet, (pending, since))
             pending.timer.daemon = True
             pending.timer.start()
 
