@@ -299,23 +299,51 @@ def test_a_new_environment_compiles_first_what_the_run_that_follows_imported(
 
     first = ["pandas/__init__.py", "numpy/__init__.py"]
     cache.imported(outcome.env.key, first)
+    # Compiled before the reporting run goes on, at a run's weight: a run that starts
+    # right after it finds their bytecode.
+    early = backend.jobs("compile")[0]["compile"]
+    assert (early["first"], early["rest"]) == (first, False)
     cache.imported(outcome.env.key, ["late.py"])  # already under way: ignored
     cache.close()
 
-    (compile_job,) = backend.jobs("compile")
-    assert compile_job["compile"]["first"] == first
+    (_, rest) = backend.jobs("compile")
+    assert (rest["compile"]["first"], rest["compile"]["rest"]) == ([], True)
+    started = zip(backend.specs, backend.started, strict=True)
+    shares = [spec.cpu_shares for spec, s in started if s.jobs[0]["mode"] == "compile"]
+    assert shares[0] != 128 and shares[1] == 128  # only the rest waits for the runs
     entry = cache.index.get(outcome.env.key)
     assert entry is not None and entry.compiled  # recorded: the next hit compiles nothing
     again = cache.get_or_install(["pandas"], "img", "run-2")
     cache.close()
     assert isinstance(again, Ready) and again.hit and again.env.compiled
-    assert len(backend.jobs("compile")) == 1
+    assert len(backend.jobs("compile")) == 2
+
+
+def test_the_rest_of_a_new_environments_compile_waits_for_a_lull_in_runs(
+    make_cache: Callable[..., EnvCache], backend: CacheBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "REST_QUIET_S", 1.5)
+    cache = make_cache()
+    outcome = cache.get_or_install(["pandas"], "img", "run-1", imports_follow=True)
+    assert isinstance(outcome, Ready)
+    cache.imported(outcome.env.key, ["pandas/__init__.py"])
+    asked = time.monotonic()
+    again = cache.get_or_install(["pandas"], "img", "run-2")  # the next run, at once
+    assert isinstance(again, Ready) and again.hit
+    assert len(backend.jobs("compile")) == 1  # its imports only: the rest waits
+
+    poll(lambda: len(backend.jobs("compile")) == 2, timeout_s=10, what="the rest's compile")
+    assert time.monotonic() - asked >= 1.5  # not before a lull of REST_QUIET_S
+    cache.close()
+    entry = cache.index.get(outcome.env.key)
+    assert entry is not None and entry.compiled
 
 
 def test_a_compile_waiting_for_imports_starts_anyway_after_a_while(
     make_cache: Callable[..., EnvCache], backend: CacheBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cache_module, "HINT_WAIT_S", 0.05)  # the run never reports
+    monkeypatch.setattr(cache_module, "REST_QUIET_S", 0.05)
     cache = make_cache()
     outcome = cache.get_or_install(["pandas"], "img", "run-1", imports_follow=True)
 

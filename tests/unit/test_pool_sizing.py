@@ -137,3 +137,25 @@ def test_a_set_asked_for_twice_becomes_a_profile_and_the_oldest_recent_one_goes(
     s.pick(PROFILE, PANDAS)
     s.pick(PROFILE, PANDAS)
     assert [p.warmth for p in s.profiles] == [Warmth(), PANDAS]  # one recent set at most
+
+
+def test_each_profile_has_a_name_of_its_own_and_says_whether_it_is_pre_imported(
+    clock: Clock,
+) -> None:
+    s = sizing(clock)
+    s.add(make_spec, Warmth())
+    s.add(make_spec, PANDAS)
+
+    def with_data(pool_id: str) -> ContainerSpec:  # another plain profile: datasets mounted
+        limits = default_limits(SETTINGS).model_copy(update={"memory_mb": 512})
+        return build_spec(
+            SETTINGS, limits, image="fake", run_id=pool_id, controller_id="c", needs_install=False
+        )
+
+    s.add(with_data, Warmth())
+    s.add(make_spec, Warmth())  # known: no new profile
+
+    states = [(state.name, state.preimported) for state in s.states()]
+    assert states[:2] == [("plain", False), ("pandas", True)]
+    assert len(states) == 3 and states[2][0].startswith("plain-") and not states[2][1]
+    assert len({name for name, _ in states}) == 3

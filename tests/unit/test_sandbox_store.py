@@ -103,6 +103,24 @@ def test_compile_takes_the_files_a_run_imported_first_and_only_inside_the_enviro
     assert manifest is not None and manifest["compiled"] is True  # not to be tried again
 
 
+def test_a_compile_of_the_imported_files_alone_leaves_the_walk_to_a_later_one(
+    staged: Path, envs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compileall
+
+    monkeypatch.chdir(envs)
+    envstore.publish_env(str(staged), str(envs), "k1", {})
+    walked: list[object] = []
+    monkeypatch.setattr(compileall, "compile_dir", lambda *a, **k: walked.append(a) or True)
+
+    report = envstore.compile_env(str(envs), "k1", workers=1, first=["six/__init__.py"], rest=False)
+
+    assert report == {"compiled": True, "complete": False, "first": 1}
+    assert walked == [] and (envs / "k1" / "six" / "__pycache__").is_dir()
+    manifest = envstore.read_manifest(str(envs), "k1")
+    assert manifest is not None and manifest["compiled"] is False  # the rest still to do
+
+
 def test_a_compile_cut_short_leaves_no_marker(
     staged: Path, envs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

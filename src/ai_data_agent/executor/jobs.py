@@ -207,10 +207,12 @@ def publish_job(src: str, envs: str, key: str, manifest: dict[str, Any]) -> Job:
     return Job(mode="publish", publish={"src": src, "envs": envs, "key": key, "manifest": manifest})
 
 
-def compile_job(envs: str, key: str, workers: int, first: list[str] | None = None) -> Job:
+def compile_job(
+    envs: str, key: str, workers: int, first: list[str] | None = None, *, rest: bool = True
+) -> Job:
     """Compile environment ``key``'s bytecode: the files ``first`` (relative to it), then
-    the rest."""
-    spec = {"envs": envs, "key": key, "workers": workers, "first": list(first or [])}
+    the rest (unless not ``rest``)."""
+    spec = {"envs": envs, "key": key, "workers": workers, "first": list(first or []), "rest": rest}
     return Job(mode="compile", compile=spec)
 
 

@@ -134,6 +134,11 @@ class WarmPool:
         with self._cond:
             return sum(len(p.idle) for p in self.sizing.profiles)
 
+    def idle_ids(self) -> set[str]:
+        """The containers waiting in the pool now (a leak check spares them)."""
+        with self._cond:
+            return {i.sandbox.container_id for p in self.sizing.profiles for i in p.idle}
+
     def profiles(self) -> list[ProfileState]:
         """Each profile as operators see it (readiness, metrics)."""
         with self._cond:

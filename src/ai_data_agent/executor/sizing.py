@@ -20,6 +20,7 @@ all of this under its own lock; ``clock`` is injectable for tests.
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Profile:
     floor: int
     order: int
     key: Key
+    name: str  # unique among the pool's profiles (see `Sizing.add`)
     idle: list[Idle] = field(default_factory=list)
     starting: int = 0
     failures: int = 0
@@ -90,6 +92,7 @@ class ProfileState:
     """A profile as operators see it (``/readyz``, metrics)."""
 
     name: str
+    preimported: bool  # its sandboxes hold a cached set's environment, modules imported
     modules: tuple[str, ...]
     idle: int
     starting: int
@@ -127,10 +130,17 @@ class Sizing:
             known.floor = max(known.floor, floor)
             return known
         self._made += 1
-        profile = Profile(make_spec, warmth, floor, self._made, key)
+        profile = Profile(make_spec, warmth, floor, self._made, key, self._name(warmth, key))
         self.profiles.append(profile)
         self._by_key[key] = profile
         return profile
+
+    def _name(self, warmth: Warmth, key: Key) -> str:
+        """``warmth``'s name, with a digest of the sandbox's settings when another profile
+        has that name (plain ones with datasets mounted): one label per profile."""
+        if all(p.name != warmth.name for p in self.profiles):
+            return warmth.name
+        return f"{warmth.name}-{hashlib.sha256(repr(key).encode()).hexdigest()[:8]}"
 
     @staticmethod
     def key(make_spec: Callable[[str], ContainerSpec], warmth: Warmth) -> Key:
@@ -255,7 +265,8 @@ class Sizing:
     def states(self) -> list[ProfileState]:
         return [
             ProfileState(
-                name=p.warmth.name,
+                name=p.name,
+                preimported=not p.plain,
                 modules=p.imported,
                 idle=len(p.idle),
                 starting=p.starting,

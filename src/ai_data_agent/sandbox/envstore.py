@@ -66,10 +66,11 @@ def publish_env(src: str, envs_dir: str, key: str, manifest: dict[str, Any]) -> 
 
 
 def compile_env(
-    envs_dir: str, key: str, workers: int, first: list[str] | None = None
+    envs_dir: str, key: str, workers: int, first: list[str] | None = None, rest: bool = True
 ) -> dict[str, Any]:
     """Compile a published environment's bytecode, in ``workers`` processes: the files
-    ``first`` (relative to it: what a run imported, in its order), then the rest. Once
+    ``first`` (relative to it: what a run imported, in its order), then (unless not
+    ``rest``: the walk is left to a later compile, ``complete`` False) the rest. Once
     the walk is over (``complete``) a marker says so (`read_manifest` reports it),
     even if some files did not compile (``compiled`` False): those never will, and a
     compile that was cut short leaves no marker, so the next one finishes it.
@@ -90,6 +91,8 @@ def compile_env(
     early = [rel for rel in first or [] if _inside(rel) and os.path.isfile(rel)]
     if early:
         _compile_files(early, path, max(workers, 1))
+    if not rest:
+        return {"compiled": True, "complete": False, "first": len(early)}
     # ddir: the file names in the bytecode are those runs import from.
     ok = compileall.compile_dir(".", quiet=2, workers=max(workers, 1), ddir=path)
     with open(ENV_COMPILED, "w", encoding="utf-8") as fh:
@@ -195,7 +198,8 @@ def cache_job(job: dict[str, Any]) -> dict[str, Any]:
             return prune_envs(spec["envs"], list(spec["keys"]))
         if mode == "compile":
             first = [str(p) for p in spec.get("first") or []]
-            return compile_env(spec["envs"], spec["key"], int(spec["workers"]), first)
+            rest = spec.get("rest", True) is not False
+            return compile_env(spec["envs"], spec["key"], int(spec["workers"]), first, rest)
         return probe()
     except (OSError, KeyError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -60,6 +60,8 @@ class Daemon:
         self.metrics = ServiceMetrics()
         if executor.egress is not None:  # every egress connection is counted
             executor.egress.log.add_sink(self.metrics.egress.observe)
+        if executor.pool is not None:
+            self.metrics.bind_pool(executor.pool.profiles)
         self.tenants = TenantStore(settings.data_dir / TENANTS_FILENAME)
         self.auth = TokenAuth(settings, self.tenants)
         self.cpu = CpuAccount(CpuStore(settings.data_dir / TENANTS_FILENAME), self.metrics)
@@ -202,10 +204,10 @@ class Daemon:
         }
 
     def instant_checks(self) -> list[Check]:
-        return [self.prewarm.check()] if self.prewarm.sets else []
+        return [*([self.prewarm.check()] if self.prewarm.sets else []), self._pool()]
 
     def details(self) -> list[Check]:
-        return [self._environments(), self._pool()]
+        return [self._environments()]
 
     def _environments(self) -> Check:
         cache = self.executor.env_cache
@@ -222,18 +224,17 @@ class Daemon:
         pool = self.executor.pool
         if pool is None:
             return Check("warm pool", True, "off (pool_size 0): every run starts a container")
-        idle = pool.idle_count()
         profiles = [
             f"{p.name}{' (' + ' '.join(p.modules) + ')' if p.modules else ''}: "
-            f"{p.idle}/{p.target} idle, {p.rss_mb:.0f} MB each"
-            + (f", imports failed: {p.broken}" if p.broken else "")
+            f"{p.idle}/{p.target} idle, {p.rss_mb:.0f} MB each, {p.taken} taken, "
+            f"{p.missed} missed" + (f", imports failed: {p.broken}" if p.broken else "")
             for p in pool.profiles()
         ]
         return Check(
             "warm pool",
             True,
-            f"{idle} idle (up to {pool.size} per profile); {pool.taken} run(s) took one, "
-            f"{pool.missed} found none" + ("; " + "; ".join(profiles) if profiles else ""),
+            f"{pool.idle_count()} idle (up to {pool.size} per profile); {pool.taken} run(s) "
+            f"took one, {pool.missed} found none" + "".join(f"; {p}" for p in profiles),
         )
 
     def artifact_body(self, run_id: str, path: str) -> Path | None:

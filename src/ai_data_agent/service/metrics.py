@@ -6,15 +6,19 @@
     text = metrics.render()          # for GET /metrics
 
 Queue depth and the running count are read from the dispatcher when scraped
-(`bind_gauges`), so they can never drift from the truth. Runs, CPU seconds and
-quota refusals are counted per tenant too, under at most `MAX_TENANT_LABELS` tenant
-names (tenants are made by an admin; past the bound, they count as ``_other``),
-so a scrape stays small however many tenants come and go.
+(`bind_gauges`), so they can never drift from the truth; so is the warm pool,
+per profile (`bind_pool`: idle and target sandboxes, hand-outs and misses,
+labelled by profile and whether it is pre-imported). The pool's profiles are
+bounded by its settings: the plain one, one per prewarm set, at most
+``pool_recent_sets`` recent sets and ``pool_data_profiles`` dataset mount sets.
+Runs, CPU seconds and quota refusals are counted per tenant too, under at most
+`MAX_TENANT_LABELS` tenant names (tenants are made by an admin; past the bound,
+they count as ``_other``), so a scrape stays small however many tenants come and go.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,12 +28,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ai_data_agent.egress.log import EgressEvent
 from ai_data_agent.errors import QueueFull, QuotaExceeded
+from ai_data_agent.executor.sizing import ProfileState
 from ai_data_agent.models import RunResult, RunStatus
 
-__all__ = ["CONTENT_TYPE", "EgressMetrics", "ServiceMetrics"]
+__all__ = ["CONTENT_TYPE", "EgressMetrics", "PoolMetrics", "ServiceMetrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Seconds: from sub-second hello-worlds to the 600 s timeout cap plus installs.
@@ -60,6 +67,43 @@ class EgressMetrics:
         self.connections.labels(outcome=event.outcome).inc()
         self.bytes.labels(direction="out").inc(event.bytes_out)
         self.bytes.labels(direction="in").inc(event.bytes_in)
+
+
+class PoolMetrics(Collector):
+    """The warm pool per profile, read from ``profiles`` at each scrape."""
+
+    LABELS = ("profile", "preimported")
+
+    def __init__(self, profiles: Callable[[], list[ProfileState]]) -> None:
+        self._profiles = profiles
+
+    def collect(self) -> Iterator[Metric]:
+        labels = list(self.LABELS)
+        idle = GaugeMetricFamily(
+            "ai_data_agent_pool_idle", "Pooled sandboxes ready, by profile.", labels=labels
+        )
+        target = GaugeMetricFamily(
+            "ai_data_agent_pool_target",
+            "Pooled sandboxes a profile aims to keep (its demand, floor and budget).",
+            labels=labels,
+        )
+        taken = CounterMetricFamily(
+            "ai_data_agent_pool_handouts",
+            "Runs and sessions that took a pooled sandbox, by profile.",
+            labels=labels,
+        )
+        missed = CounterMetricFamily(
+            "ai_data_agent_pool_misses",
+            "Runs and sessions that asked a profile and found no sandbox ready.",
+            labels=labels,
+        )
+        for profile in self._profiles():
+            values = [profile.name, "true" if profile.preimported else "false"]
+            idle.add_metric(values, profile.idle)
+            target.add_metric(values, profile.target)
+            taken.add_metric(values, profile.taken)
+            missed.add_metric(values, profile.missed)
+        yield from (idle, target, taken, missed)
 
 
 class ServiceMetrics:
@@ -156,6 +200,10 @@ class ServiceMetrics:
             "ai_data_agent_records_deleted", "Run records removed by retention.", registry=r
         )
         self.egress = EgressMetrics(r)
+
+    def bind_pool(self, profiles: Callable[[], list[ProfileState]]) -> None:
+        """Report the warm pool's ``profiles`` at each scrape (once, by the daemon)."""
+        self.registry.register(PoolMetrics(profiles))
 
     def bind_sessions(self, active: Callable[[], float]) -> None:
         self.sessions_active.set_function(active)

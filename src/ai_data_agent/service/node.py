@@ -246,11 +246,11 @@ class ServiceNode(Protocol):
         """Readiness checks that may block (run in threads, with a timeout), by name."""
 
     def instant_checks(self) -> list[Check]:
-        """Readiness checks that answer at once (prewarm progress, accepting)."""
+        """Readiness checks that answer at once (prewarm progress, the warm pool, accepting)."""
 
     def details(self) -> list[Check]:
         """What an operator sees beside readiness (the console's health page: cached
-        environments and the warm pool, a cluster's workers), never part of ``/readyz``.
+        environments, a cluster's workers), never part of ``/readyz``.
         Blocking."""
 
     def artifact_body(self, run_id: str, path: str) -> ArtifactBody | None:

@@ -22,9 +22,13 @@ every managed container: on a shared engine another controller's sandbox in
 flight is not this test's leak, and removing it would break someone else's run.
 On CI nothing else runs, so the scope makes no difference there.
 
-Runtime variants: parametrize ``battery`` indirectly with ``"runc"`` or
-``"runsc"``. The runsc variant fails (never skips) when Docker does not list
-the runtime: CI registers it with scripts/setup-gvisor.sh before the suite.
+Variants: parametrize ``battery`` indirectly with ``"runc"``, ``"runsc"`` or
+``"preimported"`` (`VARIANTS`). The runsc variant fails (never skips) when
+Docker does not list the runtime: CI registers it with scripts/setup-gvisor.sh
+before the suite. The preimported variant runs on runc with a warm pool that
+keeps a pre-imported profile of `PREIMPORT_SET`: every run takes a sandbox of
+that profile (it waits for one) and fails unless the result says its modules
+were imported before the code came; the pool's idle sandboxes are not leaks.
 """
 
 from __future__ import annotations
@@ -64,6 +68,15 @@ BATTERY_OVERRIDES: dict[str, Any] = {
     "tmpfs_mb": 256,
 }
 RUNTIMES = ("runc", "runsc")
+PREIMPORTED = "preimported"
+VARIANTS = (*RUNTIMES, PREIMPORTED)
+# Small, and already on the suite's cache volume: the pooled variant costs little.
+PREIMPORT_SET = ["six"]
+POOLED_SETTINGS: dict[str, Any] = {
+    "pool_size": 1,
+    "pool_recent_sets": 0,
+    "prewarm": [PREIMPORT_SET],
+}
 BENIGN_CODE = "print('still fine')"
 
 
@@ -108,6 +121,7 @@ class Battery:
     engine: docker.DockerClient
     make_settings: Callable[..., Settings]
     runtime: str = "runc"
+    preimported: bool = False  # every run in a sandbox of a pre-imported pool profile
     started_at: float = field(default_factory=time.time)
     controllers: set[str] = field(default_factory=set)
     run_ids: set[str] = field(default_factory=set)
@@ -121,10 +135,31 @@ class Battery:
         """An executor with the battery's settings (plus overrides); one per distinct set."""
         key = repr(sorted(overrides.items()))
         if key not in self._executors:
-            executor = Executor(self.make_settings(runtime=self.runtime, **overrides))
+            pooled = POOLED_SETTINGS if self.preimported else {}
+            executor = Executor(self.make_settings(runtime=self.runtime, **pooled, **overrides))
             self._executors[key] = executor
             self.controllers.add(executor.controller_id)
+            if self.preimported:
+                self._make_profile(executor)
         return self._executors[key]
+
+    def _make_profile(self, executor: Executor) -> None:
+        """The set's first run (a cache hit, or its install) makes its pool profile."""
+        executor.start_pool()
+        first = executor.run(
+            RunRequest(code="pass", requirements=PREIMPORT_SET), run_id=self.new_run_id()
+        )
+        assert first.status == "succeeded", (first.error, first.stderr[-500:])
+
+    def _await_preimported(self, executor: Executor) -> None:
+        pool = executor.pool
+        assert pool is not None, "the preimported variant needs a warm pool"
+        poll(
+            lambda: any(p.name != "plain" and p.idle for p in pool.profiles()),
+            timeout_s=120,
+            what="an idle pre-imported sandbox",
+            diagnostics=pool.profiles,
+        )
 
     def new_run_id(self) -> str:
         run_id = f"battery-{uuid.uuid4().hex}"
@@ -153,6 +188,9 @@ class Battery:
             if on_event is not None:
                 on_event(event)
 
+        if self.preimported:
+            request.setdefault("requirements", PREIMPORT_SET)
+            self._await_preimported(executor)
         started = time.monotonic()
         result = executor.run(
             RunRequest(code=code, **request),
@@ -162,6 +200,10 @@ class Battery:
         )
         ended = time.monotonic()
         running_s = ended - running_at[0] if running_at else None
+        if self.preimported:
+            assert result.environment.preimported == PREIMPORT_SET, (
+                f"not a pre-imported sandbox: {result.environment}"
+            )
         return Outcome(result, ended - started, running_s, phases)
 
     # -- host checks -------------------------------------------------------------
@@ -172,6 +214,15 @@ class Battery:
             or labels.get(LABEL_RUN_ID) in self.run_ids
         )
 
+    def pooled(self) -> set[str]:
+        """The containers idle in this test's warm pools: kept on purpose, not leaks."""
+        return {
+            container
+            for executor in self._executors.values()
+            if executor.pool is not None
+            for container in executor.pool.idle_ids()
+        }
+
     def leftovers(self) -> list[str]:
         """Managed containers, volumes and networks of this test still on the engine
         (the staging volume a live executor keeps ready for its next install aside)."""
@@ -181,10 +232,11 @@ class Battery:
             for executor in self._executors.values()
             if executor.env_cache is not None
         }
+        pooled = self.pooled()
         found = [
             f"container {c['Id'][:12]} ({c.get('State')})"
             for c in api.containers(all=True, filters={"label": LABEL_MANAGED})
-            if self._ours(c.get("Labels"))
+            if self._ours(c.get("Labels")) and c["Id"] not in pooled
         ]
         volumes = api.volumes(filters={"label": LABEL_MANAGED}).get("Volumes") or []
         found += [
@@ -223,10 +275,10 @@ class Battery:
         )
         ids = self.container_ids()
         poll(
-            lambda: not host_processes_of(ids),
+            lambda: not host_processes_of(ids - self.pooled()),
             timeout_s=10,
             what="no host processes of finished sandboxes",
-            diagnostics=lambda: host_processes_of(ids),
+            diagnostics=lambda: host_processes_of(ids - self.pooled()),
         )
 
     def assert_host_unchanged(self) -> None:
@@ -276,15 +328,18 @@ def battery(
     docker_client: docker.DockerClient,
     battery_settings: Callable[..., Settings],
 ) -> Iterator[Battery]:
-    """A `Battery` on runc, or on the runtime given by indirect parametrization."""
-    runtime = getattr(request, "param", "runc")
+    """A `Battery` on runc, or on the variant given by indirect parametrization."""
+    variant = getattr(request, "param", "runc")
+    runtime = "runc" if variant == PREIMPORTED else variant
     if runtime != "runc" and runtime not in registered_runtimes(docker_client):
         pytest.fail(
             f"the Docker engine has no {runtime!r} runtime (it lists "
             f"{sorted(registered_runtimes(docker_client))}); run scripts/setup-gvisor.sh",
             pytrace=False,
         )
-    battery = Battery(docker_client, battery_settings, runtime=runtime)
+    battery = Battery(
+        docker_client, battery_settings, runtime=runtime, preimported=variant == PREIMPORTED
+    )
     yield battery
     battery.close()
     assert not battery.leftovers(), f"left behind: {battery.leftovers()}"

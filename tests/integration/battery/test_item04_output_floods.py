@@ -24,7 +24,7 @@ from loguru import logger
 from ai_data_agent.executor.spec import build_spec
 from ai_data_agent.limits import default_limits
 
-from .conftest import RUNTIMES, Battery
+from .conftest import PREIMPORTED, RUNTIMES, Battery
 
 pytestmark = pytest.mark.integration
 
@@ -160,6 +160,7 @@ def test_flood_that_bypasses_the_runner_is_bounded(battery: Battery, log_lines: 
     battery.assert_host_unchanged()
 
 
+@pytest.mark.parametrize("battery", ["runc", PREIMPORTED], indirect=True)
 def test_forged_frames_in_the_container_stdout_are_ignored(battery: Battery) -> None:
     # Pid 1's stdout is not the channel; and without the run's token (held only by
     # the undumpable runner) a forged result or output frame would be noise there.

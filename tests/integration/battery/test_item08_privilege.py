@@ -18,16 +18,25 @@ from typing import Any
 
 import pytest
 
-from .conftest import RUNTIMES, Battery, host_processes_of
+from .conftest import RUNTIMES, VARIANTS, Battery, host_processes_of
 
 pytestmark = pytest.mark.integration
 
 # x86_64 syscall numbers (the battery's machine); errno 0 means it succeeded.
 PROBE = r"""
 import ctypes, errno, json, os, platform, subprocess
+fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
-out = {"machine": platform.machine(), "release": platform.release(), "uid": os.getuid()}
+out = {"machine": platform.machine(), "release": platform.release(), "uid": os.getuid(), "fds": fds}
+# The runner (the parent) holds the run's frame token in its memory alone.
+for name in ("mem", "environ", "fd"):
+    path = "/proc/%d/%s" % (os.getppid(), name)
+    try:
+        os.listdir(path) if name == "fd" else open(path, "rb").read(1)
+        out["runner_" + name] = "readable"
+    except OSError as exc:
+        out["runner_" + name] = type(exc).__name__
 
 def sys_call(name, nr, *args):
     ctypes.set_errno(0)
@@ -139,11 +148,16 @@ def host_status(pid: str) -> dict[str, str]:
     return fields
 
 
-@pytest.mark.parametrize("battery", RUNTIMES, indirect=True)
+@pytest.mark.parametrize("battery", VARIANTS, indirect=True)
 def test_privilege_escalation_fails(battery: Battery) -> None:
     facts = probe(battery, PROBE)
 
     assert facts["uid"] == 1000
+    assert facts["fds"] == [0, 1, 2, 3], facts  # 3: the listing's own; no runner pipe
+    runner = {k: v for k, v in facts.items() if k.startswith("runner_")}
+    assert runner["runner_mem"] == "PermissionError", runner  # where the frame token lives
+    if battery.runtime == "runc":  # gVisor lets these two through: the token is in neither
+        assert runner["runner_environ"] == runner["runner_fd"] == "PermissionError", runner
     assert facts["setuid"] != 0 and facts["su"] != 0 and facts["mount_cmd"] != 0, facts
     for call in ("mount", "keyctl", "add_key", "bpf", "ptrace_runner"):
         assert facts[call] != 0, f"{call} succeeded: {facts}"

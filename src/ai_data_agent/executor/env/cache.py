@@ -15,7 +15,7 @@ adopted, not installed again. A per-key lock makes concurrent requests for one
 set, in any process of this user, install it once. An environment in use (a
 run, a live session, a compile) is held, and pruning spares it. A caller that
 finds its environment gone from the volume after all (`Vanished`) forgets it
-and tries once more (`once_more_if_vanished`).
+and tries once more (`vanished.once_more_if_vanished`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 from loguru import logger
 
@@ -54,55 +53,15 @@ from ai_data_agent.executor.jobs import probe_job, prune_job
 from ai_data_agent.executor.spec import ENVS_MOUNT, LABEL_PREFIX, VolumeMount
 from ai_data_agent.settings import Settings
 
-__all__ = ["EnvCache", "Environments", "PendingCompile", "Vanished", "once_more_if_vanished"]
+__all__ = ["EnvCache", "PendingCompile"]
 
 LABEL_CACHE = LABEL_PREFIX + "cache"
 HINT_WAIT_S = 60.0  # a new environment's compile waits this long at most for a run's imports
-T = TypeVar("T")
-
-
-class Environments(Protocol):
-    """The cache as its users see it: environments to get, hold, release and forget."""
-
-    def get_or_install(
-        self, requirements: list[str], image: str, run_id: str
-    ) -> Ready | InstallFailure: ...
-
-    def hold(self, key: str) -> None: ...
-
-    def release(self, key: str) -> None: ...
-
-    def forget(self, key: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Vanished:
-    """An attempt found its cached environment ``key`` gone from the volume."""
-
-    key: str
-
-
-def once_more_if_vanished(
-    cache: Environments | None, attempt: Callable[[], T | Vanished], *, run_id: str, step: str
-) -> T:
-    """``attempt()``; when its environment vanished, forget it (so it is installed again)
-    and attempt once more.
-
-    Raises:
-        ExecutorError: it vanished twice.
-    """
-    for retried in (False, True):
-        outcome = attempt()
-        if not isinstance(outcome, Vanished):
-            return outcome
-        if retried or cache is None:
-            break
-        logger.bind(run_id=run_id).warning(
-            "cached environment {} is gone from the volume (or was never whole); installing again",
-            outcome.key[:12],
-        )
-        cache.forget(outcome.key)
-    raise ExecutorError("the cached environment vanished twice", run_id=run_id, step=step)
+FIRST_COMPILE_MAX_S = 30.0  # a run waits this long at most for its imports' bytecode
+# The rest of a new environment's compile starts once no run began or ended this long (at
+# most `REST_WAIT_MAX_S` later): beside a run on a small host it slows that run.
+REST_QUIET_S = 5.0
+REST_WAIT_MAX_S = 120.0
 
 
 @dataclass
@@ -113,6 +72,8 @@ class PendingCompile:
     key: str
     run_id: str
     first: list[str] = field(default_factory=list)
+    claimed: bool = False  # by the run that reports its imports (or the timer)
+    quiet_wait: bool = False  # its first files done, the rest waits for a lull in runs
     submitted: bool = False
     timer: threading.Timer | None = None
 
@@ -132,6 +93,7 @@ class EnvCache:
     _background: ThreadPoolExecutor | None = field(default=None, init=False)
     _compiles: dict[str, PendingCompile] = field(default_factory=dict, init=False)
     _stop_compiles: threading.Event = field(default_factory=threading.Event, init=False)
+    _last_run: float = field(default=0.0, init=False)  # monotonic: a run began or ended
     sandboxes: CacheSandboxes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -224,6 +186,7 @@ class EnvCache:
             ExecutorError: Docker failed.
         """
         self.prepare()
+        self._last_run = time.monotonic()
         key = self.key_for(requirements, image, run_id)
         with self.index.install_lock(key):
             env = self.index.get(key)
@@ -262,18 +225,51 @@ class EnvCache:
         self._submit(pending)
 
     def imported(self, key: str, files: list[str]) -> None:
-        """What a run of ``key`` imported (files relative to it): compiled first, when the
-        environment's compile waits for them."""
+        """What a run of ``key`` imported (files relative to it), when the environment's
+        compile waits for them: compiled now, at a run's weight and before the caller
+        goes on (at most `FIRST_COMPILE_MAX_S`), so the next run finds their bytecode
+        even when it starts at once; the rest in the background after a lull in runs."""
+        self._last_run = time.monotonic()
         with self._guard:
             pending = self._compiles.get(key)
-            if pending is None or pending.submitted:
+            if pending is None or pending.claimed or pending.submitted:
                 return
-            pending.first = list(files)
-        self._submit(pending)
+            pending.claimed = True
+            if pending.timer is not None:
+                pending.timer.cancel()
+        if files:
+            cut = threading.Event()
+            timer = threading.Timer(FIRST_COMPILE_MAX_S, cut.set)
+            timer.start()
+            try:
+                done = self.sandboxes.compile(key, pending.run_id, cut, files, rest=False)
+            finally:
+                timer.cancel()
+            pending.first = [] if done else list(files)
+        self._last_run = time.monotonic()  # the reporting run ends now
+        with self._guard:
+            pending.quiet_wait = True
+        self._when_quiet(pending, self._last_run)
+
+    def _when_quiet(self, pending: PendingCompile, since: float) -> None:
+        """Submit ``pending`` once no run began or ended for `REST_QUIET_S`, or
+        `REST_WAIT_MAX_S` after ``since``; until then a timer looks again."""
+        now = time.monotonic()
+        calm_s = now - self._last_run
+        if calm_s >= REST_QUIET_S or now - since >= REST_WAIT_MAX_S:
+            self._submit(pending)
+            return
+        with self._guard:
+            if pending.submitted or self._compiles.get(pending.key) is not pending:
+                return  # submitted or dropped by `close` meanwhile
+            left_s = min(REST_QUIET_S - calm_s, REST_WAIT_MAX_S - (now - since))
+            pending.timer = threading.Timer(left_s, self._when_quiet, (pending, since))
+            pending.timer.daemon = True
+            pending.timer.start()
 
     def _submit(self, pending: PendingCompile) -> None:
         with self._guard:
-            if pending.submitted:
+            if pending.submitted or self._compiles.get(pending.key) is not pending:
                 return
             pending.submitted = True
             if pending.timer is not None:
@@ -302,7 +298,12 @@ class EnvCache:
         environment stays, without the rest of its bytecode, and its next hit compiles
         it); remove the staging volume made ahead. Idempotent; the cache stays usable."""
         with self._guard:
-            waiting = [p for p in self._compiles.values() if not p.submitted]
+            # Those claimed and not waiting for a lull are the reporting run's to submit.
+            waiting = [
+                p
+                for p in self._compiles.values()
+                if not p.submitted and (p.quiet_wait or not p.claimed)
+            ]
         for pending in waiting:
             if not stop_compiles:
                 self._submit(pending)

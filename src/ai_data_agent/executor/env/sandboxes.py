@@ -116,7 +116,8 @@ class CacheSandboxes:
             needs_install=network,
             mounts=mounts,
         )
-        if job.mode == "compile":  # in the background: runs come first
+        if job.mode == "compile" and job.compile and job.compile.get("rest") is not False:
+            # In the background: runs come first. A run's own imports go at its weight.
             spec = replace(spec, cpu_shares=BACKGROUND_CPU_SHARES)
         assignment = Assignment(spec, job, ship_uv=network and self.settings.installer == "uv")
         return self.driver.drive(assignment, run_id=run_id, cancel=cancel)
@@ -190,27 +191,35 @@ class CacheSandboxes:
             self.staging.discard(stage)
 
     def compile(
-        self, key: str, run_id: str, stop: threading.Event, first: list[str] | None = None
+        self,
+        key: str,
+        run_id: str,
+        stop: threading.Event,
+        first: list[str] | None = None,
+        *,
+        rest: bool = True,
     ) -> bool:
         """Compile environment ``key``'s bytecode, the files ``first`` (relative to it) before
         the rest (``stop`` kills it); True when the compile went through all of it (files
-        that do not compile stay so). Failures are logged."""
+        that do not compile stay so), or without ``rest``, through ``first``. Failures are
+        logged."""
         log = logger.bind(run_id=run_id)
         started = time.monotonic()
         try:
             if stop.is_set():
                 return False
             mounts = (VolumeMount(CACHE_VOLUME, ENVS_MOUNT, read_only=False),)
-            job = compile_job(ENVS_MOUNT, key, max(int(self.install_cpus()), 1), first)
+            job = compile_job(ENVS_MOUNT, key, max(int(self.install_cpus()), 1), first, rest=rest)
             frame = self.result(job, f"{run_id}-compile", mounts, cancel=stop)
             log.info(
-                "environment {} compiled in {:.2f}s ({} file(s) first; ok: {})",
+                "environment {} compiled in {:.2f}s ({} file(s) first{}; ok: {})",
                 key[:12],
                 time.monotonic() - started,
                 len(first or []),
+                "" if rest else ", the rest later",
                 frame.compiled,
             )
-            return bool(frame.complete)
+            return bool(frame.complete) or not rest
         except ExecutorError as exc:
             if stop.is_set():
                 log.info("bytecode of {} left uncompiled: the cache is closing", key[:12])

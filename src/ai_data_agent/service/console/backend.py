@@ -337,8 +337,7 @@ class Backend:
         return sorted(found.values(), key=lambda check: check.name)
 
     async def details(self) -> list[Check]:
-        """Cached environments and the warm pool, or a cluster's workers: what readiness
-        does not judge."""
+        """Cached environments, or a cluster's workers: what readiness does not judge."""
         return await timed("details", self._node.details, self._limiter)
 
     def gauges(self) -> dict[str, float | None]:
