@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import cast
 
 from loguru import logger
@@ -31,6 +32,7 @@ from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, Restore
 from ai_data_agent.errors import (
     AiDataAgentError,
     NotFound,
+    QuotaExceeded,
     SessionGone,
 )
 from ai_data_agent.executor import Session
@@ -47,6 +49,7 @@ from ai_data_agent.service.checkpoint_records import (
 )
 from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.quotas import check_storage
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
@@ -206,16 +209,17 @@ class Checkpoints:
     def persist(self, session: Session, streamed: tuple[int, float, Taken]) -> CheckpointRecord:
         """Commit the blobs of `stream`, then its signed record (the session may be in use)."""
         seq, started, taken = streamed
+        tenant = self._tenant_of(session.id)
         try:
             try:
-                snap = taken.commit()
+                snap = taken.commit(self._admit(session.id, tenant))
             except AiDataAgentError:
                 self.metrics.checkpoints.labels(outcome="failed").inc()
                 raise
             record = CheckpointRecord.of(
                 snap,
                 session_id=session.id,
-                tenant=self._tenant_of(session.id),
+                tenant=tenant,
                 seq=seq,
                 request=session.request,
                 requirements=list(session.requirements),
@@ -240,6 +244,28 @@ class Checkpoints:
             time.monotonic() - started,
         )
         return record
+
+    def _admit(self, session_id: str, tenant: str) -> Callable[[dict[str, int]], None]:
+        """The storage quota's check of a checkpoint's blobs: what its datasets and its
+        checkpoints hold, and the blobs new beside the session's latest checkpoint, within
+        the tenant's ``storage_bytes`` (`QuotaExceeded` otherwise: nothing is stored)."""
+
+        def admit(blobs: dict[str, int]) -> None:
+            datasets = self.manager.datasets
+            limit, held = datasets.storage_of(tenant) if datasets is not None else (None, 0)
+            if limit is None:
+                return
+            latest = self.records.latest(session_id, tenant=None)
+            named = latest.blobs() if latest is not None else {}
+            adding = sum(size for digest, size in blobs.items() if digest not in named)
+            try:
+                used = held + self.records.usage(tenant)
+                check_storage(limit, tenant, used=used, adding=adding)
+            except QuotaExceeded as exc:
+                self.metrics.observe_quota(exc, tenant)
+                raise
+
+        return admit
 
     def after_cell(self, handle: CellHandle, settled: threading.Event) -> None:
         """The checkpoint that follows a cell: the session is held only while it streams

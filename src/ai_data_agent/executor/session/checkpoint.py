@@ -21,7 +21,7 @@ import binascii
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -180,6 +180,16 @@ class _Receiver:
         if writer is not None:
             writer.__exit__(None, None, None)
 
+    def blobs(self) -> dict[str, int]:
+        """Every blob the parts received name (digest -> size), before they are committed."""
+        found: dict[str, int] = {}
+        for part in self.parts:
+            if part.known is not None:
+                found[part.known.digest] = part.known.size
+            elif part.writer is not None:
+                found[part.writer.digest] = part.writer.size
+        return found
+
     def discard(self) -> None:
         self._drop(self.writer)
         for part in self.parts:
@@ -213,9 +223,13 @@ class Taken:
     generation: int
     wait_s: float
 
-    def commit(self) -> Snapshot:
-        """Raises:
-        CheckpointFailed, RequestTooLarge: the rest of it failed (nothing is kept).
+    def commit(self, admit: Callable[[dict[str, int]], None] | None = None) -> Snapshot:
+        """Wait for the rest and store it; ``admit`` sees every blob it names (digest ->
+        size) first, and may refuse it by raising (a quota).
+
+        Raises:
+            CheckpointFailed, RequestTooLarge: the rest of it failed (nothing is kept).
+            What ``admit`` raises (nothing is kept).
         """
         receiver = self.receiver
         try:
@@ -224,6 +238,8 @@ class Taken:
             failure = receiver.failure(self.session_id)
             if failure is not None:
                 raise failure
+            if admit is not None:
+                admit(receiver.blobs())
             namespace, files = self._commit_parts()
         finally:
             receiver.discard()

@@ -100,6 +100,13 @@ class DatasetService:
         own = None if found is None else found.quotas.storage_bytes
         return StorageQuota(own, "storage_bytes") if own is not None and own < cap.limit else cap
 
+    def storage_of(self, tenant: str) -> tuple[int | None, int]:
+        """The tenant's own ``storage_bytes`` quota (None: none) and what its datasets hold,
+        all versions: what else it stores (checkpoints) is held to the rest."""
+        found = self.tenants.get_tenant(tenant) if self.tenants is not None else None
+        own = None if found is None else found.quotas.storage_bytes
+        return own, self.records.tenant_bytes(tenant)
+
     # -- writes -------------------------------------------------------------------------
     def upload(self, tenant: str, name: str, body: Body) -> DatasetVersion:
         """Stream ``body`` into blobs and record it as the next version of ``name``.
