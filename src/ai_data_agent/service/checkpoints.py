@@ -180,7 +180,7 @@ class Checkpoints:
         return record
 
     def take(self, session: Session) -> CheckpointRecord:
-        """A checkpoint of ``session`` (held by the caller), durable on return."""
+        """A checkpoint of ``session`` (held by the caller), stored on return."""
         return self.persist(session, self.stream(session))
 
     def stream(self, session: Session) -> tuple[int, float, Taken]:
@@ -210,6 +210,7 @@ class Checkpoints:
         """Commit the blobs of `stream`, then its signed record (the session may be in use)."""
         seq, started, taken = streamed
         tenant = self._tenant_of(session.id)
+        committing = time.monotonic()
         try:
             try:
                 snap = taken.commit(self._admit(session.id, tenant))
@@ -236,12 +237,13 @@ class Checkpoints:
         self.metrics.checkpoints.labels(outcome="taken").inc()
         self.metrics.checkpoint_bytes.inc(snap.streamed_bytes)
         logger.bind(run_id=session.id).info(
-            "checkpoint {}: {} kept, {} lost, {} bytes, {:.3f} s",
+            "checkpoint {}: {} kept, {} lost, {} bytes, {:.3f} s ({:.3f} s to capture it)",
             seq,
             len(snap.kept),
             len(snap.lost),
             record.size,
             time.monotonic() - started,
+            committing - started,
         )
         return record
 

@@ -153,7 +153,8 @@ class _Receiver:
         self.path, self.writer = path, None
         if self.problem is None:
             left = max(self.max_bytes - self.written, 0)
-            self.writer = self.store.writer(max_bytes=left, what="checkpoint")
+            # Not fsynced: a restore checks every blob against its digest (`_Verified`).
+            self.writer = self.store.writer(max_bytes=left, what="checkpoint", durable=False)
 
     def _data(self, raw: bytes | None, text: str) -> None:
         if self.writer is None:
@@ -215,7 +216,7 @@ class _Receiver:
 class Taken:
     """A checkpoint captured in its sandbox (the namespace at that instant, the files sent);
     the namespace may still be streaming out while the session goes on. `commit` waits for
-    it and makes the blobs durable and visible."""
+    it and makes the blobs visible (not fsynced: see `restore_snapshot`)."""
 
     receiver: _Receiver
     session_id: str
@@ -361,6 +362,7 @@ def restore_snapshot(
         CheckpointFailed: a blob is gone or changed (nothing of the namespace was read).
         SessionGone: the sandbox died.
     """
+    began = time.monotonic()
     for item in snap.files:
         blob = _Verified(store, item.digest)
         wait = 60.0 + item.size / SEND_BYTES_PER_S
@@ -384,6 +386,7 @@ def restore_snapshot(
     session.call(
         {"op": "restore", "timeout_s": timeout_s}, deadline_s=timeout_s + SLACK_S, on_frame=keep
     )
+    ended = time.monotonic()
     if not reports:
         raise CheckpointFailed("the sandbox did not report the restore")
     report = reports[-1]
@@ -392,10 +395,12 @@ def restore_snapshot(
     why = report.error or "not read back"
     lost += [LostVariable(name=n, reason=why) for n in unread]
     logger.bind(run_id=session.id).info(
-        "restored {} variable(s), {} lost, in {:.2f} s",
+        "restored {} variable(s), {} lost: {} bytes in {:.2f} s, read in {:.2f} s",
         len(report.restored),
         len(lost),
-        time.monotonic() - started,
+        snap.bytes,
+        started - began,
+        ended - started,
     )
     return RestoreOutcome(
         state=report.state,
