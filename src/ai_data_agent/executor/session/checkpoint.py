@@ -30,6 +30,7 @@ from loguru import logger
 from ai_data_agent.checkpoint_models import LostVariable
 from ai_data_agent.errors import AiDataAgentError, CheckpointFailed, RequestTooLarge, SessionGone
 from ai_data_agent.executor.frames import (
+    AckFrame,
     CheckpointBegin,
     CheckpointData,
     CheckpointDone,
@@ -116,6 +117,8 @@ class _Receiver:
     store: BlobStore
     base: dict[str, StoredFile]
     max_bytes: int
+    owns_ack: bool = False  # nobody waits for the capture's ack: it is the receiver's too
+    acked: bool = False
     path: str | None = None
     writer: BlobWriter | None = None
     parts: list[_Part] = field(default_factory=list)
@@ -123,12 +126,21 @@ class _Receiver:
     written: int = 0
     problem: str | None = None
     finished: threading.Event = field(default_factory=threading.Event)
+    settled: threading.Event = field(default_factory=threading.Event)  # no frame of it to come
+
+    @property
+    def complete(self) -> bool:
+        """Every frame of the checkpoint is in (its ack too, when the receiver owns it)."""
+        return self.finished.is_set() and (self.acked or not self.owns_ack)
 
     def take(self, frame: Frame | None) -> bool:
         """Keep ``frame`` if it is the checkpoint's (True); None: the stream ended."""
         if frame is None:
             self.problem = self.problem or "the session's sandbox ended"
+            self.acked = True
             self.finished.set()
+        elif isinstance(frame, AckFrame) and self.owns_ack and frame.op == "checkpoint":
+            self._ack(frame)
         elif isinstance(frame, CheckpointBegin):
             self._begin(frame.path)
         elif isinstance(frame, CheckpointData):
@@ -147,6 +159,12 @@ class _Receiver:
         else:
             return False
         return True
+
+    def _ack(self, frame: AckFrame) -> None:
+        self.acked = True
+        if not frame.ok:  # refused, or failed before its capture (its report came first)
+            self.problem = self.problem or frame.error or "the sandbox refused the checkpoint"
+            self.finished.set()
 
     def _begin(self, path: str) -> None:
         self._drop(self.writer)
@@ -224,6 +242,10 @@ class Taken:
     generation: int
     wait_s: float
 
+    def streamed(self) -> bool:
+        """Wait, within its time, for the namespace to be out of the sandbox (or failed)."""
+        return self.receiver.settled.wait(self.wait_s)
+
     def commit(self, admit: Callable[[dict[str, int]], None] | None = None) -> Snapshot:
         """Wait for the rest and store it; ``admit`` sees every blob it names (digest ->
         size) first, and may refuse it by raising (a quota).
@@ -281,11 +303,14 @@ def take_snapshot(
     base: tuple[int, tuple[StoredFile, ...]] | None,
     max_bytes: int,
     timeout_s: float,
+    wait: bool = True,
 ) -> Taken:
     """Capture a checkpoint of ``session`` (idle): on return its namespace is forked in the
     sandbox and its files are here; `Taken.commit` waits for the namespace and stores it.
     ``base`` is the checkpoint taken before in the same sandbox (its seq and files): files
-    unchanged since are not sent again.
+    unchanged since are not sent again. Without ``wait``, return once the order is sent:
+    the sandbox captures the checkpoint before it reads the next operation, and the
+    capture's failure is the commit's.
 
     Raises:
         CheckpointFailed: the serialiser failed or ran out of time; the session is unharmed.
@@ -295,12 +320,14 @@ def take_snapshot(
     wire = session.wire
     if wire is None:
         raise SessionGone(f"session {session.id} has no sandbox", session_id=session.id)
-    receiver = _Receiver(store, {f.path: f for f in base[1]} if base is not None else {}, max_bytes)
+    files = {f.path: f for f in base[1]} if base is not None else {}
+    receiver = _Receiver(store, files, max_bytes, owns_ack=not wait)
 
     def take(frame: Frame | None) -> bool:
         kept = receiver.take(frame)
-        if receiver.finished.is_set() and wire.sidecar is take:
+        if receiver.complete and wire.sidecar is take:
             wire.sidecar = None  # the frames after it are the calls' again
+            receiver.settled.set()
         return kept
 
     message = {
@@ -312,6 +339,15 @@ def take_snapshot(
     }
     wire.sidecar = take
     try:
+        if not wait:
+            wire.send(message)
+            return Taken(
+                receiver,
+                session.id,
+                session.execution_count,
+                session.generation,
+                timeout_s + SLACK_S,
+            )
         ack = session.call(message, deadline_s=timeout_s + SLACK_S)
         if not ack.ok:
             receiver.finished.wait(SLACK_S)  # its report comes before the ack
@@ -322,6 +358,7 @@ def take_snapshot(
     except BaseException:
         if wire.sidecar is take:
             wire.sidecar = None
+        receiver.settled.set()
         receiver.discard()
         raise
     return Taken(

@@ -100,12 +100,11 @@ class DatasetService:
         own = None if found is None else found.quotas.storage_bytes
         return StorageQuota(own, "storage_bytes") if own is not None and own < cap.limit else cap
 
-    def storage_of(self, tenant: str) -> tuple[int | None, int]:
-        """The tenant's own ``storage_bytes`` quota (None: none) and what its datasets hold,
-        all versions: what else it stores (checkpoints) is held to the rest."""
+    def own_storage_quota(self, tenant: str) -> int | None:
+        """The tenant's own ``storage_bytes`` quota (None: none), which what it stores
+        besides datasets (checkpoints) counts against with its datasets' bytes."""
         found = self.tenants.get_tenant(tenant) if self.tenants is not None else None
-        own = None if found is None else found.quotas.storage_bytes
-        return own, self.records.tenant_bytes(tenant)
+        return None if found is None else found.quotas.storage_bytes
 
     # -- writes -------------------------------------------------------------------------
     def upload(self, tenant: str, name: str, body: Body) -> DatasetVersion:
