@@ -8,7 +8,7 @@
 
 A resume starts a fresh container (from the pool where one fits) with the
 checkpoint's requirements and limits, puts its files back and has its kernel
-read the namespace (`executor.session.checkpoint`); the first cell after says
+read the namespace (`executor.session.restore`); the first cell after says
 so (``state: restored``, with what came back and what did not, including what
 the checkpoint could not keep). A checkpoint's record is signed
 (`checkpoint_records.Signer`) and checked before anything is restored; it
@@ -38,9 +38,9 @@ from ai_data_agent.executor import Session
 from ai_data_agent.executor.session.checkpoint import (
     StoredFile,
     Taken,
-    restore_snapshot,
     take_snapshot,
 )
+from ai_data_agent.executor.session.restore import restore_snapshot
 from ai_data_agent.service.checkpoint_records import (
     CheckpointRecord,
     CheckpointRecords,

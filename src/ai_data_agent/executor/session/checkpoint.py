@@ -1,31 +1,23 @@
-"""A session's checkpoint taken out of its sandbox into a blob store, and put back into a new one.
+"""A session's checkpoint taken out of its sandbox into a blob store.
 
-    snap = take_snapshot(session, store, seq=4, base=previous, max_bytes=cap, timeout_s=60)
+    taken = take_snapshot(session, store, seq=4, base=previous, max_bytes=cap, timeout_s=60)
+    snap = taken.commit()
     snap.namespace, snap.files, snap.kept, snap.lost      # blobs and what they hold
-    outcome = restore_snapshot(new_session, store, snap, timeout_s=60)
-    outcome.state, outcome.restored, outcome.lost         # "restored", names back, names not
 
 The namespace is serialised inside the sandbox (`sandbox.checkpoint`,
 `sandbox.snapshot`) and reaches here as opaque bytes: nothing on the host
 ever unpickles it. It is streamed, with each file of the working directory,
 into its own blob (content-addressed, so an unchanged file costs nothing
-twice). A restore streams the blobs back, hashing them on the way: a blob
-that no longer has the digest the checkpoint names is refused
-(`CheckpointFailed`) before the kernel reads anything.
+twice). `restore.restore_snapshot` puts it back into a new sandbox.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
-
-from loguru import logger
 
 from ai_data_agent.checkpoint_models import LostVariable
 from ai_data_agent.errors import AiDataAgentError, CheckpointFailed, RequestTooLarge, SessionGone
@@ -38,24 +30,14 @@ from ai_data_agent.executor.frames import (
     CheckpointSame,
     Frame,
     LostEntry,
-    RestoredFrame,
 )
 from ai_data_agent.executor.session.session import Session
 from ai_data_agent.models import SkippedArtifact
 from ai_data_agent.storage import BlobRef, BlobStore, BlobWriter
 
-__all__ = [
-    "RestoreOutcome",
-    "Snapshot",
-    "StoredFile",
-    "Taken",
-    "restore_snapshot",
-    "take_snapshot",
-]
+__all__ = ["Snapshot", "StoredFile", "Taken", "lost_variables", "take_snapshot"]
 
 SLACK_S = 30.0  # beyond the serialiser's time limit: the files, and the wire
-SEND_CHUNK = 1024 * 1024
-SEND_BYTES_PER_S = 10 * 1024 * 1024  # the slowest stream a restore waits for
 
 
 @dataclass(frozen=True)
@@ -85,18 +67,7 @@ class Snapshot:
         return self.namespace.size + sum(f.size for f in self.files)
 
 
-@dataclass(frozen=True)
-class RestoreOutcome:
-    """``restored``: the kernel read the namespace back (``lost`` lists what it could not);
-    ``lost``: the kernel had to be replaced, the files are back and no variable is."""
-
-    state: str
-    restored: tuple[str, ...] = ()
-    lost: tuple[LostVariable, ...] = ()
-    error: str | None = None
-
-
-def _lost(entries: list[LostEntry]) -> tuple[LostVariable, ...]:
+def lost_variables(entries: list[LostEntry]) -> tuple[LostVariable, ...]:
     return tuple(LostVariable(name=e.name, type=e.type, reason=e.reason) for e in entries)
 
 
@@ -171,7 +142,7 @@ class _Receiver:
         self.path, self.writer = path, None
         if self.problem is None:
             left = max(self.max_bytes - self.written, 0)
-            # Not fsynced: a restore checks every blob against its digest (`_Verified`).
+            # Not fsynced: a restore checks every blob against its digest (`restore`).
             self.writer = self.store.writer(max_bytes=left, what="checkpoint", durable=False)
 
     def _data(self, raw: bytes | None, text: str) -> None:
@@ -234,7 +205,7 @@ class _Receiver:
 class Taken:
     """A checkpoint captured in its sandbox (the namespace at that instant, the files sent);
     the namespace may still be streaming out while the session goes on. `commit` waits for
-    it and makes the blobs visible (not fsynced: see `restore_snapshot`)."""
+    it and makes the blobs visible (not fsynced: see `restore.restore_snapshot`)."""
 
     receiver: _Receiver
     session_id: str
@@ -272,7 +243,7 @@ class Taken:
             namespace=namespace,
             files=tuple(files),
             kept=tuple(done.kept),
-            lost=_lost(done.lost),
+            lost=lost_variables(done.lost),
             skipped=tuple(SkippedArtifact(path=s.path, reason=s.reason) for s in done.skipped),
             execution_count=self.execution_count,
             generation=self.generation,
@@ -363,85 +334,4 @@ def take_snapshot(
         raise
     return Taken(
         receiver, session.id, session.execution_count, session.generation, timeout_s + SLACK_S
-    )
-
-
-class _Verified:
-    """A blob's bytes in chunks, hashed as they go; `check` after the last one."""
-
-    def __init__(self, store: BlobStore, digest: str) -> None:
-        self.digest = digest
-        self.hash = hashlib.sha256()
-        try:
-            self.file: BinaryIO = store.open(digest)
-        except FileNotFoundError as exc:
-            raise CheckpointFailed(f"the checkpoint's blob {digest[:12]} is gone") from exc
-
-    def chunks(self) -> Iterator[bytes]:
-        with self.file:
-            while chunk := self.file.read(SEND_CHUNK):
-                self.hash.update(chunk)
-                yield chunk
-
-    def check(self, what: str) -> None:
-        if self.hash.hexdigest() != self.digest:
-            raise CheckpointFailed(
-                f"refused: {what} no longer has the content the checkpoint was signed with"
-            )
-
-
-def restore_snapshot(
-    session: Session, store: BlobStore, snap: Snapshot, *, timeout_s: float
-) -> RestoreOutcome:
-    """Put ``snap``'s files back in ``session`` (fresh), then have its kernel read the namespace.
-
-    Raises:
-        CheckpointFailed: a blob is gone or changed (nothing of the namespace was read).
-        SessionGone: the sandbox died.
-    """
-    began = time.monotonic()
-    for item in snap.files:
-        blob = _Verified(store, item.digest)
-        wait = 60.0 + item.size / SEND_BYTES_PER_S
-        session.call({"op": "put", "path": item.path, "size": item.size}, blob.chunks(), wait)
-        blob.check(item.path)
-    blob = _Verified(store, snap.namespace.digest)
-    size = snap.namespace.size
-    ack = session.call(
-        {"op": "restore_data", "size": size}, blob.chunks(), 60.0 + size / SEND_BYTES_PER_S
-    )
-    blob.check("the namespace")
-    if not ack.ok:
-        raise CheckpointFailed(f"the sandbox could not take the namespace: {ack.error}")
-    reports: list[RestoredFrame] = []
-
-    def keep(frame: Frame) -> None:
-        if isinstance(frame, RestoredFrame):
-            reports.append(frame)
-
-    started = time.monotonic()
-    session.call(
-        {"op": "restore", "timeout_s": timeout_s}, deadline_s=timeout_s + SLACK_S, on_frame=keep
-    )
-    ended = time.monotonic()
-    if not reports:
-        raise CheckpointFailed("the sandbox did not report the restore")
-    report = reports[-1]
-    lost = list(_lost(report.lost))
-    unread = [n for n in snap.kept if n not in report.restored and n not in {v.name for v in lost}]
-    why = report.error or "not read back"
-    lost += [LostVariable(name=n, reason=why) for n in unread]
-    logger.bind(run_id=session.id).info(
-        "restored {} variable(s), {} lost: {} bytes in {:.2f} s, read in {:.2f} s",
-        len(report.restored),
-        len(lost),
-        snap.bytes,
-        started - began,
-        ended - started,
-    )
-    return RestoreOutcome(
-        state=report.state,
-        restored=tuple(report.restored),
-        lost=tuple(lost),
-        error=report.error or None,
     )
