@@ -67,6 +67,15 @@ class Checkpoints:
         self.file_signatures: dict[str, list[int]] = {}
         self.signatures_seq: object = None
 
+    def preload(self) -> None:
+        """A session that goes on from a checkpoint (its generation counts on from one):
+        its first kernel imports the serialiser while the checkpoint's bytes arrive."""
+        if self.serialiser and int(self.loop.job.get("generation") or 0) and self.loop.kernel:
+            try:
+                self.loop.kernel.send({"op": "serialiser", "serialiser": self.serialiser})
+            except ChildProcessError:
+                pass  # the kernel is gone: its loss is reported as usual
+
     @property
     def busy(self) -> bool:
         """Other operations wait until the namespace is captured and the files are sent."""

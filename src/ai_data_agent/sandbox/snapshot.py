@@ -71,6 +71,16 @@ def load_serialiser(where: str) -> Any:
     return module
 
 
+def preload(config: dict[str, Any]) -> dict[str, Any]:
+    """Import the serialiser ahead of a restore, while its bytes arrive (a failure is
+    the restore's to report)."""
+    try:
+        load_serialiser(str(config["serialiser"]))
+    except (OSError, ImportError, SyntaxError) as exc:
+        return {"k": "serialiser", "error": _reason(exc)}
+    return {"k": "serialiser"}
+
+
 def _type_name(value: object) -> str:
     kind = type(value)
     return str(getattr(kind, "__qualname__", kind.__name__))[:200]

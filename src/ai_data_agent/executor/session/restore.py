@@ -70,12 +70,23 @@ class _Verified:
 def restore_snapshot(
     session: Session, store: BlobStore, snap: Snapshot, *, timeout_s: float
 ) -> RestoreOutcome:
-    """Put ``snap``'s files back in ``session`` (fresh), then have its kernel read the namespace.
+    """Put ``snap``'s files back in ``session`` (fresh), then have its kernel read the namespace;
+    the warm pool refills after this, not during it (see `start.start_kernel`).
 
     Raises:
         CheckpointFailed: a blob is gone or changed (nothing of the namespace was read).
         SessionGone: the sandbox died.
     """
+    try:
+        return _restore(session, store, snap, timeout_s)
+    finally:
+        if session.wire is not None:
+            session.wire.link.settled()
+
+
+def _restore(
+    session: Session, store: BlobStore, snap: Snapshot, timeout_s: float
+) -> RestoreOutcome:
     began = time.monotonic()
     for item in snap.files:
         blob = _Verified(store, item.digest)
