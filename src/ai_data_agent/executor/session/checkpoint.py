@@ -133,9 +133,11 @@ class _Receiver:
 
     def _ack(self, frame: AckFrame) -> None:
         self.acked = True
-        if not frame.ok:  # refused, or failed before its capture (its report came first)
+        if frame.ok:
+            return
+        if self.done is None:  # refused; one that failed before its capture reported why
             self.problem = self.problem or frame.error or "the sandbox refused the checkpoint"
-            self.finished.set()
+        self.finished.set()
 
     def _begin(self, path: str) -> None:
         self._drop(self.writer)
