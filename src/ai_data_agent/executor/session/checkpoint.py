@@ -61,6 +61,7 @@ class Snapshot:
     execution_count: int = 0
     generation: int = 0
     streamed_bytes: int = 0
+    modules: tuple[str, ...] = ()  # a restore imports them while the bytes arrive
 
     @property
     def bytes(self) -> int:
@@ -250,6 +251,7 @@ class Taken:
             execution_count=self.execution_count,
             generation=self.generation,
             streamed_bytes=done.bytes,
+            modules=tuple(done.modules),
         )
 
     def _commit_parts(self) -> tuple[BlobRef, list[StoredFile]]:

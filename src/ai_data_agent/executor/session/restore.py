@@ -96,7 +96,9 @@ def _restore(
     blob = _Verified(store, snap.namespace.digest)
     size = snap.namespace.size
     ack = session.call(
-        {"op": "restore_data", "size": size}, blob.chunks(), 60.0 + size / SEND_BYTES_PER_S
+        {"op": "restore_data", "size": size, "modules": list(snap.modules)},
+        blob.chunks(),
+        60.0 + size / SEND_BYTES_PER_S,
     )
     blob.check("the namespace")
     if not ack.ok:
