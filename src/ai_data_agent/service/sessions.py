@@ -62,6 +62,9 @@ REASON_RESTART = "the daemon stopped while the session was live; found at its ne
 REASON_SHUTDOWN = "the daemon shut down"
 
 
+Then = Callable[[Session], object] | None  # what follows a cell, the session still held
+
+
 @dataclass
 class _Live:
     session: Session
@@ -282,12 +285,7 @@ class SessionManager:
         self.metrics.sessions_ended.labels(status=live.session.status.value).inc()
 
     # -- cells ------------------------------------------------------------------------
-    def submit_cell(
-        self,
-        session_id: str,
-        request: CellRequest,
-        then: Callable[[Session], object] | None = None,
-    ) -> CellHandle:
+    def submit_cell(self, session_id: str, request: CellRequest, then: Then = None) -> CellHandle:
         """Start a cell on a worker thread; its handle at once. ``then`` follows a cell that
         ended with a result, the session still held (a checkpoint's order).
 
@@ -308,13 +306,7 @@ class SessionManager:
         worker.start()
         return handle
 
-    def _run_cell(
-        self,
-        live: _Live,
-        request: CellRequest,
-        handle: CellHandle,
-        then: Callable[[Session], object] | None,
-    ) -> None:
+    def _run_cell(self, live: _Live, request: CellRequest, handle: CellHandle, then: Then) -> None:
         session = live.session
         generation = session.generation
 
