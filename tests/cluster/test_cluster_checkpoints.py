@@ -62,3 +62,35 @@ def test_a_session_whose_worker_dies_resumes_on_another_at_its_last_cell(
         client.delete(f"/v1/sessions/{session_id}")
     cluster.restart(workers[home.name])  # its sweep removes the dead kernel's sandbox
     poll(lambda: not home.sandboxes(), 30, "the restarted worker's sweep")
+
+
+def test_a_checkpoint_past_the_storage_quota_is_refused_through_an_api_node(
+    cluster: Cluster, engines: list[PrivateEngine], tmp_path: Path
+) -> None:
+    shared = {"storage_dir": str(tmp_path / "storage"), "max_sessions": 1}
+    api = cluster.api(**shared)
+    cluster.worker(engines[0], **shared)
+    limit = 1_000_000
+    with api.client() as admin:
+        made = admin.post("/v1/tenants", json={"name": "lean", "quotas": {"storage_bytes": limit}})
+        assert made.status_code == 201, made.text
+        secret = admin.post("/v1/tokens", json={"tenant": "lean", "name": "lean-1"}).json()
+    with api.client(timeout=120) as client:
+        client.headers["Authorization"] = f"Bearer {secret['secret']}"
+        sid = client.post("/v1/sessions", json={}).json()["id"]
+        for code in ("small = 1", "big = bytes(2 * 1024 * 1024)"):
+            assert client.post(f"/v1/sessions/{sid}/cells", json={"code": code}).status_code == 200
+        refused = client.post(f"/v1/sessions/{sid}/checkpoint")
+        assert refused.status_code == 429, refused.text
+        error = refused.json()["error"]
+        assert (error["code"], error["quota"], error["limit"], error["used"]) == (
+            "quota_exceeded",
+            "storage_bytes",
+            limit,
+            0,
+        )
+        assert client.get(f"/v1/sessions/{sid}").json()["status"] == "idle"
+        kept = client.post(f"/v1/sessions/{sid}/cells", json={"code": "del big\nsmall"}).json()
+        assert kept["state"] == "preserved" and kept["result"]["data"]["text/plain"] == "1"
+        assert client.post(f"/v1/sessions/{sid}/checkpoint").status_code == 201
+        client.delete(f"/v1/sessions/{sid}")

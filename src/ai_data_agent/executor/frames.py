@@ -276,6 +276,7 @@ class CheckpointDone(_Frame):
     kept: list[str] = Field(default_factory=list)
     lost: list[LostEntry] = Field(default_factory=list)
     skipped: list[SkippedEntry] = Field(default_factory=list)
+    modules: list[str] = Field(default_factory=list)  # what its values come from
     error: str | None = None
 
 

@@ -143,6 +143,7 @@ class Checkpoint:
             self.fail("the serialiser's report is malformed")
             return None
         return {
+            "modules": [str(n)[:200] for n in report.get("modules") or []][:100],
             "kept": [str(n)[:200] for n in report.get("kept") or []],
             "lost": [
                 {

@@ -67,6 +67,17 @@ class Checkpoints:
         self.file_signatures: dict[str, list[int]] = {}
         self.signatures_seq: object = None
 
+    def preload(self, modules: Any = ()) -> None:
+        """A session that goes on from a checkpoint (its generation counts on from one):
+        its kernel imports the serialiser (at its start) and the checkpoint's ``modules``
+        (as its bytes come: ``restore_data``) while the bytes arrive."""
+        if self.serialiser and int(self.loop.job.get("generation") or 0) and self.loop.kernel:
+            message = {"op": "serialiser", "serialiser": self.serialiser, "modules": modules}
+            try:
+                self.loop.kernel.send(message)
+            except ChildProcessError:
+                pass  # the kernel is gone: its loss is reported as usual
+
     @property
     def busy(self) -> bool:
         """Other operations wait until the namespace is captured and the files are sent."""
@@ -82,6 +93,9 @@ class Checkpoints:
         elif op == "checkpoint":
             self._checkpoint(message)
         elif op == "restore_data":
+            modules = [str(m) for m in message.get("modules") or []][:100]
+            if modules:
+                self.preload(modules)
             return restore_upload(self.loop, message)
         else:
             self._restore(message)

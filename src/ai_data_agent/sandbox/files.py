@@ -100,7 +100,7 @@ class Upload:
     def feed(self, incoming: MessageStream, ack: Ack) -> Upload | None:
         """Write what has arrived; None once every byte is in (and acknowledged)."""
         while self.left:
-            chunk = incoming.take(self.left)
+            chunk = incoming.take(self.left) or incoming.read_now(self.left)
             if not chunk:
                 return self
             self.left -= len(chunk)

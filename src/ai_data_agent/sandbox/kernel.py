@@ -331,6 +331,8 @@ class Kernel:
                 self.control.send(self.switch_env(message))
             elif message.get("op") in ("snapshot", "restore"):
                 self.control.send(self.checkpoint(message))
+            elif message.get("op") == "serialiser":  # a restore is coming: import it now
+                self.control.send(snapshot.preload(message))
 
     def checkpoint(self, message: dict[str, Any]) -> dict[str, Any]:
         """Fork the writer of a checkpoint, or read one back (interruptible, as a cell is)."""

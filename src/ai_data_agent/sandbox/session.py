@@ -29,7 +29,7 @@ import time
 
 from ai_data_agent.sandbox import checkpoint as checkpoints
 from ai_data_agent.sandbox import files as session_files
-from ai_data_agent.sandbox.channel import READ_CHUNK, Channel, MessageStream
+from ai_data_agent.sandbox.channel import READ_CHUNK, Channel, MessageStream, widen_pipe
 from ai_data_agent.sandbox.environment import as_the_user_sees_it, cgroup_oom_kills
 from ai_data_agent.sandbox.execute import OutputPump
 from ai_data_agent.sandbox.kernelproc import (
@@ -77,6 +77,7 @@ class SessionLoop:
         self.job = job
         self.space = space
         self.incoming = MessageStream(stdin_fd)
+        widen_pipe(channel.out)  # a checkpoint's megabytes out in few writes
         self.grace_s = float(job.get("interrupt_grace_s", 2.0))
         self.display_max = int(job.get("display_max_bytes", 2 * 1024 * 1024))
         self.cell_display_max = int(job.get("cell_display_max_bytes", 8 * 1024 * 1024))
@@ -113,6 +114,7 @@ class SessionLoop:
     # -- the loop -------------------------------------------------------------------
     def run(self) -> None:
         self.start_kernel()
+        self.checkpoints.preload()
         with selectors.DefaultSelector() as sel:
             while not self.closing and not self.incoming.eof:
                 self._register(sel)

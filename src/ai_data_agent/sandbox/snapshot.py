@@ -47,6 +47,7 @@ MAGIC = b"AIDA-CHECKPOINT 1\n"
 MAX_HEADER_BYTES = 64 * 1024
 MAX_REASON_CHARS = 300
 MAX_LISTED = 1000
+MAX_MODULES = 50
 PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named there only from Python 3.10
 CHILD_OOM_SCORE = "1000"  # under memory pressure the child goes first, then the kernel
@@ -69,6 +70,23 @@ def load_serialiser(where: str) -> Any:
     finally:
         sys.path.remove(where)
     return module
+
+
+def preload(config: dict[str, Any]) -> dict[str, Any]:
+    """Import the serialiser, and the modules the checkpoint's values come from, ahead
+    of a restore, while its bytes arrive (a failure is the restore's to report)."""
+    failed = []
+    for module in ["", *[str(m) for m in config.get("modules") or []][:MAX_MODULES]]:
+        try:
+            if module:
+                import importlib
+
+                importlib.import_module(module)
+            else:
+                load_serialiser(str(config["serialiser"]))
+        except Exception as exc:  # the user's modules may raise anything on import
+            failed.append(f"{module or SERIALISER}: {_reason(exc)}")
+    return {"k": "serialiser", "failed": failed}
 
 
 def _type_name(value: object) -> str:
@@ -165,7 +183,20 @@ def _write_all(config: dict[str, Any], namespace: dict[str, Any], out: IO[bytes]
         writer.save(name, str(config["progress"]))
     out.write(b'{"end": true}\n')
     out.flush()
-    return {"kept": writer.kept[:MAX_LISTED], "lost": writer.lost[:MAX_LISTED]}
+    kept = writer.kept[:MAX_LISTED]
+    return {"kept": kept, "lost": writer.lost[:MAX_LISTED], "modules": modules_of(namespace, kept)}
+
+
+def modules_of(namespace: dict[str, Any], names: list[str]) -> list[str]:
+    """The top-level modules the values of ``names`` come from (a restore imports them
+    while the bytes arrive): their types' modules, and the modules themselves."""
+    found = set()
+    for name in names:
+        value = namespace.get(name)
+        module = value.__name__ if isinstance(value, type(sys)) else type(value).__module__
+        found.add(str(module or "").split(".")[0])
+    found -= {"", "builtins", "__main__", SERIALISER}
+    return sorted(found)[:MAX_MODULES]
 
 
 def _child(config: dict[str, Any], namespace: dict[str, Any], fd: int) -> None:

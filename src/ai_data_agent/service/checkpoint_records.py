@@ -74,6 +74,7 @@ class CheckpointRecord(BaseModel):
     skipped: list[SkippedArtifact] = Field(default_factory=list)
     requirements: list[str] = Field(default_factory=list)
     image: str = ""
+    modules: list[str] = Field(default_factory=list, description="What its values come from.")
     request: SessionRequest = Field(description="The session's request (files left out).")
     mac: str = ""
 
@@ -105,6 +106,7 @@ class CheckpointRecord(BaseModel):
             skipped=list(snap.skipped),
             requirements=requirements,
             image=image,
+            modules=list(snap.modules),
             request=request.model_copy(update={"files": []}),
         )
 
@@ -125,6 +127,7 @@ class CheckpointRecord(BaseModel):
             lost=tuple(self.lost),
             execution_count=self.execution_count,
             generation=self.generation,
+            modules=tuple(self.modules),
         )
 
     def base(self) -> tuple[int, tuple[StoredFile, ...]]:
@@ -149,7 +152,10 @@ class CheckpointRecord(BaseModel):
 
     def signed_text(self) -> bytes:
         """What the MAC covers: every field but the MAC, in one canonical form."""
-        fields = self.model_dump(mode="json", exclude={"mac"})
+        # A record from before ``modules`` was one signs as it did then.
+        fields = self.model_dump(
+            mode="json", exclude={"mac"} | ({"modules"} - self.model_fields_set)
+        )
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 

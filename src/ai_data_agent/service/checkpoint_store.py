@@ -36,7 +36,11 @@ _TENANT = "(? IS NULL OR tenant = ?)"
 
 class CheckpointStore(SqliteFile):
     def __init__(self, path: Path) -> None:
-        super().__init__(path, what="the checkpoint store", schema=SCHEMA)
+        # NORMAL: a record survives the daemon's death, as its blobs do (neither is
+        # fsynced; a blob a crash of the machine cut short is refused at resume).
+        super().__init__(
+            path, what="the checkpoint store", schema=SCHEMA, pragmas=("synchronous=NORMAL",)
+        )
 
     def add(self, record: CheckpointRecord) -> None:
         with self._lock:

@@ -8,7 +8,7 @@
 
 A resume starts a fresh container (from the pool where one fits) with the
 checkpoint's requirements and limits, puts its files back and has its kernel
-read the namespace (`executor.session.checkpoint`); the first cell after says
+read the namespace (`executor.session.restore`); the first cell after says
 so (``state: restored``, with what came back and what did not, including what
 the checkpoint could not keep). A checkpoint's record is signed
 (`checkpoint_records.Signer`) and checked before anything is restored; it
@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import cast
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -31,22 +31,23 @@ from ai_data_agent.checkpoint_models import CheckpointInfo, ForkRequest, Restore
 from ai_data_agent.errors import (
     AiDataAgentError,
     NotFound,
+    QuotaExceeded,
     SessionGone,
 )
 from ai_data_agent.executor import Session
 from ai_data_agent.executor.session.checkpoint import (
     StoredFile,
     Taken,
-    restore_snapshot,
     take_snapshot,
 )
+from ai_data_agent.executor.session.restore import restore_snapshot
 from ai_data_agent.service.checkpoint_records import (
     CheckpointRecord,
     CheckpointRecords,
     Signer,
 )
-from ai_data_agent.service.handles import CellHandle
 from ai_data_agent.service.metrics import ServiceMetrics
+from ai_data_agent.service.quotas import check_storage
 from ai_data_agent.service.sessions import SessionManager
 from ai_data_agent.session_models import (
     LIVE_SESSION_STATUSES,
@@ -60,7 +61,6 @@ from ai_data_agent.tenant_models import ADMIN_TENANT
 __all__ = ["Checkpoints"]
 
 KEPT_LISTED = 1000
-SETTLE_SLACK_S = 30.0
 REASON_RECOVERED = "the daemon stopped; the next call resumes it from checkpoint {}"
 
 
@@ -83,9 +83,9 @@ class Checkpoints:
         self.signer = signer
         self.metrics = metrics
         self._lock = threading.Lock()
-        self.settled: dict[str, threading.Event] = {}  # the checkpoint after a cell, per session
         self._resuming: dict[str, threading.Lock] = {}
-        self._writing: dict[str, threading.Lock] = {}  # one checkpoint of a session at a time
+        self._seqs: dict[str, int] = {}  # the last seq given out, per session
+        self._streaming: dict[str, Taken] = {}  # the last checkpoint out of its sandbox
         self._bases: dict[str, tuple[int, tuple[StoredFile, ...]]] = {}  # in the container now
 
     def recover(self) -> None:
@@ -177,17 +177,21 @@ class Checkpoints:
         return record
 
     def take(self, session: Session) -> CheckpointRecord:
-        """A checkpoint of ``session`` (held by the caller), durable on return."""
+        """A checkpoint of ``session`` (held by the caller), stored on return."""
         return self.persist(session, self.stream(session))
 
-    def stream(self, session: Session) -> tuple[int, float, Taken]:
+    def stream(self, session: Session, *, wait: bool = True) -> tuple[int, float, Taken]:
         """The checkpoint out of the sandbox, not committed yet (`persist` commits it):
-        (its seq, when it began, what was taken). Holds the session's writing lock until
-        `persist`: checkpoints of one session are numbered and stored one after the other."""
-        lock = self._writing.setdefault(session.id, threading.Lock())
-        lock.acquire()
+        (its seq, when it began, what was taken); without ``wait``, once its order is sent
+        (`take_snapshot`). The sandbox writes one namespace at a time: this waits for the
+        one before to be out, not for it to be stored, so the session's next cell never
+        waits for a store's disk."""
+        earlier = self._streaming.pop(session.id, None)
+        if earlier is not None:
+            earlier.streamed()
         try:
-            seq = self.records.next_seq(session.id)
+            seq = max(self.records.next_seq(session.id), self._seqs.get(session.id, 0) + 1)
+            self._seqs[session.id] = seq
             started = time.monotonic()
             taken = take_snapshot(
                 session,
@@ -196,26 +200,29 @@ class Checkpoints:
                 base=self._bases.get(session.id),
                 max_bytes=self.settings.checkpoint_max_bytes,
                 timeout_s=self.settings.checkpoint_timeout_s,
+                wait=wait,
             )
         except BaseException:
-            lock.release()
             self.metrics.checkpoints.labels(outcome="failed").inc()
             raise
+        self._streaming[session.id] = taken
         return seq, started, taken
 
     def persist(self, session: Session, streamed: tuple[int, float, Taken]) -> CheckpointRecord:
         """Commit the blobs of `stream`, then its signed record (the session may be in use)."""
         seq, started, taken = streamed
+        tenant = self._tenant_of(session.id)
+        committing = time.monotonic()
         try:
             try:
-                snap = taken.commit()
+                snap = taken.commit(self._admit(session.id, tenant))
             except AiDataAgentError:
                 self.metrics.checkpoints.labels(outcome="failed").inc()
                 raise
             record = CheckpointRecord.of(
                 snap,
                 session_id=session.id,
-                tenant=self._tenant_of(session.id),
+                tenant=tenant,
                 seq=seq,
                 request=session.request,
                 requirements=list(session.requirements),
@@ -225,50 +232,75 @@ class Checkpoints:
             record = self.signer.sign(record)
             self.records.add(record)
             self.records.prune(session.id, keep=self.settings.checkpoints_kept)
-            self._bases[session.id] = record.base()
         finally:
-            self._writing[session.id].release()
-        session.checkpoint_seq = seq
+            if self._streaming.get(session.id) is taken:
+                del self._streaming[session.id]
+        with self._lock:  # a later checkpoint of the session may have been stored first
+            base = self._bases.get(session.id)
+            if base is None or base[0] < seq:
+                self._bases[session.id] = record.base()
+            session.checkpoint_seq = max(session.checkpoint_seq or 0, seq)
         self.metrics.checkpoints.labels(outcome="taken").inc()
         self.metrics.checkpoint_bytes.inc(snap.streamed_bytes)
         logger.bind(run_id=session.id).info(
-            "checkpoint {}: {} kept, {} lost, {} bytes, {:.3f} s",
+            "checkpoint {}: {} kept, {} lost, {} bytes, {:.3f} s ({:.3f} s to capture it)",
             seq,
             len(snap.kept),
             len(snap.lost),
             record.size,
             time.monotonic() - started,
+            committing - started,
         )
         return record
 
-    def after_cell(self, handle: CellHandle, settled: threading.Event) -> None:
-        """The checkpoint that follows a cell: the session is held only while it streams
-        out; the next call may begin while its blobs and record are committed."""
-        session: list[Session] = []
+    def _admit(self, session_id: str, tenant: str) -> Callable[[dict[str, int]], None]:
+        """The storage quota's check of a checkpoint's blobs: what its datasets and its
+        checkpoints hold, and the blobs new beside the session's latest checkpoint, within
+        the tenant's ``storage_bytes`` (`QuotaExceeded` otherwise: nothing is stored)."""
 
-        def stream(held: Session) -> tuple[int, float, Taken]:
-            session.append(held)
-            return self.stream(held)
+        def admit(blobs: dict[str, int]) -> None:
+            datasets = self.manager.datasets
+            limit = datasets.own_storage_quota(tenant) if datasets is not None else None
+            if datasets is None or limit is None:
+                return
+            latest = self.records.latest(session_id, tenant=None)
+            named = latest.blobs() if latest is not None else {}
+            adding = sum(size for digest, size in blobs.items() if digest not in named)
+            try:
+                used = datasets.records.tenant_bytes(tenant) + self.records.usage(tenant)
+                check_storage(limit, tenant, used=used, adding=adding)
+            except QuotaExceeded as exc:
+                self.metrics.observe_quota(exc, tenant)
+                raise
 
-        log = logger.bind(run_id=handle.session_id)
+        return admit
+
+    def after_cell(self, session: Session) -> None:
+        """The checkpoint that follows a cell, ordered by the cell's own call before it lets
+        the session go, so the sandbox captures it before the next call's operation: the
+        answer waits for the order's sending only (and, when the cell ended before the
+        checkpoint before it was out, for that: the sandbox writes one at a time). The
+        namespace streams out and is stored on a thread of its own."""
+        log = logger.bind(run_id=session.id)
         try:
-            streamed = self.manager.hold(handle.session_id, stream) if handle.result else None
+            streamed = self.stream(session, wait=False)
         except AiDataAgentError as exc:
             log.warning("no checkpoint after the cell: {}", exc)
-            streamed = None
-        finally:
-            settled.set()
-        if streamed is not None:
+            return
+
+        def store() -> None:
             try:
-                self.persist(session[0], cast(tuple[int, float, Taken], streamed))
-            except Exception as exc:  # the timer's thread: log, the next cell tries again
+                self.persist(session, streamed)
+            except Exception as exc:  # its own thread: log, the next cell tries again
                 log.warning("the checkpoint after the cell was not stored: {}", exc)
 
+        threading.Thread(target=store, name=f"checkpoint-{session.id[:8]}", daemon=True).start()
+
     def settle(self, session_id: str) -> None:
-        """Wait for the checkpoint that follows the session's last cell, if one is on its way."""
-        settled = self.settled.get(session_id)
-        if settled is not None:
-            settled.wait(self.settings.checkpoint_timeout_s + SETTLE_SLACK_S)
+        """Wait until the session's last checkpoint is out of its sandbox, if one is streaming."""
+        streaming = self._streaming.get(session_id)
+        if streaming is not None:
+            streaming.streamed()
 
     def ready(self, session_id: str) -> None:
         """Before a call: the last cell's checkpoint done, and a paused session resumed."""
@@ -357,8 +389,10 @@ class Checkpoints:
 
     def forget(self, session_id: str) -> None:
         """A session that ended needs none of what was kept for its checkpoints."""
-        for held in (self.settled, self._resuming, self._bases):  # its writing lock may be held
+        for held in (self._resuming, self._bases):
             held.pop(session_id, None)
+        self._seqs.pop(session_id, None)
+        self._streaming.pop(session_id, None)
 
 
 def _paused(info: SessionInfo, reason: str, seq: int) -> SessionInfo:

@@ -8,7 +8,7 @@ their containers (`checkpoints.Checkpoints`).
 
 `node.SessionService` and `node.CheckpointService` in one: every call on a
 paused session resumes it first; with ``checkpoint_after_each_cell`` a
-checkpoint follows each cell's answer (the next call waits for it). On a
+checkpoint follows each cell (`checkpoints.Checkpoints.after_cell`). On a
 timer it pauses idle sessions (``session_idle_action``), expires those paused
 past ``session_paused_retention_s``. The blob store's one sweep is the datasets'
 keeper's, which spares what checkpoints name.
@@ -120,18 +120,8 @@ class KeptSessions:
 
     def submit_cell(self, session_id: str, request: CellRequest) -> CellHandle:
         self.keeper.ready(session_id)
-        handle = self.manager.submit_cell(session_id, request)
-        if self.settings.checkpoint_after_each_cell:
-            settled = threading.Event()
-            self.keeper.settled[session_id] = settled
-
-            def after() -> None:
-                threading.Thread(
-                    target=self.keeper.after_cell, args=(handle, settled), daemon=True
-                ).start()
-
-            handle.add_done_callback(after)
-        return handle
+        then = self.keeper.after_cell if self.settings.checkpoint_after_each_cell else None
+        return self.manager.submit_cell(session_id, request, then)
 
     def cell(self, session_id: str, count: int) -> CellHandle | CellResult | None:
         return self.manager.cell(session_id, count)

@@ -14,7 +14,9 @@ beyond that: a tenant holds at most ``concurrent_runs + queued_runs`` runs
 only the host's queue bounds it. ``concurrent_sessions`` caps its live
 sessions. Counts drop the moment a run ends or a session closes, so the next
 admission sees them. ``cpu_seconds_per_hour`` is a charge, not a count: it is
-checked at the doors (`cpu_usage.CpuAccount`).
+checked at the doors (`cpu_usage.CpuAccount`). ``storage_bytes`` caps what a
+tenant's datasets and checkpoints hold together (`check_storage`, as a checkpoint
+is stored).
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from ai_data_agent.service.node import RUN_RETRY_AFTER_S, SESSION_RETRY_AFTER_S
 from ai_data_agent.service.records import TenantRecords
 from ai_data_agent.tenant_models import Quotas
 
-__all__ = ["admit_session", "check_runs", "check_sessions", "quotas_of", "run_cap"]
+__all__ = [
+    "admit_session",
+    "check_runs",
+    "check_sessions",
+    "check_storage",
+    "quotas_of",
+    "run_cap",
+]
 
 
 def quotas_of(tenants: TenantRecords | None, tenant: str) -> Quotas:
@@ -86,6 +95,25 @@ def check_sessions(quotas: Quotas, tenant: str, *, live: int) -> None:
     limit = quotas.concurrent_sessions
     if limit is not None and live >= limit:
         raise _exceeded(tenant, "concurrent_sessions", limit, live, SESSION_RETRY_AFTER_S)
+
+
+def check_storage(limit: int | None, tenant: str, *, used: int, adding: int) -> None:
+    """Raise unless ``tenant`` (holding ``used`` bytes) may store ``adding`` more within
+    its ``storage_bytes`` quota ``limit`` (None: none).
+
+    Raises:
+        QuotaExceeded: it would hold more than ``limit``; no retry helps until something
+            of it is deleted, so no ``retry_after``.
+    """
+    if limit is None or used + adding <= limit:
+        return
+    raise QuotaExceeded(
+        f"tenant {tenant!r} would hold {used + adding} bytes, over its quota storage_bytes = "
+        f"{limit} ({used} in use, {adding} more asked); delete datasets or close sessions",
+        quota="storage_bytes",
+        limit=limit,
+        used=used,
+    )
 
 
 def admit_session(quotas: Quotas, tenant: str, *, live: int, metrics: ServiceMetrics) -> None:

@@ -63,6 +63,9 @@ REASON_RESTART = "the daemon stopped while the session was live; found at its ne
 REASON_SHUTDOWN = "the daemon shut down"
 
 
+Then = Callable[[Session], object] | None  # what follows a cell, the session still held
+
+
 @dataclass
 class _Live:
     session: Session
@@ -286,8 +289,9 @@ class SessionManager:
         self.metrics.sessions_ended.labels(status=live.session.status.value).inc()
 
     # -- cells ------------------------------------------------------------------------
-    def submit_cell(self, session_id: str, request: CellRequest) -> CellHandle:
-        """Start a cell on a worker thread; its handle at once.
+    def submit_cell(self, session_id: str, request: CellRequest, then: Then = None) -> CellHandle:
+        """Start a cell on a worker thread; its handle at once. ``then`` follows a cell that
+        ended with a result, the session still held (a checkpoint's order).
 
         Raises:
             SessionGone, SessionBusy: as for any call; nothing was queued.
@@ -299,14 +303,14 @@ class SessionManager:
         handle.events.publish("status", {"status": "running", "execution_count": handle.count})
         worker = threading.Thread(
             target=self._run_cell,
-            args=(live, request, handle),
+            args=(live, request, handle, then),
             name=f"cell-{session_id[:8]}",
             daemon=True,
         )
         worker.start()
         return handle
 
-    def _run_cell(self, live: _Live, request: CellRequest, handle: CellHandle) -> None:
+    def _run_cell(self, live: _Live, request: CellRequest, handle: CellHandle, then: Then) -> None:
         session = live.session
         generation = session.generation
 
@@ -322,6 +326,8 @@ class SessionManager:
             result = session.run(request.code, timeout_s=request.timeout_s, on_event=on_event)
             result.cpu_seconds = self._cell_cpu(live)
             self.store.put_cell(result, request.code)
+            if then is not None:
+                then(session)
             self.metrics.cells.labels(status=result.status.value).inc()
             self.metrics.kernel_restarts.inc(max(result.generation - generation, 0))
             handle.events.publish_json("result", result.model_dump_json())

@@ -9,7 +9,10 @@
 A writer streams into a private temporary file beside the blobs (same file
 system, so the final rename is atomic), hashing as it goes; `commit` fsyncs
 and renames it to its digest's name, or drops it when that blob exists
-already. A writer left without `commit` (an exception, a cut connection)
+already. A writer asked for with ``durable=False`` skips the fsyncs: for
+bytes that are checked against their digest whenever they are read back
+(checkpoints), where a blob that a crash of the machine cut short is refused,
+never used. A writer left without `commit` (an exception, a cut connection)
 removes its file on exit; a crash leaves only a temporary file, which
 `sweep` removes once it is old. Nothing here parses what it stores.
 """
@@ -85,8 +88,11 @@ class BlobWriter(Protocol):
 class BlobStore(Protocol):
     """Immutable bytes by their sha256. Every method is blocking and thread-safe."""
 
-    def writer(self, *, max_bytes: int | None = None, what: str = "upload") -> BlobWriter:
-        """A writer for one new blob of at most ``max_bytes`` (``what`` names it in errors)."""
+    def writer(
+        self, *, max_bytes: int | None = None, what: str = "upload", durable: bool = True
+    ) -> BlobWriter:
+        """A writer for one new blob of at most ``max_bytes`` (``what`` names it in errors);
+        ``durable``: on disk when `BlobWriter.commit` returns (see the module docstring)."""
 
     def exists(self, digest: str) -> bool: ...
 
@@ -115,8 +121,9 @@ class BlobStore(Protocol):
 
 
 class _LocalWriter:
-    def __init__(self, root: Path, max_bytes: int | None, what: str) -> None:
+    def __init__(self, root: Path, max_bytes: int | None, what: str, durable: bool) -> None:
         self._root = root
+        self._durable = durable
         self._max = max_bytes
         self._what = what
         fd, name = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=root / PARTIAL)
@@ -147,19 +154,22 @@ class _LocalWriter:
     def commit(self) -> BlobRef:
         if self._file is None:
             raise ValueError("the blob is committed or discarded already")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
         ref = BlobRef(self._hash.hexdigest(), self._size)
         final = _blob_path(self._root, ref.digest)
         final.parent.mkdir(exist_ok=True)
         if final.exists():  # the same bytes are there already: keep the one copy
+            self._file.close()
             self._path.unlink(missing_ok=True)
         else:
+            self._file.flush()
+            if self._durable:
+                os.fsync(self._file.fileno())
             os.chmod(self._path, 0o444)
             os.replace(self._path, final)
-            _fsync_dir(final.parent)
+            if self._durable:
+                _fsync_dir(final.parent)
+            self._file.close()
+        self._file = None
         self._done = True
         return ref
 
@@ -205,9 +215,11 @@ class LocalBlobStore:
                 "check AI_DATA_AGENT_STORAGE_DIR"
             ) from exc
 
-    def writer(self, *, max_bytes: int | None = None, what: str = "upload") -> _LocalWriter:
+    def writer(
+        self, *, max_bytes: int | None = None, what: str = "upload", durable: bool = True
+    ) -> _LocalWriter:
         self.prepare()
-        return _LocalWriter(self.root, max_bytes, what)
+        return _LocalWriter(self.root, max_bytes, what, durable)
 
     def exists(self, digest: str) -> bool:
         return self.path(digest) is not None

@@ -94,11 +94,15 @@ class HttpBlobStore:
         self._client.close()
 
     # -- BlobStore ----------------------------------------------------------------------
-    def writer(self, *, max_bytes: int | None = None, what: str = "upload") -> _UploadWriter:
+    def writer(
+        self, *, max_bytes: int | None = None, what: str = "upload", durable: bool = True
+    ) -> _UploadWriter:
         """A writer that spools to a local file (within ``max_bytes`` and the cluster's
-        cap) and uploads on `commit`, which returns once an API node has the blob."""
+        cap) and uploads on `commit`, which returns once an API node has the blob (which
+        the API node keeps as it keeps any: ``durable`` counts for the spool only)."""
         caps = [cap for cap in (max_bytes, self._max) if cap is not None]
-        return _UploadWriter(self, self.cache.writer(max_bytes=min(caps, default=None), what=what))
+        spool = self.cache.writer(max_bytes=min(caps, default=None), what=what, durable=durable)
+        return _UploadWriter(self, spool)
 
     def exists(self, digest: str) -> bool:
         return self.size(digest) is not None

@@ -159,3 +159,46 @@ def test_a_daemon_killed_resumes_at_the_last_cell_with_a_checkpoint_after_each(
             s.close()
     finally:
         again.stop()
+
+
+def test_a_checkpoint_past_the_tenants_storage_quota_is_refused_and_the_session_goes_on(
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = start_daemon()
+    limit = 1_000_000
+    with daemon.client() as admin:
+        made = admin.post("/v1/tenants", json={"name": "lean", "quotas": {"storage_bytes": limit}})
+        assert made.status_code == 201, made.text
+        token = admin.post("/v1/tokens", json={"tenant": "lean", "name": "lean-1"}).json()
+    http = daemon.client(token["secret"])
+    sid = http.post("/v1/sessions", json={}).json()["id"]
+
+    def cell(code: str) -> dict[str, object]:
+        answer = http.post(f"/v1/sessions/{sid}/cells", json={"code": code})
+        assert answer.status_code == 200, answer.text
+        body: dict[str, object] = answer.json()
+        assert body["status"] == "succeeded", body
+        return body
+
+    cell("small = list(range(10))")
+    first = http.post(f"/v1/sessions/{sid}/checkpoint")
+    assert first.status_code == 201, first.text
+    held = first.json()["bytes"]
+    cell("big = bytes(2 * 1024 * 1024)")
+    for action in ("checkpoint", "pause"):
+        refused = http.post(f"/v1/sessions/{sid}/{action}")
+        assert refused.status_code == 429, refused.text
+        error = refused.json()["error"]
+        assert (error["code"], error["quota"], error["limit"]) == (
+            "quota_exceeded",
+            "storage_bytes",
+            limit,
+        )
+        assert error["used"] == held, error
+    assert http.get(f"/v1/sessions/{sid}").json()["status"] == "idle"
+    assert [c["seq"] for c in http.get(f"/v1/sessions/{sid}/checkpoints").json()["items"]] == [1]
+    after = cell("del big\nlen(small)")
+    assert after["state"] == "preserved" and after["result"]["data"]["text/plain"] == "10"
+    again = http.post(f"/v1/sessions/{sid}/checkpoint")
+    assert again.status_code == 201, again.text
+    http.delete(f"/v1/sessions/{sid}")

@@ -7,7 +7,7 @@ import pytest
 from ai_data_agent.errors import QuotaExceeded
 from ai_data_agent.service.fair_queue import FairQueue
 from ai_data_agent.service.metrics import MAX_TENANT_LABELS, OTHER_TENANTS, ServiceMetrics
-from ai_data_agent.service.quotas import check_runs, check_sessions
+from ai_data_agent.service.quotas import check_runs, check_sessions, check_storage
 from ai_data_agent.tenant_models import Quotas
 
 
@@ -118,3 +118,17 @@ def test_tenant_labels_are_bounded() -> None:
     assert [metrics.tenant_label(name) for name in names] == names
     assert metrics.tenant_label("one-more") == OTHER_TENANTS
     assert metrics.tenant_label("t0") == "t0"  # a tenant already labelled keeps its name
+
+
+def test_storage_quota_counts_what_is_held_and_what_comes() -> None:
+    check_storage(None, "a", used=10**12, adding=10**12)
+    check_storage(100, "a", used=60, adding=40)
+    with pytest.raises(QuotaExceeded) as caught:
+        check_storage(100, "a", used=60, adding=41)
+    error = caught.value
+    assert (error.quota, error.limit, error.used, error.retry_after) == (
+        "storage_bytes",
+        100,
+        60,
+        None,
+    )

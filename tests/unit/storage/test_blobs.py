@@ -75,6 +75,23 @@ def test_the_same_bytes_twice_are_one_blob(store: LocalBlobStore) -> None:
     assert store.usage() == (1, 4)
 
 
+def test_a_blob_written_without_fsync_reads_back_the_same(
+    store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    with store.writer(durable=False) as writer:
+        writer.write(b"checkpoint")
+        ref = writer.commit()
+    assert synced == []
+    with store.open(ref.digest) as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == ref.digest
+    with store.writer() as writer:  # durable, but the blob is there already: no fsync
+        writer.write(b"checkpoint")
+        assert writer.commit() == ref
+    assert synced == []
+
+
 def test_concurrent_writers_do_not_mix(store: LocalBlobStore) -> None:
     results: dict[int, BlobRef] = {}
 

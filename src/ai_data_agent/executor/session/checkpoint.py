@@ -1,35 +1,28 @@
-"""A session's checkpoint taken out of its sandbox into a blob store, and put back into a new one.
+"""A session's checkpoint taken out of its sandbox into a blob store.
 
-    snap = take_snapshot(session, store, seq=4, base=previous, max_bytes=cap, timeout_s=60)
+    taken = take_snapshot(session, store, seq=4, base=previous, max_bytes=cap, timeout_s=60)
+    snap = taken.commit()
     snap.namespace, snap.files, snap.kept, snap.lost      # blobs and what they hold
-    outcome = restore_snapshot(new_session, store, snap, timeout_s=60)
-    outcome.state, outcome.restored, outcome.lost         # "restored", names back, names not
 
 The namespace is serialised inside the sandbox (`sandbox.checkpoint`,
 `sandbox.snapshot`) and reaches here as opaque bytes: nothing on the host
 ever unpickles it. It is streamed, with each file of the working directory,
 into its own blob (content-addressed, so an unchanged file costs nothing
-twice). A restore streams the blobs back, hashing them on the way: a blob
-that no longer has the digest the checkpoint names is refused
-(`CheckpointFailed`) before the kernel reads anything.
+twice). `restore.restore_snapshot` puts it back into a new sandbox.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
-
-from loguru import logger
 
 from ai_data_agent.checkpoint_models import LostVariable
 from ai_data_agent.errors import AiDataAgentError, CheckpointFailed, RequestTooLarge, SessionGone
 from ai_data_agent.executor.frames import (
+    AckFrame,
     CheckpointBegin,
     CheckpointData,
     CheckpointDone,
@@ -37,24 +30,14 @@ from ai_data_agent.executor.frames import (
     CheckpointSame,
     Frame,
     LostEntry,
-    RestoredFrame,
 )
 from ai_data_agent.executor.session.session import Session
 from ai_data_agent.models import SkippedArtifact
 from ai_data_agent.storage import BlobRef, BlobStore, BlobWriter
 
-__all__ = [
-    "RestoreOutcome",
-    "Snapshot",
-    "StoredFile",
-    "Taken",
-    "restore_snapshot",
-    "take_snapshot",
-]
+__all__ = ["Snapshot", "StoredFile", "Taken", "lost_variables", "take_snapshot"]
 
 SLACK_S = 30.0  # beyond the serialiser's time limit: the files, and the wire
-SEND_CHUNK = 1024 * 1024
-SEND_BYTES_PER_S = 10 * 1024 * 1024  # the slowest stream a restore waits for
 
 
 @dataclass(frozen=True)
@@ -78,24 +61,14 @@ class Snapshot:
     execution_count: int = 0
     generation: int = 0
     streamed_bytes: int = 0
+    modules: tuple[str, ...] = ()  # a restore imports them while the bytes arrive
 
     @property
     def bytes(self) -> int:
         return self.namespace.size + sum(f.size for f in self.files)
 
 
-@dataclass(frozen=True)
-class RestoreOutcome:
-    """``restored``: the kernel read the namespace back (``lost`` lists what it could not);
-    ``lost``: the kernel had to be replaced, the files are back and no variable is."""
-
-    state: str
-    restored: tuple[str, ...] = ()
-    lost: tuple[LostVariable, ...] = ()
-    error: str | None = None
-
-
-def _lost(entries: list[LostEntry]) -> tuple[LostVariable, ...]:
+def lost_variables(entries: list[LostEntry]) -> tuple[LostVariable, ...]:
     return tuple(LostVariable(name=e.name, type=e.type, reason=e.reason) for e in entries)
 
 
@@ -116,6 +89,8 @@ class _Receiver:
     store: BlobStore
     base: dict[str, StoredFile]
     max_bytes: int
+    owns_ack: bool = False  # nobody waits for the capture's ack: it is the receiver's too
+    acked: bool = False
     path: str | None = None
     writer: BlobWriter | None = None
     parts: list[_Part] = field(default_factory=list)
@@ -123,12 +98,21 @@ class _Receiver:
     written: int = 0
     problem: str | None = None
     finished: threading.Event = field(default_factory=threading.Event)
+    settled: threading.Event = field(default_factory=threading.Event)  # no frame of it to come
+
+    @property
+    def complete(self) -> bool:
+        """Every frame of the checkpoint is in (its ack too, when the receiver owns it)."""
+        return self.finished.is_set() and (self.acked or not self.owns_ack)
 
     def take(self, frame: Frame | None) -> bool:
         """Keep ``frame`` if it is the checkpoint's (True); None: the stream ended."""
         if frame is None:
             self.problem = self.problem or "the session's sandbox ended"
+            self.acked = True
             self.finished.set()
+        elif isinstance(frame, AckFrame) and self.owns_ack and frame.op == "checkpoint":
+            self._ack(frame)
         elif isinstance(frame, CheckpointBegin):
             self._begin(frame.path)
         elif isinstance(frame, CheckpointData):
@@ -148,12 +132,21 @@ class _Receiver:
             return False
         return True
 
+    def _ack(self, frame: AckFrame) -> None:
+        self.acked = True
+        if frame.ok:
+            return
+        if self.done is None:  # refused; one that failed before its capture reported why
+            self.problem = self.problem or frame.error or "the sandbox refused the checkpoint"
+        self.finished.set()
+
     def _begin(self, path: str) -> None:
         self._drop(self.writer)
         self.path, self.writer = path, None
         if self.problem is None:
             left = max(self.max_bytes - self.written, 0)
-            self.writer = self.store.writer(max_bytes=left, what="checkpoint")
+            # Not fsynced: a restore checks every blob against its digest (`restore`).
+            self.writer = self.store.writer(max_bytes=left, what="checkpoint", durable=False)
 
     def _data(self, raw: bytes | None, text: str) -> None:
         if self.writer is None:
@@ -180,6 +173,16 @@ class _Receiver:
         if writer is not None:
             writer.__exit__(None, None, None)
 
+    def blobs(self) -> dict[str, int]:
+        """Every blob the parts received name (digest -> size), before they are committed."""
+        found: dict[str, int] = {}
+        for part in self.parts:
+            if part.known is not None:
+                found[part.known.digest] = part.known.size
+            elif part.writer is not None:
+                found[part.writer.digest] = part.writer.size
+        return found
+
     def discard(self) -> None:
         self._drop(self.writer)
         for part in self.parts:
@@ -205,7 +208,7 @@ class _Receiver:
 class Taken:
     """A checkpoint captured in its sandbox (the namespace at that instant, the files sent);
     the namespace may still be streaming out while the session goes on. `commit` waits for
-    it and makes the blobs durable and visible."""
+    it and makes the blobs visible (not fsynced: see `restore.restore_snapshot`)."""
 
     receiver: _Receiver
     session_id: str
@@ -213,9 +216,17 @@ class Taken:
     generation: int
     wait_s: float
 
-    def commit(self) -> Snapshot:
-        """Raises:
-        CheckpointFailed, RequestTooLarge: the rest of it failed (nothing is kept).
+    def streamed(self) -> bool:
+        """Wait, within its time, for the namespace to be out of the sandbox (or failed)."""
+        return self.receiver.settled.wait(self.wait_s)
+
+    def commit(self, admit: Callable[[dict[str, int]], None] | None = None) -> Snapshot:
+        """Wait for the rest and store it; ``admit`` sees every blob it names (digest ->
+        size) first, and may refuse it by raising (a quota).
+
+        Raises:
+            CheckpointFailed, RequestTooLarge: the rest of it failed (nothing is kept).
+            What ``admit`` raises (nothing is kept).
         """
         receiver = self.receiver
         try:
@@ -224,6 +235,8 @@ class Taken:
             failure = receiver.failure(self.session_id)
             if failure is not None:
                 raise failure
+            if admit is not None:
+                admit(receiver.blobs())
             namespace, files = self._commit_parts()
         finally:
             receiver.discard()
@@ -233,11 +246,12 @@ class Taken:
             namespace=namespace,
             files=tuple(files),
             kept=tuple(done.kept),
-            lost=_lost(done.lost),
+            lost=lost_variables(done.lost),
             skipped=tuple(SkippedArtifact(path=s.path, reason=s.reason) for s in done.skipped),
             execution_count=self.execution_count,
             generation=self.generation,
             streamed_bytes=done.bytes,
+            modules=tuple(done.modules),
         )
 
     def _commit_parts(self) -> tuple[BlobRef, list[StoredFile]]:
@@ -264,11 +278,14 @@ def take_snapshot(
     base: tuple[int, tuple[StoredFile, ...]] | None,
     max_bytes: int,
     timeout_s: float,
+    wait: bool = True,
 ) -> Taken:
     """Capture a checkpoint of ``session`` (idle): on return its namespace is forked in the
     sandbox and its files are here; `Taken.commit` waits for the namespace and stores it.
     ``base`` is the checkpoint taken before in the same sandbox (its seq and files): files
-    unchanged since are not sent again.
+    unchanged since are not sent again. Without ``wait``, return once the order is sent:
+    the sandbox captures the checkpoint before it reads the next operation, and the
+    capture's failure is the commit's.
 
     Raises:
         CheckpointFailed: the serialiser failed or ran out of time; the session is unharmed.
@@ -278,12 +295,14 @@ def take_snapshot(
     wire = session.wire
     if wire is None:
         raise SessionGone(f"session {session.id} has no sandbox", session_id=session.id)
-    receiver = _Receiver(store, {f.path: f for f in base[1]} if base is not None else {}, max_bytes)
+    files = {f.path: f for f in base[1]} if base is not None else {}
+    receiver = _Receiver(store, files, max_bytes, owns_ack=not wait)
 
     def take(frame: Frame | None) -> bool:
         kept = receiver.take(frame)
-        if receiver.finished.is_set() and wire.sidecar is take:
+        if receiver.complete and wire.sidecar is take:
             wire.sidecar = None  # the frames after it are the calls' again
+            receiver.settled.set()
         return kept
 
     message = {
@@ -295,6 +314,15 @@ def take_snapshot(
     }
     wire.sidecar = take
     try:
+        if not wait:
+            wire.send(message)
+            return Taken(
+                receiver,
+                session.id,
+                session.execution_count,
+                session.generation,
+                timeout_s + SLACK_S,
+            )
         ack = session.call(message, deadline_s=timeout_s + SLACK_S)
         if not ack.ok:
             receiver.finished.wait(SLACK_S)  # its report comes before the ack
@@ -305,85 +333,9 @@ def take_snapshot(
     except BaseException:
         if wire.sidecar is take:
             wire.sidecar = None
+        receiver.settled.set()
         receiver.discard()
         raise
     return Taken(
         receiver, session.id, session.execution_count, session.generation, timeout_s + SLACK_S
-    )
-
-
-class _Verified:
-    """A blob's bytes in chunks, hashed as they go; `check` after the last one."""
-
-    def __init__(self, store: BlobStore, digest: str) -> None:
-        self.digest = digest
-        self.hash = hashlib.sha256()
-        try:
-            self.file: BinaryIO = store.open(digest)
-        except FileNotFoundError as exc:
-            raise CheckpointFailed(f"the checkpoint's blob {digest[:12]} is gone") from exc
-
-    def chunks(self) -> Iterator[bytes]:
-        with self.file:
-            while chunk := self.file.read(SEND_CHUNK):
-                self.hash.update(chunk)
-                yield chunk
-
-    def check(self, what: str) -> None:
-        if self.hash.hexdigest() != self.digest:
-            raise CheckpointFailed(
-                f"refused: {what} no longer has the content the checkpoint was signed with"
-            )
-
-
-def restore_snapshot(
-    session: Session, store: BlobStore, snap: Snapshot, *, timeout_s: float
-) -> RestoreOutcome:
-    """Put ``snap``'s files back in ``session`` (fresh), then have its kernel read the namespace.
-
-    Raises:
-        CheckpointFailed: a blob is gone or changed (nothing of the namespace was read).
-        SessionGone: the sandbox died.
-    """
-    for item in snap.files:
-        blob = _Verified(store, item.digest)
-        wait = 60.0 + item.size / SEND_BYTES_PER_S
-        session.call({"op": "put", "path": item.path, "size": item.size}, blob.chunks(), wait)
-        blob.check(item.path)
-    blob = _Verified(store, snap.namespace.digest)
-    size = snap.namespace.size
-    ack = session.call(
-        {"op": "restore_data", "size": size}, blob.chunks(), 60.0 + size / SEND_BYTES_PER_S
-    )
-    blob.check("the namespace")
-    if not ack.ok:
-        raise CheckpointFailed(f"the sandbox could not take the namespace: {ack.error}")
-    reports: list[RestoredFrame] = []
-
-    def keep(frame: Frame) -> None:
-        if isinstance(frame, RestoredFrame):
-            reports.append(frame)
-
-    started = time.monotonic()
-    session.call(
-        {"op": "restore", "timeout_s": timeout_s}, deadline_s=timeout_s + SLACK_S, on_frame=keep
-    )
-    if not reports:
-        raise CheckpointFailed("the sandbox did not report the restore")
-    report = reports[-1]
-    lost = list(_lost(report.lost))
-    unread = [n for n in snap.kept if n not in report.restored and n not in {v.name for v in lost}]
-    why = report.error or "not read back"
-    lost += [LostVariable(name=n, reason=why) for n in unread]
-    logger.bind(run_id=session.id).info(
-        "restored {} variable(s), {} lost, in {:.2f} s",
-        len(report.restored),
-        len(lost),
-        time.monotonic() - started,
-    )
-    return RestoreOutcome(
-        state=report.state,
-        restored=tuple(report.restored),
-        lost=tuple(lost),
-        error=report.error or None,
     )

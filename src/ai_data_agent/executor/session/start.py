@@ -5,7 +5,8 @@
     wire, generation = started
 
 The sandbox is opened as a run's is (`SandboxProvider.open_sandbox`: from the
-warm pool when one matches). Until the kernel says it started, every failure
+warm pool when one matches; the pool refills once the kernel is up, or, for a
+session that goes on from a checkpoint, once it is restored). Until the kernel says it started, every failure
 removes the container and releases the environment, so a failed start leaves
 nothing behind.
 """
@@ -58,7 +59,8 @@ def start_kernel(
     try:
         started = _wait_started(wire, session_id, env)
     finally:
-        link.settled()
+        if not generation:  # one that goes on from a checkpoint settles once restored
+            link.settled()
         if not isinstance(started, int):
             wire.close()
             if env is not None and provider.environments is not None:

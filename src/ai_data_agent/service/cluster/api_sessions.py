@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from ai_data_agent.api_models import ErrorDetail
 from ai_data_agent.checkpoint_models import RestoreReport
 from ai_data_agent.dataset_models import DatasetVersion
 from ai_data_agent.errors import (
@@ -75,11 +76,13 @@ CALLS_KEPT_S = 3600.0
 
 def _error(call: Call) -> AiDataAgentError:
     """The error a failed call stands for, of the class its code names."""
+    usage = ErrorDetail.model_validate_json(call.result) if call.result else None
     return rebuild_error(
         call.error_code,
         call.error or "the session call failed",
-        retry_after=SESSION_RETRY_AFTER_S,
+        retry_after=SESSION_RETRY_AFTER_S if usage is None else None,
         session_id=call.session_id,
+        usage=usage,
     )
 
 

@@ -322,8 +322,10 @@ class PgSessionCalls:
     def done(self, call_id: int, result: str | None = None, data: bytes | None = None) -> bool:
         return self._end(call_id, "done", result, data, None, None)
 
-    def failed(self, call_id: int, code: str, message: str) -> bool:
-        return self._end(call_id, "failed", None, None, code, message)
+    def failed(self, call_id: int, code: str, message: str, detail: str | None = None) -> bool:
+        """The call failed; ``detail`` (JSON of the error body's extra fields, a quota's)
+        is kept as its result."""
+        return self._end(call_id, "failed", detail, None, code, message)
 
     def _end(
         self,

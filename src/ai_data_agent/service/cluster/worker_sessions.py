@@ -24,8 +24,9 @@ import psycopg
 from loguru import logger
 from pydantic import TypeAdapter
 
+from ai_data_agent.api_models import ErrorDetail
 from ai_data_agent.checkpoint_models import ForkRequest
-from ai_data_agent.errors import AiDataAgentError, NotFound
+from ai_data_agent.errors import AiDataAgentError, NotFound, QuotaExceeded
 from ai_data_agent.service.checkpoint_records import Signer
 from ai_data_agent.service.checkpoints import Checkpoints
 from ai_data_agent.service.cluster.pg_checkpoints import PgCheckpointStore, cluster_key
@@ -138,14 +139,14 @@ class SessionHost:
         try:
             self._dispatch(call)
         except AiDataAgentError as exc:
-            self._fail(call, exc.code or "internal", exc.message)
+            self._fail(call, exc.code or "internal", exc.message, _detail(exc))
         except Exception as exc:
             logger.opt(exception=exc).error("session call {} failed: {}", call.kind, exc)
             self._fail(call, "internal", "internal error; see the worker's log")
 
-    def _fail(self, call: Call, code: str, message: str) -> None:
+    def _fail(self, call: Call, code: str, message: str, detail: str | None = None) -> None:
         try:
-            self.calls.failed(call.id, code, message)
+            self.calls.failed(call.id, code, message, detail)
         except psycopg.Error as exc:
             logger.error("cannot record the failure of session call {}: {}", call.id, exc)
 
@@ -218,3 +219,14 @@ class SessionHost:
     async def _relay(self, handle: CellHandle, topic: str) -> None:
         async for name, data in handle.events.follow():
             self.worker.pump.publish(topic, name, data)
+
+
+def _detail(error: AiDataAgentError) -> str | None:
+    """What an API node needs beyond the code and message to answer as one node does: a
+    quota's name, limit and use (JSON of the error body's fields)."""
+    if not isinstance(error, QuotaExceeded):
+        return None
+    detail = ErrorDetail(
+        code=error.default_code, message="", quota=error.quota, limit=error.limit, used=error.used
+    )
+    return detail.model_dump_json(exclude_none=True)

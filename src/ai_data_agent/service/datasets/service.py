@@ -100,6 +100,12 @@ class DatasetService:
         own = None if found is None else found.quotas.storage_bytes
         return StorageQuota(own, "storage_bytes") if own is not None and own < cap.limit else cap
 
+    def own_storage_quota(self, tenant: str) -> int | None:
+        """The tenant's own ``storage_bytes`` quota (None: none), which what it stores
+        besides datasets (checkpoints) counts against with its datasets' bytes."""
+        found = self.tenants.get_tenant(tenant) if self.tenants is not None else None
+        return None if found is None else found.quotas.storage_bytes
+
     # -- writes -------------------------------------------------------------------------
     def upload(self, tenant: str, name: str, body: Body) -> DatasetVersion:
         """Stream ``body`` into blobs and record it as the next version of ``name``.
