@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from ai_data_agent.sandbox.codeproc import CodeProcess
+from ai_data_agent.sandbox.kernelproc import open_kernel
+from tests.support.wait import poll
 
 CODE = """
 import sys, threading
@@ -63,4 +65,33 @@ def test_a_failed_preimport_is_reported_and_nothing_after_it_imported(tmp_path: 
         assert child.imported == []  # an interpreter whose imports failed is not used as warm
         assert warm["imported"] == ["json"]
     finally:
+        child.kill()
+
+
+def test_a_kernel_made_from_it_sees_the_environments_the_session_adds(tmp_path: Path) -> None:
+    """A pooled sandbox's interpreter started without the session's environment (a plain
+    pool serves any cached one): the kernel it becomes imports from it all the same."""
+    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path)}
+    added = tmp_path / "env"
+    added.mkdir()
+    (added / "only_in_the_env.py").write_text("ANSWER = 42\n")
+    child = CodeProcess.start(base, str(tmp_path), ["csv"])
+    kernel = None
+    try:
+        assert child.report(60.0) is not None
+        session_env = dict(base, PYTHONPATH=os.pathsep.join([str(tmp_path), str(added)]))
+        kernel = open_kernel(session_env, str(tmp_path), {}, child)
+        kernel.send(
+            {"op": "cell", "code": "import only_in_the_env\nonly_in_the_env.ANSWER", "count": 1}
+        )
+        done = poll(
+            lambda: next((m for m in kernel.read_messages(0.1) if m.get("k") == "done"), None),
+            timeout_s=30,
+            what="the cell's answer",
+        )
+        assert done["status"] == "ok", done
+        assert done["result"]["data"]["text/plain"] == "42"
+    finally:
+        if kernel is not None:
+            kernel.kill()
         child.kill()

@@ -134,6 +134,13 @@ class CodeProcess:
         while data:
             data = data[os.write(self.ops, data) :]
 
+    def changes_to(self, env: Mapping[str, str]) -> dict[str, str | None]:
+        """What differs in ``env`` from what it started with (None: unset), for it to apply:
+        a job may add environments to those of the pooled sandbox it takes."""
+        changes: dict[str, str | None] = {k: v for k, v in env.items() if self.env.get(k) != v}
+        changes.update({k: None for k in self.env if k not in env})
+        return changes
+
     def release(
         self,
         main: str,
@@ -145,9 +152,7 @@ class CodeProcess:
         """Run ``main`` as the code, with ``env`` (the changes since its start are sent);
         with ``report_to``, it writes the files it imported under ``prefixes`` there at exit;
         with ``value_to``, its last expression's MIME bundle (`lastvalue`)."""
-        changes: dict[str, str | None] = {k: v for k, v in env.items() if self.env.get(k) != v}
-        changes.update({k: None for k in self.env if k not in env})
-        op: dict[str, Any] = {"op": "run", "main": main, "env": changes}
+        op: dict[str, Any] = {"op": "run", "main": main, "env": self.changes_to(env)}
         if value_to is not None:
             op.update(value=value_to, display=source_of("display"))
         if report_to is not None:

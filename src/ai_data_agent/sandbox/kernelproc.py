@@ -92,16 +92,22 @@ class KernelProcess:
 
     @classmethod
     def adopt(
-        cls, child: CodeProcess, config: dict[str, Any], sources: dict[str, str]
+        cls,
+        child: CodeProcess,
+        config: dict[str, Any],
+        sources: dict[str, str],
+        env: Mapping[str, str],
     ) -> KernelProcess:
         """The kernel made from a started code interpreter (`codeproc`, a warm one that
-        may have imported the session's modules): it becomes the kernel on its two pipes.
+        may have imported the session's modules): it becomes the kernel on its two pipes,
+        with ``env`` (the session's environments join its ``sys.path``).
 
         Raises:
             KernelGone: it exited or did not get ready in time.
         """
+        op = {"op": "kernel", "config": config, "sources": sources, "env": child.changes_to(env)}
         try:
-            child.send({"op": "kernel", "config": config, "sources": sources})
+            child.send(op)
         except OSError:
             pass  # it died: the wait below says so
         kernel = cls(child.proc, child.ops, child.reports)
@@ -229,7 +235,7 @@ def open_kernel(
     if child is not None:
         sources = {f"{PACKAGE}.{m}": source_of(m) for m in KERNEL_MODULES}
         try:
-            return KernelProcess.adopt(child, config, sources)
+            return KernelProcess.adopt(child, config, sources, env)
         except KernelGone:
             pass  # killed by now: a fresh one, as if there had been none
     bundle = bundle_of("kernel", KERNEL_MODULES)

@@ -178,7 +178,9 @@ def uncaught(exc: BaseException, path: str) -> None:
 
 
 def become_kernel(op: dict[str, Any], ops: int, reports: int) -> int:
-    """The session kernel, from the sources the operation carries, on the same pipes."""
+    """The session kernel, from the sources the operation carries, on the same pipes, with
+    the session's environment."""
+    apply_env(op.get("env") or {})
     sources = sys.modules["ai_data_agent.sandbox"].SOURCES  # the bootstrap's loader reads these
     sources.update({str(k): str(v) for k, v in (op.get("sources") or {}).items()})
     config = dict(op.get("config") or {}, **{"in": ops, "out": reports})
