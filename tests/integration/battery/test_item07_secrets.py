@@ -17,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from ai_data_agent import RequestRejected, RunRequest
+from ai_data_agent.executor.spec import ENVS_MOUNT
 
 from .conftest import Battery
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 HUNT = r"""
 import json, os, sys
+ENVS = "{envs}"
 canary = sys.argv[0] and os.environ.get("NEEDLE_PREFIX", "") + "{needle}"
 found = []
 if any(canary in v for v in os.environ.values()):
@@ -41,6 +43,8 @@ for pid in os.listdir("/proc"):
 scanned = 0
 for top in ("/etc", "/tmp", "/run", "/var", "/home", "/root", "/opt", "/dev/shm", "/proc/1"):
     for root, dirs, files in os.walk(top):
+        if root == os.path.dirname(ENVS):
+            dirs[:] = [d for d in dirs if os.path.join(root, d) != ENVS]
         for name in files:
             path = os.path.join(root, name)
             try:
@@ -74,7 +78,9 @@ def test_controller_secrets_never_reach_the_sandbox_or_the_result(
     battery: Battery, canary: str
 ) -> None:
     head, tail = canary[:10], canary[10:]
-    code = HUNT.replace("{needle}", tail)
+    # The environment cache holds only what installs in sandboxes wrote, and as much of
+    # it as this engine has cached: its walk would measure the cache, not the sandbox.
+    code = HUNT.replace("{needle}", tail).replace("{envs}", ENVS_MOUNT)
 
     outcome = battery.run(code, env={"NEEDLE_PREFIX": head})
 
