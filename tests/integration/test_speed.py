@@ -156,6 +156,9 @@ def test_pruned_environment_is_installed_again(tmp_path: Path) -> None:
     first = executor.run(RunRequest(code="import six", requirements=["six"]))
     assert executor.env_cache is not None
     keys = [env.key for env in executor.env_cache.index.all()]
+    # A hit of an environment whose bytecode is unfinished compiles the rest in the
+    # background, and pruning spares an environment in use: wait for it first.
+    executor.env_cache.close()
 
     assert executor.env_cache.prune(keys=keys) == keys
     again = executor.run(RunRequest(code="import six", requirements=["six"]))
