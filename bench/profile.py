@@ -122,12 +122,12 @@ class PhaseProfiler:
         if pool is not None:
             original_take = pool.take
 
-            def take(spec: Any) -> Any:
+            def take(spec: Any, warmth: Any = None) -> Any:
                 marks = getattr(self._local, "marks", None)
                 if marks is None:
-                    return original_take(spec)
+                    return original_take(spec, warmth)
                 marks["container"] = time.perf_counter()
-                session = original_take(spec)
+                session = original_take(spec, warmth)
                 if session is None:
                     return None
                 marks["container_ready"] = time.perf_counter()

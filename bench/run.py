@@ -177,6 +177,9 @@ class Sampler:
     run: Callable[[], str]  # returns stdout; raises on failure
     before: Callable[[], None] = lambda: None  # untimed: e.g. wait for the pool to refill
     after: Callable[[], None] = lambda: None  # untimed: e.g. check that the pool was used
+    # What its last runs leave going after their answers (container removals), which a
+    # throughput block waits for inside its time: every variant pays for its own.
+    settle: Callable[[], None] = lambda: None
     seconds: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -289,8 +292,10 @@ class Bench:
             _check(result)
             return result.stdout
 
-        before = (lambda: _wait_idle(executor)) if executor.pool is not None else (lambda: None)
-        return Sampler(name, run, before)
+        # A run answers before its container is removed; the next sample (any variant)
+        # starts once that removal is done, so none of them pays for another's.
+        close = executor.driver.close
+        return Sampler(name, run, lambda: _wait_idle(executor), close, settle=close)
 
     def _pool_size(self, daemon: Daemon) -> int:
         return int(daemon.settings.get("pool_size") or 0)
@@ -305,6 +310,16 @@ class Bench:
             c["Id"]
             for c in found
             if (c.get("Labels") or {}).get(LABEL_RUN_ID, "").startswith("pool-")
+        }
+
+    def _run_ids(self, daemon: Daemon) -> set[str]:
+        """Containers of ``daemon``'s controller that run (or ran) a job, not pooled ones."""
+        controller = daemon.controller_id
+        found = self.api.containers(all=True, filters={"label": f"{LABEL_CONTROLLER}={controller}"})
+        return {
+            c["Id"]
+            for c in found
+            if not (c.get("Labels") or {}).get(LABEL_RUN_ID, "").startswith("pool-")
         }
 
     def _wait_pool_full(self, daemon: Daemon, timeout_s: float = 30.0) -> bool:
@@ -347,7 +362,15 @@ class Bench:
                 state["overhead"].append(time.perf_counter() - started - result.timings.total_s)
             return result.stdout
 
+        def settle() -> None:
+            if not pooled and daemon.controller_id is not None:
+                # Its containers go after the answers: the next sample starts without them.
+                deadline = time.monotonic() + 10
+                while self._run_ids(daemon) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+
         def after() -> None:
+            settle()
             if state["check"] and pooled and daemon.controller_id is not None:
                 state["samples"] += 1
                 # The used container goes after the answer (deferred removal).
@@ -358,7 +381,7 @@ class Bench:
                         break
                     time.sleep(0.02)
 
-        sampler = Sampler(name, run, before, after)
+        sampler = Sampler(name, run, before, after, settle=settle)
         sampler.pool_state = state  # type: ignore[attr-defined]
         return sampler
 
@@ -463,6 +486,9 @@ class Bench:
                     sum(_process_ticks(pid) for pid in engine),
                 )
                 done, errors, wall = _hammer(sampler.run, clients, per_block)
+                settling = time.perf_counter()
+                sampler.settle()
+                wall += time.perf_counter() - settling
                 machine = _machine_busy_ticks() - cpu_before[0]
                 controller = _process_ticks(controller_pid) - cpu_before[1]
                 engine_ticks = sum(_process_ticks(pid) for pid in engine) - cpu_before[2]
@@ -856,10 +882,10 @@ def _check(result: RunResult) -> None:
 
 def _wait_idle(executor: Executor, timeout_s: float = 30.0) -> None:
     """The previous run's container removed (deferred past its answer) and the pool full."""
+    executor.driver.close()
     pool = executor.pool
     if pool is None:
         return
-    executor.driver.close()
     deadline = time.monotonic() + timeout_s
     while pool.idle_count() < pool.size and time.monotonic() < deadline:
         time.sleep(0.01)

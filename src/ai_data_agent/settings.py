@@ -169,8 +169,8 @@ class Settings(StorageSettings, EgressSettings):
     pool_size: int = Field(
         0,
         ge=0,
-        description="Warm containers per profile (at most); 0 disables the pool. With the pool, "
-        "a used container is removed in the background right after its result.",
+        description="Warm containers per profile (at most); 0 disables the pool. A run's "
+        "container, pooled or fresh, is removed in the background right after its result.",
     )
     pool_ttl_s: float = Field(
         300.0, gt=0, description="A pooled container older than this is recycled."

@@ -191,3 +191,25 @@ def succeeded(metrics: str) -> int:
         if line.startswith('ai_data_agent_runs_total{status="succeeded"}'):
             return int(float(line.split()[-1]))
     return 0
+
+
+def test_a_workers_warm_pool_shows_in_its_metrics_and_readiness(
+    cluster: Cluster, engines: list[PrivateEngine]
+) -> None:
+    api = cluster.api()
+    worker = cluster.worker(engines[0], pool_size=1)
+
+    def pool_line(name: str) -> float | None:
+        for line in check_metrics(worker).splitlines():
+            if line.startswith(f'{name}{{preimported="false",profile="plain"}}'):
+                return float(line.split()[-1])
+        return None
+
+    poll(lambda: pool_line("ai_data_agent_pool_idle") == 1.0, 60, "a pooled sandbox", worker.log)
+    record = api.wait_terminal(api.submit("print('pooled')"))
+    assert record["result"]["stdout"] == "pooled\n"
+    assert pool_line("ai_data_agent_pool_handouts_total") == 1.0
+    assert pool_line("ai_data_agent_pool_target") == 1.0
+    with worker.client() as client:
+        pool = client.get("/readyz").json()["checks"]["warm pool"]
+    assert "1 run(s) took one" in pool, pool

@@ -37,6 +37,9 @@ from tests.support.controller_image import ensure_controller_image
 from tests.support.daemon import Daemon
 from tests.support.settings import build_settings, ca_bundle, sandbox_image
 
+# A run answers at its result and its container goes right after, in the background.
+REMOVAL_GRACE_S = 15.0
+
 # Small limits keep runs fast; tests that need other values build their own
 # Settings with `make_settings`.
 BASE_SETTINGS: dict[str, Any] = {
@@ -167,9 +170,16 @@ def no_leaked_sandboxes(
     """
     yield
     gc.collect()  # leaked sockets warn now, inside this test, not in an unrelated one
-    # sparse: no inspect per container, so one that goes away meanwhile is no error.
-    managed = docker_client.containers.list(all=True, filters={"label": LABEL_MANAGED}, sparse=True)
-    leaked = [c for c in managed if _labels(c).get(LABEL_CONTROLLER) in our_controllers]
+    deadline = time.monotonic() + REMOVAL_GRACE_S
+    while True:
+        # sparse: no inspect per container, so one that goes away meanwhile is no error.
+        managed = docker_client.containers.list(
+            all=True, filters={"label": LABEL_MANAGED}, sparse=True
+        )
+        leaked = [c for c in managed if _labels(c).get(LABEL_CONTROLLER) in our_controllers]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # a run's container is removed in the background after its answer
     described = [
         f"{c.short_id} ({c.attrs.get('State')}, run {_labels(c).get(LABEL_RUN_ID)})" for c in leaked
     ]

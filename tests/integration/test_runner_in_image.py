@@ -22,10 +22,10 @@ pytestmark = pytest.mark.integration
 
 # After the bootstrap's loader and the bundle; prints one JSON line.
 EXERCISE = r"""
-import json, os, stat, sys
+import io, json, os, stat, sys
 boot = {"__name__": "bootstrap"}
 exec(BOOTSTRAP, boot)
-boot["install"](json.loads(BUNDLE)["sources"])
+boot["install"](boot["read_bundle"](io.BytesIO(BUNDLE)))
 from ai_data_agent.sandbox.environment import (
     build_env, cgroup_oom_kills, env_mismatches, make_sandbox_dir, network_interfaces,
     remove_tree,
@@ -72,8 +72,7 @@ BASELINE = "import json, sys; print(json.dumps(sorted(sys.modules)))"
 
 
 def exercise_script() -> str:
-    body = bundle().split(b"\n", 1)[1].decode()
-    return f"BOOTSTRAP = {source_of('bootstrap')!r}\nBUNDLE = {body!r}\n{EXERCISE}"
+    return f"BOOTSTRAP = {source_of('bootstrap')!r}\nBUNDLE = {bundle()!r}\n{EXERCISE}"
 
 
 def test_runner_steps_work_in_the_unmodified_image(

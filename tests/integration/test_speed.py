@@ -308,6 +308,7 @@ def test_a_first_run_without_requirements_leaves_the_cache_usable(tmp_path: Path
 def test_an_environment_lost_from_the_volume_is_installed_again(tmp_path: Path) -> None:
     with Executor(_settings(tmp_path)) as executor:
         first = executor.run(RunRequest(code="import six", requirements=["six"]))
+        executor.driver.close()  # its container goes after the answer: then nothing mounts it
         client = docker.from_env()
         try:  # an operator's `docker volume rm` (or prune) behind the index's back
             client.volumes.get(CACHE_VOLUME).remove(force=True)

@@ -4,6 +4,7 @@ before the code, it imports what it is given, reports, then runs ``main.py`` as
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from ai_data_agent.sandbox.codeproc import CodeProcess
 from ai_data_agent.sandbox.kernelproc import open_kernel
+from ai_data_agent.sandbox.preload import as_json
 from tests.support.wait import poll
 
 CODE = """
@@ -95,3 +97,30 @@ def test_a_kernel_made_from_it_sees_the_environments_the_session_adds(tmp_path: 
         if kernel is not None:
             kernel.kill()
         child.kill()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        {"k": "warm", "imported": ["pandas"], "error": None, "observed": {"HOME": "/tmp/x"}},
+        {"quote": 'say "hi"\\ now', "lines": "a\nb\tc\x00", "ok": True, "n": -3},
+        ["caf\u00e9", "\u2603", "\U0001f600", "\udcff", "\x7f"],
+    ],
+)
+def test_the_reports_it_writes_by_hand_are_json(value: object) -> None:
+    encoded = as_json(value)
+    assert encoded.isascii()
+    assert json.loads(encoded) == value
+
+
+def test_its_code_runs_without_json_or_re_imported(tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path)}
+    child = CodeProcess.start(env, str(tmp_path), [])
+    assert child.report(60.0) is not None
+    main = tmp_path / "main.py"
+    main.write_text("import sys\nprint(sorted({'json', 're', 'enum'} & set(sys.modules)))\n")
+    child.release(str(main), env)
+    child.proc.stdin = None
+    out, err = child.proc.communicate(timeout=60)
+    assert (child.proc.returncode, out) == (0, b"[]\n"), err

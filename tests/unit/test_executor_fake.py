@@ -39,7 +39,9 @@ def net_request(code: str, **overrides: Any) -> RunRequest:
 def run(
     backend: FakeBackend, request: RunRequest, settings: Settings | None = None, **kwargs: Any
 ) -> RunResult:
-    return Executor(settings or net_settings(), backend=backend).run(request, **kwargs)
+    # Closed before the checks: a run's container is removed after its answer.
+    with Executor(settings or net_settings(), backend=backend) as executor:
+        return executor.run(request, **kwargs)
 
 
 def assert_cleaned_up(backend: FakeBackend) -> None:

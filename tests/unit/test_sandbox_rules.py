@@ -126,7 +126,7 @@ import importlib, json, sys
 namespace = {"__name__": "bootstrap"}
 exec(BOOTSTRAP, namespace)
 bundle = namespace["read_bundle"](sys.stdin.buffer)
-namespace["install"](bundle["sources"])
+namespace["install"](bundle)
 for name in sorted(bundle["sources"]):
     importlib.import_module(name)
 print(json.dumps(sorted(n for n in sys.modules if n.startswith("ai_data_agent"))))

@@ -8,6 +8,8 @@ machine cannot be judged (only its deadline counts).
 
 from __future__ import annotations
 
+import io
+import marshal
 import subprocess
 import sys
 
@@ -26,6 +28,7 @@ from ai_data_agent.executor.spec import (
     build_spec,
 )
 from ai_data_agent.limits import default_limits
+from ai_data_agent.sandbox.bootstrap import read_bundle, source_of
 from ai_data_agent.settings import Settings
 
 NOW = 1_000_000.0
@@ -103,8 +106,9 @@ def test_the_bundle_carries_every_sandbox_module_and_the_main() -> None:
     header, _, body = bundle().partition(b"\n")
     assert int(header) == len(body)
     assert bundle("verify") != bundle()
-    for module in SANDBOX_MODULES:
-        assert f'"ai_data_agent.sandbox.{module}"'.encode() in body
+    loaded = read_bundle(io.BytesIO(bundle()))
+    assert loaded["main"] == "ai_data_agent.sandbox.runner"
+    assert set(loaded["sources"]) == {f"ai_data_agent.sandbox.{m}" for m in SANDBOX_MODULES}
 
 
 @pytest.mark.parametrize("remove_fails", [False, True])
@@ -132,3 +136,33 @@ def test_a_start_whose_bundle_cannot_be_sent_is_removed(remove_fails: bool) -> N
     with pytest.raises(ExecutorError, match="attach broke"):
         launch(backend, spec(), "r")  # type: ignore[arg-type]
     assert backend.started[0].calls == ["send:bundle", "remove"]
+
+
+LOAD_ONE = """
+import marshal, sys
+boot = {"__name__": "bootstrap"}
+exec(sys.argv[1], boot)
+boot["install"](marshal.loads(sys.stdin.buffer.read()))
+from ai_data_agent.sandbox import lastvalue
+print(lastvalue.RAN)
+"""
+
+
+@pytest.mark.parametrize(("magic", "ran"), [(None, "code"), (b"\0\0\r\n", "source")])
+def test_the_bundles_code_runs_only_under_its_own_bytecode_version(
+    magic: bytes | None, ran: str
+) -> None:
+    message = read_bundle(io.BytesIO(bundle()))
+    name = "ai_data_agent.sandbox.lastvalue"
+    message["code"][name] = marshal.dumps(compile("RAN = 'code'", name, "exec"))  # type: ignore[index]
+    message["sources"][name] = "RAN = 'source'"  # type: ignore[index]
+    if magic is not None:
+        message["magic"] = magic
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", LOAD_ONE, source_of("bootstrap")],
+        input=marshal.dumps(message, 4),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.decode().strip() == ran, done.stderr.decode()

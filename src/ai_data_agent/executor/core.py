@@ -227,6 +227,9 @@ class Executor:
                 request, limits, image, run_id, environment, on_event, cancel, artifacts_dir, data
             )
             if environment is not None and transcript.result and transcript.result.env_missing:
+                # Its container, removed after the answer, still mounts the volume that
+                # the install may have to make again: it goes first.
+                self.driver.close()
                 return Vanished(environment.env.key)
             return self._result(run_id, image, request, transcript, environment)
 
@@ -354,7 +357,7 @@ class Executor:
                     on_event=on_event,
                     cancel=cancel,
                     artifacts_dir=artifacts_dir,
-                    defer_removal=self.pool is not None,  # the latency mode: return at the result
+                    defer_removal=True,  # answer at the result; the container goes after it
                 )
         finally:
             if job.report_imports and env is not None and self.env_cache is not None:

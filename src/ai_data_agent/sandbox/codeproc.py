@@ -18,6 +18,7 @@ with `kernelproc.KernelProcess.adopt`. Standard library only, Python >= 3.9.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import select
 import signal
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 CONFIG_VARIABLE = "AI_DATA_AGENT_PRELOAD"  # as `preload.CONFIG_VARIABLE`
-PRELOAD_MODULES = ("channel", "lastvalue", "preload")
+PRELOAD_MODULES = ("lastvalue", "preload")
+MARSHAL_FORMAT = 4  # operations only go to the interpreter, whose python is the runner's
 EARLY_OUTPUT_LIMIT = 64 * 1024
 MAX_REPORT_BYTES = 1024 * 1024
 MAX_PATH_CHARS = 500  # as the controller takes them
@@ -58,14 +60,14 @@ class CodeProcess:
         """Start the interpreter with ``env`` in ``cwd``; it imports ``modules`` first."""
         ops_r, ops_w = os.pipe()
         reports_r, reports_w = os.pipe()
-        config = {"in": ops_r, "out": reports_w, "modules": list(modules)}
+        config = " ".join([str(ops_r), str(reports_w), *modules])  # `preload.take_config`
         proc = subprocess.Popen(
             [sys.executable, "-c", source_of("bootstrap")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
-            env=dict(env, **{CONFIG_VARIABLE: json.dumps(config)}),
+            env=dict(env, **{CONFIG_VARIABLE: config}),
             pass_fds=(ops_r, reports_w),
             start_new_session=True,
         )
@@ -124,12 +126,12 @@ class CodeProcess:
         return [str(m) for m in warm.get("imported") or []] if not warm.get("error") else []
 
     def send(self, op: dict[str, Any]) -> None:
-        """One operation.
+        """One operation (`marshal`: the interpreter reads it without importing ``json``).
 
         Raises:
             OSError: it no longer reads (it died).
         """
-        body = json.dumps(op, ensure_ascii=True).encode()
+        body = marshal.dumps(op, MARSHAL_FORMAT)
         data = str(len(body)).encode() + b"\n" + body
         while data:
             data = data[os.write(self.ops, data) :]

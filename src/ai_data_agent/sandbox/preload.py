@@ -4,7 +4,11 @@ The runner starts it (`codeproc.CodeProcess`) as ``python3 -c <bootstrap>``
 with the code's env and ``work/`` as its cwd; the bootstrap reads this
 module's bundle from stdin, which then becomes /dev/null. Two pipes named in
 ``AI_DATA_AGENT_PRELOAD`` connect it to the runner: operations in
-(length-prefixed JSON), reports out (JSON lines). It imports the modules it
+(length-prefixed `marshal` data, from the runner alone), reports out (JSON
+lines, written by hand: the runner parses what this process writes, and never
+with `marshal`, because an imported package may write there too). Nothing
+here imports ``json``, which costs a fresh interpreter about 15 ms of CPU
+(``re``, ``enum``); the code pays for it only if it imports it. It imports the modules it
 was given (a pre-imported warm sandbox: ``pandas``, ``matplotlib.pyplot``;
 none for a plain one), reports what it imported and the env it sees::
 
@@ -29,11 +33,10 @@ Standard library only, Python >= 3.9.
 from __future__ import annotations
 
 import io
-import json
+import marshal
 import os
 import sys
 
-from ai_data_agent.sandbox.channel import read_message
 from ai_data_agent.sandbox.lastvalue import run_source, write_value
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
@@ -43,20 +46,21 @@ if TYPE_CHECKING:
 CONFIG_VARIABLE = "AI_DATA_AGENT_PRELOAD"
 KERNEL_VARIABLE = "AI_DATA_AGENT_KERNEL"  # as `kernel.CONFIG_VARIABLE`
 MAX_REPORTED_MODULES = 5000
+MAX_OP_BYTES = 16 * 1024 * 1024
 
 
 def take_config() -> tuple[int, int, list[str]]:
     """The runner's two pipes (never inherited by the code's children) and the modules to
     import; stdin becomes /dev/null."""
-    config = json.loads(os.environ.pop(CONFIG_VARIABLE))
-    ops, reports = int(config["in"]), int(config["out"])
+    ops_fd, reports_fd, *modules = os.environ.pop(CONFIG_VARIABLE).split()
+    ops, reports = int(ops_fd), int(reports_fd)
     for fd in (ops, reports):
         os.set_inheritable(fd, False)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
-    return ops, reports, [str(m) for m in config.get("modules") or []]
+    return ops, reports, modules
 
 
 def preimport(modules: list[str]) -> tuple[list[str], str | None]:
@@ -73,9 +77,59 @@ def preimport(modules: list[str]) -> tuple[list[str], str | None]:
 
 
 def send(fd: int, message: dict[str, Any]) -> None:
-    data = json.dumps(message, ensure_ascii=True).encode() + b"\n"
+    data = as_json(message).encode() + b"\n"
     while data:
         data = data[os.write(fd, data) :]
+
+
+def as_json(value: Any) -> str:
+    """``value`` (None, bools, ints, strings, lists and dicts of them) as ASCII JSON."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + "".join(_escaped(c) for c in value) + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(as_json(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(as_json(str(k)) + ": " + as_json(v) for k, v in value.items()) + "}"
+    raise TypeError(f"cannot report a {type(value).__name__}")
+
+
+def _escaped(char: str) -> str:
+    if char == '"' or char == "\\":
+        return "\\" + char
+    if " " <= char <= "~":
+        return char
+    code = ord(char)
+    if code > 0xFFFF:  # a surrogate pair, as JSON writes characters beyond the BMP
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def read_op(fd: int) -> dict[str, Any]:
+    """The runner's operation (length-prefixed `marshal`, see `codeproc.CodeProcess.send`).
+
+    Raises:
+        EOFError: the runner closed the pipe (the interpreter goes unused).
+        ValueError: not an operation.
+    """
+    with open(fd, "rb", closefd=False) as incoming:
+        header = incoming.readline(32)
+        if not header:
+            raise EOFError("no operation")
+        size = int(header)
+        if not 0 < size <= MAX_OP_BYTES:
+            raise ValueError(f"bad operation size {size}")
+        data = incoming.read(size)
+    if len(data) != size:
+        raise EOFError("operation truncated")
+    op = marshal.loads(data)  # noqa: S302  # written by the runner alone
+    if not isinstance(op, dict):
+        raise ValueError("not an operation")
+    return op
 
 
 def forget_ourselves() -> None:
@@ -183,6 +237,8 @@ def become_kernel(op: dict[str, Any], ops: int, reports: int) -> int:
     apply_env(op.get("env") or {})
     sources = sys.modules["ai_data_agent.sandbox"].SOURCES  # the bootstrap's loader reads these
     sources.update({str(k): str(v) for k, v in (op.get("sources") or {}).items()})
+    import json  # the kernel's protocol is JSON: it imports it anyway
+
     config = dict(op.get("config") or {}, **{"in": ops, "out": reports})
     os.environ[KERNEL_VARIABLE] = json.dumps(config)
     from ai_data_agent.sandbox import kernel
@@ -199,11 +255,10 @@ def main() -> int:
         "executable": sys.executable,
     }
     send(reports, {"k": "warm", "imported": imported, "error": error, "observed": observed})
-    with open(ops, "rb", closefd=False) as incoming:
-        try:
-            op = read_message(incoming)
-        except (EOFError, ValueError):
-            return 0  # the runner let this interpreter go unused
+    try:
+        op = read_op(ops)
+    except (EOFError, ValueError):
+        return 0  # the runner let this interpreter go unused
     if op.get("op") == "kernel":
         return become_kernel(op, ops, reports)
     os.close(ops)

@@ -32,7 +32,7 @@ from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.datasets.sqlite_store import DATASETS_FILENAME, DatasetStore
 from ai_data_agent.service.dispatcher import Dispatcher
 from ai_data_agent.service.egress_audit import EgressAudit
-from ai_data_agent.service.health import engine_probes, probe, writable_probe
+from ai_data_agent.service.health import engine_probes, probe, warm_pool_check, writable_probe
 from ai_data_agent.service.kept_sessions import KeptSessions
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
@@ -204,7 +204,10 @@ class Daemon:
         }
 
     def instant_checks(self) -> list[Check]:
-        return [*([self.prewarm.check()] if self.prewarm.sets else []), self._pool()]
+        return [
+            *([self.prewarm.check()] if self.prewarm.sets else []),
+            warm_pool_check(self.executor.pool),
+        ]
 
     def details(self) -> list[Check]:
         return [self._environments()]
@@ -219,23 +222,6 @@ class Daemon:
             return Check.failed("environments", exc)
         size = sum(env.size_bytes for env in cached) / 2**20
         return Check("environments", True, f"{len(cached)} cached, {size:.0f} MiB")
-
-    def _pool(self) -> Check:
-        pool = self.executor.pool
-        if pool is None:
-            return Check("warm pool", True, "off (pool_size 0): every run starts a container")
-        profiles = [
-            f"{p.name}{' (' + ' '.join(p.modules) + ')' if p.modules else ''}: "
-            f"{p.idle}/{p.target} idle, {p.rss_mb:.0f} MB each, {p.taken} taken, "
-            f"{p.missed} missed" + (f", imports failed: {p.broken}" if p.broken else "")
-            for p in pool.profiles()
-        ]
-        return Check(
-            "warm pool",
-            True,
-            f"{pool.idle_count()} idle (up to {pool.size} per profile); {pool.taken} run(s) "
-            f"took one, {pool.missed} found none" + "".join(f"; {p}" for p in profiles),
-        )
 
     def artifact_body(self, run_id: str, path: str) -> Path | None:
         """The artifact's file in the run's own directory (never outside it), or None."""

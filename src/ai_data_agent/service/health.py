@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 
 from ai_data_agent.checks import Check
 from ai_data_agent.errors import AiDataAgentError, NotReady
+from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.service.node import RunExecutor, ServiceNode
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "probe",
     "readiness",
     "timed",
+    "warm_pool_check",
     "writable_probe",
 ]
 
@@ -132,6 +134,24 @@ async def node_checks(node: Probed, limiter: Limiter, *extra: Check) -> dict[str
             group.start_soon(run, check, name)
     checks.update((check.name, check) for check in (*node.instant_checks(), *extra))
     return checks
+
+
+def warm_pool_check(pool: WarmPool | None) -> Check:
+    """The warm pool per profile: idle and target, memory, hand-outs and misses."""
+    if pool is None:
+        return Check("warm pool", True, "off (pool_size 0): every run starts a container")
+    profiles = [
+        f"{p.name}{' (' + ' '.join(p.modules) + ')' if p.modules else ''}: "
+        f"{p.idle}/{p.target} idle, {p.rss_mb:.0f} MB each, {p.taken} taken, "
+        f"{p.missed} missed" + (f", imports failed: {p.broken}" if p.broken else "")
+        for p in pool.profiles()
+    ]
+    return Check(
+        "warm pool",
+        True,
+        f"{pool.idle_count()} idle (up to {pool.size} per profile); {pool.taken} run(s) "
+        f"took one, {pool.missed} found none" + "".join(f"; {p}" for p in profiles),
+    )
 
 
 def accepting(node: ServiceNode) -> list[Check]:

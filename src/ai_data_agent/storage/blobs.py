@@ -7,9 +7,9 @@
     store.path(blob.digest)             # <root>/blobs/9f/86d0...; None when absent
 
 A writer streams into a private temporary file beside the blobs (same file
-system, so the final rename is atomic), hashing as it goes; `commit` fsyncs
-and renames it to its digest's name, or drops it when that blob exists
-already. A writer asked for with ``durable=False`` skips the fsyncs: for
+system, so the final rename is atomic), hashing as it goes, the disk writing
+behind it (`writeback`); `commit` fsyncs and renames it to its digest's name,
+or drops it when that blob exists already. A writer asked for with ``durable=False`` skips the fsyncs: for
 bytes that are checked against their digest whenever they are read back
 (checkpoints), where a blob that a crash of the machine cut short is refused,
 never used. A writer left without `commit` (an exception, a cut connection)
@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import BinaryIO, Protocol
 
 from ai_data_agent.errors import ConfigurationError, RequestTooLarge
+from ai_data_agent.storage.writeback import EarlyWriteback
 
 __all__ = ["BlobRef", "BlobStore", "BlobWriter", "LocalBlobStore", "is_digest"]
 
@@ -132,6 +133,7 @@ class _LocalWriter:
         self._hash = hashlib.sha256()
         self._size = 0
         self._done = False
+        self._early = EarlyWriteback(fd) if durable else None
 
     @property
     def size(self) -> int:
@@ -150,6 +152,9 @@ class _LocalWriter:
         self._file.write(chunk)
         self._hash.update(chunk)
         self._size += len(chunk)
+        if self._early is not None and self._early.due(self._size):
+            self._file.flush()
+            self._early.written(self._size)
 
     def commit(self) -> BlobRef:
         if self._file is None:

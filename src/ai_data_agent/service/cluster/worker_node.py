@@ -30,7 +30,7 @@ from ai_data_agent.service.cluster.worker import Worker
 from ai_data_agent.service.cluster.worker_sessions import SessionHost
 from ai_data_agent.service.datasets.service import DatasetService
 from ai_data_agent.service.egress_audit import EgressAudit
-from ai_data_agent.service.health import engine_probes, writable_probe
+from ai_data_agent.service.health import engine_probes, warm_pool_check, writable_probe
 from ai_data_agent.service.metrics import ServiceMetrics
 from ai_data_agent.service.node import RunExecutor
 from ai_data_agent.service.prewarm import Prewarmer
@@ -67,6 +67,8 @@ class WorkerNode:
         self.metrics = metrics
         if executor.egress is not None:  # every egress connection is counted
             executor.egress.log.add_sink(metrics.egress.observe)
+        if executor.pool is not None:
+            metrics.bind_pool(executor.pool.profiles)
         self.db = Database(settings, role="worker")
         # Its egress connections in the cluster's audit log, as a daemon writes its own.
         self.audit = AuditLog(PgAuditStore(self.db), retention_s=settings.audit_retention_s)
@@ -143,7 +145,10 @@ class WorkerNode:
         return probes
 
     def instant_checks(self) -> list[Check]:
-        return [self.prewarm.check()] if self.prewarm.sets else []
+        return [
+            *([self.prewarm.check()] if self.prewarm.sets else []),
+            warm_pool_check(self.executor.pool),
+        ]
 
     def check_lease(self) -> Check:
         """The database answers and this worker's lease is live."""
