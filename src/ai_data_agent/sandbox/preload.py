@@ -8,8 +8,8 @@ module's bundle from stdin, which then becomes /dev/null. Two pipes named in
 lines, written by hand: the runner parses what this process writes, and never
 with `marshal`, because an imported package may write there too). Nothing
 here imports ``json``, which costs a fresh interpreter about 15 ms of CPU
-(``re``, ``enum``); the code pays for it only if it imports it. It imports the modules it
-was given (a pre-imported warm sandbox: ``pandas``, ``matplotlib.pyplot``;
+(``re``, ``enum``): the code pays for it only if it imports it. It imports the
+modules it was given (a pre-imported warm sandbox: ``pandas``, ``matplotlib.pyplot``;
 none for a plain one), reports what it imported and the env it sees::
 
     {"k": "warm", "imported": ["pandas"], "error": null, "observed": {...}}

@@ -9,10 +9,10 @@
 A writer streams into a private temporary file beside the blobs (same file
 system, so the final rename is atomic), hashing as it goes, the disk writing
 behind it (`writeback`); `commit` fsyncs and renames it to its digest's name,
-or drops it when that blob exists already. A writer asked for with ``durable=False`` skips the fsyncs: for
-bytes that are checked against their digest whenever they are read back
-(checkpoints), where a blob that a crash of the machine cut short is refused,
-never used. A writer left without `commit` (an exception, a cut connection)
+or drops it when that blob exists already. A writer asked for with
+``durable=False`` skips the fsyncs (and the early writes): for bytes that are
+checked against their digest whenever they are read back (checkpoints), where
+a blob that a crash of the machine cut short is refused, never used. A writer left without `commit` (an exception, a cut connection)
 removes its file on exit; a crash leaves only a temporary file, which
 `sweep` removes once it is old. Nothing here parses what it stores.
 """
