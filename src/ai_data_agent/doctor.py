@@ -159,6 +159,7 @@ def run_checks(settings: Settings) -> list[Check]:
             )
         )
         checks.append(_dataset_storage(settings, executor))
+        executor.driver.close()  # a run's container goes after its answer: wait for them
         leftovers = executor.backend.sandboxes(executor.controller_id)
         checks.append(
             Check(

@@ -1,7 +1,7 @@
 """The session kernel as the runner sees it: a child interpreter, its pipes, its end.
 
     kernel = KernelProcess.start(env, work, config, bundle)   # waits for "ready"
-    kernel = KernelProcess.adopt(child, config, sources)      # from a started `codeproc`
+    kernel = KernelProcess.adopt(child, config, env)          # from a started `codeproc`
     kernel.send({"op": "cell", "code": "1 + 1", "count": 1})
     for message in kernel.messages(): ...                     # display, done, env
     kernel.interrupt(); kernel.kill()
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from ai_data_agent.sandbox.bootstrap import PACKAGE, bundle_of, source_of
+from ai_data_agent.sandbox.bootstrap import PACKAGE, bundle_of, code_of, source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
@@ -95,17 +95,25 @@ class KernelProcess:
         cls,
         child: CodeProcess,
         config: dict[str, Any],
-        sources: dict[str, str],
         env: Mapping[str, str],
     ) -> KernelProcess:
         """The kernel made from a started code interpreter (`codeproc`, a warm one that
         may have imported the session's modules): it becomes the kernel on its two pipes,
-        with ``env`` (the session's environments join its ``sys.path``).
+        with ``env`` (the session's environments join its ``sys.path``), from the kernel's
+        modules that the operation carries (compiled, when the bundle brought code for
+        this interpreter: the same Python as the runner's).
 
         Raises:
             KernelGone: it exited or did not get ready in time.
         """
-        op = {"op": "kernel", "config": config, "sources": sources, "env": child.changes_to(env)}
+        names = {f"{PACKAGE}.{m}": m for m in KERNEL_MODULES}
+        op = {
+            "op": "kernel",
+            "config": config,
+            "sources": {name: source_of(m) for name, m in names.items()},
+            "code": {name: c for name, m in names.items() if (c := code_of(m)) is not None},
+            "env": child.changes_to(env),
+        }
         try:
             child.send(op)
         except OSError:
@@ -233,9 +241,8 @@ def open_kernel(
         KernelGone: no kernel could start.
     """
     if child is not None:
-        sources = {f"{PACKAGE}.{m}": source_of(m) for m in KERNEL_MODULES}
         try:
-            return KernelProcess.adopt(child, config, sources, env)
+            return KernelProcess.adopt(child, config, env)
         except KernelGone:
             pass  # killed by now: a fresh one, as if there had been none
     bundle = bundle_of("kernel", KERNEL_MODULES)

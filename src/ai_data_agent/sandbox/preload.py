@@ -232,11 +232,12 @@ def uncaught(exc: BaseException, path: str) -> None:
 
 
 def become_kernel(op: dict[str, Any], ops: int, reports: int) -> int:
-    """The session kernel, from the sources the operation carries, on the same pipes, with
+    """The session kernel, from the modules the operation carries, on the same pipes, with
     the session's environment."""
     apply_env(op.get("env") or {})
-    sources = sys.modules["ai_data_agent.sandbox"].SOURCES  # the bootstrap's loader reads these
-    sources.update({str(k): str(v) for k, v in (op.get("sources") or {}).items()})
+    package = sys.modules["ai_data_agent.sandbox"]  # the bootstrap's loader reads these
+    package.SOURCES.update({str(k): str(v) for k, v in (op.get("sources") or {}).items()})
+    package.CODE.update({str(k): v for k, v in (op.get("code") or {}).items() if type(v) is bytes})
     import json  # the kernel's protocol is JSON: it imports it anyway
 
     config = dict(op.get("config") or {}, **{"in": ops, "out": reports})
