@@ -302,24 +302,21 @@ class Bench:
 
     def _pool_ids(self, daemon: Daemon) -> set[str]:
         """Running containers of ``daemon``'s controller that were started for its pool."""
-        controller = daemon.controller_id
-        if controller is None:
-            return set()
-        found = self.api.containers(filters={"label": f"{LABEL_CONTROLLER}={controller}"})
-        return {
-            c["Id"]
-            for c in found
-            if (c.get("Labels") or {}).get(LABEL_RUN_ID, "").startswith("pool-")
-        }
+        return self._containers(daemon, pooled=True, stopped=False)
 
     def _run_ids(self, daemon: Daemon) -> set[str]:
         """Containers of ``daemon``'s controller that run (or ran) a job, not pooled ones."""
+        return self._containers(daemon, pooled=False, stopped=True)
+
+    def _containers(self, daemon: Daemon, *, pooled: bool, stopped: bool) -> set[str]:
         controller = daemon.controller_id
-        found = self.api.containers(all=True, filters={"label": f"{LABEL_CONTROLLER}={controller}"})
+        if controller is None:
+            return set()
+        label = {"label": f"{LABEL_CONTROLLER}={controller}"}
         return {
             c["Id"]
-            for c in found
-            if not (c.get("Labels") or {}).get(LABEL_RUN_ID, "").startswith("pool-")
+            for c in self.api.containers(all=stopped, filters=label)
+            if (c.get("Labels") or {}).get(LABEL_RUN_ID, "").startswith("pool-") == pooled
         }
 
     def _wait_pool_full(self, daemon: Daemon, timeout_s: float = 30.0) -> bool:
