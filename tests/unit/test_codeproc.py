@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from ai_data_agent.sandbox.codeproc import CodeProcess
 from ai_data_agent.sandbox.kernelproc import open_kernel
 from ai_data_agent.sandbox.preload import as_json
+from ai_data_agent.sandbox.spawn import Child
 from tests.support.wait import poll
 
 CODE = """
@@ -28,6 +30,24 @@ sys.exit(EXIT)
 """
 
 
+def finish(proc: Child, timeout_s: float = 60.0) -> tuple[int, bytes, bytes]:
+    """Its exit status and everything it wrote, once it ended."""
+    out, err = bytearray(), bytearray()
+    streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    while streams:
+        ready, _, _ = select.select(list(streams), [], [], timeout_s)
+        assert ready, "the child wrote nothing and did not close its pipes in time"
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if data:
+                streams[fd] += data
+            else:
+                del streams[fd]
+    proc.stdout.close()
+    proc.stderr.close()
+    return proc.wait(timeout_s), bytes(out), bytes(err)
+
+
 def run(tmp_path: Path, modules: list[str], exit_arg: str) -> tuple[CodeProcess, int, str, str]:
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path)}
     child = CodeProcess.start(env, str(tmp_path), modules)
@@ -36,9 +56,8 @@ def run(tmp_path: Path, modules: list[str], exit_arg: str) -> tuple[CodeProcess,
     main = tmp_path / "main.py"
     main.write_text(CODE.replace("EXIT", exit_arg))
     child.release(str(main), env)
-    child.proc.stdin = None  # closed once the bundle went in
-    out, err = child.proc.communicate(timeout=60)
-    return child, child.proc.returncode, out.decode(), err.decode()
+    code, out, err = finish(child.proc)
+    return child, code, out.decode(), err.decode()
 
 
 @pytest.mark.parametrize("modules", [[], ["csv"]], ids=["plain", "preimported"])
@@ -121,6 +140,5 @@ def test_its_code_runs_without_json_or_re_imported(tmp_path: Path) -> None:
     main = tmp_path / "main.py"
     main.write_text("import sys\nprint(sorted({'json', 're', 'enum'} & set(sys.modules)))\n")
     child.release(str(main), env)
-    child.proc.stdin = None
-    out, err = child.proc.communicate(timeout=60)
-    assert (child.proc.returncode, out) == (0, b"[]\n"), err
+    code, out, err = finish(child.proc)
+    assert (code, out) == (0, b"[]\n"), err

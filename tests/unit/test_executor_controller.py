@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from fakes import ScriptedBackend, ScriptItem
+from fakes import ScriptedBackend, ScriptedSandbox, ScriptItem
 
 from ai_data_agent.errors import ExecutorError
 from ai_data_agent.executor.backend import STDERR
@@ -68,11 +68,27 @@ def test_network_detached_once_before_go_when_installing_without_network() -> No
         "send:job",
         "detach",
         "send:go",
-        "close_stdin",
         "kill",  # it holds after its result (its CPU read): stopped for its exit state
         "exit_state",
         "remove",
     ]
+
+
+def test_a_held_runner_that_read_its_oom_count_is_let_go_after_its_cpu_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def cpu_ns(self: ScriptedSandbox) -> int:
+        self.calls.append("cpu")
+        return 10**9
+
+    monkeypatch.setattr(ScriptedSandbox, "cpu_ns", cpu_ns)
+    backend = ScriptedBackend([READY], [RUNNING, result_frame(oom_kills=0)], end_stream=True)
+    result = Executor(Settings(), backend=backend).run(RunRequest(code="x"))
+    assert result.status is RunStatus.SUCCEEDED
+    # Its stdin stays open past "go" and closes once its CPU is read: it exits by itself,
+    # and the container, stopped by then, is removed without a kill.
+    calls = ["send:bundle", "send:job", "send:go", "cpu", "close_stdin", "remove"]
+    assert backend.started[0].calls == calls
 
 
 def test_network_kept_when_the_request_may_use_it() -> None:

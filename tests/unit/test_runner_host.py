@@ -14,6 +14,7 @@ import selectors
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +71,15 @@ def make_job(code: str, **overrides: Any) -> dict[str, Any]:
 
 
 def drive(
-    job: dict[str, Any], tmpdir: Path, *, go_line: bytes = b"go\n", inputs: bytes = b""
+    job: dict[str, Any],
+    tmpdir: Path,
+    *,
+    go_line: bytes = b"go\n",
+    inputs: bytes = b"",
+    close_after_result_s: float | None = None,
 ) -> Transcript:
-    """Run the runner with ``job``; answer ``ready`` with ``go_line``; collect everything."""
+    """Run the runner with ``job``; answer ``ready`` with ``go_line`` and close its stdin
+    (with ``close_after_result_s``, that long after its result instead); collect everything."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
@@ -81,6 +88,7 @@ def drive(
     transcript = Transcript()
     reader = FrameReader(job["token"])
     deadline = time.monotonic() + RUN_DEADLINE_S
+    closer: threading.Timer | None = None
     argv, env = measured([sys.executable, *sandbox_command()[1:]], env)
     with subprocess.Popen(
         argv,
@@ -114,8 +122,15 @@ def drive(
                             transcript.frames.append(frame)
                             if frame == {"k": "phase", "phase": "ready"}:
                                 proc.stdin.write(go_line)
-                                proc.stdin.close()
+                                proc.stdin.flush()
+                                if close_after_result_s is None:
+                                    proc.stdin.close()
+                            elif frame.get("k") == "result" and close_after_result_s is not None:
+                                closer = threading.Timer(close_after_result_s, proc.stdin.close)
+                                closer.start()
         transcript.returncode = proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        if closer is not None:
+            closer.cancel()
     transcript.noise_lines = reader.noise_lines
     return transcript
 
@@ -164,11 +179,19 @@ def test_sandbox_dir_is_removed(sandbox_tmp: Path) -> None:
     assert list(sandbox_tmp.iterdir()) == []
 
 
-def test_a_held_runner_stays_after_its_result_until_the_hold_ends(sandbox_tmp: Path) -> None:
+def test_a_held_runner_stays_after_its_result_until_its_stdin_closes(sandbox_tmp: Path) -> None:
     started = time.monotonic()
-    t = drive(make_job("print(1)", hold_s=1.5), sandbox_tmp)
+    t = drive(make_job("print(1)", hold_s=30.0), sandbox_tmp, close_after_result_s=1.5)
     assert t.returncode == 0 and t.result["execute"]["exit_code"] == 0
-    assert time.monotonic() - started >= 1.5  # the result came first; the exit after the hold
+    # The result came first; the exit when stdin closed, long before the hold's end.
+    assert 1.5 <= time.monotonic() - started < 20.0
+
+
+def test_a_held_runner_exits_at_the_end_of_its_hold(sandbox_tmp: Path) -> None:
+    started = time.monotonic()
+    t = drive(make_job("print(1)", hold_s=1.5), sandbox_tmp, close_after_result_s=30.0)
+    assert t.returncode == 0 and t.result["execute"]["exit_code"] == 0
+    assert 1.5 <= time.monotonic() - started < 20.0
 
 
 def test_failing_code_gives_exit_code_and_traceback(sandbox_tmp: Path) -> None:

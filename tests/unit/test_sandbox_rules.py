@@ -146,3 +146,28 @@ def test_every_module_loads_from_the_bundle_alone_in_isolated_mode() -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     loaded = json.loads(proc.stdout)
     assert loaded == sorted(["ai_data_agent", OWN, *(f"{OWN}.{m}" for m in SANDBOX_MODULES)])
+
+
+LOAD_THE_RUNNER = """
+import sys
+namespace = {"__name__": "bootstrap"}
+exec(BOOTSTRAP, namespace)
+namespace["install"](namespace["read_bundle"](sys.stdin.buffer))
+__import__("ai_data_agent.sandbox.runner")
+print(sorted(HEAVY & set(sys.modules)))
+"""
+# What a fresh interpreter pays milliseconds of CPU for, and the runner does without.
+HEAVY = {"enum", "importlib", "json", "re", "signal", "subprocess", "threading", "types"}
+
+
+def test_the_runner_loads_without_the_heavy_standard_modules() -> None:
+    script = f"BOOTSTRAP = {source_of('bootstrap')!r}\nHEAVY = {HEAVY!r}\n" + LOAD_THE_RUNNER
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script],
+        input=bundle(),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"[]\n"

@@ -32,8 +32,6 @@ __all__ = ["Budget", "Conversation", "Transcript"]
 # artifact collection as long after the code ends.
 VERIFY_BUDGET_S = 60.0
 COLLECT_BUDGET_S = 60.0
-# How long the runner gets to exit after its result before it is killed.
-EXIT_WAIT_S = 1.0
 READ_SLICE_S = 0.25
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -111,7 +109,7 @@ class Conversation:
         self.detach_network = detach_network
         self.emit = Emitter(link.run_id, on_event)
         self.cancel = cancel
-        self.held = held  # the runner stays after its result (``Job.hold_s``) until removed
+        self.held = held  # the runner stays after its result (``Job.hold_s``) until stdin closes
         self.log = logger.bind(run_id=link.run_id)
         self.deadline = time.monotonic() + budget.until_ready_s
         self.code_started: float | None = None
@@ -126,11 +124,13 @@ class Conversation:
         self._code_ended()
         self.link.report_noise()
         held = self.held and t.result is not None and t.deadline_hit is None
-        if held:  # the runner waits to be removed: its CPU counter is still there
+        if held:  # the runner waits for its stdin to close: its CPU counter is still there
             t.cpu_s = self.link.cpu_used_s()
         if t.finished_cleanly:
-            if not held and not return_at_result:
-                self._await_exit()
+            if held:
+                self.sandbox.close_stdin()  # the runner exits by itself
+            if not return_at_result:
+                self.link.await_exit()
         else:
             if held:  # the runner could not tell its own OOM count: the engine's, once stopped
                 self.sandbox.kill()
@@ -188,7 +188,8 @@ class Conversation:
                 self.sandbox.detach_network()
                 self.log.debug("install network detached")
             self.sandbox.send(GO_LINE)
-            self.sandbox.close_stdin()
+            if not self.held:  # a held runner's stdin closes after its CPU is read
+                self.sandbox.close_stdin()
             self.deadline = now + self.budget.verify_s
         elif phase == "running":
             self.code_started = now
@@ -200,14 +201,3 @@ class Conversation:
     def _code_ended(self) -> None:
         if self.code_started is not None and self.transcript.code_s is None:
             self.transcript.code_s = time.monotonic() - self.code_started
-
-    def _await_exit(self) -> None:
-        """The runner exits right after its result: wait (briefly) for the end of the stream.
-
-        Removing a stopped container is much cheaper than killing a running one.
-        """
-        end = time.monotonic() + EXIT_WAIT_S
-        while (left := end - time.monotonic()) > 0:
-            chunk = self.sandbox.read(left)
-            if chunk is not None and not chunk[1]:
-                break

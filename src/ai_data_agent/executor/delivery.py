@@ -4,7 +4,7 @@
 
 The command line carries only `sandbox.bootstrap` (``python3 -I -S -c ...``),
 the container's pid 1, which forks the runner off and keeps none of its
-channel; the runner and its modules follow as one length-prefixed JSON bundle
+channel; the runner and its modules follow as one length-prefixed `marshal` bundle
 (`sandbox.bootstrap.bundle_of`) over the attach socket, so nothing is written
 into the image (its root is read-only) and the engine does not pass tens of
 kilobytes of command line per start. A pooled sandbox gets its bundle when it
@@ -50,7 +50,9 @@ SANDBOX_MODULES = (
     "runner",
     "session",
     "snapshot",
+    "spawn",
     "verify",
+    "wirejson",
 )
 
 

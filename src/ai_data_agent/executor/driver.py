@@ -238,7 +238,7 @@ class SandboxDriver:
 
     def _remove_later(self, link: SandboxLink) -> None:
         with self._lock:
-            self._removals.submit(link.remove)
+            self._removals.submit(link.finish)
 
 
 def _send_file(link: SandboxLink, path: Path) -> None:

@@ -112,7 +112,8 @@ class Job(BaseModel):
         False, description="run: report the environment's files the code imported."
     )
     hold_s: float | None = Field(
-        None, description="After the result, stay this long: the controller reads the CPU."
+        None,
+        description="After the result, wait up to this long for stdin to close (the CPU is read first).",
     )
 
     def encode(self) -> dict[str, Any]:

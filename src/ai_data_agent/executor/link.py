@@ -4,6 +4,7 @@
     frames = link.read(0.25)    # what the next chunk completes; None at the end of the stream
     link.settled()              # past its start: the warm pool may refill
     link.cpu_used_s()           # CPU seconds since the last reading (the first: since hand-out)
+    link.await_exit()           # the stream's end, briefly: the runner exits by itself
     link.remove()               # idempotent; a failure is logged, never raised; egress closed
 
 Runs (`conversation.Conversation`) and sessions (`session.wire.SessionWire`)
@@ -19,6 +20,8 @@ one delta each.
 
 from __future__ import annotations
 
+import time
+
 from loguru import logger
 
 from ai_data_agent.egress.proxy import EgressLease
@@ -28,7 +31,10 @@ from ai_data_agent.executor.frames import Frame, typed_frames
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.protocol import FrameReader, keep_runner_stderr
 
-__all__ = ["SandboxLink"]
+__all__ = ["EXIT_WAIT_S", "SandboxLink"]
+
+# How long a runner gets to exit by itself after its result before it is killed.
+EXIT_WAIT_S = 1.0
 
 
 class SandboxLink:
@@ -119,6 +125,24 @@ class SandboxLink:
             self.egress.close()
         except Exception as exc:  # a proxy that does not answer in time, or has stopped
             self._log.warning("closing the sandbox's egress failed: {}", exc)
+
+    def await_exit(self, timeout_s: float = EXIT_WAIT_S) -> None:
+        """Read to the end of the stream, for up to ``timeout_s``: the runner exits after
+        its result (a held one once its stdin closes). Removing a container that stopped
+        costs the engine less than killing a running one. Never raises."""
+        end = time.monotonic() + timeout_s
+        try:
+            while (left := end - time.monotonic()) > 0:
+                chunk = self.sandbox.read(left)
+                if chunk is not None and not chunk[1]:
+                    return
+        except ExecutorError:
+            pass  # the stream broke: the removal kills what is left
+
+    def finish(self) -> None:
+        """`await_exit`, then `remove`: a deferred removal's whole work."""
+        self.await_exit()
+        self.remove()
 
     def remove(self) -> None:
         """Remove the container, then close its egress lease; a failure is logged (the

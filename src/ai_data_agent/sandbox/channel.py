@@ -17,9 +17,10 @@ Standard library only, Python >= 3.9.
 
 from __future__ import annotations
 
-import json
 import os
 import select
+
+from ai_data_agent.sandbox.wirejson import dumps, loads
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def read_message(stdin: IO[bytes]) -> dict[str, Any]:
     data = stdin.read(size)
     if len(data) != size:
         raise EOFError(f"message truncated: {len(data)} of {size} bytes")
-    message = json.loads(data)
+    message = loads(data)
     if not isinstance(message, dict):
         raise ValueError("a message must be a JSON object")
     return message
@@ -107,13 +108,13 @@ class Channel:
         self.stdin = stdin
 
     def emit(self, frame: dict[str, Any]) -> None:
-        line = self.token + b" " + json.dumps(frame, ensure_ascii=True).encode() + b"\n"
+        line = self.token + b" " + dumps(frame).encode() + b"\n"
         self.out.write(line)
         self.out.flush()
 
     def emit_raw(self, frame: dict[str, Any], data: bytes) -> None:
         """A frame followed by ``data`` as it is (``"raw": len(data)`` tells the reader)."""
-        line = json.dumps(dict(frame, raw=len(data)), ensure_ascii=True).encode()
+        line = dumps(dict(frame, raw=len(data))).encode()
         self.out.write(self.token + b" " + line + b"\n")
         self.out.write(data)
         self.out.flush()
@@ -168,7 +169,7 @@ class MessageStream:
         end = newline + 1 + size
         if len(self.buffer) < end:
             return None
-        message = json.loads(bytes(self.buffer[newline + 1 : end]))
+        message = loads(bytes(self.buffer[newline + 1 : end]))
         del self.buffer[:end]
         if not isinstance(message, dict):
             raise ValueError("a message must be a JSON object")

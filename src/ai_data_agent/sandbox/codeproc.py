@@ -7,9 +7,9 @@
 
 The interpreter (`preload`) starts while the runner does the rest of its work:
 in a pooled sandbox before the job arrives (with the set's heavy modules
-imported), in a fresh one as soon as the job came. It is exec'd
-(``python3 -c <bootstrap>``), never forked from the runner, in its own
-session; its bundle is small enough for the pipe, so starting it never waits
+imported), in a fresh one as soon as the job came. It is a new interpreter
+(``python3 -c <bootstrap>``, exec'd by a child of the runner at once: `spawn`),
+so nothing of the runner's memory is in it, in its own session; its bundle is small enough for the pipe, so starting it never waits
 for it. What it writes before its release (warnings of an import) is kept,
 capped, and counts as the code's output. A session's kernel is made from one
 with `kernelproc.KernelProcess.adopt`. Standard library only, Python >= 3.9.
@@ -17,17 +17,19 @@ with `kernelproc.KernelProcess.adopt`. Standard library only, Python >= 3.9.
 
 from __future__ import annotations
 
-import json
 import marshal
 import os
 import select
-import signal
-import subprocess
 import sys
 import time
 
+# `_signal`, not `signal`: that one imports `enum`, milliseconds of CPU in every sandbox.
+from _signal import SIGKILL  # type: ignore[import-not-found]
+
 from ai_data_agent.sandbox.bootstrap import bundle_of, source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK
+from ai_data_agent.sandbox.spawn import Child
+from ai_data_agent.sandbox.wirejson import loads
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ MAX_PATH_CHARS = 500  # as the controller takes them
 class CodeProcess:
     """One code interpreter (see the module docstring)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], ops: int, reports: int, env: dict[str, str]):
+    def __init__(self, proc: Child, ops: int, reports: int, env: dict[str, str]):
         self.proc = proc
         self.ops = ops
         self.reports = reports
@@ -61,19 +63,19 @@ class CodeProcess:
         ops_r, ops_w = os.pipe()
         reports_r, reports_w = os.pipe()
         config = " ".join([str(ops_r), str(reports_w), *modules])  # `preload.take_config`
-        proc = subprocess.Popen(
-            [sys.executable, "-c", source_of("bootstrap")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=dict(env, **{CONFIG_VARIABLE: config}),
-            pass_fds=(ops_r, reports_w),
-            start_new_session=True,
-        )
+        try:
+            proc = Child.spawn(
+                [sys.executable, "-c", source_of("bootstrap")],
+                dict(env, **{CONFIG_VARIABLE: config}),
+                cwd,
+                pass_fds=(ops_r, reports_w),
+            )
+        except BaseException:
+            for fd in (ops_r, ops_w, reports_r, reports_w):
+                os.close(fd)
+            raise
         os.close(ops_r)
         os.close(reports_w)
-        assert proc.stdin is not None
         try:
             proc.stdin.write(bundle_of("preload", PRELOAD_MODULES))
             proc.stdin.close()
@@ -86,7 +88,6 @@ class CodeProcess:
         did not answer in time or answered nonsense."""
         if self.warm is not None:
             return self.warm
-        assert self.proc.stdout is not None and self.proc.stderr is not None
         streams = {self.proc.stdout.fileno(): "stdout", self.proc.stderr.fileno(): "stderr"}
         deadline = time.monotonic() + timeout_s
         while b"\n" not in self.buffer and len(self.buffer) < MAX_REPORT_BYTES:
@@ -107,7 +108,7 @@ class CodeProcess:
         line, _, rest = bytes(self.buffer).partition(b"\n")
         self.buffer = bytearray(rest)
         try:
-            warm = json.loads(line)
+            warm = loads(line)
         except ValueError:
             return None
         if not isinstance(warm, dict) or warm.get("k") != "warm":
@@ -177,14 +178,13 @@ class CodeProcess:
         """SIGKILL to its whole process group; reap it; close the pipes. Idempotent."""
         if self.proc.poll() is None:  # once reaped, its pid may be another's
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.killpg(self.proc.pid, SIGKILL)
             except OSError:
                 pass
             self.proc.wait()
         self._close_pipes()
         for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+            pipe.close()
 
 
 def imported_files(path: str, root: str, limit: int = 5000) -> list[str]:

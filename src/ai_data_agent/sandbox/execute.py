@@ -15,9 +15,8 @@ from __future__ import annotations
 import codecs
 import os
 import select
-import signal
-import subprocess
 import time
+from _signal import SIGKILL  # type: ignore[import-not-found]  # `signal` imports `enum`
 
 from ai_data_agent.sandbox.channel import READ_CHUNK, Channel
 from ai_data_agent.sandbox.lastvalue import MAIN_FILE, read_value
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ai_data_agent.sandbox.codeproc import CodeProcess
+    from ai_data_agent.sandbox.spawn import Child
 
     Emit = Callable[[dict[str, Any]], None]
 
@@ -38,9 +38,9 @@ DRAIN_AFTER_EXIT_S = 0.2
 STREAMS = ("stdout", "stderr")
 
 
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(proc: Child) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, SIGKILL)
     except OSError:
         pass
 
@@ -87,10 +87,9 @@ class OutputPump:
                 return True
         return False
 
-    def run(self, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
+    def run(self, proc: Child, timeout_s: float) -> dict[str, Any]:
         """Pump until the process exits (or times out); return what happened."""
         deadline = time.monotonic() + timeout_s
-        assert proc.stdout is not None and proc.stderr is not None
         open_fds = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
         poller = select.poll()
         for fd in open_fds:
@@ -117,7 +116,7 @@ class OutputPump:
             # while the process runs on: wait for it, up to the deadline.
             try:
                 proc.wait(timeout=max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
+            except TimeoutError:
                 timed_out = True
         for name in STREAMS:
             self.feed(name, b"", final=True)

@@ -6,8 +6,9 @@
     for message in kernel.messages(): ...                     # display, done, env
     kernel.interrupt(); kernel.kill()
 
-The kernel is exec'd (``python3 -c <bootstrap>``), never forked from the
-runner, so it holds nothing of the runner's memory (the frame token); it runs
+The kernel is a new interpreter (``python3 -c <bootstrap>``, exec'd by a
+child of the runner at once: `spawn`), so it holds nothing of the runner's
+memory (the frame token); it runs
 in its own process group, so a kill takes whatever the code started too.
 Whatever it writes is hostile: lines are capped and must be JSON objects.
 Standard library only, Python >= 3.9.
@@ -18,12 +19,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
 from ai_data_agent.sandbox.bootstrap import PACKAGE, bundle_of, code_of, source_of
 from ai_data_agent.sandbox.channel import READ_CHUNK
+from ai_data_agent.sandbox.spawn import Child
 
 TYPE_CHECKING = False  # typing is not imported at run time: every start counts
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
     from ai_data_agent.sandbox.codeproc import CodeProcess
 
-KERNEL_MODULES = ("channel", "display", "kernel", "snapshot")
+KERNEL_MODULES = ("channel", "display", "kernel", "snapshot", "wirejson")
 READY_WAIT_S = 60.0
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -42,7 +43,7 @@ KernelGone = ChildProcessError
 
 
 class KernelProcess:
-    def __init__(self, proc: subprocess.Popen[bytes], commands: int, messages: int) -> None:
+    def __init__(self, proc: Child, commands: int, messages: int) -> None:
         self.proc = proc
         self.commands = commands
         self.messages_fd = messages
@@ -50,7 +51,6 @@ class KernelProcess:
         self.skipping = False
         self.dropped = 0
         os.set_blocking(messages, False)
-        assert proc.stdout is not None and proc.stderr is not None
         self.stdout = proc.stdout.fileno()
         self.stderr = proc.stderr.fileno()
         os.set_blocking(self.stdout, False)
@@ -68,20 +68,17 @@ class KernelProcess:
         command_r, command_w = os.pipe()
         message_r, message_w = os.pipe()
         passed = dict(config, **{"in": command_r, "out": message_w})
-        proc = subprocess.Popen(
-            [sys.executable, "-c", boot],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=dict(env, AI_DATA_AGENT_KERNEL=json.dumps(passed)),
-            pass_fds=(command_r, message_w),
-            start_new_session=True,
-        )
-        os.close(command_r)
-        os.close(message_w)
+        try:
+            proc = Child.spawn(
+                [sys.executable, "-c", boot],
+                dict(env, AI_DATA_AGENT_KERNEL=json.dumps(passed)),
+                cwd,
+                pass_fds=(command_r, message_w),
+            )
+        finally:
+            os.close(command_r)
+            os.close(message_w)
         kernel = cls(proc, command_w, message_r)
-        assert proc.stdin is not None
         try:
             proc.stdin.write(bundle)
             proc.stdin.close()
@@ -227,8 +224,7 @@ class KernelProcess:
             except OSError:
                 pass
         for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+            pipe.close()
 
 
 def open_kernel(

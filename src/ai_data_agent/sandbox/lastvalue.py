@@ -57,7 +57,7 @@ def run_source(source: bytes, path: str, namespace: "dict[str, object]") -> obje
 
 def read_value(path: str) -> "dict[str, object] | None":
     """The bundle the code's interpreter wrote, when it is a regular file of the right shape."""
-    import json
+    from ai_data_agent.sandbox.wirejson import loads  # in the runner: no `json` there
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -72,7 +72,7 @@ def read_value(path: str) -> "dict[str, object] | None":
     finally:
         os.close(fd)
     try:
-        found = json.loads(raw)
+        found = loads(raw)
     except ValueError:
         return None
     if not isinstance(found, dict) or not isinstance(found.get("data"), dict):

@@ -168,12 +168,19 @@ def write_imports(path: str, prefixes: list[str]) -> None:
         pass  # a hint only
 
 
+def invalidate_caches() -> None:
+    """`importlib.invalidate_caches`, without importing `importlib` into the code's
+    interpreter (``python main.py`` has not): the input files arrived after its start."""
+    for finder in sys.meta_path:
+        invalidate = getattr(finder, "invalidate_caches", None)
+        if invalidate is not None:
+            invalidate()
+
+
 def run_main(op: dict[str, Any]) -> None:
     """Run ``op["main"]`` as ``python main.py`` would (see the module docstring)."""
     import atexit
     import builtins
-    from importlib import invalidate_caches
-    from importlib.machinery import SourceFileLoader
 
     path = str(op["main"])
     apply_env(op.get("env") or {})
@@ -182,7 +189,7 @@ def run_main(op: dict[str, Any]) -> None:
         atexit.register(write_imports, str(report), [p + os.sep for p in op.get("prefixes") or []])
     sys.argv[:] = [os.path.basename(path)]
     sys.path[0] = os.path.dirname(path)
-    invalidate_caches()  # the input files arrived after this interpreter started
+    invalidate_caches()
     namespace = sys.modules["__main__"].__dict__
     namespace.clear()
     namespace.update(
@@ -190,7 +197,7 @@ def run_main(op: dict[str, Any]) -> None:
         __doc__=None,
         __package__=None,
         __spec__=None,
-        __loader__=SourceFileLoader("__main__", path),
+        __loader__=sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path),
         __file__=path,
         __cached__=None,
         __builtins__=builtins,

@@ -1,0 +1,98 @@
+"""`sandbox.spawn.Child`: a child on three pipes, in its own session and working
+directory, with exactly the descriptors it is given, and its exit as `subprocess`
+reports it."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from ai_data_agent.sandbox.spawn import EXEC_FAILED, Child
+
+SHOW = """
+import os, sys
+data = sys.stdin.read()
+print(os.getcwd(), os.getsid(0) == os.getpid(), os.environ.get("ONLY"), data)
+for fd in range(3, 64):
+    try:
+        os.fstat(fd)
+    except OSError:
+        continue
+    print("open", fd)
+print("to stderr", file=sys.stderr)
+sys.exit(int(os.environ["CODE"]))
+"""
+
+
+def read_all(child: Child) -> tuple[bytes, bytes]:
+    out, err = bytearray(), bytearray()
+    streams = {child.stdout.fileno(): out, child.stderr.fileno(): err}
+    while streams:
+        ready, _, _ = select.select(list(streams), [], [], 30)
+        assert ready
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if data:
+                streams[fd] += data
+            else:
+                del streams[fd]
+    child.stdout.close()
+    child.stderr.close()
+    return bytes(out), bytes(err)
+
+
+def test_the_child_gets_its_cwd_env_session_pipes_and_only_the_fds_passed(
+    tmp_path: Path,
+) -> None:
+    passed_r, passed_w = os.pipe()
+    kept_r, kept_w = os.pipe()  # not passed: the child must not have it
+    os.set_inheritable(kept_r, True)  # even when it could be inherited
+    try:
+        child = Child.spawn(
+            [sys.executable, "-I", "-S", "-c", SHOW],
+            {"ONLY": "this", "CODE": "3"},
+            str(tmp_path),
+            pass_fds=(passed_r,),
+        )
+        child.stdin.write(b"input")
+        child.stdin.close()
+        out, err = read_all(child)
+    finally:
+        for fd in (passed_r, passed_w, kept_r, kept_w):
+            os.close(fd)
+    lines = out.decode().splitlines()
+    assert lines[0] == f"{tmp_path} True this input"
+    assert lines[1:] == [f"open {passed_r}"]
+    assert err == b"to stderr\n"
+    assert child.wait(30) == 3
+    assert child.poll() == 3 == child.returncode
+
+
+def test_a_child_that_cannot_exec_ends_with_127(tmp_path: Path) -> None:
+    child = Child.spawn([str(tmp_path / "missing")], {}, str(tmp_path))
+    child.stdin.close()
+    assert read_all(child) == (b"", b"")
+    assert child.wait(30) == EXEC_FAILED
+
+
+def test_a_signal_shows_as_a_negative_status_and_wait_can_time_out(tmp_path: Path) -> None:
+    child = Child.spawn(
+        [sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"], {}, str(tmp_path)
+    )
+    try:
+        assert child.poll() is None
+        with pytest.raises(TimeoutError):
+            child.wait(0.05)
+        os.killpg(child.pid, signal.SIGKILL)  # its own session: its group is its pid
+        assert child.wait() == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+        for pipe in (child.stdin, child.stdout, child.stderr):
+            pipe.close()
