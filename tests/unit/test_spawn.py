@@ -96,3 +96,14 @@ def test_a_signal_shows_as_a_negative_status_and_wait_can_time_out(tmp_path: Pat
             child.wait()
         for pipe in (child.stdin, child.stdout, child.stderr):
             pipe.close()
+
+
+def test_its_process_group_is_there_to_kill_as_soon_as_spawn_returns(tmp_path: Path) -> None:
+    for _ in range(30):  # a child not yet in its own session would escape the kill
+        child = Child.spawn(
+            [sys.executable, "-I", "-S", "-c", "import time; time.sleep(60)"], {}, str(tmp_path)
+        )
+        os.killpg(child.pid, signal.SIGKILL)
+        assert child.wait(30) == -signal.SIGKILL
+        for pipe in (child.stdin, child.stdout, child.stderr):
+            pipe.close()

@@ -7,9 +7,11 @@
 `locale` and more: about 7 ms of CPU in a fresh interpreter in a container,
 which every run's runner would pay to start one interpreter. The runner needs
 only this: fork, and in the child a new session, the pipes on 0-2, the fds to
-pass, the working directory, every other descriptor closed, exec. A failure
-in the child before its exec ends it with status 127 (its caller sees a child
-that died at once, as it would see a python that crashed at its start).
+pass, the working directory, every other descriptor closed, exec; `spawn`
+returns once the exec is done (as `subprocess` does), so the child's process
+group is there to be killed. A failure in the child before its exec ends it
+with status 127 (its caller sees a child that died at once, as it would see a
+python that crashed at its start).
 Standard library only, Python >= 3.9.
 """
 
@@ -52,6 +54,9 @@ class Child:
         """
         passed = sorted(set(pass_fds))
         ends = [os.pipe(), os.pipe(), os.pipe()]  # (read, write) for stdin, stdout, stderr
+        # Closed by the child's exec (close-on-exec): its end tells that the exec is done,
+        # so the child leads its own session and process group once this returns.
+        exec_r, exec_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child, up to its exec
             try:
@@ -62,15 +67,21 @@ class Child:
                 for fd in passed:
                     os.set_inheritable(fd, True)
                 low = 3
-                for fd in [*passed, MAX_FD]:
+                for fd in sorted({*passed, exec_w, MAX_FD}):
                     os.closerange(low, fd)
                     low = fd + 1
                 os.execve(argv[0], argv, dict(env))  # noqa: S606  # our own interpreter
+            except BaseException:
+                os.write(exec_w, b"x")
             finally:
                 os._exit(EXEC_FAILED)
-        os.close(ends[0][0])
-        os.close(ends[1][1])
-        os.close(ends[2][1])
+        os.close(exec_w)
+        for end in (ends[0][0], ends[1][1], ends[2][1]):
+            os.close(end)
+        try:
+            os.read(exec_r, 1)  # b"": exec'd; a byte: it failed before, and exits with 127
+        finally:
+            os.close(exec_r)
         return cls(
             pid,
             os.fdopen(ends[0][1], "wb"),
