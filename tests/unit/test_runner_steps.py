@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from ai_data_agent.sandbox.environment import (
 )
 from ai_data_agent.sandbox.execute import OutputPump
 from ai_data_agent.sandbox.install import pip_install_command, tail, uv_cannot_run
+from ai_data_agent.sandbox.runner import write_sitecustomize
 
 # -- build_env -------------------------------------------------------------------
 
@@ -387,3 +389,23 @@ def test_read_message_body_must_be_a_json_object() -> None:
 def test_sandbox_constants_match_the_controller() -> None:
     assert channel.GO_LINE == protocol.GO_LINE == b"go\n"
     assert environment.SANDBOX_PREFIX == "ai_data_agent_"
+
+
+def test_sitecustomize_comes_with_its_compiled_code_which_python_loads_as_it_is(
+    tmp_path: Path,
+) -> None:
+    write_sitecustomize(str(tmp_path))
+    assert (tmp_path / "sitecustomize.py").read_text() == source_of("figures")
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(tmp_path)}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # as in a sandbox: nothing written, only read
+    proc = subprocess.run(
+        [sys.executable, "-v", "-c", "import sitecustomize; print(sitecustomize.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert proc.stdout.strip() == str(tmp_path / "sitecustomize.py")
+    cached = tmp_path / "__pycache__" / f"sitecustomize.{sys.implementation.cache_tag}.pyc"
+    assert f"code object from '{cached}'" in proc.stderr  # not compiled from the source

@@ -40,7 +40,7 @@ import os
 import select
 import sys
 
-from ai_data_agent.sandbox.bootstrap import source_of
+from ai_data_agent.sandbox.bootstrap import MAGIC, code_of, source_of
 from ai_data_agent.sandbox.channel import Channel, read_message, receive_files
 from ai_data_agent.sandbox.codeproc import CodeProcess, imported_files
 from ai_data_agent.sandbox.environment import (
@@ -84,8 +84,7 @@ class Workspace:
         self.outputs = os.path.join(self.work, OUTPUTS_SUBDIR)
         os.mkdir(self.work, 0o700)
         os.mkdir(self.outputs, 0o700)
-        with open(os.path.join(self.sandbox, "sitecustomize.py"), "w") as fh:
-            fh.write(source_of("figures"))
+        write_sitecustomize(self.sandbox)
         self.uv_path: str | None = None
         self.child: CodeProcess | None = None
         self.configure(job)
@@ -131,6 +130,25 @@ class Workspace:
             "sandbox_dir": self.sandbox,
             "uid": os.getuid(),
         }
+
+
+def write_sitecustomize(sandbox: str) -> None:
+    """`figures` as ``sandbox/sitecustomize.py``, which every interpreter of the code
+    imports at its start; with its compiled code beside it (a pyc of the source's mtime
+    and size) when the bundle brought code for this Python, the code's: no compile of it
+    at each start, about 2.5 ms of CPU in a container."""
+    path = os.path.join(sandbox, "sitecustomize.py")
+    with open(path, "w") as fh:
+        fh.write(source_of("figures"))
+    code, tag = code_of("figures"), sys.implementation.cache_tag
+    if code is None or tag is None:
+        return
+    info = os.stat(path)
+    fields = (0, int(info.st_mtime), info.st_size)  # flags 0: checked by mtime and size
+    header = MAGIC + b"".join((f & 0xFFFFFFFF).to_bytes(4, "little") for f in fields)
+    os.mkdir(os.path.join(sandbox, "__pycache__"), 0o700)
+    with open(os.path.join(sandbox, "__pycache__", f"sitecustomize.{tag}.pyc"), "wb") as fh:
+        fh.write(header + code)
 
 
 def verify(job: Job, where: str, space: Workspace) -> dict[str, Any]:
