@@ -14,7 +14,7 @@ request part plus its input files) and ``application/octet-stream`` (one
 session file). They are not buffered here (the form parser spools files to
 disk); they stream through, counted, and reading past the cap raises a 413 in
 the route that reads them. So do the blobs a cluster's workers upload to an API
-node (`storage.remote.BLOBS_ROUTE`), within ``blob_max_bytes``.
+node (`storage.blob_wire.BLOBS_ROUTE`), within ``blob_max_bytes``.
 
 An answer sent while the body is still arriving (those 413s, or a route's early
 error) closes the connection, but not at once. Most clients (urllib,
@@ -43,7 +43,7 @@ from ai_data_agent.errors import RequestTooLarge
 from ai_data_agent.paths import MAX_PATH_LENGTH
 from ai_data_agent.service.http_errors import error_response
 from ai_data_agent.settings import Settings
-from ai_data_agent.storage.remote import BLOBS_ROUTE
+from ai_data_agent.storage.blob_wire import BLOBS_ROUTE
 
 __all__ = [
     "LINGER_IDLE_S",

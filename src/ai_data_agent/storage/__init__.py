@@ -16,11 +16,11 @@ the store only keeps bytes. `BlobStore` is the interface the callers see, so
 an object store can stand beside `LocalBlobStore` (a directory, which all API
 nodes of a cluster share) without changing them. A node hands its store out as
 ``node.blobs``: the one-node daemon's and an API node's are a `LocalBlobStore`,
-a cluster worker's an `HttpBlobStore` (the API nodes' store, over HTTP, with
-local copies).
+a cluster worker's a `remote.HttpBlobStore` (the API nodes' store, over HTTP,
+with local copies; imported from there, so that a node without it never loads
+an HTTP client).
 """
 
 from ai_data_agent.storage.blobs import BlobRef, BlobStore, BlobWriter, LocalBlobStore
-from ai_data_agent.storage.remote import HttpBlobStore
 
-__all__ = ["BlobRef", "BlobStore", "BlobWriter", "HttpBlobStore", "LocalBlobStore"]
+__all__ = ["BlobRef", "BlobStore", "BlobWriter", "LocalBlobStore"]

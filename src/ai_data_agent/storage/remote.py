@@ -9,7 +9,7 @@
 The API nodes of a cluster keep its blobs in a directory they share
 (`LocalBlobStore`); a worker reaches them only through an API node, over HTTP
 at the URLs the live API nodes advertise (`Peers`), presenting the cluster's
-node secret in `NODE_AUTH_HEADER` (``service/cluster/blob_routes.py`` is the
+node secret in `blob_wire.NODE_AUTH_HEADER` (``service/cluster/blob_routes.py`` is the
 other side). Each call tries the API nodes in the order `Peers.urls` gives,
 moving to the next on a connection error, a cut transfer or a 502/503/504; a
 read cut halfway goes on from where it stopped (HTTP Range) on the next node.
@@ -33,14 +33,12 @@ import httpx
 from loguru import logger
 
 from ai_data_agent.errors import NotReady, ServerError
+from ai_data_agent.storage.blob_wire import BLOBS_ROUTE, CHUNK, NODE_AUTH_HEADER
 from ai_data_agent.storage.blobs import BlobRef, BlobWriter, LocalBlobStore, is_digest
 from ai_data_agent.wire_errors import rebuild_error
 
-__all__ = ["BLOBS_ROUTE", "NODE_AUTH_HEADER", "HttpBlobStore", "Peers"]
+__all__ = ["HttpBlobStore", "Peers"]
 
-BLOBS_ROUTE = "/internal/blobs"  # + /{digest}: GET (Range), HEAD, PUT
-NODE_AUTH_HEADER = "X-Ai-Data-Agent-Node-Secret"
-CHUNK = 1024 * 1024
 CONNECT_TIMEOUT_S = 5.0
 UNAVAILABLE = (502, 503, 504)  # this node cannot answer now; another may
 PROBE_DIGEST = "0" * 64  # a blob nobody has: asking for it tests the route and the secret

@@ -20,8 +20,8 @@ from ai_data_agent.service import create_app
 from ai_data_agent.service.audit_store import AuditStore
 from ai_data_agent.service.cluster.blob_routes import BlobServer
 from ai_data_agent.storage import LocalBlobStore
+from ai_data_agent.storage.blob_wire import BLOBS_ROUTE, NODE_AUTH_HEADER
 from ai_data_agent.storage.blobs import PARTIAL
-from ai_data_agent.storage.remote import BLOBS_ROUTE, NODE_AUTH_HEADER
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@
                                             400 when they do not hash to {digest}
 
 Only nodes of the cluster may call them: every request carries the cluster's
-node secret (`storage.remote.NODE_AUTH_HEADER`), made once by the schema's
+node secret (`storage.blob_wire.NODE_AUTH_HEADER`), made once by the schema's
 migration and read from the database by every node (whoever can read the
 database is trusted already), compared in constant time and never logged. The
 ``Authorization`` header is not looked at: no tenant's bearer token opens these
@@ -35,8 +35,8 @@ from starlette.requests import ClientDisconnect
 
 from ai_data_agent.errors import NotFound, NotReady, RequestRejected, RequestTooLarge, Unauthorized
 from ai_data_agent.storage import BlobRef, BlobStore
+from ai_data_agent.storage.blob_wire import BLOBS_ROUTE, CHUNK, NODE_AUTH_HEADER
 from ai_data_agent.storage.blobs import is_digest
-from ai_data_agent.storage.remote import BLOBS_ROUTE, CHUNK, NODE_AUTH_HEADER
 
 __all__ = ["BlobServer", "install_blob_routes"]
 
