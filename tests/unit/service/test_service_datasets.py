@@ -77,6 +77,13 @@ async def test_a_version_is_uploaded_listed_read_and_deleted(svc: Service) -> No
     created = await put(svc.client, "sales")
     assert created.status_code == 201, created.text
     assert created.json()["version"] == 1
+    # The answer names what was stored, as the version's own page lists it.
+    page = await svc.client.get("/v1/datasets/sales/versions/1", headers=as_tenant("a"))
+    assert (
+        created.json()["files"]
+        == page.json()["files"]
+        == [{"path": "sales.csv", "size": len(CSV), "sha256": hashlib.sha256(CSV).hexdigest()}]
+    )
     second = await put(svc.client, "sales", CSV + b"2024-01-03,5\n")
     assert second.json()["version"] == 2
     listed = (await svc.client.get("/v1/datasets", headers=as_tenant("a"))).json()

@@ -40,6 +40,7 @@ from ai_data_agent.errors import DatasetInUse, NotFound, RequestRejected, Server
 from ai_data_agent.service.datasets.formats import read_file, read_multipart, read_tar
 from ai_data_agent.service.datasets.ingest import Ingest, UploadCaps, in_flight
 from ai_data_agent.service.datasets.records import DatasetRecords, NewVersion, StorageQuota
+from ai_data_agent.service.datasets.sql import MAX_LISTED_FILES
 from ai_data_agent.service.records import TenantRecords
 from ai_data_agent.settings import Settings
 from ai_data_agent.storage import BlobStore
@@ -147,7 +148,9 @@ class DatasetService:
             version.size,
             source,
         )
-        return version
+        # Its files as `GET .../versions/{n}` lists them: what was stored, named in the answer.
+        listed = sorted(new.files, key=lambda f: f.path)[:MAX_LISTED_FILES]
+        return version.model_copy(update={"files": listed})
 
     def _record(
         self, tenant: str, name: str, new: NewVersion, quota: StorageQuota
