@@ -67,7 +67,9 @@ class Reaper:
         self._orphans_swept = True
         self._metrics.reaped.inc(len(removed))
         if removed:
-            logger.info("removed {} orphaned sandbox container(s) at startup", len(removed))
+            logger.info(
+                "removed {} leftover sandbox container(s) and volume(s) at startup", len(removed)
+            )
         return True
 
     def sweep_expired(self) -> None:
@@ -77,6 +79,8 @@ class Reaper:
             logger.warning("sweep of expired sandboxes failed: {}", exc)
             return
         self._metrics.reaped.inc(len(removed))
+        if removed:
+            logger.info("removed {} expired sandbox container(s) and volume(s)", len(removed))
 
     def apply_retention(self) -> None:
         try:

@@ -349,3 +349,5 @@ class Worker:
             logger.warning("sweep of this engine failed (will retry): {}", exc)
             return
         self.metrics.reaped.inc(len(removed))
+        if removed:
+            logger.info("sweep removed {} sandbox container(s) and volume(s)", len(removed))
