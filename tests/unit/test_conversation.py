@@ -22,7 +22,7 @@ from ai_data_agent.executor.conversation import Budget, Conversation, Transcript
 from ai_data_agent.executor.driver import Assignment, SandboxDriver
 from ai_data_agent.executor.events import RunEvent
 from ai_data_agent.executor.jobs import Job
-from ai_data_agent.executor.link import SandboxLink
+from ai_data_agent.executor.link import EXIT_WAIT_S, SandboxLink
 from ai_data_agent.executor.output import OutputBuffer
 from ai_data_agent.executor.pool import WarmPool
 from ai_data_agent.executor.protocol import encode_message
@@ -273,7 +273,9 @@ def test_deferred_removal_answers_first_and_close_waits_for_it(
 
     closer = threading.Thread(target=driver.close)
     closer.start()
-    time.sleep(0.05)
+    # This runner never ends its stream: its removal waits `EXIT_WAIT_S` for that, then
+    # blocks on the gate; close waits for the removal itself.
+    time.sleep(EXIT_WAIT_S + 0.3)
     assert closer.is_alive()  # close finishes the deferred removals
     driver_backend.release.set()
     closer.join(10)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_data_agent.sandbox.spawn import EXEC_FAILED, Child
+from ai_data_agent.sandbox.spawn import Child
 
 SHOW = """
 import os, sys
@@ -73,11 +73,23 @@ def test_the_child_gets_its_cwd_env_session_pipes_and_only_the_fds_passed(
     assert child.poll() == 3 == child.returncode
 
 
-def test_a_child_that_cannot_exec_ends_with_127(tmp_path: Path) -> None:
-    child = Child.spawn([str(tmp_path / "missing")], {}, str(tmp_path))
-    child.stdin.close()
-    assert read_all(child) == (b"", b"")
-    assert child.wait(30) == EXEC_FAILED
+@pytest.mark.parametrize(
+    ("argv", "env", "cwd", "says"),
+    [
+        (["missing"], {}, None, "exec: No such file or directory"),
+        ([sys.executable, "-c", "pass"], {}, "missing", "chdir: No such file or directory"),
+        ([sys.executable, "-c", "pass"], {"A": "x\x00y"}, None, "exec: refused"),
+    ],
+    ids=["no program", "no cwd", "nul in env"],
+)
+def test_a_child_that_cannot_get_to_its_exec_is_an_error_here_and_leaves_nothing_open(
+    tmp_path: Path, argv: list[str], env: dict[str, str], cwd: str | None, says: str
+) -> None:
+    before = sorted(os.listdir("/proc/self/fd"))
+    program = [str(tmp_path / argv[0]), *argv[1:]] if argv == ["missing"] else argv
+    with pytest.raises(OSError, match=says):
+        Child.spawn(program, env, str(tmp_path / cwd) if cwd else str(tmp_path))
+    assert sorted(os.listdir("/proc/self/fd")) == before
 
 
 def test_a_signal_shows_as_a_negative_status_and_wait_can_time_out(tmp_path: Path) -> None:

@@ -53,6 +53,11 @@ def test_anything_but_one_document_is_a_value_error(data: bytes) -> None:
         wirejson.loads(data)
 
 
+def test_a_document_nested_too_deep_is_a_value_error_too() -> None:
+    with pytest.raises(ValueError, match="too deep"):
+        wirejson.loads("[" * 100_000 + "]" * 100_000)
+
+
 def test_what_json_cannot_write_is_refused() -> None:
     with pytest.raises(TypeError, match="not JSON serializable"):
         wirejson.dumps({"a": object()})

@@ -75,6 +75,10 @@ class KernelProcess:
                 cwd,
                 pass_fds=(command_r, message_w),
             )
+        except BaseException:
+            for fd in (command_w, message_r):
+                os.close(fd)
+            raise
         finally:
             os.close(command_r)
             os.close(message_w)

@@ -7,11 +7,12 @@
 `locale` and more: about 7 ms of CPU in a fresh interpreter in a container,
 which every run's runner would pay to start one interpreter. The runner needs
 only this: fork, and in the child a new session, the pipes on 0-2, the fds to
-pass, the working directory, every other descriptor closed, exec; `spawn`
-returns once the exec is done (as `subprocess` does), so the child's process
-group is there to be killed. A failure in the child before its exec ends it
-with status 127 (its caller sees a child that died at once, as it would see a
-python that crashed at its start).
+pass, the working directory, every other descriptor closed (those the parent
+listed in ``/proc/self/fd`` just before), exec. As with `subprocess`, `spawn`
+returns once the exec is done, so the child's process group is there to be
+killed, and a failure before the exec is raised in the parent (`OSError`, with
+the step and the errno the child hit). The caller holds fds 0-2 (the runner
+does), so the pipes never land on them.
 Standard library only, Python >= 3.9.
 """
 
@@ -26,7 +27,15 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
 EXEC_FAILED = 127
-MAX_FD = 65536  # the sandbox's descriptor limit is far below
+MAX_FD = 65536  # where no /proc lists the open fds: close up to this (the sandbox's limit)
+
+
+def open_fds() -> list[int]:
+    """This process's open descriptors (all up to `MAX_FD` where /proc cannot say)."""
+    try:
+        return sorted(int(name) for name in os.listdir("/proc/self/fd"))
+    except OSError:
+        return list(range(MAX_FD))
 
 
 class Child:
@@ -50,44 +59,57 @@ class Child:
         """Start ``argv`` in a new session, in ``cwd``, with ``env`` and ``pass_fds`` open.
 
         Raises:
-            OSError: no pipe or no fork (the child's own failures end it with 127).
+            OSError: no pipe, no fork, or the child could not get to its exec (the step
+                and its errno are in the message; nothing is left open).
         """
-        passed = sorted(set(pass_fds))
-        ends = [os.pipe(), os.pipe(), os.pipe()]  # (read, write) for stdin, stdout, stderr
-        # Closed by the child's exec (close-on-exec): its end tells that the exec is done,
-        # so the child leads its own session and process group once this returns.
-        exec_r, exec_w = os.pipe()
-        pid = os.fork()
+        passed = set(pass_fds)
+        environ = dict(env)  # built here: the child only calls into the system
+        made: list[int] = []
+        try:
+            for _ in range(4):  # stdin, stdout, stderr; and the exec's report
+                made.extend(os.pipe())
+            (in_r, in_w, out_r, out_w, err_r, err_w, exec_r, exec_w) = made
+            doomed = [fd for fd in open_fds() if fd > 2 and fd not in passed and fd != exec_w]
+            pid = os.fork()
+        except BaseException:
+            for fd in made:
+                os.close(fd)
+            raise
         if pid == 0:  # pragma: no cover - the child, up to its exec
+            step = "setsid"
             try:
                 os.setsid()
+                step = "chdir"
                 os.chdir(cwd)
-                for fd, end in zip((0, 1, 2), (ends[0][0], ends[1][1], ends[2][1])):
+                step = "dup2"
+                for fd, end in ((0, in_r), (1, out_w), (2, err_w)):
                     os.dup2(end, fd)
                 for fd in passed:
                     os.set_inheritable(fd, True)
-                low = 3
-                for fd in sorted({*passed, exec_w, MAX_FD}):
-                    os.closerange(low, fd)
-                    low = fd + 1
-                os.execve(argv[0], argv, dict(env))  # noqa: S606  # our own interpreter
-            except BaseException:
-                os.write(exec_w, b"x")
+                for fd in doomed:
+                    os.closerange(fd, fd + 1)  # no error for one already closed
+                step = "exec"
+                os.execve(argv[0], argv, environ)  # noqa: S606  # our own interpreter
+            except BaseException as exc:
+                code = exc.errno if isinstance(exc, OSError) and exc.errno else 0
+                os.write(exec_w, f"{step} {code}".encode())
             finally:
                 os._exit(EXEC_FAILED)
-        os.close(exec_w)
-        for end in (ends[0][0], ends[1][1], ends[2][1]):
-            os.close(end)
+        for fd in (in_r, out_w, err_w, exec_w):
+            os.close(fd)
         try:
-            os.read(exec_r, 1)  # b"": exec'd; a byte: it failed before, and exits with 127
+            failed = os.read(exec_r, 64)  # b"": exec'd (the pipe closed on exec)
         finally:
             os.close(exec_r)
-        return cls(
-            pid,
-            os.fdopen(ends[0][1], "wb"),
-            os.fdopen(ends[1][0], "rb"),
-            os.fdopen(ends[2][0], "rb"),
-        )
+        if failed:
+            os.waitpid(pid, 0)
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            step, _, number = failed.decode().partition(" ")
+            errno = int(number) if number.isdigit() else 0
+            why = os.strerror(errno) if errno else "refused"  # a NUL byte in argv or env
+            raise OSError(errno or None, f"cannot start {argv[0]}: {step}: {why}")
+        return cls(pid, os.fdopen(in_w, "wb"), os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"))
 
     def poll(self) -> int | None:
         """Its exit status once it ended (negative: the signal that ended it), else None."""

@@ -44,7 +44,7 @@ def loads(data: bytes | bytearray | str) -> Any:
     """The JSON document in ``data`` (UTF-8 when bytes), as `json.loads` reads it.
 
     Raises:
-        ValueError: not exactly one JSON document.
+        ValueError: not exactly one JSON document (or one nested too deep to read).
     """
     text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
     if _scan is None:  # pragma: no cover
@@ -56,6 +56,8 @@ def loads(data: bytes | bytearray | str) -> Any:
         value, end = _scan(text, start)
     except StopIteration as exc:
         raise ValueError(f"expecting a JSON value at char {exc.value}") from None
+    except RecursionError:  # what the code writes may nest without end
+        raise ValueError("JSON nested too deep") from None
     if text[end:].strip(WHITESPACE):
         raise ValueError(f"extra data after the JSON value at char {end}")
     return value
