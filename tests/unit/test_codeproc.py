@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ai_data_agent.sandbox.codeproc import CodeProcess
 from ai_data_agent.sandbox.kernelproc import open_kernel
 from ai_data_agent.sandbox.preload import as_json
 from ai_data_agent.sandbox.spawn import Child
+from tests.support.children import read_to_end
 from tests.support.wait import poll
 
 CODE = """
@@ -32,20 +32,8 @@ sys.exit(EXIT)
 
 def finish(proc: Child, timeout_s: float = 60.0) -> tuple[int, bytes, bytes]:
     """Its exit status and everything it wrote, once it ended."""
-    out, err = bytearray(), bytearray()
-    streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    while streams:
-        ready, _, _ = select.select(list(streams), [], [], timeout_s)
-        assert ready, "the child wrote nothing and did not close its pipes in time"
-        for fd in ready:
-            data = os.read(fd, 65536)
-            if data:
-                streams[fd] += data
-            else:
-                del streams[fd]
-    proc.stdout.close()
-    proc.stderr.close()
-    return proc.wait(timeout_s), bytes(out), bytes(err)
+    out, err = read_to_end(proc, timeout_s)
+    return proc.wait(timeout_s), out, err
 
 
 def run(tmp_path: Path, modules: list[str], exit_arg: str) -> tuple[CodeProcess, int, str, str]:

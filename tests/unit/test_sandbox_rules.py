@@ -133,18 +133,22 @@ print(json.dumps(sorted(n for n in sys.modules if n.startswith("ai_data_agent"))
 """
 
 
-def test_every_module_loads_from_the_bundle_alone_in_isolated_mode() -> None:
-    """``python -I -S``, no site-packages, no package on disk: the bundle is enough."""
-    script = f"BOOTSTRAP = {source_of('bootstrap')!r}\n" + LOAD_EVERY_MODULE
+def with_the_bundle(script: str) -> bytes:
+    """What ``script`` prints in ``python -I -S`` (no site-packages, no package on disk),
+    given the bootstrap's source as ``BOOTSTRAP`` and the bundle on stdin."""
     proc = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script],
+        [sys.executable, "-I", "-S", "-c", f"BOOTSTRAP = {source_of('bootstrap')!r}\n{script}"],
         input=bundle(),
         capture_output=True,
         timeout=30,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    loaded = json.loads(proc.stdout)
+    return proc.stdout
+
+
+def test_every_module_loads_from_the_bundle_alone_in_isolated_mode() -> None:
+    loaded = json.loads(with_the_bundle(LOAD_EVERY_MODULE))
     assert loaded == sorted(["ai_data_agent", OWN, *(f"{OWN}.{m}" for m in SANDBOX_MODULES)])
 
 
@@ -161,13 +165,4 @@ HEAVY = {"enum", "importlib", "json", "re", "signal", "subprocess", "threading",
 
 
 def test_the_runner_loads_without_the_heavy_standard_modules() -> None:
-    script = f"BOOTSTRAP = {source_of('bootstrap')!r}\nHEAVY = {HEAVY!r}\n" + LOAD_THE_RUNNER
-    proc = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script],
-        input=bundle(),
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout == b"[]\n"
+    assert with_the_bundle(f"HEAVY = {HEAVY!r}\n" + LOAD_THE_RUNNER) == b"[]\n"

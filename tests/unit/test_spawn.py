@@ -5,7 +5,6 @@ reports it."""
 from __future__ import annotations
 
 import os
-import select
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ai_data_agent.sandbox.spawn import Child
+from tests.support.children import read_to_end
 
 SHOW = """
 import os, sys
@@ -27,23 +27,6 @@ for fd in range(3, 64):
 print("to stderr", file=sys.stderr)
 sys.exit(int(os.environ["CODE"]))
 """
-
-
-def read_all(child: Child) -> tuple[bytes, bytes]:
-    out, err = bytearray(), bytearray()
-    streams = {child.stdout.fileno(): out, child.stderr.fileno(): err}
-    while streams:
-        ready, _, _ = select.select(list(streams), [], [], 30)
-        assert ready
-        for fd in ready:
-            data = os.read(fd, 65536)
-            if data:
-                streams[fd] += data
-            else:
-                del streams[fd]
-    child.stdout.close()
-    child.stderr.close()
-    return bytes(out), bytes(err)
 
 
 def test_the_child_gets_its_cwd_env_session_pipes_and_only_the_fds_passed(
@@ -61,7 +44,7 @@ def test_the_child_gets_its_cwd_env_session_pipes_and_only_the_fds_passed(
         )
         child.stdin.write(b"input")
         child.stdin.close()
-        out, err = read_all(child)
+        out, err = read_to_end(child, 30)
     finally:
         for fd in (passed_r, passed_w, kept_r, kept_w):
             os.close(fd)
