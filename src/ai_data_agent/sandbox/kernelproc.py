@@ -76,12 +76,11 @@ class KernelProcess:
                 pass_fds=(command_r, message_w),
             )
         except BaseException:
-            for fd in (command_w, message_r):
+            for fd in (command_r, command_w, message_r, message_w):
                 os.close(fd)
             raise
-        finally:
-            os.close(command_r)
-            os.close(message_w)
+        os.close(command_r)
+        os.close(message_w)
         kernel = cls(proc, command_w, message_r)
         try:
             proc.stdin.write(bundle)

@@ -25,8 +25,9 @@ and waits for one operation:
 * ``kernel``: become the session kernel (`kernel.main`) on the same pipes.
 
 The runner starts it before it has a frame token, or after, in a child that
-execs at once (`spawn`): the token is never in this process. Its own modules are forgotten
-before the code runs (the code may import a real package of that name).
+execs at once (`spawn`): the token is never in this process. Its own modules
+are forgotten before the code runs (the code may import a real package of
+that name).
 Standard library only, Python >= 3.9.
 """
 
