@@ -9,9 +9,11 @@ pids, all capabilities dropped, no-new-privileges, an init, no log driver) and
 runs ``python3 -c "print('hello world')"`` directly: no runner, no protocol.
 Its containers carry the label ``ai-data-agent-bench=floor`` (not the
 project's managed label, so no sweep of the product touches them) and
-`Floor.cleanup` removes any left behind. ``run_once(mounts=True)`` adds the
-two mounts every sandbox has (the environment cache volume and the CA bundle,
-both read-only): a diagnostic of what they cost the engine.
+`Floor.cleanup` removes any left behind. ``run_once(lean=True)`` creates the
+container as sandboxes without a network are: with the network disabled, so
+the engine skips its network setup, and the hosts file it then does not write
+bind-mounted (`ai_data_agent.executor.docker.hosts`). A diagnostic: the floor
+itself stays what ``docker run --network none`` costs.
 
 ``python -m bench.floor`` runs one floor hello world and prints the process's
 VmRSS in bytes: the memory of the smallest possible controller.
@@ -27,11 +29,13 @@ from typing import Any
 import docker
 from docker.types import LogConfig, Mount
 
+from ai_data_agent.executor.docker.hosts import HostsFile
+from ai_data_agent.settings import user_cache_dir
+
 __all__ = ["BENCH_LABEL", "HELLO", "Floor", "vm_rss"]
 
 BENCH_LABEL = "ai-data-agent-bench"
 HELLO = "print('hello world')"
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 MiB = 1024 * 1024
 
 
@@ -53,21 +57,10 @@ class Floor:
     def __init__(self, client: docker.DockerClient, image: str) -> None:
         self.api = client.api
         self.image = image
+        self.hosts = HostsFile(user_cache_dir() / "sandbox-hosts")
 
-    def _host_config(self, mounts: bool = False) -> Any:
-        extra: dict[str, Any] = {}
-        if mounts:  # a diagnostic: the two mounts every sandbox has, nothing else
-            extra = {
-                "binds": {CA_BUNDLE: {"bind": "/etc/ai-data-agent/ca-bundle.crt", "mode": "ro"}},
-                "mounts": [
-                    Mount(
-                        "/opt/ai-data-agent/envs",
-                        "ai-data-agent-envs",
-                        type="volume",
-                        read_only=True,
-                    )
-                ],
-            }
+    def _host_config(self, hosts: Mount | None) -> Any:
+        extra: dict[str, Any] = {"mounts": [hosts]} if hosts is not None else {}
         return self.api.create_host_config(
             read_only=True,
             tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1024m,mode=1777"},  # noqa: S108 - in the container
@@ -84,13 +77,17 @@ class Floor:
             **extra,
         )
 
-    def run_once(self, code: str = HELLO, *, mounts: bool = False) -> tuple[float, str]:
+    def run_once(self, code: str = HELLO, *, lean: bool = False) -> tuple[float, str]:
         """One container start to removal; (wall seconds, stdout).
 
         Raises:
-            RuntimeError: the container did not print what it should have.
+            RuntimeError: the container did not print what it should have, or
+                ``lean`` and the hosts file cannot be written.
             docker.errors.DockerException: the engine failed (the container is removed).
         """
+        hosts = self.hosts.mount() if lean else None
+        if lean and hosts is None:
+            raise RuntimeError(f"cannot write {self.hosts.path} for the lean floor")
         started = time.perf_counter()
         container_id = None
         try:
@@ -98,10 +95,11 @@ class Floor:
                 self.image,
                 command=["python3", "-c", code],
                 user="1000:1000",
-                host_config=self._host_config(mounts),
+                host_config=self._host_config(hosts),
                 labels={BENCH_LABEL: "floor"},
                 stdin_open=True,
                 detach=False,
+                network_disabled=lean,
                 use_config_proxy=False,
             )["Id"]
             # Attach before start, as the sandbox does, so no output is lost.

@@ -75,7 +75,7 @@ from bench import cluster as cluster_bench
 from bench import datasets as dataset_bench
 from bench import preimport as preimport_bench
 from bench.datasets import DatasetBench
-from bench.floor import CA_BUNDLE, HELLO, Floor, vm_rss
+from bench.floor import HELLO, Floor, vm_rss
 from bench.profile import InstallSteps, PhaseProfiler, summarise
 from bench.sessions import SessionBench
 from tests.support.daemon import Daemon, DaemonError
@@ -93,7 +93,7 @@ LABELS = {
     "http_fresh": "HTTP, fresh container",
     "http_pool": "HTTP, warm pool",
     "exp_http_workers": "experiment: HTTP, fresh, workers = clients",
-    "diag_floor_mounts": "diagnostic: floor + the sandbox's 2 mounts",
+    "diag_floor_lean": "diagnostic: floor without the engine's network setup, as sandboxes",
 }
 
 
@@ -414,6 +414,10 @@ class Bench:
 
     def hello_latency(self) -> dict[str, Sampler]:
         samplers = {"floor": Sampler("floor", lambda: self.floor.run_once()[1])}
+        if self.cfg.experiments:
+            samplers["diag_floor_lean"] = Sampler(
+                "diag_floor_lean", lambda: self.floor.run_once(lean=True)[1]
+            )
         samplers["library_fresh"] = self._library_sampler(
             "library_fresh", self.executor("library_fresh")
         )
@@ -423,7 +427,7 @@ class Bench:
         for name, daemon in self.daemons.items():
             if name in VARIANTS:
                 samplers[name] = self._http_sampler(name, daemon)
-        order = [v for v in VARIANTS if v in samplers]
+        order = [v for v in [*VARIANTS, "diag_floor_lean"] if v in samplers]
         rounds = self.cfg.warmup + self.cfg.n
         taken_before = pooled.pool.taken if pooled.pool else 0
         for i in range(rounds):
@@ -442,7 +446,7 @@ class Bench:
         clients = self.cfg.clients
         blocks = self.cfg.tput_blocks
         per_block = max(1, self.cfg.tput_runs // blocks)
-        extra = ["exp_http_workers", "diag_floor_mounts"]
+        extra = ["exp_http_workers", "diag_floor_lean"]
         order = [v for v in [*VARIANTS, *extra] if v in samplers]
         totals: dict[str, dict[str, Any]] = {
             v: {
@@ -779,10 +783,6 @@ class Bench:
                 daemon = self.daemons["exp_http_workers"]
                 samplers["exp_http_workers"] = self._http_sampler("exp_http_workers", daemon)
                 samplers["exp_http_workers"].pool_state["check"] = False  # type: ignore[attr-defined]
-            if self.cfg.experiments and Path(CA_BUNDLE).is_file():
-                samplers["diag_floor_mounts"] = Sampler(
-                    "diag_floor_mounts", lambda: self.floor.run_once(mounts=True)[1]
-                )
             self.results["throughput"] = self.throughput(samplers)
         for daemon in self.daemons.values():
             daemon.stop()

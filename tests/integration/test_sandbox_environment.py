@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -234,3 +234,39 @@ def test_requirement_installs_into_the_sandbox_and_the_network_is_gone_before_co
     assert result.environment.mismatches == []
     assert not [line for line in log_lines if "Environment mismatch" in line.message]
     assert result.environment.sandbox_removed is True
+
+
+HOSTS_PROBE = """
+import json, os, socket
+with open("/proc/self/mountinfo") as fh:
+    source = [line.split()[3] for line in fh if line.split()[4] == "/etc/hosts"]
+with socket.socket() as server:
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    socket.create_connection(("localhost", server.getsockname()[1]), timeout=3).close()
+print(json.dumps({"hosts_from": source, "interfaces": sorted(os.listdir("/sys/class/net"))}))
+"""
+
+
+def test_without_a_network_a_sandbox_gets_the_controllers_hosts_file_else_the_engines(
+    settings: Settings,
+    make_executor: Callable[..., Executor],
+    probe: Probe,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    executor = make_executor(settings)
+    hosts = tmp_path / "ai-data-agent" / "sandbox-hosts"
+
+    _, lean = probe(HOSTS_PROBE, using=executor)  # localhost connects, or the probe fails
+    assert lean == {"hosts_from": [str(hosts)], "interfaces": ["lo"]}
+
+    hosts.unlink()  # as an engine on another machine would see it
+    _, engines = probe(HOSTS_PROBE, using=executor)
+    _, after = probe(HOSTS_PROBE, using=executor)
+    for facts in (engines, after):
+        [source] = facts["hosts_from"]
+        assert source.endswith("/hosts") and source != str(hosts)  # the engine's own
+        assert facts["interfaces"] == ["lo"]
+    assert not hosts.exists()  # not written again: this executor keeps the engine's setup

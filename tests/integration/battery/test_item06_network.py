@@ -2,7 +2,8 @@
 
 Outbound TCP to a public address, to the host's gateway address, to a port the
 controller's host listens on, to the Docker API port and to 169.254.169.254,
-DNS and IPv6 all fail, also right after requirements were installed (so the
+DNS and IPv6 all fail (while ``localhost`` resolves to the sandbox's own
+loopback), also right after requirements were installed (so the
 install network was gone before user code started), in either install mode.
 On gVisor the sandbox has no network at all (``--network=none``): installs
 cannot work there, which the runsc variant asserts as the documented trade-off.
@@ -40,6 +41,14 @@ for name in ("pypi.org", "localhost.localdomain.invalid"):
         out["dns " + name] = str(socket.getaddrinfo(name, 443)[0][4])
     except OSError as exc:
         out["dns " + name] = "failed: %s: %s" % (type(exc).__name__, exc)
+with socket.socket() as server:  # the sandbox's own loopback, by name, does work
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        socket.create_connection(("localhost", server.getsockname()[1]), timeout=3).close()
+        out["own localhost"] = "connected"
+    except OSError as exc:
+        out["own localhost"] = "failed: %s: %s" % (type(exc).__name__, exc)
 out["interfaces"] = sorted(os.listdir("/sys/class/net"))
 print(json.dumps(out))
 """
@@ -90,8 +99,11 @@ def probe(battery: Battery, targets: dict[str, Any], **request: Any) -> dict[str
 
 def assert_offline(facts: dict[str, Any]) -> None:
     assert facts["interfaces"] == ["lo"], facts
+    assert facts["own localhost"] == "connected", facts
     reached = {
-        k: v for k, v in facts.items() if k != "interfaces" and not str(v).startswith("failed: ")
+        k: v
+        for k, v in facts.items()
+        if k not in ("interfaces", "own localhost") and not str(v).startswith("failed: ")
     }
     assert not reached, f"reachable from user code: {reached}"
 

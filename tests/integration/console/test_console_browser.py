@@ -127,8 +127,8 @@ class Console:
     def text(self) -> str:
         try:
             return str(self.driver.find_element(By.TAG_NAME, "body").text)
-        except StaleElementReferenceException:  # the page was replaced meanwhile: none yet
-            return ""
+        except (NoSuchElementException, StaleElementReferenceException):
+            return ""  # between two pages: the next has no body yet, or replaced it meanwhile
 
     def text_of(self, element_id: str) -> str:
         """The element's text; "" while the page that has it is loading or being replaced."""

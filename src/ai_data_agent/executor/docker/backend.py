@@ -31,6 +31,7 @@ from ai_data_agent.executor.docker import datafill
 from ai_data_agent.executor.docker import sweep as docker_sweep
 from ai_data_agent.executor.docker import volumes as docker_volumes
 from ai_data_agent.executor.docker.cpu import CpuReader
+from ai_data_agent.executor.docker.hosts import HostsFile
 from ai_data_agent.executor.docker.sandbox import DOCKER_ERRORS, DockerSandbox
 from ai_data_agent.executor.spec import (
     CA_BUNDLE_PATH,
@@ -38,7 +39,7 @@ from ai_data_agent.executor.spec import (
     LABEL_CONTROLLER,
     ContainerSpec,
 )
-from ai_data_agent.settings import Settings
+from ai_data_agent.settings import Settings, user_cache_dir
 
 __all__ = ["DockerBackend", "connect"]
 
@@ -90,6 +91,7 @@ class DockerBackend:
         self._image_lock = threading.Lock()
         self._pending: set[str] = set()  # sandboxes whose removal failed, retried
         self._pending_lock = threading.Lock()
+        self._hosts = HostsFile(user_cache_dir() / "sandbox-hosts")
 
     @property
     def client(self) -> docker.DockerClient:
@@ -231,10 +233,12 @@ class DockerBackend:
         )
 
     # -- containers -------------------------------------------------------------
-    def _host_config(self, spec: ContainerSpec) -> dict[str, Any]:
+    def _host_config(self, spec: ContainerSpec, hosts: Mount | None = None) -> dict[str, Any]:
         mounts = [
             Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts
         ]
+        if hosts is not None:
+            mounts.append(hosts)
         if spec.ca_bundle is not None:
             # A bind mount, not a -v bind: a source missing on the engine's host is an
             # error here, where -v would create it there as an empty directory.
@@ -268,18 +272,7 @@ class DockerBackend:
         sock: Any = None
         step = "create"
         try:
-            created = api.create_container(
-                spec.image,
-                command=spec.command,
-                user=spec.user,
-                environment=spec.environment,
-                labels=spec.labels,
-                host_config=self._host_config(spec),
-                stdin_open=True,  # with detach=False this also sets StdinOnce
-                detach=False,
-                use_config_proxy=False,  # nothing from the controller's docker config
-            )
-            container_id = created["Id"]
+            container_id = self._create(spec)
             step = "attach"
             sock = api.attach_socket(
                 container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -311,6 +304,32 @@ class DockerBackend:
         return DockerSandbox(
             self.client, container_id, sock, spec, run_id, self._remove_later, usage_ns
         )
+
+    def _create(self, spec: ContainerSpec) -> str:
+        """Create the container: without a network, skipping the engine's network setup
+        (see `hosts`), unless the engine cannot mount the hosts file that needs."""
+        hosts = self._hosts.mount() if spec.network is None else None
+        try:
+            return self._create_container(spec, hosts)
+        except docker.errors.APIError as exc:
+            if hosts is None or not self._hosts.refused(exc):
+                raise
+        return self._create_container(spec, None)
+
+    def _create_container(self, spec: ContainerSpec, hosts: Mount | None) -> str:
+        created = self.client.api.create_container(
+            spec.image,
+            command=spec.command,
+            user=spec.user,
+            environment=spec.environment,
+            labels=spec.labels,
+            host_config=self._host_config(spec, hosts),
+            stdin_open=True,  # with detach=False this also sets StdinOnce
+            detach=False,
+            network_disabled=hosts is not None,
+            use_config_proxy=False,  # nothing from the controller's docker config
+        )
+        return str(created["Id"])
 
     def sandboxes(self, controller_id: str) -> list[str]:
         try:
