@@ -974,6 +974,16 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     for name, entry in tput.items():
         if floor_rate:
             ratios[f"throughput.{name}"] = round(entry["runs_per_s"] / floor_rate, 3)
+    # Against the floor created as sandboxes are (no network setup): like for like.
+    lean = hello.get("diag_floor_lean", {}).get("p50")
+    lean_rate = tput.get("diag_floor_lean", {}).get("runs_per_s")
+    for name in ("library_fresh", "http_fresh"):
+        p50 = hello.get(name, {}).get("p50")
+        if p50 and lean:
+            ratios[f"hello_world_vs_lean.{name}"] = round(p50 / lean, 3)
+        rate = tput.get(name, {}).get("runs_per_s")
+        if rate and lean_rate:
+            ratios[f"throughput_vs_lean.{name}"] = round(rate / lean_rate, 3)
     floor_rss = results.get("rss_floor_controller_bytes")
     for kind in ("rss_idle_bytes", "rss_peak_bytes"):
         for name, value in (results.get(kind) or {}).items():
@@ -1012,6 +1022,18 @@ def evaluate(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
             f"throughput at {clients} clients, {LABELS[name]} >= {limit}x floor",
             ratios.get(f"throughput.{name}"),
             limit,
+            at_most=False,
+        )
+    for name, limit in (("library_fresh", 1.0), ("http_fresh", 1.1)):
+        target(
+            f"{LABELS[name]} hello p50 <= {limit}x the lean floor",
+            ratios.get(f"hello_world_vs_lean.{name}"),
+            limit,
+        )
+        target(
+            f"throughput at {clients} clients, {LABELS[name]} >= 0.85x the lean floor",
+            ratios.get(f"throughput_vs_lean.{name}"),
+            0.85,
             at_most=False,
         )
     per_run = pandas.get("per_run", {}).get("p50")

@@ -134,16 +134,19 @@ def one_round(executor: Executor, lines: list[str]) -> dict[str, Any]:
 
 def main() -> int:
     rounds = int(os.environ.get("BENCH_SECOND_N", "3"))
-    tmp = Path(tempfile.mkdtemp(prefix="ai-data-agent-second-run-"))
     lines: list[str] = []
     sink = logger.add(lambda m: lines.append(str(m.record["message"])), level="INFO")
-    settings = Settings(
-        ca_bundle=ca_bundle(),
-        pool_size=int(os.environ.get("BENCH_SECOND_POOL", "0")),
-        env_cache_index=tmp / "envcache.sqlite3",
-    )
     results = []
-    with Executor(settings) as executor:
+    with (
+        tempfile.TemporaryDirectory(prefix="ai-data-agent-second-run-") as tmp,
+        Executor(
+            Settings(
+                ca_bundle=ca_bundle(),
+                pool_size=int(os.environ.get("BENCH_SECOND_POOL", "0")),
+                env_cache_index=Path(tmp) / "envcache.sqlite3",
+            )
+        ) as executor,
+    ):
         timed(executor, REFERENCE)  # installed or adopted, then compiled once
         wait_compiled(executor, REFERENCE)
         timed(executor, REFERENCE)

@@ -166,3 +166,20 @@ HEAVY = {"enum", "importlib", "json", "re", "signal", "subprocess", "threading",
 
 def test_the_runner_loads_without_the_heavy_standard_modules() -> None:
     assert with_the_bundle(f"HEAVY = {HEAVY!r}\n" + LOAD_THE_RUNNER) == b"[]\n"
+
+
+MAKE_UNDUMPABLE = """
+import sys
+namespace = {"__name__": "bootstrap"}
+exec(BOOTSTRAP, namespace)
+namespace["install"](namespace["read_bundle"](sys.stdin.buffer))
+__import__("ai_data_agent.sandbox.environment")
+sys.modules["ai_data_agent.sandbox.environment"].make_undumpable()
+heavy = sorted({"ctypes", "struct", "types"} & set(sys.modules))
+import ctypes
+print(heavy, ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+"""
+
+
+def test_the_runner_makes_itself_undumpable_without_importing_ctypes() -> None:
+    assert with_the_bundle(MAKE_UNDUMPABLE) == b"[] 0\n"

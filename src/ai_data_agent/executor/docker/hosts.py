@@ -82,7 +82,9 @@ class HostsFile:
                 return True
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Whole or not at all: other controllers on this host may mount it meanwhile.
-            staging = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            staging = self.path.with_name(
+                f".{self.path.name}.{os.getpid()}.{threading.get_ident()}"
+            )
             staging.write_text(HOSTS, "utf-8")
             staging.chmod(0o644)
             os.replace(staging, self.path)
