@@ -30,7 +30,6 @@ import docker
 from docker.types import LogConfig, Mount
 
 from ai_data_agent.executor.docker.hosts import HostsFile
-from ai_data_agent.settings import user_cache_dir
 
 __all__ = ["BENCH_LABEL", "HELLO", "Floor", "vm_rss"]
 
@@ -57,7 +56,7 @@ class Floor:
     def __init__(self, client: docker.DockerClient, image: str) -> None:
         self.api = client.api
         self.image = image
-        self.hosts = HostsFile(user_cache_dir() / "sandbox-hosts")
+        self.hosts = HostsFile.default()
 
     def _host_config(self, hosts: Mount | None) -> Any:
         extra: dict[str, Any] = {"mounts": [hosts]} if hosts is not None else {}

@@ -10,8 +10,9 @@ in a pooled sandbox before the job arrives (with the set's heavy modules
 imported), in a fresh one as soon as the job came. It is a new interpreter
 (``python3 -c <bootstrap>``, exec'd by a child of the runner at once: `spawn`),
 so nothing of the runner's memory is in it, in its own session; its bundle is
-small enough for the pipe, so starting it never waits for it. What it writes before its release (warnings of an import) is kept,
-capped, and counts as the code's output. A session's kernel is made from one
+small enough for the pipe, so starting it never waits for it. What it writes
+before its release (warnings of an import) is kept, capped, and counts as the
+code's output. A session's kernel is made from one
 with `kernelproc.KernelProcess.adopt`. Standard library only, Python >= 3.9.
 """
 

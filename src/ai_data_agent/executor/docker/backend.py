@@ -39,7 +39,7 @@ from ai_data_agent.executor.spec import (
     LABEL_CONTROLLER,
     ContainerSpec,
 )
-from ai_data_agent.settings import Settings, user_cache_dir
+from ai_data_agent.settings import Settings
 
 __all__ = ["DockerBackend", "connect"]
 
@@ -91,7 +91,7 @@ class DockerBackend:
         self._image_lock = threading.Lock()
         self._pending: set[str] = set()  # sandboxes whose removal failed, retried
         self._pending_lock = threading.Lock()
-        self._hosts = HostsFile(user_cache_dir() / "sandbox-hosts")
+        self._hosts = HostsFile.default()
 
     @property
     def client(self) -> docker.DockerClient:

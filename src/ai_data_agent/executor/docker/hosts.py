@@ -1,6 +1,6 @@
 """The /etc/hosts of sandboxes without a network, so the engine skips its network setup.
 
-    hosts = HostsFile(user_cache_dir() / "sandbox-hosts")
+    hosts = HostsFile.default()    # $XDG_CACHE_HOME/ai-data-agent/sandbox-hosts
     mount = hosts.mount()   # a read-only bind at /etc/hosts, or None: keep the setup
     hosts.refused(exc)      # the engine cannot mount it: True, and never again
 
@@ -22,12 +22,15 @@ with the engine's network setup, as before, and keeps doing so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
 
 from docker.types import Mount
 from loguru import logger
+
+from ai_data_agent.settings import user_cache_dir
 
 __all__ = ["HOSTS", "HOSTS_PATH", "HostsFile"]
 
@@ -50,6 +53,11 @@ class HostsFile:
         self.path = path
         self._usable: bool | None = None  # None: not written yet
         self._lock = threading.Lock()
+
+    @classmethod
+    def default(cls) -> HostsFile:
+        """The one file in this user's cache folder, shared by every controller here."""
+        return cls(user_cache_dir() / "sandbox-hosts")
 
     def mount(self) -> Mount | None:
         """The bind of the file at /etc/hosts; None when it cannot be written or mounted."""
@@ -77,18 +85,18 @@ class HostsFile:
         return True
 
     def _write(self) -> bool:
+        # Whole or not at all: other controllers on this host may mount it meanwhile.
+        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         try:
             if self.path.is_file() and self.path.read_text("utf-8") == HOSTS:
                 return True
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Whole or not at all: other controllers on this host may mount it meanwhile.
-            staging = self.path.with_name(
-                f".{self.path.name}.{os.getpid()}.{threading.get_ident()}"
-            )
             staging.write_text(HOSTS, "utf-8")
             staging.chmod(0o644)
             os.replace(staging, self.path)
-        except (OSError, RuntimeError) as exc:  # RuntimeError: no home folder
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # none made, or its folder is not one
+                staging.unlink()
             logger.info(
                 "cannot write {} ({}); sandboxes keep the engine's network setup", self.path, exc
             )
